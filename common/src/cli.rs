@@ -1,0 +1,382 @@
+//! The shape every tool shares: global flags, built-in commands, the batch runner and `main`.
+
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::{Context, Error, Result};
+use crate::netns::{self, NetnsFd};
+use crate::output;
+use crate::types::NsTarget;
+
+/// Flags every tool accepts, before or after the verb.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Act inside network namespace NAME (/run/netns/NAME) or PATH such as /proc/PID/ns/net
+    /// (like `ip -n NAME`)
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub ns: Option<NsTarget>,
+
+    /// Indent the JSON output (like `ip -j -p`)
+    #[arg(long, global = true)]
+    pub pretty: bool,
+
+    /// Dry run: validate and print what would change, change nothing
+    #[arg(long, global = true)]
+    pub check: bool,
+
+    /// Log each step to stderr (repeat for more)
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Run the commands in FILE (`-` for stdin), one per line, in one process; prints JSON Lines
+    /// and stops at the first failing line (like `ip -batch`)
+    #[arg(short = 'b', long, global = true, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// Print the version as JSON
+    #[arg(long, global = true)]
+    pub version: bool,
+}
+
+/// Commands every tool has.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Builtin {
+    /// Print the version as JSON
+    Version,
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Top<C: Subcommand> {
+    #[command(flatten)]
+    Tool(C),
+    #[command(flatten)]
+    Builtin(Builtin),
+}
+
+#[derive(Parser, Debug)]
+#[command(disable_version_flag = true, propagate_version = false)]
+struct Cli<C: Subcommand> {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Top<C>>,
+}
+
+/// What a command produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// One JSON object (it carries `changed`).
+    Json(Value),
+    /// Plain text for the few commands the contract exempts (a bare key, say).
+    Text(String),
+}
+
+impl Outcome {
+    /// Serialises any result struct into a JSON outcome.
+    pub fn json(value: impl Serialize) -> Result<Self> {
+        serde_json::to_value(value)
+            .map(Outcome::Json)
+            .context("serialising the result")
+    }
+}
+
+/// What a command runs with: the namespace it is in, dry-run mode, and an async runtime.
+pub struct Ctx {
+    /// The `--ns` target (the thread is already inside it), or None for the caller's namespace.
+    pub ns: Option<NsTarget>,
+    /// `--check`: compute and report, but change nothing.
+    pub check: bool,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Ctx {
+    /// Runs a future to completion on this thread (inside the command's namespace).
+    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.rt.block_on(fut)
+    }
+
+    /// A netlink connection in the command's namespace.
+    pub fn netlink(&self) -> Result<rtnetlink::Handle> {
+        let _guard = self.rt.enter();
+        crate::nl::connect()
+    }
+
+    /// How to name the current namespace in messages: `namespace c00` or `the current namespace`.
+    pub fn ns_label(&self) -> String {
+        match &self.ns {
+            Some(ns) => format!("namespace {ns}"),
+            None => "the current namespace".into(),
+        }
+    }
+
+    /// The namespace name for JSON output (null for the caller's).
+    pub fn ns_json(&self) -> Value {
+        self.ns
+            .as_ref()
+            .map_or(Value::Null, |n| json!(n.to_string()))
+    }
+}
+
+/// A tool's own commands.
+pub trait Command: Subcommand + std::fmt::Debug {
+    /// Runs one command. The thread is already inside `ctx.ns`.
+    fn run(self, ctx: &Ctx) -> Result<Outcome>;
+}
+
+/// The whole of a tool's `main`: parse, enter the namespace, run, print, map errors to exit codes.
+pub fn main<C: Command>(tool: &'static str, about: &'static str) -> ExitCode {
+    output::init();
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match parse::<C>(tool, about, &argv) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    crate::log::set_level(cli.global.verbose);
+    match drive(tool, about, cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            e.report(tool);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn command<C: Subcommand>(tool: &'static str, about: &'static str) -> clap::Command {
+    Cli::<C>::command()
+        .name(tool)
+        .bin_name(tool)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+}
+
+/// Parses argv; on error prints help/usage or `TOOL: error: ...` and gives the exit code.
+fn parse<C: Subcommand>(
+    tool: &'static str,
+    about: &'static str,
+    argv: &[String],
+) -> std::result::Result<Cli<C>, ExitCode> {
+    let res = command::<C>(tool, about)
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::<C>::from_arg_matches(&m));
+    res.map_err(|e| {
+        use clap::error::ErrorKind::*;
+        match e.kind() {
+            DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
+                output::restore_stdout();
+                let _ = e.print();
+                ExitCode::SUCCESS
+            }
+            _ => {
+                Error::invalid(clap_message(&e)).report(tool);
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+/// clap's first line, without its `error: ` prefix.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+fn is_broken_pipe(e: &Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn drive<C: Command>(tool: &'static str, about: &'static str, cli: Cli<C>) -> Result<()> {
+    let pretty = cli.global.pretty;
+    if cli.global.version {
+        return print(&version(tool), pretty);
+    }
+    let home = NetnsFd::current()?;
+    let rt = netns::runtime()?;
+    match &cli.global.batch {
+        Some(file) => run_batch::<C>(tool, about, &cli.global, file, &home, rt),
+        None => {
+            let Some(cmd) = cli.command else {
+                return Err(Error::invalid(format!(
+                    "no command given (try '{tool} --help')"
+                )));
+            };
+            let out = execute(tool, cmd, &cli.global, &home, rt)?;
+            print(&out, pretty)
+        }
+    }
+}
+
+fn version(tool: &str) -> Outcome {
+    Outcome::Json(json!({"changed": false, "name": tool, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+fn print(out: &Outcome, pretty: bool) -> Result<()> {
+    match out {
+        Outcome::Json(v) => output::emit_json(v, pretty),
+        Outcome::Text(t) => output::emit_text(t),
+    }
+    .context("writing to stdout")
+}
+
+/// Enters the namespace, runs one command, and hands the runtime back for the next one.
+fn execute<C: Command>(
+    tool: &'static str,
+    cmd: Top<C>,
+    global: &GlobalArgs,
+    home: &NetnsFd,
+    rt: tokio::runtime::Runtime,
+) -> Result<Outcome> {
+    execute_with(tool, cmd, global, home, rt).0
+}
+
+fn execute_with<C: Command>(
+    tool: &'static str,
+    cmd: Top<C>,
+    global: &GlobalArgs,
+    home: &NetnsFd,
+    rt: tokio::runtime::Runtime,
+) -> (Result<Outcome>, tokio::runtime::Runtime) {
+    match cmd {
+        Top::Builtin(Builtin::Version) => (Ok(version(tool)), rt),
+        Top::Builtin(Builtin::Completions { shell }) => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut command::<C>(tool, ""), tool, &mut buf);
+            (
+                Ok(Outcome::Text(String::from_utf8_lossy(&buf).into_owned())),
+                rt,
+            )
+        }
+        Top::Tool(cmd) => {
+            let entered = match &global.ns {
+                Some(target) => NetnsFd::open(target).and_then(|fd| fd.enter()),
+                None => home.enter(),
+            };
+            if let Err(e) = entered {
+                return (Err(e), rt);
+            }
+            crate::vlog!(3, "{tool}: {cmd:?}");
+            let ctx = Ctx {
+                ns: global.ns.clone(),
+                check: global.check,
+                rt,
+            };
+            let res = cmd.run(&ctx);
+            (res, ctx.rt)
+        }
+    }
+}
+
+/// One parsed batch line.
+struct Line<C: Subcommand> {
+    number: usize,
+    global: GlobalArgs,
+    command: Top<C>,
+}
+
+fn read_batch(file: &PathBuf) -> Result<String> {
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the batch from stdin")?;
+    } else {
+        text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading batch file {}", file.display()))?;
+    }
+    Ok(text)
+}
+
+/// Parses every line first, so a typo on line 200 is reported before line 1 changes anything.
+fn parse_batch<C: Subcommand>(
+    tool: &'static str,
+    about: &'static str,
+    outer: &GlobalArgs,
+    text: &str,
+) -> Result<Vec<Line<C>>> {
+    let mut lines = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let number = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let words = shlex::split(trimmed)
+            .ok_or_else(|| Error::invalid(format!("batch line {number}: unbalanced quotes")))?;
+        let argv: Vec<String> = std::iter::once(tool.to_string()).chain(words).collect();
+        let cli = command::<C>(tool, about)
+            .try_get_matches_from(&argv)
+            .and_then(|m| Cli::<C>::from_arg_matches(&m))
+            .map_err(|e| Error::invalid(format!("batch line {number}: {}", clap_message(&e))))?;
+        if cli.global.batch.is_some() {
+            return Err(Error::invalid(format!(
+                "batch line {number}: --batch cannot be nested"
+            )));
+        }
+        let Some(command) = cli.command else {
+            return Err(Error::invalid(format!("batch line {number}: no command")));
+        };
+        let global = GlobalArgs {
+            ns: cli.global.ns.or_else(|| outer.ns.clone()),
+            check: cli.global.check || outer.check,
+            ..GlobalArgs::default()
+        };
+        lines.push(Line {
+            number,
+            global,
+            command,
+        });
+    }
+    Ok(lines)
+}
+
+fn run_batch<C: Command>(
+    tool: &'static str,
+    about: &'static str,
+    outer: &GlobalArgs,
+    file: &PathBuf,
+    home: &NetnsFd,
+    mut rt: tokio::runtime::Runtime,
+) -> Result<()> {
+    let text = read_batch(file)?;
+    let lines = parse_batch::<C>(tool, about, outer, &text)?;
+    for line in lines {
+        let (res, back) = execute_with(tool, line.command, &line.global, home, rt);
+        rt = back;
+        let out = res.map_err(|e| prefix_line(e, line.number))?;
+        print(&out, outer.pretty)?;
+    }
+    home.enter()
+}
+
+fn prefix_line(e: Error, number: usize) -> Error {
+    match e {
+        Error::Invalid(m) => Error::Invalid(format!("batch line {number}: {m}")),
+        Error::Failed { what, source } => Error::Failed {
+            what: format!("batch line {number}: {what}"),
+            source,
+        },
+    }
+}

@@ -1,0 +1,16 @@
+//! Shared core of the niransix tools (`nsctl`, `wgctl`, `natctl`, `routectl`).
+//!
+//! A tool defines a clap `Subcommand` enum, implements [`cli::Command`] for it, and calls
+//! [`cli::main`] from a three-line `main.rs`; everything else the contract asks of every tool
+//! (global flags, `--ns`, JSON output, errors and exit codes, batch mode) lives here.
+
+pub mod cli;
+pub mod error;
+pub mod log;
+pub mod netns;
+pub mod nl;
+pub mod output;
+pub mod types;
+
+pub use cli::{Command, Ctx, GlobalArgs, Outcome};
+pub use error::{Context, Error, Result};

@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    common::cli::main::<nsctl::Command>("nsctl", nsctl::ABOUT)
+}

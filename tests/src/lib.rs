@@ -1,0 +1,302 @@
+//! Test kit for the integration tests: runs our binaries, reads the kernel's own view
+//! (`ip -j`, `nft`, `wg`, `conntrack`) and owns a per-test prefix for every namespace, link
+//! and WireGuard interface it makes, removing all of them when dropped, even on panic.
+//!
+//! Every name a test creates starts with [`ROOT_PREFIX`], so `leakcheck.sh` can prove after the
+//! suite that nothing was left behind.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// Every test object's name starts with this.
+pub const ROOT_PREFIX: &str = "nx";
+
+/// The directory holding the built tools (`target/debug` or `target/release`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NIRANSIX_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The path of one of our tools (`nsctl`, `wgctl`, `natctl`, `routectl`).
+pub fn tool_path(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+/// The repository root (for scripts under niransix-sh/).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A finished process: exit code and captured output.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub cmdline: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(cmdline: String, out: Output) -> Run {
+        Run {
+            cmdline,
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit 0 and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "`{}` failed (exit {}):\nstdout: {}\nstderr: {}",
+            self.cmdline, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code, an empty stdout, and that stderr mentions `needle`
+    /// (the contract for bad input and failed operations).
+    #[track_caller]
+    pub fn fails(self, code: i32, needle: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "`{}`: expected exit {code}, got {}\nstdout: {}\nstderr: {}",
+            self.cmdline, self.code, self.stdout, self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "`{}`: stdout must stay empty on error, got {:?}",
+            self.cmdline,
+            self.stdout
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "`{}`: stderr should mention {needle:?}: {}",
+            self.cmdline,
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout as exactly one JSON object (the contract for every non-batch command).
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        let v: Value = serde_json::from_str(self.stdout.trim_end()).unwrap_or_else(|e| {
+            panic!(
+                "`{}`: stdout is not one JSON value ({e}): {:?}",
+                self.cmdline, self.stdout
+            )
+        });
+        assert!(v.is_object(), "`{}`: not a JSON object: {v}", self.cmdline);
+        v
+    }
+
+    /// `changed` of the JSON object.
+    #[track_caller]
+    pub fn changed(&self) -> bool {
+        self.json()["changed"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("`{}`: no boolean `changed`", self.cmdline))
+    }
+
+    /// stdout as JSON Lines (batch mode).
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("`{}`: bad JSON line {l:?}: {e}", self.cmdline))
+            })
+            .collect()
+    }
+}
+
+/// Runs a program with arguments (no shell) and captures its output.
+pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Run {
+    run_stdin(program, args, None)
+}
+
+/// Like [`run`], feeding `stdin` to the process.
+pub fn run_stdin(program: impl AsRef<std::ffi::OsStr>, args: &[&str], stdin: Option<&str>) -> Run {
+    let program = program.as_ref();
+    let cmdline = format!("{} {}", program.to_string_lossy(), args.join(" "));
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{cmdline}`: {e}"));
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(text.as_bytes()).expect("writing stdin");
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for `{cmdline}`: {e}"));
+    Run::from_output(cmdline, out)
+}
+
+/// Runs one of our tools.
+pub fn tool(name: &str, args: &[&str]) -> Run {
+    run(tool_path(name), args)
+}
+
+/// Runs a shell snippet with `bash -c` (for kernel-side checks: ip, nft, ping, nc, conntrack).
+pub fn sh(script: &str) -> Run {
+    run("bash", &["-c", script])
+}
+
+/// `ip -j [-n NS] ARGS...` parsed.
+#[track_caller]
+pub fn ip_json(ns: Option<&str>, args: &[&str]) -> Value {
+    let mut full = vec!["-j"];
+    if let Some(ns) = ns {
+        full.extend(["-n", ns]);
+    }
+    full.extend_from_slice(args);
+    let r = run("ip", &full).ok();
+    if r.stdout.trim().is_empty() {
+        return Value::Array(vec![]);
+    }
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("ip -j output: {e}: {}", r.stdout))
+}
+
+/// `ping -c COUNT -W 2` from inside namespace `ns`; true if every reply came back.
+pub fn ping(ns: &str, dest: &str, count: u32) -> bool {
+    let c = count.to_string();
+    run(
+        "ip",
+        &[
+            "netns", "exec", ns, "ping", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "2", dest,
+        ],
+    )
+    .code
+        == 0
+}
+
+/// Everything a command could have changed in namespace `ns` (None: the root namespace):
+/// links, addresses, routes, rules, nftables ruleset, and the list of namespaces.
+pub fn snapshot(ns: Option<&str>) -> String {
+    let exec = |cmd: &str| match ns {
+        Some(n) => format!("ip netns exec {n} {cmd}"),
+        None => cmd.to_string(),
+    };
+    let script = format!(
+        "{}; {}; {}; {}; {}; {}; ip netns list",
+        exec("ip -d -j link show"),
+        exec("ip -j addr show"),
+        exec("ip -j route show table all"),
+        exec("ip -j rule show"),
+        exec("ip -6 -j rule show"),
+        exec("nft list ruleset"),
+    );
+    sh(&script).stdout
+}
+
+/// Fails the test loudly unless we are root on a kernel that can run it.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "these integration tests need root (they build network namespaces); run them as root"
+    );
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A test's own namespace/link prefix, and the cleanup of everything that carries it.
+///
+/// Names are short because link names must fit 15 bytes: `nx` + 3 hex digits of the pid +
+/// a per-process counter, e.g. `nx3a71` — leave room for suffixes of up to ~8 bytes.
+pub struct Lab {
+    pub prefix: String,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("{ROOT_PREFIX}{:03x}{n}", std::process::id() & 0xfff);
+        let lab = Lab { prefix };
+        lab.cleanup();
+        lab
+    }
+
+    /// A name carrying the prefix: `lab.name("c1")` -> `nx3a71c1`.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// Creates namespace `prefix+suffix` with `ip netns add` and brings its loopback up.
+    pub fn netns(&self, suffix: &str) -> String {
+        let name = self.name(suffix);
+        run("ip", &["netns", "add", &name]).ok();
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]).ok();
+        name
+    }
+
+    /// Removes every namespace, root-namespace link, wireguard-go process and UAPI socket
+    /// whose name starts with the prefix. Safe to call repeatedly.
+    pub fn cleanup(&self) {
+        cleanup_prefix(&self.prefix);
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Removes everything named with `prefix` (see [`Lab::cleanup`]).
+pub fn cleanup_prefix(prefix: &str) {
+    let p = prefix;
+    let script = format!(
+        r#"
+        for n in $(ip netns list | awk '{{print $1}}' | grep '^{p}'); do ip netns del "$n"; done
+        for l in $(ip -o link show | awk -F': ' '{{print $2}}' | cut -d@ -f1 | grep '^{p}'); do ip link del "$l"; done
+        pkill -f '^wireguard-go {p}' ; sleep 0.05
+        rm -f /var/run/wireguard/{p}*.sock
+        for t in $(nft list tables 2>/dev/null | awk '{{print $2" "$3}}' | grep ' {p}'); do nft delete table $t; done
+        true
+        "#
+    );
+    let _ = sh(&script);
+}
