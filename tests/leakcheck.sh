@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
 # After the suite: nothing carrying the test prefix may remain on the machine.
 # Exit 1 (and say what) if anything does.
+#   tests/leakcheck.sh [PREFIX]           check only (default prefix: nx)
+#   tests/leakcheck.sh --clean [PREFIX]   first remove everything with the prefix (processes in
+#                                         its namespaces, namespaces, root links, wireguard-go,
+#                                         UAPI sockets), then check; used by tests/run.sh's trap
 set -euo pipefail
+clean=0
+if [[ ${1:-} == --clean ]]; then clean=1; shift; fi
 prefix=${1:-nx}
+[[ -n $prefix ]] || { echo "leakcheck: empty prefix" >&2; exit 2; }
+
+netns_list() { ip netns list | awk '{print $1}' | { grep "^$prefix" || true; }; }
+link_list() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | { grep "^$prefix" || true; }; }
+
+if ((clean)); then
+  while read -r n; do
+    [[ -n $n ]] || continue
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$n" 2>/dev/null || true
+  done < <(netns_list)
+  while read -r l; do [[ -n $l ]] && { ip link del "$l" 2>/dev/null || true; }; done < <(link_list)
+  pkill -9 -f "^wireguard-go $prefix" 2>/dev/null || true
+  sleep 0.1
+  rm -f /var/run/wireguard/"$prefix"*.sock
+fi
+
 left=()
-while read -r n _; do [[ $n == "$prefix"* ]] && left+=("netns $n"); done < <(ip netns list)
-while read -r l; do [[ $l == "$prefix"* ]] && left+=("link $l"); done < <(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1)
+while read -r n; do [[ -n $n ]] && left+=("netns $n"); done < <(netns_list)
+while read -r l; do [[ -n $l ]] && left+=("link $l"); done < <(link_list)
 while read -r p; do left+=("wireguard-go process $p"); done < <(pgrep -af "^wireguard-go $prefix" || true)
 for s in /var/run/wireguard/"$prefix"*.sock; do [[ -e $s ]] && left+=("socket $s"); done
 if ((${#left[@]})); then

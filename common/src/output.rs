@@ -16,7 +16,8 @@ static JSON_OUT: OnceLock<Mutex<File>> = OnceLock::new();
 pub fn init() {
     JSON_OUT.get_or_init(|| {
         // SAFETY: fd 1 and 2 are open for the life of the process; dup/dup2 on them are sound.
-        let real = unsafe { libc::dup(1) };
+        // CLOEXEC: a child we spawn or exec (wireguard-go, `nsctl exec`) must not inherit it.
+        let real = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
         if real < 0 {
             // No stdout at all: write JSON to stderr rather than nowhere.
             return Mutex::new(File::from(

@@ -14,6 +14,73 @@ use serde_json::Value;
 /// Every test object's name starts with this.
 pub const ROOT_PREFIX: &str = "nx";
 
+/// The prefix this run's test objects start with: [`ROOT_PREFIX`], unless `NIRANSIX_TEST_PREFIX`
+/// names another (2–3 lowercase letters, e.g. `ny`) so that a second suite can run beside another
+/// on one machine and `tests/leakcheck.sh ny` checks only its own leftovers.
+pub fn root_prefix() -> String {
+    match std::env::var("NIRANSIX_TEST_PREFIX") {
+        Ok(p) if (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()) => p,
+        _ => ROOT_PREFIX.to_string(),
+    }
+}
+
+/// True inside the kernel VM lane (`tests/vm/inside.sh` sets `NIRANSIX_VM=1`), where the kernel
+/// has WireGuard and VRF: tests must then require those features instead of skipping.
+pub fn in_vm_lane() -> bool {
+    std::env::var_os("NIRANSIX_VM").is_some_and(|v| v == "1")
+}
+
+/// Whether this kernel can create a link of `kind` (`wireguard`, `vrf`, ...). Tries it in a
+/// throwaway namespace (`unshare -n ip link add`), which also loads the module where there is one.
+pub fn kernel_supports(kind: &str) -> bool {
+    let mut args = vec!["-n", "ip", "link", "add", "nxprobe", "type", kind];
+    if kind == "vrf" {
+        args.extend(["table", "10"]);
+    }
+    run("unshare", &args).code == 0
+}
+
+/// Reports the calling test as skipped (the caller returns right after): prints
+/// `SKIPPED (<reason>)` on stderr and appends `<test>\t<reason>` to `$NIRANSIX_SKIP_LOG`, so
+/// `tests/run.sh` counts it as skipped, never as passed. In the VM lane skipping is not allowed:
+/// this panics there.
+#[track_caller]
+pub fn skip(test: &str, reason: &str) {
+    assert!(
+        !in_vm_lane(),
+        "{test}: would skip ({reason}), but the VM lane (NIRANSIX_VM=1) must run it"
+    );
+    eprintln!("\n*** {test}: SKIPPED ({reason}) ***\n");
+    if let Some(path) = std::env::var_os("NIRANSIX_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{test}\t{reason}");
+        }
+    }
+}
+
+/// For a test that needs a kernel link kind this machine may lack (`wireguard`, `vrf`): true if
+/// the kernel has it. Otherwise reports the test as skipped ("kernel lacks VRF; runs in the VM
+/// lane") and returns false — or panics inside the VM lane, where the feature must exist.
+/// Use: `if !needs_kernel("vrf", "my_test") { return; }`
+#[track_caller]
+pub fn needs_kernel(kind: &str, test: &str) -> bool {
+    if kernel_supports(kind) {
+        return true;
+    }
+    let what = match kind {
+        "vrf" => "VRF".to_string(),
+        "wireguard" => "WireGuard".to_string(),
+        k => k.to_string(),
+    };
+    skip(test, &format!("kernel lacks {what}; runs in the VM lane"));
+    false
+}
+
 /// The directory holding the built tools (`target/debug` or `target/release`).
 pub fn bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("NIRANSIX_BIN_DIR") {
@@ -205,14 +272,16 @@ pub fn ping(ns: &str, dest: &str, count: u32) -> bool {
 }
 
 /// Everything a command could have changed in namespace `ns` (None: the root namespace):
-/// links, addresses, routes, rules, nftables ruleset, and the list of namespaces.
+/// links, addresses, routes, rules and the nftables ruleset. The machine-wide list of
+/// namespaces is not part of it (other suites change it concurrently): compare
+/// [`netns_with_prefix`] for that.
 pub fn snapshot(ns: Option<&str>) -> String {
     let exec = |cmd: &str| match ns {
         Some(n) => format!("ip netns exec {n} {cmd}"),
         None => cmd.to_string(),
     };
     let script = format!(
-        "{}; {}; {}; {}; {}; {}; ip netns list",
+        "{}; {}; {}; {}; {}; {}",
         exec("ip -d -j link show"),
         exec("ip -j addr show"),
         exec("ip -j route show table all"),
@@ -221,6 +290,19 @@ pub fn snapshot(ns: Option<&str>) -> String {
         exec("nft list ruleset"),
     );
     sh(&script).stdout
+}
+
+/// The names of the namespaces that start with `prefix` (sorted), for before/after checks.
+pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = run("ip", &["netns", "list"])
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
 }
 
 /// Fails the test loudly unless we are root on a kernel that can run it.
@@ -247,7 +329,7 @@ impl Lab {
     pub fn new() -> Lab {
         require_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("{ROOT_PREFIX}{:03x}{n}", std::process::id() & 0xfff);
+        let prefix = format!("{}{:03x}{n}", root_prefix(), std::process::id() & 0xfff);
         let lab = Lab { prefix };
         lab.cleanup();
         lab
