@@ -188,11 +188,22 @@ fn parse<C: Subcommand>(
     })
 }
 
-/// clap's first line, without its `error: ` prefix.
+/// clap's message on one line, without its `error: ` prefix or the usage that follows: the
+/// first paragraph, so "required arguments were not provided:" keeps the flags it names.
 fn clap_message(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("invalid arguments");
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let paragraph: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let msg = paragraph.join(" ");
+    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+    if msg.is_empty() {
+        "invalid arguments".into()
+    } else {
+        msg.to_string()
+    }
 }
 
 fn is_broken_pipe(e: &Error) -> bool {
@@ -317,6 +328,8 @@ fn parse_batch<C: Subcommand>(
     text: &str,
 ) -> Result<Vec<Line<C>>> {
     let mut lines = Vec::new();
+    // Built once: constructing the clap command costs more than parsing a line with it.
+    let mut parser = command::<C>(tool, about);
     for (i, raw) in text.lines().enumerate() {
         let number = i + 1;
         let trimmed = raw.trim();
@@ -326,8 +339,8 @@ fn parse_batch<C: Subcommand>(
         let words = shlex::split(trimmed)
             .ok_or_else(|| Error::invalid(format!("batch line {number}: unbalanced quotes")))?;
         let argv: Vec<String> = std::iter::once(tool.to_string()).chain(words).collect();
-        let cli = command::<C>(tool, about)
-            .try_get_matches_from(&argv)
+        let cli = parser
+            .try_get_matches_from_mut(&argv)
             .and_then(|m| Cli::<C>::from_arg_matches(&m))
             .map_err(|e| Error::invalid(format!("batch line {number}: {}", clap_message(&e))))?;
         if cli.global.batch.is_some() {

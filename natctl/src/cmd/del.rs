@@ -1,0 +1,51 @@
+//! `natctl del ID`
+
+use clap::Args;
+use common::{Context, Ctx, Error, Outcome, Result};
+use serde_json::json;
+
+use super::{reading, stored_id, stored_rule};
+use crate::nft::{self, lock, TABLE_LABEL};
+use crate::rule::parse_id;
+
+#[derive(Args, Debug)]
+pub struct Del {
+    /// The rule's id, as printed by `add` and `list`
+    #[arg(value_name = "ID", value_parser = parse_id)]
+    pub id: String,
+}
+
+impl Del {
+    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        let _lock = lock::namespace(&ctx.ns_label())?;
+        let kernel = nft::list::rules().with_context(|| reading(ctx))?;
+        let found: Vec<_> = kernel
+            .iter()
+            .filter(|k| stored_id(k.comment.as_deref()) == Some(self.id.as_str()))
+            .collect();
+        let Some(first) = found.first() else {
+            return Err(Error::failed(format!(
+                "no natctl rule with id {} in {}",
+                self.id,
+                ctx.ns_label()
+            )));
+        };
+        let rule = first.comment.as_deref().and_then(stored_rule);
+        if !ctx.check {
+            let targets: Vec<(String, u64)> =
+                found.iter().map(|k| (k.chain.clone(), k.handle)).collect();
+            nft::delete_rules(&targets).with_context(|| {
+                format!(
+                    "deleting rule {} from {TABLE_LABEL} in {}",
+                    self.id,
+                    ctx.ns_label()
+                )
+            })?;
+        }
+        let rule = match rule {
+            Some(r) => serde_json::Value::Object(r.json()),
+            None => json!({"id": self.id}),
+        };
+        Outcome::json(json!({"changed": true, "rule": rule}))
+    }
+}

@@ -1,0 +1,111 @@
+//! `natctl snat --to ADDR[-ADDR] [--src CIDR] [--oif IFACE]`
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use clap::Args;
+use common::types::{parse_network, IfName};
+use common::Result;
+use ipnet::IpNet;
+
+use crate::nft::Stage;
+use crate::rule::{common_family, net_arg, Action, Arg, Match, NatKind, Rule};
+
+#[derive(Args, Debug, Clone)]
+pub struct Snat {
+    /// New source address, or an inclusive range FIRST-LAST (nft `snat ip to ADDR[-ADDR]`)
+    #[arg(long, value_name = "ADDR[-ADDR]")]
+    pub to: AddrRange,
+    /// Only packets from this network (nft `ip saddr CIDR`)
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    pub src: Option<IpNet>,
+    /// Only packets leaving through this interface (nft `oifname IFACE`)
+    #[arg(long, value_name = "IFACE")]
+    pub oif: Option<IfName>,
+}
+
+impl Snat {
+    pub fn rule(&self) -> Result<Rule> {
+        let mut addrs = vec![("--to", self.to.first)];
+        addrs.extend(self.src.map(|n| ("--src", n.addr())));
+        let family = common_family("snat", &addrs)?;
+        let mut matches: Vec<Match> = self.oif.iter().map(|i| Match::Oif(i.to_string())).collect();
+        matches.extend(self.src.map(Match::Src));
+        Ok(Rule {
+            kind: "snat",
+            stage: Stage::Srcnat,
+            family,
+            matches,
+            action: Action::Nat {
+                kind: NatKind::Snat,
+                min: self.to.first,
+                max: self.to.last,
+                ports: None,
+                netmap: false,
+            },
+            args: vec![
+                ("to", Some(Arg::text(self.to))),
+                ("src", self.src.as_ref().map(net_arg)),
+                ("oif", self.oif.as_ref().map(Arg::text)),
+            ],
+        })
+    }
+}
+
+/// `ADDR` or `FIRST-LAST`, both of one family, FIRST <= LAST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddrRange {
+    pub first: IpAddr,
+    pub last: IpAddr,
+}
+
+impl FromStr for AddrRange {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let parse = |x: &str| {
+            x.parse::<IpAddr>()
+                .map_err(|_| format!("'{x}' in '{s}' is not an IPv4 or IPv6 address"))
+        };
+        let (first, last) = (parse(a)?, parse(b)?);
+        if first.is_ipv4() != last.is_ipv4() {
+            return Err(format!("address range '{s}' mixes IPv4 and IPv6"));
+        }
+        if first > last {
+            return Err(format!("address range '{s}' runs backwards"));
+        }
+        Ok(AddrRange { first, last })
+    }
+}
+
+impl fmt::Display for AddrRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            self.first.fmt(f)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AddrRange;
+
+    #[test]
+    fn ranges() {
+        let r: AddrRange = "10.0.0.1-10.0.0.9".parse().unwrap();
+        assert_eq!(r.to_string(), "10.0.0.1-10.0.0.9");
+        assert_eq!(
+            "10.0.0.1".parse::<AddrRange>().unwrap().to_string(),
+            "10.0.0.1"
+        );
+        assert!("10.0.0.9-10.0.0.1".parse::<AddrRange>().is_err());
+        assert!("10.0.0.1-2001:db8::1".parse::<AddrRange>().is_err());
+        assert!("10.0.0.300"
+            .parse::<AddrRange>()
+            .unwrap_err()
+            .contains("10.0.0.300"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Talking to nf_tables over netlink: one atomic batch per command, every ACK checked, and
+//! plain request/response exchanges for dumps.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use mnl::{CbResult, NlMessages};
+use nftnl::nftnl_sys::libc;
+use nftnl::FinalizedBatch;
+
+/// Netlink receive buffer, aligned for `nlmsghdr` (dumps come in messages of up to ~32 KiB).
+pub struct RecvBuf(Vec<u64>);
+
+impl RecvBuf {
+    pub fn new() -> RecvBuf {
+        RecvBuf(vec![0u64; 128 * 1024 / 8])
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: a u64 slice reinterpreted as bytes of the same total length.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.0.len() * 8) }
+    }
+}
+
+impl Default for RecvBuf {
+    fn default() -> Self {
+        RecvBuf::new()
+    }
+}
+
+/// A netfilter netlink socket in the current namespace, with a receive timeout so a missing
+/// answer becomes an error instead of a hang.
+pub fn socket() -> io::Result<mnl::Socket> {
+    let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
+    let tv = libc::timeval {
+        tv_sec: 10,
+        tv_usec: 0,
+    };
+    // SAFETY: the fd belongs to `sock`; tv is a valid timeval of the size passed.
+    let rc = unsafe {
+        let fd = mnl_sys_fd(&sock);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+fn mnl_sys_fd(sock: &mnl::Socket) -> libc::c_int {
+    // SAFETY: the pointer comes from a live mnl socket.
+    unsafe { mnl::mnl_sys::mnl_socket_get_fd(sock.as_raw_socket()) }
+}
+
+fn timeout(e: io::Error) -> io::Error {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer from nf_tables within 10 s",
+        )
+    } else {
+        e
+    }
+}
+
+fn seq_of(msg: &[u8]) -> u32 {
+    // nlmsghdr: len u32, type u16, flags u16, seq u32, pid u32.
+    u32::from_ne_bytes([msg[8], msg[9], msg[10], msg[11]])
+}
+
+/// Sends one transaction and waits for the ACK of every message in it. The kernel applies a
+/// batch entirely or not at all; the first error ACK is returned (its errno in the io::Error).
+pub fn send(batch: &FinalizedBatch) -> io::Result<()> {
+    let sock = socket()?;
+    sock.send_all(batch)?;
+    let portid = sock.portid();
+    let mut pending: BTreeSet<u32> = batch.sequence_numbers().collect();
+    let mut buf = RecvBuf::new();
+    while !pending.is_empty() {
+        let n = sock.recv_raw(buf.bytes()).map_err(timeout)?;
+        for msg in NlMessages::new(&buf.bytes()[..n]) {
+            let msg = msg?;
+            // seq 0: do not let libmnl insist on one order; we track the set ourselves.
+            mnl::cb_run(msg, 0, portid)?;
+            pending.remove(&seq_of(msg));
+        }
+    }
+    Ok(())
+}
+
+/// Sends one request and feeds every answer message to `each` until the kernel says done
+/// (NLMSG_DONE for dumps, the ACK for a request sent with NLM_F_ACK).
+pub fn request<T>(msg: &[u8], seq: u32, each: mnl::Callback<T>, data: &mut T) -> io::Result<()> {
+    let sock = socket()?;
+    sock.send(msg)?;
+    let portid = sock.portid();
+    let mut buf = RecvBuf::new();
+    loop {
+        let n = sock.recv_raw(buf.bytes()).map_err(timeout)?;
+        if let CbResult::Stop = mnl::cb_run2(&buf.bytes()[..n], seq, portid, each, data)? {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Expressions the nftnl crate does not offer, written over its re-exported `nftnl_sys`:
+//! NAT with address/port ranges and flags (NETMAP), `ct [dir] zone set`, and `range`.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+use nftnl::expr::{Expression, NatType, Register};
+use nftnl::nftnl_sys as sys;
+use nftnl::{ProtoFamily, Rule};
+
+/// `NF_NAT_RANGE_NETMAP` (linux/netfilter/nf_nat.h; not in libc): map the whole prefix 1:1.
+pub const NF_NAT_RANGE_NETMAP: u32 = 0x40;
+
+/// `NFT_CT_ZONE` (linux/netfilter/nf_tables.h).
+const NFT_CT_ZONE: u32 = libc::NFT_CT_ZONE as u32;
+
+fn alloc(name: &std::ffi::CStr) -> NonNull<sys::nftnl_expr> {
+    // SAFETY: nftnl_expr_alloc takes a NUL-terminated name and returns an owned expression.
+    let ptr = unsafe { sys::nftnl_expr_alloc(name.as_ptr()) };
+    // Like nftnl itself: a tiny allocation failing leaves nothing sensible to do.
+    NonNull::new(ptr).unwrap_or_else(|| std::process::abort())
+}
+
+/// `snat|dnat [prefix] to ADDR[-ADDR][:PORT[-PORT]]` reading its values from registers.
+pub struct NatRange {
+    pub nat_type: NatType,
+    pub family: ProtoFamily,
+    pub addr_min: Register,
+    pub addr_max: Option<Register>,
+    pub proto_min: Option<Register>,
+    pub proto_max: Option<Register>,
+    /// `NF_NAT_RANGE_*` flags beyond those the kernel derives from the registers.
+    pub flags: u32,
+}
+
+impl Expression for NatRange {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let expr = alloc(c"nat");
+        let e = expr.as_ptr();
+        let set = |attr: u32, v: u32| {
+            // SAFETY: `e` is a live "nat" expression and attr is one of its u32 attributes.
+            unsafe { sys::nftnl_expr_set_u32(e, attr as u16, v) }
+        };
+        set(sys::NFTNL_EXPR_NAT_TYPE, self.nat_type as u32);
+        set(sys::NFTNL_EXPR_NAT_FAMILY, self.family as u32);
+        set(sys::NFTNL_EXPR_NAT_REG_ADDR_MIN, self.addr_min.to_raw());
+        if let Some(r) = self.addr_max {
+            set(sys::NFTNL_EXPR_NAT_REG_ADDR_MAX, r.to_raw());
+        }
+        if let Some(r) = self.proto_min {
+            set(sys::NFTNL_EXPR_NAT_REG_PROTO_MIN, r.to_raw());
+        }
+        if let Some(r) = self.proto_max {
+            set(sys::NFTNL_EXPR_NAT_REG_PROTO_MAX, r.to_raw());
+        }
+        if self.flags != 0 {
+            set(sys::NFTNL_EXPR_NAT_FLAGS, self.flags);
+        }
+        expr
+    }
+}
+
+/// `ct [original|reply] zone set` from register 1 (a host-order u16).
+pub struct CtZoneSet {
+    /// `None`: both directions; `Some(0)`: original; `Some(1)`: reply.
+    pub dir: Option<u8>,
+}
+
+impl Expression for CtZoneSet {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let expr = alloc(c"ct");
+        let e = expr.as_ptr();
+        // SAFETY: `e` is a live "ct" expression; these are its attributes with their types.
+        unsafe {
+            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_KEY as u16, NFT_CT_ZONE);
+            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_SREG as u16, Register::Reg1.to_raw());
+            if let Some(dir) = self.dir {
+                sys::nftnl_expr_set_u8(e, sys::NFTNL_EXPR_CT_DIR as u16, dir);
+            }
+        }
+        expr
+    }
+}
+
+/// `range` on register 1: FROM <= value <= TO, big-endian bytes compared as nft does.
+pub struct RangeEq {
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+}
+
+impl Expression for RangeEq {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let expr = alloc(c"range");
+        let e = expr.as_ptr();
+        // SAFETY: `e` is a live "range" expression; data pointers are valid for their lengths
+        // and libnftnl copies them.
+        unsafe {
+            sys::nftnl_expr_set_u32(
+                e,
+                sys::NFTNL_EXPR_RANGE_SREG as u16,
+                Register::Reg1.to_raw(),
+            );
+            sys::nftnl_expr_set_u32(
+                e,
+                sys::NFTNL_EXPR_RANGE_OP as u16,
+                libc::NFT_RANGE_EQ as u32,
+            );
+            sys::nftnl_expr_set(
+                e,
+                sys::NFTNL_EXPR_RANGE_FROM_DATA as u16,
+                self.from.as_ptr() as *const c_void,
+                self.from.len() as u32,
+            );
+            sys::nftnl_expr_set(
+                e,
+                sys::NFTNL_EXPR_RANGE_TO_DATA as u16,
+                self.to.as_ptr() as *const c_void,
+                self.to.len() as u32,
+            );
+        }
+        expr
+    }
+}

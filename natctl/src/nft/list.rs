@@ -1,0 +1,157 @@
+//! Reads natctl's table back from the kernel through raw `nftnl_sys` (the nftnl crate can only
+//! list table names): every rule's chain, handle, comment and counter.
+
+use std::ffi::{c_char, CStr};
+use std::io;
+
+use nftnl::nftnl_sys::{self as sys, libc};
+
+use super::batch;
+use super::TABLE;
+
+/// One rule in natctl's table as the kernel has it.
+#[derive(Debug, Clone)]
+pub struct KernelRule {
+    pub chain: String,
+    pub handle: u64,
+    /// The userdata comment, if the rule has one.
+    pub comment: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+fn request_msg(
+    msg_type: i32,
+    flags: i32,
+    seq: u32,
+    fill: impl FnOnce(*mut libc::nlmsghdr),
+) -> Vec<u8> {
+    let mut buf = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
+    // SAFETY: the buffer holds a maximum-size netlink message.
+    let len = unsafe {
+        let hdr = sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast::<c_char>(),
+            msg_type as u16,
+            libc::NFPROTO_INET as u16,
+            flags as u16,
+            seq,
+        );
+        fill(hdr);
+        (*hdr).nlmsg_len as usize
+    };
+    buf.truncate(len);
+    buf
+}
+
+/// Every rule in `table inet natctl`, in chain order. An absent table gives an empty list.
+pub fn rules() -> io::Result<Vec<KernelRule>> {
+    let seq = 1;
+    let msg = request_msg(libc::NFT_MSG_GETRULE, libc::NLM_F_DUMP, seq, |hdr| unsafe {
+        // SAFETY: a freshly allocated rule, freed after its payload is written.
+        let r = sys::nftnl_rule_alloc();
+        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, TABLE.as_ptr());
+        sys::nftnl_rule_nlmsg_build_payload(hdr, r);
+        sys::nftnl_rule_free(r);
+    });
+    let mut out = Vec::new();
+    match batch::request(&msg, seq, parse_rule, &mut out) {
+        Ok(()) => Ok(out),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `table inet natctl` exists.
+pub fn table_exists() -> io::Result<bool> {
+    let seq = 1;
+    let msg = request_msg(libc::NFT_MSG_GETTABLE, libc::NLM_F_ACK, seq, |hdr| unsafe {
+        // SAFETY: as in `rules`.
+        let t = sys::nftnl_table_alloc();
+        sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, TABLE.as_ptr());
+        sys::nftnl_table_nlmsg_build_payload(hdr, t);
+        sys::nftnl_table_free(t);
+    });
+    match batch::request(&msg, seq, |_, _| mnl::mnl_sys::MNL_CB_OK, &mut ()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
+    // SAFETY: `hdr` is a complete NEWRULE message from the kernel; every pointer read below
+    // comes from the parsed rule and is copied before the rule is freed.
+    unsafe {
+        let r = sys::nftnl_rule_alloc();
+        if sys::nftnl_rule_nlmsg_parse(hdr, r) < 0 {
+            sys::nftnl_rule_free(r);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let chain = CStr::from_ptr(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16))
+            .to_string_lossy()
+            .into_owned();
+        let handle = sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16);
+        let mut comment = None;
+        if sys::nftnl_rule_is_set(r, sys::NFTNL_RULE_USERDATA as u16) {
+            let mut len = 0u32;
+            let data = sys::nftnl_rule_get_data(r, sys::NFTNL_RULE_USERDATA as u16, &mut len);
+            if !data.is_null() {
+                let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
+                comment = comment_of(bytes);
+            }
+        }
+        let (mut packets, mut bytes) = (0, 0);
+        let it = sys::nftnl_expr_iter_create(r);
+        loop {
+            let e = sys::nftnl_expr_iter_next(it);
+            if e.is_null() {
+                break;
+            }
+            let name = CStr::from_ptr(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
+            if name == c"counter" {
+                packets = sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_PACKETS as u16);
+                bytes = sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_BYTES as u16);
+            }
+        }
+        sys::nftnl_expr_iter_destroy(it);
+        sys::nftnl_rule_free(r);
+        out.push(KernelRule {
+            chain,
+            handle,
+            comment,
+            packets,
+            bytes,
+        });
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+/// The comment record in rule userdata (TLVs of type u8, length u8, value).
+fn comment_of(mut udata: &[u8]) -> Option<String> {
+    while udata.len() >= 2 {
+        let (kind, len) = (udata[0], udata[1] as usize);
+        let value = udata.get(2..2 + len)?;
+        if kind == 0 {
+            let text = value.split(|b| *b == 0).next().unwrap_or(value);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        udata = &udata[2 + len..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn comment_records() {
+        assert_eq!(
+            super::comment_of(&[0, 3, b'h', b'i', 0]).as_deref(),
+            Some("hi")
+        );
+        assert_eq!(
+            super::comment_of(&[1, 1, 9, 0, 2, b'x', 0]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(super::comment_of(&[0, 9, b'x']), None);
+    }
+}

@@ -1,0 +1,122 @@
+//! natctl's nftables plumbing: its table and base chains, the batch sender, expressions the
+//! nftnl crate lacks, rule encoding, the rule dump, and the per-namespace lock.
+//!
+//! Layout in every namespace natctl acts on:
+//! ```text
+//! table inet natctl {
+//!     chain zones  { type filter hook prerouting  priority raw;    }   ct zone set
+//!     chain marks  { type filter hook prerouting  priority mangle; }   meta mark set
+//!     chain dstnat { type nat    hook prerouting  priority dstnat; }   dnat, netmap --dst
+//!     chain srcnat { type nat    hook postrouting priority srcnat; }   masquerade, snat, netmap --src
+//! }
+//! ```
+//! One `inet` table serves IPv4 and IPv6 (NAT in inet tables needs Linux 5.2); a rule limited to
+//! one family starts with `meta nfproto ipv4|ipv6`.
+
+pub mod batch;
+pub mod cache;
+pub mod encode;
+pub mod expr;
+pub mod list;
+pub mod lock;
+
+use std::ffi::CStr;
+use std::io;
+
+use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
+
+use crate::rule::Rule;
+
+/// The name of natctl's table.
+pub const TABLE: &CStr = c"natctl";
+
+/// How the table is named in messages and in `nft list`.
+pub const TABLE_LABEL: &str = "table inet natctl";
+
+/// The base chain a rule lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Zones,
+    Marks,
+    Dstnat,
+    Srcnat,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Zones, Stage::Marks, Stage::Dstnat, Stage::Srcnat];
+
+    pub fn name(self) -> &'static CStr {
+        match self {
+            Stage::Zones => c"zones",
+            Stage::Marks => c"marks",
+            Stage::Dstnat => c"dstnat",
+            Stage::Srcnat => c"srcnat",
+        }
+    }
+
+    /// The standard hook and priority (nft's `raw`, `mangle`, `dstnat`, `srcnat`).
+    fn hook(self) -> (Hook, i32, ChainType) {
+        match self {
+            Stage::Zones => (Hook::PreRouting, -300, ChainType::Filter),
+            Stage::Marks => (Hook::PreRouting, -150, ChainType::Filter),
+            Stage::Dstnat => (Hook::PreRouting, -100, ChainType::Nat),
+            Stage::Srcnat => (Hook::PostRouting, 100, ChainType::Nat),
+        }
+    }
+
+    /// The base chain object, for adding (idempotent without NLM_F_EXCL) or addressing rules.
+    pub fn chain(self, table: &Table) -> Chain<'_> {
+        let mut chain = Chain::new(self.name(), table);
+        let (hook, priority, kind) = self.hook();
+        chain.set_hook(hook, priority);
+        chain.set_type(kind);
+        chain
+    }
+}
+
+/// natctl's table object.
+pub fn table() -> Table {
+    Table::new(TABLE, ProtoFamily::Inet)
+}
+
+/// One transaction: unless `complete` says they are known to exist, make sure the table and
+/// its base chains exist (re-adding an existing object without NLM_F_EXCL changes nothing),
+/// then append the rule.
+pub fn add_rule(rule: &Rule, complete: bool) -> io::Result<()> {
+    let table = table();
+    let chains: Vec<Chain> = Stage::ALL.iter().map(|s| s.chain(&table)).collect();
+    let mut batch = Batch::new();
+    if !complete {
+        batch.add(&table, MsgType::Add);
+        for chain in &chains {
+            batch.add(chain, MsgType::Add);
+        }
+    }
+    let at = Stage::ALL
+        .iter()
+        .position(|s| *s == rule.stage)
+        .unwrap_or(0);
+    batch.add(&encode::rule_msg(&chains[at], rule), MsgType::Add);
+    batch::send(&batch.finalize())
+}
+
+/// One transaction deleting rules by (chain name, handle).
+pub fn delete_rules(rules: &[(String, u64)]) -> io::Result<()> {
+    let table = table();
+    let mut batch = Batch::new();
+    for (chain, handle) in rules {
+        let name = std::ffi::CString::new(chain.as_str()).map_err(io::Error::other)?;
+        let chain = Chain::new(&name, &table);
+        let mut rule = nftnl::Rule::new(&chain);
+        rule.set_handle(*handle);
+        batch.add(&rule, MsgType::Del);
+    }
+    batch::send(&batch.finalize())
+}
+
+/// One transaction deleting natctl's table with everything in it.
+pub fn delete_table() -> io::Result<()> {
+    let mut batch = Batch::new();
+    batch.add(&table(), MsgType::Del);
+    batch::send(&batch.finalize())
+}

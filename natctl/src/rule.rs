@@ -1,0 +1,311 @@
+//! What a natctl rule is, independent of how nftables encodes it: the packets it matches, what
+//! it does to them, the base chain it lives in, and its canonical arguments.
+//!
+//! The canonical arguments (`dnat --to 192.0.2.1 --daddr 203.0.113.254 --proto tcp --dport
+//! 54321`) are the command line that recreates the rule, with every value normalised and in a
+//! fixed order. They are stored in the rule's comment, they give the rule its id, and `list`
+//! parses them back with the same clap parser the command line uses.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use clap::ValueEnum;
+use common::{Error, Result};
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+
+use crate::nft::Stage;
+
+/// The address family a rule is limited to; `None` in [`Rule::family`] means both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// nft's name for the family: `ip` or `ip6`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+}
+
+/// The one family every address of a rule belongs to. `what` names each address by its flag,
+/// so a mix is reported as e.g. "--to 192.0.2.1 is IPv4 but --daddr 2001:db8::1 is IPv6".
+pub fn common_family(kind: &str, addrs: &[(&str, IpAddr)]) -> Result<Option<Family>> {
+    let mut first: Option<(&str, IpAddr)> = None;
+    for &(flag, addr) in addrs {
+        match first {
+            None => first = Some((flag, addr)),
+            Some((f0, a0)) if Family::of(&a0) != Family::of(&addr) => {
+                return Err(Error::invalid(format!(
+                    "{kind}: {f0} {a0} is {} but {flag} {addr} is {}; a rule is either IPv4 or IPv6",
+                    version(&a0),
+                    version(&addr)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map(|(_, a)| Family::of(&a)))
+}
+
+fn version(a: &IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Transport protocol of a port match (`meta l4proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => libc::IPPROTO_TCP as u8,
+            Proto::Udp => libc::IPPROTO_UDP as u8,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// Which conntrack direction a zone applies to (`ct [original|reply] zone set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ZoneDir {
+    Both,
+    Original,
+    Reply,
+}
+
+impl fmt::Display for ZoneDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ZoneDir::Both => "both",
+            ZoneDir::Original => "original",
+            ZoneDir::Reply => "reply",
+        })
+    }
+}
+
+/// One packet match; all of a rule's matches must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `iifname NAME`
+    Iif(String),
+    /// `oifname NAME`
+    Oif(String),
+    /// `ip saddr NET` / `ip6 saddr NET`
+    Src(IpNet),
+    /// `ip daddr NET` / `ip6 daddr NET`
+    Dst(IpNet),
+    /// `meta l4proto tcp|udp`
+    Proto(Proto),
+    /// `th dport FIRST[-LAST]` (after a Proto match)
+    Dport(u16, u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    Snat,
+    Dnat,
+}
+
+/// What the rule does to a matching packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `masquerade`
+    Masquerade,
+    /// `snat|dnat [prefix] to MIN[-MAX][:PORT[-PORT]]`; `netmap` maps the whole prefix 1:1.
+    Nat {
+        kind: NatKind,
+        min: IpAddr,
+        max: IpAddr,
+        ports: Option<(u16, u16)>,
+        netmap: bool,
+    },
+    /// `ct [original|reply] zone set N`
+    Zone { zone: u16, dir: ZoneDir },
+    /// `meta mark set N`
+    Mark(u32),
+}
+
+/// A validated rule, ready to be encoded or compared.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub kind: &'static str,
+    pub stage: Stage,
+    pub family: Option<Family>,
+    pub matches: Vec<Match>,
+    pub action: Action,
+    /// Every argument of the kind, in canonical order; `None` when not given.
+    pub args: Vec<(&'static str, Option<Arg>)>,
+}
+
+/// One argument value, printed the way the command line takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Text(String),
+    Number(u64),
+}
+
+impl Arg {
+    pub fn text(v: impl fmt::Display) -> Arg {
+        Arg::Text(v.to_string())
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Arg::Text(s) => json!(s),
+            Arg::Number(n) => json!(n),
+        }
+    }
+}
+
+impl fmt::Display for Arg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arg::Text(s) => f.write_str(s),
+            Arg::Number(n) => n.fmt(f),
+        }
+    }
+}
+
+/// Prints a network the short way: a single host as its bare address.
+pub fn net_arg(net: &IpNet) -> Arg {
+    if net.prefix_len() == net.max_prefix_len() {
+        Arg::text(net.addr())
+    } else {
+        Arg::text(net)
+    }
+}
+
+/// The comment prefix that marks a rule as natctl's: `natctl:ID ARGS`.
+const COMMENT_TAG: &str = "natctl:";
+
+impl Rule {
+    /// The canonical command line: `KIND --flag value ...`.
+    pub fn canonical(&self) -> String {
+        let mut s = String::from(self.kind);
+        for (key, val) in &self.args {
+            if let Some(v) = val {
+                s.push_str(&format!(" --{key} {v}"));
+            }
+        }
+        s
+    }
+
+    /// The stable id: 12 hex digits of the FNV-1a hash of the canonical arguments.
+    pub fn id(&self) -> String {
+        id_of(&self.canonical())
+    }
+
+    /// What goes into the rule's comment (nft shows it as `comment "..."`).
+    pub fn comment(&self) -> String {
+        let canonical = self.canonical();
+        format!("{COMMENT_TAG}{} {canonical}", id_of(&canonical))
+    }
+
+    /// `{"id":..,"kind":..,"family":..,<args>}`; absent arguments are null.
+    pub fn json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id()));
+        m.insert("kind".into(), json!(self.kind));
+        m.insert(
+            "family".into(),
+            json!(self.family.map_or("inet", Family::name)),
+        );
+        for (key, val) in &self.args {
+            m.insert((*key).into(), val.as_ref().map_or(Value::Null, Arg::json));
+        }
+        m
+    }
+}
+
+/// FNV-1a, 64 bits, folded to 48: stable across builds and platforms (unlike std's hasher).
+fn id_of(canonical: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:012x}", (h ^ (h >> 48)) & 0xffff_ffff_ffff)
+}
+
+/// Splits a stored comment into (id, canonical arguments) if it is one of ours and intact.
+pub fn parse_comment(comment: &str) -> Option<(&str, &str)> {
+    let rest = comment.strip_prefix(COMMENT_TAG)?;
+    let (id, canonical) = rest.split_once(' ')?;
+    (id_of(canonical) == id).then_some((id, canonical))
+}
+
+/// Checks that a rule id looks like one natctl makes (12 hex digits).
+pub fn parse_id(s: &str) -> std::result::Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "rule id '{s}' is not 12 hex digits (see `natctl list`)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_comments_round_trip() {
+        let a = id_of("dnat --to 192.0.2.1");
+        assert_eq!(a, id_of("dnat --to 192.0.2.1"));
+        assert_ne!(a, id_of("dnat --to 192.0.2.2"));
+        assert_eq!(a.len(), 12);
+        let comment = format!("natctl:{a} dnat --to 192.0.2.1");
+        assert_eq!(
+            parse_comment(&comment),
+            Some((a.as_str(), "dnat --to 192.0.2.1"))
+        );
+        assert_eq!(
+            parse_comment("natctl:000000000000 dnat --to 192.0.2.1"),
+            None
+        );
+        assert_eq!(parse_comment("hand made"), None);
+    }
+
+    #[test]
+    fn mixed_families_are_refused() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            common_family("dnat", &[("--to", v4)]).unwrap(),
+            Some(Family::V4)
+        );
+        assert_eq!(common_family("zone", &[]).unwrap(), None);
+        let e = common_family("dnat", &[("--to", v4), ("--daddr", v6)]).unwrap_err();
+        assert!(e.to_string().contains("2001:db8::1"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,998 @@
+//! natctl against the real kernel: port forwards, NAPT and 1:1 NETMAP with real packets,
+//! conntrack zones for overlapping networks, atomicity, concurrency, scale and bad input.
+//!
+//! Build the tools first (`cargo test` builds only the test crate):
+//! `cargo build -p natctl -p nsctl -p routectl && cargo test -p niransix-tests --test natctl`.
+//! The DNAT walkthrough is wired with nsctl, the overlapping networks' policy routing with routectl.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use niransix_tests::*;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One rule as natctl prints it (add/del: without counters; list: with them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RuleJson {
+    id: String,
+    kind: String,
+    family: String,
+    to: Option<String>,
+    src: Option<String>,
+    dst: Option<String>,
+    daddr: Option<String>,
+    oif: Option<String>,
+    iif: Option<String>,
+    proto: Option<String>,
+    dport: Option<String>,
+    zone: Option<u16>,
+    dir: Option<String>,
+    set: Option<u32>,
+    chain: Option<String>,
+    handle: Option<u64>,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Added {
+    changed: bool,
+    rule: RuleJson,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listed {
+    changed: bool,
+    rules: Vec<RuleJson>,
+}
+
+fn natctl(ns: &str, args: &[&str]) -> Run {
+    let mut full = vec!["--ns", ns];
+    full.extend_from_slice(args);
+    tool("natctl", &full)
+}
+
+#[track_caller]
+fn add(ns: &str, args: &[&str]) -> Added {
+    let r = natctl(ns, args).ok();
+    serde_json::from_value(r.json()).unwrap_or_else(|e| panic!("{}: {e}: {}", r.cmdline, r.stdout))
+}
+
+#[track_caller]
+fn list(ns: &str) -> Vec<RuleJson> {
+    let r = natctl(ns, &["list"]).ok();
+    let l: Listed =
+        serde_json::from_value(r.json()).unwrap_or_else(|e| panic!("list: {e}: {}", r.stdout));
+    assert!(!l.changed);
+    l.rules
+}
+
+/// `bash -c SCRIPT` inside namespace `ns`.
+fn nsh(ns: &str, script: &str) -> Run {
+    run("ip", &["netns", "exec", ns, "bash", "-c", script])
+}
+
+/// The namespace's whole nftables ruleset, with handles: what "unchanged" is checked against.
+fn ruleset(ns: &str) -> String {
+    nsh(ns, "nft -a list ruleset").ok().stdout
+}
+
+/// Rules natctl put into the kernel, counted from `nft list ruleset`.
+fn kernel_rule_count(ns: &str) -> usize {
+    ruleset(ns).matches("comment \"natctl:").count()
+}
+
+/// A veth pair with one end in each namespace, both up.
+fn veth(a: &str, a_name: &str, b: &str, b_name: &str) {
+    run(
+        "ip",
+        &[
+            "-n", a, "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b,
+        ],
+    )
+    .ok();
+    run("ip", &["-n", a, "link", "set", a_name, "up"]).ok();
+    run("ip", &["-n", b, "link", "set", b_name, "up"]).ok();
+}
+
+fn ip(ns: &str, args: &str) {
+    let mut full = vec!["-n", ns];
+    full.extend(args.split_whitespace());
+    run("ip", &full).ok();
+}
+
+fn sysctl(ns: &str, kv: &str) {
+    run("ip", &["netns", "exec", ns, "sysctl", "-qw", kv]).ok();
+}
+
+/// The DNAT walkthrough's network: lan (192.0.2.1) - router - wan (203.0.113.1), plus IPv6
+/// (fd00:2::/64 inside, fd00:113::/64 outside).
+struct Walk {
+    lan: String,
+    router: String,
+    wan: String,
+}
+
+fn walkthrough(lab: &Lab) -> Walk {
+    let (lan, router, wan) = (lab.netns("lan"), lab.netns("router"), lab.netns("wan"));
+    let nsctl = |ns: &str, args: &str| {
+        let mut full = vec!["--ns", ns];
+        full.extend(args.split_whitespace());
+        tool("nsctl", &full).ok();
+    };
+    // Built with nsctl like the walkthrough's `ip` steps; routes with `ip route` (routectl is
+    // tested on its own). No IPv6 DAD, so addresses are usable at once.
+    for ns in [&lan, &router, &wan] {
+        nsctl(ns, "sysctl net.ipv6.conf.default.accept_dad=0");
+    }
+    nsctl(
+        &lan,
+        &format!("veth add lan-veth0 --peer gw-veth0 --peer-ns {router} --up"),
+    );
+    nsctl(
+        &wan,
+        &format!("veth add wan-veth0 --peer gw-veth1 --peer-ns {router} --up"),
+    );
+    nsctl(&router, "link set gw-veth0 --up");
+    nsctl(&router, "link set gw-veth1 --up");
+    nsctl(&lan, "addr add 192.0.2.1/24 --dev lan-veth0");
+    nsctl(&lan, "addr add fd00:2::1/64 --dev lan-veth0");
+    nsctl(&router, "addr add 192.0.2.254/24 --dev gw-veth0");
+    nsctl(&router, "addr add 203.0.113.254/24 --dev gw-veth1");
+    nsctl(&router, "addr add fd00:2::fe/64 --dev gw-veth0");
+    nsctl(&router, "addr add fd00:113::fe/64 --dev gw-veth1");
+    nsctl(&router, "sysctl net.ipv4.ip_forward=1");
+    nsctl(&router, "sysctl net.ipv6.conf.all.forwarding=1");
+    nsctl(&wan, "addr add 203.0.113.1/24 --dev wan-veth0");
+    nsctl(&wan, "addr add fd00:113::1/64 --dev wan-veth0");
+    ip(&lan, "route add default via 192.0.2.254");
+    ip(&lan, "-6 route add default via fd00:2::fe");
+    ip(&wan, "route add default via 203.0.113.254");
+    ip(&wan, "-6 route add default via fd00:113::fe");
+    Walk { lan, router, wan }
+}
+
+/// One TCP exchange: a listener in `server` on `port` (`nc -lnv`), a client in `client`
+/// sending a line to `dest`. Returns (what the listener received, the listener's stderr,
+/// which names the peer address).
+fn tcp_exchange(server: &str, port: u16, client: &str, dest: &str, v6: bool) -> (String, String) {
+    let fam = if v6 { "-6" } else { "-4" };
+    let script = format!(
+        r#"
+        out=$(mktemp); err=$(mktemp)
+        ip netns exec {server} timeout 10 nc {fam} -lnv {port} >"$out" 2>"$err" &
+        for i in $(seq 1 50); do
+            ip netns exec {server} ss -Hltn "sport = :{port}" | grep -q . && break; sleep 0.1
+        done
+        echo hello-from-client | ip netns exec {client} nc -N -w 3 {dest} {port}
+        wait
+        cat "$out"; echo ---; cat "$err"; rm -f "$out" "$err"
+        "#
+    );
+    let r = sh(&script);
+    let (got, err) = r.stdout.split_once("---\n").unwrap_or((&r.stdout, ""));
+    (got.trim().to_string(), err.to_string())
+}
+
+#[test]
+fn dnat_walkthrough_forwards_tcp_and_keeps_the_source() {
+    let lab = Lab::new();
+    let w = walkthrough(&lab);
+
+    let added = add(
+        &w.router,
+        &[
+            "dnat",
+            "--daddr",
+            "203.0.113.254",
+            "--proto",
+            "tcp",
+            "--dport",
+            "54321",
+            "--to",
+            "192.0.2.1",
+        ],
+    );
+    assert!(added.changed);
+    assert_eq!(added.rule.kind, "dnat");
+    assert_eq!(added.rule.family, "ip");
+    assert_eq!(added.rule.to.as_deref(), Some("192.0.2.1"));
+
+    // nft shows the walkthrough's rule (in natctl's inet table, so `dnat ip to`).
+    let rs = ruleset(&w.router);
+    assert!(rs.contains("table inet natctl"), "{rs}");
+    assert!(
+        rs.contains("type nat hook prerouting priority dstnat"),
+        "{rs}"
+    );
+    assert!(
+        rs.contains(
+            "ip daddr 203.0.113.254 tcp dport 54321 counter packets 0 bytes 0 dnat ip to 192.0.2.1"
+        ),
+        "{rs}"
+    );
+
+    // wan -> router's public address and port lands on lan, which sees wan's real address.
+    let (got, err) = tcp_exchange(&w.lan, 54321, &w.wan, "203.0.113.254", false);
+    assert_eq!(got, "hello-from-client", "listener stderr: {err}");
+    assert!(
+        err.contains("203.0.113.1"),
+        "lan should see wan's address: {err}"
+    );
+
+    // The counter is read back from the kernel.
+    let rules = list(&w.router);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].id, added.rule.id);
+    assert!(rules[0].packets.unwrap() >= 1, "{rules:?}");
+    assert!(rules[0].bytes.unwrap() > 0);
+
+    // The same over IPv6, with a port rewrite: [fd00:113::fe]:8443 -> [fd00:2::1]:54322.
+    let v6 = add(
+        &w.router,
+        &[
+            "dnat",
+            "--daddr",
+            "fd00:113::fe",
+            "--proto",
+            "tcp",
+            "--dport",
+            "8443",
+            "--to",
+            "[fd00:2::1]:54322",
+        ],
+    );
+    assert_eq!(v6.rule.family, "ip6");
+    assert!(ruleset(&w.router).contains("dnat ip6 to [fd00:2::1]:54322"));
+    let script = format!(
+        r#"
+        out=$(mktemp); err=$(mktemp)
+        ip netns exec {lan} timeout 10 nc -6 -lnv 54322 >"$out" 2>"$err" &
+        for i in $(seq 1 50); do ip netns exec {lan} ss -Hltn "sport = :54322" | grep -q . && break; sleep 0.1; done
+        echo hello6 | ip netns exec {wan} nc -N -w 3 fd00:113::fe 8443
+        wait; cat "$out"; echo ---; cat "$err"; rm -f "$out" "$err"
+        "#,
+        lan = w.lan,
+        wan = w.wan
+    );
+    let r = sh(&script);
+    assert!(r.stdout.starts_with("hello6"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("fd00:113::1"),
+        "lan should see wan's v6 address: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn masquerade_and_snat_show_the_translated_tuple_in_conntrack() {
+    let lab = Lab::new();
+    let w = walkthrough(&lab);
+
+    let masq = add(
+        &w.router,
+        &["masquerade", "--oif", "gw-veth1", "--src", "192.0.2.0/24"],
+    );
+    assert!(masq.changed);
+    let (got, err) = tcp_exchange(&w.wan, 8080, &w.lan, "203.0.113.1", false);
+    assert_eq!(got, "hello-from-client", "{err}");
+    assert!(
+        err.contains("203.0.113.254"),
+        "wan should see the router's address: {err}"
+    );
+    let ct = nsh(&w.router, "conntrack -L -p tcp --dport 8080 2>/dev/null")
+        .ok()
+        .stdout;
+    assert!(
+        ct.contains("src=192.0.2.1 dst=203.0.113.1")
+            && ct.contains("src=203.0.113.1 dst=203.0.113.254"),
+        "conntrack should show the masqueraded reply tuple: {ct}"
+    );
+
+    // Replace masquerade by SNAT to a second public address.
+    natctl(&w.router, &["del", &masq.rule.id]).ok();
+    ip(&w.router, "addr add 203.0.113.253/24 dev gw-veth1");
+    nsh(&w.router, "conntrack -F 2>/dev/null").ok();
+    let snat = add(
+        &w.router,
+        &[
+            "snat",
+            "--to",
+            "203.0.113.253",
+            "--src",
+            "192.0.2.0/24",
+            "--oif",
+            "gw-veth1",
+        ],
+    );
+    assert_eq!(snat.rule.kind, "snat");
+    assert!(ruleset(&w.router).contains("snat ip to 203.0.113.253"));
+    let (got, err) = tcp_exchange(&w.wan, 8081, &w.lan, "203.0.113.1", false);
+    assert_eq!(got, "hello-from-client", "{err}");
+    assert!(
+        err.contains("203.0.113.253"),
+        "wan should see the SNAT address: {err}"
+    );
+    let ct = nsh(&w.router, "conntrack -L -p tcp --dport 8081 2>/dev/null")
+        .ok()
+        .stdout;
+    assert!(
+        ct.contains("src=192.0.2.1 dst=203.0.113.1")
+            && ct.contains("src=203.0.113.1 dst=203.0.113.253"),
+        "conntrack should show the SNAT reply tuple: {ct}"
+    );
+    let rules = list(&w.router);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].packets.unwrap() >= 1);
+}
+
+/// Echo requests namespace `ns` has received so far (`IcmpInEchos` / `Icmp6InEchos`): proof of
+/// which side a ping reached when both sides have the same address.
+fn echo_requests(ns: &str, v6: bool) -> u64 {
+    let counter = if v6 { "Icmp6InEchos" } else { "IcmpInEchos" };
+    let out = nsh(ns, &format!("nstat -asz {counter}")).ok().stdout;
+    out.lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(counter)).then(|| f.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no {counter} in nstat output: {out}"))
+}
+
+/// Pings `dest` from `from` and checks that the requests arrived in `to`, not anywhere else.
+#[track_caller]
+fn ping_reaches(from: &str, dest: &str, to: &str, v6: bool) {
+    let (seen_to, seen_from) = (echo_requests(to, v6), echo_requests(from, v6));
+    assert!(ping(from, dest, 3), "{from} -> {dest}");
+    assert!(
+        echo_requests(to, v6) >= seen_to + 3,
+        "{from} -> {dest} did not reach {to}"
+    );
+    assert_eq!(
+        echo_requests(from, v6),
+        seen_from,
+        "{from} -> {dest} came back to {from}"
+    );
+}
+
+/// The overlapping-networks addressing for one family.
+#[derive(Clone, Copy)]
+enum Net {
+    V4,
+    V6,
+}
+
+impl Net {
+    /// (shared prefix, mapped prefix, middleman address, host address, `ip` family flag)
+    fn plan(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ) {
+        match self {
+            Net::V4 => (
+                "192.168.2.0/24",
+                "192.168.3.0/24",
+                "192.168.2.1",
+                "192.168.2.10",
+                "-4",
+            ),
+            Net::V6 => (
+                "fd00:2::/64",
+                "fd00:3::/64",
+                "fd00:2::1",
+                "fd00:2::10",
+                "-6",
+            ),
+        }
+    }
+}
+
+/// inner - mid - outer, where inner and outer use the same prefix and mid has the same address
+/// on both sides; tables 100 (inner side) and 200 (outer side), and `fwmark 100 lookup 200`,
+/// `fwmark 200 lookup 100` (policy routing with routectl in place of the scenario's VRFs).
+fn overlap(lab: &Lab, net: Net) -> (String, String, String) {
+    let (shared, mapped, mid_addr, host, fam) = net.plan();
+    let plen = shared.split_once('/').unwrap().1;
+    let (inner, mid, outer) = (lab.netns("inner"), lab.netns("mid"), lab.netns("outer"));
+    sysctl(&mid, "net.ipv4.conf.all.rp_filter=0");
+    sysctl(&mid, "net.ipv4.conf.default.rp_filter=0");
+    sysctl(&mid, "net.ipv4.ip_forward=1");
+    sysctl(&mid, "net.ipv6.conf.all.forwarding=1");
+    veth(&inner, "eth0", &mid, "mid-in");
+    veth(&outer, "eth0", &mid, "mid-out");
+    let nodad = if matches!(net, Net::V6) { " nodad" } else { "" };
+    let routectl = |ns: &str, args: &str| {
+        let mut full = vec!["--ns", ns];
+        full.extend(args.split_whitespace());
+        tool("routectl", &full).ok();
+    };
+    for side in [&inner, &outer] {
+        ip(
+            side,
+            &format!("{fam} addr add {host}/{plen} dev eth0{nodad}"),
+        );
+        routectl(side, &format!("route add {mapped} --via {mid_addr}"));
+    }
+    for dev in ["mid-in", "mid-out"] {
+        ip(
+            &mid,
+            &format!("{fam} addr add {mid_addr}/{plen} dev {dev}{nodad}"),
+        );
+    }
+    routectl(
+        &mid,
+        &format!("route add {shared} --dev mid-in --table 100"),
+    );
+    routectl(
+        &mid,
+        &format!("route add {shared} --dev mid-out --table 200"),
+    );
+    routectl(
+        &mid,
+        &format!("rule add --priority 100 --fwmark 100 --table 200 {fam}"),
+    );
+    routectl(
+        &mid,
+        &format!("rule add --priority 200 --fwmark 200 --table 100 {fam}"),
+    );
+    (inner, mid, outer)
+}
+
+/// The overlapping-networks walk without VRF: inner and outer both use 192.168.2.0/24 and reach
+/// each other as 192.168.3.0/24 through a middleman with NETMAP both ways, per-side fwmarks
+/// selecting the other side's routing table, and per-side conntrack zones (original direction).
+#[test]
+fn overlapping_networks_meet_through_netmap_marks_and_zones() {
+    let lab = Lab::new();
+    let (inner, mid, outer) = overlap(&lab, Net::V4);
+
+    for args in [
+        &[
+            "netmap",
+            "--dst",
+            "192.168.3.0/24",
+            "--to",
+            "192.168.2.0/24",
+        ][..],
+        &[
+            "netmap",
+            "--src",
+            "192.168.2.0/24",
+            "--to",
+            "192.168.3.0/24",
+        ],
+        &[
+            "mark",
+            "--iif",
+            "mid-in",
+            "--dst",
+            "192.168.3.0/24",
+            "--set",
+            "100",
+        ],
+        &[
+            "mark",
+            "--iif",
+            "mid-out",
+            "--dst",
+            "192.168.3.0/24",
+            "--set",
+            "200",
+        ],
+        &[
+            "zone",
+            "--iif",
+            "mid-in",
+            "--src",
+            "192.168.2.0/24",
+            "--zone",
+            "100",
+            "--dir",
+            "original",
+        ],
+        &[
+            "zone",
+            "--iif",
+            "mid-out",
+            "--src",
+            "192.168.2.0/24",
+            "--zone",
+            "200",
+            "--dir",
+            "original",
+        ],
+    ] {
+        assert!(add(&mid, args).changed, "{args:?}");
+    }
+    let rs = ruleset(&mid);
+    for needle in [
+        "ip daddr 192.168.3.0/24 counter packets 0 bytes 0 dnat ip prefix to 192.168.2.0/24",
+        "ip saddr 192.168.2.0/24 counter packets 0 bytes 0 snat ip prefix to 192.168.3.0/24",
+        "meta mark set 0x00000064",
+        "ct original zone set 200",
+        "type filter hook prerouting priority raw",
+        "type filter hook prerouting priority mangle",
+    ] {
+        assert!(rs.contains(needle), "missing {needle:?} in:\n{rs}");
+    }
+
+    // Both directions by ping.
+    ping_reaches(&inner, "192.168.3.10", &outer, false);
+    ping_reaches(&outer, "192.168.3.10", &inner, false);
+
+    // The same tuple from both sides: 192.168.2.10:4000 -> 192.168.3.10:80. Each side serves its
+    // own banner, so each client proves it reached the other side.
+    let script = format!(
+        r#"
+        printf outer-banner | ip netns exec {outer} timeout 10 nc -4 -N -l 80 >/dev/null &
+        printf inner-banner | ip netns exec {inner} timeout 10 nc -4 -N -l 80 >/dev/null &
+        for ns in {outer} {inner}; do
+            for i in $(seq 1 50); do ip netns exec $ns ss -Hltn "sport = :80" | grep -q . && break; sleep 0.1; done
+        done
+        a=$(ip netns exec {inner} nc -4 -d -w 3 -p 4000 192.168.3.10 80)
+        b=$(ip netns exec {outer} nc -4 -d -w 3 -p 4000 192.168.3.10 80)
+        wait
+        echo "inner-got=$a"; echo "outer-got=$b"
+        "#
+    );
+    let r = sh(&script);
+    assert!(r.stdout.contains("inner-got=outer-banner"), "{r:?}");
+    assert!(r.stdout.contains("outer-got=inner-banner"), "{r:?}");
+    let ct = nsh(
+        &mid,
+        "conntrack -L -p tcp --sport 4000 --dport 80 2>/dev/null",
+    )
+    .ok()
+    .stdout;
+    let lines: Vec<&str> = ct
+        .lines()
+        .filter(|l| l.contains("src=192.168.2.10 dst=192.168.3.10 sport=4000 dport=80"))
+        .collect();
+    assert_eq!(lines.len(), 2, "two connections with the same tuple: {ct}");
+    assert!(lines.iter().any(|l| l.contains("zone-orig=100")), "{ct}");
+    assert!(lines.iter().any(|l| l.contains("zone-orig=200")), "{ct}");
+
+    // Every rule saw traffic.
+    for rule in list(&mid) {
+        assert!(
+            rule.packets.unwrap() > 0,
+            "rule {} ({}) matched nothing",
+            rule.id,
+            rule.kind
+        );
+    }
+}
+
+#[test]
+fn a_batch_the_kernel_refuses_leaves_the_ruleset_byte_identical() {
+    let lab = Lab::new();
+    let ns = lab.netns("atom");
+    // A table natctl would use, hand-made with a chain of the wrong type: natctl's transaction
+    // (table, four base chains, the rule) fails at the srcnat chain, after creating others.
+    nsh(
+        &ns,
+        "nft add table inet natctl && nft add chain inet natctl srcnat '{ type filter hook postrouting priority 0; }' \
+         && nft add table ip nat && nft add chain ip nat post '{ type nat hook postrouting priority 100; }'",
+    )
+    .ok();
+    let before = ruleset(&ns);
+    natctl(&ns, &["masquerade", "--oif", "eth0"]).fails(1, "adding rule");
+    natctl(&ns, &["zone", "--iif", "eth0", "--zone", "3"]).fails(1, "Operation not supported");
+    assert_eq!(ruleset(&ns), before, "a refused batch must leave no trace");
+
+    // Once the conflict is gone, the same commands apply; a later refusal changes nothing either.
+    nsh(&ns, "nft delete table inet natctl").ok();
+    add(&ns, &["zone", "--iif", "eth0", "--zone", "3"]);
+    add(&ns, &["masquerade", "--oif", "eth0"]);
+    nsh(
+        &ns,
+        "nft add chain inet natctl extra && nft add rule inet natctl extra counter",
+    )
+    .ok();
+    nsh(&ns, "nft delete chain inet natctl marks").ok();
+    nsh(
+        &ns,
+        "nft add chain inet natctl marks '{ type nat hook prerouting priority -150; }'",
+    )
+    .ok();
+    let before = ruleset(&ns);
+    natctl(&ns, &["mark", "--iif", "eth0", "--set", "5"]).fails(1, "adding rule");
+    assert_eq!(ruleset(&ns), before);
+}
+
+#[test]
+fn concurrent_adds_never_duplicate_or_lose_rules() {
+    let lab = Lab::new();
+    let ns = lab.netns("conc");
+    let bin = tool_path("natctl");
+    let mut children = Vec::new();
+    for i in 0..30 {
+        let args: Vec<String> = if i < 20 {
+            [
+                "dnat",
+                "--proto",
+                "tcp",
+                "--dport",
+                &(20000 + i).to_string(),
+                "--to",
+                "10.9.0.1",
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            [
+                "dnat",
+                "--proto",
+                "udp",
+                "--dport",
+                "53",
+                "--to",
+                "10.9.0.53",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let child = Command::new(&bin)
+            .args(["--ns", &ns])
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn natctl");
+        children.push(child);
+    }
+    let mut identical_changed = 0;
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("natctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        if i >= 20 && v["changed"] == Value::Bool(true) {
+            identical_changed += 1;
+        }
+    }
+    assert_eq!(
+        identical_changed, 1,
+        "exactly one of the identical adds changes the kernel"
+    );
+    assert_eq!(kernel_rule_count(&ns), 21, "{}", ruleset(&ns));
+    let rules = list(&ns);
+    assert_eq!(rules.len(), 21);
+    let ids: HashSet<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), 21);
+}
+
+#[test]
+fn two_thousand_rules_in_one_batch_file() {
+    let lab = Lab::new();
+    let ns = lab.netns("scale");
+    let mut text = String::from("# 2,000 port forwards\n");
+    for i in 0..2000u32 {
+        text.push_str(&format!(
+            "dnat --proto tcp --dport {} --to 10.{}.{}.{}:80\n",
+            10000 + i,
+            i / 62500,
+            (i / 250) % 250,
+            i % 250 + 1
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("{}-natctl-batch.txt", lab.name("")));
+    std::fs::write(&file, &text).unwrap();
+    let path = file.to_str().unwrap();
+
+    let t = Instant::now();
+    let r = natctl(&ns, &["-b", path]).ok();
+    let took = t.elapsed();
+    let lines = r.json_lines();
+    assert_eq!(lines.len(), 2000);
+    assert!(lines.iter().all(|l| l["changed"] == Value::Bool(true)));
+    let added: HashSet<String> = lines
+        .iter()
+        .map(|l| l["rule"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(added.len(), 2000);
+
+    let t = Instant::now();
+    let rules = list(&ns);
+    let list_took = t.elapsed();
+    assert_eq!(rules.len(), 2000);
+    let listed: HashSet<String> = rules.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(listed, added);
+    assert_eq!(kernel_rule_count(&ns), 2000);
+
+    // Re-running the file changes nothing.
+    let t = Instant::now();
+    let again = natctl(&ns, &["-b", path]).ok().json_lines();
+    let again_took = t.elapsed();
+    assert!(again.iter().all(|l| l["changed"] == Value::Bool(false)));
+    assert_eq!(kernel_rule_count(&ns), 2000);
+    let _ = std::fs::remove_file(&file);
+    eprintln!(
+        "natctl scale: 2000 adds {:.1?}, list {:.1?}, 2000 no-op adds {:.1?}",
+        took, list_took, again_took
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_changes_nothing() {
+    let lab = Lab::new();
+    let ns = lab.netns("bad");
+    add(&ns, &["masquerade", "--oif", "eth0"]);
+    let before = ruleset(&ns);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["dnat", "--to", "10.0.0.1:70000", "--proto", "tcp"],
+            "70000",
+        ),
+        (
+            &["dnat", "--to", "10.0.0.1", "--proto", "tcp", "--dport", "0"],
+            "'0'",
+        ),
+        (
+            &[
+                "dnat", "--to", "10.0.0.1", "--proto", "icmp", "--dport", "80",
+            ],
+            "icmp",
+        ),
+        (&["dnat", "--to", "10.0.0.1", "--dport", "80"], "--proto"),
+        (&["dnat", "--to", "10.0.0.1:80"], "--proto"),
+        (
+            &["dnat", "--to", "10.0.0.1", "--daddr", "2001:db8::1"],
+            "2001:db8::1",
+        ),
+        (
+            &["snat", "--to", "10.0.0.1", "--src", "2001:db8::/64"],
+            "2001:db8::",
+        ),
+        (&["snat", "--to", "10.0.0.9-10.0.0.1"], "10.0.0.9-10.0.0.1"),
+        (
+            &["netmap", "--dst", "10.0.0.0/24", "--to", "10.1.0.0/16"],
+            "10.1.0.0/16",
+        ),
+        (
+            &["netmap", "--dst", "10.0.0.0/24", "--to", "2001:db8::/24"],
+            "2001:db8::",
+        ),
+        (
+            &["netmap", "--dst", "10.0.0.1/24", "--to", "10.1.0.0/24"],
+            "10.0.0.1/24",
+        ),
+        (&["netmap", "--to", "10.1.0.0/24"], "--dst"),
+        (&["zone", "--iif", "eth0", "--zone", "70000"], "70000"),
+        (
+            &["zone", "--iif", "eth0", "--zone", "1", "--dir", "sideways"],
+            "sideways",
+        ),
+        (
+            &["mark", "--iif", "eth0", "--set", "0x1ffffffff"],
+            "0x1ffffffff",
+        ),
+        (
+            &["masquerade", "--oif", "averyveryverylongname"],
+            "averyveryverylongname",
+        ),
+        (
+            &["masquerade", "--oif", "eth0", "--src", "10.292.0.0/16"],
+            "10.292.0.0/16",
+        ),
+        (&["del", "not-an-id"], "not-an-id"),
+    ];
+    for (args, needle) in cases {
+        natctl(&ns, args).fails(2, needle);
+        assert_eq!(ruleset(&ns), before, "{args:?} changed the ruleset");
+    }
+    natctl(&ns, &["del", "0123456789ab"]).fails(1, "0123456789ab");
+    tool("natctl", &["--ns", &lab.name("missing"), "list"]).fails(1, &lab.name("missing"));
+    assert_eq!(ruleset(&ns), before);
+}
+
+#[test]
+fn adds_are_idempotent_and_check_predicts_without_changing() {
+    let lab = Lab::new();
+    let ns = lab.netns("idem");
+    let args = [
+        "dnat",
+        "--iif",
+        "eth0",
+        "--proto",
+        "udp",
+        "--dport",
+        "5000-5010",
+        "--to",
+        "192.0.2.7",
+    ];
+
+    let empty = ruleset(&ns);
+    let check = natctl(&ns, &[&["--check"][..], &args].concat()).ok().json();
+    assert_eq!(check["changed"], Value::Bool(true));
+    assert_eq!(ruleset(&ns), empty, "--check must not touch the kernel");
+
+    let first = add(&ns, &args);
+    assert!(first.changed);
+    assert_eq!(first.rule.id, check["rule"]["id"].as_str().unwrap());
+    assert_eq!(first.rule.dport.as_deref(), Some("5000-5010"));
+    assert!(ruleset(&ns).contains("udp dport 5000-5010"));
+    let after_first = ruleset(&ns);
+
+    // Same arguments in another order and spelling: same id, no change.
+    let again = add(
+        &ns,
+        &[
+            "dnat",
+            "--to",
+            "192.0.2.7",
+            "--dport",
+            "5000-5010",
+            "--proto",
+            "udp",
+            "--iif",
+            "eth0",
+        ],
+    );
+    assert!(!again.changed);
+    assert_eq!(again.rule.id, first.rule.id);
+    let check = natctl(&ns, &[&["--check"][..], &args].concat()).ok();
+    assert!(!check.changed());
+    assert_eq!(ruleset(&ns), after_first);
+    assert_eq!(kernel_rule_count(&ns), 1);
+
+    // Different arguments, different id; ids survive a round trip through the kernel.
+    let other = add(
+        &ns,
+        &[
+            "mark",
+            "--iif",
+            "eth0",
+            "--set",
+            "0x10",
+            "--dst",
+            "198.51.100.0/24",
+        ],
+    );
+    assert_ne!(other.rule.id, first.rule.id);
+    assert_eq!(other.rule.set, Some(16));
+    let listed = list(&ns);
+    assert_eq!(
+        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![other.rule.id.as_str(), first.rule.id.as_str()]
+    );
+    assert_eq!(listed[0].chain.as_deref(), Some("marks"));
+
+    // del: --check first, then for real; the id is then unknown (exit 1).
+    let before = ruleset(&ns);
+    assert!(natctl(&ns, &["--check", "del", &first.rule.id])
+        .ok()
+        .changed());
+    assert_eq!(ruleset(&ns), before);
+    let del = natctl(&ns, &["del", &first.rule.id]).ok().json();
+    assert_eq!(del["changed"], Value::Bool(true));
+    assert_eq!(del["rule"]["kind"], "dnat");
+    assert_eq!(kernel_rule_count(&ns), 1);
+    natctl(&ns, &["del", &first.rule.id]).fails(1, &first.rule.id);
+}
+
+#[test]
+fn flush_removes_only_natctls_table() {
+    let lab = Lab::new();
+    let ns = lab.netns("flush");
+    nsh(
+        &ns,
+        "nft add table ip nat && nft add chain ip nat POSTROUTING '{ type nat hook postrouting priority srcnat; }' \
+         && nft add rule ip nat POSTROUTING oifname eth0 masquerade",
+    )
+    .ok();
+    let hand_made = nsh(&ns, "nft list table ip nat").ok().stdout;
+
+    let m = add(&ns, &["masquerade", "--oif", "eth0"]);
+    add(
+        &ns,
+        &[
+            "netmap",
+            "--src",
+            "fd00:2::/64",
+            "--to",
+            "fd00:3::/64",
+            "--oif",
+            "eth0",
+        ],
+    );
+    add(
+        &ns,
+        &["zone", "--iif", "eth0", "--zone", "9", "--dir", "reply"],
+    );
+    list(&ns);
+    natctl(&ns, &["del", &m.rule.id]).ok();
+    assert_eq!(nsh(&ns, "nft list table ip nat").ok().stdout, hand_made);
+
+    assert!(natctl(&ns, &["--check", "flush"]).ok().changed());
+    assert!(ruleset(&ns).contains("table inet natctl"));
+    let flushed = natctl(&ns, &["flush"]).ok().json();
+    assert_eq!(flushed["changed"], Value::Bool(true));
+    assert_eq!(flushed["removed_rules"], 2);
+    let rs = ruleset(&ns);
+    assert!(!rs.contains("natctl"), "{rs}");
+    assert_eq!(nsh(&ns, "nft list table ip nat").ok().stdout, hand_made);
+    assert!(!natctl(&ns, &["flush"]).ok().changed());
+    assert!(list(&ns).is_empty());
+}
+
+#[test]
+fn ipv6_overlapping_networks_map_the_same_way() {
+    let lab = Lab::new();
+    let (inner, mid, outer) = overlap(&lab, Net::V6);
+    for args in [
+        &["netmap", "--dst", "fd00:3::/64", "--to", "fd00:2::/64"][..],
+        &["netmap", "--src", "fd00:2::/64", "--to", "fd00:3::/64"],
+        &[
+            "mark",
+            "--iif",
+            "mid-in",
+            "--dst",
+            "fd00:3::/64",
+            "--set",
+            "100",
+        ],
+        &[
+            "mark",
+            "--iif",
+            "mid-out",
+            "--dst",
+            "fd00:3::/64",
+            "--set",
+            "200",
+        ],
+        &[
+            "zone", "--iif", "mid-in", "--zone", "100", "--dir", "original",
+        ],
+        &[
+            "zone", "--iif", "mid-out", "--zone", "200", "--dir", "original",
+        ],
+    ] {
+        let added = add(&mid, args);
+        assert!(added.changed, "{args:?}");
+        let family = if args[0] == "zone" { "inet" } else { "ip6" };
+        assert_eq!(added.rule.family, family, "{args:?}");
+    }
+    let rs = ruleset(&mid);
+    assert!(rs.contains("dnat ip6 prefix to fd00:2::/64"), "{rs}");
+    assert!(rs.contains("snat ip6 prefix to fd00:3::/64"), "{rs}");
+    ping_reaches(&inner, "fd00:3::10", &outer, true);
+    ping_reaches(&outer, "fd00:3::10", &inner, true);
+    let ct = nsh(&mid, "conntrack -L -f ipv6 2>/dev/null").ok().stdout;
+    assert!(
+        ct.contains("zone-orig=100") && ct.contains("zone-orig=200"),
+        "{ct}"
+    );
+}
+
+#[test]
+fn batch_lines_see_the_kernel_as_earlier_lines_left_it() {
+    let lab = Lab::new();
+    let ns = lab.netns("blines");
+    let text = "mark --iif eth0 --set 1\nmark --iif eth0 --set 0x1\nflush\nmark --iif eth0 --set 1\nzone --iif eth0 --zone 1\nlist\n";
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(text))
+        .ok()
+        .json_lines();
+    let changed: Vec<bool> = out
+        .iter()
+        .map(|l| l["changed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(changed, [true, false, true, true, true, false], "{out:?}");
+    assert_eq!(out[0]["rule"]["id"], out[3]["rule"]["id"]);
+    assert_eq!(out[5]["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(kernel_rule_count(&ns), 2);
+}
