@@ -1,30 +1,49 @@
 //! nsctl: network namespaces, veths, bridges, links, addresses and sysctls.
+//!
+//! `nsctl [--ns NS] OBJECT VERB [ARGS]`, like `ip [-n NS] OBJECT VERB`. Every command talks to
+//! the kernel through rtnetlink (links, addresses), nix (namespaces, mounts) or /proc/sys
+//! (sysctls); nothing runs `ip`.
 
 use clap::Subcommand;
 use common::{Ctx, Outcome, Result};
+
+pub mod cmd;
 
 pub const ABOUT: &str = "Network namespaces, veths, bridges, links, addresses and sysctls";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Probe
-    Probe {
-        #[arg(long)]
-        dev: common::types::IfName,
-    },
+    /// Named network namespaces under /run/netns (like `ip netns`)
+    #[command(subcommand)]
+    Netns(cmd::netns::Netns),
+    /// Run a command inside a named namespace (like `ip netns exec`); exit status is the command's
+    Exec(cmd::exec::Exec),
+    /// Veth pairs, the peer optionally in another namespace (like `ip link add type veth`)
+    #[command(subcommand)]
+    Veth(cmd::veth::Veth),
+    /// Linux bridges (like `ip link add type bridge`)
+    #[command(subcommand)]
+    Bridge(cmd::bridge::Bridge),
+    /// Any link: state, master, MTU, namespace; delete; list (like `ip link`)
+    #[command(subcommand)]
+    Link(cmd::link::Link),
+    /// IPv4 and IPv6 addresses (like `ip addr`)
+    #[command(subcommand)]
+    Addr(cmd::addr::Addr),
+    /// Read or set a sysctl in the namespace (like `ip netns exec NS sysctl KEY[=VALUE]`)
+    Sysctl(cmd::sysctl::Sysctl),
 }
 
 impl common::Command for Command {
     fn run(self, ctx: &Ctx) -> Result<Outcome> {
         match self {
-            Command::Probe { dev } => {
-                let h = ctx.netlink()?;
-                let idx =
-                    ctx.block_on(common::nl::link_index(&h, dev.as_str(), &ctx.ns_label()))?;
-                Outcome::json(
-                    serde_json::json!({"changed": false, "index": idx, "ns": ctx.ns_json()}),
-                )
-            }
+            Command::Netns(c) => c.run(ctx),
+            Command::Exec(c) => c.run(ctx),
+            Command::Veth(c) => c.run(ctx),
+            Command::Bridge(c) => c.run(ctx),
+            Command::Link(c) => c.run(ctx),
+            Command::Addr(c) => c.run(ctx),
+            Command::Sysctl(c) => c.run(ctx),
         }
     }
 }

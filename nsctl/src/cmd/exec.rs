@@ -1,0 +1,113 @@
+//! `nsctl exec NAME -- CMD [ARGS]`: what `ip netns exec` does, then becomes CMD.
+//!
+//! Enter the network namespace, take a private (slave) mount namespace, mount a /sys that shows
+//! the namespace's own devices, bind /etc/netns/NAME/* over /etc, and execvp.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use clap::Args;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use common::netns::NetnsFd;
+use common::types::NsTarget;
+use common::{Context, Ctx, Error, Outcome, Result};
+
+#[derive(Args, Debug)]
+pub struct Exec {
+    /// Namespace name (/run/netns/NAME) or path such as /proc/PID/ns/net
+    pub name: NsTarget,
+    /// The command and its arguments (after `--`)
+    #[arg(required = true, last = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+impl Exec {
+    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        let argv: Vec<CString> = self
+            .command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::invalid("a command argument contains a NUL byte"))?;
+        let ns = NetnsFd::open(&self.name)?;
+        if ctx.check {
+            return Outcome::json(serde_json::json!({
+                "changed": false,
+                "exec": {"netns": self.name.to_string(), "command": self.command},
+            }));
+        }
+        let what = || format!("running {} in namespace {}", self.command[0], self.name);
+        enter(&ns, &self.name).with_context(what)?;
+        common::output::restore_stdout();
+        let err = nix::unistd::execvp(&argv[0], &argv).unwrap_err();
+        Err(Error::caused(what(), err))
+    }
+}
+
+/// Network namespace, private mounts, a fresh /sys, and /etc/netns/NAME overlays.
+fn enter(ns: &NetnsFd, target: &NsTarget) -> Result<()> {
+    setns(ns_fd(ns), CloneFlags::CLONE_NEWNET).context("entering the network namespace")?;
+    unshare(CloneFlags::CLONE_NEWNS).context("creating a private mount namespace")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("making / a slave mount")?;
+    let sys_flags = match nix::sys::statvfs::statvfs("/sys") {
+        Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => MsFlags::MS_RDONLY,
+        _ => MsFlags::empty(),
+    };
+    // Like ip netns exec: a failure to remount /sys leaves the caller's view, not an error.
+    if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
+        let src = match target {
+            NsTarget::Name(n) => n.to_string(),
+            NsTarget::Path(_) => "sysfs".into(),
+        };
+        mount(
+            Some(src.as_str()),
+            "/sys",
+            Some("sysfs"),
+            sys_flags,
+            None::<&str>,
+        )
+        .context("mounting /sys for the namespace")?;
+    }
+    if let NsTarget::Name(n) = target {
+        bind_etc(n.as_str());
+    }
+    Ok(())
+}
+
+fn ns_fd(ns: &NetnsFd) -> std::os::fd::BorrowedFd<'_> {
+    // SAFETY: the descriptor belongs to `ns` and outlives the borrow.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(ns.raw()) }
+}
+
+/// Binds each /etc/netns/NAME/FILE over /etc/FILE (resolv.conf, hosts, ...), like ip netns exec.
+fn bind_etc(name: &str) {
+    let dir = Path::new("/etc/netns").join(name);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for ent in entries.flatten() {
+        let target = Path::new("/etc").join(ent.file_name());
+        if let Err(e) = mount(
+            Some(&ent.path()),
+            &target,
+            Some("none"),
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            eprintln!(
+                "nsctl: warning: binding {} over {}: {e}",
+                ent.path().display(),
+                target.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! `nsctl link set|del|list`: any link's state, master, MTU and namespace (like `ip link`).
+
+use clap::{ArgGroup, Subcommand};
+use rtnetlink::{Handle, LinkUnspec};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use common::netns::NetnsFd;
+use common::types::{IfName, NsTarget};
+use common::{Ctx, Error, Outcome, Result};
+
+use super::{handle_in, is_up, kind, master, mtu, ns_label, set_link, state, LinkView};
+
+#[derive(Subcommand, Debug)]
+pub enum Link {
+    /// Change a link (like `ip link set NAME [up|down] [master BR|nomaster] [mtu N] [netns NS]`)
+    #[command(group(ArgGroup::new("updown").args(["up", "down"])))]
+    #[command(group(ArgGroup::new("mastery").args(["master", "nomaster"])))]
+    Set {
+        /// Link name
+        name: IfName,
+        /// Bring it up (`ip link set NAME up`)
+        #[arg(long)]
+        up: bool,
+        /// Bring it down (`ip link set NAME down`)
+        #[arg(long)]
+        down: bool,
+        /// Enslave it to bridge BR (`ip link set NAME master BR`)
+        #[arg(long, value_name = "BR")]
+        master: Option<IfName>,
+        /// Release it from its master (`ip link set NAME nomaster`)
+        #[arg(long)]
+        nomaster: bool,
+        /// Set the MTU (`ip link set NAME mtu N`)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
+        mtu: Option<u32>,
+        /// Move it into namespace NS2 first (`ip link set NAME netns NS2`); the other settings
+        /// then apply there (a moved link arrives down and without master)
+        #[arg(long, value_name = "NS2")]
+        netns: Option<NsTarget>,
+    },
+    /// Delete a link; a veth takes its peer with it (like `ip link del NAME`)
+    Del {
+        /// Link name
+        name: IfName,
+    },
+    /// List links with kind, state, master, MTU and addresses (like `ip -d addr show`)
+    List,
+}
+
+/// What `link set` asks for; None means "leave as it is".
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub up: Option<bool>,
+    pub master: Option<Option<IfName>>,
+    pub mtu: Option<u32>,
+}
+
+/// The parts of a link `link set` changes.
+#[derive(Debug, Clone)]
+struct Current {
+    index: u32,
+    kind: Option<String>,
+    up: bool,
+    master: Option<u32>,
+    mtu: u32,
+}
+
+impl Current {
+    fn of(l: &netlink_packet_route::link::LinkMessage) -> Current {
+        Current {
+            index: l.header.index,
+            kind: kind(l),
+            up: is_up(l),
+            master: master(l),
+            mtu: mtu(l),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SetView {
+    name: String,
+    netns: Value,
+    kind: Option<String>,
+    state: &'static str,
+    master: Option<String>,
+    mtu: u32,
+}
+
+impl Link {
+    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        match self {
+            Link::Set {
+                name,
+                up,
+                down,
+                master,
+                nomaster,
+                mtu,
+                netns,
+            } => {
+                let s = Settings {
+                    up: (up || down).then_some(up),
+                    master: if nomaster {
+                        Some(None)
+                    } else {
+                        master.map(Some)
+                    },
+                    mtu,
+                };
+                set(ctx, &name, &s, netns)
+            }
+            Link::Del { name } => {
+                let handle = ctx.netlink()?;
+                let changed = ctx.block_on(del(&handle, &name, &ctx.ns_label(), ctx.check))?;
+                Outcome::json(json!({
+                    "changed": changed,
+                    "link": {"name": name, "netns": ctx.ns_json()},
+                }))
+            }
+            Link::List => {
+                let handle = ctx.netlink()?;
+                let links: Vec<LinkView> = ctx.block_on(super::link_views(&handle))?;
+                Outcome::json(json!({"changed": false, "links": links}))
+            }
+        }
+    }
+}
+
+/// Deletes link NAME; `Ok(false)` if there is none.
+pub async fn del(handle: &Handle, name: &IfName, where_: &str, check: bool) -> Result<bool> {
+    let Some(l) = common::nl::find_link(handle, name.as_str()).await? else {
+        return Ok(false);
+    };
+    if !check {
+        match handle.link().del(l.header.index).execute().await {
+            Ok(()) => {}
+            Err(e) if common::nl::is_absent(&e) => return Ok(false),
+            Err(e) => {
+                return Err(Error::caused(
+                    format!("deleting link {name} in {where_}"),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<Outcome> {
+    let handle = ctx.netlink()?;
+    let here = ctx.ns_label();
+    let Some(to) = to else {
+        let (changed, view) = ctx.block_on(async {
+            let l = common::nl::link(&handle, name.as_str(), &here).await?;
+            apply(&handle, name, Current::of(&l), s, &here, ctx.check).await
+        })?;
+        return emit(changed, view, ctx.ns_json());
+    };
+    let there = ns_label(Some(&to));
+    let target = NetnsFd::open(&to)?;
+    let same = target.id()? == NetnsFd::current()?.id()?;
+    let found = ctx.block_on(common::nl::find_link(&handle, name.as_str()))?;
+    let (changed, view) = match found {
+        Some(l) if !same => {
+            // Move, then apply the rest in the target namespace.
+            if !ctx.check {
+                let msg = LinkUnspec::new_with_index(l.header.index)
+                    .setns_by_fd(target.raw())
+                    .build();
+                ctx.block_on(set_link(&handle, msg, || {
+                    format!("moving link {name} from {here} to {there}")
+                }))?;
+            }
+            let check = ctx.check;
+            let moved = Current {
+                up: false,
+                master: None,
+                ..Current::of(&l)
+            };
+            let (_, view) = ctx.block_on(async {
+                let h = handle_in(&target)?;
+                if check {
+                    if common::nl::find_link(&h, name.as_str()).await?.is_some() {
+                        return Err(Error::failed(format!(
+                            "moving link {name} from {here} to {there}: {there} already has a link {name}"
+                        )));
+                    }
+                    return apply(&h, name, moved, s, &there, true).await;
+                }
+                let l = common::nl::link(&h, name.as_str(), &there).await?;
+                apply(&h, name, Current::of(&l), s, &there, false).await
+            })?;
+            (true, view)
+        }
+        Some(l) => ctx.block_on(apply(&handle, name, Current::of(&l), s, &here, ctx.check))?,
+        // Already moved (a second run): converge the settings there.
+        None => ctx.block_on(async {
+            let h = handle_in(&target)?;
+            let Some(l) = common::nl::find_link(&h, name.as_str()).await? else {
+                return Err(Error::failed(format!(
+                    "device '{name}' not found in {here} nor in {there}"
+                )));
+            };
+            apply(&h, name, Current::of(&l), s, &there, ctx.check).await
+        })?,
+    };
+    emit(changed, view, json!(to.to_string()))
+}
+
+fn emit(changed: bool, view: SetView, netns: Value) -> Result<Outcome> {
+    Outcome::json(json!({"changed": changed, "link": SetView { netns, ..view }}))
+}
+
+/// Brings link `cur` to settings `s` with one RTM_SETLINK (none if nothing differs).
+async fn apply(
+    handle: &Handle,
+    name: &IfName,
+    cur: Current,
+    s: &Settings,
+    where_: &str,
+    check: bool,
+) -> Result<(bool, SetView)> {
+    let mut msg = LinkUnspec::new_with_index(cur.index);
+    let mut changed = false;
+    let mut master_name = None;
+    let mut new_master = cur.master;
+    match &s.master {
+        Some(Some(br)) => {
+            let idx = common::nl::link(handle, br.as_str(), where_)
+                .await
+                .map_err(|_| {
+                    Error::failed(format!(
+                        "setting master of {name} to {br}: bridge '{br}' not found in {where_}"
+                    ))
+                })?
+                .header
+                .index;
+            if cur.master != Some(idx) {
+                msg = msg.controller(idx);
+                changed = true;
+            }
+            new_master = Some(idx);
+            master_name = Some(br.to_string());
+        }
+        Some(None) if cur.master.is_some() => {
+            msg = msg.nocontroller();
+            changed = true;
+            new_master = None;
+        }
+        Some(None) => new_master = None,
+        None => {}
+    }
+    if let (Some(idx), None) = (new_master, &master_name) {
+        master_name = Some(master_label(handle, idx).await);
+    }
+    let mut new_mtu = cur.mtu;
+    if let Some(m) = s.mtu {
+        if m != cur.mtu {
+            msg = msg.mtu(m);
+            changed = true;
+            new_mtu = m;
+        }
+    }
+    let mut new_up = cur.up;
+    if let Some(up) = s.up {
+        if up != cur.up {
+            msg = if up { msg.up() } else { msg.down() };
+            changed = true;
+            new_up = up;
+        }
+    }
+    if changed && !check {
+        set_link(handle, msg.build(), || describe(name, s, where_)).await?;
+    }
+    Ok((
+        changed,
+        SetView {
+            name: name.to_string(),
+            netns: Value::Null,
+            kind: cur.kind,
+            state: state(new_up),
+            master: master_name,
+            mtu: new_mtu,
+        },
+    ))
+}
+
+/// The name of link `index`, or the number if it cannot be looked up.
+async fn master_label(handle: &Handle, index: u32) -> String {
+    use futures::TryStreamExt;
+    match handle
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(Some(l)) => super::name(&l),
+        _ => index.to_string(),
+    }
+}
+
+/// "setting link X up master br0 mtu 1400 in namespace c1", for error messages.
+fn describe(name: &IfName, s: &Settings, where_: &str) -> String {
+    let mut words = format!("setting link {name}");
+    match s.up {
+        Some(true) => words.push_str(" up"),
+        Some(false) => words.push_str(" down"),
+        None => {}
+    }
+    match &s.master {
+        Some(Some(br)) => words.push_str(&format!(" master {br}")),
+        Some(None) => words.push_str(" nomaster"),
+        None => {}
+    }
+    if let Some(m) = s.mtu {
+        words.push_str(&format!(" mtu {m}"));
+    }
+    format!("{words} in {where_}")
+}

@@ -1,0 +1,207 @@
+//! One module per object; the link and address plumbing they share lives here.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::{Handle, LinkUnspec};
+use serde::Serialize;
+
+use common::{Context, Result};
+
+pub mod addr;
+pub mod bridge;
+pub mod exec;
+pub mod link;
+pub mod netns;
+pub mod sysctl;
+pub mod veth;
+
+/// The kind of a link as `ip -d link` names it (`veth`, `bridge`, ...), None for plain devices
+/// such as `lo`.
+pub fn kind(msg: &LinkMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// `kind` for messages: "veth", "bridge", or "device" for a link without a kind.
+pub fn kind_label(msg: &LinkMessage) -> String {
+    kind(msg).unwrap_or_else(|| "device".into())
+}
+
+/// Administratively up (IFF_UP), what `ip link set up` changes.
+pub fn is_up(msg: &LinkMessage) -> bool {
+    msg.header.flags.contains(LinkFlags::Up)
+}
+
+/// The master (controller) ifindex, if enslaved.
+pub fn master(msg: &LinkMessage) -> Option<u32> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Controller(i) if *i != 0 => Some(*i),
+        _ => None,
+    })
+}
+
+pub fn mtu(msg: &LinkMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// For a veth: the peer's ifindex (in the peer's namespace).
+pub fn peer_index(msg: &LinkMessage) -> Option<u32> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) => Some(*i),
+        _ => None,
+    })
+}
+
+/// The namespace id (as seen from here) of the namespace holding the link's peer, if elsewhere.
+pub fn peer_nsid(msg: &LinkMessage) -> Option<i32> {
+    msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkNetNsId(n) => Some(*n),
+        _ => None,
+    })
+}
+
+/// True when the link's peer lives in another namespace (the kernel reports its nsid).
+pub fn peer_elsewhere(msg: &LinkMessage) -> bool {
+    peer_nsid(msg).is_some()
+}
+
+pub fn name(msg: &LinkMessage) -> String {
+    common::nl::link_name(msg).unwrap_or_default().to_string()
+}
+
+/// One link as `link list` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkView {
+    pub name: String,
+    pub index: u32,
+    pub kind: Option<String>,
+    pub state: &'static str,
+    pub master: Option<String>,
+    pub mtu: u32,
+    pub addresses: Vec<String>,
+}
+
+pub fn state(up: bool) -> &'static str {
+    if up {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+/// The CIDR of an address message (IFA_LOCAL, else IFA_ADDRESS, with the prefix length).
+pub fn addr_cidr(msg: &AddressMessage) -> Option<IpNet> {
+    let pick = |local: bool| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) if local => Some(*ip),
+            AddressAttribute::Address(ip) if !local => Some(*ip),
+            _ => None,
+        })
+    };
+    let ip = pick(true).or_else(|| pick(false))?;
+    IpNet::new(ip, msg.header.prefix_len).ok()
+}
+
+/// Every address in the namespace (optionally of one link), in kernel order.
+pub async fn addresses(handle: &Handle, index: Option<u32>) -> Result<Vec<AddressMessage>> {
+    let mut req = handle.address().get();
+    if let Some(i) = index {
+        req = req.set_link_index_filter(i);
+    }
+    req.execute()
+        .try_collect()
+        .await
+        .context("listing addresses")
+}
+
+/// All links with their addresses, as `link list` prints them.
+pub async fn link_views(handle: &Handle) -> Result<Vec<LinkView>> {
+    let links = common::nl::links(handle).await?;
+    let mut by_index: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for a in addresses(handle, None).await? {
+        if let Some(c) = addr_cidr(&a) {
+            by_index
+                .entry(a.header.index)
+                .or_default()
+                .push(c.to_string());
+        }
+    }
+    let names: BTreeMap<u32, String> = links.iter().map(|l| (l.header.index, name(l))).collect();
+    Ok(links
+        .iter()
+        .map(|l| LinkView {
+            name: name(l),
+            index: l.header.index,
+            kind: kind(l),
+            state: state(is_up(l)),
+            master: master(l).map(|m| names.get(&m).cloned().unwrap_or_else(|| m.to_string())),
+            mtu: mtu(l),
+            addresses: by_index.remove(&l.header.index).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Sends one RTM_SETLINK built from `msg`, naming the attempt in the error.
+pub async fn set_link(
+    handle: &Handle,
+    msg: LinkMessage,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    handle.link().set(msg).execute().await.with_context(what)
+}
+
+/// Brings link `index` up or down.
+pub async fn set_up(
+    handle: &Handle,
+    index: u32,
+    up: bool,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let b = LinkUnspec::new_with_index(index);
+    let msg = if up { b.up() } else { b.down() }.build();
+    set_link(handle, msg, what).await
+}
+
+/// Deletes link `index`; used to undo a creation, so its own failure is only logged.
+pub async fn undo_create(handle: &Handle, index_or_name: &str) {
+    common::vlog!(1, "undoing: deleting link {index_or_name}");
+    if let Ok(Some(l)) = common::nl::find_link(handle, index_or_name).await {
+        if let Err(e) = handle.link().del(l.header.index).execute().await {
+            eprintln!("nsctl: warning: undoing: deleting link {index_or_name}: {e}");
+        }
+    }
+}
+
+/// A netlink handle in namespace `ns`, opened from this thread: it enters `ns` just long
+/// enough to create the socket (a socket stays in the namespace it was made in), then returns.
+/// Cheaper than a thread with its own runtime. Call it inside the runtime (`ctx.block_on`).
+pub fn handle_in(ns: &common::netns::NetnsFd) -> Result<Handle> {
+    let home = common::netns::NetnsFd::current()?;
+    ns.enter()?;
+    let handle = common::nl::connect();
+    home.enter()?;
+    handle
+}
+
+/// How to name a namespace target in messages.
+pub fn ns_label(ns: Option<&common::types::NsTarget>) -> String {
+    match ns {
+        Some(n) => format!("namespace {n}"),
+        None => "the current namespace".into(),
+    }
+}

@@ -1,0 +1,350 @@
+//! `nsctl veth add NAME --peer PEER [--peer-ns NS2] [--master BR] [--peer-master BR] [--up]`.
+//!
+//! One RTM_NEWLINK creates both ends: the peer directly in NS2 (IFLA_NET_NS_FD inside the peer
+//! message), the local end enslaved (IFLA_MASTER) and both up when asked, so the kernel applies
+//! it all or nothing. Only `--peer-master` needs a second step (in NS2); if it fails, the veth
+//! is deleted again.
+
+use clap::Subcommand;
+use futures::TryStreamExt;
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use serde::Serialize;
+use serde_json::Value;
+
+use common::netns::NetnsFd;
+use common::types::{IfName, NsTarget};
+use common::{Ctx, Error, Outcome, Result};
+
+use super::{handle_in, is_up, kind_label, master, ns_label, peer_elsewhere, peer_index, set_link};
+
+#[derive(Subcommand, Debug)]
+pub enum Veth {
+    /// Create a veth pair, or make sure it exists
+    /// (like `ip link add NAME type veth peer name PEER netns NS2`)
+    Add {
+        /// Name of the local end (1-15 bytes)
+        name: IfName,
+        /// Name of the other end
+        #[arg(long)]
+        peer: IfName,
+        /// Put the other end in namespace NS2 (name or path); default: next to the local end
+        #[arg(long, value_name = "NS2")]
+        peer_ns: Option<NsTarget>,
+        /// Enslave the local end to bridge BR (`ip link set NAME master BR`)
+        #[arg(long, value_name = "BR")]
+        master: Option<IfName>,
+        /// Enslave the other end to bridge BR in the peer's namespace
+        #[arg(long, value_name = "BR")]
+        peer_master: Option<IfName>,
+        /// Bring both ends up
+        #[arg(long)]
+        up: bool,
+        /// If NAME exists but is not this veth pair, delete it and create the pair
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct View {
+    name: String,
+    netns: Value,
+    peer: String,
+    peer_netns: Value,
+    master: Option<String>,
+    peer_master: Option<String>,
+    state: &'static str,
+}
+
+/// Everything `veth add` was asked for, resolved.
+struct Plan<'a> {
+    name: &'a IfName,
+    peer: &'a IfName,
+    peer_ns: Option<&'a NetnsFd>,
+    master: Option<u32>,
+    peer_master: Option<&'a IfName>,
+    up: bool,
+    here: &'a str,
+    there: &'a str,
+    check: bool,
+}
+
+impl Veth {
+    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        let Veth::Add {
+            name,
+            peer,
+            peer_ns,
+            master: master_br,
+            peer_master,
+            up,
+            replace,
+        } = self;
+        if peer_ns.is_none() && peer == name {
+            return Err(Error::invalid(format!(
+                "veth {name}: the peer needs a different name in the same namespace"
+            )));
+        }
+        let handle = ctx.netlink()?;
+        let peer_fd = peer_ns.as_ref().map(NetnsFd::open).transpose()?;
+        // A --peer-ns that is where we are anyway is no other namespace.
+        let peer_fd = match peer_fd {
+            Some(fd) if fd.id()? == NetnsFd::current()?.id()? => None,
+            other => other,
+        };
+        let here = ctx.ns_label();
+        let plan_there = match &peer_fd {
+            Some(_) => ns_label(peer_ns.as_ref()),
+            None => here.clone(),
+        };
+        let (changed, now_up) = ctx.block_on(async {
+            let master = match &master_br {
+                Some(br) => Some(bridge_index(&handle, br, &name, &here).await?),
+                None => None,
+            };
+            let plan = Plan {
+                name: &name,
+                peer: &peer,
+                peer_ns: peer_fd.as_ref(),
+                master,
+                peer_master: peer_master.as_ref(),
+                up,
+                here: &here,
+                there: &plan_there,
+                check: ctx.check,
+            };
+            match common::nl::find_link(&handle, name.as_str()).await? {
+                Some(l) => match is_our_pair(&handle, &l, &plan).await? {
+                    Ok(()) => converge(&handle, &l, &plan).await,
+                    Err(why) if !replace => Err(Error::failed(format!(
+                        "{name} already exists in {here} but {why} (--replace recreates it)"
+                    ))),
+                    Err(_) => {
+                        if !plan.check {
+                            super::link::del(&handle, &name, &here, false).await?;
+                        }
+                        create(&handle, &plan).await.map(|()| (true, up))
+                    }
+                },
+                None => create(&handle, &plan).await.map(|()| (true, up)),
+            }
+        })?;
+        let netns = ctx.ns_json();
+        Outcome::json(serde_json::json!({
+            "changed": changed,
+            "veth": View {
+                name: name.to_string(),
+                peer: peer.to_string(),
+                peer_netns: peer_ns.map_or_else(|| netns.clone(), |n| Value::from(n.to_string())),
+                netns,
+                master: master_br.map(|b| b.to_string()),
+                peer_master: peer_master.map(|b| b.to_string()),
+                state: super::state(now_up),
+            },
+        }))
+    }
+}
+
+async fn bridge_index(handle: &Handle, br: &IfName, port: &IfName, where_: &str) -> Result<u32> {
+    match common::nl::find_link(handle, br.as_str()).await? {
+        Some(l) => Ok(l.header.index),
+        None => Err(Error::failed(format!(
+            "enslaving {port} to {br}: bridge '{br}' not found in {where_}"
+        ))),
+    }
+}
+
+/// `Ok(Ok(()))` if link `l` is the veth pair the plan describes, `Ok(Err(why))` if not.
+async fn is_our_pair(
+    handle: &Handle,
+    l: &LinkMessage,
+    plan: &Plan<'_>,
+) -> Result<std::result::Result<(), String>> {
+    let kind = kind_label(l);
+    if kind != "veth" {
+        return Ok(Err(format!("is a {kind}, not a veth")));
+    }
+    let Some(peer_idx) = peer_index(l) else {
+        return Ok(Err("it is a veth without a peer".into()));
+    };
+    let index = l.header.index;
+    let lookup = |h: Handle| async move {
+        let found = h
+            .link()
+            .get()
+            .match_index(peer_idx)
+            .execute()
+            .try_next()
+            .await;
+        Ok::<_, Error>(match found {
+            Ok(Some(p)) => Some((super::name(&p), peer_index(&p))),
+            _ => None,
+        })
+    };
+    let peer = match (plan.peer_ns, peer_elsewhere(l)) {
+        (None, false) => lookup(handle.clone()).await?,
+        (Some(fd), true) => lookup(handle_in(fd)?).await?,
+        _ => None,
+    };
+    match peer {
+        Some((n, Some(back))) if n == plan.peer.as_str() && back == index => Ok(Ok(())),
+        _ => Ok(Err(format!(
+            "it is a veth whose peer is not {} in {}",
+            plan.peer, plan.there
+        ))),
+    }
+}
+
+/// The pair exists: bring master and up state to what was asked. Returns (changed, up).
+async fn converge(handle: &Handle, l: &LinkMessage, plan: &Plan<'_>) -> Result<(bool, bool)> {
+    let mut msg = LinkUnspec::new_with_index(l.header.index);
+    let mut changed = false;
+    if let Some(m) = plan.master {
+        if master(l) != Some(m) {
+            msg = msg.controller(m);
+            changed = true;
+        }
+    }
+    if plan.up && !is_up(l) {
+        msg = msg.up();
+        changed = true;
+    }
+    if changed && !plan.check {
+        let (name, here) = (plan.name, plan.here);
+        set_link(handle, msg.build(), || {
+            format!("updating veth {name} in {here}")
+        })
+        .await?;
+    }
+    let peer_changed = peer_side(handle, plan, true).await?;
+    Ok((changed || peer_changed, is_up(l) || plan.up))
+}
+
+/// The peer's own settings (master, up), applied in its namespace. `exists`: the peer is
+/// already there (else, in a dry run, only validate).
+async fn peer_side(handle: &Handle, plan: &Plan<'_>, exists: bool) -> Result<bool> {
+    if exists && plan.peer_master.is_none() && !plan.up {
+        return Ok(false);
+    }
+    let (peer, br, up, check, there) =
+        (plan.peer, plan.peer_master, plan.up, plan.check, plan.there);
+    let work = |h: Handle| async move {
+        let br_idx = match br {
+            Some(br) => Some(bridge_index(&h, br, peer, there).await?),
+            None => None,
+        };
+        let Some(p) = common::nl::find_link(&h, peer.as_str()).await? else {
+            return if exists {
+                Err(Error::failed(format!(
+                    "veth peer '{peer}' not found in {there}"
+                )))
+            } else {
+                Ok(br_idx.is_some())
+            };
+        };
+        if !exists {
+            return Err(Error::failed(format!(
+                "creating veth with peer {peer} in {there}: {there} already has a link {peer}"
+            )));
+        }
+        let mut msg = LinkUnspec::new_with_index(p.header.index);
+        let mut changed = false;
+        if let Some(b) = br_idx {
+            if master(&p) != Some(b) {
+                msg = msg.controller(b);
+                changed = true;
+            }
+        }
+        if up && !is_up(&p) {
+            msg = msg.up();
+            changed = true;
+        }
+        if changed && !check {
+            set_link(&h, msg.build(), || {
+                format!("updating veth peer {peer} in {there}")
+            })
+            .await?;
+        }
+        Ok(changed)
+    };
+    match plan.peer_ns {
+        Some(fd) => work(handle_in(fd)?).await,
+        None => work(handle.clone()).await,
+    }
+}
+
+/// Creates the pair in one request; then `--peer-master`, undoing the pair if that fails.
+async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
+    let (name, peer, here, there) = (plan.name, plan.peer, plan.here, plan.there);
+    if plan.check || plan.peer_master.is_some() {
+        // Validate the peer side first: the bridge is there, the name is free.
+        let dry = Plan {
+            check: true,
+            up: false,
+            ..*plan
+        };
+        peer_side(handle, &dry, false).await?;
+        if plan.check {
+            return Ok(());
+        }
+    }
+    let mut p = LinkUnspec::new_with_name(peer.as_str());
+    if let Some(fd) = plan.peer_ns {
+        p = p.setns_by_fd(fd.raw());
+    }
+    let mut b = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(name.as_str())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())));
+    if let Some(m) = plan.master {
+        b = b.controller(m);
+    }
+    if plan.up {
+        b = b.up();
+    }
+    let what = || format!("creating veth {name} in {here} with peer {peer} in {there}");
+    match handle.link().add(b.build()).execute().await {
+        Ok(()) => {}
+        Err(e) if common::nl::errno(&e) == Some(libc::EEXIST) => {
+            return Err(Error::caused(
+                format!("{}: {peer} already exists in {there}", what()),
+                e,
+            ))
+        }
+        Err(e) => return Err(Error::caused(what(), e)),
+    }
+    common::vlog!(
+        1,
+        "created veth {name} in {here} with peer {peer} in {there}"
+    );
+    let rest = async {
+        if plan.up {
+            peer_up(handle, plan).await?;
+        }
+        if plan.peer_master.is_some() {
+            let only_master = Plan { up: false, ..*plan };
+            peer_side(handle, &only_master, true).await?;
+        }
+        Ok(())
+    };
+    if let Err(e) = rest.await {
+        super::undo_create(handle, name.as_str()).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Brings the new peer up: the kernel configures a veth peer before the pair is joined, so it
+/// cannot be created up.
+async fn peer_up(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
+    let (peer, there) = (plan.peer, plan.there);
+    let h = match plan.peer_ns {
+        Some(fd) => handle_in(fd)?,
+        None => handle.clone(),
+    };
+    let idx = common::nl::link_index(&h, peer.as_str(), there).await?;
+    super::set_up(&h, idx, true, || {
+        format!("bringing up veth peer {peer} in {there}")
+    })
+    .await
+}
