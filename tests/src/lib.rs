@@ -271,25 +271,90 @@ pub fn ping(ns: &str, dest: &str, count: u32) -> bool {
         == 0
 }
 
+/// Removes from `ip -j` output what the kernel changes by itself, a moment later, so that two
+/// readings taken around a command compare equal unless the command changed something: bridge
+/// timers (`*_timer`), a bridge port's STP state, the carrier-derived operational state
+/// (`operstate`; the NO-CARRIER, LOWER_UP, M-DOWN and linkdown flags: link watch runs up to a
+/// second after a link comes up) and the IPv6 link-local and multicast routes (fe80::, ff00::)
+/// that addrconf adds when carrier appears. The administrative state (the UP flag), masters,
+/// MTUs, addresses and every other route stay.
+pub fn strip_volatile(v: &mut Value) {
+    const DERIVED: [&str; 4] = ["NO-CARRIER", "LOWER_UP", "M-DOWN", "linkdown"];
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.ends_with("_timer") && k != "operstate");
+            if let Some(Value::Object(port)) = m.get_mut("info_slave_data") {
+                port.remove("state");
+            }
+            if let Some(Value::Array(flags)) = m.get_mut("flags") {
+                flags.retain(|f| !DERIVED.iter().any(|d| f == d));
+            }
+            m.values_mut().for_each(strip_volatile);
+        }
+        Value::Array(a) => {
+            a.retain(|e| {
+                let dst = e["dst"].as_str().unwrap_or("");
+                !(dst.starts_with("fe80::") || dst.starts_with("ff00::"))
+            });
+            a.iter_mut().for_each(strip_volatile);
+        }
+        _ => {}
+    }
+}
+
 /// Everything a command could have changed in namespace `ns` (None: the root namespace):
-/// links, addresses, routes, rules and the nftables ruleset. The machine-wide list of
-/// namespaces is not part of it (other suites change it concurrently): compare
-/// [`netns_with_prefix`] for that.
+/// links, addresses, routes, rules (`ip -j`, with [`strip_volatile`] applied) and the nftables
+/// ruleset. The machine-wide list of namespaces is not part of it (other suites change it
+/// concurrently): compare [`netns_with_prefix`] for that. A namespace that does not exist
+/// reads as `absent`.
 pub fn snapshot(ns: Option<&str>) -> String {
-    let exec = |cmd: &str| match ns {
-        Some(n) => format!("ip netns exec {n} {cmd}"),
-        None => cmd.to_string(),
+    let mut out = String::new();
+    for args in [
+        &["-d", "link", "show"][..],
+        &["addr", "show"],
+        &["route", "show", "table", "all"],
+        &["rule", "show"],
+        &["-6", "rule", "show"],
+    ] {
+        let mut full = vec!["-j"];
+        if let Some(ns) = ns {
+            full.extend(["-n", ns]);
+        }
+        full.extend_from_slice(args);
+        let r = run("ip", &full);
+        if r.code != 0 {
+            return format!("{}: absent\n", ns.unwrap_or("root namespace"));
+        }
+        let mut v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        strip_volatile(&mut v);
+        out.push_str(&format!("{args:?}: {v}\n"));
+    }
+    let nft = match ns {
+        Some(ns) => run("ip", &["netns", "exec", ns, "nft", "list", "ruleset"]),
+        None => run("nft", &["list", "ruleset"]),
     };
-    let script = format!(
-        "{}; {}; {}; {}; {}; {}",
-        exec("ip -d -j link show"),
-        exec("ip -j addr show"),
-        exec("ip -j route show table all"),
-        exec("ip -j rule show"),
-        exec("ip -6 -j rule show"),
-        exec("nft list ruleset"),
-    );
-    sh(&script).stdout
+    out.push_str(&nft.stdout);
+    out
+}
+
+/// `bash -c SCRIPT` inside namespace `ns` (`ip netns exec`).
+pub fn nsh(ns: &str, script: &str) -> Run {
+    run("ip", &["netns", "exec", ns, "bash", "-c", script])
+}
+
+/// `ip -n NS WORDS...` (split on white space), which must succeed:
+/// `ip_in(&ns, "route add default via 10.0.0.1")`.
+#[track_caller]
+pub fn ip_in(ns: &str, words: &str) {
+    let mut full = vec!["-n", ns];
+    full.extend(words.split_whitespace());
+    run("ip", &full).ok();
+}
+
+/// `sysctl -qw KEY=VALUE` inside namespace `ns`, which must succeed.
+#[track_caller]
+pub fn sysctl_in(ns: &str, kv: &str) {
+    run("ip", &["netns", "exec", ns, "sysctl", "-qw", kv]).ok();
 }
 
 /// The names of the namespaces that start with `prefix` (sorted), for before/after checks.

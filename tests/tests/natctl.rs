@@ -73,11 +73,6 @@ fn list(ns: &str) -> Vec<RuleJson> {
     l.rules
 }
 
-/// `bash -c SCRIPT` inside namespace `ns`.
-fn nsh(ns: &str, script: &str) -> Run {
-    run("ip", &["netns", "exec", ns, "bash", "-c", script])
-}
-
 /// The namespace's whole nftables ruleset, with handles: what "unchanged" is checked against.
 fn ruleset(ns: &str) -> String {
     nsh(ns, "nft -a list ruleset").ok().stdout
@@ -99,16 +94,6 @@ fn veth(a: &str, a_name: &str, b: &str, b_name: &str) {
     .ok();
     run("ip", &["-n", a, "link", "set", a_name, "up"]).ok();
     run("ip", &["-n", b, "link", "set", b_name, "up"]).ok();
-}
-
-fn ip(ns: &str, args: &str) {
-    let mut full = vec!["-n", ns];
-    full.extend(args.split_whitespace());
-    run("ip", &full).ok();
-}
-
-fn sysctl(ns: &str, kv: &str) {
-    run("ip", &["netns", "exec", ns, "sysctl", "-qw", kv]).ok();
 }
 
 /// The DNAT walkthrough's network: lan (192.0.2.1) - router - wan (203.0.113.1), plus IPv6
@@ -151,10 +136,10 @@ fn walkthrough(lab: &Lab) -> Walk {
     nsctl(&router, "sysctl net.ipv6.conf.all.forwarding=1");
     nsctl(&wan, "addr add 203.0.113.1/24 --dev wan-veth0");
     nsctl(&wan, "addr add fd00:113::1/64 --dev wan-veth0");
-    ip(&lan, "route add default via 192.0.2.254");
-    ip(&lan, "-6 route add default via fd00:2::fe");
-    ip(&wan, "route add default via 203.0.113.254");
-    ip(&wan, "-6 route add default via fd00:113::fe");
+    ip_in(&lan, "route add default via 192.0.2.254");
+    ip_in(&lan, "-6 route add default via fd00:2::fe");
+    ip_in(&wan, "route add default via 203.0.113.254");
+    ip_in(&wan, "-6 route add default via fd00:113::fe");
     Walk { lan, router, wan }
 }
 
@@ -270,6 +255,26 @@ fn dnat_walkthrough_forwards_tcp_and_keeps_the_source() {
     );
 }
 
+/// A TCP exchange from lan to wan (203.0.113.1) on `port` reaches wan from `public`, and the
+/// router's conntrack entry shows the reply tuple addressed to `public`.
+#[track_caller]
+fn assert_leaves_as(w: &Walk, port: u16, public: &str) {
+    let (got, err) = tcp_exchange(&w.wan, port, &w.lan, "203.0.113.1", false);
+    assert_eq!(got, "hello-from-client", "{err}");
+    assert!(err.contains(public), "wan should see {public}: {err}");
+    let ct = nsh(
+        &w.router,
+        &format!("conntrack -L -p tcp --dport {port} 2>/dev/null"),
+    )
+    .ok()
+    .stdout;
+    assert!(
+        ct.contains("src=192.0.2.1 dst=203.0.113.1")
+            && ct.contains(&format!("src=203.0.113.1 dst={public}")),
+        "conntrack should show the reply tuple to {public}: {ct}"
+    );
+}
+
 #[test]
 fn masquerade_and_snat_show_the_translated_tuple_in_conntrack() {
     let lab = Lab::new();
@@ -280,24 +285,11 @@ fn masquerade_and_snat_show_the_translated_tuple_in_conntrack() {
         &["masquerade", "--oif", "gw-veth1", "--src", "192.0.2.0/24"],
     );
     assert!(masq.changed);
-    let (got, err) = tcp_exchange(&w.wan, 8080, &w.lan, "203.0.113.1", false);
-    assert_eq!(got, "hello-from-client", "{err}");
-    assert!(
-        err.contains("203.0.113.254"),
-        "wan should see the router's address: {err}"
-    );
-    let ct = nsh(&w.router, "conntrack -L -p tcp --dport 8080 2>/dev/null")
-        .ok()
-        .stdout;
-    assert!(
-        ct.contains("src=192.0.2.1 dst=203.0.113.1")
-            && ct.contains("src=203.0.113.1 dst=203.0.113.254"),
-        "conntrack should show the masqueraded reply tuple: {ct}"
-    );
+    assert_leaves_as(&w, 8080, "203.0.113.254");
 
     // Replace masquerade by SNAT to a second public address.
     natctl(&w.router, &["del", &masq.rule.id]).ok();
-    ip(&w.router, "addr add 203.0.113.253/24 dev gw-veth1");
+    ip_in(&w.router, "addr add 203.0.113.253/24 dev gw-veth1");
     nsh(&w.router, "conntrack -F 2>/dev/null").ok();
     let snat = add(
         &w.router,
@@ -313,20 +305,7 @@ fn masquerade_and_snat_show_the_translated_tuple_in_conntrack() {
     );
     assert_eq!(snat.rule.kind, "snat");
     assert!(ruleset(&w.router).contains("snat ip to 203.0.113.253"));
-    let (got, err) = tcp_exchange(&w.wan, 8081, &w.lan, "203.0.113.1", false);
-    assert_eq!(got, "hello-from-client", "{err}");
-    assert!(
-        err.contains("203.0.113.253"),
-        "wan should see the SNAT address: {err}"
-    );
-    let ct = nsh(&w.router, "conntrack -L -p tcp --dport 8081 2>/dev/null")
-        .ok()
-        .stdout;
-    assert!(
-        ct.contains("src=192.0.2.1 dst=203.0.113.1")
-            && ct.contains("src=203.0.113.1 dst=203.0.113.253"),
-        "conntrack should show the SNAT reply tuple: {ct}"
-    );
+    assert_leaves_as(&w, 8081, "203.0.113.253");
     let rules = list(&w.router);
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert!(rules[0].packets.unwrap() >= 1);
@@ -405,10 +384,10 @@ fn overlap(lab: &Lab, net: Net) -> (String, String, String) {
     let (shared, mapped, mid_addr, host, fam) = net.plan();
     let plen = shared.split_once('/').unwrap().1;
     let (inner, mid, outer) = (lab.netns("inner"), lab.netns("mid"), lab.netns("outer"));
-    sysctl(&mid, "net.ipv4.conf.all.rp_filter=0");
-    sysctl(&mid, "net.ipv4.conf.default.rp_filter=0");
-    sysctl(&mid, "net.ipv4.ip_forward=1");
-    sysctl(&mid, "net.ipv6.conf.all.forwarding=1");
+    sysctl_in(&mid, "net.ipv4.conf.all.rp_filter=0");
+    sysctl_in(&mid, "net.ipv4.conf.default.rp_filter=0");
+    sysctl_in(&mid, "net.ipv4.ip_forward=1");
+    sysctl_in(&mid, "net.ipv6.conf.all.forwarding=1");
     veth(&inner, "eth0", &mid, "mid-in");
     veth(&outer, "eth0", &mid, "mid-out");
     let nodad = if matches!(net, Net::V6) { " nodad" } else { "" };
@@ -418,14 +397,14 @@ fn overlap(lab: &Lab, net: Net) -> (String, String, String) {
         tool("routectl", &full).ok();
     };
     for side in [&inner, &outer] {
-        ip(
+        ip_in(
             side,
             &format!("{fam} addr add {host}/{plen} dev eth0{nodad}"),
         );
         routectl(side, &format!("route add {mapped} --via {mid_addr}"));
     }
     for dev in ["mid-in", "mid-out"] {
-        ip(
+        ip_in(
             &mid,
             &format!("{fam} addr add {mid_addr}/{plen} dev {dev}{nodad}"),
         );

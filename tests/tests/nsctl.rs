@@ -12,6 +12,11 @@ fn nsctl(args: &[&str]) -> Run {
     tool("nsctl", args)
 }
 
+/// `nsctl` with its arguments written as one line, split on white space.
+fn nsctl_line(cmd: &str) -> Run {
+    nsctl(&cmd.split_whitespace().collect::<Vec<_>>())
+}
+
 // The output schema of the listing commands (CLI.md); unknown fields fail the parse.
 
 #[derive(Debug, Deserialize)]
@@ -123,27 +128,6 @@ fn finish(lab: Lab) {
     );
 }
 
-/// Removes what the kernel changes by itself, later: bridge timers, and the carrier-derived
-/// operational state (link watch runs up to a second after a link comes up). The
-/// administrative state (the UP flag), masters, MTUs, addresses and routes stay.
-fn strip_volatile(v: &mut Value) {
-    const DERIVED: [&str; 4] = ["NO-CARRIER", "LOWER_UP", "M-DOWN", "linkdown"];
-    match v {
-        Value::Object(m) => {
-            m.retain(|k, _| !k.ends_with("_timer") && k != "operstate");
-            if let Some(Value::Object(port)) = m.get_mut("info_slave_data") {
-                port.remove("state");
-            }
-            if let Some(Value::Array(flags)) = m.get_mut("flags") {
-                flags.retain(|f| !DERIVED.iter().any(|d| f == d));
-            }
-            m.values_mut().for_each(strip_volatile);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_volatile),
-        _ => {}
-    }
-}
-
 /// assert_eq for two `state` strings, showing only the differing objects.
 #[track_caller]
 fn assert_same_state(left: &str, right: &str, what: &str) {
@@ -157,45 +141,18 @@ fn assert_same_state(left: &str, right: &str, what: &str) {
     panic!("{what}\n--- before:\n{only_l:#?}\n+++ after:\n{only_r:#?}");
 }
 
-/// Everything nsctl could change in these namespaces plus the namespace list, as one string.
+/// Everything nsctl could change in these namespaces, as one string: the kit's `snapshot`
+/// (which reads a missing namespace as `absent`) and `net.ipv4.ip_forward`.
 fn state(nses: &[&str]) -> String {
     let mut out = String::new();
     for ns in nses {
-        if !run("ip", &["netns", "list"]).stdout.contains(ns) {
-            out.push_str(&format!("{ns}: absent\n"));
-            continue;
-        }
-        for args in [
-            &["-d", "link", "show"][..],
-            &["addr", "show"],
-            &["route", "show", "table", "all"],
-        ] {
-            let mut v = ip_json(Some(ns), args);
-            strip_volatile(&mut v);
-            if let Value::Array(routes) = &mut v {
-                // IPv6 link-local and multicast routes follow carrier, added by addrconf later.
-                routes.retain(|r| {
-                    let dst = r["dst"].as_str().unwrap_or("");
-                    !(dst.starts_with("ff00::") || dst.starts_with("fe80::"))
-                });
-            }
-            out.push_str(&format!("{ns} {args:?}: {v}\n"));
-        }
         let fwd = run(
             "ip",
             &["netns", "exec", ns, "cat", "/proc/sys/net/ipv4/ip_forward"],
         )
         .stdout;
-        out.push_str(&format!("{ns} ip_forward {fwd}"));
+        out.push_str(&format!("{ns}: {}ip_forward {fwd}\n", snapshot(Some(ns))));
     }
-    let mut names: Vec<String> = run("ip", &["netns", "list"])
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .filter(|n| nses.iter().any(|x| x == n))
-        .collect();
-    names.sort();
-    out.push_str(&format!("netns {names:?}\n"));
     out
 }
 
@@ -232,18 +189,9 @@ fn veth_pair_pings_over_ipv4_and_ipv6() {
     let lab = Lab::new();
     let a = quiet_ns(&lab, "a");
     let b = quiet_ns(&lab, "b");
-    let r = nsctl(&[
-        "--ns",
-        &a,
-        "veth",
-        "add",
-        "va",
-        "--peer",
-        "vb",
-        "--peer-ns",
-        &b,
-        "--up",
-    ])
+    let r = nsctl_line(&format!(
+        "--ns {a} veth add va --peer vb --peer-ns {b} --up"
+    ))
     .ok();
     let j = r.json();
     assert_eq!(j["changed"], true);
@@ -313,59 +261,18 @@ fn three_namespaces_on_a_bridge_ping_across() {
         let port = format!("p{i}");
         if i == 3 {
             // The third one from the client's side: its peer enslaved in the hub.
-            nsctl(&[
-                "--ns",
-                &c,
-                "veth",
-                "add",
-                "e0",
-                "--peer",
-                &port,
-                "--peer-ns",
-                &hub,
-                "--peer-master",
-                "br0",
-                "--up",
-            ])
+            nsctl_line(&format!(
+                "--ns {c} veth add e0 --peer {port} --peer-ns {hub} --peer-master br0 --up"
+            ))
             .ok();
         } else {
-            nsctl(&[
-                "--ns",
-                &hub,
-                "veth",
-                "add",
-                &port,
-                "--peer",
-                "e0",
-                "--peer-ns",
-                &c,
-                "--master",
-                "br0",
-                "--up",
-            ])
+            nsctl_line(&format!(
+                "--ns {hub} veth add {port} --peer e0 --peer-ns {c} --master br0 --up"
+            ))
             .ok();
         }
-        nsctl(&[
-            "--ns",
-            &c,
-            "addr",
-            "add",
-            &format!("10.72.0.{i}/24"),
-            "--dev",
-            "e0",
-        ])
-        .ok();
-        nsctl(&[
-            "--ns",
-            &c,
-            "addr",
-            "add",
-            &format!("fd72::{i}/64"),
-            "--dev",
-            "e0",
-            "--nodad",
-        ])
-        .ok();
+        nsctl_line(&format!("--ns {c} addr add 10.72.0.{i}/24 --dev e0")).ok();
+        nsctl_line(&format!("--ns {c} addr add fd72::{i}/64 --dev e0 --nodad")).ok();
         clients.push(c);
     }
     let ports: Vec<String> = link_list(&hub)
@@ -438,18 +345,9 @@ fn netns_del_with_links_and_processes_inside() {
     let lab = Lab::new();
     let a = quiet_ns(&lab, "a");
     let b = quiet_ns(&lab, "b");
-    nsctl(&[
-        "--ns",
-        &a,
-        "veth",
-        "add",
-        "x0",
-        "--peer",
-        "x1",
-        "--peer-ns",
-        &b,
-        "--up",
-    ])
+    nsctl_line(&format!(
+        "--ns {a} veth add x0 --peer x1 --peer-ns {b} --up"
+    ))
     .ok();
     nsctl(&["--ns", &a, "bridge", "add", "br0", "--up"]).ok();
     let mut sleeper = std::process::Command::new("ip")
@@ -533,58 +431,50 @@ fn sysctl_is_per_namespace() {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    assert!(!nsctl(&[
-        "--ns",
-        &a,
-        "sysctl",
-        &format!("net.ipv4.ip_local_port_range={v}")
-    ])
-    .ok()
-    .changed());
+    // One argument with a space inside: not for nsctl_line.
+    let setting = format!("net.ipv4.ip_local_port_range={v}");
+    assert!(!nsctl(&["--ns", &a, "sysctl", &setting]).ok().changed());
     finish(lab);
 }
 
-/// Runs `args` with --check, for real, and for real again: the check predicts the first run
-/// and changes nothing; the second run reports changed:false and changes nothing.
-fn twice(nses: &[&str], args: &[&str]) {
+/// Runs `cmd` (nsctl's arguments as one line) with --check, for real, and for real
+/// again: the check predicts the first run and changes nothing; the second run reports
+/// changed:false and changes nothing.
+fn twice(nses: &[&str], cmd: &str) {
+    let check = format!("--check {cmd}");
     let before = settled_state(nses);
-    let mut with_check = vec!["--check"];
-    with_check.extend_from_slice(args);
-    let predicted = nsctl(&with_check).ok().json();
+    let predicted = nsctl_line(&check).ok().json();
     assert_same_state(
         &state(nses),
         &before,
-        &format!("--check {args:?} changed the kernel"),
+        &format!("--check {cmd} changed the kernel"),
     );
-    let first = nsctl(args).ok().json();
-    assert_eq!(first, predicted, "--check {args:?} mispredicted");
+    let first = nsctl_line(cmd).ok().json();
+    assert_eq!(first, predicted, "--check {cmd} mispredicted");
     assert_eq!(
         first["changed"], true,
-        "{args:?} on a fresh setup must change something: {first}"
+        "{cmd} on a fresh setup must change something: {first}"
     );
     let after = settled_state(nses);
     assert_ne!(
         after, before,
-        "{args:?} said changed but the kernel did not change"
+        "{cmd} said changed but the kernel did not change"
     );
-    let second = nsctl(args).ok().json();
-    assert_eq!(second["changed"], false, "{args:?} second run: {second}");
+    let second = nsctl_line(cmd).ok().json();
+    assert_eq!(second["changed"], false, "{cmd} second run: {second}");
     let mut same = first.clone();
     same["changed"] = Value::Bool(false);
     if let Some(s) = same.get_mut("sysctl") {
         s["previous"] = s["value"].clone(); // the one field that is history, not state
     }
-    assert_eq!(
-        second, same,
-        "{args:?}: second run reports a different object"
-    );
+    assert_eq!(second, same, "{cmd}: second run reports a different object");
     assert_same_state(
         &after,
         &settled_state(nses),
-        &format!("{args:?}: second run changed the kernel"),
+        &format!("{cmd}: second run changed the kernel"),
     );
     assert_eq!(
-        nsctl(&with_check).ok().json(),
+        nsctl_line(&check).ok().json(),
         second,
         "--check after convergence"
     );
@@ -596,124 +486,42 @@ fn every_mutating_command_is_idempotent_and_check_predicts_it() {
     let x = lab.name("x");
     let y = lab.name("y");
     let nses = [x.as_str(), y.as_str()];
-    twice(&nses, &["netns", "add", &x]);
-    twice(&nses, &["netns", "add", &y]);
+    twice(&nses, &format!("netns add {x}"));
+    twice(&nses, &format!("netns add {y}"));
     for ns in [&x, &y] {
         nsctl(&["--ns", ns, "sysctl", "net.ipv6.conf.all.accept_dad=0"]).ok();
         nsctl(&["--ns", ns, "sysctl", "net.ipv6.conf.default.accept_dad=0"]).ok();
         // No link-local addresses: they appear when carrier does, a moment after `up`.
-        nsctl(&[
-            "--ns",
-            ns,
-            "sysctl",
-            "net.ipv6.conf.default.addr_gen_mode=1",
-        ])
+        nsctl_line(&format!(
+            "--ns {ns} sysctl net.ipv6.conf.default.addr_gen_mode=1"
+        ))
         .ok();
     }
-    twice(&nses, &["--ns", &x, "link", "set", "lo", "--up"]);
-    twice(&nses, &["--ns", &x, "bridge", "add", "br0"]);
-    twice(&nses, &["--ns", &x, "bridge", "add", "br0", "--up"]);
-    twice(&nses, &["--ns", &y, "bridge", "add", "bry", "--up"]);
-    twice(
-        &nses,
-        &[
-            "--ns",
-            &x,
-            "veth",
-            "add",
-            "v0",
-            "--peer",
-            "v0p",
-            "--peer-ns",
-            &y,
-            "--master",
-            "br0",
-            "--up",
-        ],
-    );
-    twice(
-        &nses,
-        &[
-            "--ns",
-            &x,
-            "veth",
-            "add",
-            "v1",
-            "--peer",
-            "v1p",
-            "--peer-ns",
-            &y,
-            "--peer-master",
-            "bry",
-        ],
-    );
-    twice(
-        &nses,
-        &[
-            "--ns",
-            &x,
-            "veth",
-            "add",
-            "v1",
-            "--peer",
-            "v1p",
-            "--peer-ns",
-            &y,
-            "--up",
-        ],
-    );
-    twice(&nses, &["--ns", &x, "veth", "add", "v2", "--peer", "v2p"]);
-    twice(&nses, &["--ns", &y, "link", "set", "v0p", "--mtu", "1400"]);
-    twice(&nses, &["--ns", &y, "link", "set", "v0p", "--down"]);
-    twice(
-        &nses,
-        &["--ns", &x, "link", "set", "v2", "--master", "br0", "--up"],
-    );
-    twice(&nses, &["--ns", &x, "link", "set", "v2", "--nomaster"]);
-    twice(
-        &nses,
-        &[
-            "--ns", &x, "link", "set", "v2p", "--netns", &y, "--up", "--master", "bry",
-        ],
-    );
-    twice(
-        &nses,
-        &["--ns", &x, "addr", "add", "10.73.0.1/24", "--dev", "br0"],
-    );
-    twice(
-        &nses,
-        &[
-            "--ns",
-            &x,
-            "addr",
-            "add",
-            "fd73::1/64",
-            "--dev",
-            "br0",
-            "--nodad",
-        ],
-    );
-    twice(
-        &nses,
-        &[
-            "--ns",
-            &x,
-            "addr",
-            "add",
-            "10.73.0.1/16",
-            "--dev",
-            "br0",
-            "--replace",
-        ],
-    );
-    twice(&nses, &["--ns", &x, "sysctl", "net.ipv4.ip_forward=1"]);
-    twice(
-        &nses,
-        &["--ns", &x, "addr", "del", "fd73::1/64", "--dev", "br0"],
-    );
-    twice(&nses, &["--ns", &x, "link", "del", "v0"]);
-    twice(&nses, &["--ns", &x, "bridge", "add", "v1", "--replace"]);
-    twice(&nses, &["netns", "del", &y]);
+    for cmd in [
+        format!("--ns {x} link set lo --up"),
+        format!("--ns {x} bridge add br0"),
+        format!("--ns {x} bridge add br0 --up"),
+        format!("--ns {y} bridge add bry --up"),
+        format!("--ns {x} veth add v0 --peer v0p --peer-ns {y} --master br0 --up"),
+        format!("--ns {x} veth add v1 --peer v1p --peer-ns {y} --peer-master bry"),
+        format!("--ns {x} veth add v1 --peer v1p --peer-ns {y} --up"),
+        format!("--ns {x} veth add v2 --peer v2p"),
+        format!("--ns {y} link set v0p --mtu 1400"),
+        format!("--ns {y} link set v0p --down"),
+        format!("--ns {x} link set v2 --master br0 --up"),
+        format!("--ns {x} link set v2 --nomaster"),
+        format!("--ns {x} link set v2p --netns {y} --up --master bry"),
+        format!("--ns {x} addr add 10.73.0.1/24 --dev br0"),
+        format!("--ns {x} addr add fd73::1/64 --dev br0 --nodad"),
+        format!("--ns {x} addr add 10.73.0.1/16 --dev br0 --replace"),
+        format!("--ns {x} sysctl net.ipv4.ip_forward=1"),
+        format!("--ns {x} addr del fd73::1/64 --dev br0"),
+        format!("--ns {x} link del v0"),
+        format!("--ns {x} bridge add v1 --replace"),
+        format!("netns del {y}"),
+    ] {
+        twice(&nses, &cmd);
+    }
     assert_links_match_ip(&x);
     finish(lab);
 }
@@ -747,180 +555,100 @@ fn bad_input_is_refused_and_changes_nothing() {
     nsctl(&["--ns", &a, "bridge", "add", "br0", "--up"]).ok();
     let missing = lab.name("missing");
     let long = "a234567890123456";
-    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["--ns", &a, "bridge", "add", long], 2, long),
-        (vec!["--ns", &a, "link", "set", long, "--up"], 2, long),
+    let cases: Vec<(i32, &str, String)> = vec![
+        (2, long, format!("--ns {a} bridge add {long}")),
+        (2, long, format!("--ns {a} link set {long} --up")),
+        (2, long, format!("--ns {a} veth add v0 --peer {long}")),
+        (2, "../x", "netns add ../x".into()),
+        (2, "a/b", "netns add a/b".into()),
+        (2, "../x", "netns del ../x".into()),
+        (2, "../x", "--ns ../x link list".into()),
+        (2, "a/b", "--ns a/b link list".into()),
+        (2, "../x", "exec ../x -- true".into()),
         (
-            vec!["--ns", &a, "veth", "add", "v0", "--peer", long],
-            2,
-            long,
-        ),
-        (vec!["netns", "add", "../x"], 2, "../x"),
-        (vec!["netns", "add", "a/b"], 2, "a/b"),
-        (vec!["netns", "del", "../x"], 2, "../x"),
-        (vec!["--ns", "../x", "link", "list"], 2, "../x"),
-        (vec!["--ns", "a/b", "link", "list"], 2, "a/b"),
-        (vec!["exec", "../x", "--", "true"], 2, "../x"),
-        (
-            vec!["--ns", &a, "addr", "add", "10.292.0.1/24", "--dev", "br0"],
             2,
             "10.292.0.1/24",
+            format!("--ns {a} addr add 10.292.0.1/24 --dev br0"),
         ),
         (
-            vec!["--ns", &a, "addr", "add", "10.0.0.1/33", "--dev", "br0"],
             2,
             "10.0.0.1/33",
+            format!("--ns {a} addr add 10.0.0.1/33 --dev br0"),
         ),
         (
-            vec!["--ns", &a, "addr", "add", "10.0.0.1", "--dev", "br0"],
             2,
             "10.0.0.1",
+            format!("--ns {a} addr add 10.0.0.1 --dev br0"),
         ),
+        (2, "10", format!("--ns {a} link set br0 --mtu 10")),
+        (2, "--down", format!("--ns {a} link set br0 --up --down")),
         (
-            vec!["--ns", &a, "link", "set", "br0", "--mtu", "10"],
-            2,
-            "10",
-        ),
-        (
-            vec!["--ns", &a, "link", "set", "br0", "--up", "--down"],
-            2,
-            "--down",
-        ),
-        (
-            vec!["--ns", &a, "sysctl", "../../etc/passwd=1"],
             2,
             "../../etc/passwd",
+            format!("--ns {a} sysctl ../../etc/passwd=1"),
         ),
-        (vec!["--ns", &a, "sysctl", "net/../../x"], 2, "net/../../x"),
+        (2, "net/../../x", format!("--ns {a} sysctl net/../../x")),
         (
-            vec![
-                "--ns",
-                &a,
-                "addr",
-                "add",
-                "10.0.0.1/24",
-                "--dev",
-                "nosuchdev",
-            ],
             1,
             "nosuchdev",
+            format!("--ns {a} addr add 10.0.0.1/24 --dev nosuchdev"),
         ),
         (
-            vec![
-                "--ns",
-                &a,
-                "addr",
-                "del",
-                "10.0.0.1/24",
-                "--dev",
-                "nosuchdev",
-            ],
             1,
             "nosuchdev",
+            format!("--ns {a} addr del 10.0.0.1/24 --dev nosuchdev"),
         ),
+        (1, "nosuchdev", format!("--ns {a} link set nosuchdev --up")),
         (
-            vec!["--ns", &a, "link", "set", "nosuchdev", "--up"],
-            1,
-            "nosuchdev",
-        ),
-        (
-            vec!["--ns", &a, "link", "set", "br0", "--master", "nosuchbr"],
             1,
             "nosuchbr",
+            format!("--ns {a} link set br0 --master nosuchbr"),
         ),
         (
-            vec!["--ns", &a, "link", "set", "br0", "--netns", &missing],
             1,
             &missing,
+            format!("--ns {a} link set br0 --netns {missing}"),
         ),
-        (vec!["--ns", &missing, "link", "list"], 1, &missing),
-        (vec!["--ns", &missing, "bridge", "add", "br0"], 1, &missing),
+        (1, &missing, format!("--ns {missing} link list")),
+        (1, &missing, format!("--ns {missing} bridge add br0")),
         (
-            vec!["--ns", &a, "sysctl", "net.ipv4.nosuchkey"],
             1,
             "net.ipv4.nosuchkey",
+            format!("--ns {a} sysctl net.ipv4.nosuchkey"),
         ),
         // Multi-step commands that fail part-way leave no veth behind.
         (
-            vec![
-                "--ns", &a, "veth", "add", "v0", "--peer", "v0p", "--master", "nosuchbr",
-            ],
             1,
             "nosuchbr",
+            format!("--ns {a} veth add v0 --peer v0p --master nosuchbr"),
         ),
         (
-            vec![
-                "--ns",
-                &a,
-                "veth",
-                "add",
-                "v0",
-                "--peer",
-                "v0p",
-                "--peer-ns",
-                &missing,
-            ],
             1,
             &missing,
+            format!("--ns {a} veth add v0 --peer v0p --peer-ns {missing}"),
         ),
         (
-            vec![
-                "--ns",
-                &a,
-                "veth",
-                "add",
-                "v0",
-                "--peer",
-                "v0p",
-                "--peer-ns",
-                &b,
-                "--peer-master",
-                "nosuchbr",
-            ],
             1,
             "nosuchbr",
+            format!("--ns {a} veth add v0 --peer v0p --peer-ns {b} --peer-master nosuchbr"),
         ),
         (
-            vec![
-                "--ns",
-                &a,
-                "veth",
-                "add",
-                "v0",
-                "--peer",
-                "lo",
-                "--peer-ns",
-                &b,
-            ],
             1,
             "lo",
+            format!("--ns {a} veth add v0 --peer lo --peer-ns {b}"),
         ),
     ];
     // Only the kernel knows this one fails (lo cannot be a master), after the pair exists:
     // the pair is removed again. --check cannot foresee it.
-    let kernel_refuses = [
-        "--ns",
-        &a,
-        "veth",
-        "add",
-        "v0",
-        "--peer",
-        "v0p",
-        "--peer-ns",
-        &b,
-        "--peer-master",
-        "lo",
-        "--up",
-    ];
+    let kernel_refuses =
+        format!("--ns {a} veth add v0 --peer v0p --peer-ns {b} --peer-master lo --up");
     let before = settled_state(&[&a, &b]);
     let root_before = snapshot(None);
-    for (args, code, needle) in &cases {
-        nsctl(args).fails(*code, needle);
-        let mut checked = vec!["--check"];
-        checked.extend_from_slice(args);
-        nsctl(&checked).fails(*code, needle);
+    for (code, needle, cmd) in &cases {
+        nsctl_line(cmd).fails(*code, needle);
+        nsctl_line(&format!("--check {cmd}")).fails(*code, needle);
     }
-    nsctl(&kernel_refuses).fails(1, "v0p");
+    nsctl_line(&kernel_refuses).fails(1, "v0p");
     assert_same_state(
         &before,
         &settled_state(&[&a, &b]),
@@ -941,10 +669,7 @@ fn errors_name_the_object_and_namespace() {
     let r = nsctl(&["--ns", &a, "link", "set", "ghost0", "--up"]).fails(1, "ghost0");
     assert!(r.stderr.starts_with("nsctl: error: "), "{}", r.stderr);
     assert!(r.stderr.contains(&a), "names the namespace: {}", r.stderr);
-    let r = nsctl(&[
-        "--ns", &a, "veth", "add", "v0", "--peer", "v0p", "--master", "nob",
-    ])
-    .fails(1, "nob");
+    let r = nsctl_line(&format!("--ns {a} veth add v0 --peer v0p --master nob")).fails(1, "nob");
     assert!(r.stderr.contains(&a), "{}", r.stderr);
     finish(lab);
 }

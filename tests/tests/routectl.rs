@@ -14,29 +14,18 @@ fn rt(ns: &str, args: &[&str]) -> Run {
     tool("routectl", &full)
 }
 
-/// Runs `ip -n NS ...` (space-separated words), which must succeed.
-#[track_caller]
-fn ip(ns: &str, cmd: &str) {
-    sh(&format!("ip -n {ns} {cmd}")).ok();
-}
-
-/// Runs a command inside a namespace (`ip netns exec`).
-fn exec(ns: &str, cmd: &str) -> Run {
-    sh(&format!("ip netns exec {ns} {cmd}"))
-}
-
 /// A veth pair with one end in each namespace, both up, each with an address.
 #[track_caller]
 fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
     let ((ans, aname, acidr), (bns, bname, bcidr)) = (a, b);
-    ip(
+    ip_in(
         ans,
         &format!("link add {aname} type veth peer name {bname} netns {bns}"),
     );
-    ip(ans, &format!("addr add {acidr} dev {aname}"));
-    ip(bns, &format!("addr add {bcidr} dev {bname}"));
-    ip(ans, &format!("link set {aname} up"));
-    ip(bns, &format!("link set {bname} up"));
+    ip_in(ans, &format!("addr add {acidr} dev {aname}"));
+    ip_in(bns, &format!("addr add {bcidr} dev {bname}"));
+    ip_in(ans, &format!("link set {aname} up"));
+    ip_in(bns, &format!("link set {bname} up"));
     // Wait for carrier on both ends, so routes are not `linkdown` and the first ping counts.
     sh(&format!(
         "for i in $(seq 50); do \
@@ -44,10 +33,6 @@ fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
            ip -n {bns} link show {bname} | grep -q LOWER_UP && exit 0; sleep 0.05; done; exit 1"
     ))
     .ok();
-}
-
-fn sysctl(ns: &str, kv: &str) {
-    exec(ns, &format!("sysctl -qw {kv}")).ok();
 }
 
 /// An nftables table `inet count` in `ns` whose rules count packets; each rule carries a
@@ -65,7 +50,7 @@ fn counters_setup(ns: &str, hook: &str, rules: &[(&str, &str)]) {
 
 /// Current packet counts of the `count` table in `ns`, by comment.
 fn counters(ns: &str) -> BTreeMap<String, u64> {
-    let out = exec(ns, "nft -j list table inet count").ok();
+    let out = nsh(ns, "nft -j list table inet count").ok();
     let v: Value = serde_json::from_str(&out.stdout).expect("nft -j output");
     let mut map = BTreeMap::new();
     for item in v["nftables"].as_array().expect("nftables array") {
@@ -85,7 +70,7 @@ fn counters(ns: &str) -> BTreeMap<String, u64> {
 }
 
 fn ping_from(ns: &str, src: &str, dest: &str, count: u32) -> bool {
-    exec(
+    nsh(
         ns,
         &format!("ping -n -q -c {count} -i 0.2 -W 1 -I {src} {dest}"),
     )
@@ -93,14 +78,24 @@ fn ping_from(ns: &str, src: &str, dest: &str, count: u32) -> bool {
         == 0
 }
 
-fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, k: &str) -> u64 {
-    after[k] - before[k]
+/// How many packets each counter of each namespace in `nses` (see `counters`) saw while
+/// `traffic` ran.
+#[track_caller]
+fn seen<const N: usize>(nses: [&str; N], traffic: impl FnOnce()) -> [BTreeMap<String, u64>; N] {
+    let before = nses.map(counters);
+    traffic();
+    let mut moved = nses.map(counters);
+    for (after, before) in moved.iter_mut().zip(&before) {
+        for (name, n) in after.iter_mut() {
+            *n -= before[name];
+        }
+    }
+    moved
 }
 
 /// What routectl can change in `ns`: non-kernel routes of every table, rules of both families,
-/// links (name, kind, master). Unlike the kit's `snapshot` it leaves out what moves on its own
-/// while a test runs (the global namespace list under concurrent suites, IPv6 DAD flags,
-/// `linkdown` and the kernel's own routes appearing as a fresh veth comes up).
+/// links (name, kind, master). Unlike the kit's `snapshot` it also leaves out the kernel's own
+/// routes and the route flags, which settle on their own while a fresh veth comes up.
 fn state(ns: &str) -> String {
     let routes = "[.[] | select(.protocol != \"kernel\") | del(.flags)]";
     let links = "[.[] | {ifname, master, kind: .linkinfo.info_kind}]";
@@ -151,15 +146,15 @@ fn chaining_hops_by_source() {
         (&hop, &n("up2"), "10.30.0.1/24"),
         (&hop2, &n("h2"), "10.30.0.2/24"),
     );
-    ip(&ca, "route add default via 10.10.1.1");
-    ip(&cb, "route add default via 10.10.2.1");
-    sysctl(&hop, "net.ipv4.ip_forward=1");
+    ip_in(&ca, "route add default via 10.10.1.1");
+    ip_in(&cb, "route add default via 10.10.2.1");
+    sysctl_in(&hop, "net.ipv4.ip_forward=1");
     // The same "internet" address sits behind both exits; only the path differs.
     for ns in [&wan, &hop2] {
-        ip(ns, "addr add 198.51.100.1/32 dev lo");
+        ip_in(ns, "addr add 198.51.100.1/32 dev lo");
     }
-    ip(&wan, "route add 10.10.0.0/16 via 10.20.0.1");
-    ip(&hop2, "route add 10.10.0.0/16 via 10.30.0.1");
+    ip_in(&wan, "route add 10.10.0.0/16 via 10.20.0.1");
+    ip_in(&hop2, "route add 10.10.0.0/16 via 10.30.0.1");
     let echo = "icmp type echo-request";
     for ns in [&wan, &hop2] {
         counters_setup(
@@ -176,16 +171,12 @@ fn chaining_hops_by_source() {
     rt(&hop, &["route", "add", "default", "--via", "10.20.0.2"]).ok();
 
     // Without policy routing both ranges leave through the main table (wan).
-    let (w0, h0) = (counters(&wan), counters(&hop2));
-    assert!(ping_from(&ca, "10.10.1.2", "198.51.100.1", 3));
-    assert!(ping_from(&cb, "10.10.2.2", "198.51.100.1", 3));
-    let (w1, h1) = (counters(&wan), counters(&hop2));
-    assert_eq!(
-        delta(&w0, &w1, "a"),
-        3,
-        "range A should use wan before the rule"
-    );
-    assert_eq!(delta(&h0, &h1, "a"), 0);
+    let [w, h] = seen([&wan, &hop2], || {
+        assert!(ping_from(&ca, "10.10.1.2", "198.51.100.1", 3));
+        assert!(ping_from(&cb, "10.10.2.2", "198.51.100.1", 3));
+    });
+    assert_eq!(w["a"], 3, "range A should use wan before the rule");
+    assert_eq!(h["a"], 0);
 
     // Range A: `ip rule add from 10.10.1.0/24 lookup 100` + default via the second hop.
     let r = rt(
@@ -208,41 +199,21 @@ fn chaining_hops_by_source() {
         ],
     )
     .ok();
-    let (w0, h0) = (counters(&wan), counters(&hop2));
-    assert!(ping_from(&ca, "10.10.1.2", "198.51.100.1", 4));
-    assert!(ping_from(&cb, "10.10.2.2", "198.51.100.1", 4));
-    let (w1, h1) = (counters(&wan), counters(&hop2));
-    assert_eq!(
-        delta(&h0, &h1, "a"),
-        4,
-        "range A must leave by the second hop"
-    );
-    assert_eq!(
-        delta(&w0, &w1, "a"),
-        0,
-        "range A must not use the main table"
-    );
-    assert_eq!(
-        delta(&w0, &w1, "b"),
-        4,
-        "range B must leave by the main table"
-    );
-    assert_eq!(
-        delta(&h0, &h1, "b"),
-        0,
-        "range B must not reach the second hop"
-    );
+    let [w, h] = seen([&wan, &hop2], || {
+        assert!(ping_from(&ca, "10.10.1.2", "198.51.100.1", 4));
+        assert!(ping_from(&cb, "10.10.2.2", "198.51.100.1", 4));
+    });
+    assert_eq!(h["a"], 4, "range A must leave by the second hop");
+    assert_eq!(w["a"], 0, "range A must not use the main table");
+    assert_eq!(w["b"], 4, "range B must leave by the main table");
+    assert_eq!(h["b"], 0, "range B must not reach the second hop");
 
     // Client to client: without direct routes in table 100, A's packets to B follow the
     // rule to the second hop and are lost there; the two direct routes keep them local.
-    let h0 = counters(&hop2);
-    assert!(!ping_from(&ca, "10.10.1.2", "10.10.2.2", 2));
-    let h1 = counters(&hop2);
-    assert_eq!(
-        delta(&h0, &h1, "a"),
-        2,
-        "A->B should have leaked to the second hop"
-    );
+    let [h] = seen([&hop2], || {
+        assert!(!ping_from(&ca, "10.10.1.2", "10.10.2.2", 2))
+    });
+    assert_eq!(h["a"], 2, "A->B should have leaked to the second hop");
     for (net, dev) in [("10.10.1.0/24", n("ha")), ("10.10.2.0/24", n("hb"))] {
         let r = rt(
             &hop,
@@ -252,36 +223,29 @@ fn chaining_hops_by_source() {
         assert!(r.changed());
         assert_eq!(r.json()["route"]["scope"], "link");
     }
-    let h0 = counters(&hop2);
-    assert!(ping_from(&ca, "10.10.1.2", "10.10.2.2", 3));
-    assert_eq!(delta(&h0, &counters(&hop2), "a"), 0, "A->B must stay local");
+    let [h] = seen([&hop2], || {
+        assert!(ping_from(&ca, "10.10.1.2", "10.10.2.2", 3))
+    });
+    assert_eq!(h["a"], 0, "A->B must stay local");
     let tbl = ip_json(Some(&hop), &["route", "show", "table", "100"]);
     assert_eq!(tbl.as_array().unwrap().len(), 3, "table 100: {tbl}");
 
     // Per-range SNAT: the next hops no longer route 10.10.0.0/16 back, yet each still sees
     // which range a packet came from by its translated source.
-    ip(&wan, "route del 10.10.0.0/16");
-    ip(&hop2, "route del 10.10.0.0/16");
-    ip(&hop, &format!("addr add 10.30.0.101/24 dev {}", n("up2")));
-    ip(&hop, &format!("addr add 10.20.0.102/24 dev {}", n("up1")));
+    ip_in(&wan, "route del 10.10.0.0/16");
+    ip_in(&hop2, "route del 10.10.0.0/16");
+    ip_in(&hop, &format!("addr add 10.30.0.101/24 dev {}", n("up2")));
+    ip_in(&hop, &format!("addr add 10.20.0.102/24 dev {}", n("up1")));
     snat(&hop, "10.10.1.0/24", &n("up2"), "10.30.0.101");
     snat(&hop, "10.10.2.0/24", &n("up1"), "10.20.0.102");
-    let (w0, h0) = (counters(&wan), counters(&hop2));
-    assert!(ping_from(&ca, "10.10.1.2", "198.51.100.1", 3));
-    assert!(ping_from(&cb, "10.10.2.2", "198.51.100.1", 3));
-    let (w1, h1) = (counters(&wan), counters(&hop2));
-    assert_eq!(
-        delta(&h0, &h1, "nat_a"),
-        3,
-        "second hop sees range A as 10.30.0.101"
-    );
-    assert_eq!(
-        delta(&w0, &w1, "nat_b"),
-        3,
-        "main exit sees range B as 10.20.0.102"
-    );
-    assert_eq!(delta(&h0, &h1, "nat_b") + delta(&w0, &w1, "nat_a"), 0);
-    assert_eq!(delta(&h0, &h1, "a") + delta(&w0, &w1, "b"), 0);
+    let [w, h] = seen([&wan, &hop2], || {
+        assert!(ping_from(&ca, "10.10.1.2", "198.51.100.1", 3));
+        assert!(ping_from(&cb, "10.10.2.2", "198.51.100.1", 3));
+    });
+    assert_eq!(h["nat_a"], 3, "second hop sees range A as 10.30.0.101");
+    assert_eq!(w["nat_b"], 3, "main exit sees range B as 10.20.0.102");
+    assert_eq!(h["nat_b"] + w["nat_a"], 0);
+    assert_eq!(h["a"] + w["b"], 0);
 }
 
 /// Source NAT of `from` leaving `oif` to `to`: natctl when it is built and takes the
@@ -326,7 +290,7 @@ fn return_path_by_source_address() {
         (&router, &n("tun"), "10.50.0.2/24"),
         (&peer, &n("p"), "10.50.0.1/24"),
     );
-    ip(&ext, "addr add 203.0.113.5/32 dev lo");
+    ip_in(&ext, "addr add 203.0.113.5/32 dev lo");
     rt(&router, &["route", "add", "default", "--via", "10.50.0.1"]).ok();
     counters_setup(
         &peer,
@@ -334,17 +298,13 @@ fn return_path_by_source_address() {
         &[("reply", "ip saddr 10.40.0.2 icmp type echo-reply")],
     );
 
-    let c0 = counters(&peer);
-    assert!(
-        !ping_from(&ext, "203.0.113.5", "10.40.0.2", 2),
-        "without the rule the reply must go into the tunnel"
-    );
-    let c1 = counters(&peer);
-    assert_eq!(
-        delta(&c0, &c1, "reply"),
-        2,
-        "replies should have left by the tunnel"
-    );
+    let [p] = seen([&peer], || {
+        assert!(
+            !ping_from(&ext, "203.0.113.5", "10.40.0.2", 2),
+            "without the rule the reply must go into the tunnel"
+        );
+    });
+    assert_eq!(p["reply"], 2, "replies should have left by the tunnel");
 
     rt(
         &router,
@@ -378,14 +338,10 @@ fn return_path_by_source_address() {
     let rules = ip_json(Some(&router), &["rule", "show", "priority", "3"]);
     assert_eq!(rules[0]["src"], "10.40.0.2");
     assert_eq!(rules[0]["table"], "10");
-    let c0 = counters(&peer);
-    assert!(ping_from(&ext, "203.0.113.5", "10.40.0.2", 3));
-    let c1 = counters(&peer);
-    assert_eq!(
-        delta(&c0, &c1, "reply"),
-        0,
-        "replies must now leave by the WAN"
-    );
+    let [p] = seen([&peer], || {
+        assert!(ping_from(&ext, "203.0.113.5", "10.40.0.2", 3))
+    });
+    assert_eq!(p["reply"], 0, "replies must now leave by the WAN");
 }
 
 /// `--fwmark N/MASK` selects a table for marked traffic only (ping -m sets SO_MARK).
@@ -398,7 +354,7 @@ fn fwmark_with_mask_selects_table() {
         (&m, &lab.name("m"), "10.60.0.1/24"),
         (&far, &lab.name("f"), "10.60.0.2/24"),
     );
-    ip(&far, "addr add 198.51.100.7/32 dev lo");
+    ip_in(&far, "addr add 198.51.100.7/32 dev lo");
     rt(
         &m,
         &[
@@ -439,9 +395,9 @@ fn fwmark_with_mask_selects_table() {
         0,
         "mark 0x23 & 0xf0 != 0x10: main has no route"
     );
-    assert!(exec(&m, "ping -n -q -c 2 -i 0.2 -W 1 -m 19 198.51.100.7").code == 0);
-    assert!(exec(&m, "ping -n -q -c 1 -W 1 -m 35 198.51.100.7").code != 0);
-    assert!(exec(&m, "ping -n -q -c 1 -W 1 198.51.100.7").code != 0);
+    assert!(nsh(&m, "ping -n -q -c 2 -i 0.2 -W 1 -m 19 198.51.100.7").code == 0);
+    assert!(nsh(&m, "ping -n -q -c 1 -W 1 -m 35 198.51.100.7").code != 0);
+    assert!(nsh(&m, "ping -n -q -c 1 -W 1 198.51.100.7").code != 0);
 }
 
 fn strip_family(rules: &Value, family: &str) -> Vec<Value> {

@@ -64,15 +64,8 @@ impl Bridge {
                     if ctx.check {
                         return Ok((true, up));
                     }
-                    if let Some(l) = other {
-                        handle
-                            .link()
-                            .del(l.header.index)
-                            .execute()
-                            .await
-                            .with_context(|| {
-                                format!("replacing {name} in {where_}: deleting it")
-                            })?;
+                    if other.is_some() {
+                        super::link::del(&handle, &name, &where_, false).await?;
                     }
                     // LinkBridge::new would bring it up; build it down like `ip link add`.
                     let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str());

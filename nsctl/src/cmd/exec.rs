@@ -8,7 +8,7 @@ use std::path::Path;
 
 use clap::Args;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{unshare, CloneFlags};
 
 use common::netns::NetnsFd;
 use common::types::NsTarget;
@@ -48,7 +48,7 @@ impl Exec {
 
 /// Network namespace, private mounts, a fresh /sys, and /etc/netns/NAME overlays.
 fn enter(ns: &NetnsFd, target: &NsTarget) -> Result<()> {
-    setns(ns_fd(ns), CloneFlags::CLONE_NEWNET).context("entering the network namespace")?;
+    ns.enter()?;
     unshare(CloneFlags::CLONE_NEWNS).context("creating a private mount namespace")?;
     mount(
         None::<&str>,
@@ -81,11 +81,6 @@ fn enter(ns: &NetnsFd, target: &NsTarget) -> Result<()> {
         bind_etc(n.as_str());
     }
     Ok(())
-}
-
-fn ns_fd(ns: &NetnsFd) -> std::os::fd::BorrowedFd<'_> {
-    // SAFETY: the descriptor belongs to `ns` and outlives the borrow.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(ns.raw()) }
 }
 
 /// Binds each /etc/netns/NAME/FILE over /etc/FILE (resolv.conf, hosts, ...), like ip netns exec.

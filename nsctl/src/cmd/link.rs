@@ -228,9 +228,9 @@ async fn apply(
     let mut new_master = cur.master;
     match &s.master {
         Some(Some(br)) => {
-            let idx = common::nl::link(handle, br.as_str(), where_)
-                .await
-                .map_err(|_| {
+            let idx = common::nl::find_link(handle, br.as_str())
+                .await?
+                .ok_or_else(|| {
                     Error::failed(format!(
                         "setting master of {name} to {br}: bridge '{br}' not found in {where_}"
                     ))
@@ -289,17 +289,9 @@ async fn apply(
 
 /// The name of link `index`, or the number if it cannot be looked up.
 async fn master_label(handle: &Handle, index: u32) -> String {
-    use futures::TryStreamExt;
-    match handle
-        .link()
-        .get()
-        .match_index(index)
-        .execute()
-        .try_next()
-        .await
-    {
-        Ok(Some(l)) => super::name(&l),
-        _ => index.to_string(),
+    match super::link_at(handle, index).await {
+        Some(l) => super::name(&l),
+        None => index.to_string(),
     }
 }
 

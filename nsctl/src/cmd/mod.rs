@@ -84,6 +84,12 @@ pub fn name(msg: &LinkMessage) -> String {
     common::nl::link_name(msg).unwrap_or_default().to_string()
 }
 
+/// Link `index` in the handle's namespace, if there is one (a failed lookup reads as none).
+pub async fn link_at(handle: &Handle, index: u32) -> Option<LinkMessage> {
+    let mut found = handle.link().get().match_index(index).execute();
+    found.try_next().await.ok().flatten()
+}
+
 /// One link as `link list` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkView {

@@ -6,7 +6,6 @@
 //! is deleted again.
 
 use clap::Subcommand;
-use futures::TryStreamExt;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 use serde::Serialize;
@@ -16,7 +15,9 @@ use common::netns::NetnsFd;
 use common::types::{IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{handle_in, is_up, kind_label, master, ns_label, peer_elsewhere, peer_index, set_link};
+use super::{
+    handle_in, is_up, kind_label, link_at, master, ns_label, peer_elsewhere, peer_index, set_link,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum Veth {
@@ -168,27 +169,13 @@ async fn is_our_pair(
     let Some(peer_idx) = peer_index(l) else {
         return Ok(Err("it is a veth without a peer".into()));
     };
-    let index = l.header.index;
-    let lookup = |h: Handle| async move {
-        let found = h
-            .link()
-            .get()
-            .match_index(peer_idx)
-            .execute()
-            .try_next()
-            .await;
-        Ok::<_, Error>(match found {
-            Ok(Some(p)) => Some((super::name(&p), peer_index(&p))),
-            _ => None,
-        })
-    };
     let peer = match (plan.peer_ns, peer_elsewhere(l)) {
-        (None, false) => lookup(handle.clone()).await?,
-        (Some(fd), true) => lookup(handle_in(fd)?).await?,
+        (None, false) => link_at(handle, peer_idx).await,
+        (Some(fd), true) => link_at(&handle_in(fd)?, peer_idx).await,
         _ => None,
     };
-    match peer {
-        Some((n, Some(back))) if n == plan.peer.as_str() && back == index => Ok(Ok(())),
+    match peer.map(|p| (super::name(&p), peer_index(&p))) {
+        Some((n, Some(back))) if n == plan.peer.as_str() && back == l.header.index => Ok(Ok(())),
         _ => Ok(Err(format!(
             "it is a veth whose peer is not {} in {}",
             plan.peer, plan.there
@@ -196,26 +183,29 @@ async fn is_our_pair(
     }
 }
 
-/// The pair exists: bring master and up state to what was asked. Returns (changed, up).
-async fn converge(handle: &Handle, l: &LinkMessage, plan: &Plan<'_>) -> Result<(bool, bool)> {
+/// The RTM_SETLINK that enslaves link `l` to `master_idx` and brings it up if asked, or None
+/// when it already is so.
+fn update(l: &LinkMessage, master_idx: Option<u32>, up: bool) -> Option<LinkMessage> {
     let mut msg = LinkUnspec::new_with_index(l.header.index);
     let mut changed = false;
-    if let Some(m) = plan.master {
-        if master(l) != Some(m) {
-            msg = msg.controller(m);
-            changed = true;
-        }
+    if let Some(m) = master_idx.filter(|&m| master(l) != Some(m)) {
+        msg = msg.controller(m);
+        changed = true;
     }
-    if plan.up && !is_up(l) {
+    if up && !is_up(l) {
         msg = msg.up();
         changed = true;
     }
-    if changed && !plan.check {
+    changed.then(|| msg.build())
+}
+
+/// The pair exists: bring master and up state to what was asked. Returns (changed, up).
+async fn converge(handle: &Handle, l: &LinkMessage, plan: &Plan<'_>) -> Result<(bool, bool)> {
+    let msg = update(l, plan.master, plan.up);
+    let changed = msg.is_some();
+    if let Some(msg) = msg.filter(|_| !plan.check) {
         let (name, here) = (plan.name, plan.here);
-        set_link(handle, msg.build(), || {
-            format!("updating veth {name} in {here}")
-        })
-        .await?;
+        set_link(handle, msg, || format!("updating veth {name} in {here}")).await?;
     }
     let peer_changed = peer_side(handle, plan, true).await?;
     Ok((changed || peer_changed, is_up(l) || plan.up))
@@ -248,23 +238,10 @@ async fn peer_side(handle: &Handle, plan: &Plan<'_>, exists: bool) -> Result<boo
                 "creating veth with peer {peer} in {there}: {there} already has a link {peer}"
             )));
         }
-        let mut msg = LinkUnspec::new_with_index(p.header.index);
-        let mut changed = false;
-        if let Some(b) = br_idx {
-            if master(&p) != Some(b) {
-                msg = msg.controller(b);
-                changed = true;
-            }
-        }
-        if up && !is_up(&p) {
-            msg = msg.up();
-            changed = true;
-        }
-        if changed && !check {
-            set_link(&h, msg.build(), || {
-                format!("updating veth peer {peer} in {there}")
-            })
-            .await?;
+        let msg = update(&p, br_idx, up);
+        let changed = msg.is_some();
+        if let Some(msg) = msg.filter(|_| !check) {
+            set_link(&h, msg, || format!("updating veth peer {peer} in {there}")).await?;
         }
         Ok(changed)
     };
