@@ -1,0 +1,158 @@
+# shellcheck shell=bash disable=SC2034
+# niransix-sh/lib.sh — shared by `hub`, `client` and `demo`: finding the tools, running them
+# (echoing `[#] cmd` to stderr, wg-quick style), batches, errors, and IPv4 arithmetic.
+# Source it; it defines functions only (plus NX_* tool paths after nx_find_tools).
+
+# (No subshells here: every hub command starts by sourcing this.)
+NX_SH_DIR=${BASH_SOURCE[0]%/*}
+[[ ${BASH_SOURCE[0]} == */* ]] || NX_SH_DIR=.
+[[ $NX_SH_DIR == /* ]] || NX_SH_DIR=$PWD/$NX_SH_DIR
+NX_REPO=${NX_SH_DIR%/*}
+NX_PROG=${NX_PROG:-${0##*/}}
+NX_QUIET=${NX_QUIET:-0}
+
+# die MESSAGE [CODE]: `PROG: error: MESSAGE` on stderr, exit CODE (1 = failed, 2 = invalid input).
+die() {
+	printf '%s: error: %s\n' "$NX_PROG" "$1" >&2
+	exit "${2:-1}"
+}
+
+# invalid MESSAGE: bad input, detected before anything changed (exit 2).
+invalid() { die "$1" 2; }
+
+warn() { printf '%s: warning: %s\n' "$NX_PROG" "$1" >&2; }
+
+# say WORDS...: echo a command as `[#] WORDS` on stderr (unless -q).
+say() { ((NX_QUIET)) || printf '[#] %s\n' "$*" >&2; }
+
+# nx_find_tools: sets NX_NSCTL, NX_WGCTL, NX_NATCTL, NX_ROUTECTL. Looks in $NIRANSIX_BIN_DIR,
+# else on PATH, else <repo>/target/release, then <repo>/target/debug. Returns 1 (and names what
+# is missing in NX_MISSING) when a tool cannot be found; changes nothing.
+nx_find_tools() {
+	local t p var
+	NX_MISSING=()
+	for t in nsctl wgctl natctl routectl; do
+		p=
+		if [[ -n ${NIRANSIX_BIN_DIR:-} ]]; then
+			[[ -x $NIRANSIX_BIN_DIR/$t ]] && p=$NIRANSIX_BIN_DIR/$t
+		elif p=$(command -v "$t" 2>/dev/null); then
+			:
+		elif [[ -x $NX_REPO/target/release/$t ]]; then
+			p=$NX_REPO/target/release/$t
+		elif [[ -x $NX_REPO/target/debug/$t ]]; then
+			p=$NX_REPO/target/debug/$t
+		fi
+		if [[ -z $p ]]; then
+			NX_MISSING+=("$t")
+			continue
+		fi
+		var=NX_${t^^}
+		printf -v "$var" '%s' "$p"
+	done
+	((${#NX_MISSING[@]} == 0))
+}
+
+# nx_require_tools: nx_find_tools, or exit 2 naming the missing tools and where we looked.
+nx_require_tools() {
+	command -v jq >/dev/null || invalid "missing tool: jq (apt-get install jq)"
+	nx_find_tools && return 0
+	local where="PATH, $NX_REPO/target/release and $NX_REPO/target/debug"
+	[[ -z ${NIRANSIX_BIN_DIR:-} ]] || where="\$NIRANSIX_BIN_DIR ($NIRANSIX_BIN_DIR)"
+	invalid "missing tool(s): ${NX_MISSING[*]} (looked in $where; build them with 'cargo build --release' or scripts/bootstrap.sh)"
+}
+
+# nx_path TOOL: the resolved path of one of our tools.
+nx_path() {
+	local var=NX_${1^^}
+	printf '%s' "${!var}"
+}
+
+# nx TOOL ARGS...: run one tool, echoing it; its JSON goes to stdout. On failure, the tool's own
+# error is already on stderr: exit with its code.
+nx() {
+	local t=$1
+	shift
+	say "$t $*"
+	local rc=0
+	"$(nx_path "$t")" "$@" || rc=$?
+	((rc == 0)) || exit "$rc"
+}
+
+# nx_try TOOL ARGS...: like nx but returns the exit code instead of exiting.
+nx_try() {
+	local t=$1
+	shift
+	say "$t $*"
+	"$(nx_path "$t")" "$@"
+}
+
+# nx_batch TOOL < LINES: one process for many commands (`TOOL -b -`), each line echoed as the
+# command it stands for. JSON Lines on stdout. Empty input runs nothing. Exits on failure.
+nx_batch() {
+	local t=$1 lines line rc=0
+	lines=$(cat)
+	[[ -n $lines ]] || return 0
+	if ! ((NX_QUIET)); then
+		while IFS= read -r line; do printf '[#] %s %s\n' "$t" "$line" >&2; done <<<"$lines"
+	fi
+	local t0=${EPOCHREALTIME/./}
+	"$(nx_path "$t")" -b - <<<"$lines" || rc=$?
+	((rc == 0)) || die "$t batch failed (exit $rc); the line above names the step" "$rc"
+	# NX_TIMING=1: how long each batch took (where the time goes), on stderr.
+	[[ -z ${NX_TIMING:-} ]] || printf '[t] %s -b: %d lines, %d ms\n' "$t" \
+		"$(wc -l <<<"$lines")" $(((${EPOCHREALTIME/./} - t0) / 1000)) >&2
+}
+
+# nsopt NS: prints `--ns NS ` when NS is non-empty (for batch lines).
+nsopt() { [[ -z $1 ]] || printf -- '--ns %s ' "$1"; }
+
+# --- IPv4 arithmetic (HUB_CIDR is IPv4) ---
+
+# ip4_valid ADDR: dotted quad with every octet 0..255.
+ip4_valid() {
+	local IFS=. o
+	local -a p
+	[[ $1 =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || return 1
+	read -r -a p <<<"$1"
+	for o in "${p[@]}"; do ((10#$o <= 255)) || return 1; done
+}
+
+ip4_to_int() {
+	local IFS=.
+	local -a p
+	read -r -a p <<<"$1"
+	echo $(((10#${p[0]} << 24) | (10#${p[1]} << 16) | (10#${p[2]} << 8) | 10#${p[3]}))
+}
+
+# ip4_of VAR N: VAR = the dotted quad of integer N (no subshell).
+ip4_of() {
+	local n=$2
+	printf -v "$1" '%d.%d.%d.%d' $(((n >> 24) & 255)) $(((n >> 16) & 255)) $(((n >> 8) & 255)) $((n & 255))
+}
+
+# cidr4_parse CIDR: sets CIDR_NET (int), CIDR_LEN, CIDR_FIRST/CIDR_LAST (usable hosts, ints).
+cidr4_parse() {
+	local addr=${1%/*} len=${1#*/}
+	[[ $1 == */* ]] && ip4_valid "$addr" && [[ $len =~ ^[0-9]{1,2}$ ]] && ((len >= 1 && len <= 30)) || return 1
+	local mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
+	CIDR_LEN=$len
+	CIDR_NET=$(($(ip4_to_int "$addr") & mask))
+	CIDR_FIRST=$((CIDR_NET + 1))
+	CIDR_LAST=$((CIDR_NET + (0xffffffff & ~mask) - 1))
+}
+
+# cidr4_host ADDR: true if ADDR is a usable host address of the parsed CIDR.
+cidr4_host() {
+	ip4_valid "$1" || return 1
+	local n
+	n=$(ip4_to_int "$1")
+	((n >= CIDR_FIRST && n <= CIDR_LAST))
+}
+
+# port_valid N: a UDP port 1..65535.
+port_valid() { [[ $1 =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= 1 && 10#$1 <= 65535)); }
+
+# wg_key_valid KEY: base64 of exactly 32 bytes (a WireGuard public key).
+wg_key_valid() {
+	[[ $1 =~ ^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$ ]]
+}

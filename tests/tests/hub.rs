@@ -1,0 +1,849 @@
+//! niransix-sh/hub against the real kernel: real WireGuard handshakes through wireguard-go,
+//! real pings, conntrack in the peer namespaces, `wg show`, and nothing left behind.
+//!
+//! Every hub here runs with `HUB_NS` and `HUB_PREFIX` taken from the Lab prefix (so it never
+//! touches the host's own network and the Lab removes whatever a failure leaves), and with
+//! `HUB_STATE_DIR` in a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use niransix_tests::*;
+use serde_json::Value;
+
+const SERVER: &str = "100.64.0.10";
+const CLIENT_ADDR: &str = "192.168.1.10";
+
+fn script(name: &str) -> String {
+    repo_root()
+        .join("niransix-sh")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// One hub under test, plus its simulated clients; `down` and Lab cleanup on drop.
+struct Hub {
+    state: PathBuf,
+    ns: String,
+    underlay: bool,
+    lab: Lab,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        for t in ["nsctl", "wgctl", "natctl", "routectl"] {
+            tool_path(t);
+        }
+        let lab = Lab::new();
+        let state = std::env::temp_dir().join(format!("{}-hubstate", lab.prefix));
+        let _ = std::fs::remove_dir_all(&state);
+        Hub {
+            ns: lab.name("hub"),
+            state,
+            underlay: false,
+            lab,
+        }
+    }
+
+    fn env(&self) -> Vec<String> {
+        vec![
+            format!("HUB_NS={}", self.ns),
+            format!("HUB_PREFIX={}", self.lab.prefix),
+            format!("HUB_STATE_DIR={}", self.state.display()),
+            format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
+        ]
+    }
+
+    /// `hub ARGS...` with this hub's environment (through `env`, with the kit's `run`).
+    fn hub(&self, args: &[&str]) -> Run {
+        self.hub_env(&[], args)
+    }
+
+    fn hub_env(&self, extra: &[&str], args: &[&str]) -> Run {
+        let mut all = self.env();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all.push(script("hub"));
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run("env", &refs)
+    }
+
+    /// Starts `hub ARGS...` and kill -9s it, with whatever tool it is running at that moment
+    /// (its whole process group), after `delay_ms`.
+    fn killed(&self, args: &[&str], delay_ms: u64) {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(script("hub"));
+        for kv in self.env() {
+            let (k, v) = kv.split_once('=').unwrap();
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+        // The group includes the wireguard-go daemons wgctl started (they do not leave it):
+        // let them finish dying before the re-run, as a user re-running it would.
+        for _ in 0..100 {
+            if sh(&format!("pgrep -g {}", child.id())).code != 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn peer_ns(&self, peer: &str) -> String {
+        self.lab.name(peer)
+    }
+    fn peer_wg(&self, peer: &str) -> String {
+        format!("{}{peer}-wg", self.lab.prefix)
+    }
+    fn client_ns(&self, peer: &str) -> String {
+        self.lab.name(&format!("k{peer}"))
+    }
+    fn client_wg(&self, peer: &str) -> String {
+        self.lab.name(&format!("w{peer}"))
+    }
+
+    /// The IPv6 underlay: a bridge in the center holding 2001:db8::10, once.
+    fn ensure_underlay(&mut self) {
+        if self.underlay {
+            return;
+        }
+        let ns = &self.ns;
+        sh(&format!(
+            "set -e; ip -n {ns} link add ul type bridge; ip -n {ns} link set ul up; \
+             ip -n {ns} addr add 2001:db8::10/64 dev ul nodad"
+        ))
+        .ok();
+        self.underlay = true;
+    }
+
+    /// A simulated remote client for `peer` (number `i` on the underlay), configured from
+    /// `hub peer conf` through niransix-sh/client, using 192.168.1.10 like every other client.
+    fn client(&mut self, peer: &str, i: u32) {
+        self.ensure_underlay();
+        let cns = self.lab.netns(&format!("k{peer}"));
+        let (ns, p) = (&self.ns, &self.lab.prefix);
+        sh(&format!(
+            "set -e; ip link add {p}u{peer} netns {ns} type veth peer name {p}e{peer} netns {cns}; \
+             ip -n {ns} link set {p}u{peer} master ul up; \
+             ip -n {cns} addr add 2001:db8::{:x}/64 dev {p}e{peer} nodad; \
+             ip -n {cns} link set {p}e{peer} up",
+            0x20 + i
+        ))
+        .ok();
+        let conf = self.hub(&["-q", "peer", "conf", peer]).ok().stdout;
+        assert!(
+            conf.contains("PrivateKey = "),
+            "generated key in conf: no PrivateKey line"
+        );
+        assert!(
+            conf.contains("Endpoint = [2001:db8::10]:"),
+            "endpoint: {conf}"
+        );
+        let mut args = vec![format!("NIRANSIX_BIN_DIR={}", bin_dir().display())];
+        args.extend([
+            script("client"),
+            "up".into(),
+            cns.clone(),
+            self.client_wg(peer),
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run_stdin("env", &refs, Some(&conf)).ok();
+        assert!(r.changed(), "client up: {}", r.stdout);
+    }
+
+    fn remove_client(&self, peer: &str) {
+        let (cns, wg) = (self.client_ns(peer), self.client_wg(peer));
+        let mut args = vec![format!("NIRANSIX_BIN_DIR={}", bin_dir().display())];
+        args.extend([
+            script("client"),
+            "-q".into(),
+            "down".into(),
+            cns.clone(),
+            wg,
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("env", &refs).ok();
+        run("ip", &["netns", "del", &cns]).ok();
+    }
+
+    fn status(&self) -> Value {
+        self.hub(&["-q", "status"]).ok().json()
+    }
+
+    fn peer_status(&self, peer: &str) -> Value {
+        self.status()["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == peer)
+            .unwrap_or_else(|| panic!("peer {peer} not in hub status"))
+            .clone()
+    }
+
+    /// Leftovers carrying this hub's prefix (namespaces, links, wireguard-go, sockets).
+    fn leaks(&self) -> Run {
+        run(
+            repo_root().join("tests/leakcheck.sh").as_os_str(),
+            &[&self.lab.prefix],
+        )
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.hub(&["-q", "down"]);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// What a hub command could change in namespace `ns`, without the kernel's moving parts (bridge
+/// timers, IPv6 link-local addresses appearing after DAD): links, IPv4 addresses and routes,
+/// nftables; plus the namespaces carrying `prefix`.
+fn net_state(ns: &str, prefix: &str) -> String {
+    sh(&format!(
+        "ip -n {ns} -br link; ip -n {ns} -4 -br addr; ip -n {ns} -4 route show table all; \
+         ip netns exec {ns} nft list ruleset; ip netns list | grep '^{prefix}' | sort"
+    ))
+    .stdout
+}
+
+/// Pings the server from every client namespace at the same time, from 192.168.1.10.
+fn ping_all(namespaces: &[String]) -> Vec<bool> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = namespaces
+            .iter()
+            .map(|ns| {
+                s.spawn(move || {
+                    run(
+                        "ip",
+                        &[
+                            "netns",
+                            "exec",
+                            ns,
+                            "ping",
+                            "-n",
+                            "-q",
+                            "-c",
+                            "3",
+                            "-i",
+                            "0.2",
+                            "-w",
+                            "15",
+                            "-I",
+                            CLIENT_ADDR,
+                            SERVER,
+                        ],
+                    )
+                    .code
+                        == 0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn wg_show(ns: &str, iface: &str, what: &str) -> String {
+    sh(&format!("ip netns exec {ns} wg show {iface} {what}"))
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+fn peer_names(v: &Value) -> Vec<String> {
+    v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn three_clients_with_one_address_reach_the_server_through_napt() {
+    let mut hub = Hub::new();
+    let up = hub.hub(&["up"]).ok();
+    assert!(up.changed());
+    assert_eq!(up.json()["center"]["address"], SERVER);
+    assert_eq!(up.json()["center"]["cidr"], "100.64.0.0/24");
+    assert!(
+        up.stderr.contains("[#] nsctl"),
+        "commands echoed: {}",
+        up.stderr
+    );
+
+    let add = hub
+        .hub(&["-q", "peer", "add", "c1", "c2", "c3"])
+        .ok()
+        .json();
+    assert_eq!(add["changed"], true);
+    assert_eq!(peer_names(&add), ["c1", "c2", "c3"]);
+    let mut ports: Vec<u64> = add["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["listen_port"].as_u64().unwrap())
+        .collect();
+    ports.sort();
+    assert_eq!(ports, [50000, 50001, 50002]);
+
+    // Kernel state of one peer, read back with iproute2 and nft.
+    let c1 = hub.peer_ns("c1");
+    let routes = ip_json(Some(&c1), &["route", "show", "default"]);
+    assert_eq!(
+        routes[0]["dev"],
+        hub.peer_wg("c1"),
+        "default route into the tunnel: {routes}"
+    );
+    let nft = sh(&format!("ip netns exec {c1} nft list ruleset"))
+        .ok()
+        .stdout;
+    assert!(nft.contains("masquerade"), "NAPT rule in {c1}: {nft}");
+    let c1_addr = add["peers"][0]["address"].as_str().unwrap().to_string();
+    let addrs = ip_json(
+        Some(&c1),
+        &["-4", "addr", "show", &format!("{}c1-in", hub.lab.prefix)],
+    );
+    assert_eq!(addrs[0]["addr_info"][0]["local"], c1_addr);
+    let fwd = sh(&format!(
+        "ip netns exec {c1} cat /proc/sys/net/ipv4/ip_forward"
+    ))
+    .ok();
+    assert_eq!(fwd.stdout.trim(), "1");
+
+    for (i, p) in ["c1", "c2", "c3"].iter().enumerate() {
+        hub.client(p, i as u32);
+    }
+    let clients: Vec<String> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|p| hub.client_ns(p))
+        .collect();
+    assert_eq!(
+        ping_all(&clients),
+        [true, true, true],
+        "every client reaches the server"
+    );
+
+    // conntrack in each peer namespace: 192.168.1.10 -> the server, translated to that peer's address.
+    let status = hub.status();
+    for p in status["peers"].as_array().unwrap() {
+        let (name, addr) = (p["name"].as_str().unwrap(), p["address"].as_str().unwrap());
+        let ct = sh(&format!(
+            "ip netns exec {} conntrack -L -n -p icmp 2>/dev/null",
+            hub.peer_ns(name)
+        ))
+        .stdout;
+        let want = format!("src={CLIENT_ADDR} dst={SERVER} ");
+        let line = ct
+            .lines()
+            .find(|l| l.contains(&want))
+            .unwrap_or_else(|| panic!("no conntrack entry for {name}: {ct}"));
+        assert!(
+            line.contains(&format!("src={SERVER} dst={addr} ")),
+            "{name}: reply direction must go to its internal address {addr}: {line}"
+        );
+    }
+
+    // status matches `wg show` in each peer namespace.
+    for p in status["peers"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let (ns, wg) = (hub.peer_ns(name), hub.peer_wg(name));
+        assert_eq!(p["public_key"], wg_show(&ns, &wg, "public-key"));
+        assert_eq!(
+            p["listen_port"].to_string(),
+            wg_show(&ns, &wg, "listen-port")
+        );
+        let hs = wg_show(&ns, &wg, "latest-handshakes");
+        let (key, when) = hs.split_once('\t').expect("one peer");
+        assert_eq!(p["client_public_key"], key);
+        assert_eq!(p["latest_handshake"].as_u64().unwrap().to_string(), when);
+        let tr = wg_show(&ns, &wg, "transfer");
+        let rx: u64 = tr.split('\t').nth(1).unwrap().parse().unwrap();
+        let status_rx = p["rx_bytes"].as_u64().unwrap();
+        assert!(
+            status_rx > 0 && status_rx <= rx,
+            "{name}: rx {status_rx} vs wg {rx}"
+        );
+        assert_eq!(p["up"], true);
+    }
+
+    // Idempotent: everything again changes nothing.
+    assert!(!hub.hub(&["-q", "up"]).ok().changed(), "second up");
+    assert!(
+        !hub.hub(&["-q", "peer", "add", "c1", "c2", "c3"])
+            .ok()
+            .changed(),
+        "second add"
+    );
+
+    // peer del of one leaves the other two working.
+    let del = hub.hub(&["-q", "peer", "del", "c2"]).ok();
+    assert!(del.changed());
+    assert!(!sh("ip netns list").stdout.contains(&hub.peer_ns("c2")));
+    assert!(sh(&format!("pgrep -f '^wireguard-go {}'", hub.peer_wg("c2"))).code != 0);
+    assert_eq!(peer_names(&hub.status()), ["c1", "c3"]);
+    let others = vec![hub.client_ns("c1"), hub.client_ns("c3")];
+    assert_eq!(ping_all(&others), [true, true], "c1 and c3 still work");
+    assert!(
+        !hub.hub(&["-q", "peer", "del", "c2"]).ok().changed(),
+        "del twice"
+    );
+
+    // down leaves nothing: no namespace, link, wireguard-go or socket with the prefix once the
+    // simulated clients (the test's, not the hub's) are gone, and no state directory.
+    let down = hub.hub(&["-q", "down"]).ok();
+    assert!(down.changed());
+    assert!(!hub.hub(&["-q", "down"]).ok().changed(), "down twice");
+    for p in ["c1", "c2", "c3"] {
+        hub.remove_client(p);
+    }
+    hub.leaks().ok();
+    assert!(!hub.state.exists(), "state dir removed by down");
+}
+
+#[test]
+fn down_removes_only_what_the_hub_created() {
+    let hub = Hub::new();
+    // The center namespace exists before the hub, with something of its own in it.
+    let ns = hub.lab.netns("hub");
+    sh(&format!(
+        "set -e; ip -n {ns} link add mine type bridge; ip -n {ns} addr add 10.9.9.9/32 dev mine"
+    ))
+    .ok();
+    let before = net_state(&ns, &hub.lab.prefix);
+    let fwd = || {
+        sh(&format!(
+            "ip netns exec {ns} cat /proc/sys/net/ipv4/ip_forward"
+        ))
+        .ok()
+        .stdout
+    };
+    assert_eq!(fwd().trim(), "0");
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "a1"]).ok();
+    assert_eq!(fwd().trim(), "1");
+    hub.hub(&["-q", "down"]).ok();
+    assert_eq!(
+        net_state(&ns, &hub.lab.prefix),
+        before,
+        "center namespace back as it was"
+    );
+    assert_eq!(fwd().trim(), "0", "forwarding restored");
+    assert!(
+        sh("ip netns list").stdout.contains(&ns),
+        "HUB_NS was not ours to delete"
+    );
+    assert!(!sh("ip netns list").stdout.contains(&hub.peer_ns("a1")));
+}
+
+/// `HUB_NS` empty puts the center in the caller's namespace ("the host"); here the caller runs
+/// inside a Lab namespace (`nsenter --net`), so the real host is never touched.
+#[test]
+fn center_on_the_host_and_down_restores_it() {
+    let hub = Hub::new();
+    let host = hub.lab.netns("host");
+    sh(&format!("ip -n {host} link add mine type bridge")).ok();
+    let before = net_state(&host, &hub.lab.prefix);
+    let in_host = |args: &[&str]| {
+        // nsenter --net, not `ip netns exec`: the latter also enters a mount namespace of its
+        // own, where the hub's `netns add` mounts would not reach the rest of the machine.
+        let mut all: Vec<String> = vec![format!("--net=/run/netns/{host}"), "env".into()];
+        all.extend(
+            hub.env()
+                .into_iter()
+                .filter(|kv| !kv.starts_with("HUB_NS=")),
+        );
+        all.extend(["HUB_NS=".to_string(), script("hub")]);
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run("nsenter", &refs)
+    };
+    let up = in_host(&["-q", "up"]).ok().json();
+    assert_eq!(up["center"]["ns"], Value::Null);
+    let links = ip_json(Some(&host), &["link", "show", "br-internal"]);
+    assert_eq!(
+        links[0]["ifname"], "br-internal",
+        "bridge in the caller's namespace"
+    );
+    in_host(&["-q", "peer", "add", "h1"]).ok();
+    let pns = hub.peer_ns("h1");
+    assert_eq!(
+        wg_show(&pns, &hub.peer_wg("h1"), "listen-port"),
+        "50000",
+        "tunnel born in the caller's namespace, living in the peer's"
+    );
+    let fwd = sh(&format!(
+        "ip netns exec {host} cat /proc/sys/net/ipv4/ip_forward"
+    ))
+    .ok();
+    assert_eq!(fwd.stdout.trim(), "1");
+    assert!(in_host(&["-q", "down"]).ok().changed());
+    assert_eq!(
+        net_state(&host, &hub.lab.prefix),
+        before,
+        "the 'host' as it was"
+    );
+    let fwd = sh(&format!(
+        "ip netns exec {host} cat /proc/sys/net/ipv4/ip_forward"
+    ))
+    .ok();
+    assert_eq!(fwd.stdout.trim(), "0", "forwarding restored");
+}
+
+#[test]
+fn allocation_is_stable_and_survives_a_reboot() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "a", "b", "c"]).ok();
+    let b = hub.peer_status("b");
+    let c = hub.peer_status("c");
+    hub.hub(&["-q", "peer", "del", "a"]).ok();
+    // A new peer takes the lowest free port and address (a's); b and c keep theirs.
+    let d = hub.hub(&["-q", "peer", "add", "d"]).ok().json()["peers"][0].clone();
+    assert_eq!(d["listen_port"], 50000);
+    assert_eq!(hub.peer_status("b")["listen_port"], b["listen_port"]);
+    assert_eq!(hub.peer_status("c")["address"], c["address"]);
+
+    // "Reboot": every kernel object and process is gone, the state directory stays.
+    hub.lab.cleanup();
+    assert_eq!(hub.peer_status("b")["up"], false);
+    let up = hub.hub(&["-q", "up"]).ok().json();
+    assert_eq!(up["changed"], true);
+    assert_eq!(up["peers"].as_array().unwrap().len(), 3, "{up}");
+    for (name, before) in [("b", &b), ("c", &c)] {
+        let now = hub.peer_status(name);
+        assert_eq!(now["up"], true, "{name} rebuilt");
+        for k in ["listen_port", "address", "public_key", "client_public_key"] {
+            assert_eq!(now[k], before[k], "{name}: {k} kept across the reboot");
+        }
+        let ns = hub.peer_ns(name);
+        assert_eq!(
+            wg_show(&ns, &hub.peer_wg(name), "listen-port"),
+            before["listen_port"].to_string()
+        );
+    }
+}
+
+#[test]
+fn client_key_given_or_generated() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "g"]).ok();
+    let key = hub.state.join("peers/g.client.key");
+    let mode = std::fs::metadata(&key)
+        .expect("client key file")
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o600);
+
+    let pubkey = tool("wgctl", &["genkey"]).ok().stdout;
+    let pubkey = run_stdin(tool_path("wgctl"), &["pubkey"], Some(&pubkey))
+        .ok()
+        .json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let add = hub
+        .hub(&["-q", "peer", "add", "o", "--public-key", &pubkey])
+        .ok()
+        .json();
+    assert_eq!(add["peers"][0]["client_public_key"], pubkey.as_str());
+    let conf = hub
+        .hub_env(
+            &["HUB_ENDPOINT=hub.example.org"],
+            &["-q", "peer", "conf", "o"],
+        )
+        .ok()
+        .stdout;
+    assert!(conf.contains("Endpoint = hub.example.org:50001"), "{conf}");
+    assert!(
+        !conf.lines().any(|l| l.starts_with("PrivateKey")),
+        "no private key when the client brought its own: {conf}"
+    );
+    assert!(conf.contains("AllowedIPs = 100.64.0.0/24"));
+    assert!(!hub.state.join("peers/o.client.key").exists());
+    // The hub side's key file is 0600 too, and no key appears in the output.
+    let hub_key = std::fs::read_to_string(hub.state.join("peers/o.key")).unwrap();
+    let status = hub.hub(&["-q", "status"]).ok();
+    assert!(!status.stdout.contains(hub_key.trim()));
+}
+
+/// Every command line and environment seen while a hub and a client are built (polled from
+/// /proc), and everything the hub prints but `peer conf`: no private key, ever.
+#[test]
+fn private_keys_never_reach_argv_environment_or_output() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut hub = Hub::new();
+    let stop = AtomicBool::new(false);
+    let (seen, outputs) = std::thread::scope(|s| {
+        let poller = s.spawn(|| {
+            let mut seen = std::collections::HashSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                    for f in ["cmdline", "environ"] {
+                        if let Ok(b) = std::fs::read(e.path().join(f)) {
+                            seen.insert(String::from_utf8_lossy(&b).into_owned());
+                        }
+                    }
+                }
+            }
+            seen
+        });
+        let mut outputs = Vec::new();
+        for args in [&["up"][..], &["peer", "add", "s1", "s2"], &["status"]] {
+            let r = hub.hub(args).ok();
+            outputs.push(r.stdout + &r.stderr);
+        }
+        hub.client("s1", 1);
+        outputs.push(hub.hub(&["peer", "del", "s2"]).ok().stderr);
+        stop.store(true, Ordering::Relaxed);
+        (poller.join().unwrap(), outputs)
+    });
+    let mut keys = Vec::new();
+    for f in ["s1.key", "s1.client.key"] {
+        let k = std::fs::read_to_string(hub.state.join("peers").join(f)).unwrap();
+        keys.push(k.trim().to_string());
+    }
+    assert!(seen.len() > 10, "the poller saw processes");
+    for k in &keys {
+        assert_eq!(k.len(), 44, "a base64 key");
+        assert!(
+            !seen.iter().any(|c| c.contains(k.as_str())),
+            "a private key on a command line or in an environment"
+        );
+        assert!(
+            !outputs.iter().any(|o| o.contains(k.as_str())),
+            "a private key in the hub's output"
+        );
+    }
+}
+
+/// A step that fails (the port is taken by someone else in the center) undoes the new peer:
+/// no namespace, process, record or key of it remains, and the peers before it still work.
+#[test]
+fn failed_peer_add_is_undone() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "f1"]).ok();
+    let mut squatter = Command::new("ip")
+        .args(["netns", "exec", &hub.ns, "nc", "-u", "-l", "50001"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = hub.hub(&["-q", "peer", "add", "f2"]);
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    r.fails(1, "50001");
+    assert!(!sh("ip netns list").stdout.contains(&hub.peer_ns("f2")));
+    assert!(sh(&format!("pgrep -f '^wireguard-go {}'", hub.peer_wg("f2"))).code != 0);
+    assert_eq!(peer_names(&hub.status()), ["f1"]);
+    assert!(!hub.state.join("peers/f2.key").exists());
+    assert_eq!(hub.peer_status("f1")["up"], true);
+    let down = hub.hub(&["-q", "down"]).ok().json();
+    assert_eq!(down["removed"]["peers"], serde_json::json!(["f1"]));
+    hub.leaks().ok();
+}
+
+#[test]
+fn bad_input_fails_before_anything_changes() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "p1", "--port", "50010"])
+        .ok();
+    let state_before = sh(&format!(
+        "cd {} && ls -la peers && cat peers.jsonl",
+        hub.state.display()
+    ))
+    .stdout;
+    let before = net_state(&hub.ns, &hub.lab.prefix);
+
+    hub.hub(&["-q", "peer", "add", "waytoolong"])
+        .fails(2, "too long");
+    hub.hub(&["-q", "peer", "add", "p2", "--port", "50010"])
+        .fails(2, "already used by peer 'p1'");
+    hub.hub(&["-q", "peer", "add", "p2", "--port", "222222"])
+        .fails(2, "222222");
+    hub.hub(&["-q", "peer", "add", "p2", "--address", "100.64.1.5"])
+        .fails(2, "100.64.1.5");
+    hub.hub(&["-q", "peer", "add", "p2", "--address", "10.292.0.1"])
+        .fails(2, "10.292.0.1");
+    hub.hub(&["-q", "peer", "add", "p2", "--public-key", "notakey"])
+        .fails(2, "notakey");
+    hub.hub(&["-q", "peer", "add", "../x"]).fails(2, "../x");
+    hub.hub(&["-q", "peer", "add", "p1", "--port", "50011"])
+        .fails(1, "exists with port 50010");
+    hub.hub_env(&["HUB_CIDR=100.64.0.0/33"], &["-q", "peer", "add", "p2"])
+        .fails(2, "HUB_CIDR");
+    hub.hub_env(
+        &["NIRANSIX_BIN_DIR=/nonexistent"],
+        &["-q", "peer", "add", "p2"],
+    )
+    .fails(2, "missing tool");
+    hub.hub(&["-q", "frobnicate"]).fails(2, "frobnicate");
+
+    assert_eq!(net_state(&hub.ns, &hub.lab.prefix), before);
+    let state_after = sh(&format!(
+        "cd {} && ls -la peers && cat peers.jsonl",
+        hub.state.display()
+    ))
+    .stdout;
+    assert_eq!(state_after, state_before, "state directory untouched");
+}
+
+/// kill -9 of the whole `up` or `peer add` (script and the tool it is running) at several
+/// points, then a re-run converges: everything complete, once, and `down` leaves nothing.
+#[test]
+fn killed_up_and_peer_add_converge_on_rerun() {
+    let hub = Hub::new();
+    for delay_ms in [20u64, 60, 150] {
+        hub.killed(&["-q", "up"], delay_ms);
+        hub.hub(&["-q", "up"]).ok();
+        let st = hub.status();
+        assert_eq!(
+            st["center"]["up"], true,
+            "after kill at {delay_ms} ms: {st}"
+        );
+        let addrs = ip_json(Some(&hub.ns), &["-4", "addr", "show"]);
+        let n = addrs
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
+            .filter(|a| a["local"] == SERVER)
+            .count();
+        assert_eq!(n, 1, "HUB_ADDRESS exactly once: {addrs}");
+        assert!(!hub.hub(&["-q", "up"]).ok().changed());
+    }
+    for delay_ms in [40u64, 150, 400, 900] {
+        hub.killed(&["-q", "peer", "add", "k1", "k2", "k3"], delay_ms);
+        let again = hub
+            .hub(&["-q", "peer", "add", "k1", "k2", "k3"])
+            .ok()
+            .json();
+        assert_eq!(peer_names(&again), ["k1", "k2", "k3"]);
+        for k in ["k1", "k2", "k3"] {
+            let p = hub.peer_status(k);
+            assert_eq!(p["up"], true, "after kill at {delay_ms} ms: {p}");
+            let ns = hub.peer_ns(k);
+            assert_eq!(
+                wg_show(&ns, &hub.peer_wg(k), "listen-port"),
+                p["listen_port"].to_string()
+            );
+            let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
+            assert_eq!(
+                nft.lines().filter(|l| l.contains("masquerade")).count(),
+                1,
+                "one NAPT rule: {nft}"
+            );
+        }
+        assert!(!hub
+            .hub(&["-q", "peer", "add", "k1", "k2", "k3"])
+            .ok()
+            .changed());
+        hub.hub(&["-q", "peer", "del", "k1", "k2", "k3"]).ok();
+    }
+    hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
+
+#[test]
+fn concurrent_peer_adds_do_not_collide() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| hub.hub(&["-q", "peer", "add", "x1"]));
+        let b = s.spawn(|| hub.hub(&["-q", "peer", "add", "x2"]));
+        (a.join().unwrap().ok().json(), b.join().unwrap().ok().json())
+    });
+    let (pa, pb) = (&a["peers"][0], &b["peers"][0]);
+    assert_ne!(pa["listen_port"], pb["listen_port"]);
+    assert_ne!(pa["address"], pb["address"]);
+    assert_eq!(hub.peer_status("x1")["up"], true);
+    assert_eq!(hub.peer_status("x2")["up"], true);
+}
+
+#[test]
+fn ansible_playbook_twice_then_down_leaves_nothing() {
+    let hub = Hub::new();
+    let dir = repo_root().join("examples/ansible");
+    let play = |path: &Path| {
+        let args = [
+            "ANSIBLE_NOCOLOR=1".to_string(),
+            "ANSIBLE_LOCALHOST_WARNING=False".into(),
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING=False".into(),
+            "ansible-playbook".into(),
+            "-i".into(),
+            dir.join("inventory.ini").to_string_lossy().into_owned(),
+            path.to_string_lossy().into_owned(),
+            "-e".into(),
+            format!("hub_ns={} hub_prefix={}", hub.ns, hub.lab.prefix),
+            "-e".into(),
+            format!(
+                "hub_state_dir={} niransix_bin_dir={}",
+                hub.state.display(),
+                bin_dir().display()
+            ),
+        ];
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run("env", &refs).ok();
+        let recap = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("localhost") && l.contains("changed="))
+            .unwrap_or_else(|| panic!("no PLAY RECAP: {}", r.stdout))
+            .to_string();
+        let changed: u32 = recap
+            .split("changed=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(recap.contains("failed=0"), "{recap}");
+        changed
+    };
+    let first = play(&dir.join("hub.yml"));
+    assert_eq!(first, 3, "first run: hub up, the peers and the DNAT change");
+    let nft = sh(&format!("ip netns exec {} nft list ruleset", hub.ns))
+        .ok()
+        .stdout;
+    assert!(
+        nft.contains("dport 54321") && nft.contains("dnat"),
+        "DNAT in the center: {nft}"
+    );
+    assert_eq!(hub.status()["peers"].as_array().unwrap().len(), 2);
+    assert_eq!(play(&dir.join("hub.yml")), 0, "second run changes nothing");
+    hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
+
+#[test]
+fn scripts_are_shellcheck_clean() {
+    let root = repo_root();
+    let files = [
+        "niransix-sh/lib.sh",
+        "niransix-sh/hub",
+        "niransix-sh/client",
+        "niransix-sh/demo",
+        "bench/hub_bench.sh",
+    ];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| root.join(f).to_string_lossy().into_owned())
+        .collect();
+    // From another directory, so `source` directives must resolve relative to the scripts.
+    let r = sh(&format!("cd / && shellcheck -x {}", paths.join(" ")));
+    assert_eq!(r.code, 0, "shellcheck:\n{}{}", r.stdout, r.stderr);
+}
