@@ -1,1 +1,40 @@
+//! wgctl: WireGuard keys, interfaces (kernel or wireguard-go) and peers, including the
+//! "birthplace namespace" pattern: an interface created in one namespace (where its UDP socket
+//! stays) and moved into another.
 
+use clap::Subcommand;
+use common::{Ctx, Outcome, Result};
+
+pub mod backend;
+pub mod cmd;
+pub mod keys;
+
+pub const ABOUT: &str = "WireGuard keys, interfaces and peers (kernel or wireguard-go backend)";
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a private key (like `wg genkey`)
+    Genkey(cmd::key::Genkey),
+    /// Derive the public key of the private key on stdin (like `wg pubkey`)
+    Pubkey,
+    /// WireGuard interfaces (like `ip link add type wireguard` + `wg set`)
+    #[command(subcommand)]
+    Iface(cmd::iface::IfaceCmd),
+    /// Peers of a WireGuard interface (like `wg set IFACE peer ...`)
+    #[command(subcommand)]
+    Peer(cmd::peer::PeerCmd),
+    /// Show WireGuard interfaces in the namespace (like `wg show`)
+    Show(cmd::show::Show),
+}
+
+impl common::Command for Command {
+    fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        match self {
+            Command::Genkey(args) => cmd::key::genkey(ctx, args),
+            Command::Pubkey => cmd::key::pubkey(),
+            Command::Iface(c) => cmd::iface::run(ctx, c),
+            Command::Peer(c) => cmd::peer::run(ctx, c),
+            Command::Show(args) => cmd::show::run(ctx, args),
+        }
+    }
+}

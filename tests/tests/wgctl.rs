@@ -1,0 +1,1185 @@
+//! wgctl against the real kernel: the birthplace-namespace pattern with a real tunnel over an
+//! IPv6 underlay, idempotency and `--check`, bad input, rollback, and secrets.
+//!
+//! The backend comes from `NIRANSIX_WG_BACKEND` (kernel | userspace | auto; default userspace),
+//! so the kernel VM lane reruns this suite with `NIRANSIX_WG_BACKEND=kernel`. The "no
+//! wireguard-go left" checks apply to every backend.
+//!
+//! A watcher thread scans /proc/*/cmdline and /proc/*/environ for every private key the tests
+//! make (base64 and hex) while they run; every wgctl stdout/stderr is checked too.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use niransix_tests::*;
+use serde::Deserialize;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Secrets watcher
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static LEAKS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static WATCHER: OnceLock<()> = OnceLock::new();
+static SCANS: AtomicU64 = AtomicU64::new(0);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.trim().bytes().filter(|c| *c != b'=') {
+        let v = ALPHA.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Registers a private key (its base64 text) with the watcher, starting the watcher once.
+fn watch_secret(b64: &str) {
+    let b64 = b64.trim().to_string();
+    let hexed = hex(&b64_decode(&b64));
+    {
+        let mut s = SECRETS.lock().unwrap();
+        s.push(b64);
+        s.push(hexed);
+    }
+    WATCHER.get_or_init(|| {
+        std::thread::spawn(|| loop {
+            scan_proc();
+            SCANS.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(5));
+        });
+    });
+}
+
+fn scan_proc() {
+    let secrets = SECRETS.lock().unwrap().clone();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let pid = e.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        for what in ["cmdline", "environ"] {
+            let Ok(raw) = std::fs::read(e.path().join(what)) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&raw);
+            for s in &secrets {
+                if text.contains(s.as_str()) {
+                    LEAKS.lock().unwrap().push(format!(
+                        "/proc/{}/{what}: {}",
+                        pid.to_string_lossy(),
+                        text.replace('\0', " ")
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[track_caller]
+fn assert_no_leaks() {
+    let leaks = LEAKS.lock().unwrap();
+    assert!(leaks.is_empty(), "private key seen in /proc: {leaks:?}");
+    assert!(
+        SCANS.load(Ordering::Relaxed) > 0,
+        "the /proc watcher never ran"
+    );
+}
+
+#[track_caller]
+fn assert_clean_output(r: &Run) {
+    for s in SECRETS.lock().unwrap().iter() {
+        assert!(
+            !r.stdout.contains(s.as_str()) && !r.stderr.contains(s.as_str()),
+            "`{}` printed a private key",
+            r.cmdline
+        );
+    }
+}
+
+/// Runs wgctl and checks its output never carries a private key.
+fn wg(args: &[&str]) -> Run {
+    let r = tool("wgctl", args);
+    assert_clean_output(&r);
+    r
+}
+
+fn wg_stdin(args: &[&str], stdin: &str) -> Run {
+    let r = run_stdin(tool_path("wgctl"), args, Some(stdin));
+    assert_clean_output(&r);
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// The backend under test: `NIRANSIX_WG_BACKEND`, default userspace (this machine's kernel has
+/// no WireGuard module).
+fn backend() -> String {
+    std::env::var("NIRANSIX_WG_BACKEND").unwrap_or_else(|_| "userspace".into())
+}
+
+/// The backend `show` should report.
+fn expected_backend() -> &'static str {
+    match backend().as_str() {
+        "kernel" => "kernel",
+        "userspace" => "userspace",
+        _ if kernel_supports("wireguard") => "kernel",
+        _ => "userspace",
+    }
+}
+
+/// A lab, its key directory, and a usable /dev/net/tun for wireguard-go (the kernel VM lane
+/// boots without the node; creating it there is what `modprobe tun` + udev would do).
+fn setup() -> (Lab, Keys) {
+    static TUN: OnceLock<()> = OnceLock::new();
+    TUN.get_or_init(|| {
+        if !Path::new("/dev/net/tun").exists() {
+            sh("modprobe tun; [ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod -m 666 /dev/net/tun c 10 200; }").ok();
+        }
+    });
+    let lab = Lab::new();
+    let keys = Keys::new(&lab);
+    (lab, keys)
+}
+
+/// A per-test key directory, removed on drop.
+struct Keys {
+    dir: PathBuf,
+}
+
+impl Keys {
+    fn new(lab: &Lab) -> Keys {
+        let dir = std::env::temp_dir().join(format!("{}-keys", lab.prefix));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Keys { dir }
+    }
+
+    /// Generates a key with `wgctl genkey --out` and returns (path, public key).
+    fn gen(&self, name: &str) -> (String, String) {
+        let path = self.dir.join(name);
+        let p = path.to_str().unwrap().to_string();
+        let out = wg(&["genkey", "--out", &p]).ok().json();
+        watch_secret(&std::fs::read_to_string(&path).unwrap());
+        let public = out["public_key"].as_str().unwrap().to_string();
+        (p, public)
+    }
+
+    /// Writes a file mode 0600 (so only its content can be wrong).
+    fn write(&self, name: &str, content: &str) -> String {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.path(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .unwrap();
+        f.write_all(content.as_bytes()).unwrap();
+        p
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ShowOut {
+    changed: bool,
+    interfaces: Vec<ShowIface>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ShowIface {
+    name: String,
+    backend: String,
+    public_key: Option<String>,
+    listen_port: Option<u16>,
+    fwmark: Option<u32>,
+    mtu: Option<u32>,
+    up: bool,
+    peers: Vec<ShowPeer>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ShowPeer {
+    public_key: String,
+    endpoint: Option<String>,
+    allowed_ips: Vec<String>,
+    latest_handshake: Option<u64>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    persistent_keepalive: Option<u16>,
+}
+
+#[track_caller]
+fn show(ns: &str, iface: &str) -> ShowIface {
+    let out: ShowOut = serde_json::from_value(wg(&["--ns", ns, "show", iface]).ok().json())
+        .expect("show output matches the contract");
+    assert!(!out.changed);
+    let mut ifaces = out.interfaces;
+    assert_eq!(ifaces.len(), 1, "show {iface} in {ns}");
+    ifaces.remove(0)
+}
+
+/// `wireguard-go NAME` processes (none may exist with the kernel backend or after a delete).
+fn wg_go_pids(name: &str) -> Vec<String> {
+    let r = run("pgrep", &["-f", &format!("^wireguard-go {name}$")]);
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+fn uapi_socket(name: &str) -> PathBuf {
+    Path::new("/var/run/wireguard").join(format!("{name}.sock"))
+}
+
+/// UDP ports listening in a namespace (`ss -Hnuln`).
+fn udp_ports(ns: &str) -> BTreeSet<u16> {
+    sh(&format!("ip netns exec {ns} ss -Hnuln"))
+        .ok()
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn link_exists(ns: &str, name: &str) -> bool {
+    run("ip", &["-n", ns, "link", "show", "dev", name]).code == 0
+}
+
+/// Everything wgctl could touch, one item per line: links/addresses/routes in the given
+/// namespaces, root links and namespaces carrying the prefix, UAPI sockets and wireguard-go
+/// processes carrying it. (Not the whole machine: other suites run beside this one.)
+fn state(nss: &[&str], prefix: &str) -> String {
+    let mut script = String::new();
+    for ns in nss {
+        script += &format!(
+            "ip -n {ns} -o -d link show; ip -n {ns} -o addr show; ip -n {ns} route show table all; \
+             ip -n {ns} -6 route show table all; ip netns exec {ns} nft list ruleset;"
+        );
+    }
+    script += &format!(
+        "ip -o link show | grep ': {prefix}'; ip netns list | grep '^{prefix}'; \
+         ls /var/run/wireguard | grep '^{prefix}'; pgrep -af '^wireguard-go {prefix}'; true"
+    );
+    sh(&script).stdout
+}
+
+/// Asserts two [`state`]s are equal, showing only the lines that differ.
+#[track_caller]
+fn assert_same_state(before: &str, after: &str, what: &str) {
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    // Order-insensitive: `ip netns list` order moves as other suites come and go.
+    if sorted(before) != sorted(after) {
+        let (mut gone, mut new) = (sorted(before), sorted(after));
+        for l in sorted(after) {
+            if let Some(i) = gone.iter().position(|g| *g == l) {
+                gone.remove(i);
+            }
+        }
+        for l in sorted(before) {
+            if let Some(i) = new.iter().position(|g| *g == l) {
+                new.remove(i);
+            }
+        }
+        panic!("{what}: state changed\n  gone: {gone:#?}\n  new: {new:#?}");
+    }
+}
+
+/// Pings until the first reply (the tunnel takes a moment: wireguard-go notices a link
+/// brought up in another namespace within a second), then requires 3 of 3.
+fn tunnel_works(ns: &str, dest: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ping(ns, dest, 1) {
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+    ping(ns, dest, 3)
+}
+
+/// veth between `a` and `b` with IPv6 addresses NET::1 (a) and NET::2 (b), no DAD (not even
+/// for link-local addresses, so the kernel state is settled for before/after comparisons).
+fn underlay(lab: &Lab, a: &str, b: &str, tag: &str, net: &str) {
+    let (la, lb) = (lab.name(&format!("u{tag}a")), lab.name(&format!("u{tag}b")));
+    sh(&format!(
+        "set -e
+         for ns in {a} {b}; do
+           ip netns exec $ns sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
+         done
+         ip link add {la} netns {a} type veth peer name {lb} netns {b}
+         ip -n {a} addr add {net}::1/64 dev {la} nodad
+         ip -n {b} addr add {net}::2/64 dev {lb} nodad
+         ip -n {a} link set {la} up
+         ip -n {b} link set {lb} up"
+    ))
+    .ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+/// The hub side of two tunnels is born in the center and moved into two peer namespaces; the
+/// two clients use the same inner address; both tunnels carry traffic at once.
+#[test]
+fn birthplace_tunnels_with_same_inner_address() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let center = lab.netns("c");
+    let (p1, p2) = (lab.netns("p1"), lab.netns("p2"));
+    let (k1, k2) = (lab.netns("k1"), lab.netns("k2"));
+    underlay(&lab, &center, &k1, "1", "2001:db8:0:1");
+    underlay(&lab, &center, &k2, "2", "2001:db8:0:2");
+    let (w1, w2) = (lab.name("w1"), lab.name("w2"));
+    let (c1, c2) = (lab.name("k1"), lab.name("k2"));
+    let (h1key, h1pub) = keys.gen("h1");
+    let (h2key, h2pub) = keys.gen("h2");
+    let (c1key, c1pub) = keys.gen("c1");
+    let (c2key, c2pub) = keys.gen("c2");
+
+    // --check predicts, changes nothing.
+    let add1 = [
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &w1,
+        "--private-key",
+        &h1key,
+        "--listen-port",
+        "51001",
+        "--into-ns",
+        &p1,
+        "--backend",
+        &be,
+    ];
+    let before = state(&[&center, &p1], &lab.prefix);
+    let mut check = add1.to_vec();
+    check.push("--check");
+    assert!(wg(&check).ok().changed());
+    assert_same_state(&before, &state(&[&center, &p1], &lab.prefix), "--check");
+
+    // Real run, through a pipe: the pipe must see EOF when wgctl exits (wireguard-go must
+    // not hold our stdout), and stdout must be exactly one JSON object.
+    // (timeout kills the pipeline's process group if it hangs, so the test cannot hang.)
+    let (out, err) = (keys.path("piped.out"), keys.path("piped.err"));
+    let cmdline = format!("{} -vvv {}", tool_path("wgctl").display(), add1.join(" "));
+    let r = sh(&format!(
+        "timeout -k 5 120 bash -c '{cmdline} 2>{err} | cat >{out}'"
+    ));
+    assert_ne!(
+        r.code, 124,
+        "`{cmdline} | cat` hung: wireguard-go holds our stdout"
+    );
+    let piped = Run {
+        cmdline,
+        code: r.code,
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    };
+    assert_clean_output(&piped);
+    assert_eq!(piped.code, 0, "{piped:?}");
+    let v = piped.json();
+    assert_eq!(v["changed"], true);
+    assert_eq!(v["interface"]["netns"], p1.as_str());
+    assert_eq!(v["interface"]["backend"], expected_backend());
+    assert_eq!(v["interface"]["public_key"], h1pub.as_str());
+    assert_eq!(v["interface"]["listen_port"], 51001);
+
+    // Twice: same settings -> changed:false; --check agrees.
+    assert!(!wg(&add1).ok().changed());
+    assert!(!wg(&check).ok().changed());
+    assert!(link_exists(&p1, &w1) && !link_exists(&center, &w1));
+
+    // The second hub interface through batch mode, peer lines included.
+    let batch = format!(
+        "iface add {w2} --private-key {h2key} --listen-port 51002 --into-ns {p2} --backend {be}\n\
+         --ns {p2} peer add {w2} --public-key {c2pub} --allowed-ips 10.77.0.2/32\n"
+    );
+    let lines = wg_stdin(&["--ns", &center, "-b", "-"], &batch)
+        .ok()
+        .json_lines();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["changed"] == true), "{lines:?}");
+
+    // The UDP sockets are in the center, not in the peer namespaces.
+    assert!(udp_ports_eventually(&center, 51001) && udp_ports_eventually(&center, 51002));
+    assert!(!udp_ports(&p1).contains(&51001));
+    assert!(!udp_ports(&p2).contains(&51002));
+
+    // Hub peers; clients configured with wgctl in their own namespaces.
+    let peer1 = [
+        "--ns",
+        &p1,
+        "peer",
+        "add",
+        &w1,
+        "--public-key",
+        &c1pub,
+        "--allowed-ips",
+        "10.77.0.2/32",
+    ];
+    assert!(wg(&peer1).ok().changed());
+    assert!(!wg(&peer1).ok().changed());
+    for (ns, iface, key, hubpub, net, port) in [
+        (&k1, &c1, &c1key, &h1pub, "2001:db8:0:1", "51001"),
+        (&k2, &c2, &c2key, &h2pub, "2001:db8:0:2", "51002"),
+    ] {
+        let add = [
+            "--ns",
+            ns,
+            "iface",
+            "add",
+            iface,
+            "--private-key",
+            key,
+            "--backend",
+            &be,
+        ];
+        assert!(wg(&add).ok().changed());
+        assert!(!wg(&add).ok().changed());
+        let endpoint = format!("[{net}::1]:{port}");
+        let peer = [
+            "--ns",
+            ns,
+            "peer",
+            "add",
+            iface,
+            "--public-key",
+            hubpub,
+            "--allowed-ips",
+            "10.77.0.0/24",
+            "--endpoint",
+            &endpoint,
+            "--keepalive",
+            "5",
+        ];
+        let mut peer_check = peer.to_vec();
+        peer_check.push("--check");
+        assert!(wg(&peer_check).ok().changed());
+        assert!(show(ns, iface).peers.is_empty(), "--check added a peer");
+        assert!(wg(&peer).ok().changed());
+        assert!(!wg(&peer).ok().changed());
+        assert!(!wg(&peer_check).ok().changed());
+    }
+    // Same inner addresses on both sides of both tunnels.
+    for (ns, dev, addr) in [
+        (&p1, &w1, "10.77.0.1/24"),
+        (&p2, &w2, "10.77.0.1/24"),
+        (&k1, &c1, "10.77.0.2/24"),
+        (&k2, &c2, "10.77.0.2/24"),
+    ] {
+        run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]).ok();
+    }
+
+    // Both tunnels at once.
+    let t1 = {
+        let k1 = k1.clone();
+        std::thread::spawn(move || tunnel_works(&k1, "10.77.0.1"))
+    };
+    let ok2 = tunnel_works(&k2, "10.77.0.1");
+    assert!(t1.join().unwrap(), "tunnel 1 carries no traffic");
+    assert!(ok2, "tunnel 2 carries no traffic");
+    assert!(ping(&p1, "10.77.0.2", 2) && ping(&p2, "10.77.0.2", 2));
+
+    // show: handshake, counters, the client's underlay endpoint.
+    for (ns, dev, hubpub, clientpub, net, port) in [
+        (&p1, &w1, &h1pub, &c1pub, "2001:db8:0:1", 51001),
+        (&p2, &w2, &h2pub, &c2pub, "2001:db8:0:2", 51002),
+    ] {
+        let s = show(ns, dev);
+        assert_eq!(s.backend, expected_backend());
+        assert_eq!(s.public_key.as_deref(), Some(hubpub.as_str()));
+        assert_eq!(s.listen_port, Some(port));
+        assert_eq!(s.fwmark, None);
+        assert!(s.up);
+        assert_eq!(s.peers.len(), 1);
+        let p = &s.peers[0];
+        assert_eq!(&p.public_key, clientpub);
+        assert_eq!(p.allowed_ips, vec!["10.77.0.2/32"]);
+        assert!(p.latest_handshake.is_some(), "no handshake on {dev}: {p:?}");
+        assert!(p.rx_bytes > 0 && p.tx_bytes > 0, "{p:?}");
+        assert!(
+            p.endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with(&format!("[{net}::2]:"))),
+            "{p:?}"
+        );
+        assert_eq!(p.persistent_keepalive, None);
+    }
+    let listing: ShowOut = serde_json::from_value(wg(&["--ns", &p1, "show"]).ok().json()).unwrap();
+    let names: Vec<&str> = listing.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, vec![w1.as_str()], "show in {p1}");
+    let listing: ShowOut =
+        serde_json::from_value(wg(&["--ns", &center, "show"]).ok().json()).unwrap();
+    assert!(
+        listing.interfaces.is_empty(),
+        "the hub interfaces moved out of the center"
+    );
+    let client = show(&k1, &c1);
+    assert_eq!(client.peers[0].persistent_keepalive, Some(5));
+    assert_eq!(
+        client.peers[0].endpoint.as_deref(),
+        Some("[2001:db8:0:1::1]:51001")
+    );
+    // `wg show` (the kernel's / wireguard-go's own view) agrees.
+    let wgshow = sh(&format!("ip netns exec {p1} wg show {w1} dump"))
+        .ok()
+        .stdout;
+    assert!(
+        wgshow.contains(&c1pub) && wgshow.contains("10.77.0.2/32"),
+        "{wgshow}"
+    );
+
+    // Changing a peer's settings updates it in place.
+    let moved = [
+        "--ns",
+        &p1,
+        "peer",
+        "add",
+        &w1,
+        "--public-key",
+        &c1pub,
+        "--allowed-ips",
+        "10.77.0.2/32,10.78.0.0/24",
+    ];
+    assert!(wg(&moved).ok().changed());
+    let ips = sh(&format!("ip netns exec {p1} wg show {w1} allowed-ips"))
+        .ok()
+        .stdout;
+    assert!(ips.contains("10.78.0.0/24"), "{ips}");
+    // Removing a peer: twice.
+    let del = ["--ns", &p1, "peer", "del", &w1, "--public-key", &c1pub];
+    assert!(wg(&del).ok().changed());
+    assert!(!wg(&del).ok().changed());
+    assert!(show(&p1, &w1).peers.is_empty());
+    // Tunnel 2 is untouched.
+    assert!(ping(&k2, "10.77.0.1", 2));
+
+    // A different key on an existing interface: exit 1 unless --replace.
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &w1,
+        "--private-key",
+        &h2key,
+        "--listen-port",
+        "51001",
+        "--into-ns",
+        &p1,
+        "--backend",
+        &be,
+    ])
+    .fails(1, "different settings");
+
+    // iface del from the center finds the interface in the peer namespace; twice.
+    for (dev, ns) in [(&w1, &p1), (&w2, &p2)] {
+        let del = ["--ns", &center, "iface", "del", dev, "--into-ns", ns];
+        let mut del_check = del.to_vec();
+        del_check.push("--check");
+        assert!(wg(&del_check).ok().changed());
+        assert!(link_exists(ns, dev));
+        assert!(wg(&del).ok().changed());
+        assert!(!wg(&del).ok().changed());
+        assert!(!wg(&del_check).ok().changed());
+        assert!(!link_exists(ns, dev) && !link_exists(&center, dev));
+        assert!(wg_go_pids(dev).is_empty(), "wireguard-go {dev} still runs");
+        assert!(
+            !uapi_socket(dev).exists(),
+            "UAPI socket of {dev} left behind"
+        );
+    }
+    assert!(!udp_ports(&center).contains(&51001));
+    for (ns, dev) in [(&k1, &c1), (&k2, &c2)] {
+        assert!(wg(&["--ns", ns, "iface", "del", dev]).ok().changed());
+        assert!(!link_exists(ns, dev) && wg_go_pids(dev).is_empty());
+        assert!(!uapi_socket(dev).exists());
+    }
+    assert_no_leaks();
+}
+
+/// A userspace interface moved away is still found and deleted from the birthplace through its
+/// UAPI socket; a second interface of that name in another namespace is refused.
+#[test]
+fn userspace_name_is_machine_wide() {
+    let (lab, keys) = setup();
+    let (center, peer, other) = (lab.netns("c"), lab.netns("p"), lab.netns("o"));
+    let w = lab.name("w");
+    let (key, _) = keys.gen("k");
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &w,
+        "--private-key",
+        &key,
+        "--into-ns",
+        &peer,
+        "--backend",
+        "userspace",
+    ])
+    .ok();
+    let before = state(&[&other], &lab.prefix);
+    wg(&[
+        "--ns",
+        &other,
+        "iface",
+        "add",
+        &w,
+        "--private-key",
+        &key,
+        "--backend",
+        "userspace",
+    ])
+    .fails(1, "UAPI socket");
+    assert_same_state(&before, &state(&[&other], &lab.prefix), "refused add");
+    // Deleted from the center although the link lives in `peer`.
+    let v = wg(&["--ns", &center, "iface", "del", &w]).ok().json();
+    assert_eq!(v["changed"], true);
+    assert!(!link_exists(&peer, &w));
+    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    assert!(!wg(&["--ns", &center, "iface", "del", &w]).ok().changed());
+    assert_no_leaks();
+}
+
+/// A run interrupted after creation but before the move converges when re-run.
+#[test]
+fn rerun_finishes_an_interrupted_move() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let (center, peer) = (lab.netns("c"), lab.netns("p"));
+    let w = lab.name("w");
+    let (key, _) = keys.gen("k");
+    // Born and configured in the center, not moved (as if killed before the move).
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &w,
+        "--private-key",
+        &key,
+        "--listen-port",
+        "51003",
+        "--backend",
+        &be,
+    ])
+    .ok();
+    let add = [
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &w,
+        "--private-key",
+        &key,
+        "--listen-port",
+        "51003",
+        "--into-ns",
+        &peer,
+        "--backend",
+        &be,
+    ];
+    assert!(wg(&add).ok().changed());
+    assert!(link_exists(&peer, &w) && !link_exists(&center, &w));
+    assert!(udp_ports_eventually(&center, 51003));
+    assert!(!wg(&add).ok().changed());
+    // Different port -> refused; --replace recreates it.
+    let mut other = add.to_vec();
+    other[8] = "51004";
+    wg(&other).fails(1, "listen port 51003 (wanted 51004)");
+    other.push("--replace");
+    let before = state(&[&center, &peer], &lab.prefix);
+    let mut replace_check = other.clone();
+    replace_check.push("--check");
+    assert!(wg(&replace_check).ok().changed());
+    assert_same_state(
+        &before,
+        &state(&[&center, &peer], &lab.prefix),
+        "--replace --check",
+    );
+    assert!(wg(&other).ok().changed());
+    assert!(!wg(&other).ok().changed());
+    assert_eq!(show(&peer, &w).listen_port, Some(51004));
+    assert!(udp_ports_eventually(&center, 51004));
+    assert!(!udp_ports(&center).contains(&51003));
+    assert!(
+        wg(&["--ns", &center, "iface", "del", &w, "--into-ns", &peer])
+            .ok()
+            .changed()
+    );
+    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+
+    // Killed right after creating the interface (no key yet): the re-run configures it.
+    let v = lab.name("v");
+    let created = match expected_backend() {
+        "kernel" => format!("ip -n {center} link add {v} type wireguard"),
+        _ => format!("ip netns exec {center} wireguard-go {v}"),
+    };
+    sh(&created).ok();
+    let add = [
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &v,
+        "--private-key",
+        &key,
+        "--listen-port",
+        "51006",
+        "--into-ns",
+        &peer,
+        "--backend",
+        &be,
+    ];
+    assert!(wg(&add).ok().changed());
+    assert!(!wg(&add).ok().changed());
+    assert!(link_exists(&peer, &v) && udp_ports_eventually(&center, 51006));
+    assert!(
+        wg(&["--ns", &center, "iface", "del", &v, "--into-ns", &peer])
+            .ok()
+            .changed()
+    );
+    assert!(wg_go_pids(&v).is_empty() && !uapi_socket(&v).exists());
+    assert_no_leaks();
+}
+
+/// True once UDP `port` listens in `ns` (wireguard-go binds within a second of the "up").
+fn udp_ports_eventually(ns: &str, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !udp_ports(ns).contains(&port) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// If a step after creation fails (here: the move, because the target namespace already has
+/// a link of that name, made by a wrapper around wireguard-go), the interface and its
+/// wireguard-go process are removed again.
+#[test]
+fn failed_add_leaves_no_trace() {
+    let (lab, keys) = setup();
+    let (center, peer) = (lab.netns("c"), lab.netns("p"));
+    let w = lab.name("w");
+    let (key, _) = keys.gen("k");
+    let wrapper = keys.path("fake-wg");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nip link add \"$1\" netns {peer} type veth peer name \"$1\"x netns {peer}\n\
+             exec wireguard-go \"$1\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let before = state(&[&center], &lab.prefix);
+    let r = run(
+        "env",
+        &[
+            &format!("WG_USERSPACE_IMPLEMENTATION={wrapper}"),
+            tool_path("wgctl").to_str().unwrap(),
+            "--ns",
+            &center,
+            "iface",
+            "add",
+            &w,
+            "--private-key",
+            &key,
+            "--into-ns",
+            &peer,
+            "--backend",
+            "userspace",
+        ],
+    );
+    r.fails(1, &format!("moving {w}"));
+    assert_same_state(&before, &state(&[&center], &lab.prefix), "failed add");
+    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    assert_no_leaks();
+}
+
+/// Bad input: exit 2, a message naming the value, nothing created.
+#[test]
+fn bad_input_changes_nothing() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let center = lab.netns("c");
+    let w = lab.name("w");
+    let (good, _) = keys.gen("good");
+    let (_, peerpub) = keys.gen("peer");
+    let short = keys.write("short", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n");
+    let garbage = keys.write("garbage", "not a key at all\n");
+    let open = keys.path("open");
+    std::fs::copy(&good, &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = keys.path("missing");
+
+    let before = state(&[&center], &lab.prefix);
+    let add = |key: &str, extra: &[&str]| {
+        let mut a = vec![
+            "--ns",
+            &center,
+            "iface",
+            "add",
+            &w,
+            "--private-key",
+            key,
+            "--backend",
+        ];
+        a.push(&be);
+        a.extend_from_slice(extra);
+        wg(&a)
+    };
+    add(&short, &[]).fails(2, "32 bytes of base64");
+    add(&garbage, &[]).fails(2, "32 bytes of base64");
+    add(&missing, &[]).fails(2, "no such file");
+    add(&open, &[]).fails(2, "accessible by others");
+    add(&good, &["--listen-port", "70000"]).fails(2, "70000");
+    add(&good, &["--mtu", "10"]).fails(2, "10");
+    add(&good, &["--fwmark", "nope"]).fails(2, "nope");
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        "a/b",
+        "--private-key",
+        &good,
+    ])
+    .fails(2, "a/b");
+    wg_stdin(&["pubkey"], "abc\n").fails(2, "32 bytes of base64");
+    assert_same_state(&before, &state(&[&center], &lab.prefix), "bad iface input");
+
+    // Peer input, against an existing interface whose configuration must not change.
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &w,
+        "--private-key",
+        &good,
+        "--backend",
+        &be,
+    ])
+    .ok();
+    let dump = || {
+        sh(&format!("ip netns exec {center} wg show {w} dump"))
+            .ok()
+            .stdout
+    };
+    let before = (state(&[&center], &lab.prefix), dump());
+    let peer = |extra: &[&str]| {
+        let mut a = vec!["--ns", &center, "peer", "add", &w, "--public-key", &peerpub];
+        a.extend_from_slice(extra);
+        wg(&a)
+    };
+    peer(&["--allowed-ips", ""]).fails(2, "allowed-ips is empty");
+    peer(&["--allowed-ips", ","]).fails(2, "allowed-ips is empty");
+    peer(&["--allowed-ips", "10.0.0.0/33"]).fails(2, "10.0.0.0/33");
+    peer(&[
+        "--allowed-ips",
+        "10.0.0.2/32",
+        "--endpoint",
+        "2001:db8::1:51820",
+    ])
+    .fails(2, "brackets");
+    peer(&["--allowed-ips", "10.0.0.2/32", "--endpoint", "192.0.2.1"]).fails(2, "192.0.2.1");
+    peer(&[
+        "--allowed-ips",
+        "10.0.0.2/32",
+        "--endpoint",
+        "[2001:db8::1]:70000",
+    ])
+    .fails(2, "70000");
+    peer(&["--allowed-ips", "10.0.0.2/32", "--keepalive", "70000"]).fails(2, "70000");
+    peer(&["--allowed-ips", "10.0.0.2/32", "--preshared-key", &open])
+        .fails(2, "accessible by others");
+    wg(&[
+        "--ns",
+        &center,
+        "peer",
+        "add",
+        &w,
+        "--public-key",
+        "AAAA",
+        "--allowed-ips",
+        "10.0.0.2/32",
+    ])
+    .fails(2, "AAAA");
+    assert_same_state(&before.0, &state(&[&center], &lab.prefix), "bad peer input");
+    assert_eq!(
+        dump(),
+        before.1,
+        "bad peer input changed the WireGuard configuration"
+    );
+    // A preshared key from a proper file works, and is never printed.
+    let (psk, _) = keys.gen("psk");
+    let v = peer(&["--allowed-ips", "10.0.0.2/32", "--preshared-key", &psk])
+        .ok()
+        .json();
+    assert_eq!(v["peer"]["preshared_key"], true);
+    assert!(
+        !peer(&["--allowed-ips", "10.0.0.2/32", "--preshared-key", &psk])
+            .ok()
+            .changed()
+    );
+    // Failed operations: exit 1.
+    wg(&[
+        "--ns",
+        &center,
+        "peer",
+        "add",
+        "nxnope",
+        "--public-key",
+        &peerpub,
+        "--allowed-ips",
+        "10.0.0.2/32",
+    ])
+    .fails(1, "nxnope");
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        "lo",
+        "--private-key",
+        &good,
+    ])
+    .fails(1, "not a WireGuard");
+    wg(&["--ns", &center, "iface", "del", "lo"]).fails(1, "not a WireGuard");
+    wg(&["--ns", &lab.name("gone"), "show"]).fails(1, "not found");
+    assert!(wg(&["--ns", &center, "iface", "del", &w]).ok().changed());
+    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    assert_no_leaks();
+}
+
+/// Without the kernel module `--backend kernel` fails clearly and `auto` falls back; with it
+/// (the VM lane), `kernel` gives a kernel interface and no wireguard-go.
+#[test]
+fn kernel_backend_or_clear_refusal() {
+    let (lab, keys) = setup();
+    let center = lab.netns("c");
+    let w = lab.name("w");
+    let (key, _) = keys.gen("k");
+    let add = |b: &str| {
+        wg(&[
+            "--ns",
+            &center,
+            "iface",
+            "add",
+            &w,
+            "--private-key",
+            &key,
+            "--backend",
+            b,
+        ])
+    };
+    if kernel_supports("wireguard") {
+        let v = add("kernel").ok().json();
+        assert_eq!(v["interface"]["backend"], "kernel");
+        let kind = ip_json(Some(&center), &["-d", "link", "show", &w]);
+        assert_eq!(kind[0]["linkinfo"]["info_kind"], "wireguard");
+        assert!(wg_go_pids(&w).is_empty());
+        assert!(!add("auto").ok().changed());
+    } else {
+        let before = state(&[&center], &lab.prefix);
+        add("kernel").fails(1, "kernel lacks WireGuard (CONFIG_WIREGUARD)");
+        assert_same_state(
+            &before,
+            &state(&[&center], &lab.prefix),
+            "refused kernel add",
+        );
+        let v = add("auto").ok().json();
+        assert_eq!(v["interface"]["backend"], "userspace");
+        // Asking for the kernel now: the interface exists with another backend.
+        add("kernel").fails(1, "backend userspace (wanted kernel)");
+    }
+    assert!(wg(&["--ns", &center, "iface", "del", &w]).ok().changed());
+    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    assert_no_leaks();
+}
+
+/// fwmark and MTU reach the kernel; `show` lists every interface; two processes adding
+/// different peers at the same moment both succeed.
+#[test]
+fn settings_listing_and_concurrent_peers() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let center = lab.netns("c");
+    let (a, b) = (lab.name("a"), lab.name("b"));
+    let (key, public) = keys.gen("k");
+    let add = [
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &a,
+        "--private-key",
+        &key,
+        "--fwmark",
+        "0x1f",
+        "--mtu",
+        "1380",
+        "--listen-port",
+        "51005",
+        "--backend",
+        &be,
+    ];
+    assert!(wg(&add).ok().changed());
+    assert!(!wg(&add).ok().changed());
+    let link = ip_json(Some(&center), &["link", "show", &a]);
+    assert_eq!(link[0]["mtu"], 1380);
+    let mark = sh(&format!("ip netns exec {center} wg show {a} fwmark"))
+        .ok()
+        .stdout;
+    assert_eq!(mark.trim(), "0x1f");
+    let mut other = add.to_vec();
+    other[8] = "32";
+    wg(&other).fails(1, "fwmark 31 (wanted 32)");
+    wg(&[
+        "--ns",
+        &center,
+        "iface",
+        "add",
+        &b,
+        "--private-key",
+        &key,
+        "--backend",
+        &be,
+    ])
+    .ok();
+
+    let listing: ShowOut =
+        serde_json::from_value(wg(&["--ns", &center, "show"]).ok().json()).unwrap();
+    let names: Vec<&str> = listing.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, vec![a.as_str(), b.as_str()]);
+    assert_eq!(listing.interfaces[0].fwmark, Some(31));
+    assert_eq!(listing.interfaces[0].mtu, Some(1380));
+    assert_eq!(
+        listing.interfaces[1].public_key.as_deref(),
+        Some(public.as_str())
+    );
+
+    // Two processes, two different peers, same moment.
+    let peers: Vec<String> = (0..2).map(|i| keys.gen(&format!("p{i}")).1).collect();
+    let workers: Vec<_> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, pk)| {
+            let (center, a, pk) = (center.clone(), a.clone(), pk.clone());
+            std::thread::spawn(move || {
+                let ip = format!("10.88.0.{}/32", i + 2);
+                wg(&[
+                    "--ns",
+                    &center,
+                    "peer",
+                    "add",
+                    &a,
+                    "--public-key",
+                    &pk,
+                    "--allowed-ips",
+                    &ip,
+                ])
+                .ok()
+                .changed()
+            })
+        })
+        .collect();
+    for w in workers {
+        assert!(w.join().unwrap());
+    }
+    let dump = sh(&format!("ip netns exec {center} wg show {a} peers"))
+        .ok()
+        .stdout;
+    for pk in &peers {
+        assert!(dump.contains(pk.as_str()), "{dump}");
+    }
+    assert_eq!(dump.lines().count(), 2);
+    for dev in [&a, &b] {
+        assert!(wg(&["--ns", &center, "iface", "del", dev]).ok().changed());
+        assert!(wg_go_pids(dev).is_empty() && !uapi_socket(dev).exists());
+    }
+    assert_no_leaks();
+}
+
+/// genkey / pubkey: like wg genkey / wg pubkey; key files 0600, never overwritten.
+#[test]
+fn keys_like_wg() {
+    let (_lab, keys) = setup();
+    let bare = wg(&["genkey"]).ok();
+    assert!(!bare.stdout.trim_start().starts_with('{'));
+    let key = bare.stdout.trim().to_string();
+    watch_secret(&key);
+    assert_eq!(b64_decode(&key).len(), 32);
+    let ours = wg_stdin(&["pubkey"], &bare.stdout).ok().json();
+    assert_eq!(ours["changed"], false);
+    let theirs = run_stdin("wg", &["pubkey"], Some(&bare.stdout)).ok();
+    assert_eq!(ours["public_key"], theirs.stdout.trim());
+
+    let path = keys.path("new");
+    assert!(wg(&["genkey", "--out", &path, "--check"]).ok().changed());
+    assert!(!Path::new(&path).exists(), "--check wrote a key");
+    let first = wg(&["genkey", "--out", &path]).ok().json();
+    assert_eq!(first["changed"], true);
+    watch_secret(&std::fs::read_to_string(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = wg(&["genkey", "--out", &path]).ok().json();
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["public_key"], first["public_key"]);
+    let derived = run_stdin(
+        "wg",
+        &["pubkey"],
+        Some(&std::fs::read_to_string(&path).unwrap()),
+    )
+    .ok();
+    assert_eq!(first["public_key"], Value::from(derived.stdout.trim()));
+    assert_no_leaks();
+}

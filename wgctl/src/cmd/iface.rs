@@ -1,0 +1,598 @@
+//! `iface add` / `iface del`: WireGuard interfaces and the birthplace-namespace pattern.
+//!
+//! `iface add NAME --into-ns NS2` creates NAME in the current (`--ns`) namespace, the
+//! *birthplace*, where its UDP socket is opened and stays; configures it there; moves the link
+//! into NS2; and brings it up in NS2. If a step fails, everything it did is undone: the link is
+//! deleted wherever it got to and a wireguard-go it started is stopped.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use common::netns::{run_in, NetnsFd};
+use common::types::{IfName, NsTarget, Port};
+use common::{vlog, Ctx, Error, Outcome, Result};
+use serde::Serialize;
+use wireguard_control::{Device, DeviceUpdate, Key};
+
+use crate::backend::{self, Backend, BackendChoice, Found, KernelCreate, Link, Uapi};
+use crate::keys;
+
+#[derive(Subcommand, Debug)]
+pub enum IfaceCmd {
+    /// Create and configure a WireGuard interface, optionally moving it into another namespace
+    /// (like `ip link add NAME type wireguard; wg set NAME private-key FILE listen-port N;
+    /// ip link set NAME netns NS2; ip -n NS2 link set NAME up`)
+    Add(AddArgs),
+    /// Delete a WireGuard interface; for wireguard-go also stop its process and remove its UAPI
+    /// socket (like `ip link del NAME`)
+    Del(DelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Interface name (1-15 bytes)
+    pub name: IfName,
+    /// File holding the private key, base64 (like `wg set NAME private-key FILE`); must not be
+    /// accessible by others (mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pub private_key: PathBuf,
+    /// UDP listen port (like `wg set NAME listen-port N`); default: chosen by the kernel
+    #[arg(long, value_name = "N")]
+    pub listen_port: Option<Port>,
+    /// Firewall mark on the tunnel's UDP packets, decimal or 0x-hex; 0 is off
+    /// (like `wg set NAME fwmark N`)
+    #[arg(long, value_name = "N", value_parser = parse_fwmark)]
+    pub fwmark: Option<u32>,
+    /// Link MTU (like `ip link set NAME mtu N`); default: the backend's (1420)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
+    pub mtu: Option<u32>,
+    /// Move the interface into namespace NS2 and bring it up there; its UDP socket stays in the
+    /// birthplace namespace (like `ip link set NAME netns NS2`)
+    #[arg(long, value_name = "NS2")]
+    pub into_ns: Option<NsTarget>,
+    /// Implementation: the kernel module, wireguard-go, or auto (kernel if available)
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// If NAME exists with different settings, delete it and create it anew (its peers are lost)
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DelArgs {
+    /// Interface name
+    pub name: IfName,
+    /// Also look in namespace NS2 (where `iface add --into-ns NS2` moved it). A userspace
+    /// interface is found wherever it lives, through its UAPI socket.
+    #[arg(long, value_name = "NS2")]
+    pub into_ns: Option<NsTarget>,
+}
+
+/// Parses a firewall mark: decimal or `0x` hex, 32 bits.
+pub fn parse_fwmark(s: &str) -> std::result::Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("fwmark '{s}' is not a 32-bit number (decimal or 0x-hex)"))
+}
+
+pub fn run(ctx: &Ctx, cmd: IfaceCmd) -> Result<Outcome> {
+    match cmd {
+        IfaceCmd::Add(a) => add(ctx, a),
+        IfaceCmd::Del(a) => del(ctx, a),
+    }
+}
+
+/// What `iface add` and `iface del` print.
+#[derive(Serialize)]
+struct IfaceOut {
+    changed: bool,
+    interface: IfaceJson,
+}
+
+#[derive(Serialize)]
+struct IfaceJson {
+    name: IfName,
+    /// Where the link lives (null: the caller's namespace).
+    netns: Option<String>,
+    /// Where its UDP socket lives (null: the caller's namespace); `iface add` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    birth_netns: Option<Option<String>>,
+    backend: Option<Backend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_port: Option<Option<u16>>,
+}
+
+/// The namespaces `iface add` works with.
+struct Places {
+    /// The `--ns` namespace (the birthplace), for messages and JSON.
+    here: String,
+    here_json: Option<String>,
+    /// `--into-ns`, unless it is the birthplace itself.
+    target: Option<(NsTarget, NetnsFd)>,
+}
+
+impl Places {
+    fn new(ctx: &Ctx, into: Option<&NsTarget>) -> Result<Places> {
+        let target = match into {
+            Some(t) => {
+                let fd = NetnsFd::open(t)?;
+                let same = fd.id()? == NetnsFd::current()?.id()?;
+                (!same).then(|| (t.clone(), fd))
+            }
+            None => None,
+        };
+        Ok(Places {
+            here: ctx.ns_label(),
+            here_json: ctx.ns.as_ref().map(ToString::to_string),
+            target,
+        })
+    }
+
+    fn dest_label(&self) -> String {
+        match &self.target {
+            Some((t, _)) => format!("namespace {t}"),
+            None => self.here.clone(),
+        }
+    }
+
+    fn dest_json(&self) -> Option<String> {
+        match &self.target {
+            Some((t, _)) => Some(t.to_string()),
+            None => self.here_json.clone(),
+        }
+    }
+
+    fn target_fd(&self) -> Option<&NetnsFd> {
+        self.target.as_ref().map(|(_, fd)| fd)
+    }
+}
+
+/// Where an existing interface was found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// In `--into-ns` (or, without it, the current namespace): where it belongs.
+    Dest,
+    /// In the birthplace although `--into-ns` was given: a run interrupted before the move.
+    Birth,
+}
+
+/// The settings `iface add` asks for.
+struct Wanted {
+    public: Key,
+    listen_port: Option<u16>,
+    fwmark: Option<u32>,
+    mtu: Option<u32>,
+    backend: Option<Backend>,
+}
+
+impl Wanted {
+    /// How an existing interface differs (empty: same settings). Never shows key material.
+    fn differences(&self, link: &Link, dev: &Device) -> Vec<String> {
+        let mut d = Vec::new();
+        if let Some(b) = self.backend.filter(|b| *b != link.backend) {
+            d.push(format!(
+                "backend {} (wanted {})",
+                link.backend.as_str(),
+                b.as_str()
+            ));
+        }
+        if dev.public_key.as_ref() != Some(&self.public) {
+            d.push("a different private key".into());
+        }
+        if let Some(p) = self.listen_port.filter(|p| dev.listen_port != Some(*p)) {
+            d.push(format!(
+                "listen port {} (wanted {p})",
+                dev.listen_port.unwrap_or(0)
+            ));
+        }
+        let mark = dev.fwmark.unwrap_or(0);
+        if let Some(f) = self.fwmark.filter(|f| *f != mark) {
+            d.push(format!("fwmark {mark} (wanted {f})"));
+        }
+        if let Some(m) = self.mtu.filter(|m| link.mtu != Some(*m)) {
+            d.push(format!("mtu {} (wanted {m})", link.mtu.unwrap_or(0)));
+        }
+        d
+    }
+}
+
+/// Reads a device where it lives: kernel devices in their namespace (`ns`, or the current
+/// one), userspace ones over their UAPI socket from anywhere.
+fn read_at(name: &IfName, backend: Backend, ns: Option<&NetnsFd>) -> Result<Device> {
+    match (backend, ns) {
+        (Backend::Kernel, Some(fd)) => run_in(fd, || backend::read_device(name, backend)),
+        _ => backend::read_device(name, backend),
+    }
+}
+
+fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
+    let key = keys::read_key_file(&a.private_key, "private key")?;
+    let places = Places::new(ctx, a.into_ns.as_ref())?;
+    let want = Wanted {
+        public: key.get_public(),
+        listen_port: a.listen_port.map(|p| p.0),
+        fwmark: a.fwmark,
+        mtu: a.mtu,
+        backend: a.backend.required(),
+    };
+    let name = &a.name;
+    let mut replacing = false;
+
+    if let Some((at, link)) = find_existing(name, &places)? {
+        let ns = (at == At::Dest).then(|| places.target_fd()).flatten();
+        let dev = read_at(name, link.backend, ns)?;
+        if dev.public_key.is_none() && (at == At::Birth || places.target.is_none()) {
+            // Created but never configured: a run killed right after creating it. Finish it.
+            vlog!(
+                1,
+                "{name} exists without a key (an interrupted add): configuring it"
+            );
+            let port = if ctx.check {
+                want.listen_port
+            } else {
+                configure(name, link.backend, &key, &want, &places, &mut false)?
+            };
+            return report(true, name, &places, Some(link.backend), &want.public, port);
+        }
+        let diffs = want.differences(&link, &dev);
+        if diffs.is_empty() {
+            return converge(ctx, name, &places, at, &link, &dev);
+        }
+        if !a.replace {
+            let where_ = match at {
+                At::Dest => places.dest_label(),
+                At::Birth => places.here.clone(),
+            };
+            return Err(Error::failed(format!(
+                "WireGuard interface {name} already exists in {where_} with different settings: {}; \
+                 use --replace to recreate it",
+                diffs.join(", ")
+            )));
+        }
+        replacing = true;
+        if !ctx.check {
+            vlog!(1, "replacing {name}: {}", diffs.join(", "));
+            remove_existing(name, &places, at, link.backend)?;
+        }
+    } else if let Some(conflict) = uapi_conflict(name) {
+        return Err(conflict);
+    }
+
+    // (In a dry run of --replace the old interface still holds its port.)
+    if let Some(p) = want.listen_port.filter(|_| !(ctx.check && replacing)) {
+        backend::check_port_free(p, &places.here)?;
+    }
+    if ctx.check {
+        let guess = want
+            .backend
+            .unwrap_or(if backend::kernel_probably_supported() {
+                Backend::Kernel
+            } else {
+                Backend::Userspace
+            });
+        return report(
+            true,
+            name,
+            &places,
+            Some(guess),
+            &want.public,
+            want.listen_port,
+        );
+    }
+    let used = create(name, &a.backend, want.mtu, &places)?;
+    let mut moved = false;
+    match configure(name, used, &key, &want, &places, &mut moved) {
+        Ok(port) => report(true, name, &places, Some(used), &want.public, port),
+        Err(e) => {
+            let died =
+                used == Backend::Userspace && backend::userspace_pids(name.as_str()).is_empty();
+            rollback(name, used, &places, moved);
+            if died {
+                return Err(Error::caused(
+                    format!(
+                        "{} {name} exited right after starting in {} (each one needs an inotify \
+                         instance: is fs.inotify.max_user_instances exhausted?)",
+                        backend::userspace_program(),
+                        places.here
+                    ),
+                    e,
+                ));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Looks for NAME in `--into-ns` first, then in the birthplace.
+fn find_existing(name: &IfName, places: &Places) -> Result<Option<(At, Link)>> {
+    let not_wg = |kind: &str, where_: &str| {
+        Error::failed(format!(
+            "{name} already exists in {where_} but is a {kind} link, not a WireGuard interface"
+        ))
+    };
+    if let Some((t, fd)) = &places.target {
+        match backend::lookup_in(fd, name)? {
+            Found::WireGuard(l) => return Ok(Some((At::Dest, l))),
+            Found::Other(k) => return Err(not_wg(&k, &format!("namespace {t}"))),
+            Found::Absent => {}
+        }
+    }
+    let at = if places.target.is_some() {
+        At::Birth
+    } else {
+        At::Dest
+    };
+    match backend::lookup_here(name)? {
+        Found::WireGuard(l) => Ok(Some((at, l))),
+        Found::Other(k) => Err(not_wg(&k, &places.here)),
+        Found::Absent => Ok(None),
+    }
+}
+
+/// A live UAPI socket for a name that has no link here or in `--into-ns`: a userspace
+/// interface of that name lives in some other namespace, and the socket path is shared.
+fn uapi_conflict(name: &IfName) -> Option<Error> {
+    (backend::uapi_state(name.as_str()) == Uapi::Live).then(|| {
+        Error::failed(format!(
+            "a userspace WireGuard interface named {name} already exists in another namespace \
+             (its UAPI socket {} is shared by all namespaces); choose another name",
+            backend::uapi_path(name.as_str()).display()
+        ))
+    })
+}
+
+/// An interface with the wanted settings exists: finish what an interrupted run left undone
+/// (the move, bringing it up), or report that nothing changes.
+fn converge(
+    ctx: &Ctx,
+    name: &IfName,
+    places: &Places,
+    at: At,
+    link: &Link,
+    dev: &Device,
+) -> Result<Outcome> {
+    let moving = at == At::Birth;
+    let changed = moving || !link.up;
+    if changed && !ctx.check {
+        if let Some(fd) = places.target_fd().filter(|_| moving) {
+            backend::move_link(name, fd, &places.here)?;
+        }
+        bring_up(name, places)?;
+    }
+    let port = dev.listen_port.filter(|p| *p != 0);
+    let public = dev.public_key.clone().unwrap_or_else(Key::zero);
+    report(changed, name, places, Some(link.backend), &public, port)
+}
+
+fn bring_up(name: &IfName, places: &Places) -> Result<()> {
+    match places.target_fd() {
+        Some(fd) => {
+            let label = places.dest_label();
+            run_in(fd, || backend::set_up(name, &label))
+        }
+        None => backend::set_up(name, &places.here),
+    }
+}
+
+/// Creates the link in the birthplace with the chosen backend; returns the backend used.
+fn create(
+    name: &IfName,
+    choice: &BackendChoice,
+    mtu: Option<u32>,
+    places: &Places,
+) -> Result<Backend> {
+    let here = &places.here;
+    if *choice != BackendChoice::Userspace {
+        match backend::create_kernel(name, mtu, here)? {
+            KernelCreate::Created => return Ok(Backend::Kernel),
+            KernelCreate::Unsupported if *choice == BackendChoice::Kernel => {
+                return Err(Error::failed(format!(
+                    "kernel lacks WireGuard (CONFIG_WIREGUARD): creating {name} of type wireguard \
+                     in {here} was refused (EOPNOTSUPP); use --backend userspace or auto"
+                )));
+            }
+            KernelCreate::Unsupported => {
+                vlog!(
+                    1,
+                    "kernel lacks WireGuard; using {}",
+                    backend::userspace_program()
+                );
+            }
+        }
+    }
+    backend::spawn_userspace(name, here)?;
+    Ok(Backend::Userspace)
+}
+
+/// Configures a freshly created interface, moves it and brings it up; returns the listen port.
+fn configure(
+    name: &IfName,
+    used: Backend,
+    key: &Key,
+    want: &Wanted,
+    places: &Places,
+    moved: &mut bool,
+) -> Result<Option<u16>> {
+    let mut update = DeviceUpdate::new().set_private_key(key.clone());
+    if let Some(p) = want.listen_port {
+        update = update.set_listen_port(p);
+    }
+    if let Some(f) = want.fwmark {
+        update = update.set_fwmark(f);
+    }
+    vlog!(
+        1,
+        "configuring {name} in {} (private key, listen port, fwmark)",
+        places.here
+    );
+    backend::apply(
+        name,
+        used,
+        update,
+        &format!("configuring {name} in {}", places.here),
+    )?;
+    if let (Backend::Userspace, Some(m)) = (used, want.mtu) {
+        backend::set_mtu(name, m, &places.here)?;
+    }
+    if let Some(fd) = places.target_fd() {
+        vlog!(1, "moving {name} into {}", places.dest_label());
+        backend::move_link(name, fd, &places.here)?;
+        *moved = true;
+    }
+    bring_up(name, places)?;
+    if want.listen_port.is_some() {
+        return Ok(want.listen_port);
+    }
+    // No port asked for: the backend picks one when the link comes up (wireguard-go notices
+    // an "up" in another namespace within a second).
+    let ns = places.target_fd();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let port = read_at(name, used, ns)?.listen_port.filter(|p| *p != 0);
+        if port.is_some() || Instant::now() > deadline {
+            return Ok(port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Undoes a failed `iface add`: deletes the link where it got to, stops wireguard-go.
+fn rollback(name: &IfName, used: Backend, places: &Places, moved: bool) {
+    vlog!(1, "undoing the creation of {name}");
+    let deleted = match places.target_fd().filter(|_| moved) {
+        Some(fd) => {
+            let label = places.dest_label();
+            run_in(fd, || backend::delete_link(name, &label))
+        }
+        None => backend::delete_link(name, &places.here),
+    };
+    if let Err(e) = deleted {
+        vlog!(1, "undo: {e}");
+    }
+    if used == Backend::Userspace {
+        if let Err(e) = backend::stop_userspace(name.as_str()) {
+            vlog!(1, "undo: {e}");
+        }
+    }
+}
+
+/// Deletes an interface found by [`find_existing`] (for `--replace`).
+fn remove_existing(name: &IfName, places: &Places, at: At, used: Backend) -> Result<()> {
+    match (at, places.target_fd()) {
+        (At::Dest, Some(fd)) => {
+            let label = places.dest_label();
+            run_in(fd, || backend::delete_link(name, &label))?;
+        }
+        _ => {
+            backend::delete_link(name, &places.here)?;
+        }
+    }
+    if used == Backend::Userspace {
+        backend::stop_userspace(name.as_str())?;
+    }
+    Ok(())
+}
+
+fn report(
+    changed: bool,
+    name: &IfName,
+    places: &Places,
+    used: Option<Backend>,
+    public: &Key,
+    listen_port: Option<u16>,
+) -> Result<Outcome> {
+    Outcome::json(IfaceOut {
+        changed,
+        interface: IfaceJson {
+            name: name.clone(),
+            netns: places.dest_json(),
+            birth_netns: Some(places.here_json.clone()),
+            backend: used,
+            public_key: Some(public.to_base64()),
+            listen_port: Some(listen_port),
+        },
+    })
+}
+
+fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
+    let name = &a.name;
+    let here = ctx.ns_label();
+    let not_wg = |kind: &str, where_: &str| {
+        Error::failed(format!(
+            "{name} in {where_} is a {kind} link, not a WireGuard interface; not deleting it"
+        ))
+    };
+    let target = a.into_ns.as_ref().map(NetnsFd::open).transpose()?;
+    let mut found: Option<(Option<&NetnsFd>, String, Option<String>, Link)> = None;
+    match backend::lookup_here(name)? {
+        Found::WireGuard(l) => {
+            found = Some((
+                None,
+                here.clone(),
+                ctx.ns.as_ref().map(ToString::to_string),
+                l,
+            ));
+        }
+        Found::Other(k) => return Err(not_wg(&k, &here)),
+        Found::Absent => {}
+    }
+    if let (None, Some(fd), Some(t)) = (&found, &target, &a.into_ns) {
+        let label = format!("namespace {t}");
+        match backend::lookup_in(fd, name)? {
+            Found::WireGuard(l) => found = Some((Some(fd), label, Some(t.to_string()), l)),
+            Found::Other(k) => return Err(not_wg(&k, &label)),
+            Found::Absent => {}
+        }
+    }
+    let out = |changed: bool, netns: Option<String>, backend: Option<Backend>| {
+        Outcome::json(IfaceOut {
+            changed,
+            interface: IfaceJson {
+                name: name.clone(),
+                netns,
+                birth_netns: None,
+                backend,
+                public_key: None,
+                listen_port: None,
+            },
+        })
+    };
+    if let Some((ns, label, netns_json, link)) = found {
+        if !ctx.check {
+            vlog!(1, "deleting {name} in {label}");
+            match ns {
+                Some(fd) => run_in(fd, || backend::delete_link(name, &label))?,
+                None => backend::delete_link(name, &label)?,
+            };
+            if link.backend == Backend::Userspace {
+                backend::stop_userspace(name.as_str())?;
+            }
+        }
+        return out(true, netns_json, Some(link.backend));
+    }
+    // Not here: a userspace interface living elsewhere is still reachable through its process.
+    let running = !backend::userspace_pids(name.as_str()).is_empty()
+        || backend::uapi_state(name.as_str()) == Uapi::Live;
+    if !ctx.check && (running || backend::uapi_state(name.as_str()) != Uapi::Absent) {
+        backend::stop_userspace(name.as_str())?;
+    }
+    out(running, None, running.then_some(Backend::Userspace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fwmark_forms() {
+        assert_eq!(parse_fwmark("51820"), Ok(51820));
+        assert_eq!(parse_fwmark("0xca6c"), Ok(0xca6c));
+        assert!(parse_fwmark("4294967296").is_err());
+        assert!(parse_fwmark("mark").is_err());
+    }
+}

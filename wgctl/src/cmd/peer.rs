@@ -1,0 +1,348 @@
+//! `peer add` / `peer del` on an interface living in the current (`--ns`) namespace.
+//!
+//! `peer add` is declarative: the peer ends up with exactly the given allowed IPs; endpoint,
+//! keepalive and preshared key are set when given and left as they are when not. Same settings
+//! print `changed:false`; anything different is updated in place (`changed:true`).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Subcommand};
+use common::types::{IfName, Port};
+use common::{vlog, Ctx, Error, Outcome, Result};
+use ipnet::IpNet;
+use serde::Serialize;
+use wireguard_control::{AllowedIp, DeviceUpdate, PeerConfigBuilder, PeerInfo};
+
+use crate::backend::{self, Found, Link};
+use crate::keys::{self, PublicKey};
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCmd {
+    /// Add or update a peer (like `wg set IFACE peer KEY allowed-ips .. endpoint .. ..`)
+    Add(AddArgs),
+    /// Remove a peer (like `wg set IFACE peer KEY remove`)
+    Del(DelArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// The WireGuard interface (in the current namespace)
+    pub iface: IfName,
+    /// The peer's public key, base64 (like `wg set IFACE peer KEY`)
+    #[arg(long, value_name = "KEY")]
+    pub public_key: PublicKey,
+    /// Comma-separated CIDRs routed to this peer; replaces the peer's list
+    /// (like `wg set IFACE peer KEY allowed-ips CIDR,..`)
+    #[arg(long, value_name = "CIDR[,CIDR..]")]
+    pub allowed_ips: AllowedIps,
+    /// Where to send packets: ADDR:PORT, [V6ADDR]:PORT or HOSTNAME:PORT
+    /// (like `wg set IFACE peer KEY endpoint HOST:PORT`)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub endpoint: Option<Endpoint>,
+    /// Persistent keepalive interval in seconds, 0 = off
+    /// (like `wg set IFACE peer KEY persistent-keepalive SECS`)
+    #[arg(long, value_name = "SECS")]
+    pub keepalive: Option<u16>,
+    /// File holding a preshared key, base64, mode 0600
+    /// (like `wg set IFACE peer KEY preshared-key FILE`)
+    #[arg(long, value_name = "FILE")]
+    pub preshared_key: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DelArgs {
+    /// The WireGuard interface (in the current namespace)
+    pub iface: IfName,
+    /// The peer's public key, base64
+    #[arg(long, value_name = "KEY")]
+    pub public_key: PublicKey,
+}
+
+/// A non-empty list of allowed IPs, stored as networks (host bits cleared, as WireGuard does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedIps(pub BTreeSet<IpNet>);
+
+impl FromStr for AllowedIps {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut set = BTreeSet::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            set.insert(common::types::parse_prefix_or_host(part)?.trunc());
+        }
+        if set.is_empty() {
+            return Err("allowed-ips is empty: give at least one CIDR (e.g. 10.0.0.2/32)".into());
+        }
+        Ok(AllowedIps(set))
+    }
+}
+
+/// `HOST:PORT` as given; resolved when the command runs (in its namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    literal: Option<SocketAddr>,
+}
+
+impl FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Endpoint {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                literal: Some(addr),
+            });
+        }
+        let bad = |why: &str| format!("endpoint '{s}' is not HOST:PORT ({why})");
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let port: Port = port.parse().map_err(|e: String| bad(&e))?;
+        if host.contains(':') || host.starts_with('[') {
+            return Err(bad("write IPv6 addresses in brackets: [2001:db8::1]:51820"));
+        }
+        let hostname_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !hostname_ok {
+            return Err(bad(&format!("'{host}' is not an address or host name")));
+        }
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port: port.0,
+            literal: None,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Endpoint {
+    /// The socket address (resolving a host name; failure is invalid input, exit 2).
+    pub fn resolve(&self) -> Result<SocketAddr> {
+        if let Some(a) = self.literal {
+            return Ok(a);
+        }
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| Error::invalid(format!("cannot resolve endpoint host '{}'", self.host)))
+    }
+}
+
+pub fn run(ctx: &Ctx, cmd: PeerCmd) -> Result<Outcome> {
+    match cmd {
+        PeerCmd::Add(a) => add(ctx, a),
+        PeerCmd::Del(a) => del(ctx, a),
+    }
+}
+
+#[derive(Serialize)]
+struct PeerOut {
+    changed: bool,
+    peer: PeerJson,
+}
+
+#[derive(Serialize)]
+struct PeerJson {
+    interface: IfName,
+    public_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_ips: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persistent_keepalive: Option<Option<u16>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preshared_key: Option<bool>,
+}
+
+/// The WireGuard interface `name` in the current namespace, or a failure naming it.
+pub fn interface_here(ctx: &Ctx, name: &IfName) -> Result<Link> {
+    match backend::lookup_here(name)? {
+        Found::WireGuard(l) => Ok(l),
+        Found::Other(kind) => Err(Error::failed(format!(
+            "{name} in {} is a {kind} link, not a WireGuard interface",
+            ctx.ns_label()
+        ))),
+        Found::Absent => Err(Error::failed(format!(
+            "WireGuard interface {name} not found in {}",
+            ctx.ns_label()
+        ))),
+    }
+}
+
+fn networks(peer: &PeerInfo) -> BTreeSet<IpNet> {
+    peer.config
+        .allowed_ips
+        .iter()
+        .filter_map(|a| IpNet::new(a.address, a.cidr).ok().map(|n| n.trunc()))
+        .collect()
+}
+
+fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
+    // Input first, so bad input changes nothing.
+    let psk = a
+        .preshared_key
+        .as_deref()
+        .map(|p| keys::read_key_file(p, "preshared key"))
+        .transpose()?;
+    let endpoint = a.endpoint.as_ref().map(Endpoint::resolve).transpose()?;
+    let name = &a.iface;
+    let used = interface_here(ctx, name)?.backend;
+    let dev = backend::read_device(name, used)?;
+    let existing = dev
+        .peers
+        .iter()
+        .find(|p| p.config.public_key == a.public_key.0);
+
+    let mut diffs = Vec::new();
+    let (cur_endpoint, cur_keepalive, cur_psk) = match existing {
+        Some(p) => {
+            if networks(p) != a.allowed_ips.0 {
+                diffs.push("allowed-ips");
+            }
+            (
+                p.config.endpoint,
+                p.config.persistent_keepalive_interval.unwrap_or(0),
+                keys::non_zero(p.config.preshared_key.clone()),
+            )
+        }
+        None => {
+            diffs.push("new peer");
+            (None, 0, None)
+        }
+    };
+    if endpoint.is_some_and(|e| Some(e) != cur_endpoint) {
+        diffs.push("endpoint");
+    }
+    if a.keepalive.is_some_and(|k| k != cur_keepalive) {
+        diffs.push("keepalive");
+    }
+    if psk.is_some() && psk != cur_psk {
+        diffs.push("preshared key");
+    }
+    let changed = !diffs.is_empty();
+
+    if changed && !ctx.check {
+        vlog!(
+            1,
+            "setting peer {} on {name}: {}",
+            a.public_key,
+            diffs.join(", ")
+        );
+        let ips: Vec<AllowedIp> = a
+            .allowed_ips
+            .0
+            .iter()
+            .map(|n| AllowedIp {
+                address: n.addr(),
+                cidr: n.prefix_len(),
+            })
+            .collect();
+        let mut peer = PeerConfigBuilder::new(&a.public_key.0)
+            .replace_allowed_ips()
+            .add_allowed_ips(&ips);
+        if let Some(e) = endpoint {
+            peer = peer.set_endpoint(e);
+        }
+        if let Some(k) = a.keepalive {
+            peer = peer.set_persistent_keepalive_interval(k);
+        }
+        if let Some(k) = &psk {
+            peer = peer.set_preshared_key(k.clone());
+        }
+        backend::apply(
+            name,
+            used,
+            DeviceUpdate::new().add_peer(peer),
+            &format!(
+                "setting peer {} on {name} in {}",
+                a.public_key,
+                ctx.ns_label()
+            ),
+        )?;
+    }
+    let keepalive = a.keepalive.unwrap_or(cur_keepalive);
+    Outcome::json(PeerOut {
+        changed,
+        peer: PeerJson {
+            interface: name.clone(),
+            public_key: a.public_key.to_string(),
+            endpoint: Some(endpoint.or(cur_endpoint).map(|e| e.to_string())),
+            allowed_ips: Some(a.allowed_ips.0.iter().map(ToString::to_string).collect()),
+            persistent_keepalive: Some((keepalive != 0).then_some(keepalive)),
+            preshared_key: Some(psk.is_some() || cur_psk.is_some()),
+        },
+    })
+}
+
+fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
+    let name = &a.iface;
+    let used = interface_here(ctx, name)?.backend;
+    let dev = backend::read_device(name, used)?;
+    let present = dev
+        .peers
+        .iter()
+        .any(|p| p.config.public_key == a.public_key.0);
+    if present && !ctx.check {
+        vlog!(1, "removing peer {} from {name}", a.public_key);
+        backend::apply(
+            name,
+            used,
+            DeviceUpdate::new().remove_peer_by_key(&a.public_key.0),
+            &format!(
+                "removing peer {} from {name} in {}",
+                a.public_key,
+                ctx.ns_label()
+            ),
+        )?;
+    }
+    Outcome::json(PeerOut {
+        changed: present,
+        peer: PeerJson {
+            interface: name.clone(),
+            public_key: a.public_key.to_string(),
+            endpoint: None,
+            allowed_ips: None,
+            persistent_keepalive: None,
+            preshared_key: None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let e: Endpoint = "[2001:db8::1]:51820".parse().unwrap();
+        assert_eq!(e.resolve().unwrap(), "[2001:db8::1]:51820".parse().unwrap());
+        assert!("192.0.2.1:51820".parse::<Endpoint>().is_ok());
+        assert!("vpn.example.org:51820".parse::<Endpoint>().is_ok());
+        assert!("2001:db8::1:51820".parse::<Endpoint>().is_err());
+        assert!("192.0.2.1".parse::<Endpoint>().is_err());
+        assert!("192.0.2.1:70000".parse::<Endpoint>().is_err());
+        assert!("bad host:1".parse::<Endpoint>().is_err());
+    }
+
+    #[test]
+    fn allowed_ips() {
+        let a: AllowedIps = "10.0.0.1/24, 2001:db8::/64,10.0.0.0/24".parse().unwrap();
+        assert_eq!(a.0.len(), 2);
+        assert!("".parse::<AllowedIps>().is_err());
+        assert!(",".parse::<AllowedIps>().is_err());
+        assert!("10.0.0.0/33".parse::<AllowedIps>().is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! `show [IFACE]`: the WireGuard interfaces living in the current namespace, read back from
+//! the kernel (generic netlink) or wireguard-go (UAPI), like `wg show`. Never a private key.
+
+use std::time::UNIX_EPOCH;
+
+use clap::Args;
+use common::types::IfName;
+use common::{Ctx, Outcome, Result};
+use serde::Serialize;
+use wireguard_control::{Device, PeerInfo};
+
+use crate::backend::{self, Backend, Link};
+use crate::cmd::peer::interface_here;
+
+#[derive(Args, Debug)]
+pub struct Show {
+    /// Only this interface (default: every WireGuard interface in the namespace)
+    pub iface: Option<IfName>,
+}
+
+#[derive(Serialize)]
+struct ShowOut {
+    changed: bool,
+    interfaces: Vec<IfaceJson>,
+}
+
+#[derive(Serialize)]
+struct IfaceJson {
+    name: String,
+    backend: Backend,
+    public_key: Option<String>,
+    listen_port: Option<u16>,
+    fwmark: Option<u32>,
+    mtu: Option<u32>,
+    up: bool,
+    peers: Vec<PeerJson>,
+}
+
+#[derive(Serialize)]
+struct PeerJson {
+    public_key: String,
+    endpoint: Option<String>,
+    allowed_ips: Vec<String>,
+    latest_handshake: Option<u64>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    persistent_keepalive: Option<u16>,
+}
+
+pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
+    let links: Vec<(String, Link)> = match &args.iface {
+        Some(name) => vec![(name.to_string(), interface_here(ctx, name)?)],
+        None => backend::list_here()?,
+    };
+    let mut interfaces = Vec::new();
+    for (name, link) in links {
+        let ifname: IfName = name.parse().map_err(common::Error::failed)?;
+        let dev = backend::read_device(&ifname, link.backend)?;
+        interfaces.push(iface_json(name, &link, &dev));
+    }
+    Outcome::json(ShowOut {
+        changed: false,
+        interfaces,
+    })
+}
+
+fn iface_json(name: String, link: &Link, dev: &Device) -> IfaceJson {
+    IfaceJson {
+        name,
+        backend: link.backend,
+        public_key: dev.public_key.as_ref().map(|k| k.to_base64()),
+        listen_port: dev.listen_port.filter(|p| *p != 0),
+        fwmark: dev.fwmark.filter(|m| *m != 0),
+        mtu: link.mtu,
+        up: link.up,
+        peers: dev.peers.iter().map(peer_json).collect(),
+    }
+}
+
+fn peer_json(p: &PeerInfo) -> PeerJson {
+    PeerJson {
+        public_key: p.config.public_key.to_base64(),
+        endpoint: p.config.endpoint.map(|e| e.to_string()),
+        allowed_ips: p
+            .config
+            .allowed_ips
+            .iter()
+            .map(|a| format!("{}/{}", a.address, a.cidr))
+            .collect(),
+        latest_handshake: p
+            .stats
+            .last_handshake_time
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .filter(|s| *s != 0),
+        rx_bytes: p.stats.rx_bytes,
+        tx_bytes: p.stats.tx_bytes,
+        persistent_keepalive: p.config.persistent_keepalive_interval.filter(|k| *k != 0),
+    }
+}
