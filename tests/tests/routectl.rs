@@ -109,14 +109,6 @@ fn state(ns: &str) -> String {
     .stdout
 }
 
-/// Does this kernel create VRF devices? Probed in a scratch namespace of the lab.
-fn kernel_has_vrf(lab: &Lab) -> bool {
-    let ns = lab.netns("vp");
-    let ok = sh(&format!("ip -n {ns} link add vrfprobe type vrf table 4242")).code == 0;
-    run("ip", &["netns", "del", &ns]);
-    ok
-}
-
 /// Chaining hops by source (docs/scenarios/wireguard-chaining-policy-routing.txt): clients on
 /// two ranges behind `hop`; range A is sent to a second hop by a rule and a default route in
 /// table 100, range B leaves through the main table; the direct routes in table 100 keep
@@ -706,11 +698,14 @@ fn bad_input_changes_nothing() {
 /// created, `vrf list` still works. Where the kernel has VRF this check does not apply.
 #[test]
 fn vrf_missing_kernel_support_is_reported() {
-    let lab = Lab::new();
-    if kernel_has_vrf(&lab) {
-        eprintln!("SKIPPED: kernel has VRF; the missing-VRF message applies to kernels without it");
+    if kernel_supports("vrf") {
+        skip(
+            "vrf_missing_kernel_support_is_reported",
+            "kernel has VRF; this checks the message on kernels without it",
+        );
         return;
     }
+    let lab = Lab::new();
     let ns = lab.netns("nv");
     let before = state(&ns);
     rt(&ns, &["vrf", "add", "red", "--table", "10"])
@@ -727,11 +722,10 @@ fn vrf_missing_kernel_support_is_reported() {
 /// through the VRF's table. Skipped loudly where the kernel has no VRF.
 #[test]
 fn vrf_add_enslave_list_del() {
-    let lab = Lab::new();
-    if !kernel_has_vrf(&lab) {
-        eprintln!("SKIPPED: kernel lacks VRF (CONFIG_NET_VRF); run in the kernel-VM lane");
+    if !needs_kernel("vrf", "vrf_add_enslave_list_del") {
         return;
     }
+    let lab = Lab::new();
     let ns = lab.netns("v");
     let out = lab.netns("vo");
     let vrf = lab.name("vrf");

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# THE test command (CI runs it through .ci/run):   sudo tests/run.sh [--no-vm]
+#
+# Steps, in order; every step runs even if an earlier one failed, and the run exits non-zero if any
+# step failed:
+#   build      scripts/bootstrap.sh (installs missing Debian packages, cargo build --workspace)
+#   fmt        cargo fmt --all --check
+#   clippy     cargo clippy --workspace --all-targets -- -D warnings
+#   lint-sh    shellcheck on every shell script in the repository
+#   test       cargo test --workspace --no-fail-fast (unit + integration, host kernel)
+#   leakcheck  tests/leakcheck.sh: nothing with the test prefix may be left behind
+#   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
+#              NIRANSIX_NO_VM=1; reported as skipped, never as passed)
+# The last line is `N passed, N failed, N skipped` (tests, host and VM lanes together).
+# Logs: target/test-logs/<step>.log; the VM lane's in target/vm-lane/.
+#
+# Environment: NIRANSIX_TEST_PREFIX=ny runs the suite with its own object prefix (default nx) so
+# it does not touch another run's objects on a shared machine. An interrupted run (Ctrl-C, TERM)
+# still kills its children and removes everything with the prefix.
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 1
+
+if ((EUID != 0)); then
+  echo "tests/run.sh: must run as root (the tests build network namespaces, links and nftables" \
+    "rules): sudo tests/run.sh" >&2
+  exit 1
+fi
+
+vm=1
+for arg in "$@"; do
+  case $arg in
+    --no-vm) vm=0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "tests/run.sh: unknown argument '$arg' (usage: tests/run.sh [--no-vm])" >&2; exit 2 ;;
+  esac
+done
+[[ ${NIRANSIX_NO_VM:-0} == 1 ]] && vm=0
+
+prefix=${NIRANSIX_TEST_PREFIX:-nx}
+logs=$repo/target/test-logs
+mkdir -p "$logs"
+skip_log=$logs/skipped.txt
+: >"$skip_log"
+export NIRANSIX_SKIP_LOG=$skip_log
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+kill_tree() {
+  local c
+  for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
+cleanup() { tests/leakcheck.sh --clean "$prefix" >/dev/null 2>&1 || true; }
+on_signal() {
+  trap - INT TERM
+  echo "tests/run.sh: interrupted; stopping children and removing everything with prefix '$prefix'" >&2
+  for c in $(pgrep -P $$ 2>/dev/null); do kill_tree "$c"; done
+  cleanup
+  exit 130
+}
+trap on_signal INT TERM
+trap cleanup EXIT
+
+declare -a step_names=() step_status=() step_secs=()
+failed_steps=0
+
+# step NAME CMD...: runs CMD with output to the terminal and to target/test-logs/NAME.log.
+step() {
+  local name=$1 start rc
+  shift
+  printf '\n==== %s: %s\n' "$name" "$*"
+  start=$SECONDS
+  "$@" 2>&1 | tee "$logs/$name.log"
+  rc=${PIPESTATUS[0]}
+  step_names+=("$name")
+  step_secs+=($((SECONDS - start)))
+  if ((rc == 0)); then
+    step_status+=(PASS)
+  else
+    step_status+=("FAIL (exit $rc)")
+    failed_steps=$((failed_steps + 1))
+  fi
+  printf '==== %s: %s in %ss\n' "$name" "${step_status[-1]}" "${step_secs[-1]}"
+  return "$rc"
+}
+
+skip_step() {
+  step_names+=("$1"); step_status+=("SKIPPED ($2)"); step_secs+=(0)
+  printf '\n==== %s: SKIPPED (%s)\n' "$1" "$2"
+}
+
+build() { local bin; bin=$(scripts/bootstrap.sh) && echo "tools in $bin"; }
+
+# Every shell script in the repository: *.sh, and files whose first line is a sh/bash shebang.
+shell_scripts() {
+  find . \( -path ./target -o -path ./.git \) -prune -o -type f -print | sort | while read -r f; do
+    case $f in
+      *.sh) echo "$f" ;;
+      *) head -n1 "$f" 2>/dev/null | grep -qE '^#!.*[/ ](ba|da)?sh([[:space:]]|$)' && echo "$f" ;;
+    esac
+  done
+}
+run_shellcheck() {
+  local files
+  mapfile -t files < <(shell_scripts)
+  echo "shellcheck on ${#files[@]} scripts: ${files[*]}"
+  shellcheck "${files[@]}"
+}
+
+total_start=$SECONDS
+cargo=$(scripts/bootstrap.sh --no-build --print-cargo) || exit 1
+PATH="$(dirname "$cargo"):$PATH"
+export PATH
+
+step build build
+step fmt cargo fmt --all --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step lint-sh run_shellcheck
+step test cargo test --workspace --no-fail-fast
+step leakcheck tests/leakcheck.sh "$prefix"
+if ((vm)); then
+  step vm tests/vm/run.sh
+else
+  skip_step vm "--no-vm / NIRANSIX_NO_VM=1"
+fi
+
+# Totals: cargo's `test result:` lines; tests that called niransix_tests::skip are moved from
+# passed to skipped; plus the VM lane's own summary.
+read -r passed failed < <(grep -h '^test result:' "$logs/test.log" 2>/dev/null |
+  awk '{for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) }}
+       END {print p + 0, f + 0}')
+skipped=$(sort -u "$skip_log" | grep -c . || true)
+passed=$((passed - skipped))
+vm_summary=$repo/target/vm-lane/summary
+if ((vm)) && [[ -f $vm_summary ]]; then
+  vm_passed=0 vm_failed=0 vm_skipped=0
+  # shellcheck source=/dev/null
+  . "$vm_summary"
+  passed=$((passed + vm_passed)); failed=$((failed + vm_failed)); skipped=$((skipped + vm_skipped))
+fi
+
+printf '\n==== summary (%ss)\n' $((SECONDS - total_start))
+for i in "${!step_names[@]}"; do
+  printf '  %-11s %-28s %5ss  log: target/test-logs/%s.log\n' "${step_names[$i]}" \
+    "${step_status[$i]}" "${step_secs[$i]}" "${step_names[$i]}"
+done
+if ((skipped)) && [[ -s $skip_log ]]; then
+  echo "  skipped on the host kernel:"
+  sort -u "$skip_log" | sed 's/	/: /; s/^/    /'
+fi
+if ((failed_steps)); then
+  echo "  FAILED steps: $failed_steps — see the logs above"
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+((failed_steps == 0))
