@@ -357,6 +357,170 @@ fn underlay(lab: &Lab, a: &str, b: &str, tag: &str, net: &str) {
     .ok();
 }
 
+/// True once UDP `port` listens in `ns` (wireguard-go binds within a second of the "up").
+fn udp_ports_eventually(ns: &str, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !udp_ports(ns).contains(&port) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// `wg show DEV WHAT` run inside `ns` (WireGuard's own view, for comparison with wgctl's).
+fn wg_show(ns: &str, dev: &str, what: &str) -> String {
+    sh(&format!("ip netns exec {ns} wg show {dev} {what}"))
+        .ok()
+        .stdout
+}
+
+/// Every interface `wgctl --ns NS show` lists (a read: never `changed`).
+#[track_caller]
+fn show_all(ns: &str) -> Vec<ShowIface> {
+    let out: ShowOut = serde_json::from_value(wg(&["--ns", ns, "show"]).ok().json())
+        .expect("show output matches the contract");
+    assert!(!out.changed);
+    out.interfaces
+}
+
+fn names(ifaces: &[ShowIface]) -> Vec<&str> {
+    ifaces.iter().map(|i| i.name.as_str()).collect()
+}
+
+/// `args` followed by `extra`.
+fn plus<'a>(args: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = args.to_vec();
+    a.extend_from_slice(extra);
+    a
+}
+
+/// The same command with `--check` appended.
+fn with_check<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    plus(args, &["--check"])
+}
+
+/// `--ns NS iface add NAME --private-key KEY EXTRA...`
+fn iface_add<'a>(ns: &'a str, name: &'a str, key: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    plus(
+        &["--ns", ns, "iface", "add", name, "--private-key", key],
+        extra,
+    )
+}
+
+/// `--ns NS peer add IFACE --public-key PUBLIC EXTRA...`
+fn peer_add<'a>(ns: &'a str, iface: &'a str, public: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    plus(
+        &["--ns", ns, "peer", "add", iface, "--public-key", public],
+        extra,
+    )
+}
+
+/// A command that has already been applied: rerunning it and its `--check` change nothing.
+#[track_caller]
+fn settled(args: &[&str]) {
+    assert!(
+        !wg(args).ok().changed(),
+        "`{}` changed again",
+        args.join(" ")
+    );
+    assert!(
+        !wg(&with_check(args)).ok().changed(),
+        "--check of applied `{}` predicts a change",
+        args.join(" ")
+    );
+}
+
+/// The first run of `args` changes something; a rerun does not.
+#[track_caller]
+fn applies_once(args: &[&str]) {
+    assert!(
+        wg(args).ok().changed(),
+        "`{}` changed nothing",
+        args.join(" ")
+    );
+    assert!(
+        !wg(args).ok().changed(),
+        "`{}` changed again",
+        args.join(" ")
+    );
+}
+
+/// `--check` predicts a change and `nothing_happened` confirms it made none; then the real run
+/// changes, and a rerun and its `--check` do not.
+#[track_caller]
+fn check_then_apply(args: &[&str], nothing_happened: impl FnOnce()) {
+    assert!(
+        wg(&with_check(args)).ok().changed(),
+        "--check of `{}`",
+        args.join(" ")
+    );
+    nothing_happened();
+    assert!(
+        wg(args).ok().changed(),
+        "`{}` changed nothing",
+        args.join(" ")
+    );
+    settled(args);
+}
+
+/// Runs `f` and asserts the [`state`] of `nss` (and of the lab's prefix) is what it was before.
+#[track_caller]
+fn unchanged_by<R>(lab: &Lab, nss: &[&str], what: &str, f: impl FnOnce() -> R) -> R {
+    let before = state(nss, &lab.prefix);
+    let r = f();
+    assert_same_state(&before, &state(nss, &lab.prefix), what);
+    r
+}
+
+/// No wireguard-go process and no UAPI socket named `dev` remain.
+#[track_caller]
+fn assert_no_userspace_left(dev: &str) {
+    assert!(wg_go_pids(dev).is_empty(), "wireguard-go {dev} still runs");
+    assert!(
+        !uapi_socket(dev).exists(),
+        "UAPI socket of {dev} left behind"
+    );
+}
+
+/// `wgctl --ns NS iface del DEV [--into-ns INTO]` removes the interface, leaving no userspace
+/// remains.
+#[track_caller]
+fn iface_del(ns: &str, dev: &str, into: Option<&str>) {
+    let mut args = vec!["--ns", ns, "iface", "del", dev];
+    args.extend(into.iter().flat_map(|i| ["--into-ns", i]));
+    assert!(
+        wg(&args).ok().changed(),
+        "`{}` changed nothing",
+        args.join(" ")
+    );
+    assert_no_userspace_left(dev);
+}
+
+/// Runs wgctl -vvv with `args` through a pipe (`| cat`), which must see EOF when wgctl exits:
+/// wireguard-go must not hold our stdout. (timeout kills the pipeline's process group if it
+/// hangs, so the test cannot hang.)
+fn wg_piped(keys: &Keys, args: &[&str]) -> Run {
+    let (out, err) = (keys.path("piped.out"), keys.path("piped.err"));
+    let cmdline = format!("{} -vvv {}", tool_path("wgctl").display(), args.join(" "));
+    let r = sh(&format!(
+        "timeout -k 5 120 bash -c '{cmdline} 2>{err} | cat >{out}'"
+    ));
+    assert_ne!(
+        r.code, 124,
+        "`{cmdline} | cat` hung: wireguard-go holds our stdout"
+    );
+    let piped = Run {
+        cmdline,
+        code: r.code,
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    };
+    assert_clean_output(&piped);
+    piped
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -379,48 +543,14 @@ fn birthplace_tunnels_with_same_inner_address() {
     let (c2key, c2pub) = keys.gen("c2");
 
     // --check predicts, changes nothing.
-    let add1 = [
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &w1,
-        "--private-key",
-        &h1key,
-        "--listen-port",
-        "51001",
-        "--into-ns",
-        &p1,
-        "--backend",
-        &be,
-    ];
-    let before = state(&[&center, &p1], &lab.prefix);
-    let mut check = add1.to_vec();
-    check.push("--check");
-    assert!(wg(&check).ok().changed());
-    assert_same_state(&before, &state(&[&center, &p1], &lab.prefix), "--check");
+    let hub1 = ["--listen-port", "51001", "--into-ns", &p1, "--backend", &be];
+    let add1 = iface_add(&center, &w1, &h1key, &hub1);
+    unchanged_by(&lab, &[&center, &p1], "--check", || {
+        assert!(wg(&with_check(&add1)).ok().changed())
+    });
 
-    // Real run, through a pipe: the pipe must see EOF when wgctl exits (wireguard-go must
-    // not hold our stdout), and stdout must be exactly one JSON object.
-    // (timeout kills the pipeline's process group if it hangs, so the test cannot hang.)
-    let (out, err) = (keys.path("piped.out"), keys.path("piped.err"));
-    let cmdline = format!("{} -vvv {}", tool_path("wgctl").display(), add1.join(" "));
-    let r = sh(&format!(
-        "timeout -k 5 120 bash -c '{cmdline} 2>{err} | cat >{out}'"
-    ));
-    assert_ne!(
-        r.code, 124,
-        "`{cmdline} | cat` hung: wireguard-go holds our stdout"
-    );
-    let piped = Run {
-        cmdline,
-        code: r.code,
-        stdout: std::fs::read_to_string(&out).unwrap(),
-        stderr: std::fs::read_to_string(&err).unwrap(),
-    };
-    assert_clean_output(&piped);
-    assert_eq!(piped.code, 0, "{piped:?}");
-    let v = piped.json();
+    // Real run, through a pipe; stdout must be exactly one JSON object.
+    let v = wg_piped(&keys, &add1).ok().json();
     assert_eq!(v["changed"], true);
     assert_eq!(v["interface"]["netns"], p1.as_str());
     assert_eq!(v["interface"]["backend"], expected_backend());
@@ -428,8 +558,7 @@ fn birthplace_tunnels_with_same_inner_address() {
     assert_eq!(v["interface"]["listen_port"], 51001);
 
     // Twice: same settings -> changed:false; --check agrees.
-    assert!(!wg(&add1).ok().changed());
-    assert!(!wg(&check).ok().changed());
+    settled(&add1);
     assert!(link_exists(&p1, &w1) && !link_exists(&center, &w1));
 
     // The second hub interface through batch mode, peer lines included.
@@ -449,45 +578,19 @@ fn birthplace_tunnels_with_same_inner_address() {
     assert!(!udp_ports(&p2).contains(&51002));
 
     // Hub peers; clients configured with wgctl in their own namespaces.
-    let peer1 = [
-        "--ns",
+    applies_once(&peer_add(
         &p1,
-        "peer",
-        "add",
         &w1,
-        "--public-key",
         &c1pub,
-        "--allowed-ips",
-        "10.77.0.2/32",
-    ];
-    assert!(wg(&peer1).ok().changed());
-    assert!(!wg(&peer1).ok().changed());
+        &["--allowed-ips", "10.77.0.2/32"],
+    ));
     for (ns, iface, key, hubpub, net, port) in [
         (&k1, &c1, &c1key, &h1pub, "2001:db8:0:1", "51001"),
         (&k2, &c2, &c2key, &h2pub, "2001:db8:0:2", "51002"),
     ] {
-        let add = [
-            "--ns",
-            ns,
-            "iface",
-            "add",
-            iface,
-            "--private-key",
-            key,
-            "--backend",
-            &be,
-        ];
-        assert!(wg(&add).ok().changed());
-        assert!(!wg(&add).ok().changed());
+        applies_once(&iface_add(ns, iface, key, &["--backend", &be]));
         let endpoint = format!("[{net}::1]:{port}");
         let peer = [
-            "--ns",
-            ns,
-            "peer",
-            "add",
-            iface,
-            "--public-key",
-            hubpub,
             "--allowed-ips",
             "10.77.0.0/24",
             "--endpoint",
@@ -495,13 +598,9 @@ fn birthplace_tunnels_with_same_inner_address() {
             "--keepalive",
             "5",
         ];
-        let mut peer_check = peer.to_vec();
-        peer_check.push("--check");
-        assert!(wg(&peer_check).ok().changed());
-        assert!(show(ns, iface).peers.is_empty(), "--check added a peer");
-        assert!(wg(&peer).ok().changed());
-        assert!(!wg(&peer).ok().changed());
-        assert!(!wg(&peer_check).ok().changed());
+        check_then_apply(&peer_add(ns, iface, hubpub, &peer), || {
+            assert!(show(ns, iface).peers.is_empty(), "--check added a peer")
+        });
     }
     // Same inner addresses on both sides of both tunnels.
     for (ns, dev, addr) in [
@@ -548,13 +647,9 @@ fn birthplace_tunnels_with_same_inner_address() {
         );
         assert_eq!(p.persistent_keepalive, None);
     }
-    let listing: ShowOut = serde_json::from_value(wg(&["--ns", &p1, "show"]).ok().json()).unwrap();
-    let names: Vec<&str> = listing.interfaces.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, vec![w1.as_str()], "show in {p1}");
-    let listing: ShowOut =
-        serde_json::from_value(wg(&["--ns", &center, "show"]).ok().json()).unwrap();
+    assert_eq!(names(&show_all(&p1)), vec![w1.as_str()], "show in {p1}");
     assert!(
-        listing.interfaces.is_empty(),
+        show_all(&center).is_empty(),
         "the hub interfaces moved out of the center"
     );
     let client = show(&k1, &c1);
@@ -564,79 +659,37 @@ fn birthplace_tunnels_with_same_inner_address() {
         Some("[2001:db8:0:1::1]:51001")
     );
     // `wg show` (the kernel's / wireguard-go's own view) agrees.
-    let wgshow = sh(&format!("ip netns exec {p1} wg show {w1} dump"))
-        .ok()
-        .stdout;
+    let wgshow = wg_show(&p1, &w1, "dump");
     assert!(
         wgshow.contains(&c1pub) && wgshow.contains("10.77.0.2/32"),
         "{wgshow}"
     );
 
     // Changing a peer's settings updates it in place.
-    let moved = [
-        "--ns",
-        &p1,
-        "peer",
-        "add",
-        &w1,
-        "--public-key",
-        &c1pub,
-        "--allowed-ips",
-        "10.77.0.2/32,10.78.0.0/24",
-    ];
-    assert!(wg(&moved).ok().changed());
-    let ips = sh(&format!("ip netns exec {p1} wg show {w1} allowed-ips"))
-        .ok()
-        .stdout;
+    let moved = ["--allowed-ips", "10.77.0.2/32,10.78.0.0/24"];
+    assert!(wg(&peer_add(&p1, &w1, &c1pub, &moved)).ok().changed());
+    let ips = wg_show(&p1, &w1, "allowed-ips");
     assert!(ips.contains("10.78.0.0/24"), "{ips}");
     // Removing a peer: twice.
-    let del = ["--ns", &p1, "peer", "del", &w1, "--public-key", &c1pub];
-    assert!(wg(&del).ok().changed());
-    assert!(!wg(&del).ok().changed());
+    applies_once(&["--ns", &p1, "peer", "del", &w1, "--public-key", &c1pub]);
     assert!(show(&p1, &w1).peers.is_empty());
     // Tunnel 2 is untouched.
     assert!(ping(&k2, "10.77.0.1", 2));
 
     // A different key on an existing interface: exit 1 unless --replace.
-    wg(&[
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &w1,
-        "--private-key",
-        &h2key,
-        "--listen-port",
-        "51001",
-        "--into-ns",
-        &p1,
-        "--backend",
-        &be,
-    ])
-    .fails(1, "different settings");
+    wg(&iface_add(&center, &w1, &h2key, &hub1)).fails(1, "different settings");
 
     // iface del from the center finds the interface in the peer namespace; twice.
     for (dev, ns) in [(&w1, &p1), (&w2, &p2)] {
         let del = ["--ns", &center, "iface", "del", dev, "--into-ns", ns];
-        let mut del_check = del.to_vec();
-        del_check.push("--check");
-        assert!(wg(&del_check).ok().changed());
-        assert!(link_exists(ns, dev));
-        assert!(wg(&del).ok().changed());
-        assert!(!wg(&del).ok().changed());
-        assert!(!wg(&del_check).ok().changed());
+        check_then_apply(&del, || assert!(link_exists(ns, dev)));
         assert!(!link_exists(ns, dev) && !link_exists(&center, dev));
-        assert!(wg_go_pids(dev).is_empty(), "wireguard-go {dev} still runs");
-        assert!(
-            !uapi_socket(dev).exists(),
-            "UAPI socket of {dev} left behind"
-        );
+        assert_no_userspace_left(dev);
     }
     assert!(!udp_ports(&center).contains(&51001));
     for (ns, dev) in [(&k1, &c1), (&k2, &c2)] {
-        assert!(wg(&["--ns", ns, "iface", "del", dev]).ok().changed());
-        assert!(!link_exists(ns, dev) && wg_go_pids(dev).is_empty());
-        assert!(!uapi_socket(dev).exists());
+        iface_del(ns, dev, None);
+        assert!(!link_exists(ns, dev));
     }
     assert_no_leaks();
 }
@@ -649,39 +702,20 @@ fn userspace_name_is_machine_wide() {
     let (center, peer, other) = (lab.netns("c"), lab.netns("p"), lab.netns("o"));
     let w = lab.name("w");
     let (key, _) = keys.gen("k");
-    wg(&[
-        "--ns",
+    let userspace = ["--backend", "userspace"];
+    wg(&iface_add(
         &center,
-        "iface",
-        "add",
         &w,
-        "--private-key",
         &key,
-        "--into-ns",
-        &peer,
-        "--backend",
-        "userspace",
-    ])
+        &plus(&["--into-ns", &peer], &userspace),
+    ))
     .ok();
-    let before = state(&[&other], &lab.prefix);
-    wg(&[
-        "--ns",
-        &other,
-        "iface",
-        "add",
-        &w,
-        "--private-key",
-        &key,
-        "--backend",
-        "userspace",
-    ])
-    .fails(1, "UAPI socket");
-    assert_same_state(&before, &state(&[&other], &lab.prefix), "refused add");
+    unchanged_by(&lab, &[&other], "refused add", || {
+        wg(&iface_add(&other, &w, &key, &userspace)).fails(1, "UAPI socket")
+    });
     // Deleted from the center although the link lives in `peer`.
-    let v = wg(&["--ns", &center, "iface", "del", &w]).ok().json();
-    assert_eq!(v["changed"], true);
+    iface_del(&center, &w, None);
     assert!(!link_exists(&peer, &w));
-    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
     assert!(!wg(&["--ns", &center, "iface", "del", &w]).ok().changed());
     assert_no_leaks();
 }
@@ -694,65 +728,34 @@ fn rerun_finishes_an_interrupted_move() {
     let (center, peer) = (lab.netns("c"), lab.netns("p"));
     let w = lab.name("w");
     let (key, _) = keys.gen("k");
+    // The moved interface's settings, by listen port.
+    let hub = |port: &'static str| {
+        let (peer, be) = (peer.as_str(), be.as_str());
+        ["--listen-port", port, "--into-ns", peer, "--backend", be]
+    };
     // Born and configured in the center, not moved (as if killed before the move).
-    wg(&[
-        "--ns",
+    wg(&iface_add(
         &center,
-        "iface",
-        "add",
         &w,
-        "--private-key",
         &key,
-        "--listen-port",
-        "51003",
-        "--backend",
-        &be,
-    ])
+        &["--listen-port", "51003", "--backend", &be],
+    ))
     .ok();
-    let add = [
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &w,
-        "--private-key",
-        &key,
-        "--listen-port",
-        "51003",
-        "--into-ns",
-        &peer,
-        "--backend",
-        &be,
-    ];
-    assert!(wg(&add).ok().changed());
+    applies_once(&iface_add(&center, &w, &key, &hub("51003")));
     assert!(link_exists(&peer, &w) && !link_exists(&center, &w));
     assert!(udp_ports_eventually(&center, 51003));
-    assert!(!wg(&add).ok().changed());
     // Different port -> refused; --replace recreates it.
-    let mut other = add.to_vec();
-    other[8] = "51004";
+    let other = iface_add(&center, &w, &key, &hub("51004"));
     wg(&other).fails(1, "listen port 51003 (wanted 51004)");
-    other.push("--replace");
-    let before = state(&[&center, &peer], &lab.prefix);
-    let mut replace_check = other.clone();
-    replace_check.push("--check");
-    assert!(wg(&replace_check).ok().changed());
-    assert_same_state(
-        &before,
-        &state(&[&center, &peer], &lab.prefix),
-        "--replace --check",
-    );
-    assert!(wg(&other).ok().changed());
-    assert!(!wg(&other).ok().changed());
+    let replace = plus(&other, &["--replace"]);
+    unchanged_by(&lab, &[&center, &peer], "--replace --check", || {
+        assert!(wg(&with_check(&replace)).ok().changed())
+    });
+    applies_once(&replace);
     assert_eq!(show(&peer, &w).listen_port, Some(51004));
     assert!(udp_ports_eventually(&center, 51004));
     assert!(!udp_ports(&center).contains(&51003));
-    assert!(
-        wg(&["--ns", &center, "iface", "del", &w, "--into-ns", &peer])
-            .ok()
-            .changed()
-    );
-    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    iface_del(&center, &w, Some(&peer));
 
     // Killed right after creating the interface (no key yet): the re-run configures it.
     let v = lab.name("v");
@@ -761,43 +764,10 @@ fn rerun_finishes_an_interrupted_move() {
         _ => format!("ip netns exec {center} wireguard-go {v}"),
     };
     sh(&created).ok();
-    let add = [
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &v,
-        "--private-key",
-        &key,
-        "--listen-port",
-        "51006",
-        "--into-ns",
-        &peer,
-        "--backend",
-        &be,
-    ];
-    assert!(wg(&add).ok().changed());
-    assert!(!wg(&add).ok().changed());
+    applies_once(&iface_add(&center, &v, &key, &hub("51006")));
     assert!(link_exists(&peer, &v) && udp_ports_eventually(&center, 51006));
-    assert!(
-        wg(&["--ns", &center, "iface", "del", &v, "--into-ns", &peer])
-            .ok()
-            .changed()
-    );
-    assert!(wg_go_pids(&v).is_empty() && !uapi_socket(&v).exists());
+    iface_del(&center, &v, Some(&peer));
     assert_no_leaks();
-}
-
-/// True once UDP `port` listens in `ns` (wireguard-go binds within a second of the "up").
-fn udp_ports_eventually(ns: &str, port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !udp_ports(ns).contains(&port) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    true
 }
 
 /// If a step after creation fails (here: the move, because the target namespace already has
@@ -819,28 +789,23 @@ fn failed_add_leaves_no_trace() {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let before = state(&[&center], &lab.prefix);
-    let r = run(
-        "env",
-        &[
-            &format!("WG_USERSPACE_IMPLEMENTATION={wrapper}"),
-            tool_path("wgctl").to_str().unwrap(),
-            "--ns",
-            &center,
-            "iface",
-            "add",
-            &w,
-            "--private-key",
-            &key,
-            "--into-ns",
-            &peer,
-            "--backend",
-            "userspace",
-        ],
+    let implementation = format!("WG_USERSPACE_IMPLEMENTATION={wrapper}");
+    let wgctl = tool_path("wgctl");
+    let add = iface_add(
+        &center,
+        &w,
+        &key,
+        &["--into-ns", &peer, "--backend", "userspace"],
     );
-    r.fails(1, &format!("moving {w}"));
-    assert_same_state(&before, &state(&[&center], &lab.prefix), "failed add");
-    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    let r = unchanged_by(&lab, &[&center], "failed add", || {
+        run(
+            "env",
+            &plus(&[&implementation, wgctl.to_str().unwrap()], &add),
+        )
+        .fails(1, &format!("moving {w}"))
+    });
+    assert_clean_output(&r);
+    assert_no_userspace_left(&w);
     assert_no_leaks();
 }
 
@@ -860,143 +825,59 @@ fn bad_input_changes_nothing() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     let missing = keys.path("missing");
 
-    let before = state(&[&center], &lab.prefix);
     let add = |key: &str, extra: &[&str]| {
-        let mut a = vec![
-            "--ns",
+        wg(&iface_add(
             &center,
-            "iface",
-            "add",
             &w,
-            "--private-key",
             key,
-            "--backend",
-        ];
-        a.push(&be);
-        a.extend_from_slice(extra);
-        wg(&a)
+            &plus(&["--backend", &be], extra),
+        ))
     };
-    add(&short, &[]).fails(2, "32 bytes of base64");
-    add(&garbage, &[]).fails(2, "32 bytes of base64");
-    add(&missing, &[]).fails(2, "no such file");
-    add(&open, &[]).fails(2, "accessible by others");
-    add(&good, &["--listen-port", "70000"]).fails(2, "70000");
-    add(&good, &["--mtu", "10"]).fails(2, "10");
-    add(&good, &["--fwmark", "nope"]).fails(2, "nope");
-    wg(&[
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        "a/b",
-        "--private-key",
-        &good,
-    ])
-    .fails(2, "a/b");
-    wg_stdin(&["pubkey"], "abc\n").fails(2, "32 bytes of base64");
-    assert_same_state(&before, &state(&[&center], &lab.prefix), "bad iface input");
+    unchanged_by(&lab, &[&center], "bad iface input", || {
+        add(&short, &[]).fails(2, "32 bytes of base64");
+        add(&garbage, &[]).fails(2, "32 bytes of base64");
+        add(&missing, &[]).fails(2, "no such file");
+        add(&open, &[]).fails(2, "accessible by others");
+        add(&good, &["--listen-port", "70000"]).fails(2, "70000");
+        add(&good, &["--mtu", "10"]).fails(2, "10");
+        add(&good, &["--fwmark", "nope"]).fails(2, "nope");
+        wg(&iface_add(&center, "a/b", &good, &[])).fails(2, "a/b");
+        wg_stdin(&["pubkey"], "abc\n").fails(2, "32 bytes of base64");
+    });
 
     // Peer input, against an existing interface whose configuration must not change.
-    wg(&[
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &w,
-        "--private-key",
-        &good,
-        "--backend",
-        &be,
-    ])
-    .ok();
-    let dump = || {
-        sh(&format!("ip netns exec {center} wg show {w} dump"))
-            .ok()
-            .stdout
-    };
-    let before = (state(&[&center], &lab.prefix), dump());
-    let peer = |extra: &[&str]| {
-        let mut a = vec!["--ns", &center, "peer", "add", &w, "--public-key", &peerpub];
-        a.extend_from_slice(extra);
-        wg(&a)
-    };
-    peer(&["--allowed-ips", ""]).fails(2, "allowed-ips is empty");
-    peer(&["--allowed-ips", ","]).fails(2, "allowed-ips is empty");
-    peer(&["--allowed-ips", "10.0.0.0/33"]).fails(2, "10.0.0.0/33");
-    peer(&[
-        "--allowed-ips",
-        "10.0.0.2/32",
-        "--endpoint",
-        "2001:db8::1:51820",
-    ])
-    .fails(2, "brackets");
-    peer(&["--allowed-ips", "10.0.0.2/32", "--endpoint", "192.0.2.1"]).fails(2, "192.0.2.1");
-    peer(&[
-        "--allowed-ips",
-        "10.0.0.2/32",
-        "--endpoint",
-        "[2001:db8::1]:70000",
-    ])
-    .fails(2, "70000");
-    peer(&["--allowed-ips", "10.0.0.2/32", "--keepalive", "70000"]).fails(2, "70000");
-    peer(&["--allowed-ips", "10.0.0.2/32", "--preshared-key", &open])
-        .fails(2, "accessible by others");
-    wg(&[
-        "--ns",
-        &center,
-        "peer",
-        "add",
-        &w,
-        "--public-key",
-        "AAAA",
-        "--allowed-ips",
-        "10.0.0.2/32",
-    ])
-    .fails(2, "AAAA");
-    assert_same_state(&before.0, &state(&[&center], &lab.prefix), "bad peer input");
+    add(&good, &[]).ok();
+    let dump_before = wg_show(&center, &w, "dump");
+    let peer = |extra: &[&str]| wg(&peer_add(&center, &w, &peerpub, extra));
+    let host = ["--allowed-ips", "10.0.0.2/32"];
+    unchanged_by(&lab, &[&center], "bad peer input", || {
+        peer(&["--allowed-ips", ""]).fails(2, "allowed-ips is empty");
+        peer(&["--allowed-ips", ","]).fails(2, "allowed-ips is empty");
+        peer(&["--allowed-ips", "10.0.0.0/33"]).fails(2, "10.0.0.0/33");
+        peer(&plus(&host, &["--endpoint", "2001:db8::1:51820"])).fails(2, "brackets");
+        peer(&plus(&host, &["--endpoint", "192.0.2.1"])).fails(2, "192.0.2.1");
+        peer(&plus(&host, &["--endpoint", "[2001:db8::1]:70000"])).fails(2, "70000");
+        peer(&plus(&host, &["--keepalive", "70000"])).fails(2, "70000");
+        peer(&plus(&host, &["--preshared-key", &open])).fails(2, "accessible by others");
+        wg(&peer_add(&center, &w, "AAAA", &host)).fails(2, "AAAA");
+    });
     assert_eq!(
-        dump(),
-        before.1,
+        wg_show(&center, &w, "dump"),
+        dump_before,
         "bad peer input changed the WireGuard configuration"
     );
     // A preshared key from a proper file works, and is never printed.
     let (psk, _) = keys.gen("psk");
-    let v = peer(&["--allowed-ips", "10.0.0.2/32", "--preshared-key", &psk])
-        .ok()
-        .json();
+    let with_psk = plus(&host, &["--preshared-key", &psk]);
+    let v = peer(&with_psk).ok().json();
     assert_eq!(v["peer"]["preshared_key"], true);
-    assert!(
-        !peer(&["--allowed-ips", "10.0.0.2/32", "--preshared-key", &psk])
-            .ok()
-            .changed()
-    );
+    assert!(!peer(&with_psk).ok().changed());
     // Failed operations: exit 1.
-    wg(&[
-        "--ns",
-        &center,
-        "peer",
-        "add",
-        "nxnope",
-        "--public-key",
-        &peerpub,
-        "--allowed-ips",
-        "10.0.0.2/32",
-    ])
-    .fails(1, "nxnope");
-    wg(&[
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        "lo",
-        "--private-key",
-        &good,
-    ])
-    .fails(1, "not a WireGuard");
+    wg(&peer_add(&center, "nxnope", &peerpub, &host)).fails(1, "nxnope");
+    wg(&iface_add(&center, "lo", &good, &[])).fails(1, "not a WireGuard");
     wg(&["--ns", &center, "iface", "del", "lo"]).fails(1, "not a WireGuard");
     wg(&["--ns", &lab.name("gone"), "show"]).fails(1, "not found");
-    assert!(wg(&["--ns", &center, "iface", "del", &w]).ok().changed());
-    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    iface_del(&center, &w, None);
     assert_no_leaks();
 }
 
@@ -1008,19 +889,7 @@ fn kernel_backend_or_clear_refusal() {
     let center = lab.netns("c");
     let w = lab.name("w");
     let (key, _) = keys.gen("k");
-    let add = |b: &str| {
-        wg(&[
-            "--ns",
-            &center,
-            "iface",
-            "add",
-            &w,
-            "--private-key",
-            &key,
-            "--backend",
-            b,
-        ])
-    };
+    let add = |b: &str| wg(&iface_add(&center, &w, &key, &["--backend", b]));
     if kernel_supports("wireguard") {
         let v = add("kernel").ok().json();
         assert_eq!(v["interface"]["backend"], "kernel");
@@ -1029,20 +898,15 @@ fn kernel_backend_or_clear_refusal() {
         assert!(wg_go_pids(&w).is_empty());
         assert!(!add("auto").ok().changed());
     } else {
-        let before = state(&[&center], &lab.prefix);
-        add("kernel").fails(1, "kernel lacks WireGuard (CONFIG_WIREGUARD)");
-        assert_same_state(
-            &before,
-            &state(&[&center], &lab.prefix),
-            "refused kernel add",
-        );
+        unchanged_by(&lab, &[&center], "refused kernel add", || {
+            add("kernel").fails(1, "kernel lacks WireGuard (CONFIG_WIREGUARD)")
+        });
         let v = add("auto").ok().json();
         assert_eq!(v["interface"]["backend"], "userspace");
         // Asking for the kernel now: the interface exists with another backend.
         add("kernel").fails(1, "backend userspace (wanted kernel)");
     }
-    assert!(wg(&["--ns", &center, "iface", "del", &w]).ok().changed());
-    assert!(wg_go_pids(&w).is_empty() && !uapi_socket(&w).exists());
+    iface_del(&center, &w, None);
     assert_no_leaks();
 }
 
@@ -1055,57 +919,29 @@ fn settings_listing_and_concurrent_peers() {
     let center = lab.netns("c");
     let (a, b) = (lab.name("a"), lab.name("b"));
     let (key, public) = keys.gen("k");
-    let add = [
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &a,
-        "--private-key",
-        &key,
-        "--fwmark",
-        "0x1f",
-        "--mtu",
-        "1380",
-        "--listen-port",
-        "51005",
-        "--backend",
-        &be,
-    ];
-    assert!(wg(&add).ok().changed());
-    assert!(!wg(&add).ok().changed());
+    let add_a = |fwmark: &'static str| {
+        let settings = [
+            "--fwmark",
+            fwmark,
+            "--mtu",
+            "1380",
+            "--listen-port",
+            "51005",
+        ];
+        iface_add(&center, &a, &key, &plus(&settings, &["--backend", &be]))
+    };
+    applies_once(&add_a("0x1f"));
     let link = ip_json(Some(&center), &["link", "show", &a]);
     assert_eq!(link[0]["mtu"], 1380);
-    let mark = sh(&format!("ip netns exec {center} wg show {a} fwmark"))
-        .ok()
-        .stdout;
-    assert_eq!(mark.trim(), "0x1f");
-    let mut other = add.to_vec();
-    other[8] = "32";
-    wg(&other).fails(1, "fwmark 31 (wanted 32)");
-    wg(&[
-        "--ns",
-        &center,
-        "iface",
-        "add",
-        &b,
-        "--private-key",
-        &key,
-        "--backend",
-        &be,
-    ])
-    .ok();
+    assert_eq!(wg_show(&center, &a, "fwmark").trim(), "0x1f");
+    wg(&add_a("32")).fails(1, "fwmark 31 (wanted 32)");
+    wg(&iface_add(&center, &b, &key, &["--backend", &be])).ok();
 
-    let listing: ShowOut =
-        serde_json::from_value(wg(&["--ns", &center, "show"]).ok().json()).unwrap();
-    let names: Vec<&str> = listing.interfaces.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, vec![a.as_str(), b.as_str()]);
-    assert_eq!(listing.interfaces[0].fwmark, Some(31));
-    assert_eq!(listing.interfaces[0].mtu, Some(1380));
-    assert_eq!(
-        listing.interfaces[1].public_key.as_deref(),
-        Some(public.as_str())
-    );
+    let listing = show_all(&center);
+    assert_eq!(names(&listing), vec![a.as_str(), b.as_str()]);
+    assert_eq!(listing[0].fwmark, Some(31));
+    assert_eq!(listing[0].mtu, Some(1380));
+    assert_eq!(listing[1].public_key.as_deref(), Some(public.as_str()));
 
     // Two processes, two different peers, same moment.
     let peers: Vec<String> = (0..2).map(|i| keys.gen(&format!("p{i}")).1).collect();
@@ -1116,35 +952,22 @@ fn settings_listing_and_concurrent_peers() {
             let (center, a, pk) = (center.clone(), a.clone(), pk.clone());
             std::thread::spawn(move || {
                 let ip = format!("10.88.0.{}/32", i + 2);
-                wg(&[
-                    "--ns",
-                    &center,
-                    "peer",
-                    "add",
-                    &a,
-                    "--public-key",
-                    &pk,
-                    "--allowed-ips",
-                    &ip,
-                ])
-                .ok()
-                .changed()
+                wg(&peer_add(&center, &a, &pk, &["--allowed-ips", &ip]))
+                    .ok()
+                    .changed()
             })
         })
         .collect();
     for w in workers {
         assert!(w.join().unwrap());
     }
-    let dump = sh(&format!("ip netns exec {center} wg show {a} peers"))
-        .ok()
-        .stdout;
+    let dump = wg_show(&center, &a, "peers");
     for pk in &peers {
         assert!(dump.contains(pk.as_str()), "{dump}");
     }
     assert_eq!(dump.lines().count(), 2);
     for dev in [&a, &b] {
-        assert!(wg(&["--ns", &center, "iface", "del", dev]).ok().changed());
-        assert!(wg_go_pids(dev).is_empty() && !uapi_socket(dev).exists());
+        iface_del(&center, dev, None);
     }
     assert_no_leaks();
 }
