@@ -52,19 +52,6 @@ impl Error {
         }
     }
 
-    /// The raw OS error number at the bottom of the cause chain, if any
-    /// (netlink errors included), so callers can map ENOENT/EEXIST.
-    pub fn errno(&self) -> Option<i32> {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(e) = cur {
-            if let Some(n) = errno_of(e) {
-                return Some(n);
-            }
-            cur = e.source();
-        }
-        None
-    }
-
     /// Writes `TOOL: error: msg` and one `caused by:` line per cause to stderr.
     pub fn report(&self, tool: &str) {
         let mut text = format!("{tool}: error: {self}\n");
@@ -75,20 +62,6 @@ impl Error {
         }
         eprint!("{text}");
     }
-}
-
-/// The errno carried by one error value, whatever library made it.
-pub fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    if let Some(io) = e.downcast_ref::<std::io::Error>() {
-        return io.raw_os_error();
-    }
-    if let Some(n) = e.downcast_ref::<nix::errno::Errno>() {
-        return Some(*n as i32);
-    }
-    if let Some(rtnetlink::Error::NetlinkError(msg)) = e.downcast_ref::<rtnetlink::Error>() {
-        return msg.code.map(|c| -c.get());
-    }
-    None
 }
 
 /// Adds "what was attempted on which object" to any error.
