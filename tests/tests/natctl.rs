@@ -774,7 +774,15 @@ fn bad_input_exits_2_and_changes_nothing() {
         natctl(&ns, args).fails(2, needle);
         assert_eq!(ruleset(&ns), before, "{args:?} changed the ruleset");
     }
-    natctl(&ns, &["del", "0123456789ab"]).fails(1, "0123456789ab");
+    // An unknown (well-formed) id: deleting what is absent succeeds with changed:false.
+    let absent = natctl(&ns, &["del", "0123456789ab"]).ok().json();
+    assert_eq!(
+        absent,
+        serde_json::json!({"changed": false, "rule": {"id": "0123456789ab"}})
+    );
+    assert!(!natctl(&ns, &["--check", "del", "0123456789ab"])
+        .ok()
+        .changed());
     tool("natctl", &["--ns", &lab.name("missing"), "list"]).fails(1, &lab.name("missing"));
     assert_eq!(ruleset(&ns), before);
 }
@@ -851,7 +859,7 @@ fn adds_are_idempotent_and_check_predicts_without_changing() {
     );
     assert_eq!(listed[0].chain.as_deref(), Some("marks"));
 
-    // del: --check first, then for real; the id is then unknown (exit 1).
+    // del: --check first, then for real; the id is then absent: changed:false, nothing touched.
     let before = ruleset(&ns);
     assert!(natctl(&ns, &["--check", "del", &first.rule.id])
         .ok()
@@ -861,7 +869,15 @@ fn adds_are_idempotent_and_check_predicts_without_changing() {
     assert_eq!(del["changed"], Value::Bool(true));
     assert_eq!(del["rule"]["kind"], "dnat");
     assert_eq!(kernel_rule_count(&ns), 1);
-    natctl(&ns, &["del", &first.rule.id]).fails(1, &first.rule.id);
+    let after = ruleset(&ns);
+    let again = natctl(&ns, &["del", &first.rule.id]).ok().json();
+    assert_eq!(again["changed"], Value::Bool(false));
+    assert_eq!(again["rule"]["id"], first.rule.id.as_str());
+    assert_eq!(
+        ruleset(&ns),
+        after,
+        "deleting an absent id changed the ruleset"
+    );
 }
 
 #[test]

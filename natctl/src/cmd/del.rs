@@ -1,7 +1,7 @@
-//! `natctl del ID`
+//! `natctl del ID`: removes the rule with that id; an id that is not there is `changed:false`.
 
 use clap::Args;
-use common::{Context, Ctx, Error, Outcome, Result};
+use common::{Context, Ctx, Outcome, Result};
 use serde_json::json;
 
 use super::{reading, stored_id, stored_rule};
@@ -23,12 +23,15 @@ impl Del {
             .iter()
             .filter(|k| stored_id(k.comment.as_deref()) == Some(self.id.as_str()))
             .collect();
+        // Deleting what is absent succeeds with changed:false (the contract's idempotency).
         let Some(first) = found.first() else {
-            return Err(Error::failed(format!(
+            common::vlog!(
+                1,
                 "no natctl rule with id {} in {}",
                 self.id,
                 ctx.ns_label()
-            )));
+            );
+            return Outcome::json(json!({"changed": false, "rule": {"id": self.id}}));
         };
         let rule = first.comment.as_deref().and_then(stored_rule);
         if !ctx.check {
