@@ -132,6 +132,13 @@ impl Ctx {
 pub trait Command: Subcommand + std::fmt::Debug {
     /// Runs one command. The thread is already inside `ctx.ns`.
     fn run(self, ctx: &Ctx) -> Result<Outcome>;
+
+    /// Why this command cannot be a line of a batch, if it cannot: one that replaces the
+    /// process (`nsctl exec`) would silently drop the lines after it. A batch holding such a
+    /// line is refused (exit 2) before any line runs.
+    fn batch_refusal(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The whole of a tool's `main`: parse, enter the namespace, run, print, map errors to exit codes.
@@ -307,21 +314,29 @@ struct Line<C: Subcommand> {
     command: Top<C>,
 }
 
+/// Reads the whole batch. Text that is not UTF-8 is invalid input (exit 2), reported with the
+/// line it is on, before any line runs.
 fn read_batch(file: &PathBuf) -> Result<String> {
-    let mut text = String::new();
-    if file.as_os_str() == "-" {
+    let mut bytes = Vec::new();
+    let source = if file.as_os_str() == "-" {
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("reading the batch from stdin")?;
+        "the batch on stdin".to_string()
     } else {
-        text = std::fs::read_to_string(file)
+        bytes = std::fs::read(file)
             .with_context(|| format!("reading batch file {}", file.display()))?;
-    }
-    Ok(text)
+        format!("batch file {}", file.display())
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        Error::invalid(format!("{source}, line {line}: not valid UTF-8 text"))
+    })
 }
 
 /// Parses every line first, so a typo on line 200 is reported before line 1 changes anything.
-fn parse_batch<C: Subcommand>(
+fn parse_batch<C: Command>(
     tool: &'static str,
     about: &'static str,
     outer: &GlobalArgs,
@@ -351,6 +366,13 @@ fn parse_batch<C: Subcommand>(
         let Some(command) = cli.command else {
             return Err(Error::invalid(format!("batch line {number}: no command")));
         };
+        if let Top::Tool(cmd) = &command {
+            if let Some(why) = cmd.batch_refusal() {
+                return Err(Error::invalid(format!(
+                    "batch line {number}: '{trimmed}' cannot run in a batch: {why}"
+                )));
+            }
+        }
         let global = GlobalArgs {
             ns: cli.global.ns.or_else(|| outer.ns.clone()),
             check: cli.global.check || outer.check,

@@ -46,4 +46,14 @@ impl common::Command for Command {
             Command::Sysctl(c) => c.run(ctx),
         }
     }
+
+    fn batch_refusal(&self) -> Option<&'static str> {
+        match self {
+            Command::Exec(_) => Some(
+                "exec replaces the nsctl process, so the lines after it would never run; \
+                 run it on its own",
+            ),
+            _ => None,
+        }
+    }
 }
