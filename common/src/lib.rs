@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod files;
 pub mod log;
 pub mod netns;
 pub mod nl;

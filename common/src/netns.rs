@@ -5,8 +5,9 @@
 //! socket exists, and work that belongs to a *second* namespace runs on a short-lived thread
 //! that enters it first ([`run_in`]), or passes the namespace's fd to the kernel (`setns_by_fd`).
 
-use std::fs::File;
+use std::fs::{File, FileType, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sched::{setns, CloneFlags};
 
@@ -24,19 +25,55 @@ pub struct NetnsFd {
 }
 
 impl NetnsFd {
-    /// Opens a namespace by name or path. A missing namespace is a failed operation (exit 1).
+    /// Opens a namespace by name or path, without ever blocking.
+    ///
+    /// The path is checked before it is opened, so a FIFO, a directory or a device given as a
+    /// namespace is refused at once (exit 2) instead of hanging in `open(2)` or reaching
+    /// `setns(2)`; the open itself is non-blocking, in case the path is swapped meanwhile. What is
+    /// opened must be an nsfs file of a *network* namespace. A missing namespace is a failed
+    /// operation (exit 1), and so is a leftover `/run/netns/NAME` that is no longer a namespace
+    /// mount (an interrupted `netns add`): for a name, that is a namespace that is not there.
     pub fn open(target: &NsTarget) -> Result<Self> {
         let path = target.path();
-        let file = File::open(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::failed(format!(
-                    "network namespace '{target}' not found ({})",
-                    path.display()
-                ))
-            } else {
-                Error::caused(format!("opening network namespace '{target}'"), e)
+        let shown = path.display();
+        let opening = || format!("opening network namespace '{target}'");
+        match std::fs::metadata(&path) {
+            Ok(meta) => check_regular(target, &meta.file_type())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(not_found(target));
             }
-        })?;
+            Err(e) => return Err(Error::caused(opening(), e)),
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => not_found(target),
+                _ => Error::caused(opening(), e),
+            })?;
+        let meta = file.metadata().with_context(opening)?;
+        check_regular(target, &meta.file_type())?;
+        let fs = nix::sys::statfs::fstatfs(&file).with_context(opening)?;
+        if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+            return Err(match target {
+                NsTarget::Name(_) => Error::failed(format!(
+                    "network namespace '{target}' not found ({shown} is a leftover file, not a \
+                     namespace mount)"
+                )),
+                NsTarget::Path(_) => Error::invalid(format!(
+                    "namespace path '{shown}' is a plain file, not a namespace"
+                )),
+            });
+        }
+        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor we own.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+        // An old kernel without the ioctl (< 4.11) answers an error: setns checks the type then.
+        if kind >= 0 && kind != libc::CLONE_NEWNET {
+            return Err(Error::invalid(format!(
+                "namespace path '{shown}' is not a network namespace"
+            )));
+        }
         Ok(NetnsFd {
             fd: file.into(),
             label: target.to_string(),
@@ -75,6 +112,34 @@ impl NetnsFd {
     }
 }
 
+/// `ioctl(NS_GET_NSTYPE)` from <linux/nsfs.h> (`_IO(0xb7, 0x3)`): the `CLONE_NEW*` type of a
+/// namespace fd.
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+
+fn not_found(target: &NsTarget) -> Error {
+    Error::failed(format!(
+        "network namespace '{target}' not found ({})",
+        target.path().display()
+    ))
+}
+
+/// A namespace file is a regular file (nsfs); anything else is refused before it is opened.
+fn check_regular(target: &NsTarget, kind: &FileType) -> Result<()> {
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = crate::files::describe(kind);
+    Err(Error::invalid(match target {
+        NsTarget::Name(_) => format!(
+            "namespace '{target}' ({}) is {what}, not a network namespace",
+            target.path().display()
+        ),
+        NsTarget::Path(_) => {
+            format!("namespace path '{target}' is {what}, not a network namespace")
+        }
+    }))
+}
+
 /// Runs `f` on a fresh thread that first enters `ns`; the caller's thread is untouched.
 /// `f` may build its own current-thread runtime and open sockets: they live in `ns`.
 pub fn run_in<T: Send>(ns: &NetnsFd, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
@@ -99,4 +164,40 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check at open time (behind the one in `NsTarget`'s parser, which a name or a path
+    /// appearing later gets past): a FIFO is refused, never opened for a blocking read.
+    #[test]
+    fn namespace_paths_that_are_not_namespaces_are_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("netns-open-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "").unwrap();
+        for (path, what) in [
+            (fifo.clone(), "a FIFO"),
+            (dir.clone(), "a directory"),
+            ("/dev/null".into(), "a character device"),
+            (plain, "a plain file"),
+        ] {
+            let e = NetnsFd::open(&NsTarget::Path(path.clone())).unwrap_err();
+            let msg = e.to_string();
+            assert_eq!(e.exit_code(), 2, "{msg}");
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains(what),
+                "{msg}"
+            );
+        }
+        let missing = NetnsFd::open(&NsTarget::Path(dir.join("missing"))).unwrap_err();
+        assert_eq!(missing.exit_code(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -87,6 +87,10 @@ impl fmt::Display for NsName {
 
 /// The target of `--ns`: a name under /run/netns, or (when it contains `/`) a path such as
 /// `/proc/PID/ns/net`.
+///
+/// A path that exists but is not a regular file (a FIFO, a directory, a device) is refused when
+/// parsed, so even a batch line far down is reported before the first line runs;
+/// [`crate::netns::NetnsFd::open`] checks again (a name, or a path that appears later).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NsTarget {
     Name(NsName),
@@ -102,7 +106,13 @@ impl FromStr for NsTarget {
                     "namespace '{s}' is neither a name ([A-Za-z0-9_.-]) nor an absolute path"
                 ));
             }
-            Ok(NsTarget::Path(PathBuf::from(s)))
+            match std::fs::metadata(s) {
+                Ok(meta) if !meta.is_file() => Err(format!(
+                    "namespace path '{s}' is {}, not a network namespace",
+                    crate::files::describe(&meta.file_type())
+                )),
+                _ => Ok(NsTarget::Path(PathBuf::from(s))),
+            }
         } else {
             s.parse().map(NsTarget::Name)
         }
@@ -262,6 +272,13 @@ mod tests {
         }
         assert!(matches!("../x".parse::<NsTarget>(), Err(e) if e.contains("../x")));
         assert!("a/b".parse::<NsTarget>().is_err());
+        for not_a_file in ["/", "/dev/null"] {
+            let e = not_a_file.parse::<NsTarget>().unwrap_err();
+            assert!(
+                e.contains(not_a_file) && e.contains("not a network namespace"),
+                "{e}"
+            );
+        }
         assert_eq!(
             "/proc/1/ns/net".parse::<NsTarget>().unwrap().path(),
             PathBuf::from("/proc/1/ns/net")

@@ -1,9 +1,11 @@
 //! What every tool shares (common/): a batch refuses a line it cannot run and text that is not
-//! UTF-8 before any line runs.
+//! UTF-8 before any line runs; a FIFO, directory or device given as a namespace or key file is
+//! exit 2 at once (never a hang, `--check` or not).
 //!
-//! Build the tools first: `cargo build -p nsctl && cargo test -p niransix-tests --test cli`.
+//! Build the tools first: `cargo build -p nsctl -p wgctl -p natctl -p routectl &&
+//! cargo test -p niransix-tests --test cli`.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use niransix_tests::*;
 /// How long a command that must fail at once may take before the test calls it a hang.
 const AT_ONCE: Duration = Duration::from_secs(5);
 
-/// A per-test directory for batch files, removed on drop.
+/// A per-test directory for FIFOs, batch and key files, removed on drop.
 struct Scratch {
     dir: PathBuf,
 }
@@ -31,10 +33,32 @@ impl Scratch {
         self.dir.join(name).to_str().unwrap().to_string()
     }
 
+    /// A FIFO made with `mkfifo`: opening it for reading blocks until a writer comes.
+    fn fifo(&self, name: &str) -> String {
+        let p = self.path(name);
+        run("mkfifo", &["-m", "600", &p]).ok();
+        p
+    }
+
+    fn subdir(&self, name: &str) -> String {
+        let p = self.path(name);
+        std::fs::create_dir(&p).unwrap();
+        p
+    }
+
     fn write(&self, name: &str, content: &[u8]) -> String {
         let p = self.path(name);
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    /// A FIFO, a directory and a character device: what must never be taken for a file.
+    fn not_files(&self) -> [String; 3] {
+        [
+            self.fifo("fifo"),
+            self.subdir("dir"),
+            "/dev/null".to_string(),
+        ]
     }
 }
 
@@ -139,4 +163,132 @@ fn batch_that_is_not_utf8_is_refused_before_any_line_runs() {
         "line 1 (netns add {a}) ran"
     );
     assert_eq!(lab_objects(&lab), before);
+}
+
+/// `--ns PATH` (every tool) and `--into-ns PATH` (wgctl) naming a FIFO, a directory or a device:
+/// exit 2 at once, naming the path, with and without `--check`, even as the last line of a batch
+/// (reported before its first line runs); nothing created, the FIFO untouched.
+#[test]
+fn fifo_directory_or_device_as_namespace_exits_2_at_once() {
+    let lab = Lab::new();
+    let files = Scratch::new(&lab);
+    let center = lab.netns("c");
+    let key = files.write("key", b"");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&key, run("wg", &["genkey"]).ok().stdout).unwrap();
+    let (br, w) = (lab.name("br"), lab.name("w"));
+    let before = lab_objects(&lab);
+    let center_before = snapshot(Some(&center));
+
+    for path in files.not_files() {
+        let ns = ["--ns", path.as_str()];
+        let commands: [(&str, Vec<&str>); 5] = [
+            ("nsctl", [&ns[..], &["bridge", "add", &br]].concat()),
+            ("nsctl", [&ns[..], &["link", "list"]].concat()),
+            (
+                "natctl",
+                [&ns[..], &["masquerade", "--oif", "eth0"]].concat(),
+            ),
+            ("routectl", [&ns[..], &["rule", "list"]].concat()),
+            ("wgctl", [&ns[..], &["show"]].concat()),
+        ];
+        for (name, args) in &commands {
+            at_once(name, args).fails(2, &path);
+            at_once(name, &[&["--check"], &args[..]].concat()).fails(2, &path);
+        }
+        let add = [
+            "--ns",
+            &center,
+            "iface",
+            "add",
+            &w,
+            "--private-key",
+            &key,
+            "--into-ns",
+            &path,
+        ];
+        at_once("wgctl", &add).fails(2, &path);
+        at_once("wgctl", &[&add[..], &["--check"]].concat()).fails(2, &path);
+        at_once(
+            "wgctl",
+            &["--ns", &center, "iface", "del", &w, "--into-ns", &path],
+        )
+        .fails(2, &path);
+
+        let batch = files.write(
+            "ns.batch",
+            format!("link list\nbridge add {br}\n--ns {path} link list\n").as_bytes(),
+        );
+        at_once("nsctl", &["-b", &batch]).fails(2, &path);
+    }
+    assert_eq!(
+        lab_objects(&lab),
+        before,
+        "a refused command created something"
+    );
+    assert_eq!(snapshot(Some(&center)), center_before);
+    let fifo = std::fs::metadata(files.path("fifo")).unwrap();
+    assert!(fifo.file_type().is_fifo());
+
+    // A regular file that is no namespace, and a namespace of another kind: invalid too.
+    at_once("nsctl", &["--ns", "/etc/hostname", "link", "list"]).fails(2, "/etc/hostname");
+    at_once("nsctl", &["--ns", "/proc/self/ns/mnt", "link", "list"]).fails(2, "/proc/self/ns/mnt");
+    // A real namespace by path still works.
+    let by_path = format!("/run/netns/{center}");
+    at_once("nsctl", &["--ns", &by_path, "link", "list"]).ok();
+    at_once("nsctl", &["--ns", "/proc/self/ns/net", "link", "list"]).ok();
+}
+
+/// `--private-key` / `--preshared-key` naming a FIFO, a directory or a device: exit 2 at once,
+/// naming the file, with and without `--check`; nothing created. (`pubkey` reads stdin, which
+/// may well be a pipe.)
+#[test]
+fn fifo_directory_or_device_as_key_file_exits_2_at_once() {
+    let lab = Lab::new();
+    let files = Scratch::new(&lab);
+    let center = lab.netns("c");
+    let w = lab.name("w");
+    let peer = run_stdin("wg", &["pubkey"], Some(&run("wg", &["genkey"]).ok().stdout))
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let before = lab_objects(&lab);
+    let center_before = snapshot(Some(&center));
+    for path in files.not_files() {
+        let add = ["--ns", &center, "iface", "add", &w, "--private-key", &path];
+        at_once("wgctl", &add).fails(2, &path);
+        at_once("wgctl", &[&add[..], &["--check"]].concat()).fails(2, &path);
+        let peer_add = [
+            "--ns",
+            &center,
+            "peer",
+            "add",
+            &w,
+            "--public-key",
+            &peer,
+            "--allowed-ips",
+            "10.0.0.2/32",
+            "--preshared-key",
+            &path,
+        ];
+        at_once("wgctl", &peer_add).fails(2, &path);
+        at_once("wgctl", &[&peer_add[..], &["--check"]].concat()).fails(2, &path);
+        // As a later batch line: reported before the first line runs.
+        let batch = files.write(
+            "key.batch",
+            format!("show\niface add {w} --private-key {path}\n").as_bytes(),
+        );
+        at_once("wgctl", &["--ns", &center, "-b", &batch]).fails(2, &path);
+    }
+    assert_eq!(
+        lab_objects(&lab),
+        before,
+        "a refused command created something"
+    );
+    assert_eq!(snapshot(Some(&center)), center_before);
+    assert!(std::fs::metadata(files.path("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }

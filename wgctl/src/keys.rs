@@ -4,10 +4,10 @@
 //! Key *contents* never appear in a message: errors name the file, not what is in it.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use common::{Context, Error, Result};
@@ -51,27 +51,54 @@ pub fn parse_secret(text: &str, what: &str) -> Result<Key> {
     })
 }
 
+/// A key file path from the command line. One that exists but is not a regular file (a FIFO, a
+/// directory, a device) is refused as it is parsed, so a batch reports it before its first line
+/// runs; [`read_key_file`] checks again when it reads.
+pub fn key_file_path(s: &str) -> std::result::Result<PathBuf, String> {
+    match std::fs::metadata(s) {
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "key file '{s}' is {}, not a regular file",
+            common::files::describe(&meta.file_type())
+        )),
+        _ => Ok(PathBuf::from(s)),
+    }
+}
+
 /// Reads a private or preshared key file. `kind` is "private key" or "preshared key".
 ///
 /// Refused (exit 2, before anything changes): a missing or unreadable file, something that is
-/// not a regular file, a file any "other" permission bit is set on (like `chmod o+r`; the
-/// contract wants key files 0600, and `wg` warns about exactly this), and contents that are not
-/// 32 bytes of base64.
+/// not a regular file (checked before opening it, so a FIFO or a device never blocks or is
+/// touched; the open is non-blocking in case the path is swapped meanwhile), a file any "other"
+/// permission bit is set on (like `chmod o+r`; the contract wants key files 0600, and `wg` warns
+/// about exactly this), and contents that are not 32 bytes of base64.
 pub fn read_key_file(path: &Path, kind: &str) -> Result<Key> {
     let shown = path.display();
-    let mut file = File::open(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         Error::invalid(format!(
             "cannot read {kind} file {shown}: {}",
             io_reason(&e)
         ))
-    })?;
+    };
+    let not_regular = |t: &std::fs::FileType| {
+        Error::invalid(format!(
+            "{kind} file {shown} is {}, not a regular file",
+            common::files::describe(t)
+        ))
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta.file_type()));
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(unreadable)?;
     let meta = file
         .metadata()
         .with_context(|| format!("inspecting {kind} file {shown}"))?;
     if !meta.is_file() {
-        return Err(Error::invalid(format!(
-            "{kind} file {shown} is not a regular file"
-        )));
+        return Err(not_regular(&meta.file_type()));
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o007 != 0 {
@@ -166,6 +193,33 @@ mod tests {
         assert!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
             .parse::<PublicKey>()
             .is_err());
+    }
+
+    /// The check at read time (behind the one at parse time): a FIFO is refused, never opened
+    /// for a blocking read; a directory and a device too.
+    #[test]
+    fn key_files_that_are_not_regular_files_are_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("wgctl-keys-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for (path, what) in [
+            (fifo.as_path(), "a FIFO"),
+            (dir.as_path(), "a directory"),
+            (Path::new("/dev/null"), "a character device"),
+        ] {
+            let e = read_key_file(path, "private key").unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains(what),
+                "{msg}"
+            );
+            assert!(key_file_path(path.to_str().unwrap()).is_err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct AddArgs {
     pub name: IfName,
     /// File holding the private key, base64 (like `wg set NAME private-key FILE`); must not be
     /// accessible by others (mode 0600)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path)]
     pub private_key: PathBuf,
     /// UDP listen port (like `wg set NAME listen-port N`); default: chosen by the kernel
     #[arg(long, value_name = "N")]

@@ -49,7 +49,7 @@ pub struct AddArgs {
     pub keepalive: Option<u16>,
     /// File holding a preshared key, base64, mode 0600
     /// (like `wg set IFACE peer KEY preshared-key FILE`)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path)]
     pub preshared_key: Option<PathBuf>,
 }
 
