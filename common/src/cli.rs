@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::error::{Context, Error, Result};
 use crate::netns::{self, NetnsFd};
 use crate::output;
+use crate::privilege;
 use crate::types::NsTarget;
 
 /// Flags every tool accepts, before or after the verb.
@@ -138,6 +139,12 @@ pub trait Command: Subcommand + std::fmt::Debug {
     /// line is refused (exit 2) before any line runs.
     fn batch_refusal(&self) -> Option<&'static str> {
         None
+    }
+
+    /// False for the few commands that need no privilege (`wgctl genkey`, like `wg genkey`):
+    /// their failures are never explained as "this needs root".
+    fn needs_privilege(&self) -> bool {
+        true
     }
 }
 
@@ -288,12 +295,14 @@ fn execute_with<C: Command>(
             )
         }
         Top::Tool(cmd) => {
+            // `enter` does nothing when the thread is already there: without --ns (and after a
+            // batch line without one) no setns happens, which an unprivileged caller could not do.
             let entered = match &global.ns {
                 Some(target) => NetnsFd::open(target).and_then(|fd| fd.enter()),
                 None => home.enter(),
             };
             if let Err(e) = entered {
-                return (Err(e), rt);
+                return (Err(privilege::explain(e, privilege::CAP_SYS_ADMIN)), rt);
             }
             crate::vlog!(3, "{tool}: {cmd:?}");
             let ctx = Ctx {
@@ -301,7 +310,12 @@ fn execute_with<C: Command>(
                 check: global.check,
                 rt,
             };
+            let privileged = cmd.needs_privilege();
             let res = cmd.run(&ctx);
+            let res = match res {
+                Err(e) if privileged => Err(privilege::explain(e, privilege::CAP_NET_ADMIN)),
+                other => other,
+            };
             (res, ctx.rt)
         }
     }

@@ -11,6 +11,7 @@ pub mod log;
 pub mod netns;
 pub mod nl;
 pub mod output;
+pub mod privilege;
 pub mod types;
 
 pub use cli::{Command, Ctx, GlobalArgs, Outcome};

@@ -90,10 +90,23 @@ impl NetnsFd {
         })
     }
 
-    /// Moves the calling thread into this namespace.
+    /// Moves the calling thread into this namespace; nothing to do when it is already there.
+    ///
+    /// `setns(2)` needs CAP_SYS_ADMIN even into the thread's own namespace, so skipping that
+    /// case is what lets an unprivileged caller run the commands that need no privilege.
     pub fn enter(&self) -> Result<()> {
+        if self.is_current() {
+            return Ok(());
+        }
         setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET)
             .with_context(|| format!("entering network namespace '{}'", self.label))
+    }
+
+    /// True if the calling thread is in this namespace (false when that cannot be told).
+    fn is_current(&self) -> bool {
+        let here = nix::sys::stat::stat("/proc/thread-self/ns/net");
+        let this = nix::sys::stat::fstat(self.fd.as_fd());
+        matches!((here, this), (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
     }
 
     pub fn raw(&self) -> RawFd {

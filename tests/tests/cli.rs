@@ -1,12 +1,13 @@
 //! What every tool shares (common/): a batch refuses a line it cannot run and text that is not
 //! UTF-8 before any line runs; a FIFO, directory or device given as a namespace or key file is
-//! exit 2 at once (never a hang, `--check` or not).
+//! exit 2 at once (never a hang, `--check` or not); and run without root, the key commands work
+//! while the others say plainly that they need root.
 //!
 //! Build the tools first: `cargo build -p nsctl -p wgctl -p natctl -p routectl &&
 //! cargo test -p niransix-tests --test cli`.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,10 @@ use niransix_tests::*;
 /// How long a command that must fail at once may take before the test calls it a hang.
 const AT_ONCE: Duration = Duration::from_secs(5);
 
-/// A per-test directory for FIFOs, batch and key files, removed on drop.
+/// The uid/gid of `nobody`, for the unprivileged runs.
+const NOBODY: &str = "65534";
+
+/// A per-test directory for FIFOs, batch and key files (open to `nobody`), removed on drop.
 struct Scratch {
     dir: PathBuf,
 }
@@ -99,6 +103,22 @@ fn at_once(name: &str, args: &[&str]) -> Run {
     }
 }
 
+/// Runs one of our tools as `nobody` (no capabilities, no supplementary groups).
+fn as_nobody(name: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    let program = tool_path(name);
+    let mut full = vec![
+        "--reuid",
+        NOBODY,
+        "--regid",
+        NOBODY,
+        "--clear-groups",
+        "--",
+        program.to_str().unwrap(),
+    ];
+    full.extend_from_slice(args);
+    run_stdin("setpriv", &full, stdin)
+}
+
 /// Root-namespace links carrying the lab's prefix, and the lab's namespaces: what a refused
 /// command must not have created.
 fn lab_objects(lab: &Lab) -> String {
@@ -107,6 +127,11 @@ fn lab_objects(lab: &Lab) -> String {
         "links: {links}\nnetns: {:?}",
         netns_with_prefix(&lab.prefix)
     )
+}
+
+/// True if `s` is 32 bytes of base64 (a WireGuard key), as `wg pubkey` reads it.
+fn is_key(s: &str) -> bool {
+    run_stdin("wg", &["pubkey"], Some(s)).code == 0 && s.trim().len() == 44
 }
 
 /// `nsctl exec` replaces the process, so in a batch it would silently drop the lines after it:
@@ -291,4 +316,104 @@ fn fifo_directory_or_device_as_key_file_exits_2_at_once() {
         .unwrap()
         .file_type()
         .is_fifo());
+}
+
+/// `wgctl genkey` (with and without `--out`) and `wgctl pubkey` need no privilege, like `wg`.
+#[test]
+fn keys_need_no_privilege() {
+    let lab = Lab::new();
+    let files = Scratch::new(&lab);
+    let bare = as_nobody("wgctl", &["genkey"], None).ok();
+    assert!(is_key(&bare.stdout), "not a key: {:?}", bare.stdout);
+    assert!(!bare.stderr.contains("(current)"), "{}", bare.stderr);
+
+    let derived = as_nobody("wgctl", &["pubkey"], Some(&bare.stdout))
+        .ok()
+        .json();
+    let theirs = run_stdin("wg", &["pubkey"], Some(&bare.stdout)).ok();
+    assert_eq!(derived["public_key"], theirs.stdout.trim());
+    assert_eq!(derived["changed"], false);
+
+    let own = files.subdir("nobody");
+    run("chown", &[NOBODY, &own]).ok();
+    let out = format!("{own}/key");
+    let written = as_nobody("wgctl", &["genkey", "--out", &out], None)
+        .ok()
+        .json();
+    assert_eq!(written["changed"], true);
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(is_key(&text));
+    let theirs = run_stdin("wg", &["pubkey"], Some(&text)).ok();
+    assert_eq!(written["public_key"], theirs.stdout.trim());
+    // Again: kept, same public key.
+    let again = as_nobody("wgctl", &["genkey", "--out", &out], None)
+        .ok()
+        .json();
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["public_key"], written["public_key"]);
+}
+
+/// Without root, commands never mention entering '(current)': listings work or fail plainly,
+/// and changes fail (exit 1) saying they need root; nothing is created.
+#[test]
+fn without_root_commands_say_they_need_root() {
+    let lab = Lab::new();
+    let br = lab.name("br");
+    let ns = lab.netns("c");
+    let before = lab_objects(&lab);
+    let plain = |r: &Run| {
+        assert!(
+            !r.stderr.contains("(current)"),
+            "{}: {}",
+            r.cmdline,
+            r.stderr
+        );
+        assert!(r.code == 0 || r.code == 1, "{}: exit {}", r.cmdline, r.code);
+        if r.code == 0 {
+            r.json();
+        } else {
+            assert!(r.stdout.is_empty(), "{}: {}", r.cmdline, r.stdout);
+        }
+    };
+    plain(&as_nobody("nsctl", &["netns", "list"], None));
+    plain(&as_nobody("nsctl", &["link", "list"], None));
+    plain(&as_nobody("wgctl", &["show"], None));
+
+    let needs_root = |r: Run, needle: &str| {
+        let r = r.fails(1, needle);
+        assert!(
+            r.stderr.contains("root") && r.stderr.contains("CAP_"),
+            "{}: {}",
+            r.cmdline,
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("(current)"),
+            "{}: {}",
+            r.cmdline,
+            r.stderr
+        );
+    };
+    needs_root(as_nobody("nsctl", &["bridge", "add", &br], None), &br);
+    needs_root(as_nobody("nsctl", &["netns", "add", &br], None), &br);
+    needs_root(as_nobody("natctl", &["list"], None), "natctl");
+    needs_root(
+        as_nobody("routectl", &["rule", "add", "--table", "100"], None),
+        "100",
+    );
+    needs_root(
+        as_nobody("nsctl", &["--ns", &ns, "link", "list"], None),
+        &ns,
+    );
+    assert!(
+        !Path::new(&format!("/sys/class/net/{br}")).exists(),
+        "{br} was created"
+    );
+    assert_eq!(
+        lab_objects(&lab),
+        before,
+        "an unprivileged command created something"
+    );
 }

@@ -37,4 +37,9 @@ impl common::Command for Command {
             Command::Show(args) => cmd::show::run(ctx, args),
         }
     }
+
+    /// Keys are plain computation and a file of the caller's, like `wg genkey` / `wg pubkey`.
+    fn needs_privilege(&self) -> bool {
+        !matches!(self, Command::Genkey(_) | Command::Pubkey)
+    }
 }
