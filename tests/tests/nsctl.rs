@@ -1,7 +1,7 @@
 //! nsctl against the real kernel: namespaces, veths, bridges, links, addresses, sysctls, batch
 //! mode. Every claim nsctl makes in JSON is checked with `ip -j`, pings or /proc.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use niransix_tests::*;
@@ -49,6 +49,7 @@ struct LinkEntry {
     state: String,
     master: Option<String>,
     mtu: u32,
+    address: Option<String>,
     addresses: Vec<String>,
 }
 
@@ -78,6 +79,12 @@ fn assert_links_match_ip(ns: &str) {
             .unwrap_or_else(|| panic!("{ns}: ip does not know {}", l.name));
         assert_eq!(t["ifindex"], l.index, "{ns} {}: index", l.name);
         assert_eq!(t["mtu"], l.mtu, "{ns} {}: mtu", l.name);
+        assert_eq!(
+            t["address"].as_str(),
+            l.address.as_deref(),
+            "{ns} {}: MAC",
+            l.name
+        );
         assert_eq!(
             t["linkinfo"]["info_kind"].as_str(),
             l.kind.as_deref(),
@@ -511,6 +518,8 @@ fn every_mutating_command_is_idempotent_and_check_predicts_it() {
         format!("--ns {x} link set v2 --master br0 --up"),
         format!("--ns {x} link set v2 --nomaster"),
         format!("--ns {x} link set v2p --netns {y} --up --master bry"),
+        format!("--ns {x} bridge add brm --address 02:00:5E:AA:00:01 --up"),
+        format!("--ns {y} link set v2p --address 02:00:5e:aa:00:02"),
         format!("--ns {x} addr add 10.73.0.1/24 --dev br0"),
         format!("--ns {x} addr add fd73::1/64 --dev br0 --nodad"),
         format!("--ns {x} addr add 10.73.0.1/16 --dev br0 --replace"),
@@ -757,5 +766,414 @@ fn batch_of_200_namespaces_on_one_bridge() {
         .stdout
         .contains(&lab.name("z2")));
     std::fs::remove_file(&file).unwrap();
+    finish(lab);
+}
+
+// ---- netns add/del: leftovers, concurrency, kills at random instants ----
+
+/// The file system type mounted at `path` (`nsfs` for a namespace), None if nothing is mounted
+/// there (a plain file, or no file).
+fn mounted_fstype(path: &str) -> Option<String> {
+    let r = run("findmnt", &["-n", "-o", "FSTYPE", "--mountpoint", path]);
+    let t = r.stdout.lines().last().unwrap_or("").trim().to_string();
+    (r.code == 0 && !t.is_empty()).then_some(t)
+}
+
+/// Asserts namespace `name` is real: an nsfs mount on /run/netns/NAME that `ip` can enter.
+#[track_caller]
+fn assert_real_netns(name: &str) {
+    let path = format!("/run/netns/{name}");
+    assert_eq!(
+        mounted_fstype(&path).as_deref(),
+        Some("nsfs"),
+        "{path} is not a namespace mount"
+    );
+    let links = ip_json(Some(name), &["link", "show"]);
+    assert_eq!(links[0]["ifname"], "lo", "{name}: {links}");
+}
+
+fn netns_listed(name: &str) -> bool {
+    netns_list().netns.iter().any(|e| e.name == name)
+}
+
+#[test]
+fn leftover_netns_file_is_reclaimed_and_never_listed() {
+    let lab = Lab::new();
+    let x = lab.name("x");
+    let path = format!("/run/netns/{x}");
+    // What a killed `netns add` used to leave: the file, nothing mounted on it.
+    std::fs::write(&path, "").unwrap();
+    assert!(
+        !netns_listed(&x),
+        "a leftover file is listed as a namespace"
+    );
+    assert!(
+        nsctl(&["--check", "netns", "add", &x]).ok().changed(),
+        "--check: add would reclaim the leftover"
+    );
+    assert_eq!(mounted_fstype(&path), None, "--check mounted something");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "--check removed the file"
+    );
+    let r = nsctl(&["netns", "add", &x]).ok().json();
+    assert_eq!(r["changed"], true, "{r}");
+    assert_real_netns(&x);
+    assert!(netns_listed(&x));
+    assert!(!nsctl(&["netns", "add", &x]).ok().changed());
+
+    // del of a leftover removes it; del again is a no-op.
+    let y = lab.name("y");
+    let path_y = format!("/run/netns/{y}");
+    std::fs::write(&path_y, "").unwrap();
+    assert!(nsctl(&["--check", "netns", "del", &y]).ok().changed());
+    assert!(std::path::Path::new(&path_y).exists(), "--check removed it");
+    assert!(nsctl(&["netns", "del", &y]).ok().changed());
+    assert!(!std::path::Path::new(&path_y).exists(), "{path_y} left");
+    assert!(!nsctl(&["netns", "del", &y]).ok().changed());
+    assert!(nsctl(&["netns", "del", &x]).ok().changed());
+    assert!(!std::path::Path::new(&path).exists(), "{path} left");
+    finish(lab);
+}
+
+#[test]
+fn concurrent_netns_add_of_one_name_changes_it_once() {
+    let lab = Lab::new();
+    let name = lab.name("c");
+    let racers = 8;
+    for round in 0..5 {
+        let start = std::sync::Barrier::new(racers);
+        let runs: Vec<Run> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..racers)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        let r = nsctl(&["netns", "add", &name]);
+                        // When any of them returns, the namespace must be there for real.
+                        if r.code == 0 {
+                            assert_real_netns(&name);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let changed = runs
+            .into_iter()
+            .filter(|r| r.clone().ok().changed())
+            .count();
+        assert_eq!(changed, 1, "round {round}: exactly one add changes it");
+        assert_real_netns(&name);
+        assert!(nsctl(&["netns", "del", &name]).ok().changed());
+        assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
+    }
+    finish(lab);
+}
+
+/// xorshift64*: a small deterministic generator, seeded from /dev/urandom (the seed is printed
+/// so a failure can be replayed with NIRANSIX_TEST_SEED).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::env::var("NIRANSIX_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                use std::io::Read;
+                let mut b = [0u8; 8];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut b))
+                    .unwrap();
+                u64::from_le_bytes(b) | 1
+            });
+        eprintln!("seed: NIRANSIX_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// What a killed run left at /run/netns/NAME.
+fn leftover_kind(name: &str) -> &'static str {
+    let path = format!("/run/netns/{name}");
+    match (std::path::Path::new(&path).exists(), mounted_fstype(&path)) {
+        (false, _) => "nothing",
+        (true, Some(t)) if t == "nsfs" => "namespace",
+        (true, Some(_)) => "other mount",
+        (true, None) => "plain file",
+    }
+}
+
+/// Starts `nsctl ARGS`, waits `micros`, SIGKILLs it; returns what it left.
+fn kill_after(args: &[&str], micros: u64, name: &str) -> &'static str {
+    let mut child = std::process::Command::new(tool_path("nsctl"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_micros(micros));
+    let _ = child.kill(); // SIGKILL; it may have finished already
+    child.wait().unwrap();
+    let left = leftover_kind(name);
+    // Whatever it left, `netns list` reports only a real namespace.
+    assert_eq!(
+        netns_listed(name),
+        left == "namespace",
+        "netns list after a kill that left: {left}"
+    );
+    left
+}
+
+#[test]
+fn netns_add_and_del_killed_at_random_instants_never_block_the_next() {
+    let lab = Lab::new();
+    let name = lab.name("k");
+    let mut rng = Rng::seeded();
+    let mut after_add = BTreeMap::new();
+    let mut after_del = BTreeMap::new();
+    for _ in 0..30 {
+        let left = kill_after(&["netns", "add", &name], rng.below(3000), &name);
+        *after_add.entry(left).or_insert(0) += 1;
+        nsctl(&["netns", "add", &name]).ok();
+        assert_real_netns(&name);
+
+        let left = kill_after(&["netns", "del", &name], rng.below(3000), &name);
+        *after_del.entry(left).or_insert(0) += 1;
+        nsctl(&["netns", "del", &name]).ok();
+        assert_eq!(leftover_kind(&name), "nothing");
+    }
+    eprintln!("left by a killed add: {after_add:?}; by a killed del: {after_del:?}");
+    assert!(!run("ls", &["/run/netns"]).stdout.contains(&name));
+    finish(lab);
+}
+
+// ---- MAC addresses ----
+
+/// The MAC of `dev` in `ns` as `ip -j link` reports it.
+fn mac_of(ns: &str, dev: &str) -> String {
+    ip_json(Some(ns), &["link", "show", dev])[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Adds veth `port` (peer `port`p) in `ns` with MAC `mac`, enslaved to `bridge`, up.
+fn add_port(ns: &str, bridge: &str, port: &str, mac: &str) {
+    nsctl_line(&format!(
+        "--ns {ns} veth add {port} --peer {port}p --master {bridge} --up"
+    ))
+    .ok();
+    nsctl_line(&format!("--ns {ns} link set {port} --address {mac}")).ok();
+    assert_eq!(mac_of(ns, port), mac);
+}
+
+#[test]
+fn bridge_with_a_fixed_address_keeps_it_when_ports_come_and_go() {
+    let lab = Lab::new();
+    let a = quiet_ns(&lab, "a");
+    let fixed = "02:ab:cd:00:00:50";
+    let r = nsctl(&[
+        "--ns",
+        &a,
+        "bridge",
+        "add",
+        "br0",
+        "--address",
+        "02:AB:CD:00:00:50",
+        "--up",
+    ])
+    .ok()
+    .json();
+    assert_eq!(r["changed"], true);
+    assert_eq!(r["bridge"]["address"], fixed, "printed lowercase: {r}");
+    assert_eq!(mac_of(&a, "br0"), fixed);
+    // The kernel marks it as chosen (NET_ADDR_SET), which is what keeps it in place.
+    let assign = nsh(&a, "cat /sys/class/net/br0/addr_assign_type").ok();
+    assert_eq!(assign.stdout.trim(), "3");
+
+    // A control bridge without --address: the kernel gives it the lowest MAC of its ports.
+    nsctl(&["--ns", &a, "bridge", "add", "br1", "--up"]).ok();
+    for (br, port, mac) in [
+        ("br0", "p1", "02:00:00:00:00:01"),
+        ("br0", "p2", "02:00:00:00:00:02"),
+        ("br1", "p3", "02:00:00:00:00:03"),
+        ("br1", "p4", "02:00:00:00:00:04"),
+    ] {
+        add_port(&a, br, port, mac);
+    }
+    assert_eq!(mac_of(&a, "br0"), fixed, "br0 took a port's MAC");
+    assert_eq!(mac_of(&a, "br1"), "02:00:00:00:00:03", "control bridge");
+    nsctl(&["--ns", &a, "link", "del", "p1"]).ok();
+    nsctl(&["--ns", &a, "link", "del", "p3"]).ok();
+    assert_eq!(mac_of(&a, "br0"), fixed, "br0's MAC moved when a port left");
+    assert_eq!(mac_of(&a, "br1"), "02:00:00:00:00:04", "control bridge");
+
+    // Re-adding with the same MAC changes nothing.
+    let again = nsctl(&["--ns", &a, "bridge", "add", "br0", "--address", fixed])
+        .ok()
+        .json();
+    assert_eq!(again["changed"], false, "{again}");
+
+    // br1 has 02:..:04 only by inheritance: asking for that MAC pins it (a change), once.
+    let pin = format!("--ns {a} bridge add br1 --address 02:00:00:00:00:04");
+    assert!(nsctl_line(&format!("--check {pin}")).ok().changed());
+    assert!(nsctl_line(&pin).ok().changed(), "pinning is a change");
+    assert!(!nsctl_line(&pin).ok().changed());
+    add_port(&a, "br1", "p5", "02:00:00:00:00:03");
+    assert_eq!(mac_of(&a, "br1"), "02:00:00:00:00:04", "pinned MAC moved");
+
+    // Another MAC for an existing bridge: refused (exit 1, nothing changes) unless --replace,
+    // which sets it in place: ports stay.
+    let before = settled_state(&[&a]);
+    nsctl_line(&format!(
+        "--ns {a} bridge add br0 --address 02:ab:cd:00:00:51"
+    ))
+    .fails(1, fixed);
+    assert_same_state(&before, &settled_state(&[&a]), "a refused add changed it");
+    let r = nsctl_line(&format!(
+        "--ns {a} bridge add br0 --address 02:ab:cd:00:00:51 --replace"
+    ))
+    .ok();
+    assert!(r.changed());
+    assert_eq!(mac_of(&a, "br0"), "02:ab:cd:00:00:51");
+    let ports = ip_json(Some(&a), &["link", "show", "master", "br0"]);
+    assert_eq!(
+        ports[0]["ifname"], "p2",
+        "--replace kept the ports: {ports}"
+    );
+    assert_links_match_ip(&a);
+    finish(lab);
+}
+
+#[test]
+fn link_set_address_changes_the_mac_once() {
+    let lab = Lab::new();
+    let a = quiet_ns(&lab, "a");
+    nsctl(&["--ns", &a, "veth", "add", "v0", "--peer", "v0p"]).ok();
+    let set = format!("--ns {a} link set v0 --address 02:12:34:56:78:9A");
+    let check = nsctl_line(&format!("--check {set}")).ok().json();
+    assert_eq!(check["changed"], true);
+    assert_ne!(mac_of(&a, "v0"), "02:12:34:56:78:9a", "--check changed it");
+    let r = nsctl_line(&set).ok().json();
+    assert_eq!(r, check, "--check predicted the real run");
+    assert_eq!(r["link"]["address"], "02:12:34:56:78:9a");
+    assert_eq!(mac_of(&a, "v0"), "02:12:34:56:78:9a");
+    assert!(!nsctl_line(&set).ok().changed());
+    assert!(!nsctl_line(&format!("--check {set}")).ok().changed());
+    let listed = link_list(&a);
+    let v0 = listed.links.iter().find(|l| l.name == "v0").unwrap();
+    assert_eq!(v0.address.as_deref(), Some("02:12:34:56:78:9a"));
+    finish(lab);
+}
+
+#[test]
+fn malformed_mac_addresses_are_refused_and_change_nothing() {
+    let lab = Lab::new();
+    let a = quiet_ns(&lab, "a");
+    nsctl(&["--ns", &a, "veth", "add", "v0", "--peer", "v0p"]).ok();
+    let before = settled_state(&[&a]);
+    for bad in [
+        "aa:bb:cc:dd:ee",
+        "zz:bb:cc:dd:ee:ff",
+        "aa-bb-cc-dd-ee-ff",
+        "02:bb:cc:dd:ee:ff:00",
+        "2:bb:cc:dd:ee:ff",
+        "01:00:5e:00:00:01",
+        "ff:ff:ff:ff:ff:ff",
+        "00:00:00:00:00:00",
+    ] {
+        for cmd in [
+            format!("--ns {a} link set v0 --address {bad}"),
+            format!("--ns {a} bridge add br9 --address {bad}"),
+            format!("--ns {a} bridge add br9 --up --address {bad}"),
+        ] {
+            nsctl_line(&cmd).fails(2, bad);
+            nsctl_line(&format!("--check {cmd}")).fails(2, bad);
+        }
+    }
+    assert_same_state(
+        &before,
+        &settled_state(&[&a]),
+        "a malformed MAC changed the namespace",
+    );
+    finish(lab);
+}
+
+// ---- sysctl: only per-namespace keys ----
+
+#[test]
+fn sysctl_refuses_keys_that_are_not_per_namespace() {
+    let lab = Lab::new();
+    let a = quiet_ns(&lab, "a");
+    let hostname = run("hostname", &[]).ok().stdout;
+    let rmem_max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap();
+    for key in [
+        "kernel.hostname",
+        "vm.swappiness",
+        "net.core.rmem_max",
+        "net.core.wmem_default",
+        "net.core.netdev_max_backlog",
+        "net.ipv4.tcp_mem",
+        "net.ipv4.neigh.default.gc_thresh3",
+    ] {
+        for setting in [key.to_string(), format!("{key}=4096")] {
+            for pre in ["", "--check"] {
+                nsctl_line(&format!("{pre} --ns {a} sysctl {setting}"))
+                    .fails(2, key)
+                    .fails(2, "not per network namespace");
+                nsctl_line(&format!("{pre} sysctl {setting}")).fails(2, key);
+            }
+        }
+    }
+    assert_eq!(run("hostname", &[]).ok().stdout, hostname);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap(),
+        rmem_max
+    );
+    // In a batch the refusal comes before line 1 runs.
+    let ns = lab.name("b");
+    let batch = format!("netns add {ns}\nsysctl kernel.hostname\n");
+    let r = run_stdin(tool_path("nsctl"), &["-b", "-"], Some(&batch));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("kernel.hostname"), "{}", r.stderr);
+    assert!(!netns_listed(&ns), "line 1 ran");
+
+    // Per-namespace keys, net.core's among them, still work, and only in the namespace.
+    let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let fwd = nsctl(&["--ns", &a, "sysctl", "net.ipv4.ip_forward=1"]).ok();
+    assert_eq!(fwd.json()["sysctl"]["value"], "1");
+    assert_eq!(
+        nsh(&a, "cat /proc/sys/net/ipv4/ip_forward")
+            .ok()
+            .stdout
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_fwd,
+        "host untouched"
+    );
+    let host_somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    nsctl(&["--ns", &a, "sysctl", "net.core.somaxconn=1234"]).ok();
+    assert_eq!(
+        nsh(&a, "cat /proc/sys/net/core/somaxconn")
+            .ok()
+            .stdout
+            .trim(),
+        "1234"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
+        host_somaxconn
+    );
     finish(lab);
 }

@@ -1,15 +1,22 @@
-//! `nsctl bridge add NAME [--up]`: a Linux bridge, down unless `--up` (like
-//! `ip link add NAME type bridge`).
+//! `nsctl bridge add NAME [--up] [--address MAC]`: a Linux bridge, down unless `--up` (like
+//! `ip link add NAME [address MAC] type bridge`).
+//!
+//! A bridge given `--address` keeps that MAC: the kernel marks it as set by the user
+//! (addr_assign_type NET_ADDR_SET) and stops taking the lowest MAC of its ports, so the bridge's
+//! MAC no longer changes when ports come and go.
 
 use clap::Subcommand;
-use rtnetlink::{LinkBridge, LinkMessageBuilder};
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
 use serde::Serialize;
 use serde_json::Value;
 
 use common::types::IfName;
 use common::{Context, Ctx, Error, Outcome, Result};
 
-use super::{is_up, kind, kind_label, set_up};
+use super::link::{hw_address, Mac};
+use super::{is_up, kind, kind_label, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Bridge {
@@ -21,7 +28,12 @@ pub enum Bridge {
         /// existing one is left as it is
         #[arg(long)]
         up: bool,
-        /// If NAME exists but is not a bridge, delete it and create the bridge
+        /// Give it this fixed MAC, aa:bb:cc:dd:ee:ff (like `ip link add NAME address MAC type
+        /// bridge`); it then keeps it whatever ports come and go
+        #[arg(long, value_name = "MAC")]
+        address: Option<Mac>,
+        /// If NAME exists but is not a bridge, delete it and create the bridge; if it is a bridge
+        /// with another MAC, set the MAC (ports and addresses stay)
         #[arg(long)]
         replace: bool,
     },
@@ -32,6 +44,9 @@ struct View {
     name: String,
     netns: Value,
     state: &'static str,
+    /// The fixed MAC asked for with `--address`; null without it (the same for a new and an
+    /// existing bridge, so `--check` and a re-run print the same object).
+    address: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -40,56 +55,202 @@ struct Changed {
     bridge: View,
 }
 
+/// What was asked of the bridge.
+#[derive(Clone, Copy)]
+struct Want {
+    up: bool,
+    address: Option<Mac>,
+    replace: bool,
+}
+
+/// What a run does to the bridge.
+struct Plan {
+    changed: bool,
+    up: bool,
+    address: Option<String>,
+}
+
 impl Bridge {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
-        let Bridge::Add { name, up, replace } = self;
+        let Bridge::Add {
+            name,
+            up,
+            address,
+            replace,
+        } = self;
         let handle = ctx.netlink()?;
         let where_ = ctx.ns_label();
-        let what = |verb: &str| format!("{verb} bridge {name} in {where_}");
-        let (changed, now_up) = ctx.block_on(async {
+        let plan = ctx.block_on(async {
             let existing = common::nl::find_link(&handle, name.as_str()).await?;
             match existing {
                 Some(l) if kind(&l).as_deref() == Some("bridge") => {
-                    let bring_up = up && !is_up(&l);
-                    if bring_up && !ctx.check {
-                        set_up(&handle, l.header.index, true, || what("bringing up")).await?;
-                    }
-                    Ok::<_, Error>((bring_up, is_up(&l) || up))
+                    let want = Want {
+                        up,
+                        address,
+                        replace,
+                    };
+                    converge(&handle, &l, &name, want, &where_, ctx.check).await
                 }
                 Some(l) if !replace => Err(Error::failed(format!(
                     "bridge {name} already exists in {where_} but is a {} (--replace deletes it)",
                     kind_label(&l)
                 ))),
                 other => {
-                    if ctx.check {
-                        return Ok((true, up));
+                    if !ctx.check {
+                        if other.is_some() {
+                            super::link::del(&handle, &name, &where_, false).await?;
+                        }
+                        create(&handle, &name, up, address, &where_).await?;
                     }
-                    if other.is_some() {
-                        super::link::del(&handle, &name, &where_, false).await?;
-                    }
-                    // LinkBridge::new would bring it up; build it down like `ip link add`.
-                    let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str());
-                    if up {
-                        b = b.up();
-                    }
-                    handle
-                        .link()
-                        .add(b.build())
-                        .execute()
-                        .await
-                        .with_context(|| what("creating"))?;
-                    common::vlog!(1, "created bridge {name} in {where_}");
-                    Ok((true, up))
+                    Ok(Plan {
+                        changed: true,
+                        up,
+                        address: address.map(|m| m.to_string()),
+                    })
                 }
             }
         })?;
         Outcome::json(Changed {
-            changed,
+            changed: plan.changed,
             bridge: View {
                 name: name.to_string(),
                 netns: ctx.ns_json(),
-                state: super::state(now_up),
+                state: super::state(plan.up),
+                address: plan.address,
             },
         })
+    }
+}
+
+/// Creates the bridge in one RTM_NEWLINK, with its MAC (IFLA_ADDRESS) when given: set at
+/// creation, the kernel marks it as chosen by the user.
+async fn create(
+    handle: &Handle,
+    name: &IfName,
+    up: bool,
+    address: Option<Mac>,
+    where_: &str,
+) -> Result<()> {
+    // LinkBridge::new would bring it up; build it down like `ip link add`.
+    let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str());
+    if up {
+        b = b.up();
+    }
+    if let Some(mac) = address {
+        b = b.address(mac.0.to_vec());
+    }
+    let with = address.map(|m| format!(" address {m}")).unwrap_or_default();
+    handle
+        .link()
+        .add(b.build())
+        .execute()
+        .await
+        .with_context(|| format!("creating bridge {name}{with} in {where_}"))?;
+    common::vlog!(1, "created bridge {name}{with} in {where_}");
+    Ok(())
+}
+
+/// Brings an existing bridge to what was asked: up if `--up`, the MAC if `--address` (another
+/// MAC only with `--replace`), in one RTM_SETLINK.
+async fn converge(
+    handle: &Handle,
+    l: &netlink_packet_route::link::LinkMessage,
+    name: &IfName,
+    want: Want,
+    where_: &str,
+    check: bool,
+) -> Result<Plan> {
+    let Want {
+        up,
+        address,
+        replace,
+    } = want;
+    let current = hw_address(l);
+    let mut msg = LinkUnspec::new_with_index(l.header.index);
+    let bring_up = up && !is_up(l);
+    if bring_up {
+        msg = msg.up();
+    }
+    let mut set_mac = false;
+    if let Some(mac) = address {
+        let wanted = mac.to_string();
+        if current.as_deref() != Some(wanted.as_str()) {
+            if !replace {
+                return Err(Error::failed(format!(
+                    "bridge {name} already exists in {where_} with address {} instead of {wanted} \
+                     (--replace sets it)",
+                    current.as_deref().unwrap_or("none")
+                )));
+            }
+            set_mac = true;
+        } else {
+            // The same MAC, but maybe only taken from a port: pin it, or it moves with the ports.
+            set_mac = !address_is_fixed(name);
+        }
+        if set_mac {
+            msg = msg.address(mac.0.to_vec());
+        }
+    }
+    let changed = bring_up || set_mac;
+    if changed && !check {
+        set_link(handle, msg.build(), || {
+            let mut words = format!("setting bridge {name}");
+            if bring_up {
+                words.push_str(" up");
+            }
+            if let (true, Some(mac)) = (set_mac, address) {
+                words.push_str(&format!(" address {mac}"));
+            }
+            format!("{words} in {where_}")
+        })
+        .await?;
+    }
+    Ok(Plan {
+        changed,
+        up: is_up(l) || up,
+        address: address.map(|m| m.to_string()),
+    })
+}
+
+/// True if the kernel keeps link NAME's MAC as set by the user (addr_assign_type 3,
+/// NET_ADDR_SET), which rtnetlink does not report. Read from a sysfs mounted for this namespace
+/// in a private mount namespace of a short-lived thread (the thread shares the caller's network
+/// namespace; nothing outside it sees the mount). If it cannot be read, says true (so a re-run
+/// stays `changed:false`) and warns.
+fn address_is_fixed(name: &IfName) -> bool {
+    const NET_ADDR_SET: &str = "3";
+    let read = std::thread::scope(|s| {
+        s.spawn(|| -> Result<String> {
+            unshare(CloneFlags::CLONE_NEWNS).context("creating a private mount namespace")?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .context("making / a slave mount")?;
+            mount(
+                Some("sysfs"),
+                "/sys",
+                Some("sysfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .context("mounting /sys for the namespace")?;
+            let path = format!("/sys/class/net/{name}/addr_assign_type");
+            std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::failed("sysfs reader thread panicked")))
+    });
+    match read {
+        Ok(t) => t.trim() == NET_ADDR_SET,
+        Err(e) => {
+            eprintln!(
+                "nsctl: warning: cannot tell whether bridge {name}'s MAC is fixed, assuming it is: {e}"
+            );
+            true
+        }
     }
 }

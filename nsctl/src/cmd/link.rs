@@ -1,4 +1,4 @@
-//! `nsctl link set|del|list`: any link's state, master, MTU and namespace (like `ip link`).
+//! `nsctl link set|del|list`: any link's state, master, MTU, MAC and namespace (like `ip link`).
 
 use clap::{ArgGroup, Subcommand};
 use rtnetlink::{Handle, LinkUnspec};
@@ -13,7 +13,8 @@ use super::{handle_in, is_up, kind, master, mtu, ns_label, set_link, state, Link
 
 #[derive(Subcommand, Debug)]
 pub enum Link {
-    /// Change a link (like `ip link set NAME [up|down] [master BR|nomaster] [mtu N] [netns NS]`)
+    /// Change a link (like `ip link set NAME [up|down] [master BR|nomaster] [mtu N]
+    /// [address MAC] [netns NS]`)
     #[command(group(ArgGroup::new("updown").args(["up", "down"])))]
     #[command(group(ArgGroup::new("mastery").args(["master", "nomaster"])))]
     Set {
@@ -34,6 +35,9 @@ pub enum Link {
         /// Set the MTU (`ip link set NAME mtu N`)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
         mtu: Option<u32>,
+        /// Set the MAC, aa:bb:cc:dd:ee:ff (`ip link set NAME address MAC`)
+        #[arg(long, value_name = "MAC")]
+        address: Option<Mac>,
         /// Move it into namespace NS2 first (`ip link set NAME netns NS2`); the other settings
         /// then apply there (a moved link arrives down and without master)
         #[arg(long, value_name = "NS2")]
@@ -54,6 +58,7 @@ pub struct Settings {
     pub up: Option<bool>,
     pub master: Option<Option<IfName>>,
     pub mtu: Option<u32>,
+    pub address: Option<Mac>,
 }
 
 /// The parts of a link `link set` changes.
@@ -64,6 +69,7 @@ struct Current {
     up: bool,
     master: Option<u32>,
     mtu: u32,
+    address: Option<String>,
 }
 
 impl Current {
@@ -74,6 +80,7 @@ impl Current {
             up: is_up(l),
             master: master(l),
             mtu: mtu(l),
+            address: hw_address(l),
         }
     }
 }
@@ -86,6 +93,7 @@ struct SetView {
     state: &'static str,
     master: Option<String>,
     mtu: u32,
+    address: Option<String>,
 }
 
 impl Link {
@@ -98,6 +106,7 @@ impl Link {
                 master,
                 nomaster,
                 mtu,
+                address,
                 netns,
             } => {
                 let s = Settings {
@@ -108,6 +117,7 @@ impl Link {
                         master.map(Some)
                     },
                     mtu,
+                    address,
                 };
                 set(ctx, &name, &s, netns)
             }
@@ -263,6 +273,15 @@ async fn apply(
             new_mtu = m;
         }
     }
+    let mut new_address = cur.address;
+    if let Some(mac) = s.address {
+        let want = mac.to_string();
+        if new_address.as_deref() != Some(want.as_str()) {
+            msg = msg.address(mac.0.to_vec());
+            changed = true;
+            new_address = Some(want);
+        }
+    }
     let mut new_up = cur.up;
     if let Some(up) = s.up {
         if up != cur.up {
@@ -283,6 +302,7 @@ async fn apply(
             state: state(new_up),
             master: master_name,
             mtu: new_mtu,
+            address: new_address,
         },
     ))
 }
@@ -311,5 +331,97 @@ fn describe(name: &IfName, s: &Settings, where_: &str) -> String {
     if let Some(m) = s.mtu {
         words.push_str(&format!(" mtu {m}"));
     }
+    if let Some(mac) = s.address {
+        words.push_str(&format!(" address {mac}"));
+    }
     format!("{words} in {where_}")
+}
+
+/// An Ethernet MAC address as `--address` takes it: six hex pairs `aa:bb:cc:dd:ee:ff` (either
+/// case, printed lowercase). Multicast (and broadcast) and all-zero addresses are refused, as
+/// the kernel refuses them for an Ethernet device (`is_valid_ether_addr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Mac, String> {
+        let pairs: Vec<&str> = s.split(':').collect();
+        let hex_pair = |p: &&str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        if pairs.len() != 6 || !pairs.iter().all(hex_pair) {
+            return Err(format!(
+                "MAC address '{s}' is invalid: use six hex pairs like 02:00:5e:10:00:01"
+            ));
+        }
+        let mut octets = [0u8; 6];
+        for (o, p) in octets.iter_mut().zip(&pairs) {
+            *o = u8::from_str_radix(p, 16).map_err(|e| format!("MAC address '{s}': {e}"))?;
+        }
+        if octets[0] & 1 == 1 {
+            return Err(format!(
+                "MAC address '{s}' is a multicast address (lowest bit of the first octet set): \
+                 an Ethernet device needs a unicast one"
+            ));
+        }
+        if octets == [0; 6] {
+            return Err(format!("MAC address '{s}' is all zeros"));
+        }
+        Ok(Mac(octets))
+    }
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A link's hardware address (IFLA_ADDRESS) as `ip link` prints it: lowercase hex pairs joined
+/// by `:` (six for Ethernet; none for a device without one, e.g. a tun).
+pub fn hw_address(msg: &netlink_packet_route::link::LinkMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        netlink_packet_route::link::LinkAttribute::Address(bytes) if !bytes.is_empty() => Some(
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        ),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mac;
+
+    #[test]
+    fn mac_addresses_parse_strictly_and_print_lowercase() {
+        let m: Mac = "02:AB:cd:00:0f:FF".parse().unwrap();
+        assert_eq!(m.0, [0x02, 0xab, 0xcd, 0x00, 0x0f, 0xff]);
+        assert_eq!(m.to_string(), "02:ab:cd:00:0f:ff");
+        for bad in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "zz:bb:cc:dd:ee:ff",
+            "aa-bb-cc-dd-ee-ff",
+            "a:bb:cc:dd:ee:ff",
+            "aaa:bb:cc:dd:ee:f",
+            "+a:bb:cc:dd:ee:ff",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+        ] {
+            let e = bad.parse::<Mac>().unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{bad}: {e}");
+        }
+    }
 }

@@ -99,6 +99,8 @@ pub struct LinkView {
     pub state: &'static str,
     pub master: Option<String>,
     pub mtu: u32,
+    /// The MAC (lowercase, like `ip link`), null for a device without one.
+    pub address: Option<String>,
     pub addresses: Vec<String>,
 }
 
@@ -157,6 +159,7 @@ pub async fn link_views(handle: &Handle) -> Result<Vec<LinkView>> {
             state: state(is_up(l)),
             master: master(l).map(|m| names.get(&m).cloned().unwrap_or_else(|| m.to_string())),
             mtu: mtu(l),
+            address: link::hw_address(l),
             addresses: by_index.remove(&l.header.index).unwrap_or_default(),
         })
         .collect())

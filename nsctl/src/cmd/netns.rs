@@ -1,16 +1,24 @@
 //! `nsctl netns add|del|list`: named namespaces with `ip netns` semantics, so `ip netns`
 //! sees ours and we see its: a bind mount of the namespace on /run/netns/NAME, with /run/netns
 //! itself a shared mount so the name is visible in every mount namespace.
+//!
+//! Crash and concurrency safety: `add` and `del` take one flock ([`LOCK_PATH`]) around their
+//! look-then-change, so two `add`s of one name never both create it, and reclaim a leftover
+//! plain file at /run/netns/NAME (a run killed between creating the file and mounting on it).
+//! `list` shows only real namespace mounts (nsfs).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Subcommand;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::statfs::FsType;
 use serde::Serialize;
 
 use common::netns::NETNS_RUN_DIR;
@@ -85,11 +93,51 @@ impl Netns {
     }
 }
 
-/// True if `path` is a namespace bind mount (nsfs), false for a leftover plain file.
-fn is_nsfs(path: &Path) -> Result<bool> {
-    let st =
-        nix::sys::statfs::statfs(path).with_context(|| format!("inspecting {}", path.display()))?;
-    Ok(st.filesystem_type() == nix::sys::statfs::FsType(libc::NSFS_MAGIC))
+/// Where add and del of every name take turns (an flock, which the kernel drops when the holder
+/// dies, even by SIGKILL). Outside /run/netns: `ip netns list` shows every file in there.
+const LOCK_PATH: &str = "/run/niransix/netns.lock";
+
+/// Holds the namespace lock until dropped.
+struct NetnsLock {
+    _flock: Flock<File>,
+}
+
+/// Waits for the lock that serialises `netns add`/`del` across processes.
+fn lock(name: &NsName) -> Result<NetnsLock> {
+    let what = || format!("locking {LOCK_PATH} to change namespace {name}");
+    if let Some(dir) = Path::new(LOCK_PATH).parent() {
+        std::fs::create_dir_all(dir).with_context(what)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(LOCK_PATH)
+        .with_context(what)?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map(|flock| NetnsLock { _flock: flock })
+        .map_err(|(_, errno)| Error::caused(what(), errno))
+}
+
+/// What is at /run/netns/NAME.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// A namespace is mounted there.
+    Mounted,
+    /// A file that is not a namespace mount: what a killed `add` (ours or `ip netns add`) or
+    /// `del` leaves between creating the file and mounting on it, or unmounting and unlinking.
+    Leftover,
+    Absent,
+}
+
+fn inspect(path: &Path) -> Result<Found> {
+    match nix::sys::statfs::statfs(path) {
+        Ok(st) if st.filesystem_type() == FsType(libc::NSFS_MAGIC) => Ok(Found::Mounted),
+        Ok(_) => Ok(Found::Leftover),
+        Err(Errno::ENOENT) => Ok(Found::Absent),
+        Err(e) => Err(Error::caused(format!("inspecting {}", path.display()), e)),
+    }
 }
 
 /// Makes /run/netns exist and be a shared mount (once per process), as `ip netns add` does, so
@@ -110,7 +158,7 @@ fn share_run_dir() -> Result<()> {
             None::<&str>,
         )
     };
-    if let Err(nix::errno::Errno::EINVAL) = shared() {
+    if let Err(Errno::EINVAL) = shared() {
         // Not a mount point yet: bind it onto itself first.
         mount(
             Some(dir),
@@ -126,41 +174,32 @@ fn share_run_dir() -> Result<()> {
     Ok(())
 }
 
-/// Creates the namespace; `Ok(false)` if it already exists.
+/// Creates the namespace; `Ok(false)` if it already exists. Crash-safe: under the lock, a
+/// leftover file at /run/netns/NAME (from an `add` killed before it mounted, or a `del` killed
+/// after it unmounted) is reclaimed, so a kill at any instant never blocks the next run.
 pub fn add(name: &NsName, check: bool) -> Result<bool> {
     let path = name.path();
-    match std::fs::symlink_metadata(&path) {
-        Ok(_) if is_nsfs(&path)? => return Ok(false),
-        Ok(_) => {
-            return Err(Error::failed(format!(
-                "adding namespace {name}: {} exists but is not a namespace mount \
-                 (a leftover? remove it with `nsctl netns del {name}`)",
-                path.display()
-            )))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::caused(format!("inspecting {}", path.display()), e)),
+    // A mounted namespace is final: no need to wait for the lock to say so.
+    if inspect(&path)? == Found::Mounted {
+        return Ok(false);
     }
     if check {
         return Ok(true);
     }
+    let _lock = lock(name)?;
+    match inspect(&path)? {
+        // Another `add` of the same name got the lock first.
+        Found::Mounted => return Ok(false),
+        Found::Leftover => reclaim(name, &path)?,
+        Found::Absent => {}
+    }
     share_run_dir()?;
-    match OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o000)
         .open(&path)
-    {
-        Ok(_) => {}
-        // Someone else created it between our look and now: theirs is as good as ours.
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
-        Err(e) => {
-            return Err(Error::caused(
-                format!("adding namespace {name}: creating {}", path.display()),
-                e,
-            ))
-        }
-    }
+        .with_context(|| format!("adding namespace {name}: creating {}", path.display()))?;
     let made = std::thread::scope(|s| {
         s.spawn(|| -> Result<()> {
             unshare(CloneFlags::CLONE_NEWNET).context("creating a network namespace (unshare)")?;
@@ -185,42 +224,54 @@ pub fn add(name: &NsName, check: bool) -> Result<bool> {
     Ok(true)
 }
 
+/// Removes a leftover /run/netns/NAME that is not a namespace mount (whatever is mounted on it,
+/// then the file), so `add` can create it afresh. The caller holds the lock.
+fn reclaim(name: &NsName, path: &Path) -> Result<()> {
+    common::vlog!(1, "reclaiming leftover {}", path.display());
+    unmount_and_remove(path).with_context(|| {
+        format!(
+            "adding namespace {name}: reclaiming the leftover {}",
+            path.display()
+        )
+    })
+}
+
+/// Detaches whatever is mounted on `path` and removes the file; a plain file (EINVAL: not a
+/// mount point) or a file already gone are fine.
+fn unmount_and_remove(path: &Path) -> std::io::Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Deletes the namespace's name; the kernel frees it once no process or mount holds it.
-/// `Ok(false)` if there was none.
+/// `Ok(false)` if there was none. A leftover file (see [`add`]) is removed too.
 pub fn del(name: &NsName, check: bool) -> Result<bool> {
     let path = name.path();
-    match std::fs::symlink_metadata(&path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::caused(format!("inspecting {}", path.display()), e)),
+    if inspect(&path)? == Found::Absent {
+        return Ok(false);
     }
     if check {
         return Ok(true);
     }
-    match umount2(&path, MntFlags::MNT_DETACH) {
-        // EINVAL: not a mount point (a leftover file); removing it is all there is to do.
-        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-        Err(e) => {
-            return Err(Error::caused(
-                format!("deleting namespace {name}: unmounting {}", path.display()),
-                e,
-            ))
-        }
+    let _lock = lock(name)?;
+    // Another `del` of the same name got the lock first.
+    if inspect(&path)? == Found::Absent {
+        return Ok(false);
     }
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(Error::caused(
-                format!("deleting namespace {name}: removing {}", path.display()),
-                e,
-            ))
-        }
-    }
+    unmount_and_remove(&path)
+        .with_context(|| format!("deleting namespace {name} ({})", path.display()))?;
     common::vlog!(1, "deleted namespace {name}");
     Ok(true)
 }
 
+/// The mounted namespaces under /run/netns, sorted; leftover files that are not namespace
+/// mounts are skipped (one statfs per entry).
 fn list() -> Result<Vec<Entry>> {
     let dir = match std::fs::read_dir(NETNS_RUN_DIR) {
         Ok(d) => d,
@@ -230,10 +281,15 @@ fn list() -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for ent in dir {
         let ent = ent.with_context(|| format!("reading {NETNS_RUN_DIR}"))?;
-        out.push(Entry {
-            name: ent.file_name().to_string_lossy().into_owned(),
-            path: ent.path().display().to_string(),
-        });
+        let path = ent.path();
+        match inspect(&path) {
+            Ok(Found::Mounted) => out.push(Entry {
+                name: ent.file_name().to_string_lossy().into_owned(),
+                path: path.display().to_string(),
+            }),
+            Ok(_) => common::vlog!(1, "skipping {}: not a namespace mount", path.display()),
+            Err(e) => common::vlog!(1, "skipping {}: {e}", path.display()),
+        }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
