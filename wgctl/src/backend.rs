@@ -397,29 +397,44 @@ pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
 }
 
 /// Processes serving userspace interface `name`: `wireguard-go NAME` (or the configured
-/// implementation), found through /proc.
+/// implementation). The one listening on the live UAPI socket is asked for directly
+/// (SO_PEERCRED), so the cost does not grow with the number of interfaces on the machine; only
+/// without a live socket (a process that lost it, or one still starting) is /proc searched.
 pub fn userspace_pids(name: &str) -> Vec<i32> {
     let program = userspace_program();
-    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
-    let want = base(&program);
+    if let Some(pid) = uapi_server_pid(name).filter(|pid| serves(*pid, name, &program)) {
+        return vec![pid];
+    }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let argv: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            argv.len() >= 2
-                && argv.last().map(String::as_str) == Some(name)
-                && (base(&argv[0]) == want || base(&argv[0]) == "wireguard-go")
-        })
+        .filter(|pid| serves(*pid, name, &program))
         .collect()
+}
+
+/// The process that listens on `name`'s UAPI socket, if it is live.
+fn uapi_server_pid(name: &str) -> Option<i32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let stream = UnixStream::connect(uapi_path(name)).ok()?;
+    let pid = getsockopt(&stream, PeerCredentials).ok()?.pid();
+    (pid > 0).then_some(pid)
+}
+
+/// Whether process `pid` is `program NAME` (or `wireguard-go NAME`).
+fn serves(pid: i32, name: &str, program: &str) -> bool {
+    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    argv.len() >= 2
+        && argv.last().map(String::as_str) == Some(name)
+        && (base(&argv[0]) == base(program) || base(&argv[0]) == "wireguard-go")
 }
 
 fn alive(pid: i32) -> bool {
@@ -442,7 +457,8 @@ fn wait_gone(pids: &[i32], limit: Duration) -> bool {
         if Instant::now() > deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // Short: wireguard-go exits within a few ms of SIGTERM, and `iface del` waits for it.
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
