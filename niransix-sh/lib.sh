@@ -61,46 +61,40 @@ nx_require_tools() {
 	invalid "missing tool(s): ${NX_MISSING[*]} (looked in $where; build them with 'cargo build --release' or scripts/bootstrap.sh)"
 }
 
-# nx_path TOOL: the resolved path of one of our tools.
-nx_path() {
-	local var=NX_${1^^}
-	printf '%s' "${!var}"
-}
-
 # nx TOOL ARGS...: run one tool, echoing it; its JSON goes to stdout. On failure, the tool's own
 # error is already on stderr: exit with its code.
 nx() {
-	local t=$1
+	local t=$1 var=NX_${1^^}
 	shift
 	say "$t $*"
 	local rc=0
-	"$(nx_path "$t")" "$@" || rc=$?
+	"${!var}" "$@" || rc=$?
 	((rc == 0)) || exit "$rc"
 }
 
 # nx_try TOOL ARGS...: like nx but returns the exit code instead of exiting.
 nx_try() {
-	local t=$1
+	local t=$1 var=NX_${1^^}
 	shift
 	say "$t $*"
-	"$(nx_path "$t")" "$@"
+	"${!var}" "$@"
 }
 
 # nx_batch TOOL < LINES: one process for many commands (`TOOL -b -`), each line echoed as the
 # command it stands for. JSON Lines on stdout. Empty input runs nothing. Exits on failure.
+# (No `cat` or subshell of its own: the hub's cost per peer is mostly process starts.)
 nx_batch() {
-	local t=$1 lines line rc=0
-	lines=$(cat)
-	[[ -n $lines ]] || return 0
+	local t=$1 lines line rc=0 var=NX_${1^^}
+	IFS= read -r -d '' lines || true
+	[[ -n ${lines//$'\n'/} ]] || return 0
 	if ! ((NX_QUIET)); then
-		while IFS= read -r line; do printf '[#] %s %s\n' "$t" "$line" >&2; done <<<"$lines"
+		while IFS= read -r line; do printf '[#] %s %s\n' "$t" "$line" >&2; done <<<"${lines%$'\n'}"
 	fi
 	local t0=${EPOCHREALTIME/./}
-	"$(nx_path "$t")" -b - <<<"$lines" || rc=$?
+	"${!var}" -b - <<<"${lines%$'\n'}" || rc=$?
 	((rc == 0)) || die "$t batch failed (exit $rc); the line above names the step" "$rc"
 	# NX_TIMING=1: how long each batch took (where the time goes), on stderr.
-	[[ -z ${NX_TIMING:-} ]] || printf '[t] %s -b: %d lines, %d ms\n' "$t" \
-		"$(wc -l <<<"$lines")" $(((${EPOCHREALTIME/./} - t0) / 1000)) >&2
+	[[ -z ${NX_TIMING:-} ]] || printf '[t] %s -b: %d ms\n' "$t" $(((${EPOCHREALTIME/./} - t0) / 1000)) >&2
 }
 
 # nsopt NS: prints `--ns NS ` when NS is non-empty (for batch lines).
@@ -108,20 +102,23 @@ nsopt() { [[ -z $1 ]] || printf -- '--ns %s ' "$1"; }
 
 # --- IPv4 arithmetic (HUB_CIDR is IPv4) ---
 
-# ip4_valid ADDR: dotted quad with every octet 0..255.
+# ip4_valid ADDR: a canonical dotted quad: every octet 0..255 without leading zeros, so that
+# two spellings of one address cannot pass a duplicate check (100.64.0.010 is refused, as
+# inet_pton refuses it).
 ip4_valid() {
 	local IFS=. o
 	local -a p
-	[[ $1 =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || return 1
+	[[ $1 =~ ^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}$ ]] || return 1
 	read -r -a p <<<"$1"
-	for o in "${p[@]}"; do ((10#$o <= 255)) || return 1; done
+	for o in "${p[@]}"; do ((o <= 255)) || return 1; done
 }
 
-ip4_to_int() {
+# ip4_int VAR ADDR: VAR = the integer of a valid dotted quad (no subshell).
+ip4_int() {
 	local IFS=.
 	local -a p
-	read -r -a p <<<"$1"
-	echo $(((10#${p[0]} << 24) | (10#${p[1]} << 16) | (10#${p[2]} << 8) | 10#${p[3]}))
+	read -r -a p <<<"$2"
+	printf -v "$1" '%d' $(((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]))
 }
 
 # ip4_of VAR N: VAR = the dotted quad of integer N (no subshell).
@@ -133,10 +130,11 @@ ip4_of() {
 # cidr4_parse CIDR: sets CIDR_NET (int), CIDR_LEN, CIDR_FIRST/CIDR_LAST (usable hosts, ints).
 cidr4_parse() {
 	local addr=${1%/*} len=${1#*/}
-	[[ $1 == */* ]] && ip4_valid "$addr" && [[ $len =~ ^[0-9]{1,2}$ ]] && ((len >= 1 && len <= 30)) || return 1
+	[[ $1 == */* ]] && ip4_valid "$addr" && [[ $len =~ ^[1-9][0-9]?$ ]] && ((len <= 30)) || return 1
 	local mask=$(((0xffffffff << (32 - len)) & 0xffffffff))
 	CIDR_LEN=$len
-	CIDR_NET=$(($(ip4_to_int "$addr") & mask))
+	ip4_int CIDR_NET "$addr"
+	CIDR_NET=$((CIDR_NET & mask))
 	CIDR_FIRST=$((CIDR_NET + 1))
 	CIDR_LAST=$((CIDR_NET + (0xffffffff & ~mask) - 1))
 }
@@ -145,14 +143,28 @@ cidr4_parse() {
 cidr4_host() {
 	ip4_valid "$1" || return 1
 	local n
-	n=$(ip4_to_int "$1")
+	ip4_int n "$1"
 	((n >= CIDR_FIRST && n <= CIDR_LAST))
 }
 
-# port_valid N: a UDP port 1..65535.
-port_valid() { [[ $1 =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= 1 && 10#$1 <= 65535)); }
+# port_valid N: a UDP port 1..65535, written canonically (no leading zeros).
+port_valid() { [[ $1 =~ ^[1-9][0-9]{0,4}$ ]] && (($1 <= 65535)); }
 
 # wg_key_valid KEY: base64 of exactly 32 bytes (a WireGuard public key).
 wg_key_valid() {
 	[[ $1 =~ ^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$ ]]
+}
+
+# secret_begin / secret_end: around code that holds a private key in a variable, so that a
+# caller's `bash -x` trace shows neither the key nor the lines that carry it.
+secret_begin() {
+	{
+		NX_XTRACE=0
+		[[ $- != *x* ]] || NX_XTRACE=1
+		set +x
+	} 2>/dev/null
+}
+secret_end() {
+	# shellcheck disable=SC2015
+	{ ((NX_XTRACE)) && set -x || true; } 2>/dev/null
 }
