@@ -405,6 +405,7 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
     // simulated clients (the test's, not the hub's) are gone, and no state directory.
     let down = hub.hub(&["-q", "down"]).ok();
     assert!(down.changed());
+    assert!(!hub.state.exists(), "state dir removed by down");
     assert!(!hub.hub(&["-q", "down"]).ok().changed(), "down twice");
     for p in ["c1", "c2", "c3"] {
         hub.remove_client(p);
@@ -663,7 +664,7 @@ fn bad_input_fails_before_anything_changes() {
     hub.hub(&["-q", "peer", "add", "p1", "--port", "50010"])
         .ok();
     let state_before = sh(&format!(
-        "cd {} && ls -la peers && cat peers.jsonl",
+        "cd {} && ls -la peers index/* && cat peers/*.json index/*.next",
         hub.state.display()
     ))
     .stdout;
@@ -679,6 +680,15 @@ fn bad_input_fails_before_anything_changes() {
         .fails(2, "100.64.1.5");
     hub.hub(&["-q", "peer", "add", "p2", "--address", "10.292.0.1"])
         .fails(2, "10.292.0.1");
+    // Another spelling of an address (leading zeros) is refused, not taken for a new one.
+    hub.hub(&["-q", "peer", "add", "p2", "--address", "100.64.0.010"])
+        .fails(2, "100.64.0.010");
+    hub.hub(&["-q", "peer", "add", "p2", "--address", "100.64.0.01"])
+        .fails(2, "100.64.0.01");
+    hub.hub(&["-q", "peer", "add", "p2", "--port", "050010"])
+        .fails(2, "050010");
+    hub.hub_env(&["HUB_ADDRESS=100.64.0.010"], &["-q", "peer", "add", "p2"])
+        .fails(2, "100.64.0.010");
     hub.hub(&["-q", "peer", "add", "p2", "--public-key", "notakey"])
         .fails(2, "notakey");
     hub.hub(&["-q", "peer", "add", "../x"]).fails(2, "../x");
@@ -695,7 +705,7 @@ fn bad_input_fails_before_anything_changes() {
 
     assert_eq!(net_state(&hub.ns, &hub.lab.prefix), before);
     let state_after = sh(&format!(
-        "cd {} && ls -la peers && cat peers.jsonl",
+        "cd {} && ls -la peers index/* && cat peers/*.json index/*.next",
         hub.state.display()
     ))
     .stdout;
@@ -838,6 +848,7 @@ fn scripts_are_shellcheck_clean() {
         "niransix-sh/client",
         "niransix-sh/demo",
         "bench/hub_bench.sh",
+        "bench/hub_scale.sh",
     ];
     let paths: Vec<String> = files
         .iter()
@@ -846,4 +857,261 @@ fn scripts_are_shellcheck_clean() {
     // From another directory, so `source` directives must resolve relative to the scripts.
     let r = sh(&format!("cd / && shellcheck -x {}", paths.join(" ")));
     assert_eq!(r.code, 0, "shellcheck:\n{}{}", r.stdout, r.stderr);
+}
+
+/// The MAC address of `link` in namespace `ns`, from `ip -j link show`.
+fn mac_of(ns: &str, link: &str) -> String {
+    ip_json(Some(ns), &["link", "show", link])[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The icmp_seq numbers answered in `ping` output, and the `N packets transmitted` count.
+fn ping_replies(out: &str) -> (Vec<u64>, u64) {
+    let seqs = out
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let sent = out
+        .lines()
+        .find_map(|l| l.split(" packets transmitted").next()?.trim().parse().ok())
+        .unwrap_or(0);
+    (seqs, sent)
+}
+
+/// Peers coming and going must not cut the others off: while a client pings the center every
+/// 100 ms, 6 peers are added and 6 others deleted one at a time (among them peers created before
+/// the pinging one, whose bridge ports may hold the lowest MACs): not one reply is lost, and the
+/// bridge keeps the one MAC the hub gave it.
+#[test]
+fn churn_of_other_peers_loses_no_reply() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "o1", "o2", "o3"]).ok();
+    hub.hub(&["-q", "peer", "add", "m"]).ok();
+    hub.client("m", 1);
+    let cns = hub.client_ns("m");
+    assert_eq!(ping_all(std::slice::from_ref(&cns)), [true], "m reaches the center");
+    let bridge = "br-internal";
+    let mac = mac_of(&hub.ns, bridge);
+
+    let pinger = Command::new("ip")
+        .args(["netns", "exec", &cns, "ping", "-n", "-i", "0.1", "-W", "1"])
+        .args(["-I", CLIENT_ADDR, SERVER])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for i in 1..=6 {
+        hub.hub(&["-q", "peer", "add", &format!("n{i}")]).ok();
+        assert_eq!(mac_of(&hub.ns, bridge), mac, "bridge MAC after adding n{i}");
+    }
+    for p in ["o1", "n1", "o2", "n3", "o3", "n5"] {
+        hub.hub(&["-q", "peer", "del", p]).ok();
+        assert_eq!(mac_of(&hub.ns, bridge), mac, "bridge MAC after deleting {p}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child: SIGINT makes ping print its summary and exit.
+    unsafe { libc::kill(pinger.id() as i32, libc::SIGINT) };
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (seqs, sent) = ping_replies(&text);
+    assert!(sent >= 30, "the churn took at least 3 s of pings: {text}");
+    // Every echo sent was answered, in order; only the one in flight at the interrupt may lack
+    // its reply.
+    let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, want, "lost replies during churn:\n{text}");
+    assert!(
+        seqs.len() as u64 + 1 >= sent,
+        "{} of {sent} echoes answered:\n{text}",
+        seqs.len()
+    );
+    hub.hub(&["-q", "down"]).ok();
+    hub.remove_client("m");
+    hub.leaks().ok();
+}
+
+/// A `netns add` killed between creating /run/netns/NAME and mounting the namespace on it leaves
+/// a plain file: the hub goes on as if it were not there (add, status, up, del, down).
+#[test]
+fn leftover_namespace_file_never_wedges_the_hub() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    let leftover = |peer: &str| {
+        std::fs::write(format!("/run/netns/{}", hub.peer_ns(peer)), b"").unwrap();
+    };
+    // Before a peer is added.
+    leftover("w1");
+    hub.hub(&["-q", "peer", "add", "w1"]).ok();
+    assert_eq!(hub.peer_status("w1")["up"], true);
+    // A recorded peer whose namespace is gone, a plain file in its place.
+    hub.hub(&["-q", "peer", "add", "w2"]).ok();
+    let ns = hub.peer_ns("w2");
+    sh(&format!(
+        "pkill -f '^wireguard-go {}$'; ip netns del {ns}",
+        hub.peer_wg("w2")
+    ));
+    leftover("w2");
+    assert_eq!(hub.peer_status("w2")["up"], false);
+    assert_eq!(hub.peer_status("w1")["up"], true);
+    hub.hub(&["-q", "up"]).ok();
+    assert_eq!(hub.peer_status("w2")["up"], true, "up rebuilt w2");
+    assert_eq!(
+        wg_show(&ns, &hub.peer_wg("w2"), "listen-port"),
+        hub.peer_status("w2")["listen_port"].to_string()
+    );
+    // A recorded peer's leftover where `peer del` and `down` look: both reclaim it.
+    for (peer, verb) in [("w3", "peer del"), ("w4", "down")] {
+        hub.hub(&["-q", "peer", "add", peer]).ok();
+        sh(&format!(
+            "pkill -f '^wireguard-go {}$'; ip netns del {}",
+            hub.peer_wg(peer),
+            hub.peer_ns(peer)
+        ));
+        leftover(peer);
+        if verb == "peer del" {
+            hub.hub(&["-q", "peer", "del", peer]).ok();
+        }
+    }
+    hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
+
+/// kill -9 of `peer add` and `peer del` (the script and whichever tool it runs) at random
+/// instants; every re-run converges and `down` leaves nothing.
+#[test]
+fn killed_at_random_instants_converges() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut random = |below: u64| {
+        // xorshift64: enough to scatter the kill instants; the seed is in every message.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for round in 0..5 {
+        let (add_ms, del_ms) = (random(800), random(400));
+        let when = format!("round {round}: kill after {add_ms} ms (add), {del_ms} ms (del)");
+        hub.killed(&["-q", "peer", "add", "r1", "r2"], add_ms);
+        hub.killed(&["-q", "peer", "del", "r1"], del_ms);
+        let again = hub.hub(&["-q", "peer", "add", "r1", "r2"]).ok().json();
+        assert_eq!(peer_names(&again), ["r1", "r2"], "{when}");
+        for r in ["r1", "r2"] {
+            let p = hub.peer_status(r);
+            assert_eq!(p["up"], true, "{when}: {p}");
+            let ns = hub.peer_ns(r);
+            let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
+            assert_eq!(
+                nft.lines().filter(|l| l.contains("masquerade")).count(),
+                1,
+                "{when}: one NAPT rule: {nft}"
+            );
+        }
+        let ports: Vec<_> = ["r1", "r2"]
+            .iter()
+            .map(|r| hub.peer_status(r)["listen_port"].clone())
+            .collect();
+        assert_ne!(ports[0], ports[1], "{when}");
+    }
+    hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
+
+/// `fs.inotify.max_user_instances` raised to at least `n` while the guard lives (every
+/// wireguard-go holds an inotify instance; the default 128 caps a hub at ~128 peers), and
+/// restored when it drops, also when the test fails.
+struct InotifyLimit {
+    old: String,
+}
+
+const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+impl InotifyLimit {
+    fn at_least(n: u64) -> InotifyLimit {
+        let old = std::fs::read_to_string(INOTIFY_LIMIT).unwrap().trim().to_string();
+        if old.parse::<u64>().unwrap() < n {
+            std::fs::write(INOTIFY_LIMIT, n.to_string()).unwrap();
+        }
+        InotifyLimit { old }
+    }
+}
+
+impl Drop for InotifyLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(INOTIFY_LIMIT, &self.old);
+    }
+}
+
+/// No limit below the kernel's: `status` and `down` of a 500-peer hub (all of wgctl's output
+/// once went to jq as one argument, which broke above ~300 peers).
+#[test]
+fn status_and_down_at_500_peers() {
+    const N: usize = 500;
+    let _limit = InotifyLimit::at_least(4096);
+    let hub = Hub::new();
+    let wide = ["HUB_CIDR=100.64.0.0/22", "HUB_JOBS=2"];
+    hub.hub_env(&wide, &["-q", "up"]).ok();
+    let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+    let mut args = vec!["-q", "peer", "add"];
+    args.extend(names.iter().map(String::as_str));
+    hub.hub_env(&wide, &args).ok();
+
+    let st = hub.hub_env(&wide, &["-q", "status"]).ok().json();
+    let peers = st["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), N);
+    assert!(peers.iter().all(|p| p["up"] == true), "every peer up");
+    let mut addrs: Vec<&str> = peers.iter().map(|p| p["address"].as_str().unwrap()).collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), N, "distinct addresses");
+    let running = sh(&format!("pgrep -c -f '^wireguard-go {}'", hub.lab.prefix)).stdout;
+    assert_eq!(running.trim(), N.to_string(), "one wireguard-go per peer");
+
+    let down = hub.hub_env(&wide, &["-q", "down"]).ok().json();
+    assert_eq!(down["removed"]["peers"].as_array().unwrap().len(), N);
+    hub.leaks().ok();
+    assert!(!hub.state.exists());
+}
+
+/// `bash -x niransix-sh/client up` (how one debugs a script) traces every command, but never
+/// the client's private key.
+#[test]
+fn client_under_bash_x_keeps_the_key_out_of_the_trace() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "t1"]).ok();
+    let conf = hub
+        .hub_env(&["HUB_ENDPOINT=192.0.2.1"], &["-q", "peer", "conf", "t1"])
+        .ok()
+        .stdout;
+    let key = std::fs::read_to_string(hub.state.join("peers/t1.client.key")).unwrap();
+    let key = key.trim();
+    assert!(conf.contains(key), "the config carries the client's key");
+    let cns = hub.lab.netns("kt1");
+    let wg = hub.client_wg("t1");
+    let args = [
+        format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
+        "bash".into(),
+        "-x".into(),
+        script("client"),
+        "up".into(),
+        cns.clone(),
+        wg.clone(),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = run_stdin("env", &refs, Some(&conf)).ok();
+    assert!(r.stderr.contains("+ "), "traced: {}", r.stderr);
+    assert!(!r.stderr.contains(key), "the private key in the trace");
+    assert!(!r.stdout.contains(key), "the private key on stdout");
+    // The key did reach the interface.
+    let public = wg_show(&cns, &wg, "public-key");
+    assert_eq!(hub.peer_status("t1")["client_public_key"], public.as_str());
 }

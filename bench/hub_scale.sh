@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Hub scale benchmark: what one peer costs as the hub grows. For each size N (default 10 50 200
+# 1000) a userspace-WireGuard hub (wireguard-go) is built by niransix-sh/hub, and the script prints:
+#   bulk add   `hub peer add p1 ... pN` (one command), per peer
+#   one add    one `hub peer add` into the hub of N peers (median of REPEAT, each deleted again):
+#              wall time, and CPU time (user+sys of the hub and every process it waited for)
+#   one del    one `hub peer del` from it (median of REPEAT), wall and CPU
+#   base/peer  ../shared/bench/baseline_hub.sh building BASELINE_AT (5) more peers step by step
+#              beside the hub of N peers: what one peer costs the manual recipe at that size
+#   status     `hub status` of the N peers (and that it lists them all, up)
+#   down       `hub down` of the N peers
+#   RSS        wireguard-go RSS per peer
+# and, in the same run, ../shared/bench/baseline_hub.sh (one ip/nft/wg process per step) per-peer
+# cost at BASELINE_N peers (default 50): the yardstick for adding devices one at a time.
+#
+#   bench/hub_scale.sh [N...]        REPEAT=5 BASELINE_N=50 HUB_JOBS=4 from the environment
+#
+# Needs root. Raises fs.inotify.max_user_instances for the run (each wireguard-go holds an inotify
+# instance; the default 128 caps a machine at ~128) and restores it on exit, also on failure or
+# Ctrl-C. Builds only objects carrying its own prefix (hs..., bl-...) and removes them after.
+# Uses target/release when all four tools are built there. Wall times on a shared machine are
+# noisy: compare ratios within one run.
+set -euo pipefail
+sizes=("$@")
+((${#sizes[@]})) || sizes=(10 50 200 1000)
+REPEAT=${REPEAT:-5}
+BASELINE_N=${BASELINE_N:-50}
+for n in "${sizes[@]}" "$BASELINE_N"; do
+	if ! [[ $n =~ ^[1-9][0-9]{0,3}$ ]] || ((n > 4000)); then
+		echo "hub_scale: sizes must be 1..4000, got '$n'" >&2
+		exit 2
+	fi
+done
+[[ $REPEAT =~ ^[1-9]$ ]] || { echo "hub_scale: REPEAT must be 1..9" >&2; exit 2; }
+((EUID == 0)) || { echo "hub_scale: run as root" >&2; exit 1; }
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+baseline=$repo/../shared/bench/baseline_hub.sh
+[[ -e $baseline ]] || { echo "hub_scale: $baseline not found" >&2; exit 1; }
+hub=$repo/niransix-sh/hub
+if [[ -z ${NIRANSIX_BIN_DIR:-} ]]; then # prefer a complete release build
+	for d in "$repo/target/release" "$repo/target/debug"; do
+		if [[ -x $d/nsctl && -x $d/wgctl && -x $d/natctl && -x $d/routectl ]]; then
+			export NIRANSIX_BIN_DIR=$d
+			break
+		fi
+	done
+fi
+
+P=hs$(printf '%03x' $((RANDOM % 4096)))
+export HUB_NS=${P}hub HUB_PREFIX=$P HUB_CIDR=100.64.0.0/16
+HUB_STATE_DIR=$(mktemp -d)
+export HUB_STATE_DIR
+limit_file=/proc/sys/fs/inotify/max_user_instances
+limit_old=$(<"$limit_file")
+cleanup() {
+	"$hub" -q down >/dev/null 2>&1 || true
+	bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
+	rm -rf "$HUB_STATE_DIR"
+	echo "$limit_old" >"$limit_file"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+echo $((limit_old > 8192 ? limit_old : 8192)) >"$limit_file"
+
+# ms COMMAND...: run it (output discarded); MS = its wall time, CPU = the CPU time (user+sys of
+# it and every process it waited for) in milliseconds.
+ms() {
+	local out w u s
+	out=$({ TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>&1; } 2>&1)
+	read -r w u s <<<"$out"
+	read -r MS CPU < <(awk -v w="$w" -v u="$u" -v s="$s" 'BEGIN {printf "%d %d\n", w * 1000, (u + s) * 1000}')
+}
+# busy_pct: how busy the CPUs are over 3 s, in percent (the fleet of wireguard-go at rest).
+busy_pct() {
+	local -a a b
+	local i total=0 idle
+	read -r -a a </proc/stat
+	sleep 3
+	read -r -a b </proc/stat
+	for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+	idle=$((b[4] + b[5] - a[4] - a[5]))
+	echo $((100 * (total - idle) / (total ? total : 1)))
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# rss_kb PATTERN: total RSS (kB) of the processes whose command line matches.
+rss_kb() {
+	local kb=0 pid r
+	for pid in $(pgrep -f "$1" || true); do
+		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+		kb=$((kb + ${r:-0}))
+	done
+	echo "$kb"
+}
+
+echo "hub_scale: sizes ${sizes[*]}, userspace WireGuard, REPEAT=$REPEAT, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
+bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
+ms bash "$baseline" up "$BASELINE_N" userspace
+base_per=$((MS / BASELINE_N))
+bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1
+printf 'baseline_hub.sh, %d peers step by step: %d ms (%d ms/peer)\n\n' "$BASELINE_N" "$MS" "$base_per"
+
+BASELINE_AT=${BASELINE_AT:-5}
+printf '%6s | %9s | %8s | %17s | %17s | %9s | %8s | %8s | %8s | %s\n' N 'bulk/peer' 'CPU busy' \
+	'one add wall/cpu' 'one del wall/cpu' 'base/peer' status down RSS/peer 'one add vs base/peer'
+declare -A add_at=() del_at=() addcpu_at=() delcpu_at=()
+for n in "${sizes[@]}"; do
+	"$hub" -q up >/dev/null
+	names=()
+	for ((i = 1; i <= n; i++)); do names+=("p$i"); done
+	ms "$hub" -q peer add "${names[@]}"
+	bulk=$((MS / n))
+	busy=$(busy_pct)
+	adds=() dels=() addcpu=() delcpu=()
+	for ((r = 1; r <= REPEAT; r++)); do
+		ms "$hub" -q peer add "x$r"
+		adds+=("$MS") addcpu+=("$CPU")
+		ms "$hub" -q peer del "x$r"
+		dels+=("$MS") delcpu+=("$CPU")
+	done
+	one_add=$(median "${adds[@]}") one_del=$(median "${dels[@]}")
+	add_at[$n]=$one_add del_at[$n]=$one_del
+	addcpu_at[$n]=$(median "${addcpu[@]}") delcpu_at[$n]=$(median "${delcpu[@]}")
+	ms bash "$baseline" up "$BASELINE_AT" userspace
+	base_here=$((MS / BASELINE_AT))
+	bash "$baseline" down "$BASELINE_AT" >/dev/null 2>&1
+	t0=${EPOCHREALTIME/./}
+	up=$("$hub" -q status | jq '[.peers[] | select(.up)] | length')
+	status_ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
+	((up == n)) || echo "hub_scale: N=$n: status shows $up of $n peers up" >&2
+	rss=$(($(rss_kb "^wireguard-go $P") / n))
+	ms "$hub" -q down
+	printf '%6d | %6d ms | %6d %% | %6d / %4d ms | %6d / %4d ms | %6d ms | %5d ms | %5d ms | %5d kB | %.2fx\n' \
+		"$n" "$bulk" "$busy" "$one_add" "${addcpu_at[$n]}" "$one_del" "${delcpu_at[$n]}" "$base_here" \
+		"$status_ms" "$MS" "$rss" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
+done
+first=${sizes[0]} last=${sizes[-1]}
+awk -v a0="${add_at[$first]}" -v a1="${add_at[$last]}" -v d0="${del_at[$first]}" -v d1="${del_at[$last]}" \
+	-v ac0="${addcpu_at[$first]}" -v ac1="${addcpu_at[$last]}" -v dc0="${delcpu_at[$first]}" \
+	-v dc1="${delcpu_at[$last]}" -v f="$first" -v l="$last" 'BEGIN {
+	printf "\nN=%d vs N=%d: one add %.2fx wall, %.2fx CPU; one del %.2fx wall, %.2fx CPU\n",
+		l, f, a1 / a0, ac1 / (ac0 ? ac0 : 1), d1 / d0, dc1 / (dc0 ? dc0 : 1) }'
