@@ -24,24 +24,10 @@ baseline=$here/baseline_hub.sh
 [[ -e $baseline ]] || baseline=$repo/../shared/bench/baseline_hub.sh
 [[ -e $baseline ]] || { echo "hub_bench: baseline_hub.sh not found" >&2; exit 1; }
 hub=$repo/niransix-sh/hub
-if [[ -z ${NIRANSIX_BIN_DIR:-} ]]; then # prefer a complete release build
-	for d in "$repo/target/release" "$repo/target/debug"; do
-		if [[ -x $d/nsctl && -x $d/wgctl && -x $d/natctl && -x $d/routectl ]]; then
-			export NIRANSIX_BIN_DIR=$d
-			break
-		fi
-	done
-fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
+bench_tools "$repo"
 
-# rss_mb PATTERN: total RSS (MB) of the wireguard-go processes whose command line matches.
-rss_mb() {
-	local kb=0 pid r
-	for pid in $(pgrep -f "$1" || true); do
-		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		kb=$((kb + ${r:-0}))
-	done
-	echo $((kb / 1024))
-}
 # timed VAR COMMAND...: run; VAR_wall and VAR_cpu (ms) get its wall and CPU time.
 timed() {
 	local var=$1 out
@@ -84,11 +70,11 @@ b_wall=0 b_cpu=0 h_wall=0 h_cpu=0 d_wall=0 # set by timed
 bash "$baseline" down "$N" >/dev/null 2>&1 || true
 for ((r = 1; r <= ROUNDS; r++)); do
 	timed b bash "$baseline" up "$N" userspace
-	wall[base]+=" $b_wall" cpu[base]+=" $b_cpu" mem[base]+=" $(rss_mb '^wireguard-go wg-bl-')"
+	wall[base]+=" $b_wall" cpu[base]+=" $b_cpu" mem[base]+=" $(($(rss_kb '^wireguard-go wg-bl-') / 1024))"
 	bash "$baseline" down "$N" >/dev/null 2>&1
 	for m in "${modes[@]}"; do
 		timed h hub_up "$m"
-		wall[$m]+=" $h_wall" cpu[$m]+=" $h_cpu" mem[$m]+=" $(rss_mb "^wireguard-go $P")"
+		wall[$m]+=" $h_wall" cpu[$m]+=" $h_cpu" mem[$m]+=" $(($(rss_kb "^wireguard-go $P") / 1024))"
 		up=$("$hub" -q status | jq '[.peers[] | select(.up)] | length')
 		((up == N)) || echo "hub_bench: round $r ($m): only $up of $N peers are up" >&2
 		timed d "$hub" -q down

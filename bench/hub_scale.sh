@@ -38,14 +38,9 @@ repo=$(cd "$here/.." && pwd)
 baseline=$repo/../shared/bench/baseline_hub.sh
 [[ -e $baseline ]] || { echo "hub_scale: $baseline not found" >&2; exit 1; }
 hub=$repo/niransix-sh/hub
-if [[ -z ${NIRANSIX_BIN_DIR:-} ]]; then # prefer a complete release build
-	for d in "$repo/target/release" "$repo/target/debug"; do
-		if [[ -x $d/nsctl && -x $d/wgctl && -x $d/natctl && -x $d/routectl ]]; then
-			export NIRANSIX_BIN_DIR=$d
-			break
-		fi
-	done
-fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
+bench_tools "$repo"
 
 P=hs$(printf '%03x' $((RANDOM % 4096)))
 export HUB_NS=${P}hub HUB_PREFIX=$P HUB_CIDR=100.64.0.0/16
@@ -83,15 +78,6 @@ busy_pct() {
 	echo $((100 * (total - idle) / (total ? total : 1)))
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-# rss_kb PATTERN: total RSS (kB) of the processes whose command line matches.
-rss_kb() {
-	local kb=0 pid r
-	for pid in $(pgrep -f "$1" || true); do
-		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		kb=$((kb + ${r:-0}))
-	done
-	echo "$kb"
-}
 
 echo "hub_scale: sizes ${sizes[*]}, userspace WireGuard, REPEAT=$REPEAT, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
 bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true

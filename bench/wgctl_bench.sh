@@ -29,6 +29,8 @@ fi
 }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 wgctl=${NIRANSIX_BIN_DIR:-$repo/target/release}/wgctl
 [[ -x $wgctl ]] || {
 	echo "wgctl_bench: build first: cargo build --release -p wgctl" >&2
@@ -39,15 +41,6 @@ umask 077
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 ms() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%6.2f s  (%5.1f ms/interface)", t / 1000, t / n }'; }
-# rss_kb PATTERN: total VmRSS (kB) of the wireguard-go processes whose command line matches.
-rss_kb() {
-	local kb=0 pid r
-	for pid in $(pgrep -f "$1" || true); do
-		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		kb=$((kb + ${r:-0}))
-	done
-	echo "$kb"
-}
 per_if() { awk -v kb="$1" -v n="$N" 'BEGIN { printf "%.1f MB total, %.2f MB/interface", kb / 1024, kb / 1024 / n }'; }
 
 # topology NAME: a center namespace and N peer namespaces, all named wb-NAME-*.

@@ -191,6 +191,15 @@ impl Hub {
             .clone()
     }
 
+    /// Removes a peer's namespace and wireguard-go behind the hub's back (its record stays).
+    fn destroy_peer_objects(&self, peer: &str) {
+        sh(&format!(
+            "pkill -f '^wireguard-go {}$'; ip netns del {}",
+            self.peer_wg(peer),
+            self.peer_ns(peer)
+        ));
+    }
+
     /// Leftovers carrying this hub's prefix (namespaces, links, wireguard-go, sockets).
     fn leaks(&self) -> Run {
         run(
@@ -252,6 +261,16 @@ fn ping_all(namespaces: &[String]) -> Vec<bool> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// Exactly one masquerade rule in namespace `ns` (a re-run never adds a second).
+fn assert_one_napt_rule(ns: &str, context: &str) {
+    let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
+    assert_eq!(
+        nft.lines().filter(|l| l.contains("masquerade")).count(),
+        1,
+        "{context}: one NAPT rule in {ns}: {nft}"
+    );
 }
 
 fn wg_show(ns: &str, iface: &str, what: &str) -> String {
@@ -751,12 +770,7 @@ fn killed_up_and_peer_add_converge_on_rerun() {
                 wg_show(&ns, &hub.peer_wg(k), "listen-port"),
                 p["listen_port"].to_string()
             );
-            let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
-            assert_eq!(
-                nft.lines().filter(|l| l.contains("masquerade")).count(),
-                1,
-                "one NAPT rule: {nft}"
-            );
+            assert_one_napt_rule(&ns, &format!("after kill at {delay_ms} ms"));
         }
         assert!(!hub
             .hub(&["-q", "peer", "add", "k1", "k2", "k3"])
@@ -849,6 +863,8 @@ fn scripts_are_shellcheck_clean() {
         "niransix-sh/demo",
         "bench/hub_bench.sh",
         "bench/hub_scale.sh",
+        "bench/lib.sh",
+        "bench/wgctl_bench.sh",
     ];
     let paths: Vec<String> = files
         .iter()
@@ -893,7 +909,11 @@ fn churn_of_other_peers_loses_no_reply() {
     hub.hub(&["-q", "peer", "add", "m"]).ok();
     hub.client("m", 1);
     let cns = hub.client_ns("m");
-    assert_eq!(ping_all(std::slice::from_ref(&cns)), [true], "m reaches the center");
+    assert_eq!(
+        ping_all(std::slice::from_ref(&cns)),
+        [true],
+        "m reaches the center"
+    );
     let bridge = "br-internal";
     let mac = mac_of(&hub.ns, bridge);
 
@@ -910,7 +930,11 @@ fn churn_of_other_peers_loses_no_reply() {
     }
     for p in ["o1", "n1", "o2", "n3", "o3", "n5"] {
         hub.hub(&["-q", "peer", "del", p]).ok();
-        assert_eq!(mac_of(&hub.ns, bridge), mac, "bridge MAC after deleting {p}");
+        assert_eq!(
+            mac_of(&hub.ns, bridge),
+            mac,
+            "bridge MAC after deleting {p}"
+        );
     }
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: kill(2) on our own child: SIGINT makes ping print its summary and exit.
@@ -949,10 +973,7 @@ fn leftover_namespace_file_never_wedges_the_hub() {
     // A recorded peer whose namespace is gone, a plain file in its place.
     hub.hub(&["-q", "peer", "add", "w2"]).ok();
     let ns = hub.peer_ns("w2");
-    sh(&format!(
-        "pkill -f '^wireguard-go {}$'; ip netns del {ns}",
-        hub.peer_wg("w2")
-    ));
+    hub.destroy_peer_objects("w2");
     leftover("w2");
     assert_eq!(hub.peer_status("w2")["up"], false);
     assert_eq!(hub.peer_status("w1")["up"], true);
@@ -965,11 +986,7 @@ fn leftover_namespace_file_never_wedges_the_hub() {
     // A recorded peer's leftover where `peer del` and `down` look: both reclaim it.
     for (peer, verb) in [("w3", "peer del"), ("w4", "down")] {
         hub.hub(&["-q", "peer", "add", peer]).ok();
-        sh(&format!(
-            "pkill -f '^wireguard-go {}$'; ip netns del {}",
-            hub.peer_wg(peer),
-            hub.peer_ns(peer)
-        ));
+        hub.destroy_peer_objects(peer);
         leftover(peer);
         if verb == "peer del" {
             hub.hub(&["-q", "peer", "del", peer]).ok();
@@ -1007,13 +1024,7 @@ fn killed_at_random_instants_converges() {
         for r in ["r1", "r2"] {
             let p = hub.peer_status(r);
             assert_eq!(p["up"], true, "{when}: {p}");
-            let ns = hub.peer_ns(r);
-            let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
-            assert_eq!(
-                nft.lines().filter(|l| l.contains("masquerade")).count(),
-                1,
-                "{when}: one NAPT rule: {nft}"
-            );
+            assert_one_napt_rule(&hub.peer_ns(r), &when);
         }
         let ports: Vec<_> = ["r1", "r2"]
             .iter()
@@ -1036,7 +1047,10 @@ const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
 
 impl InotifyLimit {
     fn at_least(n: u64) -> InotifyLimit {
-        let old = std::fs::read_to_string(INOTIFY_LIMIT).unwrap().trim().to_string();
+        let old = std::fs::read_to_string(INOTIFY_LIMIT)
+            .unwrap()
+            .trim()
+            .to_string();
         if old.parse::<u64>().unwrap() < n {
             std::fs::write(INOTIFY_LIMIT, n.to_string()).unwrap();
         }
@@ -1068,7 +1082,10 @@ fn status_and_down_at_500_peers() {
     let peers = st["peers"].as_array().unwrap();
     assert_eq!(peers.len(), N);
     assert!(peers.iter().all(|p| p["up"] == true), "every peer up");
-    let mut addrs: Vec<&str> = peers.iter().map(|p| p["address"].as_str().unwrap()).collect();
+    let mut addrs: Vec<&str> = peers
+        .iter()
+        .map(|p| p["address"].as_str().unwrap())
+        .collect();
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), N, "distinct addresses");

@@ -7,7 +7,6 @@
 
 use clap::Subcommand;
 use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
 use serde::Serialize;
 use serde_json::Value;
@@ -221,15 +220,7 @@ fn address_is_fixed(name: &IfName) -> bool {
     const NET_ADDR_SET: &str = "3";
     let read = std::thread::scope(|s| {
         s.spawn(|| -> Result<String> {
-            unshare(CloneFlags::CLONE_NEWNS).context("creating a private mount namespace")?;
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .context("making / a slave mount")?;
+            super::private_mounts()?;
             mount(
                 Some("sysfs"),
                 "/sys",

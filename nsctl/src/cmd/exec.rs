@@ -8,7 +8,6 @@ use std::path::Path;
 
 use clap::Args;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 
 use common::netns::NetnsFd;
 use common::types::NsTarget;
@@ -49,15 +48,7 @@ impl Exec {
 /// Network namespace, private mounts, a fresh /sys, and /etc/netns/NAME overlays.
 fn enter(ns: &NetnsFd, target: &NsTarget) -> Result<()> {
     ns.enter()?;
-    unshare(CloneFlags::CLONE_NEWNS).context("creating a private mount namespace")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .context("making / a slave mount")?;
+    super::private_mounts()?;
     let sys_flags = match nix::sys::statvfs::statvfs("/sys") {
         Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => MsFlags::MS_RDONLY,
         _ => MsFlags::empty(),

@@ -214,3 +214,19 @@ pub fn ns_label(ns: Option<&common::types::NsTarget>) -> String {
         None => "the current namespace".into(),
     }
 }
+
+/// Gives the calling thread a mount namespace of its own whose mounts do not propagate back
+/// (`/` made a slave), so it can mount a /sys for its network namespace that nobody else sees.
+pub fn private_mounts() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_NEWNS).context("creating a private mount namespace")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("making / a slave mount")
+}
