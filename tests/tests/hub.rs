@@ -436,10 +436,12 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
 #[test]
 fn down_removes_only_what_the_hub_created() {
     let hub = Hub::new();
-    // The center namespace exists before the hub, with something of its own in it.
+    // The center namespace exists before the hub, with something of its own in it: even the
+    // bridge, which the hub then uses where it is (no switch namespace) and leaves there.
     let ns = hub.lab.netns("hub");
     sh(&format!(
-        "set -e; ip -n {ns} link add mine type bridge; ip -n {ns} addr add 10.9.9.9/32 dev mine"
+        "set -e; ip -n {ns} link add br-internal address 02:00:5e:00:00:99 type bridge; \
+         ip -n {ns} link set br-internal up; ip -n {ns} addr add 10.9.9.9/32 dev br-internal"
     ))
     .ok();
     let before = net_state(&ns, &hub.lab.prefix);
@@ -454,7 +456,20 @@ fn down_removes_only_what_the_hub_created() {
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "a1"]).ok();
     assert_eq!(fwd().trim(), "1");
+    let ports = sh(&format!("ip -n {ns} -o link show master br-internal")).stdout;
+    assert!(
+        ports.contains(&format!("{}a1-br", hub.lab.prefix)),
+        "the peer's port on the center's own bridge: {ports}"
+    );
+    assert_eq!(hub.status()["center"]["switch"], Value::Null);
     hub.hub(&["-q", "down"]).ok();
+    // (The bridge's carrier follows its last port's removal within a second: linkwatch.)
+    for _ in 0..30 {
+        if net_state(&ns, &hub.lab.prefix) == before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         net_state(&ns, &hub.lab.prefix),
         before,
@@ -492,10 +507,22 @@ fn center_on_the_host_and_down_restores_it() {
     };
     let up = in_host(&["-q", "up"]).ok().json();
     assert_eq!(up["center"]["ns"], Value::Null);
-    let links = ip_json(Some(&host), &["link", "show", "br-internal"]);
-    assert_eq!(
-        links[0]["ifname"], "br-internal",
-        "bridge in the caller's namespace"
+    // The center's address in the caller's namespace; the bridge and its ports in the hub's
+    // switch namespace, off the host.
+    let switch = format!("{}hub.switch", hub.lab.prefix);
+    assert_eq!(up["center"]["switch"], switch.as_str());
+    let hub0 = ip_json(
+        Some(&host),
+        &["-4", "addr", "show", &format!("{}hub0", hub.lab.prefix)],
+    );
+    assert_eq!(hub0[0]["addr_info"][0]["local"], SERVER);
+    let links = ip_json(Some(&switch), &["link", "show", "br-internal"]);
+    assert_eq!(links[0]["ifname"], "br-internal", "bridge in the switch");
+    assert!(
+        !sh(&format!("ip -n {host} -o link"))
+            .stdout
+            .contains("br-internal"),
+        "no bridge in the caller's namespace"
     );
     in_host(&["-q", "peer", "add", "h1"]).ok();
     let pns = hub.peer_ns("h1");
@@ -883,6 +910,12 @@ fn mac_of(ns: &str, link: &str) -> String {
         .to_string()
 }
 
+/// The MAC address namespace `ns` has learnt for `addr` (`ip -j neigh show`).
+fn neighbour_mac(ns: &str, addr: &str) -> String {
+    let n = ip_json(Some(ns), &["neigh", "show", addr]);
+    n[0]["lladdr"].as_str().unwrap_or_default().to_string()
+}
+
 /// The icmp_seq numbers answered in `ping` output, and the `N packets transmitted` count.
 fn ping_replies(out: &str) -> (Vec<u64>, u64) {
     let seqs = out
@@ -900,7 +933,8 @@ fn ping_replies(out: &str) -> (Vec<u64>, u64) {
 /// Peers coming and going must not cut the others off: while a client pings the center every
 /// 100 ms, 6 peers are added and 6 others deleted one at a time (among them peers created before
 /// the pinging one, whose bridge ports may hold the lowest MACs): not one reply is lost, and the
-/// bridge keeps the one MAC the hub gave it.
+/// pinging peer's namespace knows the center by one MAC throughout, the center's own (hub0's),
+/// never the bridge's (which lives in the switch namespace and answers for no address).
 #[test]
 fn churn_of_other_peers_loses_no_reply() {
     let mut hub = Hub::new();
@@ -914,8 +948,10 @@ fn churn_of_other_peers_loses_no_reply() {
         [true],
         "m reaches the center"
     );
-    let bridge = "br-internal";
-    let mac = mac_of(&hub.ns, bridge);
+    let hub0 = format!("{}hub0", hub.lab.prefix);
+    let center_mac = mac_of(&hub.ns, &hub0);
+    let peer = hub.peer_ns("m");
+    assert_eq!(neighbour_mac(&peer, SERVER), center_mac);
 
     let pinger = Command::new("ip")
         .args(["netns", "exec", &cns, "ping", "-n", "-i", "0.1", "-W", "1"])
@@ -926,14 +962,18 @@ fn churn_of_other_peers_loses_no_reply() {
         .unwrap();
     for i in 1..=6 {
         hub.hub(&["-q", "peer", "add", &format!("n{i}")]).ok();
-        assert_eq!(mac_of(&hub.ns, bridge), mac, "bridge MAC after adding n{i}");
+        assert_eq!(
+            neighbour_mac(&peer, SERVER),
+            center_mac,
+            "after adding n{i}"
+        );
     }
     for p in ["o1", "n1", "o2", "n3", "o3", "n5"] {
         hub.hub(&["-q", "peer", "del", p]).ok();
         assert_eq!(
-            mac_of(&hub.ns, bridge),
-            mac,
-            "bridge MAC after deleting {p}"
+            neighbour_mac(&peer, SERVER),
+            center_mac,
+            "after deleting {p}"
         );
     }
     std::thread::sleep(Duration::from_secs(2));
