@@ -1172,3 +1172,37 @@ fn client_under_bash_x_keeps_the_key_out_of_the_trace() {
     let public = wg_show(&cns, &wg, "public-key");
     assert_eq!(hub.peer_status("t1")["client_public_key"], public.as_str());
 }
+
+/// A Linux bridge takes at most 1023 ports, so the switch namespace holds one bridge per
+/// HUB_BRIDGE_PORTS peers, joined to HUB_BRIDGE: here 2 per bridge, so 5 peers sit on 3
+/// bridges, and clients on the outer ones reach the center (on the first) at once.
+#[test]
+fn peers_beyond_one_bridge_share_one_network() {
+    let mut hub = Hub::new();
+    let small = ["HUB_BRIDGE_PORTS=2"];
+    hub.hub_env(&small, &["-q", "up"]).ok();
+    hub.hub_env(&small, &["-q", "peer", "add", "b1", "b2", "b3", "b4", "b5"])
+        .ok();
+    let switch = format!("{}hub.switch", hub.lab.prefix);
+    let on = |bridge: &str| sh(&format!("ip -n {switch} -o link show master {bridge}")).stdout;
+    let prefix = hub.lab.prefix.clone();
+    let port = |peer: &str| format!("{prefix}{peer}-br");
+    assert!(on("br-internal").contains(&port("b1")));
+    assert!(on("br-internal.1").contains(&port("b3")));
+    assert!(on("br-internal.2").contains(&port("b5")));
+    hub.client("b3", 3);
+    hub.client("b5", 5);
+    let clients = vec![hub.client_ns("b3"), hub.client_ns("b5")];
+    assert_eq!(
+        ping_all(&clients),
+        [true, true],
+        "through the joined bridges"
+    );
+    hub.hub_env(&small, &["-q", "peer", "del", "b5"]).ok();
+    assert!(!on("br-internal.2").contains(&port("b5")));
+    hub.hub_env(&small, &["-q", "down"]).ok();
+    for p in ["b3", "b5"] {
+        hub.remove_client(p);
+    }
+    hub.leaks().ok();
+}
