@@ -190,9 +190,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("netns-open-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let plain = dir.join("plain");
         std::fs::write(&plain, "").unwrap();
         for (path, what) in [

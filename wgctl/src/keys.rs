@@ -202,9 +202,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wgctl-keys-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         for (path, what) in [
             (fifo.as_path(), "a FIFO"),
             (dir.as_path(), "a directory"),
