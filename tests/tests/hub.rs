@@ -1206,3 +1206,73 @@ fn peers_beyond_one_bridge_share_one_network() {
     }
     hub.leaks().ok();
 }
+
+/// `hub metrics` is Prometheus text that a real parser reads (Debian's python3-prometheus-client),
+/// with prometheus_wireguard_exporter's names and labels, and the values `wg show dump` has.
+#[test]
+fn metrics_parse_and_match_wg_show() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "q1", "q2"]).ok();
+    hub.client("q1", 1);
+    assert_eq!(ping_all(&[hub.client_ns("q1")]), [true]);
+    // The peer line of `wg show dump`: key, psk, endpoint, allowed ips, handshake, rx, tx, keepalive.
+    let dump = |peer: &str| -> Vec<String> {
+        let d = wg_show(&hub.peer_ns(peer), &hub.peer_wg(peer), "dump");
+        let line = d.lines().nth(1).expect("one peer").to_string();
+        line.split('\t').map(str::to_string).collect()
+    };
+    let before = dump("q1");
+    let text = hub.hub(&["-q", "metrics"]).ok().stdout;
+    let after = dump("q1");
+    let parser = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+print(json.dumps({"samples": [
+    {"family": f.name, "type": f.type, "name": s.name, "labels": s.labels, "value": s.value}
+    for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]}))
+"#;
+    let parsed = run_stdin("/usr/bin/python3", &["-c", parser], Some(&text))
+        .ok()
+        .json();
+    let samples = parsed["samples"].as_array().unwrap().clone();
+    let value = |name: &str, peer: &str| -> f64 {
+        samples
+            .iter()
+            .find(|s| s["name"] == name && s["labels"]["peer"] == peer)
+            .unwrap_or_else(|| panic!("no {name} for {peer}: {text}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    let field = |line: &[String], i: usize| -> f64 { line[i].parse().unwrap() };
+    for (name, i) in [
+        ("wireguard_latest_handshake_seconds", 4),
+        ("wireguard_received_bytes_total", 5),
+        ("wireguard_sent_bytes_total", 6),
+    ] {
+        let v = value(name, "q1");
+        assert!(
+            field(&before, i) <= v && v <= field(&after, i) && v > 0.0,
+            "{name} {v} between wg show's {} and {}",
+            before[i],
+            after[i]
+        );
+    }
+    let q1 = samples
+        .iter()
+        .find(|s| s["name"] == "wireguard_sent_bytes_total" && s["labels"]["peer"] == "q1")
+        .unwrap();
+    assert_eq!(q1["labels"]["public_key"], before[0].as_str());
+    assert_eq!(q1["labels"]["interface"], hub.peer_wg("q1").as_str());
+    assert_eq!(q1["type"], "counter");
+    assert_eq!(value("wireguard_sent_bytes_total", "q2"), 0.0);
+    assert_eq!(value("niransix_hub_peer_up", "q2"), 1.0);
+    let peers = samples
+        .iter()
+        .find(|s| s["name"] == "niransix_hub_peers")
+        .unwrap();
+    assert_eq!(peers["value"], 2.0);
+    hub.hub(&["-q", "down"]).ok();
+    hub.remove_client("q1");
+    hub.leaks().ok();
+}
