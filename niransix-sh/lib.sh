@@ -97,8 +97,6 @@ nx_batch() {
 	[[ -z ${NX_TIMING:-} ]] || printf '[t] %s -b: %d ms\n' "$t" $(((${EPOCHREALTIME/./} - t0) / 1000)) >&2
 }
 
-# nsopt NS: prints `--ns NS ` when NS is non-empty (for batch lines).
-nsopt() { [[ -z $1 ]] || printf -- '--ns %s ' "$1"; }
 
 # --- IPv4 arithmetic (HUB_CIDR is IPv4) ---
 
