@@ -10,6 +10,8 @@ NX_SH_DIR=${BASH_SOURCE[0]%/*}
 NX_REPO=${NX_SH_DIR%/*}
 NX_PROG=${NX_PROG:-${0##*/}}
 NX_QUIET=${NX_QUIET:-0}
+NX_CHECK=${NX_CHECK:-0} # 1: batches run with --check (predict, change nothing)
+NX_INPUT_AT=            # where invalid input was read (e.g. "line 3: "), for error messages
 
 # die MESSAGE [CODE]: `PROG: error: MESSAGE` on stderr, exit CODE (1 = failed, 2 = invalid input).
 die() {
@@ -17,8 +19,9 @@ die() {
 	exit "${2:-1}"
 }
 
-# invalid MESSAGE: bad input, detected before anything changed (exit 2).
-invalid() { die "$1" 2; }
+# invalid MESSAGE: bad input, detected before anything changed (exit 2); NX_INPUT_AT says where
+# it was read.
+invalid() { die "$NX_INPUT_AT$1" 2; }
 
 warn() { printf '%s: warning: %s\n' "$NX_PROG" "$1" >&2; }
 
@@ -80,18 +83,20 @@ nx_try() {
 	"${!var}" "$@"
 }
 
-# nx_batch TOOL < LINES: one process for many commands (`TOOL -b -`), each line echoed as the
-# command it stands for. JSON Lines on stdout. Empty input runs nothing. Exits on failure.
+# nx_batch TOOL < LINES: one process for many commands (`TOOL -b -`, with NX_CHECK=1 `TOOL
+# --check -b -`), each line echoed as the command it stands for. JSON Lines on stdout. Empty input
+# runs nothing. Exits on failure.
 # (No `cat` or subshell of its own: the hub's cost per peer is mostly process starts.)
 nx_batch() {
-	local t=$1 lines line rc=0 var=NX_${1^^}
+	local t=$1 lines line rc=0 var=NX_${1^^} check=
+	((!NX_CHECK)) || check=--check
 	IFS= read -r -d '' lines || true
 	[[ -n ${lines//$'\n'/} ]] || return 0
 	if ! ((NX_QUIET)); then
-		while IFS= read -r line; do printf '[#] %s %s\n' "$t" "$line" >&2; done <<<"${lines%$'\n'}"
+		while IFS= read -r line; do printf '[#] %s %s\n' "$t${check:+ $check}" "$line" >&2; done <<<"${lines%$'\n'}"
 	fi
 	local t0=${EPOCHREALTIME/./}
-	"${!var}" -b - <<<"${lines%$'\n'}" || rc=$?
+	"${!var}" ${check:+"$check"} -b - <<<"${lines%$'\n'}" || rc=$?
 	((rc == 0)) || die "$t batch failed (exit $rc); the line above names the step" "$rc"
 	# NX_TIMING=1: how long each batch took (where the time goes), on stderr.
 	[[ -z ${NX_TIMING:-} ]] || printf '[t] %s -b: %d ms\n' "$t" $(((${EPOCHREALTIME/./} - t0) / 1000)) >&2

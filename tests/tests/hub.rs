@@ -62,12 +62,62 @@ impl Hub {
     }
 
     fn hub_env(&self, extra: &[&str], args: &[&str]) -> Run {
+        self.hub_full(extra, args, None)
+    }
+
+    /// `hub ARGS...` reading `stdin` (e.g. `sync -`).
+    fn hub_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        self.hub_full(&[], args, Some(stdin))
+    }
+
+    fn hub_full(&self, extra: &[&str], args: &[&str], stdin: Option<&str>) -> Run {
         let mut all = self.env();
         all.extend(extra.iter().map(|s| s.to_string()));
         all.push(script("hub"));
         all.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run("env", &refs)
+        run_stdin("env", &refs, stdin)
+    }
+
+    /// `hub check`: its JSON, and whether it exited 0 (healthy) or 1 (not); anything else fails.
+    fn check(&self) -> (Value, bool) {
+        let r = self.hub(&["-q", "check"]);
+        assert!(
+            r.code == 0 || r.code == 1,
+            "hub check: exit {}: {}",
+            r.code,
+            r.stderr
+        );
+        let v = r.json();
+        assert_eq!(
+            v["healthy"],
+            r.code == 0,
+            "exit status and healthy agree: {v}"
+        );
+        (v, r.code == 0)
+    }
+
+    /// Everything a hub command could change: the state directory's files (with their bytes)
+    /// and, in the center, the switch and every namespace carrying the prefix, the kernel state
+    /// (see net_state), WireGuard interfaces and peers, and the wireguard-go processes.
+    fn everything(&self) -> String {
+        let p = &self.lab.prefix;
+        let mut out = sh(&format!(
+            "cd {} 2>/dev/null && find . -type f -print0 | sort -z | xargs -0r sha256sum",
+            self.state.display()
+        ))
+        .stdout;
+        for ns in netns_with_prefix(p) {
+            out += &format!("== {ns}\n{}", net_state(&ns, p));
+        }
+        // Interfaces (without the private key) and peers (without handshake and counters, which
+        // keepalives move); `wg show all` lists every wireguard-go, whatever the namespace.
+        out += &sh(&format!(
+            "wg show all dump | grep '^{p}' | sort | \
+             awk -F'\\t' 'NF == 5 {{ print $1, $3, $4, $5 }} NF == 9 {{ print $1, $2, $3, $4, $5, $9 }}'"
+        ))
+        .stdout;
+        out + &sh(&format!("pgrep -a wireguard-go | grep ' {p}' | sort")).stdout
     }
 
     /// Starts `hub ARGS...` and kill -9s it, with whatever tool it is running at that moment
@@ -229,6 +279,12 @@ fn net_state(ns: &str, prefix: &str) -> String {
 
 /// Pings the server from every client namespace at the same time, from 192.168.1.10.
 fn ping_all(namespaces: &[String]) -> Vec<bool> {
+    ping_all_within(namespaces, 15)
+}
+
+/// ping_all, waiting up to `secs` for 3 replies each.
+fn ping_all_within(namespaces: &[String], secs: u32) -> Vec<bool> {
+    let deadline = &secs.to_string();
     std::thread::scope(|s| {
         let handles: Vec<_> = namespaces
             .iter()
@@ -248,7 +304,7 @@ fn ping_all(namespaces: &[String]) -> Vec<bool> {
                             "-i",
                             "0.2",
                             "-w",
-                            "15",
+                            deadline,
                             "-I",
                             CLIENT_ADDR,
                             SERVER,
@@ -930,6 +986,44 @@ fn ping_replies(out: &str) -> (Vec<u64>, u64) {
     (seqs, sent)
 }
 
+/// A client pinging the center every 100 ms, until `stop_without_loss`.
+struct Pinger(std::process::Child);
+
+impl Pinger {
+    fn start(client_ns: &str) -> Pinger {
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", client_ns, "ping", "-n", "-i", "0.1", "-W", "1",
+            ])
+            .args(["-I", CLIENT_ADDR, SERVER])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Pinger(child)
+    }
+
+    /// Stops the pings and asserts that at least `min_sent` went out and every one was answered,
+    /// in order (only the one in flight at the interrupt may lack its reply).
+    #[track_caller]
+    fn stop_without_loss(self, min_sent: u64, during: &str) {
+        std::thread::sleep(Duration::from_secs(2));
+        // SAFETY: kill(2) on our own child: SIGINT makes ping print its summary and exit.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let out = self.0.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (seqs, sent) = ping_replies(&text);
+        assert!(sent >= min_sent, "{during} took {min_sent} pings: {text}");
+        let want: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, want, "lost replies during {during}:\n{text}");
+        assert!(
+            seqs.len() as u64 + 1 >= sent,
+            "{} of {sent} echoes answered during {during}:\n{text}",
+            seqs.len()
+        );
+    }
+}
+
 /// Peers coming and going must not cut the others off: while a client pings the center every
 /// 100 ms, 6 peers are added and 6 others deleted one at a time (among them peers created before
 /// the pinging one, whose bridge ports may hold the lowest MACs): not one reply is lost, and the
@@ -953,13 +1047,7 @@ fn churn_of_other_peers_loses_no_reply() {
     let peer = hub.peer_ns("m");
     assert_eq!(neighbour_mac(&peer, SERVER), center_mac);
 
-    let pinger = Command::new("ip")
-        .args(["netns", "exec", &cns, "ping", "-n", "-i", "0.1", "-W", "1"])
-        .args(["-I", CLIENT_ADDR, SERVER])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let pinger = Pinger::start(&cns);
     for i in 1..=6 {
         hub.hub(&["-q", "peer", "add", &format!("n{i}")]).ok();
         assert_eq!(
@@ -976,22 +1064,7 @@ fn churn_of_other_peers_loses_no_reply() {
             "after deleting {p}"
         );
     }
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill(2) on our own child: SIGINT makes ping print its summary and exit.
-    unsafe { libc::kill(pinger.id() as i32, libc::SIGINT) };
-    let out = pinger.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (seqs, sent) = ping_replies(&text);
-    assert!(sent >= 30, "the churn took at least 3 s of pings: {text}");
-    // Every echo sent was answered, in order; only the one in flight at the interrupt may lack
-    // its reply.
-    let want: Vec<u64> = (1..=seqs.len() as u64).collect();
-    assert_eq!(seqs, want, "lost replies during churn:\n{text}");
-    assert!(
-        seqs.len() as u64 + 1 >= sent,
-        "{} of {sent} echoes answered:\n{text}",
-        seqs.len()
-    );
+    pinger.stop_without_loss(30, "the churn");
     hub.hub(&["-q", "down"]).ok();
     hub.remove_client("m");
     hub.leaks().ok();
@@ -1267,6 +1340,30 @@ print(json.dumps({"samples": [
     assert_eq!(q1["type"], "counter");
     assert_eq!(value("wireguard_sent_bytes_total", "q2"), 0.0);
     assert_eq!(value("niransix_hub_peer_up", "q2"), 1.0);
+    assert_eq!(value("niransix_hub_peer_healthy", "q2"), 1.0);
+    let healthy = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("niransix_hub_healthy "))
+            .map(str::to_string)
+    };
+    assert_eq!(healthy(&text).as_deref(), Some("1"), "{text}");
+    // A broken peer shows as unhealthy, and so does the hub.
+    sh(&format!(
+        "ip netns exec {} nft flush ruleset",
+        hub.peer_ns("q2")
+    ))
+    .ok();
+    let text = hub.hub(&["-q", "metrics"]).ok().stdout;
+    let q2 = format!(
+        "niransix_hub_peer_healthy{{interface=\"{}\"",
+        hub.peer_wg("q2")
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&q2) && l.ends_with(" 0")),
+        "q2 unhealthy: {text}"
+    );
+    assert_eq!(healthy(&text).as_deref(), Some("0"), "{text}");
     let peers = samples
         .iter()
         .find(|s| s["name"] == "niransix_hub_peers")
@@ -1274,5 +1371,342 @@ print(json.dumps({"samples": [
     assert_eq!(peers["value"], 2.0);
     hub.hub(&["-q", "down"]).ok();
     hub.remove_client("q1");
+    hub.leaks().ok();
+}
+
+/// The problems `hub check` reports for peer `name` (and that the peer is unhealthy).
+#[track_caller]
+fn problems_of(check: &Value, name: &str) -> Vec<String> {
+    let p = check["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {check}"));
+    p["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Two `Hub::everything` snapshots are equal; else the lines that differ.
+#[track_caller]
+fn assert_same(now: &str, before: &str, what: &str) {
+    let gone: Vec<&str> = before.lines().filter(|l| !now.contains(l)).collect();
+    let new: Vec<&str> = now.lines().filter(|l| !before.contains(l)).collect();
+    assert!(now == before, "{what}: gone {gone:#?}\nnew {new:#?}");
+}
+
+#[track_caller]
+fn assert_mentions(list: &[String], needle: &str, what: &str) {
+    assert!(
+        list.iter().any(|s| s.contains(needle)),
+        "{what}: nothing mentions {needle:?} in {list:?}"
+    );
+}
+
+/// What the unattended hub meets: a killed wireguard-go, a flushed NAT table, a deleted peer
+/// namespace, a deleted bridge. `hub check` (and `status`) name each, `hub up` (what the repair
+/// timer runs) repairs each and says so, and the clients, configured before, work unedited.
+#[test]
+fn check_names_each_breakage_and_up_repairs_it() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    let peers = ["r1", "r2", "r3", "r4"];
+    hub.hub(&["-q", "peer", "add", "r1", "r2", "r3", "r4"]).ok();
+    for (i, p) in peers.iter().enumerate() {
+        hub.client(p, i as u32 + 1);
+    }
+    let clients: Vec<String> = peers.iter().map(|p| hub.client_ns(p)).collect();
+    assert_eq!(ping_all(&clients), [true; 4]);
+    let (check, healthy) = hub.check();
+    assert!(healthy, "a fresh hub is healthy: {check}");
+    for p in peers {
+        assert_eq!(problems_of(&check, p), Vec::<String>::new());
+    }
+
+    let p = &hub.lab.prefix;
+    sh(&format!("pkill -9 -f '^wireguard-go {p}r1-wg$'")).ok();
+    sh(&format!(
+        "ip netns exec {} nft flush ruleset",
+        hub.peer_ns("r2")
+    ))
+    .ok();
+    sh(&format!("ip netns del {}", hub.peer_ns("r3"))).ok();
+    sh(&format!("ip -n {p}hub.switch link del br-internal")).ok();
+    for _ in 0..100 {
+        if sh(&format!("pgrep -f '^wireguard-go {p}r1-wg$'")).code != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let (check, healthy) = hub.check();
+    assert!(!healthy, "{check}");
+    let center: Vec<String> = serde_json::from_value(check["center"]["problems"].clone()).unwrap();
+    assert_mentions(&center, "bridge br-internal is missing", "center");
+    let r1 = problems_of(&check, "r1");
+    assert_mentions(
+        &r1,
+        &format!("WireGuard interface {p}r1-wg is missing"),
+        "r1",
+    );
+    assert_mentions(&r1, "nothing listens on UDP port", "r1");
+    assert_mentions(&problems_of(&check, "r2"), "no NAPT rule", "r2");
+    assert_eq!(
+        problems_of(&check, "r3")[0],
+        format!("namespace {} is missing", hub.peer_ns("r3"))
+    );
+    let r4 = problems_of(&check, "r4");
+    assert_eq!(r4.len(), 1, "r4 only lost its bridge: {r4:?}");
+    assert_mentions(&r4, "is not a port of bridge br-internal", "r4");
+    // `status` carries the same verdicts.
+    let status = hub.status();
+    for p in peers {
+        assert_eq!(problems_of(&status, p), problems_of(&check, p));
+    }
+
+    let up = hub.hub(&["-q", "up"]).ok().json();
+    let repaired = |name: &str| -> Vec<String> {
+        let v = if name == "center" {
+            &up["center"]
+        } else {
+            up["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == name)
+                .unwrap()
+        };
+        serde_json::from_value(v["repaired"].clone()).unwrap()
+    };
+    assert_mentions(
+        &repaired("center"),
+        "bridge add br-internal",
+        "center repaired",
+    );
+    assert_mentions(
+        &repaired("r1"),
+        &format!("iface add {p}r1-wg"),
+        "r1 repaired",
+    );
+    assert_mentions(&repaired("r2"), "masquerade", "r2 repaired");
+    assert_mentions(
+        &repaired("r3"),
+        &format!("netns add {}", hub.peer_ns("r3")),
+        "r3 repaired",
+    );
+    assert_mentions(
+        &repaired("r4"),
+        &format!("veth add {p}r4-br"),
+        "r4 repaired",
+    );
+    let (check, healthy) = hub.check();
+    assert!(healthy, "repaired: {check}");
+    // A client whose hub side was restarted (r1, r3) handshakes again once its old session
+    // goes unanswered: WireGuard's keepalive + rekey timeouts, 15 s.
+    assert_eq!(
+        ping_all_within(&clients, 45),
+        [true; 4],
+        "clients configured before, unedited"
+    );
+    let again = hub.hub(&["-q", "up"]).ok().json();
+    assert_eq!(again["changed"], false, "nothing left to repair: {again}");
+    hub.hub(&["-q", "down"]).ok();
+    for p in peers {
+        hub.remove_client(p);
+    }
+    hub.leaks().ok();
+}
+
+/// `--check` on every command that changes something prints the plan and changes nothing: not
+/// the kernel, not one byte of the state directory; and the plan says what the real run does.
+#[test]
+fn check_mode_plans_and_changes_nothing() {
+    let hub = Hub::new();
+    let set = "{\"name\":\"c1\"}\n{\"name\":\"c3\",\"port\":50030}\n";
+    // A fresh machine: nothing exists yet.
+    let plan = hub.hub(&["-q", "--check", "up"]).ok().json();
+    assert_eq!(plan["changed"], true, "{plan}");
+    assert_mentions(
+        &serde_json::from_value::<Vec<String>>(plan["center"]["created"].clone()).unwrap(),
+        &format!("netns add {}", hub.ns),
+        "center plan",
+    );
+    let plan = hub
+        .hub_stdin(&["-q", "--check", "sync", "-"], set)
+        .ok()
+        .json();
+    assert_eq!(plan["added"], serde_json::json!(["c1", "c3"]), "{plan}");
+    assert!(!hub.state.exists(), "no state directory after --check");
+    assert_eq!(netns_with_prefix(&hub.lab.prefix), Vec::<String>::new());
+
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "c1", "c2"]).ok();
+    let before = hub.everything();
+    let changed = |args: &[&str], stdin: Option<&str>| -> Value {
+        let mut all = vec!["-q", "--check"];
+        all.extend(args);
+        let v = hub.hub_full(&[], &all, stdin).ok().json();
+        assert_same(
+            &hub.everything(),
+            &before,
+            &format!("after --check {args:?}"),
+        );
+        v
+    };
+    assert_eq!(changed(&["up"], None)["changed"], false);
+    assert_eq!(changed(&["peer", "add", "c1"], None)["changed"], false);
+    assert_eq!(changed(&["peer", "add", "c3"], None)["changed"], true);
+    assert_eq!(changed(&["peer", "del", "nope"], None)["changed"], false);
+    assert_eq!(changed(&["peer", "del", "c2"], None)["changed"], true);
+    let plan = changed(&["sync", "-"], Some(set));
+    assert_eq!(plan["added"], serde_json::json!(["c3"]), "{plan}");
+    assert_eq!(plan["removed"], serde_json::json!(["c2"]), "{plan}");
+    assert_eq!(plan["changed"], true);
+    assert_eq!(changed(&["down"], None)["changed"], true);
+
+    // A broken peer: the plan names its repair, and the real run does what the plan said.
+    sh(&format!(
+        "ip netns exec {} nft flush ruleset",
+        hub.peer_ns("c1")
+    ))
+    .ok();
+    let plan = hub.hub(&["-q", "--check", "up"]).ok().json();
+    let real = hub.hub(&["-q", "up"]).ok().json();
+    assert_eq!(plan, real, "--check up predicted the repair");
+    let c1 = &real["peers"][0];
+    assert_eq!(c1["name"], "c1");
+    assert_eq!(c1["changed"], true);
+    assert_eq!(real["peers"][1]["changed"], false, "c2 was healthy");
+    // The plan of a sync is the sync.
+    let plan = hub
+        .hub_stdin(&["-q", "--check", "sync", "-"], set)
+        .ok()
+        .json();
+    let real = hub.hub_stdin(&["-q", "sync", "-"], set).ok().json();
+    assert_eq!(plan, real);
+    hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
+
+/// `hub sync` makes the peers equal to the set: adds, removes, rebuilds what changed (keeping the
+/// hub's key), and leaves the others alone: a client of an untouched peer loses no reply.
+/// A bad set is refused whole, naming its line, before anything changes.
+#[test]
+fn sync_changes_only_what_differs() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    let set1 = "{\"name\":\"s1\"}\n{\"name\":\"s2\"}\n\n{\"name\":\"s3\",\"port\":50020}\n";
+    let r = hub.hub_stdin(&["-q", "sync", "-"], set1).ok().json();
+    assert_eq!(r["added"], serde_json::json!(["s1", "s2", "s3"]), "{r}");
+    let again = hub.hub_stdin(&["-q", "sync", "-"], set1).ok().json();
+    assert_eq!(again["changed"], false, "{again}");
+    hub.client("s1", 1);
+    assert_eq!(ping_all(&[hub.client_ns("s1")]), [true]);
+    let (s1ns, s3ns) = (hub.peer_ns("s1"), hub.peer_ns("s3"));
+    let identity = |ns: &str, wg: &str| {
+        (
+            sh(&format!("stat -L -c %i /run/netns/{ns}")).ok().stdout,
+            sh(&format!("pgrep -f '^wireguard-go {wg}$'")).ok().stdout,
+            wg_show(ns, wg, "public-key"),
+        )
+    };
+    let s1_before = identity(&s1ns, &hub.peer_wg("s1"));
+    let s3_key = wg_show(&s3ns, &hub.peer_wg("s3"), "public-key");
+
+    let given = sh("wg genkey | wg pubkey").ok().stdout.trim().to_string();
+    let set2 = format!(
+        "{{\"name\":\"s1\"}}\n{{\"name\":\"s3\",\"port\":50021}}\n{{\"name\":\"s4\",\"public_key\":\"{given}\"}}\n"
+    );
+    let file = hub.state.with_extension("set2.jsonl");
+    std::fs::write(&file, &set2).unwrap();
+    let pinger = Pinger::start(&hub.client_ns("s1"));
+    let r = hub.hub(&["-q", "sync", file.to_str().unwrap()]).ok().json();
+    pinger.stop_without_loss(20, "a sync of other peers");
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(r["added"], serde_json::json!(["s4"]), "{r}");
+    assert_eq!(r["removed"], serde_json::json!(["s2"]), "{r}");
+    assert_eq!(r["updated"], serde_json::json!(["s3"]), "{r}");
+    assert_eq!(
+        r["peers"][0],
+        serde_json::json!({"name": "s1", "changed": false})
+    );
+    assert_eq!(
+        identity(&s1ns, &hub.peer_wg("s1")),
+        s1_before,
+        "s1 untouched"
+    );
+    assert!(!Path::new(&format!("/run/netns/{}", hub.peer_ns("s2"))).exists());
+    assert_eq!(wg_show(&s3ns, &hub.peer_wg("s3"), "listen-port"), "50021");
+    assert_eq!(
+        wg_show(&s3ns, &hub.peer_wg("s3"), "public-key"),
+        s3_key,
+        "s3 keeps the hub key"
+    );
+    assert_eq!(
+        wg_show(&hub.peer_ns("s4"), &hub.peer_wg("s4"), "peers"),
+        given
+    );
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+    assert_eq!(peer_names(&check), ["s1", "s3", "s4"]);
+
+    let before = hub.everything();
+    for (set, code, needle) in [
+        (
+            "{\"name\":\"s1\"}\nnot json\n",
+            2,
+            "line 2: not a JSON object",
+        ),
+        (
+            "{\"name\":\"s1\"}\n{\"name\":\"s1\"}\n",
+            2,
+            "line 2: peer 's1' is already on line 1",
+        ),
+        (
+            "{\"name\":\"s1\",\"public_key\":\"abc\"}\n",
+            2,
+            "line 1: public_key 'abc'",
+        ),
+        (
+            "{\"name\":\"s1\",\"port\":70000}\n",
+            2,
+            "line 1: port '70000'",
+        ),
+        (
+            "{\"name\":\"s1\",\"port\":\"50000\"}\n",
+            2,
+            "line 1: \"port\" must be a number",
+        ),
+        (
+            "{\"name\":\"s1\",\"address\":\"10.1.1.1\"}\n",
+            2,
+            "line 1: address '10.1.1.1'",
+        ),
+        ("{\"name\":\"s 1\"}\n", 2, "line 1: peer name 's 1'"),
+        (
+            "{\"name\":\"s1\",\"mtu\":1400}\n",
+            2,
+            "line 1: unknown key \"mtu\"",
+        ),
+        (
+            "{\"name\":\"s3\"}\n{\"name\":\"s5\",\"port\":50021}\n",
+            2,
+            "line 2: port 50021 is held by peer 's3' (line 1)",
+        ),
+    ] {
+        hub.hub_stdin(&["-q", "sync", "-"], set).fails(code, needle);
+    }
+    hub.hub(&["-q", "sync", "/nonexistent.jsonl"])
+        .fails(2, "/nonexistent.jsonl");
+    assert_same(&hub.everything(), &before, "refused sets change nothing");
+    // An empty set removes every peer.
+    let r = hub.hub_stdin(&["-q", "sync", "-"], "").ok().json();
+    assert_eq!(r["removed"], serde_json::json!(["s1", "s3", "s4"]), "{r}");
+    hub.hub(&["-q", "down"]).ok();
+    hub.remove_client("s1");
     hub.leaks().ok();
 }

@@ -1,0 +1,101 @@
+# niransix-sh/status.jq — what `hub status` and `hub check` print: the hub's records held against
+# what the kernel reports, one JSON object. Every problem names the object and what is wrong with
+# it, in words a person can act on ('hub up' repairs all of them).
+#
+# Inputs (from cmd_status in niransix-sh/hub):
+#   $records  the peer records (slurped)        $shows    "OWNER<TAB>JSON" lines: what the tools
+#   $netns    the namespaces that exist                   printed (OWNER: center:links,
+#   $ports    UDP ports open in the center                center:switch, center:fwd, NAME:links,
+#   $bridges  "NAME<TAB>BRIDGE": each peer's bridge       NAME:fwd, NAME:wg, NAME:routes, NAME:nat)
+#   $trunks   "BRIDGE<TAB>DOWN<TAB>UP": the extra bridges in use and the veth that joins each
+#   $prefix $ns $sw $br $cif $cbr $addr $cidr $cidr_len $recorded: the configuration
+
+def nonempty_lines: split("\n") | map(select(length > 0));
+def set: map({key: ., value: true}) | from_entries;
+def by_name: (.links // []) | map({key: .name, value: .}) | from_entries;
+def where($space): if $space == "" then "the host" else "namespace \($space)" end;
+
+# link_problems(LINKS; NAME; WHAT; WHERE): NAME missing or down.
+def link_problems($links; $name; $what; $where):
+  $links[$name] as $l
+  | if $l == null then "\($what) \($name) is missing in \($where)"
+    elif $l.state != "up" then "\($what) \($name) is down in \($where)"
+    else empty end;
+
+# port_problems(LINKS; NAME; BRIDGE; WHERE): NAME missing, down, or not a port of BRIDGE.
+def port_problems($links; $name; $bridge; $where):
+  link_problems($links; $name; "bridge port"; $where),
+  ($links[$name] | select(. != null and .master != $bridge)
+   | "\($name) is not a port of bridge \($bridge) in \($where) (its master: \(.master // "none"))");
+
+def address_problem($links; $name; $cidr):
+  $links[$name] | select(. != null and (any(.addresses[]; . == $cidr) | not))
+  | "\($name) lacks its address \($cidr)";
+
+def forwarding_problem($fwd; $where):
+  if $fwd.sysctl.value != "1" then "IPv4 forwarding is off in \($where)" else empty end;
+
+($shows | nonempty_lines | map(split("\t") | {key: .[0], value: (.[1] | fromjson)}) | from_entries) as $by
+| ($netns | nonempty_lines | set) as $present
+| ($ports | nonempty_lines | set) as $udp
+| ($bridges | nonempty_lines | map(split("\t") | {key: .[0], value: .[1]}) | from_entries) as $bridge_of
+| where($ns) as $center_where
+| where(if $sw == "" then $ns else $sw end) as $switch_where
+| ($by["center:links"] | by_name) as $cl
+| (if $sw == "" then $cl else $by["center:switch"] | by_name end) as $sl
+| [if $recorded | not then "the hub is not up (no center record): run 'hub up'"
+   elif $ns != "" and ($present[$ns] | not) then "center namespace \($ns) is missing"
+   else
+     (if $sw != "" and ($present[$sw] | not) then "switch namespace \($sw) (the bridge and every peer's port) is missing"
+      else
+        link_problems($sl; $br; "bridge"; $switch_where),
+        port_problems($sl; $cbr; $br; $switch_where),
+        ($trunks | nonempty_lines[] | split("\t") as [$kbr, $down, $up]
+         | link_problems($sl; $kbr; "bridge"; $switch_where),
+           port_problems($sl; $down; $br; $switch_where),
+           port_problems($sl; $up; $kbr; $switch_where))
+      end),
+     link_problems($cl; $cif; "the center's interface"; $center_where),
+     address_problem($cl; $cif; "\($addr)/\($cidr_len)"),
+     forwarding_problem($by["center:fwd"]; $center_where)
+   end] as $center_problems
+| [$records[] | . as $r
+   | ($prefix + $r.name) as $pns | where($pns) as $pwhere
+   | ($pns + "-in") as $pin | ($pns + "-br") as $pbr | ($pns + "-wg") as $pwg
+   | ([$by["\($r.name):wg"].interfaces[]? | select(.name == $pwg)] | first) as $i
+   | ([$i.peers[]? | select(.public_key == $r.client_public_key)] | first) as $p
+   | [if $present[$pns] | not then "namespace \($pns) is missing"
+      else
+        ($by["\($r.name):links"] | by_name) as $pl
+        | link_problems($pl; $pin; "veth"; $pwhere),
+          address_problem($pl; $pin; "\($r.address)/\($cidr_len)"),
+          forwarding_problem($by["\($r.name):fwd"]; $pwhere),
+          (if $i == null then "WireGuard interface \($pwg) is missing in \($pwhere) (its wireguard-go process or the interface is gone)"
+           else
+             link_problems($pl; $pwg; "WireGuard interface"; $pwhere),
+             (if $i.public_key != $r.public_key then "\($pwg) has the public key \($i.public_key), not the recorded \($r.public_key)" else empty end),
+             (if $i.listen_port != $r.listen_port then "\($pwg) listens on port \($i.listen_port), not the recorded \($r.listen_port)" else empty end),
+             (if $p == null then "the client's key \($r.client_public_key) is not a peer of \($pwg)" else empty end)
+           end),
+          (if any($by["\($r.name):routes"].routes[]?; .dst == "default" and .dev == $pwg and .table == "main" and .family == "inet") | not
+           then "no default route into \($pwg) in \($pwhere)" else empty end),
+          (if any($by["\($r.name):nat"].rules[]?; .kind == "masquerade" and .oif == $pin) | not
+           then "no NAPT rule (masquerade out of \($pin)) in \($pwhere)" else empty end)
+      end,
+      port_problems($sl; $pbr; $bridge_of[$r.name]; $switch_where),
+      (if $udp["\($r.listen_port)"] then empty
+       else "nothing listens on UDP port \($r.listen_port) in the center (\($center_where))" end)
+     ] as $problems
+   | {name: $r.name, ns: $pns, address: $r.address, listen_port: $r.listen_port,
+      public_key: $r.public_key, client_public_key: $r.client_public_key,
+      interface: $pwg, up: ($i != null),
+      endpoint: ($p.endpoint // null), latest_handshake: ($p.latest_handshake // null),
+      rx_bytes: ($p.rx_bytes // 0), tx_bytes: ($p.tx_bytes // 0),
+      healthy: ($problems | length == 0), problems: $problems}] as $peers
+| {changed: false,
+   healthy: (($center_problems | length == 0) and all($peers[]; .healthy)),
+   center: {ns: (if $ns == "" then null else $ns end), switch: (if $sw == "" then null else $sw end),
+     bridge: $br, interface: $cif, address: $addr, cidr: $cidr,
+     up: ($recorded and ($ns == "" or $present[$ns] == true)),
+     healthy: ($center_problems | length == 0), problems: $center_problems},
+   peers: $peers}
