@@ -26,7 +26,7 @@ TOOLS=(nsctl wgctl natctl routectl)
 # What the tools, the tests and the hub scripts need on a fresh Debian 12 machine.
 PACKAGES=(
   gcc libc6-dev pkg-config libnftnl-dev libmnl-dev
-  iproute2 nftables conntrack wireguard-go wireguard-tools kmod procps util-linux
+  iproute2 nftables conntrack wireguard-go wireguard-tools kmod procps util-linux systemd
   iputils-ping netcat-openbsd tcpdump jq shellcheck ansible-core python3-prometheus-client
 )
 VM_PACKAGES=(qemu-system-x86 busybox-static linux-image-amd64 python3-venv binutils)
