@@ -7,7 +7,10 @@
 #   one del    one `hub peer del` from it (median of REPEAT), wall and CPU
 #   base/peer  ../shared/bench/baseline_hub.sh building BASELINE_AT (5) more peers step by step
 #              beside the hub of N peers: what one peer costs the manual recipe at that size
-#   status     `hub status` of the N peers (and that it lists them all, up)
+#   status     `hub status` of the N peers, which reads back every object of every peer to
+#              report its health (and that it lists them all, up and healthy)
+#   sync +1/-1 `hub sync` of the N peers plus one more (from a file), then of the N again:
+#              what the declarative path costs for one change
 #   down       `hub down` of the N peers
 #   RSS        wireguard-go RSS per peer
 # and, in the same run, ../shared/bench/baseline_hub.sh (one ip/nft/wg process per step) per-peer
@@ -51,7 +54,7 @@ limit_old=$(<"$limit_file")
 cleanup() {
 	"$hub" -q down >/dev/null 2>&1 || true
 	bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
-	rm -rf "$HUB_STATE_DIR"
+	rm -rf "$HUB_STATE_DIR" "$HUB_STATE_DIR.set"
 	echo "$limit_old" >"$limit_file"
 }
 trap cleanup EXIT
@@ -87,8 +90,8 @@ bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1
 printf 'baseline_hub.sh, %d peers step by step: %d ms (%d ms/peer)\n\n' "$BASELINE_N" "$MS" "$base_per"
 
 BASELINE_AT=${BASELINE_AT:-5}
-printf '%6s | %9s | %8s | %17s | %17s | %9s | %8s | %8s | %8s | %s\n' N 'bulk/peer' 'CPU busy' \
-	'one add wall/cpu' 'one del wall/cpu' 'base/peer' status down RSS/peer 'one add vs base/peer'
+printf '%6s | %9s | %8s | %17s | %17s | %9s | %8s | %15s | %8s | %8s | %s\n' N 'bulk/peer' 'CPU busy' \
+	'one add wall/cpu' 'one del wall/cpu' 'base/peer' status 'sync +1 / -1' down RSS/peer 'one add vs base/peer'
 declare -A add_at=() del_at=() addcpu_at=() delcpu_at=()
 for n in "${sizes[@]}"; do
 	"$hub" -q up >/dev/null
@@ -111,14 +114,22 @@ for n in "${sizes[@]}"; do
 	base_here=$((MS / BASELINE_AT))
 	bash "$baseline" down "$BASELINE_AT" >/dev/null 2>&1
 	t0=${EPOCHREALTIME/./}
-	up=$("$hub" -q status | jq '[.peers[] | select(.up)] | length')
+	up=$("$hub" -q status | jq '[.peers[] | select(.up and .healthy)] | length')
 	status_ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
-	((up == n)) || echo "hub_scale: N=$n: status shows $up of $n peers up" >&2
+	((up == n)) || echo "hub_scale: N=$n: status shows $up of $n peers up and healthy" >&2
+	set_file=$HUB_STATE_DIR.set
+	printf '{"name":"%s"}\n' "${names[@]}" y1 >"$set_file"
+	ms "$hub" -q sync "$set_file"
+	sync_add=$MS
+	printf '{"name":"%s"}\n' "${names[@]}" >"$set_file"
+	ms "$hub" -q sync "$set_file"
+	sync_del=$MS
+	rm -f "$set_file"
 	rss=$(($(rss_kb "^wireguard-go $P") / n))
 	ms "$hub" -q down
-	printf '%6d | %6d ms | %6d %% | %6d / %4d ms | %6d / %4d ms | %6d ms | %5d ms | %5d ms | %5d kB | %.2fx\n' \
+	printf '%6d | %6d ms | %6d %% | %6d / %4d ms | %6d / %4d ms | %6d ms | %5d ms | %5d / %5d ms | %5d ms | %5d kB | %.2fx\n' \
 		"$n" "$bulk" "$busy" "$one_add" "${addcpu_at[$n]}" "$one_del" "${delcpu_at[$n]}" "$base_here" \
-		"$status_ms" "$MS" "$rss" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
+		"$status_ms" "$sync_add" "$sync_del" "$MS" "$rss" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
 done
 first=${sizes[0]} last=${sizes[-1]}
 awk -v a0="${add_at[$first]}" -v a1="${add_at[$last]}" -v d0="${del_at[$first]}" -v d1="${del_at[$last]}" \

@@ -882,61 +882,6 @@ fn concurrent_peer_adds_do_not_collide() {
 }
 
 #[test]
-fn ansible_playbook_twice_then_down_leaves_nothing() {
-    let hub = Hub::new();
-    let dir = repo_root().join("examples/ansible");
-    let play = |path: &Path| {
-        let args = [
-            "ANSIBLE_NOCOLOR=1".to_string(),
-            "ANSIBLE_LOCALHOST_WARNING=False".into(),
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING=False".into(),
-            "ansible-playbook".into(),
-            "-i".into(),
-            dir.join("inventory.ini").to_string_lossy().into_owned(),
-            path.to_string_lossy().into_owned(),
-            "-e".into(),
-            format!("hub_ns={} hub_prefix={}", hub.ns, hub.lab.prefix),
-            "-e".into(),
-            format!(
-                "hub_state_dir={} niransix_bin_dir={}",
-                hub.state.display(),
-                bin_dir().display()
-            ),
-        ];
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let r = run("env", &refs).ok();
-        let recap = r
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("localhost") && l.contains("changed="))
-            .unwrap_or_else(|| panic!("no PLAY RECAP: {}", r.stdout))
-            .to_string();
-        let changed: u32 = recap
-            .split("changed=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(recap.contains("failed=0"), "{recap}");
-        changed
-    };
-    let first = play(&dir.join("hub.yml"));
-    assert_eq!(first, 3, "first run: hub up, the peers and the DNAT change");
-    let nft = sh(&format!("ip netns exec {} nft list ruleset", hub.ns))
-        .ok()
-        .stdout;
-    assert!(
-        nft.contains("dport 54321") && nft.contains("dnat"),
-        "DNAT in the center: {nft}"
-    );
-    assert_eq!(hub.status()["peers"].as_array().unwrap().len(), 2);
-    assert_eq!(play(&dir.join("hub.yml")), 0, "second run changes nothing");
-    hub.hub(&["-q", "down"]).ok();
-    hub.leaks().ok();
-}
-
-#[test]
 fn scripts_are_shellcheck_clean() {
     let root = repo_root();
     let files = [
@@ -1708,5 +1653,81 @@ fn sync_changes_only_what_differs() {
     assert_eq!(r["removed"], serde_json::json!(["s1", "s3", "s4"]), "{r}");
     hub.hub(&["-q", "down"]).ok();
     hub.remove_client("s1");
+    hub.leaks().ok();
+}
+
+/// `down --keep-state` (what the systemd unit runs at stop) removes every object and process
+/// of the hub but keeps its records and keys, and the center's namespace; `up` (at the next start) builds the same hub, and
+/// a client configured before gets through again, unedited.
+#[test]
+fn down_keep_state_then_up_is_the_same_hub() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "d1", "d2"]).ok();
+    hub.client("d1", 1);
+    assert_eq!(ping_all(&[hub.client_ns("d1")]), [true]);
+    let peers = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["listen_port"].clone(),
+                    p["address"].clone(),
+                    p["public_key"].clone(),
+                )
+            })
+            .collect()
+    };
+    let before = peers(&hub.status());
+    let records = sh(&format!(
+        "cd {} && cat center.json peers/*",
+        hub.state.display()
+    ))
+    .ok()
+    .stdout;
+
+    let down = hub.hub(&["-q", "down", "--keep-state"]).ok().json();
+    assert_eq!(down["changed"], true);
+    assert_eq!(down["state_kept"], true);
+    let p = &hub.lab.prefix;
+    // The center's namespace stays (with what the user put there: here the clients' uplink).
+    let mut left = netns_with_prefix(p);
+    left.sort();
+    let mut want = vec![hub.ns.clone(), hub.client_ns("d1")];
+    want.sort();
+    assert_eq!(left, want, "every hub namespace but the center's gone");
+    let center = sh(&format!("ip -n {} -br link", hub.ns)).ok().stdout;
+    assert!(!center.contains(&format!("{p}hub0")), "hub0 gone: {center}");
+    assert_eq!(
+        sh(&format!("pgrep -f '^wireguard-go {p}d'")).code,
+        1,
+        "no wireguard-go left"
+    );
+    let kept = sh(&format!(
+        "cd {} && cat center.json peers/*",
+        hub.state.display()
+    ))
+    .ok()
+    .stdout;
+    assert_eq!(kept, records, "records and keys kept, byte for byte");
+    let again = hub.hub(&["-q", "down", "--keep-state"]).ok().json();
+    assert_eq!(
+        again["changed"], false,
+        "a second stop changes nothing: {again}"
+    );
+
+    hub.hub(&["-q", "up"]).ok();
+    assert_eq!(
+        peers(&hub.status()),
+        before,
+        "the same ports, addresses and keys"
+    );
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+    assert_eq!(ping_all_within(&[hub.client_ns("d1")], 45), [true]);
+    hub.hub(&["-q", "down"]).ok();
+    hub.remove_client("d1");
     hub.leaks().ok();
 }

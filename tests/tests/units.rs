@@ -1,7 +1,8 @@
 //! The systemd units in `systemd/`: `systemd-analyze verify` accepts them as shipped; their
 //! command lines, run as systemd would run them, fail on a missing config (exit 2, the file
 //! named) and bring up the hub the config describes; and the properties the design rests on
-//! hold: reload is `hub up`, nothing runs `hub down` (it forgets every peer), the repair reloads
+//! hold: reload is `hub up`, stop is `hub down --keep-state` (plain `down` would forget every
+//! peer), the repair reloads
 //! the hub service instead of running `hub up` in a service of its own (whose end would kill
 //! the wireguard-go it restarted) and never starts a stopped hub.
 //!
@@ -403,7 +404,7 @@ fn the_hub_units_command_lines_bring_up_the_configured_hub_and_reload_converges(
 }
 
 #[test]
-fn hub_service_reload_is_up_and_nothing_runs_down() {
+fn hub_service_reload_is_up_and_stop_keeps_the_state() {
     let unit = Unit::load(HUB_SERVICE);
     assert_eq!(unit.value("Service", "Type"), Some("oneshot"));
     assert_eq!(
@@ -419,12 +420,23 @@ fn hub_service_reload_is_up_and_nothing_runs_down() {
         reload, start,
         "ExecReload must run the same `hub up` as ExecStart"
     );
+    let stop = hub_command(&unit, "ExecStop");
+    assert_eq!(
+        stop[stop.len() - 2..],
+        ["down", "--keep-state"],
+        "ExecStop takes the hub down and keeps its records"
+    );
+    assert_eq!(
+        stop[..stop.len() - 2],
+        start[..start.len() - 1],
+        "ExecStop: same program, config"
+    );
     for (key, value) in unit.exec_lines() {
         let words = command_line(unit.name, key, value).1;
         assert!(
-            !words.iter().any(|w| w == "down"),
-            "{key}={value}: `hub down` forgets every peer (records, keys, ports, addresses): \
-             run at stop, a reboot would bring up an empty hub"
+            !words.iter().any(|w| w == "down") || words.iter().any(|w| w == "--keep-state"),
+            "{key}={value}: plain `hub down` forgets every peer (records, keys, ports, \
+             addresses): run at stop, a reboot would bring up an empty hub"
         );
     }
     // Stopping relies on systemd stopping every process of the service (each wireguard-go).
