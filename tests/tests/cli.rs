@@ -318,7 +318,8 @@ fn fifo_directory_or_device_as_key_file_exits_2_at_once() {
         .is_fifo());
 }
 
-/// `wgctl genkey` (with and without `--out`) and `wgctl pubkey` need no privilege, like `wg`.
+/// `wgctl genkey` and `genpsk` (with and without `--out`) and `wgctl pubkey` need no privilege,
+/// like `wg`.
 #[test]
 fn keys_need_no_privilege() {
     let lab = Lab::new();
@@ -353,6 +354,20 @@ fn keys_need_no_privilege() {
         .json();
     assert_eq!(again["changed"], false);
     assert_eq!(again["public_key"], written["public_key"]);
+
+    // genpsk too, bare and into a file.
+    let bare = as_nobody("wgctl", &["genpsk"], None).ok();
+    assert!(is_key(&bare.stdout), "not a key: {:?}", bare.stdout);
+    let out = format!("{own}/psk");
+    for changed in [true, false] {
+        let written = as_nobody("wgctl", &["genpsk", "--out", &out], None)
+            .ok()
+            .json();
+        assert_eq!(written, serde_json::json!({ "changed": changed }));
+    }
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(is_key(&std::fs::read_to_string(&out).unwrap()));
 }
 
 /// Without root, commands never mention entering '(current)': listings work or fail plainly,

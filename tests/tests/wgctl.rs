@@ -184,6 +184,15 @@ impl Keys {
         (p, public)
     }
 
+    /// Generates a preshared key with `wgctl genpsk --out` (watched as a secret); returns its path.
+    fn psk(&self, name: &str) -> String {
+        let p = self.path(name);
+        let out = wg(&["genpsk", "--out", &p]).ok().json();
+        assert_eq!(out, serde_json::json!({"changed": true}));
+        watch_secret(&std::fs::read_to_string(&p).unwrap());
+        p
+    }
+
     /// Writes a file mode 0600 (so only its content can be wrong).
     fn write(&self, name: &str, content: &str) -> String {
         use std::io::Write;
@@ -241,6 +250,7 @@ struct ShowPeer {
     rx_bytes: u64,
     tx_bytes: u64,
     persistent_keepalive: Option<u16>,
+    preshared_key: bool,
 }
 
 #[track_caller]
@@ -387,6 +397,18 @@ fn show_all(ns: &str) -> Vec<ShowIface> {
 
 fn names(ifaces: &[ShowIface]) -> Vec<&str> {
     ifaces.iter().map(|i| i.name.as_str()).collect()
+}
+
+/// A peer's `--allowed-ips IPS --preshared-key PSK --keepalive SECS`.
+fn settings<'a>(ips: &'a str, psk: &'a str, keepalive: &'a str) -> Vec<&'a str> {
+    vec![
+        "--allowed-ips",
+        ips,
+        "--preshared-key",
+        psk,
+        "--keepalive",
+        keepalive,
+    ]
 }
 
 /// `args` followed by `extra`.
@@ -646,6 +668,7 @@ fn birthplace_tunnels_with_same_inner_address() {
             "{p:?}"
         );
         assert_eq!(p.persistent_keepalive, None);
+        assert!(!p.preshared_key);
     }
     assert_eq!(names(&show_all(&p1)), vec![w1.as_str()], "show in {p1}");
     assert!(
@@ -665,9 +688,15 @@ fn birthplace_tunnels_with_same_inner_address() {
         "{wgshow}"
     );
 
-    // Changing a peer's settings updates it in place.
+    // Other settings for a peer: refused unless --replace, which updates it in place.
     let moved = ["--allowed-ips", "10.77.0.2/32,10.78.0.0/24"];
-    assert!(wg(&peer_add(&p1, &w1, &c1pub, &moved)).ok().changed());
+    unchanged_by(&lab, &[&p1], "peer add with other allowed IPs", || {
+        wg(&peer_add(&p1, &w1, &c1pub, &moved)).fails(
+            1,
+            "allowed-ips 10.77.0.2/32 (wanted 10.77.0.2/32,10.78.0.0/24)",
+        )
+    });
+    applies_once(&peer_add(&p1, &w1, &c1pub, &plus(&moved, &["--replace"])));
     let ips = wg_show(&p1, &w1, "allowed-ips");
     assert!(ips.contains("10.78.0.0/24"), "{ips}");
     // Removing a peer: twice.
@@ -744,7 +773,7 @@ fn rerun_finishes_an_interrupted_move() {
     applies_once(&iface_add(&center, &w, &key, &hub("51003")));
     assert!(link_exists(&peer, &w) && !link_exists(&center, &w));
     assert!(udp_ports_eventually(&center, 51003));
-    // Different port -> refused; --replace recreates it.
+    // Different port -> refused; --replace moves it to the new port in place.
     let other = iface_add(&center, &w, &key, &hub("51004"));
     wg(&other).fails(1, "listen port 51003 (wanted 51004)");
     let replace = plus(&other, &["--replace"]);
@@ -1004,5 +1033,318 @@ fn keys_like_wg() {
     )
     .ok();
     assert_eq!(first["public_key"], Value::from(derived.stdout.trim()));
+    assert_no_leaks();
+}
+
+/// genpsk: like wg genpsk (a bare key without --out); with --out a 0600 file and only
+/// {"changed":..} on stdout, never overwritten; the same in a batch; in the completions.
+#[test]
+fn genpsk_like_wg() {
+    let (_lab, keys) = setup();
+    let bare = wg(&["genpsk"]).ok();
+    let key = bare.stdout.trim().to_string();
+    watch_secret(&key);
+    assert_eq!(bare.stdout, format!("{key}\n"), "one bare key line");
+    assert_eq!(b64_decode(&key).len(), 32);
+    // `wg` takes it as a key.
+    run_stdin("wg", &["pubkey"], Some(&bare.stdout)).ok();
+
+    let path = keys.path("psk");
+    let check = wg(&["genpsk", "--out", &path, "--check"]).ok().json();
+    assert_eq!(check, serde_json::json!({"changed": true}));
+    assert!(!Path::new(&path).exists(), "--check wrote a key");
+    let first = wg(&["genpsk", "--out", &path]).ok();
+    assert_eq!(first.json(), serde_json::json!({"changed": true}));
+    let text = std::fs::read_to_string(&path).unwrap();
+    watch_secret(&text);
+    assert_clean_output(&first);
+    assert_eq!(b64_decode(&text).len(), 32);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for args in [
+        vec!["genpsk", "--out", &path],
+        vec!["genpsk", "--out", &path, "--check"],
+    ] {
+        assert_eq!(wg(&args).ok().json(), serde_json::json!({"changed": false}));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "key replaced"
+    );
+    // Something else in the file: exit 1, kept.
+    let garbage = keys.write("garbage", "not a key\n");
+    wg(&["genpsk", "--out", &garbage]).fails(1, "not overwriting");
+    assert_eq!(std::fs::read_to_string(&garbage).unwrap(), "not a key\n");
+
+    // Batch: one JSON line per --out line, like genkey --out.
+    let other = keys.path("psk2");
+    let batch = format!("genpsk --out {other}\ngenpsk --out {other}\ngenpsk --out {path}\n");
+    let lines = wg_stdin(&["-b", "-"], &batch).ok().json_lines();
+    watch_secret(&std::fs::read_to_string(&other).unwrap());
+    let changed: Vec<&Value> = lines.iter().map(|l| &l["changed"]).collect();
+    assert_eq!(changed, [true, false, false], "{lines:?}");
+    assert!(lines.iter().all(|l| l.as_object().unwrap().len() == 1));
+
+    let completions = wg(&["completions", "bash"]).ok().stdout;
+    assert!(
+        completions.contains("genpsk"),
+        "genpsk is not in the completions"
+    );
+    assert_no_leaks();
+}
+
+/// Preshared key and keepalive on a hub-side peer (born in the center, moved into the peer's
+/// namespace): set as `wg show` sees them, reported by `show`, idempotent; bad key files are
+/// exit 2 naming the file and change nothing; other settings for an existing peer are exit 1
+/// unless --replace, which updates the peer in place. No key in any output or argv.
+#[test]
+fn peer_preshared_key_keepalive_and_replace() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let (center, p) = (lab.netns("c"), lab.netns("p"));
+    let w = lab.name("w");
+    let (hkey, _) = keys.gen("h");
+    let (_, cpub) = keys.gen("c");
+    let (_, bare_pub) = keys.gen("b");
+    let (psk, psk2) = (keys.psk("psk"), keys.psk("psk2"));
+    let psk_text = std::fs::read_to_string(&psk).unwrap().trim().to_string();
+    let psk2_text = std::fs::read_to_string(&psk2).unwrap().trim().to_string();
+    wg(&iface_add(
+        &center,
+        &w,
+        &hkey,
+        &["--listen-port", "51021", "--into-ns", &p, "--backend", &be],
+    ))
+    .ok();
+
+    // (a) Both set, as WireGuard sees them; then settled; `show` reports them.
+    let add = peer_add(&p, &w, &cpub, &settings("10.79.0.2/32", &psk, "25"));
+    check_then_apply(&add, || assert!(show(&p, &w).peers.is_empty()));
+    assert_eq!(
+        wg_show(&p, &w, "preshared-keys"),
+        format!("{cpub}\t{psk_text}\n")
+    );
+    assert_eq!(
+        wg_show(&p, &w, "persistent-keepalive"),
+        format!("{cpub}\t25\n")
+    );
+    let peer = &show(&p, &w).peers[0];
+    assert!(peer.preshared_key);
+    assert_eq!(peer.persistent_keepalive, Some(25));
+    let v = wg(&add).ok().json();
+    assert_eq!(v["peer"]["preshared_key"], true);
+    assert_eq!(v["peer"]["persistent_keepalive"], 25);
+    // Leaving both out leaves them alone.
+    settled(&peer_add(&p, &w, &cpub, &["--allowed-ips", "10.79.0.2/32"]));
+    assert_eq!(show(&p, &w).peers[0].persistent_keepalive, Some(25));
+
+    // (b) Key files that are not 32 bytes of base64: exit 2 naming the file, nothing changed,
+    // for a new peer and for the existing one (even with --replace).
+    let short = keys.write("short", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n");
+    let long = keys.write("long", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n");
+    let garbage = keys.write("garbage", "secret-looking garbage\n");
+    let empty = keys.write("empty", "");
+    let dump = wg_show(&p, &w, "dump");
+    unchanged_by(&lab, &[&center, &p], "bad preshared key files", || {
+        for bad in [&short, &long, &garbage, &empty] {
+            for (public, extra) in [(&bare_pub, ""), (&cpub, ""), (&cpub, "--replace")] {
+                let mut args = peer_add(&p, &w, public, &settings("10.79.0.3/32", bad, "25"));
+                args.extend([extra].iter().filter(|e| !e.is_empty()));
+                let r = wg(&args).fails(2, &format!("preshared key file {bad}"));
+                assert!(r.stderr.contains("32 bytes of base64"), "{}", r.stderr);
+                assert!(
+                    !r.stderr.contains("secret-looking") && !r.stderr.contains("AAAAAAAA"),
+                    "{}",
+                    r.stderr
+                );
+            }
+        }
+    });
+    assert_eq!(
+        wg_show(&p, &w, "dump"),
+        dump,
+        "a bad key file changed the peer"
+    );
+
+    // (c) Other settings for the existing peer: exit 1 naming them, nothing changed ...
+    unchanged_by(&lab, &[&center, &p], "peer add with other settings", || {
+        for (args, what) in [
+            (
+                settings("10.79.0.2/32", &psk2, "25"),
+                "a different preshared key",
+            ),
+            (
+                settings("10.79.0.2/32", &psk, "30"),
+                "keepalive 25 (wanted 30)",
+            ),
+            (
+                settings("10.79.0.2/32,10.79.1.0/24", &psk, "25"),
+                "allowed-ips 10.79.0.2/32 (wanted 10.79.0.2/32,10.79.1.0/24)",
+            ),
+        ] {
+            let r = wg(&peer_add(&p, &w, &cpub, &args)).fails(1, what);
+            assert!(r.stderr.contains("--replace"), "{}", r.stderr);
+        }
+        // A peer without a preshared key is not given one either.
+        wg(&peer_add(
+            &p,
+            &w,
+            &bare_pub,
+            &["--allowed-ips", "10.79.0.4/32"],
+        ))
+        .ok();
+        wg(&peer_add(
+            &p,
+            &w,
+            &bare_pub,
+            &["--allowed-ips", "10.79.0.4/32", "--preshared-key", &psk],
+        ))
+        .fails(1, "no preshared key (wanted one)");
+        wg(&["--ns", &p, "peer", "del", &w, "--public-key", &bare_pub]).ok();
+    });
+    assert_eq!(
+        wg_show(&p, &w, "dump"),
+        dump,
+        "a refused peer add changed the peer"
+    );
+    // ... unless --replace: updated in place, then settled (with or without --replace).
+    let new = settings("10.79.0.2/32,10.79.1.0/24", &psk2, "30");
+    let replace = peer_add(&p, &w, &cpub, &plus(&new, &["--replace"]));
+    check_then_apply(&replace, || {
+        assert_eq!(wg_show(&p, &w, "dump"), dump, "--check changed the peer")
+    });
+    settled(&peer_add(&p, &w, &cpub, &new));
+    assert_eq!(
+        wg_show(&p, &w, "preshared-keys"),
+        format!("{cpub}\t{psk2_text}\n")
+    );
+    assert_eq!(
+        wg_show(&p, &w, "persistent-keepalive"),
+        format!("{cpub}\t30\n")
+    );
+    let ips = wg_show(&p, &w, "allowed-ips");
+    assert!(
+        ips.contains("10.79.0.2/32") && ips.contains("10.79.1.0/24"),
+        "{ips}"
+    );
+    let s = show(&p, &w);
+    assert_eq!(s.peers.len(), 1);
+    assert!(s.peers[0].preshared_key);
+    assert_eq!(s.peers[0].persistent_keepalive, Some(30));
+    // The endpoint is no such setting (roaming rewrites it): a new one is simply set.
+    let endpoint = plus(&new, &["--endpoint", "[2001:db8::9]:51820"]);
+    applies_once(&peer_add(&p, &w, &cpub, &endpoint));
+    let moved = plus(&new, &["--endpoint", "[2001:db8::a]:51820"]);
+    applies_once(&peer_add(&p, &w, &cpub, &moved));
+    assert_eq!(
+        show(&p, &w).peers[0].endpoint.as_deref(),
+        Some("[2001:db8::a]:51820")
+    );
+    iface_del(&center, &w, Some(&p));
+    assert_no_leaks();
+}
+
+/// `iface add --replace` of an interface with another private key, then another MTU: changed
+/// in place. The interface (same index, same wireguard-go), its namespace, listen port, peers
+/// and their preshared key stay; a client that learns the new public key gets through again.
+#[test]
+fn iface_replace_changes_key_and_mtu_in_place() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let (center, p, k) = (lab.netns("c"), lab.netns("p"), lab.netns("k"));
+    underlay(&lab, &center, &k, "1", "2001:db8:0:7");
+    let (w, c) = (lab.name("w"), lab.name("k"));
+    let (h1key, h1pub) = keys.gen("h1");
+    let (h2key, h2pub) = keys.gen("h2");
+    let (ckey, cpub) = keys.gen("c");
+    let psk = keys.psk("psk");
+    let hub_args = ["--listen-port", "51031", "--into-ns", &p, "--backend", &be];
+    let add1 = iface_add(&center, &w, &h1key, &hub_args);
+    let add2 = iface_add(&center, &w, &h2key, &hub_args);
+    wg(&add1).ok();
+    wg(&peer_add(
+        &p,
+        &w,
+        &cpub,
+        &["--allowed-ips", "10.79.0.2/32", "--preshared-key", &psk],
+    ))
+    .ok();
+    wg(&iface_add(&k, &c, &ckey, &["--backend", &be])).ok();
+    let client_peer = |hubpub: &str| {
+        let hubpub = hubpub.to_string();
+        let args = [
+            "--allowed-ips",
+            "10.79.0.0/24",
+            "--endpoint",
+            "[2001:db8:0:7::1]:51031",
+            "--keepalive",
+            "5",
+            "--preshared-key",
+            &psk,
+        ];
+        wg(&peer_add(&k, &c, &hubpub, &args)).ok();
+    };
+    client_peer(&h1pub);
+    for (ns, dev, addr) in [(&p, &w, "10.79.0.1/24"), (&k, &c, "10.79.0.2/24")] {
+        run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]).ok();
+    }
+    assert!(tunnel_works(&k, "10.79.0.1"), "no tunnel before the rekey");
+    let index = |ns: &str| ip_json(Some(ns), &["link", "show", &w])[0]["ifindex"].clone();
+    let before_index = index(&p);
+    let before_pids = wg_go_pids(&w);
+    let psks = wg_show(&p, &w, "preshared-keys");
+
+    // Another key: exit 1 naming it (never the key), nothing changed; --check predicts.
+    unchanged_by(&lab, &[&center, &p], "iface add with another key", || {
+        let r = wg(&add2).fails(1, "a different private key");
+        assert!(r.stderr.contains("--replace"), "{}", r.stderr);
+    });
+    let replace = plus(&add2, &["--replace"]);
+    unchanged_by(&lab, &[&center, &p], "--replace --check", || {
+        assert!(wg(&with_check(&replace)).ok().changed())
+    });
+    let v = wg(&replace).ok().json();
+    assert_eq!(v["changed"], true);
+    assert_eq!(v["interface"]["public_key"], h2pub.as_str());
+    assert_eq!(v["interface"]["listen_port"], 51031);
+    assert_eq!(v["interface"]["netns"], p.as_str());
+    settled(&replace);
+    settled(&add2);
+    assert_eq!(wg_show(&p, &w, "public-key").trim(), h2pub);
+    assert_eq!(wg_show(&p, &w, "listen-port").trim(), "51031");
+    assert_eq!(
+        wg_show(&p, &w, "preshared-keys"),
+        psks,
+        "the peer or its key is gone"
+    );
+    assert_eq!(index(&p), before_index, "the interface was recreated");
+    assert_eq!(wg_go_pids(&w), before_pids, "wireguard-go was restarted");
+    assert!(!link_exists(&center, &w));
+    assert!(udp_ports_eventually(&center, 51031));
+    // The client learns the new public key: the tunnel works again, preshared key and all.
+    wg(&["--ns", &k, "peer", "del", &c, "--public-key", &h1pub]).ok();
+    client_peer(&h2pub);
+    assert!(tunnel_works(&k, "10.79.0.1"), "no tunnel after the rekey");
+
+    // Another MTU: the same, set on the link in place.
+    let mtu = ip_json(Some(&p), &["link", "show", &w])[0]["mtu"].clone();
+    let add3 = iface_add(&center, &w, &h2key, &plus(&hub_args, &["--mtu", "1380"]));
+    unchanged_by(&lab, &[&center, &p], "iface add with another mtu", || {
+        wg(&add3).fails(1, &format!("mtu {mtu} (wanted 1380)"))
+    });
+    let replace = plus(&add3, &["--replace"]);
+    unchanged_by(&lab, &[&center, &p], "--replace --check of the mtu", || {
+        assert!(wg(&with_check(&replace)).ok().changed())
+    });
+    applies_once(&replace);
+    settled(&add3);
+    assert_eq!(ip_json(Some(&p), &["link", "show", &w])[0]["mtu"], 1380);
+    assert_eq!(show(&p, &w).mtu, Some(1380));
+    assert_eq!(wg_show(&p, &w, "preshared-keys"), psks);
+    assert_eq!(index(&p), before_index, "the interface was recreated");
+    assert!(ping(&k, "10.79.0.1", 3), "no tunnel after the mtu change");
+    iface_del(&center, &w, Some(&p));
+    iface_del(&k, &c, None);
     assert_no_leaks();
 }

@@ -129,10 +129,10 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Writes a new private key to `path`, mode 0600, without ever replacing an existing file:
-/// the key goes to a fresh temporary file (O_EXCL) in the same directory, which is then
-/// hard-linked to `path` (fails if `path` appeared meanwhile) and unlinked. Returns false if
-/// `path` already existed (nothing written).
+/// Writes a new key (private or preshared) to `path`, mode 0600, without ever replacing an
+/// existing file: the key goes to a fresh temporary file (O_EXCL) in the same directory, which
+/// is then hard-linked to `path` (fails if `path` appeared meanwhile) and unlinked. Returns
+/// false if `path` already existed (nothing written).
 pub fn write_new_key_file(path: &Path, key: &Key) -> Result<bool> {
     let shown = path.display();
     let dir = match path.parent() {

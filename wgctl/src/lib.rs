@@ -15,6 +15,8 @@ pub const ABOUT: &str = "WireGuard keys, interfaces and peers (kernel or wiregua
 pub enum Command {
     /// Generate a private key (like `wg genkey`)
     Genkey(cmd::key::Genkey),
+    /// Generate a preshared key: 32 random bytes, base64 (like `wg genpsk`)
+    Genpsk(cmd::key::Genpsk),
     /// Derive the public key of the private key on stdin (like `wg pubkey`)
     Pubkey,
     /// WireGuard interfaces (like `ip link add type wireguard` + `wg set`)
@@ -31,6 +33,7 @@ impl common::Command for Command {
     fn run(self, ctx: &Ctx) -> Result<Outcome> {
         match self {
             Command::Genkey(args) => cmd::key::genkey(ctx, args),
+            Command::Genpsk(args) => cmd::key::genpsk(ctx, args),
             Command::Pubkey => cmd::key::pubkey(),
             Command::Iface(c) => cmd::iface::run(ctx, c),
             Command::Peer(c) => cmd::peer::run(ctx, c),
@@ -38,8 +41,12 @@ impl common::Command for Command {
         }
     }
 
-    /// Keys are plain computation and a file of the caller's, like `wg genkey` / `wg pubkey`.
+    /// Keys are plain computation and a file of the caller's, like `wg genkey` / `wg genpsk` /
+    /// `wg pubkey`.
     fn needs_privilege(&self) -> bool {
-        !matches!(self, Command::Genkey(_) | Command::Pubkey)
+        !matches!(
+            self,
+            Command::Genkey(_) | Command::Genpsk(_) | Command::Pubkey
+        )
     }
 }

@@ -4,6 +4,9 @@
 //! *birthplace*, where its UDP socket is opened and stays; configures it there; moves the link
 //! into NS2; and brings it up in NS2. If a step fails, everything it did is undone: the link is
 //! deleted wherever it got to and a wireguard-go it started is stopped.
+//!
+//! `--replace` changes an existing interface's private key, listen port, fwmark and MTU in
+//! place, so it keeps its peers; only another backend means deleting it and creating it anew.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -54,7 +57,9 @@ pub struct AddArgs {
     /// Implementation: the kernel module, wireguard-go, or auto (kernel if available)
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// If NAME exists with different settings, delete it and create it anew (its peers are lost)
+    /// If NAME exists with a different private key, listen port, fwmark or MTU, change them in
+    /// place (it keeps its peers); with a different backend, delete it and create it anew (its
+    /// peers are lost). Without this: exit 1
     #[arg(long)]
     pub replace: bool,
 }
@@ -150,6 +155,19 @@ impl Places {
     fn target_fd(&self) -> Option<&NetnsFd> {
         self.target.as_ref().map(|(_, fd)| fd)
     }
+
+    /// The namespace an existing interface was found in, for messages.
+    fn label_of(&self, at: At) -> String {
+        match at {
+            At::Dest => self.dest_label(),
+            At::Birth => self.here.clone(),
+        }
+    }
+
+    /// The namespace an existing interface was found in, as an fd (None: the current one).
+    fn fd_of(&self, at: At) -> Option<&NetnsFd> {
+        self.target_fd().filter(|_| at == At::Dest)
+    }
 }
 
 /// Where an existing interface was found.
@@ -163,6 +181,8 @@ enum At {
 
 /// The settings `iface add` asks for.
 struct Wanted {
+    /// The private key (never shown; `public` is what messages compare).
+    key: Key,
     public: Key,
     listen_port: Option<u16>,
     fwmark: Option<u32>,
@@ -210,11 +230,34 @@ fn read_at(name: &IfName, backend: Backend, ns: Option<&NetnsFd>) -> Result<Devi
     }
 }
 
+/// Applies an update to a device where it lives, like [`read_at`].
+fn apply_at(
+    name: &IfName,
+    backend: Backend,
+    ns: Option<&NetnsFd>,
+    update: DeviceUpdate,
+    what: &str,
+) -> Result<()> {
+    match (backend, ns) {
+        (Backend::Kernel, Some(fd)) => run_in(fd, || backend::apply(name, backend, update, what)),
+        _ => backend::apply(name, backend, update, what),
+    }
+}
+
+/// Sets the MTU of the link in the namespace it lives in (`ns`, or the current one).
+fn set_mtu_at(name: &IfName, mtu: u32, ns: Option<&NetnsFd>, where_: &str) -> Result<()> {
+    match ns {
+        Some(fd) => run_in(fd, || backend::set_mtu(name, mtu, where_)),
+        None => backend::set_mtu(name, mtu, where_),
+    }
+}
+
 fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     let key = keys::read_key_file(&a.private_key, "private key")?;
     let places = Places::new(ctx, a.into_ns.as_ref())?;
     let want = Wanted {
         public: key.get_public(),
+        key,
         listen_port: a.listen_port.map(|p| p.0),
         fwmark: a.fwmark,
         mtu: a.mtu,
@@ -224,8 +267,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     let mut replacing = false;
 
     if let Some((at, link)) = find_existing(name, &places)? {
-        let ns = (at == At::Dest).then(|| places.target_fd()).flatten();
-        let dev = read_at(name, link.backend, ns)?;
+        let dev = read_at(name, link.backend, places.fd_of(at))?;
         if dev.public_key.is_none() && (at == At::Birth || places.target.is_none()) {
             // Created but never configured: a run killed right after creating it. Finish it.
             vlog!(
@@ -235,7 +277,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
             let port = if ctx.check {
                 want.listen_port
             } else {
-                configure(name, link.backend, &key, &want, &places, &mut false)?
+                configure(name, link.backend, &want, &places, &mut false)?
             };
             return report(true, name, &places, Some(link.backend), &want.public, port);
         }
@@ -244,15 +286,15 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
             return converge(ctx, name, &places, at, &link, &dev);
         }
         if !a.replace {
-            let where_ = match at {
-                At::Dest => places.dest_label(),
-                At::Birth => places.here.clone(),
-            };
             return Err(Error::failed(format!(
-                "WireGuard interface {name} already exists in {where_} with different settings: {}; \
-                 use --replace to recreate it",
+                "WireGuard interface {name} already exists in {} with different settings: {}; \
+                 use --replace to change them",
+                places.label_of(at),
                 diffs.join(", ")
             )));
+        }
+        if want.backend.is_none_or(|b| b == link.backend) {
+            return update_in_place(ctx, name, &places, at, &link, &dev, &want);
         }
         replacing = true;
         if !ctx.check {
@@ -286,7 +328,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     }
     let used = create(name, &a.backend, want.mtu, &places)?;
     let mut moved = false;
-    match configure(name, used, &key, &want, &places, &mut moved) {
+    match configure(name, used, &want, &places, &mut moved) {
         Ok(port) => report(true, name, &places, Some(used), &want.public, port),
         Err(e) => {
             let died =
@@ -356,6 +398,15 @@ fn converge(
     link: &Link,
     dev: &Device,
 ) -> Result<Outcome> {
+    let changed = finish(ctx, name, places, at, link)?;
+    let port = dev.listen_port.filter(|p| *p != 0);
+    let public = dev.public_key.clone().unwrap_or_else(Key::zero);
+    report(changed, name, places, Some(link.backend), &public, port)
+}
+
+/// Moves an interface an interrupted run left in the birthplace and brings it up; returns
+/// whether there was anything to do.
+fn finish(ctx: &Ctx, name: &IfName, places: &Places, at: At, link: &Link) -> Result<bool> {
     let moving = at == At::Birth;
     let changed = moving || !link.up;
     if changed && !ctx.check {
@@ -364,9 +415,75 @@ fn converge(
         }
         bring_up(name, places)?;
     }
-    let port = dev.listen_port.filter(|p| *p != 0);
-    let public = dev.public_key.clone().unwrap_or_else(Key::zero);
-    report(changed, name, places, Some(link.backend), &public, port)
+    Ok(changed)
+}
+
+/// `--replace` with the same backend: sets what differs (MTU, then private key, fwmark and
+/// listen port in one update) on the live interface, which keeps its peers, then finishes it
+/// like [`converge`]. If the update fails, the MTU and what the update may have set before
+/// failing are put back.
+fn update_in_place(
+    ctx: &Ctx,
+    name: &IfName,
+    places: &Places,
+    at: At,
+    link: &Link,
+    dev: &Device,
+    want: &Wanted,
+) -> Result<Outcome> {
+    let (ns, label) = (places.fd_of(at), places.label_of(at));
+    let old_port = dev.listen_port.filter(|p| *p != 0);
+    let old_mark = dev.fwmark.unwrap_or(0);
+    let port = want.listen_port.filter(|p| old_port != Some(*p));
+    let mark = want.fwmark.filter(|f| *f != old_mark);
+    let rekey = dev.public_key.as_ref() != Some(&want.public);
+    let mtu = want.mtu.filter(|m| link.mtu != Some(*m));
+    if let Some(p) = port {
+        backend::check_port_free(p, &places.here)?;
+    }
+    if !ctx.check {
+        vlog!(1, "updating {name} in {label} in place");
+        if let Some(m) = mtu {
+            set_mtu_at(name, m, ns, &label)?;
+        }
+        let mut update = DeviceUpdate::new();
+        let mut undo = DeviceUpdate::new();
+        if rekey {
+            update = update.set_private_key(want.key.clone());
+            if let Some(old) = dev.private_key.clone() {
+                undo = undo.set_private_key(old);
+            }
+        }
+        if let Some(f) = mark {
+            update = update.set_fwmark(f);
+            undo = undo.set_fwmark(old_mark);
+        }
+        if let Some(p) = port {
+            update = update.set_listen_port(p);
+        }
+        let what = format!("updating {name} in {label}");
+        if let Err(e) = apply_at(name, link.backend, ns, update, &what) {
+            vlog!(1, "undoing the update of {name}");
+            let undone = apply_at(name, link.backend, ns, undo, &what);
+            let mtu_back = match (mtu, link.mtu) {
+                (Some(_), Some(m)) => set_mtu_at(name, m, ns, &label),
+                _ => Ok(()),
+            };
+            if let Err(u) = undone.and(mtu_back) {
+                vlog!(1, "undo: {u}");
+            }
+            return Err(e);
+        }
+    }
+    finish(ctx, name, places, at, link)?;
+    report(
+        true,
+        name,
+        places,
+        Some(link.backend),
+        &want.public,
+        port.or(old_port),
+    )
 }
 
 fn bring_up(name: &IfName, places: &Places) -> Result<()> {
@@ -413,12 +530,11 @@ fn create(
 fn configure(
     name: &IfName,
     used: Backend,
-    key: &Key,
     want: &Wanted,
     places: &Places,
     moved: &mut bool,
 ) -> Result<Option<u16>> {
-    let mut update = DeviceUpdate::new().set_private_key(key.clone());
+    let mut update = DeviceUpdate::new().set_private_key(want.key.clone());
     if let Some(p) = want.listen_port {
         update = update.set_listen_port(p);
     }

@@ -2,7 +2,10 @@
 //!
 //! `peer add` is declarative: the peer ends up with exactly the given allowed IPs; endpoint,
 //! keepalive and preshared key are set when given and left as they are when not. Same settings
-//! print `changed:false`; anything different is updated in place (`changed:true`).
+//! print `changed:false`. A peer that exists with other allowed IPs, keepalive or preshared key
+//! is refused (exit 1) unless `--replace`, which updates it in place (`changed:true`). The
+//! endpoint is not such a setting: WireGuard itself rewrites it whenever the peer roams, so a
+//! given one is simply set again (`changed:true`), as `wg set` would.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -51,6 +54,10 @@ pub struct AddArgs {
     /// (like `wg set IFACE peer KEY preshared-key FILE`)
     #[arg(long, value_name = "FILE", value_parser = keys::key_file_path)]
     pub preshared_key: Option<PathBuf>,
+    /// If the peer exists with other allowed IPs, keepalive or preshared key, update it in
+    /// place (without this: exit 1)
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Args, Debug)]
@@ -206,41 +213,70 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         .iter()
         .find(|p| p.config.public_key == a.public_key.0);
 
-    let mut diffs = Vec::new();
     let (cur_endpoint, cur_keepalive, cur_psk) = match existing {
-        Some(p) => {
-            if networks(p) != a.allowed_ips.0 {
-                diffs.push("allowed-ips");
-            }
-            (
-                p.config.endpoint,
-                p.config.persistent_keepalive_interval.unwrap_or(0),
-                keys::non_zero(p.config.preshared_key.clone()),
-            )
-        }
-        None => {
-            diffs.push("new peer");
-            (None, 0, None)
-        }
+        Some(p) => (
+            p.config.endpoint,
+            p.config.persistent_keepalive_interval.unwrap_or(0),
+            keys::non_zero(p.config.preshared_key.clone()),
+        ),
+        None => (None, 0, None),
     };
+    // The peer's preshared key after this (an all-zero key is none, as WireGuard has it).
+    let new_psk = match &psk {
+        Some(k) => keys::non_zero(Some(k.clone())),
+        None => cur_psk.clone(),
+    };
+    // How an existing peer differs (that takes --replace); never shows a key.
+    let mut diffs = Vec::new();
+    if let Some(p) = existing {
+        let cur_ips = networks(p);
+        if cur_ips != a.allowed_ips.0 {
+            let shown = |ips: &BTreeSet<IpNet>| {
+                ips.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            diffs.push(format!(
+                "allowed-ips {} (wanted {})",
+                shown(&cur_ips),
+                shown(&a.allowed_ips.0)
+            ));
+        }
+        if let Some(k) = a.keepalive.filter(|k| *k != cur_keepalive) {
+            diffs.push(format!("keepalive {cur_keepalive} (wanted {k})"));
+        }
+        if new_psk != cur_psk {
+            diffs.push(match cur_psk {
+                Some(_) => "a different preshared key".into(),
+                None => "no preshared key (wanted one)".into(),
+            });
+        }
+    }
+    if !diffs.is_empty() && !a.replace {
+        return Err(Error::failed(format!(
+            "peer {} already exists on {name} in {} with different settings: {}; \
+             use --replace to update it",
+            a.public_key,
+            ctx.ns_label(),
+            diffs.join(", ")
+        )));
+    }
     if endpoint.is_some_and(|e| Some(e) != cur_endpoint) {
-        diffs.push("endpoint");
+        diffs.push("endpoint".into());
     }
-    if a.keepalive.is_some_and(|k| k != cur_keepalive) {
-        diffs.push("keepalive");
-    }
-    if psk.is_some() && psk != cur_psk {
-        diffs.push("preshared key");
-    }
-    let changed = !diffs.is_empty();
+    let changed = existing.is_none() || !diffs.is_empty();
 
     if changed && !ctx.check {
-        vlog!(
-            1,
-            "setting peer {} on {name}: {}",
-            a.public_key,
-            diffs.join(", ")
-        );
+        match existing {
+            Some(_) => vlog!(
+                1,
+                "updating peer {} on {name}: {}",
+                a.public_key,
+                diffs.join(", ")
+            ),
+            None => vlog!(1, "adding peer {} to {name}", a.public_key),
+        }
         let ips: Vec<AllowedIp> = a
             .allowed_ips
             .0
@@ -282,7 +318,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
             endpoint: Some(endpoint.or(cur_endpoint).map(|e| e.to_string())),
             allowed_ips: Some(a.allowed_ips.0.iter().map(ToString::to_string).collect()),
             persistent_keepalive: Some((keepalive != 0).then_some(keepalive)),
-            preshared_key: Some(psk.is_some() || cur_psk.is_some()),
+            preshared_key: Some(new_psk.is_some()),
         },
     })
 }

@@ -1,5 +1,6 @@
 //! `show [IFACE]`: the WireGuard interfaces living in the current namespace, read back from
-//! the kernel (generic netlink) or wireguard-go (UAPI), like `wg show`. Never a private key.
+//! the kernel (generic netlink) or wireguard-go (UAPI), like `wg show`. Never a private or
+//! preshared key: only whether a peer has one.
 
 use std::time::UNIX_EPOCH;
 
@@ -11,6 +12,7 @@ use wireguard_control::{Device, PeerInfo};
 
 use crate::backend::{self, Backend, Link};
 use crate::cmd::peer::interface_here;
+use crate::keys;
 
 #[derive(Args, Debug)]
 pub struct Show {
@@ -45,6 +47,8 @@ struct PeerJson {
     rx_bytes: u64,
     tx_bytes: u64,
     persistent_keepalive: Option<u16>,
+    /// Whether the peer has a preshared key (never the key itself).
+    preshared_key: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
@@ -96,5 +100,6 @@ fn peer_json(p: &PeerInfo) -> PeerJson {
         rx_bytes: p.stats.rx_bytes,
         tx_bytes: p.stats.tx_bytes,
         persistent_keepalive: p.config.persistent_keepalive_interval.filter(|k| *k != 0),
+        preshared_key: keys::non_zero(p.config.preshared_key.clone()).is_some(),
     }
 }
