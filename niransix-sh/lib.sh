@@ -150,6 +150,98 @@ cidr4_host() {
 	((n >= CIDR_FIRST && n <= CIDR_LAST))
 }
 
+# --- IPv6 arithmetic (HUB_CIDR6) ---
+
+# ip6_expand VAR ADDR: VAR = ADDR as 8 hextets of 4 hex digits, colon-separated; false if ADDR
+# is not an IPv6 address (no zone, no embedded IPv4).
+ip6_expand() {
+	local a=$2 i n
+	local -a hx=() t=() out=()
+	[[ $a =~ ^[0-9A-Fa-f:]{2,39}$ && $a != *:::* ]] || return 1
+	[[ ($a != :* || $a == ::*) && ($a != *: || $a == *::) ]] || return 1
+	if [[ $a == *::* ]]; then
+		[[ ${a#*::} != *::* ]] || return 1
+		IFS=: read -r -a hx <<<"${a%%::*}"
+		IFS=: read -r -a t <<<"${a#*::}"
+		n=$((8 - ${#hx[@]} - ${#t[@]}))
+		((n >= 1)) || return 1
+		out=("${hx[@]}")
+		for ((i = 0; i < n; i++)); do out+=(0); done
+		out+=("${t[@]}")
+	else
+		IFS=: read -r -a out <<<"$a"
+	fi
+	((${#out[@]} == 8)) || return 1
+	for i in "${!out[@]}"; do
+		[[ ${out[i]} =~ ^[0-9A-Fa-f]{1,4}$ ]] || return 1
+		printf -v "out[i]" '%04x' $((16#${out[i]}))
+	done
+	local IFS=:
+	printf -v "$1" '%s' "${out[*]}"
+}
+
+# ip6_compress VAR EXPANDED: VAR = the address in its canonical text (RFC 5952: lower case, no
+# leading zeros, the longest run of two or more zero hextets as ::), as the kernel lists it.
+ip6_compress() {
+	local IFS=: i run=-1 best=-1 bestlen=0
+	local -a hx
+	read -r -a hx <<<"$2"
+	for i in "${!hx[@]}"; do printf -v "hx[i]" '%x' $((16#${hx[i]})); done
+	for ((i = 0; i <= 8; i++)); do
+		if ((i < 8)) && [[ ${hx[i]} == 0 ]]; then
+			((run >= 0)) || run=$i
+		elif ((run >= 0)); then
+			if ((i - run >= 2 && i - run > bestlen)); then best=$run bestlen=$((i - run)); fi
+			run=-1
+		fi
+	done
+	if ((best < 0)); then
+		printf -v "$1" '%s' "${hx[*]}"
+	else
+		printf -v "$1" '%s::%s' "${hx[*]:0:best}" "${hx[*]:best+bestlen}"
+	fi
+}
+
+# cidr6_parse CIDR: an IPv6 network with room for a 32-bit host part (ADDR/1..96, its host
+# bits zero); sets CIDR6_NET (expanded) and CIDR6_LEN.
+cidr6_parse() {
+	local len=${1#*/} i bits v
+	local -a hx
+	[[ $1 == */* && $len =~ ^[1-9][0-9]?$ ]] && ((len <= 96)) || return 1
+	ip6_expand CIDR6_NET "${1%/*}" || return 1
+	# shellcheck disable=SC2153 # set just above, by ip6_expand's printf -v
+	IFS=: read -r -a hx <<<"$CIDR6_NET"
+	for i in "${!hx[@]}"; do
+		bits=$((len - 16 * i)) v=$((16#${hx[i]}))
+		((bits >= 16)) && continue
+		((bits <= 0)) && bits=0
+		((v & ((1 << (16 - bits)) - 1))) && return 1
+	done
+	CIDR6_LEN=$len
+}
+
+# ip6_in_cidr6 EXPANDED: true if the address is inside the parsed CIDR6.
+ip6_in_cidr6() {
+	local i bits a n
+	local -a x y
+	IFS=: read -r -a x <<<"$1"
+	IFS=: read -r -a y <<<"$CIDR6_NET"
+	for i in 0 1 2 3 4 5 6 7; do
+		bits=$((CIDR6_LEN - 16 * i))
+		((bits > 0)) || return 0
+		((bits < 16)) || bits=16
+		a=$((16#${x[i]} >> (16 - bits))) n=$((16#${y[i]} >> (16 - bits)))
+		((a == n)) || return 1
+	done
+}
+
+# ip6_host VAR N: VAR = the canonical text of host N (< 2^32) of the parsed CIDR6.
+ip6_host() {
+	local e
+	printf -v e '%s%04x:%04x' "${CIDR6_NET:0:30}" $((($2 >> 16) & 0xffff)) $(($2 & 0xffff))
+	ip6_compress "$1" "$e"
+}
+
 # port_valid N: a UDP port 1..65535, written canonically (no leading zeros).
 port_valid() { [[ $1 =~ ^[1-9][0-9]{0,4}$ ]] && (($1 <= 65535)); }
 

@@ -6,9 +6,11 @@
 #   $records  the peer records (slurped)        $shows    "OWNER<TAB>JSON" lines: what the tools
 #   $netns    the namespaces that exist                   printed (OWNER: center:links,
 #   $ports    UDP ports open in the center                center:switch, center:fwd, NAME:links,
-#   $bridges  "NAME<TAB>BRIDGE": each peer's bridge       NAME:fwd, NAME:wg, NAME:routes, NAME:nat)
+#   $placed   "NAME<TAB>BRIDGE<TAB>ADDRESS6": each        NAME:fwd, NAME:wg, NAME:routes, NAME:nat)
+#             peer's bridge and v6 address (empty: no HUB_CIDR6)
 #   $trunks   "BRIDGE<TAB>DOWN<TAB>UP": the extra bridges in use and the veth that joins each
-#   $prefix $ns $sw $br $cif $cbr $addr $cidr $cidr_len $recorded: the configuration
+#   $prefix $ns $sw $br $cif $cbr $addr $cidr $cidr_len $recorded $cidr6 $addr6 $cidr6_len:
+#             the configuration
 
 def nonempty_lines: split("\n") | map(select(length > 0));
 def set: map({key: ., value: true}) | from_entries;
@@ -38,7 +40,8 @@ def forwarding_problem($fwd; $where):
 ($shows | nonempty_lines | map(split("\t") | {key: .[0], value: (.[1] | fromjson)}) | from_entries) as $by
 | ($netns | nonempty_lines | set) as $present
 | ($ports | nonempty_lines | set) as $udp
-| ($bridges | nonempty_lines | map(split("\t") | {key: .[0], value: .[1]}) | from_entries) as $bridge_of
+| ($placed | nonempty_lines | map(split("\t") | {key: .[0], value: {bridge: .[1], address6: .[2]}})
+   | from_entries) as $place
 | where($ns) as $center_where
 | where(if $sw == "" then $ns else $sw end) as $switch_where
 | ($by["center:links"] | by_name) as $cl
@@ -57,11 +60,13 @@ def forwarding_problem($fwd; $where):
       end),
      link_problems($cl; $cif; "the center's interface"; $center_where),
      address_problem($cl; $cif; "\($addr)/\($cidr_len)"),
+     (if $cidr6 != "" then address_problem($cl; $cif; "\($addr6)/\($cidr6_len)") else empty end),
      forwarding_problem($by["center:fwd"]; $center_where)
    end] as $center_problems
 | [$records[] | . as $r
    | ($prefix + $r.name) as $pns | where($pns) as $pwhere
    | ($pns + "-in") as $pin | ($pns + "-br") as $pbr | ($pns + "-wg") as $pwg
+   | $place[$r.name].address6 as $a6
    | ([$by["\($r.name):wg"].interfaces[]? | select(.name == $pwg)] | first) as $i
    | ([$i.peers[]? | select(.public_key == $r.client_public_key)] | first) as $p
    | [if $present[$pns] | not then "namespace \($pns) is missing"
@@ -69,6 +74,7 @@ def forwarding_problem($fwd; $where):
         ($by["\($r.name):links"] | by_name) as $pl
         | link_problems($pl; $pin; "veth"; $pwhere),
           address_problem($pl; $pin; "\($r.address)/\($cidr_len)"),
+          (if $cidr6 != "" then address_problem($pl; $pin; "\($a6)/\($cidr6_len)") else empty end),
           forwarding_problem($by["\($r.name):fwd"]; $pwhere),
           (if $i == null then "WireGuard interface \($pwg) is missing in \($pwhere) (its wireguard-go process or the interface is gone)"
            else
@@ -79,15 +85,20 @@ def forwarding_problem($fwd; $where):
            end),
           (if any($by["\($r.name):routes"].routes[]?; .dst == "default" and .dev == $pwg and .table == "main" and .family == "inet") | not
            then "no default route into \($pwg) in \($pwhere)" else empty end),
+          (if $cidr6 != "" and (any($by["\($r.name):routes"].routes[]?; .dst == "default" and .dev == $pwg and .table == "main" and .family == "inet6") | not)
+           then "no IPv6 default route into \($pwg) in \($pwhere)" else empty end),
           (if any($by["\($r.name):nat"].rules[]?; .kind == "masquerade" and .oif == $pin) | not
            then "no NAPT rule (masquerade out of \($pin)) in \($pwhere)" else empty end)
       end,
-      port_problems($sl; $pbr; $bridge_of[$r.name]; $switch_where),
+      port_problems($sl; $pbr; $place[$r.name].bridge; $switch_where),
       (if $udp["\($r.listen_port)"] then empty
        else "nothing listens on UDP port \($r.listen_port) in the center (\($center_where))" end)
      ] as $problems
-   | {name: $r.name, ns: $pns, address: $r.address, listen_port: $r.listen_port,
+   | {name: $r.name, ns: $pns, address: $r.address,
+      address6: (if $a6 == "" then null else $a6 end), listen_port: $r.listen_port,
       public_key: $r.public_key, client_public_key: $r.client_public_key,
+      preshared_key: ($r.preshared_key // false), keepalive: $r.keepalive, mtu: $r.mtu,
+      dns: ($r.dns // "" | split(",") | map(select(length > 0))),
       interface: $pwg, up: ($i != null),
       endpoint: ($p.endpoint // null), latest_handshake: ($p.latest_handshake // null),
       rx_bytes: ($p.rx_bytes // 0), tx_bytes: ($p.tx_bytes // 0),
@@ -96,6 +107,7 @@ def forwarding_problem($fwd; $where):
    healthy: (($center_problems | length == 0) and all($peers[]; .healthy)),
    center: {ns: (if $ns == "" then null else $ns end), switch: (if $sw == "" then null else $sw end),
      bridge: $br, interface: $cif, address: $addr, cidr: $cidr,
+     address6: (if $addr6 == "" then null else $addr6 end), cidr6: (if $cidr6 == "" then null else $cidr6 end),
      up: ($recorded and ($ns == "" or $present[$ns] == true)),
      healthy: ($center_problems | length == 0), problems: $center_problems},
    peers: $peers}
