@@ -81,7 +81,15 @@ def forwarding_problem($fwd; $where):
              link_problems($pl; $pwg; "WireGuard interface"; $pwhere),
              (if $i.public_key != $r.public_key then "\($pwg) has the public key \($i.public_key), not the recorded \($r.public_key)" else empty end),
              (if $i.listen_port != $r.listen_port then "\($pwg) listens on port \($i.listen_port), not the recorded \($r.listen_port)" else empty end),
-             (if $p == null then "the client's key \($r.client_public_key) is not a peer of \($pwg)" else empty end)
+             (if $p == null then "the client's key \($r.client_public_key) is not a peer of \($pwg)"
+              else
+                (if ($r.keepalive // 0) > 0 and $p.persistent_keepalive != $r.keepalive
+                 then "\($pwg) keeps the client alive every \($p.persistent_keepalive // "never") s, not the recorded \($r.keepalive)" else empty end),
+                (if ($r.preshared_key // false) and ($p.preshared_key | not)
+                 then "the client's peer on \($pwg) has no preshared key (the record has one)" else empty end)
+              end),
+             (if $r.mtu != null and ($pl[$pwg].mtu // $r.mtu) != $r.mtu
+              then "\($pwg) has MTU \($pl[$pwg].mtu), not the recorded \($r.mtu)" else empty end)
            end),
           (if any($by["\($r.name):routes"].routes[]?; .dst == "default" and .dev == $pwg and .table == "main" and .family == "inet") | not
            then "no default route into \($pwg) in \($pwhere)" else empty end),
