@@ -1760,3 +1760,56 @@ fn down_keep_state_then_up_is_the_same_hub() {
     hub.remove_client("d1");
     hub.leaks().ok();
 }
+
+/// A peer's settings changed behind the hub's back (keepalive, PSK, MTU): `check` names each,
+/// `up` sets them back from the record.
+#[test]
+fn drifted_settings_are_reported_and_set_back() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&[
+        "-q",
+        "peer",
+        "add",
+        "t1",
+        "--keepalive",
+        "7",
+        "--mtu",
+        "1380",
+        "--preshared-key",
+        "generate",
+    ])
+    .ok();
+    let (ns, wg) = (hub.peer_ns("t1"), hub.peer_wg("t1"));
+    let psk = wg_show(&ns, &wg, "preshared-keys");
+    assert!(!psk.ends_with("(none)"), "a preshared key: {psk}");
+    let peer = wg_show(&ns, &wg, "peers");
+    sh(&format!(
+        "ip netns exec {ns} wg set {wg} peer {peer} persistent-keepalive 30 preshared-key /dev/null; \
+         ip -n {ns} link set {wg} mtu 1420"
+    ))
+    .ok();
+    let (check, healthy) = hub.check();
+    assert!(!healthy);
+    let problems = problems_of(&check, "t1");
+    assert_mentions(&problems, "not the recorded 7", "keepalive");
+    assert_mentions(&problems, "has no preshared key", "psk");
+    assert_mentions(&problems, "has MTU 1420, not the recorded 1380", "mtu");
+    let up = hub.hub(&["-q", "up"]).ok().json();
+    assert_eq!(up["peers"][0]["changed"], true, "{up}");
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+    assert_eq!(
+        wg_show(&ns, &wg, "persistent-keepalive"),
+        format!("{peer}\t7")
+    );
+    assert_eq!(
+        wg_show(&ns, &wg, "preshared-keys"),
+        psk,
+        "the recorded PSK again"
+    );
+    let mtu = ip_json(Some(&ns), &["link", "show", &wg])[0]["mtu"].clone();
+    assert_eq!(mtu, 1380);
+    hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
