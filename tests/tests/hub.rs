@@ -170,7 +170,9 @@ impl Hub {
         }
         let ns = &self.ns;
         sh(&format!(
-            "set -e; ip -n {ns} link add ul type bridge; ip -n {ns} link set ul up; \
+            // (A fixed MAC: a bridge takes the lowest of its ports', and one that changes as
+            // clients join cuts the others off for a while.)
+            "set -e; ip -n {ns} link add ul address 02:00:5e:10:00:10 type bridge; ip -n {ns} link set ul up; \
              ip -n {ns} addr add 2001:db8::10/64 dev ul nodad"
         ))
         .ok();
