@@ -5,10 +5,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueHint};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::complete;
 use crate::error::{Context, Error, Result};
 use crate::netns::{self, NetnsFd};
 use crate::output;
@@ -20,7 +21,7 @@ use crate::types::NsTarget;
 pub struct GlobalArgs {
     /// Act inside network namespace NAME (/run/netns/NAME) or PATH such as /proc/PID/ns/net
     /// (like `ip -n NAME`)
-    #[arg(long, global = true, value_name = "NAME|PATH")]
+    #[arg(long, global = true, value_name = "NAME|PATH", add = complete::namespaces())]
     pub ns: Option<NsTarget>,
 
     /// Indent the JSON output (like `ip -j -p`)
@@ -37,7 +38,7 @@ pub struct GlobalArgs {
 
     /// Run the commands in FILE (`-` for stdin), one per line, in one process; prints JSON Lines
     /// and stops at the first failing line (like `ip -batch`)
-    #[arg(short = 'b', long, global = true, value_name = "FILE")]
+    #[arg(short = 'b', long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub batch: Option<PathBuf>,
 
     /// Print the version as JSON
@@ -50,7 +51,8 @@ pub struct GlobalArgs {
 pub enum Builtin {
     /// Print the version as JSON
     Version,
-    /// Print a shell completion script
+    /// Print the script that registers the tool's completions with SHELL: namespace, link and
+    /// table names are completed live, by the tool on PATH (`source <(TOOL completions bash)`)
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
@@ -150,6 +152,7 @@ pub trait Command: Subcommand + std::fmt::Debug {
 
 /// The whole of a tool's `main`: parse, enter the namespace, run, print, map errors to exit codes.
 pub fn main<C: Command>(tool: &'static str, about: &'static str) -> ExitCode {
+    complete::answer_if_asked(|| command::<C>(tool, about));
     output::init();
     let argv: Vec<String> = std::env::args().collect();
     let cli = match parse::<C>(tool, about, &argv) {
@@ -169,7 +172,9 @@ pub fn main<C: Command>(tool: &'static str, about: &'static str) -> ExitCode {
     }
 }
 
-fn command<C: Subcommand>(tool: &'static str, about: &'static str) -> clap::Command {
+/// The whole clap command of a tool: its own commands, the built-in ones and the global flags
+/// (what `main` parses with; the man pages and completions are made from it too).
+pub fn command<C: Subcommand>(tool: &'static str, about: &'static str) -> clap::Command {
     Cli::<C>::command()
         .name(tool)
         .bin_name(tool)
@@ -287,12 +292,7 @@ fn execute_with<C: Command>(
     match cmd {
         Top::Builtin(Builtin::Version) => (Ok(version(tool)), rt),
         Top::Builtin(Builtin::Completions { shell }) => {
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut command::<C>(tool, ""), tool, &mut buf);
-            (
-                Ok(Outcome::Text(String::from_utf8_lossy(&buf).into_owned())),
-                rt,
-            )
+            (Ok(Outcome::Text(complete::registration(tool, shell))), rt)
         }
         Top::Tool(cmd) => {
             // `enter` does nothing when the thread is already there: without --ns (and after a

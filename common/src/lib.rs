@@ -5,6 +5,7 @@
 //! (global flags, `--ns`, JSON output, errors and exit codes, batch mode) lives here.
 
 pub mod cli;
+pub mod complete;
 pub mod error;
 pub mod files;
 pub mod log;

@@ -1,6 +1,7 @@
 //! Routing table ids as the user writes them (`100`, `main`) and as `ip` prints them.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -58,6 +59,74 @@ pub fn name(id: u32) -> String {
     }
 }
 
+/// Where `ip` reads table names: the first file of the two that exists, then the `*.conf` files
+/// of both `rt_tables.d` directories (iproute2's `rtnl_rttable_initialize`).
+const RT_TABLES: [&str; 2] = ["/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables"];
+const RT_TABLES_D: [&str; 2] = [
+    "/etc/iproute2/rt_tables.d",
+    "/usr/share/iproute2/rt_tables.d",
+];
+
+/// The table names this machine defines, for completion: `main`, `local`, `default`, then the
+/// names in the rt_tables files, sorted (never `unspec`, table 0, which cannot be used).
+pub fn names() -> Vec<String> {
+    let mut files: Vec<PathBuf> = RT_TABLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .into_iter()
+        .collect();
+    for dir in RT_TABLES_D {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut confs: Vec<PathBuf> = entries
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        confs.sort();
+        files.extend(confs);
+    }
+    let mut defined: Vec<String> = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| parse_rt_tables(&text))
+        .filter(|(id, _)| *id != 0)
+        .map(|(_, name)| name)
+        .collect();
+    defined.sort();
+    let mut all: Vec<String> = ["main", "local", "default"].map(String::from).into();
+    for name in defined {
+        if !all.contains(&name) {
+            all.push(name);
+        }
+    }
+    all
+}
+
+/// [`names`] and `all`, what `route list --table` takes.
+pub fn selections() -> Vec<String> {
+    let mut all = names();
+    all.push("all".into());
+    all
+}
+
+/// The `ID NAME` lines of an rt_tables file (`#` comments; the id decimal or 0x-hex).
+fn parse_rt_tables(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split('#').next()?;
+            let mut words = line.split_whitespace();
+            let (id, name) = (words.next()?, words.next()?);
+            let id = match id.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => id.parse().ok()?,
+            };
+            Some((id, name.to_owned()))
+        })
+        .collect()
+}
+
 /// `route list --table`: one table or every table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableSel {
@@ -98,5 +167,22 @@ mod tests {
         assert!("-1".parse::<Table>().is_err());
         assert_eq!(Table(1000).to_string(), "1000");
         assert_eq!("all".parse::<TableSel>().unwrap(), TableSel::All);
+    }
+
+    #[test]
+    fn reads_rt_tables_like_ip() {
+        let text = "#\n# reserved values\n255\tlocal\n0\tunspec\n10 wan # the uplink\n0x20\tvpn\nbad line\n";
+        assert_eq!(
+            parse_rt_tables(text),
+            [
+                (255, "local".to_owned()),
+                (0, "unspec".to_owned()),
+                (10, "wan".to_owned()),
+                (32, "vpn".to_owned()),
+            ]
+        );
+        let names = names();
+        assert_eq!(names[..3], ["main", "local", "default"]);
+        assert!(!names.contains(&"unspec".to_owned()));
     }
 }

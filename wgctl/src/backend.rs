@@ -148,6 +148,14 @@ fn classify(msg: &LinkMessage, name: &str) -> Found {
     })
 }
 
+/// Completes the names of the WireGuard interfaces in the namespace the command acts in.
+pub fn completer() -> common::complete::ArgValueCompleter {
+    common::complete::links_where(&[], |msg| {
+        let name = common::nl::link_name(msg).unwrap_or_default();
+        matches!(classify(msg, name), Found::WireGuard(_))
+    })
+}
+
 /// [`lookup`] in the calling thread's namespace.
 pub fn lookup_here(name: &IfName) -> Result<Found> {
     netlink(|h| async move { lookup(&h, name.as_str()).await })

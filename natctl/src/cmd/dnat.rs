@@ -21,7 +21,7 @@ pub struct Dnat {
     #[arg(long, value_name = "ADDR", value_parser = parse_network)]
     pub daddr: Option<IpNet>,
     /// Only packets arriving on this interface (nft `iifname IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     pub iif: Option<IfName>,
     /// Only this transport protocol (nft `meta l4proto tcp`)
     #[arg(long, value_enum)]

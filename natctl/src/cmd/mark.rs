@@ -11,7 +11,7 @@ use crate::rule::{net_arg, Action, Arg, Family, Match, Rule};
 #[derive(Args, Debug, Clone)]
 pub struct Mark {
     /// Traffic arriving on this interface (nft `iifname IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     pub iif: IfName,
     /// The mark, decimal or 0x-hex, for `ip rule add fwmark N` (nft `meta mark set N`)
     #[arg(long = "set", value_name = "N", value_parser = parse_mark)]

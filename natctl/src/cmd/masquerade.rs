@@ -11,7 +11,7 @@ use crate::rule::{net_arg, Action, Arg, Family, Match, Rule};
 #[derive(Args, Debug, Clone)]
 pub struct Masquerade {
     /// Outgoing interface (nft `oifname IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     pub oif: IfName,
     /// Only packets from this network (nft `ip saddr CIDR`); without it, IPv4 and IPv6 alike
     #[arg(long, value_name = "CIDR", value_parser = parse_network)]

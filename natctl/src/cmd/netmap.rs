@@ -22,10 +22,10 @@ pub struct Netmap {
     #[arg(long, value_name = "TO_CIDR", value_parser = parse_network)]
     pub to: IpNet,
     /// With --dst: only packets arriving on this interface (nft `iifname IFACE`)
-    #[arg(long, value_name = "IFACE", conflicts_with = "src")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]), conflicts_with = "src")]
     pub iif: Option<IfName>,
     /// With --src: only packets leaving through this interface (nft `oifname IFACE`)
-    #[arg(long, value_name = "IFACE", conflicts_with = "dst")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]), conflicts_with = "dst")]
     pub oif: Option<IfName>,
 }
 

@@ -21,7 +21,7 @@ pub struct Snat {
     #[arg(long, value_name = "CIDR", value_parser = parse_network)]
     pub src: Option<IpNet>,
     /// Only packets leaving through this interface (nft `oifname IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     pub oif: Option<IfName>,
 }
 

@@ -11,7 +11,7 @@ use crate::rule::{net_arg, Action, Arg, Family, Match, Rule, ZoneDir};
 #[derive(Args, Debug, Clone)]
 pub struct Zone {
     /// Traffic arriving on this interface (nft `iifname IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     pub iif: IfName,
     /// Conntrack zone, 0-65535 (nft `ct zone set N`, iptables `CT --zone N`)
     #[arg(long, value_name = "N")]

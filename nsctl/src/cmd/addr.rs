@@ -20,7 +20,7 @@ pub enum Addr {
         #[arg(value_parser = parse_cidr)]
         cidr: IpNet,
         /// The interface
-        #[arg(long, value_name = "IFACE")]
+        #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
         dev: IfName,
         /// IPv6: skip duplicate address detection, usable at once (`ip addr add ... nodad`)
         #[arg(long)]
@@ -35,13 +35,13 @@ pub enum Addr {
         #[arg(value_parser = parse_cidr)]
         cidr: IpNet,
         /// The interface
-        #[arg(long, value_name = "IFACE")]
+        #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
         dev: IfName,
     },
     /// List addresses, of one interface with --dev (like `ip addr show [dev IFACE]`)
     List {
         /// Only this interface
-        #[arg(long, value_name = "IFACE")]
+        #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
         dev: Option<IfName>,
     },
 }

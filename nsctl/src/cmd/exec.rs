@@ -16,9 +16,10 @@ use common::{Context, Ctx, Error, Outcome, Result};
 #[derive(Args, Debug)]
 pub struct Exec {
     /// Namespace name (/run/netns/NAME) or path such as /proc/PID/ns/net
+    #[arg(add = common::complete::namespaces())]
     pub name: NsTarget,
     /// The command and its arguments (after `--`)
-    #[arg(required = true, last = true, allow_hyphen_values = true)]
+    #[arg(required = true, last = true, allow_hyphen_values = true, value_hint = clap::ValueHint::CommandWithArguments)]
     pub command: Vec<String>,
 }
 

@@ -19,6 +19,7 @@ pub enum Link {
     #[command(group(ArgGroup::new("mastery").args(["master", "nomaster"])))]
     Set {
         /// Link name
+        #[arg(add = common::complete::links(&[]))]
         name: IfName,
         /// Bring it up (`ip link set NAME up`)
         #[arg(long)]
@@ -27,7 +28,7 @@ pub enum Link {
         #[arg(long)]
         down: bool,
         /// Enslave it to bridge BR (`ip link set NAME master BR`)
-        #[arg(long, value_name = "BR")]
+        #[arg(long, value_name = "BR", add = common::complete::links(&["--netns"]))]
         master: Option<IfName>,
         /// Release it from its master (`ip link set NAME nomaster`)
         #[arg(long)]
@@ -40,12 +41,13 @@ pub enum Link {
         address: Option<Mac>,
         /// Move it into namespace NS2 first (`ip link set NAME netns NS2`); the other settings
         /// then apply there (a moved link arrives down and without master)
-        #[arg(long, value_name = "NS2")]
+        #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
         netns: Option<NsTarget>,
     },
     /// Delete a link; a veth takes its peer with it (like `ip link del NAME`)
     Del {
         /// Link name
+        #[arg(add = common::complete::links(&[]))]
         name: IfName,
     },
     /// List links with kind, state, master, MTU and addresses (like `ip -d addr show`)

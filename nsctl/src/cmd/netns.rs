@@ -35,6 +35,7 @@ pub enum Netns {
     /// Delete namespace NAME, even with links or processes still inside (like `ip netns del`)
     Del {
         /// Namespace name
+        #[arg(add = common::complete::namespaces())]
         name: NsName,
     },
     /// List the named namespaces (like `ip netns list`)

@@ -30,13 +30,13 @@ pub enum Veth {
         #[arg(long)]
         peer: IfName,
         /// Put the other end in namespace NS2 (name or path); default: next to the local end
-        #[arg(long, value_name = "NS2")]
+        #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
         peer_ns: Option<NsTarget>,
         /// Enslave the local end to bridge BR (`ip link set NAME master BR`)
-        #[arg(long, value_name = "BR")]
+        #[arg(long, value_name = "BR", add = common::complete::links(&[]))]
         master: Option<IfName>,
         /// Enslave the other end to bridge BR in the peer's namespace
-        #[arg(long, value_name = "BR")]
+        #[arg(long, value_name = "BR", add = common::complete::links(&["--peer-ns"]))]
         peer_master: Option<IfName>,
         /// Bring both ends up
         #[arg(long)]

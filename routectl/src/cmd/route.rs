@@ -44,7 +44,7 @@ pub enum RouteCmd {
     List {
         /// Table to list: a number, main, local, default, or all (`ip route show table T`);
         /// default main
-        #[arg(long, value_name = "T|all")]
+        #[arg(long, value_name = "T|all", add = common::complete::names(table::selections))]
         table: Option<TableSel>,
         #[command(flatten)]
         family: FamilyArgs,
@@ -61,10 +61,10 @@ pub struct RouteArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     via: Option<IpAddr>,
     /// Outgoing interface (`ip route ... dev IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     dev: Option<IfName>,
     /// Table: 1-4294967294, main, local or default (`ip route ... table T`); default main
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", add = common::complete::names(table::names))]
     table: Option<Table>,
     /// Metric, also called preference (`ip route ... metric N`); default 0 for IPv4, 1024 for
     /// IPv6, as the kernel does

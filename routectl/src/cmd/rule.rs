@@ -26,7 +26,7 @@ pub enum RuleCmd {
         #[command(flatten)]
         sel: Selectors,
         /// Table to look up: 1-4294967294, main, local or default (`ip rule ... lookup T`)
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", add = common::complete::names(table::names))]
         table: Table,
     },
     /// Delete every rule with these selectors (like `ip rule del`); none present: changed: false
@@ -34,7 +34,7 @@ pub enum RuleCmd {
         #[command(flatten)]
         sel: Selectors,
         /// Only rules that look up this table (`ip rule del ... lookup T`)
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", add = common::complete::names(table::names))]
         table: Option<Table>,
     },
     /// List the rules of both families, with the fields `ip -j rule show` prints
@@ -61,10 +61,10 @@ pub struct Selectors {
     #[arg(long, value_name = "N[/MASK]")]
     fwmark: Option<Fwmark>,
     /// Incoming interface; it need not exist yet (`ip rule ... iif IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     iif: Option<IfName>,
     /// Outgoing interface; it need not exist yet (`ip rule ... oif IFACE`)
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     oif: Option<IfName>,
     #[command(flatten)]
     family: FamilyArgs,

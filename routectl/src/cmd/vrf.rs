@@ -23,20 +23,22 @@ pub enum VrfCmd {
         /// VRF device name
         name: IfName,
         /// Its routing table: 1-4294967294, main, local or default
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", add = common::complete::names(table::names))]
         table: Table,
     },
     /// Delete a VRF device; its members are released (`ip link del NAME`)
     Del {
         /// VRF device name
+        #[arg(add = common::complete::links_where(&[], is_vrf))]
         name: IfName,
     },
     /// Put an interface into a VRF (`ip link set IFACE master VRF`)
     Enslave {
         /// Interface to move into the VRF
+        #[arg(add = common::complete::links(&[]))]
         iface: IfName,
         /// The VRF device
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", add = common::complete::links_where(&[], is_vrf))]
         vrf: IfName,
     },
     /// List VRF devices with their table and members

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueHint};
 use common::netns::{run_in, NetnsFd};
 use common::types::{IfName, NsTarget, Port};
 use common::{vlog, Ctx, Error, Outcome, Result};
@@ -38,7 +38,7 @@ pub struct AddArgs {
     pub name: IfName,
     /// File holding the private key, base64 (like `wg set NAME private-key FILE`); must not be
     /// accessible by others (mode 0600)
-    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path)]
+    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path, value_hint = ValueHint::FilePath)]
     pub private_key: PathBuf,
     /// UDP listen port (like `wg set NAME listen-port N`); default: chosen by the kernel
     #[arg(long, value_name = "N")]
@@ -52,7 +52,7 @@ pub struct AddArgs {
     pub mtu: Option<u32>,
     /// Move the interface into namespace NS2 and bring it up there; its UDP socket stays in the
     /// birthplace namespace (like `ip link set NAME netns NS2`)
-    #[arg(long, value_name = "NS2")]
+    #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
     pub into_ns: Option<NsTarget>,
     /// Implementation: the kernel module, wireguard-go, or auto (kernel if available)
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -67,10 +67,11 @@ pub struct AddArgs {
 #[derive(Args, Debug)]
 pub struct DelArgs {
     /// Interface name
+    #[arg(add = backend::completer())]
     pub name: IfName,
     /// Also look in namespace NS2 (where `iface add --into-ns NS2` moved it). A userspace
     /// interface is found wherever it lives, through its UAPI socket.
-    #[arg(long, value_name = "NS2")]
+    #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
     pub into_ns: Option<NsTarget>,
 }
 

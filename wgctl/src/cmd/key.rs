@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueHint};
 use common::{Ctx, Error, Outcome, Result};
 use serde::Serialize;
 use wireguard_control::Key;
@@ -13,7 +13,7 @@ use crate::keys;
 pub struct Genkey {
     /// Write the key to FILE (created mode 0600, never overwritten; an existing valid key file
     /// is kept and reported with changed:false) and print its public key as JSON
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub out: Option<PathBuf>,
 }
 
@@ -21,7 +21,7 @@ pub struct Genkey {
 pub struct Genpsk {
     /// Write the key to FILE (created mode 0600, never overwritten; an existing valid key file
     /// is kept and reported with changed:false) and print {"changed":..} as JSON, never the key
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub out: Option<PathBuf>,
 }
 

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueHint};
 use common::types::{IfName, Port};
 use common::{vlog, Ctx, Error, Outcome, Result};
 use ipnet::IpNet;
@@ -34,6 +34,7 @@ pub enum PeerCmd {
 #[derive(Args, Debug)]
 pub struct AddArgs {
     /// The WireGuard interface (in the current namespace)
+    #[arg(add = backend::completer())]
     pub iface: IfName,
     /// The peer's public key, base64 (like `wg set IFACE peer KEY`)
     #[arg(long, value_name = "KEY")]
@@ -52,7 +53,7 @@ pub struct AddArgs {
     pub keepalive: Option<u16>,
     /// File holding a preshared key, base64, mode 0600
     /// (like `wg set IFACE peer KEY preshared-key FILE`)
-    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path)]
+    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path, value_hint = ValueHint::FilePath)]
     pub preshared_key: Option<PathBuf>,
     /// If the peer exists with other allowed IPs, keepalive or preshared key, update it in
     /// place (without this: exit 1)
@@ -63,6 +64,7 @@ pub struct AddArgs {
 #[derive(Args, Debug)]
 pub struct DelArgs {
     /// The WireGuard interface (in the current namespace)
+    #[arg(add = backend::completer())]
     pub iface: IfName,
     /// The peer's public key, base64
     #[arg(long, value_name = "KEY")]

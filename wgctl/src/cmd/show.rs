@@ -17,6 +17,7 @@ use crate::keys;
 #[derive(Args, Debug)]
 pub struct Show {
     /// Only this interface (default: every WireGuard interface in the namespace)
+    #[arg(add = backend::completer())]
     pub iface: Option<IfName>,
 }
 
