@@ -11,6 +11,8 @@
 #   leakcheck  tests/leakcheck.sh: nothing with the test prefix may be left behind
 #   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
 #              NIRANSIX_NO_VM=1; reported as skipped, never as passed)
+#   package    tests/package.sh: builds the Debian package, installs it, runs the installed demo
+#              and `man -w`, removes it; nothing may be left (skipped, loudly, without dpkg)
 # The last line is `N passed, N failed, N skipped` (tests, host and VM lanes together).
 # Logs: target/test-logs/<step>.log; the VM lane's in target/vm-lane/.
 #
@@ -123,6 +125,11 @@ if ((vm)); then
   step vm tests/vm/run.sh
 else
   skip_step vm "--no-vm / NIRANSIX_NO_VM=1"
+fi
+if command -v dpkg >/dev/null && command -v dpkg-deb >/dev/null; then
+  step package tests/package.sh
+else
+  skip_step package "dpkg not found: not a Debian system, the .deb can be neither built nor installed"
 fi
 
 # Totals: cargo's `test result:` lines; tests that called niransix_tests::skip are moved from
