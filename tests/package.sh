@@ -60,6 +60,8 @@ for f in /usr/bin/nsctl /usr/bin/wgctl /usr/bin/natctl /usr/bin/routectl \
   /usr/share/doc/niransix/copyright; do
   check "the package holds $f" owns "$f"
 done
+verified() { [[ -s /var/lib/dpkg/info/niransix.md5sums && -z $(dpkg --verify niransix) ]]; }
+check "dpkg --verify: every installed file matches the package's md5sums" verified
 
 # The system's PATH only, from /: nothing of the checkout can be found.
 sys_env=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
