@@ -66,7 +66,8 @@ impl NetnsFd {
                 )),
             });
         }
-        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor we own.
+        // SAFETY: `file` stays open across the call, and NS_GET_NSTYPE takes no argument: the
+        // kernel reads nothing from and writes nothing to our memory, it only returns a number.
         let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
         // An old kernel without the ioctl (< 4.11) answers an error: setns checks the type then.
         if kind >= 0 && kind != libc::CLONE_NEWNET {

@@ -5,9 +5,10 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::{Mutex, OnceLock};
 
+use nix::errno::Errno;
 use serde::Serialize;
 
 static JSON_OUT: OnceLock<Mutex<File>> = OnceLock::new();
@@ -15,31 +16,57 @@ static JSON_OUT: OnceLock<Mutex<File>> = OnceLock::new();
 /// Moves stdout aside for our own output. Call once, first thing in `main`.
 pub fn init() {
     JSON_OUT.get_or_init(|| {
-        // SAFETY: fd 1 and 2 are open for the life of the process; dup/dup2 on them are sound.
-        // CLOEXEC: a child we spawn or exec (wireguard-go, `nsctl exec`) must not inherit it.
-        let real = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
-        if real < 0 {
+        // A close-on-exec copy (std uses F_DUPFD_CLOEXEC, from fd 3 up): a child we spawn or
+        // exec (wireguard-go, `nsctl exec`) must not inherit it.
+        let real = match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => fd,
             // No stdout at all: write JSON to stderr rather than nowhere.
-            return Mutex::new(File::from(
-                std::io::stderr()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .expect("stderr"),
-            ));
-        }
-        unsafe { libc::dup2(2, 1) };
-        // SAFETY: `real` is a fresh descriptor we own.
-        Mutex::new(File::from(unsafe { OwnedFd::from_raw_fd(real) }))
+            Err(_) => {
+                return Mutex::new(File::from(
+                    std::io::stderr()
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .expect("stderr"),
+                ))
+            }
+        };
+        point_stdout_away();
+        Mutex::new(File::from(real))
     });
+}
+
+/// Points fd 1 at stderr, or at /dev/null when there is no stderr either, so that nothing but
+/// our JSON writer can reach the real stdout.
+fn point_stdout_away() {
+    if retrying(|| nix::unistd::dup2_stdout(std::io::stderr())).is_ok() {
+        return;
+    }
+    // fd 2 is closed (the only way dup2 onto fd 1 fails here): stray output goes to /dev/null
+    // instead. Without /dev/null either there is nowhere to report to, and fd 1 stays as it is.
+    if let Ok(devnull) = File::options().write(true).open("/dev/null") {
+        let _ = retrying(|| nix::unistd::dup2_stdout(&devnull));
+    }
+}
+
+/// dup2 can fail with EINTR, and on Linux with EBUSY while another thread opens a descriptor.
+fn retrying(mut f: impl FnMut() -> nix::Result<()>) -> nix::Result<()> {
+    loop {
+        match f() {
+            Err(Errno::EINTR | Errno::EBUSY) => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Gives fd 1 back to the real stdout, for `exec`-style commands whose own output belongs there.
 pub fn restore_stdout() {
     if let Some(out) = JSON_OUT.get() {
         let f = out.lock().unwrap_or_else(|e| e.into_inner());
-        use std::os::fd::AsRawFd;
-        // SAFETY: both descriptors are open.
-        unsafe { libc::dup2(f.as_raw_fd(), 1) };
+        if let Err(e) = retrying(|| nix::unistd::dup2_stdout(&*f)) {
+            // Both descriptors are open, so this cannot happen; if it does, the command's
+            // output goes to stderr, and the user should know why.
+            eprintln!("warning: could not give stdout back ({e}); output goes to stderr");
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! the kernel through rtnetlink (links, addresses), nix (namespaces, mounts) or /proc/sys
 //! (sysctls); nothing runs `ip`.
 
+#![forbid(unsafe_code)]
+
 use clap::Subcommand;
 use common::{Ctx, Outcome, Result};
 

@@ -1,5 +1,7 @@
 //! routectl: policy routing rules, routes in any table, and VRF devices.
 
+#![forbid(unsafe_code)]
+
 use clap::Subcommand;
 use common::{Ctx, Outcome, Result};
 

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use mnl::{CbResult, NlMessages};
-use nftnl::nftnl_sys::libc;
 use nftnl::FinalizedBatch;
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 
 /// Netlink receive buffer, aligned for `nlmsghdr` (dumps come in messages of up to ~32 KiB).
 pub struct RecvBuf(Vec<u64>);
@@ -17,8 +19,11 @@ impl RecvBuf {
     }
 
     fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: a u64 slice reinterpreted as bytes of the same total length.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.0.len() * 8) }
+        let len = std::mem::size_of_val(self.0.as_slice());
+        // SAFETY: the pointer and length cover exactly the initialised u64s of the Vec, which
+        // `&mut self` borrows exclusively for the returned lifetime; u8 has alignment 1 and
+        // every bit pattern is a valid u8 (and any bytes written back are valid u64s).
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), len) }
     }
 }
 
@@ -32,30 +37,11 @@ impl Default for RecvBuf {
 /// answer becomes an error instead of a hang.
 pub fn socket() -> io::Result<mnl::Socket> {
     let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let tv = libc::timeval {
-        tv_sec: 10,
-        tv_usec: 0,
-    };
-    // SAFETY: the fd belongs to `sock`; tv is a valid timeval of the size passed.
-    let rc = unsafe {
-        let fd = mnl_sys_fd(&sock);
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: `sock` owns the descriptor and closes it only when dropped; `fd` is used on the
+    // next line only, while `sock` is still alive.
+    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+    setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(10, 0))?;
     Ok(sock)
-}
-
-fn mnl_sys_fd(sock: &mnl::Socket) -> libc::c_int {
-    // SAFETY: the pointer comes from a live mnl socket.
-    unsafe { mnl::mnl_sys::mnl_socket_get_fd(sock.as_raw_socket()) }
 }
 
 fn timeout(e: io::Error) -> io::Error {

@@ -9,7 +9,6 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::ffi::c_char;
 use std::io;
 
 use nftnl::nftnl_sys::{self as sys, libc};
@@ -40,27 +39,20 @@ thread_local! {
 /// The ruleset generation of the current namespace.
 pub fn generation() -> io::Result<u32> {
     let seq = 1;
-    let mut buf = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    // SAFETY: the buffer holds a maximum-size netlink message; GETGEN has no payload.
-    let len = unsafe {
-        let hdr = sys::nftnl_nlmsg_build_hdr(
-            buf.as_mut_ptr().cast::<c_char>(),
-            libc::NFT_MSG_GETGEN as u16,
-            libc::AF_UNSPEC as u16,
-            libc::NLM_F_ACK as u16,
-            seq,
-        );
-        (*hdr).nlmsg_len as usize
-    };
+    let family = libc::AF_UNSPEC as u16;
+    // GETGEN has no payload: the header alone.
+    let msg = list::request_msg(libc::NFT_MSG_GETGEN, family, libc::NLM_F_ACK, seq, |_| {});
     let mut gen = None;
-    batch::request(&buf[..len], seq, parse_gen, &mut gen)?;
+    batch::request(&msg, seq, parse_gen, &mut gen)?;
     gen.ok_or_else(|| io::Error::other("nf_tables sent no ruleset generation"))
 }
 
 fn parse_gen(hdr: &libc::nlmsghdr, out: &mut Option<u32>) -> libc::c_int {
-    // SAFETY: `hdr` is a complete NEWGEN message; the gen object is freed before returning.
+    // SAFETY: `hdr` is a whole NEWGEN message that libmnl has length-checked inside our receive
+    // buffer; the gen object is allocated here (non-NULL, see `allocated`), read only after a
+    // successful parse, and freed before returning.
     unsafe {
-        let g = sys::nftnl_gen_alloc();
+        let g = super::allocated(sys::nftnl_gen_alloc()).as_ptr();
         if sys::nftnl_gen_nlmsg_parse(hdr, g) >= 0 {
             *out = Some(sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
         }

@@ -22,28 +22,86 @@ const UDATA_COMMENT: u8 = 0;
 /// The kernel keeps at most 256 bytes of rule userdata (`NFT_USERDATA_MAXLEN`).
 const USERDATA_MAX: usize = 256;
 
-/// A rule message carrying a comment of up to 250 bytes. nftnl's `set_comment` caps comments at
-/// 128 bytes, too short for two full IPv6 addresses plus ports and an interface, so the
-/// userdata attribute is appended to the message nftnl writes.
-pub struct RuleMsg<'a> {
-    rule: nftnl::Rule<'a>,
-    userdata: Vec<u8>,
+/// Longest comment the kernel accepts: the userdata TLV (type, length, text, NUL) is
+/// 2 + text + 1 bytes and must fit in the kernel's 256 (`NFT_USERDATA_MAXLEN`).
+pub const COMMENT_MAX: usize = USERDATA_MAX - 3;
+
+/// A rule comment that fits in the kernel's rule userdata: at most [`COMMENT_MAX`] bytes and no
+/// NUL (the userdata record is NUL-terminated, and nft and `list` read it up to the first NUL).
+/// [`RuleComment::new`] is the only way to make one, so [`RuleMsg`] never has to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleComment(String);
+
+/// Why a text cannot be a rule comment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommentError {
+    #[error("a rule comment of {len} bytes is too long ({COMMENT_MAX} bytes at most)")]
+    TooLong { len: usize },
+    #[error("a rule comment cannot hold a NUL byte (found at byte {at})")]
+    Nul { at: usize },
 }
 
-// SAFETY: writes nftnl's own rule message, then one attribute of at most 260 bytes; the buffer
-// has room for `nft_nlmsg_maxsize()` bytes, far more than any rule natctl builds.
+impl RuleComment {
+    pub fn new(text: String) -> Result<RuleComment, CommentError> {
+        if text.len() > COMMENT_MAX {
+            return Err(CommentError::TooLong { len: text.len() });
+        }
+        if let Some(at) = text.bytes().position(|b| b == 0) {
+            return Err(CommentError::Nul { at });
+        }
+        Ok(RuleComment(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The userdata record nft shows as `comment "..."`: type, length (with the NUL), text,
+    /// NUL. At most `USERDATA_MAX` bytes.
+    fn udata(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.0.len() + 3);
+        v.push(UDATA_COMMENT);
+        // Cannot truncate: the text is at most COMMENT_MAX (253) bytes.
+        v.push((self.0.len() + 1) as u8);
+        v.extend_from_slice(self.0.as_bytes());
+        v.push(0);
+        v
+    }
+}
+
+/// A rule message carrying a comment of up to [`COMMENT_MAX`] bytes. nftnl's `set_comment` caps
+/// comments at 128 bytes, too short for two full IPv6 addresses plus ports and an interface,
+/// so the userdata attribute is appended to the message nftnl writes.
+pub struct RuleMsg<'a> {
+    rule: nftnl::Rule<'a>,
+    comment: RuleComment,
+}
+
+// SAFETY: `write` puts nftnl's own rule message at `buf`, then one NFTA_RULE_USERDATA attribute
+// right after it: 4 header bytes + at most USERDATA_MAX (256) bytes of userdata, which
+// RuleComment guarantees. The rules natctl builds have at most two dozen expressions, so the
+// whole message stays a few KiB, far below the `nft_nlmsg_maxsize()` bytes that `NlMsg`
+// promises at `buf`.
 unsafe impl NlMsg for RuleMsg<'_> {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        let userdata = self.comment.udata();
+        let attr_len = 4 + userdata.len();
+        // SAFETY: the caller gives `buf` room for `nft_nlmsg_maxsize()` bytes, 4-aligned (nftnl
+        // batch messages start at NLMSG_ALIGN'ed offsets of a malloc'ed buffer), which is what
+        // nftnl's `write` needs too. After it, `buf` starts with a complete nlmsghdr, so reading
+        // and updating `nlmsg_len` is in bounds and aligned. The attribute is written at the
+        // 4-aligned end of that message and spans align4(attr_len) <= 260 bytes, in bounds as
+        // argued on the impl above; the u16 stores are unaligned writes, and `userdata` is a
+        // separate allocation, so the copy does not overlap.
         unsafe {
             self.rule.write(buf, seq, msg_type);
             let hdr = buf.cast::<libc::nlmsghdr>();
             let start = align4((*hdr).nlmsg_len as usize);
-            let attr_len = 4 + self.userdata.len();
             let at = buf.cast::<u8>().add(start);
             std::ptr::write_bytes(at, 0, align4(attr_len));
             at.cast::<u16>().write_unaligned(attr_len as u16);
             at.add(2).cast::<u16>().write_unaligned(NFTA_RULE_USERDATA);
-            std::ptr::copy_nonoverlapping(self.userdata.as_ptr(), at.add(4), self.userdata.len());
+            std::ptr::copy_nonoverlapping(userdata.as_ptr(), at.add(4), userdata.len());
             (*hdr).nlmsg_len = (start + align4(attr_len)) as u32;
         }
     }
@@ -53,21 +111,10 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-/// The userdata TLV for a comment: type, length (with the NUL), text, NUL.
-fn comment_udata(comment: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(comment.len() + 3);
-    v.push(UDATA_COMMENT);
-    v.push((comment.len() + 1) as u8);
-    v.extend_from_slice(comment.as_bytes());
-    v.push(0);
-    v
-}
-
-/// Longest comment the kernel accepts (userdata TLV of 2 + text + NUL bytes).
-pub const COMMENT_MAX: usize = USERDATA_MAX - 3;
-
-/// Builds the rule message for `chain` (the chain of `rule.stage`).
-pub fn rule_msg<'a>(chain: &'a Chain<'a>, rule: &Rule) -> RuleMsg<'a> {
+/// Builds the rule message for `chain` (the chain of `rule.stage`). Refuses a rule whose
+/// comment (its canonical arguments) does not fit in the kernel's userdata.
+pub fn rule_msg<'a>(chain: &'a Chain<'a>, rule: &Rule) -> Result<RuleMsg<'a>, CommentError> {
+    let comment = RuleComment::new(rule.comment())?;
     let mut r = nftnl::Rule::new(chain);
     if let Some(f) = rule.family {
         r.add_expr(&Meta::NfProto);
@@ -78,12 +125,7 @@ pub fn rule_msg<'a>(chain: &'a Chain<'a>, rule: &Rule) -> RuleMsg<'a> {
     }
     r.add_expr(&Counter);
     add_action(&mut r, &rule.action);
-    let comment = rule.comment();
-    debug_assert!(comment.len() <= COMMENT_MAX);
-    RuleMsg {
-        rule: r,
-        userdata: comment_udata(&comment),
-    }
+    Ok(RuleMsg { rule: r, comment })
 }
 
 fn nfproto(f: Family) -> u8 {
@@ -226,5 +268,143 @@ fn load_addr(r: &mut nftnl::Rule, a: &IpAddr, reg: Register) {
     match a {
         IpAddr::V4(a) => r.add_expr(&Immediate::new(a.octets(), reg)),
         IpAddr::V6(a) => r.add_expr(&Immediate::new(a.octets(), reg)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nftnl::{nft_nlmsg_maxsize, MsgType, NlMsg};
+
+    use super::*;
+    use crate::nft::{list, table, Stage};
+    use crate::rule::Arg;
+
+    /// Writes `msg` as a batch would and returns the netlink message's bytes.
+    fn written(msg: &RuleMsg) -> Vec<u8> {
+        // u32 words: the buffer must be 4-aligned like nftnl's batch pages.
+        let mut buf = vec![0u32; nft_nlmsg_maxsize() as usize / 4];
+        // SAFETY: `buf` is 4-aligned and holds nft_nlmsg_maxsize() bytes, as `write` requires.
+        unsafe { msg.write(buf.as_mut_ptr().cast(), 1, MsgType::Add) };
+        let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let len = u32::from_ne_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[..len].to_vec()
+    }
+
+    /// The attributes after nlmsghdr (16 bytes) and nfgenmsg (4): (type, whole TLV with padding).
+    fn attributes(msg: &[u8]) -> Vec<(u16, &[u8])> {
+        let mut out = Vec::new();
+        let mut at = 20;
+        while at < msg.len() {
+            let len = u16::from_ne_bytes([msg[at], msg[at + 1]]) as usize;
+            let kind = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
+            let end = at + align4(len);
+            out.push((kind, &msg[at..end]));
+            at = end;
+        }
+        assert_eq!(at, msg.len(), "attributes end where nlmsg_len says");
+        out
+    }
+
+    fn masquerade(oif: &str) -> Rule {
+        Rule {
+            kind: "masquerade",
+            stage: Stage::Srcnat,
+            family: None,
+            matches: vec![Match::Oif(oif.into())],
+            action: Action::Masquerade,
+            args: vec![("oif", Some(Arg::text(oif)))],
+        }
+    }
+
+    #[test]
+    fn comment_is_the_last_attribute_byte_for_byte() {
+        let table = table();
+        let chain = Stage::Srcnat.chain(&table);
+        let msg = RuleMsg {
+            rule: nftnl::Rule::new(&chain),
+            comment: RuleComment::new("hi".into()).unwrap(),
+        };
+        let bytes = written(&msg);
+        let attrs = attributes(&bytes);
+        let (kind, tlv) = *attrs.last().unwrap();
+        assert_eq!(kind, NFTA_RULE_USERDATA);
+        let mut want = Vec::new();
+        want.extend_from_slice(&9u16.to_ne_bytes()); // 4 + userdata [0, 3, 'h', 'i', 0]
+        want.extend_from_slice(&7u16.to_ne_bytes()); // NFTA_RULE_USERDATA
+        want.extend_from_slice(&[0, 3, b'h', b'i', 0]); // comment record: type 0, len 3
+        want.extend_from_slice(&[0, 0, 0]); // padding to 4 bytes
+        assert_eq!(tlv, &want[..]);
+        // nftnl's own attributes come first, and name the table and chain.
+        assert!(
+            attrs
+                .iter()
+                .filter(|(k, _)| *k == NFTA_RULE_USERDATA)
+                .count()
+                == 1
+        );
+        assert!(bytes.windows(7).any(|w| w == b"natctl\0"));
+        assert!(bytes.windows(7).any(|w| w == b"srcnat\0"));
+    }
+
+    #[test]
+    fn a_rule_reads_back_its_comment() {
+        let table = table();
+        let chain = Stage::Srcnat.chain(&table);
+        let rule = masquerade("wan0");
+        let bytes = written(&rule_msg(&chain, &rule).unwrap());
+        let (kind, tlv) = *attributes(&bytes).last().unwrap();
+        assert_eq!(kind, NFTA_RULE_USERDATA);
+        let len = u16::from_ne_bytes([tlv[0], tlv[1]]) as usize;
+        assert_eq!(len, 4 + 2 + rule.comment().len() + 1);
+        assert_eq!(
+            list::comment_of(&tlv[4..len]).as_deref(),
+            Some(rule.comment().as_str())
+        );
+    }
+
+    #[test]
+    fn the_longest_comment_fills_the_userdata() {
+        let table = table();
+        let chain = Stage::Srcnat.chain(&table);
+        let text = "x".repeat(COMMENT_MAX);
+        let msg = RuleMsg {
+            rule: nftnl::Rule::new(&chain),
+            comment: RuleComment::new(text.clone()).unwrap(),
+        };
+        let bytes = written(&msg);
+        let (_, tlv) = *attributes(&bytes).last().unwrap();
+        assert_eq!(tlv.len(), 4 + USERDATA_MAX);
+        assert_eq!(&tlv[..2], &(4 + USERDATA_MAX as u16).to_ne_bytes());
+        assert_eq!(&tlv[4..6], &[UDATA_COMMENT, 254]);
+        assert_eq!(&tlv[6..6 + COMMENT_MAX], text.as_bytes());
+        assert_eq!(tlv[6 + COMMENT_MAX], 0);
+    }
+
+    #[test]
+    fn an_over_long_comment_is_refused() {
+        let e = RuleComment::new("x".repeat(COMMENT_MAX + 1)).unwrap_err();
+        assert_eq!(e, CommentError::TooLong { len: 254 });
+        assert_eq!(
+            e.to_string(),
+            "a rule comment of 254 bytes is too long (253 bytes at most)"
+        );
+        let table = table();
+        let chain = Stage::Srcnat.chain(&table);
+        let rule = masquerade(&"w".repeat(COMMENT_MAX));
+        let err = rule_msg(&chain, &rule).err().expect("refused");
+        assert_eq!(
+            err,
+            CommentError::TooLong {
+                len: rule.comment().len()
+            }
+        );
+    }
+
+    #[test]
+    fn a_nul_is_refused() {
+        assert_eq!(
+            RuleComment::new("a\0b".into()),
+            Err(CommentError::Nul { at: 1 })
+        );
     }
 }

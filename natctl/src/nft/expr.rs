@@ -15,10 +15,9 @@ pub const NF_NAT_RANGE_NETMAP: u32 = 0x40;
 const NFT_CT_ZONE: u32 = libc::NFT_CT_ZONE as u32;
 
 fn alloc(name: &std::ffi::CStr) -> NonNull<sys::nftnl_expr> {
-    // SAFETY: nftnl_expr_alloc takes a NUL-terminated name and returns an owned expression.
-    let ptr = unsafe { sys::nftnl_expr_alloc(name.as_ptr()) };
-    // Like nftnl itself: a tiny allocation failing leaves nothing sensible to do.
-    NonNull::new(ptr).unwrap_or_else(|| std::process::abort())
+    // SAFETY: `name` is NUL-terminated and outlives the call; libnftnl only reads it (to look
+    // up the expression type) and returns a new expression we own, or NULL.
+    super::allocated(unsafe { sys::nftnl_expr_alloc(name.as_ptr()) })
 }
 
 /// `snat|dnat [prefix] to ADDR[-ADDR][:PORT[-PORT]]` reading its values from registers.
@@ -38,7 +37,8 @@ impl Expression for NatRange {
         let expr = alloc(c"nat");
         let e = expr.as_ptr();
         let set = |attr: u32, v: u32| {
-            // SAFETY: `e` is a live "nat" expression and attr is one of its u32 attributes.
+            // SAFETY: `e` is the non-NULL "nat" expression allocated above and not yet handed
+            // to the rule; every `attr` passed below is a u32 attribute of "nat".
             unsafe { sys::nftnl_expr_set_u32(e, attr as u16, v) }
         };
         set(sys::NFTNL_EXPR_NAT_TYPE, self.nat_type as u32);
@@ -70,7 +70,8 @@ impl Expression for CtZoneSet {
     fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
         let expr = alloc(c"ct");
         let e = expr.as_ptr();
-        // SAFETY: `e` is a live "ct" expression; these are its attributes with their types.
+        // SAFETY: `e` is the non-NULL "ct" expression allocated above; KEY and SREG are u32
+        // attributes of "ct" and DIR a u8 one, each set with the setter of its type.
         unsafe {
             sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_KEY as u16, NFT_CT_ZONE);
             sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_SREG as u16, Register::Reg1.to_raw());
@@ -92,8 +93,9 @@ impl Expression for RangeEq {
     fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
         let expr = alloc(c"range");
         let e = expr.as_ptr();
-        // SAFETY: `e` is a live "range" expression; data pointers are valid for their lengths
-        // and libnftnl copies them.
+        // SAFETY: `e` is the non-NULL "range" expression allocated above; SREG and OP are u32
+        // attributes; FROM/TO_DATA get pointers valid for the lengths passed, which libnftnl
+        // copies (at most NFT_DATA_VALUE_MAXLEN; ours are 2 bytes) before the call returns.
         unsafe {
             sys::nftnl_expr_set_u32(
                 e,

@@ -20,39 +20,58 @@ pub struct KernelRule {
     pub bytes: u64,
 }
 
-fn request_msg(
+/// A request: the nfnetlink header for `msg_type` in `family`, then what `fill` appends to the
+/// message at the header it is given (in a buffer of `nft_nlmsg_maxsize()` bytes).
+pub(super) fn request_msg(
     msg_type: i32,
+    family: u16,
     flags: i32,
     seq: u32,
     fill: impl FnOnce(*mut libc::nlmsghdr),
 ) -> Vec<u8> {
-    let mut buf = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    // SAFETY: the buffer holds a maximum-size netlink message.
-    let len = unsafe {
-        let hdr = sys::nftnl_nlmsg_build_hdr(
+    // u32 words: libnftnl writes through an `nlmsghdr *`, which must be 4-aligned.
+    let mut buf = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4];
+    // SAFETY: `buf` is 4-aligned and nft_nlmsg_maxsize() bytes long; libnftnl writes the 20
+    // bytes of nlmsghdr + nfgenmsg at its start and returns a pointer to that header.
+    let hdr = unsafe {
+        sys::nftnl_nlmsg_build_hdr(
             buf.as_mut_ptr().cast::<c_char>(),
             msg_type as u16,
-            libc::NFPROTO_INET as u16,
+            family,
             flags as u16,
             seq,
-        );
-        fill(hdr);
-        (*hdr).nlmsg_len as usize
+        )
     };
-    buf.truncate(len);
-    buf
+    fill(hdr);
+    // SAFETY: `hdr` points at the initialised, aligned header at the start of `buf`, which is
+    // still alive and not otherwise borrowed.
+    let len = unsafe { (*hdr).nlmsg_len } as usize;
+    buf.iter().flat_map(|w| w.to_ne_bytes()).take(len).collect()
 }
 
 /// Every rule in `table inet natctl`, in chain order. An absent table gives an empty list.
 pub fn rules() -> io::Result<Vec<KernelRule>> {
     let seq = 1;
-    let msg = request_msg(libc::NFT_MSG_GETRULE, libc::NLM_F_DUMP, seq, |hdr| unsafe {
-        // SAFETY: a freshly allocated rule, freed after its payload is written.
-        let r = sys::nftnl_rule_alloc();
-        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, TABLE.as_ptr());
-        sys::nftnl_rule_nlmsg_build_payload(hdr, r);
-        sys::nftnl_rule_free(r);
-    });
+    let family = libc::NFPROTO_INET as u16;
+    let msg = request_msg(
+        libc::NFT_MSG_GETRULE,
+        family,
+        libc::NLM_F_DUMP,
+        seq,
+        |hdr| {
+            // SAFETY: `hdr` is the header request_msg just built, with a maximum-size message's
+            // room after it for the few bytes of one table name. The rule is allocated here
+            // (non-NULL, see `allocated`), TABLE is NUL-terminated and copied by libnftnl, and the
+            // rule is freed once its attributes are written into the message, which keeps no
+            // pointer to it.
+            unsafe {
+                let r = super::allocated(sys::nftnl_rule_alloc()).as_ptr();
+                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, TABLE.as_ptr());
+                sys::nftnl_rule_nlmsg_build_payload(hdr, r);
+                sys::nftnl_rule_free(r);
+            }
+        },
+    );
     let mut out = Vec::new();
     match batch::request(&msg, seq, parse_rule, &mut out) {
         Ok(()) => Ok(out),
@@ -64,13 +83,22 @@ pub fn rules() -> io::Result<Vec<KernelRule>> {
 /// Whether `table inet natctl` exists.
 pub fn table_exists() -> io::Result<bool> {
     let seq = 1;
-    let msg = request_msg(libc::NFT_MSG_GETTABLE, libc::NLM_F_ACK, seq, |hdr| unsafe {
-        // SAFETY: as in `rules`.
-        let t = sys::nftnl_table_alloc();
-        sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, TABLE.as_ptr());
-        sys::nftnl_table_nlmsg_build_payload(hdr, t);
-        sys::nftnl_table_free(t);
-    });
+    let family = libc::NFPROTO_INET as u16;
+    let msg = request_msg(
+        libc::NFT_MSG_GETTABLE,
+        family,
+        libc::NLM_F_ACK,
+        seq,
+        |hdr| {
+            // SAFETY: as in `rules`, with a table object instead of a rule.
+            unsafe {
+                let t = super::allocated(sys::nftnl_table_alloc()).as_ptr();
+                sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, TABLE.as_ptr());
+                sys::nftnl_table_nlmsg_build_payload(hdr, t);
+                sys::nftnl_table_free(t);
+            }
+        },
+    );
     match batch::request(&msg, seq, |_, _| mnl::mnl_sys::MNL_CB_OK, &mut ()) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
@@ -79,17 +107,24 @@ pub fn table_exists() -> io::Result<bool> {
 }
 
 fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
-    // SAFETY: `hdr` is a complete NEWRULE message from the kernel; every pointer read below
-    // comes from the parsed rule and is copied before the rule is freed.
+    // SAFETY: `hdr` is a whole NEWRULE message that libmnl has length-checked inside our
+    // receive buffer. The rule and the expression iterator are allocated here (non-NULL, see
+    // `allocated`) and freed on every path out. Every string or data pointer libnftnl returns
+    // points into the parsed rule and is copied before the rule is freed; a missing chain name
+    // (NULL) is refused as a malformed message, and an expression's name is never NULL (libnftnl
+    // parses only expressions of a known type, whose name it sets).
     unsafe {
-        let r = sys::nftnl_rule_alloc();
+        let r = super::allocated(sys::nftnl_rule_alloc()).as_ptr();
         if sys::nftnl_rule_nlmsg_parse(hdr, r) < 0 {
             sys::nftnl_rule_free(r);
             return mnl::mnl_sys::MNL_CB_ERROR;
         }
-        let chain = CStr::from_ptr(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16))
-            .to_string_lossy()
-            .into_owned();
+        let chain = sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16);
+        if chain.is_null() {
+            sys::nftnl_rule_free(r);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let chain = CStr::from_ptr(chain).to_string_lossy().into_owned();
         let handle = sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16);
         let mut comment = None;
         if sys::nftnl_rule_is_set(r, sys::NFTNL_RULE_USERDATA as u16) {
@@ -101,7 +136,7 @@ fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
             }
         }
         let (mut packets, mut bytes) = (0, 0);
-        let it = sys::nftnl_expr_iter_create(r);
+        let it = super::allocated(sys::nftnl_expr_iter_create(r)).as_ptr();
         loop {
             let e = sys::nftnl_expr_iter_next(it);
             if e.is_null() {
@@ -127,7 +162,7 @@ fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
 }
 
 /// The comment record in rule userdata (TLVs of type u8, length u8, value).
-fn comment_of(mut udata: &[u8]) -> Option<String> {
+pub(super) fn comment_of(mut udata: &[u8]) -> Option<String> {
     while udata.len() >= 2 {
         let (kind, len) = (udata[0], udata[1] as usize);
         let value = udata.get(2..2 + len)?;

@@ -8,34 +8,37 @@
 //! leaves it held) or with the namespace.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use common::{Context, Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 /// Held until dropped.
 pub struct NsLock {
-    _file: File,
+    _lock: Flock<File>,
     /// The namespace's inode: its identity for as long as it exists.
     pub ns: u64,
 }
 
 /// Takes the lock of the namespace the calling thread is in (waits for other natctls).
 pub fn namespace(label: &str) -> Result<NsLock> {
-    let file =
+    let mut file =
         File::open("/proc/thread-self/ns/net").with_context(|| format!("opening {label}"))?;
     let ns = file
         .metadata()
         .with_context(|| format!("identifying {label}"))?
         .ino();
     loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(NsLock { _file: file, ns });
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::caused(format!("locking {label}"), err));
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => return Ok(NsLock { _lock: lock, ns }),
+            Err((back, Errno::EINTR)) => file = back,
+            Err((_, errno)) => {
+                return Err(Error::caused(
+                    format!("locking {label}"),
+                    std::io::Error::from(errno),
+                ))
+            }
         }
     }
 }

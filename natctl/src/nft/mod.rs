@@ -22,6 +22,7 @@ pub mod lock;
 
 use std::ffi::CStr;
 use std::io;
+use std::ptr::NonNull;
 
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
@@ -74,6 +75,13 @@ impl Stage {
     }
 }
 
+/// A libnftnl object just allocated, or abort when the allocation failed (libnftnl answers
+/// NULL): like nftnl itself, and like Rust on allocation failure, since a tiny allocation
+/// failing leaves nothing sensible to do. Every raw libnftnl call on it may then assume non-NULL.
+fn allocated<T>(ptr: *mut T) -> NonNull<T> {
+    NonNull::new(ptr).unwrap_or_else(|| std::process::abort())
+}
+
 /// natctl's table object.
 pub fn table() -> Table {
     Table::new(TABLE, ProtoFamily::Inet)
@@ -96,7 +104,9 @@ pub fn add_rule(rule: &Rule, complete: bool) -> io::Result<()> {
         .iter()
         .position(|s| *s == rule.stage)
         .unwrap_or(0);
-    batch.add(&encode::rule_msg(&chains[at], rule), MsgType::Add);
+    let msg = encode::rule_msg(&chains[at], rule)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    batch.add(&msg, MsgType::Add);
     batch::send(&batch.finalize())
 }
 
