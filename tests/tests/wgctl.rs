@@ -1355,3 +1355,34 @@ fn iface_replace_changes_key_and_mtu_in_place() {
     iface_del(&k, &c, None);
     assert_no_leaks();
 }
+
+/// A userspace implementation that cannot be started is named with the reason (std learns it
+/// from its exec-error pipe, which the child must not close), and nothing is left behind.
+#[test]
+fn missing_userspace_program_is_named_with_its_error() {
+    let (lab, keys) = setup();
+    let (key, _) = keys.gen("k");
+    let name = lab.name("wm");
+    let wgctl = tool_path("wgctl");
+    run(
+        "env",
+        &[
+            "WG_USERSPACE_IMPLEMENTATION=/nonexistent/wireguard-go",
+            wgctl.to_str().unwrap(),
+            "iface",
+            "add",
+            &name,
+            "--private-key",
+            &key,
+            "--backend",
+            "userspace",
+        ],
+    )
+    .fails(1, "/nonexistent/wireguard-go")
+    .fails(1, "No such file or directory");
+    assert!(
+        !sh(&format!("ip link show {name}")).stdout.contains(&name),
+        "no interface left"
+    );
+    assert_no_leaks();
+}

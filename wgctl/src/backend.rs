@@ -363,12 +363,22 @@ pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
-    // SAFETY: the closure only makes the setsid(2) and close_range(2) system calls, which are
-    // async-signal-safe, between fork and exec.
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: two raw system calls, no allocation, no lock. CLOSE_RANGE_CLOEXEC marks
+    // descriptors >= 3 close-on-exec instead of closing them, so no descriptor another owner
+    // holds (std's pipe that reports a failed exec) is closed behind its back.
     unsafe {
         cmd.pre_exec(|| {
-            libc::setsid();
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            // A fresh child is never a process group leader; checked all the same.
+            nix::unistd::setsid()?;
+            // Linux < 5.11 answers EINVAL: the descriptors stay as they are (std opens its own
+            // close-on-exec, and so does this process).
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }
