@@ -29,8 +29,9 @@ warn() { printf '%s: warning: %s\n' "$NX_PROG" "$1" >&2; }
 say() { ((NX_QUIET)) || printf '[#] %s\n' "$*" >&2; }
 
 # nx_find_tools: sets NX_NSCTL, NX_WGCTL, NX_NATCTL, NX_ROUTECTL. Looks in $NIRANSIX_BIN_DIR,
-# else on PATH, else <repo>/target/release, then <repo>/target/debug. Returns 1 (and names what
-# is missing in NX_MISSING) when a tool cannot be found; changes nothing.
+# else (run from a checkout) <repo>/target/release, then <repo>/target/debug, else on PATH (the
+# installed package). Returns 1 (and names what is missing in NX_MISSING) when a tool cannot be
+# found; changes nothing.
 nx_find_tools() {
 	local t p var
 	NX_MISSING=()
@@ -38,12 +39,12 @@ nx_find_tools() {
 		p=
 		if [[ -n ${NIRANSIX_BIN_DIR:-} ]]; then
 			[[ -x $NIRANSIX_BIN_DIR/$t ]] && p=$NIRANSIX_BIN_DIR/$t
+		elif [[ -e $NX_REPO/Cargo.toml && -x $NX_REPO/target/release/$t ]]; then
+			p=$NX_REPO/target/release/$t # a checkout runs its own build, not an installed one
+		elif [[ -e $NX_REPO/Cargo.toml && -x $NX_REPO/target/debug/$t ]]; then
+			p=$NX_REPO/target/debug/$t
 		elif p=$(command -v "$t" 2>/dev/null); then
 			:
-		elif [[ -x $NX_REPO/target/release/$t ]]; then
-			p=$NX_REPO/target/release/$t
-		elif [[ -x $NX_REPO/target/debug/$t ]]; then
-			p=$NX_REPO/target/debug/$t
 		fi
 		if [[ -z $p ]]; then
 			NX_MISSING+=("$t")
@@ -59,7 +60,7 @@ nx_find_tools() {
 nx_require_tools() {
 	command -v jq >/dev/null || invalid "missing tool: jq (apt-get install jq)"
 	nx_find_tools && return 0
-	local where="PATH, $NX_REPO/target/release and $NX_REPO/target/debug"
+	local where="$NX_REPO/target/release, $NX_REPO/target/debug and PATH"
 	[[ -z ${NIRANSIX_BIN_DIR:-} ]] || where="\$NIRANSIX_BIN_DIR ($NIRANSIX_BIN_DIR)"
 	invalid "missing tool(s): ${NX_MISSING[*]} (looked in $where; build them with 'cargo build --release' or scripts/bootstrap.sh)"
 }
