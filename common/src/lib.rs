@@ -7,10 +7,12 @@
 pub mod cli;
 pub mod complete;
 pub mod error;
+pub mod family;
 pub mod files;
 pub mod log;
 pub mod netns;
 pub mod nl;
+pub mod num;
 pub mod output;
 pub mod privilege;
 pub mod types;

@@ -128,6 +128,14 @@ impl NsTarget {
     }
 }
 
+/// How to name a namespace target in messages: `namespace c00` or `the current namespace`.
+pub fn ns_label(ns: Option<&NsTarget>) -> String {
+    match ns {
+        Some(n) => format!("namespace {n}"),
+        None => "the current namespace".into(),
+    }
+}
+
 impl fmt::Display for NsTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -261,6 +269,15 @@ mod tests {
         assert!("a/b".parse::<IfName>().is_err());
         assert!("a b".parse::<IfName>().is_err());
         assert!("a:1".parse::<IfName>().is_err());
+    }
+
+    #[test]
+    fn namespace_labels() {
+        assert_eq!(ns_label(None), "the current namespace");
+        let c00: NsTarget = "c00".parse().unwrap();
+        assert_eq!(ns_label(Some(&c00)), "namespace c00");
+        let path = NsTarget::Path(PathBuf::from("/proc/1/ns/net"));
+        assert_eq!(ns_label(Some(&path)), "namespace /proc/1/ns/net");
     }
 
     #[test]

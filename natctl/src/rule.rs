@@ -17,28 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::nft::Stage;
 
 /// The address family a rule is limited to; `None` in [`Rule::family`] means both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(addr: &IpAddr) -> Family {
-        match addr {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-
-    /// nft's name for the family: `ip` or `ip6`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::V4 => "ip",
-            Family::V6 => "ip6",
-        }
-    }
-}
+pub use common::family::Family;
 
 /// The one family every address of a rule belongs to. `what` names each address by its flag,
 /// so a mix is reported as e.g. "--to 192.0.2.1 is IPv4 but --daddr 2001:db8::1 is IPv6".
@@ -47,25 +26,17 @@ pub fn common_family(kind: &str, addrs: &[(&str, IpAddr)]) -> Result<Option<Fami
     for &(flag, addr) in addrs {
         match first {
             None => first = Some((flag, addr)),
-            Some((f0, a0)) if Family::of(&a0) != Family::of(&addr) => {
+            Some((f0, a0)) if Family::of(a0) != Family::of(addr) => {
                 return Err(Error::invalid(format!(
                     "{kind}: {f0} {a0} is {} but {flag} {addr} is {}; a rule is either IPv4 or IPv6",
-                    version(&a0),
-                    version(&addr)
+                    Family::of(a0).label(),
+                    Family::of(addr).label()
                 )));
             }
             Some(_) => {}
         }
     }
-    Ok(first.map(|(_, a)| Family::of(&a)))
-}
-
-fn version(a: &IpAddr) -> &'static str {
-    if a.is_ipv4() {
-        "IPv4"
-    } else {
-        "IPv6"
-    }
+    Ok(first.map(|(_, a)| Family::of(a)))
 }
 
 /// Transport protocol of a port match (`meta l4proto`).
@@ -236,7 +207,7 @@ impl Rule {
         m.insert("kind".into(), json!(self.kind));
         m.insert(
             "family".into(),
-            json!(self.family.map_or("inet", Family::name)),
+            json!(self.family.map_or("inet", Family::nft_name)),
         );
         for (key, val) in &self.args {
             m.insert((*key).into(), val.as_ref().map_or(Value::Null, Arg::json));

@@ -118,10 +118,7 @@ fn parse_rt_tables(text: &str) -> Vec<(u32, String)> {
             let line = line.split('#').next()?;
             let mut words = line.split_whitespace();
             let (id, name) = (words.next()?, words.next()?);
-            let id = match id.strip_prefix("0x") {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => id.parse().ok()?,
-            };
+            let id = common::num::parse_u32(id)?;
             Some((id, name.to_owned()))
         })
         .collect()

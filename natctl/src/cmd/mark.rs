@@ -28,7 +28,7 @@ impl Mark {
         Ok(Rule {
             kind: "mark",
             stage: Stage::Marks,
-            family: self.dst.map(|n| Family::of(&n.addr())),
+            family: self.dst.map(|n| Family::of(n.addr())),
             matches,
             action: Action::Mark(self.mark),
             args: vec![
@@ -42,11 +42,8 @@ impl Mark {
 
 /// A 32-bit mark: decimal or `0x` hex.
 pub fn parse_mark(s: &str) -> std::result::Result<u32, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("mark '{s}' is not a number from 0 to 4294967295 (or 0x-hex)"))
+    common::num::parse_u32(s)
+        .ok_or_else(|| format!("mark '{s}' is not a number from 0 to 4294967295 (or 0x-hex)"))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ impl Masquerade {
         Ok(Rule {
             kind: "masquerade",
             stage: Stage::Srcnat,
-            family: self.src.map(|n| Family::of(&n.addr())),
+            family: self.src.map(|n| Family::of(n.addr())),
             matches,
             action: Action::Masquerade,
             args: vec![

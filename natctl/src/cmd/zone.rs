@@ -32,7 +32,7 @@ impl Zone {
         Ok(Rule {
             kind: "zone",
             stage: Stage::Zones,
-            family: self.src.map(|n| Family::of(&n.addr())),
+            family: self.src.map(|n| Family::of(n.addr())),
             matches,
             action: Action::Zone {
                 zone: self.zone,

@@ -7,58 +7,13 @@ use std::net::IpAddr;
 use clap::Args;
 use common::{Error, Result};
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 
 pub mod route;
 pub mod rule;
 pub mod vrf;
 
-/// IPv4 or IPv6, for objects whose family cannot be told from their addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(addr: IpAddr) -> Family {
-        if addr.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-
-    pub fn netlink(self) -> AddressFamily {
-        match self {
-            Family::V4 => AddressFamily::Inet,
-            Family::V6 => AddressFamily::Inet6,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::V4 => "inet",
-            Family::V6 => "inet6",
-        }
-    }
-
-    pub fn from_netlink(af: AddressFamily) -> Option<Family> {
-        match af {
-            AddressFamily::Inet => Some(Family::V4),
-            AddressFamily::Inet6 => Some(Family::V6),
-            _ => None,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        }
-    }
-}
+pub use common::family::Family;
 
 /// `-4` / `-6` (like `ip -4` / `ip -6`): the family when no address says it.
 #[derive(Args, Debug, Clone, Copy, Default)]

@@ -307,7 +307,7 @@ impl Route {
             self.dst.to_string()
         };
         json!({
-            "family": self.family.name(),
+            "family": self.family.inet_name(),
             "type": type_name(self.kind),
             "dst": dst,
             "gateway": self.gateway.map(|g| g.to_string()),
@@ -386,7 +386,7 @@ async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<(RouteMessage,
             .execute()
             .try_collect()
             .await
-            .with_context(|| format!("listing {} routes", fam.name()))?;
+            .with_context(|| format!("listing {} routes", fam.inet_name()))?;
         out.extend(msgs.into_iter().filter_map(|m| {
             let r = Route::parse(&m, &names)?;
             Some((m, r))

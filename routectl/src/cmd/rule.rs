@@ -77,13 +77,6 @@ pub struct Fwmark {
     pub mask: u32,
 }
 
-fn parse_u32(s: &str) -> Option<u32> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
 impl FromStr for Fwmark {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -94,9 +87,9 @@ impl FromStr for Fwmark {
         let bad = |part: &str, what: &str| {
             format!("fwmark '{s}': {what} '{part}' is not a 32-bit number (decimal or 0x-hex)")
         };
-        let mark_v = parse_u32(mark).ok_or_else(|| bad(mark, "mark"))?;
+        let mark_v = common::num::parse_u32(mark).ok_or_else(|| bad(mark, "mark"))?;
         let mask_v = match mask {
-            Some(k) => parse_u32(k).ok_or_else(|| bad(k, "mask"))?,
+            Some(k) => common::num::parse_u32(k).ok_or_else(|| bad(k, "mask"))?,
             None => u32::MAX,
         };
         Ok(Fwmark {
@@ -287,7 +280,7 @@ fn hex(v: u32) -> String {
 fn rule_json(msg: &RuleMessage) -> Value {
     let mut o = Map::new();
     let fam = Family::from_netlink(msg.header.family);
-    o.insert("family".into(), json!(fam.map(Family::name)));
+    o.insert("family".into(), json!(fam.map(Family::inet_name)));
     let host_len = if fam == Some(Family::V6) { 128 } else { 32 };
     let h = &msg.header;
     let attr = |f: fn(&RuleAttribute) -> Option<Value>| msg.attributes.iter().find_map(f);
@@ -424,7 +417,7 @@ async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<RuleMessage>> 
             .execute()
             .try_collect()
             .await
-            .with_context(|| format!("listing {} rules", fam.name()))?;
+            .with_context(|| format!("listing {} rules", fam.inet_name()))?;
         all.append(&mut rules);
     }
     Ok(all)

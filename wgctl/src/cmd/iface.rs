@@ -77,11 +77,8 @@ pub struct DelArgs {
 
 /// Parses a firewall mark: decimal or `0x` hex, 32 bits.
 pub fn parse_fwmark(s: &str) -> std::result::Result<u32, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|_| format!("fwmark '{s}' is not a 32-bit number (decimal or 0x-hex)"))
+    common::num::parse_u32(s)
+        .ok_or_else(|| format!("fwmark '{s}' is not a 32-bit number (decimal or 0x-hex)"))
 }
 
 pub fn run(ctx: &Ctx, cmd: IfaceCmd) -> Result<Outcome> {
