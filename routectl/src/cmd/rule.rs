@@ -281,26 +281,36 @@ fn rule_json(msg: &RuleMessage) -> Value {
     let mut o = Map::new();
     let fam = Family::from_netlink(msg.header.family);
     o.insert("family".into(), json!(fam.map(Family::inet_name)));
-    let host_len = if fam == Some(Family::V6) { 128 } else { 32 };
+    let priority = rule_attr(msg, |a| match a {
+        RuleAttribute::Priority(p) => Some(*p),
+        _ => None,
+    });
+    o.insert("priority".into(), json!(priority.unwrap_or(0)));
+    selectors_json(msg, fam, &mut o);
+    attributes_json(msg, &mut o);
+    action_json(msg, &mut o);
+    Value::Object(o)
+}
+
+/// The first attribute of the rule that `pick` takes.
+fn rule_attr<T>(msg: &RuleMessage, pick: impl Fn(&RuleAttribute) -> Option<T>) -> Option<T> {
+    msg.attributes.iter().find_map(pick)
+}
+
+/// What the rule matches: `not`, `src`/`srclen`, `dst`/`dstlen`, `tos`, `fwmark`/`fwmask`,
+/// `iif`, `oif` (and whether those are detached).
+fn selectors_json(msg: &RuleMessage, fam: Option<Family>, o: &mut Map<String, Value>) {
     let h = &msg.header;
-    let attr = |f: fn(&RuleAttribute) -> Option<Value>| msg.attributes.iter().find_map(f);
-    o.insert(
-        "priority".into(),
-        attr(|a| match a {
-            RuleAttribute::Priority(p) => Some(json!(p)),
-            _ => None,
-        })
-        .unwrap_or(json!(0)),
-    );
     if h.flags.contains(RuleFlags::Invert) {
         o.insert("not".into(), Value::Null);
     }
-    let src = attr(|a| match a {
-        RuleAttribute::Source(s) => Some(json!(s.to_string())),
+    let host_len = if fam == Some(Family::V6) { 128 } else { 32 };
+    let src = rule_attr(msg, |a| match a {
+        RuleAttribute::Source(s) => Some(s.to_string()),
         _ => None,
     });
-    let dst = attr(|a| match a {
-        RuleAttribute::Destination(s) => Some(json!(s.to_string())),
+    let dst = rule_attr(msg, |a| match a {
+        RuleAttribute::Destination(s) => Some(s.to_string()),
         _ => None,
     });
     for (key, addr, len, all) in [
@@ -309,7 +319,7 @@ fn rule_json(msg: &RuleMessage) -> Value {
     ] {
         match addr {
             Some(a) => {
-                o.insert(key.into(), a);
+                o.insert(key.into(), json!(a));
                 if len != host_len {
                     o.insert(format!("{key}len"), json!(len));
                 }
@@ -327,60 +337,60 @@ fn rule_json(msg: &RuleMessage) -> Value {
     if h.tos != 0 {
         o.insert("tos".into(), json!(format!("{:#x}", h.tos)));
     }
-    let mark = attr(|a| match a {
-        RuleAttribute::FwMark(m) => Some(json!(m)),
+    let mark = rule_attr(msg, |a| match a {
+        RuleAttribute::FwMark(m) => Some(*m),
         _ => None,
     });
-    let mask = attr(|a| match a {
-        RuleAttribute::FwMask(m) => Some(json!(m)),
+    let mask = rule_attr(msg, |a| match a {
+        RuleAttribute::FwMask(m) => Some(*m),
         _ => None,
     });
     if mark.is_some() || mask.is_some() {
-        let as_u32 = |v: Option<Value>, d: u32| v.and_then(|v| v.as_u64()).map_or(d, |n| n as u32);
-        let (mark, mask) = (as_u32(mark, 0), as_u32(mask, u32::MAX));
-        o.insert("fwmark".into(), json!(hex(mark)));
+        o.insert("fwmark".into(), json!(hex(mark.unwrap_or(0))));
+        let mask = mask.unwrap_or(u32::MAX);
         if mask != u32::MAX {
             o.insert("fwmask".into(), json!(hex(mask)));
         }
     }
-    for attr_v in &msg.attributes {
-        match attr_v {
-            RuleAttribute::Iifname(n) => {
-                o.insert("iif".into(), json!(n));
-                if h.flags.contains(RuleFlags::IifDetached) {
-                    o.insert("iif_detached".into(), Value::Null);
-                }
-            }
-            RuleAttribute::Oifname(n) => {
-                o.insert("oif".into(), json!(n));
-                if h.flags.contains(RuleFlags::OifDetached) {
-                    o.insert("oif_detached".into(), Value::Null);
-                }
-            }
-            RuleAttribute::Protocol(p) => {
-                let p = u8::from(*p);
-                if p != 0 && p != 2 {
-                    o.insert("protocol".into(), json!(super::protocol_name(p)));
-                }
-            }
-            _ => {}
+    for a in &msg.attributes {
+        let (key, name, detached) = match a {
+            RuleAttribute::Iifname(n) => ("iif", n, RuleFlags::IifDetached),
+            RuleAttribute::Oifname(n) => ("oif", n, RuleFlags::OifDetached),
+            _ => continue,
+        };
+        o.insert(key.into(), json!(name));
+        if h.flags.contains(detached) {
+            o.insert(format!("{key}_detached"), Value::Null);
         }
     }
-    let table = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RuleAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(h.table));
+}
+
+/// Who made the rule and where it looks: `protocol` (unless unspecified or kernel), `table`.
+fn attributes_json(msg: &RuleMessage, o: &mut Map<String, Value>) {
+    // The last one that says something: 0 (unspec) and 2 (kernel) are not printed.
+    let protocol = msg.attributes.iter().rev().find_map(|a| match a {
+        RuleAttribute::Protocol(p) => Some(u8::from(*p)).filter(|p| *p != 0 && *p != 2),
+        _ => None,
+    });
+    if let Some(p) = protocol {
+        o.insert("protocol".into(), json!(crate::cmd::protocol_name(p)));
+    }
+    let table = rule_attr(msg, |a| match a {
+        RuleAttribute::Table(t) => Some(*t),
+        _ => None,
+    })
+    .unwrap_or(u32::from(msg.header.table));
     if table != 0 {
         o.insert("table".into(), json!(table::name(table)));
     }
-    match h.action {
+}
+
+/// What the rule does besides looking up its table: `goto`, `nop` or `action`.
+fn action_json(msg: &RuleMessage, o: &mut Map<String, Value>) {
+    match msg.header.action {
         RuleAction::ToTable => {}
         RuleAction::Goto => {
-            let target = msg.attributes.iter().find_map(|a| match a {
+            let target = rule_attr(msg, |a| match a {
                 RuleAttribute::Goto(g) => Some(json!(g)),
                 _ => None,
             });
@@ -400,7 +410,6 @@ fn rule_json(msg: &RuleMessage) -> Value {
             o.insert("action".into(), json!(name));
         }
     }
-    Value::Object(o)
 }
 
 /// The rules of one family (or both), in kernel order.
@@ -572,6 +581,59 @@ mod tests {
         assert_eq!(
             rule.to_string(),
             "from 10.1.0.0/24 fwmark 0x1/0xff iif eth0 lookup 1000 priority 100"
+        );
+    }
+
+    #[test]
+    fn json_of_every_part() {
+        use netlink_packet_route::route::RouteProtocol;
+        let rule = Rule {
+            family: Family::V4,
+            priority: Some(5),
+            src: Some("10.0.0.1/32".parse().unwrap()),
+            dst: Some("10.0.0.0/8".parse().unwrap()),
+            fwmark: Some(Fwmark { mark: 0, mask: 7 }),
+            iif: Some("e".into()),
+            oif: Some("wg0".into()),
+            table: Some(253),
+            action: RuleAction::ToTable,
+            extra: false,
+        };
+        let mut m = rule.to_message();
+        assert_eq!(
+            rule_json(&m).to_string(),
+            r#"{"dst":"10.0.0.0","dstlen":8,"family":"inet","fwmark":"0","fwmask":"0x7","iif":"e","oif":"wg0","priority":5,"src":"10.0.0.1","table":"default"}"#
+        );
+        m.header.flags = RuleFlags::Invert | RuleFlags::IifDetached | RuleFlags::OifDetached;
+        m.header.tos = 0x10;
+        m.header.src_len = 3;
+        m.header.action = RuleAction::Goto;
+        m.attributes
+            .retain(|a| !matches!(a, RuleAttribute::Source(_)));
+        m.attributes
+            .push(RuleAttribute::Protocol(RouteProtocol::Static));
+        m.attributes
+            .push(RuleAttribute::Protocol(RouteProtocol::Kernel));
+        m.attributes.push(RuleAttribute::Goto(7));
+        assert_eq!(
+            rule_json(&m).to_string(),
+            r#"{"dst":"10.0.0.0","dstlen":8,"family":"inet","fwmark":"0","fwmask":"0x7","goto":7,"iif":"e","iif_detached":null,"not":null,"oif":"wg0","oif_detached":null,"priority":5,"protocol":"static","src":"0","srclen":3,"table":"default","tos":"0x10"}"#
+        );
+        m.header.action = RuleAction::Other(42);
+        m.header.table = 100;
+        m.header.dst_len = 9;
+        m.attributes.retain(|a| {
+            !matches!(
+                a,
+                RuleAttribute::Table(_)
+                    | RuleAttribute::FwMark(_)
+                    | RuleAttribute::FwMask(_)
+                    | RuleAttribute::Destination(_)
+            )
+        });
+        assert_eq!(
+            rule_json(&m).to_string(),
+            r#"{"action":"42","dst":"0","dstlen":9,"family":"inet","iif":"e","iif_detached":null,"not":null,"oif":"wg0","oif_detached":null,"priority":5,"protocol":"static","src":"0","srclen":3,"table":"100","tos":"0x10"}"#
         );
     }
 }
