@@ -9,6 +9,7 @@ pub mod complete;
 pub mod error;
 pub mod family;
 pub mod files;
+pub mod link;
 pub mod log;
 pub mod netns;
 pub mod nl;

@@ -5,12 +5,13 @@
 //! such rather than as a bare errno.
 
 use clap::Subcommand;
+use common::link::LinkExt;
 use common::types::IfName;
 use common::{Context, Ctx, Error, Outcome, Result};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVrf, LinkAttribute, LinkInfo, LinkMessage,
 };
-use rtnetlink::{LinkUnspec, LinkVrf};
+use rtnetlink::{Handle, LinkUnspec, LinkVrf};
 use serde::Serialize;
 use serde_json::json;
 
@@ -52,16 +53,6 @@ struct Vrf {
     members: Vec<String>,
 }
 
-fn kind(link: &LinkMessage) -> Option<&InfoKind> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Kind(k) => Some(k),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
 fn vrf_table(link: &LinkMessage) -> Option<u32> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
@@ -75,19 +66,13 @@ fn vrf_table(link: &LinkMessage) -> Option<u32> {
     })
 }
 
-fn controller(link: &LinkMessage) -> Option<u32> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Controller(i) => Some(*i),
-        _ => None,
-    })
-}
-
 fn is_vrf(link: &LinkMessage) -> bool {
-    kind(link) == Some(&InfoKind::Vrf)
+    link.kind() == Some(&InfoKind::Vrf)
 }
 
 fn kind_name(link: &LinkMessage) -> String {
-    kind(link).map_or_else(|| "a device without a kind".into(), |k| format!("a {k}"))
+    link.kind()
+        .map_or_else(|| "a device without a kind".into(), |k| format!("a {k}"))
 }
 
 /// Every VRF in the namespace with its members.
@@ -96,12 +81,12 @@ fn vrfs(links: &[LinkMessage]) -> Vec<Vrf> {
         .iter()
         .filter(|l| is_vrf(l))
         .map(|v| Vrf {
-            name: common::nl::link_name(v).unwrap_or_default().to_string(),
+            name: v.name().unwrap_or_default().to_string(),
             table: table::name(vrf_table(v).unwrap_or(0)),
             members: links
                 .iter()
-                .filter(|l| controller(l) == Some(v.header.index))
-                .filter_map(|l| common::nl::link_name(l).map(str::to_string))
+                .filter(|l| l.master() == Some(v.header.index))
+                .filter_map(|l| l.name().map(str::to_string))
                 .collect(),
         })
         .collect()
@@ -114,119 +99,133 @@ fn one(links: &[LinkMessage], name: &str) -> Option<Vrf> {
 impl VrfCmd {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         let handle = ctx.netlink()?;
-        let ns = ctx.ns_label();
-        let links = || ctx.block_on(common::nl::links(&handle));
         match self {
-            VrfCmd::Add { name, table } => {
-                let what = format!("creating VRF {name} (table {table}) in {ns}");
-                if let Some(l) = ctx.block_on(common::nl::find_link(&handle, name.as_str()))? {
-                    if !is_vrf(&l) {
-                        return Err(Error::failed(format!(
-                            "{what}: {name} already exists but is {}, not a VRF",
-                            kind_name(&l)
-                        )));
-                    }
-                    let have = vrf_table(&l).unwrap_or(0);
-                    if have != table.0 {
-                        return Err(Error::failed(format!(
-                            "{what}: VRF {name} already exists with table {}",
-                            table::name(have)
-                        )));
-                    }
-                    let all = links()?;
-                    return Outcome::json(
-                        json!({"changed": false, "vrf": one(&all, name.as_str())}),
-                    );
-                }
-                let planned = Vrf {
-                    name: name.to_string(),
-                    table: table.to_string(),
-                    members: vec![],
-                };
-                if ctx.check {
-                    return Outcome::json(json!({"changed": true, "vrf": planned}));
-                }
-                common::vlog!(1, "ip link add {name} type vrf table {table} (in {ns})");
-                let msg = LinkVrf::new(name.as_str(), table.0).up().build();
-                match ctx.block_on(handle.link().add(msg).execute()) {
-                    Ok(()) => {}
-                    Err(e) if common::nl::errno(&e) == Some(libc::EOPNOTSUPP) => {
-                        return Err(Error::caused(
-                            format!(
-                                "{what}: this kernel lacks VRF support (CONFIG_NET_VRF, module 'vrf' not available)"
-                            ),
-                            e,
-                        ))
-                    }
-                    Err(e) => return Err(Error::caused(what, e)),
-                }
-                Outcome::json(json!({"changed": true, "vrf": planned}))
-            }
-            VrfCmd::Del { name } => {
-                let what = format!("deleting VRF {name} in {ns}");
-                let Some(l) = ctx.block_on(common::nl::find_link(&handle, name.as_str()))? else {
-                    return Outcome::json(json!({"changed": false, "vrf": null}));
-                };
-                if !is_vrf(&l) {
-                    return Err(Error::failed(format!(
-                        "{what}: {name} is {}, not a VRF",
-                        kind_name(&l)
-                    )));
-                }
-                let gone = one(&links()?, name.as_str());
-                if !ctx.check {
-                    common::vlog!(1, "ip link del {name} (in {ns})");
-                    match ctx.block_on(handle.link().del(l.header.index).execute()) {
-                        Ok(()) => {}
-                        Err(e) if common::nl::is_absent(&e) => {}
-                        Err(e) => return Err(Error::caused(what, e)),
-                    }
-                }
-                Outcome::json(json!({"changed": true, "vrf": gone}))
-            }
-            VrfCmd::Enslave { iface, vrf } => {
-                let what = format!("enslaving {iface} to VRF {vrf} in {ns}");
-                let v = ctx
-                    .block_on(common::nl::find_link(&handle, vrf.as_str()))?
-                    .ok_or_else(|| Error::failed(format!("{what}: VRF {vrf} not found")))?;
-                if !is_vrf(&v) {
-                    return Err(Error::failed(format!(
-                        "{what}: {vrf} is {}, not a VRF",
-                        kind_name(&v)
-                    )));
-                }
-                let dev = ctx
-                    .block_on(common::nl::link(&handle, iface.as_str(), &ns))
-                    .context(what.clone())?;
-                let changed = match controller(&dev) {
-                    Some(c) if c == v.header.index => false,
-                    Some(c) => {
-                        let all = links()?;
-                        let other = all
-                            .iter()
-                            .find(|l| l.header.index == c)
-                            .and_then(common::nl::link_name)
-                            .unwrap_or("another device");
-                        return Err(Error::failed(format!(
-                            "{what}: {iface} is already enslaved to {other}"
-                        )));
-                    }
-                    None => true,
-                };
-                if changed && !ctx.check {
-                    common::vlog!(1, "ip link set {iface} master {vrf} (in {ns})");
-                    let msg = LinkUnspec::new_with_index(dev.header.index)
-                        .controller(v.header.index)
-                        .build();
-                    ctx.block_on(handle.link().set(msg).execute())
-                        .context(what)?;
-                }
-                Outcome::json(json!({"changed": changed, "iface": iface, "vrf": vrf}))
-            }
-            VrfCmd::List => {
-                let all = links()?;
-                Outcome::json(json!({"changed": false, "vrfs": vrfs(&all)}))
-            }
+            VrfCmd::Add { name, table } => add(ctx, &handle, &name, table),
+            VrfCmd::Del { name } => del(ctx, &handle, &name),
+            VrfCmd::Enslave { iface, vrf } => enslave(ctx, &handle, &iface, &vrf),
+            VrfCmd::List => list(ctx, &handle),
         }
     }
+}
+
+/// `vrf add NAME --table T`: an existing VRF with the same table is no change; any other
+/// device of that name is an error.
+fn add(ctx: &Ctx, handle: &Handle, name: &IfName, table: Table) -> Result<Outcome> {
+    let ns = ctx.ns_label();
+    let what = format!("creating VRF {name} (table {table}) in {ns}");
+    if let Some(l) = ctx.block_on(common::nl::find_link(handle, name.as_str()))? {
+        if !is_vrf(&l) {
+            return Err(Error::failed(format!(
+                "{what}: {name} already exists but is {}, not a VRF",
+                kind_name(&l)
+            )));
+        }
+        let have = vrf_table(&l).unwrap_or(0);
+        if have != table.0 {
+            return Err(Error::failed(format!(
+                "{what}: VRF {name} already exists with table {}",
+                table::name(have)
+            )));
+        }
+        let all = ctx.block_on(common::nl::links(handle))?;
+        return Outcome::json(json!({"changed": false, "vrf": one(&all, name.as_str())}));
+    }
+    let planned = Vrf {
+        name: name.to_string(),
+        table: table.to_string(),
+        members: vec![],
+    };
+    if ctx.check {
+        return Outcome::json(json!({"changed": true, "vrf": planned}));
+    }
+    common::vlog!(1, "ip link add {name} type vrf table {table} (in {ns})");
+    let msg = LinkVrf::new(name.as_str(), table.0).up().build();
+    match ctx.block_on(handle.link().add(msg).execute()) {
+        Ok(()) => {}
+        Err(e) if common::nl::errno(&e) == Some(libc::EOPNOTSUPP) => {
+            return Err(Error::caused(
+                format!(
+                    "{what}: this kernel lacks VRF support (CONFIG_NET_VRF, module 'vrf' not available)"
+                ),
+                e,
+            ))
+        }
+        Err(e) => return Err(Error::caused(what, e)),
+    }
+    Outcome::json(json!({"changed": true, "vrf": planned}))
+}
+
+/// `vrf del NAME`: a missing VRF is no change; a device of that name that is not a VRF is an
+/// error. Prints the VRF as it was.
+fn del(ctx: &Ctx, handle: &Handle, name: &IfName) -> Result<Outcome> {
+    let ns = ctx.ns_label();
+    let what = format!("deleting VRF {name} in {ns}");
+    let Some(l) = ctx.block_on(common::nl::find_link(handle, name.as_str()))? else {
+        return Outcome::json(json!({"changed": false, "vrf": null}));
+    };
+    if !is_vrf(&l) {
+        return Err(Error::failed(format!(
+            "{what}: {name} is {}, not a VRF",
+            kind_name(&l)
+        )));
+    }
+    let gone = one(&ctx.block_on(common::nl::links(handle))?, name.as_str());
+    if !ctx.check {
+        common::vlog!(1, "ip link del {name} (in {ns})");
+        match ctx.block_on(handle.link().del(l.header.index).execute()) {
+            Ok(()) => {}
+            Err(e) if common::nl::is_absent(&e) => {}
+            Err(e) => return Err(Error::caused(what, e)),
+        }
+    }
+    Outcome::json(json!({"changed": true, "vrf": gone}))
+}
+
+/// `vrf enslave IFACE --vrf NAME`: already in that VRF is no change; in another master is an
+/// error.
+fn enslave(ctx: &Ctx, handle: &Handle, iface: &IfName, vrf: &IfName) -> Result<Outcome> {
+    let ns = ctx.ns_label();
+    let what = format!("enslaving {iface} to VRF {vrf} in {ns}");
+    let v = ctx
+        .block_on(common::nl::find_link(handle, vrf.as_str()))?
+        .ok_or_else(|| Error::failed(format!("{what}: VRF {vrf} not found")))?;
+    if !is_vrf(&v) {
+        return Err(Error::failed(format!(
+            "{what}: {vrf} is {}, not a VRF",
+            kind_name(&v)
+        )));
+    }
+    let dev = ctx
+        .block_on(common::nl::link(handle, iface.as_str(), &ns))
+        .context(what.clone())?;
+    let changed = match dev.master() {
+        Some(c) if c == v.header.index => false,
+        Some(c) => {
+            let all = ctx.block_on(common::nl::links(handle))?;
+            let other = all
+                .iter()
+                .find(|l| l.header.index == c)
+                .and_then(|l| l.name())
+                .unwrap_or("another device");
+            return Err(Error::failed(format!(
+                "{what}: {iface} is already enslaved to {other}"
+            )));
+        }
+        None => true,
+    };
+    if changed && !ctx.check {
+        common::vlog!(1, "ip link set {iface} master {vrf} (in {ns})");
+        let msg = LinkUnspec::new_with_index(dev.header.index)
+            .controller(v.header.index)
+            .build();
+        ctx.block_on(handle.link().set(msg).execute())
+            .context(what)?;
+    }
+    Outcome::json(json!({"changed": changed, "iface": iface, "vrf": vrf}))
+}
+
+/// `vrf list`: every VRF with its table and members.
+fn list(ctx: &Ctx, handle: &Handle) -> Result<Outcome> {
+    let all = ctx.block_on(common::nl::links(handle))?;
+    Outcome::json(json!({"changed": false, "vrfs": vrfs(&all)}))
 }
