@@ -6,16 +6,18 @@
 //! MAC no longer changes when ports come and go.
 
 use clap::Subcommand;
+use netlink_packet_route::link::InfoKind;
 use nix::mount::{mount, MsFlags};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
 use serde::Serialize;
 use serde_json::Value;
 
+use common::link::LinkExt;
 use common::types::IfName;
 use common::{Context, Ctx, Error, Outcome, Result};
 
 use super::link::{hw_address, Mac};
-use super::{is_up, kind, kind_label, set_link};
+use super::{kind_label, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Bridge {
@@ -82,7 +84,7 @@ impl Bridge {
         let plan = ctx.block_on(async {
             let existing = common::nl::find_link(&handle, name.as_str()).await?;
             match existing {
-                Some(l) if kind(&l).as_deref() == Some("bridge") => {
+                Some(l) if l.kind() == Some(&InfoKind::Bridge) => {
                     let want = Want {
                         up,
                         address,
@@ -166,7 +168,7 @@ async fn converge(
     } = want;
     let current = hw_address(l);
     let mut msg = LinkUnspec::new_with_index(l.header.index);
-    let bring_up = up && !is_up(l);
+    let bring_up = up && !l.is_up();
     if bring_up {
         msg = msg.up();
     }
@@ -206,7 +208,7 @@ async fn converge(
     }
     Ok(Plan {
         changed,
-        up: is_up(l) || up,
+        up: l.is_up() || up,
         address: address.map(|m| m.to_string()),
     })
 }
