@@ -250,6 +250,7 @@ fn set_mtu_at(name: &IfName, mtu: u32, ns: Option<&NetnsFd>, where_: &str) -> Re
     }
 }
 
+/// `iface add`: plan (what exists already decides), create, configure, report.
 fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     let key = keys::read_key_file(&a.private_key, "private key")?;
     let places = Places::new(ctx, a.into_ns.as_ref())?;
@@ -262,59 +263,17 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         backend: a.backend.required(),
     };
     let name = &a.name;
-    let mut replacing = false;
 
-    if let Some((at, link)) = find_existing(name, &places)? {
-        let dev = read_at(name, link.backend, places.fd_of(at))?;
-        if dev.public_key.is_none() && (at == At::Birth || places.target.is_none()) {
-            // Created but never configured: a run killed right after creating it. Finish it.
-            vlog!(
-                1,
-                "{name} exists without a key (an interrupted add): configuring it"
-            );
-            let port = if ctx.check {
-                want.listen_port
-            } else {
-                configure(name, link.backend, &want, &places, &mut false)?
-            };
-            return report(true, name, &places, Some(link.backend), &want.public, port);
-        }
-        let diffs = want.differences(&link, &dev);
-        if diffs.is_empty() {
-            return converge(ctx, name, &places, at, &link, &dev);
-        }
-        if !a.replace {
-            return Err(Error::failed(format!(
-                "WireGuard interface {name} already exists in {} with different settings: {}; \
-                 use --replace to change them",
-                places.label_of(at),
-                diffs.join(", ")
-            )));
-        }
-        if want.backend.is_none_or(|b| b == link.backend) {
-            return update_in_place(ctx, name, &places, at, &link, &dev, &want);
-        }
-        replacing = true;
-        if !ctx.check {
-            vlog!(1, "replacing {name}: {}", diffs.join(", "));
-            remove_existing(name, &places, at, link.backend)?;
-        }
-    } else if let Some(conflict) = uapi_conflict(name) {
-        return Err(conflict);
-    }
-
+    let replacing = match plan(ctx, name, &places, &want, a.replace)? {
+        Plan::Settled(outcome) => return Ok(outcome),
+        Plan::Create { replacing } => replacing,
+    };
     // (In a dry run of --replace the old interface still holds its port.)
     if let Some(p) = want.listen_port.filter(|_| !(ctx.check && replacing)) {
         backend::check_port_free(p, &places.here)?;
     }
     if ctx.check {
-        let guess = want
-            .backend
-            .unwrap_or(if backend::kernel_probably_supported() {
-                Backend::Kernel
-            } else {
-                Backend::Userspace
-            });
+        let guess = want.backend.unwrap_or_else(likely_backend);
         return report(
             true,
             name,
@@ -325,30 +284,102 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         );
     }
     let used = create(name, &a.backend, want.mtu, &places)?;
-    let mut moved = false;
-    match configure(name, used, &want, &places, &mut moved) {
-        Ok(port) => report(true, name, &places, Some(used), &want.public, port),
-        Err(e) => {
-            let died =
-                used == Backend::Userspace && backend::userspace_pids(name.as_str()).is_empty();
-            rollback(name, used, &places, moved);
-            if died {
-                return Err(Error::caused(
-                    format!(
-                        "{} {name} exited right after starting in {} (each one needs an inotify \
-                         instance: is fs.inotify.max_user_instances exhausted?)",
-                        backend::userspace_program(),
-                        places.here
-                    ),
-                    e,
-                ));
-            }
-            Err(e)
+    let port = configure_new(name, used, &want, &places)?;
+    report(true, name, &places, Some(used), &want.public, port)
+}
+
+/// What `iface add` has left to do once it has looked for NAME.
+enum Plan {
+    /// The interface there was finished, kept or updated: this is the answer.
+    Settled(Outcome),
+    /// Create it (`replacing`: an interface of another backend was removed first, or would be
+    /// in a dry run).
+    Create { replacing: bool },
+}
+
+/// Looks for NAME: an interrupted add is finished, the same settings converge, other settings
+/// are an error without `--replace`, and with it are updated in place (same backend) or the
+/// old interface is removed to be created again.
+fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool) -> Result<Plan> {
+    let Some((at, link)) = find_existing(name, places)? else {
+        if let Some(conflict) = uapi_conflict(name) {
+            return Err(conflict);
         }
+        return Ok(Plan::Create { replacing: false });
+    };
+    let dev = read_at(name, link.backend, places.fd_of(at))?;
+    if dev.public_key.is_none() && (at == At::Birth || places.target.is_none()) {
+        // Created but never configured: a run killed right after creating it. Finish it.
+        vlog!(
+            1,
+            "{name} exists without a key (an interrupted add): configuring it"
+        );
+        let port = if ctx.check {
+            want.listen_port
+        } else {
+            configure(name, link.backend, want, places, &mut false)?
+        };
+        let out = report(true, name, places, Some(link.backend), &want.public, port)?;
+        return Ok(Plan::Settled(out));
+    }
+    let diffs = want.differences(&link, &dev);
+    if diffs.is_empty() {
+        return converge(ctx, name, places, at, &link, &dev).map(Plan::Settled);
+    }
+    if !replace {
+        return Err(Error::failed(format!(
+            "WireGuard interface {name} already exists in {} with different settings: {}; \
+             use --replace to change them",
+            places.label_of(at),
+            diffs.join(", ")
+        )));
+    }
+    if want.backend.is_none_or(|b| b == link.backend) {
+        return update_in_place(ctx, name, places, at, &link, &dev, want).map(Plan::Settled);
+    }
+    if !ctx.check {
+        vlog!(1, "replacing {name}: {}", diffs.join(", "));
+        remove_existing(name, places, at, link.backend)?;
+    }
+    Ok(Plan::Create { replacing: true })
+}
+
+/// The backend `--backend auto` would pick, for a dry run.
+fn likely_backend() -> Backend {
+    if backend::kernel_probably_supported() {
+        Backend::Kernel
+    } else {
+        Backend::Userspace
     }
 }
 
-/// Looks for NAME in `--into-ns` first, then in the birthplace.
+/// [`configure`] for the interface `add` just created: if it fails, the interface is removed
+/// again, and a userspace daemon that died at start is named as the likely cause.
+fn configure_new(
+    name: &IfName,
+    used: Backend,
+    want: &Wanted,
+    places: &Places,
+) -> Result<Option<u16>> {
+    let mut moved = false;
+    configure(name, used, want, places, &mut moved).map_err(|e| {
+        let died = used == Backend::Userspace && backend::userspace_pids(name.as_str()).is_empty();
+        rollback(name, used, places, moved);
+        if died {
+            return Error::caused(
+                format!(
+                    "{} {name} exited right after starting in {} (each one needs an inotify \
+                     instance: is fs.inotify.max_user_instances exhausted?)",
+                    backend::userspace_program(),
+                    places.here
+                ),
+                e,
+            );
+        }
+        e
+    })
+}
+
 fn find_existing(name: &IfName, places: &Places) -> Result<Option<(At, Link)>> {
     let not_wg = |kind: &str, where_: &str| {
         Error::failed(format!(
