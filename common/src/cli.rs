@@ -100,7 +100,7 @@ pub struct Ctx {
     pub ns: Option<NsTarget>,
     /// `--check`: compute and report, but change nothing.
     pub check: bool,
-    rt: tokio::runtime::Runtime,
+    rt: &'static tokio::runtime::Runtime,
 }
 
 impl Ctx {
@@ -109,9 +109,8 @@ impl Ctx {
         self.rt.block_on(fut)
     }
 
-    /// A netlink connection in the command's namespace.
+    /// The netlink connection in the command's namespace (one per command, see [`crate::nl`]).
     pub fn netlink(&self) -> Result<rtnetlink::Handle> {
-        let _guard = self.rt.enter();
         crate::nl::connect()
     }
 
@@ -243,17 +242,15 @@ fn drive<C: Command>(tool: &'static str, about: &'static str, cli: Cli<C>) -> Re
     if cli.global.version {
         return print(&version(tool), pretty);
     }
-    let home = NetnsFd::current()?;
-    let rt = netns::runtime()?;
     match &cli.global.batch {
-        Some(file) => run_batch::<C>(tool, about, &cli.global, file, &home, rt),
+        Some(file) => run_batch::<C>(tool, about, &cli.global, file),
         None => {
             let Some(cmd) = cli.command else {
                 return Err(Error::invalid(format!(
                     "no command given (try '{tool} --help')"
                 )));
             };
-            let out = execute(tool, cmd, &cli.global, &home, rt)?;
+            let out = execute(tool, cmd, &cli.global)?;
             print(&out, pretty)
         }
     }
@@ -271,52 +268,33 @@ fn print(out: &Outcome, pretty: bool) -> Result<()> {
     .context("writing to stdout")
 }
 
-/// Enters the namespace, runs one command, and hands the runtime back for the next one.
-fn execute<C: Command>(
-    tool: &'static str,
-    cmd: Top<C>,
-    global: &GlobalArgs,
-    home: &NetnsFd,
-    rt: tokio::runtime::Runtime,
-) -> Result<Outcome> {
-    execute_with(tool, cmd, global, home, rt).0
-}
-
-fn execute_with<C: Command>(
-    tool: &'static str,
-    cmd: Top<C>,
-    global: &GlobalArgs,
-    home: &NetnsFd,
-    rt: tokio::runtime::Runtime,
-) -> (Result<Outcome>, tokio::runtime::Runtime) {
+/// Enters the command's namespace, runs it, and comes back (the same for every batch line).
+fn execute<C: Command>(tool: &'static str, cmd: Top<C>, global: &GlobalArgs) -> Result<Outcome> {
     match cmd {
-        Top::Builtin(Builtin::Version) => (Ok(version(tool)), rt),
+        Top::Builtin(Builtin::Version) => Ok(version(tool)),
         Top::Builtin(Builtin::Completions { shell }) => {
-            (Ok(Outcome::Text(complete::registration(tool, shell))), rt)
+            Ok(Outcome::Text(complete::registration(tool, shell)))
         }
         Top::Tool(cmd) => {
-            // `enter` does nothing when the thread is already there: without --ns (and after a
-            // batch line without one) no setns happens, which an unprivileged caller could not do.
-            let entered = match &global.ns {
-                Some(target) => NetnsFd::open(target).and_then(|fd| fd.enter()),
-                None => home.enter(),
-            };
-            if let Err(e) = entered {
-                return (Err(privilege::explain(e, privilege::CAP_SYS_ADMIN)), rt);
-            }
+            // `enter` does nothing when the thread is already there: without --ns no setns
+            // happens, which an unprivileged caller could not do.
+            let target = global.ns.as_ref().map(NetnsFd::open).transpose();
+            let entered = target.and_then(|fd| fd.as_ref().map(NetnsFd::enter).transpose());
+            let _entered = entered.map_err(|e| privilege::explain(e, privilege::CAP_SYS_ADMIN))?;
             crate::vlog!(3, "{tool}: {cmd:?}");
             let ctx = Ctx {
                 ns: global.ns.clone(),
                 check: global.check,
-                rt,
+                rt: netns::runtime()?,
             };
             let privileged = cmd.needs_privilege();
             let res = cmd.run(&ctx);
-            let res = match res {
+            // Before the guard takes the thread back: the sockets belong to this command.
+            crate::nl::close_all();
+            match res {
                 Err(e) if privileged => Err(privilege::explain(e, privilege::CAP_NET_ADMIN)),
                 other => other,
-            };
-            (res, ctx.rt)
+            }
         }
     }
 }
@@ -406,18 +384,15 @@ fn run_batch<C: Command>(
     about: &'static str,
     outer: &GlobalArgs,
     file: &PathBuf,
-    home: &NetnsFd,
-    mut rt: tokio::runtime::Runtime,
 ) -> Result<()> {
     let text = read_batch(file)?;
     let lines = parse_batch::<C>(tool, about, outer, &text)?;
     for line in lines {
-        let (res, back) = execute_with(tool, line.command, &line.global, home, rt);
-        rt = back;
-        let out = res.map_err(|e| prefix_line(e, line.number))?;
+        let out =
+            execute(tool, line.command, &line.global).map_err(|e| prefix_line(e, line.number))?;
         print(&out, outer.pretty)?;
     }
-    home.enter()
+    Ok(())
 }
 
 fn prefix_line(e: Error, number: usize) -> Error {

@@ -1,18 +1,69 @@
-//! rtnetlink plumbing shared by the tools: a connection in the current namespace, link lookup,
-//! and the errno checks that make add/delete idempotent.
+//! rtnetlink plumbing shared by the tools: one connection per namespace per command, link
+//! lookup, and the errno checks that make add/delete idempotent.
+
+use std::cell::RefCell;
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::Handle;
 
 use crate::error::{Context, Error, Result};
+use crate::netns::NetnsFd;
 
-/// Opens a netlink connection in the calling thread's namespace; its driver runs on the
-/// current runtime until the handle is dropped. Call it inside a runtime (`Ctx::netlink` does).
+thread_local! {
+    /// The connections this thread opened for the command running now, one per namespace
+    /// (keyed by the namespace's device and inode), until [`close_all`].
+    static OPEN: RefCell<Vec<((u64, u64), Handle)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A netlink connection in the calling thread's namespace: opened on first use, then the same
+/// one for the rest of the command (until [`close_all`]). Its driver runs on the process's
+/// runtime ([`crate::netns::runtime`]).
 pub fn connect() -> Result<Handle> {
+    let here = namespace_here()?;
+    if let Some(h) = OPEN.with_borrow(|open| open.iter().find(|(ns, _)| *ns == here).cloned()) {
+        return Ok(h.1);
+    }
+    let rt = crate::netns::runtime()?;
+    let _context = rt.enter();
     let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
-    tokio::spawn(conn);
+    rt.spawn(conn);
+    OPEN.with_borrow_mut(|open| open.push((here, handle.clone())));
     Ok(handle)
+}
+
+/// A netlink connection in namespace `ns` (the thread enters it just long enough to open the
+/// socket), shared like [`connect`]'s.
+pub fn connect_in(ns: &NetnsFd) -> Result<Handle> {
+    crate::netns::run_in(ns, connect)
+}
+
+/// Ends the command's connections: called when a command is done, so a batch of many lines
+/// in many namespaces holds one socket at a time, not one per namespace it has seen.
+pub fn close_all() {
+    let open = OPEN.with_borrow_mut(std::mem::take);
+    if open.is_empty() {
+        return;
+    }
+    drop(open);
+    // Each driver ends once its last handle is gone and it is polled again: let it, unless a
+    // runtime is running already (then it will).
+    if tokio::runtime::Handle::try_current().is_err() {
+        if let Ok(rt) = crate::netns::runtime() {
+            rt.block_on(async {
+                for _ in 0..2 {
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+    }
+}
+
+/// The identity of the calling thread's network namespace.
+fn namespace_here() -> Result<(u64, u64)> {
+    let st = nix::sys::stat::stat("/proc/thread-self/ns/net")
+        .context("inspecting the current network namespace")?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// The errno of a netlink error reply (positive, e.g. `libc::EEXIST`).

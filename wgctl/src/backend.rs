@@ -97,17 +97,15 @@ pub enum Found {
     Other(String),
 }
 
-/// Runs netlink work on a private current-thread runtime in the calling thread's namespace.
+/// Runs netlink work in the calling thread's namespace, over the command's connection there
+/// ([`common::nl::connect`]) on the process's runtime.
 pub fn netlink<T, F, Fut>(f: F) -> Result<T>
 where
     F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let rt = common::netns::runtime()?;
-    rt.block_on(async {
-        let h = common::nl::connect()?;
-        f(h).await
-    })
+    let h = common::nl::connect()?;
+    common::netns::block_on(f(h))?
 }
 
 fn kind_of(attrs: &[LinkAttribute]) -> Option<InfoKind> {

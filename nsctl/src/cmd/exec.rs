@@ -48,7 +48,7 @@ impl Exec {
 
 /// Network namespace, private mounts, a fresh /sys, and /etc/netns/NAME overlays.
 fn enter(ns: &NetnsFd, target: &NsTarget) -> Result<()> {
-    ns.enter()?;
+    ns.enter_for_good()?;
     super::private_mounts()?;
     let sys_flags = match nix::sys::statvfs::statvfs("/sys") {
         Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => MsFlags::MS_RDONLY,

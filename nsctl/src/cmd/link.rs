@@ -6,10 +6,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use common::netns::NetnsFd;
+use common::nl::connect_in;
 use common::types::{IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{handle_in, is_up, kind, master, mtu, ns_label, set_link, state, LinkView};
+use super::{is_up, kind, master, mtu, ns_label, set_link, state, LinkView};
 
 #[derive(Subcommand, Debug)]
 pub enum Link {
@@ -192,7 +193,7 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
                 ..Current::of(&l)
             };
             let (_, view) = ctx.block_on(async {
-                let h = handle_in(&target)?;
+                let h = connect_in(&target)?;
                 if check {
                     if common::nl::find_link(&h, name.as_str()).await?.is_some() {
                         return Err(Error::failed(format!(
@@ -209,7 +210,7 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
         Some(l) => ctx.block_on(apply(&handle, name, Current::of(&l), s, &here, ctx.check))?,
         // Already moved (a second run): converge the settings there.
         None => ctx.block_on(async {
-            let h = handle_in(&target)?;
+            let h = connect_in(&target)?;
             let Some(l) = common::nl::find_link(&h, name.as_str()).await? else {
                 return Err(Error::failed(format!(
                     "device '{name}' not found in {here} nor in {there}"

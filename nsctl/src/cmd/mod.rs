@@ -196,17 +196,6 @@ pub async fn undo_create(handle: &Handle, index_or_name: &str) {
     }
 }
 
-/// A netlink handle in namespace `ns`, opened from this thread: it enters `ns` just long
-/// enough to create the socket (a socket stays in the namespace it was made in), then returns.
-/// Cheaper than a thread with its own runtime. Call it inside the runtime (`ctx.block_on`).
-pub fn handle_in(ns: &common::netns::NetnsFd) -> Result<Handle> {
-    let home = common::netns::NetnsFd::current()?;
-    ns.enter()?;
-    let handle = common::nl::connect();
-    home.enter()?;
-    handle
-}
-
 /// How to name a namespace target in messages.
 pub fn ns_label(ns: Option<&common::types::NsTarget>) -> String {
     match ns {

@@ -12,12 +12,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use common::netns::NetnsFd;
+use common::nl::connect_in;
 use common::types::{IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{
-    handle_in, is_up, kind_label, link_at, master, ns_label, peer_elsewhere, peer_index, set_link,
-};
+use super::{is_up, kind_label, link_at, master, ns_label, peer_elsewhere, peer_index, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Veth {
@@ -171,7 +170,7 @@ async fn is_our_pair(
     };
     let peer = match (plan.peer_ns, peer_elsewhere(l)) {
         (None, false) => link_at(handle, peer_idx).await,
-        (Some(fd), true) => link_at(&handle_in(fd)?, peer_idx).await,
+        (Some(fd), true) => link_at(&connect_in(fd)?, peer_idx).await,
         _ => None,
     };
     match peer.map(|p| (super::name(&p), peer_index(&p))) {
@@ -246,7 +245,7 @@ async fn peer_side(handle: &Handle, plan: &Plan<'_>, exists: bool) -> Result<boo
         Ok(changed)
     };
     match plan.peer_ns {
-        Some(fd) => work(handle_in(fd)?).await,
+        Some(fd) => work(connect_in(fd)?).await,
         None => work(handle.clone()).await,
     }
 }
@@ -316,7 +315,7 @@ async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
 async fn peer_up(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
     let (peer, there) = (plan.peer, plan.there);
     let h = match plan.peer_ns {
-        Some(fd) => handle_in(fd)?,
+        Some(fd) => connect_in(fd)?,
         None => handle.clone(),
     };
     let idx = common::nl::link_index(&h, peer.as_str(), there).await?;
