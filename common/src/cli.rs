@@ -116,10 +116,7 @@ impl Ctx {
 
     /// How to name the current namespace in messages: `namespace c00` or `the current namespace`.
     pub fn ns_label(&self) -> String {
-        match &self.ns {
-            Some(ns) => format!("namespace {ns}"),
-            None => "the current namespace".into(),
-        }
+        crate::types::ns_label(self.ns.as_ref())
     }
 
     /// The namespace name for JSON output (null for the caller's).

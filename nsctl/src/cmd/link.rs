@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 
 use common::netns::NetnsFd;
 use common::nl::connect_in;
-use common::types::{IfName, NsTarget};
+use common::types::{ns_label, IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{is_up, kind, master, mtu, ns_label, set_link, state, LinkView};
+use super::{is_up, kind, master, mtu, set_link, state, LinkView};
 
 #[derive(Subcommand, Debug)]
 pub enum Link {

@@ -196,14 +196,6 @@ pub async fn undo_create(handle: &Handle, index_or_name: &str) {
     }
 }
 
-/// How to name a namespace target in messages.
-pub fn ns_label(ns: Option<&common::types::NsTarget>) -> String {
-    match ns {
-        Some(n) => format!("namespace {n}"),
-        None => "the current namespace".into(),
-    }
-}
-
 /// Gives the calling thread a mount namespace of its own whose mounts do not propagate back
 /// (`/` made a slave), so it can mount a /sys for its network namespace that nobody else sees.
 pub fn private_mounts() -> Result<()> {

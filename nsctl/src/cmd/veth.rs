@@ -13,10 +13,10 @@ use serde_json::Value;
 
 use common::netns::NetnsFd;
 use common::nl::connect_in;
-use common::types::{IfName, NsTarget};
+use common::types::{ns_label, IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{is_up, kind_label, link_at, master, ns_label, peer_elsewhere, peer_index, set_link};
+use super::{is_up, kind_label, link_at, master, peer_elsewhere, peer_index, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Veth {
