@@ -15,6 +15,7 @@ use std::ffi::{OsStr, OsString};
 use clap_complete::engine::{CompletionCandidate, PathCompleter, ValueCompleter};
 use netlink_packet_route::link::LinkMessage;
 
+use crate::link::LinkExt;
 use crate::netns::{self, NetnsFd, NETNS_RUN_DIR};
 use crate::types::{NsName, NsTarget};
 use crate::Result;
@@ -154,7 +155,7 @@ fn link_names(keep: fn(&LinkMessage) -> bool) -> Result<Vec<String>> {
     let mut names: Vec<String> = links
         .iter()
         .filter(|l| keep(l))
-        .filter_map(|l| crate::nl::link_name(l).map(str::to_owned))
+        .filter_map(|l| l.name().map(str::to_owned))
         .collect();
     names.sort();
     Ok(names)

@@ -1,7 +1,11 @@
-//! What a link message says about its link, read the same way by every tool:
-//! `link.kind()`, `link.master()`, `link.mtu()`, `link.is_up()`, `link.name()`.
+//! Links, the same way in every tool: what a link message says about its link
+//! (`link.kind()`, `link.master()`, `link.mtu()`, `link.is_up()`, `link.name()`), and the two
+//! changes every tool makes to a link ([`delete_link_if_exists`], [`set_up`]).
 
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::{Handle, LinkUnspec};
+
+use crate::error::{Context, Error, Result};
 
 /// Readers for the attributes of an RTM_NEWLINK message.
 pub trait LinkExt {
@@ -53,6 +57,34 @@ impl LinkExt for LinkMessage {
     fn is_up(&self) -> bool {
         self.header.flags.contains(LinkFlags::Up)
     }
+}
+
+/// Deletes link `index` (`ip link del`): `Ok(true)` if it went, `Ok(false)` if it was gone
+/// already (ENOENT, ENODEV, ESRCH: another process was quicker). `what` names the attempt and
+/// the object for the error, e.g. "deleting link v0 in namespace c1".
+pub async fn delete_link_if_exists(
+    handle: &Handle,
+    index: u32,
+    what: impl FnOnce() -> String,
+) -> Result<bool> {
+    match handle.link().del(index).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if crate::nl::is_absent(&e) => Ok(false),
+        Err(e) => Err(Error::caused(what(), e)),
+    }
+}
+
+/// Brings link `index` up or down (`ip link set up|down`); `what` names the attempt and the
+/// object for the error, e.g. "bringing up veth peer p0 in namespace c1".
+pub async fn set_up(
+    handle: &Handle,
+    index: u32,
+    up: bool,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let b = LinkUnspec::new_with_index(index);
+    let msg = if up { b.up() } else { b.down() }.build();
+    handle.link().set(msg).execute().await.with_context(what)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::LinkMessage;
 use rtnetlink::Handle;
 
 use crate::error::{Context, Error, Result};
@@ -113,12 +113,4 @@ pub async fn links(handle: &Handle) -> Result<Vec<LinkMessage>> {
         .try_collect()
         .await
         .context("listing links")
-}
-
-/// The name attribute of a link message.
-pub fn link_name(msg: &LinkMessage) -> Option<&str> {
-    msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.as_str()),
-        _ => None,
-    })
 }

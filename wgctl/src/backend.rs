@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::link::{delete_link_if_exists, LinkExt};
 use common::netns::{run_in, NetnsFd};
 use common::types::IfName;
 use common::{vlog, Context, Error, Result};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkWireguard};
 use serde::Serialize;
 use wireguard_control::{Device, DeviceUpdate, InterfaceName};
@@ -108,16 +109,6 @@ where
     common::netns::block_on(f(h))?
 }
 
-fn kind_of(attrs: &[LinkAttribute]) -> Option<InfoKind> {
-    attrs.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Kind(k) => Some(k.clone()),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
 /// Classifies the link `name` in the namespace `h` talks to.
 pub async fn lookup(h: &Handle, name: &str) -> Result<Found> {
     Ok(match common::nl::find_link(h, name).await? {
@@ -128,28 +119,24 @@ pub async fn lookup(h: &Handle, name: &str) -> Result<Found> {
 
 /// Whether a link is a WireGuard interface, and of which backend.
 fn classify(msg: &LinkMessage, name: &str) -> Found {
-    let backend = match kind_of(&msg.attributes) {
+    let backend = match msg.kind() {
         Some(InfoKind::Wireguard) => Backend::Kernel,
         Some(InfoKind::Tun) if uapi_state(name) == Uapi::Live => Backend::Userspace,
         Some(k) => return Found::Other(format!("{k:?}").to_lowercase()),
         None => return Found::Other("device".into()),
     };
-    let mtu = msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Mtu(m) => Some(*m),
-        _ => None,
-    });
     Found::WireGuard(Link {
         backend,
         index: msg.header.index,
-        mtu,
-        up: msg.header.flags.contains(LinkFlags::Up),
+        mtu: msg.mtu(),
+        up: msg.is_up(),
     })
 }
 
 /// Completes the names of the WireGuard interfaces in the namespace the command acts in.
 pub fn completer() -> common::complete::ArgValueCompleter {
     common::complete::links_where(&[], |msg| {
-        let name = common::nl::link_name(msg).unwrap_or_default();
+        let name = msg.name().unwrap_or_default();
         matches!(classify(msg, name), Found::WireGuard(_))
     })
 }
@@ -169,7 +156,7 @@ pub fn list_here() -> Result<Vec<(String, Link)>> {
     netlink(|h| async move {
         let mut out = Vec::new();
         for msg in common::nl::links(&h).await? {
-            let Some(name) = common::nl::link_name(&msg).map(str::to_owned) else {
+            let Some(name) = msg.name().map(str::to_owned) else {
                 continue;
             };
             if let Found::WireGuard(link) = classify(&msg, &name) {
@@ -210,11 +197,7 @@ pub fn move_link(name: &IfName, to: &NetnsFd, where_: &str) -> Result<()> {
 pub fn set_up(name: &IfName, where_: &str) -> Result<()> {
     netlink(|h| async move {
         let idx = common::nl::link_index(&h, name.as_str(), where_).await?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .with_context(|| format!("bringing {name} up in {where_}"))
+        common::link::set_up(&h, idx, true, || format!("bringing {name} up in {where_}")).await
     })
 }
 
@@ -224,11 +207,10 @@ pub fn delete_link(name: &IfName, where_: &str) -> Result<bool> {
         let Some(msg) = common::nl::find_link(&h, name.as_str()).await? else {
             return Ok(false);
         };
-        match h.link().del(msg.header.index).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) if common::nl::is_absent(&e) => Ok(false),
-            Err(e) => Err(Error::caused(format!("deleting {name} in {where_}"), e)),
-        }
+        delete_link_if_exists(&h, msg.header.index, || {
+            format!("deleting {name} in {where_}")
+        })
+        .await
     })
 }
 

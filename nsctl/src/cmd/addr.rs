@@ -7,6 +7,7 @@ use rtnetlink::Handle;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use common::link::LinkExt;
 use common::types::{parse_cidr, IfName};
 use common::{Context, Ctx, Error, Outcome, Result};
 
@@ -172,7 +173,7 @@ async fn list(handle: &Handle, dev: Option<&IfName>, here: &str) -> Result<Vec<E
         links
             .iter()
             .find(|l| l.header.index == i)
-            .map(super::name)
+            .map(|l| l.name().unwrap_or_default().to_string())
             .unwrap_or_else(|| i.to_string())
     };
     let index = match dev {

@@ -5,12 +5,13 @@ use rtnetlink::{Handle, LinkUnspec};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use common::link::{delete_link_if_exists, LinkExt};
 use common::netns::NetnsFd;
 use common::nl::connect_in;
 use common::types::{ns_label, IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{is_up, kind, master, mtu, set_link, state, LinkView};
+use super::{set_link, state, LinkView};
 
 #[derive(Subcommand, Debug)]
 pub enum Link {
@@ -79,10 +80,10 @@ impl Current {
     fn of(l: &netlink_packet_route::link::LinkMessage) -> Current {
         Current {
             index: l.header.index,
-            kind: kind(l),
-            up: is_up(l),
-            master: master(l),
-            mtu: mtu(l),
+            kind: l.kind().map(ToString::to_string),
+            up: l.is_up(),
+            master: l.master(),
+            mtu: l.mtu().unwrap_or(0),
             address: hw_address(l),
         }
     }
@@ -146,19 +147,13 @@ pub async fn del(handle: &Handle, name: &IfName, where_: &str, check: bool) -> R
     let Some(l) = common::nl::find_link(handle, name.as_str()).await? else {
         return Ok(false);
     };
-    if !check {
-        match handle.link().del(l.header.index).execute().await {
-            Ok(()) => {}
-            Err(e) if common::nl::is_absent(&e) => return Ok(false),
-            Err(e) => {
-                return Err(Error::caused(
-                    format!("deleting link {name} in {where_}"),
-                    e,
-                ))
-            }
-        }
+    if check {
+        return Ok(true);
     }
-    Ok(true)
+    delete_link_if_exists(handle, l.header.index, || {
+        format!("deleting link {name} in {where_}")
+    })
+    .await
 }
 
 fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<Outcome> {
@@ -313,7 +308,7 @@ async fn apply(
 /// The name of link `index`, or the number if it cannot be looked up.
 async fn master_label(handle: &Handle, index: u32) -> String {
     match super::link_at(handle, index).await {
-        Some(l) => super::name(&l),
+        Some(l) => l.name().unwrap_or_default().to_string(),
         None => index.to_string(),
     }
 }

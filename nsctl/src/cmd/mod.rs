@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use rtnetlink::{Handle, LinkUnspec};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::Handle;
 use serde::Serialize;
 
+use common::link::{delete_link_if_exists, LinkExt};
 use common::{Context, Result};
 
 pub mod addr;
@@ -19,44 +20,11 @@ pub mod netns;
 pub mod sysctl;
 pub mod veth;
 
-/// The kind of a link as `ip -d link` names it (`veth`, `bridge`, ...), None for plain devices
-/// such as `lo`.
-pub fn kind(msg: &LinkMessage) -> Option<String> {
-    msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Kind(k) => Some(k.to_string()),
-            _ => None,
-        }),
-        _ => None,
-    })
-}
-
-/// `kind` for messages: "veth", "bridge", or "device" for a link without a kind.
+/// A link's kind as the JSON and messages print it: "veth", "bridge", or "device" for a link
+/// without a kind (such as `lo`).
 pub fn kind_label(msg: &LinkMessage) -> String {
-    kind(msg).unwrap_or_else(|| "device".into())
-}
-
-/// Administratively up (IFF_UP), what `ip link set up` changes.
-pub fn is_up(msg: &LinkMessage) -> bool {
-    msg.header.flags.contains(LinkFlags::Up)
-}
-
-/// The master (controller) ifindex, if enslaved.
-pub fn master(msg: &LinkMessage) -> Option<u32> {
-    msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Controller(i) if *i != 0 => Some(*i),
-        _ => None,
-    })
-}
-
-pub fn mtu(msg: &LinkMessage) -> u32 {
-    msg.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Mtu(m) => Some(*m),
-            _ => None,
-        })
-        .unwrap_or(0)
+    msg.kind()
+        .map_or_else(|| "device".into(), ToString::to_string)
 }
 
 /// For a veth: the peer's ifindex (in the peer's namespace).
@@ -78,10 +46,6 @@ pub fn peer_nsid(msg: &LinkMessage) -> Option<i32> {
 /// True when the link's peer lives in another namespace (the kernel reports its nsid).
 pub fn peer_elsewhere(msg: &LinkMessage) -> bool {
     peer_nsid(msg).is_some()
-}
-
-pub fn name(msg: &LinkMessage) -> String {
-    common::nl::link_name(msg).unwrap_or_default().to_string()
 }
 
 /// Link `index` in the handle's namespace, if there is one (a failed lookup reads as none).
@@ -149,16 +113,19 @@ pub async fn link_views(handle: &Handle) -> Result<Vec<LinkView>> {
                 .push(c.to_string());
         }
     }
+    let name = |l: &LinkMessage| l.name().unwrap_or_default().to_string();
     let names: BTreeMap<u32, String> = links.iter().map(|l| (l.header.index, name(l))).collect();
     Ok(links
         .iter()
         .map(|l| LinkView {
             name: name(l),
             index: l.header.index,
-            kind: kind(l),
-            state: state(is_up(l)),
-            master: master(l).map(|m| names.get(&m).cloned().unwrap_or_else(|| m.to_string())),
-            mtu: mtu(l),
+            kind: l.kind().map(ToString::to_string),
+            state: state(l.is_up()),
+            master: l
+                .master()
+                .map(|m| names.get(&m).cloned().unwrap_or_else(|| m.to_string())),
+            mtu: l.mtu().unwrap_or(0),
             address: link::hw_address(l),
             addresses: by_index.remove(&l.header.index).unwrap_or_default(),
         })
@@ -174,24 +141,14 @@ pub async fn set_link(
     handle.link().set(msg).execute().await.with_context(what)
 }
 
-/// Brings link `index` up or down.
-pub async fn set_up(
-    handle: &Handle,
-    index: u32,
-    up: bool,
-    what: impl FnOnce() -> String,
-) -> Result<()> {
-    let b = LinkUnspec::new_with_index(index);
-    let msg = if up { b.up() } else { b.down() }.build();
-    set_link(handle, msg, what).await
-}
-
-/// Deletes link `index`; used to undo a creation, so its own failure is only logged.
+/// Deletes link `index_or_name`; used to undo a creation, so its own failure is only logged.
 pub async fn undo_create(handle: &Handle, index_or_name: &str) {
     common::vlog!(1, "undoing: deleting link {index_or_name}");
     if let Ok(Some(l)) = common::nl::find_link(handle, index_or_name).await {
-        if let Err(e) = handle.link().del(l.header.index).execute().await {
-            eprintln!("nsctl: warning: undoing: deleting link {index_or_name}: {e}");
+        let what = || format!("undoing: deleting link {index_or_name}");
+        if let Err(e) = delete_link_if_exists(handle, l.header.index, what).await {
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            eprintln!("nsctl: warning: {e}: {}", cause.unwrap_or_default());
         }
     }
 }

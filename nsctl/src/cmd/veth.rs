@@ -11,12 +11,13 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 use serde::Serialize;
 use serde_json::Value;
 
+use common::link::LinkExt;
 use common::netns::NetnsFd;
 use common::nl::connect_in;
 use common::types::{ns_label, IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{is_up, kind_label, link_at, master, peer_elsewhere, peer_index, set_link};
+use super::{kind_label, link_at, peer_elsewhere, peer_index, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Veth {
@@ -173,8 +174,10 @@ async fn is_our_pair(
         (Some(fd), true) => link_at(&connect_in(fd)?, peer_idx).await,
         _ => None,
     };
-    match peer.map(|p| (super::name(&p), peer_index(&p))) {
-        Some((n, Some(back))) if n == plan.peer.as_str() && back == l.header.index => Ok(Ok(())),
+    match peer.as_ref().map(|p| (p.name(), peer_index(p))) {
+        Some((Some(n), Some(back))) if n == plan.peer.as_str() && back == l.header.index => {
+            Ok(Ok(()))
+        }
         _ => Ok(Err(format!(
             "it is a veth whose peer is not {} in {}",
             plan.peer, plan.there
@@ -187,11 +190,11 @@ async fn is_our_pair(
 fn update(l: &LinkMessage, master_idx: Option<u32>, up: bool) -> Option<LinkMessage> {
     let mut msg = LinkUnspec::new_with_index(l.header.index);
     let mut changed = false;
-    if let Some(m) = master_idx.filter(|&m| master(l) != Some(m)) {
+    if let Some(m) = master_idx.filter(|&m| l.master() != Some(m)) {
         msg = msg.controller(m);
         changed = true;
     }
-    if up && !is_up(l) {
+    if up && !l.is_up() {
         msg = msg.up();
         changed = true;
     }
@@ -207,7 +210,7 @@ async fn converge(handle: &Handle, l: &LinkMessage, plan: &Plan<'_>) -> Result<(
         set_link(handle, msg, || format!("updating veth {name} in {here}")).await?;
     }
     let peer_changed = peer_side(handle, plan, true).await?;
-    Ok((changed || peer_changed, is_up(l) || plan.up))
+    Ok((changed || peer_changed, l.is_up() || plan.up))
 }
 
 /// The peer's own settings (master, up), applied in its namespace. `exists`: the peer is
@@ -319,7 +322,7 @@ async fn peer_up(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
         None => handle.clone(),
     };
     let idx = common::nl::link_index(&h, peer.as_str(), there).await?;
-    super::set_up(&h, idx, true, || {
+    common::link::set_up(&h, idx, true, || {
         format!("bringing up veth peer {peer} in {there}")
     })
     .await

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use clap::Args;
+use common::link::LinkExt;
 use common::{Error, Result};
 use ipnet::IpNet;
 use rtnetlink::Handle;
@@ -135,7 +136,7 @@ pub async fn link_names(handle: &Handle) -> Result<HashMap<u32, String>> {
     Ok(common::nl::links(handle)
         .await?
         .iter()
-        .filter_map(|l| common::nl::link_name(l).map(|n| (l.header.index, n.to_string())))
+        .filter_map(|l| l.name().map(|n| (l.header.index, n.to_string())))
         .collect())
 }
 

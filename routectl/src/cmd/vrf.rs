@@ -5,7 +5,7 @@
 //! such rather than as a bare errno.
 
 use clap::Subcommand;
-use common::link::LinkExt;
+use common::link::{delete_link_if_exists, LinkExt};
 use common::types::IfName;
 use common::{Context, Ctx, Error, Outcome, Result};
 use netlink_packet_route::link::{
@@ -172,11 +172,7 @@ fn del(ctx: &Ctx, handle: &Handle, name: &IfName) -> Result<Outcome> {
     let gone = one(&ctx.block_on(common::nl::links(handle))?, name.as_str());
     if !ctx.check {
         common::vlog!(1, "ip link del {name} (in {ns})");
-        match ctx.block_on(handle.link().del(l.header.index).execute()) {
-            Ok(()) => {}
-            Err(e) if common::nl::is_absent(&e) => {}
-            Err(e) => return Err(Error::caused(what, e)),
-        }
+        ctx.block_on(delete_link_if_exists(handle, l.header.index, || what))?;
     }
     Outcome::json(json!({"changed": true, "vrf": gone}))
 }
