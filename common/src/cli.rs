@@ -76,21 +76,80 @@ struct Cli<C: Subcommand> {
     command: Option<Top<C>>,
 }
 
-/// What a command produced.
+/// What a command produced: one JSON object that carries `changed`, or the plain text the
+/// contract exempts. Built only through [`Changed`] (or [`Outcome::text`]), so no command can
+/// print an object without `changed`.
 #[derive(Debug)]
-pub enum Outcome {
-    /// One JSON object (it carries `changed`).
+pub struct Outcome(Printed);
+
+#[derive(Debug)]
+enum Printed {
     Json(Value),
-    /// Plain text for the few commands the contract exempts (a bare key, say).
     Text(String),
 }
 
+/// The envelope of every JSON result: `changed` first, then the members of `body`
+/// (a struct or map, flattened beside it), as in `{"changed":true,"address":{..}}`.
+#[derive(Debug, Serialize)]
+pub struct Changed<T> {
+    pub changed: bool,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// A body with one named member, the common shape `{"changed":..,"<object>":{..}}`.
+#[derive(Debug)]
+pub struct Member<T> {
+    key: &'static str,
+    value: T,
+}
+
+impl<T: Serialize> Serialize for Member<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.key, &self.value)?;
+        map.end()
+    }
+}
+
 impl Outcome {
-    /// Serialises any result struct into a JSON outcome.
+    /// `{"changed":changed, ..body}`: a result whose body has several members.
+    pub fn report(changed: bool, body: impl Serialize) -> Result<Self> {
+        serde_json::to_value(Changed { changed, body })
+            .map(|v| Outcome(Printed::Json(v)))
+            .context("serialising the result")
+    }
+
+    /// `{"changed":changed,"<key>":value}`: the result of a command on one object.
+    pub fn object(changed: bool, key: &'static str, value: impl Serialize) -> Result<Self> {
+        Self::report(changed, Member { key, value })
+    }
+
+    /// `{"changed":false,"<key>":items}`: a listing, which never changes anything.
+    pub fn listing(key: &'static str, items: impl Serialize) -> Result<Self> {
+        Self::object(false, key, items)
+    }
+
+    /// Plain text, for the commands the contract exempts from JSON (a bare key, a script).
+    pub fn text(text: String) -> Self {
+        Outcome(Printed::Text(text))
+    }
+
+    /// Transitional: a hand-built JSON value (it must carry `changed`). Being replaced by
+    /// [`Outcome::object`] / [`Outcome::report`] / [`Outcome::listing`].
     pub fn json(value: impl Serialize) -> Result<Self> {
         serde_json::to_value(value)
-            .map(Outcome::Json)
+            .map(|v| Outcome(Printed::Json(v)))
             .context("serialising the result")
+    }
+
+    /// The JSON value, if this is one (for tests and the batch runner).
+    pub fn as_json(&self) -> Option<&Value> {
+        match &self.0 {
+            Printed::Json(v) => Some(v),
+            Printed::Text(_) => None,
+        }
     }
 }
 
@@ -117,6 +176,11 @@ impl Ctx {
     /// How to name the current namespace in messages: `namespace c00` or `the current namespace`.
     pub fn ns_label(&self) -> String {
         crate::types::ns_label(self.ns.as_ref())
+    }
+
+    /// The namespace name for a view's `netns` member (None, printed null, for the caller's).
+    pub fn netns_name(&self) -> Option<String> {
+        self.ns.as_ref().map(|n| n.to_string())
     }
 
     /// The namespace name for JSON output (null for the caller's).
@@ -237,7 +301,7 @@ fn is_broken_pipe(e: &Error) -> bool {
 fn drive<C: Command>(tool: &'static str, about: &'static str, cli: Cli<C>) -> Result<()> {
     let pretty = cli.global.pretty;
     if cli.global.version {
-        return print(&version(tool), pretty);
+        return print(&version(tool)?, pretty);
     }
     match &cli.global.batch {
         Some(file) => run_batch::<C>(tool, about, &cli.global, file),
@@ -253,14 +317,28 @@ fn drive<C: Command>(tool: &'static str, about: &'static str, cli: Cli<C>) -> Re
     }
 }
 
-fn version(tool: &str) -> Outcome {
-    Outcome::Json(json!({"changed": false, "name": tool, "version": env!("CARGO_PKG_VERSION")}))
+/// `{"changed":false,"name":..,"version":..}`.
+#[derive(Serialize)]
+struct Version {
+    name: &'static str,
+    version: &'static str,
+}
+
+fn version(tool: &'static str) -> Result<Outcome> {
+    let version = env!("CARGO_PKG_VERSION");
+    Outcome::report(
+        false,
+        Version {
+            name: tool,
+            version,
+        },
+    )
 }
 
 fn print(out: &Outcome, pretty: bool) -> Result<()> {
-    match out {
-        Outcome::Json(v) => output::emit_json(v, pretty),
-        Outcome::Text(t) => output::emit_text(t),
+    match &out.0 {
+        Printed::Json(v) => output::emit_json(v, pretty),
+        Printed::Text(t) => output::emit_text(t),
     }
     .context("writing to stdout")
 }
@@ -268,9 +346,9 @@ fn print(out: &Outcome, pretty: bool) -> Result<()> {
 /// Enters the command's namespace, runs it, and comes back (the same for every batch line).
 fn execute<C: Command>(tool: &'static str, cmd: Top<C>, global: &GlobalArgs) -> Result<Outcome> {
     match cmd {
-        Top::Builtin(Builtin::Version) => Ok(version(tool)),
+        Top::Builtin(Builtin::Version) => version(tool),
         Top::Builtin(Builtin::Completions { shell }) => {
-            Ok(Outcome::Text(complete::registration(tool, shell)))
+            Ok(Outcome::text(complete::registration(tool, shell)))
         }
         Top::Tool(cmd) => {
             // `enter` does nothing when the thread is already there: without --ns no setns

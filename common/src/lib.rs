@@ -18,5 +18,5 @@ pub mod output;
 pub mod privilege;
 pub mod types;
 
-pub use cli::{Command, Ctx, GlobalArgs, Outcome};
+pub use cli::{Changed, Command, Ctx, GlobalArgs, Outcome};
 pub use error::{Context, Error, Result};

@@ -84,7 +84,7 @@ pub fn genpsk(ctx: &Ctx, args: Genpsk) -> Result<Outcome> {
 
 /// A new key as plain base64 on stdout (the contract's exception, like `wg genkey`).
 fn bare(kind: Secret) -> Outcome {
-    Outcome::Text(format!("{}\n", kind.generate().to_base64()))
+    Outcome::text(format!("{}\n", kind.generate().to_base64()))
 }
 
 /// `--out FILE`: an existing FILE holding a valid key is kept (`changed:false`); otherwise a new
