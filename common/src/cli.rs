@@ -126,6 +126,11 @@ impl Outcome {
         Self::report(changed, Member { key, value })
     }
 
+    /// `{"changed":changed}` alone: a result with nothing to show (a secret written to a file).
+    pub fn bare(changed: bool) -> Result<Self> {
+        Self::report(changed, serde_json::Map::new())
+    }
+
     /// `{"changed":false,"<key>":items}`: a listing, which never changes anything.
     pub fn listing(key: &'static str, items: impl Serialize) -> Result<Self> {
         Self::object(false, key, items)

@@ -19,4 +19,4 @@ pub mod privilege;
 pub mod types;
 
 pub use cli::{Changed, Command, Ctx, GlobalArgs, Outcome};
-pub use error::{Context, Error, Result};
+pub use error::{Context, Error, Kind, Result};

@@ -74,12 +74,9 @@ pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-/// True for the "it is not there" family of errors (ENOENT, ENODEV, ESRCH, EADDRNOTAVAIL).
+/// True for the "it is not there" family of errors ([`Kind::NotFound`](crate::Kind::NotFound)).
 pub fn is_absent(e: &rtnetlink::Error) -> bool {
-    matches!(
-        errno(e),
-        Some(libc::ENOENT | libc::ENODEV | libc::ESRCH | libc::EADDRNOTAVAIL)
-    )
+    errno(e).map(crate::Kind::of_errno) == Some(crate::Kind::NotFound)
 }
 
 /// Looks a link up by name; `Ok(None)` when there is none.

@@ -41,30 +41,9 @@ pub fn has(cap: Capability) -> bool {
     }
 }
 
-/// The errno of one error in a cause chain, for the types our kernel calls report.
-fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    if let Some(io) = e.downcast_ref::<std::io::Error>() {
-        return io.raw_os_error();
-    }
-    if let Some(n) = e.downcast_ref::<nix::errno::Errno>() {
-        return Some(*n as i32);
-    }
-    if let Some(nl) = e.downcast_ref::<rtnetlink::Error>() {
-        return crate::nl::errno(nl);
-    }
-    None
-}
-
 /// True if some cause of `e` is the kernel saying EPERM or EACCES.
 pub fn is_denied(e: &Error) -> bool {
-    let mut cur = std::error::Error::source(e);
-    while let Some(err) = cur {
-        if matches!(errno_of(err), Some(libc::EPERM | libc::EACCES)) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    e.kind() == crate::error::Kind::Denied
 }
 
 /// Adds "permission denied: this needs root (CAP)" to a failure the kernel refused for lack of

@@ -236,7 +236,7 @@ struct ShowIface {
     listen_port: Option<u16>,
     fwmark: Option<u32>,
     mtu: Option<u32>,
-    up: bool,
+    state: String,
     peers: Vec<ShowPeer>,
 }
 
@@ -654,7 +654,7 @@ fn birthplace_tunnels_with_same_inner_address() {
         assert_eq!(s.public_key.as_deref(), Some(hubpub.as_str()));
         assert_eq!(s.listen_port, Some(port));
         assert_eq!(s.fwmark, None);
-        assert!(s.up);
+        assert_eq!(s.state, "up");
         assert_eq!(s.peers.len(), 1);
         let p = &s.peers[0];
         assert_eq!(&p.public_key, clientpub);

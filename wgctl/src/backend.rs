@@ -228,15 +228,11 @@ pub fn create_kernel(name: &IfName, mtu: Option<u32>, where_: &str) -> Result<Ke
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
-        match h.link().add(b.build()).execute().await {
+        let created = h.link().add(b.build()).execute().await;
+        match created.with_context(|| format!("creating WireGuard link {name} in {where_}")) {
             Ok(()) => Ok(KernelCreate::Created),
-            Err(e) if common::nl::errno(&e) == Some(libc::EOPNOTSUPP) => {
-                Ok(KernelCreate::Unsupported)
-            }
-            Err(e) => Err(Error::caused(
-                format!("creating WireGuard link {name} in {where_}"),
-                e,
-            )),
+            Err(e) if e.kind() == common::Kind::Unsupported => Ok(KernelCreate::Unsupported),
+            Err(e) => Err(e),
         }
     })
 }

@@ -88,13 +88,7 @@ pub fn run(ctx: &Ctx, cmd: IfaceCmd) -> Result<Outcome> {
     }
 }
 
-/// What `iface add` and `iface del` print.
-#[derive(Serialize)]
-struct IfaceOut {
-    changed: bool,
-    interface: IfaceJson,
-}
-
+/// What `iface add` and `iface del` print as `interface`.
 #[derive(Serialize)]
 struct IfaceJson {
     name: IfName,
@@ -114,7 +108,7 @@ struct IfaceJson {
 struct Places {
     /// The `--ns` namespace (the birthplace), for messages and JSON.
     here: String,
-    here_json: Option<String>,
+    here_netns: Option<String>,
     /// `--into-ns`, unless it is the birthplace itself.
     target: Option<(NsTarget, NetnsFd)>,
 }
@@ -131,7 +125,7 @@ impl Places {
         };
         Ok(Places {
             here: ctx.ns_label(),
-            here_json: ctx.ns.as_ref().map(ToString::to_string),
+            here_netns: ctx.netns_name(),
             target,
         })
     }
@@ -143,10 +137,10 @@ impl Places {
         }
     }
 
-    fn dest_json(&self) -> Option<String> {
+    fn dest_netns(&self) -> Option<String> {
         match &self.target {
             Some((t, _)) => Some(t.to_string()),
-            None => self.here_json.clone(),
+            None => self.here_netns.clone(),
         }
     }
 
@@ -651,17 +645,18 @@ fn report(
     public: &Key,
     listen_port: Option<u16>,
 ) -> Result<Outcome> {
-    Outcome::json(IfaceOut {
+    Outcome::object(
         changed,
-        interface: IfaceJson {
+        "interface",
+        IfaceJson {
             name: name.clone(),
-            netns: places.dest_json(),
-            birth_netns: Some(places.here_json.clone()),
+            netns: places.dest_netns(),
+            birth_netns: Some(places.here_netns.clone()),
             backend: used,
             public_key: Some(public.to_base64()),
             listen_port: Some(listen_port),
         },
-    })
+    )
 }
 
 fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
@@ -695,9 +690,10 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
         }
     }
     let out = |changed: bool, netns: Option<String>, backend: Option<Backend>| {
-        Outcome::json(IfaceOut {
+        Outcome::object(
             changed,
-            interface: IfaceJson {
+            "interface",
+            IfaceJson {
                 name: name.clone(),
                 netns,
                 birth_netns: None,
@@ -705,9 +701,9 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
                 public_key: None,
                 listen_port: None,
             },
-        })
+        )
     };
-    if let Some((ns, label, netns_json, link)) = found {
+    if let Some((ns, label, netns, link)) = found {
         if !ctx.check {
             vlog!(1, "deleting {name} in {label}");
             match ns {
@@ -718,7 +714,7 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
                 backend::stop_userspace(name.as_str())?;
             }
         }
-        return out(true, netns_json, Some(link.backend));
+        return out(true, netns, Some(link.backend));
     }
     // Not here: a userspace interface living elsewhere is still reachable through its process.
     let running = !backend::userspace_pids(name.as_str()).is_empty()

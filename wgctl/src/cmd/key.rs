@@ -52,15 +52,10 @@ impl Secret {
     }
 }
 
+/// `{"changed":..,"public_key":..}`: a key file written or kept, or a key read from stdin.
 #[derive(Serialize)]
-struct KeyOut {
-    changed: bool,
+struct PublicKey {
     public_key: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PskOut {
-    changed: bool,
 }
 
 pub fn genkey(ctx: &Ctx, args: Genkey) -> Result<Outcome> {
@@ -68,10 +63,8 @@ pub fn genkey(ctx: &Ctx, args: Genkey) -> Result<Outcome> {
         return Ok(bare(Secret::Private));
     };
     let (changed, key) = key_file(ctx.check, &path, Secret::Private)?;
-    Outcome::json(KeyOut {
-        changed,
-        public_key: key.map(|k| k.get_public().to_base64()),
-    })
+    let public_key = key.map(|k| k.get_public().to_base64());
+    Outcome::report(changed, PublicKey { public_key })
 }
 
 pub fn genpsk(ctx: &Ctx, args: Genpsk) -> Result<Outcome> {
@@ -79,7 +72,7 @@ pub fn genpsk(ctx: &Ctx, args: Genpsk) -> Result<Outcome> {
         return Ok(bare(Secret::Preshared));
     };
     let (changed, _) = key_file(ctx.check, &path, Secret::Preshared)?;
-    Outcome::json(PskOut { changed })
+    Outcome::bare(changed)
 }
 
 /// A new key as plain base64 on stdout (the contract's exception, like `wg genkey`).
@@ -119,10 +112,8 @@ pub fn key_file(check: bool, path: &Path, kind: Secret) -> Result<(bool, Option<
 
 pub fn pubkey() -> Result<Outcome> {
     let key = keys::read_stdin_key()?;
-    Outcome::json(KeyOut {
-        changed: false,
-        public_key: Some(key.get_public().to_base64()),
-    })
+    let public_key = Some(key.get_public().to_base64());
+    Outcome::report(false, PublicKey { public_key })
 }
 
 #[cfg(test)]

@@ -157,12 +157,6 @@ pub fn run(ctx: &Ctx, cmd: PeerCmd) -> Result<Outcome> {
 }
 
 #[derive(Serialize)]
-struct PeerOut {
-    changed: bool,
-    peer: PeerJson,
-}
-
-#[derive(Serialize)]
 struct PeerJson {
     interface: IfName,
     public_key: String,
@@ -312,9 +306,10 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         )?;
     }
     let keepalive = a.keepalive.unwrap_or(cur_keepalive);
-    Outcome::json(PeerOut {
+    Outcome::object(
         changed,
-        peer: PeerJson {
+        "peer",
+        PeerJson {
             interface: name.clone(),
             public_key: a.public_key.to_string(),
             endpoint: Some(endpoint.or(cur_endpoint).map(|e| e.to_string())),
@@ -322,7 +317,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
             persistent_keepalive: Some((keepalive != 0).then_some(keepalive)),
             preshared_key: Some(new_psk.is_some()),
         },
-    })
+    )
 }
 
 fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
@@ -346,9 +341,10 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
             ),
         )?;
     }
-    Outcome::json(PeerOut {
-        changed: present,
-        peer: PeerJson {
+    Outcome::object(
+        present,
+        "peer",
+        PeerJson {
             interface: name.clone(),
             public_key: a.public_key.to_string(),
             endpoint: None,
@@ -356,7 +352,7 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
             persistent_keepalive: None,
             preshared_key: None,
         },
-    })
+    )
 }
 
 #[cfg(test)]

@@ -22,12 +22,6 @@ pub struct Show {
 }
 
 #[derive(Serialize)]
-struct ShowOut {
-    changed: bool,
-    interfaces: Vec<IfaceJson>,
-}
-
-#[derive(Serialize)]
 struct IfaceJson {
     name: String,
     backend: Backend,
@@ -35,7 +29,8 @@ struct IfaceJson {
     listen_port: Option<u16>,
     fwmark: Option<u32>,
     mtu: Option<u32>,
-    up: bool,
+    /// The administrative state, `"up"` or `"down"` (docs/json.md).
+    state: &'static str,
     peers: Vec<PeerJson>,
 }
 
@@ -63,10 +58,7 @@ pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
         let dev = backend::read_device(&ifname, link.backend)?;
         interfaces.push(iface_json(name, &link, &dev));
     }
-    Outcome::json(ShowOut {
-        changed: false,
-        interfaces,
-    })
+    Outcome::listing("interfaces", interfaces)
 }
 
 fn iface_json(name: String, link: &Link, dev: &Device) -> IfaceJson {
@@ -77,7 +69,7 @@ fn iface_json(name: String, link: &Link, dev: &Device) -> IfaceJson {
         listen_port: dev.listen_port.filter(|p| *p != 0),
         fwmark: dev.fwmark.filter(|m| *m != 0),
         mtu: link.mtu,
-        up: link.up,
+        state: if link.up { "up" } else { "down" },
         peers: dev.peers.iter().map(peer_json).collect(),
     }
 }
