@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use clap::ValueEnum;
 use common::{Error, Result};
 use ipnet::IpNet;
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, Serializer};
 
 use crate::nft::Stage;
 
@@ -136,8 +136,10 @@ pub struct Rule {
     pub args: Vec<(&'static str, Option<Arg>)>,
 }
 
-/// One argument value, printed the way the command line takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One argument value, printed the way the command line takes it (in JSON a string or a
+/// number).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Arg {
     Text(String),
     Number(u64),
@@ -146,13 +148,6 @@ pub enum Arg {
 impl Arg {
     pub fn text(v: impl fmt::Display) -> Arg {
         Arg::Text(v.to_string())
-    }
-
-    fn json(&self) -> Value {
-        match self {
-            Arg::Text(s) => json!(s),
-            Arg::Number(n) => json!(n),
-        }
     }
 }
 
@@ -200,19 +195,40 @@ impl Rule {
         format!("{COMMENT_TAG}{} {canonical}", id_of(&canonical))
     }
 
-    /// `{"id":..,"kind":..,"family":..,<args>}`; absent arguments are null.
-    pub fn json(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(self.id()));
-        m.insert("kind".into(), json!(self.kind));
-        m.insert(
-            "family".into(),
-            json!(self.family.map_or("inet", Family::nft_name)),
-        );
-        for (key, val) in &self.args {
-            m.insert((*key).into(), val.as_ref().map_or(Value::Null, Arg::json));
+    /// What `add`, `del` and `list` print of the rule, in namespace `netns`.
+    pub fn view(&self, netns: Option<String>) -> RuleView {
+        RuleView {
+            id: self.id(),
+            kind: self.kind,
+            netns,
+            family: self.family.map_or("any", Family::inet_name),
+            args: Args(self.args.clone()),
         }
-        m
+    }
+}
+
+/// A rule as natctl prints it: `{"id":..,"kind":..,"netns":..,"family":..,<its arguments>}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleView {
+    /// The stable id (the hash of the canonical arguments).
+    pub id: String,
+    pub kind: &'static str,
+    /// The namespace given to `--ns`; null for the caller's own.
+    pub netns: Option<String>,
+    /// `inet` (IPv4, `meta nfproto ipv4`), `inet6` (IPv6) or `any` (both: no address given).
+    pub family: &'static str,
+    /// Every argument of the kind, by its flag's name; null when not given.
+    #[serde(flatten)]
+    pub args: Args,
+}
+
+/// A rule kind's arguments in canonical order, serialised as `"flag": value` members.
+#[derive(Debug, Clone)]
+pub struct Args(Vec<(&'static str, Option<Arg>)>);
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(key, val)| (key, val)))
     }
 }
 

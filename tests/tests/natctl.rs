@@ -20,6 +20,7 @@ use serde_json::Value;
 struct RuleJson {
     id: String,
     kind: String,
+    netns: Option<String>,
     family: String,
     to: Option<String>,
     src: Option<String>,
@@ -45,6 +46,30 @@ struct Added {
     rule: RuleJson,
 }
 
+/// `del` of an id that is not there: only the id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Gone {
+    changed: bool,
+    rule: GoneRule,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GoneRule {
+    id: String,
+    netns: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Flushed {
+    changed: bool,
+    table: String,
+    netns: Option<String>,
+    removed_rules: usize,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Listed {
@@ -58,17 +83,20 @@ fn natctl(ns: &str, args: &[&str]) -> Run {
     tool("natctl", &full)
 }
 
+/// A command's JSON, parsed into the shape it must have (unknown keys fail).
 #[track_caller]
-fn add(ns: &str, args: &[&str]) -> Added {
-    let r = natctl(ns, args).ok();
+fn parse<T: serde::de::DeserializeOwned>(r: &Run) -> T {
     serde_json::from_value(r.json()).unwrap_or_else(|e| panic!("{}: {e}: {}", r.cmdline, r.stdout))
 }
 
 #[track_caller]
+fn add(ns: &str, args: &[&str]) -> Added {
+    parse(&natctl(ns, args).ok())
+}
+
+#[track_caller]
 fn list(ns: &str) -> Vec<RuleJson> {
-    let r = natctl(ns, &["list"]).ok();
-    let l: Listed =
-        serde_json::from_value(r.json()).unwrap_or_else(|e| panic!("list: {e}: {}", r.stdout));
+    let l: Listed = parse(&natctl(ns, &["list"]).ok());
     assert!(!l.changed);
     l.rules
 }
@@ -186,7 +214,8 @@ fn dnat_walkthrough_forwards_tcp_and_keeps_the_source() {
     );
     assert!(added.changed);
     assert_eq!(added.rule.kind, "dnat");
-    assert_eq!(added.rule.family, "ip");
+    assert_eq!(added.rule.family, "inet");
+    assert_eq!(added.rule.netns.as_deref(), Some(w.router.as_str()));
     assert_eq!(added.rule.to.as_deref(), Some("192.0.2.1"));
 
     // nft shows the walkthrough's rule (in natctl's inet table, so `dnat ip to`).
@@ -233,7 +262,7 @@ fn dnat_walkthrough_forwards_tcp_and_keeps_the_source() {
             "[fd00:2::1]:54322",
         ],
     );
-    assert_eq!(v6.rule.family, "ip6");
+    assert_eq!(v6.rule.family, "inet6");
     assert!(ruleset(&w.router).contains("dnat ip6 to [fd00:2::1]:54322"));
     let script = format!(
         r#"
@@ -775,11 +804,10 @@ fn bad_input_exits_2_and_changes_nothing() {
         assert_eq!(ruleset(&ns), before, "{args:?} changed the ruleset");
     }
     // An unknown (well-formed) id: deleting what is absent succeeds with changed:false.
-    let absent = natctl(&ns, &["del", "0123456789ab"]).ok().json();
-    assert_eq!(
-        absent,
-        serde_json::json!({"changed": false, "rule": {"id": "0123456789ab"}})
-    );
+    let absent: Gone = parse(&natctl(&ns, &["del", "0123456789ab"]).ok());
+    assert!(!absent.changed);
+    assert_eq!(absent.rule.id, "0123456789ab");
+    assert_eq!(absent.rule.netns.as_deref(), Some(ns.as_str()));
     assert!(!natctl(&ns, &["--check", "del", "0123456789ab"])
         .ok()
         .changed());
@@ -865,14 +893,16 @@ fn adds_are_idempotent_and_check_predicts_without_changing() {
         .ok()
         .changed());
     assert_eq!(ruleset(&ns), before);
-    let del = natctl(&ns, &["del", &first.rule.id]).ok().json();
-    assert_eq!(del["changed"], Value::Bool(true));
-    assert_eq!(del["rule"]["kind"], "dnat");
+    let del: Added = parse(&natctl(&ns, &["del", &first.rule.id]).ok());
+    assert!(del.changed);
+    assert_eq!(del.rule.kind, "dnat");
+    assert_eq!(del.rule.id, first.rule.id);
     assert_eq!(kernel_rule_count(&ns), 1);
     let after = ruleset(&ns);
-    let again = natctl(&ns, &["del", &first.rule.id]).ok().json();
-    assert_eq!(again["changed"], Value::Bool(false));
-    assert_eq!(again["rule"]["id"], first.rule.id.as_str());
+    let again: Gone = parse(&natctl(&ns, &["del", &first.rule.id]).ok());
+    assert!(!again.changed);
+    assert_eq!(again.rule.id, first.rule.id);
+    assert_eq!(again.rule.netns.as_deref(), Some(ns.as_str()));
     assert_eq!(
         ruleset(&ns),
         after,
@@ -915,9 +945,11 @@ fn flush_removes_only_natctls_table() {
 
     assert!(natctl(&ns, &["--check", "flush"]).ok().changed());
     assert!(ruleset(&ns).contains("table inet natctl"));
-    let flushed = natctl(&ns, &["flush"]).ok().json();
-    assert_eq!(flushed["changed"], Value::Bool(true));
-    assert_eq!(flushed["removed_rules"], 2);
+    let flushed: Flushed = parse(&natctl(&ns, &["flush"]).ok());
+    assert!(flushed.changed);
+    assert_eq!(flushed.table, "inet natctl");
+    assert_eq!(flushed.netns.as_deref(), Some(ns.as_str()));
+    assert_eq!(flushed.removed_rules, 2);
     let rs = ruleset(&ns);
     assert!(!rs.contains("natctl"), "{rs}");
     assert_eq!(nsh(&ns, "nft list table ip nat").ok().stdout, hand_made);
@@ -959,7 +991,7 @@ fn ipv6_overlapping_networks_map_the_same_way() {
     ] {
         let added = add(&mid, args);
         assert!(added.changed, "{args:?}");
-        let family = if args[0] == "zone" { "inet" } else { "ip6" };
+        let family = if args[0] == "zone" { "any" } else { "inet6" };
         assert_eq!(added.rule.family, family, "{args:?}");
     }
     let rs = ruleset(&mid);

@@ -2,11 +2,11 @@
 
 use clap::Args;
 use common::{Context, Ctx, Outcome, Result};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{reading, stored_id, stored_rule};
 use crate::nft::{self, lock, TABLE_LABEL};
-use crate::rule::parse_id;
+use crate::rule::{parse_id, RuleView};
 
 #[derive(Args, Debug)]
 pub struct Del {
@@ -31,7 +31,7 @@ impl Del {
                 self.id,
                 ctx.ns_label()
             );
-            return Outcome::json(json!({"changed": false, "rule": {"id": self.id}}));
+            return Outcome::object(false, "rule", self.unknown(ctx));
         };
         let rule = first.comment.as_deref().and_then(stored_rule);
         if !ctx.check {
@@ -45,10 +45,26 @@ impl Del {
                 )
             })?;
         }
-        let rule = match rule {
-            Some(r) => serde_json::Value::Object(r.json()),
-            None => json!({"id": self.id}),
+        let removed = match rule {
+            Some(r) => Removed::Rule(r.view(ctx.netns_name())),
+            None => self.unknown(ctx),
         };
-        Outcome::json(json!({"changed": true, "rule": rule}))
+        Outcome::object(true, "rule", removed)
     }
+
+    fn unknown(&self, ctx: &Ctx) -> Removed {
+        Removed::Id {
+            id: self.id.clone(),
+            netns: ctx.netns_name(),
+        }
+    }
+}
+
+/// What `del` prints as its `rule`: the whole rule when its comment says what it was, else
+/// only the id (an id that is not there, or a rule whose comment no longer parses).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Removed {
+    Rule(RuleView),
+    Id { id: String, netns: Option<String> },
 }

@@ -2,13 +2,23 @@
 
 use clap::Args;
 use common::{Context, Ctx, Outcome, Result};
-use serde_json::json;
+use serde::Serialize;
 
 use super::reading;
 use crate::nft::{self, lock, TABLE_LABEL};
 
 #[derive(Args, Debug)]
 pub struct Flush {}
+
+/// `{"changed":..,"table":"inet natctl","netns":..,"removed_rules":N}`.
+#[derive(Debug, Serialize)]
+pub struct Flushed {
+    /// Always `inet natctl` (nft's family and name of the table).
+    pub table: &'static str,
+    pub netns: Option<String>,
+    /// How many rules the table held (natctl's and any others put into it).
+    pub removed_rules: usize,
+}
 
 impl Flush {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
@@ -23,6 +33,13 @@ impl Flush {
             nft::delete_table()
                 .with_context(|| format!("deleting {TABLE_LABEL} in {}", ctx.ns_label()))?;
         }
-        Outcome::json(json!({"changed": exists, "table": "inet natctl", "removed_rules": removed}))
+        Outcome::report(
+            exists,
+            Flushed {
+                table: "inet natctl",
+                netns: ctx.netns_name(),
+                removed_rules: removed,
+            },
+        )
     }
 }

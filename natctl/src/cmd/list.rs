@@ -2,13 +2,29 @@
 
 use clap::Args;
 use common::{Context, Ctx, Outcome, Result};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{reading, stored_rule};
 use crate::nft;
+use crate::rule::RuleView;
 
 #[derive(Args, Debug)]
 pub struct List {}
+
+/// One kernel rule: the rule natctl wrote (from its comment) and where and how often it ran.
+/// Each member is what `nft -j list table inet natctl` shows of that rule (docs/natctl.md).
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub rule: RuleView,
+    /// The base chain (nft `chain`).
+    pub chain: String,
+    /// The rule's handle in its chain (nft `handle`).
+    pub handle: u64,
+    /// The rule's counter (nft `counter` `packets` and `bytes`).
+    pub packets: u64,
+    pub bytes: u64,
+}
 
 impl List {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
@@ -24,13 +40,14 @@ impl List {
                 );
                 continue;
             };
-            let mut obj = rule.json();
-            obj.insert("chain".into(), json!(k.chain));
-            obj.insert("handle".into(), json!(k.handle));
-            obj.insert("packets".into(), json!(k.packets));
-            obj.insert("bytes".into(), json!(k.bytes));
-            rules.push(Value::Object(obj));
+            rules.push(Listed {
+                rule: rule.view(ctx.netns_name()),
+                chain: k.chain,
+                handle: k.handle,
+                packets: k.packets,
+                bytes: k.bytes,
+            });
         }
-        Outcome::json(json!({"changed": false, "rules": rules}))
+        Outcome::listing("rules", rules)
     }
 }

@@ -15,7 +15,6 @@ use std::cell::RefCell;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use common::{Context, Ctx, Error, Outcome, Result};
-use serde_json::json;
 
 use crate::nft::{self, encode::COMMENT_MAX, lock, TABLE_LABEL};
 use crate::rule::{parse_comment, Rule};
@@ -130,5 +129,5 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
             ids.insert(id.clone());
         });
     }
-    Outcome::json(json!({"changed": !present, "rule": rule.json()}))
+    Outcome::object(!present, "rule", rule.view(ctx.netns_name()))
 }
