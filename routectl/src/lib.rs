@@ -6,6 +6,7 @@ use clap::Subcommand;
 use common::{Ctx, Outcome, Result};
 
 pub mod cmd;
+pub mod iproute2;
 pub mod table;
 
 pub const ABOUT: &str = "Policy routing rules, routes in any table, and VRF devices";

@@ -5,13 +5,307 @@
 use std::collections::BTreeMap;
 
 use niransix_tests::*;
-use serde_json::Value;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{json, Value};
 
 /// `routectl --ns NS ARGS...`
 fn rt(ns: &str, args: &[&str]) -> Run {
     let mut full = vec!["--ns", ns];
     full.extend_from_slice(args);
     tool("routectl", &full)
+}
+
+/// A rule as routectl prints it (docs/routectl.md); unknown keys fail, and [`parse_exact`]
+/// fails a missing one.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    family: String,
+    netns: Option<String>,
+    priority: Option<u32>,
+    not: bool,
+    src: Option<String>,
+    srclen: Option<u8>,
+    dst: Option<String>,
+    dstlen: Option<u8>,
+    tos: Option<u8>,
+    fwmark: Option<u32>,
+    fwmask: Option<u32>,
+    iif: Option<String>,
+    iif_detached: bool,
+    oif: Option<String>,
+    oif_detached: bool,
+    l3mdev: bool,
+    uidrange: Option<String>,
+    proto: Option<Value>,
+    sport: Option<String>,
+    dport: Option<String>,
+    suppress_prefixlength: Option<u32>,
+    suppress_ifgroup: Option<u32>,
+    tun_id: Option<u64>,
+    realms: Option<String>,
+    protocol: Option<Value>,
+    table: Option<Value>,
+    table_id: Option<u32>,
+    action: Value,
+    goto: Option<u32>,
+}
+
+/// A route as routectl prints it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Route {
+    family: String,
+    netns: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    dst: String,
+    gateway: Option<String>,
+    dev: Option<String>,
+    prefsrc: Option<String>,
+    table: Value,
+    table_id: u32,
+    metric: u32,
+    proto: Value,
+    scope: String,
+    flags: Vec<String>,
+    mtu: Option<u32>,
+    pref: Option<String>,
+    nexthops: Vec<Nexthop>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Nexthop {
+    gateway: Option<String>,
+    dev: Option<String>,
+    weight: u16,
+    flags: Vec<String>,
+}
+
+/// `v` as a `T`, which must print back to exactly `v`: no key unknown, none missing.
+#[track_caller]
+fn parse_exact<T: DeserializeOwned + Serialize>(v: &Value) -> T {
+    let t: T =
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("unexpected shape ({e}): {v}"));
+    assert_eq!(&serde_json::to_value(&t).unwrap(), v, "a key is missing");
+    t
+}
+
+/// The objects under `key` of a command's JSON, each parsed exactly.
+#[track_caller]
+fn listed<T: DeserializeOwned + Serialize>(run: &Run, key: &str) -> Vec<T> {
+    let v = run.json();
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} array: {v}"))
+        .iter()
+        .map(parse_exact)
+        .collect()
+}
+
+/// What iproute2 prints as a name or, with `-N`, as a number: the name when the two differ,
+/// else the number (routectl's `table`, `proto`, `protocol`).
+fn name_or_number(named: &Value, numeric: &Value) -> Value {
+    match (named.as_str(), numeric.as_str()) {
+        (Some(a), Some(b)) if a != b => json!(a),
+        (_, Some(b)) => json!(b.parse::<u64>().expect("a number")),
+        _ => Value::Null,
+    }
+}
+
+fn host_len(family: &str) -> u8 {
+    if family == "inet" {
+        32
+    } else {
+        128
+    }
+}
+
+/// A hex string of `ip -j` (`"0xca6c"`) as a number.
+fn hex(v: &Value) -> Option<u32> {
+    v.as_str()
+        .map(|s| u32::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex"))
+}
+
+/// `sport`/`sport_start`+`sport_end` of `ip -j rule` as the flag writes it.
+fn port_range(ip: &Value, key: &str) -> Option<String> {
+    match (
+        &ip[key],
+        &ip[format!("{key}_start")],
+        &ip[format!("{key}_end")],
+    ) {
+        (Value::Number(p), _, _) => Some(p.to_string()),
+        (_, Value::Number(a), Value::Number(b)) => Some(format!("{a}-{b}")),
+        _ => None,
+    }
+}
+
+/// `ip -j -d [-N] rule show` of one family (`"inet"`, `"inet6"`) of `ns` in routectl's terms,
+/// field by field: what `rule list` must print.
+fn ip_rules(ns: &str, family: &str) -> Vec<Rule> {
+    let fam = if family == "inet" { "-4" } else { "-6" };
+    let named = ip_json(Some(ns), &[fam, "-d", "rule", "show"]);
+    let numeric = ip_json(Some(ns), &["-N", fam, "-d", "rule", "show"]);
+    let (named, numeric) = (named.as_array().unwrap(), numeric.as_array().unwrap());
+    assert_eq!(named.len(), numeric.len());
+    named
+        .iter()
+        .zip(numeric)
+        .map(|(ip, n)| {
+            let addr = |key: &str| {
+                let a = ip[key].as_str().filter(|a| *a != "all")?;
+                let len = ip[format!("{key}len")]
+                    .as_u64()
+                    .map_or(host_len(family), |l| l as u8);
+                Some((a.to_string(), len))
+            };
+            let (src, dst) = (addr("src"), addr("dst"));
+            let fwmark = hex(&n["fwmark"]);
+            let ipproto = n["ipproto"].as_str().map(|p| {
+                match p.trim_start_matches("ipproto-").parse::<u32>().unwrap() {
+                    6 => json!("tcp"),
+                    17 => json!("udp"),
+                    other => json!(other),
+                }
+            });
+            let action = match (ip.get("action"), ip.get("goto"), ip.get("nop")) {
+                (Some(a), _, _) => a.clone(),
+                (_, Some(_), _) => json!("goto"),
+                (_, _, Some(_)) => json!("nop"),
+                _ => json!("lookup"),
+            };
+            let table = name_or_number(&ip["table"], &n["table"]);
+            Rule {
+                family: family.into(),
+                netns: Some(ns.into()),
+                priority: ip["priority"].as_u64().map(|p| p as u32),
+                not: ip.get("not").is_some(),
+                srclen: src.as_ref().map(|s| s.1),
+                src: src.map(|s| s.0),
+                dstlen: dst.as_ref().map(|d| d.1),
+                dst: dst.map(|d| d.0),
+                tos: hex(&n["tos"]).map(|t| t as u8),
+                fwmark,
+                fwmask: hex(&n["fwmask"]).or(fwmark.map(|_| u32::MAX)),
+                iif: ip["iif"].as_str().map(String::from),
+                iif_detached: ip.get("iif_detached").is_some(),
+                oif: ip["oif"].as_str().map(String::from),
+                oif_detached: ip.get("oif_detached").is_some(),
+                l3mdev: ip.get("l3mdev").is_some(),
+                uidrange: ip["uid_start"]
+                    .as_u64()
+                    .map(|a| format!("{a}-{}", ip["uid_end"])),
+                proto: ipproto,
+                sport: port_range(ip, "sport"),
+                dport: port_range(ip, "dport"),
+                suppress_prefixlength: ip["suppress_prefixlen"].as_u64().map(|n| n as u32),
+                suppress_ifgroup: n["suppress_ifgroup"].as_str().map(|g| g.parse().unwrap()),
+                tun_id: ip["tun_id"].as_u64(),
+                realms: ip["realms"].as_str().map(String::from),
+                protocol: Some(name_or_number(&ip["protocol"], &n["protocol"])),
+                table_id: n["table"].as_str().map(|t| t.parse().unwrap()),
+                table: (!table.is_null()).then_some(table),
+                action,
+                goto: ip["goto"].as_u64().map(|g| g as u32),
+            }
+        })
+        .collect()
+}
+
+/// `ip -j -d [-N] route show table all` of one family of `ns` in routectl's terms: what
+/// `route list --table all` must print.
+fn ip_routes(ns: &str, family: &str) -> Vec<Route> {
+    let fam = if family == "inet" { "-4" } else { "-6" };
+    let named = ip_json(Some(ns), &[fam, "-d", "route", "show", "table", "all"]);
+    let numeric = ip_json(
+        Some(ns),
+        &["-N", fam, "-d", "route", "show", "table", "all"],
+    );
+    let (named, numeric) = (named.as_array().unwrap(), numeric.as_array().unwrap());
+    assert_eq!(named.len(), numeric.len());
+    let text = |v: &Value| v.as_str().map(String::from);
+    let flags = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    named
+        .iter()
+        .zip(numeric)
+        .map(|(ip, n)| {
+            let dst = ip["dst"].as_str().unwrap();
+            let dst = if dst == "default" || dst.contains('/') {
+                dst.to_string()
+            } else {
+                format!("{dst}/{}", host_len(family))
+            };
+            Route {
+                family: family.into(),
+                netns: Some(ns.into()),
+                kind: text(&ip["type"]).unwrap(),
+                dst,
+                gateway: text(&ip["gateway"]),
+                dev: text(&ip["dev"]),
+                prefsrc: text(&ip["prefsrc"]),
+                table: name_or_number(&ip["table"], &n["table"]),
+                table_id: n["table"].as_str().unwrap().parse().unwrap(),
+                metric: ip["metric"].as_u64().unwrap_or(0) as u32,
+                proto: name_or_number(&ip["protocol"], &n["protocol"]),
+                scope: text(&ip["scope"]).unwrap(),
+                flags: flags(&ip["flags"]),
+                mtu: ip["metrics"]
+                    .as_array()
+                    .and_then(|ms| ms.iter().find_map(|m| m["mtu"].as_u64()))
+                    .map(|m| m as u32),
+                pref: text(&ip["pref"]),
+                nexthops: ip["nexthops"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| Nexthop {
+                        gateway: text(&h["gateway"]),
+                        dev: text(&h["dev"]),
+                        weight: h["weight"].as_u64().unwrap() as u16,
+                        flags: flags(&h["flags"]),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// `routectl --ns NS ARGS` lists under `key` exactly `theirs` (what ip says, in our terms),
+/// field by field; returns our listing.
+#[track_caller]
+fn assert_listing<T>(ns: &str, args: &[&str], key: &str, theirs: Vec<T>) -> Vec<T>
+where
+    T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug,
+{
+    let ours: Vec<T> = listed(&rt(ns, args).ok(), key);
+    assert_eq!(ours.len(), theirs.len(), "{ours:#?}\n{theirs:#?}");
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(o, t);
+    }
+    ours
+}
+
+/// `rule list` of `ns` equals `ip -j rule` of both families, field by field.
+#[track_caller]
+fn assert_rules_match_ip(ns: &str) -> Vec<Rule> {
+    let mut theirs = ip_rules(ns, "inet");
+    theirs.extend(ip_rules(ns, "inet6"));
+    assert_listing(ns, &["rule", "list"], "rules", theirs)
+}
+
+/// `route list --table all` of `ns` equals `ip -j -d route show table all`, field by field.
+#[track_caller]
+fn assert_routes_match_ip(ns: &str) -> Vec<Route> {
+    let mut theirs = ip_routes(ns, "inet");
+    theirs.extend(ip_routes(ns, "inet6"));
+    assert_listing(ns, &["route", "list", "--table", "all"], "routes", theirs)
 }
 
 /// A veth pair with one end in each namespace, both up, each with an address.
@@ -374,8 +668,9 @@ fn fwmark_with_mask_selects_table() {
         ],
     )
     .ok();
-    assert_eq!(r.json()["rule"]["fwmark"], "0x10");
-    assert_eq!(r.json()["rule"]["fwmask"], "0xf0");
+    let rule: Rule = parse_exact(&r.json()["rule"]);
+    assert_eq!((rule.fwmark, rule.fwmask), (Some(0x10), Some(0xf0)));
+    assert_eq!((rule.table, rule.table_id), (Some(json!(20)), Some(20)));
     let get = |mark: &str| sh(&format!("ip -n {m} -j route get 198.51.100.7 mark {mark}"));
     let via = get("0x13").ok().stdout;
     assert!(
@@ -392,21 +687,8 @@ fn fwmark_with_mask_selects_table() {
     assert!(nsh(&m, "ping -n -q -c 1 -W 1 198.51.100.7").code != 0);
 }
 
-fn strip_family(rules: &Value, family: &str) -> Vec<Value> {
-    rules["rules"]
-        .as_array()
-        .expect("rules")
-        .iter()
-        .filter(|r| r["family"] == family)
-        .map(|r| {
-            let mut r = r.clone();
-            r.as_object_mut().unwrap().remove("family");
-            r
-        })
-        .collect()
-}
-
-/// `rule list` shows the same rules with the same fields as `ip -j rule show` (and -6).
+/// `rule list` shows the same rules with the same fields as `ip -j rule show` (and -6), for
+/// rules routectl added.
 #[test]
 fn rule_list_matches_ip() {
     let lab = Lab::new();
@@ -441,22 +723,46 @@ fn rule_list_matches_ip() {
         &["--from", "2001:db8::/64", "--table", "200"],
         &["-6", "--fwmark", "7", "--table", "201", "--priority", "20"],
         &["--to", "2001:db8:1::1", "--iif", "lo", "--table", "202"],
+        // wg-quick's pair, and the port, user and protocol selectors.
+        &["--not", "--fwmark", "0xca6c", "--table", "51820"],
+        &["--table", "main", "--suppress-prefixlength", "0"],
+        &[
+            "--uidrange",
+            "100-200",
+            "--ipproto",
+            "tcp",
+            "--sport",
+            "1000-2000",
+            "--dport",
+            "53",
+            "--table",
+            "7",
+        ],
+        &["--ipproto", "47", "--table", "8"],
+        &[
+            "-6",
+            "--not",
+            "--from",
+            "2001:db8::/32",
+            "--suppress-prefixlength",
+            "64",
+            "--table",
+            "main",
+        ],
+        &["-6", "--ipproto", "udp", "--dport", "53", "--table", "9"],
     ];
     for a in adds {
         let mut args = vec!["rule", "add"];
         args.extend_from_slice(a);
         assert!(rt(&ns, &args).ok().changed());
     }
-    let ours = rt(&ns, &["rule", "list"]).ok().json();
-    assert_eq!(ours["changed"], false);
-    let v4 = ip_json(Some(&ns), &["rule", "show"]);
-    let v6 = ip_json(Some(&ns), &["-6", "rule", "show"]);
-    assert_eq!(Value::Array(strip_family(&ours, "inet")), v4);
-    assert_eq!(Value::Array(strip_family(&ours, "inet6")), v6);
-    assert_eq!(v4.as_array().unwrap().len(), 8, "{v4}");
-    assert_eq!(v6.as_array().unwrap().len(), 5, "{v6}");
-    let only6 = rt(&ns, &["rule", "list", "-6"]).ok().json();
-    assert_eq!(only6["rules"].as_array().unwrap().len(), 5);
+    assert_eq!(rt(&ns, &["rule", "list"]).ok().json()["changed"], false);
+    let ours = assert_rules_match_ip(&ns);
+    let count = |fam: &str| ours.iter().filter(|r| r.family == fam).count();
+    assert_eq!((count("inet"), count("inet6")), (12, 7), "{ours:#?}");
+    let only6: Vec<Rule> = listed(&rt(&ns, &["rule", "list", "-6"]).ok(), "rules");
+    assert_eq!(only6.len(), 7);
+    assert!(only6.iter().all(|r| r.family == "inet6"));
 }
 
 /// Every mutating command twice: the second is `changed: false` with identical kernel state;
@@ -578,21 +884,16 @@ fn idempotency_and_check() {
     assert_eq!(routes.as_array().unwrap().len(), 1);
     assert!(routes[0].get("gateway").is_none(), "{routes}");
 
-    // route list reads the kernel back, per table or all.
-    let l = rt(&ns, &["route", "list", "--table", "all"]).ok().json();
-    let all = l["routes"].as_array().unwrap();
+    // route list reads the kernel back, per table or all, field by field as ip does.
+    let all = assert_routes_match_ip(&ns);
     assert!(all
         .iter()
-        .any(|r| r["table"] == "local" && r["type"] == "local"));
+        .any(|r| r.table == json!("local") && r.table_id == 255 && r.kind == "local"));
     assert!(all
         .iter()
-        .any(|r| r["dst"] == "10.98.0.0/16" && r["dev"] == dev.as_str() && r["table"] == "main"));
-    let main = rt(&ns, &["route", "list"]).ok().json();
-    assert!(main["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["table"] == "main"));
+        .any(|r| r.dst == "10.98.0.0/16" && r.dev.as_deref() == Some(dev.as_str())));
+    let main: Vec<Route> = listed(&rt(&ns, &["route", "list"]).ok(), "routes");
+    assert!(!main.is_empty() && main.iter().all(|r| r.table == json!("main")));
 }
 
 /// Bad input: exit 2 naming the value (or 1 for a missing device), stdout empty, nothing
@@ -713,7 +1014,7 @@ fn vrf_missing_kernel_support_is_reported() {
         .fails(1, "CONFIG_NET_VRF");
     assert_eq!(state(&ns), before);
     let l = rt(&ns, &["vrf", "list"]).ok().json();
-    assert_eq!(l, serde_json::json!({"changed": false, "vrfs": []}));
+    assert_eq!(l, json!({"changed": false, "vrfs": []}));
     assert!(!rt(&ns, &["vrf", "del", "red"]).ok().changed());
     rt(&ns, &["vrf", "enslave", "lo", "--vrf", "red"]).fails(1, "VRF red not found");
 }
@@ -747,16 +1048,20 @@ fn vrf_add_enslave_list_del() {
     assert!(rt(&ns, &["vrf", "enslave", &dev, "--vrf", &vrf, "--check"])
         .ok()
         .changed());
-    assert!(rt(&ns, &["vrf", "enslave", &dev, "--vrf", &vrf])
-        .ok()
-        .changed());
+    let r = rt(&ns, &["vrf", "enslave", &dev, "--vrf", &vrf]).ok();
+    assert_eq!(
+        r.json(),
+        json!({"changed": true, "member": {"name": dev, "netns": ns, "vrf": vrf}})
+    );
     assert!(!rt(&ns, &["vrf", "enslave", &dev, "--vrf", &vrf])
         .ok()
         .changed());
     let l = rt(&ns, &["vrf", "list"]).ok().json();
     assert_eq!(
         l,
-        serde_json::json!({"changed": false, "vrfs": [{"name": vrf, "table": "1010", "members": [dev]}]})
+        json!({"changed": false, "vrfs": [
+            {"name": vrf, "netns": ns, "table": 1010, "table_id": 1010, "members": [dev]}
+        ]})
     );
     let link = ip_json(Some(&ns), &["link", "show", &dev]);
     assert_eq!(link[0]["master"], vrf.as_str());
@@ -771,8 +1076,5 @@ fn vrf_add_enslave_list_del() {
 
     assert!(rt(&ns, &["vrf", "del", &vrf]).ok().changed());
     assert!(!rt(&ns, &["vrf", "del", &vrf]).ok().changed());
-    assert_eq!(
-        rt(&ns, &["vrf", "list"]).ok().json()["vrfs"],
-        serde_json::json!([])
-    );
+    assert_eq!(rt(&ns, &["vrf", "list"]).ok().json()["vrfs"], json!([]));
 }

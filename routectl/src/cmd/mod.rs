@@ -36,6 +36,12 @@ impl FamilyArgs {
         }
     }
 
+    /// The families a listing shows: the one flag given, else both.
+    pub fn families(self) -> Vec<Family> {
+        self.flag()
+            .map_or_else(|| vec![Family::V4, Family::V6], |f| vec![f])
+    }
+
     /// The family every given address agrees on (and the flag, if any); IPv4 when nothing
     /// says. Each address comes with how the user wrote it (`--from 10.0.0.0/8`); a mix of
     /// families is invalid input naming both.
@@ -102,33 +108,17 @@ impl std::fmt::Display for Dest {
     }
 }
 
-/// The routing protocol as `ip` names it (`/etc/iproute2/rt_protos`).
-pub fn protocol_name(p: u8) -> String {
-    match p {
-        0 => "unspec",
-        1 => "redirect",
-        2 => "kernel",
-        3 => "boot",
-        4 => "static",
-        8 => "gated",
-        9 => "ra",
-        10 => "mrt",
-        11 => "zebra",
-        12 => "bird",
-        13 => "dnrouted",
-        14 => "xorp",
-        15 => "ntk",
-        16 => "dhcp",
-        18 => "keepalived",
-        42 => "babel",
-        186 => "bgp",
-        187 => "isis",
-        188 => "ospf",
-        189 => "rip",
-        192 => "eigrp",
-        n => return n.to_string(),
+/// The answer to a netlink delete, where an object already gone is no error (another process
+/// removed it between our dump and our delete); any other error says `what` was attempted.
+pub fn deleted(
+    answer: std::result::Result<(), rtnetlink::Error>,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    match answer {
+        Ok(()) => Ok(()),
+        Err(e) if common::nl::is_absent(&e) => Ok(()),
+        Err(e) => Err(Error::caused(what(), e)),
     }
-    .to_string()
 }
 
 /// Index -> name of every link in the namespace.

@@ -7,15 +7,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use clap::{Args, Subcommand};
-use common::types::IfName;
+use common::types::{IfName, Port, PortRange};
 use common::{Context, Ctx, Error, Outcome, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
+use netlink_packet_route::route::RouteRealm;
+use netlink_packet_route::rule::{
+    RuleAction, RuleAttribute, RuleFlags, RuleMessage, RulePortRange, RuleUidRange,
+};
 use rtnetlink::{Handle, IpVersion};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::{parse_prefix, Family, FamilyArgs};
+use crate::iproute2::{self, Named};
 use crate::table::{self, Table};
 
 #[derive(Subcommand, Debug)]
@@ -25,7 +29,8 @@ pub enum RuleCmd {
     Add {
         #[command(flatten)]
         sel: Selectors,
-        /// Table to look up: 1-4294967294, main, local or default (`ip rule ... lookup T`)
+        /// Table to look up: 1-4294967294, main, local, default or a name from rt_tables
+        /// (`ip rule ... lookup T`)
         #[arg(long, value_name = "T", add = common::complete::names(table::names))]
         table: Table,
     },
@@ -37,7 +42,7 @@ pub enum RuleCmd {
         #[arg(long, value_name = "T", add = common::complete::names(table::names))]
         table: Option<Table>,
     },
-    /// List the rules of both families, with the fields `ip -j rule show` prints
+    /// List the rules of both families, with every selector the kernel reports
     List {
         #[command(flatten)]
         family: FamilyArgs,
@@ -51,6 +56,9 @@ pub struct Selectors {
     /// any priority matches for idempotency and `del`
     #[arg(long, value_name = "P")]
     priority: Option<u32>,
+    /// Match the packets the other selectors do NOT match (`ip rule add not ...`)
+    #[arg(long)]
+    not: bool,
     /// Source prefix, or one address (`ip rule ... from CIDR`)
     #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
     from: Option<IpNet>,
@@ -66,6 +74,22 @@ pub struct Selectors {
     /// Outgoing interface; it need not exist yet (`ip rule ... oif IFACE`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     oif: Option<IfName>,
+    /// Ignore the table's answer when its prefix is N bits or shorter, 0-128
+    /// (`ip rule ... suppress_prefixlength N`; wg-quick's `lookup main suppress_prefixlength 0`)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=128))]
+    suppress_prefixlength: Option<u32>,
+    /// Sockets of users A to B (`ip rule ... uidrange A-B`)
+    #[arg(long, value_name = "A-B")]
+    uidrange: Option<UidRange>,
+    /// Transport protocol: tcp, udp or a number 0-255 (`ip rule ... ipproto P`)
+    #[arg(long, value_name = "tcp|udp|N")]
+    ipproto: Option<IpProto>,
+    /// Source port or range (`ip rule ... sport P[-P]`)
+    #[arg(long, value_name = "P[-P]")]
+    sport: Option<PortRange>,
+    /// Destination port or range (`ip rule ... dport P[-P]`)
+    #[arg(long, value_name = "P[-P]")]
+    dport: Option<PortRange>,
     #[command(flatten)]
     family: FamilyArgs,
 }
@@ -99,20 +123,119 @@ impl FromStr for Fwmark {
     }
 }
 
-/// A rule in the terms we compare: the selectors and table we set, and whether the kernel's
-/// rule has anything else we do not model (tos, `not`, goto, uid/port ranges, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Rule {
-    family: Family,
-    priority: Option<u32>,
+/// `uidrange A-B` (a single `A` is `A-A`), printed as `A-B` like `ip rule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl FromStr for UidRange {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        match (a.parse::<u32>(), b.parse::<u32>()) {
+            (Ok(start), Ok(end)) if start <= end => Ok(UidRange { start, end }),
+            (Ok(_), Ok(_)) => Err(format!("uidrange '{s}' runs backwards")),
+            _ => Err(format!("uidrange '{s}' is not A-B with user ids A <= B")),
+        }
+    }
+}
+
+impl fmt::Display for UidRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+impl Serialize for UidRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `ipproto tcp|udp|N`: the IP protocol number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpProto(pub u8);
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+impl FromStr for IpProto {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "tcp" => Ok(IpProto(TCP)),
+            "udp" => Ok(IpProto(UDP)),
+            _ => s.parse().map(IpProto).map_err(|_| {
+                format!("ipproto '{s}' is invalid: use tcp, udp or a number from 0 to 255")
+            }),
+        }
+    }
+}
+
+impl IpProto {
+    /// As the listings print it: `tcp`, `udp`, else the number (what the flag takes back).
+    fn named(self) -> Named {
+        match self.0 {
+            TCP => Named::Name("tcp".into()),
+            UDP => Named::Name("udp".into()),
+            n => Named::Number(u32::from(n)),
+        }
+    }
+}
+
+impl fmt::Display for IpProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.named() {
+            Named::Name(n) => f.write_str(&n),
+            Named::Number(n) => n.fmt(f),
+        }
+    }
+}
+
+/// The selectors a user can set; two rules with equal `Match` match the same packets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Match {
+    not: bool,
     src: Option<IpNet>,
     dst: Option<IpNet>,
     fwmark: Option<Fwmark>,
     iif: Option<String>,
     oif: Option<String>,
+    suppress_prefixlength: Option<u32>,
+    uidrange: Option<UidRange>,
+    ipproto: Option<IpProto>,
+    sport: Option<PortRange>,
+    dport: Option<PortRange>,
+}
+
+/// What the kernel may report of a rule that routectl never sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Foreign {
+    tos: u8,
+    l3mdev: bool,
+    tun_id: Option<u64>,
+    suppress_ifgroup: Option<u32>,
+    realms: Option<RouteRealm>,
+    goto: Option<u32>,
+}
+
+/// A rule: the one parsed form of what the user asked for and of what the kernel reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    family: Family,
+    /// None: not given (a wanted rule), the kernel picks it.
+    priority: Option<u32>,
+    sel: Match,
+    /// The table looked up; None: not given (a wanted rule), or not a lookup rule.
     table: Option<u32>,
     action: RuleAction,
-    extra: bool,
+    foreign: Foreign,
+    /// Who made it (`FRA_PROTOCOL`), as the kernel reports it.
+    protocol: Option<u8>,
+    iif_detached: bool,
+    oif_detached: bool,
 }
 
 impl Rule {
@@ -124,56 +247,100 @@ impl Rule {
         if let Some(n) = sel.to {
             addrs.push((format!("--to {n}"), n.addr()));
         }
+        let family = sel.family.resolve(&addrs)?;
+        if let (Some(n), Family::V4) = (sel.suppress_prefixlength, family) {
+            if n > 32 {
+                return Err(Error::invalid(format!(
+                    "--suppress-prefixlength {n} is longer than an IPv4 prefix (0-32)"
+                )));
+            }
+        }
         Ok(Rule {
-            family: sel.family.resolve(&addrs)?,
+            family,
             priority: sel.priority,
-            src: sel.from,
-            dst: sel.to,
-            fwmark: sel.fwmark,
-            iif: sel.iif.as_ref().map(|i| i.to_string()),
-            oif: sel.oif.as_ref().map(|i| i.to_string()),
+            sel: Match {
+                not: sel.not,
+                src: sel.from,
+                dst: sel.to,
+                fwmark: sel.fwmark,
+                iif: sel.iif.as_ref().map(|i| i.to_string()),
+                oif: sel.oif.as_ref().map(|i| i.to_string()),
+                suppress_prefixlength: sel.suppress_prefixlength,
+                uidrange: sel.uidrange,
+                ipproto: sel.ipproto,
+                sport: sel.sport,
+                dport: sel.dport,
+            },
             table: table.map(|t| t.0),
             action: RuleAction::ToTable,
-            extra: false,
+            foreign: Foreign::default(),
+            // What the kernel records for a rule added without one (RTPROT_UNSPEC).
+            protocol: Some(0),
+            iif_detached: false,
+            oif_detached: false,
         })
     }
 
     fn from_message(msg: &RuleMessage) -> Option<Rule> {
-        let family = Family::from_netlink(msg.header.family)?;
+        let h = &msg.header;
         let mut rule = Rule {
-            family,
+            family: Family::from_netlink(h.family)?,
             priority: Some(0),
-            src: None,
-            dst: None,
-            fwmark: None,
-            iif: None,
-            oif: None,
-            table: Some(u32::from(msg.header.table)),
-            action: msg.header.action,
-            extra: msg.header.tos != 0 || msg.header.flags.contains(RuleFlags::Invert),
+            sel: Match {
+                not: h.flags.contains(RuleFlags::Invert),
+                ..Match::default()
+            },
+            table: Some(u32::from(h.table)),
+            action: h.action,
+            foreign: Foreign {
+                tos: h.tos,
+                ..Foreign::default()
+            },
+            protocol: None,
+            iif_detached: h.flags.contains(RuleFlags::IifDetached),
+            oif_detached: h.flags.contains(RuleFlags::OifDetached),
         };
         let (mut mark, mut mask) = (None, None);
+        let ports = |r: &RulePortRange| PortRange {
+            first: Port(r.start),
+            last: Port(r.end),
+        };
+        let (sel, foreign) = (&mut rule.sel, &mut rule.foreign);
         for attr in &msg.attributes {
             match attr {
                 RuleAttribute::Priority(p) => rule.priority = Some(*p),
-                RuleAttribute::Source(a) => {
-                    rule.src = IpNet::new(*a, msg.header.src_len).ok();
-                }
-                RuleAttribute::Destination(a) => {
-                    rule.dst = IpNet::new(*a, msg.header.dst_len).ok();
-                }
+                RuleAttribute::Source(a) => sel.src = IpNet::new(*a, h.src_len).ok(),
+                RuleAttribute::Destination(a) => sel.dst = IpNet::new(*a, h.dst_len).ok(),
                 RuleAttribute::FwMark(m) => mark = Some(*m),
                 RuleAttribute::FwMask(m) => mask = Some(*m),
-                RuleAttribute::Iifname(n) => rule.iif = Some(n.clone()),
-                RuleAttribute::Oifname(n) => rule.oif = Some(n.clone()),
+                RuleAttribute::Iifname(n) => sel.iif = Some(n.clone()),
+                RuleAttribute::Oifname(n) => sel.oif = Some(n.clone()),
                 RuleAttribute::Table(t) => rule.table = Some(*t),
-                RuleAttribute::Protocol(_) => {}
-                RuleAttribute::SuppressPrefixLen(n) if *n == u32::MAX => {}
-                _ => rule.extra = true,
+                RuleAttribute::SuppressPrefixLen(n) => {
+                    sel.suppress_prefixlength = Some(*n).filter(|n| *n != u32::MAX);
+                }
+                RuleAttribute::UidRange(u) => {
+                    sel.uidrange = Some(UidRange {
+                        start: u.start,
+                        end: u.end,
+                    });
+                }
+                RuleAttribute::IpProtocol(p) => sel.ipproto = Some(IpProto(u8::from(*p))),
+                RuleAttribute::SourcePortRange(r) => sel.sport = Some(ports(r)),
+                RuleAttribute::DestinationPortRange(r) => sel.dport = Some(ports(r)),
+                RuleAttribute::Protocol(p) => rule.protocol = Some(u8::from(*p)),
+                RuleAttribute::L3MDev(on) => foreign.l3mdev = *on,
+                RuleAttribute::TunId(t) => foreign.tun_id = Some(*t),
+                RuleAttribute::SuppressIfGroup(g) => {
+                    foreign.suppress_ifgroup = Some(*g).filter(|g| *g != u32::MAX);
+                }
+                RuleAttribute::Realm(r) => foreign.realms = Some(*r),
+                RuleAttribute::Goto(g) => foreign.goto = Some(*g),
+                _ => {}
             }
         }
         if mark.is_some() || mask.is_some() {
-            rule.fwmark = Some(Fwmark {
+            sel.fwmark = Some(Fwmark {
                 mark: mark.unwrap_or(0),
                 mask: mask.unwrap_or(u32::MAX),
             });
@@ -185,18 +352,19 @@ impl Rule {
     }
 
     /// True if `existing` (read from the kernel) is this rule; priority and table only count
-    /// when given.
+    /// when given, and a rule with anything routectl does not set never matches.
     fn matches(&self, existing: &Rule) -> bool {
-        !existing.extra
+        existing.foreign == Foreign::default()
             && self.family == existing.family
             && (self.priority.is_none() || self.priority == existing.priority)
-            && self.src == existing.src
-            && self.dst == existing.dst
-            && self.fwmark == existing.fwmark
-            && self.iif == existing.iif
-            && self.oif == existing.oif
+            && self.sel == existing.sel
             && (self.table.is_none()
                 || (existing.action == RuleAction::ToTable && self.table == existing.table))
+    }
+
+    /// Nothing selects: `rule del` would remove every rule.
+    fn selects_nothing(&self) -> bool {
+        self.priority.is_none() && self.table.is_none() && self.sel == Match::default()
     }
 
     /// The message `ip rule add` would send: explicit to-table action (the crate's default
@@ -204,8 +372,12 @@ impl Rule {
     /// fwmask as a raw attribute (the crate has no setter).
     fn to_message(&self) -> RuleMessage {
         let mut msg = RuleMessage::default();
+        let sel = &self.sel;
         msg.header.family = self.family.netlink();
         msg.header.action = RuleAction::ToTable;
+        if sel.not {
+            msg.header.flags |= RuleFlags::Invert;
+        }
         let table = self.table.unwrap_or(table::MAIN);
         msg.header.table = u8::try_from(table).unwrap_or(0);
         let attrs = &mut msg.attributes;
@@ -213,52 +385,189 @@ impl Rule {
         if let Some(p) = self.priority {
             attrs.push(RuleAttribute::Priority(p));
         }
-        if let Some(n) = self.src {
+        if let Some(n) = sel.src {
             msg.header.src_len = n.prefix_len();
             attrs.push(RuleAttribute::Source(n.addr()));
         }
-        if let Some(n) = self.dst {
+        if let Some(n) = sel.dst {
             msg.header.dst_len = n.prefix_len();
             attrs.push(RuleAttribute::Destination(n.addr()));
         }
-        if let Some(f) = self.fwmark {
+        if let Some(f) = sel.fwmark {
             attrs.push(RuleAttribute::FwMark(f.mark));
             attrs.push(RuleAttribute::FwMask(f.mask));
         }
-        if let Some(i) = &self.iif {
+        if let Some(i) = &sel.iif {
             attrs.push(RuleAttribute::Iifname(i.clone()));
         }
-        if let Some(o) = &self.oif {
+        if let Some(o) = &sel.oif {
             attrs.push(RuleAttribute::Oifname(o.clone()));
+        }
+        if let Some(n) = sel.suppress_prefixlength {
+            attrs.push(RuleAttribute::SuppressPrefixLen(n));
+        }
+        if let Some(u) = sel.uidrange {
+            attrs.push(RuleAttribute::UidRange(RuleUidRange {
+                start: u.start,
+                end: u.end,
+            }));
+        }
+        if let Some(p) = sel.ipproto {
+            attrs.push(RuleAttribute::IpProtocol(p.0.into()));
+        }
+        let ports = |r: PortRange| RulePortRange {
+            start: r.first.0,
+            end: r.last.0,
+        };
+        if let Some(r) = sel.sport {
+            attrs.push(RuleAttribute::SourcePortRange(ports(r)));
+        }
+        if let Some(r) = sel.dport {
+            attrs.push(RuleAttribute::DestinationPortRange(ports(r)));
         }
         msg
     }
+
+    /// The rule as the listings print it, in namespace `netns`.
+    fn view(&self, netns: Option<String>) -> RuleView {
+        let sel = &self.sel;
+        let addr = |n: Option<IpNet>| n.map(|n| n.addr().to_string());
+        let realms = self.foreign.realms.map(|r| match r.source {
+            0 => r.destination.to_string(),
+            s => format!("{s}/{}", r.destination),
+        });
+        RuleView {
+            family: self.family.inet_name(),
+            netns,
+            priority: self.priority,
+            not: sel.not,
+            src: addr(sel.src),
+            srclen: sel.src.map(|n| n.prefix_len()),
+            dst: addr(sel.dst),
+            dstlen: sel.dst.map(|n| n.prefix_len()),
+            tos: Some(self.foreign.tos).filter(|t| *t != 0),
+            fwmark: sel.fwmark.map(|f| f.mark),
+            fwmask: sel.fwmark.map(|f| f.mask),
+            iif: sel.iif.clone(),
+            iif_detached: self.iif_detached,
+            oif: sel.oif.clone(),
+            oif_detached: self.oif_detached,
+            l3mdev: self.foreign.l3mdev,
+            uidrange: sel.uidrange,
+            proto: sel.ipproto.map(IpProto::named),
+            sport: sel.sport,
+            dport: sel.dport,
+            suppress_prefixlength: sel.suppress_prefixlength,
+            suppress_ifgroup: self.foreign.suppress_ifgroup,
+            tun_id: self.foreign.tun_id,
+            realms,
+            protocol: self
+                .protocol
+                .map(|p| iproute2::protocols().named(u32::from(p))),
+            table: self.table.map(table::named),
+            table_id: self.table,
+            action: action_name(self.action),
+            goto: self.foreign.goto,
+        }
+    }
 }
 
-/// The rule as `ip rule` writes it: `from 10.0.0.0/8 fwmark 0x1/0xff lookup 100`.
+/// A rule as `rule list`, `add` and `del` print it: every selector the kernel reports, each
+/// key always present (`null`/`false` when unset), in the terms of docs/json.md.
+#[derive(Debug, Serialize)]
+pub struct RuleView {
+    family: &'static str,
+    netns: Option<String>,
+    /// null only in a `--check` prediction of a rule whose priority the kernel will pick.
+    priority: Option<u32>,
+    not: bool,
+    src: Option<String>,
+    srclen: Option<u8>,
+    dst: Option<String>,
+    dstlen: Option<u8>,
+    tos: Option<u8>,
+    fwmark: Option<u32>,
+    fwmask: Option<u32>,
+    iif: Option<String>,
+    iif_detached: bool,
+    oif: Option<String>,
+    oif_detached: bool,
+    l3mdev: bool,
+    uidrange: Option<UidRange>,
+    /// The transport protocol (`ipproto`).
+    proto: Option<Named>,
+    sport: Option<PortRange>,
+    dport: Option<PortRange>,
+    suppress_prefixlength: Option<u32>,
+    suppress_ifgroup: Option<u32>,
+    tun_id: Option<u64>,
+    realms: Option<String>,
+    /// Who made the rule (`FRA_PROTOCOL`: `kernel`, `static`, ...).
+    protocol: Option<Named>,
+    table: Option<Named>,
+    table_id: Option<u32>,
+    action: Named,
+    goto: Option<u32>,
+}
+
+/// What the rule does, as `ip rule` names it: `lookup`, `goto`, `nop`, `blackhole`,
+/// `unreachable`, `prohibit`, else the number.
+fn action_name(action: RuleAction) -> Named {
+    let name = match u8::from(action) {
+        1 => "lookup",
+        2 => "goto",
+        3 => "nop",
+        6 => "blackhole",
+        7 => "unreachable",
+        8 => "prohibit",
+        n => return Named::Number(u32::from(n)),
+    };
+    Named::Name(name.into())
+}
+
+/// The rule as `ip rule` writes it: `not from 10.0.0.0/8 fwmark 0x1/0xff lookup 100`.
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.src {
+        let sel = &self.sel;
+        if sel.not {
+            write!(f, "not ")?;
+        }
+        match sel.src {
             Some(n) => write!(f, "from {n}")?,
             None => write!(f, "from all")?,
         }
-        if let Some(n) = self.dst {
+        if let Some(n) = sel.dst {
             write!(f, " to {n}")?;
         }
-        if let Some(m) = self.fwmark {
-            write!(f, " fwmark {}", hex(m.mark))?;
+        if let Some(m) = sel.fwmark {
+            write!(f, " fwmark {:#x}", m.mark)?;
             if m.mask != u32::MAX {
-                write!(f, "/{}", hex(m.mask))?;
+                write!(f, "/{:#x}", m.mask)?;
             }
         }
-        if let Some(i) = &self.iif {
+        if let Some(i) = &sel.iif {
             write!(f, " iif {i}")?;
         }
-        if let Some(o) = &self.oif {
+        if let Some(o) = &sel.oif {
             write!(f, " oif {o}")?;
+        }
+        if let Some(u) = sel.uidrange {
+            write!(f, " uidrange {u}")?;
+        }
+        if let Some(p) = sel.ipproto {
+            write!(f, " ipproto {p}")?;
+        }
+        if let Some(p) = sel.sport {
+            write!(f, " sport {p}")?;
+        }
+        if let Some(p) = sel.dport {
+            write!(f, " dport {p}")?;
         }
         if let Some(t) = self.table {
             write!(f, " lookup {}", table::name(t))?;
+        }
+        if let Some(n) = sel.suppress_prefixlength {
+            write!(f, " suppress_prefixlength {n}")?;
         }
         if let Some(p) = self.priority {
             write!(f, " priority {p}")?;
@@ -267,220 +576,49 @@ impl fmt::Display for Rule {
     }
 }
 
-/// `%#x` as iproute2 prints marks: `0` or `0x1f`.
-fn hex(v: u32) -> String {
-    if v == 0 {
-        "0".into()
-    } else {
-        format!("{v:#x}")
-    }
-}
-
-/// A rule as `ip -j rule show` prints it (same keys, same values), plus `family`.
-fn rule_json(msg: &RuleMessage) -> Value {
-    let mut o = Map::new();
-    let fam = Family::from_netlink(msg.header.family);
-    o.insert("family".into(), json!(fam.map(Family::inet_name)));
-    let priority = rule_attr(msg, |a| match a {
-        RuleAttribute::Priority(p) => Some(*p),
-        _ => None,
-    });
-    o.insert("priority".into(), json!(priority.unwrap_or(0)));
-    selectors_json(msg, fam, &mut o);
-    attributes_json(msg, &mut o);
-    action_json(msg, &mut o);
-    Value::Object(o)
-}
-
-/// The first attribute of the rule that `pick` takes.
-fn rule_attr<T>(msg: &RuleMessage, pick: impl Fn(&RuleAttribute) -> Option<T>) -> Option<T> {
-    msg.attributes.iter().find_map(pick)
-}
-
-/// What the rule matches: `not`, `src`/`srclen`, `dst`/`dstlen`, `tos`, `fwmark`/`fwmask`,
-/// `iif`, `oif` (and whether those are detached).
-fn selectors_json(msg: &RuleMessage, fam: Option<Family>, o: &mut Map<String, Value>) {
-    let h = &msg.header;
-    if h.flags.contains(RuleFlags::Invert) {
-        o.insert("not".into(), Value::Null);
-    }
-    let host_len = if fam == Some(Family::V6) { 128 } else { 32 };
-    let src = rule_attr(msg, |a| match a {
-        RuleAttribute::Source(s) => Some(s.to_string()),
-        _ => None,
-    });
-    let dst = rule_attr(msg, |a| match a {
-        RuleAttribute::Destination(s) => Some(s.to_string()),
-        _ => None,
-    });
-    for (key, addr, len, all) in [
-        ("src", src, h.src_len, true),
-        ("dst", dst, h.dst_len, false),
-    ] {
-        match addr {
-            Some(a) => {
-                o.insert(key.into(), json!(a));
-                if len != host_len {
-                    o.insert(format!("{key}len"), json!(len));
-                }
-            }
-            None if len != 0 => {
-                o.insert(key.into(), json!("0"));
-                o.insert(format!("{key}len"), json!(len));
-            }
-            None if all => {
-                o.insert(key.into(), json!("all"));
-            }
-            None => {}
-        }
-    }
-    if h.tos != 0 {
-        o.insert("tos".into(), json!(format!("{:#x}", h.tos)));
-    }
-    let mark = rule_attr(msg, |a| match a {
-        RuleAttribute::FwMark(m) => Some(*m),
-        _ => None,
-    });
-    let mask = rule_attr(msg, |a| match a {
-        RuleAttribute::FwMask(m) => Some(*m),
-        _ => None,
-    });
-    if mark.is_some() || mask.is_some() {
-        o.insert("fwmark".into(), json!(hex(mark.unwrap_or(0))));
-        let mask = mask.unwrap_or(u32::MAX);
-        if mask != u32::MAX {
-            o.insert("fwmask".into(), json!(hex(mask)));
-        }
-    }
-    for a in &msg.attributes {
-        let (key, name, detached) = match a {
-            RuleAttribute::Iifname(n) => ("iif", n, RuleFlags::IifDetached),
-            RuleAttribute::Oifname(n) => ("oif", n, RuleFlags::OifDetached),
-            _ => continue,
-        };
-        o.insert(key.into(), json!(name));
-        if h.flags.contains(detached) {
-            o.insert(format!("{key}_detached"), Value::Null);
-        }
-    }
-}
-
-/// Who made the rule and where it looks: `protocol` (unless unspecified or kernel), `table`.
-fn attributes_json(msg: &RuleMessage, o: &mut Map<String, Value>) {
-    // The last one that says something: 0 (unspec) and 2 (kernel) are not printed.
-    let protocol = msg.attributes.iter().rev().find_map(|a| match a {
-        RuleAttribute::Protocol(p) => Some(u8::from(*p)).filter(|p| *p != 0 && *p != 2),
-        _ => None,
-    });
-    if let Some(p) = protocol {
-        o.insert("protocol".into(), json!(crate::cmd::protocol_name(p)));
-    }
-    let table = rule_attr(msg, |a| match a {
-        RuleAttribute::Table(t) => Some(*t),
-        _ => None,
-    })
-    .unwrap_or(u32::from(msg.header.table));
-    if table != 0 {
-        o.insert("table".into(), json!(table::name(table)));
-    }
-}
-
-/// What the rule does besides looking up its table: `goto`, `nop` or `action`.
-fn action_json(msg: &RuleMessage, o: &mut Map<String, Value>) {
-    match msg.header.action {
-        RuleAction::ToTable => {}
-        RuleAction::Goto => {
-            let target = rule_attr(msg, |a| match a {
-                RuleAttribute::Goto(g) => Some(json!(g)),
-                _ => None,
-            });
-            o.insert("goto".into(), target.unwrap_or(json!("none")));
-        }
-        RuleAction::Nop => {
-            o.insert("nop".into(), Value::Null);
-        }
-        other => {
-            let name = match u8::from(other) {
-                0 => "none".to_string(),
-                6 => "blackhole".to_string(),
-                7 => "unreachable".to_string(),
-                8 => "prohibit".to_string(),
-                n => n.to_string(),
-            };
-            o.insert("action".into(), json!(name));
-        }
-    }
-}
-
-/// The rules of one family (or both), in kernel order.
-async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<RuleMessage>> {
+/// The rules of one family (or both), in kernel order, parsed.
+async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<(RuleMessage, Rule)>> {
     let mut all = Vec::new();
     for fam in families {
         let version = match fam {
             Family::V4 => IpVersion::V4,
             Family::V6 => IpVersion::V6,
         };
-        let mut rules: Vec<RuleMessage> = handle
+        let rules: Vec<RuleMessage> = handle
             .rule()
             .get(version)
             .execute()
             .try_collect()
             .await
             .with_context(|| format!("listing {} rules", fam.inet_name()))?;
-        all.append(&mut rules);
+        all.extend(rules.into_iter().filter_map(|m| {
+            let r = Rule::from_message(&m)?;
+            Some((m, r))
+        }));
     }
     Ok(all)
-}
-
-fn matching<'a>(want: &Rule, rules: &'a [RuleMessage]) -> Vec<&'a RuleMessage> {
-    rules
-        .iter()
-        .filter(|m| Rule::from_message(m).is_some_and(|r| want.matches(&r)))
-        .collect()
 }
 
 impl RuleCmd {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         match self {
             RuleCmd::Add { sel, table } => add(ctx, &Rule::from_selectors(&sel, Some(table))?),
-            RuleCmd::Del { sel, table } => {
-                let want = Rule::from_selectors(&sel, table)?;
-                if want == Rule::from_selectors(&Selectors::empty(sel.family), None)? {
-                    return Err(Error::invalid(
-                        "rule del needs at least one selector (--table, --priority, --from, --to, --fwmark, --iif or --oif)",
-                    ));
-                }
-                del(ctx, &want)
-            }
-            RuleCmd::List { family } => {
-                let families = match (family.ipv4, family.ipv6) {
-                    (true, _) => vec![Family::V4],
-                    (_, true) => vec![Family::V6],
-                    _ => vec![Family::V4, Family::V6],
-                };
-                let handle = ctx.netlink()?;
-                let rules = ctx
-                    .block_on(dump(&handle, &families))
-                    .with_context(|| format!("in {}", ctx.ns_label()))?;
-                let rules: Vec<Value> = rules.iter().map(rule_json).collect();
-                Outcome::json(json!({"changed": false, "rules": rules}))
-            }
+            RuleCmd::Del { sel, table } => del(ctx, &Rule::from_selectors(&sel, table)?),
+            RuleCmd::List { family } => list(ctx, family),
         }
     }
 }
 
-impl Selectors {
-    fn empty(family: FamilyArgs) -> Selectors {
-        Selectors {
-            priority: None,
-            from: None,
-            to: None,
-            fwmark: None,
-            iif: None,
-            oif: None,
-            family,
-        }
-    }
+fn list(ctx: &Ctx, family: FamilyArgs) -> Result<Outcome> {
+    let handle = ctx.netlink()?;
+    let rules = ctx
+        .block_on(dump(&handle, &family.families()))
+        .with_context(|| format!("in {}", ctx.ns_label()))?;
+    let views: Vec<RuleView> = rules
+        .iter()
+        .map(|(_, r)| r.view(ctx.netns_name()))
+        .collect();
+    Outcome::listing("rules", views)
 }
 
 fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
@@ -489,50 +627,52 @@ fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     let before = ctx
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
-    if let Some(found) = matching(want, &before).first() {
-        return Outcome::json(json!({"changed": false, "rule": rule_json(found)}));
+    if let Some((_, found)) = before.iter().find(|(_, r)| want.matches(r)) {
+        return Outcome::object(false, "rule", found.view(ctx.netns_name()));
     }
-    let msg = want.to_message();
     if ctx.check {
-        let mut predicted = rule_json(&msg);
-        if want.priority.is_none() {
-            // The kernel picks it on the real run.
-            predicted["priority"] = Value::Null;
-        }
-        return Outcome::json(json!({"changed": true, "rule": predicted}));
+        // The priority, when not given, is the kernel's to pick on the real run.
+        return Outcome::object(true, "rule", want.view(ctx.netns_name()));
     }
     common::vlog!(1, "ip rule add {want} (in {})", ctx.ns_label());
     let mut req = handle.rule().add();
-    *req.message_mut() = msg.clone();
+    *req.message_mut() = want.to_message();
     ctx.block_on(req.execute()).with_context(what)?;
     let after = ctx
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
-    let added = matching(want, &after)
-        .first()
-        .map_or_else(|| rule_json(&msg), |m| rule_json(m));
-    Outcome::json(json!({"changed": true, "rule": added}))
+    let added = after
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| want.matches(r))
+        .unwrap_or(want);
+    Outcome::object(true, "rule", added.view(ctx.netns_name()))
 }
 
 fn del(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
+    if want.selects_nothing() {
+        return Err(Error::invalid(
+            "rule del needs at least one selector (--table, --priority, --from, --to, --fwmark, \
+             --iif, --oif, --not, --suppress-prefixlength, --uidrange, --ipproto, --sport or --dport)",
+        ));
+    }
     let handle = ctx.netlink()?;
     let what = || format!("deleting rule {want} in {}", ctx.ns_label());
     let rules = ctx
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
-    let found = matching(want, &rules);
-    let listed: Vec<Value> = found.iter().map(|m| rule_json(m)).collect();
+    let found: Vec<&(RuleMessage, Rule)> = rules.iter().filter(|(_, r)| want.matches(r)).collect();
     if !ctx.check {
-        for msg in found {
+        for (msg, _) in &found {
             common::vlog!(1, "ip rule del {want} (in {})", ctx.ns_label());
-            match ctx.block_on(handle.rule().del((*msg).clone()).execute()) {
-                Ok(()) => {}
-                Err(e) if common::nl::is_absent(&e) => {}
-                Err(e) => return Err(Error::caused(what(), e)),
-            }
+            super::deleted(ctx.block_on(handle.rule().del(msg.clone()).execute()), what)?;
         }
     }
-    Outcome::json(json!({"changed": !listed.is_empty(), "rules": listed}))
+    let removed: Vec<RuleView> = found
+        .iter()
+        .map(|(_, r)| r.view(ctx.netns_name()))
+        .collect();
+    Outcome::object(!removed.is_empty(), "rules", removed)
 }
 
 #[cfg(test)]
@@ -540,7 +680,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fwmarks() {
+    fn flag_values() {
         assert_eq!(
             "0x1/0xff".parse::<Fwmark>().unwrap(),
             Fwmark {
@@ -552,88 +692,85 @@ mod tests {
         let err = "0x1/0xzz".parse::<Fwmark>().unwrap_err();
         assert!(err.contains("'0xzz'"), "{err}");
         assert!("4294967296".parse::<Fwmark>().is_err());
+        assert_eq!(
+            "100-200".parse::<UidRange>().unwrap(),
+            UidRange {
+                start: 100,
+                end: 200
+            }
+        );
+        assert!("200-100"
+            .parse::<UidRange>()
+            .unwrap_err()
+            .contains("200-100"));
+        assert!("x".parse::<UidRange>().unwrap_err().contains("'x'"));
+        assert_eq!("tcp".parse::<IpProto>().unwrap(), IpProto(6));
+        assert_eq!("47".parse::<IpProto>().unwrap().to_string(), "47");
+        assert!("256".parse::<IpProto>().unwrap_err().contains("'256'"));
+    }
+
+    fn every_selector() -> Rule {
+        Rule {
+            family: Family::V4,
+            priority: Some(100),
+            sel: Match {
+                not: true,
+                src: Some("10.1.0.0/24".parse().unwrap()),
+                dst: Some("10.0.0.1/32".parse().unwrap()),
+                fwmark: Some(Fwmark {
+                    mark: 1,
+                    mask: 0xff,
+                }),
+                iif: Some("eth0".into()),
+                oif: Some("wg0".into()),
+                suppress_prefixlength: Some(0),
+                uidrange: Some(UidRange { start: 1, end: 2 }),
+                ipproto: Some(IpProto(UDP)),
+                sport: Some("53".parse().unwrap()),
+                dport: Some("1000-2000".parse().unwrap()),
+            },
+            table: Some(1000),
+            action: RuleAction::ToTable,
+            foreign: Foreign::default(),
+            protocol: None,
+            iif_detached: false,
+            oif_detached: false,
+        }
     }
 
     #[test]
     fn message_round_trip() {
-        let rule = Rule {
-            family: Family::V4,
-            priority: Some(100),
-            src: Some("10.1.0.0/24".parse().unwrap()),
-            dst: None,
-            fwmark: Some(Fwmark {
-                mark: 1,
-                mask: 0xff,
-            }),
-            iif: Some("eth0".into()),
-            oif: None,
-            table: Some(1000),
-            action: RuleAction::ToTable,
-            extra: false,
-        };
+        let rule = every_selector();
         let msg = rule.to_message();
         assert_eq!(msg.header.action, RuleAction::ToTable);
         assert_eq!(Rule::from_message(&msg).unwrap(), rule);
-        let j = rule_json(&msg);
-        assert_eq!(j["table"], "1000");
-        assert_eq!(j["srclen"], 24);
-        assert_eq!(j["fwmask"], "0xff");
         assert_eq!(
             rule.to_string(),
-            "from 10.1.0.0/24 fwmark 0x1/0xff iif eth0 lookup 1000 priority 100"
+            "not from 10.1.0.0/24 to 10.0.0.1/32 fwmark 0x1/0xff iif eth0 oif wg0 uidrange 1-2 \
+             ipproto udp sport 53 dport 1000-2000 lookup 1000 suppress_prefixlength 0 priority 100"
         );
     }
 
     #[test]
-    fn json_of_every_part() {
-        use netlink_packet_route::route::RouteProtocol;
-        let rule = Rule {
-            family: Family::V4,
-            priority: Some(5),
-            src: Some("10.0.0.1/32".parse().unwrap()),
-            dst: Some("10.0.0.0/8".parse().unwrap()),
-            fwmark: Some(Fwmark { mark: 0, mask: 7 }),
-            iif: Some("e".into()),
-            oif: Some("wg0".into()),
-            table: Some(253),
-            action: RuleAction::ToTable,
-            extra: false,
-        };
-        let mut m = rule.to_message();
+    fn view_of_every_part() {
+        let v = serde_json::to_value(every_selector().view(Some("ns1".into()))).unwrap();
         assert_eq!(
-            rule_json(&m).to_string(),
-            r#"{"dst":"10.0.0.0","dstlen":8,"family":"inet","fwmark":"0","fwmask":"0x7","iif":"e","oif":"wg0","priority":5,"src":"10.0.0.1","table":"default"}"#
+            v.to_string(),
+            r#"{"action":"lookup","dport":"1000-2000","dst":"10.0.0.1","dstlen":32,"family":"inet","fwmark":1,"fwmask":255,"goto":null,"iif":"eth0","iif_detached":false,"l3mdev":false,"netns":"ns1","not":true,"oif":"wg0","oif_detached":false,"priority":100,"proto":"udp","protocol":null,"realms":null,"sport":"53","src":"10.1.0.0","srclen":24,"suppress_ifgroup":null,"suppress_prefixlength":0,"table":1000,"table_id":1000,"tos":null,"tun_id":null,"uidrange":"1-2"}"#
         );
-        m.header.flags = RuleFlags::Invert | RuleFlags::IifDetached | RuleFlags::OifDetached;
-        m.header.tos = 0x10;
-        m.header.src_len = 3;
-        m.header.action = RuleAction::Goto;
-        m.attributes
-            .retain(|a| !matches!(a, RuleAttribute::Source(_)));
-        m.attributes
-            .push(RuleAttribute::Protocol(RouteProtocol::Static));
-        m.attributes
-            .push(RuleAttribute::Protocol(RouteProtocol::Kernel));
-        m.attributes.push(RuleAttribute::Goto(7));
-        assert_eq!(
-            rule_json(&m).to_string(),
-            r#"{"dst":"10.0.0.0","dstlen":8,"family":"inet","fwmark":"0","fwmask":"0x7","goto":7,"iif":"e","iif_detached":null,"not":null,"oif":"wg0","oif_detached":null,"priority":5,"protocol":"static","src":"0","srclen":3,"table":"default","tos":"0x10"}"#
-        );
-        m.header.action = RuleAction::Other(42);
-        m.header.table = 100;
-        m.header.dst_len = 9;
-        m.attributes.retain(|a| {
-            !matches!(
-                a,
-                RuleAttribute::Table(_)
-                    | RuleAttribute::FwMark(_)
-                    | RuleAttribute::FwMask(_)
-                    | RuleAttribute::Destination(_)
-            )
-        });
-        assert_eq!(
-            rule_json(&m).to_string(),
-            r#"{"action":"42","dst":"0","dstlen":9,"family":"inet","iif":"e","iif_detached":null,"not":null,"oif":"wg0","oif_detached":null,"priority":5,"protocol":"static","src":"0","srclen":3,"table":"100","tos":"0x10"}"#
-        );
+        // What routectl never sets still shows, and keeps such a rule from matching.
+        let mut msg = every_selector().to_message();
+        msg.header.tos = 0x10;
+        msg.header.action = RuleAction::Goto;
+        msg.attributes.push(RuleAttribute::Goto(7));
+        msg.attributes.push(RuleAttribute::Realm(RouteRealm {
+            source: 1,
+            destination: 2,
+        }));
+        let got = Rule::from_message(&msg).unwrap();
+        assert!(!every_selector().matches(&got));
+        let v = serde_json::to_value(got.view(None)).unwrap();
+        let shown = ["tos", "action", "goto", "table", "realms"].map(|k| v[k].to_string());
+        assert_eq!(shown, ["16", r#""goto""#, "7", "null", r#""1/2""#]);
     }
 }

@@ -13,8 +13,8 @@ use netlink_packet_route::link::{
 };
 use rtnetlink::{Handle, LinkUnspec, LinkVrf};
 use serde::Serialize;
-use serde_json::json;
 
+use crate::iproute2::Named;
 use crate::table::{self, Table};
 
 #[derive(Subcommand, Debug)]
@@ -46,11 +46,24 @@ pub enum VrfCmd {
     List,
 }
 
-#[derive(Serialize)]
-struct Vrf {
+/// A VRF as `vrf add`, `del` and `list` print it.
+#[derive(Debug, Serialize)]
+pub struct VrfView {
     name: String,
-    table: String,
+    netns: Option<String>,
+    /// The VRF's table by its name when it has one, else its number.
+    table: Named,
+    table_id: u32,
+    /// The interfaces enslaved to it.
     members: Vec<String>,
+}
+
+/// What `vrf enslave` prints: the interface and the VRF it is (or would be) in.
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    name: String,
+    netns: Option<String>,
+    vrf: String,
 }
 
 fn vrf_table(link: &LinkMessage) -> Option<u32> {
@@ -75,25 +88,37 @@ fn kind_name(link: &LinkMessage) -> String {
         .map_or_else(|| "a device without a kind".into(), |k| format!("a {k}"))
 }
 
+impl VrfView {
+    fn new(ctx: &Ctx, name: &str, table: u32, members: Vec<String>) -> VrfView {
+        VrfView {
+            name: name.to_owned(),
+            netns: ctx.netns_name(),
+            table: table::named(table),
+            table_id: table,
+            members,
+        }
+    }
+}
+
 /// Every VRF in the namespace with its members.
-fn vrfs(links: &[LinkMessage]) -> Vec<Vrf> {
+fn vrfs(ctx: &Ctx, links: &[LinkMessage]) -> Vec<VrfView> {
     links
         .iter()
         .filter(|l| is_vrf(l))
-        .map(|v| Vrf {
-            name: v.name().unwrap_or_default().to_string(),
-            table: table::name(vrf_table(v).unwrap_or(0)),
-            members: links
+        .map(|v| {
+            let members = links
                 .iter()
                 .filter(|l| l.master() == Some(v.header.index))
                 .filter_map(|l| l.name().map(str::to_string))
-                .collect(),
+                .collect();
+            let name = v.name().unwrap_or_default();
+            VrfView::new(ctx, name, vrf_table(v).unwrap_or(0), members)
         })
         .collect()
 }
 
-fn one(links: &[LinkMessage], name: &str) -> Option<Vrf> {
-    vrfs(links).into_iter().find(|v| v.name == name)
+fn one(ctx: &Ctx, links: &[LinkMessage], name: &str) -> Option<VrfView> {
+    vrfs(ctx, links).into_iter().find(|v| v.name == name)
 }
 
 impl VrfCmd {
@@ -128,15 +153,11 @@ fn add(ctx: &Ctx, handle: &Handle, name: &IfName, table: Table) -> Result<Outcom
             )));
         }
         let all = ctx.block_on(common::nl::links(handle))?;
-        return Outcome::json(json!({"changed": false, "vrf": one(&all, name.as_str())}));
+        return Outcome::object(false, "vrf", one(ctx, &all, name.as_str()));
     }
-    let planned = Vrf {
-        name: name.to_string(),
-        table: table.to_string(),
-        members: vec![],
-    };
+    let planned = VrfView::new(ctx, name.as_str(), table.0, vec![]);
     if ctx.check {
-        return Outcome::json(json!({"changed": true, "vrf": planned}));
+        return Outcome::object(true, "vrf", planned);
     }
     common::vlog!(1, "ip link add {name} type vrf table {table} (in {ns})");
     let msg = LinkVrf::new(name.as_str(), table.0).up().build();
@@ -152,7 +173,7 @@ fn add(ctx: &Ctx, handle: &Handle, name: &IfName, table: Table) -> Result<Outcom
         }
         Err(e) => return Err(Error::caused(what, e)),
     }
-    Outcome::json(json!({"changed": true, "vrf": planned}))
+    Outcome::object(true, "vrf", planned)
 }
 
 /// `vrf del NAME`: a missing VRF is no change; a device of that name that is not a VRF is an
@@ -161,7 +182,7 @@ fn del(ctx: &Ctx, handle: &Handle, name: &IfName) -> Result<Outcome> {
     let ns = ctx.ns_label();
     let what = format!("deleting VRF {name} in {ns}");
     let Some(l) = ctx.block_on(common::nl::find_link(handle, name.as_str()))? else {
-        return Outcome::json(json!({"changed": false, "vrf": null}));
+        return Outcome::object(false, "vrf", None::<VrfView>);
     };
     if !is_vrf(&l) {
         return Err(Error::failed(format!(
@@ -169,12 +190,16 @@ fn del(ctx: &Ctx, handle: &Handle, name: &IfName) -> Result<Outcome> {
             kind_name(&l)
         )));
     }
-    let gone = one(&ctx.block_on(common::nl::links(handle))?, name.as_str());
+    let gone = one(
+        ctx,
+        &ctx.block_on(common::nl::links(handle))?,
+        name.as_str(),
+    );
     if !ctx.check {
         common::vlog!(1, "ip link del {name} (in {ns})");
         ctx.block_on(delete_link_if_exists(handle, l.header.index, || what))?;
     }
-    Outcome::json(json!({"changed": true, "vrf": gone}))
+    Outcome::object(true, "vrf", gone)
 }
 
 /// `vrf enslave IFACE --vrf NAME`: already in that VRF is no change; in another master is an
@@ -217,11 +242,16 @@ fn enslave(ctx: &Ctx, handle: &Handle, iface: &IfName, vrf: &IfName) -> Result<O
         ctx.block_on(handle.link().set(msg).execute())
             .context(what)?;
     }
-    Outcome::json(json!({"changed": changed, "iface": iface, "vrf": vrf}))
+    let member = MemberView {
+        name: iface.to_string(),
+        netns: ctx.netns_name(),
+        vrf: vrf.to_string(),
+    };
+    Outcome::object(changed, "member", member)
 }
 
 /// `vrf list`: every VRF with its table and members.
 fn list(ctx: &Ctx, handle: &Handle) -> Result<Outcome> {
     let all = ctx.block_on(common::nl::links(handle))?;
-    Outcome::json(json!({"changed": false, "vrfs": vrfs(&all)}))
+    Outcome::listing("vrfs", vrfs(ctx, &all))
 }
