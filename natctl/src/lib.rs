@@ -1,4 +1,5 @@
-//! natctl: NAT, port forwards, 1:1 prefix mapping, conntrack zones and fwmarks on nftables.
+//! natctl: NAT, port forwards, 1:1 prefix mapping, conntrack zones, fwmarks and connection marks
+//! on nftables.
 //!
 //! `natctl [--ns NS] VERB [ARGS]`. natctl keeps everything it makes in its own table,
 //! `table inet natctl`, in the namespace it acts on, and never touches any other table. Every

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use clap::ValueEnum;
+use common::types::PortRange;
 use common::{Error, Result};
 use ipnet::IpNet;
 use serde::ser::{Serialize, Serializer};
@@ -97,6 +98,26 @@ pub enum Match {
     Proto(Proto),
     /// `th dport FIRST[-LAST]` (after a Proto match)
     Dport(u16, u16),
+    /// `ct direction reply`: the packet travels against its connection's first packet.
+    CtReply,
+    /// `ct mark N`
+    CtMark(u32),
+}
+
+/// `meta l4proto PROTO [th dport PORT[-PORT]]`; a port without a protocol is invalid.
+pub fn port_matches(
+    kind: &str,
+    proto: Option<Proto>,
+    dport: Option<PortRange>,
+) -> Result<Vec<Match>> {
+    if let (Some(dport), None) = (dport, proto) {
+        return Err(Error::invalid(format!(
+            "{kind}: --dport {dport} needs --proto tcp|udp"
+        )));
+    }
+    let mut matches: Vec<Match> = proto.into_iter().map(Match::Proto).collect();
+    matches.extend(dport.map(|p| Match::Dport(p.first.0, p.last.0)));
+    Ok(matches)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,40 +143,56 @@ pub enum Action {
     Zone { zone: u16, dir: ZoneDir },
     /// `meta mark set N`
     Mark(u32),
+    /// `ct mark set N`
+    CtMark(u32),
+    /// `meta mark set ct mark`
+    MarkFromCt,
+}
+
+/// One nftables rule of a natctl rule: the base chain it is in, its matches and its statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub stage: Stage,
+    pub matches: Vec<Match>,
+    pub action: Action,
 }
 
 /// A validated rule, ready to be encoded or compared.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub kind: &'static str,
-    pub stage: Stage,
     pub family: Option<Family>,
-    pub matches: Vec<Match>,
-    pub action: Action,
+    /// The nftables rules it is made of, in this order, all carrying the same comment: one for
+    /// most kinds; `dnat --local` adds one in the output hook, `connmark` one restoring the mark.
+    pub parts: Vec<Part>,
     /// Every argument of the kind, in canonical order; `None` when not given.
     pub args: Vec<(&'static str, Option<Arg>)>,
 }
 
-/// One argument value, printed the way the command line takes it (in JSON a string or a
-/// number).
+/// One argument value, printed the way the command line takes it: in JSON a string, a number,
+/// or for a flag without a value a boolean.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
 pub enum Arg {
     Text(String),
     Number(u64),
+    /// A flag such as `--local`: on the command line only when true.
+    Flag(bool),
 }
 
 impl Arg {
     pub fn text(v: impl fmt::Display) -> Arg {
         Arg::Text(v.to_string())
     }
-}
 
-impl fmt::Display for Arg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// How the argument `--key` appears on the canonical command line (nothing for an unset
+    /// flag, so adding a flag to a kind does not change the ids of rules made before it).
+    fn write_canonical(&self, key: &str, out: &mut String) {
         match self {
-            Arg::Text(s) => f.write_str(s),
-            Arg::Number(n) => n.fmt(f),
+            Arg::Text(s) => out.push_str(&format!(" --{key} {s}")),
+            Arg::Number(n) => out.push_str(&format!(" --{key} {n}")),
+            Arg::Flag(true) => out.push_str(&format!(" --{key}")),
+            Arg::Flag(false) => {}
         }
     }
 }
@@ -178,7 +215,7 @@ impl Rule {
         let mut s = String::from(self.kind);
         for (key, val) in &self.args {
             if let Some(v) = val {
-                s.push_str(&format!(" --{key} {v}"));
+                v.write_canonical(key, &mut s);
             }
         }
         s
@@ -217,7 +254,7 @@ pub struct RuleView {
     pub netns: Option<String>,
     /// `inet` (IPv4, `meta nfproto ipv4`), `inet6` (IPv6) or `any` (both: no address given).
     pub family: &'static str,
-    /// Every argument of the kind, by its flag's name; null when not given.
+    /// Every argument of the kind, by its flag's name; null (false for a flag) when not given.
     #[serde(flatten)]
     pub args: Args,
 }

@@ -33,6 +33,7 @@ struct RuleJson {
     zone: Option<u16>,
     dir: Option<String>,
     set: Option<u32>,
+    local: Option<bool>,
     chain: Option<String>,
     handle: Option<u64>,
     packets: Option<u64>,
@@ -175,7 +176,20 @@ fn walkthrough(lab: &Lab) -> Walk {
 /// sending a line to `dest`. Returns (what the listener received, the listener's stderr,
 /// which names the peer address).
 fn tcp_exchange(server: &str, port: u16, client: &str, dest: &str, v6: bool) -> (String, String) {
+    tcp_exchange_from(server, port, client, None, dest, v6)
+}
+
+/// [`tcp_exchange`] with the client bound to `source` (`nc -s`) when given.
+fn tcp_exchange_from(
+    server: &str,
+    port: u16,
+    client: &str,
+    source: Option<&str>,
+    dest: &str,
+    v6: bool,
+) -> (String, String) {
     let fam = if v6 { "-6" } else { "-4" };
+    let bind = source.map_or(String::new(), |a| format!("-s {a}"));
     let script = format!(
         r#"
         out=$(mktemp); err=$(mktemp)
@@ -183,7 +197,7 @@ fn tcp_exchange(server: &str, port: u16, client: &str, dest: &str, v6: bool) -> 
         for i in $(seq 1 50); do
             ip netns exec {server} ss -Hltn "sport = :{port}" | grep -q . && break; sleep 0.1
         done
-        echo hello-from-client | ip netns exec {client} nc -N -w 3 {dest} {port}
+        echo hello-from-client | ip netns exec {client} nc {bind} -N -w 3 {dest} {port}
         wait
         cat "$out"; echo ---; cat "$err"; rm -f "$out" "$err"
         "#
@@ -587,7 +601,7 @@ fn a_batch_the_kernel_refuses_leaves_the_ruleset_byte_identical() {
     let lab = Lab::new();
     let ns = lab.netns("atom");
     // A table natctl would use, hand-made with a chain of the wrong type: natctl's transaction
-    // (table, four base chains, the rule) fails at the srcnat chain, after creating others.
+    // (table, its base chains, the rule) fails at the srcnat chain, after creating others.
     nsh(
         &ns,
         "nft add table inet natctl && nft add chain inet natctl srcnat '{ type filter hook postrouting priority 0; }' \
@@ -798,9 +812,79 @@ fn bad_input_exits_2_and_changes_nothing() {
             "10.292.0.0/16",
         ),
         (&["del", "not-an-id"], "not-an-id"),
+        (&["masquerade"], "--oif IFACE, --src CIDR, --dst CIDR"),
+        (
+            &[
+                "masquerade",
+                "--src",
+                "10.0.0.0/8",
+                "--dst",
+                "2001:db8::/32",
+            ],
+            "2001:db8::",
+        ),
+        (&["masquerade", "--dst", "10.0.0.300/8"], "10.0.0.300/8"),
+        (
+            &["snat", "--to", "10.0.0.1", "--dport", "80"],
+            "--dport 80 needs --proto",
+        ),
+        (
+            &["snat", "--to", "10.0.0.1", "--dst", "2001:db8::/64"],
+            "2001:db8::",
+        ),
+        (
+            &[
+                "snat",
+                "--to",
+                "2001:db8::1",
+                "--src",
+                "10.0.0.0/8",
+                "--dst",
+                "2001:db8::/64",
+            ],
+            "10.0.0.0",
+        ),
+        (&["snat", "--to", "10.0.0.1", "--proto", "icmp"], "icmp"),
+        (
+            &[
+                "snat", "--to", "10.0.0.1", "--proto", "tcp", "--dport", "70000",
+            ],
+            "70000",
+        ),
+        (
+            &[
+                "snat", "--to", "10.0.0.1", "--proto", "tcp", "--dport", "90-80",
+            ],
+            "90-80",
+        ),
+        (
+            &["dnat", "--to", "10.0.0.1", "--iif", "eth0", "--local"],
+            "--local",
+        ),
+        (
+            &[
+                "dnat",
+                "--to",
+                "10.0.0.1",
+                "--local",
+                "--daddr",
+                "2001:db8::1",
+            ],
+            "2001:db8::1",
+        ),
+        (&["connmark", "--iif", "eth0", "--set", "0"], "--set 0"),
+        (
+            &["connmark", "--iif", "eth0", "--set", "4294967296"],
+            "4294967296",
+        ),
+        (&["connmark", "--iif", "eth0", "--set", "ten"], "ten"),
+        (&["connmark", "--set", "5"], "--iif"),
+        (&["connmark", "--iif", "eth0"], "--set"),
+        (&["connmark", "--iif", "bad/name", "--set", "5"], "bad/name"),
     ];
     for (args, needle) in cases {
         natctl(&ns, args).fails(2, needle);
+        natctl(&ns, &[&["--check"][..], args].concat()).fails(2, needle);
         assert_eq!(ruleset(&ns), before, "{args:?} changed the ruleset");
     }
     // An unknown (well-formed) id: deleting what is absent succeeds with changed:false.
@@ -1022,4 +1106,607 @@ fn batch_lines_see_the_kernel_as_earlier_lines_left_it() {
     assert_eq!(out[0]["rule"]["id"], out[3]["rule"]["id"]);
     assert_eq!(out[5]["rules"].as_array().unwrap().len(), 2);
     assert_eq!(kernel_rule_count(&ns), 2);
+}
+
+/// One rule of `nft -j list table inet natctl`, the kernel's own account of it.
+#[derive(Debug, Deserialize)]
+struct NftRule {
+    chain: String,
+    handle: u64,
+    comment: Option<String>,
+    expr: Vec<Value>,
+}
+
+/// Every rule in natctl's table, as `nft -j` shows it.
+fn nft_rules(ns: &str) -> Vec<NftRule> {
+    let out = nsh(ns, "nft -j list table inet natctl").ok().stdout;
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft -j: {e}: {out}"));
+    v["nftables"]
+        .as_array()
+        .expect("nftables array")
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .map(|r| serde_json::from_value(r.clone()).expect("nft rule"))
+        .collect()
+}
+
+/// `{"match":{"op":"==","left":LEFT,"right":RIGHT}}`
+fn nft_match(left: Value, right: Value) -> Value {
+    serde_json::json!({"match": {"op": "==", "left": left, "right": right}})
+}
+
+/// An address or network as nft -j writes it: a bare address, or `{"prefix":{..}}`.
+fn nft_addr(a: &str) -> Value {
+    match a.split_once('/') {
+        Some((addr, len)) => {
+            serde_json::json!({"prefix": {"addr": addr, "len": len.parse::<u8>().unwrap()}})
+        }
+        None => serde_json::json!(a),
+    }
+}
+
+/// A port, or a range as `{"range":[first,last]}`; an address range the same way.
+fn nft_range<T: std::str::FromStr + serde::Serialize>(v: &str) -> Value
+where
+    T::Err: std::fmt::Debug,
+{
+    match v.split_once('-') {
+        Some((a, b)) => {
+            serde_json::json!({"range": [a.parse::<T>().unwrap(), b.parse::<T>().unwrap()]})
+        }
+        None => serde_json::json!(v.parse::<T>().unwrap()),
+    }
+}
+
+/// What `nft -j` must show for the `part`-th nftables rule of a listed natctl rule (the
+/// mapping docs/natctl.md documents), built from the listed fields alone.
+fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
+    use serde_json::json;
+    let counter = json!({"counter": {"packets": r.packets.unwrap(), "bytes": r.bytes.unwrap()}});
+    if (r.kind.as_str(), part) == ("connmark", 1) {
+        return vec![
+            nft_match(json!({"ct": {"key": "direction"}}), json!("reply")),
+            nft_match(json!({"ct": {"key": "mark"}}), json!(r.set.unwrap())),
+            counter,
+            json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}}),
+        ];
+    }
+    let family = match r.family.as_str() {
+        "inet" => Some("ip"),
+        "inet6" => Some("ip6"),
+        "any" => None,
+        other => panic!("family {other}"),
+    };
+    let mut e = Vec::new();
+    let addressed = r.src.is_some() || r.dst.is_some() || r.daddr.is_some();
+    if let (Some(f), false) = (family, addressed) {
+        let nfproto = if f == "ip" { "ipv4" } else { "ipv6" };
+        e.push(nft_match(
+            json!({"meta": {"key": "nfproto"}}),
+            json!(nfproto),
+        ));
+    }
+    let meta = |key: &str| json!({"meta": {"key": key}});
+    let payload =
+        |protocol: &str, field: &str| json!({"payload": {"protocol": protocol, "field": field}});
+    e.extend(
+        r.iif
+            .as_deref()
+            .map(|i| nft_match(meta("iifname"), json!(i))),
+    );
+    e.extend(
+        r.oif
+            .as_deref()
+            .map(|i| nft_match(meta("oifname"), json!(i))),
+    );
+    let f = family.unwrap_or_default();
+    e.extend(
+        r.src
+            .as_deref()
+            .map(|a| nft_match(payload(f, "saddr"), nft_addr(a))),
+    );
+    for a in [&r.dst, &r.daddr].into_iter().flatten() {
+        e.push(nft_match(payload(f, "daddr"), nft_addr(a)));
+    }
+    match (r.proto.as_deref(), r.dport.as_deref()) {
+        (Some(p), Some(d)) => e.push(nft_match(payload(p, "dport"), nft_range::<u16>(d))),
+        (Some(p), None) => e.push(nft_match(meta("l4proto"), json!(p))),
+        _ => {}
+    }
+    e.push(counter);
+    let to = r.to.as_deref().unwrap_or_default();
+    e.push(match r.kind.as_str() {
+        "masquerade" => json!({"masquerade": null}),
+        "snat" => json!({"snat": {"family": f, "addr": nft_range::<std::net::IpAddr>(to)}}),
+        "dnat" => {
+            let (addr, port) = match to.strip_prefix('[') {
+                Some(v6) => v6.split_once("]:").unwrap(),
+                None if to.parse::<std::net::IpAddr>().is_ok() => (to, ""),
+                None => to.split_once(':').unwrap(),
+            };
+            let mut nat = json!({"family": f, "addr": addr});
+            if !port.is_empty() {
+                nat["port"] = nft_range::<u16>(port);
+            }
+            json!({"dnat": nat})
+        }
+        "connmark" => json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": r.set.unwrap()}}),
+        "zone" => {
+            let mut ct = json!({"key": "zone"});
+            if r.dir.as_deref() != Some("both") {
+                ct["dir"] = json!(r.dir);
+            }
+            json!({"mangle": {"key": {"ct": ct}, "value": r.zone.unwrap()}})
+        }
+        other => panic!("no expectation for kind {other}"),
+    });
+    e
+}
+
+/// Every listed rule is one nftables rule, with the same chain, handle, comment, counters and,
+/// expression by expression, what its listed arguments say.
+#[track_caller]
+fn assert_list_matches_nft(ns: &str) -> Vec<RuleJson> {
+    let listed = list(ns);
+    let kernel = nft_rules(ns);
+    assert_eq!(listed.len(), kernel.len(), "{listed:?}\n{kernel:?}");
+    for (i, r) in listed.iter().enumerate() {
+        let k = kernel
+            .iter()
+            .find(|k| Some(&k.chain) == r.chain.as_ref() && Some(k.handle) == r.handle)
+            .unwrap_or_else(|| panic!("listed {r:?} is not in nft -j: {kernel:?}"));
+        let comment = k.comment.as_deref().unwrap_or_default();
+        assert!(
+            comment.starts_with(&format!("natctl:{} {} ", r.id, r.kind)),
+            "{comment}"
+        );
+        let part = listed[..i].iter().filter(|o| o.id == r.id).count();
+        assert_eq!(
+            k.expr,
+            expected_exprs(r, part),
+            "{} part {part}: {comment}",
+            r.kind
+        );
+    }
+    listed
+}
+
+#[test]
+fn new_kinds_read_back_from_the_kernel_field_by_field() {
+    let lab = Lab::new();
+    let ns = lab.netns("fields");
+    let cases: &[&[&str]] = &[
+        &["masquerade", "--src", "192.0.2.0/24"],
+        &["masquerade", "--dst", "2001:db8:5::/64"],
+        &[
+            "masquerade",
+            "--oif",
+            "eth0",
+            "--src",
+            "fd00::/8",
+            "--dst",
+            "fd00:1::1",
+        ],
+        &[
+            "snat",
+            "--to",
+            "203.0.113.9",
+            "--dst",
+            "198.51.100.0/24",
+            "--proto",
+            "tcp",
+            "--dport",
+            "443",
+        ],
+        &[
+            "snat",
+            "--to",
+            "2001:db8::1-2001:db8::5",
+            "--dst",
+            "2001:db8:1::/64",
+            "--proto",
+            "udp",
+            "--dport",
+            "53-60",
+        ],
+        &[
+            "snat",
+            "--to",
+            "203.0.113.10",
+            "--oif",
+            "eth0",
+            "--proto",
+            "udp",
+            "--dport",
+            "53",
+        ],
+        &[
+            "snat",
+            "--to",
+            "2001:db8::7",
+            "--src",
+            "2001:db8:2::/64",
+            "--proto",
+            "tcp",
+        ],
+        &[
+            "dnat",
+            "--to",
+            "192.0.2.1",
+            "--daddr",
+            "203.0.113.254",
+            "--proto",
+            "tcp",
+            "--dport",
+            "54321",
+            "--local",
+        ],
+        &[
+            "dnat",
+            "--to",
+            "[2001:db8::1]:8080",
+            "--daddr",
+            "2001:db8:9::1",
+            "--proto",
+            "tcp",
+            "--dport",
+            "80",
+            "--local",
+        ],
+        &["connmark", "--iif", "eth0", "--set", "0x10"],
+        &["connmark", "--iif", "eth1", "--set", "4294967295"],
+    ];
+    for args in cases {
+        // --check predicts, changes nothing; the add does what it predicted; the same add
+        // again is changed:false with the same id, and so is its --check.
+        let before = ruleset(&ns);
+        let check: Added = parse(&natctl(&ns, &[&["--check"][..], args].concat()).ok());
+        assert!(check.changed, "{args:?}");
+        assert_eq!(ruleset(&ns), before, "--check {args:?} changed the ruleset");
+        let added = add(&ns, args);
+        assert!(added.changed, "{args:?}");
+        assert_eq!(added.rule.id, check.rule.id, "{args:?}");
+        assert_eq!(added.rule.kind, args[0]);
+        let after = ruleset(&ns);
+        let again = add(&ns, args);
+        assert!(!again.changed, "{args:?}");
+        assert_eq!(again.rule.id, added.rule.id, "{args:?}");
+        assert!(!natctl(&ns, &[&["--check"][..], args].concat())
+            .ok()
+            .changed());
+        assert_eq!(
+            ruleset(&ns),
+            after,
+            "re-adding {args:?} changed the ruleset"
+        );
+    }
+    let listed = assert_list_matches_nft(&ns);
+
+    // dnat --local is in prerouting and output; connmark is two rules, both in connmarks.
+    let chains = |kind: &str, family: &str| -> Vec<String> {
+        listed
+            .iter()
+            .filter(|r| r.kind == kind && r.family == family)
+            .map(|r| r.chain.clone().unwrap())
+            .collect()
+    };
+    assert_eq!(chains("dnat", "inet"), ["dstnat", "output"]);
+    assert_eq!(chains("dnat", "inet6"), ["dstnat", "output"]);
+    assert_eq!(chains("connmark", "any"), ["connmarks"; 4]);
+    assert!(listed
+        .iter()
+        .filter(|r| r.kind == "dnat")
+        .all(|r| r.local == Some(true)));
+    let connmark_16 = listed.iter().find(|r| r.kind == "connmark").unwrap();
+    assert_eq!(connmark_16.set, Some(16));
+    assert_eq!(connmark_16.iif.as_deref(), Some("eth0"));
+    let masq = listed.iter().find(|r| r.kind == "masquerade").unwrap();
+    assert_eq!((masq.oif.as_deref(), masq.family.as_str()), (None, "inet"));
+
+    // The base chains' hooks and priorities, as nft reads them back.
+    let rs = nsh(&ns, "nft list table inet natctl").ok().stdout;
+    for chain in [
+        "chain zones {\n\t\ttype filter hook prerouting priority raw;",
+        "chain connmarks {\n\t\ttype filter hook prerouting priority mangle - 10;",
+        "chain marks {\n\t\ttype filter hook prerouting priority mangle;",
+        "chain dstnat {\n\t\ttype nat hook prerouting priority dstnat;",
+        "chain output {\n\t\ttype nat hook output priority -100;",
+        "chain srcnat {\n\t\ttype nat hook postrouting priority srcnat;",
+    ] {
+        assert!(rs.contains(chain), "{chain}: {rs}");
+    }
+
+    // del removes every nftables rule of the id at once.
+    let dnat = listed.iter().find(|r| r.kind == "dnat").unwrap();
+    let del: Added = parse(&natctl(&ns, &["del", &dnat.id]).ok());
+    assert!(del.changed);
+    assert_eq!(del.rule.local, Some(true));
+    assert!(!nft_rules(&ns).iter().any(|k| k
+        .comment
+        .as_deref()
+        .unwrap_or_default()
+        .contains(&dnat.id)));
+    assert_list_matches_nft(&ns);
+}
+
+/// A listed rule of `kind` in `chain`.
+#[track_caller]
+fn listed_in(ns: &str, kind: &str, chain: &str, family: &str) -> RuleJson {
+    list(ns)
+        .into_iter()
+        .find(|r| r.kind == kind && r.chain.as_deref() == Some(chain) && r.family == family)
+        .unwrap_or_else(|| panic!("no {kind} {family} rule in chain {chain}"))
+}
+
+#[test]
+fn dnat_local_forwards_what_the_router_itself_opens() {
+    let lab = Lab::new();
+    let w = walkthrough(&lab);
+    for (public, lan_host, v6) in [
+        ("203.0.113.254", "192.0.2.1", false),
+        ("fd00:113::fe", "fd00:2::1", true),
+    ] {
+        let family = if v6 { "inet6" } else { "inet" };
+        let forward = [
+            "dnat", "--daddr", public, "--proto", "tcp", "--dport", "54321", "--to", lan_host,
+        ];
+        // Without --local the router's own connection is not translated: nothing listens on
+        // the router's port, so it is refused.
+        let plain = add(&w.router, &forward);
+        let refused = nsh(&w.router, &format!("nc -z -w 2 {public} 54321"));
+        assert_ne!(
+            refused.code, 0,
+            "{public}:54321 answered without --local: {refused:?}"
+        );
+        natctl(&w.router, &["del", &plain.rule.id]).ok();
+
+        let local = add(&w.router, &[&forward[..], &["--local"]].concat());
+        assert!(local.changed && local.rule.local == Some(true));
+        assert_ne!(local.rule.id, plain.rule.id);
+        let (got, err) = tcp_exchange(&w.lan, 54321, &w.router, public, v6);
+        assert_eq!(got, "hello-from-client", "{public} -> {lan_host}: {err}");
+        // It went through the output hook: that rule counted it, the prerouting one did not.
+        assert!(
+            listed_in(&w.router, "dnat", "output", family)
+                .packets
+                .unwrap()
+                >= 1
+        );
+        assert_eq!(
+            listed_in(&w.router, "dnat", "dstnat", family).packets,
+            Some(0)
+        );
+        assert_list_matches_nft(&w.router);
+        // The walkthrough's forward from wan still works with the same rule.
+        let (got, err) = tcp_exchange(&w.lan, 54321, &w.wan, public, v6);
+        assert_eq!(got, "hello-from-client", "wan -> {public}: {err}");
+        assert!(
+            listed_in(&w.router, "dnat", "dstnat", family)
+                .packets
+                .unwrap()
+                >= 1
+        );
+    }
+}
+
+/// Each `(port, source, dest, seen, v6)`: a TCP exchange from lan's address `source` to wan's
+/// `dest` on `port` arrives at wan from the address `seen`.
+#[track_caller]
+fn assert_arrive_as(w: &Walk, cases: &[(u16, &str, &str, &str, bool)]) {
+    for &(port, source, dest, seen, v6) in cases {
+        let (got, err) = tcp_exchange_from(&w.wan, port, &w.lan, Some(source), dest, v6);
+        assert_eq!(got, "hello-from-client", "{source} -> {dest}:{port}: {err}");
+        assert!(
+            err.contains(&format!("on {seen} ")),
+            "{source} -> {dest}:{port} should arrive as {seen}: {err}"
+        );
+    }
+}
+
+#[test]
+fn masquerade_by_source_and_snat_by_port_translate_only_what_they_select() {
+    let lab = Lab::new();
+    let w = walkthrough(&lab);
+    ip_in(&w.lan, "addr add 192.0.2.2/24 dev lan-veth0");
+    ip_in(&w.lan, "addr add fd00:2::2/64 dev lan-veth0 nodad");
+    // iptables -t nat -A POSTROUTING -s 192.0.2.1 -j MASQUERADE: no interface at all.
+    let m4 = add(&w.router, &["masquerade", "--src", "192.0.2.1"]);
+    let m6 = add(&w.router, &["masquerade", "--src", "fd00:2::1/128"]);
+    assert_eq!(
+        (m4.rule.family.as_str(), m4.rule.oif.as_deref()),
+        ("inet", None)
+    );
+    assert_eq!(m6.rule.src.as_deref(), Some("fd00:2::1"));
+    assert_arrive_as(
+        &w,
+        &[
+            (8090, "192.0.2.1", "203.0.113.1", "203.0.113.254", false),
+            (8091, "192.0.2.2", "203.0.113.1", "192.0.2.2", false),
+            (8092, "fd00:2::1", "fd00:113::1", "fd00:113::fe", true),
+            (8093, "fd00:2::2", "fd00:113::1", "fd00:2::2", true),
+        ],
+    );
+    let ct = nsh(&w.router, "conntrack -L -p tcp 2>/dev/null")
+        .ok()
+        .stdout;
+    assert!(
+        ct.contains("src=203.0.113.1 dst=203.0.113.254 sport=8090"),
+        "{ct}"
+    );
+    assert!(
+        ct.contains("src=203.0.113.1 dst=192.0.2.2 sport=8091"),
+        "{ct}"
+    );
+    assert_list_matches_nft(&w.router);
+    natctl(&w.router, &["flush"]).ok();
+    nsh(&w.router, "conntrack -F 2>/dev/null").ok();
+
+    // SNAT by destination port: only connections to port 8094 leave as 203.0.113.253.
+    ip_in(&w.router, "addr add 203.0.113.253/24 dev gw-veth1");
+    ip_in(&w.router, "addr add fd00:113::fd/64 dev gw-veth1 nodad");
+    add(
+        &w.router,
+        &[
+            "snat",
+            "--to",
+            "203.0.113.253",
+            "--proto",
+            "tcp",
+            "--dport",
+            "8094",
+        ],
+    );
+    add(
+        &w.router,
+        &[
+            "snat",
+            "--to",
+            "fd00:113::fd",
+            "--dst",
+            "fd00:113::/64",
+            "--proto",
+            "tcp",
+            "--dport",
+            "8094-8095",
+        ],
+    );
+    assert_arrive_as(
+        &w,
+        &[
+            (8094, "192.0.2.1", "203.0.113.1", "203.0.113.253", false),
+            (8096, "192.0.2.1", "203.0.113.1", "192.0.2.1", false),
+            (8095, "fd00:2::1", "fd00:113::1", "fd00:113::fd", true),
+            (8096, "fd00:2::1", "fd00:113::1", "fd00:2::1", true),
+        ],
+    );
+    for r in assert_list_matches_nft(&w.router) {
+        assert!(r.packets.unwrap() >= 1, "{r:?} matched nothing");
+    }
+}
+
+#[test]
+fn connmark_sends_replies_back_the_way_they_came() {
+    // Two clients with the same addresses (10.1.0.3, fd00:1::3) on two veths into one router,
+    // each in its own conntrack zone, both talking to one server at once: only the connection
+    // mark tells the router which interface a reply belongs to.
+    let lab = Lab::new();
+    let (router, server) = (lab.netns("cmr"), lab.netns("cms"));
+    let clients = [lab.netns("cm1"), lab.netns("cm2")];
+    for ns in [&router, &server, &clients[0], &clients[1]] {
+        sysctl_in(ns, "net.ipv6.conf.all.accept_dad=0");
+        sysctl_in(ns, "net.ipv6.conf.default.accept_dad=0");
+    }
+    sysctl_in(&router, "net.ipv4.ip_forward=1");
+    sysctl_in(&router, "net.ipv6.conf.all.forwarding=1");
+    sysctl_in(&router, "net.ipv4.conf.all.rp_filter=0");
+    sysctl_in(&router, "net.ipv4.conf.default.rp_filter=0");
+    veth(&router, "cm-s", &server, "eth0");
+    ip_in(&router, "addr add 10.2.0.254/24 dev cm-s");
+    ip_in(&router, "addr add fd00:2::fe/64 dev cm-s");
+    ip_in(&server, "addr add 10.2.0.1/24 dev eth0");
+    ip_in(&server, "addr add fd00:2::1/64 dev eth0");
+    for (i, client) in clients.iter().enumerate() {
+        let n = i + 1;
+        let dev = format!("cm-c{n}");
+        veth(&router, &dev, client, "eth0");
+        ip_in(client, "addr add 10.1.0.3/24 dev eth0");
+        ip_in(client, "addr add fd00:1::3/64 dev eth0");
+        ip_in(client, "route add default via 10.1.0.1");
+        ip_in(client, "-6 route add default via fd00:1::1");
+        ip_in(
+            &router,
+            &format!("addr add 10.1.0.1/24 dev {dev} noprefixroute"),
+        );
+        ip_in(
+            &router,
+            &format!("addr add fd00:1::1/64 dev {dev} noprefixroute"),
+        );
+        // Only the marked table knows the way to a client: fwmark N lookup 100+N.
+        for fam in ["-4", "-6"] {
+            let net = if fam == "-4" {
+                "10.1.0.0/24"
+            } else {
+                "fd00:1::/64"
+            };
+            ip_in(
+                &router,
+                &format!("{fam} route add {net} dev {dev} table {}", 100 + n),
+            );
+            ip_in(
+                &router,
+                &format!("{fam} rule add fwmark {n} lookup {}", 100 + n),
+            );
+        }
+        let iif = dev.as_str();
+        add(
+            &router,
+            &[
+                "zone",
+                "--iif",
+                iif,
+                "--zone",
+                &n.to_string(),
+                "--dir",
+                "original",
+            ],
+        );
+    }
+    add(&router, &["masquerade", "--oif", "cm-s"]);
+    let both_ping = |dest: &str| -> (bool, bool) {
+        let r = sh(&format!(
+            "ip netns exec {0} ping -c 3 -i 0.2 -W 2 {dest} >/dev/null & a=$!; \
+             ip netns exec {1} ping -c 3 -i 0.2 -W 2 {dest} >/dev/null & b=$!; \
+             wait $a; echo a=$?; wait $b; echo b=$?",
+            clients[0], clients[1]
+        ));
+        (r.stdout.contains("a=0"), r.stdout.contains("b=0"))
+    };
+    // Without connection marks the replies have no route back: neither client hears back.
+    assert_eq!(both_ping("10.2.0.1"), (false, false));
+    nsh(&router, "conntrack -F 2>/dev/null").ok();
+
+    for n in [1, 2] {
+        let added = add(
+            &router,
+            &[
+                "connmark",
+                "--iif",
+                &format!("cm-c{n}"),
+                "--set",
+                &n.to_string(),
+            ],
+        );
+        assert_eq!(
+            (added.rule.set, added.rule.family.as_str()),
+            (Some(n), "any")
+        );
+    }
+    for dest in ["10.2.0.1", "fd00:2::1"] {
+        assert_eq!(
+            both_ping(dest),
+            (true, true),
+            "both clients ping {dest} at once"
+        );
+    }
+    // conntrack: each client's connection is in its zone and carries its mark.
+    let ct = nsh(
+        &router,
+        "conntrack -L 2>/dev/null; conntrack -L -f ipv6 2>/dev/null",
+    )
+    .ok()
+    .stdout;
+    for n in [1, 2] {
+        for src in ["src=10.1.0.3 dst=10.2.0.1", "src=fd00:1::3 dst=fd00:2::1"] {
+            assert!(
+                ct.lines().any(|l| l.contains(src)
+                    && l.contains(&format!(" mark={n} "))
+                    && l.contains(&format!("zone-orig={n}"))),
+                "no {src} connection with mark={n} zone-orig={n}: {ct}"
+            );
+        }
+    }
+    // Every connmark rule did its part: marked the requests, restored the mark on replies.
+    for r in assert_list_matches_nft(&router) {
+        assert!(r.packets.unwrap() >= 1, "{r:?} matched nothing");
+    }
 }

@@ -1,4 +1,4 @@
-//! `natctl dnat --to ADDR[:PORT] [--daddr ADDR] [--iif IFACE] [--proto tcp|udp --dport PORT[-PORT]]`
+//! `natctl dnat --to ADDR[:PORT] [--daddr ADDR] [--iif IFACE] [--proto tcp|udp --dport PORT[-PORT]] [--local]`
 
 use std::fmt;
 use std::net::IpAddr;
@@ -10,7 +10,9 @@ use common::{Error, Result};
 use ipnet::IpNet;
 
 use crate::nft::Stage;
-use crate::rule::{common_family, net_arg, Action, Arg, Match, NatKind, Proto, Rule};
+use crate::rule::{
+    common_family, net_arg, port_matches, Action, Arg, Match, NatKind, Part, Proto, Rule,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct Dnat {
@@ -29,6 +31,11 @@ pub struct Dnat {
     /// Only this destination port or range (nft `tcp dport PORT[-PORT]`); needs --proto
     #[arg(long, value_name = "PORT[-PORT]")]
     pub dport: Option<PortRange>,
+    /// Also connections this namespace itself opens: the rule is put into the output hook too
+    /// (nft `type nat hook output`, iptables `-t nat -A OUTPUT`); they arrive on no interface,
+    /// so not with --iif
+    #[arg(long, conflicts_with = "iif")]
+    pub local: bool,
 }
 
 impl Dnat {
@@ -36,11 +43,7 @@ impl Dnat {
         let mut addrs = vec![("--to", self.to.addr)];
         addrs.extend(self.daddr.map(|n| ("--daddr", n.addr())));
         let family = common_family("dnat", &addrs)?;
-        if let (Some(dport), None) = (self.dport, self.proto) {
-            return Err(Error::invalid(format!(
-                "dnat: --dport {dport} needs --proto tcp|udp"
-            )));
-        }
+        let ports = port_matches("dnat", self.proto, self.dport)?;
         if self.to.port.is_some() && self.proto.is_none() {
             return Err(Error::invalid(format!(
                 "dnat: --to {} rewrites the port, which needs --proto tcp|udp",
@@ -49,12 +52,9 @@ impl Dnat {
         }
         let mut matches: Vec<Match> = self.iif.iter().map(|i| Match::Iif(i.to_string())).collect();
         matches.extend(self.daddr.map(Match::Dst));
-        matches.extend(self.proto.map(Match::Proto));
-        matches.extend(self.dport.map(|p| Match::Dport(p.first.0, p.last.0)));
-        Ok(Rule {
-            kind: "dnat",
+        matches.extend(ports);
+        let forwarded = Part {
             stage: Stage::Dstnat,
-            family,
             matches,
             action: Action::Nat {
                 kind: NatKind::Dnat,
@@ -63,12 +63,22 @@ impl Dnat {
                 ports: self.to.port.map(|p| (p.first.0, p.last.0)),
                 netmap: false,
             },
+        };
+        let local = self.local.then(|| Part {
+            stage: Stage::Output,
+            ..forwarded.clone()
+        });
+        Ok(Rule {
+            kind: "dnat",
+            family,
+            parts: std::iter::once(forwarded).chain(local).collect(),
             args: vec![
                 ("to", Some(Arg::text(self.to))),
                 ("daddr", self.daddr.as_ref().map(net_arg)),
                 ("iif", self.iif.as_ref().map(Arg::text)),
                 ("proto", self.proto.map(Arg::text)),
                 ("dport", self.dport.map(Arg::text)),
+                ("local", Some(Arg::Flag(self.local))),
             ],
         })
     }

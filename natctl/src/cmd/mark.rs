@@ -6,7 +6,7 @@ use common::Result;
 use ipnet::IpNet;
 
 use crate::nft::Stage;
-use crate::rule::{net_arg, Action, Arg, Family, Match, Rule};
+use crate::rule::{net_arg, Action, Arg, Family, Match, Part, Rule};
 
 #[derive(Args, Debug, Clone)]
 pub struct Mark {
@@ -27,10 +27,12 @@ impl Mark {
         matches.extend(self.dst.map(Match::Dst));
         Ok(Rule {
             kind: "mark",
-            stage: Stage::Marks,
             family: self.dst.map(|n| Family::of(n.addr())),
-            matches,
-            action: Action::Mark(self.mark),
+            parts: vec![Part {
+                stage: Stage::Marks,
+                matches,
+                action: Action::Mark(self.mark),
+            }],
             args: vec![
                 ("iif", Some(Arg::text(&self.iif))),
                 ("set", Some(Arg::Number(self.mark.into()))),

@@ -1,6 +1,7 @@
-//! One module per verb. The six rule verbs each turn their arguments into a [`Rule`] and share
+//! One module per verb. The seven rule verbs each turn their arguments into a [`Rule`] and share
 //! one add path ([`add`]); `list`, `del` and `flush` work on what the kernel holds.
 
+pub mod connmark;
 pub mod del;
 pub mod dnat;
 pub mod flush;
@@ -39,6 +40,10 @@ pub enum RuleCmd {
     /// Packet mark (fwmark) for traffic arriving on an interface, for policy routing
     /// (`... marks iifname IFACE ip daddr CIDR meta mark set N`)
     Mark(mark::Mark),
+    /// Connection mark by incoming interface, restored onto the replies as their fwmark
+    /// (`... connmarks iifname IFACE ct mark set N` and `... ct direction reply ct mark N meta
+    /// mark set ct mark`), so policy routing sends replies back the way they came
+    Connmark(connmark::Connmark),
 }
 
 impl RuleCmd {
@@ -51,6 +56,7 @@ impl RuleCmd {
             RuleCmd::Netmap(c) => c.rule(),
             RuleCmd::Zone(c) => c.rule(),
             RuleCmd::Mark(c) => c.rule(),
+            RuleCmd::Connmark(c) => c.rule(),
         }?;
         if rule.comment().len() > COMMENT_MAX {
             return Err(Error::invalid(format!(
@@ -118,12 +124,14 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
         nft::cache::with_ids(lock.ns, |ids| ids.contains(&id)).with_context(|| reading(ctx))?;
     let present = seen.answer;
     if !present && !ctx.check {
-        common::vlog!(
-            1,
-            "nft add rule inet natctl {} ... comment \"{}\"",
-            rule.stage.name().to_string_lossy(),
-            rule.comment()
-        );
+        for part in &rule.parts {
+            common::vlog!(
+                1,
+                "nft add rule inet natctl {} ... comment \"{}\"",
+                part.stage.name().to_string_lossy(),
+                rule.comment()
+            );
+        }
         nft::add_rule(rule, seen.complete).with_context(what)?;
         nft::cache::committed(lock.ns, seen.generation, |ids| {
             ids.insert(id.clone());

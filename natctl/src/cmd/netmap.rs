@@ -6,7 +6,7 @@ use common::{Error, Result};
 use ipnet::IpNet;
 
 use crate::nft::Stage;
-use crate::rule::{common_family, Action, Arg, Match, NatKind, Rule};
+use crate::rule::{common_family, Action, Arg, Match, NatKind, Part, Rule};
 
 #[derive(Args, Debug, Clone)]
 pub struct Netmap {
@@ -54,19 +54,21 @@ impl Netmap {
         });
         Ok(Rule {
             kind: "netmap",
-            stage: match kind {
-                NatKind::Dnat => Stage::Dstnat,
-                NatKind::Snat => Stage::Srcnat,
-            },
             family,
-            matches,
-            action: Action::Nat {
-                kind,
-                min: self.to.network(),
-                max: self.to.broadcast(),
-                ports: None,
-                netmap: true,
-            },
+            parts: vec![Part {
+                stage: match kind {
+                    NatKind::Dnat => Stage::Dstnat,
+                    NatKind::Snat => Stage::Srcnat,
+                },
+                matches,
+                action: Action::Nat {
+                    kind,
+                    min: self.to.network(),
+                    max: self.to.broadcast(),
+                    ports: None,
+                    netmap: true,
+                },
+            }],
             args: vec![
                 ("dst", self.dst.as_ref().map(Arg::text)),
                 ("src", self.src.as_ref().map(Arg::text)),

@@ -1,16 +1,18 @@
-//! `natctl snat --to ADDR[-ADDR] [--src CIDR] [--oif IFACE]`
+//! `natctl snat --to ADDR[-ADDR] [--src CIDR] [--dst CIDR] [--oif IFACE] [--proto tcp|udp [--dport PORT[-PORT]]]`
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use clap::Args;
-use common::types::{parse_network, IfName};
+use common::types::{parse_network, IfName, PortRange};
 use common::Result;
 use ipnet::IpNet;
 
 use crate::nft::Stage;
-use crate::rule::{common_family, net_arg, Action, Arg, Match, NatKind, Rule};
+use crate::rule::{
+    common_family, net_arg, port_matches, Action, Arg, Match, NatKind, Part, Proto, Rule,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct Snat {
@@ -23,31 +25,49 @@ pub struct Snat {
     /// Only packets leaving through this interface (nft `oifname IFACE`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
     pub oif: Option<IfName>,
+    /// Only packets to this network (nft `ip daddr CIDR`)
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    pub dst: Option<IpNet>,
+    /// Only this transport protocol (nft `meta l4proto tcp`)
+    #[arg(long, value_enum)]
+    pub proto: Option<Proto>,
+    /// Only this destination port or range (nft `tcp dport PORT[-PORT]`); needs --proto
+    #[arg(long, value_name = "PORT[-PORT]")]
+    pub dport: Option<PortRange>,
 }
 
 impl Snat {
     pub fn rule(&self) -> Result<Rule> {
         let mut addrs = vec![("--to", self.to.first)];
         addrs.extend(self.src.map(|n| ("--src", n.addr())));
+        addrs.extend(self.dst.map(|n| ("--dst", n.addr())));
         let family = common_family("snat", &addrs)?;
         let mut matches: Vec<Match> = self.oif.iter().map(|i| Match::Oif(i.to_string())).collect();
         matches.extend(self.src.map(Match::Src));
+        matches.extend(self.dst.map(Match::Dst));
+        matches.extend(port_matches("snat", self.proto, self.dport)?);
         Ok(Rule {
             kind: "snat",
-            stage: Stage::Srcnat,
             family,
-            matches,
-            action: Action::Nat {
-                kind: NatKind::Snat,
-                min: self.to.first,
-                max: self.to.last,
-                ports: None,
-                netmap: false,
-            },
+            parts: vec![Part {
+                stage: Stage::Srcnat,
+                matches,
+                action: Action::Nat {
+                    kind: NatKind::Snat,
+                    min: self.to.first,
+                    max: self.to.last,
+                    ports: None,
+                    netmap: false,
+                },
+            }],
+            // New arguments go last, so rules made before them keep their ids.
             args: vec![
                 ("to", Some(Arg::text(self.to))),
                 ("src", self.src.as_ref().map(net_arg)),
                 ("oif", self.oif.as_ref().map(Arg::text)),
+                ("dst", self.dst.as_ref().map(net_arg)),
+                ("proto", self.proto.map(Arg::text)),
+                ("dport", self.dport.map(Arg::text)),
             ],
         })
     }

@@ -6,7 +6,7 @@ use common::Result;
 use ipnet::IpNet;
 
 use crate::nft::Stage;
-use crate::rule::{net_arg, Action, Arg, Family, Match, Rule, ZoneDir};
+use crate::rule::{net_arg, Action, Arg, Family, Match, Part, Rule, ZoneDir};
 
 #[derive(Args, Debug, Clone)]
 pub struct Zone {
@@ -31,13 +31,15 @@ impl Zone {
         matches.extend(self.src.map(Match::Src));
         Ok(Rule {
             kind: "zone",
-            stage: Stage::Zones,
             family: self.src.map(|n| Family::of(n.addr())),
-            matches,
-            action: Action::Zone {
-                zone: self.zone,
-                dir: self.dir,
-            },
+            parts: vec![Part {
+                stage: Stage::Zones,
+                matches,
+                action: Action::Zone {
+                    zone: self.zone,
+                    dir: self.dir,
+                },
+            }],
             args: vec![
                 ("iif", Some(Arg::text(&self.iif))),
                 ("zone", Some(Arg::Number(self.zone.into()))),

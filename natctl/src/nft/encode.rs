@@ -7,13 +7,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nftnl::expr::{
-    Bitwise, Cmp, CmpOp, Counter, Immediate, Ipv4HeaderField, Ipv6HeaderField, Masquerade, Meta,
-    NatType, NetworkHeaderField, Payload, Register, TcpHeaderField, TransportHeaderField,
+    Bitwise, Cmp, CmpOp, Conntrack, Counter, Immediate, Ipv4HeaderField, Ipv6HeaderField,
+    Masquerade, Meta, NatType, NetworkHeaderField, Payload, Register, TcpHeaderField,
+    TransportHeaderField,
 };
 use nftnl::{Chain, MsgType, NlMsg, ProtoFamily};
 
-use super::expr::{CtZoneSet, NatRange, RangeEq, NF_NAT_RANGE_NETMAP};
-use crate::rule::{Action, Family, Match, NatKind, Rule, ZoneDir};
+use super::expr::{Ct, NatRange, RangeEq, IP_CT_DIR_REPLY, NF_NAT_RANGE_NETMAP};
+use crate::rule::{Action, Family, Match, NatKind, Part, Rule, ZoneDir};
 
 /// `NFTA_RULE_USERDATA` (linux/netfilter/nf_tables.h).
 const NFTA_RULE_USERDATA: u16 = 7;
@@ -111,20 +112,24 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-/// Builds the rule message for `chain` (the chain of `rule.stage`). Refuses a rule whose
-/// comment (its canonical arguments) does not fit in the kernel's userdata.
-pub fn rule_msg<'a>(chain: &'a Chain<'a>, rule: &Rule) -> Result<RuleMsg<'a>, CommentError> {
+/// Builds the message for `part` of `rule` in `chain` (the chain of `part.stage`). Refuses a
+/// rule whose comment (its canonical arguments) does not fit in the kernel's userdata.
+pub fn rule_msg<'a>(
+    chain: &'a Chain<'a>,
+    rule: &Rule,
+    part: &Part,
+) -> Result<RuleMsg<'a>, CommentError> {
     let comment = RuleComment::new(rule.comment())?;
     let mut r = nftnl::Rule::new(chain);
     if let Some(f) = rule.family {
         r.add_expr(&Meta::NfProto);
         r.add_expr(&Cmp::new(CmpOp::Eq, nfproto(f)));
     }
-    for m in &rule.matches {
+    for m in &part.matches {
         add_match(&mut r, m);
     }
     r.add_expr(&Counter);
-    add_action(&mut r, &rule.action);
+    add_action(&mut r, &part.action);
     Ok(RuleMsg { rule: r, comment })
 }
 
@@ -178,6 +183,15 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
                     to: last.to_be_bytes().to_vec(),
                 });
             }
+        }
+        Match::CtReply => {
+            r.add_expr(&Ct::direction());
+            r.add_expr(&Cmp::new(CmpOp::Eq, IP_CT_DIR_REPLY));
+        }
+        Match::CtMark(mark) => {
+            // marks are host-order u32s, loaded and compared as nft does.
+            r.add_expr(&Conntrack::Mark { set: false });
+            r.add_expr(&Cmp::new(CmpOp::Eq, *mark));
         }
     }
 }
@@ -249,16 +263,22 @@ fn add_action(r: &mut nftnl::Rule, action: &Action) {
         Action::Zone { zone, dir } => {
             // conntrack zones are host-order u16s; Immediate copies the raw bytes.
             r.add_expr(&Immediate::new(*zone, Register::Reg1));
-            r.add_expr(&CtZoneSet {
-                dir: match dir {
-                    ZoneDir::Both => None,
-                    ZoneDir::Original => Some(0),
-                    ZoneDir::Reply => Some(1),
-                },
-            });
+            r.add_expr(&Ct::zone_set(match dir {
+                ZoneDir::Both => None,
+                ZoneDir::Original => Some(0),
+                ZoneDir::Reply => Some(1),
+            }));
         }
         Action::Mark(mark) => {
             r.add_expr(&Immediate::new(*mark, Register::Reg1));
+            r.add_expr(&Meta::Mark { set: true });
+        }
+        Action::CtMark(mark) => {
+            r.add_expr(&Immediate::new(*mark, Register::Reg1));
+            r.add_expr(&Conntrack::Mark { set: true });
+        }
+        Action::MarkFromCt => {
+            r.add_expr(&Conntrack::Mark { set: false });
             r.add_expr(&Meta::Mark { set: true });
         }
     }
@@ -308,10 +328,12 @@ mod tests {
     fn masquerade(oif: &str) -> Rule {
         Rule {
             kind: "masquerade",
-            stage: Stage::Srcnat,
             family: None,
-            matches: vec![Match::Oif(oif.into())],
-            action: Action::Masquerade,
+            parts: vec![Part {
+                stage: Stage::Srcnat,
+                matches: vec![Match::Oif(oif.into())],
+                action: Action::Masquerade,
+            }],
             args: vec![("oif", Some(Arg::text(oif)))],
         }
     }
@@ -351,7 +373,7 @@ mod tests {
         let table = table();
         let chain = Stage::Srcnat.chain(&table);
         let rule = masquerade("wan0");
-        let bytes = written(&rule_msg(&chain, &rule).unwrap());
+        let bytes = written(&rule_msg(&chain, &rule, &rule.parts[0]).unwrap());
         let (kind, tlv) = *attributes(&bytes).last().unwrap();
         assert_eq!(kind, NFTA_RULE_USERDATA);
         let len = u16::from_ne_bytes([tlv[0], tlv[1]]) as usize;
@@ -391,7 +413,9 @@ mod tests {
         let table = table();
         let chain = Stage::Srcnat.chain(&table);
         let rule = masquerade(&"w".repeat(COMMENT_MAX));
-        let err = rule_msg(&chain, &rule).err().expect("refused");
+        let err = rule_msg(&chain, &rule, &rule.parts[0])
+            .err()
+            .expect("refused");
         assert_eq!(
             err,
             CommentError::TooLong {

@@ -1,5 +1,6 @@
 //! Expressions the nftnl crate does not offer, written over its re-exported `nftnl_sys`:
-//! NAT with address/port ranges and flags (NETMAP), `ct [dir] zone set`, and `range`.
+//! NAT with address/port ranges and flags (NETMAP), `ct [dir] zone set`, `ct direction`, and
+//! `range`.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
@@ -10,9 +11,6 @@ use nftnl::{ProtoFamily, Rule};
 
 /// `NF_NAT_RANGE_NETMAP` (linux/netfilter/nf_nat.h; not in libc): map the whole prefix 1:1.
 pub const NF_NAT_RANGE_NETMAP: u32 = 0x40;
-
-/// `NFT_CT_ZONE` (linux/netfilter/nf_tables.h).
-const NFT_CT_ZONE: u32 = libc::NFT_CT_ZONE as u32;
 
 fn alloc(name: &std::ffi::CStr) -> NonNull<sys::nftnl_expr> {
     // SAFETY: `name` is NUL-terminated and outlives the call; libnftnl only reads it (to look
@@ -60,21 +58,56 @@ impl Expression for NatRange {
     }
 }
 
-/// `ct [original|reply] zone set` from register 1 (a host-order u16).
-pub struct CtZoneSet {
-    /// `None`: both directions; `Some(0)`: original; `Some(1)`: reply.
-    pub dir: Option<u8>,
+/// A `ct` expression on register 1 for what the nftnl crate lacks: `ct [original|reply] KEY set`
+/// from the register, or a load of KEY into it.
+pub struct Ct {
+    /// The `NFT_CT_*` key.
+    key: u32,
+    /// Set KEY from register 1 (`sreg`), else load it into register 1 (`dreg`).
+    set: bool,
+    /// `None`: not direction-specific (for a zone: both directions); `Some(0)`: the original
+    /// direction's tuple; `Some(1)`: the reply's.
+    dir: Option<u8>,
 }
 
-impl Expression for CtZoneSet {
+/// `IP_CT_DIR_REPLY` (linux/netfilter/nf_conntrack_tuple_common.h).
+pub const IP_CT_DIR_REPLY: u8 = 1;
+
+impl Ct {
+    /// `ct [original|reply] zone set` from register 1 (a host-order u16).
+    pub fn zone_set(dir: Option<u8>) -> Ct {
+        Ct {
+            key: libc::NFT_CT_ZONE as u32,
+            set: true,
+            dir,
+        }
+    }
+
+    /// `ct direction` into register 1: one byte, `IP_CT_DIR_ORIGINAL` (0) or
+    /// [`IP_CT_DIR_REPLY`].
+    pub fn direction() -> Ct {
+        Ct {
+            key: libc::NFT_CT_DIRECTION as u32,
+            set: false,
+            dir: None,
+        }
+    }
+}
+
+impl Expression for Ct {
     fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
         let expr = alloc(c"ct");
         let e = expr.as_ptr();
-        // SAFETY: `e` is the non-NULL "ct" expression allocated above; KEY and SREG are u32
+        let register = if self.set {
+            sys::NFTNL_EXPR_CT_SREG
+        } else {
+            sys::NFTNL_EXPR_CT_DREG
+        };
+        // SAFETY: `e` is the non-NULL "ct" expression allocated above; KEY and SREG/DREG are u32
         // attributes of "ct" and DIR a u8 one, each set with the setter of its type.
         unsafe {
-            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_KEY as u16, NFT_CT_ZONE);
-            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_SREG as u16, Register::Reg1.to_raw());
+            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_KEY as u16, self.key);
+            sys::nftnl_expr_set_u32(e, register as u16, Register::Reg1.to_raw());
             if let Some(dir) = self.dir {
                 sys::nftnl_expr_set_u8(e, sys::NFTNL_EXPR_CT_DIR as u16, dir);
             }

@@ -4,12 +4,18 @@
 //! Layout in every namespace natctl acts on:
 //! ```text
 //! table inet natctl {
-//!     chain zones  { type filter hook prerouting  priority raw;    }   ct zone set
-//!     chain marks  { type filter hook prerouting  priority mangle; }   meta mark set
-//!     chain dstnat { type nat    hook prerouting  priority dstnat; }   dnat, netmap --dst
-//!     chain srcnat { type nat    hook postrouting priority srcnat; }   masquerade, snat, netmap --src
+//!     chain zones     { type filter hook prerouting  priority raw;         }  ct zone set
+//!     chain connmarks { type filter hook prerouting  priority mangle - 10; }  ct mark set, meta mark set ct mark
+//!     chain marks     { type filter hook prerouting  priority mangle;      }  meta mark set
+//!     chain dstnat    { type nat    hook prerouting  priority dstnat;      }  dnat, netmap --dst
+//!     chain output    { type nat    hook output      priority dstnat;      }  dnat --local
+//!     chain srcnat    { type nat    hook postrouting priority srcnat;      }  masquerade, snat, netmap --src
 //! }
 //! ```
+//! In prerouting a packet meets them in this order: its zone is set before conntrack looks the
+//! packet up (priority -200), so the lookup happens in that zone; connection marks need the
+//! conntrack entry, so they come after it, and before `marks`, so an explicit `mark` rule
+//! overrides a restored connection mark; NAT comes last, after every mark is set.
 //! One `inet` table serves IPv4 and IPv6 (NAT in inet tables needs Linux 5.2); a rule limited to
 //! one family starts with `meta nfproto ipv4|ipv6`.
 
@@ -38,29 +44,43 @@ pub const TABLE_LABEL: &str = "table inet natctl";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Zones,
+    Connmarks,
     Marks,
     Dstnat,
+    Output,
     Srcnat,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [Stage::Zones, Stage::Marks, Stage::Dstnat, Stage::Srcnat];
+    pub const ALL: [Stage; 6] = [
+        Stage::Zones,
+        Stage::Connmarks,
+        Stage::Marks,
+        Stage::Dstnat,
+        Stage::Output,
+        Stage::Srcnat,
+    ];
 
     pub fn name(self) -> &'static CStr {
         match self {
             Stage::Zones => c"zones",
+            Stage::Connmarks => c"connmarks",
             Stage::Marks => c"marks",
             Stage::Dstnat => c"dstnat",
+            Stage::Output => c"output",
             Stage::Srcnat => c"srcnat",
         }
     }
 
-    /// The standard hook and priority (nft's `raw`, `mangle`, `dstnat`, `srcnat`).
+    /// The hook and priority: nft's `raw` (-300), `mangle - 10`, `mangle` (-150), `dstnat`
+    /// (-100) and `srcnat` (100); conntrack itself runs at -200.
     fn hook(self) -> (Hook, i32, ChainType) {
         match self {
             Stage::Zones => (Hook::PreRouting, -300, ChainType::Filter),
+            Stage::Connmarks => (Hook::PreRouting, -160, ChainType::Filter),
             Stage::Marks => (Hook::PreRouting, -150, ChainType::Filter),
             Stage::Dstnat => (Hook::PreRouting, -100, ChainType::Nat),
+            Stage::Output => (Hook::Out, -100, ChainType::Nat),
             Stage::Srcnat => (Hook::PostRouting, 100, ChainType::Nat),
         }
     }
@@ -89,7 +109,7 @@ pub fn table() -> Table {
 
 /// One transaction: unless `complete` says they are known to exist, make sure the table and
 /// its base chains exist (re-adding an existing object without NLM_F_EXCL changes nothing),
-/// then append the rule.
+/// then append each of the rule's nftables rules to its chain.
 pub fn add_rule(rule: &Rule, complete: bool) -> io::Result<()> {
     let table = table();
     let chains: Vec<Chain> = Stage::ALL.iter().map(|s| s.chain(&table)).collect();
@@ -100,13 +120,15 @@ pub fn add_rule(rule: &Rule, complete: bool) -> io::Result<()> {
             batch.add(chain, MsgType::Add);
         }
     }
-    let at = Stage::ALL
-        .iter()
-        .position(|s| *s == rule.stage)
-        .unwrap_or(0);
-    let msg = encode::rule_msg(&chains[at], rule)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    batch.add(&msg, MsgType::Add);
+    for part in &rule.parts {
+        let at = Stage::ALL
+            .iter()
+            .position(|s| *s == part.stage)
+            .unwrap_or(0);
+        let msg = encode::rule_msg(&chains[at], rule, part)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        batch.add(&msg, MsgType::Add);
+    }
     batch::send(&batch.finalize())
 }
 
