@@ -1,8 +1,12 @@
 //! Links, the same way in every tool: what a link message says about its link
-//! (`link.kind()`, `link.master()`, `link.mtu()`, `link.is_up()`, `link.name()`), and the two
+//! (`link.kind()`, `link.master()`, `link.mtu()`, `link.is_up()`, `link.name()`,
+//! `link.operstate()`, `link.carrier()`, `link.mac()`, `link.link_index()`,
+//! `link.link_netnsid()`), and the two
 //! changes every tool makes to a link ([`delete_link_if_exists`], [`set_up`]).
 
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
 use rtnetlink::{Handle, LinkUnspec};
 
 use crate::error::{Context, Error, Result};
@@ -20,6 +24,23 @@ pub trait LinkExt {
     fn mtu(&self) -> Option<u32>;
     /// Administratively up (IFF_UP), what `ip link set up` changes.
     fn is_up(&self) -> bool;
+    /// The operational state (IFLA_OPERSTATE, RFC 2863) in lower case: `up`, `down`,
+    /// `lowerlayerdown`, `dormant`, `notpresent`, `testing`, `unknown` (`ip` prints them in
+    /// upper case), or the number for a state this crate does not know.
+    fn operstate(&self) -> Option<String>;
+    /// Whether the link has carrier (IFLA_CARRIER); a veth has it only while both ends are up.
+    fn carrier(&self) -> Option<bool>;
+    /// The hardware address (IFLA_ADDRESS) as `ip link` prints it: lowercase hex pairs joined
+    /// by `:`; None for a device without one (a tun, a wireguard interface).
+    fn mac(&self) -> Option<String>;
+    /// The ifindex of the link this one is tied to (IFLA_LINK, `ip`'s `link_index`): a veth's
+    /// peer, a vlan's or macvlan's lower device. It counts in the namespace
+    /// [`LinkExt::link_netnsid`] names, if there is one.
+    fn link_index(&self) -> Option<u32>;
+    /// The id, as seen from the link's own namespace, of the namespace holding the link of
+    /// [`LinkExt::link_index`] when that is another one (IFLA_LINK_NETNSID, `ip`'s
+    /// `link_netnsid`).
+    fn link_netnsid(&self) -> Option<i32>;
 }
 
 impl LinkExt for LinkMessage {
@@ -56,6 +77,57 @@ impl LinkExt for LinkMessage {
 
     fn is_up(&self) -> bool {
         self.header.flags.contains(LinkFlags::Up)
+    }
+
+    fn operstate(&self) -> Option<String> {
+        self.attributes.iter().find_map(|a| match a {
+            LinkAttribute::OperState(s) => Some(match s {
+                State::Unknown => "unknown".to_string(),
+                State::NotPresent => "notpresent".into(),
+                State::Down => "down".into(),
+                State::LowerLayerDown => "lowerlayerdown".into(),
+                State::Testing => "testing".into(),
+                State::Dormant => "dormant".into(),
+                State::Up => "up".into(),
+                State::Other(n) => n.to_string(),
+                other => format!("{other:?}").to_lowercase(),
+            }),
+            _ => None,
+        })
+    }
+
+    fn carrier(&self) -> Option<bool> {
+        self.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Carrier(c) => Some(*c != 0),
+            _ => None,
+        })
+    }
+
+    fn mac(&self) -> Option<String> {
+        self.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(bytes) if !bytes.is_empty() => Some(
+                bytes
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            _ => None,
+        })
+    }
+
+    fn link_index(&self) -> Option<u32> {
+        self.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Link(i) => Some(*i),
+            _ => None,
+        })
+    }
+
+    fn link_netnsid(&self) -> Option<i32> {
+        self.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(n) => Some(*n),
+            _ => None,
+        })
     }
 }
 
@@ -125,5 +197,32 @@ mod tests {
         assert_eq!(msg.kind(), None);
         assert_eq!(msg.master(), None, "IFLA_MASTER 0 is no master");
         assert_eq!(msg.mtu(), None);
+        assert_eq!(msg.operstate(), None);
+        assert_eq!(msg.carrier(), None);
+        assert_eq!(msg.mac(), None);
+        assert_eq!(msg.link_index(), None);
+        assert_eq!(msg.link_netnsid(), None);
+    }
+
+    #[test]
+    fn reads_state_carrier_mac_and_peer() {
+        let msg = link(vec![
+            LinkAttribute::OperState(State::LowerLayerDown),
+            LinkAttribute::Carrier(0),
+            LinkAttribute::Address(vec![0x02, 0xab, 0, 0, 0x0f, 0xff]),
+            LinkAttribute::Link(9),
+            LinkAttribute::LinkNetNsId(3),
+        ]);
+        assert_eq!(msg.operstate().as_deref(), Some("lowerlayerdown"));
+        assert_eq!(msg.carrier(), Some(false));
+        assert_eq!(msg.mac().as_deref(), Some("02:ab:00:00:0f:ff"));
+        assert_eq!(msg.link_index(), Some(9));
+        assert_eq!(msg.link_netnsid(), Some(3));
+        let tun = link(vec![
+            LinkAttribute::OperState(State::Other(42)),
+            LinkAttribute::Address(vec![]),
+        ]);
+        assert_eq!(tun.operstate().as_deref(), Some("42"));
+        assert_eq!(tun.mac(), None, "an empty IFLA_ADDRESS is no MAC");
     }
 }
