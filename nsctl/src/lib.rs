@@ -1,4 +1,5 @@
-//! nsctl: network namespaces, veths, bridges, links, addresses and sysctls.
+//! nsctl: network namespaces, veths, bridges, dummy and VLAN devices, links, addresses and
+//! sysctls.
 //!
 //! `nsctl [--ns NS] OBJECT VERB [ARGS]`, like `ip [-n NS] OBJECT VERB`. Every command talks to
 //! the kernel through rtnetlink (links, addresses), nix (namespaces, mounts) or /proc/sys
@@ -11,7 +12,8 @@ use common::{Ctx, Outcome, Result};
 
 pub mod cmd;
 
-pub const ABOUT: &str = "Network namespaces, veths, bridges, links, addresses and sysctls";
+pub const ABOUT: &str =
+    "Network namespaces, veths, bridges, dummy and VLAN devices, links, addresses and sysctls";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -26,6 +28,12 @@ pub enum Command {
     /// Linux bridges (like `ip link add type bridge`)
     #[command(subcommand)]
     Bridge(cmd::bridge::Bridge),
+    /// Dummy devices (like `ip link add type dummy`)
+    #[command(subcommand)]
+    Dummy(cmd::dummy::Dummy),
+    /// 802.1Q VLAN devices on a lower device (like `ip link add link DEV type vlan id N`)
+    #[command(subcommand)]
+    Vlan(cmd::vlan::Vlan),
     /// Any link: state, master, MTU, namespace; delete; list (like `ip link`)
     #[command(subcommand)]
     Link(cmd::link::Link),
@@ -43,6 +51,8 @@ impl common::Command for Command {
             Command::Exec(c) => c.run(ctx),
             Command::Veth(c) => c.run(ctx),
             Command::Bridge(c) => c.run(ctx),
+            Command::Dummy(c) => c.run(ctx),
+            Command::Vlan(c) => c.run(ctx),
             Command::Link(c) => c.run(ctx),
             Command::Addr(c) => c.run(ctx),
             Command::Sysctl(c) => c.run(ctx),

@@ -44,13 +44,38 @@ struct LinkList {
 #[serde(deny_unknown_fields)]
 struct LinkEntry {
     name: String,
+    netns: Option<String>,
     index: u32,
     kind: Option<String>,
     state: String,
+    operstate: Option<String>,
+    carrier: bool,
     master: Option<String>,
     mtu: u32,
     address: Option<String>,
+    peer: Option<String>,
+    peer_netns: Option<String>,
     addresses: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddrList {
+    changed: bool,
+    addresses: Vec<AddrEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddrEntry {
+    cidr: String,
+    dev: String,
+    family: String,
+    netns: Option<String>,
+    scope: Value,
+    flags: Vec<String>,
+    valid_life_time: Option<u64>,
+    preferred_life_time: Option<u64>,
 }
 
 fn netns_list() -> NetnsList {
@@ -63,6 +88,42 @@ fn link_list(ns: &str) -> LinkList {
     let l: LinkList = serde_json::from_str(r.stdout.trim()).expect("link list matches the schema");
     assert!(!l.changed, "listing never changes anything");
     l
+}
+
+fn addr_list(ns: &str) -> AddrList {
+    let r = nsctl(&["--ns", ns, "addr", "list"]).ok();
+    let l: AddrList = serde_json::from_str(r.stdout.trim()).expect("addr list matches the schema");
+    assert!(!l.changed, "listing never changes anything");
+    l
+}
+
+/// The name `ip -n NS netns list-id` gives namespace id `nsid` (as seen from NS), if any.
+fn nsid_name(ns: &str, nsid: &Value) -> Option<String> {
+    let ids = ip_json(Some(ns), &["netns", "list-id"]);
+    ids.as_array()
+        .unwrap()
+        .iter()
+        .find(|i| &i["nsid"] == nsid)
+        .and_then(|i| i["name"].as_str().map(str::to_string))
+}
+
+/// True if this test runs in PID 1's network namespace (the host's), where nsctl names the
+/// peers it finds (`peer_netns` null: that namespace has no /run/netns name).
+fn host_is_here() -> bool {
+    let ns = |p: &str| std::fs::read_link(p).ok();
+    ns("/proc/1/ns/net").is_some() && ns("/proc/1/ns/net") == ns("/proc/self/ns/net")
+}
+
+/// The name of the veth at the other end of `ip -j` link `t`, looked up in namespace `there`
+/// (None: the test's own) by `link_index`, pointing back at `t`.
+fn peer_at(there: Option<&str>, t: &Value) -> Option<String> {
+    let links = ip_json(there, &["link", "show"]);
+    let p = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ifindex"] == t["link_index"] && p["link_index"] == t["ifindex"]);
+    p.map(|p| p["ifname"].as_str().unwrap().to_string())
 }
 
 /// `nsctl link list` agrees with `ip -j -d link` and `ip -j addr` on every field, for every link.
@@ -97,13 +158,41 @@ fn assert_links_match_ip(ns: &str) {
             "{ns} {}: master",
             l.name
         );
-        let up = t["flags"].as_array().unwrap().iter().any(|f| f == "UP");
+        let flag = |name: &str| t["flags"].as_array().unwrap().iter().any(|f| f == name);
         assert_eq!(
             l.state,
-            if up { "up" } else { "down" },
+            if flag("UP") { "up" } else { "down" },
             "{ns} {}: state",
             l.name
         );
+        assert_eq!(l.netns.as_deref(), Some(ns), "{} netns", l.name);
+        assert_eq!(
+            l.operstate.as_deref().map(str::to_uppercase).as_deref(),
+            t["operstate"].as_str(),
+            "{ns} {}: operstate",
+            l.name
+        );
+        // ip shows carrier as LOWER_UP, which the kernel reports only for a running link.
+        if flag("UP") {
+            assert_eq!(l.carrier, flag("LOWER_UP"), "{ns} {}: carrier", l.name);
+        }
+        // The veth peer: `link` (same namespace), or `link_index` in the namespace that
+        // `link_netnsid` names (`ip netns list-id`), or nothing for other kinds.
+        let (peer, peer_netns) = match (&t["linkinfo"]["info_kind"], &t["link_netnsid"]) {
+            (k, Value::Null) if k == "veth" => {
+                (t["link"].as_str().map(str::to_string), Some(ns.to_string()))
+            }
+            (k, nsid) if k == "veth" => match nsid_name(ns, nsid) {
+                Some(there) => (peer_at(Some(&there), t), Some(there)),
+                // No name: where the test runs is the host's namespace (PID 1's), and a peer
+                // there is named, with peer_netns null; anywhere else it is unknowable.
+                None if host_is_here() => (peer_at(None, t), None),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
+        assert_eq!(l.peer, peer, "{ns} {}: peer", l.name);
+        assert_eq!(l.peer_netns, peer_netns, "{ns} {}: peer_netns", l.name);
         let a = addrs
             .as_array()
             .unwrap()
@@ -119,6 +208,70 @@ fn assert_links_match_ip(ns: &str) {
         let got: BTreeSet<String> = l.addresses.iter().cloned().collect();
         assert_eq!(got, want, "{ns} {}: addresses", l.name);
     }
+}
+
+/// `nsctl addr list` agrees with `ip -j addr` on every address: device, family, scope, flags and
+/// lifetimes (ip, read second, may be a second further down a finite lifetime).
+fn assert_addresses_match_ip(ns: &str) {
+    let ours = addr_list(ns);
+    let theirs = ip_json(Some(ns), &["addr", "show"]);
+    let mut count = 0;
+    for link in theirs.as_array().unwrap() {
+        for t in link["addr_info"].as_array().unwrap() {
+            count += 1;
+            let cidr = format!("{}/{}", t["local"].as_str().unwrap(), t["prefixlen"]);
+            let dev = link["ifname"].as_str().unwrap();
+            let a = ours
+                .addresses
+                .iter()
+                .find(|a| a.cidr == cidr && a.dev == dev)
+                .unwrap_or_else(|| panic!("{ns}: nsctl does not list {cidr} on {dev}: {ours:?}"));
+            assert_eq!(a.netns.as_deref(), Some(ns));
+            assert_eq!(t["family"], a.family.as_str(), "{cidr}: family");
+            // A scope without a name is a number in our JSON, its decimal string in ip's.
+            let scope = match &a.scope {
+                Value::Number(n) => n.to_string(),
+                other => other
+                    .as_str()
+                    .expect("scope is a name or a number")
+                    .to_string(),
+            };
+            assert_eq!(t["scope"], scope.as_str(), "{cidr}: scope");
+            let ip_flags: BTreeSet<&str> = t
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, v)| **v == Value::Bool(true) && *k != "dynamic")
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let our_flags: BTreeSet<&str> = a
+                .flags
+                .iter()
+                .map(String::as_str)
+                .filter(|f| *f != "permanent")
+                .collect();
+            assert_eq!(our_flags, ip_flags, "{cidr}: flags {:?} vs ip {t}", a.flags);
+            assert_eq!(
+                a.flags.iter().any(|f| f == "permanent"),
+                t["dynamic"] != true,
+                "{cidr}: ip says dynamic where permanent is absent: {t}"
+            );
+            for key in ["valid_life_time", "preferred_life_time"] {
+                let mine = if key == "valid_life_time" {
+                    a.valid_life_time
+                } else {
+                    a.preferred_life_time
+                }
+                .unwrap();
+                let ip = t[key].as_u64().unwrap();
+                assert!(
+                    mine == ip || (mine >= ip && mine - ip <= 2 && mine != u64::from(u32::MAX)),
+                    "{cidr}: {key} {mine} vs ip {ip}"
+                );
+            }
+        }
+    }
+    assert_eq!(ours.addresses.len(), count, "{ns}: address count: {ours:?}");
 }
 
 /// Drops the lab (its cleanup runs) and proves nothing with its prefix is left.
@@ -520,6 +673,7 @@ fn every_mutating_command_is_idempotent_and_check_predicts_it() {
         format!("--ns {x} link set v2p --netns {y} --up --master bry"),
         format!("--ns {x} bridge add brm --address 02:00:5E:AA:00:01 --up"),
         format!("--ns {y} link set v2p --address 02:00:5e:aa:00:02"),
+        format!("--ns {x} link set br0 --address 02:00:5e:aa:00:03"),
         format!("--ns {x} addr add 10.73.0.1/24 --dev br0"),
         format!("--ns {x} addr add fd73::1/64 --dev br0 --nodad"),
         format!("--ns {x} addr add 10.73.0.1/16 --dev br0 --replace"),
@@ -1175,5 +1329,320 @@ fn sysctl_refuses_keys_that_are_not_per_namespace() {
         std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
         host_somaxconn
     );
+    finish(lab);
+}
+
+// ---- What the kernel says of links and addresses (issue 14) ----
+
+/// Waits (up to 5 s) until `ip` reports `dev` in `ns` with operstate `want` (the kernel's link
+/// watch settles it up to a second after a change).
+#[track_caller]
+fn wait_operstate(ns: &str, dev: &str, want: &str) {
+    for _ in 0..50 {
+        if ip_json(Some(ns), &["link", "show", dev])[0]["operstate"] == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{ns}: {dev} never reached operstate {want}");
+}
+
+/// The listed link `name`.
+#[track_caller]
+fn listed<'a>(l: &'a LinkList, name: &str) -> &'a LinkEntry {
+    l.links
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {l:?}"))
+}
+
+#[test]
+fn link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip() {
+    let lab = Lab::new();
+    let a = lab.netns("a");
+    let b = lab.netns("b");
+    let root_end = lab.name("r0");
+    // A veth whose peer is down, both ends here (the complaint of issue 14).
+    ip_in(&a, "link add v3 type veth peer name v4");
+    ip_in(&a, "link set v3 up");
+    // A veth with its peer in another named namespace, and one with its peer in the root
+    // namespace, which has no name under /run/netns.
+    ip_in(&a, &format!("link add v1 type veth peer name v2 netns {b}"));
+    ip_in(&a, "link set v1 up");
+    ip_in(&b, "link set v2 up");
+    run(
+        "ip",
+        &[
+            "link", "add", &root_end, "type", "veth", "peer", "name", "vr", "netns", &a,
+        ],
+    )
+    .ok();
+    // A tun (no MAC), a bridge with a MAC of its own, a macvlan on v3.
+    ip_in(&a, "tuntap add dev tn0 mode tun");
+    ip_in(&a, "link add br0 address 02:00:5e:00:53:01 type bridge");
+    ip_in(&a, "link set v4 master br0");
+    ip_in(&a, "link add mv0 link v3 type macvlan mode bridge");
+    wait_operstate(&a, "v1", "UP");
+    wait_operstate(&a, "v3", "LOWERLAYERDOWN");
+
+    let l = link_list(&a);
+    let v3 = listed(&l, "v3");
+    assert_eq!(
+        (v3.state.as_str(), v3.operstate.as_deref(), v3.carrier),
+        ("up", Some("lowerlayerdown"), false),
+        "admin up, peer down: {v3:?}"
+    );
+    assert_eq!(v3.peer.as_deref(), Some("v4"));
+    assert_eq!(v3.peer_netns.as_deref(), Some(a.as_str()));
+    let v1 = listed(&l, "v1");
+    assert_eq!((v1.operstate.as_deref(), v1.carrier), (Some("up"), true));
+    assert_eq!(v1.peer.as_deref(), Some("v2"));
+    assert_eq!(v1.peer_netns.as_deref(), Some(b.as_str()));
+    let vr = listed(&l, "vr");
+    let host_peer = host_is_here().then_some(root_end.as_str());
+    assert_eq!(
+        (vr.peer.as_deref(), vr.peer_netns.as_deref()),
+        (host_peer, None)
+    );
+    let tn = listed(&l, "tn0");
+    assert_eq!(tn.kind.as_deref(), Some("tun"));
+    assert_eq!(tn.address, None, "a tun has no MAC");
+    let br = listed(&l, "br0");
+    assert_eq!(br.kind.as_deref(), Some("bridge"));
+    assert_eq!(br.address.as_deref(), Some("02:00:5e:00:53:01"));
+    assert_eq!(listed(&l, "v4").master.as_deref(), Some("br0"));
+    let mv = listed(&l, "mv0");
+    assert_eq!(mv.kind.as_deref(), Some("macvlan"));
+    assert_eq!((mv.peer.as_deref(), mv.peer_netns.as_deref()), (None, None));
+    let lo = listed(&l, "lo");
+    assert_eq!((lo.kind.as_deref(), lo.peer.as_deref()), (None, None));
+    let from_b = link_list(&b);
+    let v2 = listed(&from_b, "v2");
+    assert_eq!(v2.peer.as_deref(), Some("v1"));
+    assert_eq!(v2.peer_netns.as_deref(), Some(a.as_str()));
+    assert_links_match_ip(&a);
+    assert_links_match_ip(&b);
+
+    // The peer comes up: the kernel's view changes, and ours with it.
+    ip_in(&a, "link set v4 up");
+    wait_operstate(&a, "v3", "UP");
+    let l = link_list(&a);
+    let v3 = listed(&l, "v3");
+    assert_eq!((v3.operstate.as_deref(), v3.carrier), (Some("up"), true));
+    assert_links_match_ip(&a);
+    finish(lab);
+}
+
+/// Waits (up to 10 s) until `ip` shows `flag` on address `local` in `ns`.
+#[track_caller]
+fn wait_addr_flag(ns: &str, local: &str, flag: &str) {
+    for _ in 0..100 {
+        let links = ip_json(Some(ns), &["addr", "show"]);
+        let found = links.as_array().unwrap().iter().any(|l| {
+            l["addr_info"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["local"] == local && i[flag] == true)
+        });
+        if found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{ns}: {local} never got flag {flag}");
+}
+
+#[test]
+fn addr_list_shows_scope_flags_and_lifetimes_like_ip() {
+    let lab = Lab::new();
+    let a = lab.netns("a");
+    let b = lab.netns("b");
+    for ns in [&a, &b] {
+        sysctl_in(ns, "net.ipv6.conf.default.accept_dad=1");
+    }
+    ip_in(&a, &format!("link add x0 type veth peer name x1 netns {b}"));
+    ip_in(&a, "link set x0 up");
+    ip_in(&b, "link set x1 up");
+    // On a link that stays down, an IPv6 address stays tentative (DAD waits for the link).
+    ip_in(&a, "link add dn0 type veth peer name dn1");
+    ip_in(&a, "addr add fd00:2::1/64 dev dn0");
+    ip_in(
+        &a,
+        "addr add 10.9.0.1/24 dev x0 valid_lft 100 preferred_lft 50",
+    );
+    ip_in(&a, "addr add 10.9.1.1/24 dev x0 scope link");
+    ip_in(&a, "addr add 10.9.2.1/24 dev x0 scope host");
+    ip_in(&a, "addr add 10.9.3.1/24 dev x0 scope 100");
+    ip_in(&a, "addr add fd00:4::1/64 dev x0 nodad noprefixroute");
+    ip_in(
+        &a,
+        "addr add fd00:5::1/64 dev x0 nodad valid_lft 100 preferred_lft 0",
+    );
+    ip_in(&a, "addr add fd00:6::1/64 dev x0 nodad home mngtmpaddr");
+    // dadfailed: b holds fd00:3::1 already when a tries it on the same wire.
+    ip_in(&b, "addr add fd00:3::1/64 dev x1 nodad");
+    wait_operstate(&a, "x0", "UP");
+    ip_in(&a, "addr add fd00:3::1/64 dev x0");
+    wait_addr_flag(&a, "fd00:3::1", "dadfailed");
+
+    let l = addr_list(&a);
+    let find = |cidr: &str| {
+        l.addresses
+            .iter()
+            .find(|x| x.cidr == cidr)
+            .unwrap_or_else(|| panic!("{cidr} not listed: {l:?}"))
+    };
+    let has = |cidr: &str, flags: &[&str]| {
+        let a = find(cidr);
+        for f in flags {
+            assert!(a.flags.iter().any(|x| x == f), "{cidr}: no {f}: {a:?}");
+        }
+    };
+    has("fd00:2::1/64", &["tentative"]);
+    has("fd00:3::1/64", &["tentative", "dadfailed"]);
+    has("fd00:4::1/64", &["nodad", "noprefixroute", "permanent"]);
+    has("fd00:5::1/64", &["nodad", "deprecated"]);
+    has("fd00:6::1/64", &["nodad", "home", "mngtmpaddr"]);
+    let timed = find("10.9.0.1/24");
+    assert!(!timed.flags.iter().any(|f| f == "permanent"), "{timed:?}");
+    assert!(
+        (95..=100).contains(&timed.valid_life_time.unwrap()),
+        "{timed:?}"
+    );
+    assert!(
+        (45..=50).contains(&timed.preferred_life_time.unwrap()),
+        "{timed:?}"
+    );
+    let forever = find("10.9.3.1/24");
+    assert_eq!(forever.valid_life_time, Some(u64::from(u32::MAX)));
+    assert_eq!(forever.preferred_life_time, Some(u64::from(u32::MAX)));
+    assert_eq!(forever.scope, 100, "a scope without a name is its number");
+    assert_eq!(find("10.9.1.1/24").scope, "link");
+    assert_eq!(find("10.9.2.1/24").scope, "host");
+    assert_eq!(find("10.9.0.1/24").scope, "global");
+    assert_eq!(find("10.9.0.1/24").family, "inet");
+    assert_eq!(find("fd00:4::1/64").family, "inet6");
+    assert_addresses_match_ip(&a);
+    assert_addresses_match_ip(&b);
+    finish(lab);
+}
+
+#[test]
+fn bad_vlan_ids_and_names_are_refused_and_change_nothing() {
+    let lab = Lab::new();
+    let a = quiet_ns(&lab, "a");
+    nsctl(&["--ns", &a, "veth", "add", "v0", "--peer", "v0p"]).ok();
+    let before = settled_state(&[&a]);
+    for bad in ["0", "4095", "65536", "-1", "ten", "0x10"] {
+        let args = [
+            "--ns", &a, "vlan", "add", "v0.9", "--link", "v0", "--id", bad,
+        ];
+        nsctl(&args).fails(2, bad);
+        let mut check = args.to_vec();
+        check.insert(0, "--check");
+        nsctl(&check).fails(2, bad);
+    }
+    for (bad, cmd) in [
+        (
+            "x234567890123456",
+            &["dummy", "add", "x234567890123456"][..],
+        ),
+        ("d/0", &["dummy", "add", "d/0"]),
+        (
+            "v 0",
+            &["vlan", "add", "v0.9", "--link", "v 0", "--id", "9"],
+        ),
+        ("--id", &["vlan", "add", "v0.9", "--link", "v0"]),
+        ("--link", &["vlan", "add", "v0.9", "--id", "9"]),
+    ] {
+        nsctl(&[&["--ns", &a][..], cmd].concat()).fails(2, bad);
+    }
+    assert_same_state(
+        &before,
+        &settled_state(&[&a]),
+        "refused input changed the namespace",
+    );
+    finish(lab);
+}
+
+/// Like `needs_kernel("vlan", test)`: the kit's probe cannot create a VLAN (it needs a lower
+/// device), so this one makes a veth first.
+fn needs_vlan(test: &str) -> bool {
+    let probe = run(
+        "unshare",
+        &[
+            "-n",
+            "sh",
+            "-c",
+            "ip link add nxv0 type veth peer name nxv1 && \
+             ip link add link nxv0 name nxv0.5 type vlan id 5",
+        ],
+    );
+    if probe.code == 0 {
+        return true;
+    }
+    skip(test, "kernel lacks 802.1Q VLAN; runs in the VM lane");
+    false
+}
+
+#[test]
+fn dummy_and_vlan_add_like_ip_link_add() {
+    let test = "dummy_and_vlan_add_like_ip_link_add";
+    if !needs_kernel("dummy", test) || !needs_vlan(test) {
+        return;
+    }
+    let lab = Lab::new();
+    let x = quiet_ns(&lab, "x");
+    nsctl_line(&format!(
+        "--ns {x} sysctl net.ipv6.conf.default.addr_gen_mode=1"
+    ))
+    .ok();
+    let nses = [x.as_str()];
+    for cmd in [
+        format!("--ns {x} dummy add d0"),
+        format!("--ns {x} dummy add d0 --up"),
+        format!("--ns {x} link set d0 --address 02:00:5e:00:53:10"),
+        format!("--ns {x} vlan add d0.10 --link d0 --id 10"),
+        format!("--ns {x} vlan add d0.10 --link d0 --id 10 --up"),
+        format!("--ns {x} vlan add d0.10 --link d0 --id 20 --replace"),
+        format!("--ns {x} dummy add d1 --up"),
+    ] {
+        twice(&nses, &cmd);
+    }
+    let vlan = nsctl_line(&format!("--ns {x} vlan add d0.10 --link d0 --id 20"))
+        .ok()
+        .json();
+    assert_eq!(
+        vlan,
+        serde_json::json!({"changed": false, "vlan": {"name": "d0.10", "netns": x, "link": "d0",
+            "id": 20, "state": "up"}})
+    );
+    let dummy = nsctl_line(&format!("--ns {x} dummy add d1")).ok().json();
+    assert_eq!(
+        dummy,
+        serde_json::json!({"changed": false, "dummy": {"name": "d1", "netns": x, "state": "up"}})
+    );
+    // What the kernel holds, by ip.
+    let d0 = &ip_json(Some(&x), &["-d", "link", "show", "d0"])[0];
+    assert_eq!(d0["linkinfo"]["info_kind"], "dummy");
+    assert_eq!(d0["address"], "02:00:5e:00:53:10");
+    assert!(d0["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    let v = &ip_json(Some(&x), &["-d", "link", "show", "d0.10"])[0];
+    assert_eq!(v["linkinfo"]["info_kind"], "vlan");
+    assert_eq!(v["linkinfo"]["info_data"]["id"], 20);
+    assert_eq!(v["linkinfo"]["info_data"]["protocol"], "802.1Q");
+    assert_eq!(v["link"], "d0");
+    assert!(v["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    assert_links_match_ip(&x);
+
+    // Another id, another lower device, another kind under the name: refused, nothing changes.
+    let before = settled_state(&nses);
+    nsctl_line(&format!("--ns {x} vlan add d0.10 --link d0 --id 30")).fails(1, "d0.10");
+    nsctl_line(&format!("--ns {x} vlan add d0.10 --link d1 --id 20")).fails(1, "d1");
+    nsctl_line(&format!("--ns {x} dummy add d0.10")).fails(1, "is a vlan");
+    nsctl_line(&format!("--ns {x} vlan add d1 --link d0 --id 5")).fails(1, "is a dummy");
+    nsctl_line(&format!("--ns {x} vlan add d2.5 --link nosuch --id 5")).fails(1, "nosuch");
+    assert_same_state(&before, &settled_state(&nses), "a refused add changed it");
     finish(lab);
 }

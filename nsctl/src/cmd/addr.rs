@@ -2,10 +2,9 @@
 
 use clap::Subcommand;
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use rtnetlink::Handle;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use common::link::LinkExt;
 use common::types::{parse_cidr, IfName};
@@ -47,11 +46,108 @@ pub enum Addr {
     },
 }
 
-#[derive(Serialize)]
-struct Entry {
-    cidr: String,
-    dev: String,
-    family: &'static str,
+/// An address on a device: what `addr add`/`addr del` print (`{"changed":..,"address":{..}}`)
+/// and every entry of `addr list` starts with.
+#[derive(Debug, Serialize)]
+pub struct AddressView {
+    pub cidr: String,
+    pub dev: String,
+    /// "inet" or "inet6", as `ip -j` writes it.
+    pub family: &'static str,
+    /// The namespace by the name given to `--ns`; null for the caller's.
+    pub netns: Option<String>,
+}
+
+impl AddressView {
+    fn new(cidr: IpNet, dev: String, netns: Option<String>) -> AddressView {
+        AddressView {
+            cidr: cidr.to_string(),
+            dev,
+            family: family(&cidr),
+            netns,
+        }
+    }
+}
+
+/// One address of `addr list`: the address and what the kernel says of it, as `ip -j addr`.
+#[derive(Debug, Serialize)]
+pub struct ListedAddress {
+    #[serde(flatten)]
+    pub address: AddressView,
+    /// `global`, `site`, `link`, `host`, `nowhere`, or the number of another scope.
+    pub scope: Scope,
+    /// The IFA_F_* flags by `ip`'s names, in `ip`'s order: `secondary` (IPv4) / `temporary`
+    /// (IPv6), `nodad`, `optimistic`, `dadfailed`, `home`, `deprecated`, `tentative`,
+    /// `permanent`, `mngtmpaddr`, `noprefixroute`, `autojoin`, `stable-privacy`; a bit without
+    /// a name as `0x...`. (`ip` prints `dynamic` where `permanent` is absent.)
+    pub flags: Vec<String>,
+    /// Seconds left; 4294967295 is forever (`ip`'s `valid_lft forever`). Null if the kernel
+    /// does not say.
+    pub valid_life_time: Option<u32>,
+    pub preferred_life_time: Option<u32>,
+}
+
+/// An address scope: its name when it has one, else its number (`ip` does the same).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Scope {
+    Name(&'static str),
+    Number(u8),
+}
+
+impl From<&AddressScope> for Scope {
+    fn from(s: &AddressScope) -> Scope {
+        match s {
+            AddressScope::Universe => Scope::Name("global"),
+            AddressScope::Site => Scope::Name("site"),
+            AddressScope::Link => Scope::Name("link"),
+            AddressScope::Host => Scope::Name("host"),
+            AddressScope::Nowhere => Scope::Name("nowhere"),
+            other => Scope::Number(u8::from(*other)),
+        }
+    }
+}
+
+/// IFA_F_* flags by the names `ip` prints, in its order (iproute2 `ifa_flag_data`).
+const FLAG_NAMES: &[(AddressFlags, &str)] = &[
+    (AddressFlags::Secondary, "secondary"),
+    (AddressFlags::Nodad, "nodad"),
+    (AddressFlags::Optimistic, "optimistic"),
+    (AddressFlags::Dadfailed, "dadfailed"),
+    (AddressFlags::Homeaddress, "home"),
+    (AddressFlags::Deprecated, "deprecated"),
+    (AddressFlags::Tentative, "tentative"),
+    (AddressFlags::Permanent, "permanent"),
+    (AddressFlags::Managetempaddr, "mngtmpaddr"),
+    (AddressFlags::Noprefixroute, "noprefixroute"),
+    (AddressFlags::Mcautojoin, "autojoin"),
+    (AddressFlags::StablePrivacy, "stable-privacy"),
+];
+
+/// The flags of an address message by name: IFA_FLAGS (32 bits) when present, else the
+/// header's 8 bits. IFA_F_SECONDARY is `temporary` on an IPv6 address, as in `ip`.
+fn flag_names(msg: &AddressMessage, ipv6: bool) -> Vec<String> {
+    let bits = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(*f),
+            _ => None,
+        })
+        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits())));
+    let mut left = bits;
+    let mut names = Vec::new();
+    for (flag, name) in FLAG_NAMES {
+        if bits.contains(*flag) {
+            let secondary = *flag == AddressFlags::Secondary;
+            names.push(if secondary && ipv6 { "temporary" } else { name }.to_string());
+            left.remove(*flag);
+        }
+    }
+    if !left.is_empty() {
+        names.push(format!("{:#x}", left.bits()));
+    }
+    names
 }
 
 fn family(net: &IpNet) -> &'static str {
@@ -74,25 +170,20 @@ impl Addr {
             } => {
                 let changed =
                     ctx.block_on(add(&handle, cidr, &dev, nodad, replace, &here, ctx.check))?;
-                one(changed, cidr, &dev, ctx.ns_json())
+                let view = AddressView::new(cidr, dev.to_string(), ctx.netns_name());
+                Outcome::object(changed, "address", view)
             }
             Addr::Del { cidr, dev } => {
                 let changed = ctx.block_on(del(&handle, cidr, &dev, &here, ctx.check))?;
-                one(changed, cidr, &dev, ctx.ns_json())
+                let view = AddressView::new(cidr, dev.to_string(), ctx.netns_name());
+                Outcome::object(changed, "address", view)
             }
             Addr::List { dev } => {
-                let list = ctx.block_on(list(&handle, dev.as_ref(), &here))?;
-                Outcome::json(json!({"changed": false, "addresses": list}))
+                let list = ctx.block_on(list(&handle, dev.as_ref(), &here, ctx.netns_name()))?;
+                Outcome::listing("addresses", list)
             }
         }
     }
-}
-
-fn one(changed: bool, cidr: IpNet, dev: &IfName, netns: Value) -> Result<Outcome> {
-    Outcome::json(json!({
-        "changed": changed,
-        "address": {"cidr": cidr.to_string(), "dev": dev, "family": family(&cidr), "netns": netns},
-    }))
 }
 
 /// The addresses on `dev` and its index.
@@ -167,7 +258,12 @@ async fn del(handle: &Handle, cidr: IpNet, dev: &IfName, here: &str, check: bool
     }
 }
 
-async fn list(handle: &Handle, dev: Option<&IfName>, here: &str) -> Result<Vec<Entry>> {
+async fn list(
+    handle: &Handle,
+    dev: Option<&IfName>,
+    here: &str,
+    netns: Option<String>,
+) -> Result<Vec<ListedAddress>> {
     let links = common::nl::links(handle).await?;
     let name_of = |i: u32| {
         links
@@ -184,10 +280,17 @@ async fn list(handle: &Handle, dev: Option<&IfName>, here: &str) -> Result<Vec<E
         .await?
         .iter()
         .filter_map(|a| {
-            addr_cidr(a).map(|c| Entry {
-                cidr: c.to_string(),
-                dev: name_of(a.header.index),
-                family: family(&c),
+            let cidr = addr_cidr(a)?;
+            let life = a.attributes.iter().find_map(|at| match at {
+                AddressAttribute::CacheInfo(c) => Some(c),
+                _ => None,
+            });
+            Some(ListedAddress {
+                address: AddressView::new(cidr, name_of(a.header.index), netns.clone()),
+                scope: Scope::from(&a.header.scope),
+                flags: flag_names(a, cidr.addr().is_ipv6()),
+                valid_life_time: life.map(|c| c.ifa_valid),
+                preferred_life_time: life.map(|c| c.ifa_preferred),
             })
         })
         .collect())

@@ -10,14 +10,13 @@ use netlink_packet_route::link::InfoKind;
 use nix::mount::{mount, MsFlags};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
 use serde::Serialize;
-use serde_json::Value;
 
 use common::link::LinkExt;
 use common::types::IfName;
 use common::{Context, Ctx, Error, Outcome, Result};
 
-use super::link::{hw_address, Mac};
-use super::{kind_label, set_link};
+use super::link::Mac;
+use super::{create_link, existing, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Bridge {
@@ -40,20 +39,17 @@ pub enum Bridge {
     },
 }
 
-#[derive(Serialize)]
-struct View {
-    name: String,
-    netns: Value,
-    state: &'static str,
+/// A bridge as `bridge add` prints it (`{"changed":..,"bridge":{..}}`).
+#[derive(Debug, Serialize)]
+pub struct BridgeView {
+    pub name: String,
+    /// The namespace by the name given to `--ns`; null for the caller's.
+    pub netns: Option<String>,
+    /// The administrative state, "up" or "down".
+    pub state: &'static str,
     /// The fixed MAC asked for with `--address`; null without it (the same for a new and an
     /// existing bridge, so `--check` and a re-run print the same object).
-    address: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Changed {
-    changed: bool,
-    bridge: View,
+    pub address: Option<String>,
 }
 
 /// What was asked of the bridge.
@@ -81,26 +77,24 @@ impl Bridge {
         } = self;
         let handle = ctx.netlink()?;
         let where_ = ctx.ns_label();
+        let want = Want {
+            up,
+            address,
+            replace,
+        };
         let plan = ctx.block_on(async {
-            let existing = common::nl::find_link(&handle, name.as_str()).await?;
-            match existing {
-                Some(l) if l.kind() == Some(&InfoKind::Bridge) => {
-                    let want = Want {
-                        up,
-                        address,
-                        replace,
-                    };
-                    converge(&handle, &l, &name, want, &where_, ctx.check).await
-                }
-                Some(l) if !replace => Err(Error::failed(format!(
-                    "bridge {name} already exists in {where_} but is a {} (--replace deletes it)",
-                    kind_label(&l)
-                ))),
-                other => {
+            let found = existing(
+                &handle,
+                &name,
+                InfoKind::Bridge,
+                &where_,
+                replace,
+                ctx.check,
+            );
+            match found.await? {
+                Some(l) => converge(&handle, &l, &name, want, &where_, ctx.check).await,
+                None => {
                     if !ctx.check {
-                        if other.is_some() {
-                            super::link::del(&handle, &name, &where_, false).await?;
-                        }
                         create(&handle, &name, up, address, &where_).await?;
                     }
                     Ok(Plan {
@@ -111,15 +105,13 @@ impl Bridge {
                 }
             }
         })?;
-        Outcome::json(Changed {
-            changed: plan.changed,
-            bridge: View {
-                name: name.to_string(),
-                netns: ctx.ns_json(),
-                state: super::state(plan.up),
-                address: plan.address,
-            },
-        })
+        let view = BridgeView {
+            name: name.to_string(),
+            netns: ctx.netns_name(),
+            state: super::state(plan.up),
+            address: plan.address,
+        };
+        Outcome::object(plan.changed, "bridge", view)
     }
 }
 
@@ -134,21 +126,14 @@ async fn create(
 ) -> Result<()> {
     // LinkBridge::new would bring it up; build it down like `ip link add`.
     let mut b = LinkMessageBuilder::<LinkBridge>::new(name.as_str());
-    if up {
-        b = b.up();
-    }
     if let Some(mac) = address {
         b = b.address(mac.0.to_vec());
     }
     let with = address.map(|m| format!(" address {m}")).unwrap_or_default();
-    handle
-        .link()
-        .add(b.build())
-        .execute()
-        .await
-        .with_context(|| format!("creating bridge {name}{with} in {where_}"))?;
-    common::vlog!(1, "created bridge {name}{with} in {where_}");
-    Ok(())
+    create_link(handle, b, up, || {
+        format!("creating bridge {name}{with} in {where_}")
+    })
+    .await
 }
 
 /// Brings an existing bridge to what was asked: up if `--up`, the MAC if `--address` (another
@@ -166,7 +151,7 @@ async fn converge(
         address,
         replace,
     } = want;
-    let current = hw_address(l);
+    let current = l.mac();
     let mut msg = LinkUnspec::new_with_index(l.header.index);
     let bring_up = up && !l.is_up();
     if bring_up {

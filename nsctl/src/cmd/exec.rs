@@ -8,6 +8,7 @@ use std::path::Path;
 
 use clap::Args;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::Serialize;
 
 use common::netns::NetnsFd;
 use common::types::NsTarget;
@@ -23,6 +24,13 @@ pub struct Exec {
     pub command: Vec<String>,
 }
 
+/// What `exec --check` prints instead of running (`{"changed":false,"exec":{..}}`).
+#[derive(Debug, Serialize)]
+struct ExecView<'a> {
+    netns: String,
+    command: &'a [String],
+}
+
 impl Exec {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         let argv: Vec<CString> = self
@@ -33,10 +41,11 @@ impl Exec {
             .map_err(|_| Error::invalid("a command argument contains a NUL byte"))?;
         let ns = NetnsFd::open(&self.name)?;
         if ctx.check {
-            return Outcome::json(serde_json::json!({
-                "changed": false,
-                "exec": {"netns": self.name.to_string(), "command": self.command},
-            }));
+            let view = ExecView {
+                netns: self.name.to_string(),
+                command: &self.command,
+            };
+            return Outcome::object(false, "exec", view);
         }
         let what = || format!("running {} in namespace {}", self.command[0], self.name);
         enter(&ns, &self.name).with_context(what)?;

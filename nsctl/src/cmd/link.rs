@@ -1,17 +1,24 @@
 //! `nsctl link set|del|list`: any link's state, master, MTU, MAC and namespace (like `ip link`).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsRawFd;
+
 use clap::{ArgGroup, Subcommand};
+use futures::StreamExt;
+use netlink_packet_route::link::{InfoKind, LinkMessage};
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use rtnetlink::{Handle, LinkUnspec};
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use common::link::{delete_link_if_exists, LinkExt};
 use common::netns::NetnsFd;
 use common::nl::connect_in;
-use common::types::{ns_label, IfName, NsTarget};
+use common::types::{ns_label, IfName, NsName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{set_link, state, LinkView};
+use super::{addr_cidr, link_at, set_link, state};
 
 #[derive(Subcommand, Debug)]
 pub enum Link {
@@ -52,7 +59,8 @@ pub enum Link {
         #[arg(add = common::complete::links(&[]))]
         name: IfName,
     },
-    /// List links with kind, state, master, MTU and addresses (like `ip -d addr show`)
+    /// List links with kind, state, operstate, carrier, master, MTU, MAC, veth peer and
+    /// addresses (like `ip -d addr show`)
     List,
 }
 
@@ -77,27 +85,64 @@ struct Current {
 }
 
 impl Current {
-    fn of(l: &netlink_packet_route::link::LinkMessage) -> Current {
+    fn of(l: &LinkMessage) -> Current {
         Current {
             index: l.header.index,
             kind: l.kind().map(ToString::to_string),
             up: l.is_up(),
             master: l.master(),
             mtu: l.mtu().unwrap_or(0),
-            address: hw_address(l),
+            address: l.mac(),
         }
     }
 }
 
-#[derive(Serialize)]
-struct SetView {
+/// A link's settings, what `link set` prints (`{"changed":..,"link":{..}}`) and every entry of
+/// `link list` starts with.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkView {
+    pub name: String,
+    /// The namespace by the name given to `--ns` (`--netns` for a moved link); null for the
+    /// caller's.
+    pub netns: Option<String>,
+    /// The kind as the kernel names it (`ip -d link`'s `info_kind`): veth, bridge, tun,
+    /// wireguard, dummy, vlan, ...; null for a device without one (lo).
+    pub kind: Option<String>,
+    /// The administrative state, "up" or "down".
+    pub state: &'static str,
+    pub master: Option<String>,
+    pub mtu: u32,
+    /// The MAC, lowercase like `ip link`; null for a device without one (a tun).
+    pub address: Option<String>,
+}
+
+/// A link that `link del` names: `{"changed":..,"link":{"name":..,"netns":..}}`.
+#[derive(Debug, Serialize)]
+struct LinkRef {
     name: String,
-    netns: Value,
-    kind: Option<String>,
-    state: &'static str,
-    master: Option<String>,
-    mtu: u32,
-    address: Option<String>,
+    netns: Option<String>,
+}
+
+/// One link of `link list`: its settings and what the kernel says of it, as `ip -j -d link`.
+#[derive(Debug, Serialize)]
+pub struct ListedLink {
+    #[serde(flatten)]
+    pub link: LinkView,
+    pub index: u32,
+    /// RFC 2863 operational state, lower case (`ip`'s `operstate`): up, down, lowerlayerdown
+    /// (e.g. a veth whose peer is down), unknown, ...
+    pub operstate: Option<String>,
+    /// The link has carrier (IFLA_CARRIER).
+    pub carrier: bool,
+    /// For a veth: the other end's name, null when its namespace cannot be found (neither
+    /// under /run/netns nor the host's). Null for other kinds.
+    pub peer: Option<String>,
+    /// For a veth: the namespace of the other end by its /run/netns name (`netns` when both
+    /// ends are together); null for the host's namespace (PID 1's, which has no name there)
+    /// and when it cannot be found. Null for other kinds.
+    pub peer_netns: Option<String>,
+    /// Every address as CIDR, in kernel order.
+    pub addresses: Vec<String>,
 }
 
 impl Link {
@@ -128,18 +173,153 @@ impl Link {
             Link::Del { name } => {
                 let handle = ctx.netlink()?;
                 let changed = ctx.block_on(del(&handle, &name, &ctx.ns_label(), ctx.check))?;
-                Outcome::json(json!({
-                    "changed": changed,
-                    "link": {"name": name, "netns": ctx.ns_json()},
-                }))
+                let link = LinkRef {
+                    name: name.to_string(),
+                    netns: ctx.netns_name(),
+                };
+                Outcome::object(changed, "link", link)
             }
             Link::List => {
                 let handle = ctx.netlink()?;
-                let links: Vec<LinkView> = ctx.block_on(super::link_views(&handle))?;
-                Outcome::json(json!({"changed": false, "links": links}))
+                let links = ctx.block_on(list(&handle, ctx.netns_name()))?;
+                Outcome::listing("links", links)
             }
         }
     }
+}
+
+/// Every link in the namespace of `handle` (named `netns`) with its addresses and, for a veth,
+/// its peer.
+async fn list(handle: &Handle, netns: Option<String>) -> Result<Vec<ListedLink>> {
+    let links = common::nl::links(handle).await?;
+    let mut addresses: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for a in super::addresses(handle, None).await? {
+        if let Some(c) = addr_cidr(&a) {
+            let on = addresses.entry(a.header.index).or_default();
+            on.push(c.to_string());
+        }
+    }
+    let names: BTreeMap<u32, String> = links
+        .iter()
+        .map(|l| (l.header.index, l.name().unwrap_or_default().to_string()))
+        .collect();
+    let elsewhere: BTreeSet<i32> = links
+        .iter()
+        .filter(|l| l.kind() == Some(&InfoKind::Veth))
+        .filter_map(LinkExt::link_netnsid)
+        .collect();
+    let named = named_nsids(handle, &elsewhere).await;
+    let mut out = Vec::with_capacity(links.len());
+    for l in &links {
+        let (peer, peer_netns) = match (l.kind(), l.link_index(), l.link_netnsid()) {
+            (Some(InfoKind::Veth), Some(i), None) => (names.get(&i).cloned(), netns.clone()),
+            (Some(InfoKind::Veth), Some(i), Some(nsid)) => match named.get(&nsid) {
+                Some(ns) => (peer_name_in(ns, i).await, ns.name()),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
+        let master = l
+            .master()
+            .map(|m| names.get(&m).cloned().unwrap_or_else(|| m.to_string()));
+        out.push(ListedLink {
+            link: LinkView {
+                name: l.name().unwrap_or_default().to_string(),
+                netns: netns.clone(),
+                kind: l.kind().map(ToString::to_string),
+                state: state(l.is_up()),
+                master,
+                mtu: l.mtu().unwrap_or(0),
+                address: l.mac(),
+            },
+            index: l.header.index,
+            operstate: l.operstate(),
+            carrier: l.carrier().unwrap_or(false),
+            peer,
+            peer_netns,
+            addresses: addresses.remove(&l.header.index).unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// A namespace other than the listing one, that a veth's peer is in.
+enum PeerNs {
+    /// Under /run/netns by this name.
+    Named(NsName),
+    /// The host's (PID 1's), which has no name there.
+    Host,
+}
+
+impl PeerNs {
+    fn target(&self) -> NsTarget {
+        match self {
+            PeerNs::Named(n) => NsTarget::Name(n.clone()),
+            PeerNs::Host => NsTarget::Path("/proc/1/ns/net".into()),
+        }
+    }
+
+    /// `peer_netns`: the /run/netns name; null for the host's.
+    fn name(&self) -> Option<String> {
+        match self {
+            PeerNs::Named(n) => Some(n.to_string()),
+            PeerNs::Host => None,
+        }
+    }
+}
+
+/// The namespaces with ids `nsids` (as seen from the namespace of `handle`), like `ip`'s
+/// `link-netns`: the host's (PID 1's) is checked first, then the kernel is asked for the id of
+/// each name under /run/netns, until every id is found. An id found nowhere stays out.
+async fn named_nsids(handle: &Handle, nsids: &BTreeSet<i32>) -> BTreeMap<i32, PeerNs> {
+    let mut named = BTreeMap::new();
+    if nsids.is_empty() {
+        return named;
+    }
+    if let Some(id) = nsid_of(handle, NsidAttribute::Pid(1)).await {
+        if nsids.contains(&id) {
+            named.insert(id, PeerNs::Host);
+        }
+    }
+    let mut names = super::netns::names().into_iter();
+    while named.len() < nsids.len() {
+        let Some(name) = names.next() else { break };
+        // A leftover file that is no namespace cannot be opened as one, or has no id.
+        let Ok(file) = std::fs::File::open(name.path()) else {
+            continue;
+        };
+        let fd = NsidAttribute::Fd(file.as_raw_fd() as u32);
+        if let Some(id) = nsid_of(handle, fd).await.filter(|id| nsids.contains(id)) {
+            named.entry(id).or_insert(PeerNs::Named(name));
+        }
+    }
+    named
+}
+
+/// The id the namespace of `handle` gives the namespace `which` names (a NETNSA_PID or
+/// NETNSA_FD), by RTM_GETNSID; None if it has none (or the kernel does not answer).
+async fn nsid_of(handle: &Handle, which: NsidAttribute) -> Option<i32> {
+    let mut msg = NsidMessage::default();
+    msg.attributes = vec![which];
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
+    req.header.flags = NLM_F_REQUEST;
+    let mut answers = handle.clone().request(req).ok()?;
+    while let Some(answer) = answers.next().await {
+        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) = answer.payload {
+            return m.attributes.iter().find_map(|a| match a {
+                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                _ => None,
+            });
+        }
+    }
+    None
+}
+
+/// The name of link `index` in namespace `ns`, if it can be looked up there.
+async fn peer_name_in(ns: &PeerNs, index: u32) -> Option<String> {
+    let fd = NetnsFd::open(&ns.target()).ok()?;
+    let peer = link_at(&connect_in(&fd).ok()?, index).await?;
+    peer.name().map(str::to_string)
 }
 
 /// Deletes link NAME; `Ok(false)` if there is none.
@@ -164,7 +344,11 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
             let l = common::nl::link(&handle, name.as_str(), &here).await?;
             apply(&handle, name, Current::of(&l), s, &here, ctx.check).await
         })?;
-        return emit(changed, view, ctx.ns_json());
+        let link = LinkView {
+            netns: ctx.netns_name(),
+            ..view
+        };
+        return Outcome::object(changed, "link", link);
     };
     let there = ns_label(Some(&to));
     let target = NetnsFd::open(&to)?;
@@ -214,11 +398,11 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
             apply(&h, name, Current::of(&l), s, &there, ctx.check).await
         })?,
     };
-    emit(changed, view, json!(to.to_string()))
-}
-
-fn emit(changed: bool, view: SetView, netns: Value) -> Result<Outcome> {
-    Outcome::json(json!({"changed": changed, "link": SetView { netns, ..view }}))
+    let link = LinkView {
+        netns: Some(to.to_string()),
+        ..view
+    };
+    Outcome::object(changed, "link", link)
 }
 
 /// Brings link `cur` to settings `s` with one RTM_SETLINK (none if nothing differs).
@@ -229,7 +413,7 @@ async fn apply(
     s: &Settings,
     where_: &str,
     check: bool,
-) -> Result<(bool, SetView)> {
+) -> Result<(bool, LinkView)> {
     let mut msg = LinkUnspec::new_with_index(cur.index);
     let mut changed = false;
     let mut master_name = None;
@@ -293,9 +477,9 @@ async fn apply(
     }
     Ok((
         changed,
-        SetView {
+        LinkView {
             name: name.to_string(),
-            netns: Value::Null,
+            netns: None,
             kind: cur.kind,
             state: state(new_up),
             master: master_name,
@@ -307,7 +491,7 @@ async fn apply(
 
 /// The name of link `index`, or the number if it cannot be looked up.
 async fn master_label(handle: &Handle, index: u32) -> String {
-    match super::link_at(handle, index).await {
+    match link_at(handle, index).await {
         Some(l) => l.name().unwrap_or_default().to_string(),
         None => index.to_string(),
     }
@@ -379,21 +563,6 @@ impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
-}
-
-/// A link's hardware address (IFLA_ADDRESS) as `ip link` prints it: lowercase hex pairs joined
-/// by `:` (six for Ethernet; none for a device without one, e.g. a tun).
-pub fn hw_address(msg: &netlink_packet_route::link::LinkMessage) -> Option<String> {
-    msg.attributes.iter().find_map(|a| match a {
-        netlink_packet_route::link::LinkAttribute::Address(bytes) if !bytes.is_empty() => Some(
-            bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-        ),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

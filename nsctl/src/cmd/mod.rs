@@ -1,51 +1,30 @@
 //! One module per object; the link and address plumbing they share lives here.
 
-use std::collections::BTreeMap;
-
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::Handle;
-use serde::Serialize;
+use netlink_packet_route::link::{InfoKind, LinkMessage};
+use rtnetlink::{Handle, LinkMessageBuilder};
 
-use common::link::{delete_link_if_exists, LinkExt};
-use common::{Context, Result};
+use common::link::{delete_link_if_exists, set_up, LinkExt};
+use common::types::IfName;
+use common::{Context, Error, Result};
 
 pub mod addr;
 pub mod bridge;
+pub mod dummy;
 pub mod exec;
 pub mod link;
 pub mod netns;
 pub mod sysctl;
 pub mod veth;
+pub mod vlan;
 
-/// A link's kind as the JSON and messages print it: "veth", "bridge", or "device" for a link
-/// without a kind (such as `lo`).
+/// A link's kind as the messages print it: "veth", "bridge", or "device" for a link without a
+/// kind (such as `lo`).
 pub fn kind_label(msg: &LinkMessage) -> String {
     msg.kind()
         .map_or_else(|| "device".into(), ToString::to_string)
-}
-
-/// For a veth: the peer's ifindex (in the peer's namespace).
-pub fn peer_index(msg: &LinkMessage) -> Option<u32> {
-    msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Link(i) => Some(*i),
-        _ => None,
-    })
-}
-
-/// The namespace id (as seen from here) of the namespace holding the link's peer, if elsewhere.
-pub fn peer_nsid(msg: &LinkMessage) -> Option<i32> {
-    msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkNetNsId(n) => Some(*n),
-        _ => None,
-    })
-}
-
-/// True when the link's peer lives in another namespace (the kernel reports its nsid).
-pub fn peer_elsewhere(msg: &LinkMessage) -> bool {
-    peer_nsid(msg).is_some()
 }
 
 /// Link `index` in the handle's namespace, if there is one (a failed lookup reads as none).
@@ -54,26 +33,79 @@ pub async fn link_at(handle: &Handle, index: u32) -> Option<LinkMessage> {
     found.try_next().await.ok().flatten()
 }
 
-/// One link as `link list` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LinkView {
-    pub name: String,
-    pub index: u32,
-    pub kind: Option<String>,
-    pub state: &'static str,
-    pub master: Option<String>,
-    pub mtu: u32,
-    /// The MAC (lowercase, like `ip link`), null for a device without one.
-    pub address: Option<String>,
-    pub addresses: Vec<String>,
-}
-
+/// The administrative state as the JSON prints it (`state`): "up" or "down".
 pub fn state(up: bool) -> &'static str {
     if up {
         "up"
     } else {
         "down"
     }
+}
+
+/// What an `add` of a `kind` link finds under `name`: the link when it is of that kind; None
+/// when there is none, or when there was one of another kind and `replace` deleted it (a dry
+/// run only says so). Another kind without `replace` is refused: "bridge br0 already exists in
+/// namespace c1 but is a veth".
+pub async fn existing(
+    handle: &Handle,
+    name: &IfName,
+    kind: InfoKind,
+    here: &str,
+    replace: bool,
+    check: bool,
+) -> Result<Option<LinkMessage>> {
+    match common::nl::find_link(handle, name.as_str()).await? {
+        Some(l) if l.kind() == Some(&kind) => Ok(Some(l)),
+        Some(l) if !replace => Err(Error::failed(format!(
+            "{kind} {name} already exists in {here} but is a {} (--replace deletes it)",
+            kind_label(&l)
+        ))),
+        Some(_) => {
+            if !check {
+                link::del(handle, name, here, false).await?;
+            }
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Brings existing link `l` up when `up` asks for it and it is down (`ip link set NAME up`):
+/// true if that is a change (made unless `check`).
+pub async fn up_if_asked(
+    handle: &Handle,
+    l: &LinkMessage,
+    up: bool,
+    check: bool,
+    what: impl FnOnce() -> String,
+) -> Result<bool> {
+    if !up || l.is_up() {
+        return Ok(false);
+    }
+    if !check {
+        set_up(handle, l.header.index, true, what).await?;
+    }
+    Ok(true)
+}
+
+/// Creates a link in one RTM_NEWLINK from builder `b`, up if `up` (else down, like `ip link
+/// add`). `what` names the attempt for the error and the `-v` log: "creating dummy d0 in
+/// namespace c1".
+pub async fn create_link<T>(
+    handle: &Handle,
+    b: LinkMessageBuilder<T>,
+    up: bool,
+    what: impl Fn() -> String,
+) -> Result<()> {
+    let b = if up { b.up() } else { b };
+    handle
+        .link()
+        .add(b.build())
+        .execute()
+        .await
+        .with_context(&what)?;
+    common::vlog!(1, "done: {}", what());
+    Ok(())
 }
 
 /// The CIDR of an address message (IFA_LOCAL, else IFA_ADDRESS, with the prefix length).
@@ -99,37 +131,6 @@ pub async fn addresses(handle: &Handle, index: Option<u32>) -> Result<Vec<Addres
         .try_collect()
         .await
         .context("listing addresses")
-}
-
-/// All links with their addresses, as `link list` prints them.
-pub async fn link_views(handle: &Handle) -> Result<Vec<LinkView>> {
-    let links = common::nl::links(handle).await?;
-    let mut by_index: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for a in addresses(handle, None).await? {
-        if let Some(c) = addr_cidr(&a) {
-            by_index
-                .entry(a.header.index)
-                .or_default()
-                .push(c.to_string());
-        }
-    }
-    let name = |l: &LinkMessage| l.name().unwrap_or_default().to_string();
-    let names: BTreeMap<u32, String> = links.iter().map(|l| (l.header.index, name(l))).collect();
-    Ok(links
-        .iter()
-        .map(|l| LinkView {
-            name: name(l),
-            index: l.header.index,
-            kind: l.kind().map(ToString::to_string),
-            state: state(l.is_up()),
-            master: l
-                .master()
-                .map(|m| names.get(&m).cloned().unwrap_or_else(|| m.to_string())),
-            mtu: l.mtu().unwrap_or(0),
-            address: link::hw_address(l),
-            addresses: by_index.remove(&l.header.index).unwrap_or_default(),
-        })
-        .collect())
 }
 
 /// Sends one RTM_SETLINK built from `msg`, naming the attempt in the error.

@@ -57,39 +57,18 @@ impl Entry {
     }
 }
 
-#[derive(Serialize)]
-struct Changed {
-    changed: bool,
-    netns: Entry,
-}
-
-#[derive(Serialize)]
-struct Listing {
-    changed: bool,
-    netns: Vec<Entry>,
-}
-
 impl Netns {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         match self {
             Netns::Add { name } => {
                 let changed = add(&name, ctx.check)?;
-                Outcome::json(Changed {
-                    changed,
-                    netns: Entry::of(&name),
-                })
+                Outcome::object(changed, "netns", Entry::of(&name))
             }
             Netns::Del { name } => {
                 let changed = del(&name, ctx.check)?;
-                Outcome::json(Changed {
-                    changed,
-                    netns: Entry::of(&name),
-                })
+                Outcome::object(changed, "netns", Entry::of(&name))
             }
-            Netns::List => Outcome::json(Listing {
-                changed: false,
-                netns: list()?,
-            }),
+            Netns::List => Outcome::listing("netns", list()?),
         }
     }
 }
@@ -273,6 +252,17 @@ pub fn del(name: &NsName, check: bool) -> Result<bool> {
 
 /// The mounted namespaces under /run/netns, sorted; leftover files that are not namespace
 /// mounts are skipped (one statfs per entry).
+/// The names under /run/netns, unchecked (a leftover file that is no namespace among them;
+/// none if /run/netns cannot be read): for a caller that asks the kernel about each anyway.
+pub fn names() -> Vec<NsName> {
+    let Ok(dir) = std::fs::read_dir(NETNS_RUN_DIR) else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 fn list() -> Result<Vec<Entry>> {
     let dir = match std::fs::read_dir(NETNS_RUN_DIR) {
         Ok(d) => d,

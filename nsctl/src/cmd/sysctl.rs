@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use nix::sched::{unshare, CloneFlags};
-use serde_json::json;
+use serde::Serialize;
 
 use common::{Context, Ctx, Error, Outcome, Result};
 
@@ -21,6 +21,19 @@ pub struct Sysctl {
     /// (like `sysctl [-w] KEY[=VALUE]`; KEY may also use `/`: net/ipv4/conf/eth0.10/forwarding)
     #[arg(value_parser = parse_setting)]
     pub setting: Setting,
+}
+
+/// A sysctl as `sysctl` prints (`{"changed":..,"sysctl":{..}}`).
+#[derive(Debug, Serialize)]
+pub struct SysctlView {
+    /// The dotted key, e.g. net.ipv4.ip_forward.
+    pub key: String,
+    /// The value now (with `=VALUE`: the one set, or that would be set under --check).
+    pub value: String,
+    /// With `=VALUE`: the value before; null when only reading.
+    pub previous: Option<String>,
+    /// The namespace by the name given to `--ns`; null for the caller's.
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,10 +236,13 @@ impl Sysctl {
             .trim_end()
             .to_string();
         let Some(value) = value else {
-            return Outcome::json(json!({
-                "changed": false,
-                "sysctl": {"key": key, "value": current, "netns": ctx.ns_json()},
-            }));
+            let view = SysctlView {
+                key,
+                value: current,
+                previous: None,
+                netns: ctx.netns_name(),
+            };
+            return Outcome::object(false, "sysctl", view);
         };
         let changed = !same(&current, &value);
         if changed && !ctx.check {
@@ -234,10 +250,13 @@ impl Sysctl {
                 .with_context(|| format!("setting sysctl {key}={value} in {here}"))?;
             common::vlog!(1, "set {key}={value} in {here}");
         }
-        Outcome::json(json!({
-            "changed": changed,
-            "sysctl": {"key": key, "value": value, "previous": current, "netns": ctx.ns_json()},
-        }))
+        let view = SysctlView {
+            key,
+            value,
+            previous: Some(current),
+            netns: ctx.netns_name(),
+        };
+        Outcome::object(changed, "sysctl", view)
     }
 }
 

@@ -9,7 +9,6 @@ use clap::Subcommand;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 use serde::Serialize;
-use serde_json::Value;
 
 use common::link::LinkExt;
 use common::netns::NetnsFd;
@@ -17,7 +16,7 @@ use common::nl::connect_in;
 use common::types::{ns_label, IfName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{kind_label, link_at, peer_elsewhere, peer_index, set_link};
+use super::{kind_label, link_at, set_link};
 
 #[derive(Subcommand, Debug)]
 pub enum Veth {
@@ -47,15 +46,19 @@ pub enum Veth {
     },
 }
 
-#[derive(Serialize)]
-struct View {
-    name: String,
-    netns: Value,
-    peer: String,
-    peer_netns: Value,
-    master: Option<String>,
-    peer_master: Option<String>,
-    state: &'static str,
+/// A veth pair as `veth add` prints it (`{"changed":..,"veth":{..}}`).
+#[derive(Debug, Serialize)]
+pub struct VethView {
+    pub name: String,
+    /// The namespace of NAME by the name given to `--ns`; null for the caller's.
+    pub netns: Option<String>,
+    pub peer: String,
+    /// The namespace of the peer, named the same way (`--peer-ns`, else `netns`).
+    pub peer_netns: Option<String>,
+    pub master: Option<String>,
+    pub peer_master: Option<String>,
+    /// The administrative state of NAME, "up" or "down".
+    pub state: &'static str,
 }
 
 /// Everything `veth add` was asked for, resolved.
@@ -131,19 +134,16 @@ impl Veth {
                 None => create(&handle, &plan).await.map(|()| (true, up)),
             }
         })?;
-        let netns = ctx.ns_json();
-        Outcome::json(serde_json::json!({
-            "changed": changed,
-            "veth": View {
-                name: name.to_string(),
-                peer: peer.to_string(),
-                peer_netns: peer_ns.map_or_else(|| netns.clone(), |n| Value::from(n.to_string())),
-                netns,
-                master: master_br.map(|b| b.to_string()),
-                peer_master: peer_master.map(|b| b.to_string()),
-                state: super::state(now_up),
-            },
-        }))
+        let view = VethView {
+            name: name.to_string(),
+            netns: ctx.netns_name(),
+            peer: peer.to_string(),
+            peer_netns: peer_ns.map(|n| n.to_string()).or_else(|| ctx.netns_name()),
+            master: master_br.map(|b| b.to_string()),
+            peer_master: peer_master.map(|b| b.to_string()),
+            state: super::state(now_up),
+        };
+        Outcome::object(changed, "veth", view)
     }
 }
 
@@ -166,15 +166,15 @@ async fn is_our_pair(
     if kind != "veth" {
         return Ok(Err(format!("is a {kind}, not a veth")));
     }
-    let Some(peer_idx) = peer_index(l) else {
+    let Some(peer_idx) = l.link_index() else {
         return Ok(Err("it is a veth without a peer".into()));
     };
-    let peer = match (plan.peer_ns, peer_elsewhere(l)) {
+    let peer = match (plan.peer_ns, l.link_netnsid().is_some()) {
         (None, false) => link_at(handle, peer_idx).await,
         (Some(fd), true) => link_at(&connect_in(fd)?, peer_idx).await,
         _ => None,
     };
-    match peer.as_ref().map(|p| (p.name(), peer_index(p))) {
+    match peer.as_ref().map(|p| (p.name(), p.link_index())) {
         Some((Some(n), Some(back))) if n == plan.peer.as_str() && back == l.header.index => {
             Ok(Ok(()))
         }
