@@ -202,7 +202,11 @@ fn ip_rules(ns: &str, family: &str) -> Vec<Rule> {
                 suppress_prefixlength: ip["suppress_prefixlen"].as_u64().map(|n| n as u32),
                 suppress_ifgroup: n["suppress_ifgroup"].as_str().map(|g| g.parse().unwrap()),
                 tun_id: ip["tun_id"].as_u64(),
-                realms: ip["realms"].as_str().map(String::from),
+                realms: match (n["flow_from"].as_str(), n["flow_to"].as_str()) {
+                    (Some(from), Some(to)) => Some(format!("{from}/{to}")),
+                    (None, Some(to)) => Some(to.to_string()),
+                    _ => None,
+                },
                 protocol: Some(name_or_number(&ip["protocol"], &n["protocol"])),
                 table_id: n["table"].as_str().map(|t| t.parse().unwrap()),
                 table: (!table.is_null()).then_some(table),
@@ -765,6 +769,54 @@ fn rule_list_matches_ip() {
     assert!(only6.iter().all(|r| r.family == "inet6"));
 }
 
+/// One mutating command's whole contract in `ns`: `--check` predicts what the real run then
+/// reports and changes nothing; the real run changes the kernel, which `ip -j` then reports
+/// field by field as routectl lists it, with the fields of `expect`; a second run is
+/// `changed: false` with the same kernel state; `del` (also `--check`ed) restores the state
+/// before, and a second `del` is `changed: false`.
+#[track_caller]
+fn add_check_del(ns: &str, add: &[&str], del: &[&str], expect: &Value) {
+    let before = state(ns);
+    let check = [add, &["--check"]].concat();
+    let predicted = rt(ns, &check).ok();
+    assert!(predicted.changed(), "{check:?}");
+    assert_eq!(state(ns), before, "--check changed something: {check:?}");
+    let first = rt(ns, add).ok();
+    assert!(first.changed(), "{add:?}");
+    let after = state(ns);
+    assert_ne!(after, before);
+    let second = rt(ns, add).ok();
+    assert!(!second.changed(), "second {add:?} changed something");
+    assert_eq!(state(ns), after);
+    assert!(!rt(ns, &check).ok().changed());
+    // The prediction is what the kernel then reported, but for a kernel-chosen priority.
+    let key = add[0];
+    let (mut p, f) = (predicted.json()[key].clone(), first.json()[key].clone());
+    if key == "rule" {
+        let rules = assert_rules_match_ip(ns);
+        assert!(rules.contains(&parse_exact(&f)), "{f} not in {rules:#?}");
+        if p["priority"].is_null() {
+            p["priority"] = f["priority"].clone();
+        }
+    } else {
+        let routes = assert_routes_match_ip(ns);
+        assert!(routes.contains(&parse_exact(&f)), "{f} not in {routes:#?}");
+    }
+    assert_eq!(p, f, "{add:?}");
+    assert_eq!(second.json()[key], f);
+    for (k, v) in expect.as_object().unwrap() {
+        assert_eq!(&f[k], v, "{k} of {add:?}: {f}");
+    }
+
+    let dcheck = [del, &["--check"]].concat();
+    assert!(rt(ns, &dcheck).ok().changed());
+    assert_eq!(state(ns), after);
+    assert!(rt(ns, del).ok().changed(), "{del:?}");
+    assert_eq!(state(ns), before, "del did not restore {add:?}");
+    assert!(!rt(ns, del).ok().changed());
+    assert!(!rt(ns, &dcheck).ok().changed());
+}
+
 /// Every mutating command twice: the second is `changed: false` with identical kernel state;
 /// `--check` predicts the real run and changes nothing; del of what is absent is a no-op.
 #[test]
@@ -836,37 +888,7 @@ fn idempotency_and_check() {
         ),
     ];
     for (add, del) in &cases {
-        let before = state(&ns);
-        let mut check = add.clone();
-        check.push("--check");
-        let predicted = rt(&ns, &check).ok();
-        assert!(predicted.changed(), "{check:?}");
-        assert_eq!(state(&ns), before, "--check changed something: {check:?}");
-        let first = rt(&ns, add).ok();
-        assert!(first.changed(), "{add:?}");
-        let after = state(&ns);
-        assert_ne!(after, before);
-        let second = rt(&ns, add).ok();
-        assert!(!second.changed(), "second {add:?} changed something");
-        assert_eq!(state(&ns), after);
-        assert!(!rt(&ns, &check).ok().changed());
-        // The prediction is what the kernel then reported, but for a kernel-chosen priority.
-        let key = if add[0] == "rule" { "rule" } else { "route" };
-        let (mut p, f) = (predicted.json()[key].clone(), first.json()[key].clone());
-        if key == "rule" && p["priority"].is_null() {
-            p["priority"] = f["priority"].clone();
-        }
-        assert_eq!(p, f, "{add:?}");
-        assert_eq!(second.json()[key], f);
-
-        let mut dcheck = del.clone();
-        dcheck.push("--check");
-        assert!(rt(&ns, &dcheck).ok().changed());
-        assert_eq!(state(&ns), after);
-        assert!(rt(&ns, del).ok().changed(), "{del:?}");
-        assert_eq!(state(&ns), before, "del did not restore {add:?}");
-        assert!(!rt(&ns, del).ok().changed());
-        assert!(!rt(&ns, &dcheck).ok().changed());
+        add_check_del(&ns, add, del, &json!({}));
     }
 
     // Same destination, table and metric with another next hop: exit 1 unless --replace.
@@ -982,6 +1004,148 @@ fn bad_input_changes_nothing() {
             "nxnosuchdev",
         ),
         (&["vrf", "add", "x", "--table", "0"], 2, "'0'"),
+        (&["rule", "add", "--table", "nosuchname"], 2, "'nosuchname'"),
+        (
+            &["rule", "add", "--table", "5", "--uidrange", "9-1"],
+            2,
+            "9-1",
+        ),
+        (
+            &["rule", "add", "--table", "5", "--uidrange", "a-b"],
+            2,
+            "a-b",
+        ),
+        (&["rule", "add", "--table", "5", "--sport", "0"], 2, "'0'"),
+        (
+            &["rule", "add", "--table", "5", "--dport", "70000"],
+            2,
+            "70000",
+        ),
+        (
+            &["rule", "add", "--table", "5", "--dport", "1-65535"],
+            2,
+            "65535",
+        ),
+        (
+            &["rule", "add", "--table", "5", "--ipproto", "tcpx"],
+            2,
+            "tcpx",
+        ),
+        (
+            &["rule", "add", "--table", "5", "--ipproto", "256"],
+            2,
+            "256",
+        ),
+        (
+            &[
+                "rule",
+                "add",
+                "--table",
+                "5",
+                "--suppress-prefixlength",
+                "33",
+            ],
+            2,
+            "33",
+        ),
+        (
+            &[
+                "rule",
+                "add",
+                "-6",
+                "--table",
+                "5",
+                "--suppress-prefixlength",
+                "129",
+            ],
+            2,
+            "129",
+        ),
+        (
+            &[
+                "route",
+                "add",
+                "10.6.0.0/16",
+                "--nexthop",
+                "via=10.90.0.2,weight=0",
+            ],
+            2,
+            "weight '0'",
+        ),
+        (
+            &["route", "add", "10.6.0.0/16", "--nexthop", "bogus=1"],
+            2,
+            "bogus=1",
+        ),
+        (
+            &[
+                "route",
+                "add",
+                "2001:db8::/32",
+                "--nexthop",
+                "via=10.90.0.2",
+            ],
+            2,
+            "10.90.0.2",
+        ),
+        (
+            &[
+                "route",
+                "add",
+                "10.6.0.0/16",
+                "--via",
+                "10.90.0.2",
+                "--nexthop",
+                "via=10.90.0.2",
+            ],
+            2,
+            "--nexthop",
+        ),
+        (
+            &[
+                "route",
+                "add",
+                "10.6.0.0/16",
+                "--type",
+                "blackhole",
+                "--via",
+                "10.90.0.2",
+            ],
+            2,
+            "blackhole",
+        ),
+        (
+            &["route", "add", "10.6.0.0/16", "--type", "bogus"],
+            2,
+            "bogus",
+        ),
+        (
+            &[
+                "route",
+                "add",
+                "10.6.0.0/16",
+                "--via",
+                "10.90.0.2",
+                "--proto",
+                "nosuchproto",
+            ],
+            2,
+            "nosuchproto",
+        ),
+        (
+            &[
+                "route",
+                "add",
+                "10.6.0.0/16",
+                "--via",
+                "10.90.0.2",
+                "--mtu",
+                "20",
+            ],
+            2,
+            "20",
+        ),
+        (&["route", "add", "10.6.0.0/16", "--onlink"], 2, "onlink"),
     ];
     for (args, code, needle) in cases {
         rt(&ns, args).fails(*code, needle);
@@ -1077,4 +1241,683 @@ fn vrf_add_enslave_list_del() {
     assert!(rt(&ns, &["vrf", "del", &vrf]).ok().changed());
     assert!(!rt(&ns, &["vrf", "del", &vrf]).ok().changed());
     assert_eq!(rt(&ns, &["vrf", "list"]).ok().json()["vrfs"], json!([]));
+}
+
+/// An rt_tables.d file naming tables for the tests that use it, removed when dropped (also
+/// when the test panics). Its name carries the lab prefix, so it never collides with another
+/// suite's or the machine's own files.
+struct TableNames {
+    path: std::path::PathBuf,
+}
+
+impl TableNames {
+    /// Writes `/etc/iproute2/rt_tables.d/PREFIX.conf` with one `ID NAME` line per table.
+    fn new(lab: &Lab, tables: &[(u32, &str)]) -> TableNames {
+        let dir = std::path::Path::new("/etc/iproute2/rt_tables.d");
+        std::fs::create_dir_all(dir).expect("rt_tables.d");
+        let path = dir.join(format!("{}.conf", lab.prefix));
+        let text: String = tables
+            .iter()
+            .map(|(id, name)| format!("{id}\t{name}\n"))
+            .collect();
+        std::fs::write(&path, text).expect("writing the rt_tables.d file");
+        TableNames { path }
+    }
+}
+
+impl Drop for TableNames {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A table id of this test process's own, from a range nothing else uses (below 2^31: `ip`
+/// reads rt_tables ids as a C int).
+fn own_table(n: u32) -> u32 {
+    1_900_000_000 + (std::process::id() % 100_000) * 10 + n
+}
+
+/// Rules made with `ip rule` using every selector, a named table, and what routectl never
+/// sets (tos, goto, nop, blackhole, realms): `rule list` prints them as `ip -j` does, field by
+/// field, and a rule with `suppress_prefixlength` never like one without. `rule del` removes
+/// exactly the rule whose selectors it is given.
+#[test]
+fn rules_made_by_ip_list_like_ip() {
+    let lab = Lab::new();
+    let ns = lab.netns("ri");
+    let wan = lab.name("wan");
+    let id = own_table(1);
+    let _names = TableNames::new(&lab, &[(id, &wan)]);
+    for rule in [
+        "not fwmark 0xca6c lookup 51820".to_string(),
+        "lookup main suppress_prefixlength 0".into(),
+        "lookup main".into(),
+        format!(
+            "from 10.1.0.0/16 uidrange 100-200 ipproto tcp sport 1000-2000 dport 53 lookup {wan}"
+        ),
+        format!("to 10.2.0.1 ipproto udp dport 53 lookup {id}"),
+        "ipproto 47 sport 7 lookup 8".into(),
+        "iif nxgone1 oif lo fwmark 0x10/0xf0 lookup 9".into(),
+        "tos 0x10 lookup 10".into(),
+        "priority 50 goto 100".into(),
+        "priority 51 nop".into(),
+        "priority 52 from 10.3.0.0/24 blackhole".into(),
+        "priority 53 realms 1/2 lookup 11".into(),
+    ] {
+        ip_in(&ns, &format!("rule add {rule}"));
+    }
+    for rule in [
+        "not from 2001:db8::/32 suppress_prefixlength 64 lookup main",
+        "to 2001:db8:1::/48 ipproto udp dport 500-501 uidrange 0-0 lookup 12",
+        "prohibit from 2001:db8:2::/48",
+    ] {
+        ip_in(&ns, &format!("-6 rule add {rule}"));
+    }
+    let ours = assert_rules_match_ip(&ns);
+    let named: Vec<&Rule> = ours
+        .iter()
+        .filter(|r| r.table == Some(json!(wan)))
+        .collect();
+    assert_eq!(named.len(), 2, "by name and by number: {ours:#?}");
+    assert!(named.iter().all(|r| r.table_id == Some(id)));
+    let main: Vec<&Rule> = ours
+        .iter()
+        .filter(|r| r.family == "inet" && r.table == Some(json!("main")))
+        .collect();
+    assert_eq!(main.len(), 3, "the two added and the kernel's: {main:#?}");
+    assert_eq!(
+        main.iter()
+            .filter(|r| r.suppress_prefixlength == Some(0))
+            .count(),
+        1
+    );
+
+    // del with the suppress selector removes that rule only, not the plain `lookup main`.
+    let del = [
+        "rule",
+        "del",
+        "--table",
+        "main",
+        "--suppress-prefixlength",
+        "0",
+    ];
+    let gone: Vec<Rule> = listed(&rt(&ns, &del).ok(), "rules");
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].suppress_prefixlength, Some(0));
+    let v4 = ip_json(Some(&ns), &["rule", "show", "table", "main"]);
+    assert_eq!(v4.as_array().unwrap().len(), 2, "{v4}");
+    assert!(v4
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r.get("suppress_prefixlen").is_none()));
+    assert!(!rt(&ns, &del).ok().changed());
+    // A rule with a tos routectl does not set is never one of its own.
+    assert!(!rt(&ns, &["rule", "del", "--table", "10"]).ok().changed());
+    // Selectors by name: the table, the ports, the protocol as `rule list` printed them.
+    let r = rt(
+        &ns,
+        &[
+            "rule",
+            "del",
+            "--from",
+            "10.1.0.0/16",
+            "--uidrange",
+            "100-200",
+            "--ipproto",
+            "tcp",
+            "--sport",
+            "1000-2000",
+            "--dport",
+            "53",
+            "--table",
+            &wan,
+        ],
+    )
+    .ok();
+    assert!(r.changed());
+    assert_rules_match_ip(&ns);
+}
+
+/// Routes made with `ip route`: multipath, every type, onlink, mtu, pref, protocols by name and
+/// number, a named table, both families: `route list` prints them as `ip -j -d` does, field by
+/// field; `route del` with `--nexthop`, `--type` and `--proto` removes them.
+#[test]
+fn routes_made_by_ip_list_like_ip() {
+    let lab = Lab::new();
+    let ns = lab.netns("ro");
+    let (a, b) = (lab.name("a"), lab.name("b"));
+    let wan = lab.name("wan");
+    let id = own_table(2);
+    let _names = TableNames::new(&lab, &[(id, &wan)]);
+    veth((&ns, &a, "10.0.0.1/24"), (&ns, &b, "10.0.1.1/24"));
+    ip_in(&ns, &format!("addr add 2001:db8::1/64 dev {a} nodad"));
+    ip_in(&ns, &format!("addr add 2001:db8:1::1/64 dev {b} nodad"));
+    for route in [
+        format!("10.9.0.0/16 proto bird nexthop via 10.0.0.2 dev {a} weight 2 nexthop via 10.0.1.2 dev {b}"),
+        format!("10.3.0.0/16 nexthop dev {a} nexthop dev {b} weight 5"),
+        "blackhole 10.8.0.0/16".into(),
+        format!("unreachable 10.7.0.0/16 table {wan}"),
+        "prohibit 10.6.0.0/16 metric 5".into(),
+        format!("local 10.5.0.1 dev {a}"),
+        format!("10.4.0.0/16 via 192.0.2.1 dev {a} onlink mtu 1300 proto 77"),
+        format!("default via 10.0.0.2 table {id}"),
+        format!("throw 10.10.0.0/16 table {id}"),
+    ] {
+        ip_in(&ns, &format!("route add {route}"));
+    }
+    for route in [
+        format!("2001:db8:9::/48 nexthop via 2001:db8::2 dev {a} weight 3 nexthop via 2001:db8:1::2 dev {b}"),
+        "2001:db8:8::/48 via 2001:db8::3 mtu 1400 pref high".into(),
+        format!("2001:db8:6::/48 via fe80::1 dev {a} onlink"),
+        "blackhole 2001:db8:7::/48".into(),
+        format!("unreachable 2001:db8:4::/48 table {wan}"),
+        format!("local 2001:db8:5::1 dev {a}"),
+    ] {
+        ip_in(&ns, &format!("-6 route add {route}"));
+    }
+    let ours = assert_routes_match_ip(&ns);
+    let multipath: Vec<&Route> = ours.iter().filter(|r| !r.nexthops.is_empty()).collect();
+    assert_eq!(multipath.len(), 3, "{multipath:#?}");
+    assert!(multipath
+        .iter()
+        .all(|r| r.gateway.is_none() && r.dev.is_none()));
+    let wan_routes: Vec<&Route> = ours.iter().filter(|r| r.table == json!(wan)).collect();
+    assert_eq!(wan_routes.len(), 4, "{wan_routes:#?}");
+    assert!(wan_routes.iter().all(|r| r.table_id == id));
+    assert!(ours
+        .iter()
+        .any(|r| r.proto == json!(77) && r.mtu == Some(1300) && r.flags == ["onlink"]));
+
+    // del by next hops, type and protocol; the rest stays.
+    let del = |args: &[&str]| rt(&ns, &[&["route", "del"][..], args].concat()).ok();
+    let hop = |via: &str, dev: &str, w: &str| format!("via={via},dev={dev},weight={w}");
+    let (h1, h2) = (hop("10.0.0.2", &a, "2"), hop("10.0.1.2", &b, "1"));
+    assert!(
+        !del(&["10.9.0.0/16", "--nexthop", &h1]).changed(),
+        "one hop is not the route"
+    );
+    assert!(del(&["10.9.0.0/16", "--nexthop", &h2, "--nexthop", &h1]).changed());
+    assert!(!del(&["10.8.0.0/16", "--type", "prohibit"]).changed());
+    assert!(del(&["10.8.0.0/16", "--type", "blackhole"]).changed());
+    assert!(!del(&["10.4.0.0/16", "--proto", "bird"]).changed());
+    assert!(del(&["10.4.0.0/16", "--proto", "77"]).changed());
+    assert!(del(&["10.7.0.0/16", "--table", &wan]).changed());
+    assert!(del(&["2001:db8:5::1", "--type", "local"]).changed());
+    assert!(del(&["2001:db8:9::/48"]).changed());
+    let left = assert_routes_match_ip(&ns);
+    for gone in [
+        "10.9.0.0/16",
+        "10.8.0.0/16",
+        "10.4.0.0/16",
+        "10.7.0.0/16",
+        "2001:db8:9::/48",
+    ] {
+        assert!(left.iter().all(|r| r.dst != gone), "{gone} left: {left:#?}");
+    }
+    assert!(left
+        .iter()
+        .any(|r| r.dst == "2001:db8:4::/48" && r.table == json!(wan)));
+}
+
+/// The words of an add command and of the del that undoes it.
+type AddDel = (Vec<String>, Vec<String>);
+
+/// Every new flag made by routectl, IPv4 and IPv6: `--check` predicts, the kernel (`ip -j`)
+/// then has it, a second run changes nothing, del undoes it.
+#[test]
+fn new_flags_idempotent_checked_and_seen_by_ip() {
+    let lab = Lab::new();
+    let ns = lab.netns("nf");
+    let gw = lab.netns("nfg");
+    let (dev, far) = (lab.name("n0"), lab.name("n1"));
+    veth((&ns, &dev, "10.81.0.1/24"), (&gw, &far, "10.81.0.2/24"));
+    ip_in(&ns, &format!("addr add 2001:db8:81::1/64 dev {dev} nodad"));
+    let wan = lab.name("wan");
+    let id = own_table(3);
+    let _names = TableNames::new(&lab, &[(id, &wan)]);
+    let nh = |via: &str, w: &str| format!("via={via},dev={dev},weight={w}");
+    let (n1, n2) = (nh("10.81.0.2", "3"), nh("10.81.0.3", "1"));
+    let (n6a, n6b) = (nh("2001:db8:81::2", "1"), nh("2001:db8:81::3", "2"));
+    let rule = |sel: &[&str]| -> AddDel {
+        let add = [&["rule", "add"][..], sel].concat();
+        let del = [&["rule", "del"][..], sel].concat();
+        (
+            add.iter().map(|s| s.to_string()).collect(),
+            del.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let route = |dest: &str, sel: &[&str], del_sel: &[&str]| -> AddDel {
+        let add = [&["route", "add", dest][..], sel].concat();
+        let del = [&["route", "del", dest][..], del_sel].concat();
+        (
+            add.iter().map(|s| s.to_string()).collect(),
+            del.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let cases: Vec<(AddDel, Value)> = vec![
+        (
+            rule(&["--not", "--fwmark", "51820", "--table", "51820"]),
+            json!({"not": true, "fwmark": 51820, "fwmask": 4294967295u32, "table": 51820}),
+        ),
+        (
+            rule(&["--table", "main", "--suppress-prefixlength", "0"]),
+            json!({"suppress_prefixlength": 0, "table": "main", "table_id": 254}),
+        ),
+        (
+            rule(&[
+                "-6",
+                "--table",
+                "main",
+                "--suppress-prefixlength",
+                "0",
+                "--priority",
+                "77",
+            ]),
+            json!({"family": "inet6", "suppress_prefixlength": 0, "priority": 77}),
+        ),
+        (
+            rule(&[
+                "--uidrange",
+                "1000-1999",
+                "--ipproto",
+                "tcp",
+                "--sport",
+                "1024-65534",
+                "--dport",
+                "443",
+                "--table",
+                &wan,
+            ]),
+            json!({"uidrange": "1000-1999", "proto": "tcp", "sport": "1024-65534",
+                   "dport": "443", "table": wan, "table_id": id}),
+        ),
+        (
+            rule(&[
+                "--to",
+                "2001:db8:53::/48",
+                "--ipproto",
+                "udp",
+                "--dport",
+                "53",
+                "--not",
+                "--table",
+                "31",
+            ]),
+            json!({"family": "inet6", "proto": "udp", "dport": "53", "not": true, "dstlen": 48}),
+        ),
+        (
+            rule(&["-6", "--ipproto", "58", "--uidrange", "0", "--table", "32"]),
+            json!({"proto": 58, "uidrange": "0-0"}),
+        ),
+        (
+            route(
+                "10.77.0.0/16",
+                &["--type", "blackhole"],
+                &["--type", "blackhole"],
+            ),
+            json!({"type": "blackhole", "dev": null, "scope": "global", "proto": "static"}),
+        ),
+        (
+            route(
+                "2001:db8:77::/48",
+                &["--type", "unreachable", "--table", &wan],
+                &["--table", &wan],
+            ),
+            json!({"type": "unreachable", "dev": "lo", "table": wan, "table_id": id, "pref": "medium"}),
+        ),
+        (
+            route(
+                "10.76.0.0/16",
+                &["--type", "prohibit", "--metric", "9"],
+                &[],
+            ),
+            json!({"type": "prohibit", "metric": 9}),
+        ),
+        (
+            route(
+                "10.81.0.9",
+                &["--type", "local", "--dev", &dev],
+                &["--type", "local"],
+            ),
+            json!({"type": "local", "table": "local", "scope": "host", "dst": "10.81.0.9/32"}),
+        ),
+        (
+            route(
+                "10.75.0.0/16",
+                &["--nexthop", &n1, "--nexthop", &n2, "--proto", "bird"],
+                &[],
+            ),
+            json!({"proto": "bird", "gateway": null, "dev": null, "nexthops": [
+                {"gateway": "10.81.0.2", "dev": dev, "weight": 3, "flags": []},
+                {"gateway": "10.81.0.3", "dev": dev, "weight": 1, "flags": []}]}),
+        ),
+        (
+            route(
+                "2001:db8:75::/48",
+                &["--nexthop", &n6a, "--nexthop", &n6b],
+                &[],
+            ),
+            json!({"nexthops": [
+                {"gateway": "2001:db8:81::2", "dev": dev, "weight": 1, "flags": []},
+                {"gateway": "2001:db8:81::3", "dev": dev, "weight": 2, "flags": []}]}),
+        ),
+        (
+            route(
+                "10.74.0.0/16",
+                &[
+                    "--via",
+                    "192.0.2.1",
+                    "--dev",
+                    &dev,
+                    "--onlink",
+                    "--mtu",
+                    "1280",
+                    "--proto",
+                    "99",
+                ],
+                &[],
+            ),
+            json!({"gateway": "192.0.2.1", "flags": ["onlink"], "mtu": 1280, "proto": "openr"}),
+        ),
+        (
+            route(
+                "2001:db8:74::/48",
+                &["--via", "2001:db8:81::2", "--mtu", "1400", "--proto", "123"],
+                &["--proto", "123"],
+            ),
+            json!({"mtu": 1400, "proto": 123, "pref": "medium", "dev": dev}),
+        ),
+        (
+            route(
+                "default",
+                &["--via", "10.81.0.2", "--table", &wan],
+                &["--table", &wan],
+            ),
+            json!({"table": wan, "table_id": id, "dev": dev}),
+        ),
+    ];
+    for ((add, del), expect) in &cases {
+        let add: Vec<&str> = add.iter().map(String::as_str).collect();
+        let del: Vec<&str> = del.iter().map(String::as_str).collect();
+        add_check_del(&ns, &add, &del, expect);
+    }
+
+    // A route with the same key but another type, MTU or next hops needs --replace.
+    rt(&ns, &["route", "add", "10.73.0.0/16", "--via", "10.81.0.2"]).ok();
+    let before = state(&ns);
+    for other in [
+        &["--type", "blackhole"][..],
+        &["--via", "10.81.0.2", "--mtu", "1300"],
+        &["--nexthop", &n1, "--nexthop", &n2],
+    ] {
+        rt(
+            &ns,
+            &[&["route", "add", "10.73.0.0/16"][..], other].concat(),
+        )
+        .fails(1, "--replace");
+        assert_eq!(state(&ns), before);
+    }
+    let r = rt(
+        &ns,
+        &[
+            "route",
+            "add",
+            "10.73.0.0/16",
+            "--type",
+            "blackhole",
+            "--replace",
+        ],
+    )
+    .ok();
+    assert!(r.changed());
+    let shown = ip_json(Some(&ns), &["route", "show", "10.73.0.0/16"]);
+    assert_eq!(shown[0]["type"], "blackhole", "{shown}");
+}
+
+/// A blackhole route drops real packets (IPv4 and IPv6); without it they pass.
+#[test]
+fn blackhole_route_drops_packets() {
+    let lab = Lab::new();
+    let a = lab.netns("ba");
+    let b = lab.netns("bb");
+    veth(
+        (&a, &lab.name("a"), "10.82.0.1/24"),
+        (&b, &lab.name("b"), "10.82.0.2/24"),
+    );
+    ip_in(
+        &a,
+        &format!("addr add 2001:db8:82::1/64 dev {} nodad", lab.name("a")),
+    );
+    ip_in(
+        &b,
+        &format!("addr add 2001:db8:82::2/64 dev {} nodad", lab.name("b")),
+    );
+    for (dest, host) in [
+        ("10.82.0.2", "10.82.0.2/32"),
+        ("2001:db8:82::2", "2001:db8:82::2/128"),
+    ] {
+        assert!(
+            ping(&a, dest, 2),
+            "{dest} should answer before the blackhole"
+        );
+        let r = rt(&a, &["route", "add", host, "--type", "blackhole"]).ok();
+        assert!(r.changed());
+        let all = ip_json(Some(&a), &["route", "show", "table", "all"]);
+        let dst = host.trim_end_matches("/32").trim_end_matches("/128");
+        assert!(
+            all.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["dst"] == dst && r["type"] == "blackhole"),
+            "{all}"
+        );
+        assert!(
+            !ping(&a, dest, 2),
+            "{dest} must be dropped by the blackhole"
+        );
+        assert!(rt(&a, &["route", "del", host, "--type", "blackhole"])
+            .ok()
+            .changed());
+        assert!(ping(&a, dest, 2), "{dest} should answer again");
+    }
+}
+
+/// wg-quick's split routing with a veth for a tunnel: table T holds a default route into the
+/// "tunnel", `not fwmark X lookup T` sends everything unmarked there, and `lookup main
+/// suppress_prefixlength 0` lets every route of main but its default win first. A LAN
+/// destination with a more specific main route stays on the LAN; the rest, and the LAN too once
+/// the suppress rule is gone, goes through the tunnel; marked packets (the tunnel's own) take
+/// the main table's default.
+#[test]
+fn suppress_prefixlength_split_routing() {
+    let lab = Lab::new();
+    let c = lab.netns("sc");
+    let tun = lab.netns("st");
+    let up = lab.netns("su");
+    let lan = lab.netns("sl");
+    let n = |s: &str| lab.name(s);
+    veth(
+        (&c, &n("t"), "10.83.0.1/30"),
+        (&tun, &n("tp"), "10.83.0.2/30"),
+    );
+    veth(
+        (&c, &n("u"), "10.84.0.1/24"),
+        (&up, &n("up"), "10.84.0.2/24"),
+    );
+    veth(
+        (&c, &n("l"), "192.168.83.1/24"),
+        (&lan, &n("lp"), "192.168.83.2/24"),
+    );
+    for ns in [&tun, &up] {
+        ip_in(ns, "addr add 198.51.100.9/32 dev lo");
+    }
+    ip_in(&c, "route add default via 10.84.0.2");
+    let echo = "icmp type echo-request";
+    for ns in [&tun, &up] {
+        counters_setup(
+            ns,
+            "prerouting",
+            &[
+                ("far", &format!("ip daddr 198.51.100.9 {echo}")),
+                ("lan", &format!("ip daddr 192.168.83.2 {echo}")),
+            ],
+        );
+    }
+    let table = "51820";
+    rt(
+        &c,
+        &[
+            "route",
+            "add",
+            "default",
+            "--via",
+            "10.83.0.2",
+            "--table",
+            table,
+        ],
+    )
+    .ok();
+    rt(
+        &c,
+        &["rule", "add", "--not", "--fwmark", table, "--table", table],
+    )
+    .ok();
+    let suppress = ["--table", "main", "--suppress-prefixlength", "0"];
+    rt(&c, &[&["rule", "add"][..], &suppress].concat()).ok();
+    let rules = ip_json(Some(&c), &["rule", "show"]);
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["suppress_prefixlen"] == 0),
+        "{rules}"
+    );
+
+    let lan_ping = || nsh(&c, "ping -n -q -c 2 -i 0.2 -W 1 192.168.83.2").code == 0;
+    let [t, u] = seen([&tun, &up], || {
+        assert!(ping(&c, "198.51.100.9", 3));
+        assert!(lan_ping(), "the LAN's more specific main route must win");
+    });
+    assert_eq!(
+        (t["far"], u["far"]),
+        (3, 0),
+        "the rest goes through the tunnel"
+    );
+    assert_eq!(t["lan"] + u["lan"], 0, "LAN traffic stays on the LAN");
+    let [t, u] = seen([&tun, &up], || {
+        assert!(
+            nsh(
+                &c,
+                &format!("ping -n -q -c 2 -i 0.2 -W 1 -m {table} 198.51.100.9")
+            )
+            .code
+                == 0
+        );
+    });
+    assert_eq!(
+        (t["far"], u["far"]),
+        (0, 2),
+        "marked packets take main's default"
+    );
+
+    // Without the suppress rule the LAN is lost into the tunnel.
+    assert!(rt(&c, &[&["rule", "del"][..], &suppress].concat())
+        .ok()
+        .changed());
+    let [t] = seen([&tun], || {
+        assert!(!lan_ping(), "the LAN must now go into the tunnel")
+    });
+    assert_eq!(t["lan"], 2);
+    assert!(rt(&c, &[&["rule", "add"][..], &suppress].concat())
+        .ok()
+        .changed());
+    let [t] = seen([&tun], || assert!(lan_ping()));
+    assert_eq!(t["lan"], 0);
+}
+
+/// Tables by the names of an rt_tables.d file: accepted by rule and route add/del and route
+/// list, printed by name with `table_id`, as `ip` does; an undefined name is exit 2, naming it,
+/// and changes nothing.
+#[test]
+fn tables_by_name() {
+    let lab = Lab::new();
+    let ns = lab.netns("tn");
+    let gw = lab.netns("tg");
+    veth(
+        (&ns, &lab.name("t0"), "10.85.0.1/24"),
+        (&gw, &lab.name("t1"), "10.85.0.2/24"),
+    );
+    let (wan, vpn) = (lab.name("wan"), lab.name("vpn"));
+    let (wan_id, vpn_id) = (own_table(4), own_table(5));
+    let names = TableNames::new(&lab, &[(wan_id, &wan), (vpn_id, &vpn)]);
+    let r = rt(
+        &ns,
+        &["rule", "add", "--from", "10.85.0.0/24", "--table", &wan],
+    )
+    .ok();
+    let rule: Rule = parse_exact(&r.json()["rule"]);
+    assert_eq!(
+        (rule.table, rule.table_id),
+        (Some(json!(wan)), Some(wan_id))
+    );
+    let shown = ip_json(Some(&ns), &["-N", "rule", "show", "from", "10.85.0.0/24"]);
+    assert_eq!(shown[0]["table"], wan_id.to_string(), "{shown}");
+    rt(
+        &ns,
+        &[
+            "route",
+            "add",
+            "default",
+            "--via",
+            "10.85.0.2",
+            "--table",
+            &vpn,
+        ],
+    )
+    .ok();
+    let listed_vpn: Vec<Route> =
+        listed(&rt(&ns, &["route", "list", "--table", &vpn]).ok(), "routes");
+    assert_eq!(listed_vpn.len(), 1);
+    assert_eq!(
+        (&listed_vpn[0].table, listed_vpn[0].table_id),
+        (&json!(vpn), vpn_id)
+    );
+    let theirs = ip_json(Some(&ns), &["route", "show", "table", &vpn_id.to_string()]);
+    assert_eq!(theirs[0]["gateway"], "10.85.0.2");
+    assert_rules_match_ip(&ns);
+    assert_routes_match_ip(&ns);
+
+    let before = state(&ns);
+    for args in [
+        &["rule", "add", "--table", "nosuchtable"][..],
+        &[
+            "route",
+            "add",
+            "default",
+            "--via",
+            "10.85.0.2",
+            "--table",
+            "nosuchtable",
+        ],
+        &["route", "list", "--table", "nosuchtable"],
+    ] {
+        rt(&ns, args).fails(2, "'nosuchtable'");
+    }
+    assert_eq!(state(&ns), before);
+    let del = ["rule", "del", "--from", "10.85.0.0/24", "--table", &wan];
+    assert!(rt(&ns, &del).ok().changed());
+    assert!(rt(&ns, &["route", "del", "default", "--table", &vpn])
+        .ok()
+        .changed());
+
+    // Once the file is gone the name means nothing, and the number prints as a number.
+    rt(&ns, &["rule", "add", "--fwmark", "1", "--table", &wan]).ok();
+    drop(names);
+    rt(&ns, &["rule", "del", "--table", &wan]).fails(2, &wan);
+    let rules: Vec<Rule> = listed(&rt(&ns, &["rule", "list", "-4"]).ok(), "rules");
+    assert!(rules
+        .iter()
+        .any(|r| r.table == Some(json!(wan_id)) && r.table_id == Some(wan_id)));
 }

@@ -255,6 +255,13 @@ impl Rule {
                 )));
             }
         }
+        for (flag, range) in [("--sport", sel.sport), ("--dport", sel.dport)] {
+            if let Some(r) = range.filter(|r| r.last.0 == u16::MAX) {
+                return Err(Error::invalid(format!(
+                    "{flag} {r}: a rule matches ports 1 to 65534 (the kernel refuses 65535)"
+                )));
+            }
+        }
         Ok(Rule {
             family,
             priority: sel.priority,
