@@ -461,11 +461,7 @@ impl fmt::Display for Want {
         if let Some(k) = self.kind.filter(|k| *k != Kind::Unicast) {
             write!(f, "{} ", kind_label(k))?;
         }
-        if self.dst.prefix_len() == 0 {
-            write!(f, "default")?;
-        } else {
-            write!(f, "{}", self.dst)?;
-        }
+        f.write_str(&dest_label(self.dst))?;
         if let Some(v) = self.via {
             write!(f, " via {v}")?;
         }
@@ -618,11 +614,7 @@ impl Route {
             family: self.family.inet_name(),
             netns,
             kind: type_name(self.kind),
-            dst: if self.dst.prefix_len() == 0 {
-                "default".to_string()
-            } else {
-                self.dst.to_string()
-            },
+            dst: dest_label(self.dst),
             gateway: ip(self.gateway),
             dev: self.dev.clone(),
             prefsrc: ip(self.prefsrc),
@@ -707,6 +699,15 @@ pub struct NexthopView {
     dev: Option<String>,
     weight: u16,
     flags: Vec<&'static str>,
+}
+
+/// A destination as the listings print it: the CIDR, or `default`.
+fn dest_label(dst: IpNet) -> String {
+    if dst.prefix_len() == 0 {
+        "default".to_string()
+    } else {
+        dst.to_string()
+    }
 }
 
 /// Route and next-hop flags as `ip` names them (`print_rt_flags`).
@@ -854,7 +855,7 @@ fn add(ctx: &Ctx, want: &Want, replace: bool) -> Result<Outcome> {
             return Err(Error::failed(format!(
                 "{}: a route to {} in table {} with metric {} already exists ({}); use --replace to change it",
                 what(),
-                r.view(None).dst,
+                dest_label(r.dst),
                 table::name(want.table),
                 r.metric,
                 r.describe()
@@ -927,7 +928,7 @@ fn del(ctx: &Ctx, want: &Want) -> Result<Outcome> {
             common::vlog!(
                 1,
                 "ip route del {} {} (in {})",
-                r.dst,
+                dest_label(r.dst),
                 r.describe(),
                 ctx.ns_label()
             );
