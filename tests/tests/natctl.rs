@@ -1163,7 +1163,8 @@ where
 fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
     use serde_json::json;
     let counter = json!({"counter": {"packets": r.packets.unwrap(), "bytes": r.bytes.unwrap()}});
-    if (r.kind.as_str(), part) == ("connmark", 1) {
+    // connmark's 2nd and 3rd rules (connmarks and localmarks) restore the mark on replies.
+    if r.kind == "connmark" && part > 0 {
         return vec![
             nft_match(json!({"ct": {"key": "direction"}}), json!("reply")),
             nft_match(json!({"ct": {"key": "mark"}}), json!(r.set.unwrap())),
@@ -1355,6 +1356,9 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
         ],
         &["connmark", "--iif", "eth0", "--set", "0x10"],
         &["connmark", "--iif", "eth1", "--set", "4294967295"],
+        &["snat", "--to", "100.64.0.7", "--iif", "wg7", "--local"],
+        &["snat", "--to", "fd64::7", "--iif", "wg7", "--local"],
+        &["snat", "--to", "100.64.0.8", "--iif", "wg8"],
     ];
     for args in cases {
         // --check predicts, changes nothing; the add does what it predicted; the same add
@@ -1382,7 +1386,9 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
     }
     let listed = assert_list_matches_nft(&ns);
 
-    // dnat --local is in prerouting and output; connmark is two rules, both in connmarks.
+    // dnat --local is in prerouting and output, snat --local in postrouting and input;
+    // connmark is three rules: one marks, two restore (connmarks, and localmarks for replies
+    // the namespace sends itself).
     let chains = |kind: &str, family: &str| -> Vec<String> {
         listed
             .iter()
@@ -1392,7 +1398,27 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
     };
     assert_eq!(chains("dnat", "inet"), ["dstnat", "output"]);
     assert_eq!(chains("dnat", "inet6"), ["dstnat", "output"]);
-    assert_eq!(chains("connmark", "any"), ["connmarks"; 4]);
+    assert_eq!(
+        chains("connmark", "any"),
+        [
+            "connmarks",
+            "connmarks",
+            "connmarks",
+            "connmarks",
+            "localmarks",
+            "localmarks"
+        ]
+    );
+    let snat_chains = |to: &str| -> Vec<String> {
+        listed
+            .iter()
+            .filter(|r| r.kind == "snat" && r.to.as_deref() == Some(to))
+            .map(|r| r.chain.clone().unwrap())
+            .collect()
+    };
+    assert_eq!(snat_chains("100.64.0.7"), ["srcnat", "input"]);
+    assert_eq!(snat_chains("fd64::7"), ["srcnat", "input"]);
+    assert_eq!(snat_chains("100.64.0.8"), ["srcnat"]);
     assert!(listed
         .iter()
         .filter(|r| r.kind == "dnat")
@@ -1412,6 +1438,8 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
         "chain dstnat {\n\t\ttype nat hook prerouting priority dstnat;",
         "chain output {\n\t\ttype nat hook output priority -100;",
         "chain srcnat {\n\t\ttype nat hook postrouting priority srcnat;",
+        "chain input {\n\t\ttype nat hook input priority 100;",
+        "chain localmarks {\n\t\ttype route hook output priority mangle - 10;",
     ] {
         assert!(rs.contains(chain), "{chain}: {rs}");
     }
@@ -1651,7 +1679,7 @@ fn connmark_sends_replies_back_the_way_they_came() {
             ],
         );
     }
-    add(&router, &["masquerade", "--oif", "cm-s"]);
+    let masquerade = add(&router, &["masquerade", "--oif", "cm-s"]).rule.id;
     let both_ping = |dest: &str| -> (bool, bool) {
         let r = sh(&format!(
             "ip netns exec {0} ping -c 3 -i 0.2 -W 2 {dest} >/dev/null & a=$!; \
@@ -1704,6 +1732,36 @@ fn connmark_sends_replies_back_the_way_they_came() {
                 "no {src} connection with mark={n} zone-orig={n}: {ct}"
             );
         }
+    }
+    // The router's own address: its replies take the output hook, where connmark's localmarks
+    // rule restores the mark. Each client is SNATed to an address of its own (snat --iif
+    // --local: the input hook, and postrouting for what is forwarded, in place of the
+    // masquerade), so that the two same-tuple connections have distinct replies.
+    nsh(&router, "conntrack -F 2>/dev/null").ok();
+    natctl(&router, &["del", &masquerade]).ok();
+    ip_in(&server, "route add 10.9.0.0/24 via 10.2.0.254");
+    for n in [1, 2] {
+        let dev = format!("cm-c{n}");
+        ip_in(&router, &format!("addr add 10.9.0.{n}/32 dev {dev}"));
+        let to = format!("10.9.0.{n}");
+        add(&router, &["snat", "--to", &to, "--iif", &dev, "--local"]);
+    }
+    for dest in ["10.2.0.254", "10.2.0.1"] {
+        assert_eq!(
+            both_ping(dest),
+            (true, true),
+            "both clients ping {dest} at once, each SNATed to its own address"
+        );
+    }
+    let ct = nsh(&router, "conntrack -L 2>/dev/null").ok().stdout;
+    for n in [1, 2] {
+        assert!(
+            ct.lines()
+                .any(|l| l.contains("src=10.1.0.3 dst=10.2.0.254 ")
+                    && l.contains(&format!("src=10.2.0.254 dst=10.9.0.{n} "))
+                    && l.contains(&format!("zone-orig={n}"))),
+            "client {n}'s ping of the router, SNATed to 10.9.0.{n} in zone {n}: {ct}"
+        );
     }
     // Every connmark rule did its part: marked the requests, restored the mark on replies.
     for r in assert_list_matches_nft(&router) {

@@ -41,10 +41,16 @@ impl Connmark {
             matches: vec![Match::CtReply, Match::CtMark(self.mark)],
             action: Action::MarkFromCt,
         };
+        // The same for the replies this namespace sends itself (to a ping of its own address),
+        // which take the output hook instead.
+        let restore_on_own_replies = Part {
+            stage: Stage::LocalMarks,
+            ..restore_on_replies.clone()
+        };
         Ok(Rule {
             kind: "connmark",
             family: None,
-            parts: vec![mark_connection, restore_on_replies],
+            parts: vec![mark_connection, restore_on_replies, restore_on_own_replies],
             args: vec![
                 ("iif", Some(Arg::text(&self.iif))),
                 ("set", Some(Arg::Number(self.mark.into()))),

@@ -1,4 +1,5 @@
-//! `natctl snat --to ADDR[-ADDR] [--src CIDR] [--dst CIDR] [--oif IFACE] [--proto tcp|udp [--dport PORT[-PORT]]]`
+//! `natctl snat --to ADDR[-ADDR] [--src CIDR] [--dst CIDR] [--oif IFACE | --iif IFACE]
+//! [--proto tcp|udp [--dport PORT[-PORT]]] [--local]`
 
 use std::fmt;
 use std::net::IpAddr;
@@ -34,6 +35,15 @@ pub struct Snat {
     /// Only this destination port or range (nft `tcp dport PORT[-PORT]`); needs --proto
     #[arg(long, value_name = "PORT[-PORT]")]
     pub dport: Option<PortRange>,
+    /// Only packets that arrived on this interface (nft `iifname IFACE`): SNAT by where the
+    /// traffic came from, e.g. one address per tunnel
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
+    pub iif: Option<IfName>,
+    /// Also connections to this namespace itself: the rule is put into the input hook too
+    /// (nft `type nat hook input`, iptables `-t nat -A INPUT`); they leave on no interface, so
+    /// not with --oif
+    #[arg(long, conflicts_with = "oif")]
+    pub local: bool,
 }
 
 impl Snat {
@@ -46,20 +56,26 @@ impl Snat {
         matches.extend(self.src.map(Match::Src));
         matches.extend(self.dst.map(Match::Dst));
         matches.extend(port_matches("snat", self.proto, self.dport)?);
+        matches.extend(self.iif.iter().map(|i| Match::Iif(i.to_string())));
+        let forwarded = Part {
+            stage: Stage::Srcnat,
+            matches,
+            action: Action::Nat {
+                kind: NatKind::Snat,
+                min: self.to.first,
+                max: self.to.last,
+                ports: None,
+                netmap: false,
+            },
+        };
+        let local = self.local.then(|| Part {
+            stage: Stage::Input,
+            ..forwarded.clone()
+        });
         Ok(Rule {
             kind: "snat",
             family,
-            parts: vec![Part {
-                stage: Stage::Srcnat,
-                matches,
-                action: Action::Nat {
-                    kind: NatKind::Snat,
-                    min: self.to.first,
-                    max: self.to.last,
-                    ports: None,
-                    netmap: false,
-                },
-            }],
+            parts: std::iter::once(forwarded).chain(local).collect(),
             // New arguments go last, so rules made before them keep their ids.
             args: vec![
                 ("to", Some(Arg::text(self.to))),
@@ -68,6 +84,8 @@ impl Snat {
                 ("dst", self.dst.as_ref().map(net_arg)),
                 ("proto", self.proto.map(Arg::text)),
                 ("dport", self.dport.map(Arg::text)),
+                ("iif", self.iif.as_ref().map(Arg::text)),
+                ("local", Some(Arg::Flag(self.local))),
             ],
         })
     }

@@ -10,8 +10,14 @@
 //!     chain dstnat    { type nat    hook prerouting  priority dstnat;      }  dnat, netmap --dst
 //!     chain output    { type nat    hook output      priority dstnat;      }  dnat --local
 //!     chain srcnat    { type nat    hook postrouting priority srcnat;      }  masquerade, snat, netmap --src
+//!     chain input     { type nat    hook input       priority srcnat;      }  snat --local
+//!     chain localmarks { type route hook output      priority mangle - 10; }  meta mark set ct mark
 //! }
 //! ```
+//! The last two are for the namespace's own sockets: `snat --local` also translates connections
+//! to this namespace itself (NAT of locally delivered packets happens in the input hook), and a
+//! connmark restores its mark onto the replies this namespace sends itself (a `route` chain: a
+//! mark set there makes the kernel route the packet again).
 //! In prerouting a packet meets them in this order: its zone is set before conntrack looks the
 //! packet up (priority -200), so the lookup happens in that zone; connection marks need the
 //! conntrack entry, so they come after it, and before `marks`, so an explicit `mark` rule
@@ -49,16 +55,20 @@ pub enum Stage {
     Dstnat,
     Output,
     Srcnat,
+    Input,
+    LocalMarks,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Zones,
         Stage::Connmarks,
         Stage::Marks,
         Stage::Dstnat,
         Stage::Output,
         Stage::Srcnat,
+        Stage::Input,
+        Stage::LocalMarks,
     ];
 
     pub fn name(self) -> &'static CStr {
@@ -69,6 +79,8 @@ impl Stage {
             Stage::Dstnat => c"dstnat",
             Stage::Output => c"output",
             Stage::Srcnat => c"srcnat",
+            Stage::Input => c"input",
+            Stage::LocalMarks => c"localmarks",
         }
     }
 
@@ -82,6 +94,8 @@ impl Stage {
             Stage::Dstnat => (Hook::PreRouting, -100, ChainType::Nat),
             Stage::Output => (Hook::Out, -100, ChainType::Nat),
             Stage::Srcnat => (Hook::PostRouting, 100, ChainType::Nat),
+            Stage::Input => (Hook::In, 100, ChainType::Nat),
+            Stage::LocalMarks => (Hook::Out, -160, ChainType::Route),
         }
     }
 
