@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hub scale benchmark: what one peer costs as the hub grows. For each size N (default 10 50 200
-# 1000) a userspace-WireGuard hub (wireguard-go) is built by niransix-sh/hub, and the script prints:
+# 1000) and each HUB_MODE in MODES (default "netns zones") a userspace-WireGuard hub
+# (wireguard-go) is built by niransix-sh/hub, and the script prints a row per mode:
 #   bulk add   `hub peer add p1 ... pN` (one command), per peer
 #   one add    one `hub peer add` into the hub of N peers (median of REPEAT, each deleted again):
 #              wall time, and CPU time (user+sys of the hub and every process it waited for)
@@ -13,10 +14,14 @@
 #              what the declarative path costs for one change
 #   down       `hub down` of the N peers
 #   RSS        wireguard-go RSS per peer
+#   mem/peer   the machine's memory in use (MemTotal - MemAvailable) after the bulk add, less before
+#              it and less the wireguard-go RSS, per peer: the kernel objects and state the mode
+#              costs (namespaces, veths, routes, rules, conntrack zones)
+# then, per N, the zones mode's one add against the netns mode's (the goal: at most 0.3x).
 # and, in the same run, ../shared/bench/baseline_hub.sh (one ip/nft/wg process per step) per-peer
 # cost at BASELINE_N peers (default 50): the yardstick for adding devices one at a time.
 #
-#   bench/hub_scale.sh [N...]        REPEAT=5 BASELINE_N=50 HUB_JOBS=4 from the environment
+#   bench/hub_scale.sh [N...]        REPEAT=5 BASELINE_N=50 HUB_JOBS=4 MODES="netns zones"
 #
 # Needs root. Raises fs.inotify.max_user_instances for the run (each wireguard-go holds an inotify
 # instance; the default 128 caps a machine at ~128) and restores it on exit, also on failure or
@@ -35,6 +40,10 @@ for n in "${sizes[@]}" "$BASELINE_N"; do
 	fi
 done
 [[ $REPEAT =~ ^[1-9]$ ]] || { echo "hub_scale: REPEAT must be 1..9" >&2; exit 2; }
+read -r -a modes <<<"${MODES:-netns zones}"
+for m in "${modes[@]}"; do
+	[[ $m == netns || $m == zones ]] || { echo "hub_scale: MODES must be netns and/or zones, got '$m'" >&2; exit 2; }
+done
 ((EUID == 0)) || { echo "hub_scale: run as root" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -52,7 +61,7 @@ export HUB_STATE_DIR
 limit_file=/proc/sys/fs/inotify/max_user_instances
 limit_old=$(<"$limit_file")
 cleanup() {
-	"$hub" -q down >/dev/null 2>&1 || true
+	[[ -z ${HUB_MODE:-} ]] || "$hub" -q down >/dev/null 2>&1 || true
 	bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
 	rm -rf "$HUB_STATE_DIR" "$HUB_STATE_DIR.set"
 	echo "$limit_old" >"$limit_file"
@@ -81,6 +90,8 @@ busy_pct() {
 	echo $((100 * (total - idle) / (total ? total : 1)))
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# used_kb: the machine's memory in use (MemTotal - MemAvailable), in kB.
+used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
 
 echo "hub_scale: sizes ${sizes[*]}, userspace WireGuard, REPEAT=$REPEAT, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
 bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
@@ -90,17 +101,20 @@ bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1
 printf 'baseline_hub.sh, %d peers step by step: %d ms (%d ms/peer)\n\n' "$BASELINE_N" "$MS" "$base_per"
 
 BASELINE_AT=${BASELINE_AT:-5}
-printf '%6s | %9s | %8s | %17s | %17s | %9s | %8s | %15s | %8s | %8s | %s\n' N 'bulk/peer' 'CPU busy' \
-	'one add wall/cpu' 'one del wall/cpu' 'base/peer' status 'sync +1 / -1' down RSS/peer 'one add vs base/peer'
-declare -A add_at=() del_at=() addcpu_at=() delcpu_at=()
-for n in "${sizes[@]}"; do
+# measure N MODE: one row of the table, for a hub of N peers built in HUB_MODE=MODE.
+measure() {
+	local n=$1 mode=$2 i r bulk busy one_add one_del base_here t0 up status_ms sync_add sync_del rss mem0 mem
+	local -a names=() adds=() dels=() addcpu=() delcpu=()
+	export HUB_MODE=$mode
 	"$hub" -q up >/dev/null
-	names=()
 	for ((i = 1; i <= n; i++)); do names+=("p$i"); done
+	mem0=$(used_kb)
 	ms "$hub" -q peer add "${names[@]}"
 	bulk=$((MS / n))
 	busy=$(busy_pct)
-	adds=() dels=() addcpu=() delcpu=()
+	rss=$(rss_kb "^wireguard-go $P")
+	mem=$((($(used_kb) - mem0 - rss) / n))
+	rss=$((rss / n))
 	for ((r = 1; r <= REPEAT; r++)); do
 		ms "$hub" -q peer add "x$r"
 		adds+=("$MS") addcpu+=("$CPU")
@@ -108,16 +122,16 @@ for n in "${sizes[@]}"; do
 		dels+=("$MS") delcpu+=("$CPU")
 	done
 	one_add=$(median "${adds[@]}") one_del=$(median "${dels[@]}")
-	add_at[$n]=$one_add del_at[$n]=$one_del
-	addcpu_at[$n]=$(median "${addcpu[@]}") delcpu_at[$n]=$(median "${delcpu[@]}")
+	add_at[$n.$mode]=$one_add del_at[$n.$mode]=$one_del
+	addcpu_at[$n.$mode]=$(median "${addcpu[@]}") delcpu_at[$n.$mode]=$(median "${delcpu[@]}")
 	ms bash "$baseline" up "$BASELINE_AT" userspace
 	base_here=$((MS / BASELINE_AT))
 	bash "$baseline" down "$BASELINE_AT" >/dev/null 2>&1
 	t0=${EPOCHREALTIME/./}
 	up=$("$hub" -q status | jq '[.peers[] | select(.up and .healthy)] | length')
 	status_ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
-	((up == n)) || echo "hub_scale: N=$n: status shows $up of $n peers up and healthy" >&2
-	set_file=$HUB_STATE_DIR.set
+	((up == n)) || echo "hub_scale: N=$n $mode: status shows $up of $n peers up and healthy" >&2
+	local set_file=$HUB_STATE_DIR.set
 	printf '{"name":"%s"}\n' "${names[@]}" y1 >"$set_file"
 	ms "$hub" -q sync "$set_file"
 	sync_add=$MS
@@ -125,15 +139,39 @@ for n in "${sizes[@]}"; do
 	ms "$hub" -q sync "$set_file"
 	sync_del=$MS
 	rm -f "$set_file"
-	rss=$(($(rss_kb "^wireguard-go $P") / n))
 	ms "$hub" -q down
-	printf '%6d | %6d ms | %6d %% | %6d / %4d ms | %6d / %4d ms | %6d ms | %5d ms | %5d / %5d ms | %5d ms | %5d kB | %.2fx\n' \
-		"$n" "$bulk" "$busy" "$one_add" "${addcpu_at[$n]}" "$one_del" "${delcpu_at[$n]}" "$base_here" \
-		"$status_ms" "$sync_add" "$sync_del" "$MS" "$rss" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
+	unset HUB_MODE
+	printf '%6d | %5s | %6d ms | %6d %% | %6d / %4d ms | %6d / %4d ms | %6d ms | %5d ms | %5d / %5d ms | %5d ms | %5d kB | %5d kB | %.2fx\n' \
+		"$n" "$mode" "$bulk" "$busy" "$one_add" "${addcpu_at[$n.$mode]}" "$one_del" "${delcpu_at[$n.$mode]}" "$base_here" \
+		"$status_ms" "$sync_add" "$sync_del" "$MS" "$rss" "$mem" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
+}
+
+# summary: per mode, how one add and one del grew from the first size to the last; per size, the
+# zones mode against the netns mode.
+summary() {
+	local first=${sizes[0]} last=${sizes[-1]} mode n
+	echo
+	for mode in "${modes[@]}"; do
+		awk -v a0="${add_at[$first.$mode]}" -v a1="${add_at[$last.$mode]}" -v d0="${del_at[$first.$mode]}" \
+			-v d1="${del_at[$last.$mode]}" -v ac0="${addcpu_at[$first.$mode]}" -v ac1="${addcpu_at[$last.$mode]}" \
+			-v dc0="${delcpu_at[$first.$mode]}" -v dc1="${delcpu_at[$last.$mode]}" -v f="$first" -v l="$last" -v m="$mode" 'BEGIN {
+			printf "%s: N=%d vs N=%d: one add %.2fx wall, %.2fx CPU; one del %.2fx wall, %.2fx CPU\n",
+				m, l, f, a1 / a0, ac1 / (ac0 ? ac0 : 1), d1 / d0, dc1 / (dc0 ? dc0 : 1) }'
+	done
+	[[ " ${modes[*]} " == *" netns "* && " ${modes[*]} " == *" zones "* ]] || return 0
+	for n in "${sizes[@]}"; do
+		awk -v z="${add_at[$n.zones]}" -v s="${add_at[$n.netns]}" -v zc="${addcpu_at[$n.zones]}" \
+			-v sc="${addcpu_at[$n.netns]}" -v zd="${del_at[$n.zones]}" -v sd="${del_at[$n.netns]}" -v n="$n" 'BEGIN {
+			printf "N=%d: zones/netns one add %.2fx wall, %.2fx CPU; one del %.2fx wall\n", n, z / s, zc / (sc ? sc : 1), zd / sd }'
+	done
+}
+
+printf '%6s | %5s | %9s | %8s | %17s | %17s | %9s | %8s | %15s | %8s | %8s | %8s | %s\n' N mode 'bulk/peer' 'CPU busy' \
+	'one add wall/cpu' 'one del wall/cpu' 'base/peer' status 'sync +1 / -1' down RSS/peer mem/peer 'one add vs base/peer'
+declare -A add_at=() del_at=() addcpu_at=() delcpu_at=()
+for n in "${sizes[@]}"; do
+	for mode in "${modes[@]}"; do
+		measure "$n" "$mode"
+	done
 done
-first=${sizes[0]} last=${sizes[-1]}
-awk -v a0="${add_at[$first]}" -v a1="${add_at[$last]}" -v d0="${del_at[$first]}" -v d1="${del_at[$last]}" \
-	-v ac0="${addcpu_at[$first]}" -v ac1="${addcpu_at[$last]}" -v dc0="${delcpu_at[$first]}" \
-	-v dc1="${delcpu_at[$last]}" -v f="$first" -v l="$last" 'BEGIN {
-	printf "\nN=%d vs N=%d: one add %.2fx wall, %.2fx CPU; one del %.2fx wall, %.2fx CPU\n",
-		l, f, a1 / a0, ac1 / (ac0 ? ac0 : 1), d1 / d0, dc1 / (dc0 ? dc0 : 1) }'
+summary

@@ -9,8 +9,10 @@
 #   $placed   "NAME<TAB>BRIDGE<TAB>ADDRESS6": each        NAME:fwd, NAME:wg, NAME:routes, NAME:nat)
 #             peer's bridge and v6 address (empty: no HUB_CIDR6)
 #   $trunks   "BRIDGE<TAB>DOWN<TAB>UP": the extra bridges in use and the veth that joins each
-#   $prefix $ns $sw $br $cif $cbr $addr $cidr $cidr_len $recorded $cidr6 $addr6 $cidr6_len:
-#             the configuration
+#   $prefix $ns $sw $br $cif $cbr $addr $cidr $cidr_len $recorded $cidr6 $addr6 $cidr6_len
+#   $mode $mark_base $rule_priority: the configuration
+# HUB_MODE=zones: every peer's objects are in the center, read once for all (OWNER center:wg,
+# center:nat, center:rules, center:routes) instead of per peer.
 
 def nonempty_lines: split("\n") | map(select(length > 0));
 def set: map({key: ., value: true}) | from_entries;
@@ -36,6 +38,49 @@ def address_problem($links; $name; $cidr):
 
 def forwarding_problem($fwd; $where):
   if $fwd.sysctl.value != "1" then "IPv4 forwarding is off in \($where)" else empty end;
+
+# tunnel_problems(I; P; R; PWG; LINKS; WHERE): the peer's WireGuard interface I (null: none)
+# and P, its client as a peer of it (null: none), held against the record R.
+def tunnel_problems($i; $p; $r; $pwg; $pl; $pwhere):
+  if $i == null then "WireGuard interface \($pwg) is missing in \($pwhere) (its wireguard-go process or the interface is gone)"
+  else
+    link_problems($pl; $pwg; "WireGuard interface"; $pwhere),
+    (if $i.public_key != $r.public_key then "\($pwg) has the public key \($i.public_key), not the recorded \($r.public_key)" else empty end),
+    (if $i.listen_port != $r.listen_port then "\($pwg) listens on port \($i.listen_port), not the recorded \($r.listen_port)" else empty end),
+    (if $p == null then "the client's key \($r.client_public_key) is not a peer of \($pwg)"
+     else
+       (if ($r.keepalive // 0) > 0 and $p.persistent_keepalive != $r.keepalive
+        then "\($pwg) keeps the client alive every \($p.persistent_keepalive // "never") s, not the recorded \($r.keepalive)" else empty end),
+       (if ($r.preshared_key // false) and ($p.preshared_key | not)
+        then "the client's peer on \($pwg) has no preshared key (the record has one)" else empty end)
+     end),
+    (if $r.mtu != null and ($pl[$pwg].mtu // $r.mtu) != $r.mtu
+     then "\($pwg) has MTU \($pl[$pwg].mtu), not the recorded \($r.mtu)" else empty end)
+  end;
+
+# default_route_problem(ROUTES; PWG; TABLE; FAMILY; WHERE): no default route into PWG in TABLE.
+def default_route_problem($routes; $pwg; $table; $family; $where):
+  if any($routes[]?; .dst == "default" and .dev == $pwg and .family == $family
+         and (.table == $table or .table_id == $table)) then empty
+  else "no \(if $family == "inet6" then "IPv6 " else "" end)default route into \($pwg)\(if $table == "main" then "" else " in table \($table)" end) in \($where)" end;
+
+# zone_problems(R; PWG; A6; MARK; ZONE; BY; WHERE): HUB_MODE=zones: the peer's conntrack zone,
+# connection mark, SNAT and return route, all in the center.
+def zone_problems($r; $pwg; $a6; $mark; $zone; $by; $where):
+  ($by["center:nat"].rules // []) as $nat
+  | ($by["center:rules"].rules // []) as $rules
+  | (if any($nat[]; .kind == "zone" and .iif == $pwg and .zone == $zone) then empty
+     else "no conntrack zone \($zone) for traffic from \($pwg) in \($where)" end),
+    (if any($nat[]; .kind == "connmark" and .iif == $pwg and .set == $mark) then empty
+     else "no connection mark \($mark) for traffic from \($pwg) in \($where)" end),
+    (if any($nat[]; .kind == "snat" and .iif == $pwg and .to == $r.address) then empty
+     else "no SNAT of \($pwg)'s traffic to \($r.address) in \($where)" end),
+    (if $a6 == "" or any($nat[]; .kind == "snat" and .iif == $pwg and .to == $a6) then empty
+     else "no SNAT of \($pwg)'s traffic to \($a6) in \($where)" end),
+    ([["inet", true], ["inet6", $a6 != ""]][] | select(.[1]) | .[0] as $family
+     | (if any($rules[]; .family == $family and .fwmark == $mark and .table_id == $mark and .priority == $rule_priority) then empty
+        else "no \(if $family == "inet6" then "IPv6 " else "" end)rule 'fwmark \($mark) lookup \($mark)' (priority \($rule_priority)) in \($where)" end),
+       default_route_problem($by["center:routes"].routes; $pwg; $mark; $family; $where));
 
 ($shows | nonempty_lines | map(split("\t") | {key: .[0], value: (.[1] | fromjson)}) | from_entries) as $by
 | ($netns | nonempty_lines | set) as $present
@@ -64,45 +109,40 @@ def forwarding_problem($fwd; $where):
      forwarding_problem($by["center:fwd"]; $center_where)
    end] as $center_problems
 | [$records[] | . as $r
-   | ($prefix + $r.name) as $pns | where($pns) as $pwhere
-   | ($pns + "-in") as $pin | ($pns + "-br") as $pbr | ($pns + "-wg") as $pwg
+   | ($mode == "zones") as $zones
+   | (if $zones then $ns else $prefix + $r.name end) as $pns
+   | (if $zones then $center_where else where($pns) end) as $pwhere
+   | ($prefix + $r.name + "-in") as $pin | ($prefix + $r.name + "-br") as $pbr | ($prefix + $r.name + "-wg") as $pwg
    | $place[$r.name].address6 as $a6
-   | ([$by["\($r.name):wg"].interfaces[]? | select(.name == $pwg)] | first) as $i
+   | ([$by[if $zones then "center:wg" else "\($r.name):wg" end].interfaces[]? | select(.name == $pwg)] | first) as $i
    | ([$i.peers[]? | select(.public_key == $r.client_public_key)] | first) as $p
-   | [if $present[$pns] | not then "namespace \($pns) is missing"
+   | [if $zones then
+        if $ns != "" and ($present[$ns] | not) then "center namespace \($ns) is missing"
+        else
+          tunnel_problems($i; $p; $r; $pwg; $cl; $pwhere),
+          address_problem($cl; $cif; "\($r.address)/32"),
+          (if $cidr6 != "" then address_problem($cl; $cif; "\($a6)/128") else empty end),
+          zone_problems($r; $pwg; $a6; $mark_base + $r.listen_port; $r.listen_port; $by; $pwhere)
+        end
+      elif $present[$pns] | not then "namespace \($pns) is missing"
       else
         ($by["\($r.name):links"] | by_name) as $pl
+        | ($by["\($r.name):routes"].routes) as $routes
         | link_problems($pl; $pin; "veth"; $pwhere),
           address_problem($pl; $pin; "\($r.address)/\($cidr_len)"),
           (if $cidr6 != "" then address_problem($pl; $pin; "\($a6)/\($cidr6_len)") else empty end),
           forwarding_problem($by["\($r.name):fwd"]; $pwhere),
-          (if $i == null then "WireGuard interface \($pwg) is missing in \($pwhere) (its wireguard-go process or the interface is gone)"
-           else
-             link_problems($pl; $pwg; "WireGuard interface"; $pwhere),
-             (if $i.public_key != $r.public_key then "\($pwg) has the public key \($i.public_key), not the recorded \($r.public_key)" else empty end),
-             (if $i.listen_port != $r.listen_port then "\($pwg) listens on port \($i.listen_port), not the recorded \($r.listen_port)" else empty end),
-             (if $p == null then "the client's key \($r.client_public_key) is not a peer of \($pwg)"
-              else
-                (if ($r.keepalive // 0) > 0 and $p.persistent_keepalive != $r.keepalive
-                 then "\($pwg) keeps the client alive every \($p.persistent_keepalive // "never") s, not the recorded \($r.keepalive)" else empty end),
-                (if ($r.preshared_key // false) and ($p.preshared_key | not)
-                 then "the client's peer on \($pwg) has no preshared key (the record has one)" else empty end)
-              end),
-             (if $r.mtu != null and ($pl[$pwg].mtu // $r.mtu) != $r.mtu
-              then "\($pwg) has MTU \($pl[$pwg].mtu), not the recorded \($r.mtu)" else empty end)
-           end),
-          (if any($by["\($r.name):routes"].routes[]?; .dst == "default" and .dev == $pwg and .table == "main" and .family == "inet") | not
-           then "no default route into \($pwg) in \($pwhere)" else empty end),
-          (if $cidr6 != "" and (any($by["\($r.name):routes"].routes[]?; .dst == "default" and .dev == $pwg and .table == "main" and .family == "inet6") | not)
-           then "no IPv6 default route into \($pwg) in \($pwhere)" else empty end),
+          tunnel_problems($i; $p; $r; $pwg; $pl; $pwhere),
+          default_route_problem($routes; $pwg; "main"; "inet"; $pwhere),
+          (if $cidr6 != "" then default_route_problem($routes; $pwg; "main"; "inet6"; $pwhere) else empty end),
           (if any($by["\($r.name):nat"].rules[]?; .kind == "masquerade" and .oif == $pin) | not
            then "no NAPT rule (masquerade out of \($pin)) in \($pwhere)" else empty end)
       end,
-      port_problems($sl; $pbr; $place[$r.name].bridge; $switch_where),
+      (if $zones then empty else port_problems($sl; $pbr; $place[$r.name].bridge; $switch_where) end),
       (if $udp["\($r.listen_port)"] then empty
        else "nothing listens on UDP port \($r.listen_port) in the center (\($center_where))" end)
      ] as $problems
-   | {name: $r.name, ns: $pns, address: $r.address,
+   | {name: $r.name, ns: (if $pns == "" then null else $pns end), address: $r.address,
       address6: (if $a6 == "" then null else $a6 end), listen_port: $r.listen_port,
       public_key: $r.public_key, client_public_key: $r.client_public_key,
       preshared_key: ($r.preshared_key // false), keepalive: $r.keepalive, mtu: $r.mtu,
@@ -113,6 +153,7 @@ def forwarding_problem($fwd; $where):
       healthy: ($problems | length == 0), problems: $problems}] as $peers
 | {changed: false,
    healthy: (($center_problems | length == 0) and all($peers[]; .healthy)),
+   mode: $mode,
    center: {ns: (if $ns == "" then null else $ns end), switch: (if $sw == "" then null else $sw end),
      bridge: $br, interface: $cif, address: $addr, cidr: $cidr,
      address6: (if $addr6 == "" then null else $addr6 end), cidr6: (if $cidr6 == "" then null else $cidr6 end),
