@@ -153,8 +153,8 @@ fn hundred_identical_clients_get_their_own_replies_through_one_gateway() {
         // The reply tuple's destination port: the last dport= on the line.
         let dport = line
             .split_whitespace()
-            .filter_map(|w| w.strip_prefix("dport="))
-            .last()
+            .rev()
+            .find_map(|w| w.strip_prefix("dport="))
             .unwrap()
             .to_string();
         reply_ports.insert(dport);
