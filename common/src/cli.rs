@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueHint};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::complete;
 use crate::error::{Context, Error, Result};
@@ -140,22 +140,6 @@ impl Outcome {
     pub fn text(text: String) -> Self {
         Outcome(Printed::Text(text))
     }
-
-    /// Transitional: a hand-built JSON value (it must carry `changed`). Being replaced by
-    /// [`Outcome::object`] / [`Outcome::report`] / [`Outcome::listing`].
-    pub fn json(value: impl Serialize) -> Result<Self> {
-        serde_json::to_value(value)
-            .map(|v| Outcome(Printed::Json(v)))
-            .context("serialising the result")
-    }
-
-    /// The JSON value, if this is one (for tests and the batch runner).
-    pub fn as_json(&self) -> Option<&Value> {
-        match &self.0 {
-            Printed::Json(v) => Some(v),
-            Printed::Text(_) => None,
-        }
-    }
 }
 
 /// What a command runs with: the namespace it is in, dry-run mode, and an async runtime.
@@ -186,13 +170,6 @@ impl Ctx {
     /// The namespace name for a view's `netns` member (None, printed null, for the caller's).
     pub fn netns_name(&self) -> Option<String> {
         self.ns.as_ref().map(|n| n.to_string())
-    }
-
-    /// The namespace name for JSON output (null for the caller's).
-    pub fn ns_json(&self) -> Value {
-        self.ns
-            .as_ref()
-            .map_or(Value::Null, |n| json!(n.to_string()))
     }
 }
 
