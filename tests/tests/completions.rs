@@ -299,7 +299,7 @@ fn bash_completes_commands_and_flags() {
     ] {
         assert_offers(&answers[3], want, lines[3]);
     }
-    assert_eq!(answers[4], ["--table"], "{}", lines[4]);
+    assert_eq!(answers[4], ["--table", "--type"], "{}", lines[4]);
     assert_eq!(answers[5], ["--master", "--mtu"], "{}", lines[5]);
 }
 
