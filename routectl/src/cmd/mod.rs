@@ -2,13 +2,15 @@
 //! keeps as numbers) lives here.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
 
 use clap::Args;
 use common::link::LinkExt;
-use common::{Error, Result};
+use common::{Context, Ctx, Error, Kind, Outcome, Result};
 use ipnet::IpNet;
 use rtnetlink::Handle;
+use serde::Serialize;
 
 pub mod route;
 pub mod rule;
@@ -108,17 +110,32 @@ impl std::fmt::Display for Dest {
     }
 }
 
-/// The answer to a netlink delete, where an object already gone is no error (another process
-/// removed it between our dump and our delete); any other error says `what` was attempted.
-pub fn deleted(
-    answer: std::result::Result<(), rtnetlink::Error>,
-    what: impl FnOnce() -> String,
-) -> Result<()> {
-    match answer {
-        Ok(()) => Ok(()),
-        Err(e) if common::nl::is_absent(&e) => Ok(()),
-        Err(e) => Err(Error::caused(what(), e)),
+/// What `del` does once it has found the matching objects (kernel message and parsed object
+/// each): deletes them (unless `--check`; one already gone counts as deleted, since another
+/// process may have removed it between our dump and our delete) and prints them all under `key`,
+/// `changed` when there was any. `what` says what was attempted, for an error.
+pub fn delete_found<M: Clone, O, V: Serialize, Fut>(
+    ctx: &Ctx,
+    key: &'static str,
+    found: &[&(M, O)],
+    delete: impl Fn(M) -> Fut,
+    view: impl Fn(&O) -> V,
+    what: impl Fn() -> String,
+) -> Result<Outcome>
+where
+    Fut: Future<Output = std::result::Result<(), rtnetlink::Error>>,
+{
+    if !ctx.check {
+        for (msg, _) in found {
+            let gone = ctx.block_on(delete(msg.clone())).with_context(&what);
+            match gone {
+                Err(e) if e.kind() != Kind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
     }
+    let removed: Vec<V> = found.iter().map(|(_, o)| view(o)).collect();
+    Outcome::object(!removed.is_empty(), key, removed)
 }
 
 /// Index -> name of every link in the namespace.

@@ -923,26 +923,13 @@ fn del(ctx: &Ctx, want: &Want) -> Result<Outcome> {
         .with_context(what)?;
     let found: Vec<&(RouteMessage, Route)> =
         routes.iter().filter(|(_, r)| want.selects(r)).collect();
-    if !ctx.check {
-        for (msg, r) in &found {
-            common::vlog!(
-                1,
-                "ip route del {} {} (in {})",
-                dest_label(r.dst),
-                r.describe(),
-                ctx.ns_label()
-            );
-            super::deleted(
-                ctx.block_on(handle.route().del(msg.clone()).execute()),
-                what,
-            )?;
-        }
+    for (_, r) in found.iter().filter(|_| !ctx.check) {
+        let (dest, ns) = (dest_label(r.dst), ctx.ns_label());
+        common::vlog!(1, "ip route del {dest} {} (in {ns})", r.describe());
     }
-    let removed: Vec<RouteView> = found
-        .iter()
-        .map(|(_, r)| r.view(ctx.netns_name()))
-        .collect();
-    Outcome::object(!removed.is_empty(), "routes", removed)
+    let delete = |msg| handle.route().del(msg).execute();
+    let view = |r: &Route| r.view(ctx.netns_name());
+    super::delete_found(ctx, "routes", &found, delete, view, what)
 }
 
 #[cfg(test)]

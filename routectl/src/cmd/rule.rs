@@ -669,17 +669,12 @@ fn del(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
     let found: Vec<&(RuleMessage, Rule)> = rules.iter().filter(|(_, r)| want.matches(r)).collect();
-    if !ctx.check {
-        for (msg, _) in &found {
-            common::vlog!(1, "ip rule del {want} (in {})", ctx.ns_label());
-            super::deleted(ctx.block_on(handle.rule().del(msg.clone()).execute()), what)?;
-        }
+    if !ctx.check && !found.is_empty() {
+        common::vlog!(1, "ip rule del {want} (in {})", ctx.ns_label());
     }
-    let removed: Vec<RuleView> = found
-        .iter()
-        .map(|(_, r)| r.view(ctx.netns_name()))
-        .collect();
-    Outcome::object(!removed.is_empty(), "rules", removed)
+    let delete = |msg| handle.rule().del(msg).execute();
+    let view = |r: &Rule| r.view(ctx.netns_name());
+    super::delete_found(ctx, "rules", &found, delete, view, what)
 }
 
 #[cfg(test)]
