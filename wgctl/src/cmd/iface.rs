@@ -317,8 +317,9 @@ fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool)
         return Ok(Plan::Settled(out));
     }
     let diffs = want.differences(&link, &dev);
+    let found = Existing { at, link, dev };
     if diffs.is_empty() {
-        return converge(ctx, name, places, at, &link, &dev).map(Plan::Settled);
+        return converge(ctx, name, places, &found).map(Plan::Settled);
     }
     if !replace {
         return Err(Error::failed(format!(
@@ -328,12 +329,12 @@ fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool)
             diffs.join(", ")
         )));
     }
-    if want.backend.is_none_or(|b| b == link.backend) {
-        return update_in_place(ctx, name, places, at, &link, &dev, want).map(Plan::Settled);
+    if want.backend.is_none_or(|b| b == found.link.backend) {
+        return update_in_place(ctx, name, places, &found, want).map(Plan::Settled);
     }
     if !ctx.check {
         vlog!(1, "replacing {name}: {}", diffs.join(", "));
-        remove_existing(name, places, at, link.backend)?;
+        remove_existing(name, places, at, found.link.backend)?;
     }
     Ok(Plan::Create { replacing: true })
 }
@@ -411,17 +412,18 @@ fn uapi_conflict(name: &IfName) -> Option<Error> {
     })
 }
 
+/// The interface `plan` found: where it is, its link and its WireGuard settings.
+struct Existing {
+    at: At,
+    link: Link,
+    dev: Device,
+}
+
 /// An interface with the wanted settings exists: finish what an interrupted run left undone
 /// (the move, bringing it up), or report that nothing changes.
-fn converge(
-    ctx: &Ctx,
-    name: &IfName,
-    places: &Places,
-    at: At,
-    link: &Link,
-    dev: &Device,
-) -> Result<Outcome> {
-    let changed = finish(ctx, name, places, at, link)?;
+fn converge(ctx: &Ctx, name: &IfName, places: &Places, found: &Existing) -> Result<Outcome> {
+    let Existing { at, link, dev } = found;
+    let changed = finish(ctx, name, places, *at, link)?;
     let port = dev.listen_port.filter(|p| *p != 0);
     let public = dev.public_key.clone().unwrap_or_else(Key::zero);
     report(changed, name, places, Some(link.backend), &public, port)
@@ -449,12 +451,11 @@ fn update_in_place(
     ctx: &Ctx,
     name: &IfName,
     places: &Places,
-    at: At,
-    link: &Link,
-    dev: &Device,
+    found: &Existing,
     want: &Wanted,
 ) -> Result<Outcome> {
-    let (ns, label) = (places.fd_of(at), places.label_of(at));
+    let Existing { at, link, dev } = found;
+    let (at, ns, label) = (*at, places.fd_of(*at), places.label_of(*at));
     let old_port = dev.listen_port.filter(|p| *p != 0);
     let old_mark = dev.fwmark.unwrap_or(0);
     let port = want.listen_port.filter(|p| old_port != Some(*p));
