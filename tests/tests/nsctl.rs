@@ -1377,8 +1377,7 @@ fn link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip() {
         ],
     )
     .ok();
-    // A tun (no MAC), a bridge with a MAC of its own, a macvlan on v3.
-    ip_in(&a, "tuntap add dev tn0 mode tun");
+    // A bridge with a MAC of its own, a macvlan on v3.
     ip_in(&a, "link add br0 address 02:00:5e:00:53:01 type bridge");
     ip_in(&a, "link set v4 master br0");
     ip_in(&a, "link add mv0 link v3 type macvlan mode bridge");
@@ -1404,9 +1403,6 @@ fn link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip() {
         (vr.peer.as_deref(), vr.peer_netns.as_deref()),
         (host_peer, None)
     );
-    let tn = listed(&l, "tn0");
-    assert_eq!(tn.kind.as_deref(), Some("tun"));
-    assert_eq!(tn.address, None, "a tun has no MAC");
     let br = listed(&l, "br0");
     assert_eq!(br.kind.as_deref(), Some("bridge"));
     assert_eq!(br.address.as_deref(), Some("02:00:5e:00:53:01"));
@@ -1429,6 +1425,25 @@ fn link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip() {
     let l = link_list(&a);
     let v3 = listed(&l, "v3");
     assert_eq!((v3.operstate.as_deref(), v3.carrier), (Some("up"), true));
+    assert_links_match_ip(&a);
+    finish(lab);
+}
+
+#[test]
+fn link_list_shows_a_tun_as_kind_tun_without_mac_like_ip() {
+    let lab = Lab::new();
+    let a = lab.netns("a");
+    // What wireguard-go makes: the kernel knows it only as a TUN device.
+    ip_in(&a, "tuntap add dev tn0 mode tun");
+    ip_in(&a, "link set tn0 up");
+    let l = link_list(&a);
+    let tn = listed(&l, "tn0");
+    assert_eq!(tn.kind.as_deref(), Some("tun"));
+    assert_eq!(tn.address, None, "a tun has no MAC");
+    assert_eq!(tn.state, "up");
+    // No process holds it open: no carrier.
+    assert_eq!((tn.operstate.as_deref(), tn.carrier), (Some("down"), false));
+    assert_eq!((tn.peer.as_deref(), tn.peer_netns.as_deref()), (None, None));
     assert_links_match_ip(&a);
     finish(lab);
 }
@@ -1605,7 +1620,7 @@ fn dummy_and_vlan_add_like_ip_link_add() {
         format!("--ns {x} link set d0 --address 02:00:5e:00:53:10"),
         format!("--ns {x} vlan add d0.10 --link d0 --id 10"),
         format!("--ns {x} vlan add d0.10 --link d0 --id 10 --up"),
-        format!("--ns {x} vlan add d0.10 --link d0 --id 20 --replace"),
+        format!("--ns {x} vlan add d0.10 --link d0 --id 20 --replace --up"),
         format!("--ns {x} dummy add d1 --up"),
     ] {
         twice(&nses, &cmd);
