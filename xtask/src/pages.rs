@@ -21,12 +21,23 @@ pub static NSCTL: Page = Page {
             ],
         ),
         (
-            "link list (addr list likewise lists the addresses; exec prints nothing of its own, \
-             the output is the command's):",
+            "link list (kind as the kernel names it: veth, bridge, tun for wireguard-go, \
+             wireguard, vrf, dummy, vlan; state is the administrative state, operstate what \
+             the kernel says of the link; peer and peer_netns for a veth):",
             &[
-                r#"{"changed":false,"links":[{"name":..,"index":..,"kind":..,"#,
-                r#"  "state":"up"|"down","master":..|null,"mtu":..,"address":..,"#,
-                r#"  "addresses":["CIDR",..]},..]}"#,
+                r#"{"changed":false,"links":[{"name":..,"index":..,"kind":..,"netns":..|null,"#,
+                r#"  "state":"up"|"down","operstate":"up"|"down"|"lowerlayerdown"|..,"#,
+                r#"  "carrier":true|false,"address":MAC,"master":..|null,"mtu":..,"#,
+                r#"  "peer":..|null,"peer_netns":..|null,"addresses":["CIDR",..]},..]}"#,
+            ],
+        ),
+        (
+            "addr list (exec prints nothing of its own, the output is the command's):",
+            &[
+                r#"{"changed":false,"addresses":[{"cidr":..,"dev":..,"family":"inet"|"inet6","#,
+                r#"  "netns":..|null,"scope":"global"|"link"|"host"|..,"flags":["tentative",..],"#,
+                r#"  "valid_life_time":SECS,"preferred_life_time":SECS},..]}"#,
+                "(4294967295 seconds: forever)",
             ],
         ),
     ],
