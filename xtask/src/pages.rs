@@ -114,7 +114,8 @@ pub static WGCTL: Page = Page {
             "show (never a private or preshared key, only whether a peer has one):",
             &[
                 r#"{"changed":false,"interfaces":[{"name":..,"backend":..,"#,
-                r#"  "public_key":..,"listen_port":..,"fwmark":..|null,"#,
+                r#"  "public_key":..,"listen_port":..,"fwmark":..|null,"mtu":..,"#,
+                r#"  "state":"up"|"down","#,
                 r#"  "peers":[{"public_key":..,"endpoint":..|null,"allowed_ips":[..],"#,
                 r#"    "latest_handshake":UNIX_SECONDS|null,"rx_bytes":..,"tx_bytes":..,"#,
                 r#"    "persistent_keepalive":..|null,"preshared_key":true|false}]}]}"#,
@@ -173,8 +174,9 @@ pub static NATCTL: Page = Page {
              id succeeds with changed false.",
         &[
             r#"{"changed":..,"rule":{"id":..,"#,
-            r#"  "kind":"masquerade"|"snat"|"dnat"|"netmap"|"zone"|"mark",..}}"#,
-            r#"{"changed":false,"rules":[..]}"#,
+            r#"  "kind":"masquerade"|"snat"|"dnat"|"netmap"|"zone"|"mark"|"connmark","#,
+            r#"  "netns":..|null,"family":"inet"|"inet6"|"any",..its arguments}}"#,
+            r#"{"changed":false,"rules":[{..the same,"chain":..,"handle":..,"packets":..,"bytes":..},..]}"#,
         ],
     )],
     exit_status: &[],
@@ -221,7 +223,7 @@ pub static ROUTECTL: Page = Page {
         &[
             r#"{"changed":false,"rules":[..]}"#,
             r#"{"changed":false,"routes":[..]}"#,
-            r#"{"changed":false,"vrfs":[{"name":..,"table":..,"members":[..]}]}"#,
+            r#"{"changed":false,"vrfs":[{"name":..,"table":..,"table_id":..,"members":[..]}]}"#,
         ],
     )],
     exit_status: &[],
