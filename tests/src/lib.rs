@@ -30,14 +30,18 @@ pub fn in_vm_lane() -> bool {
     std::env::var_os("NIRANSIX_VM").is_some_and(|v| v == "1")
 }
 
-/// Whether this kernel can create a link of `kind` (`wireguard`, `vrf`, ...). Tries it in a
-/// throwaway namespace (`unshare -n ip link add`), which also loads the module where there is one.
+/// Whether this kernel can create a link of `kind` (`wireguard`, `vrf`, `dummy`, `vlan`, ...).
+/// Tries it in a throwaway namespace (`unshare -n ip link add`), which also loads the module
+/// where there is one; a vlan gets a veth to sit on.
 pub fn kernel_supports(kind: &str) -> bool {
-    let mut args = vec!["-n", "ip", "link", "add", "nxprobe", "type", kind];
-    if kind == "vrf" {
-        args.extend(["table", "10"]);
-    }
-    run("unshare", &args).code == 0
+    let probe = match kind {
+        "vrf" => "ip link add nxprobe type vrf table 10".to_string(),
+        "vlan" => "ip link add nxv0 type veth peer name nxv1 && \
+                   ip link add link nxv0 name nxv0.5 type vlan id 5"
+            .to_string(),
+        k => format!("ip link add nxprobe type {k}"),
+    };
+    run("unshare", &["-n", "sh", "-c", &probe]).code == 0
 }
 
 /// Reports the calling test as skipped (the caller returns right after): prints
@@ -75,6 +79,7 @@ pub fn needs_kernel(kind: &str, test: &str) -> bool {
     let what = match kind {
         "vrf" => "VRF".to_string(),
         "wireguard" => "WireGuard".to_string(),
+        "vlan" => "802.1Q VLAN".to_string(),
         k => k.to_string(),
     };
     skip(test, &format!("kernel lacks {what}; runs in the VM lane"));

@@ -1581,30 +1581,10 @@ fn bad_vlan_ids_and_names_are_refused_and_change_nothing() {
     finish(lab);
 }
 
-/// Like `needs_kernel("vlan", test)`: the kit's probe cannot create a VLAN (it needs a lower
-/// device), so this one makes a veth first.
-fn needs_vlan(test: &str) -> bool {
-    let probe = run(
-        "unshare",
-        &[
-            "-n",
-            "sh",
-            "-c",
-            "ip link add nxv0 type veth peer name nxv1 && \
-             ip link add link nxv0 name nxv0.5 type vlan id 5",
-        ],
-    );
-    if probe.code == 0 {
-        return true;
-    }
-    skip(test, "kernel lacks 802.1Q VLAN; runs in the VM lane");
-    false
-}
-
 #[test]
 fn dummy_and_vlan_add_like_ip_link_add() {
     let test = "dummy_and_vlan_add_like_ip_link_add";
-    if !needs_kernel("dummy", test) || !needs_vlan(test) {
+    if !needs_kernel("dummy", test) || !needs_kernel("vlan", test) {
         return;
     }
     let lab = Lab::new();
