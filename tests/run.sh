@@ -8,6 +8,8 @@
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   lint-sh    shellcheck on every shell script in the repository
 #   test       cargo test --workspace --no-fail-fast (unit + integration, host kernel)
+#   test-zones the hub suite (tests/tests/hub.rs) again with NIRANSIX_HUB_MODE=zones: the same
+#              tests against a hub whose peers are conntrack zones in the center (docs/hub.md)
 #   leakcheck  tests/leakcheck.sh: nothing with the test prefix may be left behind
 #   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
 #              NIRANSIX_NO_VM=1; reported as skipped, never as passed)
@@ -34,7 +36,7 @@ vm=1
 for arg in "$@"; do
   case $arg in
     --no-vm) vm=0 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument '$arg' (usage: tests/run.sh [--no-vm])" >&2; exit 2 ;;
   esac
 done
@@ -120,6 +122,7 @@ step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step lint-sh run_shellcheck
 step test cargo test --workspace --no-fail-fast
+step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub
 step leakcheck tests/leakcheck.sh "$prefix"
 if ((vm)); then
   step vm tests/vm/run.sh
@@ -134,7 +137,7 @@ fi
 
 # Totals: cargo's `test result:` lines; tests that called niransix_tests::skip are moved from
 # passed to skipped; plus the VM lane's own summary.
-read -r passed failed < <(grep -h '^test result:' "$logs/test.log" 2>/dev/null |
+read -r passed failed < <(grep -h '^test result:' "$logs/test.log" "$logs/test-zones.log" 2>/dev/null |
   awk '{for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) }}
        END {print p + 0, f + 0}')
 skipped=$(sort -u "$skip_log" | grep -c . || true)

@@ -1,9 +1,15 @@
 //! niransix-sh/hub against the real kernel: real WireGuard handshakes through wireguard-go,
-//! real pings, conntrack in the peer namespaces, `wg show`, and nothing left behind.
+//! real pings, conntrack, `wg show`, and nothing left behind.
 //!
 //! Every hub here runs with `HUB_NS` and `HUB_PREFIX` taken from the Lab prefix (so it never
 //! touches the host's own network and the Lab removes whatever a failure leaves), and with
 //! `HUB_STATE_DIR` in a temporary directory.
+//!
+//! The suite runs in either `HUB_MODE`, chosen by `NIRANSIX_HUB_MODE` (`netns`, the default, or
+//! `zones`). What differs between the modes is in the `Hub` helpers (where a peer's tunnel
+//! lives, how its NAT and return route look, how it is broken behind the hub's back), so each
+//! test reads the same in both; where a test checks an object only one mode has, it asserts the
+//! other mode's equivalent, and says so loudly where there is none.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +20,35 @@ use serde_json::Value;
 
 const SERVER: &str = "100.64.0.10";
 const CLIENT_ADDR: &str = "192.168.1.10";
+
+/// HUB_MODE=zones: a peer's connection mark and routing table are this plus its port (its
+/// conntrack zone is the port), its fwmark rule has this priority (niransix-sh/hub).
+const ZONE_MARK_BASE: u64 = 0x4e58_0000;
+const ZONE_RULE_PRIORITY: u64 = 1000;
+
+/// The hub mode under test: `NIRANSIX_HUB_MODE`, `netns` (the default) or `zones`.
+fn hub_mode() -> &'static str {
+    match std::env::var("NIRANSIX_HUB_MODE").as_deref() {
+        Err(_) | Ok("") | Ok("netns") => "netns",
+        Ok("zones") => "zones",
+        Ok(other) => panic!("NIRANSIX_HUB_MODE '{other}' must be netns or zones"),
+    }
+}
+
+fn zones() -> bool {
+    hub_mode() == "zones"
+}
+
+/// Says loudly that part of `test` checks what only HUB_MODE=netns builds, and what the test
+/// checks in its place; the rest of the test runs. (Straight to stderr, past libtest's capture of
+/// `eprintln!`, so that it shows in a passing run too.)
+fn netns_only_part(test: &str, what: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** {test}: HUB_MODE=zones: {what} ***\n"
+    );
+}
 
 fn script(name: &str) -> String {
     repo_root()
@@ -28,6 +63,8 @@ struct Hub {
     state: PathBuf,
     ns: String,
     underlay: bool,
+    /// HUB_MODE=zones (else netns).
+    zones: bool,
     lab: Lab,
 }
 
@@ -43,6 +80,7 @@ impl Hub {
             ns: lab.name("hub"),
             state,
             underlay: false,
+            zones: zones(),
             lab,
         }
     }
@@ -53,6 +91,7 @@ impl Hub {
             format!("HUB_PREFIX={}", self.lab.prefix),
             format!("HUB_STATE_DIR={}", self.state.display()),
             format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
+            format!("HUB_MODE={}", hub_mode()),
         ]
     }
 
@@ -120,6 +159,33 @@ impl Hub {
         out + &sh(&format!("pgrep -a wireguard-go | grep ' {p}' | sort")).stdout
     }
 
+    /// `everything`, once the kernel's own settling is over: no bridge's operstate is UNKNOWN
+    /// any more (linkwatch sets it UP after its ports come up, up to seconds later on a loaded
+    /// machine), and two snapshots half a second apart agree.
+    fn settled(&self) -> String {
+        for _ in 0..40 {
+            let unknown = netns_with_prefix(&self.lab.prefix).iter().any(|ns| {
+                sh(&format!("ip -n {ns} -br link show type bridge"))
+                    .stdout
+                    .contains(" UNKNOWN ")
+            });
+            if !unknown {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let mut last = self.everything();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = self.everything();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("the hub's state never settled: {last}");
+    }
+
     /// Starts `hub ARGS...` and kill -9s it, with whatever tool it is running at that moment
     /// (its whole process group), after `delay_ms`.
     fn killed(&self, args: &[&str], delay_ms: u64) {
@@ -150,8 +216,13 @@ impl Hub {
         }
     }
 
+    /// The namespace the peer's tunnel ends in: its own, or (zones) the center's.
     fn peer_ns(&self, peer: &str) -> String {
-        self.lab.name(peer)
+        if self.zones {
+            self.ns.clone()
+        } else {
+            self.lab.name(peer)
+        }
     }
     fn peer_wg(&self, peer: &str) -> String {
         format!("{}{peer}-wg", self.lab.prefix)
@@ -243,13 +314,265 @@ impl Hub {
             .clone()
     }
 
-    /// Removes a peer's namespace and wireguard-go behind the hub's back (its record stays).
+    /// Removes a peer's objects and wireguard-go behind the hub's back (its record stays): its
+    /// namespace, or (zones) its NAT rules, fwmark rule and address in the center.
     fn destroy_peer_objects(&self, peer: &str) {
+        let wg = self.peer_wg(peer);
+        if !self.zones {
+            sh(&format!(
+                "pkill -f '^wireguard-go {wg}$'; ip netns del {}",
+                self.peer_ns(peer)
+            ));
+            return;
+        }
+        let p = self.peer_status(peer);
+        let mark = zone_mark(&p);
+        sh(&format!("pkill -f '^wireguard-go {wg}$'"));
+        self.break_nat(peer);
         sh(&format!(
-            "pkill -f '^wireguard-go {}$'; ip netns del {}",
-            self.peer_wg(peer),
-            self.peer_ns(peer)
-        ));
+            "ip -n {ns} rule del fwmark {mark} table {mark} priority {ZONE_RULE_PRIORITY}; \
+             ip -n {ns} addr del {}/32 dev {}hub0",
+            p["address"].as_str().unwrap(),
+            self.lab.prefix,
+            ns = self.ns,
+        ))
+        .ok();
+    }
+
+    /// The peer's natctl rules (`natctl list` in the namespace its tunnel ends in; zones: those
+    /// on its WireGuard interface), without their counters.
+    fn nat_rules(&self, peer: &str) -> Vec<Value> {
+        let listed = tool("natctl", &["--ns", &self.peer_ns(peer), "list"])
+            .ok()
+            .json();
+        let wg = self.peer_wg(peer);
+        listed["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !self.zones || r["iif"] == wg.as_str())
+            .map(|r| {
+                let mut r = r.clone();
+                let m = r.as_object_mut().unwrap();
+                m.remove("bytes");
+                m.remove("packets");
+                r
+            })
+            .collect()
+    }
+
+    /// Deletes the peer's NAT behind the hub's back: flushes its namespace's ruleset, or (zones)
+    /// deletes its natctl rules from the center (the other peers' stay).
+    fn break_nat(&self, peer: &str) {
+        let ns = self.peer_ns(peer);
+        if !self.zones {
+            sh(&format!("ip netns exec {ns} nft flush ruleset")).ok();
+            return;
+        }
+        let mut ids: Vec<String> = self
+            .nat_rules(peer)
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert!(!ids.is_empty(), "{peer} has NAT rules to delete");
+        for id in ids {
+            tool("natctl", &["--ns", &ns, "del", &id]).ok();
+        }
+    }
+
+    /// What `hub check` says of a peer whose NAT `break_nat` deleted, and what `up` runs for it.
+    fn nat_problem_and_repair(&self) -> (&'static str, &'static str) {
+        if self.zones {
+            ("no SNAT of", "snat --to")
+        } else {
+            ("no NAPT rule", "masquerade")
+        }
+    }
+
+    /// The peer's NAT is there exactly once (a re-run never adds a second): one masquerade rule
+    /// in its namespace, or (zones) one zone, connmark and SNAT rule and one fwmark rule in the
+    /// center, as `nft` and `ip rule` show them.
+    #[track_caller]
+    fn assert_nat_once(&self, peer: &str, context: &str) {
+        let ns = self.peer_ns(peer);
+        let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
+        if !self.zones {
+            assert_eq!(
+                nft.lines().filter(|l| l.contains("masquerade")).count(),
+                1,
+                "{context}: one NAPT rule in {ns}: {nft}"
+            );
+            return;
+        }
+        let mut kinds: Vec<String> = self
+            .nat_rules(peer)
+            .iter()
+            .map(|r| format!("{} in {}", r["kind"], r["chain"]))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "\"connmark\" in \"connmarks\"",
+                "\"connmark\" in \"connmarks\"",
+                "\"connmark\" in \"localmarks\"",
+                "\"snat\" in \"input\"",
+                "\"snat\" in \"srcnat\"",
+                "\"zone\" in \"zones\"",
+            ],
+            "{context}: {peer}'s zone, mark and SNAT once each in {ns}"
+        );
+        // (natctl names each nft rule's command in its comment, the restoring ones included)
+        let wg = format!("--iif {} ", self.peer_wg(peer));
+        assert_eq!(
+            nft.lines().filter(|l| l.contains(&wg)).count(),
+            kinds.len(),
+            "{context}: nft shows the same rules, {wg}: {nft}"
+        );
+        let mark = zone_mark(&self.peer_status(peer));
+        assert_eq!(
+            self.fwmark_rules().iter().filter(|&&m| m == mark).count(),
+            1,
+            "{context}: one fwmark rule for {peer}'s mark {mark:#x} in {ns}"
+        );
+    }
+
+    /// HUB_MODE=zones: the fwmarks of the center's policy routing rules at the hub's priority,
+    /// each looking up the table of its own number (`ip -j rule`).
+    fn fwmark_rules(&self) -> Vec<u64> {
+        ip_json(Some(&self.ns), &["rule", "show"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["priority"] == ZONE_RULE_PRIORITY)
+            .map(|r| {
+                let mark = r["fwmark"].as_str().expect("a fwmark rule");
+                let mark = u64::from_str_radix(mark.trim_start_matches("0x"), 16).unwrap();
+                assert_eq!(r["table"], mark.to_string(), "lookup its own table: {r}");
+                mark
+            })
+            .collect()
+    }
+
+    /// HUB_MODE=zones: the /32s on the center's interface hub0 (its own address excluded).
+    fn hub0_peer_addresses(&self) -> Vec<String> {
+        let hub0 = format!("{}hub0", self.lab.prefix);
+        let a = ip_json(Some(&self.ns), &["-4", "addr", "show", "dev", &hub0]);
+        let mut v: Vec<String> = a[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["prefixlen"] == 32)
+            .map(|i| i["local"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The peer's default route into its tunnel (`ip -j route`): in its namespace's main table,
+    /// or (zones) in the center's table numbered by its mark.
+    fn default_route(&self, peer: &str) -> Value {
+        let mut args = vec!["route", "show", "default"];
+        let table;
+        if self.zones {
+            table = zone_mark(&self.peer_status(peer)).to_string();
+            args.extend(["table", &table]);
+        }
+        let r = ip_json(Some(&self.peer_ns(peer)), &args);
+        assert_eq!(
+            r.as_array().unwrap().len(),
+            1,
+            "{peer}: one default route: {r}"
+        );
+        r[0].clone()
+    }
+
+    /// What the peer's traffic to the center depends on besides its tunnel, for a churn of
+    /// other peers to leave alone: the MAC its namespace knows the center by (hub0's, never the
+    /// bridge's), or (zones) its NAT rules, fwmark rule, routing table and address in the center.
+    fn path_to_center(&self, peer: &str) -> String {
+        if !self.zones {
+            return neighbour_mac(&self.peer_ns(peer), SERVER);
+        }
+        let p = self.peer_status(peer);
+        let mark = zone_mark(&p);
+        let addr = p["address"].as_str().unwrap().to_string();
+        assert!(
+            self.hub0_peer_addresses().contains(&addr),
+            "{peer}: {addr} on hub0"
+        );
+        format!(
+            "{:?}\n{}\n{}",
+            self.nat_rules(peer),
+            self.fwmark_rules().iter().filter(|&&m| m == mark).count(),
+            sh(&format!("ip -n {} route show table {mark}", self.ns))
+                .ok()
+                .stdout
+        )
+    }
+
+    /// Nothing of a removed peer (listening on `port`) is left: no wireguard-go and no namespace
+    /// or bridge port, or (zones) no link, NAT rule, fwmark rule or routing table in the center,
+    /// whose /32s and fwmark rules are then exactly the remaining peers'.
+    #[track_caller]
+    fn assert_peer_gone(&self, peer: &str, port: u64) {
+        let wg = self.peer_wg(peer);
+        assert_ne!(
+            sh(&format!("pgrep -f '^wireguard-go {wg}$'")).code,
+            0,
+            "{peer}'s wireguard-go is gone"
+        );
+        assert!(
+            !Path::new(&format!("/run/netns/{}", self.lab.name(peer))).exists(),
+            "{peer} has no namespace"
+        );
+        let switch = format!("{}hub.switch", self.lab.prefix);
+        let port_link = format!("{}{peer}-br", self.lab.prefix);
+        assert!(
+            !sh(&format!("ip -n {switch} -o link"))
+                .stdout
+                .contains(&format!(" {port_link}@")),
+            "{peer}'s bridge port is gone"
+        );
+        if !self.zones {
+            return;
+        }
+        let links = sh(&format!("ip -n {} -o link", self.ns)).ok().stdout;
+        assert!(!links.contains(&format!(" {wg}:")), "{wg} gone: {links}");
+        let nat = tool("natctl", &["--ns", &self.ns, "list"]).ok().stdout;
+        assert!(
+            !nat.contains(&format!("\"{wg}\"")),
+            "{peer}'s NAT rules gone: {nat}"
+        );
+        let status = self.status();
+        let peers = status["peers"].as_array().unwrap();
+        // (unless a peer added since took its port, and so its mark and table)
+        if !peers.iter().any(|p| p["listen_port"] == port) {
+            let mark = ZONE_MARK_BASE + port;
+            assert!(
+                !self.fwmark_rules().contains(&mark),
+                "{peer}'s fwmark rule gone"
+            );
+            let table = sh(&format!("ip -n {} route show table {mark}", self.ns)).stdout;
+            assert_eq!(table, "", "{peer}'s routing table is empty");
+        }
+        let mut want: Vec<String> = peers
+            .iter()
+            .map(|p| p["address"].as_str().unwrap().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(
+            self.hub0_peer_addresses(),
+            want,
+            "hub0: the remaining peers' /32s"
+        );
+        let mut marks = self.fwmark_rules();
+        marks.sort();
+        let mut want: Vec<u64> = peers.iter().map(zone_mark).collect();
+        want.sort();
+        assert_eq!(marks, want, "fwmark rules: the remaining peers'");
     }
 
     /// Leftovers carrying this hub's prefix (namespaces, links, wireguard-go, sockets).
@@ -269,14 +592,20 @@ impl Drop for Hub {
 }
 
 /// What a hub command could change in namespace `ns`, without the kernel's moving parts (bridge
-/// timers, IPv6 link-local addresses appearing after DAD): links, IPv4 addresses and routes,
-/// nftables; plus the namespaces carrying `prefix`.
+/// timers, IPv6 link-local addresses appearing after DAD): links, IPv4 addresses, routes and
+/// policy routing rules, nftables; plus the namespaces carrying `prefix`.
 fn net_state(ns: &str, prefix: &str) -> String {
     sh(&format!(
         "ip -n {ns} -br link; ip -n {ns} -4 -br addr; ip -n {ns} -4 route show table all; \
+         ip -n {ns} rule show; ip -n {ns} -6 rule show; \
          ip netns exec {ns} nft list ruleset; ip netns list | grep '^{prefix}' | sort"
     ))
     .stdout
+}
+
+/// A peer's (zones) connection mark and routing table, from its status entry.
+fn zone_mark(peer: &Value) -> u64 {
+    ZONE_MARK_BASE + peer["listen_port"].as_u64().unwrap()
 }
 
 /// Pings the server from every client namespace at the same time, from 192.168.1.10.
@@ -319,16 +648,6 @@ fn ping_all_within(namespaces: &[String], secs: u32) -> Vec<bool> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
-}
-
-/// Exactly one masquerade rule in namespace `ns` (a re-run never adds a second).
-fn assert_one_napt_rule(ns: &str, context: &str) {
-    let nft = sh(&format!("ip netns exec {ns} nft list ruleset")).stdout;
-    assert_eq!(
-        nft.lines().filter(|l| l.contains("masquerade")).count(),
-        1,
-        "{context}: one NAPT rule in {ns}: {nft}"
-    );
 }
 
 fn wg_show(ns: &str, iface: &str, what: &str) -> String {
@@ -378,22 +697,58 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
 
     // Kernel state of one peer, read back with iproute2 and nft.
     let c1 = hub.peer_ns("c1");
-    let routes = ip_json(Some(&c1), &["route", "show", "default"]);
+    let route = hub.default_route("c1");
     assert_eq!(
-        routes[0]["dev"],
+        route["dev"],
         hub.peer_wg("c1"),
-        "default route into the tunnel: {routes}"
+        "default route into the tunnel: {route}"
     );
-    let nft = sh(&format!("ip netns exec {c1} nft list ruleset"))
-        .ok()
-        .stdout;
-    assert!(nft.contains("masquerade"), "NAPT rule in {c1}: {nft}");
+    hub.assert_nat_once("c1", "after peer add");
     let c1_addr = add["peers"][0]["address"].as_str().unwrap().to_string();
-    let addrs = ip_json(
-        Some(&c1),
-        &["-4", "addr", "show", &format!("{}c1-in", hub.lab.prefix)],
-    );
-    assert_eq!(addrs[0]["addr_info"][0]["local"], c1_addr);
+    if hub.zones {
+        // Every peer's tunnel in the center: its address a /32 on hub0, its NAT rules on its
+        // interface (zone = its port, mark = the base + its port, SNAT to its address), a
+        // routing table per mark; no namespace of its own.
+        assert_eq!(add["peers"][0]["ns"], hub.ns.as_str(), "{add}");
+        let mut want: Vec<String> = add["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["address"].as_str().unwrap().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(hub.hub0_peer_addresses(), want, "every peer's /32 on hub0");
+        let mark = ZONE_MARK_BASE + 50000;
+        let rules = hub.nat_rules("c1");
+        let of =
+            |kind: &str| -> Vec<&Value> { rules.iter().filter(|r| r["kind"] == kind).collect() };
+        assert!(
+            of("zone")
+                .iter()
+                .all(|r| r["zone"] == 50000 && r["dir"] == "original"),
+            "{rules:?}"
+        );
+        assert!(of("connmark").iter().all(|r| r["set"] == mark), "{rules:?}");
+        assert!(
+            of("snat")
+                .iter()
+                .all(|r| r["to"] == c1_addr.as_str() && r["local"] == true),
+            "{rules:?}"
+        );
+        let mut marks = hub.fwmark_rules();
+        marks.sort();
+        assert_eq!(marks, [mark, mark + 1, mark + 2], "a fwmark rule per peer");
+        assert!(
+            !Path::new(&format!("/run/netns/{}", hub.lab.name("c1"))).exists(),
+            "no peer namespace"
+        );
+    } else {
+        let addrs = ip_json(
+            Some(&c1),
+            &["-4", "addr", "show", &format!("{}c1-in", hub.lab.prefix)],
+        );
+        assert_eq!(addrs[0]["addr_info"][0]["local"], c1_addr);
+    }
     let fwd = sh(&format!(
         "ip netns exec {c1} cat /proc/sys/net/ipv4/ip_forward"
     ))
@@ -413,24 +768,48 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
         "every client reaches the server"
     );
 
-    // conntrack in each peer namespace: 192.168.1.10 -> the server, translated to that peer's address.
+    // conntrack where each peer's tunnel ends: 192.168.1.10 -> the server, translated to that
+    // peer's address. Zones: all three in the center, each in its peer's zone with its mark.
     let status = hub.status();
+    assert_eq!(status["mode"], hub_mode());
+    let want = format!("src={CLIENT_ADDR} dst={SERVER} ");
+    if hub.zones {
+        let ct = sh(&format!(
+            "ip netns exec {} conntrack -L -n -p icmp 2>/dev/null",
+            hub.ns
+        ))
+        .stdout;
+        let lines: Vec<&str> = ct.lines().filter(|l| l.contains(&want)).collect();
+        assert_eq!(lines.len(), 3, "one entry per client in the center: {ct}");
+    }
     for p in status["peers"].as_array().unwrap() {
         let (name, addr) = (p["name"].as_str().unwrap(), p["address"].as_str().unwrap());
+        assert_eq!(p["ns"], hub.peer_ns(name).as_str(), "{p}");
         let ct = sh(&format!(
             "ip netns exec {} conntrack -L -n -p icmp 2>/dev/null",
             hub.peer_ns(name)
         ))
         .stdout;
-        let want = format!("src={CLIENT_ADDR} dst={SERVER} ");
+        let reply = format!("src={SERVER} dst={addr} ");
         let line = ct
             .lines()
-            .find(|l| l.contains(&want))
-            .unwrap_or_else(|| panic!("no conntrack entry for {name}: {ct}"));
-        assert!(
-            line.contains(&format!("src={SERVER} dst={addr} ")),
-            "{name}: reply direction must go to its internal address {addr}: {line}"
-        );
+            .find(|l| l.contains(&want) && l.contains(&reply))
+            .unwrap_or_else(|| {
+                panic!("{name}: no entry {want}translated to its internal address {addr}: {ct}")
+            });
+        if hub.zones {
+            let port = p["listen_port"].as_u64().unwrap();
+            assert!(
+                line.contains(&format!("zone-orig={port} "))
+                    || line.ends_with(&format!("zone-orig={port}")),
+                "{name}: in conntrack zone {port}: {line}"
+            );
+            assert!(
+                line.contains(&format!("mark={} ", zone_mark(p))),
+                "{name}: connection mark {:#x}: {line}",
+                zone_mark(p)
+            );
+        }
     }
 
     // status matches `wg show` in each peer namespace.
@@ -466,11 +845,14 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
     );
 
     // peer del of one leaves the other two working.
+    let c2_port = hub.peer_status("c2")["listen_port"].as_u64().unwrap();
+    let (c1_path, c3_path) = (hub.path_to_center("c1"), hub.path_to_center("c3"));
     let del = hub.hub(&["-q", "peer", "del", "c2"]).ok();
     assert!(del.changed());
-    assert!(!sh("ip netns list").stdout.contains(&hub.peer_ns("c2")));
-    assert!(sh(&format!("pgrep -f '^wireguard-go {}'", hub.peer_wg("c2"))).code != 0);
     assert_eq!(peer_names(&hub.status()), ["c1", "c3"]);
+    hub.assert_peer_gone("c2", c2_port);
+    assert_eq!(hub.path_to_center("c1"), c1_path, "c1 untouched");
+    assert_eq!(hub.path_to_center("c3"), c3_path, "c3 untouched");
     let others = vec![hub.client_ns("c1"), hub.client_ns("c3")];
     assert_eq!(ping_all(&others), [true, true], "c1 and c3 still work");
     assert!(
@@ -516,9 +898,26 @@ fn down_removes_only_what_the_hub_created() {
     assert_eq!(fwd().trim(), "1");
     let ports = sh(&format!("ip -n {ns} -o link show master br-internal")).stdout;
     assert!(
-        ports.contains(&format!("{}a1-br", hub.lab.prefix)),
-        "the peer's port on the center's own bridge: {ports}"
+        ports.contains(&format!("{}hub0-br", hub.lab.prefix)),
+        "the center's port on its own bridge: {ports}"
     );
+    if hub.zones {
+        // No port of the peer's own: its tunnel, address and rules are in the center.
+        assert!(
+            !ports.contains(&format!("{}a1-br", hub.lab.prefix)),
+            "{ports}"
+        );
+        assert_eq!(
+            hub.hub0_peer_addresses(),
+            [hub.peer_status("a1")["address"].as_str().unwrap()]
+        );
+        hub.assert_nat_once("a1", "a1 in the center");
+    } else {
+        assert!(
+            ports.contains(&format!("{}a1-br", hub.lab.prefix)),
+            "the peer's port on the center's own bridge: {ports}"
+        );
+    }
     assert_eq!(hub.status()["center"]["switch"], Value::Null);
     hub.hub(&["-q", "down"]).ok();
     // (The bridge's carrier follows its last port's removal within a second: linkwatch.)
@@ -538,7 +937,7 @@ fn down_removes_only_what_the_hub_created() {
         sh("ip netns list").stdout.contains(&ns),
         "HUB_NS was not ours to delete"
     );
-    assert!(!sh("ip netns list").stdout.contains(&hub.peer_ns("a1")));
+    assert!(!sh("ip netns list").stdout.contains(&hub.lab.name("a1")));
 }
 
 /// `HUB_NS` empty puts the center in the caller's namespace ("the host"); here the caller runs
@@ -583,12 +982,28 @@ fn center_on_the_host_and_down_restores_it() {
         "no bridge in the caller's namespace"
     );
     in_host(&["-q", "peer", "add", "h1"]).ok();
-    let pns = hub.peer_ns("h1");
+    // (zones: the tunnel lives where it was born, in the caller's namespace)
+    let pns = if hub.zones {
+        host.clone()
+    } else {
+        hub.peer_ns("h1")
+    };
     assert_eq!(
         wg_show(&pns, &hub.peer_wg("h1"), "listen-port"),
         "50000",
-        "tunnel born in the caller's namespace, living in the peer's"
+        "tunnel born in the caller's namespace, living in {pns}"
     );
+    if hub.zones {
+        let st = in_host(&["-q", "status"]).ok().json();
+        assert_eq!(st["peers"][0]["ns"], Value::Null, "the host's: {st}");
+        assert_eq!(st["peers"][0]["healthy"], true, "{st}");
+        let rules = sh(&format!("ip -n {host} rule show")).ok().stdout;
+        assert!(
+            rules.contains(&format!("fwmark {:#x}", ZONE_MARK_BASE + 50000)),
+            "{rules}"
+        );
+        assert!(!Path::new(&format!("/run/netns/{}", hub.lab.name("h1"))).exists());
+    }
     let fwd = sh(&format!(
         "ip netns exec {host} cat /proc/sys/net/ipv4/ip_forward"
     ))
@@ -759,9 +1174,8 @@ fn failed_peer_add_is_undone() {
     let _ = squatter.kill();
     let _ = squatter.wait();
     r.fails(1, "50001");
-    assert!(!sh("ip netns list").stdout.contains(&hub.peer_ns("f2")));
-    assert!(sh(&format!("pgrep -f '^wireguard-go {}'", hub.peer_wg("f2"))).code != 0);
     assert_eq!(peer_names(&hub.status()), ["f1"]);
+    hub.assert_peer_gone("f2", 50001);
     assert!(!hub.state.join("peers/f2.key").exists());
     assert_eq!(hub.peer_status("f1")["up"], true);
     let down = hub.hub(&["-q", "down"]).ok().json();
@@ -863,7 +1277,7 @@ fn killed_up_and_peer_add_converge_on_rerun() {
                 wg_show(&ns, &hub.peer_wg(k), "listen-port"),
                 p["listen_port"].to_string()
             );
-            assert_one_napt_rule(&ns, &format!("after kill at {delay_ms} ms"));
+            hub.assert_nat_once(k, &format!("after kill at {delay_ms} ms"));
         }
         assert!(!hub
             .hub(&["-q", "peer", "add", "k1", "k2", "k3"])
@@ -988,7 +1402,8 @@ impl Pinger {
 /// 100 ms, 6 peers are added and 6 others deleted one at a time (among them peers created before
 /// the pinging one, whose bridge ports may hold the lowest MACs): not one reply is lost, and the
 /// pinging peer's namespace knows the center by one MAC throughout, the center's own (hub0's),
-/// never the bridge's (which lives in the switch namespace and answers for no address).
+/// never the bridge's (which lives in the switch namespace and answers for no address); zones:
+/// its NAT rules, fwmark rule and routing table in the center stay as they were throughout.
 #[test]
 fn churn_of_other_peers_loses_no_reply() {
     let mut hub = Hub::new();
@@ -1002,42 +1417,47 @@ fn churn_of_other_peers_loses_no_reply() {
         [true],
         "m reaches the center"
     );
-    let hub0 = format!("{}hub0", hub.lab.prefix);
-    let center_mac = mac_of(&hub.ns, &hub0);
-    let peer = hub.peer_ns("m");
-    assert_eq!(neighbour_mac(&peer, SERVER), center_mac);
+    let path = hub.path_to_center("m");
+    if !hub.zones {
+        let hub0 = format!("{}hub0", hub.lab.prefix);
+        assert_eq!(path, mac_of(&hub.ns, &hub0), "the center's own MAC");
+    }
 
     let pinger = Pinger::start(&cns);
     for i in 1..=6 {
         hub.hub(&["-q", "peer", "add", &format!("n{i}")]).ok();
-        assert_eq!(
-            neighbour_mac(&peer, SERVER),
-            center_mac,
-            "after adding n{i}"
-        );
+        assert_eq!(hub.path_to_center("m"), path, "after adding n{i}");
     }
     for p in ["o1", "n1", "o2", "n3", "o3", "n5"] {
         hub.hub(&["-q", "peer", "del", p]).ok();
-        assert_eq!(
-            neighbour_mac(&peer, SERVER),
-            center_mac,
-            "after deleting {p}"
-        );
+        assert_eq!(hub.path_to_center("m"), path, "after deleting {p}");
     }
     pinger.stop_without_loss("the churn");
+    let (check, healthy) = hub.check();
+    assert!(healthy, "after the churn: {check}");
     hub.hub(&["-q", "down"]).ok();
     hub.remove_client("m");
     hub.leaks().ok();
 }
 
 /// A `netns add` killed between creating /run/netns/NAME and mounting the namespace on it leaves
-/// a plain file: the hub goes on as if it were not there (add, status, up, del, down).
+/// a plain file: the hub goes on as if it were not there (add, status, up, del, down). Zones: no
+/// peer has a namespace, so no leftover file; the rest runs (a peer whose objects went behind
+/// the hub's back is down, rebuilt by `up`, removed by `peer del` and `down`).
 #[test]
 fn leftover_namespace_file_never_wedges_the_hub() {
     let hub = Hub::new();
     hub.hub(&["-q", "up"]).ok();
+    if hub.zones {
+        netns_only_part(
+            "leftover_namespace_file_never_wedges_the_hub",
+            "no peer namespace, so no leftover /run/netns file is planted; destroyed peers only",
+        );
+    }
     let leftover = |peer: &str| {
-        std::fs::write(format!("/run/netns/{}", hub.peer_ns(peer)), b"").unwrap();
+        if !hub.zones {
+            std::fs::write(format!("/run/netns/{}", hub.peer_ns(peer)), b"").unwrap();
+        }
     };
     // Before a peer is added.
     leftover("w1");
@@ -1049,9 +1469,12 @@ fn leftover_namespace_file_never_wedges_the_hub() {
     hub.destroy_peer_objects("w2");
     leftover("w2");
     assert_eq!(hub.peer_status("w2")["up"], false);
-    assert_eq!(hub.peer_status("w1")["up"], true);
+    assert_eq!(hub.peer_status("w2")["healthy"], false);
+    assert_eq!(hub.peer_status("w1")["healthy"], true);
     hub.hub(&["-q", "up"]).ok();
     assert_eq!(hub.peer_status("w2")["up"], true, "up rebuilt w2");
+    let (check, healthy) = hub.check();
+    assert!(healthy, "w2 rebuilt whole: {check}");
     assert_eq!(
         wg_show(&ns, &hub.peer_wg("w2"), "listen-port"),
         hub.peer_status("w2")["listen_port"].to_string()
@@ -1062,7 +1485,9 @@ fn leftover_namespace_file_never_wedges_the_hub() {
         hub.destroy_peer_objects(peer);
         leftover(peer);
         if verb == "peer del" {
+            let port = hub.peer_status(peer)["listen_port"].as_u64().unwrap();
             hub.hub(&["-q", "peer", "del", peer]).ok();
+            hub.assert_peer_gone(peer, port);
         }
     }
     hub.hub(&["-q", "down"]).ok();
@@ -1097,7 +1522,7 @@ fn killed_at_random_instants_converges() {
         for r in ["r1", "r2"] {
             let p = hub.peer_status(r);
             assert_eq!(p["up"], true, "{when}: {p}");
-            assert_one_napt_rule(&hub.peer_ns(r), &when);
+            hub.assert_nat_once(r, &when);
         }
         let ports: Vec<_> = ["r1", "r2"]
             .iter()
@@ -1208,7 +1633,9 @@ fn client_under_bash_x_keeps_the_key_out_of_the_trace() {
 
 /// A Linux bridge takes at most 1023 ports, so the switch namespace holds one bridge per
 /// HUB_BRIDGE_PORTS peers, joined to HUB_BRIDGE: here 2 per bridge, so 5 peers sit on 3
-/// bridges, and clients on the outer ones reach the center (on the first) at once.
+/// bridges, and clients on the outer ones reach the center (on the first) at once. Zones: no
+/// peer has a bridge port, so the 5 peers need no further bridge: none is made, and `check`
+/// expects none.
 #[test]
 fn peers_beyond_one_bridge_share_one_network() {
     let mut hub = Hub::new();
@@ -1220,9 +1647,25 @@ fn peers_beyond_one_bridge_share_one_network() {
     let on = |bridge: &str| sh(&format!("ip -n {switch} -o link show master {bridge}")).stdout;
     let prefix = hub.lab.prefix.clone();
     let port = |peer: &str| format!("{prefix}{peer}-br");
-    assert!(on("br-internal").contains(&port("b1")));
-    assert!(on("br-internal.1").contains(&port("b3")));
-    assert!(on("br-internal.2").contains(&port("b5")));
+    if hub.zones {
+        netns_only_part(
+            "peers_beyond_one_bridge_share_one_network",
+            "no peer ports, so no bridge split; checking that none is made or expected",
+        );
+        let links = sh(&format!("ip -n {switch} -br link")).ok().stdout;
+        assert!(
+            !links.contains("br-internal."),
+            "no further bridge: {links}"
+        );
+        assert!(!links.contains(&format!("{prefix}dn")), "no trunk: {links}");
+        assert!(!on("br-internal").contains(&port("b1")), "no peer port");
+        let st = hub.hub_env(&small, &["-q", "check"]).ok().json();
+        assert_eq!(st["healthy"], true, "{st}");
+    } else {
+        assert!(on("br-internal").contains(&port("b1")));
+        assert!(on("br-internal.1").contains(&port("b3")));
+        assert!(on("br-internal.2").contains(&port("b5")));
+    }
     hub.client("b3", 3);
     hub.client("b5", 5);
     let clients = vec![hub.client_ns("b3"), hub.client_ns("b5")];
@@ -1232,7 +1675,7 @@ fn peers_beyond_one_bridge_share_one_network() {
         "through the joined bridges"
     );
     hub.hub_env(&small, &["-q", "peer", "del", "b5"]).ok();
-    assert!(!on("br-internal.2").contains(&port("b5")));
+    hub.assert_peer_gone("b5", 50004);
     hub.hub_env(&small, &["-q", "down"]).ok();
     for p in ["b3", "b5"] {
         hub.remove_client(p);
@@ -1308,21 +1751,18 @@ print(json.dumps({"samples": [
     };
     assert_eq!(healthy(&text).as_deref(), Some("1"), "{text}");
     // A broken peer shows as unhealthy, and so does the hub.
-    sh(&format!(
-        "ip netns exec {} nft flush ruleset",
-        hub.peer_ns("q2")
-    ))
-    .ok();
+    hub.break_nat("q2");
     let text = hub.hub(&["-q", "metrics"]).ok().stdout;
-    let q2 = format!(
-        "niransix_hub_peer_healthy{{interface=\"{}\"",
-        hub.peer_wg("q2")
-    );
-    assert!(
+    let peer_healthy = |peer: &str, value: &str| {
+        let name = format!(
+            "niransix_hub_peer_healthy{{interface=\"{}\"",
+            hub.peer_wg(peer)
+        );
         text.lines()
-            .any(|l| l.starts_with(&q2) && l.ends_with(" 0")),
-        "q2 unhealthy: {text}"
-    );
+            .any(|l| l.starts_with(&name) && l.ends_with(&format!(" {value}")))
+    };
+    assert!(peer_healthy("q2", "0"), "q2 unhealthy: {text}");
+    assert!(peer_healthy("q1", "1"), "q1 still healthy: {text}");
     assert_eq!(healthy(&text).as_deref(), Some("0"), "{text}");
     let peers = samples
         .iter()
@@ -1368,8 +1808,10 @@ fn assert_mentions(list: &[String], needle: &str, what: &str) {
 }
 
 /// What the unattended hub meets: a killed wireguard-go, a flushed NAT table, a deleted peer
-/// namespace, a deleted bridge. `hub check` (and `status`) name each, `hub up` (what the repair
-/// timer runs) repairs each and says so, and the clients, configured before, work unedited.
+/// namespace, a deleted bridge (zones: a killed wireguard-go, the center's whole ruleset
+/// flushed, a peer's fwmark rule and another's address deleted, the bridge deleted). `hub check`
+/// (and `status`) name each, `hub up` (what the repair timer runs) repairs each and says so, and
+/// the clients, configured before, work unedited.
 #[test]
 fn check_names_each_breakage_and_up_repairs_it() {
     let mut hub = Hub::new();
@@ -1386,15 +1828,26 @@ fn check_names_each_breakage_and_up_repairs_it() {
     for p in peers {
         assert_eq!(problems_of(&check, p), Vec::<String>::new());
     }
+    let st: Vec<Value> = peers.iter().map(|p| hub.peer_status(p)).collect();
 
-    let p = &hub.lab.prefix;
+    let (p, ns) = (&hub.lab.prefix, &hub.ns);
     sh(&format!("pkill -9 -f '^wireguard-go {p}r1-wg$'")).ok();
-    sh(&format!(
-        "ip netns exec {} nft flush ruleset",
-        hub.peer_ns("r2")
-    ))
-    .ok();
-    sh(&format!("ip netns del {}", hub.peer_ns("r3"))).ok();
+    if hub.zones {
+        sh(&format!("ip netns exec {ns} nft flush ruleset")).ok();
+        let mark = zone_mark(&st[2]);
+        sh(&format!(
+            "ip -n {ns} rule del fwmark {mark} table {mark} priority {ZONE_RULE_PRIORITY}"
+        ))
+        .ok();
+        sh(&format!(
+            "ip -n {ns} addr del {}/32 dev {p}hub0",
+            st[3]["address"].as_str().unwrap()
+        ))
+        .ok();
+    } else {
+        hub.break_nat("r2");
+        sh(&format!("ip netns del {}", hub.peer_ns("r3"))).ok();
+    }
     sh(&format!("ip -n {p}hub.switch link del br-internal")).ok();
     for _ in 0..100 {
         if sh(&format!("pgrep -f '^wireguard-go {p}r1-wg$'")).code != 0 {
@@ -1414,14 +1867,49 @@ fn check_names_each_breakage_and_up_repairs_it() {
         "r1",
     );
     assert_mentions(&r1, "nothing listens on UDP port", "r1");
-    assert_mentions(&problems_of(&check, "r2"), "no NAPT rule", "r2");
-    assert_eq!(
-        problems_of(&check, "r3")[0],
-        format!("namespace {} is missing", hub.peer_ns("r3"))
-    );
-    let r4 = problems_of(&check, "r4");
-    assert_eq!(r4.len(), 1, "r4 only lost its bridge: {r4:?}");
-    assert_mentions(&r4, "is not a port of bridge br-internal", "r4");
+    if hub.zones {
+        // The flush took every peer's zone, mark and SNAT; r3 also lost its rule, r4 its /32.
+        for (name, s) in peers.iter().zip(&st) {
+            let problems = problems_of(&check, name);
+            let (zone, mark) = (s["listen_port"].as_u64().unwrap(), zone_mark(s));
+            for needle in [
+                format!("no conntrack zone {zone} for traffic from {p}{name}-wg"),
+                format!("no connection mark {mark} for traffic from {p}{name}-wg"),
+                format!(
+                    "no SNAT of {p}{name}-wg's traffic to {}",
+                    s["address"].as_str().unwrap()
+                ),
+            ] {
+                assert_mentions(&problems, &needle, name);
+            }
+        }
+        let mark = zone_mark(&st[2]);
+        assert_mentions(
+            &problems_of(&check, "r3"),
+            &format!("no rule 'fwmark {mark} lookup {mark}'"),
+            "r3",
+        );
+        let r4 = problems_of(&check, "r4");
+        assert_mentions(
+            &r4,
+            &format!(
+                "{p}hub0 lacks its address {}/32",
+                st[3]["address"].as_str().unwrap()
+            ),
+            "r4",
+        );
+        assert_eq!(r4.len(), 4, "r4: its NAT (3) and its address: {r4:?}");
+        assert_eq!(problems_of(&check, "r2").len(), 3, "r2: its NAT only");
+    } else {
+        assert_mentions(&problems_of(&check, "r2"), "no NAPT rule", "r2");
+        assert_eq!(
+            problems_of(&check, "r3")[0],
+            format!("namespace {} is missing", hub.peer_ns("r3"))
+        );
+        let r4 = problems_of(&check, "r4");
+        assert_eq!(r4.len(), 1, "r4 only lost its bridge: {r4:?}");
+        assert_mentions(&r4, "is not a port of bridge br-internal", "r4");
+    }
     // `status` carries the same verdicts.
     let status = hub.status();
     for p in peers {
@@ -1452,17 +1940,35 @@ fn check_names_each_breakage_and_up_repairs_it() {
         &format!("iface add {p}r1-wg"),
         "r1 repaired",
     );
-    assert_mentions(&repaired("r2"), "masquerade", "r2 repaired");
-    assert_mentions(
-        &repaired("r3"),
-        &format!("netns add {}", hub.peer_ns("r3")),
-        "r3 repaired",
-    );
-    assert_mentions(
-        &repaired("r4"),
-        &format!("veth add {p}r4-br"),
-        "r4 repaired",
-    );
+    if hub.zones {
+        for name in peers {
+            for needle in ["zone --iif", "connmark --iif", "snat --to"] {
+                assert_mentions(&repaired(name), needle, &format!("{name} repaired"));
+            }
+        }
+        assert_mentions(&repaired("r1"), "route add default", "r1's table");
+        assert_mentions(&repaired("r3"), "rule add --fwmark", "r3 repaired");
+        assert_mentions(
+            &repaired("r4"),
+            &format!("addr add {}/32", st[3]["address"].as_str().unwrap()),
+            "r4 repaired",
+        );
+        for name in peers {
+            hub.assert_nat_once(name, "repaired");
+        }
+    } else {
+        assert_mentions(&repaired("r2"), "masquerade", "r2 repaired");
+        assert_mentions(
+            &repaired("r3"),
+            &format!("netns add {}", hub.peer_ns("r3")),
+            "r3 repaired",
+        );
+        assert_mentions(
+            &repaired("r4"),
+            &format!("veth add {p}r4-br"),
+            "r4 repaired",
+        );
+    }
     let (check, healthy) = hub.check();
     assert!(healthy, "repaired: {check}");
     // A client whose hub side was restarted (r1, r3) handshakes again once its old session
@@ -1505,7 +2011,7 @@ fn check_mode_plans_and_changes_nothing() {
 
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "c1", "c2"]).ok();
-    let before = hub.everything();
+    let before = hub.settled();
     let changed = |args: &[&str], stdin: Option<&str>| -> Value {
         let mut all = vec!["-q", "--check"];
         all.extend(args);
@@ -1529,18 +2035,20 @@ fn check_mode_plans_and_changes_nothing() {
     assert_eq!(changed(&["down"], None)["changed"], true);
 
     // A broken peer: the plan names its repair, and the real run does what the plan said.
-    sh(&format!(
-        "ip netns exec {} nft flush ruleset",
-        hub.peer_ns("c1")
-    ))
-    .ok();
+    hub.break_nat("c1");
     let plan = hub.hub(&["-q", "--check", "up"]).ok().json();
     let real = hub.hub(&["-q", "up"]).ok().json();
     assert_eq!(plan, real, "--check up predicted the repair");
     let c1 = &real["peers"][0];
     assert_eq!(c1["name"], "c1");
     assert_eq!(c1["changed"], true);
+    assert_mentions(
+        &serde_json::from_value::<Vec<String>>(c1["repaired"].clone()).unwrap(),
+        hub.nat_problem_and_repair().1,
+        "c1's NAT repaired",
+    );
     assert_eq!(real["peers"][1]["changed"], false, "c2 was healthy");
+    hub.assert_nat_once("c1", "repaired");
     // The plan of a sync is the sync.
     let plan = hub
         .hub_stdin(&["-q", "--check", "sync", "-"], set)
@@ -1583,6 +2091,7 @@ fn sync_changes_only_what_differs() {
     );
     let file = hub.state.with_extension("set2.jsonl");
     std::fs::write(&file, &set2).unwrap();
+    let s2_port = hub.peer_status("s2")["listen_port"].as_u64().unwrap();
     let pinger = Pinger::start(&hub.client_ns("s1"));
     let r = hub.hub(&["-q", "sync", file.to_str().unwrap()]).ok().json();
     pinger.stop_without_loss("a sync of other peers");
@@ -1599,7 +2108,7 @@ fn sync_changes_only_what_differs() {
         s1_before,
         "s1 untouched"
     );
-    assert!(!Path::new(&format!("/run/netns/{}", hub.peer_ns("s2"))).exists());
+    hub.assert_peer_gone("s2", s2_port);
     assert_eq!(wg_show(&s3ns, &hub.peer_wg("s3"), "listen-port"), "50021");
     assert_eq!(
         wg_show(&s3ns, &hub.peer_wg("s3"), "public-key"),
@@ -1813,5 +2322,44 @@ fn drifted_settings_are_reported_and_set_back() {
     let mtu = ip_json(Some(&ns), &["link", "show", &wg])[0]["mtu"].clone();
     assert_eq!(mtu, 1380);
     hub.hub(&["-q", "down"]).ok();
+    hub.leaks().ok();
+}
+
+/// A hub keeps the mode it was built with: the same hub run with the other HUB_MODE is refused
+/// (exit 2) naming both, by every command, and nothing changes.
+#[test]
+fn a_hub_refuses_the_other_mode() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "m1"]).ok();
+    let (mine, other) = if hub.zones {
+        ("zones", "netns")
+    } else {
+        ("netns", "zones")
+    };
+    let before = hub.settled();
+    let env = format!("HUB_MODE={other}");
+    for args in [
+        &["-q", "up"][..],
+        &["-q", "peer", "add", "m2"],
+        &["-q", "peer", "del", "m1"],
+        &["-q", "status"],
+        &["-q", "down"],
+    ] {
+        let r = hub
+            .hub_env(&[&env], args)
+            .fails(2, &format!("built with HUB_MODE={mine}, not {other}"));
+        assert!(r.stdout.is_empty(), "{args:?}: no output: {}", r.stdout);
+    }
+    assert_same(&hub.everything(), &before, "the other mode changed nothing");
+    assert_eq!(hub.status()["mode"], mine);
+    // The way to switch: down (keeping the records and keys), then up with the other mode.
+    hub.hub(&["-q", "down", "--keep-state"]).ok();
+    let up = hub.hub_env(&[&env], &["-q", "up"]).ok().json();
+    assert_eq!(up["peers"][0]["name"], "m1", "{up}");
+    let st = hub.hub_env(&[&env], &["-q", "check"]).ok().json();
+    assert_eq!(st["mode"], other, "{st}");
+    assert_eq!(st["healthy"], true, "rebuilt in the other mode: {st}");
+    hub.hub_env(&[&env], &["-q", "down"]).ok();
     hub.leaks().ok();
 }
