@@ -41,6 +41,7 @@ PLAN=(
   "routectl|test|routectl||vrf_add_enslave_list_del"
   "wgctl[kernel]|test|wgctl|NIRANSIX_WG_BACKEND=kernel|--skip keys_like_wg"
   "demo[kernel]|script|niransix-sh/demo|NIRANSIX_WG_BACKEND=kernel|"
+  "demo[kernel,zones]|script|niransix-sh/demo|NIRANSIX_WG_BACKEND=kernel HUB_MODE=zones|"
   "wgctl[auto]|test|wgctl|NIRANSIX_WG_BACKEND=auto|settings_listing"
   "nsctl|test|nsctl||dummy_and_vlan_add_like_ip_link_add link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip"
 )
