@@ -64,11 +64,16 @@ def default_route_problem($routes; $pwg; $table; $family; $where):
          and (.table == $table or .table_id == $table)) then empty
   else "no \(if $family == "inet6" then "IPv6 " else "" end)default route into \($pwg)\(if $table == "main" then "" else " in table \($table)" end) in \($where)" end;
 
-# zone_problems(R; PWG; A6; MARK; ZONE; BY; WHERE): HUB_MODE=zones: the peer's conntrack zone,
-# connection mark, SNAT and return route, all in the center.
-def zone_problems($r; $pwg; $a6; $mark; $zone; $by; $where):
-  ($by["center:nat"].rules // []) as $nat
-  | ($by["center:rules"].rules // []) as $rules
+# by_key(LIST; KEY): LIST grouped by KEY (a string or number; entries without one left out), so
+# that each peer looks up its own entries instead of scanning every peer's.
+def by_key($list; f): $list | map(select(f != null)) | group_by(f) | map({key: (.[0] | f | tostring), value: .}) | from_entries;
+
+# zone_problems(R; PWG; A6; MARK; ZONE; CENTER; WHERE): HUB_MODE=zones: the peer's conntrack zone,
+# connection mark, SNAT and return route, all in the center; CENTER holds the center's NAT rules
+# by iif, routing rules by fwmark and routes by dev.
+def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
+  ($center.nat[$pwg] // []) as $nat
+  | ($center.rules["\($mark)"] // []) as $rules
   | (if any($nat[]; .kind == "zone" and .iif == $pwg and .zone == $zone) then empty
      else "no conntrack zone \($zone) for traffic from \($pwg) in \($where)" end),
     (if any($nat[]; .kind == "connmark" and .iif == $pwg and .set == $mark) then empty
@@ -80,7 +85,7 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $by; $where):
     ([["inet", true], ["inet6", $a6 != ""]][] | select(.[1]) | .[0] as $family
      | (if any($rules[]; .family == $family and .fwmark == $mark and .table_id == $mark and .priority == $rule_priority) then empty
         else "no \(if $family == "inet6" then "IPv6 " else "" end)rule 'fwmark \($mark) lookup \($mark)' (priority \($rule_priority)) in \($where)" end),
-       default_route_problem($by["center:routes"].routes; $pwg; $mark; $family; $where));
+       default_route_problem($center.routes[$pwg] // []; $pwg; $mark; $family; $where));
 
 ($shows | nonempty_lines | map(split("\t") | {key: .[0], value: (.[1] | fromjson)}) | from_entries) as $by
 | ($netns | nonempty_lines | set) as $present
@@ -90,6 +95,10 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $by; $where):
 | where($ns) as $center_where
 | where(if $sw == "" then $ns else $sw end) as $switch_where
 | ($by["center:links"] | by_name) as $cl
+| {nat: by_key($by["center:nat"].rules // []; .iif), rules: by_key($by["center:rules"].rules // []; .fwmark),
+   routes: by_key($by["center:routes"].routes // []; .dev),
+   wg: by_key($by["center:wg"].interfaces // []; .name),
+   addresses: ($cl[$cif].addresses // [] | set)} as $center
 | (if $sw == "" then $cl else $by["center:switch"] | by_name end) as $sl
 | [if $recorded | not then "the hub is not up (no center record): run 'hub up'"
    elif $ns != "" and ($present[$ns] | not) then "center namespace \($ns) is missing"
@@ -114,15 +123,16 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $by; $where):
    | (if $zones then $center_where else where($pns) end) as $pwhere
    | ($prefix + $r.name + "-in") as $pin | ($prefix + $r.name + "-br") as $pbr | ($prefix + $r.name + "-wg") as $pwg
    | $place[$r.name].address6 as $a6
-   | ([$by[if $zones then "center:wg" else "\($r.name):wg" end].interfaces[]? | select(.name == $pwg)] | first) as $i
+   | (if $zones then $center.wg[$pwg][0]
+      else [$by["\($r.name):wg"].interfaces[]? | select(.name == $pwg)] | first end) as $i
    | ([$i.peers[]? | select(.public_key == $r.client_public_key)] | first) as $p
    | [if $zones then
         if $ns != "" and ($present[$ns] | not) then "center namespace \($ns) is missing"
         else
           tunnel_problems($i; $p; $r; $pwg; $cl; $pwhere),
-          address_problem($cl; $cif; "\($r.address)/32"),
-          (if $cidr6 != "" then address_problem($cl; $cif; "\($a6)/128") else empty end),
-          zone_problems($r; $pwg; $a6; $mark_base + $r.listen_port; $r.listen_port; $by; $pwhere)
+          ([$r.address + "/32", if $cidr6 != "" then "\($a6)/128" else empty end][]
+           | select($cl[$cif] != null and ($center.addresses[.] | not)) | "\($cif) lacks its address \(.)"),
+          zone_problems($r; $pwg; $a6; $mark_base + $r.listen_port; $r.listen_port; $center; $pwhere)
         end
       elif $present[$pns] | not then "namespace \($pns) is missing"
       else

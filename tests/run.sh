@@ -8,7 +8,7 @@
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   lint-sh    shellcheck on every shell script in the repository
 #   test       cargo test --workspace --no-fail-fast (unit + integration, host kernel)
-#   test-zones the hub suite (tests/tests/hub.rs) again with NIRANSIX_HUB_MODE=zones: the same
+#   test-zones the hub suites (tests/tests/hub.rs, hub_clients.rs) again with NIRANSIX_HUB_MODE=zones: the same
 #              tests against a hub whose peers are conntrack zones in the center (docs/hub.md)
 #   leakcheck  tests/leakcheck.sh: nothing with the test prefix may be left behind
 #   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
@@ -122,7 +122,7 @@ step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step lint-sh run_shellcheck
 step test cargo test --workspace --no-fail-fast
-step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub
+step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub --test hub_clients
 step leakcheck tests/leakcheck.sh "$prefix"
 if ((vm)); then
   step vm tests/vm/run.sh

@@ -30,6 +30,16 @@ pub fn in_vm_lane() -> bool {
     std::env::var_os("NIRANSIX_VM").is_some_and(|v| v == "1")
 }
 
+/// The hub mode the hub suites run in: `NIRANSIX_HUB_MODE`, `netns` (the default) or `zones`
+/// (tests/run.sh runs them once in each).
+pub fn hub_mode() -> &'static str {
+    match std::env::var("NIRANSIX_HUB_MODE").as_deref() {
+        Err(_) | Ok("") | Ok("netns") => "netns",
+        Ok("zones") => "zones",
+        Ok(other) => panic!("NIRANSIX_HUB_MODE '{other}' must be netns or zones"),
+    }
+}
+
 /// Whether this kernel can create a link of `kind` (`wireguard`, `vrf`, `dummy`, `vlan`, ...).
 /// Tries it in a throwaway namespace (`unshare -n ip link add`), which also loads the module
 /// where there is one; a vlan gets a veth to sit on.

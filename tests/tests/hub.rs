@@ -26,15 +26,6 @@ const CLIENT_ADDR: &str = "192.168.1.10";
 const ZONE_MARK_BASE: u64 = 0x4e58_0000;
 const ZONE_RULE_PRIORITY: u64 = 1000;
 
-/// The hub mode under test: `NIRANSIX_HUB_MODE`, `netns` (the default) or `zones`.
-fn hub_mode() -> &'static str {
-    match std::env::var("NIRANSIX_HUB_MODE").as_deref() {
-        Err(_) | Ok("") | Ok("netns") => "netns",
-        Ok("zones") => "zones",
-        Ok(other) => panic!("NIRANSIX_HUB_MODE '{other}' must be netns or zones"),
-    }
-}
-
 fn zones() -> bool {
     hub_mode() == "zones"
 }

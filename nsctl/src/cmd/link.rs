@@ -268,9 +268,16 @@ impl PeerNs {
     }
 }
 
+/// The /run/netns names that held a veth's peer in an earlier listing of this process: asked
+/// first, since the lines of a batch (`--ns c00 link list`, `--ns c01 link list`, ...) tend to
+/// find their peers in the same namespace (a hub's switch), which then costs one question
+/// instead of one per namespace on the machine.
+static PEER_NAMESPACES: std::sync::Mutex<Vec<NsName>> = std::sync::Mutex::new(Vec::new());
+
 /// The namespaces with ids `nsids` (as seen from the namespace of `handle`), like `ip`'s
 /// `link-netns`: the host's (PID 1's) is checked first, then the kernel is asked for the id of
-/// each name under /run/netns, until every id is found. An id found nowhere stays out.
+/// each name under /run/netns (those that answered before first), until every id is found. An
+/// id found nowhere stays out.
 async fn named_nsids(handle: &Handle, nsids: &BTreeSet<i32>) -> BTreeMap<i32, PeerNs> {
     let mut named = BTreeMap::new();
     if nsids.is_empty() {
@@ -281,7 +288,15 @@ async fn named_nsids(handle: &Handle, nsids: &BTreeSet<i32>) -> BTreeMap<i32, Pe
             named.insert(id, PeerNs::Host);
         }
     }
-    let mut names = super::netns::names().into_iter();
+    let seen = PEER_NAMESPACES
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let mut names = seen.iter().cloned().chain(
+        super::netns::names()
+            .into_iter()
+            .filter(|n| !seen.contains(n)),
+    );
     while named.len() < nsids.len() {
         let Some(name) = names.next() else { break };
         // A leftover file that is no namespace cannot be opened as one, or has no id.
@@ -290,6 +305,11 @@ async fn named_nsids(handle: &Handle, nsids: &BTreeSet<i32>) -> BTreeMap<i32, Pe
         };
         let fd = NsidAttribute::Fd(file.as_raw_fd() as u32);
         if let Some(id) = nsid_of(handle, fd).await.filter(|id| nsids.contains(id)) {
+            if !seen.contains(&name) {
+                if let Ok(mut s) = PEER_NAMESPACES.lock() {
+                    s.push(name.clone());
+                }
+            }
             named.entry(id).or_insert(PeerNs::Named(name));
         }
     }
