@@ -15,8 +15,9 @@
 #   down       `hub down` of the N peers
 #   RSS        wireguard-go RSS per peer
 #   mem/peer   the machine's memory in use (MemTotal - MemAvailable) after the bulk add, less before
-#              it and less the wireguard-go RSS, per peer: the kernel objects and state the mode
-#              costs (namespaces, veths, routes, rules, conntrack zones)
+#              it and less what the wireguard-go processes hold (their PSS: shared pages counted
+#              once), per peer: the kernel objects and state the mode costs (namespaces, veths,
+#              routes, rules, nftables rules)
 # then, per N, the zones mode's one add against the netns mode's (the goal: at most 0.3x).
 # and, in the same run, ../shared/bench/baseline_hub.sh (one ip/nft/wg process per step) per-peer
 # cost at BASELINE_N peers (default 50): the yardstick for adding devices one at a time.
@@ -90,6 +91,16 @@ busy_pct() {
 	echo $((100 * (total - idle) / (total ? total : 1)))
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# pss_kb PATTERN: total PSS (kB) of the processes whose command line matches (shared pages
+# divided among their users, so that a thousand wireguard-go count their one binary once).
+pss_kb() {
+	local kb=0 pid p
+	for pid in $(pgrep -f "$1" || true); do
+		p=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+		kb=$((kb + ${p:-0}))
+	done
+	echo "$kb"
+}
 # used_kb: the machine's memory in use (MemTotal - MemAvailable), in kB.
 used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
 
@@ -112,9 +123,8 @@ measure() {
 	ms "$hub" -q peer add "${names[@]}"
 	bulk=$((MS / n))
 	busy=$(busy_pct)
-	rss=$(rss_kb "^wireguard-go $P")
-	mem=$((($(used_kb) - mem0 - rss) / n))
-	rss=$((rss / n))
+	mem=$((($(used_kb) - mem0 - $(pss_kb "^wireguard-go $P")) / n))
+	rss=$(($(rss_kb "^wireguard-go $P") / n))
 	for ((r = 1; r <= REPEAT; r++)); do
 		ms "$hub" -q peer add "x$r"
 		adds+=("$MS") addcpu+=("$CPU")
