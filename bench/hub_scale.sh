@@ -91,16 +91,6 @@ busy_pct() {
 	echo $((100 * (total - idle) / (total ? total : 1)))
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-# pss_kb PATTERN: total PSS (kB) of the processes whose command line matches (shared pages
-# divided among their users, so that a thousand wireguard-go count their one binary once).
-pss_kb() {
-	local kb=0 pid p
-	for pid in $(pgrep -f "$1" || true); do
-		p=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
-		kb=$((kb + ${p:-0}))
-	done
-	echo "$kb"
-}
 # used_kb: the machine's memory in use (MemTotal - MemAvailable), in kB.
 used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
 

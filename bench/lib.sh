@@ -14,12 +14,20 @@ bench_tools() {
 	done
 }
 
-# rss_kb PATTERN: total RSS (kB) of the processes whose command line matches.
-rss_kb() {
-	local kb=0 pid r
-	for pid in $(pgrep -f "$1" || true); do
-		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-		kb=$((kb + ${r:-0}))
+# proc_kb FILE FIELD PATTERN: the sum of FIELD (kB) in /proc/PID/FILE over the processes whose
+# command line matches PATTERN.
+proc_kb() {
+	local kb=0 pid v
+	for pid in $(pgrep -f "$3" || true); do
+		v=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$pid/$1" 2>/dev/null || echo 0)
+		kb=$((kb + ${v:-0}))
 	done
 	echo "$kb"
 }
+
+# rss_kb PATTERN: total RSS (kB) of the processes whose command line matches.
+rss_kb() { proc_kb status VmRSS "$1"; }
+
+# pss_kb PATTERN: total PSS (kB) of those processes: shared pages divided among their users, so
+# that a thousand wireguard-go count their one binary once.
+pss_kb() { proc_kb smaps_rollup Pss "$1"; }
