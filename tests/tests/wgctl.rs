@@ -1386,3 +1386,102 @@ fn missing_userspace_program_is_named_with_its_error() {
     );
     assert_no_leaks();
 }
+
+/// Context switches so far of process `pid`, all its threads.
+fn context_switches(pid: &str) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process runs");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// wireguard-go wakes on every link, address and IPv4 route event of its namespace, though it
+/// acts only on its own link's and (for sticky source addresses) on routes of table main; wgctl
+/// filters its listeners to those (see wgctl's `listener`). Beside it, a wireguard-go started
+/// by hand (no filter) is the control: 60 such events in the namespace wake it, not ours; a
+/// change of our own link and a route of table main still reach ours.
+#[test]
+fn userspace_listener_hears_only_its_own_link() {
+    let (lab, keys) = setup();
+    let center = lab.netns("c");
+    let (ours, control) = (lab.name("w"), lab.name("x"));
+    let (key, _) = keys.gen("k");
+    wg(&iface_add(
+        &center,
+        &ours,
+        &key,
+        &["--backend", "userspace", "--listen-port", "51820"],
+    ))
+    .ok();
+    sh(&format!(
+        "ip netns exec {center} env WG_PROCESS_FOREGROUND=1 setsid wireguard-go {control} \
+         </dev/null >/dev/null 2>&1 & \
+         for i in $(seq 100); do [ -S /var/run/wireguard/{control}.sock ] && exit 0; sleep 0.05; done; exit 1"
+    ))
+    .ok();
+    let (ours_pid, control_pid) = (wg_go_pids(&ours), wg_go_pids(&control));
+    assert_eq!(
+        (ours_pid.len(), control_pid.len()),
+        (1, 1),
+        "one process each"
+    );
+    let (ours_pid, control_pid) = (&ours_pid[0], &control_pid[0]);
+    std::thread::sleep(Duration::from_millis(300)); // both settled after their start
+    let (ours0, control0) = (context_switches(ours_pid), context_switches(control_pid));
+    let veth = lab.name("v");
+    let mut batch = String::new();
+    for i in 0..20 {
+        batch += &format!("link add {veth}{i} type veth peer name {veth}p{i}\n");
+    }
+    for i in 0..20 {
+        batch += &format!("link del {veth}{i}\n");
+    }
+    // addresses (routes of table local) and routes of another table than main
+    for i in 0..10 {
+        batch += &format!("address add 10.99.0.{i}/32 dev lo\n");
+        batch += &format!("route add 10.98.{i}.0/24 dev lo table 100\n");
+    }
+    run_stdin("ip", &["-n", &center, "-batch", "-"], Some(&batch)).ok();
+    std::thread::sleep(Duration::from_millis(100));
+    let ours_woken = context_switches(ours_pid) - ours0;
+    let control_woken = context_switches(control_pid) - control0;
+    assert!(
+        control_woken >= 60,
+        "the unfiltered wireguard-go should wake on 60 events: {control_woken} switches"
+    );
+    assert!(
+        ours_woken <= 10,
+        "wgctl's wireguard-go woke {ours_woken} times for 60 events of other links, addresses \
+         and tables (the control: {control_woken})"
+    );
+    // Its own link's events, and routes of table main, still reach it.
+    for (what, change) in [
+        (
+            "a change of its own link",
+            format!("link set {ours} mtu 1380"),
+        ),
+        (
+            "a route of table main",
+            "route add 10.97.0.0/24 dev lo".to_string(),
+        ),
+    ] {
+        let before = context_switches(ours_pid);
+        ip_in(&center, &change);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            context_switches(ours_pid) > before,
+            "{what} must still wake wireguard-go"
+        );
+    }
+    assert_eq!(show(&center, &ours).mtu, Some(1380));
+    iface_del(&center, &control, None);
+    iface_del(&center, &ours, None);
+    assert_no_leaks();
+}

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::listener::{self, Listener};
 use common::link::{delete_link_if_exists, LinkExt};
 use common::netns::{run_in, NetnsFd};
 use common::types::IfName;
@@ -326,7 +327,9 @@ pub fn userspace_program() -> String {
 /// stdin/stdout/stderr, no descriptor of ours beyond those (so a pipe reading our stdout sees
 /// EOF when we exit, not when the daemon does), and an environment holding only PATH. An
 /// implementation that daemonises anyway is fine: its foreground part exits 0 and the socket
-/// shows up. No key is ever passed to it here: keys go over the UAPI socket.
+/// shows up. No key is ever passed to it here: keys go over the UAPI socket. Once it is up,
+/// wireguard-go's link listener is filtered to its own link (`listener`); its route listener
+/// comes with the device's "up" ([`quiet_route_listener`]).
 pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
     let program = userspace_program();
     let mut cmd = Command::new(&program);
@@ -387,7 +390,40 @@ pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    if let (Some(pid), Some(ifindex)) = (wireguard_go_pid(name), index_here(name)) {
+        let link = Listener::Link { ifindex };
+        listener::quiet(pid, link, name.as_str(), Duration::ZERO);
+    }
     Ok(())
+}
+
+/// The index of link `name` in the calling thread's namespace (if_nametoindex(3)).
+fn index_here(name: &IfName) -> Option<u32> {
+    let cname = std::ffi::CString::new(name.as_str()).ok()?;
+    // SAFETY: `cname` is a NUL-terminated string alive for the call.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// Filters the route listener of the wireguard-go serving `name` (see `listener`), which it
+/// opens each time its device comes up or changes its listen port: call after either, with
+/// `wait` for how long the process may take to open it.
+pub fn quiet_route_listener(name: &IfName, wait: Duration) {
+    if let Some(pid) = wireguard_go_pid(name) {
+        listener::quiet(pid, Listener::Route, name.as_str(), wait);
+    }
+}
+
+/// The process serving `name`, if it is wireguard-go itself (whose listeners `listener` knows).
+fn wireguard_go_pid(name: &IfName) -> Option<i32> {
+    let pid = uapi_server_pid(name.as_str())?;
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = String::from_utf8_lossy(argv0.split(|b| *b == 0).next()?).into_owned();
+    (program_base(&argv0) == "wireguard-go").then_some(pid)
+}
+
+fn program_base(program: &str) -> &str {
+    program.rsplit('/').next().unwrap_or(program)
 }
 
 /// Processes serving userspace interface `name`: `wireguard-go NAME` (or the configured
@@ -417,7 +453,6 @@ fn uapi_server_pid(name: &str) -> Option<i32> {
 
 /// Whether process `pid` is `program NAME` (or `wireguard-go NAME`).
 fn serves(pid: i32, name: &str, program: &str) -> bool {
-    let base = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -428,7 +463,8 @@ fn serves(pid: i32, name: &str, program: &str) -> bool {
         .collect();
     argv.len() >= 2
         && argv.last().map(String::as_str) == Some(name)
-        && (base(&argv[0]) == base(program) || base(&argv[0]) == "wireguard-go")
+        && (program_base(&argv[0]) == program_base(program)
+            || program_base(&argv[0]) == "wireguard-go")
 }
 
 fn alive(pid: i32) -> bool {

@@ -8,6 +8,7 @@ use common::{Ctx, Outcome, Result};
 pub mod backend;
 pub mod cmd;
 pub mod keys;
+mod listener;
 
 pub const ABOUT: &str = "WireGuard keys, interfaces and peers (kernel or wireguard-go backend)";
 

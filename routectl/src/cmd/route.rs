@@ -4,12 +4,13 @@
 //! key with the same next hop(s) and settings is "already there"; with different ones it needs
 //! --replace.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use clap::Subcommand;
+use common::link::LinkExt;
 use common::types::{parse_addr, IfName};
 use common::{Context, Ctx, Error, Outcome, Result};
 use futures::TryStreamExt;
@@ -296,6 +297,11 @@ impl Want {
             }
             _ => RouteScope::Universe,
         }
+    }
+
+    /// The table it is in, as a selection of the routes to read.
+    fn tables(&self) -> TableSel {
+        TableSel::One(Table(self.table))
     }
 
     /// Same key (family, table, destination, metric): the kernel holds one such route.
@@ -774,28 +780,86 @@ fn scope_name(s: u8) -> String {
     .to_string()
 }
 
-/// Every route of the given families in every table.
-async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<(RouteMessage, Route)>> {
-    let names = link_names(handle).await?;
-    let mut out = Vec::new();
+/// Every route of the given families in the selected tables. Only the devices those routes
+/// name are looked up (one request each), unless they are many: a hub's center holds a
+/// thousand links, and reading them all for the one route an add compares costs more than the
+/// add itself.
+async fn dump(
+    handle: &Handle,
+    families: &[Family],
+    tables: &TableSel,
+) -> Result<Vec<(RouteMessage, Route)>> {
+    let mut msgs = Vec::new();
     for fam in families {
         let query = match fam {
             Family::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
             Family::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
         };
-        let msgs: Vec<RouteMessage> = handle
+        let all: Vec<RouteMessage> = handle
             .route()
             .get(query)
             .execute()
             .try_collect()
             .await
             .with_context(|| format!("listing {} routes", fam.inet_name()))?;
-        out.extend(msgs.into_iter().filter_map(|m| {
+        msgs.extend(all.into_iter().filter(|m| tables.contains(table_of(m))));
+    }
+    let names = names_of(handle, &msgs).await?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| {
             let r = Route::parse(&m, &names)?;
             Some((m, r))
-        }));
+        })
+        .collect())
+}
+
+/// The table a route message belongs to (RTA_TABLE, which holds ids above 255).
+fn table_of(msg: &RouteMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(msg.header.table))
+}
+
+/// The names of the devices `msgs` refer to, by index.
+async fn names_of(handle: &Handle, msgs: &[RouteMessage]) -> Result<HashMap<u32, String>> {
+    let mut wanted = BTreeSet::new();
+    for a in msgs.iter().flat_map(|m| &m.attributes) {
+        match a {
+            RouteAttribute::Oif(i) => {
+                wanted.insert(*i);
+            }
+            RouteAttribute::MultiPath(hops) => {
+                wanted.extend(hops.iter().map(|h| h.interface_index).filter(|i| *i != 0));
+            }
+            _ => {}
+        }
     }
-    Ok(out)
+    // One dump is cheaper than many single requests past a few dozen.
+    if wanted.len() > 32 {
+        return link_names(handle).await;
+    }
+    let mut names = HashMap::new();
+    for index in wanted {
+        let found = handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await;
+        // (a link gone since the dump: the route is printed with its index, as ip does)
+        if let Ok(Some(link)) = found {
+            if let Some(name) = link.name() {
+                names.insert(index, name.to_string());
+            }
+        }
+    }
+    Ok(names)
 }
 
 impl RouteCmd {
@@ -818,11 +882,10 @@ fn list(ctx: &Ctx, table: Option<TableSel>, family: FamilyArgs) -> Result<Outcom
     let sel = table.unwrap_or(TableSel::One(Table(table::MAIN)));
     let handle = ctx.netlink()?;
     let routes = ctx
-        .block_on(dump(&handle, &family.families()))
+        .block_on(dump(&handle, &family.families(), &sel))
         .with_context(|| format!("listing routes in {}", ctx.ns_label()))?;
     let views: Vec<RouteView> = routes
         .iter()
-        .filter(|(_, r)| sel.contains(r.table))
         .map(|(_, r)| r.view(ctx.netns_name()))
         .collect();
     Outcome::listing("routes", views)
@@ -845,7 +908,7 @@ fn add(ctx: &Ctx, want: &Want, replace: bool) -> Result<Outcome> {
         .map(|h| index(h.dev.as_ref()))
         .collect::<Result<Vec<_>>>()?;
     let routes = ctx
-        .block_on(dump(&handle, &[want.family]))
+        .block_on(dump(&handle, &[want.family], &want.tables()))
         .with_context(what)?;
     if let Some((_, r)) = routes.iter().find(|(_, r)| want.same_route(r)) {
         return Outcome::object(false, "route", r.view(ctx.netns_name()));
@@ -886,7 +949,7 @@ fn add(ctx: &Ctx, want: &Want, replace: bool) -> Result<Outcome> {
     }
     ctx.block_on(req.execute()).with_context(what)?;
     let after = ctx
-        .block_on(dump(&handle, &[want.family]))
+        .block_on(dump(&handle, &[want.family], &want.tables()))
         .with_context(what)?;
     let added = after
         .iter()
@@ -919,7 +982,7 @@ fn del(ctx: &Ctx, want: &Want) -> Result<Outcome> {
     let handle = ctx.netlink()?;
     let what = || format!("deleting route {want} in {}", ctx.ns_label());
     let routes = ctx
-        .block_on(dump(&handle, &[want.family]))
+        .block_on(dump(&handle, &[want.family], &want.tables()))
         .with_context(what)?;
     let found: Vec<&(RouteMessage, Route)> =
         routes.iter().filter(|(_, r)| want.selects(r)).collect();

@@ -438,7 +438,7 @@ fn finish(ctx: &Ctx, name: &IfName, places: &Places, at: At, link: &Link) -> Res
         if let Some(fd) = places.target_fd().filter(|_| moving) {
             backend::move_link(name, fd, &places.here)?;
         }
-        bring_up(name, places)?;
+        bring_up(name, link.backend, places)?;
     }
     Ok(changed)
 }
@@ -498,6 +498,10 @@ fn update_in_place(
             }
             return Err(e);
         }
+        if port.is_some() && link.backend == Backend::Userspace {
+            // (a new listen port: wireguard-go opened a new route listener)
+            backend::quiet_route_listener(name, Duration::ZERO);
+        }
     }
     finish(ctx, name, places, at, link)?;
     report(
@@ -510,14 +514,25 @@ fn update_in_place(
     )
 }
 
-fn bring_up(name: &IfName, places: &Places) -> Result<()> {
+fn bring_up(name: &IfName, used: Backend, places: &Places) -> Result<()> {
     match places.target_fd() {
         Some(fd) => {
             let label = places.dest_label();
-            run_in(fd, || backend::set_up(name, &label))
+            run_in(fd, || backend::set_up(name, &label))?;
         }
-        None => backend::set_up(name, &places.here),
+        None => backend::set_up(name, &places.here)?,
     }
+    if used == Backend::Userspace {
+        // wireguard-go opens its route listener once it sees the "up": at once when the link
+        // is in its namespace; moved away, it notices within a second, too long to wait for
+        // (and the route events of its own namespace are then few).
+        let wait = match places.target_fd() {
+            Some(_) => Duration::ZERO,
+            None => Duration::from_secs(1),
+        };
+        backend::quiet_route_listener(name, wait);
+    }
+    Ok(())
 }
 
 /// Creates the link in the birthplace with the chosen backend; returns the backend used.
@@ -584,7 +599,7 @@ fn configure(
         backend::move_link(name, fd, &places.here)?;
         *moved = true;
     }
-    bring_up(name, places)?;
+    bring_up(name, used, places)?;
     if want.listen_port.is_some() {
         return Ok(want.listen_port);
     }
