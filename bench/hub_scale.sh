@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hub scale benchmark: what one peer costs as the hub grows. For each size N (default 10 50 200
-# 1000) and each HUB_MODE in MODES (default "netns zones") a userspace-WireGuard hub
-# (wireguard-go) is built by niransix-sh/hub, and the script prints a row per mode:
+# 1000) and each HUB_MODE in MODES (default "netns zones") a hub is built by niransix-sh/hub
+# (wireguard-go; kernel WireGuard where the kernel has it, as in the VM lane's `hub_scale[kernel]`),
+# and the script prints a row per mode:
 #   bulk add   `hub peer add p1 ... pN` (one command), per peer
 #   one add    one `hub peer add` into the hub of N peers (median of REPEAT, each deleted again):
 #              wall time, and CPU time (user+sys of the hub and every process it waited for)
@@ -23,6 +24,7 @@
 # cost at BASELINE_N peers (default 50): the yardstick for adding devices one at a time.
 #
 #   bench/hub_scale.sh [N...]        REPEAT=5 BASELINE_N=50 HUB_JOBS=4 MODES="netns zones"
+#                                    HUB_SCALE_SIZES=10,200 (the sizes, when none are given)
 #
 # Needs root. Raises fs.inotify.max_user_instances for the run (each wireguard-go holds an inotify
 # instance; the default 128 caps a machine at ~128) and restores it on exit, also on failure or
@@ -31,6 +33,7 @@
 # noisy: compare ratios within one run.
 set -euo pipefail
 sizes=("$@")
+((${#sizes[@]})) || read -r -a sizes <<<"${HUB_SCALE_SIZES//,/ }"
 ((${#sizes[@]})) || sizes=(10 50 200 1000)
 REPEAT=${REPEAT:-5}
 BASELINE_N=${BASELINE_N:-50}
@@ -94,9 +97,13 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR
 # used_kb: the machine's memory in use (MemTotal - MemAvailable), in kB.
 used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
 
-echo "hub_scale: sizes ${sizes[*]}, userspace WireGuard, REPEAT=$REPEAT, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
+# WireGuard as wgctl's default (auto) picks it: the kernel module where there is one (the VM
+# lane), else wireguard-go; the baseline uses the same.
+wg_kind=userspace
+if unshare -n ip link add hsprobe type wireguard 2>/dev/null; then wg_kind=kernel; fi
+echo "hub_scale: sizes ${sizes[*]}, $wg_kind WireGuard, REPEAT=$REPEAT, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
 bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
-ms bash "$baseline" up "$BASELINE_N" userspace
+ms bash "$baseline" up "$BASELINE_N" "$wg_kind"
 base_per=$((MS / BASELINE_N))
 bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1
 printf 'baseline_hub.sh, %d peers step by step: %d ms (%d ms/peer)\n\n' "$BASELINE_N" "$MS" "$base_per"
@@ -124,7 +131,7 @@ measure() {
 	one_add=$(median "${adds[@]}") one_del=$(median "${dels[@]}")
 	add_at[$n.$mode]=$one_add del_at[$n.$mode]=$one_del
 	addcpu_at[$n.$mode]=$(median "${addcpu[@]}") delcpu_at[$n.$mode]=$(median "${delcpu[@]}")
-	ms bash "$baseline" up "$BASELINE_AT" userspace
+	ms bash "$baseline" up "$BASELINE_AT" "$wg_kind"
 	base_here=$((MS / BASELINE_AT))
 	bash "$baseline" down "$BASELINE_AT" >/dev/null 2>&1
 	t0=${EPOCHREALTIME/./}

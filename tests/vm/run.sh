@@ -16,6 +16,7 @@
 #                  wireguard-go's listeners: timing under emulation, and the host lane runs it)
 #   demo[kernel]   niransix-sh/demo with kernel WireGuard
 #   wgctl[auto]    the wgctl tests that matter for backend choice, NIRANSIX_WG_BACKEND=auto
+# and, only when named (--only hub_scale[kernel]), bench/hub_scale.sh with kernel WireGuard.
 # plus kernel::wireguard / kernel::vrf (the modules load) and a leak check after every item.
 #
 # If the packages, the kernel image or the boot fail, the lane says why and reports every planned
@@ -45,6 +46,11 @@ PLAN=(
   "demo[kernel,zones]|script|niransix-sh/demo|NIRANSIX_WG_BACKEND=kernel HUB_MODE=zones|"
   "wgctl[auto]|test|wgctl|NIRANSIX_WG_BACKEND=auto|settings_listing"
   "nsctl|test|nsctl||dummy_and_vlan_add_like_ip_link_add link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip"
+)
+# Items run only when named with --only (not part of CI): the hub benchmark with kernel
+# WireGuard, whose figures under emulation are ratios only.
+ON_REQUEST=(
+  "hub_scale[kernel]|script|bench/hub_scale.sh|HUB_SCALE_SIZES=10,50 REPEAT=3 BASELINE_N=10 BASELINE_AT=3|"
 )
 
 log() { printf 'vm-lane: %s\n' "$*"; }
@@ -150,7 +156,11 @@ if [[ -n $bin ]]; then
 fi
 echo "kernel::wireguard" >>"$out/expected.txt"
 echo "kernel::vrf" >>"$out/expected.txt"
-for entry in "${PLAN[@]}"; do
+entries=("${PLAN[@]}")
+for entry in "${ON_REQUEST[@]}"; do
+  [[ -z ${only[${entry%%|*}]:-} ]] || entries+=("$entry")
+done
+for entry in "${entries[@]}"; do
   IFS='|' read -r item kind what env args <<<"$entry"
   read -r -a filters <<<"$args"
   ((${#only[@]} == 0)) || [[ -n ${only[$item]:-} ]] || continue
