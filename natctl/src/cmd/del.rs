@@ -17,14 +17,24 @@ pub struct Del {
 
 impl Del {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
-        let _lock = lock::namespace(&ctx.ns_label())?;
-        let kernel = nft::list::rules().with_context(|| reading(ctx))?;
-        let found: Vec<_> = kernel
-            .iter()
-            .filter(|k| stored_id(k.comment.as_deref()) == Some(self.id.as_str()))
-            .collect();
+        let lock = lock::namespace(&ctx.ns_label())?;
+        // (a batch deleting many ids dumps the table once: see `cache`)
+        let seen = nft::cache::with_rules(&lock, |kernel| {
+            let found: Vec<_> = kernel
+                .iter()
+                .filter(|k| stored_id(k.comment.as_deref()) == Some(self.id.as_str()))
+                .collect();
+            let rule = found
+                .first()
+                .and_then(|k| k.comment.as_deref().and_then(stored_rule));
+            let targets: Vec<(String, u64)> =
+                found.iter().map(|k| (k.chain.clone(), k.handle)).collect();
+            (targets, rule)
+        })
+        .with_context(|| reading(ctx))?;
+        let (targets, rule) = seen.answer;
         // Deleting what is absent succeeds with changed:false (the contract's idempotency).
-        let Some(first) = found.first() else {
+        if targets.is_empty() {
             common::vlog!(
                 1,
                 "no natctl rule with id {} in {}",
@@ -32,11 +42,8 @@ impl Del {
                 ctx.ns_label()
             );
             return Outcome::object(false, "rule", self.unknown(ctx));
-        };
-        let rule = first.comment.as_deref().and_then(stored_rule);
+        }
         if !ctx.check {
-            let targets: Vec<(String, u64)> =
-                found.iter().map(|k| (k.chain.clone(), k.handle)).collect();
             nft::delete_rules(&targets).with_context(|| {
                 format!(
                     "deleting rule {} from {TABLE_LABEL} in {}",
@@ -44,6 +51,8 @@ impl Del {
                     ctx.ns_label()
                 )
             })?;
+            let change = nft::cache::Change::Deleted(&self.id);
+            nft::cache::committed(&lock, seen.generation, change);
         }
         let removed = match rule {
             Some(r) => Removed::Rule(r.view(ctx.netns_name())),

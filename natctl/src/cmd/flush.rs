@@ -22,7 +22,7 @@ pub struct Flushed {
 
 impl Flush {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
-        let _lock = lock::namespace(&ctx.ns_label())?;
+        let lock = lock::namespace(&ctx.ns_label())?;
         let exists = nft::list::table_exists().with_context(|| reading(ctx))?;
         let removed = if exists {
             nft::list::rules().with_context(|| reading(ctx))?.len()
@@ -32,6 +32,9 @@ impl Flush {
         if exists && !ctx.check {
             nft::delete_table()
                 .with_context(|| format!("deleting {TABLE_LABEL} in {}", ctx.ns_label()))?;
+            if let Some(cookie) = lock.cookie {
+                nft::store::forget(cookie);
+            }
         }
         Outcome::report(
             exists,

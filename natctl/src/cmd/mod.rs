@@ -121,7 +121,7 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
     };
     let lock = lock::namespace(&ctx.ns_label())?;
     let seen =
-        nft::cache::with_ids(lock.ns, |ids| ids.contains(&id)).with_context(|| reading(ctx))?;
+        nft::cache::with_ids(&lock, |ids| ids.contains(&id)).with_context(|| reading(ctx))?;
     let present = seen.answer;
     if !present && !ctx.check {
         for part in &rule.parts {
@@ -133,9 +133,7 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
             );
         }
         nft::add_rule(rule, seen.complete).with_context(what)?;
-        nft::cache::committed(lock.ns, seen.generation, |ids| {
-            ids.insert(id.clone());
-        });
+        nft::cache::committed(&lock, seen.generation, nft::cache::Change::Added(&id));
     }
     Outcome::object(!present, "rule", rule.view(ctx.netns_name()))
 }

@@ -1,4 +1,5 @@
-//! Which rule ids natctl's table holds, remembered across the commands of one process.
+//! Which rule ids natctl's table holds (and, once dumped, its rules with their handles),
+//! remembered across the commands of one process.
 //!
 //! Batch mode (`natctl -b`) runs thousands of commands in one process; dumping the whole table
 //! before each add would make that quadratic. nf_tables numbers every committed transaction
@@ -6,6 +7,9 @@
 //! long as the generation has not moved. After our own commit, the generation must have moved
 //! by exactly one for the set to be carried forward; anything else (another process, `nft`)
 //! forces a fresh dump. Callers hold the namespace lock, so natctls cannot interleave.
+//!
+//! The same set is kept on disk between processes (`store`), for the big tables: a natctl that
+//! finds it there for the current generation needs no dump either.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -13,8 +17,15 @@ use std::io;
 
 use nftnl::nftnl_sys::{self as sys, libc};
 
-use super::{batch, list};
+use super::batch;
+use super::list::{self, KernelRule};
+use super::lock::NsLock;
+use super::store::{self, Stored};
 use crate::rule::parse_comment;
+
+fn id_of(rule: &KernelRule) -> Option<&str> {
+    parse_comment(rule.comment.as_deref()?).map(|(id, _)| id)
+}
 
 struct Known {
     generation: u32,
@@ -23,9 +34,20 @@ struct Known {
     /// next add can skip re-adding them: updating an existing base chain costs the kernel far
     /// more than adding a rule.
     complete: bool,
+    /// The rules as this process dumped them at `generation`, with their handles (what `del`
+    /// needs); None when the ids came from the store, or after an add (its handle is unknown).
+    rules: Option<Vec<KernelRule>>,
 }
 
-/// What [`with_ids`] found.
+/// A commit of ours, to carry what is known forward by.
+pub enum Change<'a> {
+    /// The rule of this id was added.
+    Added(&'a str),
+    /// The rules of this id were deleted.
+    Deleted(&'a str),
+}
+
+/// What [`with_ids`] and [`with_rules`] found.
 pub struct Seen<T> {
     pub generation: u32,
     pub complete: bool,
@@ -61,25 +83,51 @@ fn parse_gen(hdr: &libc::nlmsghdr, out: &mut Option<u32>) -> libc::c_int {
     mnl::mnl_sys::MNL_CB_OK
 }
 
-/// Looks at the rule ids in natctl's table of namespace `ns` (its inode); returns the
-/// generation they hold for. Dumps the table only when the generation moved since this process
-/// last looked.
-pub fn with_ids<T>(ns: u64, f: impl FnOnce(&HashSet<String>) -> T) -> io::Result<Seen<T>> {
+/// Looks at the rule ids in natctl's table of the locked namespace; returns the generation
+/// they hold for. Dumps the table only when neither this process nor the store knows it at the
+/// current generation.
+pub fn with_ids<T>(lock: &NsLock, f: impl FnOnce(&HashSet<String>) -> T) -> io::Result<Seen<T>> {
+    look(lock, false, |known| f(&known.ids))
+}
+
+/// Looks at the rules in natctl's table of the locked namespace, with their handles; dumps the
+/// table unless this process did so at the current generation.
+pub fn with_rules<T>(lock: &NsLock, f: impl FnOnce(&[KernelRule]) -> T) -> io::Result<Seen<T>> {
+    look(lock, true, |known| {
+        f(known.rules.as_deref().unwrap_or_default())
+    })
+}
+
+fn look<T>(lock: &NsLock, need_rules: bool, f: impl FnOnce(&Known) -> T) -> io::Result<Seen<T>> {
     let generation = generation()?;
+    let ns = lock.ns;
     let fresh = KNOWN.with(|k| {
-        k.borrow()
-            .get(&ns)
-            .is_some_and(|known| known.generation == generation)
+        k.borrow().get(&ns).is_some_and(|known| {
+            known.generation == generation && (known.rules.is_some() || !need_rules)
+        })
     });
     if !fresh {
-        let ids: HashSet<String> = list::rules()?
-            .iter()
-            .filter_map(|r| parse_comment(r.comment.as_deref()?).map(|(id, _)| id.to_string()))
-            .collect();
-        let known = Known {
-            generation,
-            ids,
-            complete: false,
+        let stored = (!need_rules)
+            .then(|| lock.cookie.and_then(|c| store::load(c, generation)))
+            .flatten();
+        let known = match stored {
+            Some(stored) => Known {
+                generation,
+                ids: stored.ids,
+                complete: stored.complete,
+                rules: None,
+            },
+            None => {
+                let rules = list::rules()?;
+                let known = Known {
+                    generation,
+                    ids: rules.iter().filter_map(id_of).map(str::to_string).collect(),
+                    complete: false,
+                    rules: Some(rules),
+                };
+                persist(lock, &known);
+                known
+            }
         };
         KNOWN.with(|k| k.borrow_mut().insert(ns, known));
     }
@@ -89,26 +137,50 @@ pub fn with_ids<T>(ns: u64, f: impl FnOnce(&HashSet<String>) -> T) -> io::Result
         Ok(Seen {
             generation,
             complete: known.complete,
-            answer: f(&known.ids),
+            answer: f(known),
         })
     })
 }
 
-/// After our own commit (the ids were read at generation `before`): carry the set forward with
-/// `update` applied if ours was the only commit since, else forget it.
-pub fn committed(ns: u64, before: u32, update: impl FnOnce(&mut HashSet<String>)) {
+/// After our own commit (what is known was read at generation `before`): carry it forward by
+/// `change` if ours was the only commit since, else forget it.
+pub fn committed(lock: &NsLock, before: u32, change: Change) {
     let after = generation().ok();
+    let ns = lock.ns;
     KNOWN.with(|k| {
         let mut k = k.borrow_mut();
         match (after, k.get_mut(&ns)) {
             (Some(g), Some(known)) if known.generation == before && g == before.wrapping_add(1) => {
-                update(&mut known.ids);
+                match change {
+                    Change::Added(id) => {
+                        known.ids.insert(id.to_string());
+                        known.rules = None;
+                        known.complete = true;
+                    }
+                    Change::Deleted(id) => {
+                        known.ids.remove(id);
+                        if let Some(rules) = &mut known.rules {
+                            rules.retain(|r| id_of(r) != Some(id));
+                        }
+                    }
+                }
                 known.generation = g;
-                known.complete = true;
+                persist(lock, known);
             }
             _ => {
                 k.remove(&ns);
             }
         }
     });
+}
+
+fn persist(lock: &NsLock, known: &Known) {
+    if let Some(cookie) = lock.cookie {
+        let stored = Stored {
+            generation: known.generation,
+            complete: known.complete,
+            ids: known.ids.clone(),
+        };
+        store::save(cookie, &stored);
+    }
 }

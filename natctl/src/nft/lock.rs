@@ -19,6 +19,8 @@ pub struct NsLock {
     _lock: Flock<File>,
     /// The namespace's inode: its identity for as long as it exists.
     pub ns: u64,
+    /// Its cookie, unique until reboot (`store` names files by it), if the kernel tells.
+    pub cookie: Option<u64>,
 }
 
 /// Takes the lock of the namespace the calling thread is in (waits for other natctls).
@@ -31,7 +33,14 @@ pub fn namespace(label: &str) -> Result<NsLock> {
         .ino();
     loop {
         match Flock::lock(file, FlockArg::LockExclusive) {
-            Ok(lock) => return Ok(NsLock { _lock: lock, ns }),
+            Ok(lock) => {
+                let cookie = super::store::namespace_cookie();
+                return Ok(NsLock {
+                    _lock: lock,
+                    ns,
+                    cookie,
+                });
+            }
             Err((back, Errno::EINTR)) => file = back,
             Err((_, errno)) => {
                 return Err(Error::caused(

@@ -31,6 +31,7 @@ pub mod encode;
 pub mod expr;
 pub mod list;
 pub mod lock;
+pub mod store;
 
 use std::ffi::CStr;
 use std::io;

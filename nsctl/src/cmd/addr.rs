@@ -1,5 +1,7 @@
 //! `nsctl addr add|del|list`: IPv4 and IPv6 addresses (like `ip addr`).
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
@@ -264,18 +266,23 @@ async fn list(
     here: &str,
     netns: Option<String>,
 ) -> Result<Vec<ListedAddress>> {
-    let links = common::nl::links(handle).await?;
-    let name_of = |i: u32| {
-        links
-            .iter()
-            .find(|l| l.header.index == i)
-            .map(|l| l.name().unwrap_or_default().to_string())
-            .unwrap_or_else(|| i.to_string())
+    // The names of the links the addresses are on: of one, when it is given (a hub's center
+    // holds a thousand links; reading them all to name one costs more than the listing).
+    let (index, names): (Option<u32>, BTreeMap<u32, String>) = match dev {
+        Some(d) => {
+            let index = common::nl::link_index(handle, d.as_str(), here).await?;
+            (Some(index), BTreeMap::from([(index, d.to_string())]))
+        }
+        None => {
+            let links = common::nl::links(handle).await?;
+            let names = links
+                .iter()
+                .map(|l| (l.header.index, l.name().unwrap_or_default().to_string()))
+                .collect();
+            (None, names)
+        }
     };
-    let index = match dev {
-        Some(d) => Some(common::nl::link_index(handle, d.as_str(), here).await?),
-        None => None,
-    };
+    let name_of = |i: u32| names.get(&i).cloned().unwrap_or_else(|| i.to_string());
     Ok(super::addresses(handle, index)
         .await?
         .iter()
