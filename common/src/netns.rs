@@ -163,6 +163,14 @@ impl NetnsFd {
     }
 }
 
+/// The identity (device, inode) of the calling thread's network namespace, as [`NetnsFd::id`]
+/// gives it, without opening the namespace: one stat(2).
+pub fn current_id() -> Result<(u64, u64)> {
+    let st = nix::sys::stat::stat("/proc/thread-self/ns/net")
+        .context("inspecting the current network namespace")?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// `ioctl(NS_GET_NSTYPE)` from <linux/nsfs.h> (`_IO(0xb7, 0x3)`): the `CLONE_NEW*` type of a
 /// namespace fd.
 const NS_GET_NSTYPE: libc::Ioctl = 0xb703;

@@ -20,7 +20,7 @@ thread_local! {
 /// one for the rest of the command (until [`close_all`]). Its driver runs on the process's
 /// runtime ([`crate::netns::runtime`]).
 pub fn connect() -> Result<Handle> {
-    let here = namespace_here()?;
+    let here = crate::netns::current_id()?;
     if let Some(h) = OPEN.with_borrow(|open| open.iter().find(|(ns, _)| *ns == here).cloned()) {
         return Ok(h.1);
     }
@@ -57,13 +57,6 @@ pub fn close_all() {
             });
         }
     }
-}
-
-/// The identity of the calling thread's network namespace.
-fn namespace_here() -> Result<(u64, u64)> {
-    let st = nix::sys::stat::stat("/proc/thread-self/ns/net")
-        .context("inspecting the current network namespace")?;
-    Ok((st.st_dev, st.st_ino))
 }
 
 /// The errno of a netlink error reply (positive, e.g. `libc::EEXIST`).

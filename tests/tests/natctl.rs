@@ -749,6 +749,84 @@ fn two_thousand_rules_in_one_batch_file() {
     );
 }
 
+/// A table of 256 rules or more has its ids kept between processes (natctl's store), for the
+/// ruleset generation they were read at. A change made behind natctl's back (`nft delete rule`)
+/// moves the generation: the next natctl must see the kernel as it is, not the stored ids.
+#[test]
+fn stored_ids_hold_only_while_the_ruleset_is_unchanged() {
+    let lab = Lab::new();
+    let ns = lab.netns("store");
+    let forward = |i: u32| {
+        format!(
+            "dnat --proto tcp --dport {} --to 10.0.{}.{}:80",
+            20000 + i,
+            i / 250,
+            i % 250 + 1
+        )
+    };
+    let text: String = (0..300).map(|i| forward(i) + "\n").collect();
+    let r = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
+    assert_eq!(r.json_lines().len(), 300);
+    assert_eq!(kernel_rule_count(&ns), 300);
+    let words = |i: u32| {
+        forward(i)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let check = |i: u32| {
+        let mut args = vec!["--check".to_string()];
+        args.extend(words(i));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        add(&ns, &args)
+    };
+    // One process after another (each reads the store, or fills it): all there.
+    let present = check(7);
+    assert!(!present.changed);
+    assert!(!check(8).changed);
+
+    // Rule 7 deleted by nft itself, not by natctl.
+    let victim = nft_rules(&ns)
+        .into_iter()
+        .find(|r| {
+            r.comment
+                .as_deref()
+                .is_some_and(|c| c.contains(&present.rule.id))
+        })
+        .expect("rule 7 in the kernel");
+    nsh(
+        &ns,
+        &format!(
+            "nft delete rule inet natctl {} handle {}",
+            victim.chain, victim.handle
+        ),
+    )
+    .ok();
+    assert_eq!(kernel_rule_count(&ns), 299);
+    assert!(
+        check(7).changed,
+        "natctl trusted stored ids after the ruleset changed"
+    );
+    let w = words(7);
+    let again = add(&ns, &w.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(again.changed);
+    assert_eq!(kernel_rule_count(&ns), 300);
+    assert!(!check(7).changed);
+
+    // Two deletes in one batch (one dump), then each id is gone from the kernel.
+    let (a, b) = (check(1).rule.id, check(2).rule.id);
+    let dels = format!("del {a}\ndel {b}\n");
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&dels)).ok();
+    assert!(out
+        .json_lines()
+        .iter()
+        .all(|l| l["changed"] == Value::Bool(true)));
+    assert_eq!(kernel_rule_count(&ns), 298);
+    let left = ruleset(&ns);
+    assert!(!left.contains(&a) && !left.contains(&b));
+    assert!(check(1).changed && check(2).changed);
+}
+
 #[test]
 fn bad_input_exits_2_and_changes_nothing() {
     let lab = Lab::new();

@@ -417,9 +417,7 @@ pub fn quiet_route_listener(name: &IfName, wait: Duration) {
 /// The process serving `name`, if it is wireguard-go itself (whose listeners `listener` knows).
 fn wireguard_go_pid(name: &IfName) -> Option<i32> {
     let pid = uapi_server_pid(name.as_str())?;
-    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let argv0 = String::from_utf8_lossy(argv0.split(|b| *b == 0).next()?).into_owned();
-    (program_base(&argv0) == "wireguard-go").then_some(pid)
+    serves(pid, name.as_str(), "wireguard-go").then_some(pid)
 }
 
 fn program_base(program: &str) -> &str {

@@ -18,8 +18,8 @@
 //! queueing, what the process would not act on:
 //!
 //! - link listener: everything but RTM_NEWLINK of its own interface. Its behaviour is unchanged.
-//! - route listener: route events of tables other than `main`; the answers to its own queries
-//!   (addressed to its port id) pass. Routes of other tables (a hub's per-peer tables, the local
+//! - route listener: route events of tables other than `main` (the answers to its own queries,
+//!   addressed to its port id, pass whatever their table). Routes of other tables (a hub's per-peer tables, the local
 //!   routes of addresses) no longer make it re-check its peers' source addresses. What that
 //!   re-check is for still holds: a source address that went away fails the next send (EINVAL),
 //!   on which wireguard-go drops it and sends again without it; a better source that came up in
@@ -117,14 +117,11 @@ fn attach(pid: i32, listener: Listener) -> io::Result<usize> {
     for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
         let is_socket = fs::read_link(entry.path())
-            .map(|target| target.to_string_lossy().starts_with("socket:"))
-            .unwrap_or(false);
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        let fd = entry.file_name().to_str().and_then(|s| s.parse().ok());
+        let (true, Some(fd)) = (is_socket, fd) else {
             continue;
         };
-        if !is_socket {
-            continue;
-        }
         // (a descriptor closed since the listing is simply skipped)
         let Ok(sock) = pidfd_getfd(&pidfd, fd) else {
             continue;

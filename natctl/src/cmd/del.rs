@@ -4,7 +4,7 @@ use clap::Args;
 use common::{Context, Ctx, Outcome, Result};
 use serde::Serialize;
 
-use super::{reading, stored_id, stored_rule};
+use super::{reading, stored_rule};
 use crate::nft::{self, lock, TABLE_LABEL};
 use crate::rule::{parse_id, RuleView};
 
@@ -22,7 +22,7 @@ impl Del {
         let seen = nft::cache::with_rules(&lock, |kernel| {
             let found: Vec<_> = kernel
                 .iter()
-                .filter(|k| stored_id(k.comment.as_deref()) == Some(self.id.as_str()))
+                .filter(|k| k.id() == Some(self.id.as_str()))
                 .collect();
             let rule = found
                 .first()

@@ -97,11 +97,6 @@ pub fn stored_rule(comment: &str) -> Option<Rule> {
     Stored::from_arg_matches(&matches).ok()?.rule.rule().ok()
 }
 
-/// The id in a comment natctl wrote.
-pub fn stored_id(comment: Option<&str>) -> Option<&str> {
-    comment.and_then(parse_comment).map(|(id, _)| id)
-}
-
 /// What a failed read of natctl's table was doing, for error messages.
 pub fn reading(ctx: &Ctx) -> String {
     format!("reading {TABLE_LABEL} in {}", ctx.ns_label())

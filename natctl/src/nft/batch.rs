@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
 use mnl::{CbResult, NlMessages};
@@ -48,9 +47,9 @@ fn socket() -> io::Result<mnl::Socket> {
 }
 
 thread_local! {
-    /// This thread's socket per namespace (by nsfs inode; the socket holds its namespace, so
-    /// the inode cannot be reused while it is here).
-    static SOCKETS: RefCell<HashMap<u64, Rc<mnl::Socket>>> = RefCell::new(HashMap::new());
+    /// This thread's socket per namespace (by nsfs identity; the socket holds its namespace, so
+    /// the identity cannot be reused while it is here).
+    static SOCKETS: RefCell<HashMap<(u64, u64), Rc<mnl::Socket>>> = RefCell::new(HashMap::new());
 }
 
 /// Runs one exchange on the socket for the namespace the calling thread is in, opened on first
@@ -60,7 +59,7 @@ thread_local! {
 /// exchange, a rule add paid it up to twice and a batch once per line. Now a process pays it
 /// once, when it exits. A socket an exchange failed on is dropped: it may still hold answers.
 fn with_socket<T>(exchange: impl FnOnce(&mnl::Socket) -> io::Result<T>) -> io::Result<T> {
-    let ns = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    let ns = common::netns::current_id().map_err(io::Error::other)?;
     let sock = match SOCKETS.with(|s| s.borrow().get(&ns).cloned()) {
         Some(sock) => sock,
         None => {

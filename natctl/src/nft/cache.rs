@@ -20,12 +20,7 @@ use nftnl::nftnl_sys::{self as sys, libc};
 use super::batch;
 use super::list::{self, KernelRule};
 use super::lock::NsLock;
-use super::store::{self, Stored};
-use crate::rule::parse_comment;
-
-fn id_of(rule: &KernelRule) -> Option<&str> {
-    parse_comment(rule.comment.as_deref()?).map(|(id, _)| id)
-}
+use super::store;
 
 struct Known {
     generation: u32,
@@ -107,6 +102,12 @@ fn look<T>(lock: &NsLock, need_rules: bool, f: impl FnOnce(&Known) -> T) -> io::
         })
     });
     if !fresh {
+        // (known at this generation without the rules, after an add of ours: keep what it knew)
+        let complete = KNOWN.with(|k| {
+            let k = k.borrow();
+            let same = k.get(&ns).filter(|known| known.generation == generation);
+            same.map(|known| known.complete)
+        });
         let stored = (!need_rules)
             .then(|| lock.cookie.and_then(|c| store::load(c, generation)))
             .flatten();
@@ -121,11 +122,17 @@ fn look<T>(lock: &NsLock, need_rules: bool, f: impl FnOnce(&Known) -> T) -> io::
                 let rules = list::rules()?;
                 let known = Known {
                     generation,
-                    ids: rules.iter().filter_map(id_of).map(str::to_string).collect(),
-                    complete: false,
+                    ids: rules
+                        .iter()
+                        .filter_map(KernelRule::id)
+                        .map(str::to_string)
+                        .collect(),
+                    complete: complete.unwrap_or(false),
                     rules: Some(rules),
                 };
-                persist(lock, &known);
+                if complete.is_none() {
+                    persist(lock, &known);
+                }
                 known
             }
         };
@@ -160,7 +167,7 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
                     Change::Deleted(id) => {
                         known.ids.remove(id);
                         if let Some(rules) = &mut known.rules {
-                            rules.retain(|r| id_of(r) != Some(id));
+                            rules.retain(|r| r.id() != Some(id));
                         }
                     }
                 }
@@ -176,11 +183,6 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
 
 fn persist(lock: &NsLock, known: &Known) {
     if let Some(cookie) = lock.cookie {
-        let stored = Stored {
-            generation: known.generation,
-            complete: known.complete,
-            ids: known.ids.clone(),
-        };
-        store::save(cookie, &stored);
+        store::save(cookie, known.generation, known.complete, &known.ids);
     }
 }

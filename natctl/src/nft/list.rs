@@ -20,6 +20,13 @@ pub struct KernelRule {
     pub bytes: u64,
 }
 
+impl KernelRule {
+    /// The natctl id its comment carries (None: not a rule natctl wrote).
+    pub fn id(&self) -> Option<&str> {
+        crate::rule::parse_comment(self.comment.as_deref()?).map(|(id, _)| id)
+    }
+}
+
 /// A request: the nfnetlink header for `msg_type` in `family`, then what `fill` appends to the
 /// message at the header it is given (in a buffer of `nft_nlmsg_maxsize()` bytes).
 pub(super) fn request_msg(

@@ -33,10 +33,9 @@ const MAX_FILES: usize = 32;
 // Not in the libc crate for linux-gnu (include/uapi/asm-generic/socket.h).
 const SO_NETNS_COOKIE: libc::c_int = 71;
 
-/// What a file holds: the ids of natctl's table at `generation`, and whether its base chains
-/// were known to exist then.
+/// What a file holds for the generation asked for: the ids of natctl's table, and whether its
+/// base chains were known to exist.
 pub struct Stored {
-    pub generation: u32,
     pub complete: bool,
     pub ids: HashSet<String>,
 }
@@ -75,20 +74,17 @@ pub fn load(cookie: u64, generation: u32) -> Option<Stored> {
         return None;
     }
     let ids = lines.map(str::to_string).collect::<HashSet<_>>();
-    Some(Stored {
-        generation,
-        complete,
-        ids,
-    })
+    Some(Stored { complete, ids })
 }
 
-/// Stores `ids` for namespace `cookie` (or removes its file when the table is small).
-pub fn save(cookie: u64, stored: &Stored) {
+/// Stores `ids`, natctl's table at `generation` (`complete`: its base chains exist), for
+/// namespace `cookie`, or removes its file when the table is small.
+pub fn save(cookie: u64, generation: u32, complete: bool, ids: &HashSet<String>) {
     let file = path(cookie);
-    if stored.ids.len() < MIN_IDS {
+    if ids.len() < MIN_IDS {
         return forget(cookie);
     }
-    if let Err(e) = write(&file, stored) {
+    if let Err(e) = write(&file, generation, complete, ids) {
         common::vlog!(
             2,
             "natctl: not keeping the rule ids in {}: {e}",
@@ -103,21 +99,14 @@ pub fn forget(cookie: u64) {
     let _ = fs::remove_file(path(cookie));
 }
 
-fn write(file: &PathBuf, stored: &Stored) -> io::Result<()> {
+fn write(file: &PathBuf, generation: u32, complete: bool, ids: &HashSet<String>) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(DIR)?;
-    let mut text = format!(
-        "{} {}\n",
-        stored.generation,
-        if stored.complete {
-            "complete"
-        } else {
-            "partial"
-        }
-    );
-    for id in &stored.ids {
+    let state = if complete { "complete" } else { "partial" };
+    let mut text = format!("{generation} {state}\n");
+    for id in ids {
         text.push_str(id);
         text.push('\n');
     }
