@@ -14,8 +14,21 @@ NX_CHECK=${NX_CHECK:-0} # 1: batches run with --check (predict, change nothing)
 NX_INPUT_AT=            # where invalid input was read (e.g. "line 3: "), for error messages
 
 # die MESSAGE [CODE]: `PROG: error: MESSAGE` on stderr, exit CODE (1 = failed, 2 = invalid input).
+# A value quoted in MESSAGE ('...') is cut to its first 80 bytes: an error names the value, it
+# does not echo a whole input line (which may be a key file given by mistake).
 die() {
-	printf '%s: error: %s\n' "$NX_PROG" "$1" >&2
+	local msg=$1 out='' rest
+	while [[ $msg =~ ^([^\']*)\'([^\']*)\'(.*)$ ]]; do
+		rest=${BASH_REMATCH[3]}
+		out+="${BASH_REMATCH[1]}'"
+		if ((${#BASH_REMATCH[2]} > 80)); then
+			out+="${BASH_REMATCH[2]:0:80}...'"
+		else
+			out+="${BASH_REMATCH[2]}'"
+		fi
+		msg=$rest
+	done
+	printf '%s: error: %s\n' "$NX_PROG" "$out$msg" >&2
 	exit "${2:-1}"
 }
 
@@ -219,6 +232,14 @@ cidr6_parse() {
 		((v & ((1 << (16 - bits)) - 1))) && return 1
 	done
 	CIDR6_LEN=$len
+}
+
+# cidr6_usable: false for a parsed CIDR6 that no internal network can be: link-local (fe80::/10),
+# multicast (ff00::/8) or the unspecified address (::).
+cidr6_usable() {
+	local first=$((16#${CIDR6_NET:0:4}))
+	(((first & 0xffc0) != 0xfe80 && (first & 0xff00) != 0xff00)) || return 1
+	[[ $CIDR6_NET != 0000:0000:0000:0000:0000:0000:0000:0000 ]]
 }
 
 # ip6_in_cidr6 EXPANDED: true if the address is inside the parsed CIDR6.

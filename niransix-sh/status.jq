@@ -49,11 +49,18 @@ def tunnel_problems($i; $p; $r; $pwg; $pl; $pwhere):
     (if $i.listen_port != $r.listen_port then "\($pwg) listens on port \($i.listen_port), not the recorded \($r.listen_port)" else empty end),
     (if $p == null then "the client's key \($r.client_public_key) is not a peer of \($pwg)"
      else
-       (if ($r.keepalive // 0) > 0 and $p.persistent_keepalive != $r.keepalive
-        then "\($pwg) keeps the client alive every \($p.persistent_keepalive // "never") s, not the recorded \($r.keepalive)" else empty end),
+       (if ($p.persistent_keepalive // 0) != ($r.keepalive // 0)
+        then "\($pwg) keeps the client alive every \($p.persistent_keepalive // "never") s, not the recorded \($r.keepalive // "never")" else empty end),
        (if ($r.preshared_key // false) and ($p.preshared_key | not)
-        then "the client's peer on \($pwg) has no preshared key (the record has one)" else empty end)
+        then "the client's peer on \($pwg) has no preshared key (the record has one)"
+        elif ($r.preshared_key // false | not) and $p.preshared_key
+        then "the client's peer on \($pwg) has a preshared key (the record has none)" else empty end),
+       (($p.allowed_ips // []) | sort) as $ips
+       | (if $ips != ["0.0.0.0/0", "::/0"]
+          then "the client's peer on \($pwg) routes \($ips | join(",") | if . == "" then "nothing" else . end), not 0.0.0.0/0,::/0" else empty end)
      end),
+    ($i.peers[]? | select(.public_key != $r.client_public_key)
+     | "\($pwg) has a peer the hub did not add: \(.public_key)"),
     (if $r.mtu != null and ($pl[$pwg].mtu // $r.mtu) != $r.mtu
      then "\($pwg) has MTU \($pl[$pwg].mtu), not the recorded \($r.mtu)" else empty end)
   end;
@@ -98,7 +105,9 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
 | {nat: by_key($by["center:nat"].rules // []; .iif), rules: by_key($by["center:rules"].rules // []; .fwmark),
    routes: by_key($by["center:routes"].routes // []; .dev),
    wg: by_key($by["center:wg"].interfaces // []; .name),
-   addresses: ($cl[$cif].addresses // [] | set)} as $center
+   addresses: ($cl[$cif].addresses // [] | set),
+   holders: ([$cl | to_entries[] | .key as $l | .value.addresses[]? | {a: split("/")[0], l: $l}]
+             | group_by(.a) | map({key: .[0].a, value: map(.l)}) | from_entries)} as $center
 | (if $sw == "" then $cl else $by["center:switch"] | by_name end) as $sl
 | [if $recorded | not then "the hub is not up (no center record): run 'hub up'"
    elif $ns != "" and ($present[$ns] | not) then "center namespace \($ns) is missing"
@@ -149,6 +158,15 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
            then "no NAPT rule (masquerade out of \($pin)) in \($pwhere)" else empty end)
       end,
       (if $zones then empty else port_problems($sl; $pbr; $place[$r.name].bridge; $switch_where) end),
+      ([$r.address, if $a6 != "" then $a6 else empty end][] as $a
+       | $center.holders[$a][]? | select(. != $cif or ($zones | not))
+       | "\(.) in \($center_where) also holds \($r.name)'s address \($a)"),
+      (if $zones or ($present[$pns] | not) then empty
+       else ($by["\($r.name):links"] | by_name | to_entries[] | select(.key != $pin) | .key as $l
+             | .value.addresses[]? | split("/")[0] | select(. == $r.address or . == $a6)
+             | "\($l) in \($pwhere) also holds \($r.name)'s address \(.)") end),
+      (if $zones or $cidr6 == "" or ($present[$pns] | not) or $by["\($r.name):fwd6"].sysctl.value == "1" then empty
+       else "IPv6 forwarding is off in \($pwhere)" end),
       (if $udp["\($r.listen_port)"] then empty
        else "nothing listens on UDP port \($r.listen_port) in the center (\($center_where))" end)
      ] as $problems

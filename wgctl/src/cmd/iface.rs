@@ -296,10 +296,24 @@ enum Plan {
 /// old interface is removed to be created again.
 fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool) -> Result<Plan> {
     let Some((at, link)) = find_existing(name, places)? else {
-        if let Some(conflict) = uapi_conflict(name) {
+        let Some(conflict) = uapi_conflict(name) else {
+            return Ok(Plan::Create { replacing: false });
+        };
+        if !replace {
             return Err(conflict);
         }
-        return Ok(Plan::Create { replacing: false });
+        // A userspace interface of this name running elsewhere: moved away behind our back,
+        // or born in a namespace since deleted (its socket keeps that one alive, unnamed).
+        // --replace makes it anew here.
+        if !ctx.check {
+            vlog!(
+                1,
+                "{name} runs in another namespace: stopping it to create it in {}",
+                places.here
+            );
+            backend::stop_userspace(name.as_str())?;
+        }
+        return Ok(Plan::Create { replacing: true });
     };
     let dev = read_at(name, link.backend, places.fd_of(at))?;
     if dev.public_key.is_none() && (at == At::Birth || places.target.is_none()) {

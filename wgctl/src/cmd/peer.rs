@@ -52,13 +52,33 @@ pub struct AddArgs {
     #[arg(long, value_name = "SECS")]
     pub keepalive: Option<u16>,
     /// File holding a preshared key, base64, mode 0600
-    /// (like `wg set IFACE peer KEY preshared-key FILE`)
-    #[arg(long, value_name = "FILE", value_parser = keys::key_file_path, value_hint = ValueHint::FilePath)]
-    pub preshared_key: Option<PathBuf>,
+    /// (like `wg set IFACE peer KEY preshared-key FILE`); `none`: the peer has no preshared key
+    /// (like `wg set IFACE peer KEY preshared-key /dev/null`)
+    #[arg(long, value_name = "FILE|none", value_parser = psk_arg, value_hint = ValueHint::FilePath)]
+    pub preshared_key: Option<PskArg>,
     /// If the peer exists with other allowed IPs, keepalive or preshared key, update it in
     /// place (without this: exit 1)
     #[arg(long)]
     pub replace: bool,
+    /// This is the interface's only peer: any other peer is removed (in the same update; the
+    /// peer itself keeps its session and endpoint, unlike `wg setconf`)
+    #[arg(long)]
+    pub exclusive: bool,
+}
+
+/// `--preshared-key FILE|none`.
+#[derive(Debug, Clone)]
+pub enum PskArg {
+    File(PathBuf),
+    /// No preshared key (WireGuard's all-zero key).
+    None,
+}
+
+fn psk_arg(s: &str) -> std::result::Result<PskArg, String> {
+    if s == "none" {
+        return Ok(PskArg::None);
+    }
+    keys::key_file_path(s).map(PskArg::File)
 }
 
 #[derive(Args, Debug)]
@@ -195,11 +215,12 @@ fn networks(peer: &PeerInfo) -> BTreeSet<IpNet> {
 
 fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     // Input first, so bad input changes nothing.
-    let psk = a
-        .preshared_key
-        .as_deref()
-        .map(|p| keys::read_key_file(p, "preshared key"))
-        .transpose()?;
+    // Some(None): `--preshared-key none`.
+    let psk = match &a.preshared_key {
+        None => None,
+        Some(PskArg::None) => Some(None),
+        Some(PskArg::File(p)) => Some(Some(keys::read_key_file(p, "preshared key")?)),
+    };
     let endpoint = a.endpoint.as_ref().map(Endpoint::resolve).transpose()?;
     let name = &a.iface;
     let used = interface_here(ctx, name)?.backend;
@@ -219,7 +240,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     };
     // The peer's preshared key after this (an all-zero key is none, as WireGuard has it).
     let new_psk = match &psk {
-        Some(k) => keys::non_zero(Some(k.clone())),
+        Some(k) => keys::non_zero(k.clone()),
         None => cur_psk.clone(),
     };
     // How an existing peer differs (that takes --replace); never shows a key.
@@ -258,6 +279,19 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
             diffs.join(", ")
         )));
     }
+    // --exclusive: every other peer of the interface goes (a stray one added behind our back).
+    let strays: Vec<_> = if a.exclusive {
+        dev.peers
+            .iter()
+            .map(|p| &p.config.public_key)
+            .filter(|k| **k != a.public_key.0)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !strays.is_empty() {
+        diffs.push(format!("{} other peer(s) removed", strays.len()));
+    }
     if endpoint.is_some_and(|e| Some(e) != cur_endpoint) {
         diffs.push("endpoint".into());
     }
@@ -291,13 +325,19 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         if let Some(k) = a.keepalive {
             peer = peer.set_persistent_keepalive_interval(k);
         }
-        if let Some(k) = &psk {
-            peer = peer.set_preshared_key(k.clone());
+        match &psk {
+            Some(Some(k)) => peer = peer.set_preshared_key(k.clone()),
+            Some(None) => peer = peer.unset_preshared_key(),
+            None => {}
+        }
+        let mut update = DeviceUpdate::new();
+        for k in strays {
+            update = update.remove_peer_by_key(k);
         }
         backend::apply(
             name,
             used,
-            DeviceUpdate::new().add_peer(peer),
+            update.add_peer(peer),
             &format!(
                 "setting peer {} on {name} in {}",
                 a.public_key,
