@@ -71,6 +71,12 @@ def default_route_problem($routes; $pwg; $table; $family; $where):
          and (.table == $table or .table_id == $table)) then empty
   else "no \(if $family == "inet6" then "IPv6 " else "" end)default route into \($pwg)\(if $table == "main" then "" else " in table \($table)" end) in \($where)" end;
 
+# nat_integrity(RULES; WHERE): natctl rules whose kernel rules are not what their id stands for
+# (changed behind natctl's back, the comment kept) or lack a part.
+def nat_integrity($rules; $where):
+  $rules[] | select(.tampered or (.complete == false))
+  | "natctl rule \(.id) (\(.kind)\(if .iif then " --iif \(.iif)" elif .oif then " --oif \(.oif)" else "" end)) in \($where) \(if .tampered then "was changed behind natctl's back" else "lacks a part" end)";
+
 # by_key(LIST; KEY): LIST grouped by KEY (a string or number; entries without one left out), so
 # that each peer looks up its own entries instead of scanning every peer's.
 def by_key($list; f): $list | map(select(f != null)) | group_by(f) | map({key: (.[0] | f | tostring), value: .}) | from_entries;
@@ -89,6 +95,14 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
      else "no SNAT of \($pwg)'s traffic to \($r.address) in \($where)" end),
     (if $a6 == "" or any($nat[]; .kind == "snat" and .iif == $pwg and .to == $a6) then empty
      else "no SNAT of \($pwg)'s traffic to \($a6) in \($where)" end),
+    ([[false, $cidr], [false, $cidr6], [true, $addr], [true, $addr6]][] as [$local, $dst]
+     | select($dst != "" and ($a6 != "" or ($dst | contains(":") | not)))
+     | if any($nat[]; .kind == "filter" and .verdict == "accept" and .local == $local and .dst == $dst) then empty
+       else "no filter letting \($pwg)'s traffic reach \($dst)\(if $local then " (the center itself)" else "" end) in \($where)" end),
+    ([false, true][] as $local
+     | if any($nat[]; .kind == "filter" and .default == "drop" and .local == $local) then empty
+       else "no filter dropping the rest of \($pwg)'s traffic\(if $local then " to the center itself" else "" end) in \($where)" end),
+    nat_integrity($nat; $where),
     ([["inet", true], ["inet6", $a6 != ""]][] | select(.[1]) | .[0] as $family
      | (if any($rules[]; .family == $family and .fwmark == $mark and .table_id == $mark and .priority == $rule_priority) then empty
         else "no \(if $family == "inet6" then "IPv6 " else "" end)rule 'fwmark \($mark) lookup \($mark)' (priority \($rule_priority)) in \($where)" end),
@@ -154,8 +168,11 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
           tunnel_problems($i; $p; $r; $pwg; $pl; $pwhere),
           default_route_problem($routes; $pwg; "main"; "inet"; $pwhere),
           (if $cidr6 != "" then default_route_problem($routes; $pwg; "main"; "inet6"; $pwhere) else empty end),
-          (if any($by["\($r.name):nat"].rules[]?; .kind == "masquerade" and .oif == $pin) | not
-           then "no NAPT rule (masquerade out of \($pin)) in \($pwhere)" else empty end)
+          (if any($by["\($r.name):nat"].rules[]?; .kind == "masquerade" and .oif == $pin and (.tampered | not)) | not
+           then "no NAPT rule (masquerade out of \($pin)) in \($pwhere)" else empty end),
+          nat_integrity($by["\($r.name):nat"].rules // []; $pwhere),
+          ($by["\($r.name):nat"].foreign_tables[]?
+           | "nftables \(.) in \($pwhere) is not the hub's (only natctl's table belongs in a peer's namespace)")
       end,
       (if $zones then empty else port_problems($sl; $pbr; $place[$r.name].bridge; $switch_where) end),
       ([$r.address, if $a6 != "" then $a6 else empty end][] as $a

@@ -1,28 +1,32 @@
-//! natctl: NAT, port forwards, 1:1 prefix mapping, conntrack zones, fwmarks and connection marks
-//! on nftables.
+//! natctl: NAT, port forwards, 1:1 prefix mapping, conntrack zones, fwmarks, connection marks
+//! and access control (filter) on nftables.
 //!
 //! `natctl [--ns NS] VERB [ARGS]`. natctl keeps everything it makes in its own table,
 //! `table inet natctl`, in the namespace it acts on, and never touches any other table. Every
 //! command is one atomic nftables transaction (built with nftnl, sent over mnl); every rule
-//! carries its canonical arguments in its comment, so `list` reads rules back from the kernel
-//! exactly and the same arguments always give the same rule id.
+//! carries its canonical arguments in its comment, so the same arguments always give the same
+//! rule id; the comment is trusted only as far as the rule's expressions match what natctl
+//! encodes for those arguments (`audit`): `list` shows a rule changed behind natctl's back as
+//! tampered, or one missing a part as incomplete, and `add` repairs it.
 
 use clap::Subcommand;
 use common::{Ctx, Outcome, Result};
 
+pub mod audit;
 pub mod cmd;
 pub mod nft;
 pub mod rule;
 
 pub const ABOUT: &str =
-    "NAT, port forwards, 1:1 prefix mapping, conntrack zones and fwmarks on nftables";
+    "NAT, port forwards, 1:1 prefix mapping, conntrack zones, fwmarks and filters on nftables";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     #[command(flatten)]
     Add(cmd::RuleCmd),
-    /// List natctl's rules, read back from the kernel, with packet/byte counters
-    /// (like `nft list table inet natctl`)
+    /// List natctl's rules, read back from the kernel, with packet/byte counters, each checked
+    /// against what its id stands for (tampered, complete, missing), and the namespace's other
+    /// tables (like `nft list table inet natctl`, `nft list tables`)
     List(cmd::list::List),
     /// Delete the rule with this id (like `nft delete rule inet natctl CHAIN handle H`)
     Del(cmd::del::Del),

@@ -94,14 +94,20 @@ pub enum Match {
     Src(IpNet),
     /// `ip daddr NET` / `ip6 daddr NET`
     Dst(IpNet),
-    /// `meta l4proto tcp|udp`
-    Proto(Proto),
+    /// `meta l4proto N` (an IPPROTO_* number: tcp, udp, icmp, ipv6-icmp)
+    Proto(u8),
     /// `th dport FIRST[-LAST]` (after a Proto match)
     Dport(u16, u16),
     /// `ct direction reply`: the packet travels against its connection's first packet.
     CtReply,
+    /// `ct direction original`: the packet travels the way its connection's first packet did.
+    CtOriginal,
+    /// `ct state new`: the packet is its connection's first (conntrack has not confirmed it).
+    CtNew,
     /// `ct mark N`
     CtMark(u32),
+    /// `ct mark != N`
+    CtMarkNot(u32),
 }
 
 /// `meta l4proto PROTO [th dport PORT[-PORT]]`; a port without a protocol is invalid.
@@ -115,7 +121,10 @@ pub fn port_matches(
             "{kind}: --dport {dport} needs --proto tcp|udp"
         )));
     }
-    let mut matches: Vec<Match> = proto.into_iter().map(Match::Proto).collect();
+    let mut matches: Vec<Match> = proto
+        .map(|p| Match::Proto(p.number()))
+        .into_iter()
+        .collect();
     matches.extend(dport.map(|p| Match::Dport(p.first.0, p.last.0)));
     Ok(matches)
 }
@@ -147,6 +156,32 @@ pub enum Action {
     CtMark(u32),
     /// `meta mark set ct mark`
     MarkFromCt,
+    /// `accept` or `drop`. `at_head`: the rule is inserted at the head of its chain (nft
+    /// `insert rule`) instead of appended, so it is evaluated before every rule appended there.
+    Verdict { verdict: Verdict, at_head: bool },
+}
+
+/// A filter verdict (nft `accept`, `drop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Verdict {
+    Accept,
+    Drop,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+        })
+    }
+}
+
+impl Part {
+    /// Whether the part is inserted at the head of its chain rather than appended.
+    pub fn at_head(&self) -> bool {
+        matches!(self.action, Action::Verdict { at_head: true, .. })
+    }
 }
 
 /// One nftables rule of a natctl rule: the base chain it is in, its matches and its statement.

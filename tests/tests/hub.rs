@@ -440,12 +440,17 @@ impl Hub {
             [
                 "\"connmark\" in \"connmarks\"",
                 "\"connmark\" in \"connmarks\"",
+                "\"connmark\" in \"connmarks\"",
                 "\"connmark\" in \"localmarks\"",
+                "\"filter\" in \"forward\"",
+                "\"filter\" in \"forward\"",
+                "\"filter\" in \"local_in\"",
+                "\"filter\" in \"local_in\"",
                 "\"snat\" in \"input\"",
                 "\"snat\" in \"srcnat\"",
                 "\"zone\" in \"zones\"",
             ],
-            "{context}: {peer}'s zone, mark and SNAT once each in {ns}"
+            "{context}: {peer}'s zone, mark, SNAT and filters once each in {ns}"
         );
         // (natctl names each nft rule's command in its comment, the restoring ones included)
         let wg = format!("--iif {} ", self.peer_wg(peer));
@@ -3059,6 +3064,290 @@ fn a_stopped_hub_takes_only_settings_its_peers_fit() {
     hub.hub_env(&["HUB_CIDR6=fd00:64::/64"], &["-q", "up"])
         .fails(2, "peer 'm1' has MTU 600");
     hub.hub(&["-q", "up"]).ok();
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+}
+
+/// Python for the spoofing test: the center's UDP server (each datagram it gets is answered by
+/// 300 datagrams over 3 s), a device's receiver (counts what arrives on a port for 5 s), and
+/// the attacker (raw IPv4/UDP datagrams with a forged source, sent into its own tunnel).
+const UDP_FLOOD_SERVER: &str = "
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(10)
+_, peer = s.recvfrom(100)
+for i in range(300):
+    s.sendto(b'data %d' % i, peer)
+    time.sleep(0.01)
+";
+const UDP_COUNTER: &str = "
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', int(sys.argv[1])))
+if len(sys.argv) > 2:
+    s.sendto(b'hello', (sys.argv[2], int(sys.argv[3])))
+s.settimeout(0.5)
+n, end = 0, time.time() + 5
+while time.time() < end:
+    try:
+        s.recvfrom(100)
+        n += 1
+    except socket.timeout:
+        pass
+print(n)
+";
+const UDP_SPOOFER: &str = "
+import socket, struct, sys, time
+src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+def csum(b):
+    if len(b) % 2: b += b'\\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+payload = b'spoofed'
+udp = struct.pack('!HHHH', sport, dport, 8 + len(payload), 0) + payload
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for i in range(100):
+    s.sendto(ip + udp, (dst, 0))
+    time.sleep(0.02)
+";
+
+/// Device A sends, through its own tunnel, UDP forged as the reply side of device B's
+/// connection to the center (src = the center's address and port, dst = B's internal address
+/// and port). Before: in zones mode conntrack took it for a reply of B's connection and the
+/// connection mark rule for A's interface re-marked B's connection, so the center's packets for
+/// B went into A's tunnel (A got ~250 of B's 300). Now: A gets none, B gets them all, and B's
+/// connection keeps its mark.
+#[test]
+fn a_device_cannot_take_another_devices_traffic() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "va", "vb"]).ok();
+    hub.client("va", 1);
+    hub.client("vb", 2);
+    let clients = [hub.client_ns("va"), hub.client_ns("vb")];
+    assert_eq!(ping_all(&clients), [true, true]);
+    let b_addr = hub.peer_status("vb")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let py = |ns: &str, code: &str, args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, "python3", "-c", code])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let server = py(&hub.ns, UDP_FLOOD_SERVER, &[SERVER, "9000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let a = py(&clients[0], UDP_COUNTER, &["4000"]);
+    let b = py(&clients[1], UDP_COUNTER, &["4000", SERVER, "9000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let spoofer = py(&clients[0], UDP_SPOOFER, &[SERVER, "9000", &b_addr, "4000"])
+        .wait_with_output()
+        .unwrap();
+    assert!(spoofer.status.success(), "{spoofer:?}");
+    let count = |c: std::process::Child| -> u64 {
+        let out = c.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{out:?}"))
+    };
+    let (got_a, got_b) = (count(a), count(b));
+    let _ = server.wait_with_output();
+    assert_eq!(got_a, 0, "A received B's traffic (B got {got_b})");
+    assert!(got_b >= 290, "B received {got_b} of its 300");
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+}
+
+/// A device reaches only the internal network: not a service on the center's own uplink
+/// address, not a host on a LAN behind the center, not another peer's internal address, even
+/// with its own tunnel's allowed-ips and routes opened to them. The center's server stays
+/// reachable.
+#[test]
+fn a_device_reaches_only_the_internal_network() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "ia", "ib"]).ok();
+    hub.client("ia", 1);
+    let client = hub.client_ns("ia");
+    assert_eq!(ping_all(std::slice::from_ref(&client)), [true]);
+    let b_addr = hub.peer_status("ib")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // a LAN behind the center: the center 198.51.100.1, a host 198.51.100.2
+    let lan = hub.lab.netns("lan");
+    let (ns, p) = (&hub.ns, &hub.lab.prefix);
+    sh(&format!(
+        "set -e; ip link add {p}lan0 netns {ns} type veth peer name {p}lan1 netns {lan}; \
+         ip -n {ns} addr add 198.51.100.1/24 dev {p}lan0; ip -n {ns} link set {p}lan0 up; \
+         ip -n {lan} addr add 198.51.100.2/24 dev {p}lan1; ip -n {lan} link set {p}lan1 up; \
+         ip -n {lan} link set lo up; ip -n {lan} route add default via 198.51.100.1"
+    ))
+    .ok();
+    // the attacker opens its own tunnel to everything
+    let (cwg, peer_key) = (
+        hub.client_wg("ia"),
+        hub.peer_status("ia")["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    sh(&format!(
+        "set -e; ip netns exec {client} wg set {cwg} peer {peer_key} allowed-ips 0.0.0.0/0; \
+         ip -n {client} route add 198.51.100.0/24 dev {cwg}"
+    ))
+    .ok();
+    let listen = |where_: &str, addr: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", where_, "timeout", "20", "nc", "-l", "-k", addr, "8080",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // (a service of the center on all its addresses: the uplink's, the server's, and in zones
+    // mode the peers' internal addresses, which the center holds)
+    let listeners = vec![listen(ns, "0.0.0.0"), listen(&lan, "198.51.100.2")];
+    std::thread::sleep(Duration::from_millis(500));
+    let connects = |dest: &str| {
+        sh(&format!(
+            "ip netns exec {client} nc -z -w 2 -s {CLIENT_ADDR} {dest} 8080"
+        ))
+        .code
+            == 0
+    };
+    assert!(connects(SERVER), "the center's server is reachable");
+    for dest in ["198.51.100.1", "198.51.100.2", &b_addr] {
+        assert!(!connects(dest), "the device reached {dest}");
+    }
+    assert!(
+        !ping(&client, "198.51.100.2", 2),
+        "the device pinged the LAN host"
+    );
+    for mut l in listeners {
+        let _ = l.kill();
+        let _ = l.wait();
+    }
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+}
+
+/// natctl's rules are held against what their ids stand for: a NAT rule replaced behind the
+/// hub's back by an SNAT to another peer's address (its comment kept), and (zones) one nft rule
+/// of a multi-rule object deleted (the connmark's restore, the `snat --local` input part), are
+/// named by `check` and repaired by `up`; (netns) a foreign table in a peer's namespace is named.
+#[test]
+fn tampered_or_partial_nat_is_seen_and_repaired() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "n1", "n2"]).ok();
+    let ns = hub.peer_ns("n1");
+    let other = hub.peer_status("n2")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // the rule to tamper with: n1's masquerade (netns) or its forwarded SNAT (zones)
+    let (chain, kind) = if hub.zones {
+        ("srcnat", "snat")
+    } else {
+        ("srcnat", "masquerade")
+    };
+    let wg = hub.peer_wg("n1");
+    let rules = sh(&format!(
+        "ip netns exec {ns} nft -a list chain inet natctl {chain}"
+    ))
+    .ok()
+    .stdout;
+    let line = rules
+        .lines()
+        .find(|l| l.contains("natctl:") && l.contains(kind) && (!hub.zones || l.contains(&wg)))
+        .unwrap_or_else(|| panic!("n1's {kind} rule in {rules}"));
+    let handle = line.rsplit("handle ").next().unwrap().trim();
+    let comment = line
+        .split("comment ")
+        .nth(1)
+        .unwrap()
+        .split(" #")
+        .next()
+        .unwrap();
+    let matcher = if hub.zones {
+        format!("iifname \"{wg}\"")
+    } else {
+        format!("oifname \"{}n1-in\"", hub.lab.prefix)
+    };
+    sh(&format!(
+        "ip netns exec {ns} nft 'replace rule inet natctl {chain} handle {handle} \
+         {matcher} snat ip to {other} comment {comment}'"
+    ))
+    .ok();
+    let (check, healthy) = hub.check();
+    assert!(!healthy, "{check}");
+    assert_mentions(
+        &problems_of(&check, "n1"),
+        "was changed behind natctl's back",
+        "the tampered rule",
+    );
+    hub.hub(&["-q", "up"]).ok();
+    let (check, healthy) = hub.check();
+    assert!(healthy, "repaired: {check}");
+    hub.assert_nat_once("n1", "after the repair");
+
+    if hub.zones {
+        // one part of a multi-rule object: the connmark's restore, the snat --local input part
+        for (chain, needle) in [("connmarks", "meta mark set ct mark"), ("input", "snat")] {
+            let rules = sh(&format!(
+                "ip netns exec {ns} nft -a list chain inet natctl {chain}"
+            ))
+            .ok()
+            .stdout;
+            let mark = zone_mark(&hub.peer_status("n1"));
+            let line = rules
+                .lines()
+                .find(|l| {
+                    l.contains(needle)
+                        && (l.contains(&format!("--iif {wg} "))
+                            || l.contains(&format!("--iif {wg}\"")))
+                        && (chain != "connmarks"
+                            || l.contains(&format!("{mark:#x}"))
+                            || l.contains(&mark.to_string()))
+                })
+                .unwrap_or_else(|| panic!("n1's {needle} in {chain}: {rules}"));
+            let handle = line.rsplit("handle ").next().unwrap().trim();
+            sh(&format!(
+                "ip netns exec {ns} nft delete rule inet natctl {chain} handle {handle}"
+            ))
+            .ok();
+            let (check, healthy) = hub.check();
+            assert!(!healthy, "{chain}: {check}");
+            assert_mentions(&problems_of(&check, "n1"), "lacks a part", chain);
+            hub.hub(&["-q", "up"]).ok();
+            let (check, healthy) = hub.check();
+            assert!(healthy, "{chain} repaired: {check}");
+            hub.assert_nat_once("n1", &format!("after {chain}'s repair"));
+        }
+    } else {
+        sh(&format!("ip netns exec {ns} nft add table ip intruder")).ok();
+        let (check, healthy) = hub.check();
+        assert!(!healthy, "{check}");
+        assert_mentions(
+            &problems_of(&check, "n1"),
+            "is not the hub's",
+            "a foreign table",
+        );
+        sh(&format!("ip netns exec {ns} nft delete table ip intruder")).ok();
+    }
     let (check, healthy) = hub.check();
     assert!(healthy, "{check}");
 }

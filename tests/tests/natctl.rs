@@ -34,10 +34,24 @@ struct RuleJson {
     dir: Option<String>,
     set: Option<u32>,
     local: Option<bool>,
+    verdict: Option<String>,
+    #[serde(rename = "default")]
+    default_verdict: Option<String>,
     chain: Option<String>,
     handle: Option<u64>,
     packets: Option<u64>,
     bytes: Option<u64>,
+    tampered: Option<bool>,
+    complete: Option<bool>,
+    missing: Option<Vec<MissingPart>>,
+}
+
+/// A part of a listed rule that the kernel lacks.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct MissingPart {
+    part: usize,
+    chain: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +90,7 @@ struct Flushed {
 struct Listed {
     changed: bool,
     rules: Vec<RuleJson>,
+    foreign_tables: Vec<String>,
 }
 
 fn natctl(ns: &str, args: &[&str]) -> Run {
@@ -100,6 +115,20 @@ fn list(ns: &str) -> Vec<RuleJson> {
     let l: Listed = parse(&natctl(ns, &["list"]).ok());
     assert!(!l.changed);
     l.rules
+}
+
+/// `list`, every rule of which must be intact: what its id stands for, complete, unchanged.
+#[track_caller]
+fn list_intact(ns: &str) -> Vec<RuleJson> {
+    let rules = list(ns);
+    for r in &rules {
+        assert_eq!(
+            (r.tampered, r.complete, r.missing.as_deref()),
+            (Some(false), Some(true), Some(&[][..])),
+            "{r:?}"
+        );
+    }
+    rules
 }
 
 /// The namespace's whole nftables ruleset, with handles: what "unchanged" is checked against.
@@ -1241,14 +1270,35 @@ where
 fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
     use serde_json::json;
     let counter = json!({"counter": {"packets": r.packets.unwrap(), "bytes": r.bytes.unwrap()}});
-    // connmark's 2nd and 3rd rules (connmarks and localmarks) restore the mark on replies.
-    if r.kind == "connmark" && part > 0 {
-        return vec![
-            nft_match(json!({"ct": {"key": "direction"}}), json!("reply")),
-            nft_match(json!({"ct": {"key": "mark"}}), json!(r.set.unwrap())),
-            counter,
-            json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}}),
-        ];
+    let ct = |key: &str| json!({"ct": {"key": key}});
+    let op = |op: &str, left: Value, right: Value| json!({"match": {"op": op, "left": left, "right": right}});
+    // connmark: 1st rule marks the connections IFACE opens, 2nd drops foreign replies on IFACE,
+    // 3rd and 4th (connmarks and localmarks) restore the mark on replies.
+    if r.kind == "connmark" {
+        let (iif, set) = (json!(r.iif.as_deref().unwrap()), json!(r.set.unwrap()));
+        let iifname = nft_match(json!({"meta": {"key": "iifname"}}), iif);
+        return match part {
+            0 => vec![
+                iifname,
+                op("in", ct("state"), json!("new")),
+                nft_match(ct("direction"), json!("original")),
+                counter,
+                json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": set}}),
+            ],
+            1 => vec![
+                iifname,
+                nft_match(ct("direction"), json!("reply")),
+                op("!=", ct("mark"), set),
+                counter,
+                json!({"drop": null}),
+            ],
+            _ => vec![
+                nft_match(ct("direction"), json!("reply")),
+                nft_match(ct("mark"), set),
+                counter,
+                json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}}),
+            ],
+        };
     }
     let family = match r.family.as_str() {
         "inet" => Some("ip"),
@@ -1258,7 +1308,9 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
     };
     let mut e = Vec::new();
     let addressed = r.src.is_some() || r.dst.is_some() || r.daddr.is_some();
-    if let (Some(f), false) = (family, addressed) {
+    // nft leaves `meta nfproto` implied by an ICMP protocol too.
+    let icmp = matches!(r.proto.as_deref(), Some("icmp" | "icmpv6"));
+    if let (Some(f), false, false) = (family, addressed, icmp) {
         let nfproto = if f == "ip" { "ipv4" } else { "ipv6" };
         e.push(nft_match(
             json!({"meta": {"key": "nfproto"}}),
@@ -1289,12 +1341,17 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
     }
     match (r.proto.as_deref(), r.dport.as_deref()) {
         (Some(p), Some(d)) => e.push(nft_match(payload(p, "dport"), nft_range::<u16>(d))),
+        (Some("icmpv6"), None) => e.push(nft_match(meta("l4proto"), json!("ipv6-icmp"))),
         (Some(p), None) => e.push(nft_match(meta("l4proto"), json!(p))),
         _ => {}
     }
     e.push(counter);
     let to = r.to.as_deref().unwrap_or_default();
     e.push(match r.kind.as_str() {
+        "filter" => {
+            let verdict = r.verdict.as_deref().or(r.default_verdict.as_deref());
+            json!({ verdict.unwrap(): null })
+        }
         "masquerade" => json!({"masquerade": null}),
         "snat" => json!({"snat": {"family": f, "addr": nft_range::<std::net::IpAddr>(to)}}),
         "dnat" => {
@@ -1309,7 +1366,6 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
             }
             json!({"dnat": nat})
         }
-        "connmark" => json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": r.set.unwrap()}}),
         "zone" => {
             let mut ct = json!({"key": "zone"});
             if r.dir.as_deref() != Some("both") {
@@ -1326,7 +1382,7 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
 /// expression by expression, what its listed arguments say.
 #[track_caller]
 fn assert_list_matches_nft(ns: &str) -> Vec<RuleJson> {
-    let listed = list(ns);
+    let listed = list_intact(ns);
     let kernel = nft_rules(ns);
     assert_eq!(listed.len(), kernel.len(), "{listed:?}\n{kernel:?}");
     for (i, r) in listed.iter().enumerate() {
@@ -1465,8 +1521,8 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
     let listed = assert_list_matches_nft(&ns);
 
     // dnat --local is in prerouting and output, snat --local in postrouting and input;
-    // connmark is three rules: one marks, two restore (connmarks, and localmarks for replies
-    // the namespace sends itself).
+    // connmark is four rules: one marks, one drops foreign replies, two restore (connmarks,
+    // and localmarks for replies the namespace sends itself).
     let chains = |kind: &str, family: &str| -> Vec<String> {
         listed
             .iter()
@@ -1479,6 +1535,8 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
     assert_eq!(
         chains("connmark", "any"),
         [
+            "connmarks",
+            "connmarks",
             "connmarks",
             "connmarks",
             "connmarks",
@@ -1841,8 +1899,756 @@ fn connmark_sends_replies_back_the_way_they_came() {
             "client {n}'s ping of the router, SNATed to 10.9.0.{n} in zone {n}: {ct}"
         );
     }
-    // Every connmark rule did its part: marked the requests, restored the mark on replies.
-    for r in assert_list_matches_nft(&router) {
-        assert!(r.packets.unwrap() >= 1, "{r:?} matched nothing");
+    // Every connmark rule did its part: marked the requests, restored the mark on replies;
+    // no reply arrived from a client, so the guard against foreign replies dropped nothing.
+    let listed = assert_list_matches_nft(&router);
+    for (i, r) in listed.iter().enumerate() {
+        let part = listed[..i].iter().filter(|o| o.id == r.id).count();
+        if r.kind == "connmark" && part == 1 {
+            assert_eq!(r.packets, Some(0), "{r:?} dropped something");
+        } else {
+            assert!(r.packets.unwrap() >= 1, "{r:?} matched nothing");
+        }
     }
+}
+
+/// The zones-mode center in miniature: devices A and B (both 192.168.1.10) behind interfaces
+/// `ta` and `tb` of `center`, each in its own conntrack zone (original direction), marked by
+/// connmark 1 and 2, SNATed to 100.64.0.11 and 100.64.0.12 and routed back by `fwmark N lookup
+/// N`; a server at 100.64.0.1 behind `sv0`. Returns (center, devA, devB, server).
+fn connmark_center(lab: &Lab) -> (String, String, String, String) {
+    let center = lab.netns("ctr");
+    let (dev_a, dev_b, server) = (lab.netns("da"), lab.netns("db"), lab.netns("sv"));
+    sysctl_in(&center, "net.ipv4.ip_forward=1");
+    sysctl_in(&center, "net.ipv4.conf.all.rp_filter=0");
+    sysctl_in(&center, "net.ipv4.conf.default.rp_filter=0");
+    veth(&center, "sv0", &server, "eth0");
+    ip_in(&center, "addr add 100.64.0.254/24 dev sv0");
+    ip_in(&server, "addr add 100.64.0.1/24 dev eth0");
+    for (n, (dev, iface)) in [(&dev_a, "ta"), (&dev_b, "tb")].into_iter().enumerate() {
+        let n = n + 1;
+        veth(&center, iface, dev, "eth0");
+        ip_in(dev, "addr add 192.168.1.10/24 dev eth0");
+        ip_in(dev, "route add default via 192.168.1.1");
+        ip_in(
+            &center,
+            &format!("addr add 192.168.1.1/24 dev {iface} noprefixroute"),
+        );
+        ip_in(&center, &format!("addr add 100.64.0.1{n}/32 dev sv0"));
+        ip_in(&center, &format!("route add default dev {iface} table {n}"));
+        ip_in(&center, &format!("rule add fwmark {n} lookup {n}"));
+        let (n, addr) = (n.to_string(), format!("100.64.0.1{n}"));
+        add(
+            &center,
+            &["zone", "--iif", iface, "--zone", &n, "--dir", "original"],
+        );
+        add(&center, &["connmark", "--iif", iface, "--set", &n]);
+        add(&center, &["snat", "--to", &addr, "--iif", iface]);
+    }
+    (center, dev_a, dev_b, server)
+}
+
+/// A UDP server on 100.64.0.1:5000 that answers the first datagram with 60 datagrams
+/// `srv-I`, 50 ms apart; a client in device B (192.168.1.10:4000) that sends it one and counts
+/// what comes back; and, meanwhile, device A sending datagrams spoofed as the reply side of B's
+/// connection (from 100.64.0.1:5000 to B's address 100.64.0.12:4000) and counting the server's
+/// datagrams that reach it. Returns (B's count, A's count).
+fn spoof_run(dev_a: &str, dev_b: &str, server: &str) -> (u32, u32) {
+    let server_py = r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5000))
+s.settimeout(10)
+_, peer = s.recvfrom(100)
+for i in range(60):
+    s.sendto(b"srv-%d" % i, peer); time.sleep(0.05)
+"#;
+    let client_py = r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.168.1.10", 4000))
+s.sendto(b"hello", ("100.64.0.1", 5000))
+s.settimeout(1.5)
+n = 0
+try:
+    while True:
+        d, _ = s.recvfrom(100)
+        n += d.startswith(b"srv-")
+except socket.timeout:
+    pass
+print("B", n)
+"#;
+    // Raw IPv4 + UDP (checksum 0: none), so the source can be any address.
+    let attacker_py = r#"
+import socket, struct, time
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("0.0.0.0", 4000))
+rx.setblocking(False)
+src, dst = socket.inet_aton("100.64.0.1"), socket.inet_aton("100.64.0.12")
+payload = b"spoof"
+udp = struct.pack("!HHHH", 5000, 4000, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, dst)
+n = 0
+end = time.time() + 3.5
+while time.time() < end:
+    raw.sendto(ip + udp, ("100.64.0.12", 0))
+    time.sleep(0.05)
+    try:
+        while True:
+            d = rx.recv(100)
+            n += d.startswith(b"srv-")
+    except BlockingIOError:
+        pass
+print("A", n)
+"#;
+    let script = format!(
+        r#"
+        ip netns exec {server} python3 -c '{server_py}' & s=$!
+        sleep 0.3
+        ip netns exec {dev_b} python3 -c '{client_py}' & b=$!
+        sleep 0.3
+        ip netns exec {dev_a} python3 -c '{attacker_py}' & a=$!
+        wait $a; wait $b; wait $s
+        "#
+    );
+    let out = sh(&script).ok().stdout;
+    let count = |who: &str| -> u32 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{who} ")))
+            .unwrap_or_else(|| panic!("no count from {who}: {out}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (count("B"), count("A"))
+}
+
+/// A device cannot take over another device's connection by sending packets that conntrack
+/// takes for that connection's replies (zones are original-direction only, so the reply tuple
+/// is shared): connmark marks only a connection's first packet, and drops a reply-direction
+/// packet on IFACE whose connection is not marked N.
+#[test]
+fn connmark_spoofed_replies_cannot_hijack_another_devices_connection() {
+    let lab = Lab::new();
+    let (center, dev_a, dev_b, server) = connmark_center(&lab);
+    let (b, a) = spoof_run(&dev_a, &dev_b, &server);
+    assert_eq!(
+        a, 0,
+        "device A received {a} of the server's datagrams for B"
+    );
+    assert_eq!(b, 60, "device B received {b} of the server's 60 datagrams");
+    let ct = nsh(&center, "conntrack -L -p udp 2>/dev/null").ok().stdout;
+    assert!(
+        ct.lines().any(
+            |l| l.contains("src=192.168.1.10 dst=100.64.0.1 sport=4000 dport=5000")
+                && l.contains("src=100.64.0.1 dst=100.64.0.12 sport=5000 dport=4000")
+                && l.contains(" mark=2 ")
+        ),
+        "B's connection keeps mark 2: {ct}"
+    );
+    // The spoofed datagrams were dropped, and counted on the connmark rule that drops them.
+    let drops: u64 = list(&center)
+        .iter()
+        .filter(|r| r.kind == "connmark" && r.iif.as_deref() == Some("ta"))
+        .filter(|r| r.chain.as_deref() == Some("connmarks"))
+        .map(|r| r.packets.unwrap())
+        .sum();
+    assert!(drops >= 10, "A's spoofed datagrams were seen: {drops}");
+}
+
+/// One UDP datagram from `client` to `dest:port`, received by a socket on `port` in `server`.
+fn udp_reaches(server: &str, port: u16, client: &str, dest: &str) -> bool {
+    let script = format!(
+        r#"
+        out=$(mktemp)
+        ip netns exec {server} python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", {port})); s.settimeout(2)
+try:
+    print(s.recv(100).decode())
+except socket.timeout:
+    pass
+' >"$out" &
+        l=$!
+        for i in $(seq 1 50); do
+            ip netns exec {server} ss -Hlun "sport = :{port}" | grep -q . && break; sleep 0.05
+        done
+        for i in 1 2 3; do
+            ip netns exec {client} python3 -c '
+import socket
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"udp-hello", ("{dest}", {port}))'
+            sleep 0.1
+        done
+        wait $l; cat "$out"; rm -f "$out"
+        "#
+    );
+    sh(&script).ok().stdout.contains("udp-hello")
+}
+
+/// A hub (`fh`) with a device behind `d1` (10.1.0.2), the internal network behind `s0`
+/// (server 100.64.0.1, the hub 100.64.0.10) and another network behind `o0` (10.9.0.1).
+/// Returns (hub, device, server, other).
+fn filter_hub(lab: &Lab) -> (String, String, String, String) {
+    let hub = lab.netns("fh");
+    let (dev, server, other) = (lab.netns("fd"), lab.netns("fs"), lab.netns("fo"));
+    sysctl_in(&hub, "net.ipv4.ip_forward=1");
+    for (iface, ns, hub_addr, addr) in [
+        ("d1", &dev, "10.1.0.1/24", "10.1.0.2/24"),
+        ("s0", &server, "100.64.0.10/24", "100.64.0.1/24"),
+        ("o0", &other, "10.9.0.254/24", "10.9.0.1/24"),
+    ] {
+        veth(&hub, iface, ns, "eth0");
+        ip_in(&hub, &format!("addr add {hub_addr} dev {iface}"));
+        ip_in(ns, &format!("addr add {addr} dev eth0"));
+        let gw = hub_addr.split('/').next().unwrap();
+        ip_in(ns, &format!("route add default via {gw}"));
+    }
+    (hub, dev, server, other)
+}
+
+/// The hub's access control: a device may reach only the internal network and, of the hub's
+/// own addresses, only 100.64.0.10; everything else from it is dropped and counted, whatever
+/// order the rules were added in, and nothing is let through by connection state.
+#[test]
+fn filter_allows_what_is_listed_and_drops_the_rest_per_interface() {
+    let lab = Lab::new();
+    let (hub, dev, server, other) = filter_hub(&lab);
+    // Before any filter everything flows.
+    assert!(ping(&dev, "10.9.0.1", 1));
+    assert!(ping(&dev, "10.1.0.1", 1));
+
+    // The defaults first: the accepts added after them must still be evaluated before them.
+    let default_fwd = add(&hub, &["filter", "--iif", "d1", "--default", "drop"]);
+    let default_local = add(
+        &hub,
+        &["filter", "--iif", "d1", "--default", "drop", "--local"],
+    );
+    assert!(default_fwd.changed && default_local.changed);
+    assert_eq!(
+        (
+            default_fwd.rule.default_verdict.as_deref(),
+            default_fwd.rule.verdict.as_deref(),
+            default_fwd.rule.local
+        ),
+        (Some("drop"), None, Some(false))
+    );
+    assert!(
+        !ping(&dev, "100.64.0.1", 1),
+        "default drop, nothing accepted yet"
+    );
+    let accept = [
+        "filter",
+        "--iif",
+        "d1",
+        "--dst",
+        "100.64.0.0/24",
+        "--verdict",
+        "accept",
+    ];
+    let before = ruleset(&hub);
+    let check = natctl(&hub, &[&["--check"][..], &accept].concat()).ok();
+    assert!(check.changed());
+    assert_eq!(ruleset(&hub), before, "--check changed the kernel");
+    let fwd_accept = add(&hub, &accept);
+    assert!(fwd_accept.changed);
+    assert_eq!(fwd_accept.rule.family, "inet");
+    let again = add(
+        &hub,
+        &[
+            "filter",
+            "--verdict",
+            "accept",
+            "--dst",
+            "100.64.0.0/24",
+            "--iif",
+            "d1",
+        ],
+    );
+    assert_eq!(
+        (again.changed, &again.rule.id),
+        (false, &fwd_accept.rule.id)
+    );
+    assert_eq!(ruleset(&hub), ruleset(&hub));
+    let local_accept = add(
+        &hub,
+        &[
+            "filter",
+            "--iif",
+            "d1",
+            "--local",
+            "--dst",
+            "100.64.0.10",
+            "--verdict",
+            "accept",
+        ],
+    );
+    assert_eq!(local_accept.rule.dst.as_deref(), Some("100.64.0.10"));
+
+    // Forwarded: the internal network by ping, TCP and UDP; another network not.
+    assert!(ping(&dev, "100.64.0.1", 2));
+    let (got, _) = tcp_exchange(&server, 8080, &dev, "100.64.0.1", false);
+    assert_eq!(got.trim(), "hello-from-client");
+    assert!(udp_reaches(&server, 5353, &dev, "100.64.0.1"));
+    assert!(!ping(&dev, "10.9.0.1", 2));
+    assert!(!udp_reaches(&other, 5353, &dev, "10.9.0.1"));
+    let (got, _) = tcp_exchange(&other, 8080, &dev, "10.9.0.1", false);
+    assert_eq!(got.trim(), "", "TCP to another network passed");
+    // Local: the hub's internal address, not its address on the device's own link.
+    assert!(ping(&dev, "100.64.0.10", 2));
+    assert!(!ping(&dev, "10.1.0.1", 2));
+
+    // Replies to connections the device did not start are not accepted by state: another
+    // network's ping reaches the device (nothing filters o0), but the device's answers are
+    // dropped by d1's default.
+    let seen = echo_requests(&dev, false);
+    assert!(!ping(&other, "10.1.0.2", 2));
+    assert!(
+        echo_requests(&dev, false) >= seen + 2,
+        "the pings reached the device"
+    );
+
+    // A selector drop added later is evaluated before the older accept (newest first).
+    let drop_8081 = add(
+        &hub,
+        &[
+            "filter",
+            "--iif",
+            "d1",
+            "--dst",
+            "100.64.0.0/24",
+            "--proto",
+            "tcp",
+            "--dport",
+            "8081",
+            "--verdict",
+            "drop",
+        ],
+    );
+    let (got, _) = tcp_exchange(&server, 8081, &dev, "100.64.0.1", false);
+    assert_eq!(got.trim(), "", "tcp/8081 passed its drop");
+    let (got, _) = tcp_exchange(&server, 8080, &dev, "100.64.0.1", false);
+    assert_eq!(got.trim(), "hello-from-client");
+
+    // The kernel's order and counters, and list's account of them.
+    let chain = nsh(&hub, "nft list chain inet natctl forward").ok().stdout;
+    let pos = |needle: &str| {
+        chain
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {chain}"))
+    };
+    assert!(pos("dport 8081") < pos("daddr 100.64.0.0/24 counter"));
+    assert!(pos("daddr 100.64.0.0/24 counter") < pos("--default drop"));
+    let listed = assert_list_matches_nft(&hub);
+    let packets = |id: &str| {
+        listed
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("{id} not listed"))
+            .packets
+            .unwrap()
+    };
+    assert!(packets(&default_fwd.rule.id) >= 5, "forward drops counted");
+    assert!(packets(&default_local.rule.id) >= 2, "local drops counted");
+    assert!(packets(&fwd_accept.rule.id) >= 4);
+    assert!(packets(&local_accept.rule.id) >= 2);
+    assert!(packets(&drop_8081.rule.id) >= 1);
+    let forward: Vec<_> = listed
+        .iter()
+        .filter(|r| r.chain.as_deref() == Some("forward"))
+        .collect();
+    assert_eq!(forward.len(), 3);
+
+    // del: the internal network is then dropped too; del of what is gone is changed:false.
+    let gone = natctl(&hub, &["del", &fwd_accept.rule.id]).ok();
+    assert!(gone.changed());
+    assert!(!ping(&dev, "100.64.0.1", 1));
+    assert!(!natctl(&hub, &["del", &fwd_accept.rule.id]).ok().changed());
+    for id in [&default_fwd.rule.id, &default_local.rule.id] {
+        assert!(natctl(&hub, &["del", id]).ok().changed());
+    }
+    assert!(
+        ping(&dev, "10.9.0.1", 1),
+        "no default left: forwarded again"
+    );
+    assert!(ping(&dev, "10.1.0.1", 1), "no local default left");
+}
+
+#[test]
+fn filter_bad_input_exits_2() {
+    let lab = Lab::new();
+    let ns = lab.netns("fbad");
+    for (args, needle) in [
+        (&["filter", "--iif", "x"][..], "--verdict"),
+        (
+            &[
+                "filter",
+                "--iif",
+                "x",
+                "--default",
+                "drop",
+                "--dst",
+                "10.0.0.0/8",
+            ],
+            "--dst",
+        ),
+        (
+            &[
+                "filter",
+                "--iif",
+                "x",
+                "--default",
+                "drop",
+                "--verdict",
+                "drop",
+            ],
+            "--verdict",
+        ),
+        (
+            &["filter", "--iif", "x", "--dport", "22", "--verdict", "drop"],
+            "--proto tcp|udp",
+        ),
+        (
+            &[
+                "filter",
+                "--iif",
+                "x",
+                "--proto",
+                "icmp",
+                "--dport",
+                "22",
+                "--verdict",
+                "drop",
+            ],
+            "--proto tcp|udp",
+        ),
+        (
+            &[
+                "filter",
+                "--iif",
+                "x",
+                "--proto",
+                "icmp",
+                "--dst",
+                "2001:db8::1",
+                "--verdict",
+                "drop",
+            ],
+            "icmp",
+        ),
+        (&["filter", "--iif", "x", "--verdict", "reject"], "reject"),
+        (
+            &[
+                "filter",
+                "--iif",
+                "x",
+                "--src",
+                "10.0.0.1",
+                "--dst",
+                "::1",
+                "--verdict",
+                "drop",
+            ],
+            "IPv",
+        ),
+    ] {
+        natctl(&ns, args).fails(2, needle);
+    }
+    assert_eq!(kernel_rule_count(&ns), 0);
+    // ICMP by family: icmp is IPv4's, icmpv6 IPv6's.
+    let v4 = add(
+        &ns,
+        &[
+            "filter",
+            "--iif",
+            "x",
+            "--proto",
+            "icmp",
+            "--verdict",
+            "accept",
+        ],
+    );
+    let v6 = add(
+        &ns,
+        &[
+            "filter",
+            "--iif",
+            "x",
+            "--proto",
+            "icmpv6",
+            "--verdict",
+            "accept",
+        ],
+    );
+    assert_eq!(
+        (v4.rule.family.as_str(), v6.rule.family.as_str()),
+        ("inet", "inet6")
+    );
+    assert_list_matches_nft(&ns);
+}
+
+/// The nftables rules (chain, handle) of natctl's table whose comment carries `id`.
+fn handles_of(ns: &str, id: &str) -> Vec<(String, u64)> {
+    nft_rules(ns)
+        .into_iter()
+        .filter(|r| {
+            r.comment
+                .as_deref()
+                .is_some_and(|c| c.starts_with(&format!("natctl:{id} ")))
+        })
+        .map(|r| (r.chain, r.handle))
+        .collect()
+}
+
+/// The listed entries of `id`.
+fn listed_id(ns: &str, id: &str) -> Vec<RuleJson> {
+    list(ns).into_iter().filter(|r| r.id == id).collect()
+}
+
+/// A rule changed with `nft` behind natctl's back, keeping its comment, is not what its id
+/// stands for: `list` says so, `add` of the same arguments replaces it, `del` removes it.
+#[test]
+fn a_rule_changed_behind_natctls_back_is_tampered_and_replaced() {
+    let lab = Lab::new();
+    let ns = lab.netns("tamp");
+    let masq = add(&ns, &["masquerade", "--oif", "x"]).rule.id;
+    let other = add(&ns, &["snat", "--to", "192.0.2.1", "--oif", "y"])
+        .rule
+        .id;
+    list_intact(&ns);
+    let (chain, handle) = handles_of(&ns, &masq).remove(0);
+    let comment = format!("natctl:{masq} masquerade --oif x");
+    nsh(
+        &ns,
+        &format!(
+            r#"nft replace rule inet natctl {chain} handle {handle} oifname "x" snat ip to 100.64.0.7 comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    assert!(ruleset(&ns).contains("snat ip to 100.64.0.7 comment \"natctl:"));
+    let entry = listed_id(&ns, &masq);
+    assert_eq!(entry.len(), 1);
+    assert_eq!(
+        entry[0].kind, "masquerade",
+        "listed as what its comment says"
+    );
+    assert_eq!(
+        (entry[0].tampered, entry[0].complete),
+        (Some(true), Some(false))
+    );
+    assert_eq!(
+        entry[0].missing.as_deref(),
+        Some(
+            &[MissingPart {
+                part: 0,
+                chain: "srcnat".into()
+            }][..]
+        )
+    );
+    let untouched = listed_id(&ns, &other);
+    assert_eq!(untouched[0].tampered, Some(false));
+
+    // --check predicts the repair without making it; add makes it.
+    let before = ruleset(&ns);
+    let check = natctl(&ns, &["--check", "masquerade", "--oif", "x"]).ok();
+    assert!(check.changed());
+    assert_eq!(ruleset(&ns), before);
+    assert!(add(&ns, &["masquerade", "--oif", "x"]).changed);
+    let now = ruleset(&ns);
+    assert!(
+        !now.contains("100.64.0.7"),
+        "the tampered rule stayed: {now}"
+    );
+    assert_eq!(handles_of(&ns, &masq).len(), 1);
+    assert!(!add(&ns, &["masquerade", "--oif", "x"]).changed);
+    assert_list_matches_nft(&ns);
+
+    // Tampered again (another verdict, same comment): del removes it.
+    let (chain, handle) = handles_of(&ns, &masq).remove(0);
+    nsh(
+        &ns,
+        &format!(
+            r#"nft replace rule inet natctl {chain} handle {handle} oifname "z" masquerade comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    assert_eq!(listed_id(&ns, &masq)[0].tampered, Some(true));
+    assert!(natctl(&ns, &["del", &masq]).ok().changed());
+    assert!(handles_of(&ns, &masq).is_empty());
+    assert_eq!(list_intact(&ns).len(), 1);
+
+    // Other tables are reported, never touched.
+    nsh(&ns, "nft add table inet filter; nft add table ip nat").ok();
+    let l: Listed = parse(&natctl(&ns, &["list"]).ok());
+    assert_eq!(l.foreign_tables, ["inet filter", "ip nat"]);
+    natctl(&ns, &["flush"]).ok();
+    let l: Listed = parse(&natctl(&ns, &["list"]).ok());
+    assert_eq!(l.foreign_tables, ["inet filter", "ip nat"]);
+    assert!(l.rules.is_empty());
+}
+
+/// A natctl rule made of several nftables rules, one of them deleted with `nft`: `list` shows
+/// it incomplete with the part missing, `add` puts it back.
+#[test]
+fn a_multi_part_rule_missing_a_part_is_incomplete_and_restored() {
+    let lab = Lab::new();
+    let ns = lab.netns("parts");
+    let cases: &[(&[&str], usize, &str)] = &[
+        (&["connmark", "--iif", "t1", "--set", "5"], 1, "connmarks"),
+        (&["connmark", "--iif", "t2", "--set", "6"], 3, "localmarks"),
+        (
+            &["snat", "--to", "10.9.0.1", "--iif", "t1", "--local"],
+            1,
+            "input",
+        ),
+        (
+            &[
+                "dnat",
+                "--to",
+                "192.0.2.1",
+                "--daddr",
+                "203.0.113.1",
+                "--local",
+            ],
+            1,
+            "output",
+        ),
+        (
+            &[
+                "dnat",
+                "--to",
+                "192.0.2.2",
+                "--daddr",
+                "203.0.113.2",
+                "--local",
+            ],
+            0,
+            "dstnat",
+        ),
+    ];
+    for (args, part, chain) in cases {
+        let id = add(&ns, args).rule.id;
+        let parts = handles_of(&ns, &id);
+        // Part `part` is the `part`-th rule of the id in the listing's order (by chain, then
+        // handle, as the kernel dumps them): the documented order of its parts.
+        let (c, h) = {
+            let listed = listed_id(&ns, &id);
+            let r = &listed[*part];
+            (r.chain.clone().unwrap(), r.handle.unwrap())
+        };
+        assert_eq!(c, *chain);
+        assert!(parts.contains(&(c.clone(), h)));
+        nsh(&ns, &format!("nft delete rule inet natctl {c} handle {h}")).ok();
+        let entries = listed_id(&ns, &id);
+        assert_eq!(entries.len(), parts.len() - 1);
+        for e in &entries {
+            assert_eq!(
+                (e.tampered, e.complete),
+                (Some(false), Some(false)),
+                "{e:?}"
+            );
+            assert_eq!(
+                e.missing.as_deref(),
+                Some(
+                    &[MissingPart {
+                        part: *part,
+                        chain: chain.to_string()
+                    }][..]
+                )
+            );
+        }
+        let repaired = add(&ns, args);
+        assert!(
+            repaired.changed,
+            "{args:?}: the missing part was not restored"
+        );
+        assert_eq!(handles_of(&ns, &id).len(), parts.len());
+        assert!(!add(&ns, args).changed);
+    }
+    assert_list_matches_nft(&ns);
+}
+
+/// A connmark made by natctl before the guard against foreign replies (three rules: `iifname
+/// IFACE ct mark set N` and the two restores) carries the same id; `add` sees that its rules
+/// are not what the id now stands for and replaces them.
+#[test]
+fn an_old_connmark_is_upgraded_by_add() {
+    let lab = Lab::new();
+    let ns = lab.netns("upg");
+    // A table made by natctl (chains as now), then the old rules by hand.
+    let id = add(&ns, &["connmark", "--iif", "t1", "--set", "5"]).rule.id;
+    natctl(&ns, &["del", &id]).ok();
+    let comment = format!("natctl:{id} connmark --iif t1 --set 5");
+    nsh(
+        &ns,
+        &format!(
+            r#"nft add rule inet natctl connmarks iifname "t1" counter ct mark set 5 comment '"{comment}"'
+               nft add rule inet natctl connmarks ct direction reply ct mark 5 counter meta mark set ct mark comment '"{comment}"'
+               nft add rule inet natctl localmarks ct direction reply ct mark 5 counter meta mark set ct mark comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    let old = listed_id(&ns, &id);
+    assert_eq!(old.len(), 3);
+    assert_eq!(old[0].tampered, Some(true), "the old marking rule: {old:?}");
+    assert!(old.iter().all(|r| r.complete == Some(false)));
+    assert_eq!(
+        old[0].missing.as_deref(),
+        Some(
+            &[
+                MissingPart {
+                    part: 0,
+                    chain: "connmarks".into()
+                },
+                MissingPart {
+                    part: 1,
+                    chain: "connmarks".into()
+                }
+            ][..]
+        )
+    );
+    assert!(add(&ns, &["connmark", "--iif", "t1", "--set", "5"]).changed);
+    let chain = nsh(&ns, "nft list chain inet natctl connmarks").ok().stdout;
+    assert!(
+        chain.contains("ct state new ct direction original"),
+        "{chain}"
+    );
+    assert!(chain.contains("ct mark != 0x00000005"), "{chain}");
+    assert_eq!(handles_of(&ns, &id).len(), 4);
+    assert!(!add(&ns, &["connmark", "--iif", "t1", "--set", "5"]).changed);
+    assert_list_matches_nft(&ns);
+}
+
+/// A big table's ids kept between processes (natctl's store) do not hide a tampered rule: a
+/// process that finds it tampered stores it as such, and the next process's add repairs it.
+#[test]
+fn stored_ids_do_not_hide_a_tampered_rule() {
+    let lab = Lab::new();
+    let ns = lab.netns("stt");
+    let text: String = (0..300)
+        .map(|i| format!("snat --to 10.8.{}.{} --iif p{i}\n", i / 250, i % 250 + 1))
+        .collect();
+    run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
+    let args = ["snat", "--to", "10.8.0.8", "--iif", "p7"];
+    let id = add(&ns, &[&["--check"][..], &args].concat()).rule.id;
+    let (chain, handle) = handles_of(&ns, &id).remove(0);
+    let comment = format!("natctl:{id} snat --to 10.8.0.8 --iif p7");
+    nsh(
+        &ns,
+        &format!(
+            r#"nft replace rule inet natctl {chain} handle {handle} meta nfproto ipv4 iifname "p7" snat ip to 10.7.7.7 comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    // A --check in one process (dumps, stores the id as tampered), then another (reads the
+    // store): both see it must be replaced.
+    for _ in 0..2 {
+        let check = natctl(&ns, &[&["--check"][..], &args].concat()).ok();
+        assert!(check.changed(), "natctl took the tampered rule for intact");
+    }
+    assert!(add(&ns, &args).changed);
+    assert!(!ruleset(&ns).contains("10.7.7.7"));
+    assert!(!add(&ns, &args).changed);
+    assert_eq!(kernel_rule_count(&ns), 300);
 }

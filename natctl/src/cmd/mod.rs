@@ -4,6 +4,7 @@
 pub mod connmark;
 pub mod del;
 pub mod dnat;
+pub mod filter;
 pub mod flush;
 pub mod list;
 pub mod mark;
@@ -17,6 +18,7 @@ use std::cell::RefCell;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use common::{Context, Ctx, Error, Outcome, Result};
 
+use crate::nft::cache::Presence;
 use crate::nft::{self, encode::COMMENT_MAX, lock, TABLE_LABEL};
 use crate::rule::{parse_comment, Rule};
 
@@ -44,6 +46,11 @@ pub enum RuleCmd {
     /// (`... connmarks iifname IFACE ct mark set N` and `... ct direction reply ct mark N meta
     /// mark set ct mark`), so policy routing sends replies back the way they came
     Connmark(connmark::Connmark),
+    /// Access control by incoming interface: accept or drop forwarded traffic (or, with
+    /// --local, traffic to this namespace) by source, destination, protocol and port, with a
+    /// default per interface (`... forward iifname IFACE ip daddr CIDR accept`, inserted before
+    /// `... forward iifname IFACE drop`)
+    Filter(filter::Filter),
 }
 
 impl RuleCmd {
@@ -57,6 +64,7 @@ impl RuleCmd {
             RuleCmd::Zone(c) => c.rule(),
             RuleCmd::Mark(c) => c.rule(),
             RuleCmd::Connmark(c) => c.rule(),
+            RuleCmd::Filter(c) => c.rule(),
         }?;
         if rule.comment().len() > COMMENT_MAX {
             return Err(Error::invalid(format!(
@@ -102,9 +110,14 @@ pub fn reading(ctx: &Ctx) -> String {
     format!("reading {TABLE_LABEL} in {}", ctx.ns_label())
 }
 
-/// Adds `rule` unless a rule with its id is already there; one transaction, under the
-/// namespace lock so concurrent natctls neither duplicate nor lose rules. (Every command takes
-/// the lock, `--check` too, so its answer is what the real run would report at that moment.)
+/// Adds `rule` unless its id is already there, intact; one transaction, under the namespace
+/// lock so concurrent natctls neither duplicate nor lose rules. (Every command takes the lock,
+/// `--check` too, so its answer is what the real run would report at that moment.)
+///
+/// An id whose nftables rules are not exactly what it stands for (one was changed behind
+/// natctl's back, a part was deleted, or a natctl before this one made the rule differently:
+/// see `audit`) is replaced: the same transaction deletes every nftables rule carrying the id
+/// and adds the rule anew (its counters restart).
 fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
     let id = rule.id();
     let what = || {
@@ -115,20 +128,44 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
         )
     };
     let lock = lock::namespace(&ctx.ns_label())?;
-    let seen =
-        nft::cache::with_ids(&lock, |ids| ids.contains(&id)).with_context(|| reading(ctx))?;
-    let present = seen.answer;
-    if !present && !ctx.check {
+    let mut seen =
+        nft::cache::with_ids(&lock, |ids| ids.presence(&id)).with_context(|| reading(ctx))?;
+    let presence = seen.answer;
+    if presence == Presence::Intact {
+        return Outcome::object(false, "rule", rule.view(ctx.netns_name()));
+    }
+    let mut replacing = Vec::new();
+    if presence == Presence::Stale {
+        // (the handles need a dump, unless this process has one of this generation)
+        let found = nft::cache::with_rules(&lock, |kernel| {
+            kernel
+                .iter()
+                .filter(|k| k.id() == Some(id.as_str()))
+                .map(|k| (k.chain.clone(), k.handle))
+                .collect::<Vec<_>>()
+        })
+        .with_context(|| reading(ctx))?;
+        (seen.generation, seen.complete) = (found.generation, found.complete);
+        replacing = found.answer;
+    }
+    if !ctx.check {
+        for (chain, handle) in &replacing {
+            common::vlog!(
+                1,
+                "nft delete rule inet natctl {chain} handle {handle} (carries id {id}, but is not what it stands for)"
+            );
+        }
         for part in &rule.parts {
             common::vlog!(
                 1,
-                "nft add rule inet natctl {} ... comment \"{}\"",
+                "nft {} rule inet natctl {} ... comment \"{}\"",
+                if part.at_head() { "insert" } else { "add" },
                 part.stage.name().to_string_lossy(),
                 rule.comment()
             );
         }
-        nft::add_rule(rule, seen.complete).with_context(what)?;
+        nft::add_rule(rule, seen.complete, &replacing).with_context(what)?;
         nft::cache::committed(&lock, seen.generation, nft::cache::Change::Added(&id));
     }
-    Outcome::object(!present, "rule", rule.view(ctx.netns_name()))
+    Outcome::object(true, "rule", rule.view(ctx.netns_name()))
 }

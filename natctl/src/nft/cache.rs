@@ -1,5 +1,6 @@
-//! Which rule ids natctl's table holds (and, once dumped, its rules with their handles),
-//! remembered across the commands of one process.
+//! Which rule ids natctl's table holds intact, and which it holds otherwise (tampered with or
+//! incomplete: `audit`), and, once dumped, its rules with their handles, remembered across the
+//! commands of one process.
 //!
 //! Batch mode (`natctl -b`) runs thousands of commands in one process; dumping the whole table
 //! before each add would make that quadratic. nf_tables numbers every committed transaction
@@ -24,7 +25,10 @@ use super::store;
 
 struct Known {
     generation: u32,
+    /// The ids whose nftables rules are exactly what the id stands for (`audit`).
     ids: HashSet<String>,
+    /// The ids the table holds otherwise: some part missing, changed or repeated.
+    stale: HashSet<String>,
     /// The table and all its base chains exist (we committed them at this generation), so the
     /// next add can skip re-adding them: updating an existing base chain costs the kernel far
     /// more than adding a rule.
@@ -36,10 +40,38 @@ struct Known {
 
 /// A commit of ours, to carry what is known forward by.
 pub enum Change<'a> {
-    /// The rule of this id was added.
+    /// The rule of this id was added (replacing whatever carried the id before).
     Added(&'a str),
     /// The rules of this id were deleted.
     Deleted(&'a str),
+}
+
+/// How an id is held in natctl's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Every part, exactly as the id stands for.
+    Intact,
+    /// Some nftables rules carry the id, but not exactly its parts (tampered or incomplete).
+    Stale,
+    Absent,
+}
+
+/// The ids of natctl's table, as [`with_ids`] shows them.
+pub struct Ids<'a> {
+    intact: &'a HashSet<String>,
+    stale: &'a HashSet<String>,
+}
+
+impl Ids<'_> {
+    pub fn presence(&self, id: &str) -> Presence {
+        if self.intact.contains(id) {
+            Presence::Intact
+        } else if self.stale.contains(id) {
+            Presence::Stale
+        } else {
+            Presence::Absent
+        }
+    }
 }
 
 /// What [`with_ids`] and [`with_rules`] found.
@@ -81,8 +113,13 @@ fn parse_gen(hdr: &libc::nlmsghdr, out: &mut Option<u32>) -> libc::c_int {
 /// Looks at the rule ids in natctl's table of the locked namespace; returns the generation
 /// they hold for. Dumps the table only when neither this process nor the store knows it at the
 /// current generation.
-pub fn with_ids<T>(lock: &NsLock, f: impl FnOnce(&HashSet<String>) -> T) -> io::Result<Seen<T>> {
-    look(lock, false, |known| f(&known.ids))
+pub fn with_ids<T>(lock: &NsLock, f: impl FnOnce(&Ids) -> T) -> io::Result<Seen<T>> {
+    look(lock, false, |known| {
+        f(&Ids {
+            intact: &known.ids,
+            stale: &known.stale,
+        })
+    })
 }
 
 /// Looks at the rules in natctl's table of the locked namespace, with their handles; dumps the
@@ -115,18 +152,19 @@ fn look<T>(lock: &NsLock, need_rules: bool, f: impl FnOnce(&Known) -> T) -> io::
             Some(stored) => Known {
                 generation,
                 ids: stored.ids,
+                stale: stored.stale,
                 complete: stored.complete,
                 rules: None,
             },
             None => {
                 let rules = list::rules()?;
+                let audit = crate::audit::audit(&rules);
+                let (intact, stale): (Vec<_>, Vec<_>) =
+                    audit.ids.into_iter().partition(|(_, a)| a.intact);
                 let known = Known {
                     generation,
-                    ids: rules
-                        .iter()
-                        .filter_map(KernelRule::id)
-                        .map(str::to_string)
-                        .collect(),
+                    ids: intact.into_iter().map(|(id, _)| id).collect(),
+                    stale: stale.into_iter().map(|(id, _)| id).collect(),
                     complete: complete.unwrap_or(false),
                     rules: Some(rules),
                 };
@@ -161,11 +199,13 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
                 match change {
                     Change::Added(id) => {
                         known.ids.insert(id.to_string());
+                        known.stale.remove(id);
                         known.rules = None;
                         known.complete = true;
                     }
                     Change::Deleted(id) => {
                         known.ids.remove(id);
+                        known.stale.remove(id);
                         if let Some(rules) = &mut known.rules {
                             rules.retain(|r| r.id() != Some(id));
                         }
@@ -183,6 +223,12 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
 
 fn persist(lock: &NsLock, known: &Known) {
     if let Some(cookie) = lock.cookie {
-        store::save(cookie, known.generation, known.complete, &known.ids);
+        store::save(
+            cookie,
+            known.generation,
+            known.complete,
+            &known.ids,
+            &known.stale,
+        );
     }
 }

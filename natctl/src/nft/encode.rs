@@ -8,13 +8,15 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use nftnl::expr::{
     Bitwise, Cmp, CmpOp, Conntrack, Counter, Immediate, Ipv4HeaderField, Ipv6HeaderField,
-    Masquerade, Meta, NatType, NetworkHeaderField, Payload, Register, TcpHeaderField,
-    TransportHeaderField,
+    Masquerade, Meta, NatType, NetworkHeaderField, Payload, Register, States as ConnState,
+    TcpHeaderField, TransportHeaderField,
 };
 use nftnl::{Chain, MsgType, NlMsg, ProtoFamily};
 
-use super::expr::{Ct, NatRange, RangeEq, IP_CT_DIR_REPLY, NF_NAT_RANGE_NETMAP};
-use crate::rule::{Action, Family, Match, NatKind, Part, Rule, ZoneDir};
+use super::expr::{
+    Ct, NatRange, RangeEq, IP_CT_DIR_ORIGINAL, IP_CT_DIR_REPLY, NF_NAT_RANGE_NETMAP,
+};
+use crate::rule::{Action, Family, Match, NatKind, Part, Rule, Verdict, ZoneDir};
 
 /// `NFTA_RULE_USERDATA` (linux/netfilter/nf_tables.h).
 const NFTA_RULE_USERDATA: u16 = 7;
@@ -76,6 +78,9 @@ impl RuleComment {
 pub struct RuleMsg<'a> {
     rule: nftnl::Rule<'a>,
     comment: RuleComment,
+    /// Insert at the head of the chain (nft `insert rule`): the add message without
+    /// NLM_F_APPEND (and without a position) puts the rule first.
+    at_head: bool,
 }
 
 // SAFETY: `write` puts nftnl's own rule message at `buf`, then one NFTA_RULE_USERDATA attribute
@@ -104,6 +109,9 @@ unsafe impl NlMsg for RuleMsg<'_> {
             at.add(2).cast::<u16>().write_unaligned(NFTA_RULE_USERDATA);
             std::ptr::copy_nonoverlapping(userdata.as_ptr(), at.add(4), userdata.len());
             (*hdr).nlmsg_len = (start + align4(attr_len)) as u32;
+            if self.at_head {
+                (*hdr).nlmsg_flags &= !(libc::NLM_F_APPEND as u16);
+            }
         }
     }
 }
@@ -130,7 +138,36 @@ pub fn rule_msg<'a>(
     }
     r.add_expr(&Counter);
     add_action(&mut r, &part.action);
-    Ok(RuleMsg { rule: r, comment })
+    Ok(RuleMsg {
+        rule: r,
+        comment,
+        at_head: part.at_head(),
+    })
+}
+
+/// The shape ([`list::shape_of`](super::list)) of `part` of `rule` as natctl encodes it: what
+/// the kernel's copy of that nftables rule must have to be the rule its comment names.
+pub fn part_shape(rule: &Rule, part: &Part) -> Result<Vec<u8>, CommentError> {
+    let table = super::table();
+    let chain = part.stage.chain(&table);
+    let msg = rule_msg(&chain, rule, part)?;
+    // u32 words: the buffer must be 4-aligned like nftnl's batch pages.
+    let mut buf = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4];
+    // SAFETY: `buf` is 4-aligned and holds nft_nlmsg_maxsize() bytes, as `write` requires; it
+    // then starts with a complete rule message, which libnftnl parses (reading within its
+    // nlmsg_len) into the rule allocated here (non-NULL, see `allocated`), freed before return.
+    unsafe {
+        msg.write(buf.as_mut_ptr().cast(), 0, MsgType::Add);
+        let r = super::allocated(nftnl::nftnl_sys::nftnl_rule_alloc()).as_ptr();
+        let parsed = nftnl::nftnl_sys::nftnl_rule_nlmsg_parse(buf.as_ptr().cast(), r);
+        let shape = if parsed < 0 {
+            Vec::new()
+        } else {
+            super::list::shape_of(r)
+        };
+        nftnl::nftnl_sys::nftnl_rule_free(r);
+        Ok(shape)
+    }
 }
 
 fn nfproto(f: Family) -> u8 {
@@ -168,7 +205,7 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
         Match::Dst(net) => add_prefix(r, net, false),
         Match::Proto(p) => {
             r.add_expr(&Meta::L4Proto);
-            r.add_expr(&Cmp::new(CmpOp::Eq, p.number()));
+            r.add_expr(&Cmp::new(CmpOp::Eq, *p));
         }
         Match::Dport(first, last) => {
             // TCP and UDP keep the destination port at the same offset.
@@ -188,10 +225,25 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
             r.add_expr(&Ct::direction());
             r.add_expr(&Cmp::new(CmpOp::Eq, IP_CT_DIR_REPLY));
         }
+        Match::CtOriginal => {
+            r.add_expr(&Ct::direction());
+            r.add_expr(&Cmp::new(CmpOp::Eq, IP_CT_DIR_ORIGINAL));
+        }
+        Match::CtNew => {
+            // As nft encodes `ct state new`: load the state bits, keep NEW's, compare with 0.
+            let new = ConnState::NEW.bits();
+            r.add_expr(&Conntrack::State);
+            r.add_expr(&Bitwise::new(new, 0u32));
+            r.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+        }
         Match::CtMark(mark) => {
             // marks are host-order u32s, loaded and compared as nft does.
             r.add_expr(&Conntrack::Mark { set: false });
             r.add_expr(&Cmp::new(CmpOp::Eq, *mark));
+        }
+        Match::CtMarkNot(mark) => {
+            r.add_expr(&Conntrack::Mark { set: false });
+            r.add_expr(&Cmp::new(CmpOp::Neq, *mark));
         }
     }
 }
@@ -281,6 +333,10 @@ fn add_action(r: &mut nftnl::Rule, action: &Action) {
             r.add_expr(&Conntrack::Mark { set: false });
             r.add_expr(&Meta::Mark { set: true });
         }
+        Action::Verdict { verdict, .. } => r.add_expr(&match verdict {
+            Verdict::Accept => nftnl::expr::Verdict::Accept,
+            Verdict::Drop => nftnl::expr::Verdict::Drop,
+        }),
     }
 }
 
@@ -345,6 +401,7 @@ mod tests {
         let msg = RuleMsg {
             rule: nftnl::Rule::new(&chain),
             comment: RuleComment::new("hi".into()).unwrap(),
+            at_head: false,
         };
         let bytes = written(&msg);
         let attrs = attributes(&bytes);
@@ -392,6 +449,7 @@ mod tests {
         let msg = RuleMsg {
             rule: nftnl::Rule::new(&chain),
             comment: RuleComment::new(text.clone()).unwrap(),
+            at_head: false,
         };
         let bytes = written(&msg);
         let (_, tlv) = *attributes(&bytes).last().unwrap();
@@ -422,6 +480,25 @@ mod tests {
                 len: rule.comment().len()
             }
         );
+    }
+
+    #[test]
+    fn a_rule_at_the_head_is_added_without_append() {
+        let table = table();
+        let chain = Stage::Forward.chain(&table);
+        let flags = |at_head: bool| {
+            let msg = RuleMsg {
+                rule: nftnl::Rule::new(&chain),
+                comment: RuleComment::new("x".into()).unwrap(),
+                at_head,
+            };
+            let bytes = written(&msg);
+            u16::from_ne_bytes([bytes[6], bytes[7]])
+        };
+        let append = libc::NLM_F_APPEND as u16;
+        assert_eq!(flags(false) & append, append);
+        assert_eq!(flags(true) & append, 0);
+        assert_eq!(flags(true) | append, flags(false));
     }
 
     #[test]

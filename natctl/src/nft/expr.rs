@@ -70,7 +70,8 @@ pub struct Ct {
     dir: Option<u8>,
 }
 
-/// `IP_CT_DIR_REPLY` (linux/netfilter/nf_conntrack_tuple_common.h).
+/// `IP_CT_DIR_ORIGINAL` and `IP_CT_DIR_REPLY` (linux/netfilter/nf_conntrack_tuple_common.h).
+pub const IP_CT_DIR_ORIGINAL: u8 = 0;
 pub const IP_CT_DIR_REPLY: u8 = 1;
 
 impl Ct {

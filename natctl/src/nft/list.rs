@@ -1,5 +1,7 @@
 //! Reads natctl's table back from the kernel through raw `nftnl_sys` (the nftnl crate can only
-//! list table names): every rule's chain, handle, comment and counter.
+//! list table names): every rule's chain, handle, comment, counter and the shape of its
+//! expressions (what `audit` compares with what the comment's id stands for); and the names of
+//! every table in the namespace.
 
 use std::ffi::{c_char, CStr};
 use std::io;
@@ -18,6 +20,8 @@ pub struct KernelRule {
     pub comment: Option<String>,
     pub packets: u64,
     pub bytes: u64,
+    /// The rule's expressions, normalised for comparison ([`shape_of`]).
+    pub shape: Vec<u8>,
 }
 
 impl KernelRule {
@@ -156,6 +160,7 @@ fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
             }
         }
         sys::nftnl_expr_iter_destroy(it);
+        let shape = shape_of(r);
         sys::nftnl_rule_free(r);
         out.push(KernelRule {
             chain,
@@ -163,9 +168,168 @@ fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
             comment,
             packets,
             bytes,
+            shape,
         });
     }
     mnl::mnl_sys::MNL_CB_OK
+}
+
+/// The highest expression attribute number looked at (libnftnl keeps them in a u32 bitmap).
+const MAX_ATTR: u16 = 31;
+
+/// A rule's expressions as comparable bytes: each expression's name, then every attribute
+/// libnftnl holds for it (number, length, value), except what does not say what the rule does
+/// or what the kernel fills in by itself: a counter's values, the NAT flags the kernel derives
+/// from the registers given (NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED), and a
+/// zero bitwise operation or masquerade flags (the defaults, which the kernel reports whether
+/// or not they were sent). A rule natctl builds and the same rule dumped by the kernel have the
+/// same shape; any other expression, value, register or order gives another.
+///
+/// # Safety
+/// `r` must be a valid libnftnl rule (built or parsed), alive for the call.
+pub(super) unsafe fn shape_of(r: *mut sys::nftnl_rule) -> Vec<u8> {
+    let mut out = Vec::new();
+    // SAFETY: the caller gives a valid rule; the iterator is allocated here (non-NULL, see
+    // `allocated`) and destroyed before returning. Every expression the iterator yields has a
+    // name (see `parse_rule`); each attribute is read only when libnftnl says it is set, and its
+    // bytes (`len` of them at the returned pointer, which points into the expression) are
+    // copied at once.
+    unsafe {
+        let it = super::allocated(sys::nftnl_expr_iter_create(r)).as_ptr();
+        loop {
+            let e = sys::nftnl_expr_iter_next(it);
+            if e.is_null() {
+                break;
+            }
+            let name = CStr::from_ptr(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
+            out.extend_from_slice(name.to_bytes_with_nul());
+            if name == c"counter" {
+                continue;
+            }
+            let mut attrs: Vec<(u16, Vec<u8>)> = Vec::new();
+            for attr in 1..=MAX_ATTR {
+                if !sys::nftnl_expr_is_set(e, attr) {
+                    continue;
+                }
+                let mut len = 0u32;
+                let data = sys::nftnl_expr_get(e, attr, &mut len);
+                if !data.is_null() {
+                    let value = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
+                    attrs.push((attr, value.to_vec()));
+                }
+            }
+            normalise(name.to_bytes(), &mut attrs);
+            for (attr, value) in attrs {
+                out.push(attr as u8);
+                out.extend_from_slice(&(value.len() as u16).to_ne_bytes());
+                out.extend_from_slice(&value);
+            }
+            out.push(0xff);
+        }
+        sys::nftnl_expr_iter_destroy(it);
+    }
+    out
+}
+
+/// Leaves out of an expression's attributes what the kernel reports whether or not it was
+/// sent: a NAT's flags derived from its registers (`NF_NAT_RANGE_MAP_IPS`,
+/// `NF_NAT_RANGE_PROTO_SPECIFIED`) and its maximum registers when they are the minimum ones (a
+/// single address or port), a zero bitwise operation (`NFT_BITWISE_BOOL`), zero masquerade
+/// flags.
+fn normalise(name: &[u8], attrs: &mut Vec<(u16, Vec<u8>)>) {
+    const NAT_DERIVED: u32 = 0x1 | 0x2;
+    let as_u32 = |v: &[u8]| v.try_into().ok().map(u32::from_ne_bytes);
+    let get = |attrs: &[(u16, Vec<u8>)], a: u32| {
+        attrs
+            .iter()
+            .find(|(k, _)| u32::from(*k) == a)
+            .map(|(_, v)| v.clone())
+    };
+    match name {
+        b"nat" => {
+            let same =
+                |lo: u32, hi: u32| get(attrs, lo).is_some() && get(attrs, lo) == get(attrs, hi);
+            let drop_addr_max = same(
+                sys::NFTNL_EXPR_NAT_REG_ADDR_MIN,
+                sys::NFTNL_EXPR_NAT_REG_ADDR_MAX,
+            );
+            let drop_proto_max = same(
+                sys::NFTNL_EXPR_NAT_REG_PROTO_MIN,
+                sys::NFTNL_EXPR_NAT_REG_PROTO_MAX,
+            );
+            attrs.retain_mut(|(k, v)| match u32::from(*k) {
+                sys::NFTNL_EXPR_NAT_REG_ADDR_MAX => !drop_addr_max,
+                sys::NFTNL_EXPR_NAT_REG_PROTO_MAX => !drop_proto_max,
+                sys::NFTNL_EXPR_NAT_FLAGS => match as_u32(v) {
+                    Some(f) => {
+                        *v = (f & !NAT_DERIVED).to_ne_bytes().to_vec();
+                        f & !NAT_DERIVED != 0
+                    }
+                    None => true,
+                },
+                _ => true,
+            });
+        }
+        // NFTNL_EXPR_BITWISE_OP follows NFTNL_EXPR_BITWISE_XOR (libnftnl 1.1.6 and later)
+        b"bitwise" => attrs.retain(|(k, v)| {
+            u32::from(*k) != sys::NFTNL_EXPR_BITWISE_XOR + 1 || as_u32(v) != Some(0)
+        }),
+        b"masq" => attrs
+            .retain(|(k, v)| u32::from(*k) != sys::NFTNL_EXPR_MASQ_FLAGS || as_u32(v) != Some(0)),
+        _ => {}
+    }
+}
+
+/// The family and name of every table in the namespace (`nft list tables`), e.g. ("inet",
+/// "filter").
+pub fn tables() -> io::Result<Vec<(String, String)>> {
+    let seq = 1;
+    let msg = request_msg(
+        libc::NFT_MSG_GETTABLE,
+        libc::NFPROTO_UNSPEC as u16,
+        libc::NLM_F_DUMP,
+        seq,
+        |_| {},
+    );
+    let mut out = Vec::new();
+    batch::request(&msg, seq, parse_table, &mut out)?;
+    Ok(out)
+}
+
+fn parse_table(hdr: &libc::nlmsghdr, out: &mut Vec<(String, String)>) -> libc::c_int {
+    // SAFETY: `hdr` is a whole NEWTABLE message that libmnl has length-checked inside our
+    // receive buffer; the table object is allocated here (non-NULL, see `allocated`), its name
+    // (NULL refused) copied before it is freed on every path out.
+    unsafe {
+        let t = super::allocated(sys::nftnl_table_alloc()).as_ptr();
+        if sys::nftnl_table_nlmsg_parse(hdr, t) < 0 {
+            sys::nftnl_table_free(t);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let name = sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16);
+        if name.is_null() {
+            sys::nftnl_table_free(t);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+        let family = sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16);
+        sys::nftnl_table_free(t);
+        out.push((family_name(family), name));
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+/// A table family as nft names it.
+fn family_name(family: u32) -> String {
+    match family as i32 {
+        libc::NFPROTO_INET => "inet".into(),
+        libc::NFPROTO_IPV4 => "ip".into(),
+        libc::NFPROTO_IPV6 => "ip6".into(),
+        libc::NFPROTO_ARP => "arp".into(),
+        libc::NFPROTO_BRIDGE => "bridge".into(),
+        libc::NFPROTO_NETDEV => "netdev".into(),
+        other => format!("family{other}"),
+    }
 }
 
 /// The comment record in rule userdata (TLVs of type u8, length u8, value).

@@ -5,16 +5,29 @@
 //! ```text
 //! table inet natctl {
 //!     chain zones     { type filter hook prerouting  priority raw;         }  ct zone set
-//!     chain connmarks { type filter hook prerouting  priority mangle - 10; }  ct mark set, meta mark set ct mark
+//!     chain connmarks { type filter hook prerouting  priority mangle - 10; }  ct mark set (new, original),
+//!                                                                             drop foreign replies, meta mark set ct mark
 //!     chain marks     { type filter hook prerouting  priority mangle;      }  meta mark set
 //!     chain dstnat    { type nat    hook prerouting  priority dstnat;      }  dnat, netmap --dst
 //!     chain output    { type nat    hook output      priority dstnat;      }  dnat --local
 //!     chain srcnat    { type nat    hook postrouting priority srcnat;      }  masquerade, snat, netmap --src
 //!     chain input     { type nat    hook input       priority srcnat;      }  snat --local
 //!     chain localmarks { type route hook output      priority mangle - 10; }  meta mark set ct mark
+//!     chain forward   { type filter hook forward     priority filter;      }  filter (forwarded traffic)
+//!     chain local_in  { type filter hook input       priority filter;      }  filter --local (to this namespace)
 //! }
 //! ```
-//! The last two are for the namespace's own sockets: `snat --local` also translates connections
+//! Rules are appended to their chain, in the order they are added, with one exception: a
+//! `filter` rule with selectors (`--verdict`) is inserted at the head of `forward`/`local_in`
+//! (nft `insert rule`), and a `filter --default` is appended. So in those two chains every
+//! selector rule, newest first, comes before every default, whatever order they were added in:
+//! an interface's accepts are always evaluated before its default drop. (The filter chains are
+//! at priority `filter` (0), after every NAT of prerouting: they see the translated destination
+//! of a DNAT, and, for a reply, the untranslated one.)
+//! In `connmarks`, connmark's own parts: first the one marking connections (their first packet,
+//! original direction), then the drop of reply-direction packets on its interface whose
+//! connection is not marked, then the restore.
+//! The `output`/`input`/`localmarks` chains are for the namespace's own sockets: `snat --local` also translates connections
 //! to this namespace itself (NAT of locally delivered packets happens in the input hook), and a
 //! connmark restores its mark onto the replies this namespace sends itself (a `route` chain: a
 //! mark set there makes the kernel route the packet again).
@@ -58,10 +71,12 @@ pub enum Stage {
     Srcnat,
     Input,
     LocalMarks,
+    Forward,
+    LocalIn,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Zones,
         Stage::Connmarks,
         Stage::Marks,
@@ -70,6 +85,8 @@ impl Stage {
         Stage::Srcnat,
         Stage::Input,
         Stage::LocalMarks,
+        Stage::Forward,
+        Stage::LocalIn,
     ];
 
     pub fn name(self) -> &'static CStr {
@@ -82,11 +99,13 @@ impl Stage {
             Stage::Srcnat => c"srcnat",
             Stage::Input => c"input",
             Stage::LocalMarks => c"localmarks",
+            Stage::Forward => c"forward",
+            Stage::LocalIn => c"local_in",
         }
     }
 
     /// The hook and priority: nft's `raw` (-300), `mangle - 10`, `mangle` (-150), `dstnat`
-    /// (-100) and `srcnat` (100); conntrack itself runs at -200.
+    /// (-100), `filter` (0) and `srcnat` (100); conntrack itself runs at -200.
     fn hook(self) -> (Hook, i32, ChainType) {
         match self {
             Stage::Zones => (Hook::PreRouting, -300, ChainType::Filter),
@@ -97,6 +116,8 @@ impl Stage {
             Stage::Srcnat => (Hook::PostRouting, 100, ChainType::Nat),
             Stage::Input => (Hook::In, 100, ChainType::Nat),
             Stage::LocalMarks => (Hook::Out, -160, ChainType::Route),
+            Stage::Forward => (Hook::Forward, 0, ChainType::Filter),
+            Stage::LocalIn => (Hook::In, 0, ChainType::Filter),
         }
     }
 
@@ -124,8 +145,9 @@ pub fn table() -> Table {
 
 /// One transaction: unless `complete` says they are known to exist, make sure the table and
 /// its base chains exist (re-adding an existing object without NLM_F_EXCL changes nothing),
-/// then append each of the rule's nftables rules to its chain.
-pub fn add_rule(rule: &Rule, complete: bool) -> io::Result<()> {
+/// delete the nftables rules `replacing` (chain name, handle) names, then add each of the rule's
+/// nftables rules to its chain (appended, or at the head for a part that says so).
+pub fn add_rule(rule: &Rule, complete: bool, replacing: &[(String, u64)]) -> io::Result<()> {
     let table = table();
     let chains: Vec<Chain> = Stage::ALL.iter().map(|s| s.chain(&table)).collect();
     let mut batch = Batch::new();
@@ -134,6 +156,16 @@ pub fn add_rule(rule: &Rule, complete: bool) -> io::Result<()> {
         for chain in &chains {
             batch.add(chain, MsgType::Add);
         }
+    }
+    let names = replacing
+        .iter()
+        .map(|(chain, _)| std::ffi::CString::new(chain.as_str()).map_err(io::Error::other))
+        .collect::<io::Result<Vec<_>>>()?;
+    let old_chains: Vec<Chain> = names.iter().map(|n| Chain::new(n, &table)).collect();
+    for (chain, (_, handle)) in old_chains.iter().zip(replacing) {
+        let mut old = nftnl::Rule::new(chain);
+        old.set_handle(*handle);
+        batch.add(&old, MsgType::Del);
     }
     for part in &rule.parts {
         let at = Stage::ALL

@@ -33,11 +33,17 @@ const MAX_FILES: usize = 32;
 // Not in the libc crate for linux-gnu (include/uapi/asm-generic/socket.h).
 const SO_NETNS_COOKIE: libc::c_int = 71;
 
-/// What a file holds for the generation asked for: the ids of natctl's table, and whether its
-/// base chains were known to exist.
+/// The first word of a file: its format. Files of another format (natctl before ids were
+/// audited stored every id it saw as present) are not read, only replaced.
+const FORMAT: &str = "v2";
+
+/// What a file holds for the generation asked for: the ids of natctl's table held intact, the
+/// ids held otherwise (tampered with or incomplete, each on a line `!ID`), and whether its base
+/// chains were known to exist.
 pub struct Stored {
     pub complete: bool,
     pub ids: HashSet<String>,
+    pub stale: HashSet<String>,
 }
 
 /// The cookie of the namespace the calling thread is in (Linux 5.14), if the kernel tells.
@@ -68,23 +74,42 @@ pub fn load(cookie: u64, generation: u32) -> Option<Stored> {
     let text = fs::read_to_string(path(cookie)).ok()?;
     let mut lines = text.lines();
     let mut head = lines.next()?.split_whitespace();
+    if head.next()? != FORMAT {
+        return None;
+    }
     let stored_gen: u32 = head.next()?.parse().ok()?;
     let complete = head.next()? == "complete";
     if stored_gen != generation {
         return None;
     }
-    let ids = lines.map(str::to_string).collect::<HashSet<_>>();
-    Some(Stored { complete, ids })
+    let (mut ids, mut stale) = (HashSet::new(), HashSet::new());
+    for line in lines {
+        match line.strip_prefix('!') {
+            Some(id) => stale.insert(id.to_string()),
+            None => ids.insert(line.to_string()),
+        };
+    }
+    Some(Stored {
+        complete,
+        ids,
+        stale,
+    })
 }
 
-/// Stores `ids`, natctl's table at `generation` (`complete`: its base chains exist), for
-/// namespace `cookie`, or removes its file when the table is small.
-pub fn save(cookie: u64, generation: u32, complete: bool, ids: &HashSet<String>) {
+/// Stores `ids` (intact) and `stale`, natctl's table at `generation` (`complete`: its base
+/// chains exist), for namespace `cookie`, or removes its file when the table is small.
+pub fn save(
+    cookie: u64,
+    generation: u32,
+    complete: bool,
+    ids: &HashSet<String>,
+    stale: &HashSet<String>,
+) {
     let file = path(cookie);
-    if ids.len() < MIN_IDS {
+    if ids.len() + stale.len() < MIN_IDS {
         return forget(cookie);
     }
-    if let Err(e) = write(&file, generation, complete, ids) {
+    if let Err(e) = write(&file, generation, complete, ids, stale) {
         common::vlog!(
             2,
             "natctl: not keeping the rule ids in {}: {e}",
@@ -99,14 +124,25 @@ pub fn forget(cookie: u64) {
     let _ = fs::remove_file(path(cookie));
 }
 
-fn write(file: &PathBuf, generation: u32, complete: bool, ids: &HashSet<String>) -> io::Result<()> {
+fn write(
+    file: &PathBuf,
+    generation: u32,
+    complete: bool,
+    ids: &HashSet<String>,
+    stale: &HashSet<String>,
+) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(DIR)?;
     let state = if complete { "complete" } else { "partial" };
-    let mut text = format!("{generation} {state}\n");
+    let mut text = format!("{FORMAT} {generation} {state}\n");
     for id in ids {
+        text.push_str(id);
+        text.push('\n');
+    }
+    for id in stale {
+        text.push('!');
         text.push_str(id);
         text.push('\n');
     }

@@ -1,0 +1,203 @@
+//! `natctl filter --iif IFACE [--src CIDR] [--dst CIDR] [--proto tcp|udp|icmp|icmpv6
+//! [--dport PORT[-PORT]]] [--local] --verdict accept|drop` and
+//! `natctl filter --iif IFACE --default accept|drop [--local]`: access control by incoming
+//! interface.
+//!
+//! Forwarded traffic is filtered in the `forward` chain (hook forward), traffic to this
+//! namespace itself (`--local`) in `local_in` (hook input), both at priority `filter`. A rule
+//! with selectors is inserted at the head of its chain and a default is appended, so an
+//! interface's accepts and drops are always evaluated before its default, whatever order they
+//! were added in (among themselves, the most recently added first). Nothing is accepted by
+//! connection state: a reply that arrives on IFACE passes only if a rule of IFACE accepts it.
+
+use std::fmt;
+
+use clap::{Args, ValueEnum};
+use common::types::{parse_network, IfName, PortRange};
+use common::{Error, Result};
+use ipnet::IpNet;
+
+use crate::nft::Stage;
+use crate::rule::{common_family, net_arg, Action, Arg, Family, Match, Part, Rule, Verdict};
+
+#[derive(Args, Debug, Clone)]
+pub struct Filter {
+    /// Traffic arriving on this interface (nft `iifname IFACE`)
+    #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
+    pub iif: IfName,
+    /// Only packets from this network (nft `ip saddr CIDR`)
+    #[arg(long, value_name = "CIDR", value_parser = parse_network, conflicts_with = "default")]
+    pub src: Option<IpNet>,
+    /// Only packets to this network (nft `ip daddr CIDR`)
+    #[arg(long, value_name = "CIDR", value_parser = parse_network, conflicts_with = "default")]
+    pub dst: Option<IpNet>,
+    /// Only this protocol (nft `meta l4proto tcp`); icmp is IPv4's, icmpv6 IPv6's
+    #[arg(long, value_enum, conflicts_with = "default")]
+    pub proto: Option<FilterProto>,
+    /// Only this destination port or range (nft `tcp dport PORT[-PORT]`); needs --proto tcp|udp
+    #[arg(long, value_name = "PORT[-PORT]", conflicts_with = "default")]
+    pub dport: Option<PortRange>,
+    /// What to do with matching packets (nft `accept`/`drop`); the rule is inserted before
+    /// every default (nft `insert rule`)
+    #[arg(long, value_enum, required_unless_present = "default")]
+    pub verdict: Option<Verdict>,
+    /// The verdict for every packet from IFACE that no other filter rule of IFACE decided:
+    /// appended after all of them (nft `add rule ... iifname IFACE drop`)
+    #[arg(long, value_enum, value_name = "VERDICT", conflicts_with = "verdict")]
+    pub default: Option<Verdict>,
+    /// Traffic to this namespace itself (chain `local_in`, hook input), instead of forwarded
+    /// traffic (chain `forward`, hook forward)
+    #[arg(long)]
+    pub local: bool,
+}
+
+/// The protocols a filter selects (`meta l4proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FilterProto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl FilterProto {
+    fn number(self) -> u8 {
+        (match self {
+            FilterProto::Tcp => libc::IPPROTO_TCP,
+            FilterProto::Udp => libc::IPPROTO_UDP,
+            FilterProto::Icmp => libc::IPPROTO_ICMP,
+            FilterProto::Icmpv6 => libc::IPPROTO_ICMPV6,
+        }) as u8
+    }
+
+    /// The family an ICMP protocol implies.
+    fn family(self) -> Option<Family> {
+        match self {
+            FilterProto::Icmp => Some(Family::V4),
+            FilterProto::Icmpv6 => Some(Family::V6),
+            FilterProto::Tcp | FilterProto::Udp => None,
+        }
+    }
+}
+
+impl fmt::Display for FilterProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FilterProto::Tcp => "tcp",
+            FilterProto::Udp => "udp",
+            FilterProto::Icmp => "icmp",
+            FilterProto::Icmpv6 => "icmpv6",
+        })
+    }
+}
+
+impl Filter {
+    pub fn rule(&self) -> Result<Rule> {
+        let mut addrs = Vec::new();
+        addrs.extend(self.src.map(|n| ("--src", n.addr())));
+        addrs.extend(self.dst.map(|n| ("--dst", n.addr())));
+        let mut family = common_family("filter", &addrs)?;
+        if let Some(implied) = self.proto.and_then(FilterProto::family) {
+            if family.is_some_and(|f| f != implied) {
+                return Err(Error::invalid(format!(
+                    "filter: --proto {} is {} but the addresses are {}",
+                    self.proto.unwrap_or(FilterProto::Icmp),
+                    implied.label(),
+                    family.map_or("", Family::label)
+                )));
+            }
+            family = Some(implied);
+        }
+        if let Some(dport) = self.dport {
+            if !matches!(self.proto, Some(FilterProto::Tcp | FilterProto::Udp)) {
+                return Err(Error::invalid(format!(
+                    "filter: --dport {dport} needs --proto tcp|udp"
+                )));
+            }
+        }
+        let (verdict, at_head) = match (self.verdict, self.default) {
+            (Some(v), None) => (v, true),
+            (None, Some(v)) => (v, false),
+            _ => {
+                return Err(Error::invalid(
+                    "filter needs exactly one of --verdict accept|drop, --default accept|drop",
+                ))
+            }
+        };
+        let mut matches = vec![Match::Iif(self.iif.to_string())];
+        matches.extend(self.src.map(Match::Src));
+        matches.extend(self.dst.map(Match::Dst));
+        matches.extend(self.proto.map(|p| Match::Proto(p.number())));
+        matches.extend(self.dport.map(|p| Match::Dport(p.first.0, p.last.0)));
+        Ok(Rule {
+            kind: "filter",
+            family,
+            parts: vec![Part {
+                stage: if self.local {
+                    Stage::LocalIn
+                } else {
+                    Stage::Forward
+                },
+                matches,
+                action: Action::Verdict { verdict, at_head },
+            }],
+            args: vec![
+                ("iif", Some(Arg::text(&self.iif))),
+                ("src", self.src.as_ref().map(net_arg)),
+                ("dst", self.dst.as_ref().map(net_arg)),
+                ("proto", self.proto.map(Arg::text)),
+                ("dport", self.dport.map(Arg::text)),
+                ("verdict", self.verdict.map(Arg::text)),
+                ("default", self.default.map(Arg::text)),
+                ("local", Some(Arg::Flag(self.local))),
+            ],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    struct Cli {
+        #[command(flatten)]
+        filter: Filter,
+    }
+
+    fn filter(args: &str) -> Rule {
+        <Cli as clap::Parser>::parse_from(args.split_whitespace())
+            .filter
+            .rule()
+            .unwrap()
+    }
+
+    #[test]
+    fn selectors_go_first_defaults_last() {
+        let accept = filter("--iif x --dst 100.64.0.0/24 --verdict accept");
+        assert!(accept.parts[0].at_head());
+        assert_eq!(accept.parts[0].stage, Stage::Forward);
+        assert_eq!(
+            accept.canonical(),
+            "filter --iif x --dst 100.64.0.0/24 --verdict accept"
+        );
+        let default = filter("--iif x --default drop --local");
+        assert!(!default.parts[0].at_head());
+        assert_eq!(default.parts[0].stage, Stage::LocalIn);
+        assert_eq!(default.canonical(), "filter --iif x --default drop --local");
+        assert_eq!(default.family, None);
+    }
+
+    #[test]
+    fn icmp_implies_its_family() {
+        assert_eq!(
+            filter("--iif x --proto icmp --verdict accept").family,
+            Some(Family::V4)
+        );
+        assert_eq!(
+            filter("--iif x --proto icmpv6 --verdict accept").family,
+            Some(Family::V6)
+        );
+    }
+}
