@@ -10,6 +10,8 @@
 #   test       cargo test --workspace --no-fail-fast (unit + integration, host kernel)
 #   test-zones the hub suites (tests/tests/hub.rs, hub_clients.rs) again with NIRANSIX_HUB_MODE=zones: the same
 #              tests against a hub whose peers are conntrack zones in the center (docs/hub.md)
+#   soak       bench/soak.sh --minutes 2 --peers 50: the hub under its repair timer, scrapes, churn
+#              and breakage; nothing lost, leaked or accumulated (its assertions count as tests)
 #   leakcheck  tests/leakcheck.sh: nothing with the test prefix may be left behind
 #   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
 #              NIRANSIX_NO_VM=1; reported as skipped, never as passed)
@@ -36,7 +38,7 @@ vm=1
 for arg in "$@"; do
   case $arg in
     --no-vm) vm=0 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument '$arg' (usage: tests/run.sh [--no-vm])" >&2; exit 2 ;;
   esac
 done
@@ -123,6 +125,7 @@ step clippy cargo clippy --workspace --all-targets -- -D warnings
 step lint-sh run_shellcheck
 step test cargo test --workspace --no-fail-fast
 step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub --test hub_clients
+step soak bench/soak.sh --minutes 2 --peers 50
 step leakcheck tests/leakcheck.sh "$prefix"
 if ((vm)); then
   step vm tests/vm/run.sh
@@ -140,6 +143,9 @@ fi
 read -r passed failed < <(grep -h '^test result:' "$logs/test.log" "$logs/test-zones.log" 2>/dev/null |
   awk '{for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) }}
        END {print p + 0, f + 0}')
+read -r soak_passed soak_failed < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ {p = $1; f = $3} END {print p + 0, f + 0}' \
+  "$logs/soak.log" 2>/dev/null || echo 0 0)
+passed=$((passed + soak_passed)) failed=$((failed + soak_failed))
 skipped=$(sort -u "$skip_log" | grep -c . || true)
 passed=$((passed - skipped))
 vm_summary=$repo/target/vm-lane/summary
