@@ -1485,3 +1485,87 @@ fn userspace_listener_hears_only_its_own_link() {
     iface_del(&center, &ours, None);
     assert_no_leaks();
 }
+
+/// `peer add --exclusive` removes every other peer of the interface in the same update, and the
+/// peer itself keeps its endpoint (no `wg setconf`-style re-creation); `--preshared-key none`
+/// removes a preshared key; `iface add --replace` remakes a userspace interface that was moved
+/// into another namespace behind wgctl's back (without --replace: refused, as before).
+#[test]
+fn exclusive_peer_psk_none_and_replace_of_a_moved_interface() {
+    let (lab, keys) = setup();
+    let be = backend();
+    let (center, p, away) = (lab.netns("c"), lab.netns("p"), lab.netns("a"));
+    let w = lab.name("w");
+    let (hkey, _) = keys.gen("h");
+    let (_, cpub) = keys.gen("c");
+    let (_, stray) = keys.gen("s");
+    let psk = keys.psk("psk");
+    wg(&iface_add(
+        &center,
+        &w,
+        &hkey,
+        &["--listen-port", "51031", "--into-ns", &p, "--backend", &be],
+    ))
+    .ok();
+    let mut client = settings("0.0.0.0/0", &psk, "25");
+    client.extend(["--endpoint", "[2001:db8::99]:51999"]);
+    wg(&peer_add(&p, &w, &cpub, &client)).ok();
+    wg(&peer_add(&p, &w, &stray, &["--allowed-ips", "10.99.0.0/16"])).ok();
+    assert_eq!(show(&p, &w).peers.len(), 2);
+
+    // --exclusive: the stray goes, the client stays as it was (endpoint included)
+    let exclusive = peer_add(
+        &p,
+        &w,
+        &cpub,
+        &["--allowed-ips", "0.0.0.0/0", "--exclusive"],
+    );
+    check_then_apply(&exclusive, || assert_eq!(show(&p, &w).peers.len(), 2));
+    let peers = show(&p, &w).peers;
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert_eq!(peers[0].public_key, cpub);
+    assert_eq!(peers[0].endpoint.as_deref(), Some("[2001:db8::99]:51999"));
+    assert!(peers[0].preshared_key);
+    settled(&exclusive);
+
+    // --preshared-key none
+    let none = peer_add(
+        &p,
+        &w,
+        &cpub,
+        &["--allowed-ips", "0.0.0.0/0", "--preshared-key", "none", "--replace"],
+    );
+    check_then_apply(&none, || assert!(show(&p, &w).peers[0].preshared_key));
+    assert_eq!(
+        wg_show(&p, &w, "preshared-keys"),
+        format!("{cpub}\t(none)\n")
+    );
+    settled(&none);
+
+    // an interface moved away behind wgctl's back (userspace: its process and UAPI socket stay)
+    if be == "kernel" {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** exclusive_peer_psk_none_and_replace_of_a_moved_interface: kernel backend: the \
+             remake of a moved interface is userspace-only (a kernel one is found nowhere); \
+             the rest ran ***\n"
+        );
+    } else {
+        sh(&format!("ip -n {p} link set {w} netns {away}")).ok();
+        let again = iface_add(
+            &center,
+            &w,
+            &hkey,
+            &["--listen-port", "51031", "--into-ns", &p, "--backend", &be],
+        );
+        wg(&again).fails(1, "UAPI socket");
+        wg(&plus(&again, &["--replace"])).ok();
+        assert!(link_exists(&p, &w), "made anew in {p}");
+        assert!(!link_exists(&away, &w), "the moved one is gone");
+        assert_eq!(wg_go_pids(&w).len(), 1, "one wireguard-go");
+    }
+    iface_del(&p, &w, None);
+    assert_no_userspace_left(&w);
+    assert_no_leaks();
+}
