@@ -1510,7 +1510,13 @@ fn exclusive_peer_psk_none_and_replace_of_a_moved_interface() {
     let mut client = settings("0.0.0.0/0", &psk, "25");
     client.extend(["--endpoint", "[2001:db8::99]:51999"]);
     wg(&peer_add(&p, &w, &cpub, &client)).ok();
-    wg(&peer_add(&p, &w, &stray, &["--allowed-ips", "10.99.0.0/16"])).ok();
+    wg(&peer_add(
+        &p,
+        &w,
+        &stray,
+        &["--allowed-ips", "10.99.0.0/16"],
+    ))
+    .ok();
     assert_eq!(show(&p, &w).peers.len(), 2);
 
     // --exclusive: the stray goes, the client stays as it was (endpoint included)
@@ -1533,7 +1539,13 @@ fn exclusive_peer_psk_none_and_replace_of_a_moved_interface() {
         &p,
         &w,
         &cpub,
-        &["--allowed-ips", "0.0.0.0/0", "--preshared-key", "none", "--replace"],
+        &[
+            "--allowed-ips",
+            "0.0.0.0/0",
+            "--preshared-key",
+            "none",
+            "--replace",
+        ],
     );
     check_then_apply(&none, || assert!(show(&p, &w).peers[0].preshared_key));
     assert_eq!(
