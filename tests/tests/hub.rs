@@ -2792,62 +2792,35 @@ fn settings_change_in_place_and_generate_is_stable() {
     assert!(healthy, "{check}");
 }
 
-/// `down` while a `sync` waits for the lock: the sync runs after it on a state directory of
-/// its own (before: it failed on center.json.tmp, the directory gone).
+/// A command waiting for the lock while `down` removes the state directory, lock file
+/// included (before: the waiting `sync` woke on the removed lock file and failed on
+/// center.json.tmp, the directory gone). The holder here does what `down` does under the lock
+/// (the state directory goes) at a moment the test chooses; the waiting sync then runs on a
+/// state directory and lock of its own.
 #[test]
 fn down_racing_a_queued_command() {
     let hub = Hub::new();
-    for _ in 0..3 {
-        hub.hub(&["-q", "up"]).ok();
-        hub.hub(&["-q", "peer", "add", "q1"]).ok();
-        let lock = hub.state.join("lock");
-        let mut holder = Command::new("flock")
-            .args([lock.to_str().unwrap(), "sleep", "1"])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        let env: Vec<(String, String)> = hub
-            .env()
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
-            })
-            .collect();
-        let down = Command::new(script("hub"))
-            .envs(env.clone())
-            .args(["-q", "down"])
-            .output();
-        let sync = std::thread::spawn(move || {
-            let mut child = Command::new(script("hub"))
-                .envs(env)
-                .args(["-q", "sync", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"{\"name\":\"q2\"}\n")
-                .unwrap();
-            child.wait_with_output().unwrap()
-        });
-        let down = down.unwrap();
-        let _ = holder.wait();
-        let sync = sync.join().unwrap();
-        assert!(down.status.success(), "{down:?}");
-        assert!(
-            sync.status.success(),
-            "the waiting sync: {}",
-            String::from_utf8_lossy(&sync.stderr)
-        );
-        hub.hub(&["-q", "down"]).ok();
-    }
-    hub.leaks().ok();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "q1"]).ok();
+    let (state, lock) = (hub.state.display().to_string(), hub.state.join("lock"));
+    let aside = format!("{state}.aside");
+    let mut holder = Command::new("flock")
+        .args([lock.to_str().unwrap(), "sh", "-c"])
+        .arg(format!("sleep 1; mv {state} {aside}"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let sync = hub.hub_stdin(&["-q", "sync", "-"], "{\"name\":\"q2\"}\n");
+    assert!(holder.wait().unwrap().success());
+    let sync = sync.ok().json();
+    assert_eq!(sync["added"], serde_json::json!(["q2"]), "{sync}");
+    assert!(lock.exists(), "a lock file of its own");
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+    hub.hub(&["-q", "down"]).ok();
+    // the state the holder set aside, as `down` would have left nothing of it
+    sh(&format!("rm -rf {state}; mv {aside} {state}")).ok();
+    hub.hub(&["-q", "down"]).ok();
 }
 
 /// The settings that define a built hub are recorded: another HUB_CIDR, HUB_ADDRESS,
