@@ -99,6 +99,9 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
      | select($dst != "" and ($a6 != "" or ($dst | contains(":") | not)))
      | if any($nat[]; .kind == "filter" and .verdict == "accept" and .local == $local and .dst == $dst) then empty
        else "no filter letting \($pwg)'s traffic reach \($dst)\(if $local then " (the center itself)" else "" end) in \($where)" end),
+    ([$cidr, $cidr6][] | select(. != "" and ($a6 != "" or (contains(":") | not))) as $src
+     | if any($nat[]; .kind == "filter" and .early and .verdict == "drop" and .src == $src) then empty
+       else "no filter dropping \($pwg)'s packets from \($src) (forged replies) in \($where)" end),
     ([false, true][] as $local
      | if any($nat[]; .kind == "filter" and .default == "drop" and .local == $local) then empty
        else "no filter dropping the rest of \($pwg)'s traffic\(if $local then " to the center itself" else "" end) in \($where)" end),

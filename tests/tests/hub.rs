@@ -446,6 +446,7 @@ impl Hub {
                 "\"filter\" in \"forward\"",
                 "\"filter\" in \"local_in\"",
                 "\"filter\" in \"local_in\"",
+                "\"filter\" in \"zones\"",
                 "\"snat\" in \"input\"",
                 "\"snat\" in \"srcnat\"",
                 "\"zone\" in \"zones\"",
@@ -1930,9 +1931,10 @@ fn check_names_each_breakage_and_up_repairs_it() {
             ),
             "r4",
         );
-        // (its NAT: zone, mark, SNAT, and the 4 filters: what it may reach, the rest dropped)
-        assert_eq!(r4.len(), 8, "r4: its NAT (7) and its address: {r4:?}");
-        assert_eq!(problems_of(&check, "r2").len(), 7, "r2: its NAT only");
+        // (its NAT: zone, mark, SNAT, and the 5 filters: forged replies dropped early, what it
+        // may reach, the rest dropped)
+        assert_eq!(r4.len(), 9, "r4: its NAT (8) and its address: {r4:?}");
+        assert_eq!(problems_of(&check, "r2").len(), 8, "r2: its NAT only");
     } else {
         assert_mentions(&problems_of(&check, "r2"), "no NAPT rule", "r2");
         assert_eq!(
@@ -3138,6 +3140,22 @@ fn a_device_cannot_take_another_devices_traffic() {
     let _ = server.wait_with_output();
     assert_eq!(got_a, 0, "A received B's traffic (B got {got_b})");
     assert!(got_b >= 290, "B received {got_b} of its 300");
+    if hub.zones {
+        // (dropped before conntrack saw them: they changed nothing of B's connection)
+        let wg = hub.peer_wg("va");
+        let nat = tool("natctl", &["--ns", &hub.ns, "list"]).ok().json();
+        let early = nat["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "filter" && r["iif"] == wg.as_str() && r["early"] == true)
+            .unwrap_or_else(|| panic!("A's early drop in {nat}"))
+            .clone();
+        assert!(
+            early["packets"].as_u64().unwrap() >= 100,
+            "the forged packets died before conntrack: {early}"
+        );
+    }
     let (check, healthy) = hub.check();
     assert!(healthy, "{check}");
 }

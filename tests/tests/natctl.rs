@@ -34,6 +34,7 @@ struct RuleJson {
     dir: Option<String>,
     set: Option<u32>,
     local: Option<bool>,
+    early: Option<bool>,
     verdict: Option<String>,
     #[serde(rename = "default")]
     default_verdict: Option<String>,
@@ -2339,6 +2340,22 @@ fn filter_bad_input_exits_2() {
         ),
         (&["filter", "--iif", "x", "--verdict", "reject"], "reject"),
         (
+            &["filter", "--iif", "x", "--verdict", "accept", "--early"],
+            "--early takes --verdict drop only",
+        ),
+        (
+            &[
+                "filter",
+                "--iif",
+                "x",
+                "--verdict",
+                "drop",
+                "--early",
+                "--local",
+            ],
+            "--local",
+        ),
+        (
             &[
                 "filter",
                 "--iif",
@@ -2651,4 +2668,75 @@ fn stored_ids_do_not_hide_a_tampered_rule() {
     assert!(!ruleset(&ns).contains("10.7.7.7"));
     assert!(!add(&ns, &args).changed);
     assert_eq!(kernel_rule_count(&ns), 300);
+}
+
+/// `filter --early`: a packet dropped before connection tracking leaves no conntrack entry (a
+/// forged packet changes no connection's state), is counted, and only what it selects goes.
+#[test]
+fn filter_early_drops_before_conntrack_sees_the_packet() {
+    let lab = Lab::new();
+    let (hub, dev, server, _) = filter_hub(&lab);
+    // the device also sends from 100.64.0.99, an address of the internal network it must not use
+    ip_in(&dev, "addr add 100.64.0.99/32 dev eth0");
+    // (a NAT rule, as a hub has: conntrack works in a namespace only once something uses it)
+    add(&hub, &["masquerade", "--oif", "s0"]);
+    let r = add(
+        &hub,
+        &[
+            "filter",
+            "--iif",
+            "d1",
+            "--src",
+            "100.64.0.0/24",
+            "--verdict",
+            "drop",
+            "--early",
+        ],
+    );
+    assert!(r.changed);
+    let conntrack = |port: u16| {
+        sh(&format!(
+            "ip netns exec {hub} conntrack -L -p udp --dport {port} 2>/dev/null | grep -c dport"
+        ))
+        .stdout
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+    };
+    // from its own address: through, tracked
+    assert!(udp_reaches(&server, 7001, &dev, "100.64.0.1"));
+    assert!(conntrack(7001) >= 1, "the device's own flow is tracked");
+    // from the forbidden source: dropped before conntrack, nothing tracked
+    sh(&format!(
+        "ip netns exec {dev} python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((\"100.64.0.99\", 0))
+for i in range(20): s.sendto(b\"forged\", (\"100.64.0.1\", 7002))'"
+    ))
+    .ok();
+    assert_eq!(
+        conntrack(7002),
+        0,
+        "conntrack never saw the dropped packets"
+    );
+    let listed = listed_in(&hub, "filter", "zones", "inet");
+    assert_eq!(listed.early, Some(true));
+    assert!(listed.packets.unwrap() >= 20, "{listed:?}");
+    assert!(
+        !add(
+            &hub,
+            &[
+                "filter",
+                "--iif",
+                "d1",
+                "--src",
+                "100.64.0.0/24",
+                "--verdict",
+                "drop",
+                "--early"
+            ],
+        )
+        .changed
+    );
 }

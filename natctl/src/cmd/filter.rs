@@ -49,6 +49,11 @@ pub struct Filter {
     /// traffic (chain `forward`, hook forward)
     #[arg(long)]
     pub local: bool,
+    /// Before connection tracking (chain `zones`, hook prerouting, priority raw), for
+    /// `--verdict drop` only: a packet dropped here is never looked up by conntrack, so it
+    /// changes no connection's state (a forged reply of another's connection, say)
+    #[arg(long, conflicts_with_all = ["local", "default"])]
+    pub early: bool,
 }
 
 /// The protocols a filter selects (`meta l4proto`).
@@ -124,6 +129,12 @@ impl Filter {
                 ))
             }
         };
+        if self.early && verdict != Verdict::Drop {
+            // (an accept there would end the chain before the zones are set)
+            return Err(Error::invalid(
+                "filter: --early takes --verdict drop only (an accept before conntrack would skip the zones)",
+            ));
+        }
         let mut matches = vec![Match::Iif(self.iif.to_string())];
         matches.extend(self.src.map(Match::Src));
         matches.extend(self.dst.map(Match::Dst));
@@ -133,7 +144,9 @@ impl Filter {
             kind: "filter",
             family,
             parts: vec![Part {
-                stage: if self.local {
+                stage: if self.early {
+                    Stage::Zones
+                } else if self.local {
                     Stage::LocalIn
                 } else {
                     Stage::Forward
@@ -150,6 +163,7 @@ impl Filter {
                 ("verdict", self.verdict.map(Arg::text)),
                 ("default", self.default.map(Arg::text)),
                 ("local", Some(Arg::Flag(self.local))),
+                ("early", Some(Arg::Flag(self.early))),
             ],
         })
     }
