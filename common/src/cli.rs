@@ -136,6 +136,14 @@ impl Outcome {
         Self::object(false, key, items)
     }
 
+    /// Whether the command changed something (plain text never does: it only prints).
+    pub fn changed(&self) -> bool {
+        match &self.0 {
+            Printed::Json(v) => v["changed"] == true,
+            Printed::Text(_) => false,
+        }
+    }
+
     /// Plain text, for the commands the contract exempts from JSON (a bare key, a script).
     pub fn text(text: String) -> Self {
         Outcome(Printed::Text(text))
@@ -443,13 +451,32 @@ fn run_batch<C: Command>(
     file: &PathBuf,
 ) -> Result<()> {
     let text = read_batch(file)?;
+    // Every line is parsed before the first one runs: bad input there changes nothing (exit 2).
     let lines = parse_batch::<C>(tool, about, outer, &text)?;
+    // The first line that changed something: after it, a failure is never exit 2, which says
+    // that nothing changed.
+    let mut changed_at: Option<usize> = None;
     for line in lines {
-        let out =
-            execute(tool, line.command, &line.global).map_err(|e| prefix_line(e, line.number))?;
+        let check = line.global.check;
+        let out = execute(tool, line.command, &line.global)
+            .map_err(|e| after_changes(prefix_line(e, line.number), changed_at))?;
+        if out.changed() && !check {
+            changed_at.get_or_insert(line.number);
+        }
         print(&out, outer.pretty)?;
     }
     Ok(())
+}
+
+/// A batch line's invalid input after an earlier line changed something: a failure (exit 1)
+/// that says so, since exit 2 promises that nothing changed.
+fn after_changes(e: Error, changed_at: Option<usize>) -> Error {
+    match (e, changed_at) {
+        (Error::Invalid(m), Some(n)) => Error::failed(format!(
+            "{m} (after line {n} had changed something: a failure, not invalid input)"
+        )),
+        (e, _) => e,
+    }
 }
 
 fn prefix_line(e: Error, number: usize) -> Error {

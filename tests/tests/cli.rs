@@ -169,6 +169,46 @@ fn exec_in_a_batch_is_refused_before_any_line_runs() {
     );
 }
 
+/// Exit 2 promises that nothing changed. A batch line whose input turns out invalid only as it
+/// runs (a key read from stdin, a value checked by the command itself), after an earlier line
+/// changed something, is exit 1 naming its line and saying so; before any change it stays exit 2.
+#[test]
+fn a_batch_line_failing_after_a_change_is_exit_1() {
+    let lab = Lab::new();
+    let files = Scratch::new(&lab);
+    // wgctl: genkey --out F writes F, then pubkey reads a stdin that is no key
+    let key = files.path("k");
+    let batch = files.write(
+        "keys.batch",
+        format!("genkey --out {key}\npubkey\n").as_bytes(),
+    );
+    let r = run_stdin(tool_path("wgctl"), &["-b", &batch], Some("notakey\n"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("batch line 2"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("after line 1 had changed something"),
+        "{}",
+        r.stderr
+    );
+    assert!(std::path::Path::new(&key).exists(), "line 1 wrote its file");
+    // nothing changed before it: still exit 2
+    let batch = files.write("pubkey.batch", b"pubkey\n");
+    run_stdin(tool_path("wgctl"), &["-b", &batch], Some("notakey\n")).fails(2, "batch line 1");
+    // natctl: a masquerade made, then a connmark whose --set 0 the command itself refuses
+    let ns = lab.netns("nat");
+    let batch = files.write(
+        "nat.batch",
+        b"masquerade --oif x0\nconnmark --iif x0 --set 0\n",
+    );
+    let r = at_once("natctl", &["--ns", &ns, "-b", &batch]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("batch line 2"), "{}", r.stderr);
+    let nft = sh(&format!("ip netns exec {ns} nft list ruleset"))
+        .ok()
+        .stdout;
+    assert!(nft.contains("masquerade"), "line 1 ran: {nft}");
+}
+
 /// A batch file holding bytes that are not UTF-8 (0xff 0xfe) is invalid input: exit 2 naming
 /// the file and the line, and the valid line before it never runs.
 #[test]
