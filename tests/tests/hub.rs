@@ -3358,3 +3358,90 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
     let (check, healthy) = hub.check();
     assert!(healthy, "{check}");
 }
+
+/// HUB_ENDPOINT is a DNS name, an IPv4 or an IPv6 address, nothing else (before: `HOST:PORT` and
+/// `a b` went into every client config); HUB_PUBLIC_PORT_BASE shifts the port clients dial by
+/// the peer's offset from HUB_PORT_BASE. The config is read by the real `wg` (through
+/// `wg-quick strip`), which sees the endpoint the client will dial.
+#[test]
+fn endpoint_is_checked_and_public_ports_follow_their_base() {
+    let hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "e1", "e2"]).ok();
+    for bad in [
+        "203.0.113.5:51820",
+        "a b",
+        "1.2.3",
+        "-bad.example",
+        "[203.0.113.5]",
+    ] {
+        hub.hub_env(&[&format!("HUB_ENDPOINT={bad}")], &["peer", "conf", "e1"])
+            .fails(2, &format!("HUB_ENDPOINT '{bad}'"));
+    }
+    hub.hub_env(&["HUB_PUBLIC_PORT_BASE=70000"], &["peer", "conf", "e1"])
+        .fails(2, "HUB_PUBLIC_PORT_BASE '70000'");
+    let conf = |env: &[&str]| hub.hub_env(env, &["peer", "conf", "e2"]).ok().stdout;
+    let port = hub.peer_status("e2")["listen_port"].as_u64().unwrap();
+    for (env, want) in [
+        (
+            vec!["HUB_ENDPOINT=hub.example.com"],
+            format!("hub.example.com:{port}"),
+        ),
+        (
+            vec!["HUB_ENDPOINT=2001:db8::5"],
+            format!("[2001:db8::5]:{port}"),
+        ),
+        (
+            vec!["HUB_ENDPOINT=[2001:db8::5]"],
+            format!("[2001:db8::5]:{port}"),
+        ),
+        (
+            vec!["HUB_ENDPOINT=203.0.113.5", "HUB_PUBLIC_PORT_BASE=40000"],
+            format!("203.0.113.5:{}", 40000 + port - 50000),
+        ),
+    ] {
+        let c = conf(&env);
+        assert!(c.contains(&format!("Endpoint = {want}\n")), "{env:?}: {c}");
+    }
+    // what `wg` itself makes of it
+    let ns = hub.lab.netns("wgq");
+    let dir = hub.state.with_extension("wgq");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wgq0.conf");
+    std::fs::write(
+        &file,
+        conf(&["HUB_ENDPOINT=203.0.113.5", "HUB_PUBLIC_PORT_BASE=40000"]),
+    )
+    .unwrap();
+    let key = dir.join("k");
+    tool("wgctl", &["genkey", "--out", key.to_str().unwrap()]).ok();
+    let wgq = format!("{}q0", hub.lab.prefix);
+    tool(
+        "wgctl",
+        &[
+            "--ns",
+            &ns,
+            "iface",
+            "add",
+            &wgq,
+            "--private-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    sh(&format!(
+        "set -e; umask 077; wg-quick strip {f} > {d}/stripped; ip netns exec {ns} wg setconf {wgq} {d}/stripped",
+        f = file.display(),
+        d = dir.display()
+    ))
+    .ok();
+    let endpoints = sh(&format!("ip netns exec {ns} wg show {wgq} endpoints"))
+        .ok()
+        .stdout;
+    assert!(
+        endpoints.contains(&format!("203.0.113.5:{}", 40000 + port - 50000)),
+        "{endpoints}"
+    );
+    tool("wgctl", &["--ns", &ns, "iface", "del", &wgq]).ok();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
