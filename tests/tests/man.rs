@@ -79,6 +79,15 @@ fn every_tool_page_has_every_command_and_flag() {
         let page = std::fs::read_to_string(&path).unwrap();
         assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{}", &page[..200]);
         assert!(page.contains(&format!(".TH {} 8 ", tool.name.to_uppercase())));
+        // the tool's page in docs/ names the same section as the man page
+        let doc =
+            std::fs::read_to_string(repo_root().join(format!("docs/{}.md", tool.name))).unwrap();
+        assert!(
+            doc.starts_with(&format!("# {}(8) ", tool.name)),
+            "docs/{}.md: its title names section 8, as its man page: {}",
+            tool.name,
+            doc.lines().next().unwrap_or("")
+        );
         for section in [
             "NAME",
             "SYNOPSIS",
