@@ -196,7 +196,8 @@ def zone_problems($r; $pwg; $a6; $mark; $zone; $center; $where):
       preshared_key: ($r.preshared_key // false), keepalive: $r.keepalive, mtu: $r.mtu,
       dns: ($r.dns // "" | split(",") | map(select(length > 0))),
       interface: $pwg, up: ($i != null),
-      endpoint: ($p.endpoint // null), latest_handshake: ($p.latest_handshake // null),
+      endpoint: ($p.endpoint // null), allowed_ips: ($p.allowed_ips // []),
+      latest_handshake: ($p.latest_handshake // null),
       rx_bytes: ($p.rx_bytes // 0), tx_bytes: ($p.tx_bytes // 0),
       healthy: ($problems | length == 0), problems: $problems}] as $peers
 | {changed: false,

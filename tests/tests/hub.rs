@@ -3445,3 +3445,121 @@ fn endpoint_is_checked_and_public_ports_follow_their_base() {
     tool("wgctl", &["--ns", &ns, "iface", "del", &wgq]).ok();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `hub metrics` as existing WireGuard dashboards read it: through the real node_exporter
+/// textfile collector (Debian's prometheus-node-exporter), with prometheus_wireguard_exporter's
+/// labels (`friendly_name`, `allowed_ips`) and its handshake delay, the client's endpoint as an
+/// info series, and no byte series for a peer whose interface is gone (up and healthy 0). A
+/// dashboard query grouping by `friendly_name` is evaluated by Prometheus's own PromQL engine
+/// (`promtool test rules`) on the series node_exporter served.
+#[test]
+fn metrics_through_node_exporter_and_a_friendly_name_query() {
+    for tool in ["prometheus-node-exporter", "promtool"] {
+        assert!(
+            sh(&format!("command -v {tool}")).code == 0,
+            "{tool} is installed by scripts/bootstrap.sh"
+        );
+    }
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "m1", "m2"]).ok();
+    hub.client("m1", 1);
+    assert_eq!(ping_all(&[hub.client_ns("m1")]), [true]);
+    let p = &hub.lab.prefix;
+    sh(&format!("pkill -f '^wireguard-go {p}m2-wg$'")).ok();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let dir = hub.state.with_extension("textfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = hub.hub(&["-q", "metrics"]).ok().stdout;
+    std::fs::write(dir.join("niransix.prom"), &text).unwrap();
+    // (a port of its own on loopback)
+    let port = 20000 + std::process::id() % 20000;
+    let mut exporter = Command::new("prometheus-node-exporter")
+        .args([
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            &format!("--collector.textfile.directory={}", dir.display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let fetch = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    );
+    let mut served = String::new();
+    for _ in 0..50 {
+        let r = run("python3", &["-c", &fetch]);
+        if r.code == 0 {
+            served = r.stdout;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+    assert!(
+        served.contains("node_textfile_scrape_error 0"),
+        "node_exporter read the file: {served}"
+    );
+    let series = |name: &str, peer: &str| -> Vec<&str> {
+        served
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains(&format!("friendly_name=\"{peer}\""))
+            })
+            .collect()
+    };
+    let m1 = series("wireguard_received_bytes_total", "m1");
+    assert_eq!(m1.len(), 1, "{served}");
+    assert!(
+        m1[0].contains("allowed_ips=\"0.0.0.0/0,::/0\""),
+        "{}",
+        m1[0]
+    );
+    assert!(m1[0].contains("peer=\"m1\""), "{}", m1[0]);
+    assert_eq!(
+        series("wireguard_latest_handshake_delay_seconds", "m1").len(),
+        1
+    );
+    let endpoint = series("niransix_hub_peer_endpoint_info", "m1");
+    assert!(
+        endpoint.len() == 1 && endpoint[0].contains("endpoint=\"[2001:db8::21]:"),
+        "{endpoint:?}"
+    );
+    // m2's interface is gone: no byte, handshake or endpoint series; up and healthy 0
+    for name in [
+        "wireguard_received_bytes_total",
+        "wireguard_sent_bytes_total",
+        "wireguard_latest_handshake_seconds",
+        "niransix_hub_peer_endpoint_info",
+    ] {
+        assert!(series(name, "m2").is_empty(), "{name} for m2: {served}");
+    }
+    for name in ["niransix_hub_peer_up", "niransix_hub_peer_healthy"] {
+        let s = series(name, "m2");
+        assert!(s.len() == 1 && s[0].ends_with(" 0"), "{name}: {s:?}");
+    }
+
+    // a dashboard's query, by friendly_name, on what node_exporter served
+    let (labels, value) = m1[0].rsplit_once(' ').unwrap();
+    let test = dir.join("dashboard.yml");
+    std::fs::write(
+        &test,
+        format!(
+            "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n\
+             \x20     - series: '{labels}'\n        values: '{value} {value} {value}'\n\
+             \x20   promql_expr_test:\n\
+             \x20     - expr: sum by (friendly_name) (wireguard_received_bytes_total)\n\
+             \x20       eval_time: 2m\n        exp_samples:\n\
+             \x20         - labels: '{{friendly_name=\"m1\"}}'\n            value: {value}\n"
+        ),
+    )
+    .unwrap();
+    let r = run("promtool", &["test", "rules", test.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "promtool: {}{}", r.stdout, r.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
