@@ -3563,3 +3563,122 @@ fn metrics_through_node_exporter_and_a_friendly_name_query() {
     assert_eq!(r.code, 0, "promtool: {}{}", r.stdout, r.stderr);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `hub peer set` changes one peer's settings in place: its tunnel stays (the same wireguard-go,
+/// its client's pings all answered), no other peer is touched, `--check` plans without changing,
+/// `none` takes a preshared key or DNS away. The advice `peer add` gives for a changed setting is
+/// this command, and following it keeps every other peer (before: the advice led to a `sync` of
+/// one line, which removed every other peer).
+#[test]
+fn peer_set_changes_one_peer_in_place() {
+    let mut hub = Hub::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "s1", "s2"]).ok();
+    hub.client("s1", 1);
+    let (ns, wg) = (hub.peer_ns("s1"), hub.peer_wg("s1"));
+    let pid = |peer: &str| {
+        sh(&format!("pgrep -f '^wireguard-go {}$'", hub.peer_wg(peer)))
+            .ok()
+            .stdout
+    };
+    let (s1_pid, s2_pid) = (pid("s1"), pid("s2"));
+    let s2_before = hub.peer_status("s2");
+
+    let advice = hub
+        .hub(&["-q", "peer", "add", "s1", "--mtu", "1400"])
+        .fails(1, "'hub peer set s1'");
+    assert!(!advice.stderr.contains("sync"), "{}", advice.stderr);
+    let before = hub.settled();
+    let plan = hub
+        .hub(&["-q", "--check", "peer", "set", "s1", "--mtu", "1400"])
+        .ok()
+        .json();
+    assert_eq!(plan["changed"], true, "{plan}");
+    assert_same(&hub.settled(), &before, "after --check peer set");
+
+    // (the settings that keep the client's config valid, under the client's pings)
+    let pinger = Pinger::start(&hub.client_ns("s1"));
+    let r = hub
+        .hub(&[
+            "-q",
+            "peer",
+            "set",
+            "s1",
+            "--mtu",
+            "1400",
+            "--keepalive",
+            "15",
+            "--dns",
+            "192.0.2.53",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["changed"], true, "{r}");
+    pinger.stop_without_loss("peer set --mtu --keepalive --dns");
+    hub.hub(&["-q", "peer", "set", "s1", "--preshared-key", "generate"])
+        .ok();
+    assert_eq!(
+        ip_json(Some(&ns), &["link", "show", &wg])[0]["mtu"],
+        1400,
+        "MTU set on the live interface"
+    );
+    assert_eq!(
+        wg_show(&ns, &wg, "persistent-keepalive").split('\t').nth(1),
+        Some("15")
+    );
+    assert_ne!(
+        wg_show(&ns, &wg, "preshared-keys").split('\t').nth(1),
+        Some("(none)")
+    );
+    let again = hub
+        .hub(&[
+            "-q",
+            "peer",
+            "set",
+            "s1",
+            "--mtu",
+            "1400",
+            "--preshared-key",
+            "generate",
+        ])
+        .ok()
+        .json();
+    assert_eq!(again["changed"], false, "{again}");
+    let conf = hub.hub(&["-q", "peer", "conf", "s1"]).ok().stdout;
+    assert!(
+        conf.contains("DNS = 192.0.2.53") && conf.contains("PresharedKey = "),
+        "{conf}"
+    );
+    hub.hub(&[
+        "-q",
+        "peer",
+        "set",
+        "s1",
+        "--preshared-key",
+        "none",
+        "--dns",
+        "none",
+    ])
+    .ok();
+    assert_eq!(
+        wg_show(&ns, &wg, "preshared-keys").split('\t').nth(1),
+        Some("(none)")
+    );
+    let conf = hub.hub(&["-q", "peer", "conf", "s1"]).ok().stdout;
+    assert!(
+        !conf.contains("DNS") && !conf.contains("PresharedKey"),
+        "{conf}"
+    );
+    assert_eq!((pid("s1"), pid("s2")), (s1_pid, s2_pid), "the same tunnels");
+    assert_eq!(hub.peer_status("s2"), s2_before, "s2 untouched");
+    assert_eq!(peer_names(&hub.status()), ["s1", "s2"]);
+
+    hub.hub(&["-q", "peer", "set", "s1"])
+        .fails(2, "give at least one");
+    hub.hub(&["-q", "peer", "set", "nope", "--mtu", "1400"])
+        .fails(1, "no peer 'nope'");
+    hub.hub(&["-q", "peer", "set", "s1", "--mtu", "99"])
+        .fails(2, "--mtu '99'");
+    let (check, healthy) = hub.check();
+    assert!(healthy, "{check}");
+}
