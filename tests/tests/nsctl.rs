@@ -76,6 +76,8 @@ struct AddrEntry {
     flags: Vec<String>,
     valid_life_time: Option<u64>,
     preferred_life_time: Option<u64>,
+    peer: Option<String>,
+    label: Option<String>,
 }
 
 fn netns_list() -> NetnsList {
@@ -221,11 +223,13 @@ fn assert_addresses_match_ip(ns: &str) {
             count += 1;
             let cidr = format!("{}/{}", t["local"].as_str().unwrap(), t["prefixlen"]);
             let dev = link["ifname"].as_str().unwrap();
+            let peer = t["address"].as_str();
             let a = ours
                 .addresses
                 .iter()
-                .find(|a| a.cidr == cidr && a.dev == dev)
+                .find(|a| a.cidr == cidr && a.dev == dev && a.peer.as_deref() == peer)
                 .unwrap_or_else(|| panic!("{ns}: nsctl does not list {cidr} on {dev}: {ours:?}"));
+            assert_eq!(a.label.as_deref(), t["label"].as_str(), "{cidr}: label");
             assert_eq!(a.netns.as_deref(), Some(ns));
             assert_eq!(t["family"], a.family.as_str(), "{cidr}: family");
             // A scope without a name is a number in our JSON, its decimal string in ip's.
@@ -1466,6 +1470,77 @@ fn wait_addr_flag(ns: &str, local: &str, flag: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{ns}: {local} never got flag {flag}");
+}
+
+/// Addresses with a peer (`ip addr add A peer B/N`) and a label: `addr list` prints them as
+/// `ip -j -d addr` does, and `addr add` of the plain address never takes one of them for it:
+/// it refuses naming what is there, and swaps it with --replace.
+#[test]
+fn addr_peer_and_label_list_like_ip() {
+    let lab = Lab::new();
+    let a = lab.netns("a");
+    ip_in(&a, "link add p0 type veth peer name p1");
+    ip_in(&a, "link set p0 up");
+    ip_in(&a, "addr add 10.5.0.1 peer 10.5.0.2/32 dev p0");
+    ip_in(&a, "addr add 10.5.0.1 peer 10.5.0.3/32 dev p0");
+    ip_in(&a, "addr add 10.6.0.1/24 dev p0 label p0:web");
+    ip_in(&a, "addr add 10.7.0.1/24 dev p0");
+    ip_in(&a, "addr add fd00:7::1/64 peer fd00:7::2 dev p0 nodad");
+    assert_addresses_match_ip(&a);
+    let l = addr_list(&a);
+    let find = |cidr: &str, peer: Option<&str>| {
+        l.addresses
+            .iter()
+            .find(|x| x.cidr == cidr && x.peer.as_deref() == peer)
+            .unwrap_or_else(|| panic!("{cidr} peer {peer:?} not listed: {l:?}"))
+    };
+    let ip_info = |local: &str| -> Vec<Value> {
+        let links = ip_json(Some(&a), &["-d", "addr", "show", "dev", "p0"]);
+        links[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["local"] == local)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(ip_info("10.5.0.1").len(), 2);
+    for peer in ["10.5.0.2", "10.5.0.3"] {
+        assert_eq!(find("10.5.0.1/32", Some(peer)).label.as_deref(), Some("p0"));
+    }
+    assert_eq!(find("10.6.0.1/24", None).label.as_deref(), Some("p0:web"));
+    assert_eq!(find("10.7.0.1/24", None).label.as_deref(), Some("p0"));
+    let v6 = find("fd00:7::1/128", Some("fd00:7::2"));
+    assert_eq!((v6.family.as_str(), v6.label.as_deref()), ("inet6", None));
+    assert_eq!(ip_info("fd00:7::1")[0]["address"], "fd00:7::2");
+
+    let add = |args: &[&str]| nsctl(&[&["--ns", &a, "addr", "add"][..], args].concat());
+    // The plain address is not the one with a peer, nor the labelled one.
+    add(&["10.5.0.1/32", "--dev", "p0"]).fails(1, "peer 10.5.0.");
+    add(&["10.6.0.1/24", "--dev", "p0"]).fails(1, "label p0:web");
+    add(&["fd00:7::1/128", "--dev", "p0", "--nodad"]).fails(1, "peer fd00:7::2");
+    assert!(!add(&["10.7.0.1/24", "--dev", "p0"]).ok().changed());
+    assert_addresses_match_ip(&a);
+    assert!(add(&["10.6.0.1/24", "--dev", "p0", "--replace"])
+        .ok()
+        .changed());
+    assert_eq!(find_label(&a, "10.6.0.1"), "p0");
+    assert!(!add(&["10.6.0.1/24", "--dev", "p0"]).ok().changed());
+    assert_addresses_match_ip(&a);
+    finish(lab);
+}
+
+/// `ip -j`'s label of the address `local` in `ns`.
+fn find_label(ns: &str, local: &str) -> Value {
+    let links = ip_json(Some(ns), &["addr", "show"]);
+    links
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
+        .find(|i| i["local"] == local)
+        .map(|i| i["label"].clone())
+        .unwrap_or(Value::Null)
 }
 
 #[test]

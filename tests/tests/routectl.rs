@@ -49,6 +49,7 @@ struct Rule {
     table_id: Option<u32>,
     action: Value,
     goto: Option<u32>,
+    unresolved: bool,
 }
 
 /// A route as routectl prints it.
@@ -70,8 +71,11 @@ struct Route {
     scope: String,
     flags: Vec<String>,
     mtu: Option<u32>,
+    metrics: serde_json::Map<String, Value>,
+    expires: Option<i32>,
     pref: Option<String>,
     nexthops: Vec<Nexthop>,
+    nhid: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -212,6 +216,7 @@ fn ip_rules(ns: &str, family: &str) -> Vec<Rule> {
                 table: (!table.is_null()).then_some(table),
                 action,
                 goto: ip["goto"].as_u64().map(|g| g as u32),
+                unresolved: ip.get("unresolved").is_some(),
             }
         })
         .collect()
@@ -264,6 +269,17 @@ fn ip_routes(ns: &str, family: &str) -> Vec<Route> {
                     .as_array()
                     .and_then(|ms| ms.iter().find_map(|m| m["mtu"].as_u64()))
                     .map(|m| m as u32),
+                metrics: ip["metrics"]
+                    .as_array()
+                    .and_then(|ms| ms.first())
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .map(|mut ms| {
+                        ms.remove("mtu");
+                        ms
+                    })
+                    .unwrap_or_default(),
+                expires: ip["expires"].as_i64().map(|e| e as i32),
                 pref: text(&ip["pref"]),
                 nexthops: ip["nexthops"]
                     .as_array()
@@ -276,6 +292,7 @@ fn ip_routes(ns: &str, family: &str) -> Vec<Route> {
                         flags: flags(&h["flags"]),
                     })
                     .collect(),
+                nhid: ip["nhid"].as_u64().map(|n| n as u32),
             }
         })
         .collect()
@@ -1314,6 +1331,8 @@ fn rules_made_by_ip_list_like_ip() {
         ip_in(&ns, &format!("-6 rule add {rule}"));
     }
     let ours = assert_rules_match_ip(&ns);
+    let goto = |rules: &[Rule]| rules.iter().find(|r| r.goto == Some(100)).cloned().unwrap();
+    assert!(goto(&ours).unresolved, "no rule at priority 100: {ours:#?}");
     let named: Vec<&Rule> = ours
         .iter()
         .filter(|r| r.table == Some(json!(wan)))
@@ -1377,6 +1396,112 @@ fn rules_made_by_ip_list_like_ip() {
     .ok();
     assert!(r.changed());
     assert_rules_match_ip(&ns);
+    // A rule at the target priority resolves the goto.
+    ip_in(&ns, "rule add priority 100 nop");
+    assert!(!goto(&assert_rules_match_ip(&ns)).unresolved);
+}
+
+/// A route through a nexthop object (`nhid`), routes with metrics besides mtu (and a locked
+/// mtu), an IPv6 route that expires: `route list` prints them as `ip -j -d` does, field by
+/// field, and `route add` of a plain route with the same key never reports one of them as
+/// already there: it refuses, naming what is there, and changes it with --replace.
+#[test]
+fn nhid_metrics_and_expires_list_like_ip() {
+    let lab = Lab::new();
+    let ns = lab.netns("rn");
+    let (a, b) = (lab.name("a"), lab.name("b"));
+    veth((&ns, &a, "10.0.0.1/24"), (&ns, &b, "10.0.1.1/24"));
+    ip_in(&ns, &format!("addr add 2001:db8::1/64 dev {a} nodad"));
+    ip_in(&ns, &format!("nexthop add id 10 via 10.0.0.2 dev {a}"));
+    ip_in(&ns, "route add 10.9.0.0/24 nhid 10");
+    ip_in(
+        &ns,
+        &format!(
+            "route add 10.8.0.0/24 via 10.0.0.2 dev {a} mtu 1300 advmss 1000 initcwnd 10 \
+             initrwnd 20 window 3000 rtt 100 rttvar 20 hoplimit 5 quickack 1 features ecn \
+             congctl cubic fastopen_no_cookie 1"
+        ),
+    );
+    ip_in(
+        &ns,
+        &format!("route add 10.7.0.0/24 via 10.0.0.2 dev {a} mtu lock 1300"),
+    );
+    ip_in(
+        &ns,
+        &format!("-6 route add 2001:db8:5::/48 via 2001:db8::2 dev {a} expires 1000"),
+    );
+
+    // `expires` counts down: ours lies between ip's before and after.
+    let ip_all = || [ip_routes(&ns, "inet"), ip_routes(&ns, "inet6")].concat();
+    let before = ip_all();
+    let ours: Vec<Route> = listed(
+        &rt(&ns, &["route", "list", "--table", "all"]).ok(),
+        "routes",
+    );
+    let after = ip_all();
+    assert_eq!(ours.len(), before.len(), "{ours:#?}\n{before:#?}");
+    for ((o, then), now) in ours.iter().zip(&before).zip(&after) {
+        let mut o = o.clone();
+        if let (Some(e), Some(hi), Some(lo)) = (o.expires, then.expires, now.expires) {
+            assert!((lo..=hi).contains(&e), "{e} not in {lo}..={hi}");
+            o.expires = then.expires;
+        }
+        assert_eq!(&o, then);
+    }
+    let route = |dst: &str| ours.iter().find(|r| r.dst == dst).unwrap().clone();
+    let nh = route("10.9.0.0/24");
+    assert_eq!(nh.nhid, Some(10));
+    assert_eq!(nh.gateway.as_deref(), Some("10.0.0.2"));
+    let m = route("10.8.0.0/24");
+    assert_eq!(m.mtu, Some(1300));
+    assert_eq!(
+        Value::Object(m.metrics),
+        json!({"window": 3000, "rtt": 12, "rttvar": 5, "advmss": 1000, "hoplimit": 5,
+               "initcwnd": 10, "ecn": null, "initrwnd": 20, "quickack": 1,
+               "congestion": "cubic", "fastopen_no_cookie": 1})
+    );
+    assert!(route("10.7.0.0/24").metrics.is_empty());
+    let exp = route("2001:db8:5::/48").expires.unwrap();
+    assert!((990..=1000).contains(&exp), "expires {exp}");
+    assert!(ours
+        .iter()
+        .filter(|r| r.dst != "2001:db8:5::/48")
+        .all(|r| r.expires.is_none()));
+
+    // A plain route with the same key is not any of them.
+    let add = |args: &[&str]| rt(&ns, &[&["route", "add"][..], args].concat());
+    for (dst, via, extra, named) in [
+        ("10.9.0.0/24", "10.0.0.2", &[][..], "nhid 10"),
+        (
+            "10.8.0.0/24",
+            "10.0.0.2",
+            &["--mtu", "1300"][..],
+            "advmss 1000",
+        ),
+        (
+            "10.7.0.0/24",
+            "10.0.0.2",
+            &["--mtu", "1300"][..],
+            "mtu lock 1300",
+        ),
+        ("2001:db8:5::/48", "2001:db8::2", &[][..], "expires"),
+    ] {
+        let args = [&[dst, "--via", via, "--dev", &a][..], extra].concat();
+        add(&args).fails(1, named).fails(1, "--replace");
+        let replaced = add(&[&args[..], &["--replace"]].concat()).ok();
+        assert!(replaced.changed(), "{dst}");
+        let r: Route = parse_exact(&replaced.json()["route"]);
+        assert_eq!(
+            (r.nhid, r.metrics.is_empty(), r.expires),
+            (None, true, None),
+            "{r:#?}"
+        );
+        assert!(!add(&args).ok().changed(), "{dst} is now the plain route");
+    }
+    assert_routes_match_ip(&ns);
+    assert!(ip_json(Some(&ns), &["route", "show", "10.9.0.0/24"])[0]
+        .get("nhid")
+        .is_none());
 }
 
 /// Routes made with `ip route`: multipath, every type, onlink, mtu, pref, protocols by name and

@@ -1,6 +1,7 @@
 //! `nsctl addr add|del|list`: IPv4 and IPv6 addresses (like `ip addr`).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use clap::Subcommand;
 use ipnet::IpNet;
@@ -87,6 +88,53 @@ pub struct ListedAddress {
     /// does not say.
     pub valid_life_time: Option<u32>,
     pub preferred_life_time: Option<u32>,
+    /// The peer of a point-to-point address (`ip addr add A peer B/N`: `cidr` is then `A/N`),
+    /// `ip -j`'s `address`; null for an address without one.
+    pub peer: Option<String>,
+    /// The label (`IFA_LABEL`, `ip addr add ... label DEV:NAME`): the device's name unless
+    /// set; IPv4 only, null for IPv6 (as `ip -j`).
+    pub label: Option<String>,
+}
+
+/// The peer of an address message: IFA_ADDRESS where it differs from IFA_LOCAL (as `ip`).
+fn peer_of(msg: &AddressMessage) -> Option<IpAddr> {
+    let (mut local, mut address) = (None, None);
+    for a in &msg.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    address.filter(|_| local.is_some() && local != address)
+}
+
+/// The label of an address message (IFA_LABEL).
+fn label_of(msg: &AddressMessage) -> Option<String> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Label(l) => Some(l.clone()),
+        _ => None,
+    })
+}
+
+/// An address on `dev` as `ip addr` would add it: `cidr` with no peer and the default label.
+fn is_plain(msg: &AddressMessage, cidr: IpNet, dev: &IfName) -> bool {
+    addr_cidr(msg) == Some(cidr)
+        && peer_of(msg).is_none()
+        && label_of(msg).is_none_or(|l| l == dev.as_str())
+}
+
+/// `10.0.0.1/32 peer 10.0.0.2 label eth0:1`, as `ip addr` words it (the label only when not
+/// the device's own name).
+fn describe(msg: &AddressMessage, dev: &IfName) -> String {
+    let mut s = addr_cidr(msg).map_or_else(String::new, |c| c.to_string());
+    if let Some(p) = peer_of(msg) {
+        s.push_str(&format!(" peer {p}"));
+    }
+    if let Some(l) = label_of(msg).filter(|l| l != dev.as_str()) {
+        s.push_str(&format!(" label {l}"));
+    }
+    s
 }
 
 /// An address scope: its name when it has one, else its number (`ip` does the same).
@@ -204,14 +252,18 @@ async fn add(
     check: bool,
 ) -> Result<bool> {
     let (index, present) = on_dev(handle, dev, here).await?;
+    if present.iter().any(|a| is_plain(a, cidr, dev)) {
+        return Ok(false);
+    }
+    // The same address with another prefix length, a peer or a label is another address.
     let mut stale = None;
     for a in present {
         match addr_cidr(&a) {
-            Some(c) if c == cidr => return Ok(false),
             Some(c) if c.addr() == cidr.addr() && !replace => {
                 return Err(Error::failed(format!(
-                    "adding address {cidr} to {dev} in {here}: {dev} already has {c} \
-                     (--replace swaps it)"
+                    "adding address {cidr} to {dev} in {here}: {dev} already has {} \
+                     (--replace swaps it)",
+                    describe(&a, dev)
                 )))
             }
             Some(c) if c.addr() == cidr.addr() => stale = Some(a),
@@ -298,6 +350,8 @@ async fn list(
                 flags: flag_names(a, cidr.addr().is_ipv6()),
                 valid_life_time: life.map(|c| c.ifa_valid),
                 preferred_life_time: life.map(|c| c.ifa_preferred),
+                peer: peer_of(a).map(|p| p.to_string()),
+                label: label_of(a),
             })
         })
         .collect())

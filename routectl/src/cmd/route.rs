@@ -324,6 +324,10 @@ impl Want {
             && self.proto.is_none_or(|p| r.protocol == p.0)
             && r.flags.contains(RouteFlags::Onlink) == self.onlink
             && r.mtu == self.mtu
+            && r.metrics.is_empty()
+            && r.locked == 0
+            && r.expires.is_none()
+            && r.nhid.is_none()
     }
 
     /// The given next hops are the route's (in any order).
@@ -432,7 +436,11 @@ impl Want {
                 RouteFlags::empty()
             },
             mtu: self.mtu,
+            metrics: Metrics::new(),
+            locked: 0,
+            expires: None,
             pref: (self.family == Family::V6).then_some(u8::from(RoutePreference::Medium)),
+            nhid: None,
             nexthops: self
                 .nexthops
                 .iter()
@@ -522,8 +530,62 @@ struct Route {
     tos: u8,
     flags: RouteFlags,
     mtu: Option<u32>,
+    /// The metrics besides mtu, as `ip -j -d route` prints them under `metrics`.
+    metrics: Metrics,
+    /// `RTAX_LOCK`: the metrics locked (`ip route ... mtu lock N`); `ip -j` does not print it.
+    locked: u32,
+    /// Seconds until the route expires (IPv6, `RTA_CACHEINFO`), as `ip` prints them.
+    expires: Option<i32>,
     pref: Option<u8>,
     nexthops: Vec<Hop>,
+    /// The nexthop object the route uses (`ip route ... nhid N`).
+    nhid: Option<u32>,
+}
+
+/// Route metrics by `ip -j`'s name: a number, a string (`congctl`, `features`) or null
+/// (`ecn`).
+type Metrics = serde_json::Map<String, serde_json::Value>;
+
+/// `USER_HZ`, the unit of `RTA_CACHEINFO`'s `rta_expires` (clock ticks): 100 in the kernel's
+/// ABI on every architecture but alpha (ip reads it with `sysconf(_SC_CLK_TCK)`).
+const USER_HZ: i32 = 100;
+
+/// The metrics other than mtu and lock, as `ip -j -d route` prints them (`print_rta_metrics`).
+fn metrics_of(ms: &[RouteMetric]) -> Metrics {
+    use serde_json::Value;
+    let mut out = Metrics::new();
+    for m in ms {
+        let (name, value) = match m {
+            RouteMetric::Lock(_) | RouteMetric::Mtu(_) => continue,
+            RouteMetric::Window(n) => ("window", Value::from(*n)),
+            RouteMetric::Rtt(n) => ("rtt", Value::from(*n / 8)),
+            RouteMetric::RttVar(n) => ("rttvar", Value::from(*n / 4)),
+            RouteMetric::SsThresh(n) => ("ssthresh", Value::from(*n)),
+            RouteMetric::Cwnd(n) => ("cwnd", Value::from(*n)),
+            RouteMetric::Advmss(n) => ("advmss", Value::from(*n)),
+            RouteMetric::Reordering(n) => ("reordering", Value::from(*n)),
+            RouteMetric::Hoplimit(n) if *n == u32::MAX => continue,
+            RouteMetric::Hoplimit(n) => ("hoplimit", Value::from(*n)),
+            RouteMetric::InitCwnd(n) => ("initcwnd", Value::from(*n)),
+            RouteMetric::Features(bits) => {
+                if bits & 1 != 0 {
+                    out.insert("ecn".into(), Value::Null);
+                }
+                if bits & !1 != 0 {
+                    out.insert("features".into(), format!("{:#x}", bits & !1).into());
+                }
+                continue;
+            }
+            RouteMetric::RtoMin(n) => ("rto_min", Value::from(*n)),
+            RouteMetric::InitRwnd(n) => ("initrwnd", Value::from(*n)),
+            RouteMetric::QuickAck(n) => ("quickack", Value::from(*n)),
+            RouteMetric::CcAlgo(name) => ("congestion", Value::from(name.clone())),
+            RouteMetric::FastopenNoCookie(n) => ("fastopen_no_cookie", Value::from(*n)),
+            _ => continue,
+        };
+        out.insert(name.into(), value);
+    }
+    out
 }
 
 /// One next hop of a multipath route.
@@ -576,8 +638,12 @@ impl Route {
             tos: h.tos,
             flags: h.flags,
             mtu: None,
+            metrics: Metrics::new(),
+            locked: 0,
+            expires: None,
             pref: None,
             nexthops: Vec::new(),
+            nhid: None,
         };
         for a in &msg.attributes {
             match a {
@@ -595,7 +661,17 @@ impl Route {
                         RouteMetric::Mtu(n) => Some(*n),
                         _ => None,
                     });
+                    r.locked = ms.iter().fold(0, |bits, m| match m {
+                        RouteMetric::Lock(l) => bits | l,
+                        _ => bits,
+                    });
+                    r.metrics = metrics_of(ms);
                 }
+                RouteAttribute::CacheInfo(ci) if ci.expires != 0 => {
+                    // (rta_expires is signed in the kernel's struct; ip divides it so)
+                    r.expires = Some(ci.expires as i32 / USER_HZ);
+                }
+                RouteAttribute::NhId(id) => r.nhid = Some(*id),
                 RouteAttribute::MultiPath(hops) => {
                     r.nexthops = hops
                         .iter()
@@ -631,7 +707,10 @@ impl Route {
             scope: scope_name(self.scope),
             flags: flag_names(self.flags.bits()),
             mtu: self.mtu,
+            metrics: self.metrics.clone(),
+            expires: self.expires,
             pref: self.pref.map(pref_name),
+            nhid: self.nhid,
             nexthops: self
                 .nexthops
                 .iter()
@@ -647,6 +726,9 @@ impl Route {
 
     fn describe(&self) -> String {
         let mut s = String::new();
+        if let Some(id) = self.nhid {
+            s.push_str(&format!(" nhid {id}"));
+        }
         if let Some(g) = self.gateway {
             s.push_str(&format!(" via {g}"));
         }
@@ -667,6 +749,25 @@ impl Route {
         }
         if self.kind != u8::from(RouteType::Unicast) {
             s.push_str(&format!(" type {}", type_name(self.kind)));
+        }
+        if let Some(m) = self.mtu {
+            // (RTAX_MTU is bit 2 of RTAX_LOCK)
+            let lock = if self.locked & (1 << 2) != 0 {
+                "lock "
+            } else {
+                ""
+            };
+            s.push_str(&format!(" mtu {lock}{m}"));
+        }
+        for (name, value) in &self.metrics {
+            match value {
+                serde_json::Value::Null => s.push_str(&format!(" {name}")),
+                serde_json::Value::String(v) => s.push_str(&format!(" {name} {v}")),
+                v => s.push_str(&format!(" {name} {v}")),
+            }
+        }
+        if let Some(e) = self.expires {
+            s.push_str(&format!(" expires {e}sec"));
         }
         s.trim_start().to_string()
     }
@@ -692,8 +793,16 @@ pub struct RouteView {
     scope: String,
     flags: Vec<&'static str>,
     mtu: Option<u32>,
+    /// The route's other metrics as `ip -j -d route` prints them (`advmss`, `initcwnd`,
+    /// `rtt`, `congestion`, `ecn`: null, ...); empty when none.
+    metrics: Metrics,
+    /// Seconds until an IPv6 route expires (`ip route ... expires N`); null when it does not.
+    expires: Option<i32>,
     /// IPv6 router preference: `low`, `medium`, `high`; null for IPv4.
     pref: Option<String>,
+    /// The nexthop object the route uses (`ip route ... nhid N`); then `gateway` and `dev`
+    /// are the object's. Null for a route with its own next hop(s).
+    nhid: Option<u32>,
     /// The next hops of a multipath route (then `gateway` and `dev` are null); else empty.
     nexthops: Vec<NexthopView>,
 }

@@ -219,6 +219,8 @@ struct Foreign {
     suppress_ifgroup: Option<u32>,
     realms: Option<RouteRealm>,
     goto: Option<u32>,
+    /// A goto rule whose target priority has no rule (`FIB_RULE_UNRESOLVED`).
+    unresolved: bool,
 }
 
 /// A rule: the one parsed form of what the user asked for and of what the kernel reports.
@@ -301,6 +303,7 @@ impl Rule {
             action: h.action,
             foreign: Foreign {
                 tos: h.tos,
+                unresolved: h.flags.contains(RuleFlags::Unresolved),
                 ..Foreign::default()
             },
             protocol: None,
@@ -475,6 +478,7 @@ impl Rule {
             table_id: self.table,
             action: action_name(self.action),
             goto: self.foreign.goto,
+            unresolved: self.foreign.unresolved,
         }
     }
 }
@@ -515,6 +519,8 @@ pub struct RuleView {
     table_id: Option<u32>,
     action: Named,
     goto: Option<u32>,
+    /// A goto rule whose target priority has no rule (`ip -j rule`'s `"unresolved"`).
+    unresolved: bool,
 }
 
 /// What the rule does, as `ip rule` names it: `lookup`, `goto`, `nop`, `blackhole`,
@@ -758,7 +764,7 @@ mod tests {
         let v = serde_json::to_value(every_selector().view(Some("ns1".into()))).unwrap();
         // (Compared as JSON values: key order is the view struct's, not this list's.)
         let want: serde_json::Value = serde_json::from_str(
-            r#"{"action":"lookup","dport":"1000-2000","dst":"10.0.0.1","dstlen":32,"family":"inet","fwmark":1,"fwmask":255,"goto":null,"iif":"eth0","iif_detached":false,"l3mdev":false,"netns":"ns1","not":true,"oif":"wg0","oif_detached":false,"priority":100,"proto":"udp","protocol":null,"realms":null,"sport":"53","src":"10.1.0.0","srclen":24,"suppress_ifgroup":null,"suppress_prefixlength":0,"table":1000,"table_id":1000,"tos":null,"tun_id":null,"uidrange":"1-2"}"#,
+            r#"{"action":"lookup","dport":"1000-2000","dst":"10.0.0.1","dstlen":32,"family":"inet","fwmark":1,"fwmask":255,"goto":null,"iif":"eth0","iif_detached":false,"l3mdev":false,"netns":"ns1","not":true,"oif":"wg0","oif_detached":false,"priority":100,"proto":"udp","protocol":null,"realms":null,"sport":"53","src":"10.1.0.0","srclen":24,"suppress_ifgroup":null,"suppress_prefixlength":0,"table":1000,"table_id":1000,"tos":null,"tun_id":null,"uidrange":"1-2","unresolved":false}"#,
         )
         .unwrap();
         assert_eq!(v, want);
