@@ -132,6 +132,13 @@ impl Hub {
         (v, r.code == 0)
     }
 
+    /// `hub check` says healthy (`what` names the moment, for the message).
+    #[track_caller]
+    fn assert_healthy(&self, what: &str) {
+        let (check, healthy) = self.check();
+        assert!(healthy, "{what}: {check}");
+    }
+
     /// Everything a hub command could change: the state directory's files (with their bytes)
     /// and, in the center, the switch and every namespace carrying the prefix, the kernel state
     /// (see net_state), WireGuard interfaces and peers, and the wireguard-go processes.
@@ -614,9 +621,21 @@ impl Hub {
 }
 
 impl Drop for Hub {
+    /// `down`, then the state directory and every scratch file a test keeps beside it
+    /// (`STATE.something`), also when the test failed.
     fn drop(&mut self) {
         let _ = self.hub(&["-q", "down"]);
         let _ = std::fs::remove_dir_all(&self.state);
+        let (Some(dir), Some(name)) = (self.state.parent(), self.state.file_name()) else {
+            return;
+        };
+        let siblings = format!("{}.", name.to_string_lossy());
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&siblings) {
+                let path = e.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
     }
 }
 
@@ -1466,8 +1485,7 @@ fn churn_of_other_peers_loses_no_reply() {
         assert_eq!(hub.path_to_center("m"), path, "after deleting {p}");
     }
     pinger.stop_without_loss("the churn");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "after the churn: {check}");
+    hub.assert_healthy("after the churn");
     hub.hub(&["-q", "down"]).ok();
     hub.remove_client("m");
     hub.leaks().ok();
@@ -1506,8 +1524,7 @@ fn leftover_namespace_file_never_wedges_the_hub() {
     assert_eq!(hub.peer_status("w1")["healthy"], true);
     hub.hub(&["-q", "up"]).ok();
     assert_eq!(hub.peer_status("w2")["up"], true, "up rebuilt w2");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "w2 rebuilt whole: {check}");
+    hub.assert_healthy("w2 rebuilt whole");
     assert_eq!(
         wg_show(&ns, &hub.peer_wg("w2"), "listen-port"),
         hub.peer_status("w2")["listen_port"].to_string()
@@ -2004,8 +2021,7 @@ fn check_names_each_breakage_and_up_repairs_it() {
             "r4 repaired",
         );
     }
-    let (check, healthy) = hub.check();
-    assert!(healthy, "repaired: {check}");
+    hub.assert_healthy("repaired");
     // A client whose hub side was restarted (r1, r3) handshakes again once its old session
     // goes unanswered: WireGuard's keepalive + rekey timeouts, 15 s.
     assert_eq!(
@@ -2302,8 +2318,7 @@ fn down_keep_state_then_up_is_the_same_hub() {
         before,
         "the same ports, addresses and keys"
     );
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
     assert_eq!(ping_all_within(&[hub.client_ns("d1")], 45), [true]);
     hub.hub(&["-q", "down"]).ok();
     hub.remove_client("d1");
@@ -2346,8 +2361,7 @@ fn drifted_settings_are_reported_and_set_back() {
     assert_mentions(&problems, "has MTU 1420, not the recorded 1380", "mtu");
     let up = hub.hub(&["-q", "up"]).ok().json();
     assert_eq!(up["peers"][0]["changed"], true, "{up}");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
     assert_eq!(
         wg_show(&ns, &wg, "persistent-keepalive"),
         format!("{peer}\t7")
@@ -2458,8 +2472,7 @@ fn stray_wireguard_peer_is_named_and_removed() {
         format!("{client}\t0.0.0.0/0 ::/0"),
         "only the client, routing everything"
     );
-    let (check, healthy) = hub.check();
-    assert!(healthy, "repaired: {check}");
+    hub.assert_healthy("repaired");
     assert_eq!(ping_all(&[hub.client_ns("w1")]), [true]);
 }
 
@@ -2500,8 +2513,7 @@ fn check_sees_a_duplicated_address_and_ipv6_forwarding_off() {
         );
         hub.hub(&["-q", "up"]).ok();
     }
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// No input is echoed in an error: a key file given as the peer set or as hub.conf, a long
@@ -2718,8 +2730,7 @@ fn sync_checks_capacity_first_and_never_frees_a_live_claim() {
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), 4, "four peers, four addresses: {st}");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// A `sync` killed at any instant and run again leaves every peer of the set built (before,
@@ -2790,8 +2801,7 @@ fn settings_change_in_place_and_generate_is_stable() {
     );
     let conf = hub.hub(&["-q", "peer", "conf", "g1"]).ok().stdout;
     assert!(conf.contains("DNS = 192.0.2.53"), "{conf}");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// A command waiting for the lock while `down` removes the state directory, lock file
@@ -2817,8 +2827,7 @@ fn down_racing_a_queued_command() {
     let sync = sync.ok().json();
     assert_eq!(sync["added"], serde_json::json!(["q2"]), "{sync}");
     assert!(lock.exists(), "a lock file of its own");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
     hub.hub(&["-q", "down"]).ok();
     // the state the holder set aside, as `down` would have left nothing of it
     sh(&format!("rm -rf {state}; mv {aside} {state}")).ok();
@@ -2882,7 +2891,7 @@ fn a_built_hub_keeps_its_settings() {
 #[test]
 fn repeated_reads_accumulate_nothing() {
     let mut hub = Hub::new();
-    let tmp = std::env::temp_dir().join(format!("{}-tmpdir", hub.lab.prefix));
+    let tmp = hub.state.with_extension("tmpdir");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).unwrap();
     hub.extra_env.push(format!("TMPDIR={}", tmp.display()));
@@ -2937,8 +2946,7 @@ fn up_repairs_past_what_wedged_it() {
     sh(&format!("ip netns del {}", hub.ns)).ok();
     hub.ensure_underlay_again();
     hub.hub(&["-q", "up"]).ok();
-    let (check, healthy) = hub.check();
-    assert!(healthy, "after the center was deleted: {check}");
+    hub.assert_healthy("after the center was deleted");
     let p = &hub.lab.prefix;
     let running = sh(&format!("pgrep -c -f '^wireguard-go {p}u'")).stdout;
     assert_eq!(
@@ -2956,8 +2964,7 @@ fn up_repairs_past_what_wedged_it() {
     ))
     .ok();
     hub.hub(&["-q", "up"]).ok();
-    let (check, healthy) = hub.check();
-    assert!(healthy, "after u2's tunnel moved away: {check}");
+    hub.assert_healthy("after u2's tunnel moved away");
 
     // 3. u2's port taken while it is down, u1 and u3 broken too: HUB_JOBS=1 puts all three in
     // one batch, and u2's failure does not stop the others' repair
@@ -2988,8 +2995,7 @@ fn up_repairs_past_what_wedged_it() {
         "u3 repaired"
     );
     hub.hub(&["-q", "up"]).ok();
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
     // (the hub side of u1 is a new wireguard-go: the client starts a new handshake once its
     // old session gets no answer, WireGuard's own timers, 15-20 s; a loaded machine takes longer)
     let reached = ping_all_within(&client, 90);
@@ -3038,8 +3044,7 @@ fn up_repairs_on_a_full_state_filesystem() {
     std::thread::sleep(Duration::from_millis(300));
     let r = hub.hub(&["-q", "up"]).ok().json();
     assert_eq!(r["peers"][0]["changed"], true, "f1 repaired: {r}");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
     std::fs::remove_file(format!("{state}/filler")).unwrap();
     hub.hub(&["-q", "down", "--keep-state"]).ok();
 }
@@ -3055,8 +3060,7 @@ fn a_stopped_hub_takes_only_settings_its_peers_fit() {
     hub.hub_env(&["HUB_CIDR6=fd00:64::/64"], &["-q", "up"])
         .fails(2, "peer 'm1' has MTU 600");
     hub.hub(&["-q", "up"]).ok();
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// Python for the spoofing test: the center's UDP server (each datagram it gets is answered by
@@ -3171,8 +3175,7 @@ fn a_device_cannot_take_another_devices_traffic() {
             "the forged packets died before conntrack: {early}"
         );
     }
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// A device reaches only the internal network: not a service on the center's own uplink
@@ -3247,8 +3250,7 @@ fn a_device_reaches_only_the_internal_network() {
         let _ = l.kill();
         let _ = l.wait();
     }
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// natctl's rules are held against what their ids stand for: a NAT rule replaced behind the
@@ -3307,8 +3309,7 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
         "the tampered rule",
     );
     hub.hub(&["-q", "up"]).ok();
-    let (check, healthy) = hub.check();
-    assert!(healthy, "repaired: {check}");
+    hub.assert_healthy("repaired");
     hub.assert_nat_once("n1", "after the repair");
 
     if hub.zones {
@@ -3355,8 +3356,7 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
         );
         sh(&format!("ip netns exec {ns} nft delete table ip intruder")).ok();
     }
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
 
 /// HUB_ENDPOINT is a DNS name, an IPv4 or an IPv6 address, nothing else (before: `HOST:PORT` and
@@ -3679,6 +3679,5 @@ fn peer_set_changes_one_peer_in_place() {
         .fails(1, "no peer 'nope'");
     hub.hub(&["-q", "peer", "set", "s1", "--mtu", "99"])
         .fails(2, "--mtu '99'");
-    let (check, healthy) = hub.check();
-    assert!(healthy, "{check}");
+    hub.assert_healthy("healthy");
 }
