@@ -5,14 +5,17 @@
 # and the script prints a row per mode:
 #   bulk add   `hub peer add p1 ... pN` (one command), per peer
 #   one add    one `hub peer add` into the hub of N peers (median of REPEAT, each deleted again):
-#              wall time, and CPU time (user+sys of the hub and every process it waited for)
+#              wall time, CPU time (user+sys of the hub and every process it waited for), and
+#              the hub's own CPU: the script's and hubctl's, not the four tools' or wireguard-go's
+#              (NX_OWN_CPU: each reports its own; the goal: at most 5 ms)
 #   one del    one `hub peer del` from it (median of REPEAT), wall and CPU
 #   base/peer  ../shared/bench/baseline_hub.sh building BASELINE_AT (5) more peers step by step
 #              beside the hub of N peers: what one peer costs the manual recipe at that size
 #   status     `hub status` of the N peers, which reads back every object of every peer to
 #              report its health (and that it lists them all, up and healthy)
-#   sync +1/-1 `hub sync` of the N peers plus one more (from a file), then of the N again:
-#              what the declarative path costs for one change
+#   sync +1/-1 `hub sync` of the N peers plus one more (from a file), then of the N again, then
+#              the same N once more (no-op): what the declarative path costs for one change, and
+#              for none (the goal at 1,000 peers: a no-op in at most 0.3 s)
 #   down       `hub down` of the N peers
 #   RSS        wireguard-go RSS per peer
 #   mem/peer   the machine's memory in use (MemTotal - MemAvailable) after the bulk add, less before
@@ -94,6 +97,16 @@ busy_pct() {
 	echo $((100 * (total - idle) / (total ? total : 1)))
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# own_ms FILE: the CPU the hub itself used (ms, one decimal), from what NX_OWN_CPU=FILE collected:
+# the script's `times` (after a line "bash") and hubctl's "hubctl USER_US SYS_US".
+own_ms() {
+	awk '
+		function sec(t) { split(t, p, "m"); return p[1] * 60 + substr(p[2], 1, length(p[2]) - 1) }
+		shell { total += sec($1) + sec($2); shell = 0; next }
+		$1 == "bash" { shell = 1; next }
+		$1 == "hubctl" { total += ($2 + $3) / 1e6 }
+		END { printf "%.1f\n", total * 1000 }' "$1"
+}
 # used_kb: the machine's memory in use (MemTotal - MemAvailable), in kB.
 used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }
 
@@ -112,7 +125,8 @@ BASELINE_AT=${BASELINE_AT:-5}
 # measure N MODE: one row of the table, for a hub of N peers built in HUB_MODE=MODE.
 measure() {
 	local n=$1 mode=$2 i r bulk busy one_add one_del base_here t0 up status_ms sync_add sync_del rss mem0 mem
-	local -a names=() adds=() dels=() addcpu=() delcpu=()
+	local -a names=() adds=() dels=() addcpu=() delcpu=() owns=()
+	local own_file=$HUB_STATE_DIR.own sync_noop
 	export HUB_MODE=$mode
 	"$hub" -q up >/dev/null
 	for ((i = 1; i <= n; i++)); do names+=("p$i"); done
@@ -123,14 +137,17 @@ measure() {
 	mem=$((($(used_kb) - mem0 - $(pss_kb "^wireguard-go $P")) / n))
 	rss=$(($(rss_kb "^wireguard-go $P") / n))
 	for ((r = 1; r <= REPEAT; r++)); do
-		ms "$hub" -q peer add "x$r"
-		adds+=("$MS") addcpu+=("$CPU")
+		: >"$own_file"
+		NX_OWN_CPU=$own_file ms "$hub" -q peer add "x$r"
+		adds+=("$MS") addcpu+=("$CPU") owns+=("$(own_ms "$own_file")")
 		ms "$hub" -q peer del "x$r"
 		dels+=("$MS") delcpu+=("$CPU")
 	done
 	one_add=$(median "${adds[@]}") one_del=$(median "${dels[@]}")
 	add_at[$n.$mode]=$one_add del_at[$n.$mode]=$one_del
 	addcpu_at[$n.$mode]=$(median "${addcpu[@]}") delcpu_at[$n.$mode]=$(median "${delcpu[@]}")
+	own_at[$n.$mode]=$(median "${owns[@]}")
+	rm -f "$own_file"
 	ms bash "$baseline" up "$BASELINE_AT" "$wg_kind"
 	base_here=$((MS / BASELINE_AT))
 	bash "$baseline" down "$BASELINE_AT" >/dev/null 2>&1
@@ -145,12 +162,14 @@ measure() {
 	printf '{"name":"%s"}\n' "${names[@]}" >"$set_file"
 	ms "$hub" -q sync "$set_file"
 	sync_del=$MS
+	ms "$hub" -q sync "$set_file"
+	sync_noop=$MS
 	rm -f "$set_file"
 	ms "$hub" -q down
 	unset HUB_MODE
-	printf '%6d | %5s | %6d ms | %6d %% | %6d / %4d ms | %6d / %4d ms | %6d ms | %5d ms | %5d / %5d ms | %5d ms | %5d kB | %5d kB | %.2fx\n' \
-		"$n" "$mode" "$bulk" "$busy" "$one_add" "${addcpu_at[$n.$mode]}" "$one_del" "${delcpu_at[$n.$mode]}" "$base_here" \
-		"$status_ms" "$sync_add" "$sync_del" "$MS" "$rss" "$mem" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
+	printf '%6d | %5s | %6d ms | %6d %% | %6d / %4d / %5s ms | %6d / %4d ms | %6d ms | %5d ms | %5d / %5d / %5d ms | %5d ms | %5d kB | %5d kB | %.2fx\n' \
+		"$n" "$mode" "$bulk" "$busy" "$one_add" "${addcpu_at[$n.$mode]}" "${own_at[$n.$mode]}" "$one_del" "${delcpu_at[$n.$mode]}" "$base_here" \
+		"$status_ms" "$sync_add" "$sync_del" "$sync_noop" "$MS" "$rss" "$mem" "$(awk -v a="$one_add" -v b="$base_here" 'BEGIN {print a / b}')"
 }
 
 # summary: per mode, how one add and one del grew from the first size to the last; per size, the
@@ -173,9 +192,9 @@ summary() {
 	done
 }
 
-printf '%6s | %5s | %9s | %8s | %17s | %17s | %9s | %8s | %15s | %8s | %8s | %8s | %s\n' N mode 'bulk/peer' 'CPU busy' \
-	'one add wall/cpu' 'one del wall/cpu' 'base/peer' status 'sync +1 / -1' down RSS/peer mem/peer 'one add vs base/peer'
-declare -A add_at=() del_at=() addcpu_at=() delcpu_at=()
+printf '%6s | %5s | %9s | %8s | %25s | %17s | %9s | %8s | %23s | %8s | %8s | %8s | %s\n' N mode 'bulk/peer' 'CPU busy' \
+	'one add wall/cpu/own' 'one del wall/cpu' 'base/peer' status 'sync +1 / -1 / no-op' down RSS/peer mem/peer 'one add vs base/peer'
+declare -A add_at=() del_at=() addcpu_at=() delcpu_at=() own_at=()
 for n in "${sizes[@]}"; do
 	for mode in "${modes[@]}"; do
 		measure "$n" "$mode"

@@ -5,7 +5,7 @@
 #
 #   1. scripts/bootstrap.sh --no-build (Debian packages, cargo); cargo-deb if missing
 #      (`cargo install cargo-deb --locked`, into ~/.cargo/bin, kept for the next run)
-#   2. cargo build --release of the four tools
+#   2. cargo build --release of the four tools and hubctl
 #   3. into target/package/: the man pages (`cargo run -p xtask -- man DIR`, and
 #      docs/man/niransix-hub.8), the completions (each built tool's `completions bash|zsh|fish`),
 #      the Debian changelog, and the licenses of the Rust crates linked into the tools
@@ -50,7 +50,7 @@ if [[ -z ${SOURCE_DATE_EPOCH:-} ]] && git -C "$repo" rev-parse --verify -q HEAD 
 fi
 
 build=(build --release --locked)
-for t in "${TOOLS[@]}"; do build+=(-p "$t"); done
+for t in "${TOOLS[@]}" hubctl; do build+=(-p "$t"); done # (hubctl: the hub's model, /usr/lib/niransix)
 log "cargo ${build[*]}"
 cargo "${build[@]}" >&2 || die "cargo ${build[*]} failed"
 target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)

@@ -56,7 +56,7 @@ mapfile -t files < <(dpkg -L niransix)
 owns() { printf '%s\n' "${files[@]}" | grep -qxF "$1"; }
 for f in /usr/bin/nsctl /usr/bin/wgctl /usr/bin/natctl /usr/bin/routectl \
   /usr/bin/niransix-hub /usr/bin/niransix-demo /usr/share/niransix/hub /usr/share/niransix/lib.sh \
-  /usr/share/niransix/status.jq /usr/share/niransix/client /usr/share/niransix/demo \
+  /usr/lib/niransix/hubctl /usr/share/niransix/client /usr/share/niransix/demo \
   /usr/share/doc/niransix/copyright; do
   check "the package holds $f" owns "$f"
 done

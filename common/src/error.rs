@@ -58,6 +58,12 @@ impl Kind {
             _ => Kind::Other,
         }
     }
+
+    /// The kind of the error a kernel call returned (`io::Error`, `nix::Errno`, an rtnetlink
+    /// error reply), by the first errno in it or its causes, before it is wrapped with context.
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Kind {
+        first_errno(Some(e)).map_or(Kind::Other, Kind::of_errno)
+    }
 }
 
 impl Error {
@@ -85,14 +91,7 @@ impl Error {
     /// The first errno in the cause chain, from the error types our kernel calls return
     /// (`io::Error`, `nix::Errno`, an rtnetlink error reply).
     pub fn errno(&self) -> Option<i32> {
-        let mut cur = std::error::Error::source(self);
-        while let Some(e) = cur {
-            if let Some(n) = errno_of(e) {
-                return Some(n);
-            }
-            cur = e.source();
-        }
-        None
+        first_errno(std::error::Error::source(self))
     }
 
     /// What kind of failure this is: invalid input, or what the kernel's errno says.
@@ -123,6 +122,18 @@ impl Error {
     }
 }
 
+/// The first errno of `error` and the causes below it.
+fn first_errno(error: Option<&(dyn std::error::Error + 'static)>) -> Option<i32> {
+    let mut cur = error;
+    while let Some(e) = cur {
+        if let Some(n) = errno_of(e) {
+            return Some(n);
+        }
+        cur = e.source();
+    }
+    None
+}
+
 /// The errno one error carries, for the types our kernel calls report.
 fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -131,8 +142,9 @@ fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     if let Some(n) = e.downcast_ref::<nix::errno::Errno>() {
         return Some(*n as i32);
     }
-    if let Some(nl) = e.downcast_ref::<rtnetlink::Error>() {
-        return crate::nl::errno(nl);
+    if let Some(rtnetlink::Error::NetlinkError(msg)) = e.downcast_ref::<rtnetlink::Error>() {
+        // (the reply's code is the negative errno)
+        return msg.code.map(|c| -c.get());
     }
     None
 }
@@ -179,5 +191,11 @@ mod tests {
         assert_eq!(Error::failed("no cause").kind(), Kind::Other);
         assert_eq!(Error::invalid("port '0'").kind(), Kind::Invalid);
         assert_eq!(Kind::of_errno(libc::ENODEV), Kind::NotFound);
+        assert_eq!(
+            Kind::of(&std::io::Error::from_raw_os_error(libc::ENOENT)),
+            Kind::NotFound
+        );
+        assert_eq!(Kind::of(&nix::errno::Errno::EOPNOTSUPP), Kind::Unsupported);
+        assert_eq!(Kind::of(&std::io::Error::other("no errno")), Kind::Other);
     }
 }

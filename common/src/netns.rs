@@ -31,8 +31,7 @@ use nix::sched::{setns, CloneFlags};
 use crate::error::{Context, Error, Result};
 use crate::types::NsTarget;
 
-/// Where `ip netns` bind-mounts named namespaces.
-pub const NETNS_RUN_DIR: &str = "/run/netns";
+pub use crate::types::NETNS_RUN_DIR;
 
 /// An open network namespace.
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! rtnetlink plumbing shared by the tools: one connection per namespace per command, link
-//! lookup, and the errno checks that make add/delete idempotent.
+//! lookup, and the "it is not there" check that makes a lookup or delete idempotent.
 
 use std::cell::RefCell;
 
@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::link::LinkMessage;
 use rtnetlink::Handle;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::netns::NetnsFd;
 
 thread_local! {
@@ -59,17 +59,9 @@ pub fn close_all() {
     }
 }
 
-/// The errno of a netlink error reply (positive, e.g. `libc::EEXIST`).
-pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
-        _ => None,
-    }
-}
-
-/// True for the "it is not there" family of errors ([`Kind::NotFound`](crate::Kind::NotFound)).
+/// True for the "it is not there" family of errors ([`Kind::NotFound`]).
 pub fn is_absent(e: &rtnetlink::Error) -> bool {
-    errno(e).map(crate::Kind::of_errno) == Some(crate::Kind::NotFound)
+    Kind::of(e) == Kind::NotFound
 }
 
 /// Looks a link up by name; `Ok(None)` when there is none.

@@ -48,6 +48,9 @@ impl fmt::Display for IfName {
     }
 }
 
+/// Where `ip netns` bind-mounts named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
 /// A named network namespace: `[A-Za-z0-9_.-]{1,64}`, not `.` or `..`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -75,7 +78,7 @@ impl NsName {
 
     /// Where `ip netns` keeps the namespace: `/run/netns/NAME`.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(crate::netns::NETNS_RUN_DIR).join(&self.0)
+        PathBuf::from(NETNS_RUN_DIR).join(&self.0)
     }
 }
 

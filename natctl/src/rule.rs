@@ -6,6 +6,7 @@
 //! fixed order. They are stored in the rule's comment, they give the rule its id, and `list`
 //! parses them back with the same clap parser the command line uses.
 
+use std::ffi::CStr;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -14,8 +15,6 @@ use common::types::PortRange;
 use common::{Error, Result};
 use ipnet::IpNet;
 use serde::ser::{Serialize, Serializer};
-
-use crate::nft::Stage;
 
 /// The address family a rule is limited to; `None` in [`Rule::family`] means both.
 pub use common::family::Family;
@@ -174,6 +173,52 @@ impl fmt::Display for Verdict {
             Verdict::Accept => "accept",
             Verdict::Drop => "drop",
         })
+    }
+}
+
+/// The base chain a rule lives in (the table's layout is drawn in `nft`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Zones,
+    Connmarks,
+    Marks,
+    Dstnat,
+    Output,
+    Srcnat,
+    Input,
+    LocalMarks,
+    Forward,
+    LocalIn,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 10] = [
+        Stage::Zones,
+        Stage::Connmarks,
+        Stage::Marks,
+        Stage::Dstnat,
+        Stage::Output,
+        Stage::Srcnat,
+        Stage::Input,
+        Stage::LocalMarks,
+        Stage::Forward,
+        Stage::LocalIn,
+    ];
+
+    /// The chain's name in natctl's table.
+    pub fn name(self) -> &'static CStr {
+        match self {
+            Stage::Zones => c"zones",
+            Stage::Connmarks => c"connmarks",
+            Stage::Marks => c"marks",
+            Stage::Dstnat => c"dstnat",
+            Stage::Output => c"output",
+            Stage::Srcnat => c"srcnat",
+            Stage::Input => c"input",
+            Stage::LocalMarks => c"localmarks",
+            Stage::Forward => c"forward",
+            Stage::LocalIn => c"local_in",
+        }
     }
 }
 

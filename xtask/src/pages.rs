@@ -1,14 +1,14 @@
 //! What each tool's man page says that its clap definition cannot: the words around the
-//! commands (see [`crate::man::Page`]). Keep it true to ../shared/CLI.md and the code.
+//! commands (see [`crate::man::Page`]). Keep it true to the code and to docs/<tool>.md.
 
 use crate::man::Page;
 
 pub static NSCTL: Page = Page {
     description: &[
         "nsctl manages network namespaces and what lives in them: named namespaces, veth pairs \
-         (the other end possibly in another namespace, on a bridge there), bridges, the state, \
-         master, MTU, MAC and namespace of any link, IPv4 and IPv6 addresses, and per-namespace \
-         sysctls. It talks to the kernel itself (rtnetlink, /proc/sys) and never runs ip(8).",
+         (the other end possibly in another namespace, on a bridge there), bridges, dummy and \
+         802.1Q VLAN devices, the state, master, MTU, MAC and namespace of any link, IPv4 and \
+         IPv6 addresses, and per-namespace sysctls. It talks to the kernel itself (rtnetlink, /proc/sys) and never runs ip(8).",
         "Interface names are 1 to 15 bytes without /, white space or :. Namespace names are 1 to \
          64 of A-Z a-z 0-9 _ . - and not . or .. (anything else is exit 2).",
     ],
@@ -122,9 +122,11 @@ pub static WGCTL: Page = Page {
             ],
         ),
         (
-            "genkey and genpsk without --out print the bare key, base64, like wg genkey; with \
-             --out they write the file (mode 0600, never overwritten) and print JSON:",
-            &[r#"{"changed":true,"public_key":..}"#],
+            "genkey and genpsk without --out print the bare key, base64, like wg genkey and wg \
+             genpsk; with --out they write the file (mode 0600, never overwritten; an existing \
+             valid key file is kept, changed false) and print JSON, genkey its public key and \
+             genpsk no key at all:",
+            &[r#"{"changed":true,"public_key":..}"#, r#"{"changed":true}"#],
         ),
     ],
     exit_status: &[],
@@ -161,8 +163,8 @@ pub static WGCTL: Page = Page {
 
 pub static NATCTL: Page = Page {
     description: &[
-        "natctl keeps NAT rules in a table of its own, table inet natctl, in the namespace it \
-         acts on, and never touches any other table. Every command is one atomic nftables \
+        "natctl keeps NAT, mark, conntrack zone and filter rules in a table of its own, table \
+         inet natctl, in the namespace it acts on, and never touches any other table. Every command is one atomic nftables \
          transaction. Every rule carries its canonical arguments in its comment, so list reads \
          the rules back exactly and the same arguments always give the same rule id: adding a \
          rule again is changed false.",
@@ -174,7 +176,7 @@ pub static NATCTL: Page = Page {
              id succeeds with changed false.",
         &[
             r#"{"changed":..,"rule":{"id":..,"#,
-            r#"  "kind":"masquerade"|"snat"|"dnat"|"netmap"|"zone"|"mark"|"connmark","#,
+            r#"  "kind":"masquerade"|"snat"|"dnat"|"netmap"|"zone"|"mark"|"connmark"|"filter","#,
             r#"  "netns":..|null,"family":"inet"|"inet6"|"any",..its arguments}}"#,
             r#"{"changed":false,"rules":[{..the same,"chain":..,"handle":..,"packets":..,"bytes":..},..]}"#,
         ],
@@ -212,8 +214,9 @@ pub static NATCTL: Page = Page {
 pub static ROUTECTL: Page = Page {
     description: &[
         "routectl adds and removes policy routing rules, routes in any table and VRF devices, \
-         and lists them as the kernel reports them. Tables are numbers from 1 to 4294967294 or \
-         main, local and default.",
+         and lists them as the kernel reports them. Tables are numbers from 1 to 4294967294, \
+         main, local and default, or names defined in /etc/iproute2/rt_tables (as ip reads \
+         them).",
         "An identical rule or route already present is changed false; deleting what is not \
          there is changed false.",
     ],

@@ -6,6 +6,7 @@
 use std::ffi::{c_char, CStr};
 use std::io;
 
+use common::Kind;
 use nftnl::nftnl_sys::{self as sys, libc};
 
 use super::batch;
@@ -86,7 +87,7 @@ pub fn rules() -> io::Result<Vec<KernelRule>> {
     let mut out = Vec::new();
     match batch::request(&msg, seq, parse_rule, &mut out) {
         Ok(()) => Ok(out),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Vec::new()),
+        Err(e) if Kind::of(&e) == Kind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }
@@ -112,7 +113,7 @@ pub fn table_exists() -> io::Result<bool> {
     );
     match batch::request(&msg, seq, |_, _| mnl::mnl_sys::MNL_CB_OK, &mut ()) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) if Kind::of(&e) == Kind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -54,56 +54,17 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
 use crate::rule::Rule;
 
+/// The base chains, as a rule's parts name them.
+pub use crate::rule::Stage;
+
 /// The name of natctl's table.
 pub const TABLE: &CStr = c"natctl";
 
 /// How the table is named in messages and in `nft list`.
 pub const TABLE_LABEL: &str = "table inet natctl";
 
-/// The base chain a rule lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Zones,
-    Connmarks,
-    Marks,
-    Dstnat,
-    Output,
-    Srcnat,
-    Input,
-    LocalMarks,
-    Forward,
-    LocalIn,
-}
-
+/// Where each base chain hooks into the kernel, and its nftables object.
 impl Stage {
-    pub const ALL: [Stage; 10] = [
-        Stage::Zones,
-        Stage::Connmarks,
-        Stage::Marks,
-        Stage::Dstnat,
-        Stage::Output,
-        Stage::Srcnat,
-        Stage::Input,
-        Stage::LocalMarks,
-        Stage::Forward,
-        Stage::LocalIn,
-    ];
-
-    pub fn name(self) -> &'static CStr {
-        match self {
-            Stage::Zones => c"zones",
-            Stage::Connmarks => c"connmarks",
-            Stage::Marks => c"marks",
-            Stage::Dstnat => c"dstnat",
-            Stage::Output => c"output",
-            Stage::Srcnat => c"srcnat",
-            Stage::Input => c"input",
-            Stage::LocalMarks => c"localmarks",
-            Stage::Forward => c"forward",
-            Stage::LocalIn => c"local_in",
-        }
-    }
-
     /// The hook and priority: nft's `raw` (-300), `mangle - 10`, `mangle` (-150), `dstnat`
     /// (-100), `filter` (0) and `srcnat` (100); conntrack itself runs at -200.
     fn hook(self) -> (Hook, i32, ChainType) {

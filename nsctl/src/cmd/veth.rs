@@ -14,7 +14,7 @@ use common::link::LinkExt;
 use common::netns::NetnsFd;
 use common::nl::connect_in;
 use common::types::{ns_label, IfName, NsTarget};
-use common::{Ctx, Error, Outcome, Result};
+use common::{Ctx, Error, Kind, Outcome, Result};
 
 use super::{kind_label, link_at, set_link};
 
@@ -284,7 +284,7 @@ async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
     let what = || format!("creating veth {name} in {here} with peer {peer} in {there}");
     match handle.link().add(b.build()).execute().await {
         Ok(()) => {}
-        Err(e) if common::nl::errno(&e) == Some(libc::EEXIST) => {
+        Err(e) if Kind::of(&e) == Kind::Exists => {
             return Err(Error::caused(
                 format!("{}: {peer} already exists in {there}", what()),
                 e,

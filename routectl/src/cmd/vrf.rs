@@ -7,7 +7,7 @@
 use clap::Subcommand;
 use common::link::{delete_link_if_exists, LinkExt};
 use common::types::IfName;
-use common::{Context, Ctx, Error, Outcome, Result};
+use common::{Context, Ctx, Error, Kind, Outcome, Result};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVrf, LinkAttribute, LinkInfo, LinkMessage,
 };
@@ -163,7 +163,7 @@ fn add(ctx: &Ctx, handle: &Handle, name: &IfName, table: Table) -> Result<Outcom
     let msg = LinkVrf::new(name.as_str(), table.0).up().build();
     match ctx.block_on(handle.link().add(msg).execute()) {
         Ok(()) => {}
-        Err(e) if common::nl::errno(&e) == Some(libc::EOPNOTSUPP) => {
+        Err(e) if Kind::of(&e) == Kind::Unsupported => {
             return Err(Error::caused(
                 format!(
                     "{what}: this kernel lacks VRF support (CONFIG_NET_VRF, module 'vrf' not available)"

@@ -1,0 +1,219 @@
+//! `hub peer conf NAME [--qr] [--private-key-file FILE]`: the wg-quick config of the client
+//! side. The keys go from their files to stdout (or to qrencode), never into argv or a log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::Outcome;
+use crate::args::Args;
+use crate::error::{failed, invalid, Result};
+use crate::exec::Tool::Nsctl;
+use crate::hub::{public_key_of, Hub};
+use crate::input::{self, key_line};
+use crate::plan::ns_opt;
+use crate::record::{ClientKey, Peer};
+use crate::steps::Step;
+
+pub fn conf(hub: &mut Hub, args: &Args) -> Result<Outcome> {
+    let [n] = args.names.as_slice() else {
+        return Err(invalid("peer conf: give exactly one peer NAME"));
+    };
+    input::name(&hub.conf, n)?;
+    let qr = args.flag("--qr");
+    if qr && !on_path("qrencode") {
+        return Err(invalid("--qr needs qrencode (apt-get install qrencode)"));
+    }
+    hub.lock_shared()?;
+    hub.load_center()?;
+    if !hub.load_peer(n)? {
+        return Err(failed(format!(
+            "no peer '{n}' in {}",
+            hub.state.dir.display()
+        )));
+    }
+    let peer = hub.peer(n).clone();
+    let given_file = args.value("--private-key-file").map(PathBuf::from);
+    let keyfile = match (peer.client_key, given_file) {
+        (ClientKey::Generated, Some(_)) => {
+            return Err(invalid(format!(
+                "--private-key-file: peer '{n}' has a client key pair the hub made; it is in the config already"
+            )))
+        }
+        (ClientKey::Generated, None) => Some(hub.state.client_key_path(n)),
+        (ClientKey::Given, Some(f)) => {
+            let shown = f.display().to_string();
+            if !f.is_file() || std::fs::File::open(&f).is_err() {
+                return Err(invalid(format!("--private-key-file '{shown}' is not a readable file")));
+            }
+            let public = public_key_of(&f)
+                .map_err(|_| invalid(format!("--private-key-file '{shown}' does not hold a WireGuard private key")))?;
+            if Some(&public) != peer.client_public_key.as_ref() {
+                return Err(invalid(format!(
+                    "--private-key-file '{shown}' is not the key of peer '{n}' (its public key is not {})",
+                    peer.client_public_key.as_deref().unwrap_or("")
+                )));
+            }
+            Some(f)
+        }
+        (ClientKey::Given, None) => {
+            eprintln!(
+                "{}: warning: peer '{n}' brought its own key: the config's PrivateKey is a placeholder that wg-quick refuses; fill in the private key of {}, or give it with --private-key-file FILE",
+                crate::prog(),
+                peer.client_public_key.as_deref().unwrap_or("")
+            );
+            None
+        }
+    };
+    // Every key the config holds is there, before a line of it is printed (no partial config).
+    let psk = peer.settings.preshared_key.then(|| hub.state.psk_path(n));
+    for f in keyfile.iter().chain(psk.iter()) {
+        if std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| key_line(&t).map(str::to_string))
+            .is_none()
+        {
+            return Err(failed(format!(
+                "peer '{n}': its key file {} is missing or empty ('hub peer rekey {n} --client' makes a new client pair)",
+                f.display()
+            )));
+        }
+    }
+    let endpoint = endpoint(hub)?;
+    let text = client_conf(hub, &peer, &endpoint, keyfile.as_deref(), psk.as_deref())?;
+    if qr {
+        let mut child = Command::new("qrencode")
+            .args(["-t", "ansiutf8"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| failed(format!("cannot run qrencode: {e}")))?;
+        let fed = child.stdin.take().map(|mut i| i.write_all(text.as_bytes()));
+        let status = child.wait().map_err(|e| failed(format!("qrencode: {e}")))?;
+        if !status.success() || !matches!(fed, Some(Ok(()))) {
+            return Err(failed("qrencode failed"));
+        }
+        return Ok(Outcome {
+            out: String::new(),
+            code: 0,
+        });
+    }
+    Ok(Outcome { out: text, code: 0 })
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// HUB_ENDPOINT, else the center's first global address off the bridge.
+fn endpoint(hub: &mut Hub) -> Result<String> {
+    let c = hub.conf.clone();
+    let ep = if !c.endpoint.is_empty() {
+        c.endpoint.clone()
+    } else {
+        let json = hub
+            .run
+            .probe(Step::new(
+                Nsctl,
+                "center",
+                format!("{}link list", ns_opt(&c.ns)),
+            ))?
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        let skip = [c.bridge.clone(), c.center_if(), "lo".to_string()];
+        let found = v["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| !skip.iter().any(|s| l["name"] == s.as_str()))
+            .flat_map(|l| {
+                l["addresses"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|a| {
+                        a.as_str()
+                            .map(|s| s.split('/').next().unwrap_or("").to_string())
+                    })
+            })
+            .find(|a| !(a.starts_with("127.") || a.starts_with("fe80:") || a == "::1"));
+        found.ok_or_else(|| {
+            failed("no endpoint: the center has no global address; set HUB_ENDPOINT")
+        })?
+    };
+    Ok(if ep.contains(':') && !ep.starts_with('[') {
+        format!("[{ep}]")
+    } else {
+        ep
+    })
+}
+
+/// The wg-quick config of PEER's client side, its private key read from KEYFILE (None: a
+/// placeholder that wg-quick refuses).
+fn client_conf(
+    hub: &Hub,
+    peer: &Peer,
+    endpoint: &str,
+    keyfile: Option<&Path>,
+    psk: Option<&Path>,
+) -> Result<String> {
+    let c = &hub.conf;
+    let n = &peer.name;
+    // The port the client dials: the peer's own, or with HUB_PUBLIC_PORT_BASE (a firewall in
+    // front forwarding other ports) the same offset from that.
+    let port = match c.public_port_base {
+        None => i64::from(peer.listen_port),
+        Some(base) => {
+            let offset = i64::from(peer.listen_port) - i64::from(c.port_base);
+            let port = i64::from(base) + offset;
+            if !(1..=65535).contains(&port) {
+                return Err(failed(format!(
+                    "peer '{n}' listens on {}: HUB_PUBLIC_PORT_BASE {base} + {offset} is no port",
+                    peer.listen_port
+                )));
+            }
+            port
+        }
+    };
+    let (mut address, mut allowed) = (c.client_address.clone(), c.cidr_text.clone());
+    if let Some(v6) = &c.v6 {
+        address.push_str(&format!(", {}", v6.client_address));
+        allowed.push_str(&format!(", {}", v6.cidr_text));
+    }
+    let read_key = |f: &Path| {
+        std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| key_line(&t).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let private = match keyfile {
+        Some(f) => read_key(f),
+        None => format!(
+            "(fill in the private key of {})",
+            peer.client_public_key.as_deref().unwrap_or("")
+        ),
+    };
+    let mut t = format!("# niransix hub: client side of peer {n} (wg-quick)\n[Interface]\nPrivateKey = {private}\nAddress = {address}\n");
+    if let Some(m) = peer.settings.mtu {
+        t.push_str(&format!("MTU = {m}\n"));
+    }
+    if let Some(d) = &peer.settings.dns {
+        t.push_str(&format!("DNS = {}\n", d.replace(',', ", ")));
+    }
+    t.push_str(&format!(
+        "\n[Peer]\nPublicKey = {}\n",
+        peer.public_key.as_deref().unwrap_or("")
+    ));
+    if let Some(f) = psk {
+        t.push_str(&format!("PresharedKey = {}\n", read_key(f)));
+    }
+    t.push_str(&format!(
+        "Endpoint = {endpoint}:{port}\nAllowedIPs = {allowed}\n"
+    ));
+    let ka = peer.settings.keepalive.unwrap_or(25);
+    if ka != 0 {
+        t.push_str(&format!("PersistentKeepalive = {ka}\n"));
+    }
+    Ok(t)
+}

@@ -1,0 +1,314 @@
+//! How hubctl has the tools run: it asks its composer, `niransix-sh/hub`, which runs each batch
+//! through the tool (`TOOL -b -`), echoing every line as `[#] TOOL ARGS`. hubctl never touches
+//! the kernel itself.
+//!
+//! The protocol (requests on fd 3, one line each; the answer one line on fd 4; the bulk in files
+//! of a scratch directory, so that neither side reads thousands of lines a byte at a time).
+//! stdin and stdout stay the user's (`sync -` reads the set there):
+//!   run FLAGS DIR GROUPS TOOL...   DIR/G.S holds group G's lines for TOOL number S; the groups
+//!                                  run at the same time, each its tools in order, stopping at
+//!                                  the first failure; their JSON Lines go to DIR/G.out and a
+//!                                  failure's exit code to DIR/G.rc. FLAGS: `c` every line with
+//!                                  the tool's --check, `q` quiet (a probe: no echo, no error
+//!                                  message), `-` neither. Answer: `done`.
+//!   lock ex|sh STATE_DIR           flock the state directory's lock file (`sh`: only if there is
+//!                                  one). Answer: `ok`.
+//!   udp DIR                        the UDP sockets of the center (/proc/net/udp and udp6, as
+//!                                  its namespace sees them) into DIR/udp. Answer: `done`.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{failed, Result};
+
+/// The four tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tool {
+    Nsctl,
+    Wgctl,
+    Natctl,
+    Routectl,
+}
+
+impl Tool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Nsctl => "nsctl",
+            Tool::Wgctl => "wgctl",
+            Tool::Natctl => "natctl",
+            Tool::Routectl => "routectl",
+        }
+    }
+}
+
+/// How a batch runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct How {
+    /// Every line with the tool's --check.
+    pub check: bool,
+    /// A probe: not echoed, its errors not shown (its exit code is the answer).
+    pub quiet: bool,
+}
+
+impl How {
+    fn flags(self) -> String {
+        let f = format!(
+            "{}{}",
+            if self.check { "c" } else { "" },
+            if self.quiet { "q" } else { "" }
+        );
+        if f.is_empty() {
+            "-".to_string()
+        } else {
+            f
+        }
+    }
+}
+
+/// What one group of a batch did: its exit code (0: every line ran) and one JSON line per line
+/// that ran (a failed line may have printed none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ran {
+    pub rc: i32,
+    pub out: Vec<String>,
+}
+
+/// Whoever runs the tools: the composer (`Composer`), or a test's stand-in.
+pub trait Executor {
+    /// GROUPS run at the same time; each is its (tool, lines) segments, run in order, stopping
+    /// at the first failure.
+    fn run(&mut self, how: How, groups: &[Vec<(Tool, Vec<String>)>]) -> Result<Vec<Ran>>;
+    /// Waits for the state directory's lock: exclusive, or shared (if there is a lock file).
+    fn lock(&mut self, state_dir: &Path, exclusive: bool) -> Result<()>;
+    /// The lines of /proc/net/udp and /proc/net/udp6 as the center sees them.
+    fn udp(&mut self) -> Result<String>;
+    /// Whether the namespace NAME exists.
+    fn netns_exists(&self, name: &str) -> bool {
+        netns_exists(name)
+    }
+}
+
+/// Whether /run/netns/NAME is a namespace (a leftover file that is no namespace mount does not
+/// count).
+pub fn netns_exists(name: &str) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    nix::sys::statfs::statfs(Path::new("/run/netns").join(name).as_path())
+        .is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
+}
+
+/// A scratch directory in TMPDIR (never the state directory, which may be full while a repair
+/// that writes no state must still run), removed when dropped; those of a run killed before it
+/// could clean up go when the next one starts (their process is gone).
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new() -> Result<Scratch> {
+        let parent = std::env::var_os("TMPDIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        if let Ok(entries) = fs::read_dir(&parent) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(rest) = name.strip_prefix("niransix-hub.") else {
+                    continue;
+                };
+                let pid = rest.split('.').next().unwrap_or("");
+                let alive = pid
+                    .parse::<u32>()
+                    .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                let mine = e.metadata().is_ok_and(|m| {
+                    m.is_dir()
+                        && std::os::unix::fs::MetadataExt::uid(&m)
+                            == nix::unistd::geteuid().as_raw()
+                });
+                if !alive && mine && !e.file_type().is_ok_and(|t| t.is_symlink()) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let pid = std::process::id();
+        for n in 0..1000u32 {
+            let dir = parent.join(format!("niransix-hub.{pid}.{n}"));
+            match fs::DirBuilder::new().mode_0700().create(&dir) {
+                Ok(()) => return Ok(Scratch { dir }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(failed(format!(
+                        "cannot create a scratch directory in {}: {e}",
+                        parent.display()
+                    )))
+                }
+            }
+        }
+        Err(failed(format!(
+            "cannot create a scratch directory in {}",
+            parent.display()
+        )))
+    }
+}
+
+trait Mode0700 {
+    fn mode_0700(&mut self) -> &mut Self;
+}
+
+impl Mode0700 for fs::DirBuilder {
+    fn mode_0700(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The composer at the other end of the pipes: requests to fd 3, answers on fd 4.
+pub struct Composer {
+    requests: fs::File,
+    answers: BufReader<fs::File>,
+    scratch: Scratch,
+    batch: u32,
+}
+
+impl Composer {
+    /// The composer on fds 3 and 4 (as niransix-sh/hub runs hubctl).
+    pub fn on_fds() -> Result<Composer> {
+        let open = |fd: u8, write: bool| {
+            fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open(format!("/dev/fd/{fd}"))
+                .map_err(|e| {
+                    failed(format!(
+                        "no composer on fd {fd} ({e}): hubctl runs under niransix-sh/hub"
+                    ))
+                })
+        };
+        Ok(Composer {
+            requests: open(3, true)?,
+            answers: BufReader::new(open(4, false)?),
+            scratch: Scratch::new()?,
+            batch: 0,
+        })
+    }
+
+    fn ask(&mut self, request: &str) -> Result<String> {
+        writeln!(self.requests, "{request}")
+            .and_then(|()| self.requests.flush())
+            .map_err(|e| failed(format!("the hub script is gone ({e})")))?;
+        let mut answer = String::new();
+        match self.answers.read_line(&mut answer) {
+            Ok(n) if n > 0 => Ok(answer.trim_end().to_string()),
+            _ => Err(failed("the hub script is gone (no answer)")),
+        }
+    }
+}
+
+impl Executor for Composer {
+    fn run(&mut self, how: How, groups: &[Vec<(Tool, Vec<String>)>]) -> Result<Vec<Ran>> {
+        self.batch += 1;
+        let dir = self.scratch.dir.join(format!("b{}", self.batch));
+        let io =
+            |e: std::io::Error| failed(format!("cannot write the batch in {}: {e}", dir.display()));
+        fs::create_dir(&dir).map_err(io)?;
+        // One tool order for all groups: each group's segments are in the same order.
+        let mut tools: Vec<Tool> = Vec::new();
+        for g in groups {
+            for (t, _) in g {
+                if !tools.contains(t) {
+                    tools.push(*t);
+                }
+            }
+        }
+        for (gi, g) in groups.iter().enumerate() {
+            for (t, lines) in g {
+                let s = tools.iter().position(|x| x == t).expect("listed");
+                let mut text = lines.join("\n");
+                text.push('\n');
+                fs::write(dir.join(format!("{gi}.{s}")), text).map_err(io)?;
+            }
+        }
+        let names: Vec<&str> = tools.iter().map(|t| t.as_str()).collect();
+        let answer = self.ask(&format!(
+            "run {} {} {} {}",
+            how.flags(),
+            dir.display(),
+            groups.len(),
+            names.join(" ")
+        ))?;
+        if answer != "done" {
+            return Err(failed(format!(
+                "the hub script answered '{answer}' to a batch"
+            )));
+        }
+        let mut ran = Vec::with_capacity(groups.len());
+        for gi in 0..groups.len() {
+            let out = fs::read_to_string(dir.join(format!("{gi}.out"))).unwrap_or_default();
+            let rc = fs::read_to_string(dir.join(format!("{gi}.rc")))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            ran.push(Ran {
+                rc,
+                out: out.lines().map(str::to_string).collect(),
+            });
+        }
+        let _ = fs::remove_dir_all(&dir);
+        Ok(ran)
+    }
+
+    fn lock(&mut self, state_dir: &Path, exclusive: bool) -> Result<()> {
+        let answer = self.ask(&format!(
+            "lock {} {}",
+            if exclusive { "ex" } else { "sh" },
+            state_dir.display()
+        ))?;
+        if answer == "ok" {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "cannot lock {}/lock: {answer}",
+                state_dir.display()
+            )))
+        }
+    }
+
+    fn udp(&mut self) -> Result<String> {
+        let path = self.scratch.dir.join("udp");
+        let answer = self.ask(&format!("udp {}", path.display()))?;
+        if answer != "done" {
+            return Err(failed(format!("the hub script answered '{answer}' to udp")));
+        }
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(&path) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let _ = fs::remove_file(&path);
+        Ok(text)
+    }
+}
+
+/// The UDP ports in /proc/net/udp{,6} text (the local address's port, hex).
+pub fn udp_ports(text: &str) -> std::collections::HashSet<u16> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|local| local.rsplit_once(':'))
+        .filter_map(|(_, port)| u16::from_str_radix(port, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_ports_of_both_tables() {
+        let text = "  sl  local_address rem_address   st\n   0: 00000000:C350 00000000:0000 07\n  1: 00000000000000000000000000000000:C351 000:0 07\n";
+        let ports = udp_ports(text);
+        assert_eq!(ports, [50000, 50001].into_iter().collect());
+    }
+}

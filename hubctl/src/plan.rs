@@ -1,0 +1,533 @@
+//! The plan: the tool lines that build, repair and remove the hub's objects. These are exactly
+//! the README's step-by-step commands, in both modes (the golden tests hold them against it).
+//! Pure: given the settings, the records and what was found, the lines; nothing runs here.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::conf::{Conf, ZONE_RULE_PRIORITY};
+use crate::exec::Tool::{self, Natctl, Nsctl, Routectl, Wgctl};
+use crate::names::{self, Names};
+use crate::record::Peer;
+use crate::state::State;
+use crate::steps::Step;
+
+/// A path as one word of a batch line (shell-quoted when it needs to be).
+pub fn quote(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| text.into_owned())
+}
+
+/// Where the hub's objects are.
+pub struct Layout<'a> {
+    pub conf: &'a Conf,
+    pub state: &'a State,
+    /// The switch namespace (the bridge and the peers' ports), if the hub has one.
+    pub switch: Option<&'a str>,
+}
+
+impl Layout<'_> {
+    /// A batch line's prefix that acts in the center.
+    pub fn center(&self) -> String {
+        ns_opt(&self.conf.ns)
+    }
+
+    /// The namespace of the bridge and the peers' ports: the switch, or the center.
+    pub fn bridge_ns(&self) -> &str {
+        self.switch.unwrap_or(&self.conf.ns)
+    }
+
+    pub fn bridge(&self) -> String {
+        ns_opt(self.bridge_ns())
+    }
+
+    /// The center's steps: its namespace, the switch with the bridge, the center's veth into it
+    /// with HUB_ADDRESS, forwarding. BRIDGE_OURS: the hub made the bridge (a bridge made by an
+    /// earlier version, in the center, gets a fixed MAC); SELF_NS: this process's namespace, for
+    /// a center on the host.
+    pub fn center_steps(&self, bridge_ours: bool, self_ns: &str) -> Vec<Step> {
+        let c = self.conf;
+        let (co, bo) = (self.center(), self.bridge());
+        let mut s = Vec::new();
+        let mut step = |line: String| s.push(Step::new(Nsctl, "center", line));
+        if !c.ns.is_empty() {
+            step(format!("netns add {}", c.ns));
+            step(format!("{co}link set lo --up"));
+        }
+        if let Some(sw) = self.switch {
+            step(format!("netns add {sw}"));
+            step(format!("{bo}link set lo --up"));
+        }
+        step(format!("{bo}bridge add {} --up", c.bridge));
+        if self.switch.is_none() && bridge_ours {
+            step(format!(
+                "{co}link set {} --address {}",
+                c.bridge,
+                bridge_mac(c)
+            ));
+        }
+        let (cif, cbr) = (c.center_if(), c.center_br());
+        if self.switch.is_some() {
+            // (--replace: after the center's namespace was deleted, the old end of this veth is
+            // in the old one, which lives on, unnamed, while the tunnels' sockets hold it)
+            let peer_ns = if c.ns.is_empty() { self_ns } else { &c.ns };
+            step(format!(
+                "{bo}veth add {cbr} --peer {cif} --peer-ns {peer_ns} --master {} --up --replace",
+                c.bridge
+            ));
+        } else {
+            step(format!(
+                "{co}veth add {cbr} --peer {cif} --master {} --up",
+                c.bridge
+            ));
+        }
+        step(format!(
+            "{co}addr add {}/{} --dev {cif}",
+            c.address, c.cidr.len
+        ));
+        if let Some(v6) = &c.v6 {
+            step(format!("{co}sysctl net.ipv6.conf.{cif}.accept_dad=0"));
+            step(format!(
+                "{co}addr add {}/{} --dev {cif}",
+                v6.address, v6.cidr.len
+            ));
+        }
+        step(format!("{co}link set {cif} --up"));
+        step(format!("{co}sysctl net.ipv4.ip_forward=1"));
+        s
+    }
+
+    /// The key steps of PEER: the hub side of its tunnel, the client's pair unless it brought
+    /// its own, and a preshared key to generate (GEN_PSK).
+    pub fn key_steps(&self, peer: &Peer, gen_psk: bool) -> Vec<Step> {
+        let n = &peer.name;
+        let mut s = Vec::new();
+        let key = self.state.key_path(n);
+        if !crate::state::has_content(&key) {
+            s.push(Step::new(
+                Wgctl,
+                &format!("{n}:hub"),
+                format!("genkey --out {}", quote(&key)),
+            ));
+        }
+        let ckey = self.state.client_key_path(n);
+        if peer.client_key == crate::record::ClientKey::Generated
+            && !crate::state::has_content(&ckey)
+        {
+            s.push(Step::new(
+                Wgctl,
+                &format!("{n}:client"),
+                format!("genkey --out {}", quote(&ckey)),
+            ));
+        }
+        if gen_psk {
+            s.push(Step::new(
+                Wgctl,
+                &format!("{n}:psk"),
+                format!("genpsk --out {}", quote(&self.state.psk_path(n))),
+            ));
+        }
+        s
+    }
+
+    /// NETNS stage of HUB_MODE=netns: each peer's namespace, and the extra bridges their ports
+    /// need (JOINED: those already planned).
+    pub fn netns_steps(&self, peer: &Peer, joined: &mut HashSet<u32>) -> Vec<Step> {
+        let nm = Names::of(self.conf, &peer.name);
+        let mut s = vec![Step::new(Nsctl, &peer.name, format!("netns add {}", nm.ns))];
+        let place = names::placement(self.conf, peer, self.switch.is_some());
+        if let Some(trunk) = place.trunk.filter(|_| joined.insert(place.k)) {
+            let bo = self.bridge();
+            s.push(Step::new(
+                Nsctl,
+                "center",
+                format!("{bo}bridge add {} --up", place.bridge),
+            ));
+            s.push(Step::new(
+                Nsctl,
+                "center",
+                format!(
+                    "{bo}veth add {} --peer {} --master {} --peer-master {} --up",
+                    trunk.down, trunk.up, self.conf.bridge, place.bridge
+                ),
+            ));
+        }
+        s
+    }
+
+    /// HUB_MODE=netns: the peer's namespace's insides, its tunnel, its routes and its NAPT.
+    /// REMAKE: its tunnel was born in a center since deleted and goes first.
+    pub fn peer_steps(&self, peer: &Peer, remake: bool) -> Vec<Step> {
+        let c = self.conf;
+        let n = peer.name.as_str();
+        let nm = Names::of(c, n);
+        let inner = ns_opt(&nm.ns);
+        let mut s = Vec::new();
+        let mut ns = |line: String| s.push(Step::new(Nsctl, n, line));
+        ns(format!("{inner}link set lo --up"));
+        ns(format!("{inner}sysctl net.ipv4.ip_forward=1"));
+        if c.v6.is_some() {
+            ns(format!("{inner}sysctl net.ipv6.conf.all.forwarding=1"));
+        }
+        let place = names::placement(c, peer, self.switch.is_some());
+        ns(format!(
+            "{}veth add {} --peer {} --peer-ns {} --master {} --up",
+            self.bridge(),
+            nm.br,
+            nm.inside,
+            nm.ns,
+            place.bridge
+        ));
+        ns(format!(
+            "{inner}addr add {}/{} --dev {}",
+            peer.address, c.cidr.len, nm.inside
+        ));
+        if let (Some(v6), Some(a6)) = (&c.v6, names::address6(c, peer)) {
+            // (no DAD: the hub hands out every address on this network)
+            ns(format!(
+                "{inner}sysctl net.ipv6.conf.{}.accept_dad=0",
+                nm.inside
+            ));
+            ns(format!(
+                "{inner}addr add {a6}/{} --dev {}",
+                v6.cidr.len, nm.inside
+            ));
+        }
+        ns(format!("{inner}link set {} --up", nm.inside));
+        s.extend(self.tunnel_steps(peer, &format!(" --into-ns {}", nm.ns), &inner, remake));
+        s.push(Step::new(
+            Routectl,
+            n,
+            format!("{inner}route add default --dev {}", nm.wg),
+        ));
+        if c.v6.is_some() {
+            s.push(Step::new(
+                Routectl,
+                n,
+                format!("{inner}route add ::/0 --dev {}", nm.wg),
+            ));
+        }
+        s.push(Step::new(
+            Natctl,
+            n,
+            format!("{inner}masquerade --oif {}", nm.inside),
+        ));
+        s
+    }
+
+    /// The peer's WireGuard interface, born in the center, moved by MOVE (` --into-ns NS`, or
+    /// nothing), then its one peer, the client, set in WHERE (a line prefix); --replace: a key,
+    /// MTU, keepalive, PSK or allowed-ips that drifted from the record is set back in place (no
+    /// new interface: the client's session survives a settings change); --exclusive: a peer
+    /// someone added with `wg set` goes.
+    pub fn tunnel_steps(&self, peer: &Peer, moved: &str, place: &str, remake: bool) -> Vec<Step> {
+        let n = peer.name.as_str();
+        let wg = Names::of(self.conf, n).wg;
+        let mut s = Vec::new();
+        if remake {
+            s.push(Step::new(Wgctl, n, format!("{place}iface del {wg}")));
+        }
+        let mtu = peer
+            .settings
+            .mtu
+            .map(|m| format!(" --mtu {m}"))
+            .unwrap_or_default();
+        s.push(Step::new(
+            Wgctl,
+            n,
+            format!(
+                "{}iface add {wg} --private-key {} --listen-port {}{mtu}{moved} --replace",
+                self.center(),
+                quote(&self.state.key_path(n)),
+                peer.listen_port
+            ),
+        ));
+        let psk = if peer.settings.preshared_key {
+            quote(&self.state.psk_path(n))
+        } else {
+            "none".to_string()
+        };
+        s.push(Step::new(
+            Wgctl,
+            n,
+            format!(
+                "{place}peer add {wg} --public-key {} --allowed-ips 0.0.0.0/0,::/0 --preshared-key {psk} --keepalive {} --replace --exclusive",
+                peer.client_public_key.as_deref().unwrap_or(""),
+                peer.settings.keepalive.unwrap_or(0)
+            ),
+        ));
+        s
+    }
+
+    /// HUB_MODE=zones, the kernel selftest's recipe for identical clients (nft_nat_zones.sh) in
+    /// the center: the peer's tunnel lives there; what arrives on it gets its conntrack zone and
+    /// connection mark and is SNATed to its internal address, which the center answers for on
+    /// the bridge; replies, the mark restored, find their way back through the peer's table.
+    pub fn zone_steps(&self, peer: &Peer, remake: bool) -> Vec<Step> {
+        let c = self.conf;
+        let n = peer.name.as_str();
+        let co = self.center();
+        let wg = Names::of(c, n).wg;
+        let (_, mark) = names::zone(peer);
+        let a6 = names::address6(c, peer);
+        let mut s = self.tunnel_steps(peer, "", &co, remake);
+        s.push(Step::new(
+            Nsctl,
+            n,
+            format!("{co}addr add {}/32 --dev {}", peer.address, c.center_if()),
+        ));
+        if let Some(a6) = a6 {
+            s.push(Step::new(
+                Nsctl,
+                n,
+                format!("{co}addr add {a6}/128 --dev {}", c.center_if()),
+            ));
+        }
+        s.extend(
+            self.zone_nat_lines(peer, "")
+                .into_iter()
+                .map(|l| Step::new(Natctl, n, l)),
+        );
+        s.push(Step::new(
+            Routectl,
+            n,
+            format!("{co}route add default --dev {wg} --table {mark}"),
+        ));
+        s.push(Step::new(
+            Routectl,
+            n,
+            format!("{co}rule add --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}"),
+        ));
+        if a6.is_some() {
+            s.push(Step::new(
+                Routectl,
+                n,
+                format!("{co}route add ::/0 --dev {wg} --table {mark}"),
+            ));
+            s.push(Step::new(Routectl, n, format!("{co}rule add -6 --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}")));
+        }
+        s
+    }
+
+    /// The peer's natctl rules in the center, each line prefixed by CHECK: its zone; its
+    /// connection mark (set only by a connection's first packet, in the original direction; a
+    /// reply-direction packet from the tunnel that is not of its own connections is dropped); a
+    /// packet from the tunnel with a source inside the internal network dropped before conntrack
+    /// sees it (a forged reply); SNAT for forwarded traffic and for traffic to the center; and
+    /// what it may reach: the internal network, and of the center's own addresses only
+    /// HUB_ADDRESS; everything else is dropped and counted.
+    pub fn zone_nat_lines(&self, peer: &Peer, check: &str) -> Vec<String> {
+        let c = self.conf;
+        let p = format!("{check}{}", self.center());
+        let wg = Names::of(c, &peer.name).wg;
+        let (zone, mark) = names::zone(peer);
+        let v6 = c.v6.as_ref().zip(names::address6(c, peer));
+        let mut l = vec![
+            format!("{p}zone --iif {wg} --zone {zone} --dir original"),
+            format!(
+                "{p}filter --iif {wg} --src {} --verdict drop --early",
+                c.cidr_text
+            ),
+        ];
+        if let Some((v6, _)) = v6 {
+            l.push(format!(
+                "{p}filter --iif {wg} --src {} --verdict drop --early",
+                v6.cidr_text
+            ));
+        }
+        l.push(format!("{p}connmark --iif {wg} --set {mark}"));
+        l.push(format!("{p}snat --to {} --iif {wg} --local", peer.address));
+        if let Some((_, a6)) = v6 {
+            l.push(format!("{p}snat --to {a6} --iif {wg} --local"));
+        }
+        l.push(format!(
+            "{p}filter --iif {wg} --dst {} --verdict accept",
+            c.cidr_text
+        ));
+        if let Some((v6, _)) = v6 {
+            l.push(format!(
+                "{p}filter --iif {wg} --dst {} --verdict accept",
+                v6.cidr_text
+            ));
+        }
+        l.push(format!("{p}filter --iif {wg} --default drop"));
+        l.push(format!(
+            "{p}filter --iif {wg} --local --dst {} --verdict accept",
+            c.address
+        ));
+        if let Some((v6, _)) = v6 {
+            l.push(format!(
+                "{p}filter --iif {wg} --local --dst {} --verdict accept",
+                v6.address
+            ));
+        }
+        l.push(format!("{p}filter --iif {wg} --local --default drop"));
+        l
+    }
+
+    /// HUB_MODE=netns: a peer's objects go. Its tunnel, where it was born (a killed add) or where
+    /// it lives; its namespace takes its veth end, route and NAT rules with it. CENTER_OK /
+    /// BRIDGE_OK: those namespaces exist; PEER_NS: the peer's does.
+    pub fn removal_steps(
+        &self,
+        peer: &Peer,
+        center_ok: bool,
+        bridge_ok: bool,
+        peer_ns: bool,
+    ) -> Vec<Step> {
+        let n = peer.name.as_str();
+        let nm = Names::of(self.conf, n);
+        let mut s = Vec::new();
+        if center_ok {
+            let into = if peer_ns {
+                format!(" --into-ns {}", nm.ns)
+            } else {
+                String::new()
+            };
+            s.push(Step::new(
+                Wgctl,
+                n,
+                format!("{}iface del {}{into}", self.center(), nm.wg),
+            ));
+        } else {
+            let at = if peer_ns {
+                ns_opt(&nm.ns)
+            } else {
+                String::new()
+            };
+            s.push(Step::new(Wgctl, n, format!("{at}iface del {}", nm.wg)));
+        }
+        s.push(Step::new(Nsctl, n, format!("netns del {}", nm.ns)));
+        if bridge_ok {
+            s.push(Step::new(
+                Nsctl,
+                n,
+                format!("{}link del {}", self.bridge(), nm.br),
+            ));
+        }
+        s
+    }
+
+    /// HUB_MODE=zones: a peer's objects in the center: its natctl rules (IDS), its fwmark
+    /// rules, its tunnel (the routes of its table go with it), its addresses (CIF: the center's
+    /// interface that holds them is there).
+    pub fn zone_removal_steps(&self, peer: &Peer, ids: &[String], cif: bool) -> Vec<Step> {
+        let c = self.conf;
+        let n = peer.name.as_str();
+        let co = self.center();
+        let (_, mark) = names::zone(peer);
+        let a6 = names::address6(c, peer);
+        let mut s: Vec<Step> = ids
+            .iter()
+            .map(|id| Step::new(Natctl, n, format!("{co}del {id}")))
+            .collect();
+        s.push(Step::new(
+            Routectl,
+            n,
+            format!("{co}rule del --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}"),
+        ));
+        if a6.is_some() {
+            s.push(Step::new(Routectl, n, format!("{co}rule del -6 --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}")));
+        }
+        s.push(Step::new(
+            Wgctl,
+            n,
+            format!("{co}iface del {}", Names::of(c, n).wg),
+        ));
+        if cif {
+            s.push(Step::new(
+                Nsctl,
+                n,
+                format!("{co}addr del {}/32 --dev {}", peer.address, c.center_if()),
+            ));
+            if let Some(a6) = a6 {
+                s.push(Step::new(
+                    Nsctl,
+                    n,
+                    format!("{co}addr del {a6}/128 --dev {}", c.center_if()),
+                ));
+            }
+        }
+        s
+    }
+
+    /// What a status reads of the kernel: the center's links and forwarding, the switch's links;
+    /// per peer (netns) its links, forwarding, tunnel, routes and NAT, or (zones) every peer's
+    /// at once in the center. NETNS: the namespaces that exist.
+    pub fn reads(&self, peers: &[&Peer], center_ok: bool, netns: &HashSet<String>) -> Vec<Step> {
+        let c = self.conf;
+        let (co, bo) = (self.center(), self.bridge());
+        let mut s = Vec::new();
+        let mut read = |tool: Tool, owner: &str, line: String| s.push(Step::new(tool, owner, line));
+        if center_ok {
+            read(Nsctl, "center:links", format!("{co}link list"));
+            read(
+                Nsctl,
+                "center:fwd",
+                format!("{co}sysctl net.ipv4.ip_forward"),
+            );
+            if self.switch.is_some_and(|sw| netns.contains(sw)) {
+                read(Nsctl, "center:switch", format!("{bo}link list"));
+            }
+            if c.zones() {
+                read(Wgctl, "center:wg", format!("{co}show"));
+                read(Natctl, "center:nat", format!("{co}list"));
+                read(Routectl, "center:rules", format!("{co}rule list"));
+                read(
+                    Routectl,
+                    "center:routes",
+                    format!("{co}route list --table all"),
+                );
+            }
+        }
+        if !c.zones() {
+            for p in peers {
+                let ns = Names::of(c, &p.name).ns;
+                if !netns.contains(&ns) {
+                    continue;
+                }
+                let (n, o) = (&p.name, ns_opt(&ns));
+                read(Nsctl, &format!("{n}:links"), format!("{o}link list"));
+                read(
+                    Nsctl,
+                    &format!("{n}:fwd"),
+                    format!("{o}sysctl net.ipv4.ip_forward"),
+                );
+                if c.v6.is_some() {
+                    read(
+                        Nsctl,
+                        &format!("{n}:fwd6"),
+                        format!("{o}sysctl net.ipv6.conf.all.forwarding"),
+                    );
+                }
+                read(Wgctl, &format!("{n}:wg"), format!("{o}show"));
+                read(Routectl, &format!("{n}:routes"), format!("{o}route list"));
+                read(Natctl, &format!("{n}:nat"), format!("{o}list"));
+            }
+        }
+        s
+    }
+}
+
+/// `--ns NS ` (a batch line's prefix), or nothing for "".
+pub fn ns_opt(ns: &str) -> String {
+    if ns.is_empty() {
+        String::new()
+    } else {
+        format!("--ns {ns} ")
+    }
+}
+
+/// A locally administered unicast MAC for the hub's bridge, the same on every run of the same
+/// hub (FNV-1a of its namespace, prefix and bridge name): a bridge takes the lowest MAC of its
+/// ports unless given one, and the peers that learnt it would lose the center.
+pub fn bridge_mac(c: &Conf) -> String {
+    let s = format!("niransix/{}/{}/{}", c.ns, c.prefix, c.bridge);
+    let h = s.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    let b = h.to_be_bytes();
+    format!("02:6e:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+}
