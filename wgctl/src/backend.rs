@@ -10,7 +10,11 @@
 //!
 //! Which one an existing interface uses is read from the kernel: link kind `wireguard` is the
 //! kernel module; kind `tun` with a live UAPI socket of the same name is wireguard-go.
+//!
+//! [`Iface`] is the one handle `iface add` and `iface del` act through: an interface, the
+//! namespace it is born in and the one it ends up in.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
@@ -21,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use crate::listener::{self, Listener};
 use common::link::{delete_link_if_exists, LinkExt};
-use common::netns::{run_in, NetnsFd};
-use common::types::IfName;
-use common::{vlog, Context, Error, Result};
+use common::netns::{current_id, run_in, NetnsFd};
+use common::types::{IfName, NsTarget};
+use common::{vlog, Context, Ctx, Error, Result};
 use netlink_packet_route::link::{InfoKind, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkWireguard};
 use serde::Serialize;
-use wireguard_control::{Device, DeviceUpdate, InterfaceName};
+use wireguard_control::{Device, DeviceUpdate, InterfaceName, Key};
 
 /// Where wireguard-go puts its UAPI sockets (the same directory for every namespace).
 pub const UAPI_DIR: &str = "/var/run/wireguard";
@@ -147,11 +151,6 @@ pub fn lookup_here(name: &IfName) -> Result<Found> {
     netlink(|h| async move { lookup(&h, name.as_str()).await })
 }
 
-/// [`lookup`] in another namespace.
-pub fn lookup_in(ns: &NetnsFd, name: &IfName) -> Result<Found> {
-    run_in(ns, || lookup_here(name))
-}
-
 /// All WireGuard links of the calling thread's namespace, in index order.
 pub fn list_here() -> Result<Vec<(String, Link)>> {
     netlink(|h| async move {
@@ -169,78 +168,391 @@ pub fn list_here() -> Result<Vec<(String, Link)>> {
     })
 }
 
-/// Sets the MTU of a link in the calling thread's namespace.
-pub fn set_mtu(name: &IfName, mtu: u32, where_: &str) -> Result<()> {
-    netlink(|h| async move {
-        let idx = common::nl::link_index(&h, name.as_str(), where_).await?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).mtu(mtu).build())
-            .execute()
-            .await
-            .with_context(|| format!("setting mtu {mtu} on {name} in {where_}"))
-    })
+/// Whether the kernel module looks available, without changing anything (for `--check`).
+pub fn kernel_probably_supported() -> bool {
+    Path::new("/sys/module/wireguard").exists()
 }
 
-/// Moves a link from the calling thread's namespace into `to`.
-pub fn move_link(name: &IfName, to: &NetnsFd, where_: &str) -> Result<()> {
-    let fd = to.raw();
-    netlink(|h| async move {
-        let idx = common::nl::link_index(&h, name.as_str(), where_).await?;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).setns_by_fd(fd).build())
-            .execute()
-            .await
-            .with_context(|| format!("moving {name} from {where_} into namespace {}", to.label()))
-    })
+// ---------------------------------------------------------------------------------------------
+// One interface and the two namespaces it spans
+
+/// One of the two namespaces an [`Iface`] spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The birthplace, the `--ns` namespace the command runs in: the kernel link is created, or
+    /// wireguard-go started, there, and the interface's UDP socket stays there.
+    Birth,
+    /// Where the interface ends up: `--into-ns`, or the birthplace itself without it.
+    Dest,
 }
 
-/// Brings a link up in the calling thread's namespace.
-pub fn set_up(name: &IfName, where_: &str) -> Result<()> {
-    netlink(|h| async move {
-        let idx = common::nl::link_index(&h, name.as_str(), where_).await?;
-        common::link::set_up(&h, idx, true, || format!("bringing {name} up in {where_}")).await
-    })
+/// A namespace as an [`Iface`] names and enters it.
+struct Namespace {
+    /// For messages: "namespace c1", "the current namespace".
+    label: String,
+    /// For JSON (`netns`, `birth_netns`); None is the caller's namespace.
+    json: Option<String>,
+    /// None: the namespace the command runs in.
+    fd: Option<NetnsFd>,
 }
 
-/// Deletes a link in the calling thread's namespace; false if it was not there.
-pub fn delete_link(name: &IfName, where_: &str) -> Result<bool> {
-    netlink(|h| async move {
-        let Some(msg) = common::nl::find_link(&h, name.as_str()).await? else {
+impl Namespace {
+    fn run<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        match &self.fd {
+            Some(fd) => run_in(fd, work),
+            None => work(),
+        }
+    }
+
+    /// Netlink work on link `name` here, given its index.
+    fn on_link<T, F, Fut>(&self, name: &IfName, work: F) -> Result<T>
+    where
+        F: FnOnce(Handle, u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.run(|| {
+            netlink(|h| async move {
+                let index = common::nl::link_index(&h, name.as_str(), &self.label).await?;
+                work(h, index).await
+            })
+        })
+    }
+}
+
+/// An interface's own WireGuard settings, as `wg set NAME private-key .. listen-port ..
+/// fwmark ..` sets them: None leaves one as it is.
+pub struct Settings {
+    pub private_key: Option<Key>,
+    pub listen_port: Option<u16>,
+    pub fwmark: Option<u32>,
+}
+
+/// How long `iface add` waits for wireguard-go to open its route listener once its link is up:
+/// it sees an "up" in its own namespace at once, one in another namespace at the next tick of
+/// its once-a-second check (on kernels where that check can tell; docs/wgctl.md), plus a margin
+/// for a loaded machine.
+const ROUTE_LISTENER_WAIT: Duration = Duration::from_secs(2);
+
+/// One WireGuard interface and the two namespaces it spans: where it is born (the command's
+/// `--ns`) and where it ends up (`--into-ns`). `iface add` and `iface del` act only through
+/// it, one call per step; each runs in the namespace it belongs to and names it in its errors.
+pub struct Iface {
+    pub name: IfName,
+    birth: Namespace,
+    /// `--into-ns`, unless it is the birthplace itself.
+    dest: Option<Namespace>,
+    /// A listener left unfiltered was reported (once per interface).
+    warned: Cell<bool>,
+}
+
+impl Iface {
+    /// Interface `name` of a command running in `ctx`'s namespace, moved into `into` if given.
+    pub fn new(ctx: &Ctx, name: &IfName, into: Option<&NsTarget>) -> Result<Iface> {
+        let dest = match into {
+            Some(target) => {
+                let fd = NetnsFd::open(target)?;
+                (fd.id()? != current_id()?).then(|| Namespace {
+                    label: format!("namespace {target}"),
+                    json: Some(target.to_string()),
+                    fd: Some(fd),
+                })
+            }
+            None => None,
+        };
+        let birth = Namespace {
+            label: ctx.ns_label(),
+            json: ctx.netns_name(),
+            fd: None,
+        };
+        Ok(Iface {
+            name: name.clone(),
+            birth,
+            dest,
+            warned: Cell::new(false),
+        })
+    }
+
+    /// Whether it moves: `--into-ns` named another namespace than the birthplace.
+    pub fn moves(&self) -> bool {
+        self.dest.is_some()
+    }
+
+    fn ns(&self, side: Side) -> &Namespace {
+        match (side, &self.dest) {
+            (Side::Dest, Some(dest)) => dest,
+            _ => &self.birth,
+        }
+    }
+
+    /// The namespace of `side`, for messages.
+    pub fn label(&self, side: Side) -> &str {
+        &self.ns(side).label
+    }
+
+    /// The namespace of `side`, for JSON (None: the caller's).
+    pub fn netns(&self, side: Side) -> Option<String> {
+        self.ns(side).json.clone()
+    }
+
+    /// Its namespaces, `first` first (just one when it does not move), to look for it in.
+    pub fn sides(&self, first: Side) -> Vec<Side> {
+        let other = match first {
+            Side::Birth => Side::Dest,
+            Side::Dest => Side::Birth,
+        };
+        if self.moves() {
+            vec![first, other]
+        } else {
+            vec![first]
+        }
+    }
+
+    /// What the name is in the namespace of `side`.
+    pub fn lookup(&self, side: Side) -> Result<Found> {
+        self.ns(side)
+            .run(|| netlink(|h| async move { lookup(&h, self.name.as_str()).await }))
+    }
+
+    /// Its configuration and peer statistics: a kernel interface read in the namespace of
+    /// `side`, a userspace one over its UAPI socket from anywhere.
+    pub fn read(&self, side: Side, backend: Backend) -> Result<Device> {
+        match backend {
+            Backend::Kernel => self.ns(side).run(|| read_device(&self.name, backend)),
+            Backend::Userspace => read_device(&self.name, backend),
+        }
+    }
+
+    /// Fails if UDP `port` is taken in the birthplace, where the socket will listen.
+    pub fn check_port_free(&self, port: u16) -> Result<()> {
+        check_port_free(port, &self.birth.label)
+    }
+
+    /// Creates the link in the birthplace with the backend `choice` allows; returns the one
+    /// used. A wireguard-go started here gets its link listener filtered (`listener`).
+    pub fn create(&self, choice: BackendChoice, mtu: Option<u32>) -> Result<Backend> {
+        let (name, here) = (&self.name, &self.birth.label);
+        if choice != BackendChoice::Userspace {
+            match create_kernel(name, mtu, here)? {
+                KernelCreate::Created => return Ok(Backend::Kernel),
+                KernelCreate::Unsupported if choice == BackendChoice::Kernel => {
+                    return Err(Error::failed(format!(
+                        "kernel lacks WireGuard (CONFIG_WIREGUARD): creating {name} of type \
+                         wireguard in {here} was refused (EOPNOTSUPP); use --backend userspace \
+                         or auto"
+                    )));
+                }
+                KernelCreate::Unsupported => {
+                    vlog!(1, "kernel lacks WireGuard; using {}", userspace_program());
+                }
+            }
+        }
+        spawn_userspace(name, here)?;
+        if let Some(ifindex) = index_here(name) {
+            self.quiet(Listener::Link { ifindex }, Duration::ZERO);
+        }
+        Ok(Backend::Userspace)
+    }
+
+    /// Sets `settings` on the interface where it lives (`side`; as [`Iface::read`]); `doing`
+    /// names the step in errors ("configuring", "updating"). A new listen port makes
+    /// wireguard-go open a new route listener before it answers: that one is filtered too.
+    pub fn apply(
+        &self,
+        side: Side,
+        backend: Backend,
+        settings: &Settings,
+        doing: &str,
+    ) -> Result<()> {
+        let mut update = DeviceUpdate::new();
+        if let Some(key) = &settings.private_key {
+            update = update.set_private_key(key.clone());
+        }
+        if let Some(port) = settings.listen_port {
+            update = update.set_listen_port(port);
+        }
+        if let Some(mark) = settings.fwmark {
+            update = update.set_fwmark(mark);
+        }
+        let what = format!("{doing} {} in {}", self.name, self.label(side));
+        match backend {
+            Backend::Kernel => self
+                .ns(side)
+                .run(|| apply(&self.name, backend, update, &what))?,
+            Backend::Userspace => apply(&self.name, backend, update, &what)?,
+        }
+        if backend == Backend::Userspace && settings.listen_port.is_some() {
+            self.quiet(Listener::Route, Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Sets the link's MTU in the namespace of `side` (like `ip link set NAME mtu N`).
+    pub fn set_mtu(&self, side: Side, mtu: u32) -> Result<()> {
+        let ns = self.ns(side);
+        let name = &self.name;
+        ns.on_link(name, |h, index| async move {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+                .execute()
+                .await
+                .with_context(|| format!("setting mtu {mtu} on {name} in {}", ns.label))
+        })
+    }
+
+    /// Moves the link from the birthplace into `--into-ns` (like `ip link set NAME netns NS2`);
+    /// returns whether there was a move to make.
+    pub fn move_to_dest(&self) -> Result<bool> {
+        let Some((dest, Some(fd))) = self.dest.as_ref().map(|dest| (dest, &dest.fd)) else {
             return Ok(false);
         };
-        delete_link_if_exists(&h, msg.header.index, || {
-            format!("deleting {name} in {where_}")
+        let (name, fd) = (&self.name, fd.raw());
+        vlog!(1, "moving {name} into {}", dest.label);
+        self.birth.on_link(name, |h, index| async move {
+            h.link()
+                .set(LinkUnspec::new_with_index(index).setns_by_fd(fd).build())
+                .execute()
+                .await
+                .with_context(|| {
+                    format!(
+                        "moving {name} from {} into {}",
+                        self.birth.label, dest.label
+                    )
+                })
+        })?;
+        Ok(true)
+    }
+
+    /// Brings the link up where it ends up. wireguard-go then opens its route listener (at
+    /// once, or at its next check when the link lives in another namespace): waited for, up to
+    /// [`ROUTE_LISTENER_WAIT`], and filtered.
+    pub fn bring_up(&self, backend: Backend) -> Result<()> {
+        let dest = self.ns(Side::Dest);
+        let name = &self.name;
+        dest.on_link(name, |h, index| async move {
+            common::link::set_up(&h, index, true, || {
+                format!("bringing {name} up in {}", dest.label)
+            })
+            .await
+        })?;
+        if backend == Backend::Userspace {
+            self.quiet(Listener::Route, ROUTE_LISTENER_WAIT);
+        }
+        Ok(())
+    }
+
+    /// The listen port the backend picked when the link came up (when none was asked for),
+    /// waiting up to 2 s for it (wireguard-go notices an "up" in another namespace within a
+    /// second).
+    pub fn picked_port(&self, backend: Backend) -> Result<Option<u16>> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let port = self
+                .read(Side::Dest, backend)?
+                .listen_port
+                .filter(|p| *p != 0);
+            if port.is_some() || Instant::now() > deadline {
+                return Ok(port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Deletes the link in the namespace of `side`; for wireguard-go also stops the process and
+    /// removes its UAPI socket.
+    pub fn remove(&self, side: Side, backend: Backend) -> Result<()> {
+        self.delete_link(side)?;
+        if backend == Backend::Userspace {
+            stop_userspace(self.name.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// [`Iface::remove`] for a failed `iface add`, best effort: each step is tried, and what
+    /// fails is logged (-v), not returned.
+    pub fn undo(&self, side: Side, backend: Backend) {
+        vlog!(1, "undoing the creation of {}", self.name);
+        if let Err(e) = self.delete_link(side) {
+            vlog!(1, "undo: {e}");
+        }
+        if backend == Backend::Userspace {
+            if let Err(e) = stop_userspace(self.name.as_str()) {
+                vlog!(1, "undo: {e}");
+            }
+        }
+    }
+
+    /// Deletes the link in the namespace of `side`; false if it was not there.
+    fn delete_link(&self, side: Side) -> Result<bool> {
+        let ns = self.ns(side);
+        let name = &self.name;
+        ns.run(|| {
+            netlink(|h| async move {
+                let Some(msg) = common::nl::find_link(&h, name.as_str()).await? else {
+                    return Ok(false);
+                };
+                delete_link_if_exists(&h, msg.header.index, || {
+                    format!("deleting {name} in {}", ns.label)
+                })
+                .await
+            })
         })
-        .await
-    })
+    }
+
+    /// Filters `listener` of the wireguard-go serving the interface (see `listener`), waiting up
+    /// to `wait` for it to be open. Best effort: what keeps it unfiltered is a warning, once per
+    /// interface, since every event of the birthplace then wakes the process.
+    fn quiet(&self, listener: Listener, wait: Duration) {
+        let Some(pid) = wireguard_go_pid(&self.name) else {
+            return;
+        };
+        let what = listener.label();
+        let why = match listener::quiet(pid, listener, wait) {
+            Ok(0) if wait.is_zero() => {
+                return vlog!(1, "wireguard-go {} (pid {pid}): no {what} yet", self.name);
+            }
+            Ok(0) => format!("it did not open within {} s", wait.as_secs()),
+            Ok(_) => return vlog!(1, "wireguard-go {} (pid {pid}): {what} filtered", self.name),
+            Err(e) => format!("attaching the filter was refused: {e}"),
+        };
+        if self.warned.replace(true) {
+            vlog!(
+                1,
+                "wireguard-go {} (pid {pid}): {what} left unfiltered ({why})",
+                self.name
+            );
+        } else {
+            eprintln!(
+                "wgctl: warning: {}: the {what} of its wireguard-go (pid {pid}) is left \
+                 unfiltered ({why}): every {} in {} wakes the process",
+                self.name,
+                listener.hears(),
+                self.birth.label
+            );
+        }
+    }
 }
 
 /// Outcome of asking the kernel for a `type wireguard` link.
-pub enum KernelCreate {
+enum KernelCreate {
     Created,
     /// EOPNOTSUPP: this kernel has no WireGuard module.
     Unsupported,
 }
 
-/// Creates a kernel WireGuard link in the calling thread's namespace.
-pub fn create_kernel(name: &IfName, mtu: Option<u32>, where_: &str) -> Result<KernelCreate> {
+/// Creates a kernel WireGuard link in the calling thread's namespace, `here`.
+fn create_kernel(name: &IfName, mtu: Option<u32>, here: &str) -> Result<KernelCreate> {
     netlink(|h| async move {
         let mut b = LinkWireguard::new(name.as_str());
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
         let created = h.link().add(b.build()).execute().await;
-        match created.with_context(|| format!("creating WireGuard link {name} in {where_}")) {
+        match created.with_context(|| format!("creating WireGuard link {name} in {here}")) {
             Ok(()) => Ok(KernelCreate::Created),
             Err(e) if e.kind() == common::Kind::Unsupported => Ok(KernelCreate::Unsupported),
             Err(e) => Err(e),
         }
     })
-}
-
-/// Whether the kernel module looks available, without changing anything (for `--check`).
-pub fn kernel_probably_supported() -> bool {
-    Path::new("/sys/module/wireguard").exists()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,10 +639,8 @@ pub fn userspace_program() -> String {
 /// stdin/stdout/stderr, no descriptor of ours beyond those (so a pipe reading our stdout sees
 /// EOF when we exit, not when the daemon does), and an environment holding only PATH. An
 /// implementation that daemonises anyway is fine: its foreground part exits 0 and the socket
-/// shows up. No key is ever passed to it here: keys go over the UAPI socket. Once it is up,
-/// wireguard-go's link listener is filtered to its own link (`listener`); its route listener
-/// comes with the device's "up" ([`quiet_route_listener`]).
-pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
+/// shows up. No key is ever passed to it here: keys go over the UAPI socket.
+fn spawn_userspace(name: &IfName, here: &str) -> Result<()> {
     let program = userspace_program();
     let mut cmd = Command::new(&program);
     cmd.arg(name.as_str())
@@ -361,10 +671,10 @@ pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
             Ok(())
         });
     }
-    vlog!(1, "starting {program} {name} in {where_}");
+    vlog!(1, "starting {program} {name} in {here}");
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("starting {program} {name} in {where_}"))?;
+        .with_context(|| format!("starting {program} {name} in {here}"))?;
     // Generous: a Go program starting under emulation (the kernel VM lane) takes seconds.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut exited_ok = false;
@@ -374,7 +684,7 @@ pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
                 Ok(Some(status)) if status.success() => exited_ok = true,
                 Ok(Some(status)) => {
                     return Err(Error::failed(format!(
-                        "starting {program} {name} in {where_}: it exited with {status}"
+                        "starting {program} {name} in {here}: it exited with {status}"
                     )));
                 }
                 _ => {}
@@ -384,15 +694,11 @@ pub fn spawn_userspace(name: &IfName, where_: &str) -> Result<()> {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::failed(format!(
-                "{program} {name} started in {where_} but its UAPI socket {} never appeared",
+                "{program} {name} started in {here} but its UAPI socket {} never appeared",
                 uapi_path(name.as_str()).display()
             )));
         }
         std::thread::sleep(Duration::from_millis(2));
-    }
-    if let (Some(pid), Some(ifindex)) = (wireguard_go_pid(name), index_here(name)) {
-        let link = Listener::Link { ifindex };
-        listener::quiet(pid, link, name.as_str(), Duration::ZERO);
     }
     Ok(())
 }
@@ -405,13 +711,15 @@ fn index_here(name: &IfName) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
-/// Filters the route listener of the wireguard-go serving `name` (see `listener`), which it
-/// opens each time its device comes up or changes its listen port: call after either, with
-/// `wait` for how long the process may take to open it.
-pub fn quiet_route_listener(name: &IfName, wait: Duration) {
-    if let Some(pid) = wireguard_go_pid(name) {
-        listener::quiet(pid, Listener::Route, name.as_str(), wait);
+/// Whether the listeners of the wireguard-go serving `name` carry wgctl's filters now
+/// (`listener::filtered`): None for the kernel backend, for another userspace implementation
+/// (whose listeners wgctl leaves alone), and when its sockets cannot be read.
+pub fn listener_filtered(name: &IfName, backend: Backend) -> Option<bool> {
+    if backend == Backend::Kernel {
+        return None;
     }
+    let pid = wireguard_go_pid(name)?;
+    listener::filtered(pid).ok()
 }
 
 /// The process serving `name`, if it is wireguard-go itself (whose listeners `listener` knows).
@@ -522,7 +830,7 @@ pub fn stop_userspace(name: &str) -> Result<bool> {
 /// Fails if UDP `port` is already bound in the calling thread's namespace (IPv4 or IPv6), so
 /// a conflict is reported before anything is created (wireguard-go binds only later, when the
 /// link goes up, and would fail silently).
-pub fn check_port_free(port: u16, where_: &str) -> Result<()> {
+fn check_port_free(port: u16, here: &str) -> Result<()> {
     use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
     // One at a time: a dual-stack [::] socket would collide with our own 0.0.0.0 one.
     let v4 = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).map(drop);
@@ -531,7 +839,7 @@ pub fn check_port_free(port: u16, where_: &str) -> Result<()> {
         if let Err(e) = r {
             if e.kind() == ErrorKind::AddrInUse {
                 return Err(Error::failed(format!(
-                    "listen port {port} is already in use in {where_}"
+                    "listen port {port} is already in use in {here}"
                 )));
             }
         }

@@ -5,9 +5,10 @@
 //! - the **link listener** (tun_linux.go), subscribed to every link and address event
 //!   (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR), of which it acts on one kind only:
 //!   RTM_NEWLINK of its own interface (running state and MTU). The rest it reads and skips.
-//! - the **route listener** (sticky_linux.go, opened each time the device comes up), subscribed
-//!   to every IPv4 route event, on which it asks the kernel again for the route to each peer's
-//!   endpoint, so replies leave from the right source address ("sticky sockets").
+//! - the **route listener** (sticky_linux.go, opened each time the device comes up or its listen
+//!   port changes), subscribed to every IPv4 route event, on which it asks the kernel again for
+//!   the route to each peer's endpoint, so replies leave from the right source address ("sticky
+//!   sockets").
 //!
 //! With many of them in one namespace (a hub's center, where every tunnel is born), each event
 //! there wakes every one: measured in a center of 500, a TUN device added and brought up cost
@@ -31,15 +32,14 @@
 //! the same socket, on which it attaches the filter (SO_ATTACH_FILTER, as `tcpdump` attaches
 //! its own) before closing it. Only for wireguard-go itself (another implementation may listen
 //! for more), and best effort: if a step is refused, the process listens to everything, as it
-//! would without wgctl.
+//! would without wgctl (the caller warns). [`filtered`] reads the filters back the same way, so
+//! `wgctl show` tells whether a process is quiet now, not whether it was once.
 
 use std::fs;
 use std::io;
 use std::mem::{size_of, size_of_val};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-
-use common::vlog;
 
 // Not in the libc crate for linux-gnu.
 const SO_PROTOCOL: libc::c_int = 38;
@@ -65,10 +65,18 @@ pub enum Listener {
 }
 
 impl Listener {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Listener::Link { .. } => "link listener",
             Listener::Route => "route listener",
+        }
+    }
+
+    /// The events that wake it unfiltered.
+    pub fn hears(self) -> &'static str {
+        match self {
+            Listener::Link { .. } => "link and address event",
+            Listener::Route => "IPv4 route event",
         }
     }
 
@@ -89,43 +97,52 @@ impl Listener {
     }
 }
 
-/// Filters `listener` of process `pid`, the wireguard-go serving interface `name`, waiting up to
-/// `wait` for it to exist (the route listener is opened once the device is up). Best effort: a
-/// refusal or a listener that did not show up is logged (-v), not an error.
-pub fn quiet(pid: i32, listener: Listener, name: &str, wait: Duration) {
+/// Filters `listener` of process `pid`, waiting up to `wait` for it to be open (the route
+/// listener is opened once the device is up); returns how many sockets were filtered (0: none
+/// was open by the deadline). An error is a refusal: the listener stays unfiltered.
+pub fn quiet(pid: i32, listener: Listener, wait: Duration) -> io::Result<usize> {
     let deadline = Instant::now() + wait;
-    let what = listener.label();
     loop {
-        match attach(pid, listener) {
-            Ok(0) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            Ok(0) => return vlog!(1, "wireguard-go {name} (pid {pid}): no {what} to filter"),
-            Ok(_) => return vlog!(1, "wireguard-go {name} (pid {pid}): {what} filtered"),
-            Err(e) => {
-                return vlog!(
-                    1,
-                    "wireguard-go {name} (pid {pid}): {what} left unfiltered: {e}"
-                )
-            }
+        match attach(pid, listener)? {
+            0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            found => return Ok(found),
         }
     }
 }
 
+/// Whether every listener process `pid` has open carries wgctl's filter for it (the link
+/// listener, which wireguard-go holds for its whole life, and the route listener when the
+/// device is up). False when one listens unfiltered or through another filter. An error: the
+/// sockets could not be read (the same refusal that keeps a filter from being attached).
+pub fn filtered(pid: i32) -> io::Result<bool> {
+    let mut listeners = 0;
+    for sock in sockets(pid)? {
+        let Some(groups) = route_memberships(&sock)? else {
+            continue;
+        };
+        let program = get_filter(&sock)?;
+        let wanted = if Listener::Route.is(groups) {
+            route_program(portid(&sock)?)
+        } else if (Listener::Link { ifindex: 0 }).is(groups) {
+            // The index it passes is wireguard-go's own link's in the namespace the process
+            // runs in, not necessarily the index the link has where it lives now: the one
+            // found in the filter is taken as it is.
+            link_program(program.get(LINK_INDEX_AT).map_or(0, |i| as_loaded(i.k)))
+        } else {
+            continue;
+        };
+        listeners += 1;
+        if !same_program(&program, &wanted) {
+            return Ok(false);
+        }
+    }
+    Ok(listeners > 0)
+}
+
 /// Attaches the filter to each socket of `pid` that is `listener`; returns how many.
 fn attach(pid: i32, listener: Listener) -> io::Result<usize> {
-    let pidfd = pidfd_open(pid)?;
     let mut found = 0;
-    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
-        let entry = entry?;
-        let is_socket = fs::read_link(entry.path())
-            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-        let fd = entry.file_name().to_str().and_then(|s| s.parse().ok());
-        let (true, Some(fd)) = (is_socket, fd) else {
-            continue;
-        };
-        // (a descriptor closed since the listing is simply skipped)
-        let Ok(sock) = pidfd_getfd(&pidfd, fd) else {
-            continue;
-        };
+    for sock in sockets(pid)? {
         if let Some(groups) = route_memberships(&sock)? {
             if listener.is(groups) {
                 set_filter(&sock, &listener.program(portid(&sock)?))?;
@@ -134,6 +151,32 @@ fn attach(pid: i32, listener: Listener) -> io::Result<usize> {
         }
     }
     Ok(found)
+}
+
+/// A second descriptor of each socket process `pid` holds (pidfd_getfd(2)), for
+/// [`route_memberships`] to pick its NETLINK_ROUTE ones.
+fn sockets(pid: i32) -> io::Result<Vec<OwnedFd>> {
+    let pidfd = pidfd_open(pid)?;
+    let mut socks = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let entry = entry?;
+        // (a descriptor closed since the listing is simply skipped; a refusal is an error)
+        let target = match fs::read_link(entry.path()) {
+            Ok(target) => target,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let fd = entry.file_name().to_str().and_then(|s| s.parse().ok());
+        let (true, Some(fd)) = (target.to_string_lossy().starts_with("socket:"), fd) else {
+            continue;
+        };
+        match pidfd_getfd(&pidfd, fd) {
+            Ok(sock) => socks.push(sock),
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(socks)
 }
 
 fn stmt(code: u32, k: u32) -> libc::sock_filter {
@@ -165,6 +208,9 @@ const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 fn as_loaded(native: u32) -> u32 {
     u32::from_be_bytes(native.to_ne_bytes())
 }
+
+/// Where [`link_program`] holds its interface index.
+const LINK_INDEX_AT: usize = 3;
 
 /// The link listener's filter: accept RTM_NEWLINK of interface `ifindex`, drop the rest.
 fn link_program(ifindex: u32) -> Vec<libc::sock_filter> {
@@ -241,6 +287,54 @@ fn get_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc:
         return Err(io::Error::last_os_error());
     }
     Ok(value)
+}
+
+/// The classic BPF program attached to `sock` (empty: none), as SO_GET_FILTER gives it back:
+/// its length in instructions, then the instructions.
+fn get_filter(sock: &OwnedFd) -> io::Result<Vec<libc::sock_filter>> {
+    let mut len: libc::socklen_t = 0;
+    // SAFETY: with a length of 0 the kernel writes nothing to the (null) buffer; it only sets
+    // `len` to the number of instructions.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_GET_FILTER,
+            std::ptr::null_mut(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let empty = libc::sock_filter {
+        code: 0,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let mut program = vec![empty; len as usize];
+    // SAFETY: the kernel writes at most `len` instructions (SO_GET_FILTER counts in
+    // instructions, not bytes) into `program`, which holds that many.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_GET_FILTER,
+            program.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    program.truncate(len as usize);
+    Ok(program)
+}
+
+fn same_program(a: &[libc::sock_filter], b: &[libc::sock_filter]) -> bool {
+    let fields = |i: &libc::sock_filter| (i.code, i.jt, i.jf, i.k);
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fields(x) == fields(y))
 }
 
 fn set_filter(sock: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
@@ -351,6 +445,20 @@ mod tests {
         assert!(!accepts(&p, &link(libc::RTM_DELLINK, 7)));
         assert!(!accepts(&p, &link(libc::RTM_NEWADDR, 7)));
         assert!(!accepts(&p, &link(libc::RTM_NEWLINK, 7)[..8]));
+    }
+
+    /// `filtered` recognises the link filter whatever index it passes, by the index found at
+    /// [`LINK_INDEX_AT`], and no other program.
+    #[test]
+    fn link_filter_is_recognised_by_its_index() {
+        let ours = link_program(0x0102_0304);
+        let found = as_loaded(ours[LINK_INDEX_AT].k);
+        assert_eq!(found, 0x0102_0304);
+        assert!(same_program(&ours, &link_program(found)));
+        assert!(!same_program(&ours, &link_program(7)));
+        assert!(!same_program(&ours, &route_program(0x0102_0304)));
+        assert!(!same_program(&ours, &ours[..5]));
+        assert!(!same_program(&[], &ours));
     }
 
     #[test]

@@ -7,18 +7,19 @@
 //!
 //! `--replace` changes an existing interface's private key, listen port, fwmark and MTU in
 //! place, so it keeps its peers; only another backend means deleting it and creating it anew.
+//!
+//! Both commands act through one [`Iface`], which knows the birthplace and `--into-ns`: the
+//! plan reads through it, and each step (create, configure, move, up, remove) is one call.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueHint};
-use common::netns::{run_in, NetnsFd};
 use common::types::{IfName, NsTarget, Port};
 use common::{vlog, Ctx, Error, Outcome, Result};
 use serde::Serialize;
-use wireguard_control::{Device, DeviceUpdate, Key};
+use wireguard_control::{Device, Key};
 
-use crate::backend::{self, Backend, BackendChoice, Found, KernelCreate, Link, Uapi};
+use crate::backend::{self, Backend, BackendChoice, Found, Iface, Link, Settings, Side, Uapi};
 use crate::keys;
 
 #[derive(Subcommand, Debug)]
@@ -104,73 +105,6 @@ struct IfaceJson {
     listen_port: Option<Option<u16>>,
 }
 
-/// The namespaces `iface add` works with.
-struct Places {
-    /// The `--ns` namespace (the birthplace), for messages and JSON.
-    here: String,
-    here_netns: Option<String>,
-    /// `--into-ns`, unless it is the birthplace itself.
-    target: Option<(NsTarget, NetnsFd)>,
-}
-
-impl Places {
-    fn new(ctx: &Ctx, into: Option<&NsTarget>) -> Result<Places> {
-        let target = match into {
-            Some(t) => {
-                let fd = NetnsFd::open(t)?;
-                let same = fd.id()? == NetnsFd::current()?.id()?;
-                (!same).then(|| (t.clone(), fd))
-            }
-            None => None,
-        };
-        Ok(Places {
-            here: ctx.ns_label(),
-            here_netns: ctx.netns_name(),
-            target,
-        })
-    }
-
-    fn dest_label(&self) -> String {
-        match &self.target {
-            Some((t, _)) => format!("namespace {t}"),
-            None => self.here.clone(),
-        }
-    }
-
-    fn dest_netns(&self) -> Option<String> {
-        match &self.target {
-            Some((t, _)) => Some(t.to_string()),
-            None => self.here_netns.clone(),
-        }
-    }
-
-    fn target_fd(&self) -> Option<&NetnsFd> {
-        self.target.as_ref().map(|(_, fd)| fd)
-    }
-
-    /// The namespace an existing interface was found in, for messages.
-    fn label_of(&self, at: At) -> String {
-        match at {
-            At::Dest => self.dest_label(),
-            At::Birth => self.here.clone(),
-        }
-    }
-
-    /// The namespace an existing interface was found in, as an fd (None: the current one).
-    fn fd_of(&self, at: At) -> Option<&NetnsFd> {
-        self.target_fd().filter(|_| at == At::Dest)
-    }
-}
-
-/// Where an existing interface was found.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum At {
-    /// In `--into-ns` (or, without it, the current namespace): where it belongs.
-    Dest,
-    /// In the birthplace although `--into-ns` was given: a run interrupted before the move.
-    Birth,
-}
-
 /// The settings `iface add` asks for.
 struct Wanted {
     /// The private key (never shown; `public` is what messages compare).
@@ -211,43 +145,21 @@ impl Wanted {
         }
         d
     }
-}
 
-/// Reads a device where it lives: kernel devices in their namespace (`ns`, or the current
-/// one), userspace ones over their UAPI socket from anywhere.
-fn read_at(name: &IfName, backend: Backend, ns: Option<&NetnsFd>) -> Result<Device> {
-    match (backend, ns) {
-        (Backend::Kernel, Some(fd)) => run_in(fd, || backend::read_device(name, backend)),
-        _ => backend::read_device(name, backend),
-    }
-}
-
-/// Applies an update to a device where it lives, like [`read_at`].
-fn apply_at(
-    name: &IfName,
-    backend: Backend,
-    ns: Option<&NetnsFd>,
-    update: DeviceUpdate,
-    what: &str,
-) -> Result<()> {
-    match (backend, ns) {
-        (Backend::Kernel, Some(fd)) => run_in(fd, || backend::apply(name, backend, update, what)),
-        _ => backend::apply(name, backend, update, what),
-    }
-}
-
-/// Sets the MTU of the link in the namespace it lives in (`ns`, or the current one).
-fn set_mtu_at(name: &IfName, mtu: u32, ns: Option<&NetnsFd>, where_: &str) -> Result<()> {
-    match ns {
-        Some(fd) => run_in(fd, || backend::set_mtu(name, mtu, where_)),
-        None => backend::set_mtu(name, mtu, where_),
+    /// What a new interface is configured with.
+    fn settings(&self) -> Settings {
+        Settings {
+            private_key: Some(self.key.clone()),
+            listen_port: self.listen_port,
+            fwmark: self.fwmark,
+        }
     }
 }
 
 /// `iface add`: plan (what exists already decides), create, configure, report.
 fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     let key = keys::read_key_file(&a.private_key, "private key")?;
-    let places = Places::new(ctx, a.into_ns.as_ref())?;
+    let iface = Iface::new(ctx, &a.name, a.into_ns.as_ref())?;
     let want = Wanted {
         public: key.get_public(),
         key,
@@ -256,30 +168,22 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         mtu: a.mtu,
         backend: a.backend.required(),
     };
-    let name = &a.name;
 
-    let replacing = match plan(ctx, name, &places, &want, a.replace)? {
+    let replacing = match plan(ctx, &iface, &want, a.replace)? {
         Plan::Settled(outcome) => return Ok(outcome),
         Plan::Create { replacing } => replacing,
     };
     // (In a dry run of --replace the old interface still holds its port.)
     if let Some(p) = want.listen_port.filter(|_| !(ctx.check && replacing)) {
-        backend::check_port_free(p, &places.here)?;
+        iface.check_port_free(p)?;
     }
     if ctx.check {
         let guess = want.backend.unwrap_or_else(likely_backend);
-        return report(
-            true,
-            name,
-            &places,
-            Some(guess),
-            &want.public,
-            want.listen_port,
-        );
+        return report(true, &iface, Some(guess), &want.public, want.listen_port);
     }
-    let used = create(name, &a.backend, want.mtu, &places)?;
-    let port = configure_new(name, used, &want, &places)?;
-    report(true, name, &places, Some(used), &want.public, port)
+    let used = iface.create(a.backend, want.mtu)?;
+    let port = configure_new(&iface, used, &want)?;
+    report(true, &iface, Some(used), &want.public, port)
 }
 
 /// What `iface add` has left to do once it has looked for NAME.
@@ -294,8 +198,15 @@ enum Plan {
 /// Looks for NAME: an interrupted add is finished, the same settings converge, other settings
 /// are an error without `--replace`, and with it are updated in place (same backend) or the
 /// old interface is removed to be created again.
-fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool) -> Result<Plan> {
-    let Some((at, link)) = find_existing(name, places)? else {
+fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> {
+    let name = &iface.name;
+    let not_wg = |kind: &str, label: &str| {
+        Error::failed(format!(
+            "{name} already exists in {label} but is a {kind} link, not a WireGuard interface"
+        ))
+    };
+    // Where it belongs first, then the birthplace (a run interrupted before the move).
+    let Some((side, link)) = find(iface, Side::Dest, not_wg)? else {
         let Some(conflict) = uapi_conflict(name) else {
             return Ok(Plan::Create { replacing: false });
         };
@@ -309,14 +220,14 @@ fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool)
             vlog!(
                 1,
                 "{name} runs in another namespace: stopping it to create it in {}",
-                places.here
+                iface.label(Side::Birth)
             );
             backend::stop_userspace(name.as_str())?;
         }
         return Ok(Plan::Create { replacing: true });
     };
-    let dev = read_at(name, link.backend, places.fd_of(at))?;
-    if dev.public_key.is_none() && (at == At::Birth || places.target.is_none()) {
+    let dev = iface.read(side, link.backend)?;
+    if dev.public_key.is_none() && (side == Side::Birth || !iface.moves()) {
         // Created but never configured: a run killed right after creating it. Finish it.
         vlog!(
             1,
@@ -325,30 +236,30 @@ fn plan(ctx: &Ctx, name: &IfName, places: &Places, want: &Wanted, replace: bool)
         let port = if ctx.check {
             want.listen_port
         } else {
-            configure(name, link.backend, want, places, &mut false)?
+            configure(iface, link.backend, want, &mut false)?
         };
-        let out = report(true, name, places, Some(link.backend), &want.public, port)?;
+        let out = report(true, iface, Some(link.backend), &want.public, port)?;
         return Ok(Plan::Settled(out));
     }
     let diffs = want.differences(&link, &dev);
-    let found = Existing { at, link, dev };
+    let found = Existing { side, link, dev };
     if diffs.is_empty() {
-        return converge(ctx, name, places, &found).map(Plan::Settled);
+        return converge(ctx, iface, &found).map(Plan::Settled);
     }
     if !replace {
         return Err(Error::failed(format!(
             "WireGuard interface {name} already exists in {} with different settings: {}; \
              use --replace to change them",
-            places.label_of(at),
+            iface.label(side),
             diffs.join(", ")
         )));
     }
     if want.backend.is_none_or(|b| b == found.link.backend) {
-        return update_in_place(ctx, name, places, &found, want).map(Plan::Settled);
+        return update_in_place(ctx, iface, &found, want).map(Plan::Settled);
     }
     if !ctx.check {
         vlog!(1, "replacing {name}: {}", diffs.join(", "));
-        remove_existing(name, places, at, found.link.backend)?;
+        iface.remove(side, found.link.backend)?;
     }
     Ok(Plan::Create { replacing: true })
 }
@@ -364,23 +275,19 @@ fn likely_backend() -> Backend {
 
 /// [`configure`] for the interface `add` just created: if it fails, the interface is removed
 /// again, and a userspace daemon that died at start is named as the likely cause.
-fn configure_new(
-    name: &IfName,
-    used: Backend,
-    want: &Wanted,
-    places: &Places,
-) -> Result<Option<u16>> {
+fn configure_new(iface: &Iface, used: Backend, want: &Wanted) -> Result<Option<u16>> {
     let mut moved = false;
-    configure(name, used, want, places, &mut moved).map_err(|e| {
+    configure(iface, used, want, &mut moved).map_err(|e| {
+        let name = &iface.name;
         let died = used == Backend::Userspace && backend::userspace_pids(name.as_str()).is_empty();
-        rollback(name, used, places, moved);
+        iface.undo(if moved { Side::Dest } else { Side::Birth }, used);
         if died {
             return Error::caused(
                 format!(
                     "{} {name} exited right after starting in {} (each one needs an inotify \
                      instance: is fs.inotify.max_user_instances exhausted?)",
                     backend::userspace_program(),
-                    places.here
+                    iface.label(Side::Birth)
                 ),
                 e,
             );
@@ -389,29 +296,22 @@ fn configure_new(
     })
 }
 
-fn find_existing(name: &IfName, places: &Places) -> Result<Option<(At, Link)>> {
-    let not_wg = |kind: &str, where_: &str| {
-        Error::failed(format!(
-            "{name} already exists in {where_} but is a {kind} link, not a WireGuard interface"
-        ))
-    };
-    if let Some((t, fd)) = &places.target {
-        match backend::lookup_in(fd, name)? {
-            Found::WireGuard(l) => return Ok(Some((At::Dest, l))),
-            Found::Other(k) => return Err(not_wg(&k, &format!("namespace {t}"))),
+/// The interface in the first of the interface's namespaces (`first`, then the other) that
+/// has a WireGuard link of its name, and which one; a link of another kind there is the error
+/// `not_wg(kind, label)`.
+fn find(
+    iface: &Iface,
+    first: Side,
+    not_wg: impl Fn(&str, &str) -> Error,
+) -> Result<Option<(Side, Link)>> {
+    for side in iface.sides(first) {
+        match iface.lookup(side)? {
+            Found::WireGuard(link) => return Ok(Some((side, link))),
+            Found::Other(kind) => return Err(not_wg(&kind, iface.label(side))),
             Found::Absent => {}
         }
     }
-    let at = if places.target.is_some() {
-        At::Birth
-    } else {
-        At::Dest
-    };
-    match backend::lookup_here(name)? {
-        Found::WireGuard(l) => Ok(Some((at, l))),
-        Found::Other(k) => Err(not_wg(&k, &places.here)),
-        Found::Absent => Ok(None),
-    }
+    Ok(None)
 }
 
 /// A live UAPI socket for a name that has no link here or in `--into-ns`: a userspace
@@ -428,31 +328,31 @@ fn uapi_conflict(name: &IfName) -> Option<Error> {
 
 /// The interface `plan` found: where it is, its link and its WireGuard settings.
 struct Existing {
-    at: At,
+    side: Side,
     link: Link,
     dev: Device,
 }
 
 /// An interface with the wanted settings exists: finish what an interrupted run left undone
 /// (the move, bringing it up), or report that nothing changes.
-fn converge(ctx: &Ctx, name: &IfName, places: &Places, found: &Existing) -> Result<Outcome> {
-    let Existing { at, link, dev } = found;
-    let changed = finish(ctx, name, places, *at, link)?;
+fn converge(ctx: &Ctx, iface: &Iface, found: &Existing) -> Result<Outcome> {
+    let Existing { side, link, dev } = found;
+    let changed = finish(ctx, iface, *side, link)?;
     let port = dev.listen_port.filter(|p| *p != 0);
     let public = dev.public_key.clone().unwrap_or_else(Key::zero);
-    report(changed, name, places, Some(link.backend), &public, port)
+    report(changed, iface, Some(link.backend), &public, port)
 }
 
 /// Moves an interface an interrupted run left in the birthplace and brings it up; returns
 /// whether there was anything to do.
-fn finish(ctx: &Ctx, name: &IfName, places: &Places, at: At, link: &Link) -> Result<bool> {
-    let moving = at == At::Birth;
+fn finish(ctx: &Ctx, iface: &Iface, side: Side, link: &Link) -> Result<bool> {
+    let moving = side == Side::Birth && iface.moves();
     let changed = moving || !link.up;
     if changed && !ctx.check {
-        if let Some(fd) = places.target_fd().filter(|_| moving) {
-            backend::move_link(name, fd, &places.here)?;
+        if moving {
+            iface.move_to_dest()?;
         }
-        bring_up(name, link.backend, places)?;
+        iface.bring_up(link.backend)?;
     }
     Ok(changed)
 }
@@ -461,15 +361,9 @@ fn finish(ctx: &Ctx, name: &IfName, places: &Places, at: At, link: &Link) -> Res
 /// listen port in one update) on the live interface, which keeps its peers, then finishes it
 /// like [`converge`]. If the update fails, the MTU and what the update may have set before
 /// failing are put back.
-fn update_in_place(
-    ctx: &Ctx,
-    name: &IfName,
-    places: &Places,
-    found: &Existing,
-    want: &Wanted,
-) -> Result<Outcome> {
-    let Existing { at, link, dev } = found;
-    let (at, ns, label) = (*at, places.fd_of(*at), places.label_of(*at));
+fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) -> Result<Outcome> {
+    let Existing { side, link, dev } = found;
+    let (name, side) = (&iface.name, *side);
     let old_port = dev.listen_port.filter(|p| *p != 0);
     let old_mark = dev.fwmark.unwrap_or(0);
     let port = want.listen_port.filter(|p| old_port != Some(*p));
@@ -477,34 +371,28 @@ fn update_in_place(
     let rekey = dev.public_key.as_ref() != Some(&want.public);
     let mtu = want.mtu.filter(|m| link.mtu != Some(*m));
     if let Some(p) = port {
-        backend::check_port_free(p, &places.here)?;
+        iface.check_port_free(p)?;
     }
     if !ctx.check {
-        vlog!(1, "updating {name} in {label} in place");
+        vlog!(1, "updating {name} in {} in place", iface.label(side));
         if let Some(m) = mtu {
-            set_mtu_at(name, m, ns, &label)?;
+            iface.set_mtu(side, m)?;
         }
-        let mut update = DeviceUpdate::new();
-        let mut undo = DeviceUpdate::new();
-        if rekey {
-            update = update.set_private_key(want.key.clone());
-            if let Some(old) = dev.private_key.clone() {
-                undo = undo.set_private_key(old);
-            }
-        }
-        if let Some(f) = mark {
-            update = update.set_fwmark(f);
-            undo = undo.set_fwmark(old_mark);
-        }
-        if let Some(p) = port {
-            update = update.set_listen_port(p);
-        }
-        let what = format!("updating {name} in {label}");
-        if let Err(e) = apply_at(name, link.backend, ns, update, &what) {
+        let update = Settings {
+            private_key: rekey.then(|| want.key.clone()),
+            listen_port: port,
+            fwmark: mark,
+        };
+        let undo = Settings {
+            private_key: dev.private_key.clone().filter(|_| rekey),
+            listen_port: None,
+            fwmark: mark.map(|_| old_mark),
+        };
+        if let Err(e) = iface.apply(side, link.backend, &update, "updating") {
             vlog!(1, "undoing the update of {name}");
-            let undone = apply_at(name, link.backend, ns, undo, &what);
+            let undone = iface.apply(side, link.backend, &undo, "updating");
             let mtu_back = match (mtu, link.mtu) {
-                (Some(_), Some(m)) => set_mtu_at(name, m, ns, &label),
+                (Some(_), Some(m)) => iface.set_mtu(side, m),
                 _ => Ok(()),
             };
             if let Err(u) = undone.and(mtu_back) {
@@ -512,165 +400,37 @@ fn update_in_place(
             }
             return Err(e);
         }
-        if port.is_some() && link.backend == Backend::Userspace {
-            // (a new listen port: wireguard-go opened a new route listener)
-            backend::quiet_route_listener(name, Duration::ZERO);
-        }
     }
-    finish(ctx, name, places, at, link)?;
-    report(
-        true,
-        name,
-        places,
-        Some(link.backend),
-        &want.public,
-        port.or(old_port),
-    )
+    finish(ctx, iface, side, link)?;
+    let port = port.or(old_port);
+    report(true, iface, Some(link.backend), &want.public, port)
 }
 
-fn bring_up(name: &IfName, used: Backend, places: &Places) -> Result<()> {
-    match places.target_fd() {
-        Some(fd) => {
-            let label = places.dest_label();
-            run_in(fd, || backend::set_up(name, &label))?;
-        }
-        None => backend::set_up(name, &places.here)?,
-    }
-    if used == Backend::Userspace {
-        // wireguard-go opens its route listener once it sees the "up": at once when the link
-        // is in its namespace; moved away, it notices within a second, too long to wait for
-        // (and the route events of its own namespace are then few).
-        let wait = match places.target_fd() {
-            Some(_) => Duration::ZERO,
-            None => Duration::from_secs(1),
-        };
-        backend::quiet_route_listener(name, wait);
-    }
-    Ok(())
-}
-
-/// Creates the link in the birthplace with the chosen backend; returns the backend used.
-fn create(
-    name: &IfName,
-    choice: &BackendChoice,
-    mtu: Option<u32>,
-    places: &Places,
-) -> Result<Backend> {
-    let here = &places.here;
-    if *choice != BackendChoice::Userspace {
-        match backend::create_kernel(name, mtu, here)? {
-            KernelCreate::Created => return Ok(Backend::Kernel),
-            KernelCreate::Unsupported if *choice == BackendChoice::Kernel => {
-                return Err(Error::failed(format!(
-                    "kernel lacks WireGuard (CONFIG_WIREGUARD): creating {name} of type wireguard \
-                     in {here} was refused (EOPNOTSUPP); use --backend userspace or auto"
-                )));
-            }
-            KernelCreate::Unsupported => {
-                vlog!(
-                    1,
-                    "kernel lacks WireGuard; using {}",
-                    backend::userspace_program()
-                );
-            }
-        }
-    }
-    backend::spawn_userspace(name, here)?;
-    Ok(Backend::Userspace)
-}
-
-/// Configures a freshly created interface, moves it and brings it up; returns the listen port.
-fn configure(
-    name: &IfName,
-    used: Backend,
-    want: &Wanted,
-    places: &Places,
-    moved: &mut bool,
-) -> Result<Option<u16>> {
-    let mut update = DeviceUpdate::new().set_private_key(want.key.clone());
-    if let Some(p) = want.listen_port {
-        update = update.set_listen_port(p);
-    }
-    if let Some(f) = want.fwmark {
-        update = update.set_fwmark(f);
-    }
+/// Configures a freshly created interface in the birthplace, moves it and brings it up;
+/// returns the listen port. `moved` is set once the link has left the birthplace.
+fn configure(iface: &Iface, used: Backend, want: &Wanted, moved: &mut bool) -> Result<Option<u16>> {
     vlog!(
         1,
-        "configuring {name} in {} (private key, listen port, fwmark)",
-        places.here
+        "configuring {} in {} (private key, listen port, fwmark)",
+        iface.name,
+        iface.label(Side::Birth)
     );
-    backend::apply(
-        name,
-        used,
-        update,
-        &format!("configuring {name} in {}", places.here),
-    )?;
+    iface.apply(Side::Birth, used, &want.settings(), "configuring")?;
     if let (Backend::Userspace, Some(m)) = (used, want.mtu) {
-        backend::set_mtu(name, m, &places.here)?;
+        iface.set_mtu(Side::Birth, m)?;
     }
-    if let Some(fd) = places.target_fd() {
-        vlog!(1, "moving {name} into {}", places.dest_label());
-        backend::move_link(name, fd, &places.here)?;
-        *moved = true;
+    *moved = iface.move_to_dest()?;
+    iface.bring_up(used)?;
+    match want.listen_port {
+        Some(port) => Ok(Some(port)),
+        // None asked for: the backend picks one when the link comes up.
+        None => iface.picked_port(used),
     }
-    bring_up(name, used, places)?;
-    if want.listen_port.is_some() {
-        return Ok(want.listen_port);
-    }
-    // No port asked for: the backend picks one when the link comes up (wireguard-go notices
-    // an "up" in another namespace within a second).
-    let ns = places.target_fd();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let port = read_at(name, used, ns)?.listen_port.filter(|p| *p != 0);
-        if port.is_some() || Instant::now() > deadline {
-            return Ok(port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Undoes a failed `iface add`: deletes the link where it got to, stops wireguard-go.
-fn rollback(name: &IfName, used: Backend, places: &Places, moved: bool) {
-    vlog!(1, "undoing the creation of {name}");
-    let deleted = match places.target_fd().filter(|_| moved) {
-        Some(fd) => {
-            let label = places.dest_label();
-            run_in(fd, || backend::delete_link(name, &label))
-        }
-        None => backend::delete_link(name, &places.here),
-    };
-    if let Err(e) = deleted {
-        vlog!(1, "undo: {e}");
-    }
-    if used == Backend::Userspace {
-        if let Err(e) = backend::stop_userspace(name.as_str()) {
-            vlog!(1, "undo: {e}");
-        }
-    }
-}
-
-/// Deletes an interface found by [`find_existing`] (for `--replace`).
-fn remove_existing(name: &IfName, places: &Places, at: At, used: Backend) -> Result<()> {
-    match (at, places.target_fd()) {
-        (At::Dest, Some(fd)) => {
-            let label = places.dest_label();
-            run_in(fd, || backend::delete_link(name, &label))?;
-        }
-        _ => {
-            backend::delete_link(name, &places.here)?;
-        }
-    }
-    if used == Backend::Userspace {
-        backend::stop_userspace(name.as_str())?;
-    }
-    Ok(())
 }
 
 fn report(
     changed: bool,
-    name: &IfName,
-    places: &Places,
+    iface: &Iface,
     used: Option<Backend>,
     public: &Key,
     listen_port: Option<u16>,
@@ -679,9 +439,9 @@ fn report(
         changed,
         "interface",
         IfaceJson {
-            name: name.clone(),
-            netns: places.dest_netns(),
-            birth_netns: Some(places.here_netns.clone()),
+            name: iface.name.clone(),
+            netns: iface.netns(Side::Dest),
+            birth_netns: Some(iface.netns(Side::Birth)),
             backend: used,
             public_key: Some(public.to_base64()),
             listen_port: Some(listen_port),
@@ -689,36 +449,17 @@ fn report(
     )
 }
 
+/// `iface del`: the link in `--ns`, else in `--into-ns`; else a userspace interface living
+/// anywhere, through its process and UAPI socket.
 fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
-    let name = &a.name;
-    let here = ctx.ns_label();
-    let not_wg = |kind: &str, where_: &str| {
+    let iface = Iface::new(ctx, &a.name, a.into_ns.as_ref())?;
+    let name = &iface.name;
+    let not_wg = |kind: &str, label: &str| {
         Error::failed(format!(
-            "{name} in {where_} is a {kind} link, not a WireGuard interface; not deleting it"
+            "{name} in {label} is a {kind} link, not a WireGuard interface; not deleting it"
         ))
     };
-    let target = a.into_ns.as_ref().map(NetnsFd::open).transpose()?;
-    let mut found: Option<(Option<&NetnsFd>, String, Option<String>, Link)> = None;
-    match backend::lookup_here(name)? {
-        Found::WireGuard(l) => {
-            found = Some((
-                None,
-                here.clone(),
-                ctx.ns.as_ref().map(ToString::to_string),
-                l,
-            ));
-        }
-        Found::Other(k) => return Err(not_wg(&k, &here)),
-        Found::Absent => {}
-    }
-    if let (None, Some(fd), Some(t)) = (&found, &target, &a.into_ns) {
-        let label = format!("namespace {t}");
-        match backend::lookup_in(fd, name)? {
-            Found::WireGuard(l) => found = Some((Some(fd), label, Some(t.to_string()), l)),
-            Found::Other(k) => return Err(not_wg(&k, &label)),
-            Found::Absent => {}
-        }
-    }
+    let found = find(&iface, Side::Birth, not_wg)?;
     let out = |changed: bool, netns: Option<String>, backend: Option<Backend>| {
         Outcome::object(
             changed,
@@ -733,18 +474,12 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
             },
         )
     };
-    if let Some((ns, label, netns, link)) = found {
+    if let Some((side, link)) = found {
         if !ctx.check {
-            vlog!(1, "deleting {name} in {label}");
-            match ns {
-                Some(fd) => run_in(fd, || backend::delete_link(name, &label))?,
-                None => backend::delete_link(name, &label)?,
-            };
-            if link.backend == Backend::Userspace {
-                backend::stop_userspace(name.as_str())?;
-            }
+            vlog!(1, "deleting {name} in {}", iface.label(side));
+            iface.remove(side, link.backend)?;
         }
-        return out(true, netns, Some(link.backend));
+        return out(true, iface.netns(side), Some(link.backend));
     }
     // Not here: a userspace interface living elsewhere is still reachable through its process.
     let running = !backend::userspace_pids(name.as_str()).is_empty()

@@ -31,6 +31,10 @@ struct IfaceJson {
     mtu: Option<u32>,
     /// The administrative state, `"up"` or `"down"` (docs/json.md).
     state: &'static str,
+    /// Whether wireguard-go's netlink listeners carry wgctl's filters now, so that it wakes
+    /// only for its own link's events (docs/wgctl.md); null for the kernel backend, another
+    /// userspace implementation, or a process whose sockets cannot be read.
+    listener_filtered: Option<bool>,
     peers: Vec<PeerJson>,
 }
 
@@ -56,12 +60,18 @@ pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
     for (name, link) in links {
         let ifname: IfName = name.parse().map_err(common::Error::failed)?;
         let dev = backend::read_device(&ifname, link.backend)?;
-        interfaces.push(iface_json(name, &link, &dev));
+        let filtered = backend::listener_filtered(&ifname, link.backend);
+        interfaces.push(iface_json(name, &link, &dev, filtered));
     }
     Outcome::listing("interfaces", interfaces)
 }
 
-fn iface_json(name: String, link: &Link, dev: &Device) -> IfaceJson {
+fn iface_json(
+    name: String,
+    link: &Link,
+    dev: &Device,
+    listener_filtered: Option<bool>,
+) -> IfaceJson {
     IfaceJson {
         name,
         backend: link.backend,
@@ -70,6 +80,7 @@ fn iface_json(name: String, link: &Link, dev: &Device) -> IfaceJson {
         fwmark: dev.fwmark.filter(|m| *m != 0),
         mtu: link.mtu,
         state: if link.up { "up" } else { "down" },
+        listener_filtered,
         peers: dev.peers.iter().map(peer_json).collect(),
     }
 }
