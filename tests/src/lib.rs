@@ -4,10 +4,15 @@
 //!
 //! Every name a test creates starts with [`ROOT_PREFIX`], so `leakcheck.sh` can prove after the
 //! suite that nothing was left behind.
+//!
+//! [`HubLab`] is one niransix-sh/hub under test on a Lab of its own (the hub suites share it), and
+//! [`wait_until`] and its kin wait for what a test needs (a socket bound, a process gone, the
+//! kernel settled) instead of sleeping and assuming it happened.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -461,4 +466,433 @@ pub fn cleanup_prefix(prefix: &str) {
         "#
     );
     let _ = sh(&script);
+}
+
+// ---- waiting for the kernel and for processes ----
+
+/// How often the waiting helpers look again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Looks at `condition` until it holds or `within` passed; whether it held. For a test that
+/// asserts with its own message after the wait, or goes on either way.
+pub fn poll_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Waits until `condition` holds (a socket bound, a process gone, a lock taken) instead of
+/// sleeping and assuming it does; panics naming `what` if it still does not after `within`.
+#[track_caller]
+pub fn wait_until(what: &str, within: Duration, condition: impl FnMut() -> bool) {
+    assert!(
+        poll_until(within, condition),
+        "timed out after {within:?} waiting until {what}"
+    );
+}
+
+/// Reads `read` until two readings `gap` apart agree, and returns that reading: the kernel's
+/// own asynchronous updates (linkwatch, addrconf, bridge ports) are over. Panics naming `what`
+/// if it is still moving after `within`.
+#[track_caller]
+pub fn wait_stable<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    gap: Duration,
+    mut read: impl FnMut() -> T,
+) -> T {
+    let deadline = Instant::now() + within;
+    let mut last = read();
+    while Instant::now() < deadline {
+        std::thread::sleep(gap);
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("{what} never settled within {within:?}: {last:?}");
+}
+
+/// Whether a socket of `proto` (`-t` TCP listening, `-u` UDP bound) in namespace `ns` has local
+/// port `port`, as `ss` shows it.
+fn has_socket(ns: &str, proto: &str, port: u16) -> bool {
+    let filter = format!("sport = :{port}");
+    let r = run("ip", &["netns", "exec", ns, "ss", "-Hln", proto, &filter]);
+    r.code == 0 && !r.stdout.trim().is_empty()
+}
+
+/// Whether a UDP socket in namespace `ns` is bound to local port `port` (`ss -lun`).
+pub fn udp_bound(ns: &str, port: u16) -> bool {
+    has_socket(ns, "-u", port)
+}
+
+/// Whether a TCP socket in namespace `ns` listens on local port `port` (`ss -ltn`).
+pub fn tcp_listening(ns: &str, port: u16) -> bool {
+    has_socket(ns, "-t", port)
+}
+
+/// `pkill -SIGNAL -f PATTERN`, which must signal at least one process, then waits (up to 10 s)
+/// until no process matching PATTERN is left.
+#[track_caller]
+pub fn kill_and_wait(signal: &str, pattern: &str) {
+    run("pkill", &[&format!("-{signal}"), "-f", pattern]).ok();
+    wait_until(
+        &format!("no process matches {pattern:?} after SIG{signal}"),
+        Duration::from_secs(10),
+        || run("pgrep", &["-f", pattern]).code == 1,
+    );
+}
+
+/// `wg show IFACE WHAT` inside namespace `ns`, which must succeed, trimmed.
+#[track_caller]
+pub fn wg_show(ns: &str, iface: &str, what: &str) -> String {
+    run("ip", &["netns", "exec", ns, "wg", "show", iface, what])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+// ---- a hub under test ----
+
+/// The path of one of the scripts under niransix-sh/ (`hub`, `client`).
+pub fn script(name: &str) -> String {
+    repo_root()
+        .join("niransix-sh")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The names of the peers a hub's JSON lists under `peers` (`status`, `peer add`, `check`,
+/// `up`), in its order.
+#[track_caller]
+pub fn peer_names(v: &Value) -> Vec<String> {
+    v["peers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no peers list: {v}"))
+        .iter()
+        .map(|p| p["name"].as_str().expect("peer name").to_string())
+        .collect()
+}
+
+/// One niransix-sh/hub under test on a [`Lab`] of its own: its center namespace (`HUB_NS`) and
+/// every object (`HUB_PREFIX`) carry the Lab's prefix, so it never touches the host's own network
+/// and the Lab removes whatever a failure leaves; its state directory (`HUB_STATE_DIR`) is in the
+/// temporary directory. It runs in the mode `NIRANSIX_HUB_MODE` names ([`hub_mode`]) unless
+/// built [`without_mode`](HubLab::without_mode). On drop: `hub down` with the same settings,
+/// the state directory and every scratch file or directory a test keeps beside it
+/// (`STATE.something`, [`Path::with_extension`](std::path::Path::with_extension)), then the Lab.
+///
+/// ```ignore
+/// let hub = HubLab::new().with_env(&["HUB_JOBS=1"]);
+/// hub.hub(&["-q", "up"]).ok();
+/// hub.add("c1", &[]);
+/// hub.assert_healthy("after c1");
+/// ```
+pub struct HubLab {
+    /// The center's namespace, `<prefix>hub`.
+    pub ns: String,
+    pub state: PathBuf,
+    /// Whether the hub runs with HUB_MODE=zones (else netns).
+    pub zones: bool,
+    /// HUB_MODE given to every command (None: left to the hub's default).
+    mode: Option<&'static str>,
+    /// More settings (`KEY=VALUE`) for every command of this hub, `down` on drop included.
+    settings: Vec<String>,
+    /// Whether the IPv6 underlay bridge is there, and how many clients joined it so far.
+    underlay: bool,
+    clients: u32,
+    pub lab: Lab,
+}
+
+impl HubLab {
+    /// A hub not yet up (run `hub up` for that), after checking that the tools are built.
+    pub fn new() -> HubLab {
+        for t in ["nsctl", "wgctl", "natctl", "routectl"] {
+            tool_path(t);
+        }
+        let lab = Lab::new();
+        let state = std::env::temp_dir().join(format!("{}-hubstate", lab.prefix));
+        let _ = std::fs::remove_dir_all(&state);
+        let mode = hub_mode();
+        HubLab {
+            ns: lab.name("hub"),
+            state,
+            zones: mode == "zones",
+            mode: Some(mode),
+            settings: Vec::new(),
+            underlay: false,
+            clients: 0,
+            lab,
+        }
+    }
+
+    /// Adds settings (`KEY=VALUE`, e.g. `HUB_CIDR6=fd64::/64`) to every command of this hub.
+    pub fn with_env(mut self, settings: &[&str]) -> HubLab {
+        self.settings.extend(settings.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Leaves HUB_MODE out of the environment, as a caller that does not set it (the ansible
+    /// playbook) runs the hub: the hub's default, netns.
+    pub fn without_mode(mut self) -> HubLab {
+        self.mode = None;
+        self.zones = false;
+        self
+    }
+
+    /// This hub's environment, `KEY=VALUE` each: namespace, prefix, state directory, the tools'
+    /// directory, the mode and the settings added.
+    pub fn environment(&self) -> Vec<String> {
+        let mut env = vec![
+            format!("HUB_NS={}", self.ns),
+            format!("HUB_PREFIX={}", self.lab.prefix),
+            format!("HUB_STATE_DIR={}", self.state.display()),
+            format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
+        ];
+        env.extend(self.mode.map(|m| format!("HUB_MODE={m}")));
+        env.extend(self.settings.iter().cloned());
+        env
+    }
+
+    /// `hub ARGS...` with this hub's environment.
+    pub fn hub(&self, args: &[&str]) -> Run {
+        self.hub_full(&[], args, None)
+    }
+
+    /// `hub ARGS...` with `extra` settings on top of this hub's (later ones win).
+    pub fn hub_env(&self, extra: &[&str], args: &[&str]) -> Run {
+        self.hub_full(extra, args, None)
+    }
+
+    /// `hub ARGS...` reading `stdin` (e.g. `sync -`).
+    pub fn hub_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        self.hub_full(&[], args, Some(stdin))
+    }
+
+    /// `hub ARGS...` with `extra` settings, reading `stdin` if given (through `env`).
+    pub fn hub_full(&self, extra: &[&str], args: &[&str], stdin: Option<&str>) -> Run {
+        let mut all = self.environment();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all.push(script("hub"));
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_stdin("env", &refs, stdin)
+    }
+
+    /// `hub ARGS...` with this hub's environment, not yet started (to run in the background or
+    /// kill at a chosen moment).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(script("hub"));
+        for kv in self.environment() {
+            let (k, v) = kv.split_once('=').expect("KEY=VALUE");
+            cmd.env(k, v);
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// `hub peer add NAME OPTIONS...`, which must succeed and create it.
+    #[track_caller]
+    pub fn add(&self, name: &str, options: &[&str]) {
+        let mut args = vec!["-q", "peer", "add", name];
+        args.extend_from_slice(options);
+        let r = self.hub(&args).ok();
+        assert!(r.changed(), "peer add {name}: {}", r.stdout);
+    }
+
+    /// `hub peer conf NAME`'s text, which must succeed.
+    #[track_caller]
+    pub fn conf(&self, name: &str) -> String {
+        self.hub(&["peer", "conf", name]).ok().stdout
+    }
+
+    /// `hub status`, which must succeed.
+    #[track_caller]
+    pub fn status(&self) -> Value {
+        self.hub(&["-q", "status"]).ok().json()
+    }
+
+    /// Peer `name`'s entry in `hub status`.
+    #[track_caller]
+    pub fn peer_status(&self, name: &str) -> Value {
+        let status = self.status();
+        status["peers"]
+            .as_array()
+            .expect("status: peers")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("peer {name} not in hub status: {status}"))
+            .clone()
+    }
+
+    /// `hub check`: its JSON, and whether it exited 0 (healthy) or 1 (not); anything else fails.
+    #[track_caller]
+    pub fn check(&self) -> (Value, bool) {
+        let r = self.hub(&["-q", "check"]);
+        assert!(
+            r.code == 0 || r.code == 1,
+            "hub check: exit {}: {}",
+            r.code,
+            r.stderr
+        );
+        let v = r.json();
+        assert_eq!(
+            v["healthy"],
+            r.code == 0,
+            "exit status and healthy agree: {v}"
+        );
+        (v, r.code == 0)
+    }
+
+    /// `hub check` says healthy (`what` names the moment, for the message).
+    #[track_caller]
+    pub fn assert_healthy(&self, what: &str) {
+        let (check, healthy) = self.check();
+        assert!(healthy, "{what}: {check}");
+    }
+
+    /// The namespace peer `name`'s tunnel ends in: its own, or (zones) the center's.
+    pub fn peer_ns(&self, name: &str) -> String {
+        if self.zones {
+            self.ns.clone()
+        } else {
+            self.lab.name(name)
+        }
+    }
+
+    /// Peer `name`'s WireGuard interface on the hub side.
+    pub fn peer_wg(&self, name: &str) -> String {
+        self.lab.name(&format!("{name}-wg"))
+    }
+
+    /// `wg show <peer's interface> WHAT` on the hub side.
+    #[track_caller]
+    pub fn hub_wg(&self, name: &str, what: &str) -> String {
+        wg_show(&self.peer_ns(name), &self.peer_wg(name), what)
+    }
+
+    /// The namespace of the client [`underlay_client`](HubLab::underlay_client) made for `tag`.
+    pub fn client_ns(&self, tag: &str) -> String {
+        self.lab.name(&format!("k{tag}"))
+    }
+
+    /// The IPv6 underlay, once: a bridge `ul` in the center holding 2001:db8::10 (what
+    /// `peer conf` names as the endpoint). Its MAC is fixed: a bridge without one takes the
+    /// lowest of its ports', so a client joining later could change it under the clients
+    /// already up (their neighbour entry for 2001:db8::10 then points nowhere for seconds).
+    pub fn underlay(&mut self) {
+        if self.underlay {
+            return;
+        }
+        let ns = &self.ns;
+        sh(&format!(
+            "set -e; ip -n {ns} link add ul address 02:00:5e:10:00:10 type bridge; \
+             ip -n {ns} link set ul up; ip -n {ns} addr add 2001:db8::10/64 dev ul nodad"
+        ))
+        .ok();
+        self.underlay = true;
+    }
+
+    /// A client namespace `<prefix>k<tag>` on the underlay (made first if need be), joined by a
+    /// veth `<prefix>u<tag>` (on the bridge) / `<prefix>e<tag>` (in the client) and holding
+    /// 2001:db8::2N, N counting the clients of this hub from 1; nothing else in it yet.
+    pub fn underlay_client(&mut self, tag: &str) -> String {
+        self.underlay();
+        self.clients += 1;
+        let cns = self.lab.netns(&format!("k{tag}"));
+        let (ns, p) = (&self.ns, &self.lab.prefix);
+        sh(&format!(
+            "set -e; ip link add {p}u{tag} netns {ns} type veth peer name {p}e{tag} netns {cns}; \
+             ip -n {ns} link set {p}u{tag} master ul up; \
+             ip -n {cns} addr add 2001:db8::{:x}/64 dev {p}e{tag} nodad; \
+             ip -n {cns} link set {p}e{tag} up",
+            0x20 + self.clients
+        ))
+        .ok();
+        cns
+    }
+
+    /// The underlay again, once the center's namespace (which held it) was deleted: the
+    /// namespace, the bridge, and each client's veth joined again with the address it had.
+    pub fn underlay_again(&mut self) {
+        if !self.underlay {
+            return;
+        }
+        self.underlay = false;
+        sh(&format!("ip netns add {}", self.ns)).ok();
+        self.underlay();
+        let (ns, p) = (&self.ns, &self.lab.prefix);
+        for cns in netns_with_prefix(&format!("{p}k")) {
+            let tag = cns.trim_start_matches(&format!("{p}k")).to_string();
+            let addr = ip_json(Some(&cns), &["-6", "addr", "show", "scope", "global"])[0]
+                ["addr_info"][0]["local"]
+                .as_str()
+                .expect("the client's underlay address")
+                .to_string();
+            sh(&format!(
+                "ip -n {cns} link del {p}e{tag}; \
+                 ip link add {p}u{tag} netns {ns} type veth peer name {p}e{tag} netns {cns}; \
+                 ip -n {ns} link set {p}u{tag} master ul up; \
+                 ip -n {cns} addr add {addr}/64 dev {p}e{tag} nodad; ip -n {cns} link set {p}e{tag} up"
+            ))
+            .ok();
+        }
+    }
+
+    /// The WireGuard interfaces and peers carrying the prefix (`wg show all dump`, which lists
+    /// every wireguard-go whatever its namespace; without private keys, handshakes and counters,
+    /// which keepalives move) and the wireguard-go processes, a line each.
+    pub fn tunnels(&self) -> String {
+        let p = &self.lab.prefix;
+        let wg = sh(&format!(
+            "wg show all dump | grep '^{p}' | sort | \
+             awk -F'\\t' 'NF == 5 {{ print $1, $3, $4, $5 }} NF == 9 {{ print $1, $2, $3, $4, $5, $9 }}'"
+        ))
+        .stdout;
+        wg + &sh(&format!("pgrep -a wireguard-go | grep ' {p}' | sort")).stdout
+    }
+
+    /// `tests/leakcheck.sh PREFIX`: leftovers carrying this hub's prefix (namespaces, links,
+    /// wireguard-go, sockets) fail it.
+    pub fn leaks(&self) -> Run {
+        run(
+            repo_root().join("tests/leakcheck.sh").as_os_str(),
+            &[&self.lab.prefix],
+        )
+    }
+}
+
+impl Default for HubLab {
+    fn default() -> Self {
+        HubLab::new()
+    }
+}
+
+impl Drop for HubLab {
+    /// `down`, then the state directory and every scratch file a test keeps beside it
+    /// (`STATE.something`), also when the test failed; then the Lab's cleanup.
+    fn drop(&mut self) {
+        let _ = self.hub(&["-q", "down"]);
+        let _ = std::fs::remove_dir_all(&self.state);
+        let (Some(dir), Some(name)) = (self.state.parent(), self.state.file_name()) else {
+            return;
+        };
+        let siblings = format!("{}.", name.to_string_lossy());
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&siblings) {
+                let path = e.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
+    }
 }

@@ -19,48 +19,30 @@ const FORWARD_DADDR: &str = "203.0.113.254";
 const FORWARD_DPORT: &str = "54321";
 const FORWARD_TO: &str = "100.64.0.10";
 
-/// One hub built by the playbook; `hub down`, its state directory, Ansible's directory and the
-/// Lab's namespaces removed on drop, also when the test fails.
+/// One hub built by the playbook: the kit's [`HubLab`] (which it derefs to) with the environment
+/// the playbook gives the hub (no HUB_MODE), and Ansible's own directory beside its state
+/// directory, so that the HubLab's drop removes it too.
 struct Play {
-    lab: Lab,
-    ns: String,
-    state: PathBuf,
+    hub: HubLab,
     ansible_dir: PathBuf,
+}
+
+impl std::ops::Deref for Play {
+    type Target = HubLab;
+    fn deref(&self) -> &HubLab {
+        &self.hub
+    }
 }
 
 impl Play {
     fn new() -> Play {
-        for t in ["nsctl", "wgctl", "natctl", "routectl"] {
-            tool_path(t);
-        }
-        let lab = Lab::new();
-        let state = std::env::temp_dir().join(format!("{}-hubstate", lab.prefix));
-        let ansible_dir = std::env::temp_dir().join(format!("{}-ansible", lab.prefix));
-        let _ = std::fs::remove_dir_all(&state);
+        let hub = HubLab::new().without_mode();
+        let ansible_dir = hub.state.with_extension("ansible");
         let _ = std::fs::remove_dir_all(&ansible_dir);
         std::fs::create_dir_all(&ansible_dir).unwrap();
         // An empty configuration: no ansible.cfg of the machine or the working directory applies.
         std::fs::write(ansible_dir.join("ansible.cfg"), "").unwrap();
-        Play {
-            ns: lab.name("hub"),
-            lab,
-            state,
-            ansible_dir,
-        }
-    }
-
-    /// `hub ARGS...` with the environment the playbook gives it.
-    fn hub(&self, args: &[&str]) -> Run {
-        let mut all = vec![
-            format!("HUB_NS={}", self.ns),
-            format!("HUB_PREFIX={}", self.lab.prefix),
-            format!("HUB_STATE_DIR={}", self.state.display()),
-            format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
-            repo_root().join("niransix-sh/hub").display().to_string(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run("env", &refs)
+        Play { hub, ansible_dir }
     }
 
     /// Runs the playbook (with `--check` if `check`) for `peers` (the `hub_peers` list); asserts
@@ -120,18 +102,9 @@ impl Play {
         changed
     }
 
-    fn status(&self) -> Value {
-        self.hub(&["-q", "status"]).ok().json()
-    }
-
     /// The peer names `hub status` lists, sorted.
     fn peer_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.status()["peers"]
-            .as_array()
-            .expect("status: peers")
-            .iter()
-            .map(|p| p["name"].as_str().expect("peer name").to_string())
-            .collect();
+        let mut names = peer_names(&self.status());
         names.sort();
         names
     }
@@ -185,15 +158,11 @@ impl Play {
         Some(out)
     }
 
-    fn peer_ns(&self, peer: &str) -> String {
-        self.lab.name(peer)
-    }
-
     /// A peer as its own kernel sees it: namespace inode, WireGuard public key and listen port,
     /// and the namespace's snapshot.
     fn peer_kernel(&self, peer: &str) -> String {
         let ns = self.peer_ns(peer);
-        let wg = format!("{}{peer}-wg", self.lab.prefix);
+        let wg = self.peer_wg(peer);
         let inode = run("stat", &["-L", "-c", "%i", &format!("/run/netns/{ns}")])
             .ok()
             .stdout;
@@ -239,14 +208,6 @@ fn assert_same(before: &str, after: &str, what: &str) {
     let gone: Vec<&String> = b.iter().filter(|p| !a.contains(p)).collect();
     let new: Vec<&String> = a.iter().filter(|p| !b.contains(p)).collect();
     panic!("{what}:\nbefore only: {gone:#?}\nafter only: {new:#?}");
-}
-
-impl Drop for Play {
-    fn drop(&mut self) {
-        let _ = self.hub(&["-q", "down"]);
-        let _ = std::fs::remove_dir_all(&self.state);
-        let _ = std::fs::remove_dir_all(&self.ansible_dir);
-    }
 }
 
 #[test]
@@ -300,13 +261,7 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
             "namespace of {peer}"
         );
     }
-    let status = play.status();
-    let c01_status = status["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "c01")
-        .unwrap();
+    let c01_status = play.peer_status("c01");
     assert_eq!(c01_status["listen_port"], 50007, "{c01_status}");
     assert_eq!(c01_status["address"], "100.64.0.7", "{c01_status}");
     assert_eq!(c01_status["client_public_key"], client_key, "{c01_status}");
@@ -394,9 +349,5 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
     assert_eq!(netns_with_prefix(&play.lab.prefix), Vec::<String>::new());
     assert_same(&kernel_fresh, &play.kernel(), "after hub down");
     assert!(!play.state.exists(), "hub down removes the state directory");
-    run(
-        repo_root().join("tests/leakcheck.sh").as_os_str(),
-        &[&play.lab.prefix],
-    )
-    .ok();
+    play.leaks().ok();
 }

@@ -1,17 +1,18 @@
 //! niransix-sh/hub against the real kernel: real WireGuard handshakes through wireguard-go,
 //! real pings, conntrack, `wg show`, and nothing left behind.
 //!
-//! Every hub here runs with `HUB_NS` and `HUB_PREFIX` taken from the Lab prefix (so it never
-//! touches the host's own network and the Lab removes whatever a failure leaves), and with
-//! `HUB_STATE_DIR` in a temporary directory.
+//! Every hub here is the kit's `HubLab`: it runs with `HUB_NS` and `HUB_PREFIX` taken from the
+//! Lab prefix (so it never touches the host's own network and the Lab removes whatever a failure
+//! leaves), and with `HUB_STATE_DIR` in a temporary directory.
 //!
 //! The suite runs in either `HUB_MODE`, chosen by `NIRANSIX_HUB_MODE` (`netns`, the default, or
-//! `zones`). What differs between the modes is in the `Hub` helpers (where a peer's tunnel
-//! lives, how its NAT and return route look, how it is broken behind the hub's back), so each
-//! test reads the same in both; where a test checks an object only one mode has, it asserts the
-//! other mode's equivalent, and says so loudly where there is none.
+//! `zones`). What differs between the modes is in the kit's `HubLab` and this suite's
+//! `HubSuite` helpers (where a peer's tunnel lives, how its NAT and return route look, how it is
+//! broken behind the hub's back), so each test reads the same in both; where a test checks an
+//! object only one mode has, it asserts the other mode's equivalent, and says so loudly where
+//! there is none.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,10 +27,6 @@ const CLIENT_ADDR: &str = "192.168.1.10";
 const ZONE_MARK_BASE: u64 = 0x4e58_0000;
 const ZONE_RULE_PRIORITY: u64 = 1000;
 
-fn zones() -> bool {
-    hub_mode() == "zones"
-}
-
 /// Says loudly that part of `test` checks what only HUB_MODE=netns builds, and what the test
 /// checks in its place; the rest of the test runs. (Straight to stderr, past libtest's capture of
 /// `eprintln!`, so that it shows in a passing run too.)
@@ -41,107 +38,78 @@ fn netns_only_part(test: &str, what: &str) {
     );
 }
 
-fn script(name: &str) -> String {
-    repo_root()
-        .join("niransix-sh")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// One hub under test, plus its simulated clients; `down` and Lab cleanup on drop.
-struct Hub {
-    state: PathBuf,
-    ns: String,
-    underlay: bool,
-    /// HUB_MODE=zones (else netns).
-    zones: bool,
-    /// More settings (`KEY=VALUE`) for every command of this hub, `down` on drop included.
-    extra_env: Vec<String>,
-    lab: Lab,
-}
-
-impl Hub {
-    fn new() -> Hub {
-        for t in ["nsctl", "wgctl", "natctl", "routectl"] {
-            tool_path(t);
-        }
-        let lab = Lab::new();
-        let state = std::env::temp_dir().join(format!("{}-hubstate", lab.prefix));
-        let _ = std::fs::remove_dir_all(&state);
-        Hub {
-            ns: lab.name("hub"),
-            state,
-            underlay: false,
-            zones: zones(),
-            extra_env: Vec::new(),
-            lab,
-        }
-    }
-
-    fn env(&self) -> Vec<String> {
-        let mut env = vec![
-            format!("HUB_NS={}", self.ns),
-            format!("HUB_PREFIX={}", self.lab.prefix),
-            format!("HUB_STATE_DIR={}", self.state.display()),
-            format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
-            format!("HUB_MODE={}", hub_mode()),
-        ];
-        env.extend(self.extra_env.iter().cloned());
-        env
-    }
-
-    /// `hub ARGS...` with this hub's environment (through `env`, with the kit's `run`).
-    fn hub(&self, args: &[&str]) -> Run {
-        self.hub_env(&[], args)
-    }
-
-    fn hub_env(&self, extra: &[&str], args: &[&str]) -> Run {
-        self.hub_full(extra, args, None)
-    }
-
-    /// `hub ARGS...` reading `stdin` (e.g. `sync -`).
-    fn hub_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        self.hub_full(&[], args, Some(stdin))
-    }
-
-    fn hub_full(&self, extra: &[&str], args: &[&str], stdin: Option<&str>) -> Run {
-        let mut all = self.env();
-        all.extend(extra.iter().map(|s| s.to_string()));
-        all.push(script("hub"));
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_stdin("env", &refs, stdin)
-    }
-
-    /// `hub check`: its JSON, and whether it exited 0 (healthy) or 1 (not); anything else fails.
-    fn check(&self) -> (Value, bool) {
-        let r = self.hub(&["-q", "check"]);
-        assert!(
-            r.code == 0 || r.code == 1,
-            "hub check: exit {}: {}",
-            r.code,
-            r.stderr
-        );
-        let v = r.json();
-        assert_eq!(
-            v["healthy"],
-            r.code == 0,
-            "exit status and healthy agree: {v}"
-        );
-        (v, r.code == 0)
-    }
-
-    /// `hub check` says healthy (`what` names the moment, for the message).
-    #[track_caller]
-    fn assert_healthy(&self, what: &str) {
-        let (check, healthy) = self.check();
-        assert!(healthy, "{what}: {check}");
-    }
-
+/// What this suite asks of a hub beyond the kit's [`HubLab`]: its snapshots, a kill at a chosen
+/// instant, clients through niransix-sh/client, and the objects that differ between the modes
+/// (where a peer's NAT and return route live, how they are broken behind the hub's back).
+trait HubSuite {
     /// Everything a hub command could change: the state directory's files (with their bytes)
     /// and, in the center, the switch and every namespace carrying the prefix, the kernel state
     /// (see net_state), WireGuard interfaces and peers, and the wireguard-go processes.
+    fn everything(&self) -> String;
+
+    /// `everything`, once the kernel's own settling is over: no bridge's operstate is UNKNOWN
+    /// any more (linkwatch sets it UP after its ports come up, up to seconds later on a loaded
+    /// machine), and two snapshots half a second apart agree.
+    fn settled(&self) -> String;
+
+    /// Starts `hub ARGS...` and kill -9s it, with whatever tool it is running at that moment
+    /// (its whole process group), after `delay_ms`.
+    fn killed(&self, args: &[&str], delay_ms: u64);
+
+    /// The WireGuard interface niransix-sh/client makes for `peer`'s client.
+    fn client_wg(&self, peer: &str) -> String;
+
+    /// A simulated remote client for `peer` on the underlay (`HubLab::underlay_client`),
+    /// configured from `hub peer conf` through niransix-sh/client, using 192.168.1.10 like every
+    /// other client.
+    fn client(&mut self, peer: &str);
+
+    /// `client down` of `peer`'s client, then its namespace deleted.
+    fn remove_client(&self, peer: &str);
+
+    /// Removes a peer's objects and wireguard-go behind the hub's back (its record stays): its
+    /// namespace, or (zones) its NAT rules, fwmark rule and address in the center.
+    fn destroy_peer_objects(&self, peer: &str);
+
+    /// The peer's natctl rules (`natctl list` in the namespace its tunnel ends in; zones: those
+    /// on its WireGuard interface), without their counters.
+    fn nat_rules(&self, peer: &str) -> Vec<Value>;
+
+    /// Deletes the peer's NAT behind the hub's back: flushes its namespace's ruleset, or (zones)
+    /// deletes its natctl rules from the center (the other peers' stay).
+    fn break_nat(&self, peer: &str);
+
+    /// What `hub check` says of a peer whose NAT `break_nat` deleted, and what `up` runs for it.
+    fn nat_problem_and_repair(&self) -> (&'static str, &'static str);
+
+    /// The peer's NAT is there exactly once (a re-run never adds a second): one masquerade rule
+    /// in its namespace, or (zones) one zone, connmark and SNAT rule and one fwmark rule in the
+    /// center, as `nft` and `ip rule` show them.
+    fn assert_nat_once(&self, peer: &str, context: &str);
+
+    /// HUB_MODE=zones: the fwmarks of the center's policy routing rules at the hub's priority,
+    /// each looking up the table of its own number (`ip -j rule`).
+    fn fwmark_rules(&self) -> Vec<u64>;
+
+    /// HUB_MODE=zones: the /32s on the center's interface hub0 (its own address excluded).
+    fn hub0_peer_addresses(&self) -> Vec<String>;
+
+    /// The peer's default route into its tunnel (`ip -j route`): in its namespace's main table,
+    /// or (zones) in the center's table numbered by its mark.
+    fn default_route(&self, peer: &str) -> Value;
+
+    /// What the peer's traffic to the center depends on besides its tunnel, for a churn of
+    /// other peers to leave alone: the MAC its namespace knows the center by (hub0's, never the
+    /// bridge's), or (zones) its NAT rules, fwmark rule, routing table and address in the center.
+    fn path_to_center(&self, peer: &str) -> String;
+
+    /// Nothing of a removed peer (listening on `port`) is left: no wireguard-go and no namespace
+    /// or bridge port, or (zones) no link, NAT rule, fwmark rule or routing table in the center,
+    /// whose /32s and fwmark rules are then exactly the remaining peers'.
+    fn assert_peer_gone(&self, peer: &str, port: u64);
+}
+
+impl HubSuite for HubLab {
     fn everything(&self) -> String {
         let p = &self.lab.prefix;
         let mut out = sh(&format!(
@@ -152,54 +120,30 @@ impl Hub {
         for ns in netns_with_prefix(p) {
             out += &format!("== {ns}\n{}", net_state(&ns, p));
         }
-        // Interfaces (without the private key) and peers (without handshake and counters, which
-        // keepalives move); `wg show all` lists every wireguard-go, whatever the namespace.
-        out += &sh(&format!(
-            "wg show all dump | grep '^{p}' | sort | \
-             awk -F'\\t' 'NF == 5 {{ print $1, $3, $4, $5 }} NF == 9 {{ print $1, $2, $3, $4, $5, $9 }}'"
-        ))
-        .stdout;
-        out + &sh(&format!("pgrep -a wireguard-go | grep ' {p}' | sort")).stdout
+        out + &self.tunnels()
     }
 
-    /// `everything`, once the kernel's own settling is over: no bridge's operstate is UNKNOWN
-    /// any more (linkwatch sets it UP after its ports come up, up to seconds later on a loaded
-    /// machine), and two snapshots half a second apart agree.
     fn settled(&self) -> String {
-        for _ in 0..40 {
-            let unknown = netns_with_prefix(&self.lab.prefix).iter().any(|ns| {
+        // (a bridge still UNKNOWN after 10 s is left to the comparison of snapshots)
+        poll_until(Duration::from_secs(10), || {
+            !netns_with_prefix(&self.lab.prefix).iter().any(|ns| {
                 sh(&format!("ip -n {ns} -br link show type bridge"))
                     .stdout
                     .contains(" UNKNOWN ")
-            });
-            if !unknown {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        let mut last = self.everything();
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = self.everything();
-            if now == last {
-                return now;
-            }
-            last = now;
-        }
-        panic!("the hub's state never settled: {last}");
+            })
+        });
+        wait_stable(
+            "the hub's state",
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+            || self.everything(),
+        )
     }
 
-    /// Starts `hub ARGS...` and kill -9s it, with whatever tool it is running at that moment
-    /// (its whole process group), after `delay_ms`.
     fn killed(&self, args: &[&str], delay_ms: u64) {
         use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(script("hub"));
-        for kv in self.env() {
-            let (k, v) = kv.split_once('=').unwrap();
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .process_group(0)
@@ -210,90 +154,19 @@ impl Hub {
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         let _ = child.wait();
         // The group includes the wireguard-go daemons wgctl started (they do not leave it):
-        // let them finish dying before the re-run, as a user re-running it would.
-        for _ in 0..100 {
-            if sh(&format!("pgrep -g {}", child.id())).code != 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // let them finish dying before the re-run, as a user re-running it would (for up to
+        // 2 s: the re-run must also converge past one still dying).
+        poll_until(Duration::from_secs(2), || {
+            run("pgrep", &["-g", &child.id().to_string()]).code != 0
+        });
     }
 
-    /// The namespace the peer's tunnel ends in: its own, or (zones) the center's.
-    fn peer_ns(&self, peer: &str) -> String {
-        if self.zones {
-            self.ns.clone()
-        } else {
-            self.lab.name(peer)
-        }
-    }
-    fn peer_wg(&self, peer: &str) -> String {
-        format!("{}{peer}-wg", self.lab.prefix)
-    }
-    fn client_ns(&self, peer: &str) -> String {
-        self.lab.name(&format!("k{peer}"))
-    }
     fn client_wg(&self, peer: &str) -> String {
         self.lab.name(&format!("w{peer}"))
     }
 
-    /// The IPv6 underlay: a bridge in the center holding 2001:db8::10, once.
-    fn ensure_underlay(&mut self) {
-        if self.underlay {
-            return;
-        }
-        let ns = &self.ns;
-        sh(&format!(
-            // (A fixed MAC: a bridge takes the lowest of its ports', and one that changes as
-            // clients join cuts the others off for a while.)
-            "set -e; ip -n {ns} link add ul address 02:00:5e:10:00:10 type bridge; ip -n {ns} link set ul up; \
-             ip -n {ns} addr add 2001:db8::10/64 dev ul nodad"
-        ))
-        .ok();
-        self.underlay = true;
-    }
-
-    /// The underlay again, once the center's namespace (which held it) was deleted.
-    fn ensure_underlay_again(&mut self) {
-        if !self.underlay {
-            return;
-        }
-        self.underlay = false;
-        sh(&format!("ip netns add {}", self.ns)).ok();
-        self.ensure_underlay();
-        // (each client's veth end went with the old namespace: join them again)
-        let (ns, p) = (&self.ns, &self.lab.prefix);
-        for cns in netns_with_prefix(&format!("{p}k")) {
-            let peer = cns.trim_start_matches(&format!("{p}k")).to_string();
-            let addr = ip_json(Some(&cns), &["-6", "addr", "show", "scope", "global"])[0]
-                ["addr_info"][0]["local"]
-                .as_str()
-                .expect("the client's underlay address")
-                .to_string();
-            sh(&format!(
-                "ip -n {cns} link del {p}e{peer}; \
-                 ip link add {p}u{peer} netns {ns} type veth peer name {p}e{peer} netns {cns}; \
-                 ip -n {ns} link set {p}u{peer} master ul up; \
-                 ip -n {cns} addr add {addr}/64 dev {p}e{peer} nodad; ip -n {cns} link set {p}e{peer} up"
-            ))
-            .ok();
-        }
-    }
-
-    /// A simulated remote client for `peer` (number `i` on the underlay), configured from
-    /// `hub peer conf` through niransix-sh/client, using 192.168.1.10 like every other client.
-    fn client(&mut self, peer: &str, i: u32) {
-        self.ensure_underlay();
-        let cns = self.lab.netns(&format!("k{peer}"));
-        let (ns, p) = (&self.ns, &self.lab.prefix);
-        sh(&format!(
-            "set -e; ip link add {p}u{peer} netns {ns} type veth peer name {p}e{peer} netns {cns}; \
-             ip -n {ns} link set {p}u{peer} master ul up; \
-             ip -n {cns} addr add 2001:db8::{:x}/64 dev {p}e{peer} nodad; \
-             ip -n {cns} link set {p}e{peer} up",
-            0x20 + i
-        ))
-        .ok();
+    fn client(&mut self, peer: &str) {
+        let cns = self.underlay_client(peer);
         let conf = self.hub(&["-q", "peer", "conf", peer]).ok().stdout;
         assert!(
             conf.contains("PrivateKey = "),
@@ -330,22 +203,6 @@ impl Hub {
         run("ip", &["netns", "del", &cns]).ok();
     }
 
-    fn status(&self) -> Value {
-        self.hub(&["-q", "status"]).ok().json()
-    }
-
-    fn peer_status(&self, peer: &str) -> Value {
-        self.status()["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == peer)
-            .unwrap_or_else(|| panic!("peer {peer} not in hub status"))
-            .clone()
-    }
-
-    /// Removes a peer's objects and wireguard-go behind the hub's back (its record stays): its
-    /// namespace, or (zones) its NAT rules, fwmark rule and address in the center.
     fn destroy_peer_objects(&self, peer: &str) {
         let wg = self.peer_wg(peer);
         if !self.zones {
@@ -369,8 +226,6 @@ impl Hub {
         .ok();
     }
 
-    /// The peer's natctl rules (`natctl list` in the namespace its tunnel ends in; zones: those
-    /// on its WireGuard interface), without their counters.
     fn nat_rules(&self, peer: &str) -> Vec<Value> {
         let listed = tool("natctl", &["--ns", &self.peer_ns(peer), "list"])
             .ok()
@@ -391,8 +246,6 @@ impl Hub {
             .collect()
     }
 
-    /// Deletes the peer's NAT behind the hub's back: flushes its namespace's ruleset, or (zones)
-    /// deletes its natctl rules from the center (the other peers' stay).
     fn break_nat(&self, peer: &str) {
         let ns = self.peer_ns(peer);
         if !self.zones {
@@ -412,7 +265,6 @@ impl Hub {
         }
     }
 
-    /// What `hub check` says of a peer whose NAT `break_nat` deleted, and what `up` runs for it.
     fn nat_problem_and_repair(&self) -> (&'static str, &'static str) {
         if self.zones {
             ("no SNAT of", "snat --to")
@@ -421,9 +273,6 @@ impl Hub {
         }
     }
 
-    /// The peer's NAT is there exactly once (a re-run never adds a second): one masquerade rule
-    /// in its namespace, or (zones) one zone, connmark and SNAT rule and one fwmark rule in the
-    /// center, as `nft` and `ip rule` show them.
     #[track_caller]
     fn assert_nat_once(&self, peer: &str, context: &str) {
         let ns = self.peer_ns(peer);
@@ -475,8 +324,6 @@ impl Hub {
         );
     }
 
-    /// HUB_MODE=zones: the fwmarks of the center's policy routing rules at the hub's priority,
-    /// each looking up the table of its own number (`ip -j rule`).
     fn fwmark_rules(&self) -> Vec<u64> {
         ip_json(Some(&self.ns), &["rule", "show"])
             .as_array()
@@ -492,7 +339,6 @@ impl Hub {
             .collect()
     }
 
-    /// HUB_MODE=zones: the /32s on the center's interface hub0 (its own address excluded).
     fn hub0_peer_addresses(&self) -> Vec<String> {
         let hub0 = format!("{}hub0", self.lab.prefix);
         let a = ip_json(Some(&self.ns), &["-4", "addr", "show", "dev", &hub0]);
@@ -507,8 +353,6 @@ impl Hub {
         v
     }
 
-    /// The peer's default route into its tunnel (`ip -j route`): in its namespace's main table,
-    /// or (zones) in the center's table numbered by its mark.
     fn default_route(&self, peer: &str) -> Value {
         let mut args = vec!["route", "show", "default"];
         let table;
@@ -525,9 +369,6 @@ impl Hub {
         r[0].clone()
     }
 
-    /// What the peer's traffic to the center depends on besides its tunnel, for a churn of
-    /// other peers to leave alone: the MAC its namespace knows the center by (hub0's, never the
-    /// bridge's), or (zones) its NAT rules, fwmark rule, routing table and address in the center.
     fn path_to_center(&self, peer: &str) -> String {
         if !self.zones {
             return neighbour_mac(&self.peer_ns(peer), SERVER);
@@ -549,9 +390,6 @@ impl Hub {
         )
     }
 
-    /// Nothing of a removed peer (listening on `port`) is left: no wireguard-go and no namespace
-    /// or bridge port, or (zones) no link, NAT rule, fwmark rule or routing table in the center,
-    /// whose /32s and fwmark rules are then exactly the remaining peers'.
     #[track_caller]
     fn assert_peer_gone(&self, peer: &str, port: u64) {
         let wg = self.peer_wg(peer);
@@ -609,33 +447,6 @@ impl Hub {
         let mut want: Vec<u64> = peers.iter().map(zone_mark).collect();
         want.sort();
         assert_eq!(marks, want, "fwmark rules: the remaining peers'");
-    }
-
-    /// Leftovers carrying this hub's prefix (namespaces, links, wireguard-go, sockets).
-    fn leaks(&self) -> Run {
-        run(
-            repo_root().join("tests/leakcheck.sh").as_os_str(),
-            &[&self.lab.prefix],
-        )
-    }
-}
-
-impl Drop for Hub {
-    /// `down`, then the state directory and every scratch file a test keeps beside it
-    /// (`STATE.something`), also when the test failed.
-    fn drop(&mut self) {
-        let _ = self.hub(&["-q", "down"]);
-        let _ = std::fs::remove_dir_all(&self.state);
-        let (Some(dir), Some(name)) = (self.state.parent(), self.state.file_name()) else {
-            return;
-        };
-        let siblings = format!("{}.", name.to_string_lossy());
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with(&siblings) {
-                let path = e.path();
-                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-            }
-        }
     }
 }
 
@@ -698,26 +509,9 @@ fn ping_all_within(namespaces: &[String], secs: u32) -> Vec<bool> {
     })
 }
 
-fn wg_show(ns: &str, iface: &str, what: &str) -> String {
-    sh(&format!("ip netns exec {ns} wg show {iface} {what}"))
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
-}
-
-fn peer_names(v: &Value) -> Vec<String> {
-    v["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn three_clients_with_one_address_reach_the_server_through_napt() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     let up = hub.hub(&["up"]).ok();
     assert!(up.changed());
     assert_eq!(up.json()["center"]["address"], SERVER);
@@ -803,8 +597,8 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
     .ok();
     assert_eq!(fwd.stdout.trim(), "1");
 
-    for (i, p) in ["c1", "c2", "c3"].iter().enumerate() {
-        hub.client(p, i as u32);
+    for p in ["c1", "c2", "c3"] {
+        hub.client(p);
     }
     let clients: Vec<String> = ["c1", "c2", "c3"]
         .iter()
@@ -923,7 +717,7 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
 
 #[test]
 fn down_removes_only_what_the_hub_created() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     // The center namespace exists before the hub, with something of its own in it: even the
     // bridge, which the hub then uses where it is (no switch namespace) and leaves there.
     let ns = hub.lab.netns("hub");
@@ -969,12 +763,9 @@ fn down_removes_only_what_the_hub_created() {
     assert_eq!(hub.status()["center"]["switch"], Value::Null);
     hub.hub(&["-q", "down"]).ok();
     // (The bridge's carrier follows its last port's removal within a second: linkwatch.)
-    for _ in 0..30 {
-        if net_state(&ns, &hub.lab.prefix) == before {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll_until(Duration::from_secs(3), || {
+        net_state(&ns, &hub.lab.prefix) == before
+    });
     assert_eq!(
         net_state(&ns, &hub.lab.prefix),
         before,
@@ -992,7 +783,7 @@ fn down_removes_only_what_the_hub_created() {
 /// inside a Lab namespace (`nsenter --net`), so the real host is never touched.
 #[test]
 fn center_on_the_host_and_down_restores_it() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     let host = hub.lab.netns("host");
     sh(&format!("ip -n {host} link add mine type bridge")).ok();
     let before = net_state(&host, &hub.lab.prefix);
@@ -1001,7 +792,7 @@ fn center_on_the_host_and_down_restores_it() {
         // own, where the hub's `netns add` mounts would not reach the rest of the machine.
         let mut all: Vec<String> = vec![format!("--net=/run/netns/{host}"), "env".into()];
         all.extend(
-            hub.env()
+            hub.environment()
                 .into_iter()
                 .filter(|kv| !kv.starts_with("HUB_NS=")),
         );
@@ -1072,7 +863,7 @@ fn center_on_the_host_and_down_restores_it() {
 
 #[test]
 fn allocation_is_stable_and_survives_a_reboot() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "a", "b", "c"]).ok();
     let b = hub.peer_status("b");
@@ -1106,7 +897,7 @@ fn allocation_is_stable_and_survives_a_reboot() {
 
 #[test]
 fn client_key_given_or_generated() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "g"]).ok();
     let key = hub.state.join("peers/g.client.key");
@@ -1161,7 +952,7 @@ fn client_key_given_or_generated() {
 #[test]
 fn private_keys_never_reach_argv_environment_or_output() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     let stop = AtomicBool::new(false);
     let (seen, outputs) = std::thread::scope(|s| {
         let poller = s.spawn(|| {
@@ -1182,7 +973,7 @@ fn private_keys_never_reach_argv_environment_or_output() {
             let r = hub.hub(args).ok();
             outputs.push(r.stdout + &r.stderr);
         }
-        hub.client("s1", 1);
+        hub.client("s1");
         outputs.push(hub.hub(&["peer", "del", "s2"]).ok().stderr);
         stop.store(true, Ordering::Relaxed);
         (poller.join().unwrap(), outputs)
@@ -1211,14 +1002,18 @@ fn private_keys_never_reach_argv_environment_or_output() {
 /// work. (A port the hub picks itself skips such a socket: the allocator reads the center's.)
 #[test]
 fn failed_peer_add_is_undone() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "f1"]).ok();
     let mut squatter = Command::new("ip")
         .args(["netns", "exec", &hub.ns, "nc", "-u", "-l", "50001"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        "nc holds UDP port 50001 in the center",
+        Duration::from_secs(10),
+        || udp_bound(&hub.ns, 50001),
+    );
     let skipped = hub.hub(&["-q", "peer", "add", "f0"]).ok().json();
     assert_eq!(skipped["peers"][0]["listen_port"], 50002, "{skipped}");
     hub.hub(&["-q", "peer", "del", "f0"]).ok();
@@ -1237,7 +1032,7 @@ fn failed_peer_add_is_undone() {
 
 #[test]
 fn bad_input_fails_before_anything_changes() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "p1", "--port", "50010"])
         .ok();
@@ -1294,7 +1089,7 @@ fn bad_input_fails_before_anything_changes() {
 /// points, then a re-run converges: everything complete, once, and `down` leaves nothing.
 #[test]
 fn killed_up_and_peer_add_converge_on_rerun() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     for delay_ms in [20u64, 60, 150] {
         hub.killed(&["-q", "up"], delay_ms);
         hub.hub(&["-q", "up"]).ok();
@@ -1343,7 +1138,7 @@ fn killed_up_and_peer_add_converge_on_rerun() {
 
 #[test]
 fn concurrent_peer_adds_do_not_collide() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| hub.hub(&["-q", "peer", "add", "x1"]));
@@ -1458,11 +1253,11 @@ impl Pinger {
 /// its NAT rules, fwmark rule and routing table in the center stay as they were throughout.
 #[test]
 fn churn_of_other_peers_loses_no_reply() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "o1", "o2", "o3"]).ok();
     hub.hub(&["-q", "peer", "add", "m"]).ok();
-    hub.client("m", 1);
+    hub.client("m");
     let cns = hub.client_ns("m");
     assert_eq!(
         ping_all(std::slice::from_ref(&cns)),
@@ -1497,7 +1292,7 @@ fn churn_of_other_peers_loses_no_reply() {
 /// the hub's back is down, rebuilt by `up`, removed by `peer del` and `down`).
 #[test]
 fn leftover_namespace_file_never_wedges_the_hub() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     if hub.zones {
         netns_only_part(
@@ -1548,7 +1343,7 @@ fn leftover_namespace_file_never_wedges_the_hub() {
 /// instants; every re-run converges and `down` leaves nothing.
 #[test]
 fn killed_at_random_instants_converges() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1618,7 +1413,7 @@ impl Drop for InotifyLimit {
 fn status_and_down_at_500_peers() {
     const N: usize = 500;
     let _limit = InotifyLimit::at_least(4096);
-    let hub = Hub::new();
+    let hub = HubLab::new();
     let wide = ["HUB_CIDR=100.64.0.0/22", "HUB_JOBS=2"];
     hub.hub_env(&wide, &["-q", "up"]).ok();
     let names: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
@@ -1650,7 +1445,7 @@ fn status_and_down_at_500_peers() {
 /// the client's private key.
 #[test]
 fn client_under_bash_x_keeps_the_key_out_of_the_trace() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "t1"]).ok();
     let conf = hub
@@ -1688,7 +1483,7 @@ fn client_under_bash_x_keeps_the_key_out_of_the_trace() {
 /// expects none.
 #[test]
 fn peers_beyond_one_bridge_share_one_network() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     let small = ["HUB_BRIDGE_PORTS=2"];
     hub.hub_env(&small, &["-q", "up"]).ok();
     hub.hub_env(&small, &["-q", "peer", "add", "b1", "b2", "b3", "b4", "b5"])
@@ -1716,8 +1511,8 @@ fn peers_beyond_one_bridge_share_one_network() {
         assert!(on("br-internal.1").contains(&port("b3")));
         assert!(on("br-internal.2").contains(&port("b5")));
     }
-    hub.client("b3", 3);
-    hub.client("b5", 5);
+    hub.client("b3");
+    hub.client("b5");
     let clients = vec![hub.client_ns("b3"), hub.client_ns("b5")];
     assert_eq!(
         ping_all(&clients),
@@ -1737,10 +1532,10 @@ fn peers_beyond_one_bridge_share_one_network() {
 /// with prometheus_wireguard_exporter's names and labels, and the values `wg show dump` has.
 #[test]
 fn metrics_parse_and_match_wg_show() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "q1", "q2"]).ok();
-    hub.client("q1", 1);
+    hub.client("q1");
     assert_eq!(ping_all(&[hub.client_ns("q1")]), [true]);
     // The peer line of `wg show dump`: key, psk, endpoint, allowed ips, handshake, rx, tx, keepalive.
     let dump = |peer: &str| -> Vec<String> {
@@ -1841,7 +1636,7 @@ fn problems_of(check: &Value, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Two `Hub::everything` snapshots are equal; else the lines that differ.
+/// Two `HubSuite::everything` snapshots are equal; else the lines that differ.
 #[track_caller]
 fn assert_same(now: &str, before: &str, what: &str) {
     let gone: Vec<&str> = before.lines().filter(|l| !now.contains(l)).collect();
@@ -1864,12 +1659,12 @@ fn assert_mentions(list: &[String], needle: &str, what: &str) {
 /// the clients, configured before, work unedited.
 #[test]
 fn check_names_each_breakage_and_up_repairs_it() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     let peers = ["r1", "r2", "r3", "r4"];
     hub.hub(&["-q", "peer", "add", "r1", "r2", "r3", "r4"]).ok();
-    for (i, p) in peers.iter().enumerate() {
-        hub.client(p, i as u32 + 1);
+    for p in peers {
+        hub.client(p);
     }
     let clients: Vec<String> = peers.iter().map(|p| hub.client_ns(p)).collect();
     assert_eq!(ping_all(&clients), [true; 4]);
@@ -1881,7 +1676,7 @@ fn check_names_each_breakage_and_up_repairs_it() {
     let st: Vec<Value> = peers.iter().map(|p| hub.peer_status(p)).collect();
 
     let (p, ns) = (&hub.lab.prefix, &hub.ns);
-    sh(&format!("pkill -9 -f '^wireguard-go {p}r1-wg$'")).ok();
+    kill_and_wait("9", &format!("^wireguard-go {p}r1-wg$"));
     if hub.zones {
         sh(&format!("ip netns exec {ns} nft flush ruleset")).ok();
         let mark = zone_mark(&st[2]);
@@ -1899,12 +1694,6 @@ fn check_names_each_breakage_and_up_repairs_it() {
         sh(&format!("ip netns del {}", hub.peer_ns("r3"))).ok();
     }
     sh(&format!("ip -n {p}hub.switch link del br-internal")).ok();
-    for _ in 0..100 {
-        if sh(&format!("pgrep -f '^wireguard-go {p}r1-wg$'")).code != 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 
     let (check, healthy) = hub.check();
     assert!(!healthy, "{check}");
@@ -2042,7 +1831,7 @@ fn check_names_each_breakage_and_up_repairs_it() {
 /// the kernel, not one byte of the state directory; and the plan says what the real run does.
 #[test]
 fn check_mode_plans_and_changes_nothing() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     let set = "{\"name\":\"c1\"}\n{\"name\":\"c3\",\"port\":50030}\n";
     // A fresh machine: nothing exists yet.
     let plan = hub.hub(&["-q", "--check", "up"]).ok().json();
@@ -2116,14 +1905,14 @@ fn check_mode_plans_and_changes_nothing() {
 /// A bad set is refused whole, naming its line, before anything changes.
 #[test]
 fn sync_changes_only_what_differs() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     let set1 = "{\"name\":\"s1\"}\n{\"name\":\"s2\"}\n\n{\"name\":\"s3\",\"port\":50020}\n";
     let r = hub.hub_stdin(&["-q", "sync", "-"], set1).ok().json();
     assert_eq!(r["added"], serde_json::json!(["s1", "s2", "s3"]), "{r}");
     let again = hub.hub_stdin(&["-q", "sync", "-"], set1).ok().json();
     assert_eq!(again["changed"], false, "{again}");
-    hub.client("s1", 1);
+    hub.client("s1");
     assert_eq!(ping_all(&[hub.client_ns("s1")]), [true]);
     let (s1ns, s3ns) = (hub.peer_ns("s1"), hub.peer_ns("s3"));
     let identity = |ns: &str, wg: &str| {
@@ -2255,10 +2044,10 @@ fn sync_changes_only_what_differs() {
 /// start) builds the same hub, and a client configured before gets through again, unedited.
 #[test]
 fn down_keep_state_then_up_is_the_same_hub() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "d1", "d2"]).ok();
-    hub.client("d1", 1);
+    hub.client("d1");
     assert_eq!(ping_all(&[hub.client_ns("d1")]), [true]);
     let peers = |v: &Value| -> Vec<(Value, Value, Value)> {
         v["peers"]
@@ -2329,7 +2118,7 @@ fn down_keep_state_then_up_is_the_same_hub() {
 /// `up` sets them back from the record.
 #[test]
 fn drifted_settings_are_reported_and_set_back() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&[
         "-q",
@@ -2381,7 +2170,7 @@ fn drifted_settings_are_reported_and_set_back() {
 /// (exit 2) naming both, by every command, and nothing changes.
 #[test]
 fn a_hub_refuses_the_other_mode() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "m1"]).ok();
     let (mine, other) = if hub.zones {
@@ -2420,7 +2209,7 @@ fn a_hub_refuses_the_other_mode() {
 // careless operator did to a built hub, and failed before the fix. ---
 
 /// The state directory's files with their bytes (keys included, as hashes).
-fn state_files(hub: &Hub) -> String {
+fn state_files(hub: &HubLab) -> String {
     sh(&format!(
         "cd {} && find . -type f ! -name lock -print0 | sort -z | xargs -0r sha256sum",
         hub.state.display()
@@ -2433,10 +2222,10 @@ fn state_files(hub: &Hub) -> String {
 /// the client keeps its session.
 #[test]
 fn stray_wireguard_peer_is_named_and_removed() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "w1"]).ok();
-    hub.client("w1", 1);
+    hub.client("w1");
     assert_eq!(ping_all(&[hub.client_ns("w1")]), [true]);
     let (ns, wg) = (hub.peer_ns("w1"), hub.peer_wg("w1"));
     let client = hub.peer_status("w1")["client_public_key"]
@@ -2480,8 +2269,7 @@ fn stray_wireguard_peer_is_named_and_removed() {
 /// HUB_CIDR6) IPv6 forwarding off in a peer's namespace.
 #[test]
 fn check_sees_a_duplicated_address_and_ipv6_forwarding_off() {
-    let mut hub = Hub::new();
-    hub.extra_env.push("HUB_CIDR6=fd00:64::/64".into());
+    let hub = HubLab::new().with_env(&["HUB_CIDR6=fd00:64::/64"]);
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "d1", "d2"]).ok();
     let addr = hub.peer_status("d2")["address"]
@@ -2521,7 +2309,7 @@ fn check_sees_a_duplicated_address_and_ipv6_forwarding_off() {
 /// value, IPv6 prefixes no internal network can be, a client key file gone.
 #[test]
 fn errors_never_echo_the_input() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "e1"]).ok();
     let before = (state_files(&hub), net_state(&hub.ns, &hub.lab.prefix));
@@ -2590,7 +2378,7 @@ fn errors_never_echo_the_input() {
 /// is never adopted, and so never deleted by `peer del`, `sync` or `down`.
 #[test]
 fn a_namespace_or_link_the_hub_did_not_create_is_never_adopted() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "keep"]).ok();
     let victim_ns = hub.lab.name("victim");
@@ -2649,7 +2437,7 @@ fn a_namespace_or_link_the_hub_did_not_create_is_never_adopted() {
 /// changes nothing; `--allow-empty` is how every peer goes.
 #[test]
 fn an_empty_or_cut_input_never_wipes_the_hub() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "c1", "c2"]).ok();
     let before = (state_files(&hub), net_state(&hub.ns, &hub.lab.prefix));
@@ -2678,15 +2466,8 @@ fn an_empty_or_cut_input_never_wipes_the_hub() {
 /// record lives, so no address is handed out twice.
 #[test]
 fn sync_checks_capacity_first_and_never_frees_a_live_claim() {
-    let hub = {
-        let mut h = Hub::new();
-        // 100.64.0.1-.6, .6 the center's: five peer slots
-        h.extra_env.extend([
-            "HUB_CIDR=100.64.0.0/29".into(),
-            "HUB_ADDRESS=100.64.0.6".into(),
-        ]);
-        h
-    };
+    // 100.64.0.1-.6, .6 the center's: five peer slots
+    let hub = HubLab::new().with_env(&["HUB_CIDR=100.64.0.0/29", "HUB_ADDRESS=100.64.0.6"]);
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "p1", "p2", "p3"]).ok();
     let before = (state_files(&hub), net_state(&hub.ns, &hub.lab.prefix));
@@ -2711,7 +2492,11 @@ fn sync_checks_capacity_first_and_never_frees_a_live_claim() {
         .arg("import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',50040)); time.sleep(60)")
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        "the foreign socket holds UDP port 50040 in the center",
+        Duration::from_secs(10),
+        || udp_bound(&hub.ns, 50040),
+    );
     let set = "{\"name\":\"p1\",\"port\":50040}\n{\"name\":\"p2\"}\n{\"name\":\"p3\"}\n";
     let r = hub.hub_stdin(&["-q", "sync", "-"], set);
     assert_eq!(r.code, 1, "the build of p1 fails: {}", r.stderr);
@@ -2737,7 +2522,7 @@ fn sync_checks_capacity_first_and_never_frees_a_live_claim() {
 /// the re-run said `changed:false` over half-built peers).
 #[test]
 fn a_killed_sync_is_finished_by_the_next_one() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     let file = hub.state.with_extension("killed.jsonl");
     for (round, delay_ms) in [150u64, 400, 800, 1300].into_iter().enumerate() {
@@ -2762,11 +2547,11 @@ fn a_killed_sync_is_finished_by_the_next_one() {
 /// all answered.
 #[test]
 fn settings_change_in_place_and_generate_is_stable() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     let set = |extra: &str| format!("{{\"name\":\"g1\",\"preshared_key\":\"generate\"{extra}}}\n");
     hub.hub_stdin(&["-q", "sync", "-"], &set("")).ok();
-    hub.client("g1", 1);
+    hub.client("g1");
     let again = hub.hub_stdin(&["-q", "sync", "-"], &set("")).ok().json();
     assert_eq!(again["changed"], false, "{again}");
     let (ns, wg) = (hub.peer_ns("g1"), hub.peer_wg("g1"));
@@ -2811,7 +2596,7 @@ fn settings_change_in_place_and_generate_is_stable() {
 /// state directory and lock of its own.
 #[test]
 fn down_racing_a_queued_command() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "q1"]).ok();
     let (state, lock) = (hub.state.display().to_string(), hub.state.join("lock"));
@@ -2821,7 +2606,9 @@ fn down_racing_a_queued_command() {
         .arg(format!("sleep 1; mv {state} {aside}"))
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the holder has the lock", Duration::from_secs(10), || {
+        run("flock", &["-n", lock.to_str().unwrap(), "true"]).code != 0
+    });
     let sync = hub.hub_stdin(&["-q", "sync", "-"], "{\"name\":\"q2\"}\n");
     assert!(holder.wait().unwrap().success());
     let sync = sync.ok().json();
@@ -2839,7 +2626,7 @@ fn down_racing_a_queued_command() {
 /// new ones if its peers fit them.
 #[test]
 fn a_built_hub_keeps_its_settings() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "s1"]).ok();
     let before = (state_files(&hub), net_state(&hub.ns, &hub.lab.prefix));
@@ -2890,11 +2677,11 @@ fn a_built_hub_keeps_its_settings() {
 /// directory (before: two scratch directories per `check`, one per `metrics`).
 #[test]
 fn repeated_reads_accumulate_nothing() {
-    let mut hub = Hub::new();
+    let hub = HubLab::new();
     let tmp = hub.state.with_extension("tmpdir");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).unwrap();
-    hub.extra_env.push(format!("TMPDIR={}", tmp.display()));
+    let hub = hub.with_env(&[&format!("TMPDIR={}", tmp.display())]);
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "t1", "t2"]).ok();
     let files = || {
@@ -2934,17 +2721,16 @@ fn repeated_reads_accumulate_nothing() {
 /// it cannot (exit 1), and the next `up` finishes.
 #[test]
 fn up_repairs_past_what_wedged_it() {
-    let mut hub = Hub::new();
-    hub.extra_env.push("HUB_JOBS=1".into());
+    let mut hub = HubLab::new().with_env(&["HUB_JOBS=1"]);
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "u1", "u2", "u3"]).ok();
-    hub.client("u1", 1);
+    hub.client("u1");
     let client = [hub.client_ns("u1")];
     assert_eq!(ping_all(&client), [true]);
 
     // 1. the center's namespace deleted (its tunnels' sockets keep the old one alive, unnamed)
     sh(&format!("ip netns del {}", hub.ns)).ok();
-    hub.ensure_underlay_again();
+    hub.underlay_again();
     hub.hub(&["-q", "up"]).ok();
     hub.assert_healthy("after the center was deleted");
     let p = &hub.lab.prefix;
@@ -2968,14 +2754,25 @@ fn up_repairs_past_what_wedged_it() {
 
     // 3. u2's port taken while it is down, u1 and u3 broken too: HUB_JOBS=1 puts all three in
     // one batch, and u2's failure does not stop the others' repair
-    sh(&format!("pkill -f '^wireguard-go {p}u[123]-wg$'")).ok();
-    std::thread::sleep(Duration::from_millis(300));
-    let port = hub.peer_status("u2")["listen_port"].to_string();
+    kill_and_wait("TERM", &format!("^wireguard-go {p}u[123]-wg$"));
+    let port = hub.peer_status("u2")["listen_port"].as_u64().unwrap() as u16;
     let mut squatter = Command::new("ip")
-        .args(["netns", "exec", &hub.ns, "nc", "-u", "-l", &port])
+        .args([
+            "netns",
+            "exec",
+            &hub.ns,
+            "nc",
+            "-u",
+            "-l",
+            &port.to_string(),
+        ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        &format!("nc holds u2's UDP port {port} in the center"),
+        Duration::from_secs(10),
+        || udp_bound(&hub.ns, port),
+    );
     let r = hub.hub(&["-q", "up"]);
     let _ = squatter.kill();
     let _ = squatter.wait();
@@ -3022,7 +2819,7 @@ fn up_repairs_past_what_wedged_it() {
 /// TMPDIR, claims are written only where missing).
 #[test]
 fn up_repairs_on_a_full_state_filesystem() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     std::fs::create_dir_all(&hub.state).unwrap();
     let state = hub.state.display().to_string();
     sh(&format!("mount -t tmpfs -o size=512k tmpfs {state}")).ok();
@@ -3040,8 +2837,7 @@ fn up_repairs_on_a_full_state_filesystem() {
     ))
     .ok();
     let p = &hub.lab.prefix;
-    sh(&format!("pkill -f '^wireguard-go {p}f1-wg$'")).ok();
-    std::thread::sleep(Duration::from_millis(300));
+    kill_and_wait("TERM", &format!("^wireguard-go {p}f1-wg$"));
     let r = hub.hub(&["-q", "up"]).ok().json();
     assert_eq!(r["peers"][0]["changed"], true, "f1 repaired: {r}");
     hub.assert_healthy("healthy");
@@ -3053,7 +2849,7 @@ fn up_repairs_on_a_full_state_filesystem() {
 /// HUB_CIDR6 is exit 2 naming it, not a hub that fails at every `up`.
 #[test]
 fn a_stopped_hub_takes_only_settings_its_peers_fit() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "m1", "--mtu", "600"]).ok();
     hub.hub(&["-q", "down", "--keep-state"]).ok();
@@ -3063,8 +2859,8 @@ fn a_stopped_hub_takes_only_settings_its_peers_fit() {
     hub.assert_healthy("healthy");
 }
 
-/// Python for the spoofing test: the center's UDP server (each datagram it gets is answered by
-/// 300 datagrams over 3 s), a device's receiver (counts what arrives on a port for 5 s), and
+/// Python for the spoofing test: the center's UDP server (the first datagram it gets is reported
+/// on stdout, then answered by 300 datagrams over 3 s), a device's receiver (counts what arrives on a port for 5 s), and
 /// the attacker (raw IPv4/UDP datagrams with a forged source, sent into its own tunnel).
 const UDP_FLOOD_SERVER: &str = "
 import socket, sys, time
@@ -3072,6 +2868,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.settimeout(10)
 _, peer = s.recvfrom(100)
+print('hello from %s:%d' % peer, flush=True)
 for i in range(300):
     s.sendto(b'data %d' % i, peer)
     time.sleep(0.01)
@@ -3120,11 +2917,11 @@ for i in range(100):
 /// connection keeps its mark.
 #[test]
 fn a_device_cannot_take_another_devices_traffic() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "va", "vb"]).ok();
-    hub.client("va", 1);
-    hub.client("vb", 2);
+    hub.client("va");
+    hub.client("vb");
     let clients = [hub.client_ns("va"), hub.client_ns("vb")];
     assert_eq!(ping_all(&clients), [true, true]);
     let b_addr = hub.peer_status("vb")["address"]
@@ -3139,11 +2936,31 @@ fn a_device_cannot_take_another_devices_traffic() {
             .stderr(std::process::Stdio::piped());
         c.spawn().unwrap()
     };
-    let server = py(&hub.ns, UDP_FLOOD_SERVER, &[SERVER, "9000"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut server = py(&hub.ns, UDP_FLOOD_SERVER, &[SERVER, "9000"]);
+    wait_until(
+        "the center's server holds UDP port 9000",
+        Duration::from_secs(10),
+        || udp_bound(&hub.ns, 9000),
+    );
     let a = py(&clients[0], UDP_COUNTER, &["4000"]);
     let b = py(&clients[1], UDP_COUNTER, &["4000", SERVER, "9000"]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        "A's receiver holds UDP port 4000",
+        Duration::from_secs(10),
+        || udp_bound(&clients[0], 4000),
+    );
+    // B's connection exists before the forged packets: the server got B's datagram (it gives
+    // up, closing its stdout, after 10 s without one).
+    let mut hello = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut hello,
+    )
+    .unwrap();
+    assert!(
+        hello.starts_with("hello from"),
+        "the server never got B's datagram"
+    );
     let spoofer = py(&clients[0], UDP_SPOOFER, &[SERVER, "9000", &b_addr, "4000"])
         .wait_with_output()
         .unwrap();
@@ -3184,10 +3001,10 @@ fn a_device_cannot_take_another_devices_traffic() {
 /// reachable.
 #[test]
 fn a_device_reaches_only_the_internal_network() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "ia", "ib"]).ok();
-    hub.client("ia", 1);
+    hub.client("ia");
     let client = hub.client_ns("ia");
     assert_eq!(ping_all(std::slice::from_ref(&client)), [true]);
     let b_addr = hub.peer_status("ib")["address"]
@@ -3230,7 +3047,11 @@ fn a_device_reaches_only_the_internal_network() {
     // (a service of the center on all its addresses: the uplink's, the server's, and in zones
     // mode the peers' internal addresses, which the center holds)
     let listeners = vec![listen(ns, "0.0.0.0"), listen(&lan, "198.51.100.2")];
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        "nc listens on TCP port 8080 in the center and on the LAN",
+        Duration::from_secs(10),
+        || tcp_listening(ns, 8080) && tcp_listening(&lan, 8080),
+    );
     let connects = |dest: &str| {
         sh(&format!(
             "ip netns exec {client} nc -z -w 2 -s {CLIENT_ADDR} {dest} 8080"
@@ -3259,7 +3080,7 @@ fn a_device_reaches_only_the_internal_network() {
 /// named by `check` and repaired by `up`; (netns) a foreign table in a peer's namespace is named.
 #[test]
 fn tampered_or_partial_nat_is_seen_and_repaired() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "n1", "n2"]).ok();
     let ns = hub.peer_ns("n1");
@@ -3365,7 +3186,7 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
 /// `wg-quick strip`), which sees the endpoint the client will dial.
 #[test]
 fn endpoint_is_checked_and_public_ports_follow_their_base() {
-    let hub = Hub::new();
+    let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "e1", "e2"]).ok();
     for bad in [
@@ -3460,14 +3281,13 @@ fn metrics_through_node_exporter_and_a_friendly_name_query() {
             "{tool} is installed by scripts/bootstrap.sh"
         );
     }
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "m1", "m2"]).ok();
-    hub.client("m1", 1);
+    hub.client("m1");
     assert_eq!(ping_all(&[hub.client_ns("m1")]), [true]);
     let p = &hub.lab.prefix;
-    sh(&format!("pkill -f '^wireguard-go {p}m2-wg$'")).ok();
-    std::thread::sleep(Duration::from_millis(300));
+    kill_and_wait("TERM", &format!("^wireguard-go {p}m2-wg$"));
 
     let dir = hub.state.with_extension("textfile");
     std::fs::create_dir_all(&dir).unwrap();
@@ -3490,14 +3310,11 @@ fn metrics_through_node_exporter_and_a_friendly_name_query() {
         "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
     );
     let mut served = String::new();
-    for _ in 0..50 {
+    poll_until(Duration::from_secs(5), || {
         let r = run("python3", &["-c", &fetch]);
-        if r.code == 0 {
-            served = r.stdout;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        served = r.stdout;
+        r.code == 0
+    });
     let _ = exporter.kill();
     let _ = exporter.wait();
     assert!(
@@ -3571,10 +3388,10 @@ fn metrics_through_node_exporter_and_a_friendly_name_query() {
 /// one line, which removed every other peer).
 #[test]
 fn peer_set_changes_one_peer_in_place() {
-    let mut hub = Hub::new();
+    let mut hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "s1", "s2"]).ok();
-    hub.client("s1", 1);
+    hub.client("s1");
     let (ns, wg) = (hub.peer_ns("s1"), hub.peer_wg("s1"));
     let pid = |peer: &str| {
         sh(&format!("pgrep -f '^wireguard-go {}$'", hub.peer_wg(peer)))

@@ -7,13 +7,13 @@
 //! that line in the text). Every test asserts real packets through the tunnel or the kernel's own
 //! view (`ip -j link`, `wg show`), on the client side and on the hub side.
 //!
-//! The hubs run with `HUB_NS` and `HUB_PREFIX` from the Lab prefix and `HUB_STATE_DIR` in a
-//! temporary directory; every client namespace, interface, wireguard-go and UAPI socket carries
-//! the prefix too, so a failing test leaves nothing behind.
+//! The hubs (the kit's `HubLab`) run with `HUB_NS` and `HUB_PREFIX` from the Lab prefix and
+//! `HUB_STATE_DIR` in a temporary directory; every client namespace, interface, wireguard-go and
+//! UAPI socket carries the prefix too, so a failing test leaves nothing behind.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use niransix_tests::*;
 use serde_json::Value;
@@ -26,184 +26,32 @@ const CIDR6: &str = "fd64::/64";
 const CLIENT_ADDR6: &str = "fd00::10/128";
 const CENTER6: &str = "fd64::a";
 
-fn hub_script() -> String {
-    repo_root()
-        .join("niransix-sh/hub")
-        .to_string_lossy()
-        .into_owned()
+/// A hub under test (the kit's [`HubLab`], with `settings` on top), up, with the IPv6 underlay
+/// bridge `ul` in its center holding 2001:db8::10 (what `peer conf` names as the endpoint).
+fn hub_up(settings: &[&str]) -> HubLab {
+    let mut hub = HubLab::new().with_env(settings);
+    hub.hub(&["-q", "up"]).ok();
+    hub.underlay();
+    hub
 }
 
-/// A hub under test: `up` at start, with an IPv6 underlay bridge `ul` in its center holding
-/// 2001:db8::10 (what `peer conf` names as the endpoint); `down` and state removal on drop, then
-/// the Lab removes whatever carries the prefix.
-struct TestHub {
-    ns: String,
-    state: PathBuf,
-    /// HUB_* settings beyond the namespace, prefix and state directory (e.g. HUB_CIDR6).
-    settings: Vec<String>,
-    clients: u32,
-    lab: Lab,
-}
-
-impl TestHub {
-    fn new(settings: &[&str]) -> TestHub {
-        for t in ["nsctl", "wgctl", "natctl", "routectl"] {
-            tool_path(t);
-        }
-        let lab = Lab::new();
-        let state = std::env::temp_dir().join(format!("{}-hubstate", lab.prefix));
-        let _ = std::fs::remove_dir_all(&state);
-        let hub = TestHub {
-            ns: lab.name("hub"),
-            state,
-            settings: settings.iter().map(|s| s.to_string()).collect(),
-            clients: 0,
-            lab,
-        };
-        hub.hub(&["-q", "up"]).ok();
-        // A fixed MAC: a bridge without one takes the lowest of its ports', so a client joining
-        // later could change it under the clients already up (their neighbour entry for
-        // 2001:db8::10 then points nowhere for seconds).
-        let ns = &hub.ns;
-        sh(&format!(
-            "set -e; ip -n {ns} link add ul address 02:00:5e:10:00:10 type bridge; \
-             ip -n {ns} link set ul up; ip -n {ns} addr add 2001:db8::10/64 dev ul nodad"
-        ))
-        .ok();
-        hub
+/// Everything a refused command could have changed: the state directory's files (with
+/// their modes, sizes and bytes), the namespaces carrying the prefix with each one's links,
+/// addresses, routes and nftables ruleset, the WireGuard interfaces and their peers, and the
+/// wireguard-go processes; one thing a line, so that a difference shows as lines.
+fn everything(hub: &HubLab) -> String {
+    let mut out = sh(&format!(
+        "cd {} && find . -printf '%M %s %p\\n' | sort; find . -type f -print0 | sort -z | xargs -0r sha256sum",
+        hub.state.display()
+    ))
+    .ok()
+    .stdout;
+    let spaces = netns_with_prefix(&hub.lab.prefix);
+    out += &format!("namespaces: {spaces:?}\n");
+    for ns in spaces {
+        out += &net_state(&ns);
     }
-
-    /// `hub ARGS...` with this hub's environment.
-    fn hub(&self, args: &[&str]) -> Run {
-        self.hub_env(&[], args)
-    }
-
-    /// `hub ARGS...` with `extra` settings on top of this hub's (later ones win).
-    fn hub_env(&self, extra: &[&str], args: &[&str]) -> Run {
-        let mut all = vec![
-            format!("HUB_NS={}", self.ns),
-            format!("HUB_PREFIX={}", self.lab.prefix),
-            format!("HUB_STATE_DIR={}", self.state.display()),
-            format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
-            format!("HUB_MODE={}", hub_mode()),
-        ];
-        all.extend(self.settings.iter().cloned());
-        all.extend(extra.iter().map(|s| s.to_string()));
-        all.push(hub_script());
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run("env", &refs)
-    }
-
-    /// `hub peer add NAME OPTIONS...`, which must succeed and create it.
-    #[track_caller]
-    fn add(&self, name: &str, options: &[&str]) {
-        let mut args = vec!["-q", "peer", "add", name];
-        args.extend_from_slice(options);
-        let r = self.hub(&args).ok();
-        assert!(r.changed(), "peer add {name}: {}", r.stdout);
-    }
-
-    /// `hub peer conf NAME`'s text, which must succeed.
-    #[track_caller]
-    fn conf(&self, name: &str) -> String {
-        self.hub(&["peer", "conf", name]).ok().stdout
-    }
-
-    /// The namespace holding peer `name`'s tunnel on the hub (its own, or with HUB_MODE=zones
-    /// the center), and its WireGuard interface.
-    fn peer_ns(&self, name: &str) -> String {
-        match hub_mode() {
-            "zones" => self.ns.clone(),
-            _ => self.lab.name(name),
-        }
-    }
-    fn peer_wg(&self, name: &str) -> String {
-        self.lab.name(&format!("{name}-wg"))
-    }
-
-    /// `wg show <peer's interface> WHAT` on the hub side.
-    #[track_caller]
-    fn hub_wg(&self, name: &str, what: &str) -> String {
-        wg_show(&self.peer_ns(name), &self.peer_wg(name), what)
-    }
-
-    fn peer_status(&self, name: &str) -> Value {
-        let status = self.hub(&["-q", "status"]).ok().json();
-        status["peers"]
-            .as_array()
-            .expect("status: peers")
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap_or_else(|| panic!("peer {name} not in hub status: {status}"))
-            .clone()
-    }
-
-    /// A client namespace on the underlay (its own address 2001:db8::2x), tunnel not yet up.
-    /// `tag` (≤ 5 bytes) names its namespace `<prefix>k<tag>` and wg-quick's interface
-    /// `<prefix>q<tag>`.
-    fn client(&mut self, tag: &str) -> WgQuickClient {
-        let i = self.clients;
-        self.clients += 1;
-        let p = &self.lab.prefix;
-        let ns = self.lab.netns(&format!("k{tag}"));
-        let iface = self.lab.name(&format!("q{tag}"));
-        assert!(
-            iface.len() <= 15,
-            "interface name {iface} longer than 15 bytes"
-        );
-        sh(&format!(
-            "set -e; ip link add {p}u{tag} netns {hub} type veth peer name {p}e{tag} netns {ns}; \
-             ip -n {hub} link set {p}u{tag} master ul up; \
-             ip -n {ns} addr add 2001:db8::{:x}/64 dev {p}e{tag} nodad; \
-             ip -n {ns} link set {p}e{tag} up",
-            0x20 + i,
-            hub = self.ns,
-        ))
-        .ok();
-        let dir = std::env::temp_dir().join(format!("{}-wgquick-{tag}", p));
-        let _ = std::fs::remove_dir_all(&dir);
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            // 0700: the config holds the client's private key.
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .expect("client config directory");
-        }
-        WgQuickClient {
-            ns,
-            iface,
-            dir,
-            up: false,
-        }
-    }
-
-    /// Everything a refused command could have changed: the state directory's files (with
-    /// their modes, sizes and bytes), the namespaces carrying the prefix with each one's links,
-    /// addresses, routes and nftables ruleset, the WireGuard interfaces and their peers, and the
-    /// wireguard-go processes; one thing a line, so that a difference shows as lines.
-    fn everything(&self) -> String {
-        let p = &self.lab.prefix;
-        let mut out = sh(&format!(
-            "cd {} && find . -printf '%M %s %p\\n' | sort; find . -type f -print0 | sort -z | xargs -0r sha256sum",
-            self.state.display()
-        ))
-        .ok()
-        .stdout;
-        let spaces = netns_with_prefix(p);
-        out += &format!("namespaces: {spaces:?}\n");
-        for ns in spaces {
-            out += &net_state(&ns);
-        }
-        // Without handshakes and counters, which keepalives move.
-        out += &sh(&format!(
-            "wg show all dump | grep '^{p}' | sort | \
-             awk -F'\\t' 'NF == 5 {{ print $1, $3, $4, $5 }} NF == 9 {{ print $1, $2, $3, $4, $5, $9 }}'"
-        ))
-        .stdout;
-        out + &sh(&format!("pgrep -a wireguard-go | grep ' {p}' | sort")).stdout
-    }
+    out + &hub.tunnels()
 }
 
 /// Namespace `ns` as a refused command could have changed it, a line per link, address, route
@@ -234,7 +82,7 @@ fn net_state(ns: &str) -> String {
     out
 }
 
-/// Asserts that two [`TestHub::everything`] readings are the same, showing the lines that differ.
+/// Asserts that two [`everything`] readings are the same, showing the lines that differ.
 #[track_caller]
 fn assert_unchanged(before: &str, after: &str, what: &str) {
     let old: BTreeSet<&str> = before.lines().collect();
@@ -255,13 +103,6 @@ fn assert_unchanged(before: &str, after: &str, what: &str) {
     );
 }
 
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        let _ = self.hub(&["-q", "down"]);
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 /// A remote client: the real `wg-quick` in a namespace of its own, its config written to
 /// `<dir>/<iface>.conf` (wg-quick names the interface after the file). On drop: `wg-quick down`,
 /// then whatever is left (the interface, its wireguard-go, the UAPI socket, the namespace, the
@@ -274,6 +115,34 @@ struct WgQuickClient {
 }
 
 impl WgQuickClient {
+    /// A client namespace on `hub`'s underlay (`HubLab::underlay_client`), tunnel not yet up.
+    /// `tag` (≤ 5 bytes) names its namespace `<prefix>k<tag>` and wg-quick's interface
+    /// `<prefix>q<tag>`.
+    fn new(hub: &mut HubLab, tag: &str) -> WgQuickClient {
+        let iface = hub.lab.name(&format!("q{tag}"));
+        assert!(
+            iface.len() <= 15,
+            "interface name {iface} longer than 15 bytes"
+        );
+        let ns = hub.underlay_client(tag);
+        let dir = hub.state.with_extension(format!("wgquick-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // 0700: the config holds the client's private key.
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .expect("client config directory");
+        }
+        WgQuickClient {
+            ns,
+            iface,
+            dir,
+            up: false,
+        }
+    }
+
     fn conf_path(&self) -> PathBuf {
         self.dir.join(format!("{}.conf", self.iface))
     }
@@ -336,7 +205,7 @@ impl WgQuickClient {
 
     /// Waits up to 3 s for this interface's wireguard-go to end; true if it did.
     fn wireguard_go_gone(&self) -> bool {
-        wait_for(Duration::from_secs(3), || {
+        poll_until(Duration::from_secs(3), || {
             self.wireguard_go_pids().is_empty()
         })
     }
@@ -426,14 +295,6 @@ fn conf_value(conf: &str, key: &str) -> String {
     v[0].clone()
 }
 
-fn wg_show(ns: &str, iface: &str, what: &str) -> String {
-    run("ip", &["netns", "exec", ns, "wg", "show", iface, what])
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
-}
-
 /// A new key pair from `wg genkey` / `wg pubkey`: (private, public).
 fn key_pair() -> (String, String) {
     let private = run("wg", &["genkey"]).ok().stdout.trim().to_string();
@@ -448,18 +309,23 @@ fn public_key_of(private: &str) -> String {
         .to_string()
 }
 
-/// Polls `cond` every 100 ms until it holds or `within` passed; its last answer.
-fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() > within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// The echo replies namespace `ns` has received so far (`Icmp: InEchoReps` of its
+/// /proc/net/snmp).
+fn echo_replies(ns: &str) -> u64 {
+    let snmp = run("ip", &["netns", "exec", ns, "cat", "/proc/net/snmp"]).ok();
+    let mut icmp = snmp.stdout.lines().filter(|l| l.starts_with("Icmp: "));
+    let (names, values) = (icmp.next().unwrap_or(""), icmp.next().unwrap_or(""));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "InEchoReps")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no Icmp InEchoReps in {ns}'s /proc/net/snmp: {}",
+                snmp.stdout
+            )
+        })
 }
 
 /// "N received" of ping's summary.
@@ -687,7 +553,7 @@ fn terminal_qr_decoder_reads_qrencode_output() {
 /// the center from 192.168.1.10; the hub side sees the handshake from the client's key.
 #[test]
 fn generated_key_config_pings_the_center() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     hub.add("a", &[]);
     let conf = hub.conf("a");
     assert_eq!(conf_value(&conf, "Address"), format!("{CLIENT_ADDR}/32"));
@@ -713,7 +579,7 @@ fn generated_key_config_pings_the_center() {
         "no IPv6 without HUB_CIDR6: {status}"
     );
 
-    let mut client = hub.client("a");
+    let mut client = WgQuickClient::new(&mut hub, "a");
     client.up(&conf);
     assert!(client.ping(CENTER, 15), "client a pings {CENTER}");
     // The client's interface holds 192.168.1.10, and the hub saw its key.
@@ -748,7 +614,7 @@ fn generated_key_config_pings_the_center() {
 /// refused (exit 2).
 #[test]
 fn own_key_config_needs_the_private_key_file() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     let scratch = Scratch::new(&hub.lab.prefix, "keys");
     let (private, public) = key_pair();
     hub.add("b", &["--public-key", &public]);
@@ -763,7 +629,7 @@ fn own_key_config_needs_the_private_key_file() {
         !r.stdout.contains(&private),
         "the hub never had the client's private key"
     );
-    let mut client = hub.client("b");
+    let mut client = WgQuickClient::new(&mut hub, "b");
     let up = client.try_up(&r.stdout);
     assert_ne!(
         up.code, 0,
@@ -803,7 +669,7 @@ fn own_key_config_needs_the_private_key_file() {
 /// `PresharedKey = KEY`, which wg-quick brings up; otherwise it must refuse the file (exit 2).
 #[test]
 fn key_files_as_written_make_working_configs() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     let scratch = Scratch::new(&hub.lab.prefix, "keys");
     let (private, public) = key_pair();
     let psk = run("wg", &["genpsk"]).ok().stdout.trim().to_string();
@@ -851,7 +717,7 @@ fn key_files_as_written_make_working_configs() {
         }
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));
-    let mut client = hub.client("n");
+    let mut client = WgQuickClient::new(&mut hub, "n");
     client.up(&good_conf.expect("some key file accepted"));
     assert!(client.ping(CENTER, 15), "client n pings {CENTER}");
 }
@@ -860,7 +726,7 @@ fn key_files_as_written_make_working_configs() {
 /// client gets through; a client without the PresharedKey line does not.
 #[test]
 fn preshared_key_is_required_by_the_hub() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     hub.add("c", &["--preshared-key", "generate"]);
     let conf = hub.conf("c");
     let psk = conf_value(&conf, "PresharedKey");
@@ -873,7 +739,7 @@ fn preshared_key_is_required_by_the_hub() {
     assert_eq!(hub.peer_status("c")["preshared_key"], true);
 
     // Without the PresharedKey line: the handshake fails, nothing gets through.
-    let mut bare = hub.client("c0");
+    let mut bare = WgQuickClient::new(&mut hub, "c0");
     bare.up(&without_line(&conf, "PresharedKey"));
     assert_eq!(
         bare.wg("preshared-keys"),
@@ -890,7 +756,7 @@ fn preshared_key_is_required_by_the_hub() {
     );
     bare.down();
 
-    let mut client = hub.client("c1");
+    let mut client = WgQuickClient::new(&mut hub, "c1");
     client.up(&conf);
     assert!(
         client.ping(CENTER, 15),
@@ -902,7 +768,7 @@ fn preshared_key_is_required_by_the_hub() {
 /// a 1380-byte packet crosses the tunnel unfragmented and a 1381-byte one does not fit.
 #[test]
 fn mtu_reaches_both_interfaces() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     hub.add("d", &["--mtu", "1380", "--dns", "100.64.0.53,2001:db8::53"]);
     let conf = hub.conf("d");
     assert_eq!(conf_value(&conf, "MTU"), "1380");
@@ -920,7 +786,7 @@ fn mtu_reaches_both_interfaces() {
         &["link", "show", "dev", &hub.peer_wg("d")],
     );
     assert_eq!(hub_link[0]["mtu"], 1380, "hub side: {hub_link}");
-    let mut client = hub.client("d");
+    let mut client = WgQuickClient::new(&mut hub, "d");
     client.up(&conf);
     assert_eq!(client.link()["mtu"], 1380, "client side: {}", client.link());
     assert!(client.ping(CENTER, 15), "client d pings {CENTER}");
@@ -934,12 +800,12 @@ fn mtu_reaches_both_interfaces() {
 /// (5) `--keepalive 7`: both sides send keepalives every 7 s; an idle tunnel carries them.
 #[test]
 fn keepalive_reaches_both_sides() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     hub.add("e", &["--keepalive", "7"]);
     let conf = hub.conf("e");
     assert_eq!(conf_value(&conf, "PersistentKeepalive"), "7");
     assert_eq!(hub.peer_status("e")["keepalive"], 7);
-    let mut client = hub.client("e");
+    let mut client = WgQuickClient::new(&mut hub, "e");
     client.up(&conf);
     assert!(client.ping(CENTER, 15), "client e pings {CENTER}");
     let client_pub = public_key_of(&conf_value(&conf, "PrivateKey"));
@@ -960,7 +826,8 @@ fn keepalive_reaches_both_sides() {
             .expect("wg show transfer")
     };
     let before = sent(&client);
-    std::thread::sleep(Duration::from_secs(10));
+    // (nothing here sends: reading the counters leaves the tunnel idle)
+    poll_until(Duration::from_secs(10), || sent(&client) >= before + 32);
     let after = sent(&client);
     assert!(
         after >= before + 32,
@@ -974,7 +841,7 @@ fn keepalive_reaches_both_sides() {
 fn ipv6_clients_with_one_address_reach_the_center() {
     let cidr6 = format!("HUB_CIDR6={CIDR6}");
     let addr6 = format!("HUB_CLIENT_ADDRESS6={CLIENT_ADDR6}");
-    let mut hub = TestHub::new(&[&cidr6, &addr6]);
+    let mut hub = hub_up(&[&cidr6, &addr6]);
     let center_addrs = ip_json(Some(&hub.ns), &["-6", "addr", "show"]).to_string();
     assert!(
         center_addrs.contains(&format!("\"local\":\"{CENTER6}\"")),
@@ -1000,7 +867,7 @@ fn ipv6_clients_with_one_address_reach_the_center() {
             "{name}'s v6 address in {CIDR6}: {status}"
         );
         assert!(seen6.insert(a6), "distinct v6 addresses: {status}");
-        let mut client = hub.client(name);
+        let mut client = WgQuickClient::new(&mut hub, name);
         client.up(&conf);
         clients.push(client);
     }
@@ -1055,7 +922,7 @@ fn ipv6_clients_with_one_address_reach_the_center() {
 /// the hub the whole time: the old client gets no reply, the new config works, the other
 /// client loses nothing. Returns the old and new configs.
 fn rekey_while_clients_run(client_too: bool) -> (String, String, BTreeSet<String>) {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     // h's own settings must survive its rekey.
     hub.add(
         "h",
@@ -1070,9 +937,9 @@ fn rekey_while_clients_run(client_too: bool) -> (String, String, BTreeSet<String
     );
     hub.add("o", &[]);
     let old_conf = hub.conf("h");
-    let mut old = hub.client("h0");
+    let mut old = WgQuickClient::new(&mut hub, "h0");
     old.up(&old_conf);
-    let mut other = hub.client("o");
+    let mut other = WgQuickClient::new(&mut hub, "o");
     other.up(&hub.conf("o"));
     assert!(old.ping(CENTER, 15), "h before the rekey");
     assert!(other.ping(CENTER, 15), "o before the rekey");
@@ -1083,10 +950,15 @@ fn rekey_while_clients_run(client_too: bool) -> (String, String, BTreeSet<String
     let other_wireguard_go = || run("pgrep", &["-fx", &other_pattern]).ok().stdout;
     let other_pid_before = other_wireguard_go();
 
-    let mut new = hub.client("h1");
+    let mut new = WgQuickClient::new(&mut hub, "h1");
     // The other peer's client pings the whole time, across the rekey and the new client's start.
+    let replies_before = echo_replies(&other.ns);
     let pinger = Pinger::start(&other.ns, CENTER);
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(
+        "the other client's pings are answered",
+        Duration::from_secs(10),
+        || echo_replies(&other.ns) > replies_before,
+    );
     let mut args = vec!["-q", "peer", "rekey", "h"];
     if client_too {
         args.push("--client");
@@ -1195,7 +1067,7 @@ fn rekey_client_replaces_the_client_key_too() {
 /// (as decoded) brings a client up.
 #[test]
 fn qr_code_decodes_to_the_config() {
-    let mut hub = TestHub::new(&[]);
+    let mut hub = hub_up(&[]);
     let scratch = Scratch::new(&hub.lab.prefix, "qr");
     hub.add("q", &["--preshared-key", "generate"]);
     let conf = hub.conf("q");
@@ -1206,7 +1078,7 @@ fn qr_code_decodes_to_the_config() {
     );
     let decoded = decode_terminal_qr(&qr, &scratch.0).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(decoded, conf, "the QR code holds exactly peer conf's text");
-    let mut client = hub.client("q");
+    let mut client = WgQuickClient::new(&mut hub, "q");
     client.up(&decoded);
     assert!(client.ping(CENTER, 15), "the decoded config pings {CENTER}");
 }
@@ -1214,7 +1086,7 @@ fn qr_code_decodes_to_the_config() {
 /// (9) Bad per-peer settings and IPv6 settings: exit 2 naming the value, nothing changed.
 #[test]
 fn bad_settings_fail_before_anything_changes() {
-    let hub = TestHub::new(&[]);
+    let hub = hub_up(&[]);
     hub.add("z", &[]);
     let scratch = Scratch::new(&hub.lab.prefix, "psk");
     let short = scratch.0.join("short.psk");
@@ -1225,7 +1097,7 @@ fn bad_settings_fail_before_anything_changes() {
     let short = short.to_string_lossy().into_owned();
     let garbage = garbage.to_string_lossy().into_owned();
 
-    let before = hub.everything();
+    let before = everything(&hub);
     let cases: Vec<(Vec<&str>, Vec<&str>, &str)> = vec![
         (vec![], vec!["--preshared-key", &short], &short),
         (vec![], vec!["--preshared-key", &garbage], &garbage),
@@ -1242,7 +1114,7 @@ fn bad_settings_fail_before_anything_changes() {
         let r = hub.hub_env(&env, &args).fails(2, needle);
         eprintln!("{env:?} {args:?}: {}", r.stderr.trim());
         assert_eq!(
-            hub.everything(),
+            everything(&hub),
             before,
             "{env:?} {args:?} changed something"
         );
@@ -1250,6 +1122,6 @@ fn bad_settings_fail_before_anything_changes() {
     for env in ["HUB_CIDR6=fd64::/129", "HUB_CIDR6=10.0.0.0/8"] {
         let value = env.split_once('=').unwrap().1;
         hub.hub_env(&[env], &["-q", "up"]).fails(2, value);
-        assert_unchanged(&before, &hub.everything(), &format!("{env} up"));
+        assert_unchanged(&before, &everything(&hub), &format!("{env} up"));
     }
 }

@@ -321,17 +321,14 @@ fn state(nses: &[&str]) -> String {
 }
 
 /// `state`, once the kernel's own asynchronous updates (addrconf, bridge ports) have settled.
+#[track_caller]
 fn settled_state(nses: &[&str]) -> String {
-    let mut prev = state(nses);
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(300));
-        let cur = state(nses);
-        if cur == prev {
-            return cur;
-        }
-        prev = cur;
-    }
-    prev
+    wait_stable(
+        &format!("the state of {nses:?}"),
+        Duration::from_secs(6),
+        Duration::from_millis(300),
+        || state(nses),
+    )
 }
 
 /// Namespaces whose IPv6 addresses are usable at once (no DAD), with lo up.
@@ -518,28 +515,26 @@ fn netns_del_with_links_and_processes_inside() {
         .args(["netns", "exec", &a, "sleep", "30"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        &format!("a process runs in {a}"),
+        Duration::from_secs(10),
+        || !run("ip", &["netns", "pids", &a]).stdout.trim().is_empty(),
+    );
     assert!(nsctl(&["netns", "del", &a]).ok().changed());
     assert!(!run("ip", &["netns", "list"]).stdout.contains(&a));
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     // With a gone, the veth goes too: b's end disappears once the namespace is freed.
-    let mut gone = false;
-    for _ in 0..50 {
-        if ip_json(Some(&b), &["link", "show"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|l| l["ifname"] != "x1")
-        {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        gone,
-        "x1 still in {b} after its peer's namespace was deleted"
+    wait_until(
+        &format!("x1 is gone from {b} after its peer's namespace was deleted"),
+        Duration::from_secs(5),
+        || {
+            ip_json(Some(&b), &["link", "show"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["ifname"] != "x1")
+        },
     );
     assert!(!nsctl(&["netns", "del", &a]).ok().changed());
     finish(lab);
@@ -1342,13 +1337,11 @@ fn sysctl_refuses_keys_that_are_not_per_namespace() {
 /// watch settles it up to a second after a change).
 #[track_caller]
 fn wait_operstate(ns: &str, dev: &str, want: &str) {
-    for _ in 0..50 {
-        if ip_json(Some(ns), &["link", "show", dev])[0]["operstate"] == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{ns}: {dev} never reached operstate {want}");
+    wait_until(
+        &format!("{ns}: {dev} reaches operstate {want}"),
+        Duration::from_secs(5),
+        || ip_json(Some(ns), &["link", "show", dev])[0]["operstate"] == want,
+    );
 }
 
 /// The listed link `name`.
@@ -1455,21 +1448,20 @@ fn link_list_shows_a_tun_as_kind_tun_without_mac_like_ip() {
 /// Waits (up to 10 s) until `ip` shows `flag` on address `local` in `ns`.
 #[track_caller]
 fn wait_addr_flag(ns: &str, local: &str, flag: &str) {
-    for _ in 0..100 {
-        let links = ip_json(Some(ns), &["addr", "show"]);
-        let found = links.as_array().unwrap().iter().any(|l| {
-            l["addr_info"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|i| i["local"] == local && i[flag] == true)
-        });
-        if found {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{ns}: {local} never got flag {flag}");
+    wait_until(
+        &format!("{ns}: {local} has flag {flag}"),
+        Duration::from_secs(10),
+        || {
+            let links = ip_json(Some(ns), &["addr", "show"]);
+            links.as_array().unwrap().iter().any(|l| {
+                l["addr_info"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["local"] == local && i[flag] == true)
+            })
+        },
+    );
 }
 
 /// Addresses with a peer (`ip addr add A peer B/N`) and a label: `addr list` prints them as
