@@ -13,9 +13,11 @@
 //!                                  message), `-` neither. Answer: `done`.
 //!   lock ex|sh STATE_DIR           flock the state directory's lock file (`sh`: only if there is
 //!                                  one). Answer: `ok`.
-//!   udp DIR                        the UDP sockets of the center (/proc/net/udp and udp6, as
-//!                                  its namespace sees them) into DIR/udp. Answer: `done`.
+//!   center FILE                    what the center's namespace holds, in one look: its UDP
+//!                                  sockets (/proc/net/udp and udp6), then a line `links:` and
+//!                                  the names of its links, into FILE. Answer: `done`.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -81,8 +83,8 @@ pub trait Executor {
     fn run(&mut self, how: How, groups: &[Vec<(Tool, Vec<String>)>]) -> Result<Vec<Ran>>;
     /// Waits for the state directory's lock: exclusive, or shared (if there is a lock file).
     fn lock(&mut self, state_dir: &Path, exclusive: bool) -> Result<()>;
-    /// The lines of /proc/net/udp and /proc/net/udp6 as the center sees them.
-    fn udp(&mut self) -> Result<String>;
+    /// What the center holds: see `CenterView`.
+    fn center(&mut self) -> Result<String>;
     /// Whether the namespace NAME exists.
     fn netns_exists(&self, name: &str) -> bool {
         netns_exists(name)
@@ -277,11 +279,13 @@ impl Executor for Composer {
         }
     }
 
-    fn udp(&mut self) -> Result<String> {
-        let path = self.scratch.dir.join("udp");
-        let answer = self.ask(&format!("udp {}", path.display()))?;
+    fn center(&mut self) -> Result<String> {
+        let path = self.scratch.dir.join("center");
+        let answer = self.ask(&format!("center {}", path.display()))?;
         if answer != "done" {
-            return Err(failed(format!("the hub script answered '{answer}' to udp")));
+            return Err(failed(format!(
+                "the hub script answered '{answer}' to center"
+            )));
         }
         let mut text = String::new();
         if let Ok(mut f) = fs::File::open(&path) {
@@ -292,13 +296,39 @@ impl Executor for Composer {
     }
 }
 
-/// The UDP ports in /proc/net/udp{,6} text (the local address's port, hex).
-pub fn udp_ports(text: &str) -> std::collections::HashSet<u16> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter_map(|local| local.rsplit_once(':'))
-        .filter_map(|(_, port)| u16::from_str_radix(port, 16).ok())
-        .collect()
+/// What the center's namespace holds, read in one look: the UDP ports its sockets hold (every
+/// peer's WireGuard socket listens there; the allocator skips someone else's) and its links (a
+/// link with a new peer's name is someone else's; the center's own interface holds the zones'
+/// addresses).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CenterView {
+    pub udp: HashSet<u16>,
+    pub links: HashSet<String>,
+}
+
+impl CenterView {
+    /// From /proc/net/udp{,6} text (the local address's port, hex), a line `links:`, then one
+    /// link name a line.
+    pub fn parse(text: &str) -> CenterView {
+        let (udp, links) = text
+            .split_once("\nlinks:\n")
+            .or_else(|| text.strip_prefix("links:\n").map(|l| ("", l)))
+            .unwrap_or((text, ""));
+        CenterView {
+            udp: udp
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter_map(|local| local.rsplit_once(':'))
+                .filter_map(|(_, port)| u16::from_str_radix(port, 16).ok())
+                .collect(),
+            links: links
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -306,9 +336,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn udp_ports_of_both_tables() {
-        let text = "  sl  local_address rem_address   st\n   0: 00000000:C350 00000000:0000 07\n  1: 00000000000000000000000000000000:C351 000:0 07\n";
-        let ports = udp_ports(text);
-        assert_eq!(ports, [50000, 50001].into_iter().collect());
+    fn the_center_in_one_look() {
+        let text = "  sl  local_address rem_address   st\n   0: 00000000:C350 00000000:0000 07\n  1: 00000000000000000000000000000000:C351 000:0 07\nlinks:\nhub0\nlo\nc01-wg\n";
+        let view = CenterView::parse(text);
+        assert_eq!(view.udp, [50000, 50001].into_iter().collect());
+        assert_eq!(
+            view.links,
+            ["hub0", "lo", "c01-wg"]
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        );
+        assert_eq!(
+            CenterView::parse(""),
+            CenterView::default(),
+            "no center: nothing"
+        );
+        assert_eq!(CenterView::parse("links:\nlo\n").links.len(), 1);
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::conf::Conf;
 use crate::error::{failed, invalid, Result};
-use crate::exec::udp_ports;
+use crate::exec::CenterView;
 use crate::exec::Tool::{Natctl, Nsctl, Routectl, Wgctl};
 use crate::index::{Index, RunClaims};
 use crate::input::{key_line, Psk};
@@ -31,7 +31,7 @@ pub struct Hub<'e> {
     /// Where a peer's new preshared key comes from (a file given, or generated).
     pub psk_from: HashMap<String, Psk>,
     /// The UDP ports open in the center, read at the first question.
-    udp: Option<HashSet<u16>>,
+    view: Option<CenterView>,
     /// This run's claims and releases.
     claims: RunClaims,
 }
@@ -57,7 +57,7 @@ impl<'e> Hub<'e> {
             settings_recorded: false,
             peers: BTreeMap::new(),
             psk_from: HashMap::new(),
-            udp: None,
+            view: None,
             claims: RunClaims::new(),
         }
     }
@@ -226,23 +226,38 @@ impl<'e> Hub<'e> {
         &self.peers[name]
     }
 
-    /// The UDP ports sockets hold in the center (read once).
-    pub fn udp_ports(&mut self) -> Result<&HashSet<u16>> {
-        if self.udp.is_none() {
-            let center_there = self.conf.ns.is_empty() || self.ns_exists(&self.conf.ns);
-            let text = if center_there {
-                self.run.executor().udp()?
+    /// What the center holds (one look, kept until a stage changes something).
+    pub fn center_view(&mut self) -> Result<&CenterView> {
+        if self.view.is_none() {
+            let there = self.conf.ns.is_empty() || self.ns_exists(&self.conf.ns);
+            let text = if there {
+                self.run.executor().center()?
             } else {
                 String::new()
             };
-            self.udp = Some(udp_ports(&text));
+            self.view = Some(CenterView::parse(&text));
         }
-        Ok(self.udp.get_or_insert_with(HashSet::new))
+        Ok(self.view.get_or_insert_with(CenterView::default))
+    }
+
+    /// The UDP ports sockets hold in the center.
+    pub fn udp_ports(&mut self) -> Result<&HashSet<u16>> {
+        Ok(&self.center_view()?.udp)
     }
 
     /// Whether a socket in the center holds UDP PORT.
     pub fn udp_taken(&mut self, port: u16) -> Result<bool> {
         Ok(self.udp_ports()?.contains(&port))
+    }
+
+    /// Runs a stage of this command; what the center holds is looked at anew after it.
+    pub fn stage(
+        &mut self,
+        steps: Vec<Step>,
+        order: &[crate::exec::Tool],
+    ) -> Result<Vec<crate::steps::Done>> {
+        self.view = None;
+        self.run.stage(steps, order)
     }
 
     /// --check: which namespaces are absent, and the links of those that exist (one `link
@@ -328,7 +343,7 @@ impl<'e> Hub<'e> {
         let bridge_ours = self.center.as_ref().is_some_and(|r| r.bridge_created);
         let self_ns = format!("/proc/{}/ns/net", std::process::id());
         let steps = self.layout().center_steps(bridge_ours, &self_ns);
-        self.run.stage(steps, &[Nsctl])?;
+        self.stage(steps, &[Nsctl])?;
         Ok(was_up)
     }
 
@@ -369,6 +384,9 @@ impl<'e> Hub<'e> {
     }
 
     /// Build (or converge) every listed recorded peer, one batch per tool.
+    ///
+    /// Two stages: first the keys (a lane of their own) beside every peer's namespace insides
+    /// and NAT rules, which need no key; then the tunnels and their routes, which need both.
     pub fn apply_peers(&mut self, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
@@ -381,33 +399,49 @@ impl<'e> Hub<'e> {
             }
             self.foresee(&spaces)?;
         }
-        self.make_keys(names)?;
         if !c.zones() {
+            // the extra bridges the peers' ports go on, which every group's ports may need
             let layout = self.layout();
             let mut joined = HashSet::new();
-            let netns: Vec<Step> = names
+            let trunks: Vec<Step> = names
                 .iter()
-                .flat_map(|n| layout.netns_steps(&self.peers[n], &mut joined))
+                .flat_map(|n| layout.trunk_steps(&self.peers[n], &mut joined))
                 .collect();
-            self.run.stage(netns, &[Nsctl])?;
+            self.stage(trunks, &[Nsctl])?;
         }
+        let needs_no_key = |s: &Step| matches!(s.tool, Nsctl | Natctl);
+        let mut first = self.key_steps(names)?;
+        first.extend(
+            self.peer_steps(names, &HashSet::new())
+                .into_iter()
+                .filter(needs_no_key),
+        );
+        let made = self.stage(first, &[Wgctl, Nsctl, Natctl])?;
+        self.take_keys(names, &made)?;
         let remake = self.remakes(names)?;
-        let layout = self.layout();
-        let steps = names.iter().flat_map(|n| {
-            let peer = &self.peers[n];
-            if c.zones() {
-                layout.zone_steps(peer, remake.contains(n))
-            } else {
-                layout.peer_steps(peer, remake.contains(n))
-            }
-        });
-        let order = if c.zones() {
-            [Wgctl, Nsctl, Natctl, Routectl]
-        } else {
-            [Nsctl, Wgctl, Routectl, Natctl]
-        };
-        self.run.stage(steps.collect(), &order)?;
+        let then: Vec<Step> = self
+            .peer_steps(names, &remake)
+            .into_iter()
+            .filter(|s| !needs_no_key(s))
+            .collect();
+        self.stage(then, &[Wgctl, Routectl])?;
         Ok(())
+    }
+
+    /// Every step of the listed peers, in this mode (REMAKE: their tunnels go first).
+    fn peer_steps(&self, names: &[String], remake: &HashSet<String>) -> Vec<Step> {
+        let layout = self.layout();
+        names
+            .iter()
+            .flat_map(|n| {
+                let peer = &self.peers[n];
+                if self.conf.zones() {
+                    layout.zone_steps(peer, remake.contains(n))
+                } else {
+                    layout.peer_steps(peer, remake.contains(n))
+                }
+            })
+            .collect()
     }
 
     /// `up`: the tunnels whose UDP socket is not in the center, their birthplace: born in a center
@@ -425,22 +459,22 @@ impl<'e> Hub<'e> {
         Ok(remake)
     }
 
-    /// The keys of the listed peers: the hub side of each tunnel, the client's pair unless it
-    /// brought its own, the preshared key; the public keys they print go into the records.
-    fn make_keys(&mut self, names: &[String]) -> Result<()> {
+    /// The key steps of the listed peers (in the lane `keys`): the hub side of each tunnel, the
+    /// client's pair unless it brought its own, the preshared key to generate; a preshared key
+    /// given as a file is copied here.
+    fn key_steps(&mut self, names: &[String]) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
-        let mut keyed: HashSet<String> = HashSet::new();
         for n in names {
             let peer = &self.peers[n];
             let needs_psk =
                 peer.settings.preshared_key && !crate::state::has_content(&self.state.psk_path(n));
             let from = self.psk_from.get(n).cloned().unwrap_or(Psk::Generate);
-            let gen_psk = needs_psk && from == Psk::Generate;
-            let s = self.layout().key_steps(peer, gen_psk);
-            if s.iter().any(|s| !s.owner.ends_with(":psk")) {
-                keyed.insert(n.clone());
-            }
-            steps.extend(s);
+            steps.extend(
+                self.layout()
+                    .key_steps(peer, needs_psk && from == Psk::Generate)
+                    .into_iter()
+                    .map(|s| s.in_lane("keys")),
+            );
             if let (true, Psk::File(file)) = (needs_psk, from) {
                 if !self.run.check {
                     let text = std::fs::read_to_string(&file)
@@ -452,7 +486,15 @@ impl<'e> Hub<'e> {
                     .changed_by(n, format!("preshared key from {}", file.display()));
             }
         }
-        for d in self.run.stage(steps, &[Wgctl])? {
+        Ok(steps)
+    }
+
+    /// The public keys the key steps printed (MADE) go into the records; a key file written by
+    /// a killed run, its record not yet updated, is read. With --check, a peer whose keys are
+    /// not made yet is predicted: its later steps cannot be asked.
+    fn take_keys(&mut self, names: &[String], made: &[crate::steps::Done]) -> Result<()> {
+        let mut keyed: HashSet<String> = HashSet::new();
+        for d in made {
             let Some(public) = crate::steps::field(&d.json, "public_key") else {
                 continue;
             };
@@ -461,14 +503,14 @@ impl<'e> Hub<'e> {
                 match side {
                     "hub" => p.public_key = Some(public),
                     "client" => p.client_public_key = Some(public),
-                    _ => {}
+                    _ => continue,
                 }
+                keyed.insert(n.to_string());
             }
         }
         for n in names {
             let p = &self.peers[n];
             if self.run.check {
-                // (a key not made yet: its steps cannot be asked)
                 let psk_missing =
                     p.settings.preshared_key && !crate::state::has_content(&self.state.psk_path(n));
                 if p.public_key.is_none() || p.client_public_key.is_none() || psk_missing {
@@ -476,7 +518,6 @@ impl<'e> Hub<'e> {
                 }
                 continue;
             }
-            // a key file written by a killed run, its record not yet updated
             if p.public_key.is_none() {
                 let k = public_key_of(&self.state.key_path(n))?;
                 self.peers.get_mut(n).expect("loaded").public_key = Some(k);
@@ -521,7 +562,7 @@ impl<'e> Hub<'e> {
                 )
             })
             .collect();
-        self.run.stage(steps, &[Wgctl, Nsctl])?;
+        self.stage(steps, &[Wgctl, Nsctl])?;
         Ok(())
     }
 
@@ -536,19 +577,12 @@ impl<'e> Hub<'e> {
                 .iter()
                 .map(|n| Step::new(Wgctl, n, format!("{co}iface del {}", Names::of(&c, n).wg)))
                 .collect();
-            self.run.stage(steps, &[Wgctl])?;
+            self.stage(steps, &[Wgctl])?;
             return Ok(());
         }
         // (the peers' addresses are on the center's interface: gone, a stopped or broken hub,
-        // they went with it; listing its addresses reads that one link, not the center's 1,000)
-        let cif = self
-            .run
-            .probe(Step::new(
-                Nsctl,
-                "center",
-                format!("{co}addr list --dev {}", c.center_if()),
-            ))?
-            .is_some();
+        // they went with it)
+        let cif = self.center_view()?.links.contains(&c.center_if());
         // the ids of their natctl rules: natctl --check of the same rule prints its id
         let layout = self.layout();
         let reads: Vec<Step> = names
@@ -582,7 +616,7 @@ impl<'e> Hub<'e> {
                 layout.zone_removal_steps(&self.peers[n], ids.get(n).map_or(&[][..], |v| v), cif)
             })
             .collect();
-        self.run.stage(steps, &[Natctl, Routectl, Wgctl, Nsctl])?;
+        self.stage(steps, &[Natctl, Routectl, Wgctl, Nsctl])?;
         Ok(())
     }
 
@@ -616,15 +650,7 @@ impl<'e> Hub<'e> {
         }
         for n in names {
             let wg = Names::of(&c, n).wg;
-            if self
-                .run
-                .probe(Step::new(
-                    Nsctl,
-                    n,
-                    format!("{}addr list --dev {wg}", ns_opt(&c.ns)),
-                ))?
-                .is_some()
-            {
+            if self.center_view()?.links.contains(&wg) {
                 return Err(invalid(format!(
                     "a link named {wg} exists in {}, and the hub did not create it (peer '{n}' has no record): delete it or choose another peer name",
                     c.where_center()
@@ -662,7 +688,7 @@ impl<'e> Hub<'e> {
             .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| (d.owner, v)))
             .collect();
         let udp_ports = if center_ok {
-            udp_ports(&self.run.executor().udp()?)
+            self.udp_ports()?.clone()
         } else {
             HashSet::new()
         };

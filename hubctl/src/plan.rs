@@ -132,11 +132,10 @@ impl Layout<'_> {
         s
     }
 
-    /// NETNS stage of HUB_MODE=netns: each peer's namespace, and the extra bridges their ports
-    /// need (JOINED: those already planned).
-    pub fn netns_steps(&self, peer: &Peer, joined: &mut HashSet<u32>) -> Vec<Step> {
-        let nm = Names::of(self.conf, &peer.name);
-        let mut s = vec![Step::new(Nsctl, &peer.name, format!("netns add {}", nm.ns))];
+    /// HUB_MODE=netns: the extra bridge PEER's port goes on and the veth that joins it to
+    /// HUB_BRIDGE, unless already planned (JOINED).
+    pub fn trunk_steps(&self, peer: &Peer, joined: &mut HashSet<u32>) -> Vec<Step> {
+        let mut s = Vec::new();
         let place = names::placement(self.conf, peer, self.switch.is_some());
         if let Some(trunk) = place.trunk.filter(|_| joined.insert(place.k)) {
             let bo = self.bridge();
@@ -157,7 +156,8 @@ impl Layout<'_> {
         s
     }
 
-    /// HUB_MODE=netns: the peer's namespace's insides, its tunnel, its routes and its NAPT.
+    /// HUB_MODE=netns: the peer's namespace and its insides, its tunnel, its routes and its
+    /// NAPT.
     /// REMAKE: its tunnel was born in a center since deleted and goes first.
     pub fn peer_steps(&self, peer: &Peer, remake: bool) -> Vec<Step> {
         let c = self.conf;
@@ -166,6 +166,7 @@ impl Layout<'_> {
         let inner = ns_opt(&nm.ns);
         let mut s = Vec::new();
         let mut ns = |line: String| s.push(Step::new(Nsctl, n, line));
+        ns(format!("netns add {}", nm.ns));
         ns(format!("{inner}link set lo --up"));
         ns(format!("{inner}sysctl net.ipv4.ip_forward=1"));
         if c.v6.is_some() {

@@ -18,6 +18,9 @@ pub struct Step {
     pub tool: Tool,
     pub owner: String,
     pub line: String,
+    /// A lane of its own: the steps of a lane run in a group of their own, beside the peers'
+    /// (the keys every peer of a stage needs, made while the peers' namespaces are built).
+    pub lane: Option<&'static str>,
 }
 
 impl Step {
@@ -26,7 +29,21 @@ impl Step {
             tool,
             owner: owner.to_string(),
             line: line.into(),
+            lane: None,
         }
+    }
+
+    /// The same step, in LANE.
+    pub fn in_lane(self, lane: &'static str) -> Step {
+        Step {
+            lane: Some(lane),
+            ..self
+        }
+    }
+
+    /// What it is grouped by: its lane, else its peer.
+    fn group_key(&self) -> &str {
+        self.lane.unwrap_or_else(|| self.peer())
     }
 
     /// The owner's peer (or "center"): the part before ':'.
@@ -238,12 +255,12 @@ impl<'e> Runner<'e> {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
-        // the groups: owners dealt round-robin by first appearance
+        // the groups: owners (or lanes) dealt round-robin by first appearance
         let mut group_of: HashMap<String, usize> = HashMap::new();
         for s in &steps {
             let n = group_of.len();
             group_of
-                .entry(s.peer().to_string())
+                .entry(s.group_key().to_string())
                 .or_insert(n % self.jobs.max(1));
         }
         let ngroups = group_of.values().max().map_or(0, |m| m + 1);
@@ -257,7 +274,7 @@ impl<'e> Runner<'e> {
                     let mut groups: Vec<Vec<usize>> = vec![Vec::new(); ngroups];
                     for &i in &todo {
                         if !self.failed.contains(steps[i].peer()) {
-                            groups[group_of[steps[i].peer()]].push(i);
+                            groups[group_of[steps[i].group_key()]].push(i);
                         }
                     }
                     groups.retain(|g| !g.is_empty());
@@ -288,7 +305,7 @@ impl<'e> Runner<'e> {
             let mut groups: Vec<Vec<(Tool, Vec<usize>)>> = vec![Vec::new(); ngroups];
             for tool in order {
                 for (i, s) in steps.iter().enumerate().filter(|(_, s)| s.tool == *tool) {
-                    let g = &mut groups[group_of[s.peer()]];
+                    let g = &mut groups[group_of[s.group_key()]];
                     match g.last_mut() {
                         Some((t, idx)) if t == tool => idx.push(i),
                         _ => g.push((*tool, vec![i])),

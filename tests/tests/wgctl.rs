@@ -1588,6 +1588,22 @@ fn show_tells_whether_listeners_are_filtered() {
     ))
     .ok();
     assert_eq!(show(&p, &ours).listener_filtered, Some(false));
+    // asked for again as it is (a re-run after a kill): its listeners are filtered, a change;
+    // then nothing is
+    let again = || {
+        let args = [
+            "--backend",
+            "userspace",
+            "--listen-port",
+            "51842",
+            "--into-ns",
+            &p,
+        ];
+        wg(&iface_add(&center, &ours, &key, &args)).ok().json()["changed"].clone()
+    };
+    assert_eq!(again(), true, "the unfiltered listener is filtered");
+    assert_eq!(show(&p, &ours).listener_filtered, Some(true));
+    assert_eq!(again(), false);
     add("51843", &["--replace"]);
     assert_eq!(show(&p, &ours).listener_filtered, Some(true));
 

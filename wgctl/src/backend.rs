@@ -440,6 +440,28 @@ impl Iface {
         Ok(())
     }
 
+    /// An interface that exists, served by a wireguard-go whose listeners are not all filtered
+    /// (a run killed before it filtered them, or a process started by hand): they are filtered
+    /// now, the link listener by the interface's index (kept across the move). Returns whether
+    /// that changed something (a refused filter changes nothing: it warns); with CHECK, whether
+    /// it would.
+    pub fn refilter(&self, link: &Link, check: bool) -> bool {
+        if listener_filtered(&self.name, link.backend) != Some(false) {
+            return false;
+        }
+        if check {
+            return true;
+        }
+        self.quiet(
+            Listener::Link {
+                ifindex: link.index,
+            },
+            Duration::ZERO,
+        );
+        self.quiet(Listener::Route, Duration::ZERO);
+        listener_filtered(&self.name, link.backend) == Some(true)
+    }
+
     /// The listen port the backend picked when the link came up (when none was asked for),
     /// waiting up to 2 s for it (wireguard-go notices an "up" in another namespace within a
     /// second).

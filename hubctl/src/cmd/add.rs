@@ -80,7 +80,7 @@ pub fn add(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         }
         take_settings(hub, &mut peer, &wanted);
         hub.peers.insert(n.clone(), peer);
-        // Claimed now, recorded once its keys exist (apply_peers), before anything is built.
+        // Claimed now, recorded once every name passed, before anything is built.
         let claimed = hub.peers[n].clone();
         hub.index().claim(&claimed)?;
         fresh.push(n.clone());
@@ -89,6 +89,11 @@ pub fn add(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         hub.run.changed_by("-", "");
     }
     hub.state.mark_pending(names.iter().map(String::as_str))?;
+    // (a record before any object: a kill from here on leaves a recorded, pending peer, which
+    // the next `peer add`, `sync` or `up` finishes; its keys are filled in once made)
+    for n in &fresh {
+        hub.save_peer(n)?;
+    }
     if let Err(e) = hub.apply_peers(names) {
         undo(hub, &fresh);
         return Err(e);

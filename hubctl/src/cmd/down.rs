@@ -63,7 +63,7 @@ pub fn down(hub: &mut Hub, keep_state: bool) -> Result<Outcome> {
                 }
             }
         }
-        hub.run.stage(steps, &[Nsctl, Natctl])?;
+        hub.stage(steps, &[Nsctl, Natctl])?;
         if !keep_state {
             let path = hub.state.center_path().display().to_string();
             hub.run.changed_by("center", format!("remove {path}"));

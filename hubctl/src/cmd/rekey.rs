@@ -61,7 +61,7 @@ pub fn rekey(hub: &mut Hub, names: &[String], client: bool) -> Result<Outcome> {
             format!("genkey --out {}", quote(&hub.state.client_key_path(n))),
         ));
     }
-    for d in hub.run.stage(keys, &[Wgctl])? {
+    for d in hub.stage(keys, &[Wgctl])? {
         let Some(public) = crate::steps::field(&d.json, "public_key") else {
             continue;
         };
@@ -82,7 +82,7 @@ pub fn rekey(hub: &mut Hub, names: &[String], client: bool) -> Result<Outcome> {
         hub.ns_exists(&nm.ns)
             .then(|| format!("--ns {} iface del {}", nm.ns, nm.wg))
     };
-    hub.run.stage(
+    hub.stage(
         del.into_iter().map(|l| Step::new(Wgctl, n, l)).collect(),
         &[Wgctl],
     )?;

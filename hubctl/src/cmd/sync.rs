@@ -215,6 +215,7 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
         );
     }
     for n in &d.add {
+        hub.save_peer(n)?;
         let p = &hub.peers[n];
         let what = format!(
             "record peer {n} with port {}, address {}",

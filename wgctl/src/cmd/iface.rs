@@ -343,7 +343,8 @@ fn converge(ctx: &Ctx, iface: &Iface, found: &Existing) -> Result<Outcome> {
     report(changed, iface, Some(link.backend), &public, port)
 }
 
-/// Moves an interface an interrupted run left in the birthplace and brings it up; returns
+/// Moves an interface an interrupted run left in the birthplace and brings it up, and filters
+/// the listeners of its wireguard-go if they are not (a run killed before it did); returns
 /// whether there was anything to do.
 fn finish(ctx: &Ctx, iface: &Iface, side: Side, link: &Link) -> Result<bool> {
     let moving = side == Side::Birth && iface.moves();
@@ -354,7 +355,7 @@ fn finish(ctx: &Ctx, iface: &Iface, side: Side, link: &Link) -> Result<bool> {
         }
         iface.bring_up(link.backend)?;
     }
-    Ok(changed)
+    Ok(iface.refilter(link, ctx.check) || changed)
 }
 
 /// `--replace` with the same backend: sets what differs (MTU, then private key, fwmark and
