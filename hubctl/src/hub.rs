@@ -30,7 +30,7 @@ pub struct Hub<'e> {
     pub peers: BTreeMap<String, Peer>,
     /// Where a peer's new preshared key comes from (a file given, or generated).
     pub psk_from: HashMap<String, Psk>,
-    /// The UDP ports open in the center, read at the first question.
+    /// What the center holds (its UDP sockets and links), read at the first question.
     view: Option<CenterView>,
     /// This run's claims and releases.
     claims: RunClaims,

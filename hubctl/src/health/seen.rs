@@ -1,0 +1,236 @@
+//! What the tools print, the parts the health rules read: a key that is absent or null reads
+//! as jq's null (`// default`), and an output of another shape reads as absent.
+
+use std::collections::HashMap;
+
+use serde::de::{DeserializeOwned, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Observed;
+
+/// A `Vec` field that may be null (jq's `.list[]?` and `.list // []`).
+pub(super) fn null_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `nsctl link list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct LinkList {
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) links: Vec<Link>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Link {
+    pub(super) name: String,
+    pub(super) state: Option<String>,
+    pub(super) master: Option<String>,
+    pub(super) mtu: Option<u64>,
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) addresses: Vec<String>,
+}
+
+/// `nsctl sysctl KEY`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct SysctlShow {
+    pub(super) sysctl: Option<Sysctl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Sysctl {
+    pub(super) value: Option<String>,
+}
+
+impl SysctlShow {
+    pub(super) fn is_on(&self) -> bool {
+        self.sysctl.as_ref().and_then(|s| s.value.as_deref()) == Some("1")
+    }
+}
+
+/// `wgctl show`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct WgShow {
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) interfaces: Vec<WgInterface>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct WgInterface {
+    pub(super) name: Option<String>,
+    pub(super) public_key: Option<String>,
+    pub(super) listen_port: Option<u64>,
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) peers: Vec<WgPeer>,
+    /// wireguard-go's listener filters the center's link events (null: unknown).
+    pub(super) listener_filtered: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct WgPeer {
+    pub(super) public_key: Option<String>,
+    pub(super) endpoint: Option<String>,
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) allowed_ips: Vec<String>,
+    pub(super) latest_handshake: Option<u64>,
+    pub(super) rx_bytes: Option<u64>,
+    pub(super) tx_bytes: Option<u64>,
+    pub(super) persistent_keepalive: Option<u64>,
+    pub(super) preshared_key: Option<bool>,
+}
+
+/// `routectl route list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RouteList {
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) routes: Vec<Route>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Route {
+    pub(super) family: Option<String>,
+    pub(super) dst: Option<String>,
+    pub(super) dev: Option<String>,
+    /// Its name ("main") or its number.
+    pub(super) table: Value,
+    pub(super) table_id: Option<u64>,
+}
+
+/// `routectl rule list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RuleList {
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) rules: Vec<Rule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Rule {
+    pub(super) family: Option<String>,
+    pub(super) fwmark: Option<u64>,
+    pub(super) table_id: Option<u64>,
+    pub(super) priority: Option<u64>,
+}
+
+/// `natctl list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct NatList {
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) rules: Vec<NatRule>,
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) foreign_tables: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct NatRule {
+    pub(super) id: Value,
+    pub(super) kind: Option<String>,
+    pub(super) iif: Option<String>,
+    pub(super) oif: Option<String>,
+    pub(super) zone: Option<u64>,
+    pub(super) set: Option<u64>,
+    pub(super) to: Option<String>,
+    pub(super) src: Option<String>,
+    pub(super) dst: Option<String>,
+    pub(super) local: Option<bool>,
+    pub(super) early: Option<bool>,
+    pub(super) verdict: Option<String>,
+    pub(super) default: Option<String>,
+    pub(super) tampered: Option<bool>,
+    pub(super) complete: Option<bool>,
+}
+
+impl NatRule {
+    pub(super) fn is(&self, kind: &str, iif: &str) -> bool {
+        self.kind.as_deref() == Some(kind) && self.iif.as_deref() == Some(iif)
+    }
+}
+
+/// A value as jq's string interpolation writes it: a string as itself, anything else as JSON.
+pub(crate) fn jq_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An optional value as jq writes it (`null` when absent).
+pub(super) fn or_null<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_string(), |v| v.to_string())
+}
+
+/// The links of one namespace by name, in the order the tool listed them (jq's `from_entries`: a
+/// repeated name keeps its first place and its last value).
+pub(super) struct Links {
+    pub(super) links: Vec<Link>,
+    pub(super) by_name: HashMap<String, usize>,
+}
+
+impl Links {
+    pub(super) fn new(list: LinkList) -> Links {
+        let mut links: Vec<Link> = Vec::new();
+        let mut by_name = HashMap::new();
+        for link in list.links {
+            match by_name.get(&link.name) {
+                Some(&at) => links[at] = link,
+                None => {
+                    by_name.insert(link.name.clone(), links.len());
+                    links.push(link);
+                }
+            }
+        }
+        Links { links, by_name }
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&Link> {
+        self.by_name.get(name).map(|&at| &self.links[at])
+    }
+}
+
+/// A routing table a default route must be in.
+#[derive(Clone, Copy)]
+pub(super) enum Table {
+    Main,
+    Id(u32),
+}
+
+impl Table {
+    pub(super) fn holds(self, route: &Route) -> bool {
+        match self {
+            Table::Main => route.table.as_str() == Some("main"),
+            Table::Id(id) => {
+                route.table.as_f64() == Some(f64::from(id)) || route.table_id == Some(u64::from(id))
+            }
+        }
+    }
+}
+
+/// The tool output of OWNER (absent, or of another shape: the default, jq's null).
+pub(super) fn read<T: DeserializeOwned + Default>(seen: &Observed, owner: &str) -> T {
+    seen.shows
+        .get(owner)
+        .and_then(|v| T::deserialize(v).ok())
+        .unwrap_or_default()
+}
+
+pub(super) fn ip_version(family: &str) -> &'static str {
+    if family == "inet6" {
+        "IPv6 "
+    } else {
+        ""
+    }
+}

@@ -1,0 +1,166 @@
+//! The health rules against what real hubs printed (tests/fixtures/health).
+
+use super::*;
+use crate::conf::Conf;
+use crate::record::{Center, Peer};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// A fixture of tests/fixtures/health (capture.sh there made them).
+pub(crate) fn fixture(file: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/health/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// What the hub of a fixture saw: its settings, records and tool outputs.
+pub(crate) struct Case {
+    conf: Conf,
+    center: Option<Center>,
+    peers: BTreeMap<String, Peer>,
+    pub(crate) seen: Observed,
+}
+
+impl Case {
+    pub(crate) fn load(name: &str) -> Case {
+        let input: Value = serde_json::from_str(&fixture(&format!("{name}.json"))).unwrap();
+        let env: HashMap<String, String> = serde_json::from_value(input["env"].clone()).unwrap();
+        let records: Vec<Peer> = serde_json::from_value(input["records"].clone()).unwrap();
+        Case {
+            conf: Conf::from_map(&env).unwrap(),
+            center: serde_json::from_value(input["center"].clone()).unwrap(),
+            peers: records.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            seen: Observed {
+                shows: serde_json::from_value(input["shows"].clone()).unwrap(),
+                netns: serde_json::from_value(input["netns"].clone()).unwrap(),
+                udp_ports: serde_json::from_value(input["udp_ports"].clone()).unwrap(),
+            },
+        }
+    }
+
+    pub(crate) fn status(&self) -> Value {
+        status(&self.conf, self.center.as_ref(), &self.peers, &self.seen)
+    }
+}
+
+/// Every captured hub (and netns-synthetic, a captured one edited where the kernel cannot be
+/// made to say it) against status.jq's output for the same inputs, byte for byte.
+pub(crate) const CASES: [&str; 14] = [
+    "netns-healthy",
+    "netns-broken",
+    "netns-broken-center",
+    "netns-no-switch",
+    "netns-not-recorded",
+    "netns-no-center",
+    "netns-v6-trunks",
+    "netns-v6-trunks-broken",
+    "netns-synthetic",
+    "zones-healthy",
+    "zones-broken",
+    "zones-v6-healthy",
+    "zones-v6-broken",
+    "zones-no-center",
+];
+
+#[test]
+fn status_is_status_jq() {
+    for name in CASES {
+        let got = serde_json::to_string(&Case::load(name).status()).unwrap();
+        let want = fixture(&format!("{name}.status.json"));
+        assert_eq!(got, want.trim_end(), "{name}");
+    }
+}
+
+#[test]
+fn the_view_structs_read_back_what_they_print() {
+    for name in CASES {
+        let got = Case::load(name).status();
+        let back: Status = serde_json::from_value(got.clone()).unwrap();
+        assert_eq!(serde_json::to_value(back).unwrap(), got, "{name}");
+    }
+}
+
+/// Sets `listener_filtered` on the interface WG in the show OWNER.
+fn set_listener(case: &mut Case, owner: &str, wg: &str, filtered: Value) {
+    let interfaces = case.seen.shows.get_mut(owner).unwrap()["interfaces"]
+        .as_array_mut()
+        .unwrap();
+    let i = interfaces.iter_mut().find(|i| i["name"] == wg).unwrap();
+    i["listener_filtered"] = filtered;
+}
+
+fn problems(status: &Value, peer: usize) -> Vec<String> {
+    serde_json::from_value(status["peers"][peer]["problems"].clone()).unwrap()
+}
+
+#[test]
+fn an_unfiltered_listener_is_a_problem_right_after_the_tunnels() {
+    let unfiltered =
+        "wireguard-go's listener of hxa-wg is unfiltered: every link event in the center wakes it (wgctl warned when it made it)";
+    // a healthy hub: its only problem, in both modes
+    for (name, owner) in [("netns-healthy", "a:wg"), ("zones-healthy", "center:wg")] {
+        let mut case = Case::load(name);
+        let healthy = case.status();
+        for unknown in [Value::Null, Value::Bool(true)] {
+            set_listener(&mut case, owner, "hxa-wg", unknown);
+            assert_eq!(
+                case.status(),
+                healthy,
+                "{name}: null and true are no problem"
+            );
+        }
+        set_listener(&mut case, owner, "hxa-wg", Value::Bool(false));
+        let got = case.status();
+        assert_eq!(problems(&got, 0), [unfiltered], "{name}");
+        assert_eq!(
+            (got["healthy"].clone(), got["peers"][0]["healthy"].clone()),
+            (false.into(), false.into())
+        );
+        assert_eq!(
+            got["peers"][1], healthy["peers"][1],
+            "{name}: only its peer"
+        );
+    }
+    // a peer with tunnel problems and others after them
+    let mut case = Case::load("netns-broken");
+    let mut want = problems(&case.status(), 0);
+    let last_tunnel = want
+        .iter()
+        .position(|p| p.starts_with("the client's peer on hxa-wg routes"))
+        .unwrap();
+    assert_eq!(
+        want[last_tunnel + 1],
+        "bridge port hxa-br is missing in namespace hxhub.switch"
+    );
+    want.insert(last_tunnel + 1, unfiltered.to_string());
+    set_listener(&mut case, "a:wg", "hxa-wg", Value::Bool(false));
+    assert_eq!(problems(&case.status(), 0), want);
+}
+
+#[test]
+fn tool_outputs_of_another_shape_read_as_absent() {
+    let mut case = Case::load("netns-healthy");
+    case.seen
+        .shows
+        .insert("a:routes".into(), serde_json::json!({"routes": null}));
+    case.seen
+        .shows
+        .insert("a:nat".into(), serde_json::json!("not an object"));
+    case.seen.shows.insert(
+        "a:links".into(),
+        serde_json::json!({"links": [{"name": "hxa-in", "addresses": null}]}),
+    );
+    let got = problems(&case.status(), 0);
+    assert_eq!(
+        got,
+        [
+            "veth hxa-in is down in namespace hxa",
+            "hxa-in lacks its address 100.64.0.1/24",
+            "WireGuard interface hxa-wg is missing in namespace hxa",
+            "no default route into hxa-wg in namespace hxa",
+            "no NAPT rule (masquerade out of hxa-in) in namespace hxa",
+        ]
+    );
+}
