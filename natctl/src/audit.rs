@@ -10,11 +10,10 @@
 //! the id; otherwise its nftables rules are *tampered* (expressions that differ, or an extra
 //! copy) and/or *missing*. `add` replaces an id that is not intact, `list` shows which.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::cmd::stored_rule;
 use crate::nft::encode;
 use crate::nft::list::KernelRule;
 use crate::rule::Rule;
@@ -48,9 +47,26 @@ pub struct Audit {
     pub ids: HashMap<String, IdAudit>,
 }
 
+/// The ids of `kernel` (a dump of natctl's table) whose rules are exactly what the id stands
+/// for, and the others (`nft::cache::Classify`).
+pub fn classify(kernel: &[KernelRule], rebuild: Rebuild) -> (HashSet<String>, HashSet<String>) {
+    let (intact, stale): (Vec<_>, Vec<_>) = audit(kernel, rebuild)
+        .ids
+        .into_iter()
+        .partition(|(_, a)| a.intact);
+    (
+        intact.into_iter().map(|(id, _)| id).collect(),
+        stale.into_iter().map(|(id, _)| id).collect(),
+    )
+}
+
+/// What rebuilds a rule from the comment natctl stored with it (the command line's own parser,
+/// `cmd::stored_rule`, handed in: the audit sits below the commands).
+pub type Rebuild = fn(&str) -> Option<Rule>;
+
 /// Compares every natctl rule of `kernel` (a dump of natctl's table) with what its id stands
 /// for.
-pub fn audit(kernel: &[KernelRule]) -> Audit {
+pub fn audit(kernel: &[KernelRule], rebuild: Rebuild) -> Audit {
     let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, k) in kernel.iter().enumerate() {
         if let Some(id) = k.id() {
@@ -61,7 +77,7 @@ pub fn audit(kernel: &[KernelRule]) -> Audit {
     let mut ids = HashMap::with_capacity(by_id.len());
     for (id, found) in by_id {
         let comment = kernel[found[0]].comment.as_deref().unwrap_or_default();
-        let rule = stored_rule(comment);
+        let rule = rebuild(comment);
         let expected: Vec<(String, Vec<u8>)> = rule.as_ref().map_or_else(Vec::new, |rule| {
             rule.parts
                 .iter()
@@ -156,7 +172,7 @@ mod tests {
         let snat = rule("snat --to 10.0.0.1 --iif t1 --local");
         let mut kernel = kernel_of(&connmark, 1);
         kernel.extend(kernel_of(&snat, 10));
-        let audit = audit(&kernel);
+        let audit = audit(&kernel, crate::cmd::stored_rule);
         assert!(audit.tampered.iter().all(|t| !t));
         assert!(audit.ids[&connmark.id()].intact);
         assert!(audit.ids[&snat.id()].intact);
@@ -168,7 +184,7 @@ mod tests {
         let snat = rule("snat --to 100.64.0.7 --oif x");
         let mut kernel = kernel_of(&masquerade, 1);
         kernel[0].shape = kernel_of(&snat, 1)[0].shape.clone();
-        let audit = audit(&kernel);
+        let audit = audit(&kernel, crate::cmd::stored_rule);
         assert_eq!(audit.tampered, [true]);
         let id = &audit.ids[&masquerade.id()];
         assert!(!id.intact);
@@ -182,7 +198,10 @@ mod tests {
         // The right expressions in another chain are not the rule either.
         let mut moved = kernel_of(&masquerade, 1);
         moved[0].chain = "dstnat".into();
-        assert_eq!(super::audit(&moved).tampered, [true]);
+        assert_eq!(
+            super::audit(&moved, crate::cmd::stored_rule).tampered,
+            [true]
+        );
     }
 
     #[test]
@@ -190,7 +209,7 @@ mod tests {
         let connmark = rule("connmark --iif t1 --set 5");
         let mut kernel = kernel_of(&connmark, 1);
         kernel.remove(1);
-        let audit = audit(&kernel);
+        let audit = audit(&kernel, crate::cmd::stored_rule);
         let id = &audit.ids[&connmark.id()];
         assert!(!id.intact && audit.tampered.iter().all(|t| !t));
         assert_eq!(
@@ -202,7 +221,7 @@ mod tests {
         );
         let mut twice = kernel_of(&connmark, 1);
         twice.push(twice[0].clone());
-        let audit = super::audit(&twice);
+        let audit = super::audit(&twice, crate::cmd::stored_rule);
         assert_eq!(audit.tampered, [false, false, false, false, true]);
         assert!(!audit.ids[&connmark.id()].intact);
     }

@@ -19,7 +19,7 @@ impl Del {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         let lock = lock::namespace(&ctx.ns_label())?;
         // (a batch deleting many ids dumps the table once: see `cache`)
-        let seen = nft::cache::with_rules(&lock, |kernel| {
+        let seen = nft::cache::with_rules(&lock, super::classify, |kernel| {
             let found: Vec<_> = kernel
                 .iter()
                 .filter(|k| k.id() == Some(self.id.as_str()))

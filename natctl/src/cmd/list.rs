@@ -54,7 +54,7 @@ impl List {
             .filter(|t| format!("table {t}") != TABLE_LABEL)
             .collect();
         foreign_tables.sort();
-        let audit = audit::audit(&kernel);
+        let audit = audit::audit(&kernel, super::stored_rule);
         let mut rules = Vec::with_capacity(kernel.len());
         for (k, tampered) in kernel.into_iter().zip(audit.tampered) {
             let found = k.id().and_then(|id| audit.ids.get(id));

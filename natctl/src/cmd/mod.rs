@@ -14,11 +14,13 @@ pub mod snat;
 pub mod zone;
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use common::{Context, Ctx, Error, Outcome, Result};
 
 use crate::nft::cache::Presence;
+use crate::nft::list::KernelRule;
 use crate::nft::{self, encode::COMMENT_MAX, lock, TABLE_LABEL};
 use crate::rule::{parse_comment, Rule};
 
@@ -93,6 +95,12 @@ thread_local! {
     static STORED: RefCell<clap::Command> = RefCell::new(Stored::command());
 }
 
+/// The ids of a dump of natctl's table that are intact, and the others (the audit, with this
+/// parser to rebuild each rule from its comment).
+fn classify(kernel: &[KernelRule]) -> (HashSet<String>, HashSet<String>) {
+    crate::audit::classify(kernel, stored_rule)
+}
+
 /// Rebuilds a rule from a comment natctl wrote; None for anything else.
 pub fn stored_rule(comment: &str) -> Option<Rule> {
     let (_, canonical) = parse_comment(comment)?;
@@ -128,8 +136,8 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
         )
     };
     let lock = lock::namespace(&ctx.ns_label())?;
-    let mut seen =
-        nft::cache::with_ids(&lock, |ids| ids.presence(&id)).with_context(|| reading(ctx))?;
+    let mut seen = nft::cache::with_ids(&lock, classify, |ids| ids.presence(&id))
+        .with_context(|| reading(ctx))?;
     let presence = seen.answer;
     if presence == Presence::Intact {
         return Outcome::object(false, "rule", rule.view(ctx.netns_name()));
@@ -137,7 +145,7 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
     let mut replacing = Vec::new();
     if presence == Presence::Stale {
         // (the handles need a dump, unless this process has one of this generation)
-        let found = nft::cache::with_rules(&lock, |kernel| {
+        let found = nft::cache::with_rules(&lock, classify, |kernel| {
             kernel
                 .iter()
                 .filter(|k| k.id() == Some(id.as_str()))

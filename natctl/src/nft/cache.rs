@@ -110,11 +110,20 @@ fn parse_gen(hdr: &libc::nlmsghdr, out: &mut Option<u32>) -> libc::c_int {
     mnl::mnl_sys::MNL_CB_OK
 }
 
+/// What tells the ids of a dump whose rules are exactly what the id stands for (intact) from
+/// those held otherwise (stale): natctl's audit, handed in by the caller (the cache sits below
+/// the rules it would need to know that).
+pub type Classify = fn(&[KernelRule]) -> (HashSet<String>, HashSet<String>);
+
 /// Looks at the rule ids in natctl's table of the locked namespace; returns the generation
 /// they hold for. Dumps the table only when neither this process nor the store knows it at the
 /// current generation.
-pub fn with_ids<T>(lock: &NsLock, f: impl FnOnce(&Ids) -> T) -> io::Result<Seen<T>> {
-    look(lock, false, |known| {
+pub fn with_ids<T>(
+    lock: &NsLock,
+    classify: Classify,
+    f: impl FnOnce(&Ids) -> T,
+) -> io::Result<Seen<T>> {
+    look(lock, false, classify, |known| {
         f(&Ids {
             intact: &known.ids,
             stale: &known.stale,
@@ -124,13 +133,22 @@ pub fn with_ids<T>(lock: &NsLock, f: impl FnOnce(&Ids) -> T) -> io::Result<Seen<
 
 /// Looks at the rules in natctl's table of the locked namespace, with their handles; dumps the
 /// table unless this process did so at the current generation.
-pub fn with_rules<T>(lock: &NsLock, f: impl FnOnce(&[KernelRule]) -> T) -> io::Result<Seen<T>> {
-    look(lock, true, |known| {
+pub fn with_rules<T>(
+    lock: &NsLock,
+    classify: Classify,
+    f: impl FnOnce(&[KernelRule]) -> T,
+) -> io::Result<Seen<T>> {
+    look(lock, true, classify, |known| {
         f(known.rules.as_deref().unwrap_or_default())
     })
 }
 
-fn look<T>(lock: &NsLock, need_rules: bool, f: impl FnOnce(&Known) -> T) -> io::Result<Seen<T>> {
+fn look<T>(
+    lock: &NsLock,
+    need_rules: bool,
+    classify: Classify,
+    f: impl FnOnce(&Known) -> T,
+) -> io::Result<Seen<T>> {
     let generation = generation()?;
     let ns = lock.ns;
     let fresh = KNOWN.with(|k| {
@@ -158,13 +176,11 @@ fn look<T>(lock: &NsLock, need_rules: bool, f: impl FnOnce(&Known) -> T) -> io::
             },
             None => {
                 let rules = list::rules()?;
-                let audit = crate::audit::audit(&rules);
-                let (intact, stale): (Vec<_>, Vec<_>) =
-                    audit.ids.into_iter().partition(|(_, a)| a.intact);
+                let (intact, stale) = classify(&rules);
                 let known = Known {
                     generation,
-                    ids: intact.into_iter().map(|(id, _)| id).collect(),
-                    stale: stale.into_iter().map(|(id, _)| id).collect(),
+                    ids: intact,
+                    stale,
                     complete: complete.unwrap_or(false),
                     rules: Some(rules),
                 };
