@@ -3513,7 +3513,12 @@ fn show_prints_a_line_per_peer_with_its_problems() {
     assert!(show.starts_with("center: "), "{show}");
     assert!(!show.contains('\u{1b}'), "no colour into a pipe: {show:?}");
     for name in ["s1", "s2"] {
-        let p = &status["peers"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
+        let p = &status["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap();
         let line = show
             .lines()
             .find(|l| l.starts_with(&format!("{name} ")))
@@ -3521,20 +3526,39 @@ fn show_prints_a_line_per_peer_with_its_problems() {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words[1], p["address"].as_str().unwrap(), "{line}");
         assert_eq!(words[2], p["listen_port"].to_string(), "{line}");
-        assert!(line.contains("(none)") && line.contains("never"), "no client yet: {line}");
-        assert!(line.contains("0 B received, 0 B sent") && line.ends_with("healthy"), "{line}");
+        assert!(
+            line.contains("(none)") && line.contains("never"),
+            "no client yet: {line}"
+        );
+        assert!(
+            line.contains("0 B received, 0 B sent") && line.ends_with("healthy"),
+            "{line}"
+        );
     }
     // s2's tunnel down behind the hub's back: UNHEALTHY, the problem under its line
-    sh(&format!("ip -n {} link set {} down", hub.peer_ns("s2"), hub.peer_wg("s2"))).ok();
+    sh(&format!(
+        "ip -n {} link set {} down",
+        hub.peer_ns("s2"),
+        hub.peer_wg("s2")
+    ))
+    .ok();
     let show = hub.hub(&["-q", "show"]).ok().stdout;
     let lines: Vec<&str> = show.lines().collect();
-    let at = lines.iter().position(|l| l.starts_with("s2 ")).expect("s2's line");
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("s2 "))
+        .expect("s2's line");
     assert!(lines[at].ends_with("UNHEALTHY"), "{show}");
     assert!(
         lines[at + 1].trim_start().starts_with("- ") && lines[at + 1].contains(&hub.peer_wg("s2")),
         "the problem under s2: {show}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("s1 ") && l.ends_with("healthy")), "{show}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("s1 ") && l.ends_with("healthy")),
+        "{show}"
+    );
     hub.hub(&["--check", "show"]).fails(2, "--check goes with");
     hub.hub(&["-q", "up"]).ok();
     hub.assert_healthy("repaired after show");

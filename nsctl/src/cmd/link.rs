@@ -294,8 +294,11 @@ async fn named_nsids(handle: &Handle, nsids: &BTreeSet<i32>) -> BTreeMap<i32, Pe
         .unwrap_or_default();
     // (/run/netns read only if those did not answer: a hub's thousand namespaces would cost a
     // directory read for every line of a batch)
-    let rest = std::iter::once_with(|| super::netns::names()).flatten();
-    let mut names = seen.iter().cloned().chain(rest.filter(|n| !seen.contains(n)));
+    let rest = std::iter::once_with(super::netns::names).flatten();
+    let mut names = seen
+        .iter()
+        .cloned()
+        .chain(rest.filter(|n| !seen.contains(n)));
     while named.len() < nsids.len() {
         let Some(name) = names.next() else { break };
         // A leftover file that is no namespace cannot be opened as one, or has no id.
