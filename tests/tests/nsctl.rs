@@ -1505,6 +1505,33 @@ fn addr_peer_and_label_list_like_ip() {
     let v6 = find("fd00:7::1/128", Some("fd00:7::2"));
     assert_eq!((v6.family.as_str(), v6.label.as_deref()), ("inet6", None));
     assert_eq!(ip_info("fd00:7::1")[0]["address"], "fd00:7::2");
+    // `link list` words each address as `ip addr` does: the peers and the label tell them apart
+    let links = nsctl(&["--ns", &a, "link", "list"]).ok().json();
+    let p0 = links["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "p0")
+        .expect("p0 listed")
+        .clone();
+    let mut listed: Vec<&str> = p0["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|a| !a.starts_with("fe80:"))
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "10.5.0.1/32 peer 10.5.0.2",
+            "10.5.0.1/32 peer 10.5.0.3",
+            "10.6.0.1/24 label p0:web",
+            "10.7.0.1/24",
+            "fd00:7::1/128 peer fd00:7::2"
+        ]
+    );
 
     let add = |args: &[&str]| nsctl(&[&["--ns", &a, "addr", "add"][..], args].concat());
     // The plain address is not the one with a peer, nor the labelled one.

@@ -126,7 +126,7 @@ fn is_plain(msg: &AddressMessage, cidr: IpNet, dev: &IfName) -> bool {
 
 /// `10.0.0.1/32 peer 10.0.0.2 label eth0:1`, as `ip addr` words it (the label only when not
 /// the device's own name).
-fn describe(msg: &AddressMessage, dev: &IfName) -> String {
+pub(super) fn describe(msg: &AddressMessage, dev: &IfName) -> String {
     let mut s = addr_cidr(msg).map_or_else(String::new, |c| c.to_string());
     if let Some(p) = peer_of(msg) {
         s.push_str(&format!(" peer {p}"));

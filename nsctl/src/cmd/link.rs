@@ -192,17 +192,19 @@ impl Link {
 /// its peer.
 async fn list(handle: &Handle, netns: Option<String>) -> Result<Vec<ListedLink>> {
     let links = common::nl::links(handle).await?;
-    let mut addresses: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for a in super::addresses(handle, None).await? {
-        if let Some(c) = addr_cidr(&a) {
-            let on = addresses.entry(a.header.index).or_default();
-            on.push(c.to_string());
-        }
-    }
     let names: BTreeMap<u32, String> = links
         .iter()
         .map(|l| (l.header.index, l.name().unwrap_or_default().to_string()))
         .collect();
+    // (as `ip addr` words each: a peer or a label makes another address than the plain one)
+    let mut addresses: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for a in super::addresses(handle, None).await? {
+        let dev = names.get(&a.header.index).and_then(|n| n.parse::<IfName>().ok());
+        if let (Some(_), Some(dev)) = (addr_cidr(&a), dev) {
+            let on = addresses.entry(a.header.index).or_default();
+            on.push(super::addr::describe(&a, &dev));
+        }
+    }
     let elsewhere: BTreeSet<i32> = links
         .iter()
         .filter(|l| l.kind() == Some(&InfoKind::Veth))
