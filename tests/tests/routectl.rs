@@ -1468,6 +1468,45 @@ fn nhid_metrics_and_expires_list_like_ip() {
         .filter(|r| r.dst != "2001:db8:5::/48")
         .all(|r| r.expires.is_none()));
 
+    // `route del --via --dev` does not take the route through nexthop 10 for one via that
+    // gateway and dev, which it lists (nor does the kernel: `ip route del ... via` refuses)
+    assert_ne!(
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "route",
+                "del",
+                "10.9.0.0/24",
+                "via",
+                "10.0.0.2",
+                "dev",
+                &a
+            ]
+        )
+        .code,
+        0
+    );
+    let del = rt(
+        &ns,
+        &[
+            "route",
+            "del",
+            "10.9.0.0/24",
+            "--via",
+            "10.0.0.2",
+            "--dev",
+            &a,
+        ],
+    );
+    assert!(
+        !del.ok().changed(),
+        "the nhid route is not via 10.0.0.2 dev {a}"
+    );
+    let after = ip_json(Some(&ns), &["route", "show", "10.9.0.0/24"]);
+    assert_eq!(after[0]["nhid"], 10, "still there: {after}");
+
     // A plain route with the same key is not any of them.
     let add = |args: &[&str]| rt(&ns, &[&["route", "add"][..], args].concat());
     for (dst, via, extra, named) in [

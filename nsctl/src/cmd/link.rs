@@ -199,7 +199,9 @@ async fn list(handle: &Handle, netns: Option<String>) -> Result<Vec<ListedLink>>
     // (as `ip addr` words each: a peer or a label makes another address than the plain one)
     let mut addresses: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for a in super::addresses(handle, None).await? {
-        let dev = names.get(&a.header.index).and_then(|n| n.parse::<IfName>().ok());
+        let dev = names
+            .get(&a.header.index)
+            .and_then(|n| n.parse::<IfName>().ok());
         if let (Some(_), Some(dev)) = (addr_cidr(&a), dev) {
             let on = addresses.entry(a.header.index).or_default();
             on.push(super::addr::describe(&a, &dev));

@@ -225,6 +225,9 @@ impl Want {
             && (self.nexthops.is_empty() || self.same_nexthops(&r.nexthops))
             && self.kind.is_none_or(|k| r.kind == u8::from(k.netlink()))
             && self.proto.is_none_or(|p| r.protocol == p.0)
+            // a route through a nexthop object is not "via G dev D", though it lists them (as
+            // the kernel's own delete: only the destination selects it)
+            && (r.nhid.is_none() || (self.via.is_none() && self.dev.is_none() && self.nexthops.is_empty()))
     }
 
     /// The route message; `oif` and `hop_oifs` are the interface indexes of `dev` and of
