@@ -168,9 +168,9 @@ impl Conf {
             )));
         }
         let state_dir = get("HUB_STATE_DIR", "/var/lib/niransix");
-        if !state_dir.starts_with('/') {
+        if !state_dir.starts_with('/') || state_dir.contains(|c: char| c.is_control()) {
             return Err(invalid(format!(
-                "HUB_STATE_DIR '{state_dir}' must be an absolute path"
+                "HUB_STATE_DIR '{state_dir}' must be an absolute path (without tabs, newlines or other control characters)"
             )));
         }
         let mode = match get("HUB_MODE", "netns").as_str() {
@@ -453,6 +453,7 @@ mod tests {
         refused(&[("HUB_BRIDGE_PORTS", "1001")], "HUB_BRIDGE_PORTS");
         refused(&[("HUB_NS", "hub.switch")], "switch namespace");
         refused(&[("HUB_STATE_DIR", "state")], "HUB_STATE_DIR");
+        refused(&[("HUB_STATE_DIR", "/var/lib/a\tb")], "HUB_STATE_DIR");
         refused(&[("HUB_MODE", "vrf")], "HUB_MODE 'vrf'");
         refused(&[("HUB_ADDRESS6", "fd00::1")], "need HUB_CIDR6");
         refused(&[("HUB_CIDR6", "fd00::1/64")], "HUB_CIDR6");

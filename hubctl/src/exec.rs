@@ -2,7 +2,8 @@
 //! through the tool (`TOOL -b -`), echoing every line as `[#] TOOL ARGS`. hubctl never touches
 //! the kernel itself.
 //!
-//! The protocol (requests on fd 3, one line each; the answer one line on fd 4; the bulk in files
+//! The protocol (requests on fd 3, one line each, its words separated by tabs: a path may hold
+//! spaces; the answer one line on fd 4; the bulk in files
 //! of a scratch directory, so that neither side reads thousands of lines a byte at a time).
 //! stdin and stdout stay the user's (`sync -` reads the set there):
 //!   run FLAGS DIR GROUPS TOOL...   DIR/G.S holds group G's lines for TOOL number S; the groups
@@ -198,8 +199,9 @@ impl Composer {
         })
     }
 
-    fn ask(&mut self, request: &str) -> Result<String> {
-        writeln!(self.requests, "{request}")
+    /// Sends one request (its WORDS), and reads the answer.
+    fn ask(&mut self, words: &[&str]) -> Result<String> {
+        writeln!(self.requests, "{}", words.join("\t"))
             .and_then(|()| self.requests.flush())
             .map_err(|e| failed(format!("the hub script is gone ({e})")))?;
         let mut answer = String::new();
@@ -235,13 +237,10 @@ impl Executor for Composer {
             }
         }
         let names: Vec<&str> = tools.iter().map(|t| t.as_str()).collect();
-        let answer = self.ask(&format!(
-            "run {} {} {} {}",
-            how.flags(),
-            dir.display(),
-            groups.len(),
-            names.join(" ")
-        ))?;
+        let (flags, count) = (how.flags(), groups.len().to_string());
+        let mut words = vec!["run", &flags, path_word(&dir)?, &count];
+        words.extend(names);
+        let answer = self.ask(&words)?;
         if answer != "done" {
             return Err(failed(format!(
                 "the hub script answered '{answer}' to a batch"
@@ -264,11 +263,11 @@ impl Executor for Composer {
     }
 
     fn lock(&mut self, state_dir: &Path, exclusive: bool) -> Result<()> {
-        let answer = self.ask(&format!(
-            "lock {} {}",
+        let answer = self.ask(&[
+            "lock",
             if exclusive { "ex" } else { "sh" },
-            state_dir.display()
-        ))?;
+            path_word(state_dir)?,
+        ])?;
         if answer == "ok" {
             Ok(())
         } else {
@@ -281,7 +280,7 @@ impl Executor for Composer {
 
     fn center(&mut self) -> Result<String> {
         let path = self.scratch.dir.join("center");
-        let answer = self.ask(&format!("center {}", path.display()))?;
+        let answer = self.ask(&["center", path_word(&path)?])?;
         if answer != "done" {
             return Err(failed(format!(
                 "the hub script answered '{answer}' to center"
@@ -294,6 +293,13 @@ impl Executor for Composer {
         let _ = fs::remove_file(&path);
         Ok(text)
     }
+}
+
+/// PATH as one word of a request: any bytes but a tab or a newline (the request's separators).
+fn path_word(path: &Path) -> Result<&str> {
+    path.to_str()
+        .filter(|p| !p.contains(['\t', '\n']))
+        .ok_or_else(|| failed(format!("the path {} has a tab, a newline or bytes that are no text: the hub cannot pass it to its script", path.display())))
 }
 
 /// What the center's namespace holds, read in one look: the UDP ports its sockets hold (every

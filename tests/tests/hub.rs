@@ -3563,3 +3563,27 @@ fn show_prints_a_line_per_peer_with_its_problems() {
     hub.hub(&["-q", "up"]).ok();
     hub.assert_healthy("repaired after show");
 }
+
+/// A state directory and a TMPDIR with spaces in their names work (the hub hands paths to its
+/// script as tab-separated words); a state directory with a tab is refused naming it.
+#[test]
+fn paths_with_spaces_work_and_a_tab_is_refused() {
+    let hub = HubLab::new();
+    let state = format!("{}.spaced state", hub.state.display());
+    let tmp = format!("{}.scratch dir", hub.state.display());
+    std::fs::create_dir_all(&tmp).unwrap();
+    let hub = hub.with_env(&[&format!("HUB_STATE_DIR={state}"), &format!("TMPDIR={tmp}")]);
+    hub.hub(&["-q", "up"]).ok();
+    hub.add("sp1", &[]);
+    assert!(std::path::Path::new(&state)
+        .join("peers/sp1.json")
+        .is_file());
+    assert_eq!(hub.peer_status("sp1")["up"], true);
+    hub.assert_healthy("with spaces in its paths");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "no scratch left in TMPDIR: {left:?}");
+    hub.hub_env(&[&format!("HUB_STATE_DIR={state}\tx")], &["-q", "status"])
+        .fails(2, "HUB_STATE_DIR");
+    hub.hub(&["-q", "down"]).ok();
+    assert!(!std::path::Path::new(&state).exists());
+}
