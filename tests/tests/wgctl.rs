@@ -1747,3 +1747,34 @@ fn exclusive_peer_psk_none_and_replace_of_a_moved_interface() {
     assert_no_userspace_left(&w);
     assert_no_leaks();
 }
+
+/// A wireguard-go that a killed `iface add` left started but unconfigured (here: started by
+/// hand, its listeners unfiltered): the next `iface add` configures it, moves it, and filters
+/// both its listeners; then nothing is left to do.
+#[test]
+fn an_interrupted_add_is_finished_with_its_listeners_filtered() {
+    let (lab, keys) = setup();
+    let (center, p) = (lab.netns("c"), lab.netns("p"));
+    let w = lab.name("w");
+    let (key, _) = keys.gen("k");
+    wireguard_go_by_hand(&center, &w);
+    assert_eq!(show(&center, &w).listener_filtered, Some(false));
+    let args = [
+        "--backend",
+        "userspace",
+        "--listen-port",
+        "51851",
+        "--into-ns",
+        &p,
+    ];
+    let add = || wg(&iface_add(&center, &w, &key, &args)).ok().json()["changed"].clone();
+    assert_eq!(add(), true);
+    assert_eq!(
+        show(&p, &w).listener_filtered,
+        Some(true),
+        "both filtered at once"
+    );
+    assert_eq!(add(), false);
+    iface_del(&p, &w, None);
+    assert_no_leaks();
+}

@@ -236,7 +236,10 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         let port = if ctx.check {
             want.listen_port
         } else {
-            configure(iface, link.backend, want, &mut false)?
+            let port = configure(iface, link.backend, want, &mut false)?;
+            // (its link listener: the killed run may not have filtered it)
+            iface.refilter(&link, false);
+            port
         };
         let out = report(true, iface, Some(link.backend), &want.public, port)?;
         return Ok(Plan::Settled(out));
