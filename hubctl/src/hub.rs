@@ -409,20 +409,31 @@ impl<'e> Hub<'e> {
                 .collect();
             self.stage(trunks, &[Nsctl])?;
         }
-        let needs_no_key = |s: &Step| matches!(s.tool, Nsctl | Natctl);
+        // first what needs no client key: namespaces, addresses, NAT rules, and (in its lane,
+        // after its key) a zones tunnel; then what does
+        let first_stage = |s: &Step| s.lane.is_some() || matches!(s.tool, Nsctl | Natctl);
+        let remake = self.remakes(names)?;
+        if self.run.check && c.zones() {
+            // (a peer whose key is not made yet: its tunnel, made in the first stage, cannot be
+            // asked)
+            for n in names {
+                if !crate::state::has_content(&self.state.key_path(n)) {
+                    self.run.foresight.predicted.insert(n.clone());
+                }
+            }
+        }
         let mut first = self.key_steps(names)?;
         first.extend(
-            self.peer_steps(names, &HashSet::new())
+            self.peer_steps(names, &remake)
                 .into_iter()
-                .filter(needs_no_key),
+                .filter(first_stage),
         );
         let made = self.stage(first, &[Wgctl, Nsctl, Natctl])?;
         self.take_keys(names, &made)?;
-        let remake = self.remakes(names)?;
         let then: Vec<Step> = self
             .peer_steps(names, &remake)
             .into_iter()
-            .filter(|s| !needs_no_key(s))
+            .filter(|s| !first_stage(s))
             .collect();
         self.stage(then, &[Wgctl, Routectl])?;
         Ok(())
@@ -459,7 +470,7 @@ impl<'e> Hub<'e> {
         Ok(remake)
     }
 
-    /// The key steps of the listed peers (in the lane `keys`): the hub side of each tunnel, the
+    /// The key steps of the listed peers (each in its lane): the hub side of each tunnel, the
     /// client's pair unless it brought its own, the preshared key to generate; a preshared key
     /// given as a file is copied here.
     fn key_steps(&mut self, names: &[String]) -> Result<Vec<Step>> {
@@ -473,7 +484,7 @@ impl<'e> Hub<'e> {
                 self.layout()
                     .key_steps(peer, needs_psk && from == Psk::Generate)
                     .into_iter()
-                    .map(|s| s.in_lane("keys")),
+                    .map(|s| s.in_lane(crate::plan::lane(n))),
             );
             if let (true, Psk::File(file)) = (needs_psk, from) {
                 if !self.run.check {

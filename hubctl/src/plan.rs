@@ -273,7 +273,19 @@ impl Layout<'_> {
         let wg = Names::of(c, n).wg;
         let (_, mark) = names::zone(peer);
         let a6 = names::address6(c, peer);
-        let mut s = self.tunnel_steps(peer, "", &co, remake);
+        // (its tunnel, once its key exists, in its lane: made beside its addresses and rules,
+        // which need no key; it has no peer, so takes no packet, until the client is set)
+        let mut s: Vec<Step> = self
+            .tunnel_steps(peer, "", &co, remake)
+            .into_iter()
+            .map(|s| {
+                if s.line.contains(" iface ") || s.line.starts_with("iface ") {
+                    s.in_lane(lane(n))
+                } else {
+                    s
+                }
+            })
+            .collect();
         s.push(Step::new(
             Nsctl,
             n,
@@ -510,6 +522,12 @@ impl Layout<'_> {
         }
         s
     }
+}
+
+/// The lane of peer NAME's keys (and, HUB_MODE=zones, its tunnel): a group of its own beside the
+/// peer's other steps.
+pub fn lane(name: &str) -> String {
+    format!("tunnel:{name}")
 }
 
 /// `--ns NS ` (a batch line's prefix), or nothing for "".

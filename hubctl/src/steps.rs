@@ -18,9 +18,9 @@ pub struct Step {
     pub tool: Tool,
     pub owner: String,
     pub line: String,
-    /// A lane of its own: the steps of a lane run in a group of their own, beside the peers'
-    /// (the keys every peer of a stage needs, made while the peers' namespaces are built).
-    pub lane: Option<&'static str>,
+    /// A lane of its own: the steps of a lane run in a group of their own, beside the peer's
+    /// other steps (its keys and tunnel, made while its namespace, addresses and rules are).
+    pub lane: Option<String>,
 }
 
 impl Step {
@@ -34,7 +34,7 @@ impl Step {
     }
 
     /// The same step, in LANE.
-    pub fn in_lane(self, lane: &'static str) -> Step {
+    pub fn in_lane(self, lane: String) -> Step {
         Step {
             lane: Some(lane),
             ..self
@@ -43,7 +43,7 @@ impl Step {
 
     /// What it is grouped by: its lane, else its peer.
     fn group_key(&self) -> &str {
-        self.lane.unwrap_or_else(|| self.peer())
+        self.lane.as_deref().unwrap_or_else(|| self.peer())
     }
 
     /// The owner's peer (or "center"): the part before ':'.

@@ -1692,6 +1692,21 @@ fn check_names_each_breakage_and_up_repairs_it() {
     } else {
         hub.break_nat("r2");
         sh(&format!("ip netns del {}", hub.peer_ns("r3"))).ok();
+        // (the kernel tears a deleted namespace down later: its veth's other end, on the
+        // bridge, goes then; `check` and `status` below must see the same)
+        let port = format!("{p}r3-br");
+        wait_until(
+            &format!("{port} gone with r3's namespace"),
+            Duration::from_secs(10),
+            || {
+                run(
+                    "ip",
+                    &["-n", &format!("{p}hub.switch"), "link", "show", &port],
+                )
+                .code
+                    != 0
+            },
+        );
     }
     sh(&format!("ip -n {p}hub.switch link del br-internal")).ok();
 
