@@ -6,7 +6,7 @@
 //! spaces; the answer one line on fd 4; the bulk in files
 //! of a scratch directory, so that neither side reads thousands of lines a byte at a time).
 //! stdin and stdout stay the user's (`sync -` reads the set there):
-//!   run FLAGS DIR GROUPS TOOL...   DIR/G.S holds group G's lines for TOOL number S; the groups
+//!   run FLAGS DIR GROUPS TOOL...   DIR/G.S holds group G's lines for TOOL number S (empty: none); the groups
 //!                                  run at the same time, each its tools in order, stopping at
 //!                                  the first failure; their JSON Lines go to DIR/G.out and a
 //!                                  failure's exit code to DIR/G.rc. FLAGS: `c` every line with
@@ -115,19 +115,18 @@ impl Scratch {
         if let Ok(entries) = fs::read_dir(&parent) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                let Some(rest) = name.strip_prefix("niransix-hub.") else {
+                if !name
+                    .strip_prefix("niransix-hub.")
+                    .is_some_and(crate::state::left_by_the_dead)
+                {
                     continue;
-                };
-                let pid = rest.split('.').next().unwrap_or("");
-                let alive = pid
-                    .parse::<u32>()
-                    .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                }
                 let mine = e.metadata().is_ok_and(|m| {
                     m.is_dir()
                         && std::os::unix::fs::MetadataExt::uid(&m)
                             == nix::unistd::geteuid().as_raw()
                 });
-                if !alive && mine && !e.file_type().is_ok_and(|t| t.is_symlink()) {
+                if mine && !e.file_type().is_ok_and(|t| t.is_symlink()) {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
@@ -174,7 +173,6 @@ pub struct Composer {
     requests: fs::File,
     answers: BufReader<fs::File>,
     scratch: Scratch,
-    batch: u32,
 }
 
 impl Composer {
@@ -195,7 +193,6 @@ impl Composer {
             requests: open(3, true)?,
             answers: BufReader::new(open(4, false)?),
             scratch: Scratch::new()?,
-            batch: 0,
         })
     }
 
@@ -214,11 +211,11 @@ impl Composer {
 
 impl Executor for Composer {
     fn run(&mut self, how: How, groups: &[Vec<(Tool, Vec<String>)>]) -> Result<Vec<Ran>> {
-        self.batch += 1;
-        let dir = self.scratch.dir.join(format!("b{}", self.batch));
+        // The same files for every batch, truncated, not made anew: creating inodes is most of
+        // what a small command costs the kernel here.
+        let dir = self.scratch.dir.clone();
         let io =
             |e: std::io::Error| failed(format!("cannot write the batch in {}: {e}", dir.display()));
-        fs::create_dir(&dir).map_err(io)?;
         // One tool order for all groups: each group's segments are in the same order.
         let mut tools: Vec<Tool> = Vec::new();
         for g in groups {
@@ -229,12 +226,21 @@ impl Executor for Composer {
             }
         }
         for (gi, g) in groups.iter().enumerate() {
-            for (t, lines) in g {
-                let s = tools.iter().position(|x| x == t).expect("listed");
-                let mut text = lines.join("\n");
-                text.push('\n');
+            for (s, tool) in tools.iter().enumerate() {
+                // (an empty file: the group has no line for that tool)
+                let mut text = String::new();
+                for line in g
+                    .iter()
+                    .filter(|(t, _)| t == tool)
+                    .flat_map(|(_, lines)| lines)
+                {
+                    text.push_str(line);
+                    text.push('\n');
+                }
                 fs::write(dir.join(format!("{gi}.{s}")), text).map_err(io)?;
             }
+            fs::write(dir.join(format!("{gi}.out")), "").map_err(io)?;
+            fs::write(dir.join(format!("{gi}.rc")), "").map_err(io)?;
         }
         let names: Vec<&str> = tools.iter().map(|t| t.as_str()).collect();
         let (flags, count) = (how.flags(), groups.len().to_string());
@@ -258,7 +264,6 @@ impl Executor for Composer {
                 out: out.lines().map(str::to_string).collect(),
             });
         }
-        let _ = fs::remove_dir_all(&dir);
         Ok(ran)
     }
 

@@ -222,6 +222,17 @@ impl<'e> Hub<'e> {
         }
     }
 
+    /// The peer NAME's record into `peers`, or exit 1 saying there is none (and ADVICE).
+    pub fn require_peer(&mut self, name: &str, advice: &str) -> Result<()> {
+        if self.load_peer(name)? {
+            return Ok(());
+        }
+        Err(failed(format!(
+            "no peer '{name}' in {}{advice}",
+            self.state.dir.display()
+        )))
+    }
+
     pub fn peer(&self, name: &str) -> &Peer {
         &self.peers[name]
     }

@@ -47,6 +47,17 @@ pub fn port(text: &str) -> Option<u16> {
     }
 }
 
+/// A prefix length 1..=MAX, written canonically (no leading zero).
+fn prefix_len(text: &str, max: u8) -> Option<u8> {
+    let canonical = !text.is_empty() && text.len() <= 2 && !text.starts_with('0');
+    let len: u8 = if canonical {
+        text.parse().ok()?
+    } else {
+        return None;
+    };
+    (1..=max).contains(&len).then_some(len)
+}
+
 /// The hub's IPv4 network: its usable hosts are `first..=last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr4 {
@@ -61,15 +72,7 @@ impl Cidr4 {
     pub fn parse(text: &str) -> Option<Cidr4> {
         let (addr, len) = text.split_once('/')?;
         let addr = u32::from(ip4(addr)?);
-        let len_ok = !len.is_empty() && len.len() <= 2 && !len.starts_with('0');
-        let len: u8 = if len_ok {
-            len.parse().ok()?
-        } else {
-            return None;
-        };
-        if !(1..=30).contains(&len) {
-            return None;
-        }
+        let len = prefix_len(len, 30)?;
         let mask = u32::MAX << (32 - len);
         let net = addr & mask;
         Some(Cidr4 {
@@ -102,15 +105,7 @@ impl Cidr6 {
     pub fn parse(text: &str) -> Option<Cidr6> {
         let (addr, len) = text.split_once('/')?;
         let net = ip6(addr)?;
-        let len_ok = !len.is_empty() && len.len() <= 2 && !len.starts_with('0');
-        let len: u8 = if len_ok {
-            len.parse().ok()?
-        } else {
-            return None;
-        };
-        if !(1..=96).contains(&len) {
-            return None;
-        }
+        let len = prefix_len(len, 96)?;
         let host_bits = u128::MAX >> len;
         (u128::from(net) & host_bits == 0).then_some(Cidr6 { net, len })
     }

@@ -41,6 +41,14 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Whether a scratch name's tail `PID.ANYTHING` names a process that is gone (or no process):
+/// what it left is anybody's to remove.
+pub fn left_by_the_dead(tail: &str) -> bool {
+    let pid = tail.split('.').next().unwrap_or("");
+    !pid.parse::<u32>()
+        .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists())
+}
+
 /// Remove PATH if it is there.
 pub fn remove(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
@@ -144,14 +152,7 @@ impl State {
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                let Some(rest) = name.strip_prefix("run.") else {
-                    continue;
-                };
-                let pid = rest.split('.').next().unwrap_or("");
-                let alive = pid
-                    .parse::<i32>()
-                    .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
-                if !alive {
+                if name.strip_prefix("run.").is_some_and(left_by_the_dead) {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }

@@ -26,12 +26,7 @@ pub fn conf(hub: &mut Hub, args: &Args) -> Result<Outcome> {
     }
     hub.lock_shared()?;
     hub.load_center()?;
-    if !hub.load_peer(n)? {
-        return Err(failed(format!(
-            "no peer '{n}' in {}",
-            hub.state.dir.display()
-        )));
-    }
+    hub.require_peer(n, "")?;
     let peer = hub.peer(n).clone();
     let given_file = args.value("--private-key-file").map(PathBuf::from);
     let keyfile = match (peer.client_key, given_file) {

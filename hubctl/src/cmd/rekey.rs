@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::Outcome;
-use crate::error::{failed, invalid, Result};
+use crate::error::{invalid, Result};
 use crate::exec::Tool::Wgctl;
 use crate::hub::Hub;
 use crate::input;
@@ -23,12 +23,7 @@ pub fn rekey(hub: &mut Hub, names: &[String], client: bool) -> Result<Outcome> {
     hub.lock()?;
     hub.load_center()?;
     hub.require_up()?;
-    if !hub.load_peer(n)? {
-        return Err(failed(format!(
-            "no peer '{n}' in {}",
-            hub.state.dir.display()
-        )));
-    }
+    hub.require_peer(n, "")?;
     // 1. the record forgets the keys being replaced, 2. their files go, 3. new ones are made
     // and recorded: a kill anywhere leaves a record that the next run completes from the files.
     {

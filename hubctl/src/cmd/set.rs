@@ -4,7 +4,7 @@
 
 use super::{add, peers_report, Outcome};
 use crate::args::Args;
-use crate::error::{failed, invalid, Result};
+use crate::error::{invalid, Result};
 use crate::hub::Hub;
 use crate::input::{self, Psk, Wanted, OPTION_LABELS};
 
@@ -31,12 +31,7 @@ pub fn set(hub: &mut Hub, args: &Args) -> Result<Outcome> {
     hub.lock()?;
     hub.load_center()?;
     hub.require_up()?;
-    if !hub.load_peer(n)? {
-        return Err(failed(format!(
-            "no peer '{n}' in {} ('hub peer add {n}' makes one)",
-            hub.state.dir.display()
-        )));
-    }
+    hub.require_peer(n, &format!(" ('hub peer add {n}' makes one)"))?;
     // What the peer will have: the given settings over the recorded ones.
     let s = hub.peer(n).settings.clone();
     let mut will = Wanted {
