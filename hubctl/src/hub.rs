@@ -590,11 +590,12 @@ impl<'e> Hub<'e> {
 
     fn remove_zone_objects(&mut self, names: &[String], center_goes: bool) -> Result<()> {
         let c = self.conf.clone();
-        if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
-            return Ok(()); // (they went with the center)
-        }
-        let co = ns_opt(&c.ns);
-        if center_goes {
+        let gone = !c.ns.is_empty() && !self.ns_exists(&c.ns);
+        // (with the center's namespace gone, or about to go, only the tunnels' wireguard-go is
+        // left to stop: every rule, route and address goes with the namespace. A wireguard-go
+        // whose socket holds a deleted center lives on: it is stopped by its name, from here)
+        let co = if gone { String::new() } else { ns_opt(&c.ns) };
+        if center_goes || gone {
             let steps = names
                 .iter()
                 .map(|n| Step::new(Wgctl, n, format!("{co}iface del {}", Names::of(&c, n).wg)))

@@ -3602,3 +3602,30 @@ fn paths_with_spaces_work_and_a_tab_is_refused() {
     hub.hub(&["-q", "down"]).ok();
     assert!(!std::path::Path::new(&state).exists());
 }
+
+/// `down` after the center's namespace was deleted by hand: the tunnels' wireguard-go, whose
+/// sockets keep the deleted namespace alive, are stopped too (before, in zones mode, they were
+/// left running); nothing of the hub is left.
+#[test]
+fn down_after_the_center_was_deleted_leaves_nothing() {
+    let hub = HubLab::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "g1", "g2"]).ok();
+    let p = &hub.lab.prefix;
+    let running = || {
+        sh(&format!("pgrep -c -f '^wireguard-go {p}g'"))
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(running(), "2");
+    sh(&format!("ip netns del {}", hub.ns)).ok();
+    let down = hub.hub(&["-q", "down"]).ok().json();
+    assert_eq!(
+        down["removed"]["peers"],
+        serde_json::json!(["g1", "g2"]),
+        "{down}"
+    );
+    assert_eq!(running(), "0", "no wireguard-go left");
+    hub.leaks().ok();
+}
