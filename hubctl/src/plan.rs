@@ -219,7 +219,7 @@ impl Layout<'_> {
     }
 
     /// The peer's WireGuard interface, born in the center, moved by MOVE (` --into-ns NS`, or
-    /// nothing), then its one peer, the client, set in WHERE (a line prefix); --replace: a key,
+    /// nothing), then (its last step) its one peer, the client, set in WHERE (a line prefix); --replace: a key,
     /// MTU, keepalive, PSK or allowed-ips that drifted from the record is set back in place (no
     /// new interface: the client's session survives a settings change); --exclusive: a peer
     /// someone added with `wg set` goes.
@@ -275,17 +275,12 @@ impl Layout<'_> {
         let a6 = names::address6(c, peer);
         // (its tunnel, once its key exists, in its lane: made beside its addresses and rules,
         // which need no key; it has no peer, so takes no packet, until the client is set)
-        let mut s: Vec<Step> = self
-            .tunnel_steps(peer, "", &co, remake)
-            .into_iter()
-            .map(|s| {
-                if s.line.contains(" iface ") || s.line.starts_with("iface ") {
-                    s.in_lane(lane(n))
-                } else {
-                    s
-                }
-            })
-            .collect();
+        let mut tunnel = self.tunnel_steps(peer, "", &co, remake);
+        let client = tunnel
+            .pop()
+            .expect("the tunnel's last step sets its client");
+        let mut s: Vec<Step> = tunnel.into_iter().map(|s| s.in_lane(lane(n))).collect();
+        s.push(client);
         s.push(Step::new(
             Nsctl,
             n,
