@@ -51,6 +51,7 @@ struct LinkEntry {
     operstate: Option<String>,
     carrier: bool,
     master: Option<String>,
+    isolated: Option<bool>,
     mtu: u32,
     address: Option<String>,
     peer: Option<String>,
@@ -160,6 +161,12 @@ fn assert_links_match_ip(ns: &str) {
             "{ns} {}: master",
             l.name
         );
+        // A bridge port's isolation (`ip -d`: info_slave_data.isolated); null for the rest.
+        let isolated = match &t["linkinfo"]["info_slave_kind"] {
+            k if k == "bridge" => t["linkinfo"]["info_slave_data"]["isolated"].as_bool(),
+            _ => None,
+        };
+        assert_eq!(l.isolated, isolated, "{ns} {}: isolated", l.name);
         let flag = |name: &str| t["flags"].as_array().unwrap().iter().any(|f| f == name);
         assert_eq!(
             l.state,
@@ -668,6 +675,7 @@ fn every_mutating_command_is_idempotent_and_check_predicts_it() {
         format!("--ns {y} link set v0p --mtu 1400"),
         format!("--ns {y} link set v0p --down"),
         format!("--ns {x} link set v2 --master br0 --up"),
+        format!("--ns {x} link set v2 --isolated on"),
         format!("--ns {x} link set v2 --nomaster"),
         format!("--ns {x} link set v2p --netns {y} --up --master bry"),
         format!("--ns {x} bridge add brm --address 02:00:5E:AA:00:01 --up"),
@@ -1733,5 +1741,264 @@ fn dummy_and_vlan_add_like_ip_link_add() {
     nsctl_line(&format!("--ns {x} vlan add d1 --link d0 --id 5")).fails(1, "is a dummy");
     nsctl_line(&format!("--ns {x} vlan add d2.5 --link nosuch --id 5")).fails(1, "nosuch");
     assert_same_state(&before, &settled_state(&nses), "a refused add changed it");
+    finish(lab);
+}
+
+// ---- Bridge port isolation (IFLA_BRPORT_ISOLATED) ----
+
+/// Whether `port` in `ns` is an isolated bridge port, as `bridge -d -j link show` reports it.
+#[track_caller]
+fn kernel_isolated(ns: &str, port: &str) -> bool {
+    let r = run(
+        "bridge",
+        &["-n", ns, "-d", "-j", "link", "show", "dev", port],
+    )
+    .ok();
+    let ports: Value = serde_json::from_str(&r.stdout).expect("bridge -j output");
+    ports[0]["isolated"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("{ns}: bridge link shows no isolated flag for {port}: {ports}"))
+}
+
+/// True if not one of three pings from `ns` to `dest` is answered (ping's exit status 1 without
+/// a deadline: no reply at all).
+fn unanswered(ns: &str, dest: &str) -> bool {
+    let r = run(
+        "ip",
+        &[
+            "netns", "exec", ns, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", dest,
+        ],
+    );
+    r.code == 1 && r.stdout.contains(" 0 received")
+}
+
+/// The `isolated` that `link list` gives each of `names` in `ns`.
+fn listed_isolation(ns: &str, names: &[&str]) -> Vec<Option<bool>> {
+    let l = link_list(ns);
+    names.iter().map(|n| listed(&l, n).isolated).collect()
+}
+
+#[test]
+fn isolated_bridge_ports_cannot_reach_each_other_but_reach_the_rest() {
+    let lab = Lab::new();
+    let hub = quiet_ns(&lab, "hub");
+    nsctl(&["--ns", &hub, "bridge", "add", "br0", "--up"]).ok();
+    let mut clients = vec![];
+    for i in 1..=3 {
+        let c = quiet_ns(&lab, &format!("c{i}"));
+        nsctl_line(&format!(
+            "--ns {hub} veth add p{i} --peer e0 --peer-ns {c} --master br0 --up"
+        ))
+        .ok();
+        nsctl_line(&format!("--ns {c} addr add 10.76.0.{i}/24 --dev e0")).ok();
+        clients.push(c);
+    }
+    let (c1, c2, c3) = (&clients[0], &clients[1], &clients[2]);
+    assert!(ping(c1, "10.76.0.2", 2), "before isolation: c1 -> c2");
+    assert_eq!(
+        listed_isolation(&hub, &["p1", "p2", "p3", "br0", "lo"]),
+        [Some(false), Some(false), Some(false), None, None],
+        "ports list isolated:false, the rest null"
+    );
+
+    // --check predicts and changes nothing.
+    let before = settled_state(&[&hub]);
+    let predicted = nsctl_line(&format!("--check --ns {hub} link set p1 --isolated on"))
+        .ok()
+        .json();
+    assert_eq!(predicted["changed"], true, "{predicted}");
+    assert_eq!(predicted["link"]["isolated"], true, "{predicted}");
+    assert_same_state(
+        &before,
+        &settled_state(&[&hub]),
+        "--check changed the kernel",
+    );
+    assert!(!kernel_isolated(&hub, "p1"), "--check isolated p1");
+
+    for port in ["p1", "p2"] {
+        let set = format!("--ns {hub} link set {port} --isolated on");
+        let first = nsctl_line(&set).ok().json();
+        if port == "p1" {
+            assert_eq!(first, predicted, "--check predicted the real run");
+        }
+        assert_eq!(first["changed"], true, "{first}");
+        assert_eq!(first["link"]["isolated"], true, "{first}");
+        assert_eq!(first["link"]["master"], "br0", "{first}");
+        let again = nsctl_line(&set).ok().json();
+        assert_eq!(again["changed"], false, "second run: {again}");
+        assert_eq!(
+            again["link"], first["link"],
+            "second run reports the same link"
+        );
+        assert!(!nsctl_line(&format!("--check {set}")).ok().changed());
+    }
+    assert!(kernel_isolated(&hub, "p1") && kernel_isolated(&hub, "p2"));
+    assert!(!kernel_isolated(&hub, "p3"), "p3 was left alone");
+    assert_eq!(
+        listed_isolation(&hub, &["p1", "p2", "p3", "br0"]),
+        [Some(true), Some(true), Some(false), None]
+    );
+    assert_links_match_ip(&hub);
+
+    // Real traffic: the two isolated ports exchange nothing; each reaches the open one.
+    assert!(
+        unanswered(c1, "10.76.0.2"),
+        "isolated c1 reached isolated c2"
+    );
+    assert!(
+        unanswered(c2, "10.76.0.1"),
+        "isolated c2 reached isolated c1"
+    );
+    assert!(ping(c1, "10.76.0.3", 2), "isolated c1 -> open c3");
+    assert!(ping(c2, "10.76.0.3", 2), "isolated c2 -> open c3");
+    assert!(ping(c3, "10.76.0.1", 2), "open c3 -> isolated c1");
+    assert!(ping(c3, "10.76.0.2", 2), "open c3 -> isolated c2");
+
+    // Off again: reachability is back.
+    let off = format!("--ns {hub} link set p1 --isolated off");
+    let r = nsctl_line(&off).ok().json();
+    assert_eq!(r["changed"], true, "{r}");
+    assert_eq!(r["link"]["isolated"], false, "{r}");
+    assert!(!nsctl_line(&off).ok().changed(), "off twice");
+    assert!(!kernel_isolated(&hub, "p1"));
+    assert!(ping(c1, "10.76.0.2", 2), "c1 -> c2 once p1 is open again");
+    assert!(ping(c2, "10.76.0.1", 2), "c2 -> c1 once p1 is open again");
+
+    // Master and isolation in one command: the master first, then the flag, on a link that
+    // was no port; --check predicts it, a second run changes nothing.
+    nsctl_line(&format!("--ns {hub} veth add q0 --peer q0p")).ok();
+    twice(
+        &[&hub],
+        &format!("--ns {hub} link set q0 --master br0 --isolated on --up"),
+    );
+    assert!(kernel_isolated(&hub, "q0"));
+    assert_eq!(listed_isolation(&hub, &["q0", "q0p"]), [Some(true), None]);
+    finish(lab);
+}
+
+#[test]
+fn isolation_of_a_link_that_is_no_bridge_port_is_refused_and_changes_nothing() {
+    let lab = Lab::new();
+    let a = quiet_ns(&lab, "a");
+    let b = quiet_ns(&lab, "b");
+    nsctl(&["--ns", &a, "bridge", "add", "br0", "--up"]).ok();
+    nsctl_line(&format!("--ns {a} veth add v0 --peer v0p")).ok();
+    nsctl_line(&format!("--ns {a} veth add v1 --peer v1p --master br0")).ok();
+    let before = settled_state(&[&a, &b]);
+    for (code, needle, cmd) in [
+        (
+            2,
+            "v0 is not a bridge port (no master)",
+            format!("--ns {a} link set v0 --isolated on"),
+        ),
+        (
+            2,
+            "v0 is not a bridge port",
+            format!("--ns {a} link set v0 --isolated off --up --mtu 1400"),
+        ),
+        (
+            2,
+            "br0 is not a bridge port",
+            format!("--ns {a} link set br0 --isolated on"),
+        ),
+        (
+            2,
+            "v0p is a veth",
+            format!("--ns {a} link set v0 --master v0p --isolated on"),
+        ),
+        (
+            2,
+            "--nomaster",
+            format!("--ns {a} link set v1 --nomaster --isolated on"),
+        ),
+        (2, "maybe", format!("--ns {a} link set v1 --isolated maybe")),
+        (
+            2,
+            "--master",
+            format!("--ns {a} link set v1 --netns {b} --isolated on"),
+        ),
+        (
+            2,
+            "--master",
+            format!("--ns {a} veth add v2 --peer v2p --isolated"),
+        ),
+        (
+            2,
+            "not a bridge",
+            format!("--ns {a} veth add v2 --peer v2p --master v0p --isolated"),
+        ),
+    ] {
+        nsctl_line(&cmd).fails(code, needle);
+        nsctl_line(&format!("--check {cmd}")).fails(code, needle);
+    }
+    assert_same_state(
+        &before,
+        &settled_state(&[&a, &b]),
+        "a refused isolation changed a namespace",
+    );
+    finish(lab);
+}
+
+#[test]
+fn veth_add_isolated_makes_an_isolated_port_and_converges_an_existing_one() {
+    let lab = Lab::new();
+    let hub = quiet_ns(&lab, "hub");
+    let c = quiet_ns(&lab, "c");
+    nsctl(&["--ns", &hub, "bridge", "add", "br0", "--up"]).ok();
+    for ns in [&hub, &c] {
+        // No link-local addresses: they appear when carrier does, a moment after `up`.
+        nsctl_line(&format!(
+            "--ns {ns} sysctl net.ipv6.conf.default.addr_gen_mode=1"
+        ))
+        .ok();
+    }
+    let add =
+        format!("--ns {hub} veth add p1 --peer e0 --peer-ns {c} --master br0 --isolated --up");
+    twice(&[&hub, &c], &add);
+    assert!(kernel_isolated(&hub, "p1"));
+    let r = nsctl_line(&add).ok().json();
+    assert_eq!(
+        r["veth"],
+        serde_json::json!({"name": "p1", "netns": hub, "peer": "e0", "peer_netns": c,
+            "master": "br0", "isolated": true, "peer_master": null, "state": "up"})
+    );
+    // Without --isolated an existing isolated port stays so, and says so.
+    let plain = format!("--ns {hub} veth add p1 --peer e0 --peer-ns {c} --master br0 --up");
+    let r = nsctl_line(&plain).ok().json();
+    assert_eq!(r["changed"], false, "{r}");
+    assert_eq!(r["veth"]["isolated"], true, "{r}");
+    assert!(kernel_isolated(&hub, "p1"));
+
+    // A pair that exists on the bridge with isolation off gets it: changed once.
+    nsctl_line(&format!(
+        "--ns {hub} veth add p2 --peer e1 --master br0 --up"
+    ))
+    .ok();
+    assert!(!kernel_isolated(&hub, "p2"));
+    let converge = format!("--ns {hub} veth add p2 --peer e1 --master br0 --up --isolated");
+    let predicted = nsctl_line(&format!("--check {converge}")).ok().json();
+    assert!(!kernel_isolated(&hub, "p2"), "--check isolated p2");
+    let r = nsctl_line(&converge).ok().json();
+    assert_eq!(r, predicted, "--check predicted it");
+    assert_eq!(r["changed"], true, "{r}");
+    assert_eq!(r["veth"]["isolated"], true, "{r}");
+    assert!(kernel_isolated(&hub, "p2"));
+    assert!(!nsctl_line(&converge).ok().changed(), "second run");
+
+    // A pair moved to the bridge by veth add --isolated: master first, then the flag.
+    nsctl_line(&format!("--ns {hub} veth add p3 --peer e2")).ok();
+    let r = nsctl_line(&format!(
+        "--ns {hub} veth add p3 --peer e2 --master br0 --isolated"
+    ))
+    .ok()
+    .json();
+    assert_eq!(r["changed"], true, "{r}");
+    assert_eq!(r["veth"]["isolated"], true, "{r}");
+    assert!(kernel_isolated(&hub, "p3"));
+    assert_eq!(
+        listed_isolation(&hub, &["p1", "p2", "p3", "e1", "br0"]),
+        [Some(true), Some(true), Some(true), None, None]
+    );
+    assert_links_match_ip(&hub);
     finish(lab);
 }

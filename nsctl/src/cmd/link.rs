@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Subcommand};
 use futures::StreamExt;
 use netlink_packet_route::link::{InfoKind, LinkMessage};
@@ -18,12 +19,14 @@ use common::nl::connect_in;
 use common::types::{ns_label, IfName, NsName, NsTarget};
 use common::{Ctx, Error, Outcome, Result};
 
-use super::{addr_cidr, link_at, set_link, state};
+use super::{
+    addr_cidr, bridge_port_isolated, kind_label, link_at, set_isolated, set_link, state, undo_set,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum Link {
     /// Change a link (like `ip link set NAME [up|down] [master BR|nomaster] [mtu N]
-    /// [address MAC] [netns NS]`)
+    /// [address MAC] [netns NS]`, and `ip link set NAME type bridge_slave isolated on|off`)
     #[command(group(ArgGroup::new("updown").args(["up", "down"])))]
     #[command(group(ArgGroup::new("mastery").args(["master", "nomaster"])))]
     Set {
@@ -52,6 +55,16 @@ pub enum Link {
         /// then apply there (a moved link arrives down and without master)
         #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
         netns: Option<NsTarget>,
+        /// Isolate the bridge port from the other isolated ports of its bridge, or not (`bridge
+        /// link set dev NAME isolated on|off`); after `--master`, if both are given
+        #[arg(
+            long,
+            value_name = "on|off",
+            conflicts_with = "nomaster",
+            value_parser = PossibleValuesParser::new(["on", "off"])
+                .map(|v| v == "on"),
+        )]
+        isolated: Option<bool>,
     },
     /// Delete a link; a veth takes its peer with it (like `ip link del NAME`)
     Del {
@@ -59,8 +72,8 @@ pub enum Link {
         #[arg(add = common::complete::links(&[]))]
         name: IfName,
     },
-    /// List links with kind, state, operstate, carrier, master, MTU, MAC, veth peer and
-    /// addresses (like `ip -d addr show`)
+    /// List links with kind, state, operstate, carrier, master, bridge port isolation, MTU,
+    /// MAC, veth peer and addresses (like `ip -d addr show`)
     List,
 }
 
@@ -71,6 +84,8 @@ pub struct Settings {
     pub master: Option<Option<IfName>>,
     pub mtu: Option<u32>,
     pub address: Option<Mac>,
+    /// IFLA_BRPORT_ISOLATED, set after the master.
+    pub isolated: Option<bool>,
 }
 
 /// The parts of a link `link set` changes.
@@ -80,6 +95,8 @@ struct Current {
     kind: Option<String>,
     up: bool,
     master: Option<u32>,
+    /// Whether it is an isolated bridge port; None when it is no bridge port.
+    isolated: Option<bool>,
     mtu: u32,
     address: Option<String>,
 }
@@ -91,6 +108,7 @@ impl Current {
             kind: l.kind().map(ToString::to_string),
             up: l.is_up(),
             master: l.master(),
+            isolated: bridge_port_isolated(l),
             mtu: l.mtu().unwrap_or(0),
             address: l.mac(),
         }
@@ -111,6 +129,9 @@ pub struct LinkView {
     /// The administrative state, "up" or "down".
     pub state: &'static str,
     pub master: Option<String>,
+    /// For a bridge port: it is isolated (IFLA_BRPORT_ISOLATED: it exchanges no frames with the
+    /// bridge's other isolated ports); null for a link that is no bridge port.
+    pub isolated: Option<bool>,
     pub mtu: u32,
     /// The MAC, lowercase like `ip link`; null for a device without one (a tun).
     pub address: Option<String>,
@@ -157,6 +178,7 @@ impl Link {
                 mtu,
                 address,
                 netns,
+                isolated,
             } => {
                 let s = Settings {
                     up: (up || down).then_some(up),
@@ -167,6 +189,7 @@ impl Link {
                     },
                     mtu,
                     address,
+                    isolated,
                 };
                 set(ctx, &name, &s, netns)
             }
@@ -233,6 +256,7 @@ async fn list(handle: &Handle, netns: Option<String>) -> Result<Vec<ListedLink>>
                 kind: l.kind().map(ToString::to_string),
                 state: state(l.is_up()),
                 master,
+                isolated: bridge_port_isolated(l),
                 mtu: l.mtu().unwrap_or(0),
                 address: l.mac(),
             },
@@ -382,6 +406,12 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
     let found = ctx.block_on(common::nl::find_link(&handle, name.as_str()))?;
     let (changed, view) = match found {
         Some(l) if !same => {
+            if s.isolated.is_some() && !matches!(s.master, Some(Some(_))) {
+                return Err(Error::invalid(format!(
+                    "link {name} is not a bridge port once moved to {there} (a moved link arrives \
+                     without master): --isolated needs --master there"
+                )));
+            }
             // Move, then apply the rest in the target namespace.
             if !ctx.check {
                 let msg = LinkUnspec::new_with_index(l.header.index)
@@ -395,6 +425,7 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
             let moved = Current {
                 up: false,
                 master: None,
+                isolated: None,
                 ..Current::of(&l)
             };
             let (_, view) = ctx.block_on(async {
@@ -431,7 +462,9 @@ fn set(ctx: &Ctx, name: &IfName, s: &Settings, to: Option<NsTarget>) -> Result<O
     Outcome::object(changed, "link", link)
 }
 
-/// Brings link `cur` to settings `s` with one RTM_SETLINK (none if nothing differs).
+/// Brings link `cur` to settings `s`: one RTM_SETLINK for the state, master, MTU and MAC that
+/// differ, then one RTM_NEWLINK for the port isolation if it differs (it needs the new master in
+/// place; if it fails, the RTM_SETLINK is undone). Nothing is sent for what already is so.
 async fn apply(
     handle: &Handle,
     name: &IfName,
@@ -441,51 +474,85 @@ async fn apply(
     check: bool,
 ) -> Result<(bool, LinkView)> {
     let mut msg = LinkUnspec::new_with_index(cur.index);
+    // What puts back each change of `msg`, should the isolation step after it fail.
+    let mut undo = LinkUnspec::new_with_index(cur.index);
     let mut changed = false;
     let mut master_name = None;
     let mut new_master = cur.master;
+    let mut new_isolated = cur.isolated;
     match &s.master {
         Some(Some(br)) => {
-            let idx = common::nl::find_link(handle, br.as_str())
+            let master = common::nl::find_link(handle, br.as_str())
                 .await?
                 .ok_or_else(|| {
                     Error::failed(format!(
                         "setting master of {name} to {br}: bridge '{br}' not found in {where_}"
                     ))
-                })?
-                .header
-                .index;
+                })?;
+            let idx = master.header.index;
             if cur.master != Some(idx) {
                 msg = msg.controller(idx);
+                undo = match cur.master {
+                    Some(old) => undo.controller(old),
+                    None => undo.nocontroller(),
+                };
                 changed = true;
+                // A new port of a bridge starts out not isolated.
+                new_isolated = (master.kind() == Some(&InfoKind::Bridge)).then_some(false);
             }
             new_master = Some(idx);
             master_name = Some(br.to_string());
         }
-        Some(None) if cur.master.is_some() => {
-            msg = msg.nocontroller();
-            changed = true;
+        Some(None) => {
+            if let Some(old) = cur.master {
+                msg = msg.nocontroller();
+                undo = undo.controller(old);
+                changed = true;
+            }
             new_master = None;
+            new_isolated = None;
         }
-        Some(None) => new_master = None,
         None => {}
     }
     if let (Some(idx), None) = (new_master, &master_name) {
         master_name = Some(master_label(handle, idx).await);
     }
+    let isolate = match (s.isolated, new_isolated) {
+        (Some(want), Some(now)) => (want != now).then_some(want),
+        (Some(_), None) => {
+            let why = match (new_master, &master_name) {
+                (Some(idx), Some(m)) => {
+                    let kind = link_at(handle, idx).await.map(|l| kind_label(&l));
+                    format!(
+                        "its master {m} is a {}",
+                        kind.as_deref().unwrap_or("non-bridge")
+                    )
+                }
+                _ => "no master".to_string(),
+            };
+            return Err(Error::invalid(format!(
+                "setting link {name} isolated in {where_}: {name} is not a bridge port ({why})"
+            )));
+        }
+        (None, _) => None,
+    };
     let mut new_mtu = cur.mtu;
     if let Some(m) = s.mtu {
         if m != cur.mtu {
             msg = msg.mtu(m);
+            undo = undo.mtu(cur.mtu);
             changed = true;
             new_mtu = m;
         }
     }
-    let mut new_address = cur.address;
+    let mut new_address = cur.address.clone();
     if let Some(mac) = s.address {
         let want = mac.to_string();
         if new_address.as_deref() != Some(want.as_str()) {
             msg = msg.address(mac.0.to_vec());
+            if let Some(old) = cur.address.as_deref().and_then(mac_bytes) {
+                undo = undo.address(old);
+            }
             changed = true;
             new_address = Some(want);
         }
@@ -494,6 +561,7 @@ async fn apply(
     if let Some(up) = s.up {
         if up != cur.up {
             msg = if up { msg.up() } else { msg.down() };
+            undo = if cur.up { undo.up() } else { undo.down() };
             changed = true;
             new_up = up;
         }
@@ -501,18 +569,48 @@ async fn apply(
     if changed && !check {
         set_link(handle, msg.build(), || describe(name, s, where_)).await?;
     }
+    if let Some(on) = isolate {
+        if !check {
+            let what = || format!("setting link {name} isolated {} in {where_}", on_off(on));
+            if let Err(e) = set_isolated(handle, cur.index, on, what).await {
+                if changed {
+                    let what = format!("setting link {name} back as it was in {where_}");
+                    undo_set(handle, undo.build(), &what).await;
+                }
+                return Err(e);
+            }
+        }
+        new_isolated = Some(on);
+    }
     Ok((
-        changed,
+        changed || isolate.is_some(),
         LinkView {
             name: name.to_string(),
             netns: None,
             kind: cur.kind,
             state: state(new_up),
             master: master_name,
+            isolated: new_isolated,
             mtu: new_mtu,
             address: new_address,
         },
     ))
+}
+
+/// "on" or "off", as `ip` words a port flag.
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// The bytes of a MAC as `LinkExt::mac` prints it (hex pairs joined by `:`).
+fn mac_bytes(mac: &str) -> Option<Vec<u8>> {
+    mac.split(':')
+        .map(|pair| u8::from_str_radix(pair, 16).ok())
+        .collect()
 }
 
 /// The name of link `index`, or the number if it cannot be looked up.

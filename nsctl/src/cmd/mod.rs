@@ -3,8 +3,10 @@
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkMessage};
-use rtnetlink::{Handle, LinkMessageBuilder};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo, LinkMessage,
+};
+use rtnetlink::{Handle, LinkBridgePort, LinkMessageBuilder};
 
 use common::link::{delete_link_if_exists, set_up, LinkExt};
 use common::types::IfName;
@@ -142,6 +144,57 @@ pub async fn set_link(
     handle.link().set(msg).execute().await.with_context(what)
 }
 
+/// For a bridge port: whether it is isolated (IFLA_BRPORT_ISOLATED in the port data of its
+/// IFLA_LINKINFO, `isolated on` in `ip -d link`); None for a link that is not a bridge port (no
+/// master, or a master of another kind).
+pub fn bridge_port_isolated(msg: &LinkMessage) -> Option<bool> {
+    let infos = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => Some(infos),
+        _ => None,
+    })?;
+    if !infos
+        .iter()
+        .any(|i| matches!(i, LinkInfo::PortKind(InfoPortKind::Bridge)))
+    {
+        return None;
+    }
+    let isolated = infos.iter().find_map(|i| match i {
+        LinkInfo::PortData(InfoPortData::BridgePort(port)) => port.iter().find_map(|p| match p {
+            InfoBridgePort::Isolated(on) => Some(*on),
+            _ => None,
+        }),
+        _ => None,
+    });
+    // A kernel that does not report the flag has no port isolation: no port is isolated.
+    Some(isolated.unwrap_or(false))
+}
+
+/// Makes bridge port `index` isolated or not (`ip link set NAME type bridge_slave isolated
+/// on|off`): IFLA_LINKINFO { IFLA_INFO_PORT_KIND "bridge", IFLA_INFO_PORT_DATA
+/// { IFLA_BRPORT_ISOLATED } } in an RTM_NEWLINK for the index. The kernel reads port data only
+/// in RTM_NEWLINK (not RTM_SETLINK), and hands it to the master the port has when the message
+/// arrives, before any IFLA_MASTER in the same message: a new master needs a message of its own
+/// first.
+pub async fn set_isolated(
+    handle: &Handle,
+    index: u32,
+    on: bool,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let msg = LinkBridgePort::new(index).isolated(on).build();
+    handle.link().change(msg).execute().await.with_context(what)
+}
+
+/// Sends `undo`, the RTM_SETLINK that puts back what an earlier step of a command changed on a
+/// link, after a later step failed; its own failure is only logged (the later one is reported).
+pub async fn undo_set(handle: &Handle, undo: LinkMessage, what: &str) {
+    common::vlog!(1, "undoing: {what}");
+    if let Err(e) = set_link(handle, undo, || format!("undoing: {what}")).await {
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        eprintln!("nsctl: warning: {e}: {}", cause.unwrap_or_default());
+    }
+}
+
 /// Deletes link `index_or_name`; used to undo a creation, so its own failure is only logged.
 pub async fn undo_create(handle: &Handle, index_or_name: &str) {
     common::vlog!(1, "undoing: deleting link {index_or_name}");
@@ -168,4 +221,45 @@ pub fn private_mounts() -> Result<()> {
         None::<&str>,
     )
     .context("making / a slave mount")
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::{
+        InfoBridgePort, InfoPortData, InfoPortKind, InfoVrfPort, LinkAttribute, LinkInfo,
+        LinkMessage,
+    };
+
+    use super::bridge_port_isolated;
+
+    fn link(infos: Vec<LinkInfo>) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![LinkAttribute::LinkInfo(infos)];
+        msg
+    }
+
+    #[test]
+    fn isolation_is_read_from_a_bridge_ports_linkinfo_only() {
+        let port = |data: Vec<InfoBridgePort>| {
+            link(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(data)),
+            ])
+        };
+        let on = port(vec![
+            InfoBridgePort::Learning(true),
+            InfoBridgePort::Isolated(true),
+        ]);
+        assert_eq!(bridge_port_isolated(&on), Some(true));
+        let off = port(vec![InfoBridgePort::Isolated(false)]);
+        assert_eq!(bridge_port_isolated(&off), Some(false));
+        // A kernel without port isolation does not report it: not isolated.
+        assert_eq!(bridge_port_isolated(&port(vec![])), Some(false));
+        let vrf_port = link(vec![
+            LinkInfo::PortKind(InfoPortKind::Vrf),
+            LinkInfo::PortData(InfoPortData::VrfPort(vec![InfoVrfPort::TableId(10)])),
+        ]);
+        assert_eq!(bridge_port_isolated(&vrf_port), None);
+        assert_eq!(bridge_port_isolated(&LinkMessage::default()), None);
+    }
 }

@@ -1,8 +1,10 @@
-//! `nsctl veth add NAME --peer PEER [--peer-ns NS2] [--master BR] [--peer-master BR] [--up]`.
+//! `nsctl veth add NAME --peer PEER [--peer-ns NS2] [--master BR [--isolated]] [--peer-master BR]
+//! [--up]`.
 //!
 //! One RTM_NEWLINK creates both ends: the peer directly in NS2 (IFLA_NET_NS_FD inside the peer
 //! message), the local end enslaved (IFLA_MASTER) and both up when asked, so the kernel applies
-//! it all or nothing. Only `--peer-master` needs a second step (in NS2); if it fails, the veth
+//! it all or nothing. Only `--isolated` (the kernel takes port settings only from a port that
+//! has its master) and `--peer-master` (in NS2) need steps of their own; if one fails, the veth
 //! is deleted again.
 
 use clap::Subcommand;
@@ -16,7 +18,7 @@ use common::nl::connect_in;
 use common::types::{ns_label, IfName, NsTarget};
 use common::{Ctx, Error, Kind, Outcome, Result};
 
-use super::{kind_label, link_at, set_link};
+use super::{bridge_port_isolated, kind_label, link_at, set_isolated, set_link, undo_set};
 
 #[derive(Subcommand, Debug)]
 pub enum Veth {
@@ -34,6 +36,10 @@ pub enum Veth {
         /// Enslave the local end to bridge BR (`ip link set NAME master BR`)
         #[arg(long, value_name = "BR", add = common::complete::links(&[]))]
         master: Option<IfName>,
+        /// Make the local end an isolated port of BR (`bridge link set dev NAME isolated on`):
+        /// no frames to or from the bridge's other isolated ports; needs --master
+        #[arg(long, requires = "master")]
+        isolated: bool,
         /// Enslave the other end to bridge BR in the peer's namespace
         #[arg(long, value_name = "BR", add = common::complete::links(&["--peer-ns"]))]
         peer_master: Option<IfName>,
@@ -56,6 +62,9 @@ pub struct VethView {
     /// The namespace of the peer, named the same way (`--peer-ns`, else `netns`).
     pub peer_netns: Option<String>,
     pub master: Option<String>,
+    /// Whether NAME is an isolated port of `master` (already, or made so by `--isolated`);
+    /// null without `--master` or when the master is no bridge.
+    pub isolated: Option<bool>,
     pub peer_master: Option<String>,
     /// The administrative state of NAME, "up" or "down".
     pub state: &'static str,
@@ -66,12 +75,29 @@ struct Plan<'a> {
     name: &'a IfName,
     peer: &'a IfName,
     peer_ns: Option<&'a NetnsFd>,
-    master: Option<u32>,
+    master: Option<Master>,
+    /// Make NAME an isolated port of `master`.
+    isolated: bool,
     peer_master: Option<&'a IfName>,
     up: bool,
     here: &'a str,
     there: &'a str,
     check: bool,
+}
+
+/// The link `--master` names.
+#[derive(Clone, Copy)]
+struct Master {
+    index: u32,
+    /// It is a bridge (so NAME on it is a bridge port, isolated or not).
+    bridge: bool,
+}
+
+/// What a run leaves NAME as.
+struct After {
+    changed: bool,
+    up: bool,
+    isolated: Option<bool>,
 }
 
 impl Veth {
@@ -81,6 +107,7 @@ impl Veth {
             peer,
             peer_ns,
             master: master_br,
+            isolated,
             peer_master,
             up,
             replace,
@@ -102,9 +129,23 @@ impl Veth {
             Some(_) => ns_label(peer_ns.as_ref()),
             None => here.clone(),
         };
-        let (changed, now_up) = ctx.block_on(async {
+        let after = ctx.block_on(async {
             let master = match &master_br {
-                Some(br) => Some(bridge_index(&handle, br, &name, &here).await?),
+                Some(br) => {
+                    let l = bridge(&handle, br, &name, &here).await?;
+                    let bridge = l.kind() == Some(&InfoKind::Bridge);
+                    if isolated && !bridge {
+                        return Err(Error::invalid(format!(
+                            "making {name} an isolated port of {br}: {br} in {here} is a {}, \
+                             not a bridge",
+                            kind_label(&l)
+                        )));
+                    }
+                    Some(Master {
+                        index: l.header.index,
+                        bridge,
+                    })
+                }
                 None => None,
             };
             let plan = Plan {
@@ -112,6 +153,7 @@ impl Veth {
                 peer: &peer,
                 peer_ns: peer_fd.as_ref(),
                 master,
+                isolated,
                 peer_master: peer_master.as_ref(),
                 up,
                 here: &here,
@@ -128,10 +170,10 @@ impl Veth {
                         if !plan.check {
                             super::link::del(&handle, &name, &here, false).await?;
                         }
-                        create(&handle, &plan).await.map(|()| (true, up))
+                        create(&handle, &plan).await
                     }
                 },
-                None => create(&handle, &plan).await.map(|()| (true, up)),
+                None => create(&handle, &plan).await,
             }
         })?;
         let view = VethView {
@@ -140,16 +182,19 @@ impl Veth {
             peer: peer.to_string(),
             peer_netns: peer_ns.map(|n| n.to_string()).or_else(|| ctx.netns_name()),
             master: master_br.map(|b| b.to_string()),
+            isolated: after.isolated,
             peer_master: peer_master.map(|b| b.to_string()),
-            state: super::state(now_up),
+            state: super::state(after.up),
         };
-        Outcome::object(changed, "veth", view)
+        Outcome::object(after.changed, "veth", view)
     }
 }
 
-async fn bridge_index(handle: &Handle, br: &IfName, port: &IfName, where_: &str) -> Result<u32> {
+/// The bridge `br` that `port` is to be enslaved to (the link of that name, whatever its kind:
+/// the kernel judges whether it can be a master).
+async fn bridge(handle: &Handle, br: &IfName, port: &IfName, where_: &str) -> Result<LinkMessage> {
     match common::nl::find_link(handle, br.as_str()).await? {
-        Some(l) => Ok(l.header.index),
+        Some(l) => Ok(l),
         None => Err(Error::failed(format!(
             "enslaving {port} to {br}: bridge '{br}' not found in {where_}"
         ))),
@@ -185,32 +230,79 @@ async fn is_our_pair(
     }
 }
 
-/// The RTM_SETLINK that enslaves link `l` to `master_idx` and brings it up if asked, or None
-/// when it already is so.
-fn update(l: &LinkMessage, master_idx: Option<u32>, up: bool) -> Option<LinkMessage> {
+/// The RTM_SETLINK that enslaves link `l` to `master_idx` and brings it up if asked, with the
+/// one that puts it back as it was; None when it already is so.
+fn update(
+    l: &LinkMessage,
+    master_idx: Option<u32>,
+    up: bool,
+) -> Option<(LinkMessage, LinkMessage)> {
     let mut msg = LinkUnspec::new_with_index(l.header.index);
+    let mut undo = LinkUnspec::new_with_index(l.header.index);
     let mut changed = false;
     if let Some(m) = master_idx.filter(|&m| l.master() != Some(m)) {
         msg = msg.controller(m);
+        undo = match l.master() {
+            Some(old) => undo.controller(old),
+            None => undo.nocontroller(),
+        };
         changed = true;
     }
     if up && !l.is_up() {
         msg = msg.up();
+        undo = undo.down();
         changed = true;
     }
-    changed.then(|| msg.build())
+    changed.then(|| (msg.build(), undo.build()))
 }
 
-/// The pair exists: bring master and up state to what was asked. Returns (changed, up).
-async fn converge(handle: &Handle, l: &LinkMessage, plan: &Plan<'_>) -> Result<(bool, bool)> {
-    let msg = update(l, plan.master, plan.up);
+/// The pair exists: bring master, port isolation and up state to what was asked (isolation
+/// after the master, undoing the master and state if it fails), then the peer's settings.
+async fn converge(handle: &Handle, l: &LinkMessage, plan: &Plan<'_>) -> Result<After> {
+    let (name, here) = (plan.name, plan.here);
+    let master = plan.master;
+    let msg = update(l, master.map(|m| m.index), plan.up);
     let changed = msg.is_some();
-    if let Some(msg) = msg.filter(|_| !plan.check) {
-        let (name, here) = (plan.name, plan.here);
-        set_link(handle, msg, || format!("updating veth {name} in {here}")).await?;
+    // NAME's isolation once on `master`: as it is on the same master; a new bridge port starts
+    // out not isolated.
+    let isolated_now = match master {
+        Some(m) if !m.bridge => None,
+        Some(m) if l.master() == Some(m.index) => bridge_port_isolated(l),
+        Some(_) => Some(false),
+        None => None,
+    };
+    let isolate = plan.isolated && isolated_now != Some(true);
+    if !plan.check {
+        let mut undo = None;
+        if let Some((msg, back)) = msg {
+            set_link(handle, msg, || format!("updating veth {name} in {here}")).await?;
+            undo = Some(back);
+        }
+        if isolate {
+            if let Err(e) = isolate_port(handle, l.header.index, plan).await {
+                if let Some(back) = undo {
+                    let what = format!("setting veth {name} back as it was in {here}");
+                    undo_set(handle, back, &what).await;
+                }
+                return Err(e);
+            }
+        }
     }
     let peer_changed = peer_side(handle, plan, true).await?;
-    Ok((changed || peer_changed, l.is_up() || plan.up))
+    Ok(After {
+        changed: changed || isolate || peer_changed,
+        up: l.is_up() || plan.up,
+        isolated: if isolate { Some(true) } else { isolated_now },
+    })
+}
+
+/// Makes NAME (link `index`) an isolated port of its master.
+async fn isolate_port(handle: &Handle, index: u32, plan: &Plan<'_>) -> Result<()> {
+    let (name, here) = (plan.name, plan.here);
+    set_isolated(handle, index, true, || {
+        format!("making veth {name} an isolated bridge port in {here}")
+    })
+    .await
 }
 
 /// The peer's own settings (master, up), applied in its namespace. `exists`: the peer is
@@ -223,7 +315,7 @@ async fn peer_side(handle: &Handle, plan: &Plan<'_>, exists: bool) -> Result<boo
         (plan.peer, plan.peer_master, plan.up, plan.check, plan.there);
     let work = |h: Handle| async move {
         let br_idx = match br {
-            Some(br) => Some(bridge_index(&h, br, peer, there).await?),
+            Some(br) => Some(bridge(&h, br, peer, there).await?.header.index),
             None => None,
         };
         let Some(p) = common::nl::find_link(&h, peer.as_str()).await? else {
@@ -242,7 +334,7 @@ async fn peer_side(handle: &Handle, plan: &Plan<'_>, exists: bool) -> Result<boo
         }
         let msg = update(&p, br_idx, up);
         let changed = msg.is_some();
-        if let Some(msg) = msg.filter(|_| !check) {
+        if let Some((msg, _)) = msg.filter(|_| !check) {
             set_link(&h, msg, || format!("updating veth peer {peer} in {there}")).await?;
         }
         Ok(changed)
@@ -253,8 +345,14 @@ async fn peer_side(handle: &Handle, plan: &Plan<'_>, exists: bool) -> Result<boo
     }
 }
 
-/// Creates the pair in one request; then `--peer-master`, undoing the pair if that fails.
-async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
+/// Creates the pair in one request; then `--isolated` and `--peer-master`, undoing the pair if
+/// one fails.
+async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<After> {
+    let after = After {
+        changed: true,
+        up: plan.up,
+        isolated: plan.master.filter(|m| m.bridge).map(|_| plan.isolated),
+    };
     let (name, peer, here, there) = (plan.name, plan.peer, plan.here, plan.there);
     if plan.check || plan.peer_master.is_some() {
         // Validate the peer side first: the bridge is there, the name is free.
@@ -265,7 +363,7 @@ async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
         };
         peer_side(handle, &dry, false).await?;
         if plan.check {
-            return Ok(());
+            return Ok(after);
         }
     }
     let mut p = LinkUnspec::new_with_name(peer.as_str());
@@ -276,7 +374,7 @@ async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
         .name(name.as_str())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())));
     if let Some(m) = plan.master {
-        b = b.controller(m);
+        b = b.controller(m.index);
     }
     if plan.up {
         b = b.up();
@@ -297,6 +395,10 @@ async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
         "created veth {name} in {here} with peer {peer} in {there}"
     );
     let rest = async {
+        if plan.isolated {
+            let index = common::nl::link_index(handle, name.as_str(), here).await?;
+            isolate_port(handle, index, plan).await?;
+        }
         if plan.up {
             peer_up(handle, plan).await?;
         }
@@ -310,7 +412,7 @@ async fn create(handle: &Handle, plan: &Plan<'_>) -> Result<()> {
         super::undo_create(handle, name.as_str()).await;
         return Err(e);
     }
-    Ok(())
+    Ok(after)
 }
 
 /// Brings the new peer up: the kernel configures a veth peer before the pair is joined, so it
