@@ -205,6 +205,19 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_that_lost_its_ct_match_is_tampered() {
+        let reply = rule("filter --iif t1 --reply --verdict accept");
+        let plain = rule("filter --iif t1 --verdict accept");
+        assert!(audit(&kernel_of(&reply, 1), crate::cmd::stored_rule).ids[&reply.id()].intact);
+        // The comment kept, the expressions those of the same filter without `ct direction reply`.
+        let mut kernel = kernel_of(&reply, 1);
+        kernel[0].shape = kernel_of(&plain, 1)[0].shape.clone();
+        let audit = audit(&kernel, crate::cmd::stored_rule);
+        assert_eq!(audit.tampered, [true]);
+        assert!(!audit.ids[&reply.id()].intact);
+    }
+
+    #[test]
     fn a_missing_or_repeated_part_is_not_intact() {
         let connmark = rule("connmark --iif t1 --set 5");
         let mut kernel = kernel_of(&connmark, 1);

@@ -30,6 +30,7 @@ struct RuleJson {
     iif: Option<String>,
     proto: Option<String>,
     dport: Option<String>,
+    reply: Option<bool>,
     zone: Option<u16>,
     dir: Option<String>,
     set: Option<u32>,
@@ -1363,6 +1364,9 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
         (Some(p), None) => e.push(nft_match(meta("l4proto"), json!(p))),
         _ => {}
     }
+    if r.reply == Some(true) {
+        e.push(nft_match(ct("direction"), json!("reply")));
+    }
     e.push(counter);
     let to = r.to.as_deref().unwrap_or_default();
     e.push(match r.kind.as_str() {
@@ -1412,8 +1416,8 @@ fn assert_list_matches_nft(ns: &str) -> Vec<RuleJson> {
         Some(k.clone())
     };
     for (i, r) in listed.iter().enumerate() {
-        let k = find(&kernel, r)
-            .unwrap_or_else(|| panic!("listed {r:?} is not in nft -j: {kernel:?}"));
+        let k =
+            find(&kernel, r).unwrap_or_else(|| panic!("listed {r:?} is not in nft -j: {kernel:?}"));
         let comment = k.comment.as_deref().unwrap_or_default();
         assert!(
             comment.starts_with(&format!("natctl:{} {} ", r.id, r.kind)),
@@ -2433,6 +2437,137 @@ fn filter_bad_input_exits_2() {
         ("inet", "inet6")
     );
     assert_list_matches_nft(&ns);
+}
+
+/// `filter --reply` (`ct direction reply`): with it accepted and a default drop on d1, the
+/// internal network opens connections to the device behind d1 and gets its answers (echo
+/// replies, the SYN-ACK), while everything the device opens itself is dropped and counted by
+/// the default; the same for the hub's own traffic with `--local`. The ct match is part of the
+/// rule's id and of what the audit compares, and `--reply` takes neither `--early` nor
+/// `--default`.
+#[test]
+fn filter_reply_lets_a_device_answer_but_not_open() {
+    let lab = Lab::new();
+    let (hub, dev, server, _) = filter_hub(&lab);
+    let reply = ["filter", "--iif", "d1", "--reply", "--verdict", "accept"];
+    let plain = add(
+        &hub,
+        &["--check", "filter", "--iif", "d1", "--verdict", "accept"],
+    );
+    let accept = add(&hub, &reply);
+    assert!(accept.changed);
+    assert_eq!(accept.rule.reply, Some(true));
+    assert_ne!(accept.rule.id, plain.rule.id, "--reply is part of the id");
+    let default = add(&hub, &["filter", "--iif", "d1", "--default", "drop"]);
+    assert_eq!(default.rule.reply, Some(false));
+    let again = add(&hub, &reply);
+    assert_eq!((again.changed, &again.rule.id), (false, &accept.rule.id));
+    let packets = |id: &str| listed_id(&hub, id)[0].packets.unwrap();
+
+    // The internal network opens, the device answers.
+    assert!(
+        ping(&server, "10.1.0.2", 2),
+        "the echo replies were dropped"
+    );
+    let (got, _) = tcp_exchange(&dev, 8080, &server, "10.1.0.2", false);
+    assert_eq!(got, "hello-from-client", "the device's SYN-ACK was dropped");
+    assert!(packets(&accept.rule.id) >= 4);
+    // The device opens nothing.
+    let dropped = packets(&default.rule.id);
+    assert!(!ping(&dev, "100.64.0.1", 2));
+    let (got, _) = tcp_exchange(&server, 8081, &dev, "100.64.0.1", false);
+    assert_eq!(got, "", "the device opened a TCP connection");
+    assert!(!udp_reaches(&server, 5353, &dev, "100.64.0.1"));
+    assert!(packets(&default.rule.id) >= dropped + 6, "counted");
+
+    // A reply drop, inserted before the accept: the echo replies go, TCP still answers.
+    let icmp_drop = add(
+        &hub,
+        &[
+            "filter",
+            "--iif",
+            "d1",
+            "--proto",
+            "icmp",
+            "--reply",
+            "--verdict",
+            "drop",
+        ],
+    );
+    assert!(!ping(&server, "10.1.0.2", 2));
+    let (got, _) = tcp_exchange(&dev, 8082, &server, "10.1.0.2", false);
+    assert_eq!(got, "hello-from-client");
+    assert!(natctl(&hub, &["del", &icmp_drop.rule.id]).ok().changed());
+
+    // --local: the hub's own pings are answered, the device's pings of the hub are not.
+    for args in [
+        &[
+            "filter",
+            "--iif",
+            "d1",
+            "--local",
+            "--reply",
+            "--verdict",
+            "accept",
+        ][..],
+        &["filter", "--iif", "d1", "--local", "--default", "drop"],
+    ] {
+        assert!(add(&hub, args).changed);
+    }
+    assert!(ping(&hub, "10.1.0.2", 2));
+    assert!(!ping(&dev, "10.1.0.1", 2));
+
+    // The kernel holds `ct direction reply` in the rule, as list says it does.
+    let ct_reply = nft_match(
+        serde_json::json!({"ct": {"key": "direction"}}),
+        serde_json::json!("reply"),
+    );
+    let (chain, handle) = handles_of(&hub, &accept.rule.id).remove(0);
+    let kernel = nft_rules(&hub)
+        .into_iter()
+        .find(|k| (&k.chain, k.handle) == (&chain, handle))
+        .unwrap();
+    assert!(kernel.expr.contains(&ct_reply), "{kernel:?}");
+    let listed = assert_list_matches_nft(&hub);
+    assert_eq!(listed.iter().filter(|r| r.reply == Some(true)).count(), 2);
+
+    // Without its ct match (the comment kept) the rule is tampered, and add restores it.
+    let comment = format!(
+        "natctl:{} filter --iif d1 --reply --verdict accept",
+        accept.rule.id
+    );
+    nsh(
+        &hub,
+        &format!(
+            r#"nft replace rule inet natctl {chain} handle {handle} iifname "d1" counter accept comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    assert_eq!(listed_id(&hub, &accept.rule.id)[0].tampered, Some(true));
+    assert!(add(&hub, &reply).changed);
+    assert_list_matches_nft(&hub);
+
+    // --reply takes neither --early (no direction before conntrack) nor --default.
+    let before = ruleset(&hub);
+    natctl(
+        &hub,
+        &[
+            "filter",
+            "--iif",
+            "d1",
+            "--reply",
+            "--verdict",
+            "drop",
+            "--early",
+        ],
+    )
+    .fails(2, "--reply cannot be used with --early");
+    natctl(
+        &hub,
+        &["filter", "--iif", "d1", "--reply", "--default", "drop"],
+    )
+    .fails(2, "--default");
+    assert_eq!(ruleset(&hub), before);
 }
 
 /// The nftables rules (chain, handle) of natctl's table whose comment carries `id`.

@@ -1,5 +1,5 @@
 //! `natctl filter --iif IFACE [--src CIDR] [--dst CIDR] [--proto tcp|udp|icmp|icmpv6
-//! [--dport PORT[-PORT]]] [--local] --verdict accept|drop` and
+//! [--dport PORT[-PORT]]] [--reply] [--local] --verdict accept|drop` and
 //! `natctl filter --iif IFACE --default accept|drop [--local]`: access control by incoming
 //! interface.
 //!
@@ -8,7 +8,9 @@
 //! with selectors is inserted at the head of its chain and a default is appended, so an
 //! interface's accepts and drops are always evaluated before its default, whatever order they
 //! were added in (among themselves, the most recently added first). Nothing is accepted by
-//! connection state: a reply that arrives on IFACE passes only if a rule of IFACE accepts it.
+//! connection state on its own: a reply that arrives on IFACE passes only if a rule of IFACE
+//! accepts it, such as one with `--reply` (`ct direction reply`: every packet that answers a
+//! connection opened from elsewhere).
 
 use std::fmt;
 
@@ -37,6 +39,11 @@ pub struct Filter {
     /// Only this destination port or range (nft `tcp dport PORT[-PORT]`); needs --proto tcp|udp
     #[arg(long, value_name = "PORT[-PORT]", conflicts_with = "default")]
     pub dport: Option<PortRange>,
+    /// Only packets that travel against their connection's first packet (nft `ct direction
+    /// reply`), e.g. a device's replies to connections the other side opened; not with
+    /// --early (conntrack has not seen the packet there)
+    #[arg(long, conflicts_with = "default")]
+    pub reply: bool,
     /// What to do with matching packets (nft `accept`/`drop`); the rule is inserted before
     /// every default (nft `insert rule`)
     #[arg(long, value_enum, required_unless_present = "default")]
@@ -129,6 +136,11 @@ impl Filter {
                 ))
             }
         };
+        if self.early && self.reply {
+            return Err(Error::invalid(
+                "filter: --reply cannot be used with --early (in chain zones conntrack has not seen the packet yet, so it has no direction)",
+            ));
+        }
         if self.early && verdict != Verdict::Drop {
             // (an accept there would end the chain before the zones are set)
             return Err(Error::invalid(
@@ -140,6 +152,9 @@ impl Filter {
         matches.extend(self.dst.map(Match::Dst));
         matches.extend(self.proto.map(|p| Match::Proto(p.number())));
         matches.extend(self.dport.map(|p| Match::Dport(p.first.0, p.last.0)));
+        if self.reply {
+            matches.push(Match::CtReply);
+        }
         Ok(Rule {
             kind: "filter",
             family,
@@ -160,6 +175,7 @@ impl Filter {
                 ("dst", self.dst.as_ref().map(net_arg)),
                 ("proto", self.proto.map(Arg::text)),
                 ("dport", self.dport.map(Arg::text)),
+                ("reply", Some(Arg::Flag(self.reply))),
                 ("verdict", self.verdict.map(Arg::text)),
                 ("default", self.default.map(Arg::text)),
                 ("local", Some(Arg::Flag(self.local))),
@@ -201,6 +217,43 @@ mod tests {
         assert_eq!(default.parts[0].stage, Stage::LocalIn);
         assert_eq!(default.canonical(), "filter --iif x --default drop --local");
         assert_eq!(default.family, None);
+    }
+
+    #[test]
+    fn reply_is_a_ct_match_after_the_selectors_and_part_of_the_id() {
+        let reply = filter("--iif x --proto tcp --dport 22 --reply --verdict accept --local");
+        assert_eq!(
+            reply.parts[0].matches,
+            [
+                Match::Iif("x".into()),
+                Match::Proto(libc::IPPROTO_TCP as u8),
+                Match::Dport(22, 22),
+                Match::CtReply
+            ]
+        );
+        assert_eq!(reply.parts[0].stage, Stage::LocalIn);
+        assert_eq!(
+            reply.canonical(),
+            "filter --iif x --proto tcp --dport 22 --reply --verdict accept --local"
+        );
+        let plain = filter("--iif x --proto tcp --dport 22 --verdict accept --local");
+        assert!(!plain.parts[0].matches.contains(&Match::CtReply));
+        assert_ne!(reply.id(), plain.id());
+    }
+
+    #[test]
+    fn reply_conflicts_with_early_and_default() {
+        let parse = |args: &str| <Cli as clap::Parser>::try_parse_from(args.split_whitespace());
+        let early = parse("--iif x --reply --verdict drop --early")
+            .unwrap()
+            .filter
+            .rule()
+            .unwrap_err();
+        assert_eq!(early.exit_code(), 2);
+        let msg = early.to_string();
+        assert!(msg.contains("--reply") && msg.contains("--early"), "{msg}");
+        let default = parse("--iif x --reply --default drop").err().unwrap();
+        assert_eq!(default.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

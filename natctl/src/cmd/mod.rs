@@ -49,9 +49,9 @@ pub enum RuleCmd {
     /// mark set ct mark`), so policy routing sends replies back the way they came
     Connmark(connmark::Connmark),
     /// Access control by incoming interface: accept or drop forwarded traffic (or, with
-    /// --local, traffic to this namespace) by source, destination, protocol and port, with a
-    /// default per interface (`... forward iifname IFACE ip daddr CIDR accept`, inserted before
-    /// `... forward iifname IFACE drop`)
+    /// --local, traffic to this namespace) by source, destination, protocol, port and
+    /// connection direction, with a default per interface (`... forward iifname IFACE ip daddr
+    /// CIDR accept`, inserted before `... forward iifname IFACE drop`)
     Filter(filter::Filter),
 }
 
