@@ -10,19 +10,22 @@ pub const USAGE: &str = "\
 usage: hub [-q] [--check] [-c hub.conf] up|down [--keep-state]
        hub [-q] [--check] [-c hub.conf] peer add NAME... [--public-key KEY] [--port N] [--address ADDR]
                  [--preshared-key generate|FILE] [--keepalive SECS] [--mtu N] [--dns ADDR[,ADDR]]
+                 [--forward PROTO/PORT[=DEVPORT]]... [--allow CIDR[,PROTO[/PORT[-PORT]]]]...
        hub [-q] [--check] [-c hub.conf] peer set NAME [--preshared-key generate|FILE|none]
-                 [--keepalive SECS] [--mtu N] [--dns ADDR[,ADDR]|none]   (in place; no other peer)
+                 [--keepalive SECS] [--mtu N] [--dns ADDR[,ADDR]|none]
+                 [--forward ..|none]... [--allow ..|none]...   (in place; no other peer)
        hub [-q] [--check] [-c hub.conf] peer del NAME...
        hub [-q] [--check] [-c hub.conf] peer rekey NAME [--client]
        hub [-q] [--check] [-c hub.conf] sync FILE|- [--allow-empty]   (JSON Lines: {\"name\":..} and any
-                 of public_key, port, address, preshared_key, keepalive, mtu, dns; an empty set
+                 of public_key, port, address, preshared_key, keepalive, mtu, dns, forwards,
+                 allow; an empty set
                  needs --allow-empty)
        hub [-q] [-c hub.conf] status|check|metrics|show
        hub [-c hub.conf] peer conf NAME [--qr] [--private-key-file FILE]
 hub.conf (sourced as shell: only NAME=VALUE lines of these; the environment overrides it) sets
 HUB_NS, HUB_BRIDGE, HUB_CIDR, HUB_ADDRESS, HUB_PORT_BASE, HUB_STATE_DIR, HUB_PREFIX, HUB_ENDPOINT,
 HUB_PUBLIC_PORT_BASE, HUB_CLIENT_ADDRESS, HUB_JOBS, HUB_BRIDGE_PORTS, HUB_CIDR6, HUB_ADDRESS6, HUB_CLIENT_ADDRESS6,
-HUB_MODE (netns|zones). A built hub keeps its settings (see man niransix-hub).
+HUB_MODE (netns|zones), HUB_FORWARDS, HUB_ALLOW, HUB_ISOLATE (yes|no). A built hub keeps its settings (see man niransix-hub).
 --check: print the plan (the same JSON, `changed` telling what would change), change nothing.
 `check` exits 1 unless every object the hub built is there as recorded; `show` is `status` for people.
 Commands are echoed as `[#] TOOL ARGS` on stderr; -q: quiet. Docs: man niransix-hub; in the sources,
@@ -93,8 +96,17 @@ impl Verb {
                 "--keepalive",
                 "--mtu",
                 "--dns",
+                "--forward",
+                "--allow",
             ],
-            Verb::PeerSet => &["--preshared-key", "--keepalive", "--mtu", "--dns"],
+            Verb::PeerSet => &[
+                "--preshared-key",
+                "--keepalive",
+                "--mtu",
+                "--dns",
+                "--forward",
+                "--allow",
+            ],
             Verb::PeerConf => &["--qr", "--private-key-file"],
             Verb::PeerRekey => &["--client"],
             Verb::Down => &["--keep-state"],
@@ -112,7 +124,12 @@ impl Verb {
     }
 }
 
-const VALUE_OPTIONS: [&str; 8] = [
+/// The options given once per item (`--forward tcp/22 --forward udp/161`).
+const LIST_OPTIONS: [&str; 2] = ["--forward", "--allow"];
+
+const VALUE_OPTIONS: [&str; 10] = [
+    "--forward",
+    "--allow",
     "--port",
     "--address",
     "--public-key",
@@ -129,8 +146,11 @@ pub struct Args {
     pub verb: Verb,
     pub names: Vec<String>,
     pub check: bool,
-    /// The options given, with their values ("" for a flag).
+    /// The options given, with their values ("" for a flag; a list option's items joined by
+    /// spaces).
     pub options: BTreeMap<String, String>,
+    /// The items of each list option given, in order.
+    pub lists: BTreeMap<String, Vec<String>>,
 }
 
 /// What parsing found: a command, or a request for help.
@@ -142,6 +162,7 @@ pub enum Parsed {
 pub fn parse(argv: &[String]) -> Result<Parsed> {
     let mut pos: Vec<String> = Vec::new();
     let mut options = BTreeMap::new();
+    let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut check = false;
     let all: Vec<&str> = Verb::PeerAdd
         .options()
@@ -173,7 +194,13 @@ pub fn parse(argv: &[String]) -> Result<Parsed> {
                     if v.is_empty() {
                         return Err(invalid(format!("{a} needs a value, got ''")));
                     }
-                    options.insert(a.to_string(), v.clone());
+                    if LIST_OPTIONS.contains(&a) {
+                        let items = lists.entry(a.to_string()).or_default();
+                        items.push(v.clone());
+                        options.insert(a.to_string(), items.join(" "));
+                    } else {
+                        options.insert(a.to_string(), v.clone());
+                    }
                 } else {
                     options.insert(a.to_string(), String::new());
                 }
@@ -227,6 +254,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed> {
         names,
         check,
         options,
+        lists,
     }))
 }
 
@@ -246,6 +274,8 @@ impl Args {
             keepalive: self.value("--keepalive"),
             mtu: self.value("--mtu"),
             dns: self.value("--dns"),
+            forwards: self.lists.get("--forward").cloned(),
+            allow: self.lists.get("--allow").cloned(),
         }
     }
 }

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use crate::access::{self, Allow, Forward};
 use crate::error::{invalid, Result};
 use crate::net::{self, Cidr4, Cidr6};
 
 /// Every setting of the hub, as hub.conf names it.
-pub const KEYS: [&str; 16] = [
+pub const KEYS: [&str; 19] = [
     "HUB_NS",
     "HUB_BRIDGE",
     "HUB_CIDR",
@@ -27,6 +28,9 @@ pub const KEYS: [&str; 16] = [
     "HUB_ADDRESS6",
     "HUB_CLIENT_ADDRESS6",
     "HUB_MODE",
+    "HUB_FORWARDS",
+    "HUB_ALLOW",
+    "HUB_ISOLATE",
 ];
 
 /// HUB_MODE=zones: every peer's connection mark and routing table is `MARK_BASE` + its port (its
@@ -83,6 +87,12 @@ pub struct Conf {
     pub bridge_ports: u32,
     pub v6: Option<V6>,
     pub mode: Mode,
+    /// HUB_FORWARDS: every device's ports the internal network reaches.
+    pub forwards: Vec<Forward>,
+    /// HUB_ALLOW: what every device may reach (empty: the whole internal network).
+    pub allow: Vec<Allow>,
+    /// HUB_ISOLATE: no device reaches another.
+    pub isolate: bool,
 }
 
 impl Conf {
@@ -190,7 +200,16 @@ impl Conf {
             address,
             &cidr_text,
         )?;
-        Ok(Conf {
+        let isolate = match get("HUB_ISOLATE", "yes").as_str() {
+            "yes" => true,
+            "no" => false,
+            other => {
+                return Err(invalid(format!(
+                    "HUB_ISOLATE '{other}' must be yes (no device reaches another) or no"
+                )))
+            }
+        };
+        let mut conf = Conf {
             ns,
             bridge,
             cidr,
@@ -207,6 +226,36 @@ impl Conf {
             bridge_ports,
             v6,
             mode,
+            forwards: access::forwards("HUB_FORWARDS", access::words(&get("HUB_FORWARDS", "")))?,
+            allow: Vec::new(),
+            isolate,
+        };
+        conf.allow = access::allow(&conf, "HUB_ALLOW", access::words(&get("HUB_ALLOW", "")))?;
+        if !conf.forwards.is_empty() {
+            conf.forwards_possible("HUB_FORWARDS")?;
+        }
+        Ok(conf)
+    }
+
+    /// Forwards (LABEL gave some) need a device address to lead to, and, for now, HUB_MODE=netns.
+    pub fn forwards_possible(&self, label: &str) -> Result<()> {
+        if self.zones() {
+            return Err(invalid(format!(
+                "{label}: forwards into the devices are built in HUB_MODE=netns only, not yet in zones mode"
+            )));
+        }
+        self.client_host(label).map(|_| ())
+    }
+
+    /// The device's own IPv4 address (HUB_CLIENT_ADDRESS without its length), where forwards
+    /// lead; WHY: what needs it.
+    pub fn client_host(&self, why: &str) -> Result<Ipv4Addr> {
+        let text = self.client_address.split('/').next().unwrap_or_default();
+        net::ip4(text).ok_or_else(|| {
+            invalid(format!(
+                "HUB_CLIENT_ADDRESS '{}' is not an IPv4 address ADDR[/LEN], which {why} needs",
+                self.client_address
+            ))
         })
     }
 

@@ -34,6 +34,9 @@ pub struct Hub<'e> {
     view: Option<CenterView>,
     /// This run's claims and releases.
     claims: RunClaims,
+    /// Peers whose forwards or allow list may have lost entries in this run: their natctl
+    /// rules that the plan no longer holds go (`up` prunes every peer).
+    pub reaccess: HashSet<String>,
 }
 
 /// The public key of the private key in FILE.
@@ -59,6 +62,7 @@ impl<'e> Hub<'e> {
             psk_from: HashMap::new(),
             view: None,
             claims: RunClaims::new(),
+            reaccess: HashSet::new(),
         }
     }
 
@@ -447,7 +451,12 @@ impl<'e> Hub<'e> {
             .filter(|s| !first_stage(s))
             .collect();
         self.stage(then, &[Wgctl, Routectl])?;
-        Ok(())
+        let prune: Vec<String> = names
+            .iter()
+            .filter(|n| self.run.repair || self.reaccess.contains(*n))
+            .cloned()
+            .collect();
+        self.prune_rules(&prune)
     }
 
     /// Every step of the listed peers, in this mode (REMAKE: their tunnels go first).
@@ -617,21 +626,7 @@ impl<'e> Hub<'e> {
                     .map(move |l| Step::new(Natctl, n, l))
             })
             .collect();
-        let mut ids: HashMap<String, Vec<String>> = HashMap::new();
-        for d in self.run.read_checked(reads, &[Natctl])? {
-            // (natctl prints the rule it would add: `{"changed":..,"rule":{"id":..}}`)
-            let rule: Option<serde_json::Value> =
-                serde_json::from_str::<serde_json::Value>(&d.json)
-                    .ok()
-                    .map(|v| v["rule"].clone());
-            if let Some(id) = rule
-                .as_ref()
-                .and_then(|r| r["id"].as_str())
-                .map(str::to_string)
-            {
-                ids.entry(d.owner.clone()).or_default().push(id);
-            }
-        }
+        let ids = self.rule_ids(reads)?;
         let layout = self.layout();
         let steps: Vec<Step> = names
             .iter()
@@ -641,6 +636,19 @@ impl<'e> Hub<'e> {
             .collect();
         self.stage(steps, &[Natctl, Routectl, Wgctl, Nsctl])?;
         Ok(())
+    }
+
+    /// The ids of the natctl rules that LINES (natctl add lines) stand for, by owner: natctl
+    /// --check of a rule prints it, `{"changed":..,"rule":{"id":..}}`.
+    pub fn rule_ids(&mut self, lines: Vec<Step>) -> Result<HashMap<String, Vec<String>>> {
+        let mut ids: HashMap<String, Vec<String>> = HashMap::new();
+        for d in self.run.read_checked(lines, &[Natctl])? {
+            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+            if let Some(id) = v["rule"]["id"].as_str() {
+                ids.entry(d.owner.clone()).or_default().push(id.to_string());
+            }
+        }
+        Ok(ids)
     }
 
     /// Delete every object of the listed peers, then their records.

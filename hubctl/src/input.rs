@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use crate::access::{self, Allow, Forward};
 use crate::conf::Conf;
 use crate::error::{invalid, Result};
 use crate::net;
@@ -115,6 +116,9 @@ pub struct Given {
     pub keepalive: Option<String>,
     pub mtu: Option<String>,
     pub dns: Option<String>,
+    /// Each item given (`none` alone: none).
+    pub forwards: Option<Vec<String>>,
+    pub allow: Option<Vec<String>>,
 }
 
 /// Settings checked (None: not given).
@@ -124,14 +128,36 @@ pub struct Wanted {
     pub keepalive: Option<u16>,
     pub mtu: Option<u32>,
     pub dns: Option<String>,
+    pub forwards: Option<Vec<Forward>>,
+    pub allow: Option<Vec<Allow>>,
 }
 
 /// What each setting is called where it was given.
-pub const OPTION_LABELS: [&str; 4] = ["--preshared-key", "--keepalive", "--mtu", "--dns"];
-pub const SYNC_LABELS: [&str; 4] = ["preshared_key", "keepalive", "mtu", "dns"];
+pub const OPTION_LABELS: [&str; 6] = [
+    "--preshared-key",
+    "--keepalive",
+    "--mtu",
+    "--dns",
+    "--forward",
+    "--allow",
+];
+pub const SYNC_LABELS: [&str; 6] = [
+    "preshared_key",
+    "keepalive",
+    "mtu",
+    "dns",
+    "forwards",
+    "allow",
+];
+
+/// The items of a list setting: `none` alone is the empty list.
+fn items(given: &[String]) -> impl Iterator<Item = &str> {
+    let none = given.len() == 1 && given[0] == "none";
+    given.iter().map(String::as_str).filter(move |_| !none)
+}
 
 impl Given {
-    pub fn check(&self, conf: &Conf, labels: [&str; 4]) -> Result<Wanted> {
+    pub fn check(&self, conf: &Conf, labels: [&str; 6]) -> Result<Wanted> {
         let psk = match self.psk.as_deref() {
             None | Some("") => None,
             Some("generate") => Some(Psk::Generate),
@@ -211,11 +237,26 @@ impl Given {
                 Some(d.to_string())
             }
         };
+        let forwards = self
+            .forwards
+            .as_deref()
+            .map(|f| access::forwards(labels[4], items(f)))
+            .transpose()?;
+        let allow = self
+            .allow
+            .as_deref()
+            .map(|a| access::allow(conf, labels[5], items(a)))
+            .transpose()?;
+        if forwards.as_ref().is_some_and(|f| !f.is_empty()) {
+            conf.forwards_possible(labels[4])?;
+        }
         Ok(Wanted {
             psk,
             keepalive,
             mtu,
             dns,
+            forwards,
+            allow,
         })
     }
 }
@@ -233,7 +274,7 @@ pub struct Line {
 }
 
 /// The keys of a peer in the set.
-pub const SET_KEYS: [&str; 8] = [
+pub const SET_KEYS: [&str; 10] = [
     "name",
     "public_key",
     "port",
@@ -242,6 +283,8 @@ pub const SET_KEYS: [&str; 8] = [
     "keepalive",
     "mtu",
     "dns",
+    "forwards",
+    "allow",
 ];
 
 /// The peer set in TEXT (JSON Lines), every line checked (exit 2 naming the line). Blank lines
@@ -307,6 +350,19 @@ fn one_line(conf: &Conf, raw: &str, n: usize, earlier: &[Line]) -> Result<Line> 
             return Err(invalid(format!("\"{k}\" must be a {t}")));
         }
     }
+    let list = |k: &str| -> Result<Option<Vec<String>>> {
+        match o.get(k) {
+            None => Ok(None),
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => Ok(Some(
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect(),
+            )),
+            Some(_) => Err(invalid(format!("\"{k}\" must be an array of strings"))),
+        }
+    };
+    let (forwards, allow) = (list("forwards")?, list("allow")?);
     let dns = match o.get("dns") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -354,6 +410,8 @@ fn one_line(conf: &Conf, raw: &str, n: usize, earlier: &[Line]) -> Result<Line> 
         keepalive: text(&o, "keepalive"),
         mtu: text(&o, "mtu"),
         dns,
+        forwards,
+        allow,
     }
     .check(conf, SYNC_LABELS)?;
     Ok(Line {

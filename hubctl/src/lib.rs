@@ -7,6 +7,7 @@
 //! coprocess that asks it, stage by stage, to run batches of tool lines (exec.rs), and does
 //! so, echoing each line as `[#] TOOL ARGS`. hubctl never touches the kernel itself.
 
+pub mod access;
 pub mod args;
 pub mod cmd;
 pub mod conf;
@@ -22,6 +23,7 @@ pub mod net;
 pub mod plan;
 pub mod record;
 pub mod show;
+pub mod stale;
 pub mod state;
 pub mod steps;
 

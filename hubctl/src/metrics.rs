@@ -82,6 +82,14 @@ pub fn metrics(status: &Value, now_unix: u64) -> String {
         &all,
         |p| Some(flag(&p["healthy"])),
     );
+    family(
+        &mut out,
+        "niransix_hub_peer_denied_packets_total",
+        "counter",
+        "Packets from the peer's device that HUB_ALLOW, its allow list or HUB_ISOLATE refused",
+        &all,
+        |p| p.get("denied_packets").map(jq_text),
+    );
     out.push_str(
         "# HELP niransix_hub_healthy 1 if the center and every peer are healthy (hub check)\n",
     );
@@ -181,8 +189,10 @@ mod tests {
         ] {
             let status: Value =
                 serde_json::from_str(&fixture(&format!("{name}.status.json"))).unwrap();
+            let got = metrics(&status, NOW);
+            crate::health::tests::update_fixture(&format!("{name}.metrics.txt"), &got);
             let want = fixture(&format!("{name}.metrics.txt"));
-            assert_eq!(metrics(&status, NOW), want, "{name}");
+            assert_eq!(got, want, "{name}");
         }
     }
 

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::access;
 use crate::conf::{Conf, ZONE_RULE_PRIORITY};
 use crate::exec::Tool::{self, Natctl, Nsctl, Routectl, Wgctl};
 use crate::names::{self, Names};
@@ -152,6 +153,17 @@ impl Layout<'_> {
                     trunk.down, trunk.up, self.conf.bridge, place.bridge
                 ),
             ));
+            // (isolated on HUB_BRIDGE: a device behind one extra bridge reaches no device
+            // behind another, nor on HUB_BRIDGE; the center and the rest of HUB_BRIDGE it does)
+            s.push(Step::new(
+                Nsctl,
+                "center",
+                format!(
+                    "{bo}link set {} --isolated {}",
+                    trunk.down,
+                    on_off(self.conf.isolate)
+                ),
+            ));
         }
         s
     }
@@ -215,7 +227,73 @@ impl Layout<'_> {
             n,
             format!("{inner}masquerade --oif {}", nm.inside),
         ));
+        s.extend(
+            self.access_lines(peer)
+                .into_iter()
+                .map(|l| Step::new(Natctl, n, l)),
+        );
+        s.push(Step::new(
+            Nsctl,
+            n,
+            format!(
+                "{}link set {} --isolated {}",
+                self.bridge(),
+                nm.br,
+                on_off(c.isolate)
+            ),
+        ));
         s
+    }
+
+    /// HUB_MODE=netns: both directions of the peer's traffic, in its namespace. Each forward: a
+    /// connection from the internal network to the peer's address and PORT reaches the device
+    /// at DEVPORT, its source kept (no SNAT: the client's AllowedIPs covers the internal
+    /// network). What the device sends: a reply of such a connection passes; otherwise what
+    /// the allow list names; everything else is dropped and counted. (That no device reaches
+    /// another is the bridge's part: the peers' ports are isolated ports.)
+    pub fn access_lines(&self, peer: &Peer) -> Vec<String> {
+        let c = self.conf;
+        let nm = Names::of(c, &peer.name);
+        let inner = ns_opt(&nm.ns);
+        let mut l = Vec::new();
+        let a6 = c.v6.as_ref().zip(names::address6(c, peer));
+        for f in access::merged_forwards(&c.forwards, &peer.settings.forwards) {
+            let how = format!(
+                "--iif {} --proto {} --dport {}",
+                nm.inside,
+                f.proto.as_str(),
+                f.port
+            );
+            if let Ok(host) = c.client_host("a forward") {
+                l.push(format!(
+                    "{inner}dnat {how} --daddr {} --to {host}:{}",
+                    peer.address, f.device_port
+                ));
+            }
+            if let Some((v6, a6)) = a6 {
+                let host6 = v6.client_address.split('/').next().unwrap_or_default();
+                l.push(format!(
+                    "{inner}dnat {how} --daddr {a6} --to [{host6}]:{}",
+                    f.device_port
+                ));
+            }
+        }
+        l.push(format!(
+            "{inner}filter --iif {} --reply --verdict accept",
+            nm.wg
+        ));
+        l.extend(self.allow_lines(peer, &inner, &nm.wg));
+        l.push(format!("{inner}filter --iif {} --default drop", nm.wg));
+        l
+    }
+
+    /// The accepts of what the peer's device may reach (forwarded, from WG; P: the line's
+    /// prefix).
+    fn allow_lines(&self, peer: &Peer, p: &str, wg: &str) -> Vec<String> {
+        access::merged_allow(self.conf, &self.conf.allow, &peer.settings.allow)
+            .iter()
+            .map(|a| format!("{p}filter --iif {wg} {} --verdict accept", a.selectors()))
+            .collect()
     }
 
     /// The peer's WireGuard interface, born in the center, moved by MOVE (` --into-ns NS`, or
@@ -350,16 +428,7 @@ impl Layout<'_> {
         if let Some((_, a6)) = v6 {
             l.push(format!("{p}snat --to {a6} --iif {wg} --local"));
         }
-        l.push(format!(
-            "{p}filter --iif {wg} --dst {} --verdict accept",
-            c.cidr_text
-        ));
-        if let Some((v6, _)) = v6 {
-            l.push(format!(
-                "{p}filter --iif {wg} --dst {} --verdict accept",
-                v6.cidr_text
-            ));
-        }
+        l.extend(self.allow_lines(peer, &p, &wg));
         l.push(format!("{p}filter --iif {wg} --default drop"));
         l.push(format!(
             "{p}filter --iif {wg} --local --dst {} --verdict accept",
@@ -531,6 +600,14 @@ pub fn ns_opt(ns: &str) -> String {
         String::new()
     } else {
         format!("--ns {ns} ")
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
     }
 }
 

@@ -12,6 +12,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Allow, Forward};
+
 /// Where the client's key pair comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +38,12 @@ pub struct Settings {
     /// DNS servers for the client config, comma-separated.
     #[serde(default)]
     pub dns: Option<String>,
+    /// The peer's own forwards (beside HUB_FORWARDS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<Forward>,
+    /// The peer's own allow entries (beside HUB_ALLOW).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Allow>,
 }
 
 /// One peer: its tunnel's port, its internal address and its keys.

@@ -279,17 +279,29 @@ peer  address     port   endpoint            latest handshake          transfer 
 a     100.64.0.1  50000  198.51.100.7:40000  1 minute, 12 seconds ago  1.20 MiB received, 300.00 KiB sent  UNHEALTHY
   - IPv4 forwarding is off in namespace hxa
   - hxa-wg has MTU 1400, not the recorded 1380
+  - no filter letting hxa-wg's traffic reach 100.64.0.0/24 in namespace hxa
+  - no filter letting the replies from hxa-wg pass in namespace hxa
+  - no filter dropping the rest of hxa-wg's traffic in namespace hxa
+  - bridge port hxa-br in namespace hxhub.switch is not isolated (HUB_ISOLATE=yes)
 b     100.64.0.2  50001  (none)              never                     0 B received, 0 B sent              UNHEALTHY
   - hxb-wg has the public key 1JlPtE2QBFf71I2O7CVuQeUbAqIcYI1mjfoA4a74R3w=, not the recorded null
   - the client's peer on hxb-wg has a preshared key (the record has none)
   - the client's peer on hxb-wg routes nothing, not 0.0.0.0/0,::/0
+  - no filter letting hxb-wg's traffic reach 100.64.0.0/24 in namespace hxb
+  - no filter letting the replies from hxb-wg pass in namespace hxb
+  - no filter dropping the rest of hxb-wg's traffic in namespace hxb
+  - bridge port hxb-br in namespace hxhub.switch is not isolated (HUB_ISOLATE=yes)
 c     100.64.0.3  50002  (none)              never                     0 B received, 0 B sent              UNHEALTHY
   - veth hxc-in is missing in namespace hxc
   - WireGuard interface hxc-wg is missing in namespace hxc
   - no NAPT rule (masquerade out of hxc-in) in namespace hxc
   - natctl rule 5919ba4a50cf (masquerade --oif hxc-in) in namespace hxc was changed behind natctl's back
+  - no filter letting hxc-wg's traffic reach 100.64.0.0/24 in namespace hxc
+  - no filter letting the replies from hxc-wg pass in namespace hxc
+  - no filter dropping the rest of hxc-wg's traffic in namespace hxc
   - nftables ip nat in namespace hxc is not the hub's (only natctl's table belongs in a peer's namespace)
   - nftables inet filter in namespace hxc is not the hub's (only natctl's table belongs in a peer's namespace)
+  - bridge port hxc-br in namespace hxhub.switch is not isolated (HUB_ISOLATE=yes)
   - nothing listens on UDP port 50002 in the center (namespace hxhub)
 ";
         assert_eq!(show(&status("netns-synthetic"), NOW, false), want);

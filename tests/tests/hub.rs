@@ -1075,6 +1075,60 @@ fn bad_input_fails_before_anything_changes() {
     )
     .fails(2, "missing tool");
     hub.hub(&["-q", "frobnicate"]).fails(2, "frobnicate");
+    // Forwards and allow entries: each refused naming the value.
+    for (option, value) in [
+        ("--forward", "tcp/0"),
+        ("--forward", "tcp/70000"),
+        ("--forward", "sctp/22"),
+        ("--forward", "tcp/22=0"),
+        ("--allow", "10.0.0.0/8"),
+        ("--allow", "fd00::/64"),
+        ("--allow", "100.64.0.0/24,icmp"),
+        ("--allow", "100.64.0.0/24,tcp/0"),
+        ("--allow", "100.64.0.1/24"),
+        ("--allow", "300.64.0.0/24"),
+    ] {
+        hub.hub(&["-q", "peer", "add", "p2", option, value])
+            .fails(2, value);
+    }
+    hub.hub(&[
+        "-q",
+        "peer",
+        "add",
+        "p2",
+        "--forward",
+        "tcp/22",
+        "--forward",
+        "tcp/2222=22",
+    ])
+    .fails(2, "tcp/2222=22");
+    hub.hub(&[
+        "-q",
+        "peer",
+        "add",
+        "p2",
+        "--forward",
+        "udp/161",
+        "--forward",
+        "udp/161=162",
+    ])
+    .fails(2, "udp/161=162");
+    hub.hub_env(&["HUB_FORWARDS=tcp/22 tcp/0"], &["-q", "up"])
+        .fails(2, "HUB_FORWARDS 'tcp/0'");
+    hub.hub_env(&["HUB_ALLOW=192.0.2.0/24"], &["-q", "up"])
+        .fails(2, "HUB_ALLOW '192.0.2.0/24'");
+    hub.hub_env(&["HUB_ISOLATE=maybe"], &["-q", "up"])
+        .fails(2, "HUB_ISOLATE 'maybe'");
+    hub.hub_stdin(
+        &["-q", "sync", "-"],
+        "{\"name\":\"p1\",\"forwards\":[\"tcp/99999\"]}\n",
+    )
+    .fails(2, "tcp/99999");
+    hub.hub_stdin(
+        &["-q", "sync", "-"],
+        "{\"name\":\"p1\",\"allow\":\"100.64.0.0/24\"}\n",
+    )
+    .fails(2, "\"allow\" must be an array");
 
     assert_eq!(net_state(&hub.ns, &hub.lab.prefix), before);
     let state_after = sh(&format!(
@@ -3628,4 +3682,279 @@ fn down_after_the_center_was_deleted_leaves_nothing() {
     );
     assert_eq!(running(), "0", "no wireguard-go left");
     hub.leaks().ok();
+}
+
+/// A device's services: TCP on each port of the first list and UDP on each of the second
+/// answer `NAME PORT SOURCE` (SOURCE: the address the connection came from, as the device saw
+/// it).
+const SERVICES: &str = r#"
+import socket, sys, threading
+name = sys.argv[1]
+def tcp(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(128)
+    while True:
+        c, a = s.accept(); c.sendall(f"{name} {port} {a[0]}\n".encode()); c.close()
+def udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+    while True:
+        d, a = s.recvfrom(100); s.sendto(f"{name} {port} {a[0]}\n".encode(), a)
+ts = [threading.Thread(target=tcp, args=(int(p),)) for p in sys.argv[2].split(",") if p]
+ts += [threading.Thread(target=udp, args=(int(p),)) for p in sys.argv[3].split(",") if p]
+[t.start() for t in ts]
+print("ready", flush=True)
+[t.join() for t in ts]
+"#;
+
+/// Every address at once: tcp/22, tcp/8080 and udp/161 each, what answered (or `ERR`), as JSON
+/// `{ADDR: [..3]}`.
+const PROBE: &str = r#"
+import json, socket, sys, threading
+out = {}
+def probe(addr):
+    r = []
+    for port in (22, 8080):
+        try:
+            s = socket.create_connection((addr, port), timeout=4)
+            r.append(s.recv(100).decode().strip()); s.close()
+        except Exception as e:
+            r.append("ERR " + type(e).__name__)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1.5)
+    got = "ERR timeout"
+    for _ in range(3):
+        u.sendto(b"x", (addr, 161))
+        try:
+            got = u.recvfrom(100)[0].decode().strip(); break
+        except socket.timeout:
+            pass
+    r.append(got)
+    out[addr] = r
+ts = [threading.Thread(target=probe, args=(a,)) for a in sys.argv[1:]]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps(out))
+"#;
+
+/// Processes a test started (a device's services), killed when it ends, also on failure.
+struct Services(Vec<std::process::Child>);
+
+impl Services {
+    /// SERVICES in namespace NS as NAME, once it listens.
+    fn start(&mut self, ns: &str, name: &str, tcp: &str, udp: &str) {
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "python3", "-c", SERVICES, name, tcp, udp,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "{name}'s services in {ns}");
+        self.0.push(child);
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What PROBE in NS got from each of ADDRS.
+fn probe(ns: &str, addrs: &[String]) -> serde_json::Map<String, Value> {
+    let mut args = vec!["netns", "exec", ns, "python3", "-c", PROBE];
+    args.extend(addrs.iter().map(String::as_str));
+    let out = run("ip", &args).ok().stdout;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe: {e}: {out}"))
+}
+
+/// Each peer of NAMES, probed from the center at its internal address (all at once), answers
+/// with its own device's name, the mapped port, and the server's own address as the source.
+fn assert_forwards_map(hub: &HubLab, names: &[&str], what: &str) {
+    let addrs: Vec<String> = names
+        .iter()
+        .map(|n| hub.peer_status(n)["address"].as_str().unwrap().to_string())
+        .collect();
+    let got = probe(&hub.ns, &addrs);
+    for (n, a) in names.iter().zip(&addrs) {
+        let want = [
+            format!("{n} 22 {SERVER}"),
+            format!("{n} 80 {SERVER}"),
+            format!("{n} 161 {SERVER}"),
+        ];
+        assert_eq!(
+            got[a.as_str()],
+            serde_json::json!(want),
+            "{what}: {n} at {a}"
+        );
+    }
+}
+
+/// Forwards into 20 devices that all sit at 192.168.1.10: the center reaches each through its
+/// peer's internal address, exactly that device, with its own source address; again after
+/// churn, a repair and a rekey. No device reaches another (bridge port isolation) unless
+/// HUB_ISOLATE=no; an allow list holds and what it refuses is counted.
+#[test]
+fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
+    if hub_mode() == "zones" {
+        netns_only_part(
+            "forwards_reach_each_device_and_devices_reach_only_what_they_may",
+            "forwards are built in netns mode only (zones mode refuses them, exit 2); checked here: the refusal",
+        );
+        let hub = HubLab::new().with_env(&["HUB_FORWARDS=tcp/22"]);
+        hub.hub(&["-q", "up"]).fails(2, "netns only");
+        return;
+    }
+    let mut hub = HubLab::new().with_env(&["HUB_FORWARDS=tcp/22 udp/161"]);
+    hub.hub(&["-q", "up"]).ok();
+    let names: Vec<String> = (1..=20).map(|i| format!("d{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut add = vec!["-q", "peer", "add"];
+    add.extend(&refs);
+    hub.hub(&add).ok();
+    // (a peer's own forward beside the hub's: 8080 on the internal address, 80 on the device)
+    for n in &refs {
+        hub.hub(&["-q", "peer", "set", n, "--forward", "tcp/8080=80"])
+            .ok();
+    }
+    let mut services = Services(Vec::new());
+    for n in &refs {
+        hub.client(n);
+        services.start(&hub.client_ns(n), n, "22,80", "161");
+    }
+    hub.assert_healthy("20 peers with forwards");
+    let d01 = hub.peer_status("d01");
+    assert_eq!(
+        d01["forwards"],
+        serde_json::json!(["tcp/22", "tcp/8080=80", "udp/161"])
+    );
+    assert_eq!(d01["allow"], serde_json::json!(["100.64.0.0/24"]));
+    assert_forwards_map(&hub, &refs, "20 devices at once");
+
+    // Isolation: a device reaches the server, not another device's address nor its forwards.
+    let d02 = hub.peer_status("d02")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from_d01 = probe(&hub.client_ns("d01"), std::slice::from_ref(&d02));
+    assert!(
+        from_d01[&d02]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_str().unwrap().starts_with("ERR")),
+        "d01 reached d02: {from_d01:?}"
+    );
+    assert!(!ping(&hub.client_ns("d01"), &d02, 2), "d01 pinged d02");
+    assert!(
+        ping(&hub.client_ns("d01"), SERVER, 2),
+        "d01 reaches the server"
+    );
+    let isolated = sh(&format!(
+        "ip -n {p}hub.switch -d -j link show {p}d01-br",
+        p = hub.lab.prefix
+    ))
+    .ok()
+    .stdout;
+    assert!(isolated.contains("\"isolated\":true"), "{isolated}");
+
+    // An allow list: d03 may reach the server's tcp/5555 only; what it sends otherwise is
+    // dropped and counted; d04 is untouched.
+    services.start(&hub.ns, "server", "5555,5556", "");
+    hub.hub(&[
+        "-q",
+        "peer",
+        "set",
+        "d03",
+        "--allow",
+        &format!("{SERVER}/32,tcp/5555"),
+    ])
+    .ok();
+    let d03 = hub.client_ns("d03");
+    let tcp = |ns: &str, port: u16| {
+        nsh(ns, &format!("nc -w 3 -N {SERVER} {port} </dev/null"))
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert!(
+        tcp(&d03, 5555).starts_with("server 5555"),
+        "d03 reaches tcp/5555"
+    );
+    assert_eq!(tcp(&d03, 5556), "", "d03 must not reach tcp/5556");
+    assert!(!ping(&d03, SERVER, 2), "d03 must not ping the server");
+    assert!(ping(&hub.client_ns("d04"), SERVER, 1), "d04 untouched");
+    let denied = hub.peer_status("d03")["denied_packets"].as_u64().unwrap();
+    assert!(denied >= 3, "d03's refused packets counted: {denied}");
+    assert_eq!(hub.peer_status("d04")["denied_packets"], 0);
+    let metrics = hub.hub(&["metrics"]).ok().stdout;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("niransix_hub_peer_denied_packets_total{")
+                && l.contains("peer=\"d03\"")
+                && l.ends_with(&format!(" {denied}"))),
+        "{metrics}"
+    );
+    hub.assert_healthy("d03 with an allow list");
+    // the list taken away: its rule goes, the device reaches the whole network again
+    hub.hub(&["-q", "peer", "set", "d03", "--allow", "none"])
+        .ok();
+    assert!(ping(&d03, SERVER, 2), "d03 pings the server again");
+    assert!(
+        !hub.nat_rules("d03").iter().any(|r| r["dport"] == "5555"),
+        "the tcp/5555 accept is gone"
+    );
+    hub.assert_healthy("d03's allow list taken away");
+
+    // Churn of other peers, a broken peer repaired by `up`, a rekeyed peer: the map holds.
+    hub.hub(&["-q", "peer", "add", "x1", "x2"]).ok();
+    hub.hub(&["-q", "peer", "del", "x1", "d20"]).ok();
+    hub.remove_client("d20");
+    nsh(&hub.peer_ns("d05"), "nft flush table inet natctl").ok();
+    let (check, healthy) = hub.check();
+    assert!(!healthy);
+    assert_mentions(
+        &problems_of(&check, "d05"),
+        "no forward tcp/22",
+        "d05 check",
+    );
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "rekey", "d06"]).ok();
+    // (the device takes its new config: the hub's new public key)
+    let conf = hub.hub(&["-q", "peer", "conf", "d06"]).ok().stdout;
+    let bin = format!("NIRANSIX_BIN_DIR={}", bin_dir().display());
+    let (cns, cwg) = (hub.client_ns("d06"), hub.client_wg("d06"));
+    let args = [bin.as_str(), &script("client"), "up", &cns, &cwg];
+    run_stdin("env", &args, Some(&conf)).ok();
+    hub.assert_healthy("after churn, repair and rekey");
+    assert_forwards_map(&hub, &refs[..19], "after churn, repair and rekey");
+
+    // HUB_ISOLATE=no: `up` turns isolation off, and d01 reaches d02's forwards (from its own
+    // internal address, the one its traffic is NATed to).
+    hub = hub.with_env(&["HUB_ISOLATE=no"]);
+    hub.hub(&["-q", "up"]).ok();
+    hub.assert_healthy("HUB_ISOLATE=no");
+    let d01_addr = hub.peer_status("d01")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from_d01 = probe(&hub.client_ns("d01"), std::slice::from_ref(&d02));
+    assert_eq!(
+        from_d01[&d02],
+        serde_json::json!([
+            format!("d02 22 {d01_addr}"),
+            format!("d02 80 {d01_addr}"),
+            format!("d02 161 {d01_addr}")
+        ]),
+        "d01 reaches d02 once not isolated"
+    );
+    drop(services);
+    for n in &refs[..19] {
+        hub.remove_client(n);
+    }
 }

@@ -196,6 +196,12 @@ fn existing_matches(
     if wanted.dns.is_some() && wanted.dns != s.dns {
         what = Some(format!("DNS {}", s.dns.as_deref().unwrap_or("none")));
     }
+    if wanted.forwards.as_ref().is_some_and(|f| *f != s.forwards) {
+        what = Some(format!("forwards [{}]", list(&s.forwards)));
+    }
+    if wanted.allow.as_ref().is_some_and(|a| *a != s.allow) {
+        what = Some(format!("allow [{}]", list(&s.allow)));
+    }
     if let Some(psk) = &wanted.psk {
         if !s.preshared_key {
             what = Some("no preshared key".to_string());
@@ -213,6 +219,11 @@ fn existing_matches(
     }
 }
 
+/// A list setting in words.
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(T::to_string).collect::<Vec<_>>().join(" ")
+}
+
 /// Whether two files hold the same bytes.
 pub fn same_key(a: &std::path::Path, b: &std::path::Path) -> bool {
     matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y)
@@ -224,6 +235,8 @@ pub fn take_settings(hub: &mut Hub, peer: &mut Peer, wanted: &Wanted) {
     peer.settings.mtu = wanted.mtu;
     peer.settings.dns = wanted.dns.clone();
     peer.settings.preshared_key = wanted.psk.is_some();
+    peer.settings.forwards = wanted.forwards.clone().unwrap_or_default();
+    peer.settings.allow = wanted.allow.clone().unwrap_or_default();
     if let Some(psk) = &wanted.psk {
         hub.psk_from.insert(peer.name.clone(), psk.clone());
     }

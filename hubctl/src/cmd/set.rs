@@ -15,7 +15,7 @@ pub fn set(hub: &mut Hub, args: &Args) -> Result<Outcome> {
     input::name(&hub.conf, n)?;
     if args.options.is_empty() {
         return Err(invalid(
-            "peer set: give at least one of --mtu, --keepalive, --dns, --preshared-key",
+            "peer set: give at least one of --mtu, --keepalive, --dns, --preshared-key, --forward, --allow",
         ));
     }
     let mut given = args.settings();
@@ -43,6 +43,8 @@ pub fn set(hub: &mut Hub, args: &Args) -> Result<Outcome> {
             wanted.dns.clone().or(s.dns.clone())
         },
         psk: wanted.psk.clone(),
+        forwards: Some(wanted.forwards.clone().unwrap_or(s.forwards.clone())),
+        allow: Some(wanted.allow.clone().unwrap_or(s.allow.clone())),
     };
     if !psk_none && will.psk.is_none() && s.preshared_key {
         will.psk = Some(Psk::Generate); // (keeps the one it has)
@@ -58,6 +60,7 @@ pub fn set(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         hub.state.mark_pending([n.as_str()])?;
         hub.save_peer(n)?;
         hub.run.changed_by(n, format!("record peer {n}'s settings"));
+        hub.reaccess.insert(n.clone());
     }
     hub.apply_peers(std::slice::from_ref(n))?;
     hub.state.clear_pending([n.as_str()])?;
@@ -69,6 +72,13 @@ pub fn set(hub: &mut Hub, args: &Args) -> Result<Outcome> {
 pub fn settings_differ(hub: &Hub, n: &str, will: &Wanted) -> bool {
     let s = &hub.peer(n).settings;
     if will.keepalive != s.keepalive || will.mtu != s.mtu || will.dns != s.dns {
+        return true;
+    }
+    let none = Vec::new();
+    if *will.forwards.as_ref().unwrap_or(&none) != s.forwards {
+        return true;
+    }
+    if *will.allow.as_ref().unwrap_or(&Vec::new()) != s.allow {
         return true;
     }
     match &will.psk {

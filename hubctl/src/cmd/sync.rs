@@ -152,6 +152,9 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
             remove(&hub.state.psk_path(n))?;
         }
         add::take_settings(hub, &mut p, &l.settings);
+        if was.is_some() {
+            hub.reaccess.insert(n.clone());
+        }
         let mut index = hub.index();
         if l.port.is_some() || was.is_some() {
             index.reserve(Slot::Port(p.listen_port), n);

@@ -6,6 +6,7 @@ use crate::conf::{where_ns, Conf, ZONE_RULE_PRIORITY};
 use crate::names::{self, Names};
 use crate::record::{Center, Peer};
 
+use super::access::{self, access_problems, denied};
 use super::rules::*;
 use super::seen::*;
 use super::{CenterStatus, Observed, PeerStatus, Status};
@@ -332,6 +333,8 @@ impl<'a> Health<'a> {
                 ));
             }
             nat_integrity(&mut out, m.nat.rules.iter(), &pwhere);
+            let rules: Vec<&NatRule> = m.nat.rules.iter().collect();
+            access_problems(&mut out, &rules, &access::wants(conf, r), pwg, &pwhere);
             for table in &m.nat.foreign_tables {
                 out.push(format!(
                     "nftables {table} in {pwhere} is not the hub's (only natctl's table belongs in a peer's namespace)"
@@ -347,6 +350,13 @@ impl<'a> Health<'a> {
                 self.switch_links(),
                 &names.br,
                 &bridge,
+                &self.switch_where,
+            );
+            isolation_problem(
+                &mut out,
+                self.switch_links(),
+                &names.br,
+                conf.isolate,
                 &self.switch_where,
             );
         }
@@ -386,6 +396,11 @@ impl<'a> Health<'a> {
             ));
         }
 
+        let denied_packets = match &mine {
+            _ if zones => denied(center.nat.get(pwg.as_str()).map_or(&[], Vec::as_slice), pwg),
+            Some(m) => denied(&m.nat.rules.iter().collect::<Vec<_>>(), pwg),
+            None => 0,
+        };
         let s = &r.settings;
         PeerStatus {
             name: r.name.clone(),
@@ -413,6 +428,15 @@ impl<'a> Health<'a> {
             latest_handshake: p.and_then(|p| p.latest_handshake),
             rx_bytes: p.and_then(|p| p.rx_bytes).unwrap_or(0),
             tx_bytes: p.and_then(|p| p.tx_bytes).unwrap_or(0),
+            forwards: crate::access::merged_forwards(&conf.forwards, &s.forwards)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            allow: crate::access::merged_allow(conf, &conf.allow, &s.allow)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            denied_packets,
             healthy: out.is_empty(),
             problems: out,
         }
@@ -458,12 +482,8 @@ impl<'a> Health<'a> {
         }
         let v6_too = |dst: &str| !dst.is_empty() && (!a6.is_empty() || !dst.contains(':'));
         let (cidr, addr) = (&conf.cidr_text, &conf.address_text);
-        for (local, dst) in [
-            (false, cidr),
-            (false, &self.cidr6),
-            (true, addr),
-            (true, &self.address6),
-        ] {
+        access_problems(out, nat, &access::wants(conf, r), pwg, place);
+        for (local, dst) in [(true, addr), (true, &self.address6)] {
             if !v6_too(dst) {
                 continue;
             }

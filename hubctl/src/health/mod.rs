@@ -9,6 +9,7 @@
 //! What the tools printed is read into structs of the parts read here; a key that is absent or
 //! null reads as jq's null (`// default`), and an output of another shape reads as absent.
 
+mod access;
 mod eval;
 mod rules;
 mod seen;
@@ -89,6 +90,12 @@ pub struct PeerStatus {
     pub latest_handshake: Option<u64>,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    /// Its forwards and allow entries in force (the hub's and its own; allow: none given is the
+    /// whole internal network).
+    pub forwards: Vec<String>,
+    pub allow: Vec<String>,
+    /// Packets from its device that were refused (dropped and counted).
+    pub denied_packets: u64,
     pub healthy: bool,
     pub problems: Vec<String>,
 }

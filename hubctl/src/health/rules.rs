@@ -39,6 +39,29 @@ pub(super) fn port_problems(
     }
 }
 
+/// NAME, a bridge port, not isolated as HUB_ISOLATE says (isolated ports exchange nothing with
+/// each other: no device reaches another).
+pub(super) fn isolation_problem(
+    out: &mut Vec<String>,
+    links: &Links,
+    name: &str,
+    isolate: bool,
+    place: &str,
+) {
+    if let Some(l) = links.get(name) {
+        if l.master.is_some() && l.isolated.unwrap_or(false) != isolate {
+            let (is, says) = if isolate {
+                ("not isolated", "yes")
+            } else {
+                ("isolated", "no")
+            };
+            out.push(format!(
+                "bridge port {name} in {place} is {is} (HUB_ISOLATE={says})"
+            ));
+        }
+    }
+}
+
 pub(super) fn address_problem(out: &mut Vec<String>, links: &Links, name: &str, cidr: &str) {
     if let Some(l) = links.get(name) {
         if !l.addresses.iter().any(|a| a == cidr) {

@@ -33,6 +33,8 @@ pub(super) struct Link {
     pub(super) mtu: Option<u64>,
     #[serde(deserialize_with = "null_empty")]
     pub(super) addresses: Vec<String>,
+    /// A bridge port's isolation (nsctl lists it for ports only).
+    pub(super) isolated: Option<bool>,
 }
 
 /// `nsctl sysctl KEY`.
@@ -146,6 +148,11 @@ pub(super) struct NatRule {
     pub(super) to: Option<String>,
     pub(super) src: Option<String>,
     pub(super) dst: Option<String>,
+    pub(super) daddr: Option<String>,
+    pub(super) proto: Option<String>,
+    pub(super) dport: Option<String>,
+    pub(super) reply: Option<bool>,
+    pub(super) packets: Option<u64>,
     pub(super) local: Option<bool>,
     pub(super) early: Option<bool>,
     pub(super) verdict: Option<String>,

@@ -1,0 +1,177 @@
+//! Both directions of a peer's traffic held against its plan: each forward and each allow entry
+//! has its natctl rule, nothing else lets the device through, and what was refused is counted.
+
+use super::seen::NatRule;
+use crate::access::{self, Allow, Forward};
+use crate::conf::Conf;
+use crate::names::{self, Names};
+use crate::record::Peer;
+
+/// One rule the plan holds, by the arguments natctl lists it with.
+#[derive(Debug, Default)]
+pub(super) struct Want {
+    /// The rule in words, for a problem.
+    what: String,
+    kind: &'static str,
+    iif: String,
+    dst: Option<String>,
+    proto: Option<String>,
+    dport: Option<String>,
+    to: Option<String>,
+    verdict: Option<&'static str>,
+    default: Option<&'static str>,
+    reply: bool,
+}
+
+impl Want {
+    fn holds(&self, n: &NatRule) -> bool {
+        n.kind.as_deref() == Some(self.kind)
+            && n.iif.as_deref() == Some(&self.iif)
+            && n.dst.as_ref().or(n.daddr.as_ref()) == self.dst.as_ref()
+            && n.proto == self.proto
+            && n.dport == self.dport
+            && (self.kind != "dnat" || n.to == self.to)
+            && n.verdict.as_deref() == self.verdict
+            && n.default.as_deref() == self.default
+            && n.reply.unwrap_or(false) == self.reply
+            && n.local != Some(true)
+            && n.early != Some(true)
+            && n.tampered != Some(true)
+    }
+
+    fn forward(f: &Forward, iif: &str, daddr: String, to: String) -> Want {
+        Want {
+            what: format!("forward {f} (dnat of {daddr} to {to})"),
+            kind: "dnat",
+            iif: iif.to_string(),
+            dst: Some(daddr),
+            proto: Some(f.proto.as_str().to_string()),
+            dport: Some(f.port.to_string()),
+            to: Some(to),
+            ..Want::default()
+        }
+    }
+
+    fn allow(a: &Allow, wg: &str) -> Want {
+        Want {
+            what: format!("filter letting {wg}'s traffic reach {a}"),
+            kind: "filter",
+            iif: wg.to_string(),
+            // (natctl lists a host as its bare address)
+            dst: Some(
+                if a.net.len == if a.net.addr.is_ipv4() { 32 } else { 128 } {
+                    a.net.addr.to_string()
+                } else {
+                    a.net.to_string()
+                },
+            ),
+            proto: a.proto.map(|p| p.as_str().to_string()),
+            dport: a.ports.map(|(x, y)| {
+                if x == y {
+                    x.to_string()
+                } else {
+                    format!("{x}-{y}")
+                }
+            }),
+            verdict: Some("accept"),
+            ..Want::default()
+        }
+    }
+}
+
+/// The access rules of PEER that natctl lists (HUB_MODE=netns: in its namespace; zones: in the
+/// center, of its tunnel), besides those the zones checks hold (zone, mark, SNAT, the center's
+/// own filters).
+pub(super) fn wants(conf: &Conf, peer: &Peer) -> Vec<Want> {
+    let nm = Names::of(conf, &peer.name);
+    let mut w: Vec<Want> = access::merged_allow(conf, &conf.allow, &peer.settings.allow)
+        .iter()
+        .map(|a| Want::allow(a, &nm.wg))
+        .collect();
+    if conf.zones() {
+        return w;
+    }
+    for f in access::merged_forwards(&conf.forwards, &peer.settings.forwards) {
+        if let Ok(host) = conf.client_host("a forward") {
+            let to = format!("{host}:{}", f.device_port);
+            w.push(Want::forward(&f, &nm.inside, peer.address.to_string(), to));
+        }
+        if let (Some(v6), Some(a6)) = (&conf.v6, names::address6(conf, peer)) {
+            let host6 = v6.client_address.split('/').next().unwrap_or_default();
+            let to = format!("[{host6}]:{}", f.device_port);
+            w.push(Want::forward(&f, &nm.inside, a6.to_string(), to));
+        }
+    }
+    w.push(Want {
+        what: format!("filter letting the replies from {} pass", nm.wg),
+        kind: "filter",
+        iif: nm.wg.clone(),
+        verdict: Some("accept"),
+        reply: true,
+        ..Want::default()
+    });
+    w.push(Want {
+        what: format!("filter dropping the rest of {}'s traffic", nm.wg),
+        kind: "filter",
+        iif: nm.wg.clone(),
+        default: Some("drop"),
+        ..Want::default()
+    });
+    w
+}
+
+/// What the plan WANTS that RULES lack, and the rules of the kinds it plans (forwards, the
+/// tunnel's forwarded-traffic accepts) that it does not hold: a forward or an allow entry
+/// taken away, still in force until `hub up`.
+pub(super) fn access_problems(
+    out: &mut Vec<String>,
+    rules: &[&NatRule],
+    wants: &[Want],
+    wg: &str,
+    place: &str,
+) {
+    for w in wants {
+        if !rules.iter().any(|n| w.holds(n)) {
+            out.push(format!("no {} in {place}", w.what));
+        }
+    }
+    for n in rules {
+        let planned_kind = n.kind.as_deref() == Some("dnat")
+            || (n.kind.as_deref() == Some("filter")
+                && n.iif.as_deref() == Some(wg)
+                && n.local != Some(true)
+                && n.early != Some(true)
+                && n.verdict.as_deref() == Some("accept"));
+        if planned_kind && n.tampered != Some(true) && !wants.iter().any(|w| w.holds(n)) {
+            let what = n
+                .dst
+                .as_ref()
+                .or(n.daddr.as_ref())
+                .map_or(String::new(), |d| {
+                    let port = n
+                        .dport
+                        .as_deref()
+                        .map_or(String::new(), |p| format!(" port {p}"));
+                    format!(" to {d}{port}")
+                });
+            out.push(format!(
+                "natctl rule {} ({}{what}) in {place} is not in the plan (a forward or allow entry taken away is in force until 'hub up')",
+                super::seen::jq_text(&n.id),
+                n.kind.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+}
+
+/// The packets WG's traffic had refused: the counters of its drops.
+pub(super) fn denied(rules: &[&NatRule], wg: &str) -> u64 {
+    rules
+        .iter()
+        .filter(|n| {
+            n.kind.as_deref() == Some("filter")
+                && n.iif.as_deref() == Some(wg)
+                && (n.verdict.as_deref() == Some("drop") || n.default.as_deref() == Some("drop"))
+        })
+        .filter_map(|n| n.packets)
+        .sum()
+}

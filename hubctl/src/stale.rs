@@ -1,0 +1,96 @@
+//! A peer's natctl rules that its plan no longer has: a forward or an allow entry taken away
+//! (`peer set`, `sync`, or HUB_FORWARDS/HUB_ALLOW changed before `up`). Adding converges only
+//! what is planned; these go here, by id, so that a device never keeps access it lost.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::Result;
+use crate::exec::Tool::Natctl;
+use crate::hub::Hub;
+use crate::names::Names;
+use crate::plan::ns_opt;
+use crate::steps::Step;
+
+impl Hub<'_> {
+    /// Delete the natctl rules of the listed peers that their plan does not hold: in HUB_MODE=
+    /// netns every rule of the peer's namespace, in zones mode the center's rules of the peer's
+    /// tunnel. Only namespaces that exist are read.
+    pub fn prune_rules(&mut self, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let c = self.conf.clone();
+        let layout = self.layout();
+        let planned: Vec<Step> = names
+            .iter()
+            .flat_map(|n| {
+                let peer = &self.peers[n];
+                let lines = if c.zones() {
+                    layout.zone_nat_lines(peer, "")
+                } else {
+                    layout
+                        .peer_steps(peer, false)
+                        .into_iter()
+                        .filter(|s| s.tool == Natctl)
+                        .map(|s| s.line)
+                        .collect()
+                };
+                lines.into_iter().map(move |l| Step::new(Natctl, n, l))
+            })
+            .collect();
+        let (lists, wgs): (Vec<Step>, HashMap<String, String>) = if c.zones() {
+            if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
+                return Ok(());
+            }
+            let wgs = names
+                .iter()
+                .map(|n| (Names::of(&c, n).wg, n.clone()))
+                .collect();
+            let list = Step::new(Natctl, "center", format!("{}list", ns_opt(&c.ns)));
+            (vec![list], wgs)
+        } else {
+            let mut lists = Vec::new();
+            for n in names {
+                let ns = Names::of(&c, n).ns;
+                if self.ns_exists(&ns) {
+                    lists.push(Step::new(Natctl, n, format!("{}list", ns_opt(&ns))));
+                }
+            }
+            (lists, HashMap::new())
+        };
+        if lists.is_empty() {
+            return Ok(());
+        }
+        let ids = self.rule_ids(planned)?;
+        let keep: HashSet<&String> = ids.values().flatten().collect();
+        let mut gone = Vec::new();
+        for d in self.run.read(lists, &[Natctl])? {
+            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+            for r in v["rules"].as_array().into_iter().flatten() {
+                let Some(id) = r["id"].as_str() else { continue };
+                if keep.contains(&id.to_string()) {
+                    continue;
+                }
+                // (zones: only the rules of these peers' tunnels; netns: the namespace is the
+                // peer's alone)
+                let (owner, ns) = if c.zones() {
+                    match r["iif"].as_str().and_then(|i| wgs.get(i)) {
+                        Some(n) => (n.clone(), c.ns.clone()),
+                        None => continue,
+                    }
+                } else {
+                    (d.owner.clone(), Names::of(&c, &d.owner).ns)
+                };
+                gone.push((owner, ns, id.to_string()));
+            }
+        }
+        let steps: Vec<Step> = gone
+            .into_iter()
+            .map(|(owner, ns, id)| Step::new(Natctl, &owner, format!("{}del {id}", ns_opt(&ns))))
+            .collect();
+        if !steps.is_empty() {
+            self.stage(steps, &[Natctl])?;
+        }
+        Ok(())
+    }
+}
