@@ -135,6 +135,15 @@ impl Net {
         }
     }
 
+    /// Whether ADDR is in this network.
+    pub fn holds(&self, addr: IpAddr) -> bool {
+        Net {
+            addr,
+            len: self.len,
+        }
+        .within(self)
+    }
+
     /// Whether every address of this network is in OTHER.
     fn within(&self, other: &Net) -> bool {
         self.addr.is_ipv4() == other.addr.is_ipv4()
@@ -220,7 +229,12 @@ impl fmt::Display for Allow {
 impl Allow {
     /// The `natctl filter` selectors of this entry.
     pub fn selectors(&self) -> String {
-        let mut s = format!("--dst {}", self.net);
+        self.selectors_to(&self.net.to_string())
+    }
+
+    /// The selectors of this entry toward DST alone (one of its addresses).
+    pub fn selectors_to(&self, dst: &str) -> String {
+        let mut s = format!("--dst {dst}");
         if let Some(p) = self.proto {
             s.push_str(&format!(" --proto {}", p.as_str()));
         }
@@ -312,6 +326,22 @@ pub fn allow<'a>(
         out.push(a);
     }
     Ok(out)
+}
+
+/// The center's own addresses (HUB_ADDRESS, HUB_ADDRESS6) that ALLOW lets a device reach,
+/// with the entry that does: in HUB_MODE=zones what a device sends to them is the center's
+/// (local) traffic, filtered apart from what it forwards.
+pub fn center_allowed(conf: &Conf, allow: &[Allow]) -> Vec<(IpAddr, Allow)> {
+    let mut own = vec![IpAddr::V4(conf.address)];
+    own.extend(conf.v6.as_ref().map(|v6| IpAddr::V6(v6.address)));
+    allow
+        .iter()
+        .flat_map(|a| {
+            own.iter()
+                .filter(|addr| a.net.holds(**addr))
+                .map(|addr| (*addr, *a))
+        })
+        .collect()
 }
 
 /// HUB_CIDR, and HUB_CIDR6 when set.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{invalid, Result};
-use crate::input::Given;
+use crate::input::{joined, Given, OPTION_LABELS};
 
 pub const USAGE: &str = "\
 usage: hub [-q] [--check] [-c hub.conf] up|down [--keep-state]
@@ -88,25 +88,8 @@ impl Verb {
     /// The options this command takes.
     fn options(self) -> &'static [&'static str] {
         match self {
-            Verb::PeerAdd => &[
-                "--port",
-                "--address",
-                "--public-key",
-                "--preshared-key",
-                "--keepalive",
-                "--mtu",
-                "--dns",
-                "--forward",
-                "--allow",
-            ],
-            Verb::PeerSet => &[
-                "--preshared-key",
-                "--keepalive",
-                "--mtu",
-                "--dns",
-                "--forward",
-                "--allow",
-            ],
+            Verb::PeerAdd => &PEER_ADD,
+            Verb::PeerSet => &OPTION_LABELS,
             Verb::PeerConf => &["--qr", "--private-key-file"],
             Verb::PeerRekey => &["--client"],
             Verb::Down => &["--keep-state"],
@@ -123,6 +106,9 @@ impl Verb {
         )
     }
 }
+
+/// `peer add`'s options: what makes a peer, then its settings (those `peer set` takes).
+const PEER_ADD: [&str; 9] = joined(&["--port", "--address", "--public-key"], &OPTION_LABELS);
 
 /// The options given once per item (`--forward tcp/22 --forward udp/161`).
 const LIST_OPTIONS: [&str; 2] = ["--forward", "--allow"];

@@ -273,19 +273,27 @@ pub struct Line {
     pub settings: Wanted,
 }
 
-/// The keys of a peer in the set.
-pub const SET_KEYS: [&str; 10] = [
-    "name",
-    "public_key",
-    "port",
-    "address",
-    "preshared_key",
-    "keepalive",
-    "mtu",
-    "dns",
-    "forwards",
-    "allow",
-];
+/// The keys of a peer in the set: what makes it, then its settings.
+pub const SET_KEYS: [&str; 10] = joined(&["name", "public_key", "port", "address"], &SYNC_LABELS);
+
+/// HEAD, then TAIL, as one array of N (the sum of their lengths), for the key lists above.
+pub const fn joined<const N: usize>(
+    head: &[&'static str],
+    tail: &[&'static str],
+) -> [&'static str; N] {
+    assert!(head.len() + tail.len() == N);
+    let mut all = [""; N];
+    let mut i = 0;
+    while i < N {
+        all[i] = if i < head.len() {
+            head[i]
+        } else {
+            tail[i - head.len()]
+        };
+        i += 1;
+    }
+    all
+}
 
 /// The peer set in TEXT (JSON Lines), every line checked (exit 2 naming the line). Blank lines
 /// are skipped. An input whose last line has no newline was cut short (a file still being

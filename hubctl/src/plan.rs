@@ -402,8 +402,9 @@ impl Layout<'_> {
     /// reply-direction packet from the tunnel that is not of its own connections is dropped); a
     /// packet from the tunnel with a source inside the internal network dropped before conntrack
     /// sees it (a forged reply); SNAT for forwarded traffic and for traffic to the center; and
-    /// what it may reach: the internal network, and of the center's own addresses only
-    /// HUB_ADDRESS; everything else is dropped and counted.
+    /// what it may reach: what its allow list names (none: the internal network), and of the
+    /// center's own addresses only HUB_ADDRESS (and HUB_ADDRESS6), as far as the list names
+    /// them; everything else is dropped and counted.
     pub fn zone_nat_lines(&self, peer: &Peer, check: &str) -> Vec<String> {
         let c = self.conf;
         let p = format!("{check}{}", self.center());
@@ -430,14 +431,11 @@ impl Layout<'_> {
         }
         l.extend(self.allow_lines(peer, &p, &wg));
         l.push(format!("{p}filter --iif {wg} --default drop"));
-        l.push(format!(
-            "{p}filter --iif {wg} --local --dst {} --verdict accept",
-            c.address
-        ));
-        if let Some((v6, _)) = v6 {
+        let allow = access::merged_allow(c, &c.allow, &peer.settings.allow);
+        for (addr, a) in access::center_allowed(c, &allow) {
+            let to = a.selectors_to(&addr.to_string());
             l.push(format!(
-                "{p}filter --iif {wg} --local --dst {} --verdict accept",
-                v6.address
+                "{p}filter --iif {wg} --local {to} --verdict accept"
             ));
         }
         l.push(format!("{p}filter --iif {wg} --local --default drop"));

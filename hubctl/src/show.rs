@@ -1,8 +1,9 @@
 //! `hub show`: the hub for people, as `wg show` shows an interface. The center first (where it
 //! is, its mode, its addresses, healthy or its problems), then a table of the peers: name,
 //! internal address, port, the client's endpoint, the latest handshake ("1 minute, 12 seconds
-//! ago"), the transfer ("1.20 MiB received, 300.00 KiB sent") and the health, with each problem
-//! under its peer. Times and sizes are written as wg show writes them (wg's show.c: `ago`,
+//! ago"), the transfer ("1.20 MiB received, 300.00 KiB sent") and the health, with what its
+//! allow list refused ("refused: 12 packets from its device", when any) and each problem under
+//! its peer. Times and sizes are written as wg show writes them (wg's show.c: `ago`,
 //! `bytes`). With colour (stdout is a terminal), a few ANSI attributes where wg show puts them:
 //! the center green, peers yellow, labels bold; and the health green or red.
 
@@ -118,6 +119,14 @@ pub fn show(status: &Value, now_unix: u64, colour: bool) -> String {
     for (p, row) in status.peers.iter().zip(rows) {
         let health: &[&str] = if p.healthy { &[GREEN] } else { &[BOLD, RED] };
         out += &line(row, [&[YELLOW], &[], &[], &[], &[], &[], health]);
+        if p.denied_packets > 0 {
+            let s = if p.denied_packets == 1 { "" } else { "s" };
+            out += &format!(
+                "  {}: {} packet{s} from its device\n",
+                paint.with(&[BOLD], "refused"),
+                p.denied_packets
+            );
+        }
         for problem in &p.problems {
             out += &format!("  - {problem}\n");
         }
@@ -305,6 +314,27 @@ c     100.64.0.3  50002  (none)              never                     0 B recei
   - nothing listens on UDP port 50002 in the center (namespace hxhub)
 ";
         assert_eq!(show(&status("netns-synthetic"), NOW, false), want);
+    }
+
+    #[test]
+    fn refused_packets_are_shown_under_their_peer() {
+        let mut status = status("zones-healthy");
+        status["peers"][0]["denied_packets"] = 12.into();
+        status["peers"][1]["denied_packets"] = 1.into();
+        let got = show(&status, NOW, false);
+        let lines: Vec<&str> = got.lines().collect();
+        let at = |peer: &str| lines.iter().position(|l| l.starts_with(peer)).unwrap();
+        assert_eq!(
+            lines[at("a ") + 1],
+            "  refused: 12 packets from its device",
+            "{got}"
+        );
+        assert_eq!(
+            lines[at("b ") + 1],
+            "  refused: 1 packet from its device",
+            "{got}"
+        );
+        assert!(!got.contains("refused: 0"), "{got}");
     }
 
     #[test]

@@ -407,6 +407,10 @@ fn every_command_has_its_golden_plan() {
         if v6 {
             b.vars.insert("HUB_CIDR6".into(), "fd00:64::/64".into());
         }
+        if mode == "netns" {
+            b.vars
+                .insert("HUB_FORWARDS".into(), "tcp/22 udp/161=1161".into());
+        }
         let set = b.state.with_extension("jsonl");
         let psk = b.state.with_extension("psk");
         std::fs::write(&psk, "x3G8l5kzJk4Kcc8hWGZ8JtU4l4jjz1ozPZ/j9fjdvlU=\n").unwrap();
@@ -419,6 +423,8 @@ fn every_command_has_its_golden_plan() {
             format!("peer set c00 --mtu 1380 --preshared-key {}", psk.display()),
             "peer set c01 --preshared-key none --dns none".into(),
             "peer rekey c01 --client".into(),
+            "peer add c04 --allow 100.64.0.10/32,tcp/443 --allow 100.64.0.0/24,udp".into(),
+            "peer set c04 --allow none".into(),
             "--check peer add c03".into(),
             format!("sync {}", set.display()),
             "peer del c00".into(),

@@ -1571,14 +1571,16 @@ fn show_tells_whether_listeners_are_filtered() {
     assert_eq!(show(&p, &ours).listener_filtered, Some(true));
     let pid = wg_go_pids(&ours).remove(0);
     let before = settled_switches(&[&pid])[0];
-    let routes: String = (0..20)
+    // (200 events, so that a listener that hears them stands out of the noise a loaded
+    // machine's scheduler makes: a dozen wakes of an idle process in the VM lane)
+    let routes: String = (0..200)
         .map(|i| format!("route add 10.96.{i}.0/24 dev lo table 100\n"))
         .collect();
     run_stdin("ip", &["-n", &center, "-batch", "-"], Some(&routes)).ok();
     let woken = settled_switches(&[&pid])[0] - before;
     assert!(
-        woken <= 10,
-        "the moved interface's wireguard-go woke {woken} times for 20 routes of table 100 in \
+        woken <= 25,
+        "the moved interface's wireguard-go woke {woken} times for 200 routes of table 100 in \
          its birthplace"
     );
 

@@ -2,7 +2,7 @@
 //! has its natctl rule, nothing else lets the device through, and what was refused is counted.
 
 use super::seen::NatRule;
-use crate::access::{self, Allow, Forward};
+use crate::access::{self, Allow, Forward, Net};
 use crate::conf::Conf;
 use crate::names::{self, Names};
 use crate::record::Peer;
@@ -21,6 +21,8 @@ pub(super) struct Want {
     verdict: Option<&'static str>,
     default: Option<&'static str>,
     reply: bool,
+    /// Traffic to the center itself (natctl's `--local`).
+    local: bool,
 }
 
 impl Want {
@@ -34,7 +36,7 @@ impl Want {
             && n.verdict.as_deref() == self.verdict
             && n.default.as_deref() == self.default
             && n.reply.unwrap_or(false) == self.reply
-            && n.local != Some(true)
+            && n.local.unwrap_or(false) == self.local
             && n.early != Some(true)
             && n.tampered != Some(true)
     }
@@ -52,19 +54,28 @@ impl Want {
         }
     }
 
-    fn allow(a: &Allow, wg: &str) -> Want {
+    /// A accepts WG's traffic to DST (LOCAL: DST is the center's own address).
+    fn allow(a: &Allow, wg: &str, dst: Net, local: bool) -> Want {
+        // (natctl lists a host as its bare address)
+        let host = dst.len == if dst.addr.is_ipv4() { 32 } else { 128 };
+        let dst = if host {
+            dst.addr.to_string()
+        } else {
+            dst.to_string()
+        };
+        let what = if local {
+            // (the center's address, and the entry's protocol and ports)
+            let rest = &a.to_string()[a.net.to_string().len()..];
+            format!("{dst}{rest} (the center itself)")
+        } else {
+            a.to_string()
+        };
         Want {
-            what: format!("filter letting {wg}'s traffic reach {a}"),
+            what: format!("filter letting {wg}'s traffic reach {what}"),
             kind: "filter",
             iif: wg.to_string(),
-            // (natctl lists a host as its bare address)
-            dst: Some(
-                if a.net.len == if a.net.addr.is_ipv4() { 32 } else { 128 } {
-                    a.net.addr.to_string()
-                } else {
-                    a.net.to_string()
-                },
-            ),
+            local,
+            dst: Some(dst),
             proto: a.proto.map(|p| p.as_str().to_string()),
             dport: a.ports.map(|(x, y)| {
                 if x == y {
@@ -84,11 +95,16 @@ impl Want {
 /// own filters).
 pub(super) fn wants(conf: &Conf, peer: &Peer) -> Vec<Want> {
     let nm = Names::of(conf, &peer.name);
-    let mut w: Vec<Want> = access::merged_allow(conf, &conf.allow, &peer.settings.allow)
+    let allow = access::merged_allow(conf, &conf.allow, &peer.settings.allow);
+    let mut w: Vec<Want> = allow
         .iter()
-        .map(|a| Want::allow(a, &nm.wg))
+        .map(|a| Want::allow(a, &nm.wg, a.net, false))
         .collect();
     if conf.zones() {
+        for (addr, a) in access::center_allowed(conf, &allow) {
+            let len = if addr.is_ipv4() { 32 } else { 128 };
+            w.push(Want::allow(&a, &nm.wg, Net { addr, len }, true));
+        }
         return w;
     }
     for f in access::merged_forwards(&conf.forwards, &peer.settings.forwards) {
@@ -139,7 +155,6 @@ pub(super) fn access_problems(
         let planned_kind = n.kind.as_deref() == Some("dnat")
             || (n.kind.as_deref() == Some("filter")
                 && n.iif.as_deref() == Some(wg)
-                && n.local != Some(true)
                 && n.early != Some(true)
                 && n.verdict.as_deref() == Some("accept"));
         if planned_kind && n.tampered != Some(true) && !wants.iter().any(|w| w.holds(n)) {

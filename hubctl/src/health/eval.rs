@@ -481,25 +481,8 @@ impl<'a> Health<'a> {
             out.push(format!("no SNAT of {pwg}'s traffic to {a6} in {place}"));
         }
         let v6_too = |dst: &str| !dst.is_empty() && (!a6.is_empty() || !dst.contains(':'));
-        let (cidr, addr) = (&conf.cidr_text, &conf.address_text);
+        let cidr = &conf.cidr_text;
         access_problems(out, nat, &access::wants(conf, r), pwg, place);
-        for (local, dst) in [(true, addr), (true, &self.address6)] {
-            if !v6_too(dst) {
-                continue;
-            }
-            let filter = |n: &NatRule| {
-                n.kind.as_deref() == Some("filter")
-                    && n.verdict.as_deref() == Some("accept")
-                    && n.local == Some(local)
-                    && n.dst.as_deref() == Some(dst)
-            };
-            if !has(&filter) {
-                let itself = if local { " (the center itself)" } else { "" };
-                out.push(format!(
-                    "no filter letting {pwg}'s traffic reach {dst}{itself} in {place}"
-                ));
-            }
-        }
         for src in [cidr, &self.cidr6] {
             if !v6_too(src) {
                 continue;
