@@ -20,7 +20,8 @@ usage: hub [-q] [--check] [-c hub.conf] up|down [--keep-state]
                  of public_key, port, address, preshared_key, keepalive, mtu, dns, forwards,
                  allow; an empty set
                  needs --allow-empty)
-       hub [-q] [-c hub.conf] status|check|metrics|show
+       hub [-q] [-c hub.conf] status|check|metrics|show|export   (export: the peer set as sync
+                 takes it, JSON Lines)
        hub [-c hub.conf] peer conf NAME [--qr] [--private-key-file FILE]
 hub.conf (sourced as shell: only NAME=VALUE lines of these; the environment overrides it) sets
 HUB_NS, HUB_BRIDGE, HUB_CIDR, HUB_ADDRESS, HUB_PORT_BASE, HUB_STATE_DIR, HUB_PREFIX, HUB_ENDPOINT,
@@ -40,6 +41,7 @@ pub enum Verb {
     Check,
     Metrics,
     Show,
+    Export,
     Sync,
     PeerAdd,
     PeerSet,
@@ -58,6 +60,7 @@ impl Verb {
             ["check", ..] => (Verb::Check, 1),
             ["metrics", ..] => (Verb::Metrics, 1),
             ["show", ..] => (Verb::Show, 1),
+            ["export", ..] => (Verb::Export, 1),
             ["sync", ..] => (Verb::Sync, 1),
             ["peer", "add", ..] => (Verb::PeerAdd, 2),
             ["peer", "set", ..] => (Verb::PeerSet, 2),
@@ -76,6 +79,7 @@ impl Verb {
             Verb::Check => "check",
             Verb::Metrics => "metrics",
             Verb::Show => "show",
+            Verb::Export => "export",
             Verb::Sync => "sync",
             Verb::PeerAdd => "peer add",
             Verb::PeerSet => "peer set",
@@ -102,7 +106,7 @@ impl Verb {
     fn changes(self) -> bool {
         !matches!(
             self,
-            Verb::Status | Verb::Check | Verb::Metrics | Verb::Show | Verb::PeerConf
+            Verb::Status | Verb::Check | Verb::Metrics | Verb::Show | Verb::Export | Verb::PeerConf
         )
     }
 }

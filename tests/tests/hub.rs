@@ -4084,6 +4084,25 @@ fn allow_lists_hold_and_refusals_are_counted() {
         "{metrics}"
     );
     hub.assert_healthy("a2 with an allow list");
+    // export: the set as sync takes it; fed back, it changes nothing
+    let export = hub.hub(&["export"]).ok();
+    let lines = export.json_lines();
+    assert_eq!(
+        peer_names(&serde_json::json!({"peers": lines})),
+        ["a1", "a2", "a3"]
+    );
+    assert_eq!(
+        lines[1]["allow"],
+        serde_json::json!([format!("{SERVER}/32,tcp/5555")])
+    );
+    assert_eq!(lines[1]["address"], a2_addr.as_str());
+    assert!(
+        !hub.hub_stdin(&["-q", "sync", "-"], &export.stdout)
+            .ok()
+            .changed(),
+        "export | sync - changes nothing: {}",
+        export.stdout
+    );
     // the list taken away: its rule goes, the device reaches the whole network again
     hub.hub(&["-q", "peer", "set", "a2", "--allow", "none"])
         .ok();

@@ -265,6 +265,7 @@ fn hub_page_names_every_command_option_and_key() {
         "status",
         "check",
         "metrics",
+        "export",
     ] {
         assert!(help.contains(command), "hub --help has no {command}");
         let word = command.split(' ').next_back().unwrap();
@@ -275,11 +276,15 @@ fn hub_page_names_every_command_option_and_key() {
             "niransix-hub(8) does not describe `{command}`"
         );
     }
-    // Every option the usage names.
+    // Every option the usage names (not the `-PORT` of a placeholder `PORT[-PORT]`).
     let options: Vec<&str> = help
         .split(|c: char| c.is_whitespace() || "[]|".contains(c))
         .map(|w| w.trim_end_matches([':', ',', '.', ')', '`']))
-        .filter(|w| w.starts_with('-') && w.len() > 1)
+        .filter(|w| {
+            w.starts_with('-')
+                && w.len() > 1
+                && !w[1..].starts_with(|c: char| c.is_ascii_uppercase())
+        })
         .collect();
     assert!(options.contains(&"--private-key-file"), "{options:?}");
     for option in options {

@@ -5,6 +5,7 @@ mod add;
 mod conf;
 mod del;
 mod down;
+mod export;
 mod rekey;
 mod set;
 mod status;
@@ -42,6 +43,7 @@ pub fn run(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         Verb::Check => status::check(hub),
         Verb::Metrics => status::metrics(hub),
         Verb::Show => status::show(hub),
+        Verb::Export => export::export(hub),
         Verb::Sync => sync::sync(hub, &args.names[0], args.flag("--allow-empty")),
         Verb::PeerAdd => add::add(hub, args),
         Verb::PeerSet => set::set(hub, args),
