@@ -238,4 +238,47 @@ mod tests {
         assert_eq!(audit.tampered, [false, false, false, false, true]);
         assert!(!audit.ids[&connmark.id()].intact);
     }
+
+    #[test]
+    fn destination_and_local_forms_are_audited_like_every_rule() {
+        let rules = [
+            rule("zone --local --dst 100.64.0.11 --zone 1 --dir reply"),
+            rule("zone --iif sv0 --dst 100.64.0.11 --zone 1 --dir reply"),
+            rule("mark --local --dst fd64::11 --set 1"),
+            rule("connmark --local --dst 100.64.0.11 --set 1"),
+            rule("connmark --iif sv0 --dst 100.64.0.11 --set 1"),
+        ];
+        let mut kernel = Vec::new();
+        for r in &rules {
+            kernel.extend(kernel_of(r, 10 * kernel.len() as u64 + 1));
+        }
+        let audit = audit(&kernel, crate::cmd::stored_rule);
+        assert!(audit.tampered.iter().all(|t| !t));
+        assert!(rules.iter().all(|r| audit.ids[&r.id()].intact));
+
+        // zone --local's expressions in `zones` (prerouting) instead of `zones_out`: tampered.
+        let mut moved = kernel_of(&rules[0], 1);
+        moved[0].chain = "zones".into();
+        let moved_audit = super::audit(&moved, crate::cmd::stored_rule);
+        assert_eq!(moved_audit.tampered, [true]);
+        assert_eq!(
+            moved_audit.ids[&rules[0].id()].missing,
+            [Missing {
+                part: 0,
+                chain: "zones_out".into()
+            }]
+        );
+        // connmark --local without its marking part (part 1, in localmarks): incomplete.
+        let mut parts = kernel_of(&rules[3], 1);
+        parts.remove(1);
+        let partial = super::audit(&parts, crate::cmd::stored_rule);
+        assert!(!partial.ids[&rules[3].id()].intact);
+        assert_eq!(
+            partial.ids[&rules[3].id()].missing,
+            [Missing {
+                part: 1,
+                chain: "localmarks".into()
+            }]
+        );
+    }
 }

@@ -189,10 +189,15 @@ pub enum Stage {
     LocalMarks,
     Forward,
     LocalIn,
+    ZonesOut,
+    MarksOut,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 10] = [
+    /// Every base chain, in the order a new table gets them. The two newest come last, so that a
+    /// table made before them (which gains them on its next add) lists its chains in the same
+    /// order as a new one.
+    pub const ALL: [Stage; 12] = [
         Stage::Zones,
         Stage::Connmarks,
         Stage::Marks,
@@ -203,6 +208,8 @@ impl Stage {
         Stage::LocalMarks,
         Stage::Forward,
         Stage::LocalIn,
+        Stage::ZonesOut,
+        Stage::MarksOut,
     ];
 
     /// The chain's name in natctl's table.
@@ -218,6 +225,8 @@ impl Stage {
             Stage::LocalMarks => c"localmarks",
             Stage::Forward => c"forward",
             Stage::LocalIn => c"local_in",
+            Stage::ZonesOut => c"zones_out",
+            Stage::MarksOut => c"marks_out",
         }
     }
 }

@@ -1291,6 +1291,42 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
     let counter = json!({"counter": {"packets": r.packets.unwrap(), "bytes": r.bytes.unwrap()}});
     let ct = |key: &str| json!({"ct": {"key": key}});
     let op = |op: &str, left: Value, right: Value| json!({"match": {"op": op, "left": left, "right": right}});
+    // connmark --dst: one rule marks the connections opened to DST (from IFACE, or any: the
+    // 1st, in connmarks; with --local the 2nd, in localmarks), the others (in connmarks and
+    // localmarks) restore the mark on replies; no guard. The rule is of one family: the
+    // restores start with `meta nfproto` (the marking has `ip daddr`).
+    if let (true, Some(dst)) = (r.kind == "connmark", r.dst.as_deref()) {
+        let marking = if r.local == Some(true) { 1 } else { 0 };
+        let set = json!(r.set.unwrap());
+        let (proto, nfproto) = match r.family.as_str() {
+            "inet" => ("ip", "ipv4"),
+            _ => ("ip6", "ipv6"),
+        };
+        let daddr = json!({"payload": {"protocol": proto, "field": "daddr"}});
+        return if part == marking {
+            let mut e: Vec<Value> = r
+                .iif
+                .iter()
+                .map(|i| nft_match(json!({"meta": {"key": "iifname"}}), json!(i)))
+                .collect();
+            e.extend([
+                nft_match(daddr, nft_addr(dst)),
+                op("in", ct("state"), json!("new")),
+                nft_match(ct("direction"), json!("original")),
+                counter,
+                json!({"mangle": {"key": {"ct": {"key": "mark"}}, "value": set}}),
+            ]);
+            e
+        } else {
+            vec![
+                nft_match(json!({"meta": {"key": "nfproto"}}), json!(nfproto)),
+                nft_match(ct("direction"), json!("reply")),
+                nft_match(ct("mark"), set),
+                counter,
+                json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}}),
+            ]
+        };
+    }
     // connmark: 1st rule marks the connections IFACE opens, 2nd drops foreign replies on IFACE,
     // 3rd and 4th (connmarks and localmarks) restore the mark on replies.
     if r.kind == "connmark" {
@@ -1388,6 +1424,7 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
             }
             json!({"dnat": nat})
         }
+        "mark" => json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": r.set.unwrap()}}),
         "zone" => {
             let mut ct = json!({"key": "zone"});
             if r.dir.as_deref() != Some("both") {
@@ -2901,6 +2938,749 @@ for i in range(20): s.sendto(b\"forged\", (\"100.64.0.1\", 7002))'"
                 "drop",
                 "--early"
             ],
+        )
+        .changed
+    );
+}
+
+/// A process started in a namespace for the length of a test, killed (by its pid) when dropped.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP server on port 22 of namespace `ns` (IPv4 and IPv6) that answers every connection
+/// with `name` and closes it; returns once it listens.
+fn name_server(ns: &str, name: &str) -> Serving {
+    let py = format!(
+        r#"
+import socket
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 22))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"{name}\n")
+    c.close()
+"#
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &py])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the name server");
+    let server = Serving(child);
+    let listening = || nsh(ns, "ss -Hltn 'sport = :22'").stdout.contains(":22");
+    let start = Instant::now();
+    while !listening() {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the name server in {ns} never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server
+}
+
+/// From namespace `ns`, one TCP connection to each of `dests` port 22, all open at once, each
+/// from source port `sport` (0: any; SO_REUSEADDR lets several sockets bind one port while
+/// none listens); returns what each answered, in order ("" for none).
+fn names_from(ns: &str, dests: &[&str], sport: u16) -> Vec<String> {
+    let py = format!(
+        r#"
+import socket, sys
+socks = []
+for dst in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.settimeout(5)
+    if {sport}:
+        s.bind(("::" if ":" in dst else "0.0.0.0", {sport}))
+    try:
+        s.connect((dst, 22))
+    except OSError as e:
+        print("connect", dst, e, file=sys.stderr)
+    socks.append(s)
+for dst, s in zip(sys.argv[1:], socks):
+    try:
+        print(s.recv(100).decode().strip())
+    except OSError as e:
+        print("", flush=True); print("recv", dst, e, file=sys.stderr)
+"#
+    );
+    let mut args = vec!["netns", "exec", ns, "python3", "-c", &py];
+    args.extend_from_slice(dests);
+    let r = run("ip", &args);
+    let mut answers: Vec<String> = r.stdout.lines().map(str::to_string).collect();
+    answers.resize(dests.len(), String::new());
+    if answers.iter().any(String::is_empty) {
+        eprintln!("{}: {}", r.cmdline, r.stderr);
+    }
+    answers
+}
+
+/// One zones-mode device behind the center: its namespace, the center's interface to it, its
+/// zone and mark (the same number) and its internal addresses.
+struct ZoneDevice {
+    ns: String,
+    iface: &'static str,
+    n: u32,
+    addr: &'static str,
+    addr6: &'static str,
+}
+
+/// The hub's zones mode in miniature, with forwards into the devices: namespace `ctr` holds
+/// interfaces `ta` and `tb` to devices A and B (both 192.168.1.10 and fd00:1::10, veths in
+/// place of WireGuard) and `sv0` to a server (100.64.0.1, fd64::1), with 100.64.0.254 and the
+/// devices' internal addresses 100.64.0.11 (A), 100.64.0.12 (B) (and fd64::11, fd64::12) as
+/// /32s (/128s) on sv0. Per device X (zone = mark = N): what zones mode has (`zone --iif tX
+/// --dir both`, `connmark --iif tX`, `snat --to AX --iif tX --local`, `fwmark N lookup N` with
+/// `default dev tX` and the internal network via sv0 in table N), and the forward of AX:22 to
+/// the device's 192.168.1.10:22, from sv0 and from the center itself, built from the
+/// destination-keyed blocks. Returns (center, server, devices).
+fn zones_forward_center(lab: &Lab) -> (String, String, Vec<ZoneDevice>) {
+    let center = lab.netns("ctr");
+    let server = lab.netns("srv");
+    let devices = vec![
+        ZoneDevice {
+            ns: lab.netns("da"),
+            iface: "ta",
+            n: 1,
+            addr: "100.64.0.11",
+            addr6: "fd64::11",
+        },
+        ZoneDevice {
+            ns: lab.netns("db"),
+            iface: "tb",
+            n: 2,
+            addr: "100.64.0.12",
+            addr6: "fd64::12",
+        },
+    ];
+    for ns in [&center, &server, &devices[0].ns, &devices[1].ns] {
+        sysctl_in(ns, "net.ipv6.conf.all.accept_dad=0");
+        sysctl_in(ns, "net.ipv6.conf.default.accept_dad=0");
+    }
+    sysctl_in(&center, "net.ipv4.ip_forward=1");
+    sysctl_in(&center, "net.ipv6.conf.all.forwarding=1");
+    sysctl_in(&center, "net.ipv4.conf.all.rp_filter=0");
+    sysctl_in(&center, "net.ipv4.conf.default.rp_filter=0");
+    veth(&center, "sv0", &server, "eth0");
+    ip_in(&center, "addr add 100.64.0.254/24 dev sv0");
+    ip_in(&center, "addr add fd64::fe/64 dev sv0 nodad");
+    ip_in(&server, "addr add 100.64.0.1/24 dev eth0");
+    ip_in(&server, "addr add fd64::1/64 dev eth0 nodad");
+    for d in &devices {
+        let (t, n) = (d.iface, d.n.to_string());
+        veth(&center, t, &d.ns, "eth0");
+        ip_in(&d.ns, "addr add 192.168.1.10/24 dev eth0");
+        ip_in(&d.ns, "addr add fd00:1::10/64 dev eth0 nodad");
+        ip_in(&d.ns, "route add default via 192.168.1.1");
+        ip_in(&d.ns, "-6 route add default via fd00:1::1");
+        ip_in(
+            &center,
+            &format!("addr add 192.168.1.1/24 dev {t} noprefixroute"),
+        );
+        ip_in(
+            &center,
+            &format!("addr add fd00:1::1/64 dev {t} noprefixroute nodad"),
+        );
+        ip_in(&center, &format!("addr add {}/32 dev sv0", d.addr));
+        ip_in(&center, &format!("addr add {}/128 dev sv0 nodad", d.addr6));
+        for (fam, internal) in [("-4", "100.64.0.0/24"), ("-6", "fd64::/64")] {
+            ip_in(
+                &center,
+                &format!("{fam} route add default dev {t} table {n}"),
+            );
+            ip_in(
+                &center,
+                &format!("{fam} route add {internal} dev sv0 table {n}"),
+            );
+            ip_in(&center, &format!("{fam} rule add fwmark {n} lookup {n}"));
+        }
+        // zones mode itself
+        add(
+            &center,
+            &["zone", "--iif", t, "--zone", &n, "--dir", "both"],
+        );
+        add(&center, &["connmark", "--iif", t, "--set", &n]);
+        for a in [d.addr, d.addr6] {
+            add(&center, &["snat", "--to", a, "--iif", t, "--local"]);
+        }
+        // the forward into the device, from sv0 and from the center
+        for (a, to) in [(d.addr, "192.168.1.10:22"), (d.addr6, "[fd00:1::10]:22")] {
+            let steps: [&[&str]; 8] = [
+                &[
+                    "zone", "--iif", "sv0", "--dst", a, "--zone", &n, "--dir", "reply",
+                ],
+                &[
+                    "zone", "--local", "--dst", a, "--zone", &n, "--dir", "reply",
+                ],
+                &["mark", "--iif", "sv0", "--dst", a, "--set", &n],
+                &["mark", "--local", "--dst", a, "--set", &n],
+                &["connmark", "--iif", "sv0", "--dst", a, "--set", &n],
+                &["connmark", "--local", "--dst", a, "--set", &n],
+                &[
+                    "dnat", "--iif", "sv0", "--daddr", a, "--proto", "tcp", "--dport", "22",
+                    "--to", to,
+                ],
+                &[
+                    "dnat", "--daddr", a, "--proto", "tcp", "--dport", "22", "--to", to, "--local",
+                ],
+            ];
+            for args in steps {
+                add(&center, args);
+            }
+        }
+    }
+    (center, server, devices)
+}
+
+/// Port forwards into zones-mode devices that all have one address: a connection to a device's
+/// internal address AX:22, from a server on sv0 or from the center itself, reaches that device's
+/// 192.168.1.10:22 and its answer comes back; two connections from one source port to two
+/// devices at once both work, their identical reply tuples kept apart in zones 1 and 2; and the
+/// devices still reach the server themselves, at once.
+#[test]
+fn zones_forward_reaches_each_device_by_its_address() {
+    let lab = Lab::new();
+    let (center, server, devices) = zones_forward_center(&lab);
+    let _servers: Vec<Serving> = devices
+        .iter()
+        .map(|d| name_server(&d.ns, &format!("device-{}", d.n)))
+        .collect();
+    let names: Vec<String> = devices.iter().map(|d| format!("device-{}", d.n)).collect();
+    for v6 in [false, true] {
+        let dests: Vec<&str> = devices
+            .iter()
+            .map(|d| if v6 { d.addr6 } else { d.addr })
+            .collect();
+        // (a) from the server, (b) from the center itself: each address answers with its device.
+        for from in [&server, &center] {
+            for (dest, name) in dests.iter().zip(&names) {
+                assert_eq!(
+                    names_from(from, &[dest], 0),
+                    [name.as_str()],
+                    "{dest}:22 from {from}"
+                );
+            }
+        }
+        // (c) the server to both at once, from one source port.
+        let sport = if v6 { 40006 } else { 40004 };
+        assert_eq!(
+            names_from(&server, &dests, sport),
+            names,
+            "one source port, two devices"
+        );
+        let fam = if v6 { "-f ipv6" } else { "" };
+        let ct = nsh(&center, &format!("conntrack -L {fam} -p tcp 2>/dev/null"))
+            .ok()
+            .stdout;
+        let (client, device) = if v6 {
+            ("fd64::1", "fd00:1::10")
+        } else {
+            ("100.64.0.1", "192.168.1.10")
+        };
+        for d in &devices {
+            let a = if v6 { d.addr6 } else { d.addr };
+            let original = format!("src={client} dst={a} sport={sport} dport=22 ");
+            let reply = format!("src={device} dst={client} sport=22 dport={sport} ");
+            assert!(
+                ct.lines().any(|l| l.contains(&original)
+                    && l.contains(&reply)
+                    && l.contains(&format!("zone-reply={} ", d.n))
+                    && l.contains(&format!(" mark={} ", d.n))),
+                "no connection {original}/{reply} in zone {} with mark {}: {ct}",
+                d.n,
+                d.n
+            );
+        }
+    }
+    // (d) the devices reach the server themselves, both at once; each reply finds its device.
+    for dest in ["100.64.0.1", "fd64::1"] {
+        let r = sh(&format!(
+            "ip netns exec {0} ping -c 3 -i 0.2 -W 2 {dest} >/dev/null & a=$!; \
+             ip netns exec {1} ping -c 3 -i 0.2 -W 2 {dest} >/dev/null & b=$!; \
+             wait $a; echo a=$?; wait $b; echo b=$?",
+            devices[0].ns, devices[1].ns
+        ));
+        assert!(
+            r.stdout.contains("a=0") && r.stdout.contains("b=0"),
+            "both devices ping {dest} at once: {}",
+            r.stdout
+        );
+    }
+    let ct = nsh(&center, "conntrack -L -p icmp 2>/dev/null").ok().stdout;
+    for d in &devices {
+        assert!(
+            ct.lines()
+                .any(|l| l.contains("src=192.168.1.10 dst=100.64.0.1 ")
+                    && l.contains(&format!("dst={} ", d.addr))
+                    && l.contains(&format!("zone={} ", d.n))),
+            "device {}'s ping, SNATed to {} in zone {}: {ct}",
+            d.n,
+            d.addr,
+            d.n
+        );
+    }
+    // Every rule is what its id stands for, and each new block did its part.
+    let listed = assert_list_matches_nft(&center);
+    for chain in ["zones_out", "marks_out"] {
+        let rules: Vec<&RuleJson> = listed
+            .iter()
+            .filter(|r| r.chain.as_deref() == Some(chain))
+            .collect();
+        assert_eq!(rules.len(), 4, "{chain}: {rules:?}");
+        assert!(
+            rules
+                .iter()
+                .all(|r| r.local == Some(true) && r.packets >= Some(1)),
+            "{chain}: {rules:?}"
+        );
+    }
+    // Each connmark --dst marked the connections to its address (its marking part: the first
+    // of its id as listed, or with --local the second).
+    for (i, r) in listed.iter().enumerate() {
+        let part = listed[..i].iter().filter(|o| o.id == r.id).count();
+        let marking = if r.local == Some(true) { 1 } else { 0 };
+        if r.kind == "connmark" && r.dst.is_some() && part == marking {
+            assert!(r.packets >= Some(1), "{r:?} marked nothing");
+        }
+    }
+    for d in &devices {
+        // The device's guard dropped nothing: its replies to the forwards carry its mark.
+        let guard: Vec<&RuleJson> = listed
+            .iter()
+            .filter(|r| r.kind == "connmark" && r.iif.as_deref() == Some(d.iface))
+            .collect();
+        assert_eq!(guard.len(), 4);
+        assert_eq!(guard[1].packets, Some(0), "{:?}", guard[1]);
+        for a in [d.addr, d.addr6] {
+            let zone = listed
+                .iter()
+                .find(|r| {
+                    r.kind == "zone"
+                        && r.iif.as_deref() == Some("sv0")
+                        && r.dst.as_deref() == Some(a)
+                })
+                .unwrap_or_else(|| panic!("zone --iif sv0 --dst {a}"));
+            assert!(zone.packets >= Some(1), "{zone:?}");
+        }
+    }
+}
+
+/// zone/mark/connmark keyed by destination, and for this namespace's own traffic (`--local`):
+/// `--check` predicts, the add does it, the same add again changes nothing; each nftables rule
+/// is, expression by expression, what `list` says, in the chain its form belongs in; and one
+/// changed behind natctl's back is tampered and repaired like any other.
+#[test]
+fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
+    let lab = Lab::new();
+    let ns = lab.netns("dstf");
+    // (each with the chains its parts are listed in)
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &[
+                "zone",
+                "--iif",
+                "sv0",
+                "--dst",
+                "100.64.0.11/32",
+                "--zone",
+                "1",
+                "--dir",
+                "reply",
+            ],
+            &["zones"],
+        ),
+        (
+            &[
+                "zone",
+                "--iif",
+                "sv0",
+                "--src",
+                "fd64::/64",
+                "--dst",
+                "fd64::11",
+                "--zone",
+                "1",
+            ],
+            &["zones"],
+        ),
+        (
+            &[
+                "zone",
+                "--local",
+                "--dst",
+                "100.64.0.11",
+                "--zone",
+                "1",
+                "--dir",
+                "reply",
+            ],
+            &["zones_out"],
+        ),
+        (
+            &[
+                "zone",
+                "--local",
+                "--src",
+                "fd64::/64",
+                "--zone",
+                "2",
+                "--dir",
+                "original",
+            ],
+            &["zones_out"],
+        ),
+        (
+            &["mark", "--local", "--dst", "100.64.0.0/24", "--set", "0x10"],
+            &["marks_out"],
+        ),
+        (
+            &["mark", "--local", "--dst", "fd64::11", "--set", "1"],
+            &["marks_out"],
+        ),
+        (
+            &["mark", "--iif", "sv0", "--dst", "fd64::12", "--set", "2"],
+            &["marks"],
+        ),
+        (
+            &["connmark", "--dst", "100.64.0.11", "--set", "1"],
+            &["connmarks", "connmarks", "localmarks"],
+        ),
+        (
+            &[
+                "connmark", "--iif", "sv0", "--dst", "fd64::11", "--set", "1",
+            ],
+            &["connmarks", "connmarks", "localmarks"],
+        ),
+        (
+            &[
+                "connmark",
+                "--local",
+                "--dst",
+                "100.64.0.12/32",
+                "--set",
+                "2",
+            ],
+            &["connmarks", "localmarks", "localmarks"],
+        ),
+        (
+            &["connmark", "--local", "--dst", "fd64::/64", "--set", "3"],
+            &["connmarks", "localmarks", "localmarks"],
+        ),
+    ];
+    let mut ids = HashSet::new();
+    for (args, chains) in cases {
+        let before = ruleset(&ns);
+        let check: Added = parse(&natctl(&ns, &[&["--check"][..], args].concat()).ok());
+        assert!(check.changed, "{args:?}");
+        assert_eq!(ruleset(&ns), before, "--check {args:?} changed the ruleset");
+        let added = add(&ns, args);
+        assert!(added.changed, "{args:?}");
+        assert_eq!(added.rule.id, check.rule.id, "{args:?}");
+        let local = args.contains(&"--local");
+        assert_eq!(added.rule.local, Some(local), "{args:?}");
+        assert_eq!(
+            added.rule.iif.is_some(),
+            args.contains(&"--iif"),
+            "{args:?}"
+        );
+        let v6 = args.iter().any(|a| a.contains(':'));
+        assert_eq!(
+            added.rule.family,
+            if v6 { "inet6" } else { "inet" },
+            "{args:?}"
+        );
+        let after = ruleset(&ns);
+        let again = add(&ns, args);
+        assert!(!again.changed, "{args:?}");
+        assert_eq!(again.rule.id, added.rule.id);
+        assert!(!natctl(&ns, &[&["--check"][..], args].concat())
+            .ok()
+            .changed());
+        assert_eq!(
+            ruleset(&ns),
+            after,
+            "re-adding {args:?} changed the ruleset"
+        );
+        let listed: Vec<String> = listed_id(&ns, &added.rule.id)
+            .into_iter()
+            .map(|r| r.chain.unwrap())
+            .collect();
+        assert_eq!(listed, *chains, "{args:?}");
+        assert!(ids.insert(added.rule.id), "{args:?}: an id of its own");
+    }
+    assert_list_matches_nft(&ns);
+
+    // The two new base chains, as nft reads them back.
+    let rs = nsh(&ns, "nft list table inet natctl").ok().stdout;
+    for chain in [
+        "chain zones_out {\n\t\ttype filter hook output priority raw;",
+        "chain marks_out {\n\t\ttype route hook output priority mangle;",
+    ] {
+        assert!(rs.contains(chain), "{chain}: {rs}");
+    }
+
+    // zone --local changed with nft (another zone, the comment kept): tampered; add repairs it.
+    let args = [
+        "zone",
+        "--local",
+        "--dst",
+        "100.64.0.11",
+        "--zone",
+        "1",
+        "--dir",
+        "reply",
+    ];
+    let id = add(&ns, &args).rule.id;
+    let (chain, handle) = handles_of(&ns, &id).remove(0);
+    assert_eq!(chain, "zones_out");
+    let comment = format!("natctl:{id} zone --zone 1 --dir reply --dst 100.64.0.11 --local");
+    nsh(
+        &ns,
+        &format!(
+            r#"nft replace rule inet natctl {chain} handle {handle} ip daddr 100.64.0.11 counter ct reply zone set 9 comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    let entry = listed_id(&ns, &id);
+    assert_eq!(
+        (entry[0].tampered, entry[0].complete),
+        (Some(true), Some(false))
+    );
+    assert!(natctl(&ns, &[&["--check"][..], &args].concat())
+        .ok()
+        .changed());
+    assert!(add(&ns, &args).changed);
+    assert!(!add(&ns, &args).changed);
+    // connmark --local without its marking part (part 1, localmarks): incomplete; add restores.
+    let args = [
+        "connmark",
+        "--local",
+        "--dst",
+        "100.64.0.12/32",
+        "--set",
+        "2",
+    ];
+    let id = add(&ns, &args).rule.id;
+    let entries = listed_id(&ns, &id);
+    let marking = &entries[1];
+    nsh(
+        &ns,
+        &format!(
+            "nft delete rule inet natctl localmarks handle {}",
+            marking.handle.unwrap()
+        ),
+    )
+    .ok();
+    let entries = listed_id(&ns, &id);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        entries[0].missing.as_deref(),
+        Some(
+            &[MissingPart {
+                part: 1,
+                chain: "localmarks".into()
+            }][..]
+        )
+    );
+    assert!(add(&ns, &args).changed);
+    assert_eq!(handles_of(&ns, &id).len(), 3);
+    assert_list_matches_nft(&ns);
+}
+
+/// The new flags' bad combinations are invalid input: exit 2 naming the flags, nothing changed.
+#[test]
+fn destination_and_local_forms_bad_input_exits_2() {
+    let lab = Lab::new();
+    let ns = lab.netns("dstb");
+    add(&ns, &["zone", "--iif", "ta", "--zone", "1"]);
+    let before = ruleset(&ns);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "zone", "--local", "--iif", "ta", "--zone", "1", "--dst", "10.0.0.1",
+            ],
+            "'--local' cannot be used with '--iif",
+        ),
+        (
+            &["zone", "--local", "--zone", "1"],
+            "--dst CIDR or --src CIDR",
+        ),
+        (&["zone", "--zone", "1"], "--iif IFACE, or --local"),
+        (
+            &["zone", "--zone", "1", "--dst", "10.0.0.1"],
+            "--iif IFACE, or --local",
+        ),
+        (
+            &[
+                "zone",
+                "--local",
+                "--zone",
+                "1",
+                "--src",
+                "10.0.0.0/8",
+                "--dst",
+                "fd00::1",
+            ],
+            "fd00::1",
+        ),
+        (
+            &["zone", "--iif", "ta", "--zone", "1", "--dst", "10.0.0.0/33"],
+            "10.0.0.0/33",
+        ),
+        (
+            &["mark", "--local", "--set", "1"],
+            "mark --local needs --dst",
+        ),
+        (
+            &[
+                "mark", "--local", "--iif", "ta", "--dst", "10.0.0.1", "--set", "1",
+            ],
+            "'--local' cannot be used with '--iif",
+        ),
+        (
+            &["mark", "--dst", "10.0.0.1", "--set", "1"],
+            "--iif IFACE, or --local --dst",
+        ),
+        (
+            &["connmark", "--local", "--set", "1"],
+            "connmark --local needs --dst",
+        ),
+        (
+            &[
+                "connmark", "--local", "--iif", "ta", "--dst", "10.0.0.1", "--set", "1",
+            ],
+            "'--local' cannot be used with '--iif",
+        ),
+        (&["connmark", "--set", "1"], "--iif IFACE"),
+        (&["connmark", "--dst", "10.0.0.1", "--set", "0"], "--set 0"),
+        (
+            &["connmark", "--dst", "10.0.0.300", "--set", "1"],
+            "10.0.0.300",
+        ),
+    ];
+    for (args, needle) in cases {
+        natctl(&ns, args).fails(2, needle);
+        natctl(&ns, &[&["--check"][..], args].concat()).fails(2, needle);
+        assert_eq!(ruleset(&ns), before, "{args:?} changed the ruleset");
+    }
+}
+
+/// A table made by natctl before `zones_out` and `marks_out` existed (ten base chains) keeps
+/// its rules intact, unchanged, and gains the new chains with the first rule that needs one.
+#[test]
+fn a_table_made_before_zones_out_gains_its_new_chains() {
+    let lab = Lab::new();
+    let ns = lab.netns("old");
+    let old: [&[&str]; 4] = [
+        &["zone", "--iif", "ta", "--zone", "1", "--dir", "both"],
+        &["mark", "--iif", "sv0", "--dst", "100.64.0.11", "--set", "1"],
+        &["connmark", "--iif", "ta", "--set", "1"],
+        &["snat", "--to", "100.64.0.11", "--iif", "ta", "--local"],
+    ];
+    for args in old {
+        add(&ns, args);
+    }
+    nsh(
+        &ns,
+        "nft delete chain inet natctl zones_out && nft delete chain inet natctl marks_out",
+    )
+    .ok();
+    let before = nft_rules(&ns);
+    assert_eq!(list_intact(&ns).len(), 8);
+    for args in old {
+        assert!(!add(&ns, args).changed, "{args:?}");
+    }
+    for args in [
+        &[
+            "zone",
+            "--local",
+            "--dst",
+            "100.64.0.11",
+            "--zone",
+            "1",
+            "--dir",
+            "reply",
+        ][..],
+        &["mark", "--local", "--dst", "100.64.0.11", "--set", "1"],
+    ] {
+        assert!(add(&ns, args).changed, "{args:?}");
+    }
+    let after = nft_rules(&ns);
+    for rule in &before {
+        assert!(
+            after
+                .iter()
+                .any(|a| (&a.chain, a.handle, &a.comment, &a.expr)
+                    == (&rule.chain, rule.handle, &rule.comment, &rule.expr)),
+            "{rule:?} changed"
+        );
+    }
+    assert_eq!(list_intact(&ns).len(), 10);
+}
+
+/// The ids a natctl before `zones_out`/`marks_out` kept for a big table (format `v2`, whose
+/// `complete` meant "the ten base chains exist") are not trusted: taken at their word, the next
+/// add would skip creating the new chains and fail to put a rule there.
+#[test]
+fn stored_ids_of_the_ten_chain_layout_are_not_trusted() {
+    let lab = Lab::new();
+    let ns = lab.netns("st10");
+    let text: String = (0..300)
+        .map(|i| format!("mark --iif p{i} --set {}\n", i + 1))
+        .collect();
+    run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
+    nsh(
+        &ns,
+        "nft delete chain inet natctl zones_out && nft delete chain inet natctl marks_out",
+    )
+    .ok();
+    // A --check dumps the table and stores its ids for the current generation.
+    assert!(
+        !natctl(&ns, &["--check", "mark", "--iif", "p7", "--set", "8"])
+            .ok()
+            .changed()
+    );
+    let cookie = nsh(
+        &ns,
+        "python3 -c 'import socket, struct; \
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
+         print(\"%016x\" % struct.unpack(\"Q\", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])'",
+    )
+    .ok()
+    .stdout;
+    let file = format!("/run/niransix/natctl/{}", cookie.trim());
+    let stored = std::fs::read_to_string(&file).expect("the stored ids");
+    let (head, ids) = stored.split_once('\n').unwrap();
+    let generation = head
+        .strip_prefix("v3 ")
+        .expect(head)
+        .split(' ')
+        .next()
+        .unwrap();
+    // What the natctl before would have written after an add of its own at this generation.
+    std::fs::write(&file, format!("v2 {generation} complete\n{ids}")).unwrap();
+    let args = ["zone", "--local", "--dst", "100.64.0.11", "--zone", "1"];
+    assert!(add(&ns, &args).changed);
+    assert_eq!(
+        listed_id(&ns, &add(&ns, &args).rule.id)[0].chain.as_deref(),
+        Some("zones_out")
+    );
+    assert!(
+        add(
+            &ns,
+            &["mark", "--local", "--dst", "100.64.0.11", "--set", "1"]
         )
         .changed
     );

@@ -14,26 +14,44 @@
 //! and a reply-direction packet on IFACE is dropped unless its connection is marked N (one IFACE
 //! opened: none, since a device's own connections never have IFACE on the reply side, unless a
 //! connection to the device was marked N some other way).
+//!
+//! `natctl connmark --dst CIDR --set N [--iif IFACE | --local]` marks the connections opened *to*
+//! CIDR instead: their first packet (`ip daddr CIDR ct state new ct direction original ct mark
+//! set N`), from any interface, from IFACE only, or (`--local`) those this namespace opens itself
+//! (chain `localmarks`, in the output hook after conntrack), and restores the mark onto their
+//! replies with the same two restore parts. It has no guard: the guard protects a tunnel's own
+//! connections, and marking a connection to a device's address with the device's mark N is what
+//! lets the device's replies to it (a port forward into the device) pass that device's guard.
 
 use clap::Args;
-use common::types::IfName;
+use common::types::{parse_network, IfName};
 use common::{Error, Result};
+use ipnet::IpNet;
 
 use super::mark::parse_mark;
 use crate::nft::Stage;
-use crate::rule::{Action, Arg, Match, Part, Rule, Verdict};
+use crate::rule::{net_arg, Action, Arg, Family, Match, Part, Rule, Verdict};
 
 #[derive(Args, Debug, Clone)]
 pub struct Connmark {
     /// Connections whose first packet arrives on this interface (nft `iifname IFACE ct state
-    /// new ct direction original`); a packet arriving on it as the reply of a connection not
-    /// marked N is dropped (`iifname IFACE ct direction reply ct mark != N drop`)
+    /// new ct direction original`); without --dst a packet arriving on it as the reply of a
+    /// connection not marked N is dropped (`iifname IFACE ct direction reply ct mark != N drop`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
-    pub iif: IfName,
+    pub iif: Option<IfName>,
     /// The connection mark, 1-4294967295, decimal or 0x-hex (nft `ct mark set N`); replies get
     /// it as their packet mark (`meta mark set ct mark`), for `ip rule add fwmark N`
     #[arg(long = "set", value_name = "N", value_parser = parse_mark)]
     pub mark: u32,
+    /// Connections opened to this network (nft `ip daddr CIDR ct state new ct direction
+    /// original`), from any interface, only from --iif IFACE, or with --local from this
+    /// namespace; no drop of foreign replies then
+    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
+    pub dst: Option<IpNet>,
+    /// The connections to --dst that this namespace itself opens (chain `localmarks`: the output
+    /// hook, after conntrack); not with --iif
+    #[arg(long, conflicts_with = "iif")]
+    pub local: bool,
 }
 
 impl Connmark {
@@ -43,22 +61,49 @@ impl Connmark {
                 "connmark: --set 0 is the mark of an unmarked connection; use 1 to 4294967295",
             ));
         }
-        let iif = Match::Iif(self.iif.to_string());
+        if let (Some(iif), true) = (&self.iif, self.local) {
+            return Err(Error::invalid(format!(
+                "connmark: --local (connections this namespace opens) cannot be used with --iif {iif} (they arrive on no interface)"
+            )));
+        }
+        if self.local && self.dst.is_none() {
+            return Err(Error::invalid(
+                "connmark --local needs --dst CIDR (the connections this namespace opens to CIDR)",
+            ));
+        }
+        if self.iif.is_none() && self.dst.is_none() {
+            return Err(Error::invalid(
+                "connmark needs --iif IFACE (connections IFACE opens) or --dst CIDR (connections opened to CIDR)",
+            ));
+        }
+        let iif = self.iif.as_ref().map(|i| Match::Iif(i.to_string()));
         // All in the connmarks chain, after conntrack has found or made the connection (the
         // marking needs it to exist, the guard its direction and mark) and before the routing
-        // decision (which the restored fwmark steers).
+        // decision (which the restored fwmark steers); `--local` marks in the output hook's
+        // `localmarks`, likewise after conntrack.
+        let mut marking: Vec<Match> = iif.iter().cloned().collect();
+        marking.extend(self.dst.map(Match::Dst));
+        marking.extend([Match::CtNew, Match::CtOriginal]);
         let mark_connection = Part {
-            stage: Stage::Connmarks,
-            matches: vec![iif.clone(), Match::CtNew, Match::CtOriginal],
+            stage: if self.local {
+                Stage::LocalMarks
+            } else {
+                Stage::Connmarks
+            },
+            matches: marking,
             action: Action::CtMark(self.mark),
         };
-        let drop_foreign_replies = Part {
-            stage: Stage::Connmarks,
-            matches: vec![iif, Match::CtReply, Match::CtMarkNot(self.mark)],
-            action: Action::Verdict {
-                verdict: Verdict::Drop,
-                at_head: false,
-            },
+        // The guard, for a tunnel's own connections only (without --dst).
+        let drop_foreign_replies = match (&iif, self.dst) {
+            (Some(iif), None) => Some(Part {
+                stage: Stage::Connmarks,
+                matches: vec![iif.clone(), Match::CtReply, Match::CtMarkNot(self.mark)],
+                action: Action::Verdict {
+                    verdict: Verdict::Drop,
+                    at_head: false,
+                },
+            }),
+            _ => None,
         };
         let restore_on_replies = Part {
             stage: Stage::Connmarks,
@@ -71,18 +116,26 @@ impl Connmark {
             stage: Stage::LocalMarks,
             ..restore_on_replies.clone()
         };
+        // Parts in the order of their chains (`connmarks` before `localmarks`), which is the
+        // order `list` shows them in and numbers them by (`missing`).
+        let parts = if self.local {
+            vec![restore_on_replies, mark_connection, restore_on_own_replies]
+        } else {
+            let mut parts = vec![mark_connection];
+            parts.extend(drop_foreign_replies);
+            parts.extend([restore_on_replies, restore_on_own_replies]);
+            parts
+        };
         Ok(Rule {
             kind: "connmark",
-            family: None,
-            parts: vec![
-                mark_connection,
-                drop_foreign_replies,
-                restore_on_replies,
-                restore_on_own_replies,
-            ],
+            family: self.dst.map(|n| Family::of(n.addr())),
+            parts,
+            // New arguments go last, so rules made before them keep their ids.
             args: vec![
-                ("iif", Some(Arg::text(&self.iif))),
+                ("iif", self.iif.as_ref().map(Arg::text)),
                 ("set", Some(Arg::Number(self.mark.into()))),
+                ("dst", self.dst.as_ref().map(net_arg)),
+                ("local", Some(Arg::Flag(self.local))),
             ],
         })
     }

@@ -38,15 +38,19 @@ pub enum RuleCmd {
     /// 1:1 mapping of a whole prefix onto another of the same length, like iptables NETMAP
     /// (`... dstnat ip daddr FROM dnat ip prefix to TO` or `... srcnat ip saddr FROM snat ip prefix to TO`)
     Netmap(netmap::Netmap),
-    /// Conntrack zone for traffic arriving on an interface, like iptables `CT --zone[-orig|-reply]`
-    /// (`... zones iifname IFACE ct original zone set N`)
+    /// Conntrack zone for traffic arriving on an interface, or (--local) that this namespace
+    /// originates, like iptables `CT --zone[-orig|-reply]`
+    /// (`... zones iifname IFACE ip daddr CIDR ct original zone set N`, `... zones_out ip daddr
+    /// CIDR ct reply zone set N`)
     Zone(zone::Zone),
-    /// Packet mark (fwmark) for traffic arriving on an interface, for policy routing
-    /// (`... marks iifname IFACE ip daddr CIDR meta mark set N`)
+    /// Packet mark (fwmark) for traffic arriving on an interface, or (--local) that this
+    /// namespace originates, for policy routing (`... marks iifname IFACE ip daddr CIDR meta mark
+    /// set N`, `... marks_out ip daddr CIDR meta mark set N`)
     Mark(mark::Mark),
-    /// Connection mark by incoming interface, restored onto the replies as their fwmark
-    /// (`... connmarks iifname IFACE ct mark set N` and `... ct direction reply ct mark N meta
-    /// mark set ct mark`), so policy routing sends replies back the way they came
+    /// Connection mark by incoming interface or by destination, restored onto the replies as
+    /// their fwmark (`... connmarks iifname IFACE ct mark set N` or `... connmarks ip daddr CIDR
+    /// ct mark set N`, and `... ct direction reply ct mark N meta mark set ct mark`), so policy
+    /// routing sends replies back the way they came
     Connmark(connmark::Connmark),
     /// Access control by incoming interface: accept or drop forwarded traffic (or, with
     /// --local, traffic to this namespace) by source, destination, protocol, port and
@@ -176,4 +180,303 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
         nft::cache::committed(&lock, seen.generation, nft::cache::Change::Added(&id));
     }
     Outcome::object(true, "rule", rule.view(ctx.netns_name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::Stage;
+    use crate::rule::{Action, Family, Match, Part, Verdict, ZoneDir};
+
+    fn parsed(args: &str) -> Result<Rule> {
+        let stored = Stored::try_parse_from(args.split_whitespace())
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        stored.rule.rule()
+    }
+
+    fn rule(args: &str) -> Rule {
+        parsed(args).unwrap_or_else(|e| panic!("{args}: {e}"))
+    }
+
+    /// What `args` is refused with (exit 2: invalid input).
+    fn refused(args: &str) -> String {
+        let e = parsed(args).expect_err(args);
+        assert_eq!(e.exit_code(), 2, "{args}: {e}");
+        e.to_string()
+    }
+
+    fn part(stage: Stage, matches: Vec<Match>, action: Action) -> Part {
+        Part {
+            stage,
+            matches,
+            action,
+        }
+    }
+
+    fn iif(name: &str) -> Match {
+        Match::Iif(name.into())
+    }
+
+    fn net(s: &str) -> ipnet::IpNet {
+        s.parse().unwrap()
+    }
+
+    /// The ids and comments below were recorded with natctl as it was before zone, mark and
+    /// connmark took `--dst`/`--local` (`target/debug/natctl --check ARGS` printed the ids, `nft
+    /// list ruleset` the comments): a table made then must read back intact, not tampered.
+    #[test]
+    fn rules_made_before_dst_and_local_keep_their_comments_and_ids() {
+        let recorded = [
+            (
+                "zone --iif ta --zone 1 --dir both",
+                "95c3394af799",
+                "zone --iif ta --zone 1 --dir both",
+            ),
+            (
+                "zone --iif ta --zone 1",
+                "95c3394af799",
+                "zone --iif ta --zone 1 --dir both",
+            ),
+            (
+                "zone --iif sv0 --zone 1 --src 100.64.0.0/24 --dir reply",
+                "e6ce1f1ccb44",
+                "zone --iif sv0 --zone 1 --src 100.64.0.0/24 --dir reply",
+            ),
+            (
+                "zone --iif tb --zone 2 --src fd00::/64 --dir original",
+                "075c795afdc7",
+                "zone --iif tb --zone 2 --src fd00::/64 --dir original",
+            ),
+            (
+                "mark --iif sv0 --set 1",
+                "34ad57d9989e",
+                "mark --iif sv0 --set 1",
+            ),
+            (
+                "mark --iif sv0 --set 1 --dst 100.64.0.11/32",
+                "add453a2cf2f",
+                "mark --iif sv0 --set 1 --dst 100.64.0.11",
+            ),
+            (
+                "mark --iif sv0 --set 2 --dst fd00::/64",
+                "b5a924937b9c",
+                "mark --iif sv0 --set 2 --dst fd00::/64",
+            ),
+            (
+                "connmark --iif ta --set 1",
+                "f8d6ca71bad7",
+                "connmark --iif ta --set 1",
+            ),
+        ];
+        for (args, id, canonical) in recorded {
+            let r = rule(args);
+            assert_eq!(r.canonical(), canonical, "{args}");
+            assert_eq!(r.id(), id, "{args}");
+            assert_eq!(r.comment(), format!("natctl:{id} {canonical}"), "{args}");
+            // Read back from its comment, it is the same rule.
+            let back = stored_rule(&r.comment()).expect(args);
+            assert_eq!((back.canonical(), back.parts), (r.canonical(), r.parts));
+        }
+        // Their nftables rules, part by part, are what they were (the encoder is unchanged, so
+        // equal parts are equal expressions).
+        let zone = rule("zone --iif sv0 --zone 1 --src 100.64.0.0/24 --dir reply");
+        assert_eq!(zone.family, Some(Family::V4));
+        assert_eq!(
+            zone.parts,
+            [part(
+                Stage::Zones,
+                vec![iif("sv0"), Match::Src(net("100.64.0.0/24"))],
+                Action::Zone {
+                    zone: 1,
+                    dir: ZoneDir::Reply
+                }
+            )]
+        );
+        let mark = rule("mark --iif sv0 --set 1 --dst 100.64.0.11/32");
+        assert_eq!(mark.family, Some(Family::V4));
+        assert_eq!(
+            mark.parts,
+            [part(
+                Stage::Marks,
+                vec![iif("sv0"), Match::Dst(net("100.64.0.11/32"))],
+                Action::Mark(1)
+            )]
+        );
+        let connmark = rule("connmark --iif ta --set 1");
+        assert_eq!(connmark.family, None);
+        let restore = vec![Match::CtReply, Match::CtMark(1)];
+        assert_eq!(
+            connmark.parts,
+            [
+                part(
+                    Stage::Connmarks,
+                    vec![iif("ta"), Match::CtNew, Match::CtOriginal],
+                    Action::CtMark(1)
+                ),
+                part(
+                    Stage::Connmarks,
+                    vec![iif("ta"), Match::CtReply, Match::CtMarkNot(1)],
+                    Action::Verdict {
+                        verdict: Verdict::Drop,
+                        at_head: false
+                    }
+                ),
+                part(Stage::Connmarks, restore.clone(), Action::MarkFromCt),
+                part(Stage::LocalMarks, restore, Action::MarkFromCt),
+            ]
+        );
+    }
+
+    #[test]
+    fn zone_by_destination_and_for_this_namespaces_own_traffic() {
+        let forwarded = rule("zone --iif sv0 --dst 100.64.0.11/32 --zone 1 --dir reply");
+        assert_eq!(
+            forwarded.canonical(),
+            "zone --iif sv0 --zone 1 --dir reply --dst 100.64.0.11"
+        );
+        assert_eq!(forwarded.family, Some(Family::V4));
+        let reply = Action::Zone {
+            zone: 1,
+            dir: ZoneDir::Reply,
+        };
+        assert_eq!(
+            forwarded.parts,
+            [part(
+                Stage::Zones,
+                vec![iif("sv0"), Match::Dst(net("100.64.0.11/32"))],
+                reply.clone()
+            )]
+        );
+        let local = rule("zone --local --dst fd64::11 --zone 1 --dir reply");
+        assert_eq!(
+            local.canonical(),
+            "zone --zone 1 --dir reply --dst fd64::11 --local"
+        );
+        assert_eq!(local.family, Some(Family::V6));
+        assert_eq!(
+            local.parts,
+            [part(
+                Stage::ZonesOut,
+                vec![Match::Dst(net("fd64::11/128"))],
+                reply
+            )]
+        );
+        let by_source = rule("zone --local --src 10.0.0.0/8 --dst 10.1.0.0/16 --zone 3");
+        assert_eq!(
+            by_source.parts[0].matches,
+            [
+                Match::Src(net("10.0.0.0/8")),
+                Match::Dst(net("10.1.0.0/16"))
+            ]
+        );
+        // The new arguments are part of the identity.
+        let ids: HashSet<String> = [
+            "zone --iif sv0 --zone 1 --dir reply",
+            "zone --iif sv0 --zone 1 --dir reply --dst 100.64.0.11",
+            "zone --iif sv0 --zone 1 --dir reply --dst 100.64.0.12",
+            "zone --local --zone 1 --dir reply --dst 100.64.0.11",
+        ]
+        .iter()
+        .map(|a| rule(a).id())
+        .collect();
+        assert_eq!(ids.len(), 4);
+
+        assert!(refused("zone --local --iif ta --zone 1 --dst 10.0.0.1").contains("--local"));
+        assert!(refused("zone --local --zone 1").contains("--dst CIDR or --src CIDR"));
+        assert!(refused("zone --zone 1").contains("--iif IFACE, or --local"));
+        assert!(
+            refused("zone --local --zone 1 --src 10.0.0.0/8 --dst fd00::1").contains("fd00::1")
+        );
+        assert!(refused("zone --iif a --zone 1 --src 10.0.0.0/8 --dst fd00::1").contains("IPv6"));
+    }
+
+    #[test]
+    fn mark_for_this_namespaces_own_traffic() {
+        let local = rule("mark --local --dst 100.64.0.11 --set 1");
+        assert_eq!(local.canonical(), "mark --set 1 --dst 100.64.0.11 --local");
+        assert_eq!(local.family, Some(Family::V4));
+        assert_eq!(
+            local.parts,
+            [part(
+                Stage::MarksOut,
+                vec![Match::Dst(net("100.64.0.11/32"))],
+                Action::Mark(1)
+            )]
+        );
+        assert_ne!(
+            local.id(),
+            rule("mark --iif sv0 --dst 100.64.0.11 --set 1").id()
+        );
+        assert!(refused("mark --local --set 1").contains("--local needs --dst"));
+        assert!(refused("mark --local --iif sv0 --dst 10.0.0.1 --set 1").contains("--iif"));
+        assert!(refused("mark --set 1").contains("--iif IFACE, or --local --dst"));
+    }
+
+    #[test]
+    fn connmark_by_destination_has_no_guard() {
+        let restore = |stage| {
+            part(
+                stage,
+                vec![Match::CtReply, Match::CtMark(7)],
+                Action::MarkFromCt,
+            )
+        };
+        let marking = |stage, mut matches: Vec<Match>| {
+            matches.extend([Match::CtNew, Match::CtOriginal]);
+            part(stage, matches, Action::CtMark(7))
+        };
+        let dst = Match::Dst(net("100.64.0.11/32"));
+        // From any interface, from one, from this namespace: the marking part, then the two
+        // restores of every connmark.
+        // (--local: its marking part in localmarks, so the parts in chain order as `list`
+        // shows them: the restore in connmarks first)
+        for (args, parts) in [
+            (
+                "connmark --dst 100.64.0.11 --set 7",
+                [
+                    marking(Stage::Connmarks, vec![dst.clone()]),
+                    restore(Stage::Connmarks),
+                    restore(Stage::LocalMarks),
+                ],
+            ),
+            (
+                "connmark --iif sv0 --dst 100.64.0.11/32 --set 7",
+                [
+                    marking(Stage::Connmarks, vec![iif("sv0"), dst.clone()]),
+                    restore(Stage::Connmarks),
+                    restore(Stage::LocalMarks),
+                ],
+            ),
+            (
+                "connmark --local --dst 100.64.0.11 --set 7",
+                [
+                    restore(Stage::Connmarks),
+                    marking(Stage::LocalMarks, vec![dst.clone()]),
+                    restore(Stage::LocalMarks),
+                ],
+            ),
+        ] {
+            let r = rule(args);
+            assert_eq!(r.family, Some(Family::V4), "{args}");
+            assert_eq!(r.parts, parts, "{args}");
+            let back = stored_rule(&r.comment()).expect(args);
+            assert_eq!(back.parts, r.parts);
+        }
+        assert_eq!(
+            rule("connmark --iif sv0 --dst 100.64.0.11 --set 7").canonical(),
+            "connmark --iif sv0 --set 7 --dst 100.64.0.11"
+        );
+        assert_eq!(
+            rule("connmark --local --dst fd64::11 --set 7").canonical(),
+            "connmark --set 7 --dst fd64::11 --local"
+        );
+        assert_eq!(
+            rule("connmark --local --dst fd64::11 --set 7").family,
+            Some(Family::V6)
+        );
+        assert!(refused("connmark --local --set 7").contains("--local needs --dst"));
+        assert!(refused("connmark --local --iif sv0 --dst 10.0.0.1 --set 7").contains("--iif"));
+        assert!(refused("connmark --set 7").contains("--iif IFACE"));
+        assert!(refused("connmark --dst 10.0.0.1 --set 0").contains("--set 0"));
+    }
 }

@@ -12,9 +12,12 @@
 //!     chain output    { type nat    hook output      priority dstnat;      }  dnat --local
 //!     chain srcnat    { type nat    hook postrouting priority srcnat;      }  masquerade, snat, netmap --src
 //!     chain input     { type nat    hook input       priority srcnat;      }  snat --local
-//!     chain localmarks { type route hook output      priority mangle - 10; }  meta mark set ct mark
+//!     chain localmarks { type route hook output      priority mangle - 10; }  meta mark set ct mark,
+//!                                                                             connmark --local: ct mark set (new)
 //!     chain forward   { type filter hook forward     priority filter;      }  filter (forwarded traffic)
 //!     chain local_in  { type filter hook input       priority filter;      }  filter --local (to this namespace)
+//!     chain zones_out { type filter hook output      priority raw;         }  zone --local
+//!     chain marks_out { type route  hook output      priority mangle;      }  mark --local
 //! }
 //! ```
 //! Rules are appended to their chain, in the order they are added, with one exception: a
@@ -31,6 +34,13 @@
 //! to this namespace itself (NAT of locally delivered packets happens in the input hook), and a
 //! connmark restores its mark onto the replies this namespace sends itself (a `route` chain: a
 //! mark set there makes the kernel route the packet again).
+//! The output hook mirrors prerouting for the connections this namespace opens itself:
+//! `zones_out` (raw, -300) sets a zone before conntrack (-200) sees the packet; `localmarks`
+//! (mangle - 10, after conntrack) holds connmark's parts there (`connmark --local` marking a new
+//! connection, and the restore onto replies); `marks_out` (mangle, -150) comes after it, so an
+//! explicit `mark --local` wins over a restored connection mark, as `marks` does after
+//! `connmarks`; NAT (`output`, -100) comes last. `localmarks` and `marks_out` are `route` chains:
+//! a mark set there makes the kernel route the packet again.
 //! In prerouting a packet meets them in this order: its zone is set before conntrack looks the
 //! packet up (priority -200), so the lookup happens in that zone; connection marks need the
 //! conntrack entry, so they come after it, and before `marks`, so an explicit `mark` rule
@@ -79,6 +89,14 @@ impl Stage {
             Stage::LocalMarks => (Hook::Out, -160, ChainType::Route),
             Stage::Forward => (Hook::Forward, 0, ChainType::Filter),
             Stage::LocalIn => (Hook::In, 0, ChainType::Filter),
+            // Before conntrack (-200) in the output hook, as `zones` is in prerouting.
+            Stage::ZonesOut => (Hook::Out, -300, ChainType::Filter),
+            // `mark --local` has a chain of its own rather than sharing `localmarks`: there
+            // connmark restores a connection's mark onto replies, and rules of one chain run in
+            // the order they were added. After it, an explicit `mark --local` wins over a restored
+            // connection mark whatever order the two were added in, as `marks` (-150) does after
+            // `connmarks` (-160) in prerouting.
+            Stage::MarksOut => (Hook::Out, -150, ChainType::Route),
         }
     }
 
