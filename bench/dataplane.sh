@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# Data-plane benchmark: what a packet costs through the hub, and whether that cost grows with the
+# fleet or with forwards and filters. In one run, with iperf3 and ping:
+#   TCP x1, TCP x8   iperf3 TCP throughput, 1 stream and 8 streams (DURATION s each)
+#   UDP 64 B         iperf3 -u -l 64 -b 0: packets per second the receiver got
+#   RTT              PINGS pings at -i 0.01: p50 and p99 of the per-packet times
+# over these paths:
+#   floor            a bare WireGuard tunnel of the same implementation (wgctl: wireguard-go
+#                    where the kernel has no WireGuard) between two namespaces joined by a veth;
+#                    measured first, then again beside every hub (the fleet idling on the same
+#                    CPUs), and again at the end
+#   device->center   a device (client namespace, 192.168.1.10, brought up by niransix-sh/client
+#                    from `hub peer conf`) through its peer to iperf3 -s / ping in the center
+#                    (HUB_ADDRESS 100.64.0.10 in HUB_NS), over an IPv6 underlay veth
+#   forward          (access, netns mode) the other way: iperf3 -s on the device (192.168.1.10:5201),
+#                    its client in the center connecting to the peer's internal address:5201
+# for each size N (arguments, default 10 1000: N peers present, the measured device the last one
+# added), each HUB_MODE in MODES (default "netns zones") and two variants of the same hub:
+#   plain            no HUB_FORWARDS, no HUB_ALLOW
+#   access           HUB_FORWARDS="tcp/5201 udp/5201 tcp/22" (netns mode; zones mode refuses
+#                    forwards, exit 2, which the run checks) and HUB_ALLOW with 8 entries, the
+#                    ones that let the measured traffic through last (`hub up` switches to it)
+# It prints absolute numbers, each against the first floor of the run (x floor; RTT: the
+# milliseconds added), then N=last / N=first per row (flat is ~1.0).
+#
+#   bench/dataplane.sh [N...]     DURATION=5 PINGS=300 ROUNDS=3 MODES="netns zones" HUB_JOBS=4
+#                                 (every figure the median of ROUNDS runs)
+#
+# Needs root, iperf3 (apt-get install iperf3), jq and wg. Every object carries the prefix dp (hub
+# HUB_PREFIX=dp, center dphub, client namespace dpcl, floor namespaces dpfa/dpfb), and an exit
+# trap removes them all (iperf3 processes, client, hub, floor), also on failure or Ctrl-C; it
+# raises fs.inotify.max_user_instances when the sizes need it and restores it on exit. Check with
+# `tests/leakcheck.sh dp` after a run. Uses target/release when the tools are built there (else
+# builds them: cargo build --release --workspace). Throughput on a shared machine is noisy:
+# compare ratios within one run.
+set -euo pipefail
+sizes=("$@")
+((${#sizes[@]})) || sizes=(10 1000)
+DURATION=${DURATION:-5}
+PINGS=${PINGS:-300}
+ROUNDS=${ROUNDS:-3}
+for n in "${sizes[@]}"; do
+	if ! [[ $n =~ ^[1-9][0-9]{0,3}$ ]] || ((n > 4000)); then
+		echo "dataplane: sizes must be 1..4000, got '$n'" >&2
+		exit 2
+	fi
+done
+[[ $DURATION =~ ^[1-9][0-9]?$ ]] || { echo "dataplane: DURATION must be 1..99 (seconds)" >&2; exit 2; }
+[[ $PINGS =~ ^[1-9][0-9]{1,4}$ ]] || { echo "dataplane: PINGS must be 10..99999" >&2; exit 2; }
+[[ $ROUNDS =~ ^[1-9]$ ]] || { echo "dataplane: ROUNDS must be 1..9" >&2; exit 2; }
+read -r -a modes <<<"${MODES:-netns zones}"
+((${#modes[@]})) || { echo "dataplane: MODES is empty" >&2; exit 2; }
+for m in "${modes[@]}"; do
+	[[ $m == netns || $m == zones ]] || { echo "dataplane: MODES must be netns and/or zones, got '$m'" >&2; exit 2; }
+done
+((EUID == 0)) || { echo "dataplane: run as root" >&2; exit 1; }
+command -v iperf3 >/dev/null || { echo "dataplane: iperf3 is missing: apt-get install iperf3 (or scripts/bootstrap.sh)" >&2; exit 1; }
+for t in jq wg ping ss; do
+	command -v "$t" >/dev/null || { echo "dataplane: $t is missing (scripts/bootstrap.sh installs it)" >&2; exit 1; }
+done
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+hub=$repo/niransix-sh/hub
+client=$repo/niransix-sh/client
+
+# The tools: NIRANSIX_BIN_DIR if set, else target/release when all of them are built there, else
+# a release build.
+if [[ -z ${NIRANSIX_BIN_DIR:-} ]]; then
+	rel=$repo/target/release
+	built() { local t; for t in nsctl wgctl natctl routectl hubctl; do [[ -x $rel/$t ]] || return 1; done; }
+	if ! built; then
+		cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+		[[ -x $cargo ]] || { echo "dataplane: no tools in $rel and no cargo to build them" >&2; exit 1; }
+		echo "dataplane: building the tools (cargo build --release --workspace)" >&2
+		(cd "$repo" && "$cargo" build --release --workspace >&2)
+		built || { echo "dataplane: the build left no tools in $rel" >&2; exit 1; }
+	fi
+	export NIRANSIX_BIN_DIR=$rel
+fi
+wgctl=$NIRANSIX_BIN_DIR/wgctl
+
+P=dp
+export HUB_PREFIX=$P HUB_NS=${P}hub HUB_CIDR=100.64.0.0/20 HUB_ADDRESS=100.64.0.10
+export HUB_ENDPOINT=2001:db8::10
+unset HUB_FORWARDS HUB_ALLOW HUB_MODE HUB_CONF
+server=$HUB_ADDRESS
+cns=${P}cl          # the measured device's namespace, its tunnel ${cns}-wg
+fa=${P}fa fb=${P}fb # the floor's two namespaces
+access_forwards="tcp/5201 udp/5201 tcp/22"
+# 8 entries inside HUB_CIDR; what the measured traffic needs (TCP and UDP 5201, ICMP to the
+# server) comes last, after entries that do not match it.
+access_allow="100.64.0.0/26,udp/161 100.64.1.0/24,tcp/443 100.64.2.0/24,tcp/8000-8100 100.64.3.0/28,udp/53"
+access_allow+=" 100.64.4.0/22,tcp 100.64.0.10/32,tcp/5201 100.64.0.10/32,udp/5201 100.64.0.10/32"
+
+leftovers=$(ip netns list | awk -v p="^$P" '$1 ~ p {print $1}')
+if [[ -n $leftovers ]]; then
+	echo "dataplane: namespaces with the prefix $P exist already (${leftovers//$'\n'/ }): another run," \
+		"or a leak (tests/leakcheck.sh --clean $P removes them)" >&2
+	exit 1
+fi
+
+work=$(mktemp -d /tmp/dp-work.XXXXXX)
+HUB_STATE_DIR=$(mktemp -d /tmp/dp-state.XXXXXX)
+export HUB_STATE_DIR
+limit_file=/proc/sys/fs/inotify/max_user_instances
+limit_old=$(<"$limit_file") limit_set=
+pids=()    # the iperf3 servers we started for a hub
+floor_pid= # and the floor's
+mode_up=   # the HUB_MODE of the hub that is up, if one is
+
+# stop_servers: every iperf3 server we started, by its pid.
+stop_servers() {
+	local pid
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	pids=()
+}
+# hub_down: the measured device, then the hub (its center namespace with the underlay in it).
+hub_down() {
+	if [[ -e /run/netns/$cns ]]; then
+		"$client" -q down "$cns" "$cns-wg" >/dev/null 2>&1 || true
+		ip netns del "$cns" 2>/dev/null || true
+	fi
+	[[ -z $mode_up ]] || HUB_MODE=$mode_up "$hub" -q down >/dev/null 2>&1 || true
+	mode_up=
+	ip netns del "$HUB_NS" 2>/dev/null || true
+}
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_servers
+	[[ -z $floor_pid ]] || { kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
+	hub_down
+	local ns
+	for ns in "$fa" "$fb"; do
+		"$wgctl" --ns "$ns" iface del "$ns-wg" >/dev/null 2>&1 || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	rm -rf "$work" "$HUB_STATE_DIR"
+	# (only if nobody changed it since)
+	[[ -z $limit_set || $(<"$limit_file") != "$limit_set" ]] || echo "$limit_old" >"$limit_file"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Each wireguard-go holds an inotify instance: the largest hub, its client and the floor's two.
+need=0
+for n in "${sizes[@]}"; do ((n + 64 <= need)) || need=$((n + 64)); done
+if ((need > limit_old)); then
+	limit_set=$((need > 8192 ? need : 8192))
+	echo "$limit_set" >"$limit_file"
+fi
+
+# ---------------------------------------------------------------- measuring
+
+# start_server NS [BIND]: iperf3 -s on port 5201 in NS, its pid in SERVER_PID (for the
+# cleanup); returns once it listens.
+start_server() {
+	local i
+	ip netns exec "$1" iperf3 -s -p 5201 ${2:+-B "$2"} >/dev/null 2>&1 &
+	SERVER_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ -z $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] || return 0
+		sleep 0.05
+	done
+	echo "dataplane: iperf3 -s in $1 does not listen" >&2
+	return 1
+}
+
+# iperf NS ADDR ARGS...: iperf3's JSON of a test from NS to ADDR:5201 (tried 3 times: a server
+# still finishing the previous test answers "busy").
+iperf() {
+	local ns=$1 addr=$2 out
+	shift 2
+	for _ in 1 2 3; do
+		if out=$(ip netns exec "$ns" iperf3 -c "$addr" -p 5201 -t "$DURATION" -J "$@" 2>&1) &&
+			jq -e '.end.sum_received' <<<"$out" >/dev/null 2>&1; then
+			printf '%s\n' "$out"
+			return 0
+		fi
+		sleep 1
+	done
+	echo "dataplane: iperf3 -c $addr $* from $ns failed: $(jq -r '.error // empty' <<<"$out" 2>/dev/null || echo "$out")" >&2
+	return 1
+}
+# tcp NS ADDR STREAMS: received Mbit/s.
+tcp() {
+	iperf "$1" "$2" -P "$3" | jq -r '.end.sum_received.bits_per_second / 1e6'
+}
+# udp NS ADDR: received packets per second, 64-byte payloads sent as fast as iperf3 can.
+udp() {
+	# (the receiver's count, which iperf3 reports as the packets sent less those lost)
+	iperf "$1" "$2" -u -l 64 -b 0 | jq -r '.end.sum_received | (.packets - .lost_packets) / .seconds'
+}
+# rtt NS ADDR: "p50 p99" in ms of PINGS pings, 10 ms apart.
+rtt() {
+	local out
+	out=$(ip netns exec "$1" ping -n -c "$PINGS" -i 0.01 -W 1 "$2" 2>&1 || true)
+	grep -oE 'time=[0-9.]+' <<<"$out" | cut -d= -f2 | sort -g | awk -v n="$PINGS" '
+		{ t[NR] = $1 }
+		END {
+			if (NR < n * 0.9) exit 1
+			i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999)
+			printf "%.3f %.3f\n", t[i50], t[i99]
+		}' || { echo "dataplane: ping $2 from $1 lost more than 10 %: $(tail -2 <<<"$out" | awk 'NR == 1')" >&2; return 1; }
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# bundle KEY NS ADDR [noping]: every figure of one path (the median of ROUNDS), into R[KEY] as
+# "tcp1 tcp8 pps p50 p99" (- for what is not measured).
+declare -A R=()
+bundle() {
+	local key=$1 ns=$2 addr=$3 noping=${4:-} r p50 p99
+	local -a t1=() t8=() pps=() r50=() r99=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		t1+=("$(tcp "$ns" "$addr" 1)")
+		t8+=("$(tcp "$ns" "$addr" 8)")
+		pps+=("$(udp "$ns" "$addr")")
+		if [[ -z $noping ]]; then
+			p50=$(rtt "$ns" "$addr")
+			r50+=("${p50% *}") r99+=("${p50#* }")
+		fi
+	done
+	p50=- p99=-
+	[[ -n $noping ]] || { p50=$(median "${r50[@]}"); p99=$(median "${r99[@]}"); }
+	R[$key]="$(median "${t1[@]}") $(median "${t8[@]}") $(median "${pps[@]}") $p50 $p99"
+	row "$key"
+}
+
+# ---------------------------------------------------------------- printing
+
+# row KEY: one line of the table, against the first floor.
+row() {
+	local key=$1 label n mode variant path
+	IFS=. read -r n mode variant path <<<"$key"
+	case $path in
+	floor) label="floor (bare tunnel)" ;;
+	beside) label="floor beside the hub" ;;
+	again) label="floor, again at the end" ;;
+	up) label="device -> center" ;;
+	fwd) label="center -> device (forward)" ;;
+	*) label=$path ;;
+	esac
+	awk -v n="$n" -v m="$mode" -v v="$variant" -v l="$label" -v f="${R[-.-.-.floor]}" -v x="${R[$key]}" '
+		function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "   -  " : sprintf("%5.2fx", a / b) }
+		function num(a, fmt) { return a == "-" ? "-" : sprintf(fmt, a) }
+		function add(a, b) { return (a == "-" || b == "-") ? "-" : sprintf("%+.3f", a - b) }
+		BEGIN {
+			split(f, F, " "); split(x, X, " ")
+			printf "%5s | %5s | %6s | %-27s | %7s %s | %7s %s | %7s %s | %7s / %7s | %7s / %7s\n",
+				n, m, v, l, num(X[1], "%.0f"), ratio(X[1], F[1]), num(X[2], "%.0f"), ratio(X[2], F[2]),
+				num(X[3] / 1000, "%.1f"), ratio(X[3], F[3]), num(X[4], "%.3f"), num(X[5], "%.3f"),
+				add(X[4], F[4]), add(X[5], F[5])
+		}'
+}
+header() {
+	printf '%5s | %5s | %6s | %-27s | %15s | %15s | %15s | %17s | %17s\n' N mode vari. path \
+		'TCP x1 Mbit/s' 'TCP x8 Mbit/s' 'UDP 64 B kpps' 'RTT p50 / p99 ms' 'RTT added, ms'
+}
+# growth: per mode, variant and path, the last size against the first (flat is ~1.0).
+growth() {
+	local first=${sizes[0]} last=${sizes[-1]} mode vp variant path a b
+	((${#sizes[@]} > 1)) || return 0
+	printf '\nN=%d / N=%d (flat is ~1.00; RTT: the ratio of the times)\n' "$last" "$first"
+	printf '%5s | %6s | %-27s | %6s | %6s | %6s | %6s | %6s\n' mode vari. path 'TCP x1' 'TCP x8' 'UDP' 'p50' 'p99'
+	for mode in "${modes[@]}"; do
+		for vp in -.beside plain.up access.up access.fwd; do
+			variant=${vp%.*} path=${vp#*.}
+			a=${R[$first.$mode.$vp]:-} b=${R[$last.$mode.$vp]:-}
+			[[ -n $a && -n $b ]] || continue
+			awk -v m="$mode" -v v="$variant" -v p="$path" -v a="$a" -v b="$b" '
+				function ratio(x, y) { return (x == "-" || y == "-" || x == 0) ? "    -" : sprintf("%5.2fx", y / x) }
+				BEGIN {
+					split(a, A, " "); split(b, B, " ")
+					l = p == "beside" ? "floor beside the hub" : p == "up" ? "device -> center" : "center -> device (forward)"
+					printf "%5s | %6s | %-27s | %6s | %6s | %6s | %6s | %6s\n", m, v, l,
+						ratio(A[1], B[1]), ratio(A[2], B[2]), ratio(A[3], B[3]), ratio(A[4], B[4]), ratio(A[5], B[5])
+				}'
+		done
+	done
+}
+
+# ---------------------------------------------------------------- the floor
+
+# floor_up: namespaces dpfa and dpfb joined by a veth (2001:db8:f::1 and ::2), a WireGuard tunnel
+# between them (10.201.0.1 and .2), iperf3 -s in dpfb.
+floor_up() {
+	local ns
+	for ns in "$fa" "$fb"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+		(umask 077 && wg genkey >"$work/$ns.key")
+		wg pubkey <"$work/$ns.key" >"$work/$ns.pub"
+	done
+	ip link add "$fa-u" netns "$fa" type veth peer name "$fb-u" netns "$fb"
+	ip -n "$fa" addr add 2001:db8:f::1/64 dev "$fa-u" nodad
+	ip -n "$fb" addr add 2001:db8:f::2/64 dev "$fb-u" nodad
+	ip -n "$fa" link set "$fa-u" up
+	ip -n "$fb" link set "$fb-u" up
+	"$wgctl" --ns "$fa" iface add "$fa-wg" --private-key "$work/$fa.key" --listen-port 51820 --into-ns "$fa" >/dev/null
+	"$wgctl" --ns "$fb" iface add "$fb-wg" --private-key "$work/$fb.key" --listen-port 51820 --into-ns "$fb" >/dev/null
+	"$wgctl" --ns "$fa" peer add "$fa-wg" --public-key "$(<"$work/$fb.pub")" --allowed-ips 10.201.0.2/32 \
+		--endpoint '[2001:db8:f::2]:51820' >/dev/null
+	"$wgctl" --ns "$fb" peer add "$fb-wg" --public-key "$(<"$work/$fa.pub")" --allowed-ips 10.201.0.1/32 \
+		--endpoint '[2001:db8:f::1]:51820' >/dev/null
+	ip -n "$fa" addr add 10.201.0.1/24 dev "$fa-wg"
+	ip -n "$fb" addr add 10.201.0.2/24 dev "$fb-wg"
+	start_server "$fb"
+	floor_pid=$SERVER_PID
+	reach "$fa" 10.201.0.2
+}
+
+# reach NS ADDR: waits (up to 20 s) until ADDR answers a ping from NS: the handshake is done.
+reach() {
+	local i
+	for ((i = 0; i < 20; i++)); do
+		! ip netns exec "$1" ping -n -c 1 -W 1 "$2" >/dev/null 2>&1 || return 0
+	done
+	echo "dataplane: $2 does not answer from $1" >&2
+	return 1
+}
+
+# ---------------------------------------------------------------- the hub
+
+# hub_measure N MODE: a hub of N peers in HUB_MODE=MODE, the device the last of them; the floor
+# beside it, then the plain and access variants.
+hub_measure() {
+	local n=$1 mode=$2 i addr out rc
+	local -a names=()
+	export HUB_MODE=$mode
+	"$hub" -q up >/dev/null
+	mode_up=$mode
+	# the underlay: a veth from the center (2001:db8::10, HUB_ENDPOINT) to the device
+	ip netns add "$cns"
+	ip -n "$cns" link set lo up
+	ip link add "${P}ul" netns "$HUB_NS" type veth peer name "${P}ue" netns "$cns"
+	ip -n "$HUB_NS" addr add 2001:db8::10/64 dev "${P}ul" nodad
+	ip -n "$cns" addr add 2001:db8::21/64 dev "${P}ue" nodad
+	ip -n "$HUB_NS" link set "${P}ul" up
+	ip -n "$cns" link set "${P}ue" up
+	for ((i = 1; i < n; i++)); do names+=("p$i"); done
+	local t0=$SECONDS
+	((n == 1)) || "$hub" -q peer add "${names[@]}" >/dev/null
+	addr=$("$hub" -q peer add m | jq -r '.peers[0].address')
+	echo "dataplane: N=$n $mode: $n peers built in $((SECONDS - t0)) s; the device is peer m ($addr)" >&2
+	"$hub" -q peer conf m | "$client" -q up "$cns" "$cns-wg" >/dev/null
+	# (bound to HUB_ADDRESS: in zones mode the peers' addresses are the center's own, and a UDP
+	# server on the wildcard address answers a device from the device's internal address, which
+	# no connection knows: its replies never reach the tunnel)
+	start_server "$HUB_NS" "$server"
+	pids+=("$SERVER_PID")
+	start_server "$cns" 192.168.1.10
+	pids+=("$SERVER_PID")
+	reach "$cns" "$server"
+
+	bundle "$n.$mode.-.beside" "$fa" 10.201.0.2
+	bundle "$n.$mode.plain.up" "$cns" "$server"
+
+	t0=$SECONDS
+	if [[ $mode == netns ]]; then
+		HUB_FORWARDS=$access_forwards HUB_ALLOW=$access_allow "$hub" -q up >/dev/null
+	else
+		rc=0
+		HUB_FORWARDS=$access_forwards HUB_ALLOW=$access_allow "$hub" -q --check up >/dev/null 2>&1 || rc=$?
+		((rc == 2)) || { echo "dataplane: zones mode took HUB_FORWARDS (exit $rc, not 2)" >&2; return 1; }
+		HUB_ALLOW=$access_allow "$hub" -q up >/dev/null
+	fi
+	# (the measured peer has them, and the hub is healthy with them)
+	out=$(HUB_ALLOW=$access_allow HUB_FORWARDS=$([[ $mode == zones ]] || echo "$access_forwards") "$hub" -q check |
+		jq -r '[.healthy, (.peers[] | select(.name == "m") | (.allow | length), (.forwards | length))] | @tsv') || {
+		echo "dataplane: N=$n $mode: hub check with the access variant is not healthy" >&2
+		return 1
+	}
+	local want=$'true\t8\t3'
+	[[ $mode == netns ]] || want=$'true\t8\t0'
+	if [[ $out != "$want" ]]; then
+		echo "dataplane: N=$n $mode: after up with HUB_ALLOW and HUB_FORWARDS, hub check says healthy," \
+			"allow entries, forwards of peer m: ${out//$'\t'/ } (wanted ${want//$'\t'/ }): tools in" \
+			"$NIRANSIX_BIN_DIR older than the hub script? (cargo build --release --workspace)" >&2
+		return 1
+	fi
+	echo "dataplane: N=$n $mode: access variant up in $((SECONDS - t0)) s (hub check healthy)" >&2
+	reach "$cns" "$server"
+	bundle "$n.$mode.access.up" "$cns" "$server"
+	if [[ $mode == netns ]]; then
+		bundle "$n.$mode.access.fwd" "$HUB_NS" "$addr" noping
+	else
+		printf '%5s | %5s | %6s | %-27s | %s\n' "$n" "$mode" access 'center -> device (forward)' \
+			'not built: zones mode refuses HUB_FORWARDS (exit 2)'
+	fi
+	stop_servers
+	hub_down
+	unset HUB_MODE
+}
+
+kind=userspace
+if unshare -n ip link add "${P}probe" type wireguard 2>/dev/null; then kind=kernel; fi
+echo "dataplane: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $(nproc) CPUs, Linux $(uname -r), $kind WireGuard" \
+	"($(iperf3 --version | awk 'NR == 1'))"
+echo "dataplane: sizes ${sizes[*]}, modes ${modes[*]}, DURATION=$DURATION s, PINGS=$PINGS, ROUNDS=$ROUNDS," \
+	"HUB_CIDR=$HUB_CIDR, HUB_JOBS=${HUB_JOBS:-4}, tools from $NIRANSIX_BIN_DIR"
+floor_up
+header
+bundle "-.-.-.floor" "$fa" 10.201.0.2
+for n in "${sizes[@]}"; do
+	for mode in "${modes[@]}"; do
+		hub_measure "$n" "$mode"
+	done
+done
+bundle "-.-.-.again" "$fa" 10.201.0.2
+growth
+echo "dataplane: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (others' jobs make every figure noisier)" >&2
