@@ -4115,16 +4115,29 @@ fn allow_lists_hold_and_refusals_are_counted() {
 
     // HUB_ALLOW for every device (a port), plus a3's own entry (a whole host, no port): `up`
     // puts it in force.
-    hub.hub(&["-q", "peer", "set", "a3", "--allow", &format!("{SERVER}/32")])
-        .ok();
+    hub.hub(&[
+        "-q",
+        "peer",
+        "set",
+        "a3",
+        "--allow",
+        &format!("{SERVER}/32"),
+    ])
+    .ok();
     hub = hub.with_env(&[&format!("HUB_ALLOW={SERVER}/32,tcp/5556")]);
     hub.hub(&["-q", "up"]).ok();
     hub.assert_healthy("HUB_ALLOW");
     let a1 = hub.client_ns("a1");
-    assert!(tcp(&a1, 5556).starts_with("server 5556"), "a1 reaches tcp/5556");
+    assert!(
+        tcp(&a1, 5556).starts_with("server 5556"),
+        "a1 reaches tcp/5556"
+    );
     assert_eq!(tcp(&a1, 5555), "", "a1 must not reach tcp/5555");
     assert!(!ping(&a1, SERVER, 1), "a1 must not ping the server");
-    assert!(ping(&hub.client_ns("a3"), SERVER, 1), "a3's own entry adds the host");
+    assert!(
+        ping(&hub.client_ns("a3"), SERVER, 1),
+        "a3's own entry adds the host"
+    );
     assert_eq!(
         hub.peer_status("a3")["allow"],
         serde_json::json!([format!("{SERVER}/32"), format!("{SERVER}/32,tcp/5556")])
