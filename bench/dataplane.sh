@@ -63,20 +63,10 @@ repo=$(cd "$here/.." && pwd)
 hub=$repo/niransix-sh/hub
 client=$repo/niransix-sh/client
 
-# The tools: NIRANSIX_BIN_DIR if set, else target/release when all of them are built there, else
-# a release build.
-if [[ -z ${NIRANSIX_BIN_DIR:-} ]]; then
-	rel=$repo/target/release
-	built() { local t; for t in nsctl wgctl natctl routectl hubctl; do [[ -x $rel/$t ]] || return 1; done; }
-	if ! built; then
-		cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
-		[[ -x $cargo ]] || { echo "dataplane: no tools in $rel and no cargo to build them" >&2; exit 1; }
-		echo "dataplane: building the tools (cargo build --release --workspace)" >&2
-		(cd "$repo" && "$cargo" build --release --workspace >&2)
-		built || { echo "dataplane: the build left no tools in $rel" >&2; exit 1; }
-	fi
-	export NIRANSIX_BIN_DIR=$rel
-fi
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
+bench_tools "$repo"
+[[ -n ${NIRANSIX_BIN_DIR:-} ]] || { echo "dataplane: build the tools first (cargo build --release --workspace)" >&2; exit 1; }
 wgctl=$NIRANSIX_BIN_DIR/wgctl
 
 P=dp

@@ -2,12 +2,12 @@
 # bench/lib.sh — shared by the benchmark scripts: which tools to time, and memory of processes.
 
 # bench_tools REPO: exports NIRANSIX_BIN_DIR (unless set) as the first complete build of the four
-# tools, release before debug.
+# tools and hubctl, release before debug.
 bench_tools() {
 	[[ -z ${NIRANSIX_BIN_DIR:-} ]] || return 0
 	local d
 	for d in "$1/target/release" "$1/target/debug"; do
-		if [[ -x $d/nsctl && -x $d/wgctl && -x $d/natctl && -x $d/routectl ]]; then
+		if [[ -x $d/nsctl && -x $d/wgctl && -x $d/natctl && -x $d/routectl && -x $d/hubctl ]]; then
 			export NIRANSIX_BIN_DIR=$d
 			return 0
 		fi

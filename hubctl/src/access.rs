@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::conf::Conf;
 use crate::error::{invalid, Result};
+use crate::names;
 use crate::net;
+use crate::record::{Peer, Settings};
 
 /// The protocols a forward or an allow entry names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -328,6 +330,53 @@ pub fn allow<'a>(
     Ok(out)
 }
 
+/// One forward of a peer as one DNAT: connections to DADDR (the peer's internal address, v4
+/// or v6) at the forward's port lead to TO (the device's address and port).
+pub struct Dnat {
+    pub forward: Forward,
+    pub daddr: String,
+    pub to: String,
+}
+
+/// PEER's forwards (the hub's and its own), each for IPv4 and, with HUB_CIDR6, IPv6.
+pub fn dnats(conf: &Conf, peer: &Peer) -> Vec<Dnat> {
+    let host = conf.client_host("a forward").ok();
+    let v6 = conf.v6.as_ref().zip(names::address6(conf, peer));
+    let mut out = Vec::new();
+    for forward in merged_forwards(&conf.forwards, &peer.settings.forwards) {
+        let dev = forward.device_port;
+        if let Some(host) = host {
+            out.push(Dnat {
+                forward,
+                daddr: peer.address.to_string(),
+                to: format!("{host}:{dev}"),
+            });
+        }
+        if let Some((v6, a6)) = v6 {
+            let host6 = v6.client_address.split('/').next().unwrap_or_default();
+            out.push(Dnat {
+                forward,
+                daddr: a6.to_string(),
+                to: format!("[{host6}]:{dev}"),
+            });
+        }
+    }
+    out
+}
+
+/// Whether a peer whose own settings go from OLD to NEW loses a forward or something it may
+/// reach (its rules for them then have to go: adding needs no more than the plan).
+pub fn takes_away(conf: &Conf, old: &Settings, new: &Settings) -> bool {
+    let forwards = merged_forwards(&conf.forwards, &new.forwards);
+    let allow = merged_allow(conf, &conf.allow, &new.allow);
+    merged_forwards(&conf.forwards, &old.forwards)
+        .iter()
+        .any(|f| !forwards.contains(f))
+        || merged_allow(conf, &conf.allow, &old.allow)
+            .iter()
+            .any(|a| !allow.contains(a))
+}
+
 /// The center's own addresses (HUB_ADDRESS, HUB_ADDRESS6) that ALLOW lets a device reach,
 /// with the entry that does: in HUB_MODE=zones what a device sends to them is the center's
 /// (local) traffic, filtered apart from what it forwards.
@@ -457,6 +506,38 @@ mod tests {
         ] {
             assert!(bad.parse::<Allow>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn only_what_is_lost_needs_its_rules_removed() {
+        let conf = Conf::from_map(&std::collections::HashMap::new()).unwrap();
+        let with = |forwards: &[&str], allow: &[&str]| Settings {
+            forwards: forwards.iter().map(|f| f.parse().unwrap()).collect(),
+            allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
+            ..Settings::default()
+        };
+        let none = with(&[], &[]);
+        let host = with(&[], &["100.64.0.10/32"]);
+        assert!(
+            !takes_away(&conf, &none, &with(&["tcp/22"], &[])),
+            "a forward added"
+        );
+        assert!(
+            takes_away(&conf, &with(&["tcp/22"], &[]), &none),
+            "a forward taken"
+        );
+        assert!(takes_away(
+            &conf,
+            &with(&["tcp/22"], &[]),
+            &with(&["tcp/22=2222"], &[])
+        ));
+        // (no entry: the whole network; an entry narrows it, and its absence widens it again)
+        assert!(
+            takes_away(&conf, &none, &host),
+            "the whole network narrowed"
+        );
+        assert!(takes_away(&conf, &host, &none), "the host's own rule goes");
+        assert!(!takes_away(&conf, &host, &host), "nothing changed");
     }
 
     #[test]

@@ -256,27 +256,16 @@ impl Layout<'_> {
         let nm = Names::of(c, &peer.name);
         let inner = ns_opt(&nm.ns);
         let mut l = Vec::new();
-        let a6 = c.v6.as_ref().zip(names::address6(c, peer));
-        for f in access::merged_forwards(&c.forwards, &peer.settings.forwards) {
-            let how = format!(
-                "--iif {} --proto {} --dport {}",
+        for d in access::dnats(c, peer) {
+            let f = d.forward;
+            l.push(format!(
+                "{inner}dnat --iif {} --proto {} --dport {} --daddr {} --to {}",
                 nm.inside,
                 f.proto.as_str(),
-                f.port
-            );
-            if let Ok(host) = c.client_host("a forward") {
-                l.push(format!(
-                    "{inner}dnat {how} --daddr {} --to {host}:{}",
-                    peer.address, f.device_port
-                ));
-            }
-            if let Some((v6, a6)) = a6 {
-                let host6 = v6.client_address.split('/').next().unwrap_or_default();
-                l.push(format!(
-                    "{inner}dnat {how} --daddr {a6} --to [{host6}]:{}",
-                    f.device_port
-                ));
-            }
+                f.port,
+                d.daddr,
+                d.to
+            ));
         }
         l.push(format!(
             "{inner}filter --iif {} --reply --verdict accept",

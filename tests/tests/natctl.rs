@@ -1828,14 +1828,7 @@ fn connmark_sends_replies_back_the_way_they_came() {
     let lab = Lab::new();
     let (router, server) = (lab.netns("cmr"), lab.netns("cms"));
     let clients = [lab.netns("cm1"), lab.netns("cm2")];
-    for ns in [&router, &server, &clients[0], &clients[1]] {
-        sysctl_in(ns, "net.ipv6.conf.all.accept_dad=0");
-        sysctl_in(ns, "net.ipv6.conf.default.accept_dad=0");
-    }
-    sysctl_in(&router, "net.ipv4.ip_forward=1");
-    sysctl_in(&router, "net.ipv6.conf.all.forwarding=1");
-    sysctl_in(&router, "net.ipv4.conf.all.rp_filter=0");
-    sysctl_in(&router, "net.ipv4.conf.default.rp_filter=0");
+    dual_stack_router(&router, &[&server, &clients[0], &clients[1]]);
     veth(&router, "cm-s", &server, "eth0");
     ip_in(&router, "addr add 10.2.0.254/24 dev cm-s");
     ip_in(&router, "addr add fd00:2::fe/64 dev cm-s");
@@ -1982,6 +1975,20 @@ fn connmark_sends_replies_back_the_way_they_came() {
             assert!(r.packets.unwrap() >= 1, "{r:?} matched nothing");
         }
     }
+}
+
+/// ROUTER forwards IPv4 and IPv6 without reverse-path filtering (the replies of identical
+/// clients come back on other interfaces than a FIB lookup would pick); no namespace of ROUTER
+/// and OTHERS runs duplicate address detection, so addresses work at once.
+fn dual_stack_router(router: &str, others: &[&String]) {
+    for ns in std::iter::once(router).chain(others.iter().map(|s| s.as_str())) {
+        sysctl_in(ns, "net.ipv6.conf.all.accept_dad=0");
+        sysctl_in(ns, "net.ipv6.conf.default.accept_dad=0");
+    }
+    sysctl_in(router, "net.ipv4.ip_forward=1");
+    sysctl_in(router, "net.ipv6.conf.all.forwarding=1");
+    sysctl_in(router, "net.ipv4.conf.all.rp_filter=0");
+    sysctl_in(router, "net.ipv4.conf.default.rp_filter=0");
 }
 
 /// The zones-mode center in miniature: devices A and B (both 192.168.1.10) behind interfaces
@@ -3065,14 +3072,7 @@ fn zones_forward_center(lab: &Lab) -> (String, String, Vec<ZoneDevice>) {
             addr6: "fd64::12",
         },
     ];
-    for ns in [&center, &server, &devices[0].ns, &devices[1].ns] {
-        sysctl_in(ns, "net.ipv6.conf.all.accept_dad=0");
-        sysctl_in(ns, "net.ipv6.conf.default.accept_dad=0");
-    }
-    sysctl_in(&center, "net.ipv4.ip_forward=1");
-    sysctl_in(&center, "net.ipv6.conf.all.forwarding=1");
-    sysctl_in(&center, "net.ipv4.conf.all.rp_filter=0");
-    sysctl_in(&center, "net.ipv4.conf.default.rp_filter=0");
+    dual_stack_router(&center, &[&server, &devices[0].ns, &devices[1].ns]);
     veth(&center, "sv0", &server, "eth0");
     ip_in(&center, "addr add 100.64.0.254/24 dev sv0");
     ip_in(&center, "addr add fd64::fe/64 dev sv0 nodad");

@@ -3,6 +3,7 @@
 //! client's alone). No other peer is read or touched. `none` takes a preshared key or DNS away.
 
 use super::{add, peers_report, Outcome};
+use crate::access;
 use crate::args::Args;
 use crate::error::{invalid, Result};
 use crate::hub::Hub;
@@ -56,11 +57,13 @@ pub fn set(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         }
         let mut peer = hub.peer(n).clone();
         add::take_settings(hub, &mut peer, &will);
+        if access::takes_away(&hub.conf, &s, &peer.settings) {
+            hub.reaccess.insert(n.clone());
+        }
         hub.peers.insert(n.clone(), peer);
         hub.state.mark_pending([n.as_str()])?;
         hub.save_peer(n)?;
         hub.run.changed_by(n, format!("record peer {n}'s settings"));
-        hub.reaccess.insert(n.clone());
     }
     hub.apply_peers(std::slice::from_ref(n))?;
     hub.state.clear_pending([n.as_str()])?;

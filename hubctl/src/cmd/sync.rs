@@ -11,6 +11,7 @@ use std::io::Read;
 use serde_json::json;
 
 use super::{add, set::settings_differ, Outcome};
+use crate::access;
 use crate::error::{failed, invalid, Result};
 use crate::hub::Hub;
 use crate::index::Slot;
@@ -152,7 +153,10 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
             remove(&hub.state.psk_path(n))?;
         }
         add::take_settings(hub, &mut p, &l.settings);
-        if was.is_some() {
+        if was
+            .as_ref()
+            .is_some_and(|w| access::takes_away(&hub.conf, &w.settings, &p.settings))
+        {
             hub.reaccess.insert(n.clone());
         }
         let mut index = hub.index();

@@ -4,7 +4,7 @@
 use super::seen::NatRule;
 use crate::access::{self, Allow, Forward, Net};
 use crate::conf::Conf;
-use crate::names::{self, Names};
+use crate::names::Names;
 use crate::record::Peer;
 
 /// One rule the plan holds, by the arguments natctl lists it with.
@@ -107,16 +107,8 @@ pub(super) fn wants(conf: &Conf, peer: &Peer) -> Vec<Want> {
         }
         return w;
     }
-    for f in access::merged_forwards(&conf.forwards, &peer.settings.forwards) {
-        if let Ok(host) = conf.client_host("a forward") {
-            let to = format!("{host}:{}", f.device_port);
-            w.push(Want::forward(&f, &nm.inside, peer.address.to_string(), to));
-        }
-        if let (Some(v6), Some(a6)) = (&conf.v6, names::address6(conf, peer)) {
-            let host6 = v6.client_address.split('/').next().unwrap_or_default();
-            let to = format!("[{host6}]:{}", f.device_port);
-            w.push(Want::forward(&f, &nm.inside, a6.to_string(), to));
-        }
+    for d in access::dnats(conf, peer) {
+        w.push(Want::forward(&d.forward, &nm.inside, d.daddr, d.to));
     }
     w.push(Want {
         what: format!("filter letting the replies from {} pass", nm.wg),
