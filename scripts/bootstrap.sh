@@ -3,7 +3,8 @@
 #
 # Usage: scripts/bootstrap.sh [--release] [--no-build] [--vm] [--print-cargo]
 #
-#   (no flag)   install missing Debian packages, check cargo, `cargo build --workspace`
+#   (no flag)   install missing Debian packages, check cargo, install boringtun-cli (crates.io),
+#               `cargo build --workspace`
 #   --release   build with `--release` (target/release instead of target/debug)
 #   --no-build  only install packages and check the toolchain
 #   --vm        also install what the kernel VM lane needs (qemu-system-x86, busybox-static,
@@ -47,7 +48,7 @@ for arg in "$@"; do
     --no-build) build=0 ;;
     --vm) vm=1 ;;
     --print-cargo) print_cargo=1 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) die "unknown argument '$arg' (usage: scripts/bootstrap.sh [--release] [--no-build] [--vm] [--print-cargo])" ;;
   esac
 done
@@ -108,6 +109,18 @@ This project builds with the machine's Rust toolchain (rustup, Rust >= 1.85); in
 https://rustup.rs — then re-run $0"
 log "cargo: $cargo ($("$cargo" --version 2>&1))"
 PATH="$(dirname "$cargo"):$PATH"; export PATH
+
+# boringtun-cli, wgctl's default userspace WireGuard (Cloudflare's, in Rust; docs/wgctl.md says
+# why it is the default): Debian does not package it, crates.io is where its authors publish it.
+# Pinned and --locked, into /usr/local/bin (on every PATH, systemd's included); skipped when that
+# version is there already.
+BORINGTUN_VERSION=0.7.1
+if [[ $(boringtun-cli --version 2>/dev/null) != "boringtun $BORINGTUN_VERSION" ]]; then
+  ((EUID == 0)) || die "boringtun-cli $BORINGTUN_VERSION is missing; re-run as root to install it"
+  log "cargo install boringtun-cli $BORINGTUN_VERSION into /usr/local"
+  "$cargo" install --locked --quiet boringtun-cli --version "$BORINGTUN_VERSION" --root /usr/local >&2 \
+    || die "cargo install boringtun-cli $BORINGTUN_VERSION failed"
+fi
 
 bin=$repo/target/$profile
 if ((build)); then

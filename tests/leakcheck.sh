@@ -3,7 +3,7 @@
 # Exit 1 (and say what) if anything does.
 #   tests/leakcheck.sh [PREFIX]           check only (default prefix: nx)
 #   tests/leakcheck.sh --clean [PREFIX]   first remove everything with the prefix (processes in
-#                                         its namespaces, namespaces, root links, wireguard-go,
+#                                         its namespaces, namespaces, root links, wireguard-go/boringtun,
 #                                         UAPI sockets), then check; used by tests/run.sh's trap
 set -euo pipefail
 clean=0
@@ -21,7 +21,11 @@ if ((clean)); then
     ip netns del "$n" 2>/dev/null || true
   done < <(netns_list)
   while read -r l; do [[ -n $l ]] && { ip link del "$l" 2>/dev/null || true; }; done < <(link_list)
-  pkill -9 -f "^wireguard-go $prefix" 2>/dev/null || true
+  for pid in $(pgrep -f "^boringtun-cli .* $prefix" || true); do
+    n=$(tr '\0' ' ' <"/proc/$pid/cmdline" | sed -n 's/.*--tun-fd \([0-9]*\) .*/\1/p')
+    [[ -n $n ]] && rm -f "/var/run/wireguard/$n.sock"
+  done
+  pkill -9 -f "^(wireguard-go|boringtun-cli .*) $prefix" 2>/dev/null || true
   sleep 0.1
   rm -f /var/run/wireguard/"$prefix"*.sock
 fi
@@ -29,7 +33,7 @@ fi
 left=()
 while read -r n; do [[ -n $n ]] && left+=("netns $n"); done < <(netns_list)
 while read -r l; do [[ -n $l ]] && left+=("link $l"); done < <(link_list)
-while read -r p; do left+=("wireguard-go process $p"); done < <(pgrep -af "^wireguard-go $prefix" || true)
+while read -r p; do left+=("userspace WireGuard process $p"); done < <(pgrep -af "^(wireguard-go|boringtun-cli .*) $prefix" || true)
 for s in /var/run/wireguard/"$prefix"*.sock; do [[ -e $s ]] && left+=("socket $s"); done
 if ((${#left[@]})); then
   printf 'leakcheck: left behind: %s\n' "${left[@]}" >&2

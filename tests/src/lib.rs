@@ -433,8 +433,8 @@ impl Lab {
         name
     }
 
-    /// Removes every namespace, root-namespace link, wireguard-go process and UAPI socket
-    /// whose name starts with the prefix. Safe to call repeatedly.
+    /// Removes every namespace, root-namespace link, wireguard-go or boringtun process and UAPI
+    /// socket whose name starts with the prefix (and boringtun's numbered socket). Safe to call repeatedly.
     pub fn cleanup(&self) {
         cleanup_prefix(&self.prefix);
     }
@@ -459,7 +459,11 @@ pub fn cleanup_prefix(prefix: &str) {
         r#"
         for n in $(ip netns list | awk '{{print $1}}' | grep '^{p}'); do ip netns del "$n"; done
         for l in $(ip -o link show | awk -F': ' '{{print $2}}' | cut -d@ -f1 | grep '^{p}'); do ip link del "$l"; done
-        pkill -f '^wireguard-go {p}' ; sleep 0.05
+        for pid in $(pgrep -f '^boringtun-cli .* {p}'); do
+          n=$(tr '\0' ' ' </proc/$pid/cmdline | sed -n 's/.*--tun-fd \([0-9]*\) .*/\1/p')
+          [ -n "$n" ] && rm -f /var/run/wireguard/$n.sock
+        done
+        pkill -9 -f '^boringtun-cli .* {p}' ; pkill -f '^wireguard-go {p}' ; sleep 0.05
         rm -f /var/run/wireguard/{p}*.sock
         for t in $(nft list tables 2>/dev/null | awk '{{print $2" "$3}}' | grep ' {p}'); do nft delete table $t; done
         true
@@ -850,8 +854,8 @@ impl HubLab {
     }
 
     /// The WireGuard interfaces and peers carrying the prefix (`wg show all dump`, which lists
-    /// every wireguard-go whatever its namespace; without private keys, handshakes and counters,
-    /// which keepalives move) and the wireguard-go processes, a line each.
+    /// every userspace interface whatever its namespace; without private keys, handshakes and
+    /// counters, which keepalives move) and the wireguard-go or boringtun processes, a line each.
     pub fn tunnels(&self) -> String {
         let p = &self.lab.prefix;
         let wg = sh(&format!(
@@ -859,7 +863,10 @@ impl HubLab {
              awk -F'\\t' 'NF == 5 {{ print $1, $3, $4, $5 }} NF == 9 {{ print $1, $2, $3, $4, $5, $9 }}'"
         ))
         .stdout;
-        wg + &sh(&format!("pgrep -a wireguard-go | grep ' {p}' | sort")).stdout
+        wg + &sh(&format!(
+            "pgrep -a '^(wireguard-go|boringtun-cli)$' | grep ' {p}' | sort"
+        ))
+        .stdout
     }
 
     /// `tests/leakcheck.sh PREFIX`: leftovers carrying this hub's prefix (namespaces, links,

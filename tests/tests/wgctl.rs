@@ -146,6 +146,17 @@ fn expected_backend() -> &'static str {
     }
 }
 
+/// The userspace implementation under test: `NIRANSIX_WG_USERSPACE` (which wgctl reads too),
+/// default boringtun (wgctl's).
+fn userspace() -> String {
+    std::env::var("NIRANSIX_WG_USERSPACE").unwrap_or_else(|_| "boringtun".into())
+}
+
+/// The userspace implementation `show` should report (none for the kernel backend).
+fn expected_userspace() -> Option<String> {
+    (expected_backend() == "userspace").then(userspace)
+}
+
 /// A lab, its key directory, and a usable /dev/net/tun for wireguard-go (the kernel VM lane
 /// boots without the node; creating it there is what `modprobe tun` + udev would do).
 fn setup() -> (Lab, Keys) {
@@ -232,6 +243,7 @@ struct ShowOut {
 struct ShowIface {
     name: String,
     backend: String,
+    userspace: Option<String>,
     public_key: Option<String>,
     listen_port: Option<u16>,
     fwmark: Option<u32>,
@@ -264,9 +276,11 @@ fn show(ns: &str, iface: &str) -> ShowIface {
     ifaces.remove(0)
 }
 
-/// `wireguard-go NAME` processes (none may exist with the kernel backend or after a delete).
+/// `wireguard-go NAME` and `boringtun-cli ... NAME` processes (none may exist with the kernel
+/// backend or after a delete).
 fn wg_go_pids(name: &str) -> Vec<String> {
-    let r = run("pgrep", &["-f", &format!("^wireguard-go {name}$")]);
+    let pattern = format!("^(wireguard-go|boringtun-cli .*) {name}$");
+    let r = run("pgrep", &["-f", &pattern]);
     r.stdout.lines().map(str::to_string).collect()
 }
 
@@ -504,10 +518,13 @@ fn unchanged_by<R>(lab: &Lab, nss: &[&str], what: &str, f: impl FnOnce() -> R) -
     r
 }
 
-/// No wireguard-go process and no UAPI socket named `dev` remain.
+/// No userspace WireGuard process and no UAPI socket named `dev` remain.
 #[track_caller]
 fn assert_no_userspace_left(dev: &str) {
-    assert!(wg_go_pids(dev).is_empty(), "wireguard-go {dev} still runs");
+    assert!(
+        wg_go_pids(dev).is_empty(),
+        "userspace WireGuard {dev} still runs"
+    );
     assert!(
         !uapi_socket(dev).exists(),
         "UAPI socket of {dev} left behind"
@@ -584,6 +601,10 @@ fn birthplace_tunnels_with_same_inner_address() {
     assert_eq!(v["changed"], true);
     assert_eq!(v["interface"]["netns"], p1.as_str());
     assert_eq!(v["interface"]["backend"], expected_backend());
+    assert_eq!(
+        v["interface"]["userspace"],
+        serde_json::json!(expected_userspace())
+    );
     assert_eq!(v["interface"]["public_key"], h1pub.as_str());
     assert_eq!(v["interface"]["listen_port"], 51001);
 
@@ -659,13 +680,14 @@ fn birthplace_tunnels_with_same_inner_address() {
     ] {
         let s = show(ns, dev);
         assert_eq!(s.backend, expected_backend());
+        assert_eq!(s.userspace, expected_userspace());
         assert_eq!(s.public_key.as_deref(), Some(hubpub.as_str()));
         assert_eq!(s.listen_port, Some(port));
         assert_eq!(s.fwmark, None);
         assert_eq!(s.state, "up");
-        // wgctl's filters on wireguard-go's listeners hold after the move (a kernel interface
-        // has none: null)
-        let filtered = (expected_backend() == "userspace").then_some(true);
+        // wgctl's filters on wireguard-go's listeners hold after the move (a kernel interface,
+        // and boringtun, which listens to no netlink event, have none: null)
+        let filtered = (expected_userspace().as_deref() == Some("wireguard-go")).then_some(true);
         assert_eq!(s.listener_filtered, filtered, "{dev}");
         assert_eq!(s.peers.len(), 1);
         let p = &s.peers[0];
@@ -836,7 +858,14 @@ fn failed_add_leaves_no_trace() {
         &center,
         &w,
         &key,
-        &["--into-ns", &peer, "--backend", "userspace"],
+        &[
+            "--into-ns",
+            &peer,
+            "--backend",
+            "userspace",
+            "--userspace",
+            "wireguard-go",
+        ],
     );
     let r = unchanged_by(&lab, &[&center], "failed add", || {
         run(
@@ -1330,7 +1359,8 @@ fn iface_replace_changes_key_and_mtu_in_place() {
     assert_eq!(v["interface"]["netns"], p.as_str());
     settled(&replace);
     settled(&add2);
-    assert_eq!(wg_show(&p, &w, "public-key").trim(), h2pub);
+    // (wgctl's show: `wg` derives the public key from a private key boringtun never tells)
+    assert_eq!(show(&p, &w).public_key.as_deref(), Some(h2pub.as_str()));
     assert_eq!(wg_show(&p, &w, "listen-port").trim(), "51031");
     assert_eq!(
         wg_show(&p, &w, "preshared-keys"),
@@ -1388,6 +1418,8 @@ fn missing_userspace_program_is_named_with_its_error() {
             &key,
             "--backend",
             "userspace",
+            "--userspace",
+            "wireguard-go",
         ],
     )
     .fails(1, "/nonexistent/wireguard-go")
@@ -1466,7 +1498,14 @@ fn userspace_listener_hears_only_its_own_link() {
         &center,
         &ours,
         &key,
-        &["--backend", "userspace", "--listen-port", "51820"],
+        &[
+            "--backend",
+            "userspace",
+            "--userspace",
+            "wireguard-go",
+            "--listen-port",
+            "51820",
+        ],
     ))
     .ok();
     let control_pid = wireguard_go_by_hand(&center, &control);
@@ -1559,6 +1598,8 @@ fn show_tells_whether_listeners_are_filtered() {
         let mut args = vec![
             "--backend",
             "userspace",
+            "--userspace",
+            "wireguard-go",
             "--listen-port",
             port,
             "--into-ns",
@@ -1764,6 +1805,8 @@ fn an_interrupted_add_is_finished_with_its_listeners_filtered() {
     let args = [
         "--backend",
         "userspace",
+        "--userspace",
+        "wireguard-go",
         "--listen-port",
         "51851",
         "--into-ns",
@@ -1778,5 +1821,144 @@ fn an_interrupted_add_is_finished_with_its_listeners_filtered() {
     );
     assert_eq!(add(), false);
     iface_del(&p, &w, None);
+    assert_no_leaks();
+}
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// A tunnel whose hub side is served by wireguard-go and whose client side by boringtun, both
+/// born in one namespace and moved into another; `show` names each implementation; a
+/// boringtun moved out of its birthplace holds its descriptors steady (given its TUN device by
+/// wgctl, it never looks its link up by name); `--replace` with the other implementation
+/// remakes the interface; boringtun's MTU limit is bad input that changes nothing. (Userspace
+/// whatever `NIRANSIX_WG_BACKEND` says: both implementations run wherever /dev/net/tun does.)
+#[test]
+fn both_userspace_implementations_in_one_tunnel() {
+    let (lab, keys) = setup();
+    let (hc, hp, cc, cp) = (
+        lab.netns("hc"),
+        lab.netns("hp"),
+        lab.netns("cc"),
+        lab.netns("cp"),
+    );
+    let (hw, cw) = (lab.name("h"), lab.name("c"));
+    let (hkey, hpub) = keys.gen("h");
+    let (ckey, cpub) = keys.gen("c");
+    underlay(&lab, &hc, &cc, "1", "2001:db8:0:7");
+    let made = |ns: &str, w: &str, key: &str, into: &str, port: &str, imp: &str| {
+        let args = [
+            "--listen-port",
+            port,
+            "--into-ns",
+            into,
+            "--backend",
+            "userspace",
+        ];
+        let v = wg(&iface_add(ns, w, key, &plus(&args, &["--userspace", imp])))
+            .ok()
+            .json();
+        assert_eq!(v["interface"]["userspace"], imp);
+    };
+    made(&hc, &hw, &hkey, &hp, "51061", "wireguard-go");
+    made(&cc, &cw, &ckey, &cp, "51062", "boringtun");
+    let peer = |ns: &str, w: &str, public: &str, ips: &str, extra: &[&str]| {
+        wg(&peer_add(
+            ns,
+            w,
+            public,
+            &plus(&["--allowed-ips", ips], extra),
+        ))
+        .ok();
+    };
+    peer(&hp, &hw, &cpub, "10.76.0.2/32", &[]);
+    let endpoint = ["--endpoint", "[2001:db8:0:7::1]:51061", "--keepalive", "5"];
+    peer(&cp, &cw, &hpub, "10.76.0.1/32", &endpoint);
+    sh(&format!(
+        "ip -n {hp} addr add 10.76.0.1/24 dev {hw} && ip -n {cp} addr add 10.76.0.2/24 dev {cw}"
+    ))
+    .ok();
+    assert!(tunnel_works(&cp, "10.76.0.1"), "no traffic client -> hub");
+    assert!(tunnel_works(&hp, "10.76.0.2"), "no traffic hub -> client");
+    let (h, c) = (show(&hp, &hw), show(&cp, &cw));
+    assert_eq!(h.userspace.as_deref(), Some("wireguard-go"));
+    assert_eq!(c.userspace.as_deref(), Some("boringtun"));
+    assert_eq!(
+        (h.listener_filtered, c.listener_filtered),
+        (Some(true), None)
+    );
+    assert_eq!(c.public_key.as_deref(), Some(cpub.as_str()));
+    assert_eq!(c.mtu, Some(1420));
+    // Both tell the handshake as a time, not an age.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for s in [&h, &c] {
+        let at = s.peers[0].latest_handshake.expect("a handshake");
+        assert!(
+            at <= now && now - at < 60,
+            "{}: handshake at {at}, now {now}",
+            s.name
+        );
+        assert!(s.peers[0].rx_bytes > 0 && s.peers[0].tx_bytes > 0);
+    }
+    // A boringtun peer changed in place (keepalive): still carries traffic, and the process lives.
+    peer(
+        &cp,
+        &cw,
+        &hpub,
+        "10.76.0.1/32",
+        &["--keepalive", "7", "--replace"],
+    );
+    assert_eq!(show(&cp, &cw).peers[0].persistent_keepalive, Some(7));
+    assert!(
+        tunnel_works(&cp, "10.76.0.1"),
+        "no traffic after the peer's change"
+    );
+    // Descriptors steady while it lives in another namespace than its birthplace.
+    let pid = wg_go_pids(&cw).remove(0);
+    let before = open_fds(&pid);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        open_fds(&pid),
+        before,
+        "boringtun {cw} (pid {pid}) gains descriptors"
+    );
+    // More than boringtun can read: exit 2, nothing changed.
+    unchanged_by(&lab, &[&cc, &cp], "an MTU boringtun cannot serve", || {
+        let big = [
+            "--mtu",
+            "1600",
+            "--backend",
+            "userspace",
+            "--userspace",
+            "boringtun",
+        ];
+        wg(&iface_add(&cc, &lab.name("b"), &ckey, &big)).fails(2, "mtu 1600");
+    });
+    // The other implementation: refused without --replace, remade with it.
+    let other = [
+        "--listen-port",
+        "51062",
+        "--into-ns",
+        &cp,
+        "--backend",
+        "userspace",
+        "--userspace",
+        "wireguard-go",
+    ];
+    let switch = iface_add(&cc, &cw, &ckey, &other);
+    wg(&switch).fails(
+        1,
+        "userspace implementation boringtun (wanted wireguard-go)",
+    );
+    applies_once(&plus(&switch, &["--replace"]));
+    assert_eq!(show(&cp, &cw).userspace.as_deref(), Some("wireguard-go"));
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || open_fds(&pid) == 0);
+    iface_del(&cp, &cw, None);
+    iface_del(&hp, &hw, None);
     assert_no_leaks();
 }

@@ -18,12 +18,11 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::listener::{self, Listener};
+use crate::userspace::{self, Userspace};
 use common::link::{delete_link_if_exists, LinkExt};
 use common::netns::{current_id, run_in, NetnsFd};
 use common::types::{IfName, NsTarget};
@@ -31,7 +30,7 @@ use common::{vlog, Context, Ctx, Error, Result};
 use netlink_packet_route::link::{InfoKind, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkWireguard};
 use serde::Serialize;
-use wireguard_control::{Device, DeviceUpdate, InterfaceName, Key};
+use wireguard_control::{Device, DeviceUpdate, InterfaceName, Key, PeerInfo};
 
 /// Where wireguard-go puts its UAPI sockets (the same directory for every namespace).
 pub const UAPI_DIR: &str = "/var/run/wireguard";
@@ -315,7 +314,7 @@ impl Iface {
 
     /// Its configuration and peer statistics: a kernel interface read in the namespace of
     /// `side`, a userspace one over its UAPI socket from anywhere.
-    pub fn read(&self, side: Side, backend: Backend) -> Result<Device> {
+    pub fn read(&self, side: Side, backend: Backend) -> Result<DeviceInfo> {
         match backend {
             Backend::Kernel => self.ns(side).run(|| read_device(&self.name, backend)),
             Backend::Userspace => read_device(&self.name, backend),
@@ -327,9 +326,16 @@ impl Iface {
         check_port_free(port, &self.birth.label)
     }
 
-    /// Creates the link in the birthplace with the backend `choice` allows; returns the one
-    /// used. A wireguard-go started here gets its link listener filtered (`listener`).
-    pub fn create(&self, choice: BackendChoice, mtu: Option<u32>) -> Result<Backend> {
+    /// Creates the link in the birthplace with the backend `choice` allows, `userspace` serving
+    /// it if that is the userspace backend; returns the one used. A wireguard-go started here
+    /// gets its link listener filtered (`listener`); a boringtun link gets the MTU wireguard-go
+    /// would give it unless `mtu` is asked for (set later, with the other settings).
+    pub fn create(
+        &self,
+        choice: BackendChoice,
+        userspace: Userspace,
+        mtu: Option<u32>,
+    ) -> Result<Backend> {
         let (name, here) = (&self.name, &self.birth.label);
         if choice != BackendChoice::Userspace {
             match create_kernel(name, mtu, here)? {
@@ -342,11 +348,14 @@ impl Iface {
                     )));
                 }
                 KernelCreate::Unsupported => {
-                    vlog!(1, "kernel lacks WireGuard; using {}", userspace_program());
+                    vlog!(1, "kernel lacks WireGuard; using {}", userspace.as_str());
                 }
             }
         }
-        spawn_userspace(name, here)?;
+        userspace::start(userspace, name, here, mtu)?;
+        if userspace == Userspace::Boringtun && mtu.is_none() {
+            self.set_mtu(Side::Birth, userspace::BORINGTUN_MTU)?;
+        }
         if let Some(ifindex) = index_here(name) {
             self.quiet(Listener::Link { ifindex }, Duration::ZERO);
         }
@@ -370,15 +379,26 @@ impl Iface {
         if let Some(port) = settings.listen_port {
             update = update.set_listen_port(port);
         }
+        // wireguard-control sends a fwmark before a listen port, and boringtun marks the sockets
+        // it has, not the ones a new port opens: a userspace mark follows in an update of its own.
+        let mut marking = None;
         if let Some(mark) = settings.fwmark {
-            update = update.set_fwmark(mark);
+            match backend {
+                Backend::Kernel => update = update.set_fwmark(mark),
+                Backend::Userspace => marking = Some(DeviceUpdate::new().set_fwmark(mark)),
+            }
         }
         let what = format!("{doing} {} in {}", self.name, self.label(side));
         match backend {
             Backend::Kernel => self
                 .ns(side)
                 .run(|| apply(&self.name, backend, update, &what))?,
-            Backend::Userspace => apply(&self.name, backend, update, &what)?,
+            Backend::Userspace => {
+                apply(&self.name, backend, update, &what)?;
+                if let Some(marking) = marking {
+                    apply(&self.name, backend, marking, &what)?;
+                }
+            }
         }
         if backend == Backend::Userspace && settings.listen_port.is_some() {
             self.quiet(Listener::Route, Duration::ZERO);
@@ -586,18 +606,45 @@ fn wc_name(name: &IfName) -> Result<InterfaceName> {
         .map_err(|e| Error::invalid(format!("interface name '{name}': {e}")))
 }
 
+/// An interface's WireGuard configuration and its peers' statistics, as either backend reports
+/// them (wireguard-control's `Device`, which only it can build).
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub public_key: Option<Key>,
+    /// None where the implementation never tells it (boringtun).
+    pub private_key: Option<Key>,
+    pub fwmark: Option<u32>,
+    pub listen_port: Option<u16>,
+    pub peers: Vec<PeerInfo>,
+}
+
+impl From<Device> for DeviceInfo {
+    fn from(d: Device) -> DeviceInfo {
+        DeviceInfo {
+            public_key: d.public_key,
+            private_key: d.private_key,
+            fwmark: d.fwmark,
+            listen_port: d.listen_port,
+            peers: d.peers,
+        }
+    }
+}
+
 /// Reads an interface's configuration and peer statistics. Kernel: in the calling thread's
 /// namespace; userspace: over the UAPI socket, wherever the link lives.
-pub fn read_device(name: &IfName, backend: Backend) -> Result<Device> {
+pub fn read_device(name: &IfName, backend: Backend) -> Result<DeviceInfo> {
     if backend == Backend::Userspace {
         require_live_uapi(name)?;
+        let dialect = running_userspace(name.as_str()).unwrap_or(Userspace::WireguardGo);
+        return crate::uapi::get(name, dialect);
     }
-    Device::get(&wc_name(name)?, backend.wc()).with_context(|| {
+    let dev = Device::get(&wc_name(name)?, backend.wc()).with_context(|| {
         format!(
             "reading the configuration of {name} ({} backend)",
             backend.as_str()
         )
-    })
+    })?;
+    Ok(dev.into())
 }
 
 /// Applies an update to an interface that exists. (wireguard-control would otherwise create
@@ -646,85 +693,6 @@ fn require_live_uapi(name: &IfName) -> Result<()> {
     }
 }
 
-/// The userspace implementation to start: `$WG_USERSPACE_IMPLEMENTATION` (as wg-quick and
-/// wireguard-control honour it) or `wireguard-go`.
-pub fn userspace_program() -> String {
-    std::env::var("WG_USERSPACE_IMPLEMENTATION")
-        .or_else(|_| std::env::var("WG_QUICK_USERSPACE_IMPLEMENTATION"))
-        .unwrap_or_else(|_| "wireguard-go".into())
-}
-
-/// Starts `wireguard-go NAME` in the calling thread's namespace and waits for its UAPI socket.
-///
-/// It runs in the foreground (`WG_PROCESS_FOREGROUND=1`: one Go start instead of two, the
-/// daemonising re-exec is skipped) in a session of its own, with /dev/null for
-/// stdin/stdout/stderr, no descriptor of ours beyond those (so a pipe reading our stdout sees
-/// EOF when we exit, not when the daemon does), and an environment holding only PATH. An
-/// implementation that daemonises anyway is fine: its foreground part exits 0 and the socket
-/// shows up. No key is ever passed to it here: keys go over the UAPI socket.
-fn spawn_userspace(name: &IfName, here: &str) -> Result<()> {
-    let program = userspace_program();
-    let mut cmd = Command::new(&program);
-    cmd.arg(name.as_str())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_clear()
-        .env("WG_PROCESS_FOREGROUND", "1");
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: two raw system calls, no allocation, no lock. CLOSE_RANGE_CLOEXEC marks
-    // descriptors >= 3 close-on-exec instead of closing them, so no descriptor another owner
-    // holds (std's pipe that reports a failed exec) is closed behind its back.
-    unsafe {
-        cmd.pre_exec(|| {
-            // A fresh child is never a process group leader; checked all the same.
-            nix::unistd::setsid()?;
-            // Linux < 5.11 answers EINVAL: the descriptors stay as they are (std opens its own
-            // close-on-exec, and so does this process).
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    vlog!(1, "starting {program} {name} in {here}");
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {program} {name} in {here}"))?;
-    // Generous: a Go program starting under emulation (the kernel VM lane) takes seconds.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut exited_ok = false;
-    while uapi_state(name.as_str()) != Uapi::Live {
-        if !exited_ok {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => exited_ok = true,
-                Ok(Some(status)) => {
-                    return Err(Error::failed(format!(
-                        "starting {program} {name} in {here}: it exited with {status}"
-                    )));
-                }
-                _ => {}
-            }
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::failed(format!(
-                "{program} {name} started in {here} but its UAPI socket {} never appeared",
-                uapi_path(name.as_str()).display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(())
-}
-
 /// The index of link `name` in the calling thread's namespace (if_nametoindex(3)).
 fn index_here(name: &IfName) -> Option<u32> {
     let cname = std::ffi::CString::new(name.as_str()).ok()?;
@@ -747,27 +715,29 @@ pub fn listener_filtered(name: &IfName, backend: Backend) -> Option<bool> {
 /// The process serving `name`, if it is wireguard-go itself (whose listeners `listener` knows).
 fn wireguard_go_pid(name: &IfName) -> Option<i32> {
     let pid = uapi_server_pid(name.as_str())?;
-    serves(pid, name.as_str(), "wireguard-go").then_some(pid)
+    (userspace::serving(pid, name.as_str()) == Some(Userspace::WireguardGo)).then_some(pid)
 }
 
-fn program_base(program: &str) -> &str {
-    program.rsplit('/').next().unwrap_or(program)
+/// The implementation serving userspace interface `name` now, if its UAPI socket is live and
+/// its process one wgctl knows.
+pub fn running_userspace(name: &str) -> Option<Userspace> {
+    userspace::serving(uapi_server_pid(name)?, name)
 }
 
-/// Processes serving userspace interface `name`: `wireguard-go NAME` (or the configured
-/// implementation). The one listening on the live UAPI socket is asked for directly
+/// Processes serving userspace interface `name` (`wireguard-go NAME`, `boringtun-cli .. NAME`).
+/// The one listening on the live UAPI socket is asked for directly
 /// (SO_PEERCRED), so the cost does not grow with the number of interfaces on the machine; only
 /// without a live socket (a process that lost it, or one still starting) is /proc searched.
 pub fn userspace_pids(name: &str) -> Vec<i32> {
-    let program = userspace_program();
-    if let Some(pid) = uapi_server_pid(name).filter(|pid| serves(*pid, name, &program)) {
+    let serves = |pid: i32| userspace::serving(pid, name).is_some();
+    if let Some(pid) = uapi_server_pid(name).filter(|pid| serves(*pid)) {
         return vec![pid];
     }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| serves(*pid, name, &program))
+        .filter(|pid| serves(*pid))
         .collect()
 }
 
@@ -777,22 +747,6 @@ fn uapi_server_pid(name: &str) -> Option<i32> {
     let stream = UnixStream::connect(uapi_path(name)).ok()?;
     let pid = getsockopt(&stream, PeerCredentials).ok()?.pid();
     (pid > 0).then_some(pid)
-}
-
-/// Whether process `pid` is `program NAME` (or `wireguard-go NAME`).
-fn serves(pid: i32, name: &str, program: &str) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let argv: Vec<String> = raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    argv.len() >= 2
-        && argv.last().map(String::as_str) == Some(name)
-        && (program_base(&argv[0]) == program_base(program)
-            || program_base(&argv[0]) == "wireguard-go")
 }
 
 fn alive(pid: i32) -> bool {
@@ -826,8 +780,16 @@ pub fn stop_userspace(name: &str) -> Result<bool> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     let pids = userspace_pids(name);
+    // boringtun's socket named after its TUN descriptor (it removes it itself on SIGTERM).
+    let own: Vec<PathBuf> = pids
+        .iter()
+        .filter_map(|p| userspace::own_socket(*p))
+        .collect();
     for pid in &pids {
-        vlog!(1, "stopping {} {name} (pid {pid})", userspace_program());
+        vlog!(
+            1,
+            "stopping the userspace WireGuard process for {name} (pid {pid})"
+        );
         let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
     }
     if !wait_gone(&pids, Duration::from_secs(3)) {
@@ -840,12 +802,14 @@ pub fn stop_userspace(name: &str) -> Result<bool> {
             )));
         }
     }
-    let sock = uapi_path(name);
-    let removed = match std::fs::remove_file(&sock) {
-        Ok(()) => true,
-        Err(e) if e.kind() == ErrorKind::NotFound => false,
-        Err(e) => return Err(Error::caused(format!("removing {}", sock.display()), e)),
-    };
+    let mut removed = false;
+    for sock in own.iter().chain([&uapi_path(name)]) {
+        removed |= match std::fs::remove_file(sock) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::caused(format!("removing {}", sock.display()), e)),
+        };
+    }
     Ok(!pids.is_empty() || removed)
 }
 

@@ -9,8 +9,10 @@ pub mod backend;
 pub mod cmd;
 pub mod keys;
 mod listener;
+mod uapi;
+pub mod userspace;
 
-pub const ABOUT: &str = "WireGuard keys, interfaces and peers (kernel or wireguard-go backend)";
+pub const ABOUT: &str = "WireGuard keys, interfaces and peers (kernel, boringtun or wireguard-go)";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {

@@ -6,7 +6,9 @@
 //! deleted wherever it got to and a wireguard-go it started is stopped.
 //!
 //! `--replace` changes an existing interface's private key, listen port, fwmark and MTU in
-//! place, so it keeps its peers; only another backend means deleting it and creating it anew.
+//! place, so it keeps its peers; another backend or userspace implementation, or a new listen
+//! port for boringtun (which would keep the old one open), means deleting it and creating it
+//! anew.
 //!
 //! Both commands act through one [`Iface`], which knows the birthplace and `--into-ns`: the
 //! plan reads through it, and each step (create, configure, move, up, remove) is one call.
@@ -17,10 +19,13 @@ use clap::{Args, Subcommand, ValueHint};
 use common::types::{IfName, NsTarget, Port};
 use common::{vlog, Ctx, Error, Outcome, Result};
 use serde::Serialize;
-use wireguard_control::{Device, Key};
+use wireguard_control::Key;
 
-use crate::backend::{self, Backend, BackendChoice, Found, Iface, Link, Settings, Side, Uapi};
+use crate::backend::{
+    self, Backend, BackendChoice, DeviceInfo, Found, Iface, Link, Settings, Side, Uapi,
+};
 use crate::keys;
+use crate::userspace::{self, Userspace};
 
 #[derive(Subcommand, Debug)]
 pub enum IfaceCmd {
@@ -55,9 +60,14 @@ pub struct AddArgs {
     /// birthplace namespace (like `ip link set NAME netns NS2`)
     #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
     pub into_ns: Option<NsTarget>,
-    /// Implementation: the kernel module, wireguard-go, or auto (kernel if available)
+    /// Implementation: the kernel module, userspace (see --userspace), or auto (kernel if
+    /// available)
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+    /// Which userspace implementation serves it when the backend is userspace; default:
+    /// boringtun. An existing interface served by the other one differs (see --replace)
+    #[arg(long, value_enum, env = "NIRANSIX_WG_USERSPACE", value_name = "IMPL")]
+    pub userspace: Option<Userspace>,
     /// If NAME exists with a different private key, listen port, fwmark or MTU, change them in
     /// place (it keeps its peers); with a different backend, delete it and create it anew (its
     /// peers are lost). Without this: exit 1
@@ -99,6 +109,9 @@ struct IfaceJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     birth_netns: Option<Option<String>>,
     backend: Option<Backend>,
+    /// The userspace implementation serving it (null: the kernel's); `iface add` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    userspace: Option<Option<Userspace>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,11 +127,33 @@ struct Wanted {
     fwmark: Option<u32>,
     mtu: Option<u32>,
     backend: Option<Backend>,
+    /// `--userspace` (or its variable), if given: an interface served by the other one differs.
+    userspace: Option<Userspace>,
 }
 
 impl Wanted {
+    /// The userspace implementation serving `link` (`running`) if another one is wanted.
+    fn other_userspace(&self, link: &Link, running: Option<Userspace>) -> Option<String> {
+        let wanted = self
+            .userspace
+            .filter(|_| self.backend != Some(Backend::Kernel))?;
+        let running = running.filter(|_| link.backend == Backend::Userspace)?;
+        (running != wanted).then(|| {
+            format!(
+                "userspace implementation {} (wanted {})",
+                running.as_str(),
+                wanted.as_str()
+            )
+        })
+    }
+
     /// How an existing interface differs (empty: same settings). Never shows key material.
-    fn differences(&self, link: &Link, dev: &Device) -> Vec<String> {
+    fn differences(
+        &self,
+        link: &Link,
+        dev: &DeviceInfo,
+        running: Option<Userspace>,
+    ) -> Vec<String> {
         let mut d = Vec::new();
         if let Some(b) = self.backend.filter(|b| *b != link.backend) {
             d.push(format!(
@@ -127,6 +162,7 @@ impl Wanted {
                 b.as_str()
             ));
         }
+        d.extend(self.other_userspace(link, running));
         if dev.public_key.as_ref() != Some(&self.public) {
             d.push("a different private key".into());
         }
@@ -167,6 +203,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         fwmark: a.fwmark,
         mtu: a.mtu,
         backend: a.backend.required(),
+        userspace: a.userspace,
     };
 
     let replacing = match plan(ctx, &iface, &want, a.replace)? {
@@ -177,13 +214,44 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     if let Some(p) = want.listen_port.filter(|_| !(ctx.check && replacing)) {
         iface.check_port_free(p)?;
     }
+    let serving = want.userspace.unwrap_or(userspace::DEFAULT);
     if ctx.check {
         let guess = want.backend.unwrap_or_else(likely_backend);
-        return report(true, &iface, Some(guess), &want.public, want.listen_port);
+        if let (Backend::Userspace, Some(m)) = (guess, want.mtu) {
+            userspace::check_mtu(serving, &a.name, m)?;
+        }
+        let out = Served::new(guess, serving);
+        return report(true, &iface, out, &want.public, want.listen_port);
     }
-    let used = iface.create(a.backend, want.mtu)?;
+    let used = iface.create(a.backend, serving, want.mtu)?;
     let port = configure_new(&iface, used, &want)?;
-    report(true, &iface, Some(used), &want.public, port)
+    report(true, &iface, Served::new(used, serving), &want.public, port)
+}
+
+/// What `iface add` reports as serving an interface.
+#[derive(Clone, Copy)]
+struct Served {
+    backend: Backend,
+    userspace: Option<Userspace>,
+}
+
+impl Served {
+    fn new(backend: Backend, userspace: Userspace) -> Served {
+        let userspace = (backend == Backend::Userspace).then_some(userspace);
+        Served { backend, userspace }
+    }
+
+    /// An interface that exists: its userspace implementation is asked of its process.
+    fn of(iface: &Iface, link: &Link) -> Served {
+        let userspace = match link.backend {
+            Backend::Kernel => None,
+            Backend::Userspace => backend::running_userspace(iface.name.as_str()),
+        };
+        Served {
+            backend: link.backend,
+            userspace,
+        }
+    }
 }
 
 /// What `iface add` has left to do once it has looked for NAME.
@@ -241,10 +309,15 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
             iface.refilter(&link, false);
             port
         };
-        let out = report(true, iface, Some(link.backend), &want.public, port)?;
+        let out = report(true, iface, Served::of(iface, &link), &want.public, port)?;
         return Ok(Plan::Settled(out));
     }
-    let diffs = want.differences(&link, &dev);
+    let running = Served::of(iface, &link).userspace;
+    let diffs = want.differences(&link, &dev, running);
+    // boringtun (0.7) keeps the socket of its old port open when given a new one.
+    let remake = want.other_userspace(&link, running).is_some()
+        || (running == Some(Userspace::Boringtun)
+            && want.listen_port.is_some_and(|p| dev.listen_port != Some(p)));
     let found = Existing { side, link, dev };
     if diffs.is_empty() {
         return converge(ctx, iface, &found).map(Plan::Settled);
@@ -257,7 +330,7 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
             diffs.join(", ")
         )));
     }
-    if want.backend.is_none_or(|b| b == found.link.backend) {
+    if want.backend.is_none_or(|b| b == found.link.backend) && !remake {
         return update_in_place(ctx, iface, &found, want).map(Plan::Settled);
     }
     if !ctx.check {
@@ -285,11 +358,18 @@ fn configure_new(iface: &Iface, used: Backend, want: &Wanted) -> Result<Option<u
         let died = used == Backend::Userspace && backend::userspace_pids(name.as_str()).is_empty();
         iface.undo(if moved { Side::Dest } else { Side::Birth }, used);
         if died {
+            let serving = want.userspace.unwrap_or(userspace::DEFAULT);
+            let hint = match serving {
+                Userspace::WireguardGo => {
+                    " (each one needs an inotify instance: is fs.inotify.max_user_instances \
+                     exhausted?)"
+                }
+                Userspace::Boringtun => "",
+            };
             return Error::caused(
                 format!(
-                    "{} {name} exited right after starting in {} (each one needs an inotify \
-                     instance: is fs.inotify.max_user_instances exhausted?)",
-                    backend::userspace_program(),
+                    "{} {name} exited right after starting in {}{hint}",
+                    serving.program(),
                     iface.label(Side::Birth)
                 ),
                 e,
@@ -333,7 +413,7 @@ fn uapi_conflict(name: &IfName) -> Option<Error> {
 struct Existing {
     side: Side,
     link: Link,
-    dev: Device,
+    dev: DeviceInfo,
 }
 
 /// An interface with the wanted settings exists: finish what an interrupted run left undone
@@ -343,7 +423,7 @@ fn converge(ctx: &Ctx, iface: &Iface, found: &Existing) -> Result<Outcome> {
     let changed = finish(ctx, iface, *side, link)?;
     let port = dev.listen_port.filter(|p| *p != 0);
     let public = dev.public_key.clone().unwrap_or_else(Key::zero);
-    report(changed, iface, Some(link.backend), &public, port)
+    report(changed, iface, Served::of(iface, link), &public, port)
 }
 
 /// Moves an interface an interrupted run left in the birthplace and brings it up, and filters
@@ -377,6 +457,10 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
     if let Some(p) = port {
         iface.check_port_free(p)?;
     }
+    let served = Served::of(iface, link);
+    if let (Some(serving), Some(m)) = (served.userspace, mtu) {
+        userspace::check_mtu(serving, name, m)?;
+    }
     if !ctx.check {
         vlog!(1, "updating {name} in {} in place", iface.label(side));
         if let Some(m) = mtu {
@@ -407,7 +491,7 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
     }
     finish(ctx, iface, side, link)?;
     let port = port.or(old_port);
-    report(true, iface, Some(link.backend), &want.public, port)
+    report(true, iface, served, &want.public, port)
 }
 
 /// Configures a freshly created interface in the birthplace, moves it and brings it up;
@@ -419,7 +503,14 @@ fn configure(iface: &Iface, used: Backend, want: &Wanted, moved: &mut bool) -> R
         iface.name,
         iface.label(Side::Birth)
     );
-    iface.apply(Side::Birth, used, &want.settings(), "configuring")?;
+    let mut settings = want.settings();
+    if used == Backend::Userspace
+        && backend::running_userspace(iface.name.as_str()) == Some(Userspace::Boringtun)
+    {
+        // boringtun opens its UDP socket only when told a port: 0 lets the kernel pick one.
+        settings.listen_port.get_or_insert(0);
+    }
+    iface.apply(Side::Birth, used, &settings, "configuring")?;
     if let (Backend::Userspace, Some(m)) = (used, want.mtu) {
         iface.set_mtu(Side::Birth, m)?;
     }
@@ -435,7 +526,7 @@ fn configure(iface: &Iface, used: Backend, want: &Wanted, moved: &mut bool) -> R
 fn report(
     changed: bool,
     iface: &Iface,
-    used: Option<Backend>,
+    served: Served,
     public: &Key,
     listen_port: Option<u16>,
 ) -> Result<Outcome> {
@@ -446,7 +537,8 @@ fn report(
             name: iface.name.clone(),
             netns: iface.netns(Side::Dest),
             birth_netns: Some(iface.netns(Side::Birth)),
-            backend: used,
+            backend: Some(served.backend),
+            userspace: Some(served.userspace),
             public_key: Some(public.to_base64()),
             listen_port: Some(listen_port),
         },
@@ -473,6 +565,7 @@ fn del(ctx: &Ctx, a: DelArgs) -> Result<Outcome> {
                 netns,
                 birth_netns: None,
                 backend,
+                userspace: None,
                 public_key: None,
                 listen_port: None,
             },

@@ -20,8 +20,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 use wireguard_control::{AllowedIp, DeviceUpdate, PeerConfigBuilder, PeerInfo};
 
-use crate::backend::{self, Found, Link};
+use crate::backend::{self, Backend, Found, Link};
 use crate::keys::{self, PublicKey};
+use crate::userspace::Userspace;
 
 #[derive(Subcommand, Debug)]
 pub enum PeerCmd {
@@ -316,34 +317,48 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
                 cidr: n.prefix_len(),
             })
             .collect();
+        // boringtun (0.7) cannot change a peer it has (its worker panics and the process
+        // hangs): the peer is removed, then added anew with what it keeps (endpoint,
+        // keepalive, preshared key); its session starts over with a handshake. (Two requests:
+        // boringtun carries a peer's `remove` over to the peers after it in one request, so
+        // the peer to add also comes before the strays to remove.)
+        let anew = existing.is_some()
+            && used == Backend::Userspace
+            && backend::running_userspace(name.as_str()) == Some(Userspace::Boringtun);
         let mut peer = PeerConfigBuilder::new(&a.public_key.0)
             .replace_allowed_ips()
             .add_allowed_ips(&ips);
-        if let Some(e) = endpoint {
+        if let Some(e) = endpoint.or(cur_endpoint.filter(|_| anew)) {
             peer = peer.set_endpoint(e);
         }
-        if let Some(k) = a.keepalive {
+        let kept_keepalive = (anew && cur_keepalive != 0).then_some(cur_keepalive);
+        if let Some(k) = a.keepalive.or(kept_keepalive) {
             peer = peer.set_persistent_keepalive_interval(k);
         }
         match &psk {
             Some(Some(k)) => peer = peer.set_preshared_key(k.clone()),
             Some(None) => peer = peer.unset_preshared_key(),
+            None if anew => {
+                if let Some(k) = &cur_psk {
+                    peer = peer.set_preshared_key(k.clone());
+                }
+            }
             None => {}
         }
-        let mut update = DeviceUpdate::new();
+        let what = format!(
+            "setting peer {} on {name} in {}",
+            a.public_key,
+            ctx.ns_label()
+        );
+        if anew {
+            let removal = DeviceUpdate::new().remove_peer_by_key(&a.public_key.0);
+            backend::apply(name, used, removal, &what)?;
+        }
+        let mut update = DeviceUpdate::new().add_peer(peer);
         for k in strays {
             update = update.remove_peer_by_key(k);
         }
-        backend::apply(
-            name,
-            used,
-            update.add_peer(peer),
-            &format!(
-                "setting peer {} on {name} in {}",
-                a.public_key,
-                ctx.ns_label()
-            ),
-        )?;
+        backend::apply(name, used, update, &what)?;
     }
     let keepalive = a.keepalive.unwrap_or(cur_keepalive);
     Outcome::object(

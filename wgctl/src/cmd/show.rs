@@ -8,11 +8,12 @@ use clap::Args;
 use common::types::IfName;
 use common::{Ctx, Outcome, Result};
 use serde::Serialize;
-use wireguard_control::{Device, PeerInfo};
+use wireguard_control::PeerInfo;
 
-use crate::backend::{self, Backend, Link};
+use crate::backend::{self, Backend, DeviceInfo, Link};
 use crate::cmd::peer::interface_here;
 use crate::keys;
+use crate::userspace::Userspace;
 
 #[derive(Args, Debug)]
 pub struct Show {
@@ -25,6 +26,9 @@ pub struct Show {
 struct IfaceJson {
     name: String,
     backend: Backend,
+    /// The userspace implementation serving it; null for the kernel backend or a process
+    /// wgctl does not know.
+    userspace: Option<Userspace>,
     public_key: Option<String>,
     listen_port: Option<u16>,
     fwmark: Option<u32>,
@@ -69,12 +73,17 @@ pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
 fn iface_json(
     name: String,
     link: &Link,
-    dev: &Device,
+    dev: &DeviceInfo,
     listener_filtered: Option<bool>,
 ) -> IfaceJson {
+    let userspace = match link.backend {
+        Backend::Kernel => None,
+        Backend::Userspace => backend::running_userspace(&name),
+    };
     IfaceJson {
         name,
         backend: link.backend,
+        userspace,
         public_key: dev.public_key.as_ref().map(|k| k.to_base64()),
         listen_port: dev.listen_port.filter(|p| *p != 0),
         fwmark: dev.fwmark.filter(|m| *m != 0),
