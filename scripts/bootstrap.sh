@@ -110,8 +110,9 @@ https://rustup.rs — then re-run $0"
 log "cargo: $cargo ($("$cargo" --version 2>&1))"
 PATH="$(dirname "$cargo"):$PATH"; export PATH
 
-# boringtun-cli, wgctl's default userspace WireGuard (Cloudflare's, in Rust; docs/wgctl.md says
-# why it is the default): Debian does not package it, crates.io is where its authors publish it.
+# boringtun-cli, wgctl's other userspace WireGuard (`--userspace boringtun`; Cloudflare's, in Rust;
+# docs/wgctl.md compares it with wireguard-go): Debian does not package it, crates.io is where its
+# authors publish it.
 # Pinned and --locked, into /usr/local/bin (on every PATH, systemd's included); skipped when that
 # version is there already.
 BORINGTUN_VERSION=0.7.1

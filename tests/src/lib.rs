@@ -785,6 +785,21 @@ impl HubLab {
         wg_show(&self.peer_ns(name), &self.peer_wg(name), what)
     }
 
+    /// `wgctl show` of the peer's interface on the hub side: what `wg show` cannot tell of a
+    /// boringtun interface (its public key, its peers' handshake times; docs/wgctl.md).
+    #[track_caller]
+    pub fn hub_wgctl_show(&self, name: &str) -> serde_json::Value {
+        let args = ["--ns", &self.peer_ns(name), "show", &self.peer_wg(name)];
+        tool("wgctl", &args).ok().json()["interfaces"][0].clone()
+    }
+
+    /// The pid(s) of the userspace WireGuard process (wireguard-go or boringtun) serving the
+    /// peer's interface on the hub side, one a line.
+    pub fn hub_wg_pids(&self, name: &str) -> String {
+        let pattern = format!("^(wireguard-go|boringtun-cli .*) {}$", self.peer_wg(name));
+        run("pgrep", &["-f", &pattern]).stdout
+    }
+
     /// The namespace of the client [`underlay_client`](HubLab::underlay_client) made for `tag`.
     pub fn client_ns(&self, tag: &str) -> String {
         self.lab.name(&format!("k{tag}"))

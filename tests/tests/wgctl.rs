@@ -147,9 +147,9 @@ fn expected_backend() -> &'static str {
 }
 
 /// The userspace implementation under test: `NIRANSIX_WG_USERSPACE` (which wgctl reads too),
-/// default boringtun (wgctl's).
+/// default wireguard-go (wgctl's).
 fn userspace() -> String {
-    std::env::var("NIRANSIX_WG_USERSPACE").unwrap_or_else(|_| "boringtun".into())
+    std::env::var("NIRANSIX_WG_USERSPACE").unwrap_or_else(|_| "wireguard-go".into())
 }
 
 /// The userspace implementation `show` should report (none for the kernel backend).
@@ -1637,6 +1637,8 @@ fn show_tells_whether_listeners_are_filtered() {
         let args = [
             "--backend",
             "userspace",
+            "--userspace",
+            "wireguard-go",
             "--listen-port",
             "51842",
             "--into-ns",
@@ -1670,7 +1672,13 @@ fn show_tells_whether_listeners_are_filtered() {
             &center,
             &by_hand,
             &key,
-            &["--listen-port", "51845", "--replace"],
+            &[
+                "--listen-port",
+                "51845",
+                "--userspace",
+                "wireguard-go",
+                "--replace",
+            ],
         );
         let r = wg_without_ptrace(&replace).ok();
         let warnings: Vec<&str> = r

@@ -402,7 +402,33 @@ impl Iface {
         }
         if backend == Backend::Userspace && settings.listen_port.is_some() {
             self.quiet(Listener::Route, Duration::ZERO);
+            self.release_start_port()?;
         }
+        Ok(())
+    }
+
+    /// boringtun-cli keeps the random port it bound at start once it has its listen port
+    /// (`listener::release_ports`): that port is released.
+    fn release_start_port(&self) -> Result<()> {
+        let name = &self.name;
+        let Some(pid) = uapi_server_pid(name.as_str())
+            .filter(|pid| userspace::serving(*pid, name.as_str()) == Some(Userspace::Boringtun))
+        else {
+            return Ok(());
+        };
+        let port = read_device(name, Backend::Userspace)?
+            .listen_port
+            .unwrap_or(0);
+        let released = listener::release_ports(pid, port).map_err(|e| {
+            Error::caused(
+                format!("releasing the start port of boringtun {name} (pid {pid})"),
+                e,
+            )
+        })?;
+        vlog!(
+            1,
+            "boringtun {name} (pid {pid}): {released} start socket(s) released"
+        );
         Ok(())
     }
 

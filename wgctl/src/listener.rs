@@ -139,6 +139,66 @@ pub fn filtered(pid: i32) -> io::Result<bool> {
     Ok(listeners > 0)
 }
 
+/// Releases the UDP ports process `pid` holds other than `keep`, on sockets it bound to port 0
+/// (a port the kernel picked); returns how many sockets. Through a second descriptor of each
+/// (as above), `connect(AF_UNSPEC)` disconnects the socket, and the kernel unhashes a socket
+/// whose port it picked: the port is free again, the process keeps a socket that hears
+/// nothing. (A port bound by number stays: the kernel keeps it through a disconnect.)
+///
+/// For boringtun-cli 0.7, which binds a random port at start and keeps that socket (and hears
+/// WireGuard on it) after it is given its listen port: in a hub's center such a port, in the
+/// kernel's ephemeral range, takes a port the hub plans for another peer.
+pub fn release_ports(pid: i32, keep: u16) -> io::Result<usize> {
+    let mut released = 0;
+    for sock in sockets(pid)? {
+        let fd = sock.as_raw_fd();
+        let domain = get_int(fd, libc::SOL_SOCKET, SO_DOMAIN)?;
+        if (domain != libc::AF_INET && domain != libc::AF_INET6)
+            || get_int(fd, libc::SOL_SOCKET, SO_PROTOCOL)? != libc::IPPROTO_UDP
+        {
+            continue;
+        }
+        let port = local_port(&sock)?;
+        if port == 0 || port == keep {
+            continue;
+        }
+        // SAFETY: sockaddr is plain old data; AF_UNSPEC with the rest zero is a disconnect.
+        let mut unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+        unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+        // SAFETY: connect(2) reads one sockaddr of the size given, alive across the call.
+        let rc = unsafe { libc::connect(fd, &unspec, size_of_val(&unspec) as libc::socklen_t) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if local_port(&sock)? == 0 {
+            released += 1;
+        }
+    }
+    Ok(released)
+}
+
+/// The local port of an IPv4 or IPv6 socket (getsockname(2)).
+fn local_port(sock: &OwnedFd) -> io::Result<u16> {
+    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getsockname(2) writes at most `len` bytes into `addr`, alive across the call.
+    let rc = unsafe {
+        libc::getsockname(
+            sock.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // (sin_port and sin6_port sit at the same offset, after the family)
+    // SAFETY: the storage holds a sockaddr_in or sockaddr_in6, both starting with family, port.
+    let sin: &libc::sockaddr_in = unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
+    Ok(u16::from_be(sin.sin_port))
+}
+
 /// Attaches the filter to each socket of `pid` that is `listener`; returns how many.
 fn attach(pid: i32, listener: Listener) -> io::Result<usize> {
     let mut found = 0;
@@ -154,7 +214,7 @@ fn attach(pid: i32, listener: Listener) -> io::Result<usize> {
 }
 
 /// A second descriptor of each socket process `pid` holds (pidfd_getfd(2)), for
-/// [`route_memberships`] to pick its NETLINK_ROUTE ones.
+/// [`route_memberships`] to pick its NETLINK_ROUTE ones, or [`release_ports`] its UDP ones.
 fn sockets(pid: i32) -> io::Result<Vec<OwnedFd>> {
     let pidfd = pidfd_open(pid)?;
     let mut socks = Vec::new();

@@ -1,8 +1,8 @@
 //! The userspace implementations wgctl starts for the userspace backend, and what differs
 //! between them (`--userspace`, or `$NIRANSIX_WG_USERSPACE`):
 //!
-//! - **boringtun** (the default: bench/userspace.sh measures both; docs/wgctl.md has the
-//!   figures): `boringtun-cli`, Cloudflare's implementation in Rust. wgctl opens its TUN device
+//! - **boringtun** (faster and lighter per peer, bench/userspace.sh; not the default, see
+//!   [`DEFAULT`]): `boringtun-cli`, Cloudflare's implementation in Rust. wgctl opens its TUN device
 //!   itself, in the birthplace, and hands it over as a descriptor (`--tun-fd N`), because
 //!   boringtun-cli 0.7 re-reads the MTU of a device it opened by name every second, through a
 //!   socket of its own namespace: once the link has moved into another namespace that read
@@ -12,7 +12,7 @@
 //!   live boringtun uses (under a lock) and links `NAME.sock` to the same socket, so wgctl and
 //!   `wg` find it by the interface's name. It opens its UDP socket only when it is given a listen
 //!   port, and listens to no netlink events at all (nothing for `listener` to filter).
-//! - **wireguard-go** (`$WG_USERSPACE_IMPLEMENTATION`, as wg-quick honours it, or
+//! - **wireguard-go** (the default; `$WG_USERSPACE_IMPLEMENTATION`, as wg-quick honours it, or
 //!   `wireguard-go`): creates its TUN device by name, UAPI socket `/var/run/wireguard/NAME.sock`.
 //!
 //! Both run one process per interface, started in the birthplace (where the UDP socket is
@@ -47,9 +47,13 @@ pub enum Userspace {
     Boringtun,
 }
 
-/// The implementation a new userspace interface gets without `--userspace`: the one
-/// bench/userspace.sh shows lighter per peer and at least as fast (docs/wgctl.md).
-pub const DEFAULT: Userspace = Userspace::Boringtun;
+/// The implementation a new userspace interface gets without `--userspace`. bench/userspace.sh
+/// shows boringtun faster and lighter per peer, but boringtun-cli 0.7 keeps a random UDP port
+/// of the birthplace bound for as long as it runs (its IPv6 socket from before it is given its
+/// listen port, which [`crate::listener::release_ports`] cannot free): in a hub's center such a
+/// port takes one the hub planned for another peer (seen at ~300 peers). So wireguard-go until
+/// that port is out of the way (docs/wgctl.md).
+pub const DEFAULT: Userspace = Userspace::WireguardGo;
 
 /// The MTU of a boringtun interface created without `--mtu` (wireguard-go's and the kernel's;
 /// its TUN device is made with 1500).

@@ -93,7 +93,8 @@ pub static NSCTL: Page = Page {
 pub static WGCTL: Page = Page {
     description: &[
         "wgctl makes WireGuard keys, interfaces and peers, with the kernel's WireGuard or, where \
-         the kernel has none, wireguard-go (--backend auto chooses; the JSON says which).",
+         the kernel has none, a userspace implementation: wireguard-go or boringtun \
+         (boringtun-cli) (--backend auto and --userspace choose; the JSON says which).",
         "iface add creates the interface in the namespace --ns names, the birthplace: its UDP \
          socket is opened there and stays there. With --into-ns the interface is then moved \
          into another namespace and brought up in it, so that the tunnel's traffic lives in \
@@ -107,13 +108,14 @@ pub static WGCTL: Page = Page {
             "iface add:",
             &[
                 r#"{"changed":..,"interface":{"name":..,"netns":..,"#,
-                r#"  "backend":"kernel"|"userspace","public_key":..,"listen_port":..}}"#,
+                r#"  "backend":"kernel"|"userspace","userspace":"boringtun"|"wireguard-go"|null,"#,
+                r#"  "public_key":..,"listen_port":..}}"#,
             ],
         ),
         (
             "show (never a private or preshared key, only whether a peer has one):",
             &[
-                r#"{"changed":false,"interfaces":[{"name":..,"backend":..,"#,
+                r#"{"changed":false,"interfaces":[{"name":..,"backend":..,"userspace":..,"#,
                 r#"  "public_key":..,"listen_port":..,"fwmark":..|null,"mtu":..,"#,
                 r#"  "state":"up"|"down","#,
                 r#"  "peers":[{"public_key":..,"endpoint":..|null,"allowed_ips":[..],"#,
@@ -130,16 +132,29 @@ pub static WGCTL: Page = Page {
         ),
     ],
     exit_status: &[],
-    environment: &[(
-        "WG_USERSPACE_IMPLEMENTATION, WG_QUICK_USERSPACE_IMPLEMENTATION",
-        "The userspace implementation that --backend userspace (or auto, without the kernel's \
-         WireGuard) starts instead of wireguard-go, as wg-quick honours them.",
-    )],
-    files: &[(
-        "/var/run/wireguard/NAME.sock",
-        "The UAPI socket of a userspace interface, through which wgctl configures it and finds \
-         its process, wherever the interface has moved.",
-    )],
+    environment: &[
+        (
+            "NIRANSIX_WG_USERSPACE",
+            "wireguard-go or boringtun: the --userspace of iface add when it is not given.",
+        ),
+        (
+            "WG_USERSPACE_IMPLEMENTATION, WG_QUICK_USERSPACE_IMPLEMENTATION",
+            "The program --userspace wireguard-go starts instead of wireguard-go, as wg-quick \
+             honours them.",
+        ),
+    ],
+    files: &[
+        (
+            "/var/run/wireguard/NAME.sock",
+            "The UAPI socket of a userspace interface, through which wgctl configures it and \
+             finds its process, wherever the interface has moved.",
+        ),
+        (
+            "/var/run/wireguard/N.sock",
+            "boringtun's own name for the same socket (N: the descriptor of its TUN device); \
+             NAME.sock is a hard link to it.",
+        ),
+    ],
     examples: &[
         (
             "A key pair, the private key in a file:",

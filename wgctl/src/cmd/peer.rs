@@ -290,11 +290,13 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
     } else {
         Vec::new()
     };
-    if !strays.is_empty() {
-        diffs.push(format!("{} other peer(s) removed", strays.len()));
-    }
     if endpoint.is_some_and(|e| Some(e) != cur_endpoint) {
         diffs.push("endpoint".into());
+    }
+    // Whether the peer itself is new or changes (not only the others around it).
+    let own_change = existing.is_none() || !diffs.is_empty();
+    if !strays.is_empty() {
+        diffs.push(format!("{} other peer(s) removed", strays.len()));
     }
     let changed = existing.is_none() || !diffs.is_empty();
 
@@ -322,9 +324,9 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         // keepalive, preshared key); its session starts over with a handshake. (Two requests:
         // boringtun carries a peer's `remove` over to the peers after it in one request, so
         // the peer to add also comes before the strays to remove.)
-        let anew = existing.is_some()
-            && used == Backend::Userspace
+        let boringtun = used == Backend::Userspace
             && backend::running_userspace(name.as_str()) == Some(Userspace::Boringtun);
+        let anew = boringtun && existing.is_some() && own_change;
         let mut peer = PeerConfigBuilder::new(&a.public_key.0)
             .replace_allowed_ips()
             .add_allowed_ips(&ips);
@@ -354,7 +356,11 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
             let removal = DeviceUpdate::new().remove_peer_by_key(&a.public_key.0);
             backend::apply(name, used, removal, &what)?;
         }
-        let mut update = DeviceUpdate::new().add_peer(peer);
+        // (boringtun: a peer that stays as it is is left alone, keeping its session)
+        let mut update = DeviceUpdate::new();
+        if own_change || !boringtun {
+            update = update.add_peer(peer);
+        }
         for k in strays {
             update = update.remove_peer_by_key(k);
         }
