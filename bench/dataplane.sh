@@ -67,7 +67,6 @@ client=$repo/niransix-sh/client
 . "$here/lib.sh"
 bench_tools "$repo"
 [[ -n ${NIRANSIX_BIN_DIR:-} ]] || { echo "dataplane: build the tools first (cargo build --release --workspace)" >&2; exit 1; }
-wgctl=$NIRANSIX_BIN_DIR/wgctl
 
 P=dp
 export HUB_PREFIX=$P HUB_NS=${P}hub HUB_CIDR=100.64.0.0/20 HUB_ADDRESS=100.64.0.10
@@ -92,8 +91,6 @@ fi
 work=$(mktemp -d /tmp/dp-work.XXXXXX)
 HUB_STATE_DIR=$(mktemp -d /tmp/dp-state.XXXXXX)
 export HUB_STATE_DIR
-limit_file=/proc/sys/fs/inotify/max_user_instances
-limit_old=$(<"$limit_file") limit_set=
 pids=()    # the iperf3 servers we started for a hub
 floor_pid= # and the floor's
 mode_up=   # the HUB_MODE of the hub that is up, if one is
@@ -121,81 +118,18 @@ cleanup() {
 	stop_servers
 	[[ -z $floor_pid ]] || { kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
 	hub_down
-	local ns
-	for ns in "$fa" "$fb"; do
-		"$wgctl" --ns "$ns" iface del "$ns-wg" >/dev/null 2>&1 || true
-		ip netns del "$ns" 2>/dev/null || true
-	done
+	pair_down "$fa" "$fb"
 	rm -rf "$work" "$HUB_STATE_DIR"
-	# (only if nobody changed it since)
-	[[ -z $limit_set || $(<"$limit_file") != "$limit_set" ]] || echo "$limit_old" >"$limit_file"
+	inotify_restore
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Each wireguard-go holds an inotify instance: the largest hub, its client and the floor's two.
-need=0
-for n in "${sizes[@]}"; do ((n + 64 <= need)) || need=$((n + 64)); done
-if ((need > limit_old)); then
-	limit_set=$((need > 8192 ? need : 8192))
-	echo "$limit_set" >"$limit_file"
-fi
+inotify_need "${sizes[@]}"
 
 # ---------------------------------------------------------------- measuring
-
-# start_server NS [BIND]: iperf3 -s on port 5201 in NS, its pid in SERVER_PID (for the
-# cleanup); returns once it listens.
-start_server() {
-	local i
-	ip netns exec "$1" iperf3 -s -p 5201 ${2:+-B "$2"} >/dev/null 2>&1 &
-	SERVER_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[[ -z $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] || return 0
-		sleep 0.05
-	done
-	echo "dataplane: iperf3 -s in $1 does not listen" >&2
-	return 1
-}
-
-# iperf NS ADDR ARGS...: iperf3's JSON of a test from NS to ADDR:5201 (tried 3 times: a server
-# still finishing the previous test answers "busy").
-iperf() {
-	local ns=$1 addr=$2 out
-	shift 2
-	for _ in 1 2 3; do
-		if out=$(ip netns exec "$ns" iperf3 -c "$addr" -p 5201 -t "$DURATION" -J "$@" 2>&1) &&
-			jq -e '.end.sum_received' <<<"$out" >/dev/null 2>&1; then
-			printf '%s\n' "$out"
-			return 0
-		fi
-		sleep 1
-	done
-	echo "dataplane: iperf3 -c $addr $* from $ns failed: $(jq -r '.error // empty' <<<"$out" 2>/dev/null || echo "$out")" >&2
-	return 1
-}
-# tcp NS ADDR STREAMS: received Mbit/s.
-tcp() {
-	iperf "$1" "$2" -P "$3" | jq -r '.end.sum_received.bits_per_second / 1e6'
-}
-# udp NS ADDR: received packets per second, 64-byte payloads sent as fast as iperf3 can.
-udp() {
-	# (the receiver's count, which iperf3 reports as the packets sent less those lost)
-	iperf "$1" "$2" -u -l 64 -b 0 | jq -r '.end.sum_received | (.packets - .lost_packets) / .seconds'
-}
-# rtt NS ADDR: "p50 p99" in ms of PINGS pings, 10 ms apart.
-rtt() {
-	local out
-	out=$(ip netns exec "$1" ping -n -c "$PINGS" -i 0.01 -W 1 "$2" 2>&1 || true)
-	grep -oE 'time=[0-9.]+' <<<"$out" | cut -d= -f2 | sort -g | awk -v n="$PINGS" '
-		{ t[NR] = $1 }
-		END {
-			if (NR < n * 0.9) exit 1
-			i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999)
-			printf "%.3f %.3f\n", t[i50], t[i99]
-		}' || { echo "dataplane: ping $2 from $1 lost more than 10 %: $(tail -2 <<<"$out" | awk 'NR == 1')" >&2; return 1; }
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # bundle KEY NS ADDR [noping]: every figure of one path (the median of ROUNDS), into R[KEY] as
 # "tcp1 tcp8 pps p50 p99" (- for what is not measured).
@@ -273,42 +207,12 @@ growth() {
 
 # ---------------------------------------------------------------- the floor
 
-# floor_up: namespaces dpfa and dpfb joined by a veth (2001:db8:f::1 and ::2), a WireGuard tunnel
-# between them (10.201.0.1 and .2), iperf3 -s in dpfb.
+# floor_up: the bare tunnel between dpfa (10.201.0.1) and dpfb (10.201.0.2), iperf3 -s in dpfb.
 floor_up() {
-	local ns
-	for ns in "$fa" "$fb"; do
-		ip netns add "$ns"
-		ip -n "$ns" link set lo up
-		(umask 077 && wg genkey >"$work/$ns.key")
-		wg pubkey <"$work/$ns.key" >"$work/$ns.pub"
-	done
-	ip link add "$fa-u" netns "$fa" type veth peer name "$fb-u" netns "$fb"
-	ip -n "$fa" addr add 2001:db8:f::1/64 dev "$fa-u" nodad
-	ip -n "$fb" addr add 2001:db8:f::2/64 dev "$fb-u" nodad
-	ip -n "$fa" link set "$fa-u" up
-	ip -n "$fb" link set "$fb-u" up
-	"$wgctl" --ns "$fa" iface add "$fa-wg" --private-key "$work/$fa.key" --listen-port 51820 --into-ns "$fa" >/dev/null
-	"$wgctl" --ns "$fb" iface add "$fb-wg" --private-key "$work/$fb.key" --listen-port 51820 --into-ns "$fb" >/dev/null
-	"$wgctl" --ns "$fa" peer add "$fa-wg" --public-key "$(<"$work/$fb.pub")" --allowed-ips 10.201.0.2/32 \
-		--endpoint '[2001:db8:f::2]:51820' >/dev/null
-	"$wgctl" --ns "$fb" peer add "$fb-wg" --public-key "$(<"$work/$fa.pub")" --allowed-ips 10.201.0.1/32 \
-		--endpoint '[2001:db8:f::1]:51820' >/dev/null
-	ip -n "$fa" addr add 10.201.0.1/24 dev "$fa-wg"
-	ip -n "$fb" addr add 10.201.0.2/24 dev "$fb-wg"
+	pair_up "$fa" "$fb" "$work"
 	start_server "$fb"
 	floor_pid=$SERVER_PID
 	reach "$fa" 10.201.0.2
-}
-
-# reach NS ADDR: waits (up to 20 s) until ADDR answers a ping from NS: the handshake is done.
-reach() {
-	local i
-	for ((i = 0; i < 20; i++)); do
-		! ip netns exec "$1" ping -n -c 1 -W 1 "$2" >/dev/null 2>&1 || return 0
-	done
-	echo "dataplane: $2 does not answer from $1" >&2
-	return 1
 }
 
 # ---------------------------------------------------------------- the hub

@@ -1,5 +1,8 @@
 # shellcheck shell=bash
-# bench/lib.sh — shared by the benchmark scripts: which tools to time, and memory of processes.
+# bench/lib.sh — shared by the benchmark scripts: which tools to time, memory of processes, a bare
+# WireGuard tunnel between two namespaces, and iperf3/ping through it. Messages name $BENCH (the
+# sourcing script's name); DURATION (s per iperf3 test) and PINGS are the sourcing script's.
+BENCH=${BENCH:-$(basename "$0" .sh)}
 
 # bench_tools REPO: exports NIRANSIX_BIN_DIR (unless set) as the first complete build of the four
 # tools and hubctl, release before debug.
@@ -31,3 +34,128 @@ rss_kb() { proc_kb status VmRSS "$1"; }
 # pss_kb PATTERN: total PSS (kB) of those processes: shared pages divided among their users, so
 # that a thousand wireguard-go count their one binary once.
 pss_kb() { proc_kb smaps_rollup Pss "$1"; }
+
+# ---------------------------------------------------------------- inotify instances
+
+# inotify_need N...: fs.inotify.max_user_instances at least the largest N + 64 (each wireguard-go
+# holds an instance: N of them, and a few more of the bench's own; raised to 8192, or more), the
+# old value kept for inotify_restore. Called again, it puts the value back up if someone else's
+# test or benchmark restored theirs meanwhile.
+BENCH_INOTIFY=/proc/sys/fs/inotify/max_user_instances
+bench_inotify_old=$(<"$BENCH_INOTIFY") bench_inotify_set=
+inotify_need() {
+	local need=0 n
+	for n in "$@"; do ((n + 64 <= need)) || need=$((n + 64)); done
+	((need > $(<"$BENCH_INOTIFY"))) || return 0
+	bench_inotify_set=$((need > 8192 ? need : 8192))
+	echo "$bench_inotify_set" >"$BENCH_INOTIFY"
+}
+# inotify_restore: the old value back, unless someone changed it since (for an exit trap).
+inotify_restore() {
+	[[ -z $bench_inotify_set || $(<"$BENCH_INOTIFY") != "$bench_inotify_set" ]] ||
+		echo "$bench_inotify_old" >"$BENCH_INOTIFY"
+}
+
+# ---------------------------------------------------------------- a bare tunnel
+
+# pair_up A B WORK: namespaces A and B joined by a veth (2001:db8:f::1 and ::2), a WireGuard tunnel
+# A-wg / B-wg between them (10.201.0.1 and .2, port 51820), made with wgctl (the userspace
+# implementation it picks, or $NIRANSIX_WG_USERSPACE); keys in WORK.
+pair_up() {
+	local a=$1 b=$2 work=$3 ns wgctl=$NIRANSIX_BIN_DIR/wgctl
+	for ns in "$a" "$b"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+		(umask 077 && wg genkey >"$work/$ns.key")
+		wg pubkey <"$work/$ns.key" >"$work/$ns.pub"
+	done
+	ip link add "$a-u" netns "$a" type veth peer name "$b-u" netns "$b"
+	ip -n "$a" addr add 2001:db8:f::1/64 dev "$a-u" nodad
+	ip -n "$b" addr add 2001:db8:f::2/64 dev "$b-u" nodad
+	ip -n "$a" link set "$a-u" up
+	ip -n "$b" link set "$b-u" up
+	"$wgctl" --ns "$a" iface add "$a-wg" --private-key "$work/$a.key" --listen-port 51820 --into-ns "$a" >/dev/null
+	"$wgctl" --ns "$b" iface add "$b-wg" --private-key "$work/$b.key" --listen-port 51820 --into-ns "$b" >/dev/null
+	"$wgctl" --ns "$a" peer add "$a-wg" --public-key "$(<"$work/$b.pub")" --allowed-ips 10.201.0.2/32 \
+		--endpoint '[2001:db8:f::2]:51820' >/dev/null
+	"$wgctl" --ns "$b" peer add "$b-wg" --public-key "$(<"$work/$a.pub")" --allowed-ips 10.201.0.1/32 \
+		--endpoint '[2001:db8:f::1]:51820' >/dev/null
+	ip -n "$a" addr add 10.201.0.1/24 dev "$a-wg"
+	ip -n "$b" addr add 10.201.0.2/24 dev "$b-wg"
+}
+
+# pair_down A B: removes what pair_up made (the interfaces, then the namespaces).
+pair_down() {
+	local ns
+	for ns in "$@"; do
+		"$NIRANSIX_BIN_DIR/wgctl" --ns "$ns" iface del "$ns-wg" >/dev/null 2>&1 || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
+
+# reach NS ADDR: waits (up to 20 s) until ADDR answers a ping from NS: the handshake is done.
+reach() {
+	local i
+	for ((i = 0; i < 20; i++)); do
+		! ip netns exec "$1" ping -n -c 1 -W 1 "$2" >/dev/null 2>&1 || return 0
+	done
+	echo "$BENCH: $2 does not answer from $1" >&2
+	return 1
+}
+
+# ---------------------------------------------------------------- measuring
+
+# start_server NS [BIND]: iperf3 -s on port 5201 in NS, its pid in SERVER_PID (for the
+# cleanup); returns once it listens.
+# shellcheck disable=SC2034 # SERVER_PID is for the caller
+start_server() {
+	local i
+	ip netns exec "$1" iperf3 -s -p 5201 ${2:+-B "$2"} >/dev/null 2>&1 &
+	SERVER_PID=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ -z $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] || return 0
+		sleep 0.05
+	done
+	echo "$BENCH: iperf3 -s in $1 does not listen" >&2
+	return 1
+}
+
+# iperf NS ADDR ARGS...: iperf3's JSON of a test from NS to ADDR:5201 (tried 3 times: a server
+# still finishing the previous test answers "busy").
+iperf() {
+	local ns=$1 addr=$2 out
+	shift 2
+	for _ in 1 2 3; do
+		if out=$(ip netns exec "$ns" iperf3 -c "$addr" -p 5201 -t "$DURATION" -J "$@" 2>&1) &&
+			jq -e '.end.sum_received' <<<"$out" >/dev/null 2>&1; then
+			printf '%s\n' "$out"
+			return 0
+		fi
+		sleep 1
+	done
+	echo "$BENCH: iperf3 -c $addr $* from $ns failed: $(jq -r '.error // empty' <<<"$out" 2>/dev/null || echo "$out")" >&2
+	return 1
+}
+# tcp NS ADDR STREAMS: received Mbit/s.
+tcp() {
+	iperf "$1" "$2" -P "$3" | jq -r '.end.sum_received.bits_per_second / 1e6'
+}
+# udp NS ADDR: received packets per second, 64-byte payloads sent as fast as iperf3 can.
+udp() {
+	# (the receiver's count, which iperf3 reports as the packets sent less those lost)
+	iperf "$1" "$2" -u -l 64 -b 0 | jq -r '.end.sum_received | (.packets - .lost_packets) / .seconds'
+}
+# rtt NS ADDR: "p50 p99" in ms of PINGS pings, 10 ms apart.
+rtt() {
+	local out
+	out=$(ip netns exec "$1" ping -n -c "$PINGS" -i 0.01 -W 1 "$2" 2>&1 || true)
+	grep -oE 'time=[0-9.]+' <<<"$out" | cut -d= -f2 | sort -g | awk -v n="$PINGS" '
+		{ t[NR] = $1 }
+		END {
+			if (NR < n * 0.9) exit 1
+			i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999)
+			printf "%.3f %.3f\n", t[i50], t[i99]
+		}' || { echo "$BENCH: ping $2 from $1 lost more than 10 %: $(tail -2 <<<"$out" | awk 'NR == 1')" >&2; return 1; }
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
