@@ -82,7 +82,7 @@ pub fn audit(kernel: &[KernelRule], rebuild: Rebuild) -> Audit {
             rule.parts
                 .iter()
                 .map(|p| {
-                    let chain = p.stage.name().to_string_lossy().into_owned();
+                    let chain = crate::nft::dispatch::chain_of(p);
                     (chain, encode::part_shape(rule, p).unwrap_or_default())
                 })
                 .collect()
@@ -156,7 +156,7 @@ mod tests {
             .iter()
             .zip(first_handle..)
             .map(|(p, handle)| KernelRule {
-                chain: p.stage.name().to_string_lossy().into_owned(),
+                chain: crate::nft::dispatch::chain_of(p),
                 handle,
                 comment: Some(rule.comment()),
                 packets: 0,
