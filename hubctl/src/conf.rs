@@ -237,13 +237,8 @@ impl Conf {
         Ok(conf)
     }
 
-    /// Forwards (LABEL gave some) need a device address to lead to, and, for now, HUB_MODE=netns.
+    /// Forwards (LABEL gave some) need a device address to lead to.
     pub fn forwards_possible(&self, label: &str) -> Result<()> {
-        if self.zones() {
-            return Err(invalid(format!(
-                "{label}: forwards into the devices are built in HUB_MODE=netns only, not yet in zones mode"
-            )));
-        }
         self.client_host(label).map(|_| ())
     }
 

@@ -13,8 +13,8 @@ use crate::steps::Step;
 
 impl Hub<'_> {
     /// Delete the natctl rules of the listed peers that their plan does not hold: in HUB_MODE=
-    /// netns every rule of the peer's namespace, in zones mode the center's rules of the peer's
-    /// tunnel. Only namespaces that exist are read.
+    /// netns every rule of the peer's namespace, in zones mode the center's rules that name the
+    /// peer's tunnel or one of its internal addresses. Only namespaces that exist are read.
     pub fn prune_rules(&mut self, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
@@ -42,9 +42,21 @@ impl Hub<'_> {
             if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
                 return Ok(());
             }
+            // (a peer's rules name its tunnel, or one of its internal addresses)
             let wgs = names
                 .iter()
-                .map(|n| (Names::of(&c, n).wg, n.clone()))
+                .flat_map(|n| {
+                    let peer = &self.peers[n];
+                    let a6 = crate::names::address6(&c, peer).map(|a| a.to_string());
+                    [
+                        Some(Names::of(&c, n).wg),
+                        Some(peer.address.to_string()),
+                        a6,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(move |k| (k, n.clone()))
+                })
                 .collect();
             let list = Step::new(Natctl, "center", format!("{}list", ns_opt(&c.ns)));
             (vec![list], wgs)
@@ -74,7 +86,11 @@ impl Hub<'_> {
                 // (zones: only the rules of these peers' tunnels; netns: the namespace is the
                 // peer's alone)
                 let (owner, ns) = if c.zones() {
-                    match r["iif"].as_str().and_then(|i| wgs.get(i)) {
+                    let keys = [&r["iif"], &r["dst"], &r["daddr"]];
+                    match keys
+                        .iter()
+                        .find_map(|k| k.as_str().and_then(|k| wgs.get(k)))
+                    {
                         Some(n) => (n.clone(), c.ns.clone()),
                         None => continue,
                     }

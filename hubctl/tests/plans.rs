@@ -278,7 +278,7 @@ fn zones_removal_deletes_each_rule_by_id() {
             .iter()
             .filter(|l| *l == "natctl --ns hub del 0123abcd")
             .count(),
-        8,
+        12,
         "{lines:?}"
     );
     assert!(lines.contains(&format!(
@@ -407,10 +407,8 @@ fn every_command_has_its_golden_plan() {
         if v6 {
             b.vars.insert("HUB_CIDR6".into(), "fd00:64::/64".into());
         }
-        if mode == "netns" {
-            b.vars
-                .insert("HUB_FORWARDS".into(), "tcp/22 udp/161=1161".into());
-        }
+        b.vars
+            .insert("HUB_FORWARDS".into(), "tcp/22 udp/161=1161".into());
         let set = b.state.with_extension("jsonl");
         let psk = b.state.with_extension("psk");
         std::fs::write(&psk, "x3G8l5kzJk4Kcc8hWGZ8JtU4l4jjz1ozPZ/j9fjdvlU=\n").unwrap();

@@ -144,6 +144,7 @@ pub(super) struct NatRule {
     pub(super) iif: Option<String>,
     pub(super) oif: Option<String>,
     pub(super) zone: Option<u64>,
+    pub(super) dir: Option<String>,
     pub(super) set: Option<u64>,
     pub(super) to: Option<String>,
     pub(super) src: Option<String>,
@@ -164,6 +165,14 @@ pub(super) struct NatRule {
 impl NatRule {
     pub(super) fn is(&self, kind: &str, iif: &str) -> bool {
         self.kind.as_deref() == Some(kind) && self.iif.as_deref() == Some(iif)
+    }
+
+    /// A rule of KIND for what goes to ADDR: arriving on IIF, or (None) sent by the center.
+    pub(super) fn is_to(&self, kind: &str, addr: &str, iif: Option<&str>) -> bool {
+        self.kind.as_deref() == Some(kind)
+            && self.dst.as_deref() == Some(addr)
+            && self.iif.as_deref() == iif
+            && self.local.unwrap_or(false) == iif.is_none()
     }
 }
 
