@@ -492,7 +492,7 @@ impl<'e> Hub<'e> {
 
     /// The key steps of the listed peers (each in its lane): the hub side of each tunnel, the
     /// client's pair unless it brought its own, the preshared key to generate; a preshared key
-    /// given as a file is copied here.
+    /// given as a file (or inline, by `sync`) is written here.
     fn key_steps(&mut self, names: &[String]) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
         for n in names {
@@ -506,16 +506,20 @@ impl<'e> Hub<'e> {
                     .into_iter()
                     .map(|s| s.in_lane(crate::plan::lane(n))),
             );
-            if let (true, Psk::File(file)) = (needs_psk, from) {
-                if !self.run.check {
+            let (key, what) = match (needs_psk, from) {
+                (true, Psk::File(file)) => {
                     let text = std::fs::read_to_string(&file)
                         .map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
-                    let key = key_line(&text).unwrap_or_default();
-                    write_atomic(&self.state.psk_path(n), &format!("{key}\n"))?;
+                    let key = key_line(&text).unwrap_or_default().to_string();
+                    (key, format!("preshared key from {}", file.display()))
                 }
-                self.run
-                    .changed_by(n, format!("preshared key from {}", file.display()));
+                (true, Psk::Key(k)) => (k.0, "preshared key as given".to_string()),
+                _ => continue,
+            };
+            if !self.run.check {
+                write_atomic(&self.state.psk_path(n), &format!("{key}\n"))?;
             }
+            self.run.changed_by(n, what);
         }
         Ok(steps)
     }
