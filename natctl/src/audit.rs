@@ -229,7 +229,7 @@ mod tests {
             id.missing,
             [Missing {
                 part: 1,
-                chain: "connmarks".into()
+                chain: "connmarks.iif.t1".into()
             }]
         );
         let mut twice = kernel_of(&connmark, 1);
@@ -256,16 +256,17 @@ mod tests {
         assert!(audit.tampered.iter().all(|t| !t));
         assert!(rules.iter().all(|r| audit.ids[&r.id()].intact));
 
-        // zone --local's expressions in `zones` (prerouting) instead of `zones_out`: tampered.
+        // zone --local's expressions in `zones` (prerouting) instead of its chain in
+        // `zones_out`: tampered.
         let mut moved = kernel_of(&rules[0], 1);
-        moved[0].chain = "zones".into();
+        moved[0].chain = "zones.dst4.100.64.0.11".into();
         let moved_audit = super::audit(&moved, crate::cmd::stored_rule);
         assert_eq!(moved_audit.tampered, [true]);
         assert_eq!(
             moved_audit.ids[&rules[0].id()].missing,
             [Missing {
                 part: 0,
-                chain: "zones_out".into()
+                chain: "zones_out.dst4.100.64.0.11".into()
             }]
         );
         // connmark --local without its marking part (part 1, in localmarks): incomplete.
@@ -277,7 +278,7 @@ mod tests {
             partial.ids[&rules[3].id()].missing,
             [Missing {
                 part: 1,
-                chain: "localmarks".into()
+                chain: "localmarks.dst4.100.64.0.11".into()
             }]
         );
     }

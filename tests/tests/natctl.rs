@@ -4652,3 +4652,31 @@ fn del_works_when_a_keys_map_element_was_deleted_by_hand() {
     assert_eq!(keys, ["h1", "h2"]);
     assert_eq!(assert_list_matches_nft(&ns).len(), 2);
 }
+
+/// A base chain that lost one of its dispatch rules (deleted with `nft`) gets them all anew with
+/// the next add, in key order at its head: `zones` lacking its `iifname` lookup has its host
+/// lookups first again, then the interface's.
+#[test]
+fn a_lost_dispatch_rule_comes_back_in_its_place() {
+    let lab = Lab::new();
+    let ns = lab.netns("hdisp");
+    add(&ns, &["filter", "--iif", "h1", "--default", "drop"]);
+    let zones = nsh(&ns, "nft -a list chain inet natctl zones").ok().stdout;
+    let handle = zones
+        .lines()
+        .find(|l| l.contains("natctl dispatch by iif"))
+        .and_then(|l| l.rsplit("handle ").next())
+        .unwrap_or_else(|| panic!("zones' iif dispatch: {zones}"))
+        .trim()
+        .to_string();
+    nsh(
+        &ns,
+        &format!("nft delete rule inet natctl zones handle {handle}"),
+    )
+    .ok();
+    assert!(add(&ns, &["mark", "--iif", "h2", "--set", "3"]).changed);
+    // (nft_table checks every base chain's dispatch rules: once each, in key order, at its head)
+    let table = nft_table(&ns);
+    assert_dispatch(&table);
+    assert_eq!(assert_list_matches_nft(&ns).len(), 2);
+}

@@ -181,10 +181,10 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
         } else {
             // (the dump this process made to find the ids, unless they came from the store)
             let lacking = nft::cache::with_rules(&lock, classify, |kernel| {
-                nft::dispatch::missing(
+                nft::dispatch::lacking(
                     kernel
                         .iter()
-                        .map(|k| (k.chain.as_str(), k.comment.as_deref())),
+                        .map(|k| (k.chain.as_str(), k.comment.as_deref(), k.handle)),
                 )
             })
             .with_context(|| reading(ctx))?;

@@ -130,8 +130,9 @@ pub enum Structure {
     /// All of it exists: we committed it at the generation the add was planned at.
     Complete,
     /// Make sure the table, base chains and maps exist (re-adding an existing object without
-    /// NLM_F_EXCL changes nothing), and add these dispatch rules, which a dump found missing.
-    Lacking(Vec<(Stage, KeyKind)>),
+    /// NLM_F_EXCL changes nothing), and make anew the dispatch rules of these base chains, which
+    /// a dump found lacking some (with the handles of those they have).
+    Lacking(Vec<(Stage, Vec<u64>)>),
 }
 
 /// One transaction: the table's structure as `structure` says; delete the nftables rules
@@ -154,7 +155,7 @@ pub fn add_rule(rule: &Rule, structure: &Structure, replacing: &[(String, u64)])
         .collect();
     let dispatch_rules: Vec<_> = match structure {
         Structure::Complete => Vec::new(),
-        Structure::Lacking(missing) => {
+        Structure::Lacking(lacking) => {
             batch.add(&table, MsgType::Add);
             for chain in &chains {
                 batch.add(chain, MsgType::Add);
@@ -162,11 +163,23 @@ pub fn add_rule(rule: &Rule, structure: &Structure, replacing: &[(String, u64)])
             for (_, map) in &maps {
                 batch.add(map, MsgType::Add);
             }
-            // Each is inserted at the head: the last kind first, so they end up in kind order.
-            missing
+            let old: Vec<nftnl::Rule> = lacking
                 .iter()
-                .rev()
-                .map(|&(stage, kind)| {
+                .flat_map(|(stage, handles)| handles.iter().map(move |h| (*stage, *h)))
+                .map(|(stage, handle)| {
+                    let mut rule = nftnl::Rule::new(base(stage));
+                    rule.set_handle(handle);
+                    rule
+                })
+                .collect();
+            for rule in &old {
+                batch.add(rule, MsgType::Del);
+            }
+            // Each is inserted at the head: the last kind first, so they end up in kind order.
+            lacking
+                .iter()
+                .flat_map(|(stage, _)| stage.keys().iter().rev().map(move |kind| (*stage, *kind)))
+                .map(|(stage, kind)| {
                     let id = maps.iter().position(|(sk, _)| *sk == (stage, kind));
                     dispatch::dispatch_rule(
                         base(stage),
