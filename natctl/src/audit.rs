@@ -95,7 +95,14 @@ pub fn audit(kernel: &[KernelRule], rebuild: Rebuild) -> Audit {
                 .enumerate()
                 .position(|(j, (chain, shape))| !used[j] && *chain == k.chain && *shape == k.shape);
             match part {
-                Some(j) => used[j] = true,
+                Some(j) if k.reachable => used[j] = true,
+                // (the right rule where no packet reaches it: its part is missing)
+                Some(_) => common::vlog!(
+                    1,
+                    "rule handle {} in chain {} carries id {id}, but no map element leads there",
+                    k.handle,
+                    k.chain
+                ),
                 None => {
                     tampered[i] = true;
                     common::vlog!(
@@ -162,6 +169,7 @@ mod tests {
                 packets: 0,
                 bytes: 0,
                 shape: part_shape(rule, p).unwrap(),
+                reachable: true,
             })
             .collect()
     }

@@ -4680,3 +4680,49 @@ fn a_lost_dispatch_rule_comes_back_in_its_place() {
     assert_dispatch(&table);
     assert_eq!(assert_list_matches_nft(&ns).len(), 2);
 }
+
+/// A key's map element deleted with `nft` leaves its chain's rules where no packet reaches them:
+/// `list` shows each of them missing its part (in that chain), and the next add of one puts the
+/// element back, after which all of them are intact again.
+#[test]
+fn a_rule_no_map_element_leads_to_is_missing_and_add_restores_it() {
+    let lab = Lab::new();
+    let ns = lab.netns("hreach");
+    let default = ["filter", "--iif", "t7", "--default", "drop"];
+    let accept = [
+        "filter",
+        "--iif",
+        "t7",
+        "--dst",
+        "10.0.0.0/8",
+        "--verdict",
+        "accept",
+    ];
+    add(&ns, &default);
+    add(&ns, &accept);
+    nsh(
+        &ns,
+        r#"nft delete element inet natctl forward.iif '{ "t7" }'"#,
+    )
+    .ok();
+    let rules = list(&ns);
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    for r in &rules {
+        assert_eq!(
+            (r.complete, r.tampered, r.missing.as_ref().map(Vec::len)),
+            (Some(false), Some(false), Some(1)),
+            "{r:?}"
+        );
+        assert_eq!(r.missing.as_ref().unwrap()[0].chain, "forward.iif.t7");
+    }
+    assert!(add(&ns, &default).changed, "the add puts the element back");
+    assert_eq!(
+        nft_table(&ns).elements("forward.iif"),
+        [("t7".to_string(), "forward.iif.t7".to_string())]
+    );
+    assert!(
+        !add(&ns, &accept).changed,
+        "the other rule is reached again"
+    );
+    assert_eq!(assert_list_matches_nft(&ns).len(), 2);
+}
