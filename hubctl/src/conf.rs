@@ -36,8 +36,7 @@ pub const KEYS: [&str; 19] = [
 /// HUB_MODE=zones: every peer's connection mark and routing table is `MARK_BASE` + its port (its
 /// conntrack zone is the port itself): "NX" in the high half, clear of wg-quick's 51820.
 pub const ZONE_MARK_BASE: u32 = 0x4e58_0000;
-/// The priority of every peer's fwmark rule (HUB_MODE=zones).
-pub const ZONE_RULE_PRIORITY: u32 = 1000;
+/// (The priorities of the zones' fwmark rules: `fwmark`.)
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -9,7 +9,8 @@ use crate::conf::Conf;
 use crate::error::{failed, invalid, Result};
 use crate::exec::CenterView;
 use crate::exec::Tool::{Natctl, Nsctl, Routectl, Wgctl};
-use crate::index::{Index, RunClaims};
+use crate::fwmark;
+use crate::index::{Index, RunClaims, Slot};
 use crate::input::{key_line, Psk};
 use crate::names::Names;
 use crate::plan::{ns_opt, Layout};
@@ -358,7 +359,7 @@ impl<'e> Hub<'e> {
         let bridge_ours = self.center.as_ref().is_some_and(|r| r.bridge_created);
         let self_ns = format!("/proc/{}/ns/net", std::process::id());
         let steps = self.layout().center_steps(bridge_ours, &self_ns);
-        self.stage(steps, &[Nsctl])?;
+        self.stage(steps, &[Nsctl, Routectl])?;
         Ok(was_up)
     }
 
@@ -632,10 +633,22 @@ impl<'e> Hub<'e> {
             .collect();
         let ids = self.rule_ids(reads)?;
         let layout = self.layout();
+        // (a block's gate goes with the last of its peers: the index tells who holds its other
+        // ports, whose records need not be loaded)
+        let state = &self.state;
+        let staying = |port: u16| {
+            fwmark::block_ports(port).any(|p| {
+                p != port
+                    && Index::peek(state, Slot::Port(p))
+                        .is_some_and(|owner| !names.contains(&owner))
+            })
+        };
         let steps: Vec<Step> = names
             .iter()
             .flat_map(|n| {
-                layout.zone_removal_steps(&self.peers[n], ids.get(n).map_or(&[][..], |v| v), cif)
+                let peer = &self.peers[n];
+                let last = !staying(peer.listen_port);
+                layout.zone_removal_steps(peer, ids.get(n).map_or(&[][..], |v| v), cif, last)
             })
             .collect();
         self.stage(steps, &[Natctl, Routectl, Wgctl, Nsctl])?;

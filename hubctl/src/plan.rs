@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::access;
-use crate::conf::{Conf, ZONE_RULE_PRIORITY};
+use crate::conf::Conf;
 use crate::exec::Tool::{self, Natctl, Nsctl, Routectl, Wgctl};
+use crate::fwmark;
 use crate::names::{self, Names};
 use crate::record::Peer;
 use crate::state::State;
@@ -97,6 +98,17 @@ impl Layout<'_> {
         }
         step(format!("{co}link set {cif} --up"));
         step(format!("{co}sysctl net.ipv4.ip_forward=1"));
+        if c.zones() {
+            for v6 in std::iter::once(false).chain(c.v6.is_some().then_some(true)) {
+                for rule in fwmark::center_rules(v6) {
+                    s.push(Step::new(
+                        Routectl,
+                        "center",
+                        format!("{co}rule add {rule}"),
+                    ));
+                }
+            }
+        }
         s
     }
 
@@ -379,11 +391,7 @@ impl Layout<'_> {
                 c.center_if()
             ),
         ));
-        s.push(Step::new(
-            Routectl,
-            n,
-            format!("{co}rule add --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}"),
-        ));
+        s.extend(self.zone_rule_steps(peer, false));
         if let (Some(_), Some(v6)) = (a6, &c.v6) {
             s.push(Step::new(
                 Routectl,
@@ -399,9 +407,22 @@ impl Layout<'_> {
                     c.center_if()
                 ),
             ));
-            s.push(Step::new(Routectl, n, format!("{co}rule add -6 --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}")));
+            s.extend(self.zone_rule_steps(peer, true));
         }
         s
+    }
+
+    /// HUB_MODE=zones: the peer's fwmark rule of one family (V6), and the gate of its block.
+    fn zone_rule_steps(&self, peer: &Peer, v6: bool) -> Vec<Step> {
+        let (n, co) = (peer.name.as_str(), self.center());
+        let (_, mark) = names::zone(peer);
+        [
+            fwmark::peer_rule(v6, peer.listen_port, mark),
+            fwmark::gate(v6, peer.listen_port),
+        ]
+        .into_iter()
+        .map(|rule| Step::new(Routectl, n, format!("{co}rule add {rule}")))
+        .collect()
     }
 
     /// The peer's natctl rules in the center, each line prefixed by CHECK: its zone, for both
@@ -546,10 +567,16 @@ impl Layout<'_> {
     }
 
     /// HUB_MODE=zones: a peer's objects in the center: its natctl rules (IDS), its fwmark
-    /// rules, its tunnel (its table's default route goes with it), its table's routes to the
+    /// rules (and the gate of its block, when it is the LAST_OF_BLOCK to go), its tunnel (its table's default route goes with it), its table's routes to the
     /// internal network and its addresses (CIF: the center's interface that holds them is
     /// there).
-    pub fn zone_removal_steps(&self, peer: &Peer, ids: &[String], cif: bool) -> Vec<Step> {
+    pub fn zone_removal_steps(
+        &self,
+        peer: &Peer,
+        ids: &[String],
+        cif: bool,
+        last_of_block: bool,
+    ) -> Vec<Step> {
         let c = self.conf;
         let n = peer.name.as_str();
         let co = self.center();
@@ -559,13 +586,18 @@ impl Layout<'_> {
             .iter()
             .map(|id| Step::new(Natctl, n, format!("{co}del {id}")))
             .collect();
-        s.push(Step::new(
-            Routectl,
-            n,
-            format!("{co}rule del --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}"),
-        ));
-        if a6.is_some() {
-            s.push(Step::new(Routectl, n, format!("{co}rule del -6 --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}")));
+        for v6 in [false, true] {
+            if v6 && a6.is_none() {
+                continue;
+            }
+            let port = peer.listen_port;
+            let mut rules = vec![fwmark::peer_rule(v6, port, mark)];
+            rules.extend(last_of_block.then(|| fwmark::gate(v6, port)));
+            s.extend(
+                rules
+                    .into_iter()
+                    .map(|rule| Step::new(Routectl, n, format!("{co}rule del {rule}"))),
+            );
         }
         s.push(Step::new(
             Wgctl,

@@ -1,11 +1,14 @@
 //! A peer's natctl rules that its plan no longer has: a forward or an allow entry taken away
 //! (`peer set`, `sync`, or HUB_FORWARDS/HUB_ALLOW changed before `up`). Adding converges only
-//! what is planned; these go here, by id, so that a device never keeps access it lost.
+//! what is planned; these go here, by id, so that a device never keeps access it lost. And (zones)
+//! the gates of blocks of ports no peer holds any more.
 
 use std::collections::{HashMap, HashSet};
 
+use crate::conf::ZONE_MARK_BASE;
 use crate::error::Result;
-use crate::exec::Tool::Natctl;
+use crate::exec::Tool::{Natctl, Routectl};
+use crate::fwmark;
 use crate::hub::Hub;
 use crate::names::Names;
 use crate::plan::ns_opt;
@@ -106,6 +109,58 @@ impl Hub<'_> {
             .collect();
         if !steps.is_empty() {
             self.stage(steps, &[Natctl])?;
+        }
+        Ok(())
+    }
+}
+
+impl Hub<'_> {
+    /// HUB_MODE=zones: the gates of blocks of ports that no recorded peer holds any more (a
+    /// `peer del` killed between a block's last rule and its gate): they would go on at a
+    /// priority that holds no rule, which the kernel passes over, but they are not the hub's to
+    /// keep. The center's rules are read once.
+    pub fn prune_gates(&mut self) -> Result<()> {
+        let c = self.conf.clone();
+        if !c.zones() || (!c.ns.is_empty() && !self.ns_exists(&c.ns)) {
+            return Ok(());
+        }
+        let co = ns_opt(&c.ns);
+        let Some(list) = self
+            .run
+            .probe(Step::new(Routectl, "center", format!("{co}rule list")))?
+        else {
+            return Ok(());
+        };
+        let held: HashSet<u32> = self
+            .peers
+            .values()
+            .map(|p| fwmark::block(p.listen_port))
+            .collect();
+        let v: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
+        let mut steps = Vec::new();
+        for r in v["rules"].as_array().into_iter().flatten() {
+            let (Some(mark), Some(_)) = (r["fwmark"].as_u64(), r["goto"].as_u64()) else {
+                continue;
+            };
+            let port = mark
+                .checked_sub(u64::from(ZONE_MARK_BASE))
+                .and_then(|p| u16::try_from(p).ok());
+            let Some(port) = port else { continue };
+            let v6 = r["family"] == "inet6";
+            let gate = fwmark::gate(v6, port);
+            let ours = r["priority"] == fwmark::GATE_PRIORITY
+                && r["fwmask"] == fwmark::GATE_MASK
+                && u64::from(fwmark::gate_mark(port)) == mark;
+            if ours && !held.contains(&fwmark::block(port)) {
+                steps.push(Step::new(
+                    Routectl,
+                    "center",
+                    format!("{co}rule del {gate}"),
+                ));
+            }
+        }
+        if !steps.is_empty() {
+            self.stage(steps, &[Routectl])?;
         }
         Ok(())
     }

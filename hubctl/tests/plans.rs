@@ -195,7 +195,9 @@ fn up_and_peer_add_are_the_readme_steps() {
 #[test]
 fn zones_peer_add_is_the_readme_steps() {
     let b = Bench::new("zones", "zones");
-    assert_eq!(b.plan("up"), readme_block("### 1. The center: `hub up`"));
+    let mut up = readme_block("### 1. The center: `hub up`");
+    up.extend(readme_block("With `HUB_MODE=zones`, `hub up` also"));
+    assert_eq!(b.plan("up"), up);
     assert_eq!(
         b.plan("peer add c00"),
         readme_block("With `HUB_MODE=zones`, `hub peer add c00`")
@@ -281,10 +283,18 @@ fn zones_removal_deletes_each_rule_by_id() {
         12,
         "{lines:?}"
     );
-    assert!(lines.contains(&format!(
-        "routectl --ns hub rule del --fwmark {m} --table {m} --priority 1000",
-        m = 0x4e58_0000u32 + 50000
-    )));
+    // (its rule at the priority of its block of ports, 50000 / 64 = 781; the block's gate with
+    // it, z1 being its last peer)
+    for rule in [
+        format!(
+            "--fwmark {m} --table {m} --priority 1781",
+            m = 0x4e58_0000u32 + 50000
+        ),
+        "--fwmark 0x4e58c340/0xffffffc0 --goto 1781 --priority 999".to_string(),
+    ] {
+        let del = format!("routectl --ns hub rule del {rule}");
+        assert!(lines.contains(&del), "{del}: {lines:?}");
+    }
     assert!(lines.contains(&"wgctl --ns hub iface del z1-wg".to_string()));
 }
 

@@ -25,6 +25,8 @@ const CLIENT_ADDR: &str = "192.168.1.10";
 /// HUB_MODE=zones: a peer's connection mark and routing table are this plus its port (its
 /// conntrack zone is the port), its fwmark rule has this priority (niransix-sh/hub).
 const ZONE_MARK_BASE: u64 = 0x4e58_0000;
+/// The priority of the first block of 64 ports' fwmark rules: a peer's is this plus its port / 64
+/// (hubctl's `fwmark`).
 const ZONE_RULE_PRIORITY: u64 = 1000;
 
 /// Says loudly that part of `test` checks what only HUB_MODE=netns builds, and what the test
@@ -213,11 +215,11 @@ impl HubSuite for HubLab {
             return;
         }
         let p = self.peer_status(peer);
-        let mark = zone_mark(&p);
+        let (mark, prio) = (zone_mark(&p), zone_priority(&p));
         sh(&format!("pkill -f '^wireguard-go {wg}$'"));
         self.break_nat(peer);
         sh(&format!(
-            "ip -n {ns} rule del fwmark {mark} table {mark} priority {ZONE_RULE_PRIORITY}; \
+            "ip -n {ns} rule del fwmark {mark} table {mark} priority {prio}; \
              ip -n {ns} addr del {}/32 dev {}hub0",
             p["address"].as_str().unwrap(),
             self.lab.prefix,
@@ -345,7 +347,15 @@ impl HubSuite for HubLab {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["priority"] == ZONE_RULE_PRIORITY)
+            .filter(|r| {
+                r["table"]
+                    .as_str()
+                    .is_some_and(|t| t.parse::<u64>().is_ok())
+                    && r["fwmark"].is_string()
+                    && r["priority"].as_u64().is_some_and(|p| {
+                        (ZONE_RULE_PRIORITY..ZONE_RULE_PRIORITY + 1024).contains(&p)
+                    })
+            })
             .map(|r| {
                 let mark = r["fwmark"].as_str().expect("a fwmark rule");
                 let mark = u64::from_str_radix(mark.trim_start_matches("0x"), 16).unwrap();
@@ -483,6 +493,11 @@ fn zone_mark(peer: &Value) -> u64 {
     ZONE_MARK_BASE + peer["listen_port"].as_u64().unwrap()
 }
 
+/// HUB_MODE=zones: the priority of the peer's fwmark rule (of its block of 64 ports).
+fn zone_priority(peer: &Value) -> u64 {
+    ZONE_RULE_PRIORITY + peer["listen_port"].as_u64().unwrap() / 64
+}
+
 /// Pings the server from every client namespace at the same time, from 192.168.1.10.
 fn ping_all(namespaces: &[String]) -> Vec<bool> {
     ping_all_within(namespaces, 15)
@@ -596,6 +611,34 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
         let mut marks = hub.fwmark_rules();
         marks.sort();
         assert_eq!(marks, [mark, mark + 1, mark + 2], "a fwmark rule per peer");
+        // (behind the gate of their block of 64 ports, 50000 / 64 = 781, and the skip of what
+        // is not the hub's: a packet tests a bounded number of rules, whatever the fleet)
+        let rules = sh(&format!("ip -n {} rule show", hub.ns)).ok().stdout;
+        for (prio, rule) in [
+            (998, "not from all fwmark 0x4e580000/0xffff0000 goto 2024"),
+            (999, "from all fwmark 0x4e58c340/0xffffffc0 goto 1781"),
+            (2024, "from all lookup 1314390015"),
+        ] {
+            let line = format!("{prio}:\t{rule}");
+            assert_eq!(
+                rules.lines().filter(|l| l.trim_end() == line).count(),
+                1,
+                "{line:?} once in: {rules}"
+            );
+        }
+        assert!(
+            !rules.contains("unresolved"),
+            "every goto finds its target: {rules}"
+        );
+        // (a gate left by a `peer del` killed before it: `up` removes it, and only it)
+        sh(&format!(
+            "ip -n {} rule add fwmark 0x4e58c380/0xffffffc0 goto 1782 priority 999",
+            hub.ns
+        ))
+        .ok();
+        hub.hub(&["-q", "up"]).ok();
+        let after = sh(&format!("ip -n {} rule show", hub.ns)).ok().stdout;
+        assert_eq!(after, rules, "up removed the stray gate and nothing else");
         assert!(
             !Path::new(&format!("/run/netns/{}", hub.lab.name("c1"))).exists(),
             "no peer namespace"
@@ -1741,9 +1784,9 @@ fn check_names_each_breakage_and_up_repairs_it() {
     kill_and_wait("9", &format!("^wireguard-go {p}r1-wg$"));
     if hub.zones {
         sh(&format!("ip netns exec {ns} nft flush ruleset")).ok();
-        let mark = zone_mark(&st[2]);
+        let (mark, prio) = (zone_mark(&st[2]), zone_priority(&st[2]));
         sh(&format!(
-            "ip -n {ns} rule del fwmark {mark} table {mark} priority {ZONE_RULE_PRIORITY}"
+            "ip -n {ns} rule del fwmark {mark} table {mark} priority {prio}"
         ))
         .ok();
         sh(&format!(

@@ -19,6 +19,7 @@ pub fn up(hub: &mut Hub) -> Result<Outcome> {
     hub.run.repair = true;
     let names: Vec<String> = hub.peers.keys().cloned().collect();
     hub.apply_peers(&names)?;
+    hub.prune_gates()?;
     super::reseed::after_repair(hub, &names)?;
     hub.run.repair = false;
     let mut failed_peers: Vec<String> = hub.run.failed.iter().cloned().collect();

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::conf::{where_ns, Conf, ZONE_RULE_PRIORITY};
+use crate::conf::{where_ns, Conf};
+use crate::fwmark;
 use crate::names::{self, Names};
 use crate::record::{Center, Peer};
 
@@ -220,6 +221,21 @@ impl<'a> Health<'a> {
             );
         }
         forwarding_problem(&mut out, &self.shows.fwd, &self.center_where);
+        if conf.zones() {
+            let families = std::iter::once("inet").chain(conf.v6.as_ref().map(|_| "inet6"));
+            for family in families {
+                for args in fwmark::center_rules(family == "inet6") {
+                    if !self.shows.rules.rules.iter().any(|r| r.is(family, &args)) {
+                        out.push(format!(
+                            "no {}rule '{}' in {}",
+                            ip_version(family),
+                            args.trim_start_matches("-6 "),
+                            self.center_where
+                        ));
+                    }
+                }
+            }
+        }
         out
     }
 
@@ -566,16 +582,28 @@ impl<'a> Health<'a> {
             if !wanted {
                 continue;
             }
-            let rule = rules.iter().any(|rule| {
-                rule.family.as_deref() == Some(family)
-                    && rule.fwmark == Some(u64::from(mark))
-                    && rule.table_id == Some(u64::from(mark))
-                    && rule.priority == Some(u64::from(ZONE_RULE_PRIORITY))
-            });
-            if !rule {
+            let v6 = family == "inet6";
+            let port = r.listen_port;
+            if !rules
+                .iter()
+                .any(|rule| rule.is(family, &fwmark::peer_rule(v6, port, mark)))
+            {
                 out.push(format!(
-                    "no {}rule 'fwmark {mark} lookup {mark}' (priority {ZONE_RULE_PRIORITY}) in {place}",
-                    ip_version(family)
+                    "no {}rule 'fwmark {mark} lookup {mark}' (priority {}) in {place}",
+                    ip_version(family),
+                    fwmark::priority(port)
+                ));
+            }
+            let gate = fwmark::gate(v6, port);
+            let gates = center
+                .rules
+                .get(&u64::from(fwmark::gate_mark(port)))
+                .map_or(&[][..], Vec::as_slice);
+            if !gates.iter().any(|rule| rule.is(family, &gate)) {
+                out.push(format!(
+                    "no {}rule '{}' (the gate of its block of ports) in {place}",
+                    ip_version(family),
+                    gate.trim_start_matches("-6 ")
                 ));
             }
             default_route_problem(out, routes, pwg, Table::Id(mark), family, place);

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use clap::{Args, Subcommand};
 use common::types::{IfName, Port, PortRange};
-use common::{Context, Ctx, Error, Outcome, Result};
+use common::{Context, Ctx, Error, Kind, Outcome, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::route::RouteRealm;
@@ -698,16 +698,24 @@ fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     common::vlog!(1, "ip rule add {want} (in {})", ctx.ns_label());
     let mut req = handle.rule().add();
     *req.message_mut() = want.to_message();
-    ctx.block_on(req.execute()).with_context(what)?;
+    // (EEXIST: another process added the same rule since the dump, as two peers of one block
+    // adding their gate at once do; it is there, so this add changed nothing)
+    let raced = match ctx.block_on(req.execute()) {
+        Ok(()) => false,
+        Err(e) if Kind::of(&e) == Kind::Exists => true,
+        Err(e) => return Err(e).with_context(what),
+    };
     let after = ctx
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
-    let added = after
-        .iter()
-        .map(|(_, r)| r)
-        .find(|r| want.matches(r))
-        .unwrap_or(want);
-    Outcome::object(true, "rule", added.view(ctx.netns_name()))
+    let added = after.iter().map(|(_, r)| r).find(|r| want.matches(r));
+    if raced && added.is_none() {
+        return Err(Error::failed(format!(
+            "{}: the kernel has an equal rule (EEXIST), which is not this one",
+            what()
+        )));
+    }
+    Outcome::object(!raced, "rule", added.unwrap_or(want).view(ctx.netns_name()))
 }
 
 fn del(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
