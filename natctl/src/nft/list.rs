@@ -4,14 +4,14 @@
 //! every table in the namespace.
 
 use std::collections::HashSet;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::io;
 
 use common::Kind;
 use nftnl::nftnl_sys::{self as sys, libc};
 
 use super::batch;
-use super::{Stage, TABLE};
+use super::TABLE;
 
 /// One rule in natctl's table as the kernel has it.
 #[derive(Debug, Clone)]
@@ -95,8 +95,19 @@ pub fn rules() -> io::Result<Vec<KernelRule>> {
         Err(e) => return Err(e),
     }
     // (a base chain's name has no dot; a key's chain is named STAGE.KIND.VALUE)
-    if out.iter().any(|k| k.chain.contains('.')) {
-        let targets = jump_targets()?;
+    // (the maps asked are those of the key chains present: a key chain STAGE.KIND.VALUE is
+    // reached through the map STAGE.KIND; neither a stage nor a kind has a dot)
+    let maps: HashSet<String> = out
+        .iter()
+        .filter_map(|k| {
+            let mut parts = k.chain.splitn(3, '.');
+            let (stage, kind, _) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(format!("{stage}.{kind}"))
+        })
+        .collect();
+    if !maps.is_empty() {
+        let maps: Vec<String> = maps.into_iter().collect();
+        let targets = jump_targets(&maps)?;
         for k in &mut out {
             k.reachable = !k.chain.contains('.') || targets.contains(&k.chain);
         }
@@ -104,36 +115,36 @@ pub fn rules() -> io::Result<Vec<KernelRule>> {
     Ok(out)
 }
 
-/// The chains that the elements of natctl's dispatch maps jump to.
-fn jump_targets() -> io::Result<HashSet<String>> {
+/// The chains that the elements of natctl's dispatch maps MAPS jump to.
+fn jump_targets(maps: &[String]) -> io::Result<HashSet<String>> {
     let seq = 1;
     let mut out = HashSet::new();
-    for stage in Stage::ALL {
-        for kind in stage.keys() {
-            let map = kind.map_name(stage);
-            let msg = request_msg(
-                libc::NFT_MSG_GETSETELEM,
-                libc::NFPROTO_INET as u16,
-                libc::NLM_F_DUMP,
-                seq,
-                |hdr| {
-                    // SAFETY: as in `rules`, with a set (naming the table and the map) whose
-                    // element list is empty: the request asks for its elements.
-                    unsafe {
-                        let s = super::allocated(sys::nftnl_set_alloc()).as_ptr();
-                        sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, TABLE.as_ptr());
-                        sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, map.as_ptr());
-                        sys::nftnl_set_elems_nlmsg_build_payload(hdr, s);
-                        sys::nftnl_set_free(s);
-                    }
-                },
-            );
-            match batch::request(&msg, seq, parse_targets, &mut out) {
-                Ok(()) => {}
-                // (a map not made yet: no element)
-                Err(e) if Kind::of(&e) == Kind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+    for map in maps {
+        let Ok(map) = CString::new(map.as_str()) else {
+            continue;
+        };
+        let msg = request_msg(
+            libc::NFT_MSG_GETSETELEM,
+            libc::NFPROTO_INET as u16,
+            libc::NLM_F_DUMP,
+            seq,
+            |hdr| {
+                // SAFETY: as in `rules`, with a set (naming the table and the map) whose
+                // element list is empty: the request asks for its elements.
+                unsafe {
+                    let s = super::allocated(sys::nftnl_set_alloc()).as_ptr();
+                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, TABLE.as_ptr());
+                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, map.as_ptr());
+                    sys::nftnl_set_elems_nlmsg_build_payload(hdr, s);
+                    sys::nftnl_set_free(s);
+                }
+            },
+        );
+        match batch::request(&msg, seq, parse_targets, &mut out) {
+            Ok(()) => {}
+            // (a map not made yet: no element)
+            Err(e) if Kind::of(&e) == Kind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(out)
