@@ -208,6 +208,14 @@ impl Conf {
                 )))
             }
         };
+        // (in zones mode the devices' addresses are the center's own, and a connection from one
+        // device to another would need a connection mark for each direction: it cannot be
+        // routed, so the mode isolates its devices, and says so rather than ignore the key)
+        if !isolate && mode == Mode::Zones {
+            return Err(invalid(
+                "HUB_ISOLATE 'no' needs HUB_MODE=netns: in zones mode devices never reach each other",
+            ));
+        }
         let mut conf = Conf {
             ns,
             bridge,

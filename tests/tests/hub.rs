@@ -4048,9 +4048,13 @@ fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
     if hub.zones {
         netns_only_part(
             "forwards_reach_each_device_and_devices_reach_only_what_they_may",
-            "devices never reach each other in zones mode (their addresses are the center's own), \
-             HUB_ISOLATE=no or not; checked above: d01 reaches neither d02's address nor its forwards",
+            "devices never reach each other in zones mode (their addresses are the center's own): \
+             HUB_ISOLATE=no is refused (exit 2) and changes nothing",
         );
+        let before = hub.settled();
+        hub.hub_env(&["HUB_ISOLATE=no"], &["-q", "up"])
+            .fails(2, "HUB_ISOLATE 'no' needs HUB_MODE=netns");
+        assert_eq!(hub.settled(), before, "the refused up changed nothing");
         drop(services);
         for n in &refs[..19] {
             hub.remove_client(n);
