@@ -11,7 +11,7 @@ use crate::exec::Tool::{Natctl, Routectl};
 use crate::fwmark;
 use crate::hub::Hub;
 use crate::names::Names;
-use crate::plan::ns_opt;
+use crate::plan::{ns_opt, CENTER_NAT_LANE};
 use crate::steps::Step;
 
 impl Hub<'_> {
@@ -105,7 +105,14 @@ impl Hub<'_> {
         }
         let steps: Vec<Step> = gone
             .into_iter()
-            .map(|(owner, ns, id)| Step::new(Natctl, &owner, format!("{}del {id}", ns_opt(&ns))))
+            .map(|(owner, ns, id)| {
+                let step = Step::new(Natctl, &owner, format!("{}del {id}", ns_opt(&ns)));
+                if c.zones() {
+                    step.in_lane(CENTER_NAT_LANE.to_string())
+                } else {
+                    step
+                }
+            })
             .collect();
         if !steps.is_empty() {
             self.stage(steps, &[Natctl])?;
