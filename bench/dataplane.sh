@@ -17,8 +17,7 @@
 # for each size N (arguments, default 10 1000: N peers present, the measured device the last one
 # added), each HUB_MODE in MODES (default "netns zones") and two variants of the same hub:
 #   plain            no HUB_FORWARDS, no HUB_ALLOW
-#   access           HUB_FORWARDS="tcp/5201 udp/5201 tcp/22" (netns mode; zones mode refuses
-#                    forwards, exit 2, which the run checks) and HUB_ALLOW with 8 entries, the
+#   access           HUB_FORWARDS="tcp/5201 udp/5201 tcp/22" and HUB_ALLOW with 8 entries, the
 #                    ones that let the measured traffic through last (`hub up` switches to it)
 # It prints absolute numbers, each against the first floor of the run (x floor; RTT: the
 # milliseconds added), then N=last / N=first per row (flat is ~1.0).
@@ -252,22 +251,14 @@ hub_measure() {
 	bundle "$n.$mode.plain.up" "$cns" "$server"
 
 	t0=$SECONDS
-	if [[ $mode == netns ]]; then
-		HUB_FORWARDS=$access_forwards HUB_ALLOW=$access_allow "$hub" -q up >/dev/null
-	else
-		rc=0
-		HUB_FORWARDS=$access_forwards HUB_ALLOW=$access_allow "$hub" -q --check up >/dev/null 2>&1 || rc=$?
-		((rc == 2)) || { echo "dataplane: zones mode took HUB_FORWARDS (exit $rc, not 2)" >&2; return 1; }
-		HUB_ALLOW=$access_allow "$hub" -q up >/dev/null
-	fi
+	HUB_FORWARDS=$access_forwards HUB_ALLOW=$access_allow "$hub" -q up >/dev/null
 	# (the measured peer has them, and the hub is healthy with them)
-	out=$(HUB_ALLOW=$access_allow HUB_FORWARDS=$([[ $mode == zones ]] || echo "$access_forwards") "$hub" -q check |
+	out=$(HUB_ALLOW=$access_allow HUB_FORWARDS=$access_forwards "$hub" -q check |
 		jq -r '[.healthy, (.peers[] | select(.name == "m") | (.allow | length), (.forwards | length))] | @tsv') || {
 		echo "dataplane: N=$n $mode: hub check with the access variant is not healthy" >&2
 		return 1
 	}
 	local want=$'true\t8\t3'
-	[[ $mode == netns ]] || want=$'true\t8\t0'
 	if [[ $out != "$want" ]]; then
 		echo "dataplane: N=$n $mode: after up with HUB_ALLOW and HUB_FORWARDS, hub check says healthy," \
 			"allow entries, forwards of peer m: ${out//$'\t'/ } (wanted ${want//$'\t'/ }): tools in" \
@@ -277,12 +268,7 @@ hub_measure() {
 	echo "dataplane: N=$n $mode: access variant up in $((SECONDS - t0)) s (hub check healthy)" >&2
 	reach "$cns" "$server"
 	bundle "$n.$mode.access.up" "$cns" "$server"
-	if [[ $mode == netns ]]; then
-		bundle "$n.$mode.access.fwd" "$HUB_NS" "$addr" noping
-	else
-		printf '%5s | %5s | %6s | %-27s | %s\n' "$n" "$mode" access 'center -> device (forward)' \
-			'not built: zones mode refuses HUB_FORWARDS (exit 2)'
-	fi
+	bundle "$n.$mode.access.fwd" "$HUB_NS" "$addr" noping
 	stop_servers
 	hub_down
 	unset HUB_MODE

@@ -30,7 +30,7 @@ PACKAGES=(
   iproute2 nftables conntrack wireguard-go wireguard-tools kmod procps util-linux systemd
   iputils-ping netcat-openbsd tcpdump jq shellcheck ansible-core python3-prometheus-client
   qrencode zbar-tools bash-completion groff-base man-db dpkg-dev
-  prometheus-node-exporter prometheus iperf3
+  prometheus-node-exporter prometheus iperf3 keepalived iputils-arping
 )
 VM_PACKAGES=(qemu-system-x86 busybox-static linux-image-amd64 python3-venv binutils)
 VNG_VENV=/opt/virtme-ng

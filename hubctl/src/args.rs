@@ -20,8 +20,13 @@ usage: hub [-q] [--check] [-c hub.conf] up|down [--keep-state]
                  of public_key, port, address, preshared_key, keepalive, mtu, dns, forwards,
                  allow; an empty set
                  needs --allow-empty)
-       hub [-q] [-c hub.conf] status|check|metrics|show|export   (export: the peer set as sync
-                 takes it, JSON Lines)
+       hub [-q] [-c hub.conf] status|check|metrics|show
+       hub [-q] [-c hub.conf] export [--secrets]   (the peer set as sync takes it, JSON Lines, with
+                 each peer's last endpoint; --secrets: with the private and preshared keys, inline)
+       hub [-q] [--check] [-c hub.conf] reseed [NAME...]   (the hub starts the handshake with each
+                 peer's last known endpoint; without NAME: every peer, and a standby serves again)
+       hub [-q] [--check] [-c hub.conf] standby   (the standby of a pair: every tunnel forgets its
+                 client's session and endpoint; no reseed until 'reseed')
        hub [-c hub.conf] peer conf NAME [--qr] [--private-key-file FILE]
 hub.conf (sourced as shell: only NAME=VALUE lines of these; the environment overrides it) sets
 HUB_NS, HUB_BRIDGE, HUB_CIDR, HUB_ADDRESS, HUB_PORT_BASE, HUB_STATE_DIR, HUB_PREFIX, HUB_ENDPOINT,
@@ -42,6 +47,8 @@ pub enum Verb {
     Metrics,
     Show,
     Export,
+    Reseed,
+    Standby,
     Sync,
     PeerAdd,
     PeerSet,
@@ -61,6 +68,8 @@ impl Verb {
             ["metrics", ..] => (Verb::Metrics, 1),
             ["show", ..] => (Verb::Show, 1),
             ["export", ..] => (Verb::Export, 1),
+            ["reseed", ..] => (Verb::Reseed, 1),
+            ["standby", ..] => (Verb::Standby, 1),
             ["sync", ..] => (Verb::Sync, 1),
             ["peer", "add", ..] => (Verb::PeerAdd, 2),
             ["peer", "set", ..] => (Verb::PeerSet, 2),
@@ -80,6 +89,8 @@ impl Verb {
             Verb::Metrics => "metrics",
             Verb::Show => "show",
             Verb::Export => "export",
+            Verb::Reseed => "reseed",
+            Verb::Standby => "standby",
             Verb::Sync => "sync",
             Verb::PeerAdd => "peer add",
             Verb::PeerSet => "peer set",
@@ -98,6 +109,7 @@ impl Verb {
             Verb::PeerRekey => &["--client"],
             Verb::Down => &["--keep-state"],
             Verb::Sync => &["--allow-empty"],
+            Verb::Export => &["--secrets"],
             _ => &[],
         }
     }
@@ -161,6 +173,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed> {
         .chain(Verb::PeerRekey.options())
         .chain(Verb::Down.options())
         .chain(Verb::Sync.options())
+        .chain(Verb::Export.options())
         .copied()
         .collect();
     let mut it = argv.iter();
@@ -227,7 +240,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed> {
         }
         _ => {}
     }
-    if used == 1 && verb != Verb::Sync && !names.is_empty() {
+    if used == 1 && !matches!(verb, Verb::Sync | Verb::Reseed) && !names.is_empty() {
         return Err(invalid(format!(
             "{} takes no arguments, got '{}'",
             verb.name(),
@@ -310,6 +323,16 @@ mod tests {
         refused("status --check", "--check goes with");
         refused("sync a b", "sync takes one FILE");
         refused("up now", "up takes no arguments, got 'now'");
+        refused("standby now", "standby takes no arguments, got 'now'");
+        refused("up --secrets", "--secrets does not go with 'up'");
+        let Ok(Parsed::Run(a)) = args("--check reseed a b") else {
+            panic!()
+        };
+        assert_eq!((a.verb, a.names.len(), a.check), (Verb::Reseed, 2, true));
+        let Ok(Parsed::Run(a)) = args("export --secrets") else {
+            panic!()
+        };
+        assert!(a.flag("--secrets"));
         refused("-c", "-c needs a file");
     }
 }

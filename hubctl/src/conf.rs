@@ -36,8 +36,7 @@ pub const KEYS: [&str; 19] = [
 /// HUB_MODE=zones: every peer's connection mark and routing table is `MARK_BASE` + its port (its
 /// conntrack zone is the port itself): "NX" in the high half, clear of wg-quick's 51820.
 pub const ZONE_MARK_BASE: u32 = 0x4e58_0000;
-/// The priority of every peer's fwmark rule (HUB_MODE=zones).
-pub const ZONE_RULE_PRIORITY: u32 = 1000;
+/// (The priorities of the zones' fwmark rules: `fwmark`.)
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -209,6 +208,14 @@ impl Conf {
                 )))
             }
         };
+        // (in zones mode the devices' addresses are the center's own, and a connection from one
+        // device to another would need a connection mark for each direction: it cannot be
+        // routed, so the mode isolates its devices, and says so rather than ignore the key)
+        if !isolate && mode == Mode::Zones {
+            return Err(invalid(
+                "HUB_ISOLATE 'no' needs HUB_MODE=netns: in zones mode devices never reach each other",
+            ));
+        }
         let mut conf = Conf {
             ns,
             bridge,
@@ -237,13 +244,8 @@ impl Conf {
         Ok(conf)
     }
 
-    /// Forwards (LABEL gave some) need a device address to lead to, and, for now, HUB_MODE=netns.
+    /// Forwards (LABEL gave some) need a device address to lead to.
     pub fn forwards_possible(&self, label: &str) -> Result<()> {
-        if self.zones() {
-            return Err(invalid(format!(
-                "{label}: forwards into the devices are built in HUB_MODE=netns only, not yet in zones mode"
-            )));
-        }
         self.client_host(label).map(|_| ())
     }
 

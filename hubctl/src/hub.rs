@@ -9,7 +9,8 @@ use crate::conf::Conf;
 use crate::error::{failed, invalid, Result};
 use crate::exec::CenterView;
 use crate::exec::Tool::{Natctl, Nsctl, Routectl, Wgctl};
-use crate::index::{Index, RunClaims};
+use crate::fwmark;
+use crate::index::{Index, RunClaims, Slot};
 use crate::input::{key_line, Psk};
 use crate::names::Names;
 use crate::plan::{ns_opt, Layout};
@@ -358,7 +359,7 @@ impl<'e> Hub<'e> {
         let bridge_ours = self.center.as_ref().is_some_and(|r| r.bridge_created);
         let self_ns = format!("/proc/{}/ns/net", std::process::id());
         let steps = self.layout().center_steps(bridge_ours, &self_ns);
-        self.stage(steps, &[Nsctl])?;
+        self.stage(steps, &[Nsctl, Routectl])?;
         Ok(was_up)
     }
 
@@ -492,7 +493,7 @@ impl<'e> Hub<'e> {
 
     /// The key steps of the listed peers (each in its lane): the hub side of each tunnel, the
     /// client's pair unless it brought its own, the preshared key to generate; a preshared key
-    /// given as a file is copied here.
+    /// given as a file (or inline, by `sync`) is written here.
     fn key_steps(&mut self, names: &[String]) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
         for n in names {
@@ -506,16 +507,20 @@ impl<'e> Hub<'e> {
                     .into_iter()
                     .map(|s| s.in_lane(crate::plan::lane(n))),
             );
-            if let (true, Psk::File(file)) = (needs_psk, from) {
-                if !self.run.check {
+            let (key, what) = match (needs_psk, from) {
+                (true, Psk::File(file)) => {
                     let text = std::fs::read_to_string(&file)
                         .map_err(|e| failed(format!("cannot read {}: {e}", file.display())))?;
-                    let key = key_line(&text).unwrap_or_default();
-                    write_atomic(&self.state.psk_path(n), &format!("{key}\n"))?;
+                    let key = key_line(&text).unwrap_or_default().to_string();
+                    (key, format!("preshared key from {}", file.display()))
                 }
-                self.run
-                    .changed_by(n, format!("preshared key from {}", file.display()));
+                (true, Psk::Key(k)) => (k.0, "preshared key as given".to_string()),
+                _ => continue,
+            };
+            if !self.run.check {
+                write_atomic(&self.state.psk_path(n), &format!("{key}\n"))?;
             }
+            self.run.changed_by(n, what);
         }
         Ok(steps)
     }
@@ -628,10 +633,22 @@ impl<'e> Hub<'e> {
             .collect();
         let ids = self.rule_ids(reads)?;
         let layout = self.layout();
+        // (a block's gate goes with the last of its peers: the index tells who holds its other
+        // ports, whose records need not be loaded)
+        let state = &self.state;
+        let staying = |port: u16| {
+            fwmark::block_ports(port).any(|p| {
+                p != port
+                    && Index::peek(state, Slot::Port(p))
+                        .is_some_and(|owner| !names.contains(&owner))
+            })
+        };
         let steps: Vec<Step> = names
             .iter()
             .flat_map(|n| {
-                layout.zone_removal_steps(&self.peers[n], ids.get(n).map_or(&[][..], |v| v), cif)
+                let peer = &self.peers[n];
+                let last = !staying(peer.listen_port);
+                layout.zone_removal_steps(peer, ids.get(n).map_or(&[][..], |v| v), cif, last)
             })
             .collect();
         self.stage(steps, &[Natctl, Routectl, Wgctl, Nsctl])?;

@@ -107,6 +107,36 @@ pub fn key_line(text: &str) -> Option<&str> {
 pub enum Psk {
     Generate,
     File(PathBuf),
+    /// The key itself (a `sync` line of `export --secrets`).
+    Key(Secret),
+}
+
+/// Key material given inline (a `sync` line of `export --secrets`): never printed, not even by
+/// `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// The public key of this private key.
+    pub fn public(&self) -> String {
+        wireguard_control::Key::from_base64(&self.0)
+            .map(|k| k.get_public().to_base64())
+            .unwrap_or_default()
+    }
+}
+
+/// Whether TEXT looks like key material (base64 of about 32 bytes): an error never quotes it.
+fn looks_like_key(text: &str) -> bool {
+    (40..=48).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
 /// Settings as given (None: not given).
@@ -161,6 +191,16 @@ impl Given {
         let psk = match self.psk.as_deref() {
             None | Some("") => None,
             Some("generate") => Some(Psk::Generate),
+            // (a sync line may carry the key itself: what `export --secrets` prints)
+            Some(key) if labels[0] == SYNC_LABELS[0] && key_valid(key) => {
+                Some(Psk::Key(Secret(key.to_string())))
+            }
+            Some(key) if labels[0] == SYNC_LABELS[0] && looks_like_key(key) => {
+                return Err(invalid(format!(
+                    "{} is not a preshared key (base64 of 32 bytes, as 'wg genpsk' prints), 'generate' or a file",
+                    labels[0]
+                )))
+            }
             Some(file) => {
                 let text = std::fs::read(file)
                     .ok()
@@ -271,10 +311,33 @@ pub struct Line {
     pub port: Option<u16>,
     pub address: Option<Ipv4Addr>,
     pub settings: Wanted,
+    /// The hub side's private key (`export --secrets`).
+    pub private_key: Option<Secret>,
+    /// The client's private key, when the hub made the pair (`export --secrets`).
+    pub client_private_key: Option<Secret>,
+    /// The client's last known endpoint: recorded, never set on a tunnel by `sync`.
+    pub endpoint: Option<std::net::SocketAddr>,
 }
 
-/// The keys of a peer in the set: what makes it, then its settings.
-pub const SET_KEYS: [&str; 10] = joined(&["name", "public_key", "port", "address"], &SYNC_LABELS);
+impl Line {
+    /// The client's public key this line gives: its own, or that of its private key.
+    pub fn client_public(&self) -> Option<String> {
+        self.client_private_key
+            .as_ref()
+            .map(Secret::public)
+            .or_else(|| self.public_key.clone())
+    }
+}
+
+/// The keys of a peer in the set: what makes it, then its settings, then what `export` adds:
+/// the last endpoint and (--secrets) the private keys.
+pub const SET_KEYS: [&str; 13] = joined(
+    &["name", "public_key", "port", "address"],
+    &joined::<9>(
+        &SYNC_LABELS,
+        &["endpoint", "private_key", "client_private_key"],
+    ),
+);
 
 /// HEAD, then TAIL, as one array of N (the sum of their lengths), for the key lists above.
 pub const fn joined<const N: usize>(
@@ -353,6 +416,9 @@ fn one_line(conf: &Conf, raw: &str, n: usize, earlier: &[Line]) -> Result<Line> 
         ("preshared_key", "string"),
         ("keepalive", "number"),
         ("mtu", "number"),
+        ("endpoint", "string"),
+        ("private_key", "string"),
+        ("client_private_key", "string"),
     ] {
         if o.get(k).is_some_and(|v| type_name(v) != t) {
             return Err(invalid(format!("\"{k}\" must be a {t}")));
@@ -422,6 +488,33 @@ fn one_line(conf: &Conf, raw: &str, n: usize, earlier: &[Line]) -> Result<Line> 
         allow,
     }
     .check(conf, SYNC_LABELS)?;
+    let secret = |key: &str| -> Result<Option<Secret>> {
+        match text(&o, key) {
+            None => Ok(None),
+            Some(k) if key_valid(&k) => Ok(Some(Secret(k))),
+            // (never the value: it is key material)
+            Some(_) => Err(invalid(format!(
+                "peer '{name}': \"{key}\" is not a WireGuard private key (base64 of 32 bytes, as 'wg genkey' prints)"
+            ))),
+        }
+    };
+    let (private_key, client_private_key) = (secret("private_key")?, secret("client_private_key")?);
+    if let (Some(k), Some(p)) = (&client_private_key, &public_key) {
+        if k.public() != *p {
+            return Err(invalid(format!(
+                "peer '{name}': \"client_private_key\" is not the private key of \"public_key\" {p}"
+            )));
+        }
+    }
+    let endpoint = text(&o, "endpoint")
+        .map(|e| {
+            e.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "\"endpoint\" '{e}' is not ADDRESS:PORT (an IPv6 address in brackets)"
+                ))
+            })
+        })
+        .transpose()?;
     Ok(Line {
         line: n,
         name,
@@ -429,6 +522,9 @@ fn one_line(conf: &Conf, raw: &str, n: usize, earlier: &[Line]) -> Result<Line> 
         port,
         address,
         settings,
+        private_key,
+        client_private_key,
+        endpoint,
     })
 }
 
@@ -570,6 +666,44 @@ mod tests {
         refused(
             "{\"name\":\"a\",\"preshared_key\":\"/nonexistent\"}\n",
             "preshared_key '/nonexistent' is not a readable file",
+        );
+    }
+
+    #[test]
+    fn secrets_and_endpoints_of_export() {
+        let private = "YBUrqN0rgfswJC5kyZbyPVOnaRBvyeUjTPMmWXVJh3k=";
+        let public = Secret(private.to_string()).public();
+        let text = format!(
+            "{{\"name\":\"a\",\"private_key\":\"{private}\",\"client_private_key\":\"{private}\",\"public_key\":\"{public}\",\"preshared_key\":\"{KEY}\",\"endpoint\":\"[2001:db8::21]:51820\"}}\n"
+        );
+        let l = &peer_set(&conf(), &text).unwrap()[0];
+        assert_eq!(l.private_key, Some(Secret(private.into())));
+        assert_eq!(l.client_public().as_deref(), Some(public.as_str()));
+        assert_eq!(l.settings.psk, Some(Psk::Key(Secret(KEY.into()))));
+        assert_eq!(l.endpoint.unwrap().port(), 51820);
+        assert!(!format!("{l:?}").contains(private), "Debug shows no key");
+        // bad key material: the field and the peer named, never the value
+        let cut = &private[..43];
+        for (key, value) in [
+            ("private_key", cut),
+            ("client_private_key", cut),
+            ("preshared_key", cut),
+        ] {
+            let e = peer_set(
+                &conf(),
+                &format!("{{\"name\":\"a\",\"{key}\":\"{value}\"}}\n"),
+            )
+            .unwrap_err();
+            assert!(e.code == 2 && e.msg.contains(key), "{}", e.msg);
+            assert!(!e.msg.contains(value), "the key is quoted: {}", e.msg);
+        }
+        refused(
+            &format!("{{\"name\":\"a\",\"client_private_key\":\"{private}\",\"public_key\":\"{KEY}\"}}\n"),
+            "peer 'a': \"client_private_key\" is not the private key of \"public_key\"",
+        );
+        refused(
+            "{\"name\":\"a\",\"endpoint\":\"2001:db8::1:5\"}\n",
+            "\"endpoint\" '2001:db8::1:5' is not ADDRESS:PORT",
         );
     }
 

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod conf;
 pub mod error;
 pub mod exec;
+pub mod fwmark;
 pub mod health;
 pub mod hub;
 pub mod index;

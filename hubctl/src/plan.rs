@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::access;
-use crate::conf::{Conf, ZONE_RULE_PRIORITY};
+use crate::conf::Conf;
 use crate::exec::Tool::{self, Natctl, Nsctl, Routectl, Wgctl};
+use crate::fwmark;
 use crate::names::{self, Names};
 use crate::record::Peer;
 use crate::state::State;
@@ -97,6 +98,17 @@ impl Layout<'_> {
         }
         step(format!("{co}link set {cif} --up"));
         step(format!("{co}sysctl net.ipv4.ip_forward=1"));
+        if c.zones() {
+            for v6 in std::iter::once(false).chain(c.v6.is_some().then_some(true)) {
+                for rule in fwmark::center_rules(v6) {
+                    s.push(Step::new(
+                        Routectl,
+                        "center",
+                        format!("{co}rule add {rule}"),
+                    ));
+                }
+            }
+        }
         s
     }
 
@@ -363,7 +375,7 @@ impl Layout<'_> {
         s.extend(
             self.zone_nat_lines(peer, "")
                 .into_iter()
-                .map(|l| Step::new(Natctl, n, l)),
+                .map(|l| Step::new(Natctl, n, l).in_lane(CENTER_NAT_LANE.to_string())),
         );
         s.push(Step::new(
             Routectl,
@@ -373,40 +385,82 @@ impl Layout<'_> {
         s.push(Step::new(
             Routectl,
             n,
-            format!("{co}rule add --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}"),
+            format!(
+                "{co}route add {} --dev {} --table {mark}",
+                c.cidr_text,
+                c.center_if()
+            ),
         ));
-        if a6.is_some() {
+        s.extend(self.zone_rule_steps(peer, false));
+        if let (Some(_), Some(v6)) = (a6, &c.v6) {
             s.push(Step::new(
                 Routectl,
                 n,
                 format!("{co}route add ::/0 --dev {wg} --table {mark}"),
             ));
-            s.push(Step::new(Routectl, n, format!("{co}rule add -6 --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}")));
+            s.push(Step::new(
+                Routectl,
+                n,
+                format!(
+                    "{co}route add {} --dev {} --table {mark}",
+                    v6.cidr_text,
+                    c.center_if()
+                ),
+            ));
+            s.extend(self.zone_rule_steps(peer, true));
         }
         s
     }
 
-    /// The peer's natctl rules in the center, each line prefixed by CHECK: its zone; its
+    /// HUB_MODE=zones: the peer's fwmark rule of one family (V6), and the gate of its block.
+    fn zone_rule_steps(&self, peer: &Peer, v6: bool) -> Vec<Step> {
+        let (n, co) = (peer.name.as_str(), self.center());
+        let (_, mark) = names::zone(peer);
+        [
+            fwmark::peer_rule(v6, peer.listen_port, mark),
+            fwmark::gate(v6, peer.listen_port),
+        ]
+        .into_iter()
+        .map(|rule| Step::new(Routectl, n, format!("{co}rule add {rule}")))
+        .collect()
+    }
+
+    /// The peer's natctl rules in the center, each line prefixed by CHECK: its zone, for both
+    /// directions of what its tunnel opens, and for the replies that reach its internal
+    /// address(es) AX from the bridge or from the center itself (so its connections' reply
+    /// tuples, identical to other devices' but for AX, are looked up in its zone); its
     /// connection mark (set only by a connection's first packet, in the original direction; a
     /// reply-direction packet from the tunnel that is not of its own connections is dropped); a
     /// packet from the tunnel with a source inside the internal network dropped before conntrack
-    /// sees it (a forged reply); SNAT for forwarded traffic and for traffic to the center; and
-    /// what it may reach: what its allow list names (none: the internal network), and of the
-    /// center's own addresses only HUB_ADDRESS (and HUB_ADDRESS6), as far as the list names
-    /// them; everything else is dropped and counted.
+    /// sees it (a forged reply); SNAT for forwarded traffic and for traffic to the center; its
+    /// forwards ([`Self::zone_forward_lines`]); and what it may send: a reply of a connection
+    /// opened to it, what its allow list names (none: the internal network), and of the center's
+    /// own addresses only HUB_ADDRESS (and HUB_ADDRESS6), as far as the list names them;
+    /// everything else is dropped and counted. natctl keeps each tunnel's and each address's
+    /// rules in chains of their own, so a packet's cost does not grow with the fleet.
     pub fn zone_nat_lines(&self, peer: &Peer, check: &str) -> Vec<String> {
         let c = self.conf;
         let p = format!("{check}{}", self.center());
         let wg = Names::of(c, &peer.name).wg;
+        let cif = c.center_if();
         let (zone, mark) = names::zone(peer);
         let v6 = c.v6.as_ref().zip(names::address6(c, peer));
-        let mut l = vec![
-            format!("{p}zone --iif {wg} --zone {zone} --dir original"),
-            format!(
-                "{p}filter --iif {wg} --src {} --verdict drop --early",
-                c.cidr_text
-            ),
-        ];
+        let addrs: Vec<String> = std::iter::once(peer.address.to_string())
+            .chain(v6.map(|(_, a6)| a6.to_string()))
+            .collect();
+        let mut l = vec![format!("{p}zone --iif {wg} --zone {zone} --dir both")];
+        for a in &addrs {
+            l.push(format!(
+                "{p}zone --iif {cif} --dst {a} --zone {zone} --dir reply"
+            ));
+            l.push(format!(
+                "{p}zone --local --dst {a} --zone {zone} --dir reply"
+            ));
+        }
+        l.push(format!(
+            "{p}filter --iif {wg} --src {} --verdict drop --early",
+            c.cidr_text
+        ));
         if let Some((v6, _)) = v6 {
             l.push(format!(
                 "{p}filter --iif {wg} --src {} --verdict drop --early",
@@ -414,12 +468,16 @@ impl Layout<'_> {
             ));
         }
         l.push(format!("{p}connmark --iif {wg} --set {mark}"));
-        l.push(format!("{p}snat --to {} --iif {wg} --local", peer.address));
-        if let Some((_, a6)) = v6 {
-            l.push(format!("{p}snat --to {a6} --iif {wg} --local"));
+        for a in &addrs {
+            l.push(format!("{p}snat --to {a} --iif {wg} --local"));
         }
+        l.extend(self.zone_forward_lines(peer, &p, &addrs));
+        l.push(format!("{p}filter --iif {wg} --reply --verdict accept"));
         l.extend(self.allow_lines(peer, &p, &wg));
         l.push(format!("{p}filter --iif {wg} --default drop"));
+        l.push(format!(
+            "{p}filter --iif {wg} --local --reply --verdict accept"
+        ));
         let allow = access::merged_allow(c, &c.allow, &peer.settings.allow);
         for (addr, a) in access::center_allowed(c, &allow) {
             let to = a.selectors_to(&addr.to_string());
@@ -428,6 +486,40 @@ impl Layout<'_> {
             ));
         }
         l.push(format!("{p}filter --iif {wg} --local --default drop"));
+        l
+    }
+
+    /// HUB_MODE=zones: PEER's forwards (P: the lines' prefix; ADDRS: its internal addresses).
+    /// A connection to AX:PORT, from the bridge or from the center itself, is marked with the
+    /// peer's mark (its first packet routed by the peer's table, its replies let through the
+    /// tunnel's guard and routed back by the mark) and DNATed to the device. The DNAT matches
+    /// whatever interface the packet came in on: a device's own packet to another's forward is
+    /// DNATed too, then dropped by that device's filters (its destination, the device address,
+    /// is not one it may reach).
+    fn zone_forward_lines(&self, peer: &Peer, p: &str, addrs: &[String]) -> Vec<String> {
+        let dnats = access::dnats(self.conf, peer);
+        if dnats.is_empty() {
+            return Vec::new();
+        }
+        let cif = self.conf.center_if();
+        let (_, mark) = names::zone(peer);
+        let mut l = Vec::new();
+        for a in addrs {
+            for kind in ["mark", "connmark"] {
+                l.push(format!("{p}{kind} --iif {cif} --dst {a} --set {mark}"));
+                l.push(format!("{p}{kind} --local --dst {a} --set {mark}"));
+            }
+        }
+        for d in dnats {
+            let f = d.forward;
+            l.push(format!(
+                "{p}dnat --daddr {} --proto {} --dport {} --to {} --local",
+                d.daddr,
+                f.proto.as_str(),
+                f.port,
+                d.to
+            ));
+        }
         l
     }
 
@@ -475,9 +567,16 @@ impl Layout<'_> {
     }
 
     /// HUB_MODE=zones: a peer's objects in the center: its natctl rules (IDS), its fwmark
-    /// rules, its tunnel (the routes of its table go with it), its addresses (CIF: the center's
-    /// interface that holds them is there).
-    pub fn zone_removal_steps(&self, peer: &Peer, ids: &[String], cif: bool) -> Vec<Step> {
+    /// rules (and the gate of its block, when it is the LAST_OF_BLOCK to go), its tunnel (its table's default route goes with it), its table's routes to the
+    /// internal network and its addresses (CIF: the center's interface that holds them is
+    /// there).
+    pub fn zone_removal_steps(
+        &self,
+        peer: &Peer,
+        ids: &[String],
+        cif: bool,
+        last_of_block: bool,
+    ) -> Vec<Step> {
         let c = self.conf;
         let n = peer.name.as_str();
         let co = self.center();
@@ -485,15 +584,22 @@ impl Layout<'_> {
         let a6 = names::address6(c, peer);
         let mut s: Vec<Step> = ids
             .iter()
-            .map(|id| Step::new(Natctl, n, format!("{co}del {id}")))
+            .map(|id| {
+                Step::new(Natctl, n, format!("{co}del {id}")).in_lane(CENTER_NAT_LANE.to_string())
+            })
             .collect();
-        s.push(Step::new(
-            Routectl,
-            n,
-            format!("{co}rule del --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}"),
-        ));
-        if a6.is_some() {
-            s.push(Step::new(Routectl, n, format!("{co}rule del -6 --fwmark {mark} --table {mark} --priority {ZONE_RULE_PRIORITY}")));
+        for v6 in [false, true] {
+            if v6 && a6.is_none() {
+                continue;
+            }
+            let port = peer.listen_port;
+            let mut rules = vec![fwmark::peer_rule(v6, port, mark)];
+            rules.extend(last_of_block.then(|| fwmark::gate(v6, port)));
+            s.extend(
+                rules
+                    .into_iter()
+                    .map(|rule| Step::new(Routectl, n, format!("{co}rule del {rule}"))),
+            );
         }
         s.push(Step::new(
             Wgctl,
@@ -501,6 +607,27 @@ impl Layout<'_> {
             format!("{co}iface del {}", Names::of(c, n).wg),
         ));
         if cif {
+            // (the routes of its table through the center's interface stay with that)
+            s.push(Step::new(
+                Routectl,
+                n,
+                format!(
+                    "{co}route del {} --dev {} --table {mark}",
+                    c.cidr_text,
+                    c.center_if()
+                ),
+            ));
+            if let (Some(_), Some(v6)) = (a6, &c.v6) {
+                s.push(Step::new(
+                    Routectl,
+                    n,
+                    format!(
+                        "{co}route del {} --dev {} --table {mark}",
+                        v6.cidr_text,
+                        c.center_if()
+                    ),
+                ));
+            }
             s.push(Step::new(
                 Nsctl,
                 n,
@@ -580,6 +707,13 @@ impl Layout<'_> {
 pub fn lane(name: &str) -> String {
     format!("tunnel:{name}")
 }
+
+/// HUB_MODE=zones: the one lane of every peer's natctl rules, which are all the center's. One
+/// natctl process adds them one after the other, each knowing the table from the commit before
+/// (natctl's cache); natctls in parallel on one table would each see the others' commits and
+/// read the whole table again for every rule (a cost that grew with the square of the fleet:
+/// 642 s to switch 1,000 peers to new allow lists).
+pub const CENTER_NAT_LANE: &str = "center:natctl";
 
 /// `--ns NS ` (a batch line's prefix), or nothing for "".
 pub fn ns_opt(ns: &str) -> String {

@@ -61,6 +61,10 @@ pub struct Peer {
     pub public_key: Option<String>,
     #[serde(flatten)]
     pub settings: Settings,
+    /// The client's last known endpoint (ADDRESS:PORT), as `up` last saw it on the tunnel or
+    /// `sync` was given it: where `reseed` sends the hub's handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl Peer {
@@ -74,6 +78,7 @@ impl Peer {
             client_public_key: None,
             public_key: None,
             settings: Settings::default(),
+            endpoint: None,
         }
     }
 

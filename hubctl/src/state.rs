@@ -6,6 +6,7 @@
 //!   index/port/N, index/address/A   who holds port N / address A: the owner's name (index.rs)
 //!   pending/NAME             a peer whose objects a command is building
 //!   stopped                  `down --keep-state` ran: nothing of the hub is built
+//!   standby                  `standby` ran: the standby of a pair, which starts no handshake
 //! With --check nothing is written (`check` is set): every write is a no-op.
 
 use std::collections::BTreeMap;
@@ -197,6 +198,26 @@ impl State {
         write_atomic(&self.center_path(), &format!("{}\n", center.line()))
     }
 
+    pub fn standby_path(&self) -> PathBuf {
+        self.dir.join("standby")
+    }
+
+    /// Whether this hub is the standby of a pair (`hub standby`, until `hub reseed`).
+    pub fn standby(&self) -> bool {
+        self.standby_path().exists()
+    }
+
+    pub fn set_standby(&self, standby: bool) -> Result<()> {
+        if self.check {
+            return Ok(());
+        }
+        if standby {
+            write_atomic(&self.standby_path(), "")
+        } else {
+            remove(&self.standby_path())
+        }
+    }
+
     pub fn stopped(&self) -> bool {
         self.stopped_path().exists()
     }
@@ -382,6 +403,7 @@ impl State {
         }
         remove(&self.center_path())?;
         remove(&self.stopped_path())?;
+        remove(&self.standby_path())?;
         for d in [self.index_dir(), self.pending_dir()] {
             if d.exists() {
                 fs::remove_dir_all(&d)

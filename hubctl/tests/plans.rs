@@ -195,7 +195,9 @@ fn up_and_peer_add_are_the_readme_steps() {
 #[test]
 fn zones_peer_add_is_the_readme_steps() {
     let b = Bench::new("zones", "zones");
-    assert_eq!(b.plan("up"), readme_block("### 1. The center: `hub up`"));
+    let mut up = readme_block("### 1. The center: `hub up`");
+    up.extend(readme_block("With `HUB_MODE=zones`, `hub up` also"));
+    assert_eq!(b.plan("up"), up);
     assert_eq!(
         b.plan("peer add c00"),
         readme_block("With `HUB_MODE=zones`, `hub peer add c00`")
@@ -278,13 +280,21 @@ fn zones_removal_deletes_each_rule_by_id() {
             .iter()
             .filter(|l| *l == "natctl --ns hub del 0123abcd")
             .count(),
-        8,
+        12,
         "{lines:?}"
     );
-    assert!(lines.contains(&format!(
-        "routectl --ns hub rule del --fwmark {m} --table {m} --priority 1000",
-        m = 0x4e58_0000u32 + 50000
-    )));
+    // (its rule at the priority of its block of ports, 50000 / 64 = 781; the block's gate with
+    // it, z1 being its last peer)
+    for rule in [
+        format!(
+            "--fwmark {m} --table {m} --priority 1781",
+            m = 0x4e58_0000u32 + 50000
+        ),
+        "--fwmark 0x4e58c340/0xffffffc0 --goto 1781 --priority 999".to_string(),
+    ] {
+        let del = format!("routectl --ns hub rule del {rule}");
+        assert!(lines.contains(&del), "{del}: {lines:?}");
+    }
     assert!(lines.contains(&"wgctl --ns hub iface del z1-wg".to_string()));
 }
 
@@ -407,10 +417,8 @@ fn every_command_has_its_golden_plan() {
         if v6 {
             b.vars.insert("HUB_CIDR6".into(), "fd00:64::/64".into());
         }
-        if mode == "netns" {
-            b.vars
-                .insert("HUB_FORWARDS".into(), "tcp/22 udp/161=1161".into());
-        }
+        b.vars
+            .insert("HUB_FORWARDS".into(), "tcp/22 udp/161=1161".into());
         let set = b.state.with_extension("jsonl");
         let psk = b.state.with_extension("psk");
         std::fs::write(&psk, "x3G8l5kzJk4Kcc8hWGZ8JtU4l4jjz1ozPZ/j9fjdvlU=\n").unwrap();

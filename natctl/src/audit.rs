@@ -82,7 +82,7 @@ pub fn audit(kernel: &[KernelRule], rebuild: Rebuild) -> Audit {
             rule.parts
                 .iter()
                 .map(|p| {
-                    let chain = p.stage.name().to_string_lossy().into_owned();
+                    let chain = crate::nft::dispatch::chain_of(p);
                     (chain, encode::part_shape(rule, p).unwrap_or_default())
                 })
                 .collect()
@@ -95,7 +95,14 @@ pub fn audit(kernel: &[KernelRule], rebuild: Rebuild) -> Audit {
                 .enumerate()
                 .position(|(j, (chain, shape))| !used[j] && *chain == k.chain && *shape == k.shape);
             match part {
-                Some(j) => used[j] = true,
+                Some(j) if k.reachable => used[j] = true,
+                // (the right rule where no packet reaches it: its part is missing)
+                Some(_) => common::vlog!(
+                    1,
+                    "rule handle {} in chain {} carries id {id}, but no map element leads there",
+                    k.handle,
+                    k.chain
+                ),
                 None => {
                     tampered[i] = true;
                     common::vlog!(
@@ -156,12 +163,13 @@ mod tests {
             .iter()
             .zip(first_handle..)
             .map(|(p, handle)| KernelRule {
-                chain: p.stage.name().to_string_lossy().into_owned(),
+                chain: crate::nft::dispatch::chain_of(p),
                 handle,
                 comment: Some(rule.comment()),
                 packets: 0,
                 bytes: 0,
                 shape: part_shape(rule, p).unwrap(),
+                reachable: true,
             })
             .collect()
     }
@@ -229,7 +237,7 @@ mod tests {
             id.missing,
             [Missing {
                 part: 1,
-                chain: "connmarks".into()
+                chain: "connmarks.iif.t1".into()
             }]
         );
         let mut twice = kernel_of(&connmark, 1);
@@ -256,16 +264,17 @@ mod tests {
         assert!(audit.tampered.iter().all(|t| !t));
         assert!(rules.iter().all(|r| audit.ids[&r.id()].intact));
 
-        // zone --local's expressions in `zones` (prerouting) instead of `zones_out`: tampered.
+        // zone --local's expressions in `zones` (prerouting) instead of its chain in
+        // `zones_out`: tampered.
         let mut moved = kernel_of(&rules[0], 1);
-        moved[0].chain = "zones".into();
+        moved[0].chain = "zones.dst4.100.64.0.11".into();
         let moved_audit = super::audit(&moved, crate::cmd::stored_rule);
         assert_eq!(moved_audit.tampered, [true]);
         assert_eq!(
             moved_audit.ids[&rules[0].id()].missing,
             [Missing {
                 part: 0,
-                chain: "zones_out".into()
+                chain: "zones_out.dst4.100.64.0.11".into()
             }]
         );
         // connmark --local without its marking part (part 1, in localmarks): incomplete.
@@ -277,7 +286,7 @@ mod tests {
             partial.ids[&rules[3].id()].missing,
             [Missing {
                 part: 1,
-                chain: "localmarks".into()
+                chain: "localmarks.dst4.100.64.0.11".into()
             }]
         );
     }

@@ -25,6 +25,8 @@ const CLIENT_ADDR: &str = "192.168.1.10";
 /// HUB_MODE=zones: a peer's connection mark and routing table are this plus its port (its
 /// conntrack zone is the port), its fwmark rule has this priority (niransix-sh/hub).
 const ZONE_MARK_BASE: u64 = 0x4e58_0000;
+/// The priority of the first block of 64 ports' fwmark rules: a peer's is this plus its port / 64
+/// (hubctl's `fwmark`).
 const ZONE_RULE_PRIORITY: u64 = 1000;
 
 /// Says loudly that part of `test` checks what only HUB_MODE=netns builds, and what the test
@@ -213,11 +215,11 @@ impl HubSuite for HubLab {
             return;
         }
         let p = self.peer_status(peer);
-        let mark = zone_mark(&p);
+        let (mark, prio) = (zone_mark(&p), zone_priority(&p));
         sh(&format!("pkill -f '^wireguard-go {wg}$'"));
         self.break_nat(peer);
         sh(&format!(
-            "ip -n {ns} rule del fwmark {mark} table {mark} priority {ZONE_RULE_PRIORITY}; \
+            "ip -n {ns} rule del fwmark {mark} table {mark} priority {prio}; \
              ip -n {ns} addr del {}/32 dev {}hub0",
             p["address"].as_str().unwrap(),
             self.lab.prefix,
@@ -288,25 +290,41 @@ impl HubSuite for HubLab {
         let mut kinds: Vec<String> = self
             .nat_rules(peer)
             .iter()
-            .map(|r| format!("{} in {}", r["kind"], r["chain"]))
+            .map(|r| {
+                format!(
+                    "{} in {}",
+                    r["kind"].as_str().unwrap(),
+                    r["chain"].as_str().unwrap()
+                )
+            })
             .collect();
         kinds.sort();
+        // (natctl keeps a tunnel's rules in chains of their own, `STAGE.iif.WG`, and a connection
+        // mark's restoring parts in `STAGE.ctmark.MARK`)
+        let wg = self.peer_wg(peer);
+        let mark = zone_mark(&self.peer_status(peer));
+        let mut want: Vec<String> = [
+            ("connmark", format!("connmarks.ctmark.{mark:#x}")),
+            ("connmark", format!("connmarks.iif.{wg}")),
+            ("connmark", format!("connmarks.iif.{wg}")),
+            ("connmark", format!("localmarks.ctmark.{mark:#x}")),
+            ("filter", format!("forward.iif.{wg}")),
+            ("filter", format!("forward.iif.{wg}")),
+            ("filter", format!("forward.iif.{wg}")),
+            ("filter", format!("local_in.iif.{wg}")),
+            ("filter", format!("local_in.iif.{wg}")),
+            ("filter", format!("local_in.iif.{wg}")),
+            ("filter", format!("zones.iif.{wg}")),
+            ("snat", format!("input.iif.{wg}")),
+            ("snat", format!("srcnat.iif.{wg}")),
+            ("zone", format!("zones.iif.{wg}")),
+        ]
+        .iter()
+        .map(|(kind, chain)| format!("{kind} in {chain}"))
+        .collect();
+        want.sort();
         assert_eq!(
-            kinds,
-            [
-                "\"connmark\" in \"connmarks\"",
-                "\"connmark\" in \"connmarks\"",
-                "\"connmark\" in \"connmarks\"",
-                "\"connmark\" in \"localmarks\"",
-                "\"filter\" in \"forward\"",
-                "\"filter\" in \"forward\"",
-                "\"filter\" in \"local_in\"",
-                "\"filter\" in \"local_in\"",
-                "\"filter\" in \"zones\"",
-                "\"snat\" in \"input\"",
-                "\"snat\" in \"srcnat\"",
-                "\"zone\" in \"zones\"",
-            ],
+            kinds, want,
             "{context}: {peer}'s zone, mark, SNAT and filters once each in {ns}"
         );
         // (natctl names each nft rule's command in its comment, the restoring ones included)
@@ -329,7 +347,15 @@ impl HubSuite for HubLab {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["priority"] == ZONE_RULE_PRIORITY)
+            .filter(|r| {
+                r["table"]
+                    .as_str()
+                    .is_some_and(|t| t.parse::<u64>().is_ok())
+                    && r["fwmark"].is_string()
+                    && r["priority"].as_u64().is_some_and(|p| {
+                        (ZONE_RULE_PRIORITY..ZONE_RULE_PRIORITY + 1024).contains(&p)
+                    })
+            })
             .map(|r| {
                 let mark = r["fwmark"].as_str().expect("a fwmark rule");
                 let mark = u64::from_str_radix(mark.trim_start_matches("0x"), 16).unwrap();
@@ -467,6 +493,11 @@ fn zone_mark(peer: &Value) -> u64 {
     ZONE_MARK_BASE + peer["listen_port"].as_u64().unwrap()
 }
 
+/// HUB_MODE=zones: the priority of the peer's fwmark rule (of its block of 64 ports).
+fn zone_priority(peer: &Value) -> u64 {
+    ZONE_RULE_PRIORITY + peer["listen_port"].as_u64().unwrap() / 64
+}
+
 /// Pings the server from every client namespace at the same time, from 192.168.1.10.
 fn ping_all(namespaces: &[String]) -> Vec<bool> {
     ping_all_within(namespaces, 15)
@@ -567,7 +598,7 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
         assert!(
             of("zone")
                 .iter()
-                .all(|r| r["zone"] == 50000 && r["dir"] == "original"),
+                .all(|r| r["zone"] == 50000 && r["dir"] == "both"),
             "{rules:?}"
         );
         assert!(of("connmark").iter().all(|r| r["set"] == mark), "{rules:?}");
@@ -580,6 +611,34 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
         let mut marks = hub.fwmark_rules();
         marks.sort();
         assert_eq!(marks, [mark, mark + 1, mark + 2], "a fwmark rule per peer");
+        // (behind the gate of their block of 64 ports, 50000 / 64 = 781, and the skip of what
+        // is not the hub's: a packet tests a bounded number of rules, whatever the fleet)
+        let rules = sh(&format!("ip -n {} rule show", hub.ns)).ok().stdout;
+        for (prio, rule) in [
+            (998, "not from all fwmark 0x4e580000/0xffff0000 goto 2024"),
+            (999, "from all fwmark 0x4e58c340/0xffffffc0 goto 1781"),
+            (2024, "from all lookup 1314390015"),
+        ] {
+            let line = format!("{prio}:\t{rule}");
+            assert_eq!(
+                rules.lines().filter(|l| l.trim_end() == line).count(),
+                1,
+                "{line:?} once in: {rules}"
+            );
+        }
+        assert!(
+            !rules.contains("unresolved"),
+            "every goto finds its target: {rules}"
+        );
+        // (a gate left by a `peer del` killed before it: `up` removes it, and only it)
+        sh(&format!(
+            "ip -n {} rule add fwmark 0x4e58c380/0xffffffc0 goto 1782 priority 999",
+            hub.ns
+        ))
+        .ok();
+        hub.hub(&["-q", "up"]).ok();
+        let after = sh(&format!("ip -n {} rule show", hub.ns)).ok().stdout;
+        assert_eq!(after, rules, "up removed the stray gate and nothing else");
         assert!(
             !Path::new(&format!("/run/netns/{}", hub.lab.name("c1"))).exists(),
             "no peer namespace"
@@ -641,10 +700,10 @@ fn three_clients_with_one_address_reach_the_server_through_napt() {
             });
         if hub.zones {
             let port = p["listen_port"].as_u64().unwrap();
+            // (both directions: conntrack prints one `zone=`)
             assert!(
-                line.contains(&format!("zone-orig={port} "))
-                    || line.ends_with(&format!("zone-orig={port}")),
-                "{name}: in conntrack zone {port}: {line}"
+                line.contains(&format!("zone={port} ")) || line.ends_with(&format!("zone={port}")),
+                "{name}: in conntrack zone {port}, both directions: {line}"
             );
             assert!(
                 line.contains(&format!("mark={} ", zone_mark(p))),
@@ -1725,9 +1784,9 @@ fn check_names_each_breakage_and_up_repairs_it() {
     kill_and_wait("9", &format!("^wireguard-go {p}r1-wg$"));
     if hub.zones {
         sh(&format!("ip netns exec {ns} nft flush ruleset")).ok();
-        let mark = zone_mark(&st[2]);
+        let (mark, prio) = (zone_mark(&st[2]), zone_priority(&st[2]));
         sh(&format!(
-            "ip -n {ns} rule del fwmark {mark} table {mark} priority {ZONE_RULE_PRIORITY}"
+            "ip -n {ns} rule del fwmark {mark} table {mark} priority {prio}"
         ))
         .ok();
         sh(&format!(
@@ -1798,10 +1857,11 @@ fn check_names_each_breakage_and_up_repairs_it() {
             ),
             "r4",
         );
-        // (its NAT: zone, mark, SNAT, and the 5 filters: forged replies dropped early, what it
-        // may reach, the rest dropped)
-        assert_eq!(r4.len(), 9, "r4: its NAT (8) and its address: {r4:?}");
-        assert_eq!(problems_of(&check, "r2").len(), 8, "r2: its NAT only");
+        // (its NAT: its zone and the zones of the replies to it (2), mark, SNAT, and the 7
+        // filters: forged replies dropped early, what it may reach and the replies it sends (2
+        // each: forwarded and to the center), the rest dropped (2))
+        assert_eq!(r4.len(), 13, "r4: its NAT (12) and its address: {r4:?}");
+        assert_eq!(problems_of(&check, "r2").len(), 12, "r2: its NAT only");
     } else {
         assert_mentions(&problems_of(&check, "r2"), "no NAPT rule", "r2");
         assert_eq!(
@@ -3150,12 +3210,13 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
         .unwrap()
         .to_string();
     // the rule to tamper with: n1's masquerade (netns) or its forwarded SNAT (zones)
-    let (chain, kind) = if hub.zones {
-        ("srcnat", "snat")
-    } else {
-        ("srcnat", "masquerade")
-    };
     let wg = hub.peer_wg("n1");
+    // (zones: natctl keeps the tunnel's rules in chains of their own)
+    let (chain, kind) = if hub.zones {
+        (format!("srcnat.iif.{wg}"), "snat")
+    } else {
+        ("srcnat".to_string(), "masquerade")
+    };
     let rules = sh(&format!(
         "ip netns exec {ns} nft -a list chain inet natctl {chain}"
     ))
@@ -3196,20 +3257,26 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
 
     if hub.zones {
         // one part of a multi-rule object: the connmark's restore, the snat --local input part
-        for (chain, needle) in [("connmarks", "meta mark set ct mark"), ("input", "snat")] {
+        let mark = zone_mark(&hub.peer_status("n1"));
+        for (chain, needle) in [
+            (
+                format!("connmarks.ctmark.{mark:#x}"),
+                "meta mark set ct mark",
+            ),
+            (format!("input.iif.{wg}"), "snat"),
+        ] {
             let rules = sh(&format!(
                 "ip netns exec {ns} nft -a list chain inet natctl {chain}"
             ))
             .ok()
             .stdout;
-            let mark = zone_mark(&hub.peer_status("n1"));
             let line = rules
                 .lines()
                 .find(|l| {
                     l.contains(needle)
                         && (l.contains(&format!("--iif {wg} "))
                             || l.contains(&format!("--iif {wg}\"")))
-                        && (chain != "connmarks"
+                        && (!chain.starts_with("connmarks")
                             || l.contains(&format!("{mark:#x}"))
                             || l.contains(&mark.to_string()))
                 })
@@ -3221,7 +3288,7 @@ fn tampered_or_partial_nat_is_seen_and_repaired() {
             .ok();
             let (check, healthy) = hub.check();
             assert!(!healthy, "{chain}: {check}");
-            assert_mentions(&problems_of(&check, "n1"), "lacks a part", chain);
+            assert_mentions(&problems_of(&check, "n1"), "lacks a part", &chain);
             hub.hub(&["-q", "up"]).ok();
             let (check, healthy) = hub.check();
             assert!(healthy, "{chain} repaired: {check}");
@@ -3772,6 +3839,86 @@ fn probe(ns: &str, addrs: &[String]) -> serde_json::Map<String, Value> {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe: {e}: {out}"))
 }
 
+/// HUB_MODE=zones, after the forwards of NAMES were probed and each device pinged the server:
+/// conntrack holds each device's connections in its own zone (its port), in both directions
+/// (what the center opened to its forwards: the reply direction; what the device opened: both),
+/// and the center's base chains hold only natctl's dispatch rules, however many peers (a
+/// packet's cost does not grow with the fleet: every peer's rules are in chains of their own).
+fn assert_zones_kept_apart(hub: &HubLab, names: &[&str]) {
+    for n in names {
+        assert!(ping(&hub.client_ns(n), SERVER, 1), "{n} reaches the server");
+    }
+    let ct = nsh(&hub.ns, "conntrack -L 2>/dev/null").ok().stdout;
+    for n in names {
+        let st = hub.peer_status(n);
+        let (addr, port) = (st["address"].as_str().unwrap(), &st["listen_port"]);
+        let forward = ct.lines().any(|l| {
+            l.contains(&format!("dst={addr} "))
+                && l.contains("dport=22 ")
+                && l.contains(&format!("src={CLIENT_ADDR} "))
+                && l.contains(&format!("zone-reply={port} "))
+        });
+        assert!(forward, "{n}'s forward tcp/22 in zone {port} (reply): {ct}");
+        let own = ct.lines().any(|l| {
+            l.starts_with("icmp")
+                && l.contains(&format!("src={CLIENT_ADDR} dst={SERVER} "))
+                && l.contains(&format!("dst={addr} "))
+                && l.contains(&format!("zone={port} "))
+        });
+        assert!(own, "{n}'s ping in zone {port} (both directions): {ct}");
+    }
+    let table = nsh(&hub.ns, "nft -j list table inet natctl").ok().stdout;
+    let v: Value = serde_json::from_str(&table).unwrap();
+    let in_base: Vec<&Value> = v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .filter(|r| !r["chain"].as_str().unwrap().contains('.'))
+        .collect();
+    assert!(
+        in_base.iter().all(|r| r["comment"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("natctl dispatch by ")),
+        "only dispatch rules in the center's base chains with {} peers: {in_base:?}",
+        names.len()
+    );
+    // (26: the dispatch rules of natctl's twelve base chains, whatever the number of peers)
+    assert_eq!(in_base.len(), 26, "{in_base:?}");
+}
+
+/// The source address a device sees on a connection the center itself opens to its forward at
+/// ADDR, when the center's own address is FROM: in HUB_MODE=zones the peer's internal address
+/// ADDR is the center's own (the route to it is local, so the kernel picks it as the source).
+fn center_source(hub: &HubLab, addr: &str, from: &str) -> String {
+    if hub.zones {
+        addr.to_string()
+    } else {
+        from.to_string()
+    }
+}
+
+/// The center's natctl rules DNATing to ADDR (HUB_MODE=zones: the peer's forwards), deleted
+/// behind the hub's back.
+fn delete_center_dnats(hub: &HubLab, addr: &str) {
+    let natctl = bin_dir().join("natctl");
+    let list = run(natctl.to_str().unwrap(), &["--ns", &hub.ns, "list"])
+        .ok()
+        .json();
+    let ids: std::collections::BTreeSet<&str> = list["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "dnat" && r["daddr"] == addr)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.is_empty(), "no dnat to {addr} in the center: {list}");
+    for id in ids {
+        run(natctl.to_str().unwrap(), &["--ns", &hub.ns, "del", id]).ok();
+    }
+}
+
 /// Each peer of NAMES, probed from the center at its internal address (all at once), answers
 /// with its own device's name, the mapped port, and the server's own address as the source.
 fn assert_forwards_map(hub: &HubLab, names: &[&str], what: &str) {
@@ -3787,6 +3934,7 @@ fn assert_forwards_map_at(hub: &HubLab, names: &[&str], key: &str, from: &str, w
         .collect();
     let got = probe(&hub.ns, &addrs);
     for (n, a) in names.iter().zip(&addrs) {
+        let from = center_source(hub, a, from);
         let want = [
             format!("{n} 22 {from}"),
             format!("{n} 80 {from}"),
@@ -3806,15 +3954,6 @@ fn assert_forwards_map_at(hub: &HubLab, names: &[&str], key: &str, from: &str, w
 /// HUB_ISOLATE=no; an allow list holds and what it refuses is counted.
 #[test]
 fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
-    if hub_mode() == "zones" {
-        netns_only_part(
-            "forwards_reach_each_device_and_devices_reach_only_what_they_may",
-            "forwards are built in netns mode only (zones mode refuses them, exit 2); checked here: the refusal",
-        );
-        let hub = HubLab::new().with_env(&["HUB_FORWARDS=tcp/22"]);
-        hub.hub(&["-q", "up"]).fails(2, "netns only");
-        return;
-    }
     let mut hub = HubLab::new().with_env(&["HUB_FORWARDS=tcp/22 udp/161"]);
     hub.hub(&["-q", "up"]).ok();
     let names: Vec<String> = (1..=20).map(|i| format!("d{i:02}")).collect();
@@ -3840,6 +3979,9 @@ fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
     );
     assert_eq!(d01["allow"], serde_json::json!(["100.64.0.0/24"]));
     assert_forwards_map(&hub, &refs, "20 devices at once");
+    if hub.zones {
+        assert_zones_kept_apart(&hub, &refs);
+    }
 
     // Isolation: a device reaches the server, not another device's address nor its forwards.
     let d02 = hub.peer_status("d02")["address"]
@@ -3860,19 +4002,29 @@ fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
         ping(&hub.client_ns("d01"), SERVER, 2),
         "d01 reaches the server"
     );
-    let isolated = sh(&format!(
-        "ip -n {p}hub.switch -d -j link show {p}d01-br",
-        p = hub.lab.prefix
-    ))
-    .ok()
-    .stdout;
-    assert!(isolated.contains("\"isolated\":true"), "{isolated}");
+    if !hub.zones {
+        let isolated = sh(&format!(
+            "ip -n {p}hub.switch -d -j link show {p}d01-br",
+            p = hub.lab.prefix
+        ))
+        .ok()
+        .stdout;
+        assert!(isolated.contains("\"isolated\":true"), "{isolated}");
+    }
 
     // Churn of other peers, a broken peer repaired by `up`, a rekeyed peer: the map holds.
     hub.hub(&["-q", "peer", "add", "x1", "x2"]).ok();
     hub.hub(&["-q", "peer", "del", "x1", "d20"]).ok();
     hub.remove_client("d20");
-    nsh(&hub.peer_ns("d05"), "nft flush table inet natctl").ok();
+    if hub.zones {
+        let d05 = hub.peer_status("d05")["address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        delete_center_dnats(&hub, &d05);
+    } else {
+        nsh(&hub.peer_ns("d05"), "nft flush table inet natctl").ok();
+    }
     let (check, healthy) = hub.check();
     assert!(!healthy);
     assert_mentions(
@@ -3893,6 +4045,22 @@ fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
 
     // HUB_ISOLATE=no: `up` turns isolation off, and d01 reaches d02's forwards (from its own
     // internal address, the one its traffic is NATed to).
+    if hub.zones {
+        netns_only_part(
+            "forwards_reach_each_device_and_devices_reach_only_what_they_may",
+            "devices never reach each other in zones mode (their addresses are the center's own): \
+             HUB_ISOLATE=no is refused (exit 2) and changes nothing",
+        );
+        let before = hub.settled();
+        hub.hub_env(&["HUB_ISOLATE=no"], &["-q", "up"])
+            .fails(2, "HUB_ISOLATE 'no' needs HUB_MODE=netns");
+        assert_eq!(hub.settled(), before, "the refused up changed nothing");
+        drop(services);
+        for n in &refs[..19] {
+            hub.remove_client(n);
+        }
+        return;
+    }
     hub = hub.with_env(&["HUB_ISOLATE=no"]);
     hub.hub(&["-q", "up"]).ok();
     hub.assert_healthy("HUB_ISOLATE=no");
@@ -3921,20 +4089,6 @@ fn forwards_reach_each_device_and_devices_reach_only_what_they_may() {
 /// allow lists, and a second identical `sync` changes nothing.
 #[test]
 fn forwards_over_ipv6_in_place_and_through_sync() {
-    if hub_mode() == "zones" {
-        netns_only_part(
-            "forwards_over_ipv6_in_place_and_through_sync",
-            "forwards are built in netns mode only; checked here: a sync line with forwards is refused (exit 2)",
-        );
-        let hub = HubLab::new();
-        hub.hub(&["-q", "up"]).ok();
-        hub.hub_stdin(
-            &["-q", "sync", "-"],
-            "{\"name\":\"v1\",\"forwards\":[\"tcp/22\"]}\n",
-        )
-        .fails(2, "netns only");
-        return;
-    }
     let mut hub = HubLab::new().with_env(&[
         "HUB_FORWARDS=tcp/22 tcp/8080=80 udp/161",
         "HUB_CIDR6=fd64::/64",
@@ -3985,7 +4139,7 @@ fn forwards_over_ipv6_in_place_and_through_sync() {
     let got = probe(&hub.ns, &[format!("{v1}@9000")]);
     assert_eq!(
         got[&format!("{v1}@9000")][1],
-        format!("v1 22 {SERVER}"),
+        format!("v1 22 {}", center_source(&hub, &v1, SERVER)),
         "tcp/9000=22"
     );
 

@@ -1073,12 +1073,20 @@ fn adds_are_idempotent_and_check_predicts_without_changing() {
     );
     assert_ne!(other.rule.id, first.rule.id);
     assert_eq!(other.rule.set, Some(16));
+    // Each in the chain of its interface (the mark's --dst is a network, not a host), listed
+    // in the kernel's order of those chains: the order they were made in.
     let listed = list(&ns);
     assert_eq!(
-        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        vec![other.rule.id.as_str(), first.rule.id.as_str()]
+        listed
+            .iter()
+            .map(|r| (r.id.as_str(), r.chain.as_deref().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![
+            (first.rule.id.as_str(), "dstnat.iif.eth0"),
+            (other.rule.id.as_str(), "marks.iif.eth0")
+        ]
     );
-    assert_eq!(listed[0].chain.as_deref(), Some("marks"));
+    assert_list_matches_nft(&ns);
 
     // del: --check first, then for real; the id is then absent: changed:false, nothing touched.
     let before = ruleset(&ns);
@@ -1091,7 +1099,10 @@ fn adds_are_idempotent_and_check_predicts_without_changing() {
     assert_eq!(del.rule.kind, "dnat");
     assert_eq!(del.rule.id, first.rule.id);
     assert_eq!(kernel_rule_count(&ns), 1);
+    // (its key's chain went with it: it held no other rule)
     let after = ruleset(&ns);
+    assert!(!after.contains("dstnat.iif.eth0"), "{after}");
+    assert_list_matches_nft(&ns);
     let again: Gone = parse(&natctl(&ns, &["del", &first.rule.id]).ok());
     assert!(!again.changed);
     assert_eq!(again.rule.id, first.rule.id);
@@ -1138,11 +1149,20 @@ fn flush_removes_only_natctls_table() {
 
     assert!(natctl(&ns, &["--check", "flush"]).ok().changed());
     assert!(ruleset(&ns).contains("table inet natctl"));
+    // (the table holds natctl's two rules, their keys' chains and maps, and the dispatch rules)
+    let held = nft_table(&ns);
+    assert_layout(&held);
+    assert_eq!(held.rules().len(), 2);
+    assert_eq!(held.key_chains(), ["zones.iif.eth0"]);
     let flushed: Flushed = parse(&natctl(&ns, &["flush"]).ok());
     assert!(flushed.changed);
     assert_eq!(flushed.table, "inet natctl");
     assert_eq!(flushed.netns.as_deref(), Some(ns.as_str()));
-    assert_eq!(flushed.removed_rules, 2);
+    assert_eq!(
+        flushed.removed_rules,
+        held.all.len(),
+        "every rule the table held"
+    );
     let rs = ruleset(&ns);
     assert!(!rs.contains("natctl"), "{rs}");
     assert_eq!(nsh(&ns, "nft list table ip nat").ok().stdout, hand_made);
@@ -1226,17 +1246,270 @@ struct NftRule {
     expr: Vec<Value>,
 }
 
-/// Every rule in natctl's table, as `nft -j` shows it.
-fn nft_rules(ns: &str) -> Vec<NftRule> {
+/// One chain of natctl's table as `nft -j` shows it: a base chain has a hook, a key's chain
+/// (`forward.iif.d1`) none.
+#[derive(Debug, Clone, Deserialize)]
+struct NftChain {
+    name: String,
+    hook: Option<String>,
+}
+
+/// One verdict map of natctl's table (`map forward.iif { type ifname : verdict }`), with its
+/// elements `[KEY, {"jump":{"target":CHAIN}}]`.
+#[derive(Debug, Clone, Deserialize)]
+struct NftMap {
+    name: String,
+    #[serde(rename = "type")]
+    key_type: String,
+    map: String,
+    #[serde(default)]
+    elem: Vec<(Value, Value)>,
+}
+
+/// natctl's table as `nft -j list table inet natctl` shows it, unchecked.
+#[derive(Debug)]
+struct NftTable {
+    chains: Vec<NftChain>,
+    maps: Vec<NftMap>,
+    /// Every rule, chain by chain in the kernel's order, dispatch rules included.
+    all: Vec<NftRule>,
+}
+
+impl NftTable {
+    /// The rules that are not dispatch rules: natctl's own (and any put there by hand).
+    fn rules(&self) -> Vec<NftRule> {
+        self.all
+            .iter()
+            .filter(|r| !is_dispatch(r))
+            .cloned()
+            .collect()
+    }
+
+    /// The chains with no hook: the keys' chains.
+    fn key_chains(&self) -> Vec<&str> {
+        self.chains
+            .iter()
+            .filter(|c| c.hook.is_none())
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// The rules of CHAIN, in the kernel's order.
+    fn chain(&self, chain: &str) -> Vec<&NftRule> {
+        self.all.iter().filter(|r| r.chain == chain).collect()
+    }
+
+    /// The elements of map NAME as (key, chain it jumps to); the key as a chain name writes it
+    /// (a mark in hex).
+    fn elements(&self, name: &str) -> Vec<(String, String)> {
+        let map = self
+            .maps
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no map {name}: {:?}", self.maps));
+        map.elem
+            .iter()
+            .map(|(key, verdict)| {
+                let target = verdict["jump"]["target"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}: {verdict} is not a jump"));
+                (key_text(key), target.to_string())
+            })
+            .collect()
+    }
+}
+
+fn nft_table(ns: &str) -> NftTable {
     let out = nsh(ns, "nft -j list table inet natctl").ok().stdout;
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft -j: {e}: {out}"));
-    v["nftables"]
-        .as_array()
-        .expect("nftables array")
+    let objects = v["nftables"].as_array().expect("nftables array");
+    NftTable {
+        chains: objects_of(objects, "chain"),
+        maps: objects_of(objects, "map"),
+        all: objects_of(objects, "rule"),
+    }
+}
+
+/// The objects of KIND (`chain`, `map`, `rule`) in `nft -j` output, in its order.
+fn objects_of<T: serde::de::DeserializeOwned>(objects: &[Value], kind: &str) -> Vec<T> {
+    objects
         .iter()
-        .filter_map(|o| o.get("rule"))
-        .map(|r| serde_json::from_value(r.clone()).expect("nft rule"))
+        .filter_map(|o| o.get(kind))
+        .map(|o| serde_json::from_value(o.clone()).unwrap_or_else(|e| panic!("{e}: {o}")))
         .collect()
+}
+
+/// Every rule in natctl's table but the dispatch rules, as `nft -j` shows it, once the table's
+/// layout is checked ([`assert_layout`]).
+#[track_caller]
+fn nft_rules(ns: &str) -> Vec<NftRule> {
+    let table = nft_table(ns);
+    assert_layout(&table);
+    table.rules()
+}
+
+/// natctl's base chains in the table's order, each with the kinds of key it dispatches by, in
+/// the order of its dispatch rules: a rule part lives in the chain of the first of these keys
+/// that it matches (`STAGE.KIND.VALUE`), else in the base chain.
+const BASE_CHAINS: [(&str, &[&str]); 12] = [
+    ("zones", &["dst4", "dst6", "iif"]),
+    ("connmarks", &["dst4", "dst6", "iif", "ctmark"]),
+    ("marks", &["dst4", "dst6", "iif"]),
+    ("dstnat", &["dst4", "dst6", "iif"]),
+    ("output", &["dst4", "dst6"]),
+    ("srcnat", &["iif"]),
+    ("input", &["iif"]),
+    ("localmarks", &["ctmark", "dst4", "dst6"]),
+    ("forward", &["iif"]),
+    ("local_in", &["iif"]),
+    ("zones_out", &["dst4", "dst6"]),
+    ("marks_out", &["dst4", "dst6"]),
+];
+
+/// The kinds of key base chain STAGE dispatches by.
+fn keys_of(stage: &str) -> &'static [&'static str] {
+    BASE_CHAINS
+        .iter()
+        .find(|(s, _)| *s == stage)
+        .unwrap_or_else(|| panic!("{stage} is not a base chain"))
+        .1
+}
+
+/// What a key of KIND is read from, as nft -j writes it.
+fn key_expr(kind: &str) -> Value {
+    use serde_json::json;
+    match kind {
+        "dst4" => json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+        "dst6" => json!({"payload": {"protocol": "ip6", "field": "daddr"}}),
+        "iif" => json!({"meta": {"key": "iifname"}}),
+        "ctmark" => json!({"ct": {"key": "mark"}}),
+        other => panic!("no key kind {other}"),
+    }
+}
+
+/// A key as a chain name writes it: a name or address as it is, a mark in hex (`0x10`).
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => format!("{:#x}", n.as_u64().unwrap()),
+        other => panic!("key {other}"),
+    }
+}
+
+fn is_dispatch(rule: &NftRule) -> bool {
+    rule.comment
+        .as_deref()
+        .is_some_and(|c| c.starts_with("natctl dispatch by "))
+}
+
+/// The chain a rule with expressions EXPRS belongs in, in base chain STAGE: that of the first
+/// of the stage's keys it matches with `==` (an interface, one destination host, a mark), else
+/// STAGE itself.
+fn keyed_chain(stage: &str, exprs: &[Value]) -> String {
+    keys_of(stage)
+        .iter()
+        .find_map(|kind| {
+            let left = key_expr(kind);
+            exprs.iter().find_map(|e| {
+                let m = e.get("match")?;
+                let key = &m["right"];
+                (m["op"] == "==" && m["left"] == left && (key.is_string() || key.is_u64()))
+                    .then(|| format!("{stage}.{kind}.{}", key_text(key)))
+            })
+        })
+        .unwrap_or_else(|| stage.to_string())
+}
+
+/// natctl's table is laid out as docs/natctl.md says: the twelve base chains; at the head of
+/// each, one dispatch rule per kind of key, in order (`iifname vmap @forward.iif comment
+/// "natctl dispatch by iif"`), and no dispatch rule anywhere else; a verdict map per base chain
+/// and kind, whose elements jump to the key's chain (`"d1" : jump forward.iif.d1`), one for each
+/// key chain and none for another; every key chain holds rules, each of which matches its key;
+/// and every other rule is in the chain of its own key.
+#[track_caller]
+fn assert_layout(t: &NftTable) {
+    let maps = assert_dispatch(t);
+    let mut targets: Vec<String> = maps
+        .iter()
+        .flat_map(|m| t.elements(m).into_iter().map(|(_, target)| target))
+        .collect();
+    let mut key_chains: Vec<String> = t.key_chains().iter().map(|c| c.to_string()).collect();
+    targets.sort();
+    key_chains.sort();
+    assert_eq!(key_chains, targets, "a map element for each key chain");
+    for chain in t.key_chains() {
+        assert!(!t.chain(chain).is_empty(), "key chain {chain} is empty");
+    }
+    for rule in t.rules() {
+        let stage = rule.chain.split('.').next().unwrap();
+        assert_eq!(
+            keyed_chain(stage, &rule.expr),
+            rule.chain,
+            "a rule outside its key's chain: {rule:?}"
+        );
+    }
+}
+
+/// The part of [`assert_layout`] that holds whatever rules the table has: the base chains,
+/// their dispatch rules and maps, each element jumping to the chain of its key. Returns the
+/// maps' names.
+#[track_caller]
+fn assert_dispatch(t: &NftTable) -> Vec<String> {
+    use serde_json::json;
+    let base: Vec<&str> = t
+        .chains
+        .iter()
+        .filter(|c| c.hook.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(base, BASE_CHAINS.map(|(s, _)| s), "the base chains");
+    let mut maps: Vec<String> = Vec::new();
+    for (stage, kinds) in BASE_CHAINS {
+        let head: Vec<(Option<String>, Vec<Value>)> = t
+            .chain(stage)
+            .iter()
+            .take(kinds.len())
+            .map(|r| (r.comment.clone(), r.expr.clone()))
+            .collect();
+        let expected: Vec<(Option<String>, Vec<Value>)> = kinds
+            .iter()
+            .map(|k| {
+                let vmap = json!({"vmap": {"key": key_expr(k), "data": format!("@{stage}.{k}")}});
+                (Some(format!("natctl dispatch by {k}")), vec![vmap])
+            })
+            .collect();
+        assert_eq!(head, expected, "the dispatch rules at the head of {stage}");
+        for kind in kinds {
+            let name = format!("{stage}.{kind}");
+            let map = t.maps.iter().find(|m| m.name == name);
+            let map = map.unwrap_or_else(|| panic!("no map {name}: {:?}", t.maps));
+            let key_type = match *kind {
+                "dst4" => "ipv4_addr",
+                "dst6" => "ipv6_addr",
+                "iif" => "ifname",
+                _ => "mark",
+            };
+            assert_eq!(
+                (map.key_type.as_str(), map.map.as_str()),
+                (key_type, "verdict")
+            );
+            for (key, target) in t.elements(&name) {
+                assert_eq!(target, format!("{name}.{key}"), "an element of {name}");
+            }
+            maps.push(name);
+        }
+    }
+    let mut all_maps: Vec<String> = t.maps.iter().map(|m| m.name.clone()).collect();
+    all_maps.sort();
+    maps.sort();
+    assert_eq!(all_maps, maps, "the dispatch maps");
+    let dispatch = t.all.iter().filter(|r| is_dispatch(r)).count();
+    let kinds: usize = BASE_CHAINS.iter().map(|(_, k)| k.len()).sum();
+    assert_eq!(
+        dispatch, kinds,
+        "one dispatch rule per base chain and kind, none elsewhere"
+    );
+    maps
 }
 
 /// A rule's expressions without its counter, and the counter's (packets, bytes).
@@ -1437,6 +1710,84 @@ fn expected_exprs(r: &RuleJson, part: usize) -> Vec<Value> {
     e
 }
 
+/// The chain each part of a listed rule belongs in, in the order of its parts (docs/natctl.md),
+/// built from the listed fields alone: the base chain of the part, or the chain of its key there
+/// (`STAGE.KIND.VALUE`): its destination host (`--dst`, `--daddr` without a prefix length) where
+/// the base chain dispatches by destination, else its interface (`--iif`) where that chain
+/// dispatches by interface; a connection mark's restores by the mark (`0x10`).
+fn part_chains(r: &RuleJson) -> Vec<String> {
+    let dst = r.dst.as_deref().or(r.daddr.as_deref());
+    // (a part keyed by a mark is a restore: `restores` below)
+    let keyed = |stage: &str| -> String {
+        let host = dst.filter(|d| !d.contains('/'));
+        keys_of(stage)
+            .iter()
+            .find_map(|kind| match *kind {
+                "dst4" => host
+                    .filter(|h| !h.contains(':'))
+                    .map(|h| format!("dst4.{h}")),
+                "dst6" => host
+                    .filter(|h| h.contains(':'))
+                    .map(|h| format!("dst6.{h}")),
+                "iif" => r.iif.as_deref().map(|i| format!("iif.{i}")),
+                _ => None,
+            })
+            .map_or_else(|| stage.to_string(), |key| format!("{stage}.{key}"))
+    };
+    let local = r.local == Some(true);
+    let restores = |set: u32| {
+        // (they match no interface and no destination: only the mark)
+        let chain = |stage: &str| format!("{stage}.ctmark.{set:#x}");
+        [chain("connmarks"), chain("localmarks")]
+    };
+    match r.kind.as_str() {
+        "masquerade" => vec![keyed("srcnat")],
+        "netmap" if r.src.is_some() => vec![keyed("srcnat")],
+        "netmap" => vec![keyed("dstnat")],
+        "snat" if local => vec![keyed("srcnat"), keyed("input")],
+        "snat" => vec![keyed("srcnat")],
+        "dnat" if local => vec![keyed("dstnat"), keyed("output")],
+        "dnat" => vec![keyed("dstnat")],
+        "zone" if local => vec![keyed("zones_out")],
+        "zone" => vec![keyed("zones")],
+        "mark" if local => vec![keyed("marks_out")],
+        "mark" => vec![keyed("marks")],
+        "filter" if r.early == Some(true) => vec![keyed("zones")],
+        "filter" if local => vec![keyed("local_in")],
+        "filter" => vec![keyed("forward")],
+        "connmark" => {
+            let set = r.set.unwrap();
+            let [connmarks, localmarks] = restores(set);
+            match (dst, local) {
+                (None, _) => {
+                    let own = keyed("connmarks");
+                    vec![own.clone(), own, connmarks, localmarks]
+                }
+                (Some(_), false) => vec![keyed("connmarks"), connmarks, localmarks],
+                (Some(_), true) => vec![connmarks, keyed("localmarks"), localmarks],
+            }
+        }
+        other => panic!("no chains for kind {other}"),
+    }
+}
+
+/// Which part of its rule the I-th listed entry is: the one that belongs in its chain (the
+/// n-th of them for the n-th entry of its id there: a chain holds a rule's parts in order).
+#[track_caller]
+fn part_of(listed: &[RuleJson], i: usize) -> usize {
+    let r = &listed[i];
+    let chain = r.chain.as_deref().unwrap();
+    let nth = listed[..i]
+        .iter()
+        .filter(|o| o.id == r.id && o.chain == r.chain)
+        .count();
+    let chains = part_chains(r);
+    (0..chains.len())
+        .filter(|&j| chains[j] == chain)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{r:?} is in {chain}, its parts belong in {chains:?}"))
+}
+
 /// Every listed rule is one nftables rule, with the same chain, handle, comment and, expression
 /// by expression, what its listed arguments say. Its counters lie between those nft reads just
 /// before and just after the listing: a late packet (a neighbour probe) may arrive in between.
@@ -1452,6 +1803,7 @@ fn assert_list_matches_nft(ns: &str) -> Vec<RuleJson> {
             .find(|k| Some(&k.chain) == r.chain.as_ref() && Some(k.handle) == r.handle)?;
         Some(k.clone())
     };
+    let mut parts: std::collections::HashMap<&str, Vec<usize>> = Default::default();
     for (i, r) in listed.iter().enumerate() {
         let k =
             find(&kernel, r).unwrap_or_else(|| panic!("listed {r:?} is not in nft -j: {kernel:?}"));
@@ -1460,7 +1812,8 @@ fn assert_list_matches_nft(ns: &str) -> Vec<RuleJson> {
             comment.starts_with(&format!("natctl:{} {} ", r.id, r.kind)),
             "{comment}"
         );
-        let part = listed[..i].iter().filter(|o| o.id == r.id).count();
+        let part = part_of(&listed, i);
+        parts.entry(&r.id).or_default().push(part);
         let (exprs, after) = without_counter(&k.expr);
         let (expected, listed_counter) = without_counter(&expected_exprs(r, part));
         assert_eq!(exprs, expected, "{} part {part}: {comment}", r.kind);
@@ -1473,6 +1826,16 @@ fn assert_list_matches_nft(ns: &str) -> Vec<RuleJson> {
             "{} part {part}: listed counter {listed_counter:?} not between nft's {earlier:?} \
              and {after:?}: {comment}",
             r.kind
+        );
+    }
+    // every part of every rule, once
+    for (id, mut found) in parts {
+        let r = listed.iter().find(|r| r.id == id).unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            (0..part_chains(r).len()).collect::<Vec<_>>(),
+            "{r:?}"
         );
     }
     listed
@@ -1592,9 +1955,11 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
     }
     let listed = assert_list_matches_nft(&ns);
 
-    // dnat --local is in prerouting and output, snat --local in postrouting and input;
-    // connmark is four rules: one marks, one drops foreign replies, two restore (connmarks,
-    // and localmarks for replies the namespace sends itself).
+    // dnat --local is in prerouting and output, snat --local in postrouting and input, each in
+    // the chain of its destination host, or of its interface; connmark is four rules: one
+    // marks, one drops foreign replies (both in the chain of its interface), two restore (in the
+    // chains of its mark in connmarks, and localmarks for replies the namespace sends itself).
+    // Each as listed, in the kernel's order: chain by chain, in the order they were made.
     let chains = |kind: &str, family: &str| -> Vec<String> {
         listed
             .iter()
@@ -1602,21 +1967,29 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
             .map(|r| r.chain.clone().unwrap())
             .collect()
     };
-    assert_eq!(chains("dnat", "inet"), ["dstnat", "output"]);
-    assert_eq!(chains("dnat", "inet6"), ["dstnat", "output"]);
+    assert_eq!(
+        chains("dnat", "inet"),
+        ["dstnat.dst4.203.0.113.254", "output.dst4.203.0.113.254"]
+    );
+    assert_eq!(
+        chains("dnat", "inet6"),
+        ["dstnat.dst6.2001:db8:9::1", "output.dst6.2001:db8:9::1"]
+    );
     assert_eq!(
         chains("connmark", "any"),
         [
-            "connmarks",
-            "connmarks",
-            "connmarks",
-            "connmarks",
-            "connmarks",
-            "connmarks",
-            "localmarks",
-            "localmarks"
+            "connmarks.iif.eth0",
+            "connmarks.iif.eth0",
+            "connmarks.ctmark.0x10",
+            "localmarks.ctmark.0x10",
+            "connmarks.iif.eth1",
+            "connmarks.iif.eth1",
+            "connmarks.ctmark.0xffffffff",
+            "localmarks.ctmark.0xffffffff",
         ]
     );
+    // (rules with no key stay in their base chain, after its dispatch rules)
+    assert_eq!(chains("masquerade", "inet6"), ["srcnat", "srcnat"]);
     let snat_chains = |to: &str| -> Vec<String> {
         listed
             .iter()
@@ -1624,9 +1997,13 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
             .map(|r| r.chain.clone().unwrap())
             .collect()
     };
-    assert_eq!(snat_chains("100.64.0.7"), ["srcnat", "input"]);
-    assert_eq!(snat_chains("fd64::7"), ["srcnat", "input"]);
-    assert_eq!(snat_chains("100.64.0.8"), ["srcnat"]);
+    assert_eq!(
+        snat_chains("100.64.0.7"),
+        ["srcnat.iif.wg7", "input.iif.wg7"]
+    );
+    assert_eq!(snat_chains("fd64::7"), ["srcnat.iif.wg7", "input.iif.wg7"]);
+    assert_eq!(snat_chains("100.64.0.8"), ["srcnat.iif.wg8"]);
+    assert_eq!(snat_chains("203.0.113.9"), ["srcnat"]);
     assert!(listed
         .iter()
         .filter(|r| r.kind == "dnat")
@@ -1662,6 +2039,9 @@ fn new_kinds_read_back_from_the_kernel_field_by_field() {
         .as_deref()
         .unwrap_or_default()
         .contains(&dnat.id)));
+    // and the chains of its destination, which held nothing else
+    let key_chains = nft_table(&ns).key_chains().join(" ");
+    assert!(!key_chains.contains("203.0.113.254"), "{key_chains}");
     assert_list_matches_nft(&ns);
 }
 
@@ -1702,14 +2082,19 @@ fn dnat_local_forwards_what_the_router_itself_opens() {
         let (got, err) = tcp_exchange(&w.lan, 54321, &w.router, public, v6);
         assert_eq!(got, "hello-from-client", "{public} -> {lan_host}: {err}");
         // It went through the output hook: that rule counted it, the prerouting one did not.
+        let v = if v6 { "dst6" } else { "dst4" };
+        let (output, dstnat) = (
+            format!("output.{v}.{public}"),
+            format!("dstnat.{v}.{public}"),
+        );
         assert!(
-            listed_in(&w.router, "dnat", "output", family)
+            listed_in(&w.router, "dnat", &output, family)
                 .packets
                 .unwrap()
                 >= 1
         );
         assert_eq!(
-            listed_in(&w.router, "dnat", "dstnat", family).packets,
+            listed_in(&w.router, "dnat", &dstnat, family).packets,
             Some(0)
         );
         assert_list_matches_nft(&w.router);
@@ -1717,7 +2102,7 @@ fn dnat_local_forwards_what_the_router_itself_opens() {
         let (got, err) = tcp_exchange(&w.lan, 54321, &w.wan, public, v6);
         assert_eq!(got, "hello-from-client", "wan -> {public}: {err}");
         assert!(
-            listed_in(&w.router, "dnat", "dstnat", family)
+            listed_in(&w.router, "dnat", &dstnat, family)
                 .packets
                 .unwrap()
                 >= 1
@@ -1968,8 +2353,7 @@ fn connmark_sends_replies_back_the_way_they_came() {
     // no reply arrived from a client, so the guard against foreign replies dropped nothing.
     let listed = assert_list_matches_nft(&router);
     for (i, r) in listed.iter().enumerate() {
-        let part = listed[..i].iter().filter(|o| o.id == r.id).count();
-        if r.kind == "connmark" && part == 1 {
+        if r.kind == "connmark" && part_of(&listed, i) == 1 {
             assert_eq!(r.packets, Some(0), "{r:?} dropped something");
         } else {
             assert!(r.packets.unwrap() >= 1, "{r:?} matched nothing");
@@ -2130,7 +2514,7 @@ fn connmark_spoofed_replies_cannot_hijack_another_devices_connection() {
     let drops: u64 = list(&center)
         .iter()
         .filter(|r| r.kind == "connmark" && r.iif.as_deref() == Some("ta"))
-        .filter(|r| r.chain.as_deref() == Some("connmarks"))
+        .filter(|r| r.chain.as_deref() == Some("connmarks.iif.ta"))
         .map(|r| r.packets.unwrap())
         .sum();
     assert!(drops >= 10, "A's spoofed datagrams were seen: {drops}");
@@ -2310,8 +2694,11 @@ fn filter_allows_what_is_listed_and_drops_the_rest_per_interface() {
     let (got, _) = tcp_exchange(&server, 8080, &dev, "100.64.0.1", false);
     assert_eq!(got.trim(), "hello-from-client");
 
-    // The kernel's order and counters, and list's account of them.
-    let chain = nsh(&hub, "nft list chain inet natctl forward").ok().stdout;
+    // The kernel's order and counters, and list's account of them: d1's forward rules in the
+    // chain of d1, which the forward chain's dispatch rule (all it holds) jumps to.
+    let chain = nsh(&hub, "nft list chain inet natctl forward.iif.d1")
+        .ok()
+        .stdout;
     let pos = |needle: &str| {
         chain
             .find(needle)
@@ -2335,9 +2722,20 @@ fn filter_allows_what_is_listed_and_drops_the_rest_per_interface() {
     assert!(packets(&drop_8081.rule.id) >= 1);
     let forward: Vec<_> = listed
         .iter()
-        .filter(|r| r.chain.as_deref() == Some("forward"))
+        .filter(|r| r.chain.as_deref() == Some("forward.iif.d1"))
         .collect();
     assert_eq!(forward.len(), 3);
+    let table = nft_table(&hub);
+    assert_eq!(
+        table.chain("forward").len(),
+        1,
+        "{:?}",
+        table.chain("forward")
+    );
+    assert_eq!(
+        table.elements("forward.iif"),
+        [("d1".into(), "forward.iif.d1".into())]
+    );
 
     // del: the internal network is then dropped too; del of what is gone is changed:false.
     let gone = natctl(&hub, &["del", &fwd_accept.rule.id]).ok();
@@ -2614,9 +3012,15 @@ fn filter_reply_lets_a_device_answer_but_not_open() {
     assert_eq!(ruleset(&hub), before);
 }
 
-/// The nftables rules (chain, handle) of natctl's table whose comment carries `id`.
+/// The nftables rules (chain, handle) of natctl's table whose comment carries `id`, once the
+/// table's layout is checked ([`nft_rules`]).
 fn handles_of(ns: &str, id: &str) -> Vec<(String, u64)> {
-    nft_rules(ns)
+    carrying(nft_rules(ns), id)
+}
+
+/// The (chain, handle) of those of RULES whose comment carries `id`.
+fn carrying(rules: Vec<NftRule>, id: &str) -> Vec<(String, u64)> {
+    rules
         .into_iter()
         .filter(|r| {
             r.comment
@@ -2625,6 +3029,17 @@ fn handles_of(ns: &str, id: &str) -> Vec<(String, u64)> {
         })
         .map(|r| (r.chain, r.handle))
         .collect()
+}
+
+/// The chains the parts of rule ID are listed in, in the order of its parts ([`part_of`]).
+fn chains_by_part(ns: &str, id: &str) -> Vec<String> {
+    let listed = list(ns);
+    let mut parts: Vec<(usize, String)> = (0..listed.len())
+        .filter(|&i| listed[i].id == id)
+        .map(|i| (part_of(&listed, i), listed[i].chain.clone().unwrap()))
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, chain)| chain).collect()
 }
 
 /// The listed entries of `id`.
@@ -2720,13 +3135,25 @@ fn a_rule_changed_behind_natctls_back_is_tampered_and_replaced() {
 fn a_multi_part_rule_missing_a_part_is_incomplete_and_restored() {
     let lab = Lab::new();
     let ns = lab.netns("parts");
-    let cases: &[(&[&str], usize, &str)] = &[
-        (&["connmark", "--iif", "t1", "--set", "5"], 1, "connmarks"),
-        (&["connmark", "--iif", "t2", "--set", "6"], 3, "localmarks"),
+    // (each with the part deleted, the chain it is in, and which of the id's rules there it is)
+    let cases: &[(&[&str], usize, &str, usize)] = &[
+        (
+            &["connmark", "--iif", "t1", "--set", "5"],
+            1,
+            "connmarks.iif.t1",
+            1,
+        ),
+        (
+            &["connmark", "--iif", "t2", "--set", "6"],
+            3,
+            "localmarks.ctmark.0x6",
+            0,
+        ),
         (
             &["snat", "--to", "10.9.0.1", "--iif", "t1", "--local"],
             1,
-            "input",
+            "input.iif.t1",
+            0,
         ),
         (
             &[
@@ -2738,7 +3165,8 @@ fn a_multi_part_rule_missing_a_part_is_incomplete_and_restored() {
                 "--local",
             ],
             1,
-            "output",
+            "output.dst4.203.0.113.1",
+            0,
         ),
         (
             &[
@@ -2750,20 +3178,21 @@ fn a_multi_part_rule_missing_a_part_is_incomplete_and_restored() {
                 "--local",
             ],
             0,
-            "dstnat",
+            "dstnat.dst4.203.0.113.2",
+            0,
         ),
     ];
-    for (args, part, chain) in cases {
+    for (args, part, chain, nth) in cases {
         let id = add(&ns, args).rule.id;
         let parts = handles_of(&ns, &id);
-        // Part `part` is the `part`-th rule of the id in the listing's order (by chain, then
-        // handle, as the kernel dumps them): the documented order of its parts.
         let (c, h) = {
             let listed = listed_id(&ns, &id);
-            let r = &listed[*part];
+            let mut there = listed.iter().filter(|r| r.chain.as_deref() == Some(*chain));
+            let r = there
+                .nth(*nth)
+                .unwrap_or_else(|| panic!("{args:?}: {listed:?}"));
             (r.chain.clone().unwrap(), r.handle.unwrap())
         };
-        assert_eq!(c, *chain);
         assert!(parts.contains(&(c.clone(), h)));
         nsh(&ns, &format!("nft delete rule inet natctl {c} handle {h}")).ok();
         let entries = listed_id(&ns, &id);
@@ -2796,8 +3225,9 @@ fn a_multi_part_rule_missing_a_part_is_incomplete_and_restored() {
 }
 
 /// A connmark made by natctl before the guard against foreign replies (three rules: `iifname
-/// IFACE ct mark set N` and the two restores) carries the same id; `add` sees that its rules
-/// are not what the id now stands for and replaces them.
+/// IFACE ct mark set N` and the two restores, in the base chains, as natctl then had them)
+/// carries the same id; `add` sees that its rules are not what the id now stands for and
+/// replaces them.
 #[test]
 fn an_old_connmark_is_upgraded_by_add() {
     let lab = Lab::new();
@@ -2815,33 +3245,52 @@ fn an_old_connmark_is_upgraded_by_add() {
         ),
     )
     .ok();
+    // Every old rule is tampered (none is in the chain its part belongs in), every part missing.
     let old = listed_id(&ns, &id);
     assert_eq!(old.len(), 3);
-    assert_eq!(old[0].tampered, Some(true), "the old marking rule: {old:?}");
-    assert!(old.iter().all(|r| r.complete == Some(false)));
+    assert!(
+        old.iter()
+            .all(|r| (r.tampered, r.complete) == (Some(true), Some(false))),
+        "{old:?}"
+    );
+    let missing = |part: usize, chain: &str| MissingPart {
+        part,
+        chain: chain.into(),
+    };
     assert_eq!(
         old[0].missing.as_deref(),
         Some(
             &[
-                MissingPart {
-                    part: 0,
-                    chain: "connmarks".into()
-                },
-                MissingPart {
-                    part: 1,
-                    chain: "connmarks".into()
-                }
+                missing(0, "connmarks.iif.t1"),
+                missing(1, "connmarks.iif.t1"),
+                missing(2, "connmarks.ctmark.0x5"),
+                missing(3, "localmarks.ctmark.0x5"),
             ][..]
         )
     );
     assert!(add(&ns, &["connmark", "--iif", "t1", "--set", "5"]).changed);
-    let chain = nsh(&ns, "nft list chain inet natctl connmarks").ok().stdout;
+    let chain = nsh(&ns, "nft list chain inet natctl connmarks.iif.t1")
+        .ok()
+        .stdout;
     assert!(
         chain.contains("ct state new ct direction original"),
         "{chain}"
     );
     assert!(chain.contains("ct mark != 0x00000005"), "{chain}");
-    assert_eq!(handles_of(&ns, &id).len(), 4);
+    // the old rules are gone from the base chains, which hold only their dispatch rules again
+    let chains: Vec<String> = handles_of(&ns, &id).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        chains,
+        [
+            "connmarks.iif.t1",
+            "connmarks.iif.t1",
+            "connmarks.ctmark.0x5",
+            "localmarks.ctmark.0x5"
+        ]
+    );
+    let table = nft_table(&ns);
+    assert!(table.chain("connmarks").iter().all(|r| is_dispatch(r)));
+    assert!(table.chain("localmarks").iter().all(|r| is_dispatch(r)));
     assert!(!add(&ns, &["connmark", "--iif", "t1", "--set", "5"]).changed);
     assert_list_matches_nft(&ns);
 }
@@ -2929,7 +3378,7 @@ for i in range(20): s.sendto(b\"forged\", (\"100.64.0.1\", 7002))'"
         0,
         "conntrack never saw the dropped packets"
     );
-    let listed = listed_in(&hub, "filter", "zones", "inet");
+    let listed = listed_in(&hub, "filter", "zones.iif.d1", "inet");
     assert_eq!(listed.early, Some(true));
     assert!(listed.packets.unwrap() >= 20, "{listed:?}");
     assert!(
@@ -3231,38 +3680,45 @@ fn zones_forward_reaches_each_device_by_its_address() {
             d.n
         );
     }
-    // Every rule is what its id stands for, and each new block did its part.
+    // Every rule is what its id stands for, and each new block did its part; the --local
+    // zone and mark of each address in a chain of their own, keyed by the address.
     let listed = assert_list_matches_nft(&center);
-    for chain in ["zones_out", "marks_out"] {
+    for stage in ["zones_out", "marks_out"] {
         let rules: Vec<&RuleJson> = listed
             .iter()
-            .filter(|r| r.chain.as_deref() == Some(chain))
+            .filter(|r| r.chain.as_deref().unwrap().starts_with(stage))
             .collect();
-        assert_eq!(rules.len(), 4, "{chain}: {rules:?}");
+        let chains: Vec<&str> = rules.iter().map(|r| r.chain.as_deref().unwrap()).collect();
+        let expected: Vec<String> = devices
+            .iter()
+            .flat_map(|d| [format!("dst4.{}", d.addr), format!("dst6.{}", d.addr6)])
+            .map(|key| format!("{stage}.{key}"))
+            .collect();
+        assert_eq!(chains, expected, "{stage}: {rules:?}");
         assert!(
             rules
                 .iter()
                 .all(|r| r.local == Some(true) && r.packets >= Some(1)),
-            "{chain}: {rules:?}"
+            "{stage}: {rules:?}"
         );
     }
-    // Each connmark --dst marked the connections to its address (its marking part: the first
-    // of its id as listed, or with --local the second).
+    // Each connmark --dst marked the connections to its address (its marking part: the first,
+    // or with --local the second).
     for (i, r) in listed.iter().enumerate() {
-        let part = listed[..i].iter().filter(|o| o.id == r.id).count();
         let marking = if r.local == Some(true) { 1 } else { 0 };
-        if r.kind == "connmark" && r.dst.is_some() && part == marking {
+        if r.kind == "connmark" && r.dst.is_some() && part_of(&listed, i) == marking {
             assert!(r.packets >= Some(1), "{r:?} marked nothing");
         }
     }
     for d in &devices {
-        // The device's guard dropped nothing: its replies to the forwards carry its mark.
-        let guard: Vec<&RuleJson> = listed
-            .iter()
-            .filter(|r| r.kind == "connmark" && r.iif.as_deref() == Some(d.iface))
+        // The device's guard (part 1 of its connmark) dropped nothing: its replies to the
+        // forwards carry its mark.
+        let own: Vec<usize> = (0..listed.len())
+            .filter(|&i| listed[i].kind == "connmark" && listed[i].iif.as_deref() == Some(d.iface))
             .collect();
-        assert_eq!(guard.len(), 4);
-        assert_eq!(guard[1].packets, Some(0), "{:?}", guard[1]);
+        assert_eq!(own.len(), 4);
+        let guard = own.iter().find(|&&i| part_of(&listed, i) == 1).unwrap();
+        assert_eq!(listed[*guard].packets, Some(0), "{:?}", listed[*guard]);
         for a in [d.addr, d.addr6] {
             let zone = listed
                 .iter()
@@ -3299,7 +3755,7 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
                 "--dir",
                 "reply",
             ],
-            &["zones"],
+            &["zones.dst4.100.64.0.11"],
         ),
         (
             &[
@@ -3313,7 +3769,7 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
                 "--zone",
                 "1",
             ],
-            &["zones"],
+            &["zones.dst6.fd64::11"],
         ),
         (
             &[
@@ -3326,7 +3782,7 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
                 "--dir",
                 "reply",
             ],
-            &["zones_out"],
+            &["zones_out.dst4.100.64.0.11"],
         ),
         (
             &[
@@ -3347,21 +3803,29 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
         ),
         (
             &["mark", "--local", "--dst", "fd64::11", "--set", "1"],
-            &["marks_out"],
+            &["marks_out.dst6.fd64::11"],
         ),
         (
             &["mark", "--iif", "sv0", "--dst", "fd64::12", "--set", "2"],
-            &["marks"],
+            &["marks.dst6.fd64::12"],
         ),
         (
             &["connmark", "--dst", "100.64.0.11", "--set", "1"],
-            &["connmarks", "connmarks", "localmarks"],
+            &[
+                "connmarks.dst4.100.64.0.11",
+                "connmarks.ctmark.0x1",
+                "localmarks.ctmark.0x1",
+            ],
         ),
         (
             &[
                 "connmark", "--iif", "sv0", "--dst", "fd64::11", "--set", "1",
             ],
-            &["connmarks", "connmarks", "localmarks"],
+            &[
+                "connmarks.dst6.fd64::11",
+                "connmarks.ctmark.0x1",
+                "localmarks.ctmark.0x1",
+            ],
         ),
         (
             &[
@@ -3372,11 +3836,19 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
                 "--set",
                 "2",
             ],
-            &["connmarks", "localmarks", "localmarks"],
+            &[
+                "connmarks.ctmark.0x2",
+                "localmarks.dst4.100.64.0.12",
+                "localmarks.ctmark.0x2",
+            ],
         ),
         (
             &["connmark", "--local", "--dst", "fd64::/64", "--set", "3"],
-            &["connmarks", "localmarks", "localmarks"],
+            &[
+                "connmarks.ctmark.0x3",
+                "localmarks",
+                "localmarks.ctmark.0x3",
+            ],
         ),
     ];
     let mut ids = HashSet::new();
@@ -3413,11 +3885,7 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
             after,
             "re-adding {args:?} changed the ruleset"
         );
-        let listed: Vec<String> = listed_id(&ns, &added.rule.id)
-            .into_iter()
-            .map(|r| r.chain.unwrap())
-            .collect();
-        assert_eq!(listed, *chains, "{args:?}");
+        assert_eq!(chains_by_part(&ns, &added.rule.id), *chains, "{args:?}");
         assert!(ids.insert(added.rule.id), "{args:?}: an id of its own");
     }
     assert_list_matches_nft(&ns);
@@ -3444,7 +3912,7 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
     ];
     let id = add(&ns, &args).rule.id;
     let (chain, handle) = handles_of(&ns, &id).remove(0);
-    assert_eq!(chain, "zones_out");
+    assert_eq!(chain, "zones_out.dst4.100.64.0.11");
     let comment = format!("natctl:{id} zone --zone 1 --dir reply --dst 100.64.0.11 --local");
     nsh(
         &ns,
@@ -3463,7 +3931,8 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
         .changed());
     assert!(add(&ns, &args).changed);
     assert!(!add(&ns, &args).changed);
-    // connmark --local without its marking part (part 1, localmarks): incomplete; add restores.
+    // connmark --local without its marking part (part 1, in the chain of its destination in
+    // localmarks, which it leaves empty): incomplete; add restores it.
     let args = [
         "connmark",
         "--local",
@@ -3473,13 +3942,14 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
         "2",
     ];
     let id = add(&ns, &args).rule.id;
+    let chain = "localmarks.dst4.100.64.0.12";
     let entries = listed_id(&ns, &id);
-    let marking = &entries[1];
+    let marking = entries.iter().find(|r| r.chain.as_deref() == Some(chain));
     nsh(
         &ns,
         &format!(
-            "nft delete rule inet natctl localmarks handle {}",
-            marking.handle.unwrap()
+            "nft delete rule inet natctl {chain} handle {}",
+            marking.unwrap().handle.unwrap()
         ),
     )
     .ok();
@@ -3490,7 +3960,7 @@ fn destination_and_local_forms_read_back_from_the_kernel_field_by_field() {
         Some(
             &[MissingPart {
                 part: 1,
-                chain: "localmarks".into()
+                chain: chain.into()
             }][..]
         )
     );
@@ -3577,81 +4047,211 @@ fn destination_and_local_forms_bad_input_exits_2() {
     }
 }
 
-/// A table made by natctl before `zones_out` and `marks_out` existed (ten base chains) keeps
-/// its rules intact, unchanged, and gains the new chains with the first rule that needs one.
+/// A table made by natctl before per-key chains (and before `zones_out` and `marks_out`): ten
+/// base chains, every rule in its base chain, no maps. `list` shows its rules that have a key
+/// stale (each is in a chain none of its parts belongs in) and the others intact. The first add
+/// gives the table its new chains, its maps and, at the head of every base chain, its dispatch
+/// rules, and leaves the old rules as they are (the base chains still run them, after the
+/// dispatch rules); adding an old rule again moves it into the chain of its key.
 #[test]
-fn a_table_made_before_zones_out_gains_its_new_chains() {
+fn a_table_made_before_per_key_chains_is_upgraded_by_add() {
     let lab = Lab::new();
     let ns = lab.netns("old");
-    let old: [&[&str]; 4] = [
-        &["zone", "--iif", "ta", "--zone", "1", "--dir", "both"],
-        &["mark", "--iif", "sv0", "--dst", "100.64.0.11", "--set", "1"],
-        &["connmark", "--iif", "ta", "--set", "1"],
-        &["snat", "--to", "100.64.0.11", "--iif", "ta", "--local"],
-    ];
-    for args in old {
-        add(&ns, args);
+    let zone = ["zone", "--iif", "ta", "--zone", "1", "--dir", "both"];
+    let snat = ["snat", "--to", "100.64.0.11", "--iif", "ta", "--local"];
+    let masquerade = ["masquerade", "--oif", "uplink"];
+    // (the comments natctl writes, from a table made by natctl now)
+    let mut comments = Vec::new();
+    for args in [&zone[..], &snat, &masquerade] {
+        let id = add(&ns, args).rule.id;
+        let rule = nft_rules(&ns)
+            .into_iter()
+            .find(|r| r.comment.as_ref().unwrap().contains(&id));
+        comments.push(rule.unwrap().comment.unwrap());
     }
+    let [zone_c, snat_c, masq_c] = [0, 1, 2].map(|i| &comments[i]);
     nsh(
         &ns,
-        "nft delete chain inet natctl zones_out && nft delete chain inet natctl marks_out",
+        &format!(
+            r#"nft delete table inet natctl && nft -f - <<'EOF'
+table inet natctl {{
+    chain zones {{ type filter hook prerouting priority raw; }}
+    chain connmarks {{ type filter hook prerouting priority mangle - 10; }}
+    chain marks {{ type filter hook prerouting priority mangle; }}
+    chain dstnat {{ type nat hook prerouting priority dstnat; }}
+    chain output {{ type nat hook output priority -100; }}
+    chain srcnat {{ type nat hook postrouting priority srcnat; }}
+    chain input {{ type nat hook input priority 100; }}
+    chain localmarks {{ type route hook output priority mangle - 10; }}
+    chain forward {{ type filter hook forward priority filter; }}
+    chain local_in {{ type filter hook input priority filter; }}
+}}
+add rule inet natctl zones iifname "ta" counter ct zone set 1 comment "{zone_c}"
+add rule inet natctl srcnat meta nfproto ipv4 iifname "ta" counter snat ip to 100.64.0.11 comment "{snat_c}"
+add rule inet natctl input meta nfproto ipv4 iifname "ta" counter snat ip to 100.64.0.11 comment "{snat_c}"
+add rule inet natctl srcnat oifname "uplink" counter masquerade comment "{masq_c}"
+EOF"#
+        ),
     )
     .ok();
-    let before = nft_rules(&ns);
-    assert_eq!(list_intact(&ns).len(), 8);
-    for args in old {
-        assert!(!add(&ns, args).changed, "{args:?}");
-    }
-    for args in [
-        &[
-            "zone",
-            "--local",
-            "--dst",
-            "100.64.0.11",
-            "--zone",
-            "1",
-            "--dir",
-            "reply",
-        ][..],
-        &["mark", "--local", "--dst", "100.64.0.11", "--set", "1"],
-    ] {
-        assert!(add(&ns, args).changed, "{args:?}");
-    }
-    let after = nft_rules(&ns);
-    for rule in &before {
+    let old = nft_table(&ns);
+    assert!(old.maps.is_empty() && old.key_chains().is_empty());
+    // In list: the rules with a key stale, each part missing from its key's chain.
+    let state = |r: &RuleJson| {
+        let missing: Vec<(usize, String)> = r
+            .missing
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.part, m.chain.clone()))
+            .collect();
+        (
+            r.kind.clone(),
+            r.chain.clone().unwrap(),
+            r.tampered.unwrap(),
+            missing,
+        )
+    };
+    let listed: Vec<_> = list(&ns).iter().map(state).collect();
+    let snat_missing = vec![
+        (0, "srcnat.iif.ta".to_string()),
+        (1, "input.iif.ta".to_string()),
+    ];
+    assert_eq!(
+        listed,
+        [
+            (
+                "zone".into(),
+                "zones".into(),
+                true,
+                vec![(0, "zones.iif.ta".to_string())]
+            ),
+            ("snat".into(), "srcnat".into(), true, snat_missing.clone()),
+            ("masquerade".into(), "srcnat".into(), false, vec![]),
+            ("snat".into(), "input".into(), true, snat_missing),
+        ]
+    );
+    assert!(!add(&ns, &masquerade).changed);
+
+    // The first add that changes something brings the new layout; the old rules stay as they
+    // were, after the dispatch rules of their chains.
+    let filter = add(&ns, &["filter", "--iif", "ta", "--default", "drop"]);
+    assert!(filter.changed);
+    let upgraded = nft_table(&ns);
+    assert_dispatch(&upgraded);
+    assert_eq!(upgraded.key_chains(), ["forward.iif.ta"]);
+    let old_rules = old.rules();
+    let now = upgraded.rules();
+    assert_eq!(now.len(), old_rules.len() + 1);
+    for rule in &old_rules {
         assert!(
-            after
-                .iter()
-                .any(|a| (&a.chain, a.handle, &a.comment, &a.expr)
-                    == (&rule.chain, rule.handle, &rule.comment, &rule.expr)),
+            now.iter().any(|r| (&r.chain, r.handle, &r.comment, &r.expr)
+                == (&rule.chain, rule.handle, &rule.comment, &rule.expr)),
             "{rule:?} changed"
         );
     }
-    assert_eq!(list_intact(&ns).len(), 10);
+    assert_eq!(
+        list(&ns)
+            .iter()
+            .filter(|r| r.tampered == Some(true))
+            .count(),
+        3
+    );
+
+    // Each old rule added again goes into its key's chains, its old copies go.
+    for args in [&zone[..], &snat] {
+        assert!(add(&ns, args).changed, "{args:?}");
+        assert!(!add(&ns, args).changed, "{args:?}");
+    }
+    let listed = assert_list_matches_nft(&ns);
+    assert_eq!(listed.len(), 5);
+    let table = nft_table(&ns);
+    let mut key_chains = table.key_chains();
+    key_chains.sort();
+    assert_eq!(
+        key_chains,
+        [
+            "forward.iif.ta",
+            "input.iif.ta",
+            "srcnat.iif.ta",
+            "zones.iif.ta"
+        ]
+    );
+    for (stage, kinds) in BASE_CHAINS {
+        let unkeyed = usize::from(stage == "srcnat");
+        assert_eq!(table.chain(stage).len(), kinds.len() + unkeyed, "{stage}");
+    }
 }
 
-/// The ids a natctl before `zones_out`/`marks_out` kept for a big table (format `v2`, whose
-/// `complete` meant "the ten base chains exist") are not trusted: taken at their word, the next
-/// add would skip creating the new chains and fail to put a rule there.
+/// A rule that has a key, put into its base chain by hand with natctl's own comment (as an
+/// earlier natctl left it), is stale in `list`: a part missing from its key's chain, a rule
+/// where none belongs. The next add of the rule moves it: the base chain's copy goes.
 #[test]
-fn stored_ids_of_the_ten_chain_layout_are_not_trusted() {
+fn a_keyed_rule_in_its_base_chain_is_stale_and_moved_by_add() {
     let lab = Lab::new();
-    let ns = lab.netns("st10");
+    let ns = lab.netns("kbase");
+    let args = ["filter", "--iif", "x", "--default", "drop"];
+    let id = add(&ns, &args).rule.id;
+    let (chain, handle) = handles_of(&ns, &id).remove(0);
+    assert_eq!(chain, "forward.iif.x");
+    let comment = nft_rules(&ns).remove(0).comment.unwrap();
+    assert!(natctl(&ns, &["del", &id]).ok().changed());
+    nsh(
+        &ns,
+        &format!(
+            r#"nft add rule inet natctl forward iifname "x" counter drop comment '"{comment}"'"#
+        ),
+    )
+    .ok();
+    let stale = listed_id(&ns, &id);
+    assert_eq!(stale.len(), 1);
+    assert_eq!(
+        (
+            stale[0].chain.as_deref(),
+            stale[0].tampered,
+            stale[0].complete
+        ),
+        (Some("forward"), Some(true), Some(false))
+    );
+    assert_eq!(
+        stale[0].missing.as_deref(),
+        Some(
+            &[MissingPart {
+                part: 0,
+                chain: chain.clone()
+            }][..]
+        )
+    );
+    assert!(natctl(&ns, &[&["--check"][..], &args].concat())
+        .ok()
+        .changed());
+    assert!(add(&ns, &args).changed);
+    let moved = handles_of(&ns, &id);
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].0, chain);
+    assert_ne!(moved[0].1, handle);
+    assert_eq!(
+        nft_table(&ns).chain("forward").len(),
+        1,
+        "only the dispatch rule"
+    );
+    assert!(!add(&ns, &args).changed);
+    assert_list_matches_nft(&ns);
+}
+
+/// The ids an earlier natctl kept for a big table are not trusted, whatever they say: its
+/// `complete` meant less than it does now. Format `v2`: the ten base chains of before
+/// `zones_out` and `marks_out` exist; `v3`: the twelve base chains exist, but not the dispatch
+/// maps and rules of per-key chains. Taken at their word, the next add would skip what they did
+/// not cover and fail to put a rule where it belongs.
+#[test]
+fn stored_ids_of_earlier_layouts_are_not_trusted() {
+    let lab = Lab::new();
+    let ns = lab.netns("stold");
     let text: String = (0..300)
         .map(|i| format!("mark --iif p{i} --set {}\n", i + 1))
         .collect();
     run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
-    nsh(
-        &ns,
-        "nft delete chain inet natctl zones_out && nft delete chain inet natctl marks_out",
-    )
-    .ok();
-    // A --check dumps the table and stores its ids for the current generation.
-    assert!(
-        !natctl(&ns, &["--check", "mark", "--iif", "p7", "--set", "8"])
-            .ok()
-            .changed()
-    );
     let cookie = nsh(
         &ns,
         "python3 -c 'import socket, struct; \
@@ -3661,27 +4261,468 @@ fn stored_ids_of_the_ten_chain_layout_are_not_trusted() {
     .ok()
     .stdout;
     let file = format!("/run/niransix/natctl/{}", cookie.trim());
-    let stored = std::fs::read_to_string(&file).expect("the stored ids");
-    let (head, ids) = stored.split_once('\n').unwrap();
-    let generation = head
-        .strip_prefix("v3 ")
-        .expect(head)
-        .split(' ')
-        .next()
-        .unwrap();
-    // What the natctl before would have written after an add of its own at this generation.
-    std::fs::write(&file, format!("v2 {generation} complete\n{ids}")).unwrap();
-    let args = ["zone", "--local", "--dst", "100.64.0.11", "--zone", "1"];
-    assert!(add(&ns, &args).changed);
+    for format in ["v2", "v3"] {
+        // The table as the natctl of then knew it complete. v2: no zones_out, no marks_out
+        // (their maps stay, harmless). v3: zones_out without its dispatch rules and maps.
+        let undo = if format == "v2" {
+            "nft delete chain inet natctl zones_out && nft delete chain inet natctl marks_out"
+                .to_string()
+        } else {
+            let table = nft_table(&ns);
+            let mut steps: Vec<String> = table
+                .chain("zones_out")
+                .iter()
+                .map(|r| format!("nft delete rule inet natctl zones_out handle {}", r.handle))
+                .collect();
+            steps.extend(
+                ["dst4", "dst6"].map(|k| format!("nft delete map inet natctl zones_out.{k}")),
+            );
+            steps.join(" && ")
+        };
+        nsh(&ns, &undo).ok();
+        // A --check dumps the table and stores its ids for the current generation.
+        assert!(
+            !natctl(&ns, &["--check", "mark", "--iif", "p7", "--set", "8"])
+                .ok()
+                .changed()
+        );
+        let stored = std::fs::read_to_string(&file).expect("the stored ids");
+        let (head, ids) = stored.split_once('\n').unwrap();
+        let generation = head
+            .strip_prefix("v4 ")
+            .expect(head)
+            .split(' ')
+            .next()
+            .unwrap();
+        // What the natctl of then would have written after an add of its own at this generation.
+        std::fs::write(&file, format!("{format} {generation} complete\n{ids}")).unwrap();
+        let zone = add(
+            &ns,
+            &["zone", "--local", "--dst", "100.64.0.11", "--zone", "1"],
+        );
+        assert!(zone.changed, "{format}");
+        let chains: Vec<String> = handles_of(&ns, &zone.rule.id)
+            .into_iter()
+            .map(|(chain, _)| chain)
+            .collect();
+        assert_eq!(chains, ["zones_out.dst4.100.64.0.11"], "{format}");
+        let mark = add(
+            &ns,
+            &["mark", "--local", "--dst", "100.64.0.11", "--set", "1"],
+        );
+        assert!(mark.changed, "{format}");
+        // (and gone again: the table of then had no key chains in zones_out)
+        for id in [&zone.rule.id, &mark.rule.id] {
+            assert!(natctl(&ns, &["del", id]).ok().changed());
+        }
+        assert!(nft_table(&ns)
+            .key_chains()
+            .iter()
+            .all(|c| c.starts_with("marks.iif.p")));
+    }
+}
+
+/// The rules of each of 200 interfaces (a zone, a connection mark, a filter's accept and
+/// default, added in one batch), as a hub center has them for each tunnel: each in the chains
+/// of its own keys (its interface, its mark), so that the base chains hold only their dispatch
+/// rules, the same as with one interface, and a packet walks only its own key's rules. `list`
+/// shows every rule intact; traffic through one of the interfaces moves the counters of its
+/// rules and of no other's.
+#[test]
+fn the_rules_of_200_interfaces_leave_the_base_chains_flat() {
+    let lab = Lab::new();
+    let (hub, dev, _server, _other) = filter_hub(&lab);
+    let rules_of = |n: u32| -> [String; 4] {
+        let mark = n + 1;
+        [
+            format!("zone --iif d{n} --zone {mark} --dir original"),
+            format!("connmark --iif d{n} --set {mark}"),
+            format!("filter --iif d{n} --dst 100.64.0.0/24 --verdict accept"),
+            format!("filter --iif d{n} --default drop"),
+        ]
+    };
+    // (ids[n]: the ids of interface dN's rules, in the order above)
+    let batch = |interfaces: Vec<u32>| -> Vec<(u32, Vec<String>)> {
+        let text: String = interfaces
+            .iter()
+            .flat_map(|&n| rules_of(n))
+            .map(|l| l + "\n")
+            .collect();
+        let out = run_stdin(tool_path("natctl"), &["--ns", &hub, "-b", "-"], Some(&text))
+            .ok()
+            .json_lines();
+        assert!(out.iter().all(|l| l["changed"] == Value::Bool(true)));
+        let ids: Vec<String> = out
+            .iter()
+            .map(|l| l["rule"]["id"].as_str().unwrap().into())
+            .collect();
+        interfaces
+            .iter()
+            .zip(ids.chunks(4))
+            .map(|(&n, ids)| (n, ids.to_vec()))
+            .collect()
+    };
+    let base_chains = || -> Vec<(u64, Option<String>, Vec<Value>)> {
+        let table = nft_table(&hub);
+        BASE_CHAINS
+            .iter()
+            .flat_map(|(stage, _)| table.chain(stage))
+            .map(|r| (r.handle, r.comment.clone(), r.expr.clone()))
+            .collect()
+    };
+    // d1, the interface the device is behind, first and alone: then the others.
+    let mut ids = batch(vec![1]);
+    let with_one = base_chains();
+    let dispatch_rules: usize = BASE_CHAINS.iter().map(|(_, kinds)| kinds.len()).sum();
     assert_eq!(
-        listed_id(&ns, &add(&ns, &args).rule.id)[0].chain.as_deref(),
-        Some("zones_out")
+        with_one.len(),
+        dispatch_rules,
+        "base chains of dispatch rules only"
+    );
+    ids.extend(batch((0..200).filter(|&n| n != 1).collect()));
+    assert_eq!(
+        base_chains(),
+        with_one,
+        "the base chains grew with the interfaces"
+    );
+
+    // Every key's chain holds its key's rules and nothing else: dN's zone, its mark and guard,
+    // its accept (inserted at the head) and default; its mark's restores.
+    let table = nft_table(&hub);
+    assert_layout(&table);
+    let mut expected: Vec<(String, Vec<String>)> = Vec::new();
+    for (n, id) in &ids {
+        let mark = format!("{:#x}", n + 1);
+        expected.extend([
+            (format!("zones.iif.d{n}"), vec![id[0].clone()]),
+            (
+                format!("connmarks.iif.d{n}"),
+                vec![id[1].clone(), id[1].clone()],
+            ),
+            (format!("connmarks.ctmark.{mark}"), vec![id[1].clone()]),
+            (format!("localmarks.ctmark.{mark}"), vec![id[1].clone()]),
+            (
+                format!("forward.iif.d{n}"),
+                vec![id[2].clone(), id[3].clone()],
+            ),
+        ]);
+    }
+    let id_of = |r: &&NftRule| -> String {
+        let comment = r
+            .comment
+            .as_deref()
+            .unwrap()
+            .strip_prefix("natctl:")
+            .unwrap();
+        comment.split(' ').next().unwrap().to_string()
+    };
+    let mut found: Vec<(String, Vec<String>)> = table
+        .key_chains()
+        .iter()
+        .map(|c| (c.to_string(), table.chain(c).iter().map(id_of).collect()))
+        .collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(found.len(), 1000);
+    assert_eq!(found, expected);
+    let listed = assert_list_matches_nft(&hub);
+    assert_eq!(listed.len(), 200 * 7);
+
+    // Traffic from the device behind d1: to the internal network (accepted), elsewhere
+    // (dropped by d1's default).
+    assert!(ping(&dev, "100.64.0.1", 3));
+    assert!(!ping(&dev, "10.9.0.1", 2));
+    let table = nft_table(&hub);
+    let d1_chains = [
+        "zones.iif.d1",
+        "connmarks.iif.d1",
+        "connmarks.ctmark.0x2",
+        "localmarks.ctmark.0x2",
+        "forward.iif.d1",
+    ];
+    let packets = |chain: &str| -> Vec<u64> {
+        table
+            .chain(chain)
+            .iter()
+            .map(|r| without_counter(&r.expr).1 .0)
+            .collect()
+    };
+    // (zone: both pings; mark: their two connections; guard: nothing; restore: the echo
+    // replies; the namespace's own replies: none; accept, default)
+    let moved: Vec<Vec<u64>> = d1_chains.iter().map(|c| packets(c)).collect();
+    let [zone, own, restore, own_restore, forward] = [0, 1, 2, 3, 4].map(|i| &moved[i]);
+    assert!(zone[0] >= 5, "{moved:?}");
+    assert!(own[0] >= 2 && own[1] == 0, "{moved:?}");
+    assert!(restore[0] >= 3 && own_restore[0] == 0, "{moved:?}");
+    assert!(forward[0] >= 3 && forward[1] >= 2, "{moved:?}");
+    for chain in table.key_chains().iter().filter(|c| !d1_chains.contains(c)) {
+        assert!(
+            packets(chain).iter().all(|&p| p == 0),
+            "{chain}: {:?}",
+            table.chain(chain)
+        );
+    }
+
+    // Another process's add (the table's ids from natctl's store) adds a key's chain, not a
+    // dispatch rule.
+    let mark = add(&hub, &["mark", "--iif", "d1", "--set", "2"]);
+    assert!(mark.changed);
+    assert_eq!(base_chains(), with_one);
+    assert_eq!(handles_of(&hub, &mark.rule.id)[0].0, "marks.iif.d1");
+}
+
+/// The map elements of natctl's table, each as (map, key).
+fn elements(table: &NftTable) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = table
+        .maps
+        .iter()
+        .flat_map(|m| {
+            table
+                .elements(&m.name)
+                .into_iter()
+                .map(|(key, _)| (m.name.clone(), key))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The chains of the keys of natctl's table, sorted.
+fn key_chains(ns: &str) -> Vec<String> {
+    let table = nft_table(ns);
+    let mut chains: Vec<String> = table.key_chains().iter().map(|c| c.to_string()).collect();
+    chains.sort();
+    chains
+}
+
+/// A key's chain and its map element come with the key's first rule and go with its last
+/// (`nft list` shows neither then); a chain other rules still use stays. Adding, deleting and
+/// adding again, in separate processes or in one batch, never adds a dispatch rule twice, and
+/// `flush` removes all of it.
+#[test]
+fn a_keys_chain_comes_with_its_first_rule_and_goes_with_its_last() {
+    let lab = Lab::new();
+    let ns = lab.netns("life");
+    let accept = [
+        "filter",
+        "--iif",
+        "a1",
+        "--dst",
+        "10.0.0.0/8",
+        "--verdict",
+        "accept",
+    ];
+    let default = ["filter", "--iif", "a1", "--default", "drop"];
+    let connmark = ["connmark", "--iif", "a1", "--set", "5"];
+    let to_host = ["connmark", "--dst", "10.1.0.5", "--set", "5"];
+    // (each add a process of its own; nft_rules checks the dispatch rules, once each)
+    let mut ids = Vec::new();
+    for args in [&accept[..], &default, &connmark, &to_host] {
+        ids.push(add(&ns, args).rule.id);
+        assert!(!add(&ns, args).changed, "{args:?}");
+        nft_rules(&ns);
+    }
+    let [accept_id, default_id, connmark_id, to_host_id] = [0, 1, 2, 3].map(|i| ids[i].clone());
+    assert_eq!(
+        key_chains(&ns),
+        [
+            "connmarks.ctmark.0x5",
+            "connmarks.dst4.10.1.0.5",
+            "connmarks.iif.a1",
+            "forward.iif.a1",
+            "localmarks.ctmark.0x5"
+        ]
+    );
+    // (the two connmarks share their mark's chains: a restore of each there)
+    let table = nft_table(&ns);
+    assert_eq!(table.chain("connmarks.ctmark.0x5").len(), 2);
+    assert_eq!(table.chain("localmarks.ctmark.0x5").len(), 2);
+    let all_elements = elements(&table);
+
+    // One of a1's two filters goes: its chain and element stay, with the other.
+    assert!(natctl(&ns, &["del", &accept_id]).ok().changed());
+    let table = nft_table(&ns);
+    assert_eq!(handles_of(&ns, &default_id)[0].0, "forward.iif.a1");
+    assert_eq!(elements(&table), all_elements);
+    // The last goes: so do its chain and element.
+    assert!(natctl(&ns, &["del", &default_id]).ok().changed());
+    let rs = ruleset(&ns);
+    assert!(!rs.contains("forward.iif.a1"), "{rs}");
+    natctl_chain_absent(&ns, "forward.iif.a1");
+    assert!(nft_table(&ns).elements("forward.iif").is_empty());
+    // a1's connmark: its interface's chain goes, its mark's chains stay for the other's restores.
+    assert!(natctl(&ns, &["del", &connmark_id]).ok().changed());
+    nft_rules(&ns);
+    assert_eq!(
+        key_chains(&ns),
+        [
+            "connmarks.ctmark.0x5",
+            "connmarks.dst4.10.1.0.5",
+            "localmarks.ctmark.0x5"
+        ]
+    );
+    assert!(natctl(&ns, &["del", &to_host_id]).ok().changed());
+    let table = nft_table(&ns);
+    assert_layout(&table);
+    assert!(table.key_chains().is_empty() && elements(&table).is_empty());
+    assert!(table.rules().is_empty());
+
+    // Added again, deleted and added again, in separate processes and in one batch.
+    for _ in 0..2 {
+        assert!(add(&ns, &default).changed);
+        assert!(natctl(&ns, &["del", &default_id]).ok().changed());
+    }
+    assert!(add(&ns, &default).changed);
+    let text = format!(
+        "del {default_id}\n{}\n{}\ndel {default_id}\n{}\n",
+        default.join(" "),
+        connmark.join(" "),
+        default.join(" ")
+    );
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text))
+        .ok()
+        .json_lines();
+    assert!(
+        out.iter().all(|l| l["changed"] == Value::Bool(true)),
+        "{out:?}"
+    );
+    assert_eq!(
+        key_chains(&ns),
+        [
+            "connmarks.ctmark.0x5",
+            "connmarks.iif.a1",
+            "forward.iif.a1",
+            "localmarks.ctmark.0x5"
+        ]
+    );
+    assert_eq!(assert_list_matches_nft(&ns).len(), 5);
+
+    // flush: the table, its chains, maps and rules, all of it.
+    assert!(natctl(&ns, &["flush"]).ok().changed());
+    let tables = nsh(&ns, "nft list tables").ok().stdout;
+    assert!(!tables.contains("natctl"), "{tables}");
+    assert!(list(&ns).is_empty());
+}
+
+/// `nft list chain inet natctl CHAIN` fails: there is no such chain.
+#[track_caller]
+fn natctl_chain_absent(ns: &str, chain: &str) {
+    let r = nsh(ns, &format!("nft list chain inet natctl {chain}"));
+    assert_ne!(r.code, 0, "{chain} is still there: {}", r.stdout);
+}
+
+/// A key's map element deleted by hand (`nft delete element`): `del` of the key's last rule
+/// still deletes the rule (its emptied chain stays, since deleting it with the absent element
+/// fails), and the key's next rule uses that chain again and brings the element back.
+#[test]
+fn del_works_when_a_keys_map_element_was_deleted_by_hand() {
+    let lab = Lab::new();
+    let ns = lab.netns("helem");
+    let h1 = ["filter", "--iif", "h1", "--default", "drop"];
+    let id = add(&ns, &h1).rule.id;
+    let other = add(&ns, &["filter", "--iif", "h2", "--default", "drop"])
+        .rule
+        .id;
+    nsh(
+        &ns,
+        r#"nft delete element inet natctl forward.iif '{ "h1" }'"#,
+    )
+    .ok();
+    let del: Added = parse(&natctl(&ns, &["del", &id]).ok());
+    assert!(del.changed);
+    assert_eq!(del.rule.iif.as_deref(), Some("h1"));
+    let table = nft_table(&ns);
+    assert!(carrying(table.rules(), &id).is_empty(), "the rule stayed");
+    assert_dispatch(&table);
+    assert!(table.chain("forward.iif.h1").is_empty());
+    assert_eq!(
+        table.elements("forward.iif"),
+        [("h2".to_string(), "forward.iif.h2".to_string())]
+    );
+    assert_eq!(listed_id(&ns, &other).len(), 1);
+    // The next rule of h1: its chain (the one left), its element back.
+    assert!(add(&ns, &h1).changed);
+    assert_eq!(handles_of(&ns, &id)[0].0, "forward.iif.h1");
+    let mut keys: Vec<String> = nft_table(&ns)
+        .elements("forward.iif")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["h1", "h2"]);
+    assert_eq!(assert_list_matches_nft(&ns).len(), 2);
+}
+
+/// A base chain that lost one of its dispatch rules (deleted with `nft`) gets them all anew with
+/// the next add, in key order at its head: `zones` lacking its `iifname` lookup has its host
+/// lookups first again, then the interface's.
+#[test]
+fn a_lost_dispatch_rule_comes_back_in_its_place() {
+    let lab = Lab::new();
+    let ns = lab.netns("hdisp");
+    add(&ns, &["filter", "--iif", "h1", "--default", "drop"]);
+    let zones = nsh(&ns, "nft -a list chain inet natctl zones").ok().stdout;
+    let handle = zones
+        .lines()
+        .find(|l| l.contains("natctl dispatch by iif"))
+        .and_then(|l| l.rsplit("handle ").next())
+        .unwrap_or_else(|| panic!("zones' iif dispatch: {zones}"))
+        .trim()
+        .to_string();
+    nsh(
+        &ns,
+        &format!("nft delete rule inet natctl zones handle {handle}"),
+    )
+    .ok();
+    assert!(add(&ns, &["mark", "--iif", "h2", "--set", "3"]).changed);
+    // (nft_table checks every base chain's dispatch rules: once each, in key order, at its head)
+    let table = nft_table(&ns);
+    assert_dispatch(&table);
+    assert_eq!(assert_list_matches_nft(&ns).len(), 2);
+}
+
+/// A key's map element deleted with `nft` leaves its chain's rules where no packet reaches them:
+/// `list` shows each of them missing its part (in that chain), and the next add of one puts the
+/// element back, after which all of them are intact again.
+#[test]
+fn a_rule_no_map_element_leads_to_is_missing_and_add_restores_it() {
+    let lab = Lab::new();
+    let ns = lab.netns("hreach");
+    let default = ["filter", "--iif", "t7", "--default", "drop"];
+    let accept = [
+        "filter",
+        "--iif",
+        "t7",
+        "--dst",
+        "10.0.0.0/8",
+        "--verdict",
+        "accept",
+    ];
+    add(&ns, &default);
+    add(&ns, &accept);
+    nsh(
+        &ns,
+        r#"nft delete element inet natctl forward.iif '{ "t7" }'"#,
+    )
+    .ok();
+    let rules = list(&ns);
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    for r in &rules {
+        assert_eq!(
+            (r.complete, r.tampered, r.missing.as_ref().map(Vec::len)),
+            (Some(false), Some(false), Some(1)),
+            "{r:?}"
+        );
+        assert_eq!(r.missing.as_ref().unwrap()[0].chain, "forward.iif.t7");
+    }
+    assert!(add(&ns, &default).changed, "the add puts the element back");
+    assert_eq!(
+        nft_table(&ns).elements("forward.iif"),
+        [("t7".to_string(), "forward.iif.t7".to_string())]
     );
     assert!(
-        add(
-            &ns,
-            &["mark", "--local", "--dst", "100.64.0.11", "--set", "1"]
-        )
-        .changed
+        !add(&ns, &accept).changed,
+        "the other rule is reached again"
     );
+    assert_eq!(assert_list_matches_nft(&ns).len(), 2);
 }

@@ -2085,3 +2085,101 @@ fn tables_by_name() {
         .iter()
         .any(|r| r.table == Some(json!(wan_id)) && r.table_id == Some(wan_id)));
 }
+
+/// `rule add --goto P`: a marked packet skips the rules between (here one that would send it
+/// elsewhere) and goes on at priority P; unresolved while no rule has priority P. Idempotent,
+/// listed as `ip` lists it, and deleted by its `--goto`.
+#[test]
+fn goto_skips_the_rules_between() {
+    let lab = Lab::new();
+    let m = lab.netns("g");
+    let far = lab.netns("gfar");
+    veth(
+        (&m, &lab.name("g"), "10.61.0.1/24"),
+        (&far, &lab.name("gf"), "10.61.0.2/24"),
+    );
+    ip_in(&far, "addr add 198.51.100.9/32 dev lo");
+    for (table, kind) in [("30", "blackhole"), ("31", "unicast")] {
+        let mut args = vec!["route", "add", "198.51.100.0/24", "--table", table];
+        if kind == "blackhole" {
+            args.extend(["--type", "blackhole"]);
+        } else {
+            args.extend(["--via", "10.61.0.2"]);
+        }
+        rt(&m, &args).ok();
+    }
+    let goto = [
+        "rule",
+        "add",
+        "--fwmark",
+        "0x7",
+        "--goto",
+        "300",
+        "--priority",
+        "100",
+    ];
+    let added = rt(&m, &goto).ok().json();
+    assert_eq!(added["changed"], true);
+    assert_eq!(
+        (&added["rule"]["goto"], &added["rule"]["unresolved"]),
+        (&json!(300), &json!(true)),
+        "no rule at 300 yet: {added}"
+    );
+    assert_eq!(rt(&m, &goto).ok().json()["changed"], false, "idempotent");
+    let _ = assert_rules_match_ip(&m);
+    // (between: everything to table 30, a blackhole; at 300: table 31, the way through)
+    rt(&m, &["rule", "add", "--table", "30", "--priority", "200"]).ok();
+    rt(&m, &["rule", "add", "--table", "31", "--priority", "300"]).ok();
+    let listed = rt(&m, &["rule", "list"]).ok().json();
+    let g = listed["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["goto"] == 300)
+        .unwrap_or_else(|| panic!("the goto rule: {listed}"));
+    assert_eq!(
+        (&g["action"], &g["unresolved"]),
+        (&json!("goto"), &json!(false))
+    );
+    let _ = assert_rules_match_ip(&m);
+    assert!(
+        nsh(&m, "ping -n -q -c 2 -i 0.2 -W 1 -m 7 198.51.100.9").code == 0,
+        "mark 7 skips the blackhole"
+    );
+    assert!(
+        nsh(&m, "ping -n -q -c 1 -W 1 198.51.100.9").code != 0,
+        "unmarked, the blackhole of table 30"
+    );
+    // a lookup rule of the same selectors is another rule; --goto deletes only the goto rule
+    let lookup = [
+        "rule",
+        "add",
+        "--fwmark",
+        "0x7",
+        "--table",
+        "31",
+        "--priority",
+        "100",
+    ];
+    assert_eq!(rt(&m, &lookup).ok().json()["changed"], true);
+    let del = rt(&m, &["rule", "del", "--fwmark", "0x7", "--goto", "300"])
+        .ok()
+        .json();
+    assert_eq!(del["rules"].as_array().map(Vec::len), Some(1), "{del}");
+    assert!(ip_rules(&m, "inet").iter().all(|r| r.goto.is_none()));
+    // a goto to an earlier priority is refused, naming both
+    rt(
+        &m,
+        &[
+            "rule",
+            "add",
+            "--fwmark",
+            "0x8",
+            "--goto",
+            "50",
+            "--priority",
+            "100",
+        ],
+    )
+    .fails(2, "--goto 50 must be after the rule's own --priority 100");
+}

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::error::Result;
-use crate::exec::Tool::{Natctl, Nsctl};
+use crate::exec::Tool::{Natctl, Nsctl, Routectl};
 use crate::hub::Hub;
 use crate::plan::ns_opt;
 use crate::steps::Step;
@@ -50,6 +50,13 @@ pub fn down(hub: &mut Hub, keep_state: bool) -> Result<Outcome> {
             if let Some(old) = r.forward_old.as_deref().filter(|v| *v != "1") {
                 step(Nsctl, format!("{co}sysctl net.ipv4.ip_forward={old}"));
             }
+            if c.zones() {
+                for v6 in std::iter::once(false).chain(c.v6.is_some().then_some(true)) {
+                    for rule in crate::fwmark::center_rules(v6) {
+                        step(Routectl, format!("{co}rule del {rule}"));
+                    }
+                }
+            }
             // (zones: natctl's table in the kept center goes too, once the peers' rules were
             // its last: a rule of the user's own keeps it)
             if c.zones() && !hub.run.check {
@@ -63,7 +70,7 @@ pub fn down(hub: &mut Hub, keep_state: bool) -> Result<Outcome> {
                 }
             }
         }
-        hub.stage(steps, &[Nsctl, Natctl])?;
+        hub.stage(steps, &[Nsctl, Natctl, Routectl])?;
         if !keep_state {
             let path = hub.state.center_path().display().to_string();
             hub.run.changed_by("center", format!("remove {path}"));

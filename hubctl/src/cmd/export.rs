@@ -1,26 +1,63 @@
-//! `hub export`: the peer set as JSON Lines that `sync` takes back, one peer a line in name
-//! order, from the records alone (no kernel read, so its cost is the records'): the name, port
-//! and address, the client's public key when it brought its own (otherwise the hub makes the
-//! pair), a preshared key as `generate` (which keeps the one a peer has), every setting, and
-//! the peer's own forwards and allow entries. `hub export | hub sync -` changes nothing.
+//! `hub export [--secrets]`: the peer set as JSON Lines that `sync` takes back, one peer a line
+//! in name order, from the records and key files alone (no kernel read, so its cost is the
+//! records': 1,000 peers are 1,000 small files): the name, port and address, the client's public
+//! key when it brought its own (otherwise the hub makes the pair), a preshared key as `generate`
+//! (which keeps the one a peer has), every setting, the peer's own forwards and allow entries,
+//! and its last known endpoint (the one `up` last saw on its tunnel: at most a repair period
+//! old). `hub export | hub sync -` changes nothing.
+//!
+//! --secrets adds the key material, inline: `private_key` (the hub side's), `client_private_key`
+//! (when the hub made the client's pair) and the preshared key itself. `export --secrets | sync
+//! -` on another machine builds the same hub: every client config works there unedited.
 
 use serde_json::{json, Map, Value};
 
 use super::Outcome;
-use crate::error::Result;
+use crate::error::{failed, Result};
 use crate::hub::Hub;
+use crate::input::key_line;
 use crate::record::{ClientKey, Peer};
+use crate::state::State;
 
-pub fn export(hub: &mut Hub) -> Result<Outcome> {
+pub fn export(hub: &mut Hub, secrets: bool) -> Result<Outcome> {
     hub.lock_shared()?;
     hub.load_center()?;
     hub.load_peers()?;
-    let out: String = hub
-        .peers
-        .values()
-        .map(|p| format!("{}\n", Value::Object(line(p))))
-        .collect();
+    let mut out = String::new();
+    for p in hub.peers.values() {
+        let mut o = line(p);
+        if secrets {
+            add_secrets(&hub.state, p, &mut o)?;
+        }
+        out.push_str(&format!("{}\n", Value::Object(o)));
+    }
     Ok(Outcome { out, code: 0 })
+}
+
+/// The key material of PEER into its line O (a key file that is missing or holds no key is
+/// exit 1 naming the file: the set would not build the same hub).
+fn add_secrets(state: &State, peer: &Peer, o: &mut Map<String, Value>) -> Result<()> {
+    let n = &peer.name;
+    let key = |path: std::path::PathBuf| -> Result<Value> {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        key_line(&text)
+            .filter(|k| crate::input::key_valid(k))
+            .map(|k| json!(k))
+            .ok_or_else(|| {
+                failed(format!(
+                    "export --secrets: {} holds no key (peer '{n}' is not built yet? run 'hub up')",
+                    path.display()
+                ))
+            })
+    };
+    o.insert("private_key".into(), key(state.key_path(n))?);
+    if peer.client_key == ClientKey::Generated {
+        o.insert("client_private_key".into(), key(state.client_key_path(n))?);
+    }
+    if peer.settings.preshared_key {
+        o.insert("preshared_key".into(), key(state.psk_path(n))?);
+    }
+    Ok(())
 }
 
 /// PEER as a line of the set.
@@ -50,6 +87,9 @@ fn line(peer: &Peer) -> Map<String, Value> {
     }
     if !s.allow.is_empty() {
         o.insert("allow".into(), json!(s.allow));
+    }
+    if let Some(e) = &peer.endpoint {
+        o.insert("endpoint".into(), json!(e));
     }
     o
 }

@@ -7,6 +7,7 @@ mod del;
 mod down;
 mod export;
 mod rekey;
+mod reseed;
 mod set;
 mod status;
 mod sync;
@@ -43,7 +44,9 @@ pub fn run(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         Verb::Check => status::check(hub),
         Verb::Metrics => status::metrics(hub),
         Verb::Show => status::show(hub),
-        Verb::Export => export::export(hub),
+        Verb::Export => export::export(hub, args.flag("--secrets")),
+        Verb::Reseed => reseed::reseed(hub, &args.names),
+        Verb::Standby => reseed::standby(hub),
         Verb::Sync => sync::sync(hub, &args.names[0], args.flag("--allow-empty")),
         Verb::PeerAdd => add::add(hub, args),
         Verb::PeerSet => set::set(hub, args),

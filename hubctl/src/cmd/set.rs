@@ -89,5 +89,8 @@ pub fn settings_differ(hub: &Hub, n: &str, will: &Wanted) -> bool {
         Some(_) if !s.preshared_key => true,
         Some(Psk::Generate) => false,
         Some(Psk::File(f)) => !add::same_key(f, &hub.state.psk_path(n)),
+        Some(Psk::Key(k)) => {
+            crate::state::first_line(&hub.state.psk_path(n)).as_deref() != Some(k.0.as_str())
+        }
     }
 }

@@ -3,7 +3,10 @@
 //! address or client key changed are rebuilt (keeping their hub key, so only what changed
 //! changes for the client); those whose settings alone changed are updated in place; the new
 //! ones are added; the others stay untouched, except those a killed run left half built
-//! (pending), which are finished.
+//! (pending), which are finished. The keys a line of `export --secrets` carries (private_key,
+//! client_private_key, the preshared key inline) go into the key files (0600): a hub key or
+//! client key other than the peer's rebuilds it. A line's `endpoint` is recorded (for `reseed`),
+//! never set on a tunnel: on a standby no command but `reseed` sets one.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -17,7 +20,7 @@ use crate::hub::Hub;
 use crate::index::Slot;
 use crate::input::{self, Line, Psk};
 use crate::record::{ClientKey, Peer};
-use crate::state::remove;
+use crate::state::{first_line, remove, write_atomic};
 
 /// The plan of a sync: which peer goes where.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub struct Diff {
     pub settle: Vec<String>,
     pub add: Vec<String>,
     pub finish: Vec<String>,
+    /// Only their last endpoint changed: their records alone.
+    pub reseen: Vec<String>,
 }
 
 /// The sync diff: RECORDED peers against the WANTED set (PENDING: left half built).
@@ -49,21 +54,37 @@ pub fn diff(
             Some(p) if identity_differs(p, l) => d.rebuild.push(l.name.clone()),
             Some(_) if differs(l) => d.settle.push(l.name.clone()),
             Some(_) if pending.contains(&l.name) => d.finish.push(l.name.clone()),
+            Some(p) if endpoint_differs(p, l) => d.reseen.push(l.name.clone()),
             Some(_) => {}
         }
     }
     d
 }
 
-/// Whether the set gives the recorded peer another port, address or client key (which take a
-/// new tunnel: the peer is rebuilt).
+/// Whether the set gives the recorded peer another port, address, hub key or client key (which
+/// take a new tunnel: the peer is rebuilt).
 fn identity_differs(p: &Peer, l: &Line) -> bool {
+    let client = match (&l.client_private_key, &l.public_key) {
+        (Some(k), _) => {
+            p.client_key != ClientKey::Generated || p.client_public_key != Some(k.public())
+        }
+        (None, Some(k)) => {
+            p.client_key != ClientKey::Given || p.client_public_key.as_ref() != Some(k)
+        }
+        (None, None) => p.client_key != ClientKey::Generated,
+    };
     l.port.is_some_and(|x| x != p.listen_port)
         || l.address.is_some_and(|x| x != p.address)
-        || match &l.public_key {
-            Some(k) => p.client_key != ClientKey::Given || p.client_public_key.as_ref() != Some(k),
-            None => p.client_key != ClientKey::Generated,
-        }
+        || l.private_key
+            .as_ref()
+            .is_some_and(|k| p.public_key != Some(k.public()))
+        || client
+}
+
+/// Whether the set gives the recorded peer another last endpoint (a record's change alone).
+fn endpoint_differs(p: &Peer, l: &Line) -> bool {
+    l.endpoint
+        .is_some_and(|e| p.endpoint.as_deref() != Some(e.to_string().as_str()))
 }
 
 pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
@@ -128,8 +149,18 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
         if let Some(a) = l.address {
             p.address = a;
         }
-        match &l.public_key {
-            Some(k) => {
+        if let Some(k) = &l.private_key {
+            p.public_key = Some(k.public());
+        }
+        if let Some(e) = l.endpoint {
+            p.endpoint = Some(e.to_string());
+        }
+        match (&l.client_private_key, &l.public_key) {
+            (Some(k), _) => {
+                p.client_key = ClientKey::Generated;
+                p.client_public_key = Some(k.public());
+            }
+            (None, Some(k)) => {
                 if was
                     .as_ref()
                     .is_some_and(|w| w.client_key == ClientKey::Generated)
@@ -140,11 +171,11 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
                 p.client_key = ClientKey::Given;
                 p.client_public_key = Some(k.clone());
             }
-            None if p.client_key != ClientKey::Generated || was.is_none() => {
+            (None, None) if p.client_key != ClientKey::Generated || was.is_none() => {
                 p.client_key = ClientKey::Generated;
                 p.client_public_key = None;
             }
-            None => {}
+            (None, None) => {}
         }
         // A preshared key stays only if the set asks for one to be generated and there is one.
         let keeps_psk = l.settings.psk == Some(Psk::Generate)
@@ -200,7 +231,20 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
         .chain(&d.settle)
         .map(String::as_str)
         .collect();
-    hub.state.mark_pending(marked)?;
+    hub.state.mark_pending(marked.iter().copied())?;
+    // (the keys the set gives, before the records that name them: a kill between the two
+    // leaves a peer pending, which the next run rebuilds from the set again)
+    for n in &marked {
+        write_keys(hub, &by_name[*n])?;
+    }
+    for n in &d.reseen {
+        let p = hub.peers.get_mut(n).expect("loaded");
+        p.endpoint = by_name[n].endpoint.map(|e| e.to_string());
+        let p = p.clone();
+        hub.state.save_peer(&p)?;
+        hub.run
+            .changed_by(n, format!("record the last endpoint of peer {n}"));
+    }
     for n in d.rebuild.iter().chain(&d.settle) {
         hub.save_peer(n)?;
         let p = hub.peers[n].clone();
@@ -254,6 +298,25 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
         &json!({"changed": hub.run.any_changed(), "center": {"changed": hub.run.changed("center")},
         "added": d.add, "removed": d.remove, "updated": updated, "peers": peers}),
     ))
+}
+
+/// The private keys line L gives, into its peer's key files (0600).
+fn write_keys(hub: &Hub, l: &Line) -> Result<()> {
+    if hub.run.check {
+        return Ok(());
+    }
+    let n = &l.name;
+    for (key, path) in [
+        (&l.private_key, hub.state.key_path(n)),
+        (&l.client_private_key, hub.state.client_key_path(n)),
+    ] {
+        if let Some(k) = key {
+            if first_line(&path).as_deref() != Some(k.0.as_str()) {
+                write_atomic(&path, &format!("{}\n", k.0))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The set, every line checked before anything changes (exit 2 naming the line). An empty set
@@ -373,6 +436,9 @@ mod tests {
             port,
             address: None,
             settings: Wanted::default(),
+            private_key: None,
+            client_private_key: None,
+            endpoint: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! `hub up`: the center, and every recorded peer again: after a reboot, and to repair (it says
-//! per peer what it repaired; one peer's failure does not stop the others').
+//! per peer what it repaired; one peer's failure does not stop the others'). The endpoint each
+//! tunnel reports is recorded, and a tunnel made anew is reseeded (not on a standby: reseed.rs).
 
 use serde_json::{json, Value};
 
@@ -18,6 +19,8 @@ pub fn up(hub: &mut Hub) -> Result<Outcome> {
     hub.run.repair = true;
     let names: Vec<String> = hub.peers.keys().cloned().collect();
     hub.apply_peers(&names)?;
+    hub.prune_gates()?;
+    super::reseed::after_repair(hub, &names)?;
     hub.run.repair = false;
     let mut failed_peers: Vec<String> = hub.run.failed.iter().cloned().collect();
     failed_peers.sort();

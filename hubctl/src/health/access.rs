@@ -13,7 +13,8 @@ pub(super) struct Want {
     /// The rule in words, for a problem.
     what: String,
     kind: &'static str,
-    iif: String,
+    /// The interface it names (None: the center's own traffic, or any interface).
+    iif: Option<String>,
     dst: Option<String>,
     proto: Option<String>,
     dport: Option<String>,
@@ -28,7 +29,7 @@ pub(super) struct Want {
 impl Want {
     fn holds(&self, n: &NatRule) -> bool {
         n.kind.as_deref() == Some(self.kind)
-            && n.iif.as_deref() == Some(&self.iif)
+            && n.iif == self.iif
             && n.dst.as_ref().or(n.daddr.as_ref()) == self.dst.as_ref()
             && n.proto == self.proto
             && n.dport == self.dport
@@ -41,15 +42,32 @@ impl Want {
             && n.tampered != Some(true)
     }
 
-    fn forward(f: &Forward, iif: &str, daddr: String, to: String) -> Want {
+    /// Forward F: a DNAT of DADDR to TO, of what arrives on IIF (None: on any interface, and
+    /// what the center itself sends).
+    fn forward(f: &Forward, iif: Option<&str>, daddr: String, to: String) -> Want {
         Want {
             what: format!("forward {f} (dnat of {daddr} to {to})"),
             kind: "dnat",
-            iif: iif.to_string(),
+            iif: iif.map(str::to_string),
             dst: Some(daddr),
             proto: Some(f.proto.as_str().to_string()),
             dport: Some(f.port.to_string()),
             to: Some(to),
+            local: iif.is_none(),
+            ..Want::default()
+        }
+    }
+
+    /// The replies WG's device sends, forwarded (or, LOCAL, to the center itself), accepted.
+    fn replies(wg: &str, local: bool) -> Want {
+        let itself = if local { " to the center itself" } else { "" };
+        Want {
+            what: format!("filter letting the replies from {wg}{itself} pass"),
+            kind: "filter",
+            iif: Some(wg.to_string()),
+            verdict: Some("accept"),
+            reply: true,
+            local,
             ..Want::default()
         }
     }
@@ -73,7 +91,7 @@ impl Want {
         Want {
             what: format!("filter letting {wg}'s traffic reach {what}"),
             kind: "filter",
-            iif: wg.to_string(),
+            iif: Some(wg.to_string()),
             local,
             dst: Some(dst),
             proto: a.proto.map(|p| p.as_str().to_string()),
@@ -91,8 +109,8 @@ impl Want {
 }
 
 /// The access rules of PEER that natctl lists (HUB_MODE=netns: in its namespace; zones: in the
-/// center, of its tunnel), besides those the zones checks hold (zone, mark, SNAT, the center's
-/// own filters).
+/// center, of its tunnel and its addresses), besides those the zones checks hold (zones, marks,
+/// SNAT, the default drops).
 pub(super) fn wants(conf: &Conf, peer: &Peer) -> Vec<Want> {
     let nm = Names::of(conf, &peer.name);
     let allow = access::merged_allow(conf, &conf.allow, &peer.settings.allow);
@@ -100,28 +118,24 @@ pub(super) fn wants(conf: &Conf, peer: &Peer) -> Vec<Want> {
         .iter()
         .map(|a| Want::allow(a, &nm.wg, a.net, false))
         .collect();
-    if conf.zones() {
+    let zones = conf.zones();
+    for d in access::dnats(conf, peer) {
+        let iif = (!zones).then_some(nm.inside.as_str());
+        w.push(Want::forward(&d.forward, iif, d.daddr, d.to));
+    }
+    w.push(Want::replies(&nm.wg, false));
+    if zones {
+        w.push(Want::replies(&nm.wg, true));
         for (addr, a) in access::center_allowed(conf, &allow) {
             let len = if addr.is_ipv4() { 32 } else { 128 };
             w.push(Want::allow(&a, &nm.wg, Net { addr, len }, true));
         }
         return w;
     }
-    for d in access::dnats(conf, peer) {
-        w.push(Want::forward(&d.forward, &nm.inside, d.daddr, d.to));
-    }
-    w.push(Want {
-        what: format!("filter letting the replies from {} pass", nm.wg),
-        kind: "filter",
-        iif: nm.wg.clone(),
-        verdict: Some("accept"),
-        reply: true,
-        ..Want::default()
-    });
     w.push(Want {
         what: format!("filter dropping the rest of {}'s traffic", nm.wg),
         kind: "filter",
-        iif: nm.wg.clone(),
+        iif: Some(nm.wg.clone()),
         default: Some("drop"),
         ..Want::default()
     });

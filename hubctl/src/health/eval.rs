@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::conf::{where_ns, Conf, ZONE_RULE_PRIORITY};
+use crate::conf::{where_ns, Conf};
+use crate::fwmark;
 use crate::names::{self, Names};
 use crate::record::{Center, Peer};
 
@@ -16,6 +17,8 @@ use super::{CenterStatus, Observed, PeerStatus, Status};
 pub(super) struct CenterSeen<'a> {
     /// natctl's rules by incoming interface.
     nat: HashMap<&'a str, Vec<&'a NatRule>>,
+    /// natctl's rules by the destination they name (`--dst`, `--daddr`).
+    nat_to: HashMap<&'a str, Vec<&'a NatRule>>,
     /// Routing rules by fwmark.
     rules: HashMap<u64, Vec<&'a Rule>>,
     /// Routes by device.
@@ -121,6 +124,9 @@ impl<'a> Health<'a> {
             if let Some(iif) = rule.iif.as_deref() {
                 center.nat.entry(iif).or_default().push(rule);
             }
+            if let Some(to) = rule.dst.as_deref().or(rule.daddr.as_deref()) {
+                center.nat_to.entry(to).or_default().push(rule);
+            }
         }
         for rule in &shows.rules.rules {
             if let Some(mark) = rule.fwmark {
@@ -215,6 +221,21 @@ impl<'a> Health<'a> {
             );
         }
         forwarding_problem(&mut out, &self.shows.fwd, &self.center_where);
+        if conf.zones() {
+            let families = std::iter::once("inet").chain(conf.v6.as_ref().map(|_| "inet6"));
+            for family in families {
+                for args in fwmark::center_rules(family == "inet6") {
+                    if !self.shows.rules.rules.iter().any(|r| r.is(family, &args)) {
+                        out.push(format!(
+                            "no {}rule '{}' in {}",
+                            ip_version(family),
+                            args.trim_start_matches("-6 "),
+                            self.center_where
+                        ));
+                    }
+                }
+            }
+        }
         out
     }
 
@@ -442,8 +463,8 @@ impl<'a> Health<'a> {
         }
     }
 
-    /// HUB_MODE=zones: the peer's conntrack zone, connection mark, SNAT, filters and return
-    /// route, all in the center.
+    /// HUB_MODE=zones: the peer's conntrack zones, connection marks, SNAT, forwards, filters and
+    /// return routes, all in the center.
     pub(super) fn zone_problems(
         &self,
         out: &mut Vec<String>,
@@ -455,34 +476,73 @@ impl<'a> Health<'a> {
     ) {
         let conf = self.conf;
         let (zone, mark) = names::zone(r);
-        let nat: &[&NatRule] = center.nat.get(pwg).map_or(&[], Vec::as_slice);
+        let address = r.address.to_string();
+        let addrs: Vec<&str> = [address.as_str(), a6]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        // its rules: those of its tunnel, and those for its addresses arriving elsewhere
+        let mut nat: Vec<&NatRule> = center.nat.get(pwg).map_or(Vec::new(), Clone::clone);
+        for a in &addrs {
+            let to = center.nat_to.get(a).map_or(&[][..], Vec::as_slice);
+            nat.extend(to.iter().filter(|n| n.iif.as_deref() != Some(pwg)));
+        }
         let rules: &[&Rule] = center
             .rules
             .get(&u64::from(mark))
             .map_or(&[], Vec::as_slice);
         let has = |f: &dyn Fn(&NatRule) -> bool| nat.iter().any(|n| f(n));
-        if !has(&|n| n.is("zone", pwg) && n.zone == Some(u64::from(zone))) {
+        let cif = conf.center_if();
+        if !has(&|n| {
+            n.is("zone", pwg) && n.zone == Some(u64::from(zone)) && n.dir.as_deref() == Some("both")
+        }) {
             out.push(format!(
                 "no conntrack zone {zone} for traffic from {pwg} in {place}"
             ));
+        }
+        let sources = [
+            (Some(cif.as_str()), "the bridge"),
+            (None, "the center itself"),
+        ];
+        for a in &addrs {
+            for (iif, from) in sources {
+                if !has(&|n| {
+                    n.is_to("zone", a, iif)
+                        && n.zone == Some(u64::from(zone))
+                        && n.dir.as_deref() == Some("reply")
+                }) {
+                    out.push(format!(
+                        "no conntrack zone {zone} for the replies to {a} from {from} in {place}"
+                    ));
+                }
+            }
         }
         if !has(&|n| n.is("connmark", pwg) && n.set == Some(u64::from(mark))) {
             out.push(format!(
                 "no connection mark {mark} for traffic from {pwg} in {place}"
             ));
         }
-        let address = r.address.to_string();
-        if !has(&|n| n.is("snat", pwg) && n.to.as_deref() == Some(&address)) {
-            out.push(format!(
-                "no SNAT of {pwg}'s traffic to {address} in {place}"
-            ));
+        for a in &addrs {
+            if !has(&|n| n.is("snat", pwg) && n.to.as_deref() == Some(a)) {
+                out.push(format!("no SNAT of {pwg}'s traffic to {a} in {place}"));
+            }
         }
-        if !a6.is_empty() && !has(&|n| n.is("snat", pwg) && n.to.as_deref() == Some(a6)) {
-            out.push(format!("no SNAT of {pwg}'s traffic to {a6} in {place}"));
+        if !crate::access::dnats(conf, r).is_empty() {
+            for a in &addrs {
+                for kind in ["mark", "connmark"] {
+                    for (iif, from) in sources {
+                        if !has(&|n| n.is_to(kind, a, iif) && n.set == Some(u64::from(mark))) {
+                            out.push(format!(
+                                "no {kind} {mark} for the forwards' connections to {a} from {from} in {place}"
+                            ));
+                        }
+                    }
+                }
+            }
         }
         let v6_too = |dst: &str| !dst.is_empty() && (!a6.is_empty() || !dst.contains(':'));
         let cidr = &conf.cidr_text;
-        access_problems(out, nat, &access::wants(conf, r), pwg, place);
+        access_problems(out, &nat, &access::wants(conf, r), pwg, place);
         for src in [cidr, &self.cidr6] {
             if !v6_too(src) {
                 continue;
@@ -514,23 +574,47 @@ impl<'a> Health<'a> {
         }
         nat_integrity(out, nat.iter().copied(), place);
         let routes: &[&Route] = center.routes.get(pwg).map_or(&[], Vec::as_slice);
-        for (family, wanted) in [("inet", true), ("inet6", !a6.is_empty())] {
+        let inside: &[&Route] = center.routes.get(cif.as_str()).map_or(&[], Vec::as_slice);
+        for (family, wanted, internal) in [
+            ("inet", true, cidr.as_str()),
+            ("inet6", !a6.is_empty(), self.cidr6.as_str()),
+        ] {
             if !wanted {
                 continue;
             }
-            let rule = rules.iter().any(|rule| {
-                rule.family.as_deref() == Some(family)
-                    && rule.fwmark == Some(u64::from(mark))
-                    && rule.table_id == Some(u64::from(mark))
-                    && rule.priority == Some(u64::from(ZONE_RULE_PRIORITY))
-            });
-            if !rule {
+            let v6 = family == "inet6";
+            let port = r.listen_port;
+            if !rules
+                .iter()
+                .any(|rule| rule.is(family, &fwmark::peer_rule(v6, port, mark)))
+            {
                 out.push(format!(
-                    "no {}rule 'fwmark {mark} lookup {mark}' (priority {ZONE_RULE_PRIORITY}) in {place}",
-                    ip_version(family)
+                    "no {}rule 'fwmark {mark} lookup {mark}' (priority {}) in {place}",
+                    ip_version(family),
+                    fwmark::priority(port)
+                ));
+            }
+            let gate = fwmark::gate(v6, port);
+            let gates = center
+                .rules
+                .get(&u64::from(fwmark::gate_mark(port)))
+                .map_or(&[][..], Vec::as_slice);
+            if !gates.iter().any(|rule| rule.is(family, &gate)) {
+                out.push(format!(
+                    "no {}rule '{}' (the gate of its block of ports) in {place}",
+                    ip_version(family),
+                    gate.trim_start_matches("-6 ")
                 ));
             }
             default_route_problem(out, routes, pwg, Table::Id(mark), family, place);
+            let back = inside.iter().any(|route| {
+                route.dst.as_deref() == Some(internal) && Table::Id(mark).holds(route)
+            });
+            if !back {
+                out.push(format!(
+                    "no route to {internal} through {cif} in table {mark} in {place}"
+                ));
+            }
         }
     }
 }

@@ -121,9 +121,54 @@ pub(super) struct RuleList {
 #[serde(default)]
 pub(super) struct Rule {
     pub(super) family: Option<String>,
+    pub(super) not: bool,
     pub(super) fwmark: Option<u64>,
+    pub(super) fwmask: Option<u64>,
     pub(super) table_id: Option<u64>,
+    pub(super) goto: Option<u64>,
     pub(super) priority: Option<u64>,
+}
+
+impl Rule {
+    /// The rule FAMILY (inet, inet6) of `routectl rule add ARGS` as [`crate::fwmark`] writes
+    /// them: `[-6] [--not] [--fwmark M[/MASK]] --table T|--goto P --priority P`.
+    pub(super) fn is(&self, family: &str, args: &str) -> bool {
+        let mut want = Rule {
+            family: Some(family.to_string()),
+            ..Rule::default()
+        };
+        let mut words = args.split_whitespace();
+        while let Some(w) = words.next() {
+            let mut value = || words.next().and_then(|v| parse_u64(v.split('/').next()?));
+            match w {
+                "--not" => want.not = true,
+                "--fwmark" => want.fwmark = value(),
+                "--table" => want.table_id = value(),
+                "--goto" => want.goto = value(),
+                "--priority" => want.priority = value(),
+                _ => {}
+            }
+        }
+        let mask = args
+            .split_whitespace()
+            .find_map(|w| w.split_once('/').map(|(_, m)| parse_u64(m)))
+            .flatten();
+        self.family == want.family
+            && self.not == want.not
+            && self.fwmark == want.fwmark
+            && (want.fwmark.is_none() || self.fwmask == mask.or(Some(u64::from(u32::MAX))))
+            && self.table_id == want.table_id
+            && self.goto == want.goto
+            && self.priority == want.priority
+    }
+}
+
+/// A decimal or 0x-hex number.
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
 }
 
 /// `natctl list`.
@@ -144,6 +189,7 @@ pub(super) struct NatRule {
     pub(super) iif: Option<String>,
     pub(super) oif: Option<String>,
     pub(super) zone: Option<u64>,
+    pub(super) dir: Option<String>,
     pub(super) set: Option<u64>,
     pub(super) to: Option<String>,
     pub(super) src: Option<String>,
@@ -164,6 +210,14 @@ pub(super) struct NatRule {
 impl NatRule {
     pub(super) fn is(&self, kind: &str, iif: &str) -> bool {
         self.kind.as_deref() == Some(kind) && self.iif.as_deref() == Some(iif)
+    }
+
+    /// A rule of KIND for what goes to ADDR: arriving on IIF, or (None) sent by the center.
+    pub(super) fn is_to(&self, kind: &str, addr: &str, iif: Option<&str>) -> bool {
+        self.kind.as_deref() == Some(kind)
+            && self.dst.as_deref() == Some(addr)
+            && self.iif.as_deref() == iif
+            && self.local.unwrap_or(false) == iif.is_none()
     }
 }
 

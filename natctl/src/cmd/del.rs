@@ -5,8 +5,10 @@ use common::{Context, Ctx, Outcome, Result};
 use serde::Serialize;
 
 use super::{reading, stored_rule};
-use crate::nft::{self, lock, TABLE_LABEL};
-use crate::rule::{parse_id, RuleView};
+use crate::nft::dispatch::{self, Key};
+use crate::nft::list::KernelRule;
+use crate::nft::{self, lock, Stage, TABLE_LABEL};
+use crate::rule::{parse_id, Rule, RuleView};
 
 #[derive(Args, Debug)]
 pub struct Del {
@@ -29,10 +31,13 @@ impl Del {
                 .and_then(|k| k.comment.as_deref().and_then(stored_rule));
             let targets: Vec<(String, u64)> =
                 found.iter().map(|k| (k.chain.clone(), k.handle)).collect();
-            (targets, rule)
+            let emptied = rule
+                .as_ref()
+                .map_or_else(Vec::new, |r| emptied(r, kernel, &targets));
+            (targets, rule, emptied)
         })
         .with_context(|| reading(ctx))?;
-        let (targets, rule) = seen.answer;
+        let (targets, rule, emptied) = seen.answer;
         // Deleting what is absent succeeds with changed:false (the contract's idempotency).
         if targets.is_empty() {
             common::vlog!(
@@ -44,13 +49,25 @@ impl Del {
             return Outcome::object(false, "rule", self.unknown(ctx));
         }
         if !ctx.check {
-            nft::delete_rules(&targets).with_context(|| {
+            let what = || {
                 format!(
                     "deleting rule {} from {TABLE_LABEL} in {}",
                     self.id,
                     ctx.ns_label()
                 )
-            })?;
+            };
+            if let Err(e) = nft::delete_rules(&targets, &emptied) {
+                if emptied.is_empty() {
+                    return Err(e).with_context(what);
+                }
+                // A key's map element deleted by hand makes its chain's removal fail: the rules
+                // go all the same, the chain stays (empty) and is used again by the key's next rule.
+                common::vlog!(
+                    1,
+                    "removing the emptied key chains failed ({e}); deleting the rules only"
+                );
+                nft::delete_rules(&targets, &[]).with_context(what)?;
+            }
             let change = nft::cache::Change::Deleted(&self.id);
             nft::cache::committed(&lock, seen.generation, change);
         }
@@ -67,6 +84,27 @@ impl Del {
             netns: ctx.netns_name(),
         }
     }
+}
+
+/// The key chains (stage, key) of RULE's parts that hold no rule but TARGETS (chain, handle)
+/// in KERNEL, the table's dump: deleting TARGETS empties them, so they go too.
+fn emptied(rule: &Rule, kernel: &[KernelRule], targets: &[(String, u64)]) -> Vec<(Stage, Key)> {
+    let mut out: Vec<(Stage, Key)> = Vec::new();
+    for part in &rule.parts {
+        let Some(key) = dispatch::key_of(part) else {
+            continue;
+        };
+        let name = key.chain_name(part.stage);
+        let others = kernel
+            .iter()
+            .filter(|k| k.chain == name)
+            .any(|k| !targets.contains(&(k.chain.clone(), k.handle)));
+        let present = kernel.iter().any(|k| k.chain == name);
+        if present && !others && !out.contains(&(part.stage, key.clone())) {
+            out.push((part.stage, key));
+        }
+    }
+    out
 }
 
 /// What `del` prints as its `rule`: the whole rule when its comment says what it was, else

@@ -21,7 +21,7 @@ use common::{Context, Ctx, Error, Outcome, Result};
 
 use crate::nft::cache::Presence;
 use crate::nft::list::KernelRule;
-use crate::nft::{self, encode::COMMENT_MAX, lock, TABLE_LABEL};
+use crate::nft::{self, encode::COMMENT_MAX, lock, Structure, TABLE_LABEL};
 use crate::rule::{parse_comment, Rule};
 
 /// The verbs that add a rule.
@@ -172,11 +172,26 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
                 1,
                 "nft {} rule inet natctl {} ... comment \"{}\"",
                 if part.at_head() { "insert" } else { "add" },
-                part.stage.name().to_string_lossy(),
+                nft::dispatch::chain_of(part),
                 rule.comment()
             );
         }
-        nft::add_rule(rule, seen.complete, &replacing).with_context(what)?;
+        let structure = if seen.complete {
+            Structure::Complete
+        } else {
+            // (the dump this process made to find the ids, unless they came from the store)
+            let lacking = nft::cache::with_rules(&lock, classify, |kernel| {
+                nft::dispatch::lacking(
+                    kernel
+                        .iter()
+                        .map(|k| (k.chain.as_str(), k.comment.as_deref(), k.handle)),
+                )
+            })
+            .with_context(|| reading(ctx))?;
+            seen.generation = lacking.generation;
+            Structure::Lacking(lacking.answer)
+        };
+        nft::add_rule(rule, &structure, &replacing).with_context(what)?;
         nft::cache::committed(&lock, seen.generation, nft::cache::Change::Added(&id));
     }
     Outcome::object(true, "rule", rule.view(ctx.netns_name()))

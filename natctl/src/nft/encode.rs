@@ -116,6 +116,17 @@ unsafe impl NlMsg for RuleMsg<'_> {
     }
 }
 
+impl<'a> RuleMsg<'a> {
+    /// RULE with COMMENT, inserted at the head of its chain (AT_HEAD) or appended.
+    pub fn new(rule: nftnl::Rule<'a>, comment: RuleComment, at_head: bool) -> RuleMsg<'a> {
+        RuleMsg {
+            rule,
+            comment,
+            at_head,
+        }
+    }
+}
+
 fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
@@ -138,11 +149,7 @@ pub fn rule_msg<'a>(
     }
     r.add_expr(&Counter);
     add_action(&mut r, &part.action);
-    Ok(RuleMsg {
-        rule: r,
-        comment,
-        at_head: part.at_head(),
-    })
+    Ok(RuleMsg::new(r, comment, part.at_head()))
 }
 
 /// The shape ([`list::shape_of`](super::list)) of `part` of `rule` as natctl encodes it: what
@@ -178,7 +185,7 @@ fn nfproto(f: Family) -> u8 {
 }
 
 /// An interface name as nft compares it: IFNAMSIZ bytes, NUL-padded.
-fn ifname(name: &str) -> [u8; libc::IFNAMSIZ] {
+pub fn ifname(name: &str) -> [u8; libc::IFNAMSIZ] {
     let mut b = [0u8; libc::IFNAMSIZ];
     b[..name.len()].copy_from_slice(name.as_bytes());
     b

@@ -3,7 +3,8 @@
 //! expressions (what `audit` compares with what the comment's id stands for); and the names of
 //! every table in the namespace.
 
-use std::ffi::{c_char, CStr};
+use std::collections::HashSet;
+use std::ffi::{c_char, CStr, CString};
 use std::io;
 
 use common::Kind;
@@ -23,6 +24,9 @@ pub struct KernelRule {
     pub bytes: u64,
     /// The rule's expressions, normalised for comparison ([`shape_of`]).
     pub shape: Vec<u8>,
+    /// Packets can reach it: it is in a base chain, or in a key's chain that an element of its
+    /// dispatch map leads to (an element deleted with `nft` leaves the chain's rules unreached).
+    pub reachable: bool,
 }
 
 impl KernelRule {
@@ -86,10 +90,94 @@ pub fn rules() -> io::Result<Vec<KernelRule>> {
     );
     let mut out = Vec::new();
     match batch::request(&msg, seq, parse_rule, &mut out) {
-        Ok(()) => Ok(out),
-        Err(e) if Kind::of(&e) == Kind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
+        Ok(()) => {}
+        Err(e) if Kind::of(&e) == Kind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     }
+    // (a base chain's name has no dot; a key's chain is named STAGE.KIND.VALUE)
+    // (the maps asked are those of the key chains present: a key chain STAGE.KIND.VALUE is
+    // reached through the map STAGE.KIND; neither a stage nor a kind has a dot)
+    let maps: HashSet<String> = out
+        .iter()
+        .filter_map(|k| {
+            let mut parts = k.chain.splitn(3, '.');
+            let (stage, kind, _) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(format!("{stage}.{kind}"))
+        })
+        .collect();
+    if !maps.is_empty() {
+        let maps: Vec<String> = maps.into_iter().collect();
+        let targets = jump_targets(&maps)?;
+        for k in &mut out {
+            k.reachable = !k.chain.contains('.') || targets.contains(&k.chain);
+        }
+    }
+    Ok(out)
+}
+
+/// The chains that the elements of natctl's dispatch maps MAPS jump to.
+fn jump_targets(maps: &[String]) -> io::Result<HashSet<String>> {
+    let seq = 1;
+    let mut out = HashSet::new();
+    for map in maps {
+        let Ok(map) = CString::new(map.as_str()) else {
+            continue;
+        };
+        let msg = request_msg(
+            libc::NFT_MSG_GETSETELEM,
+            libc::NFPROTO_INET as u16,
+            libc::NLM_F_DUMP,
+            seq,
+            |hdr| {
+                // SAFETY: as in `rules`, with a set (naming the table and the map) whose
+                // element list is empty: the request asks for its elements.
+                unsafe {
+                    let s = super::allocated(sys::nftnl_set_alloc()).as_ptr();
+                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, TABLE.as_ptr());
+                    sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, map.as_ptr());
+                    sys::nftnl_set_elems_nlmsg_build_payload(hdr, s);
+                    sys::nftnl_set_free(s);
+                }
+            },
+        );
+        match batch::request(&msg, seq, parse_targets, &mut out) {
+            Ok(()) => {}
+            // (a map not made yet: no element)
+            Err(e) if Kind::of(&e) == Kind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_targets(hdr: &libc::nlmsghdr, out: &mut HashSet<String>) -> libc::c_int {
+    // SAFETY: `hdr` is a whole NEWSETELEM message that libmnl has length-checked inside our
+    // receive buffer. The set and the element iterator are allocated here (non-NULL, see
+    // `allocated`) and freed on every path out; each chain name libnftnl returns points into the
+    // parsed set and is copied before the set is freed.
+    unsafe {
+        let s = super::allocated(sys::nftnl_set_alloc()).as_ptr();
+        if sys::nftnl_set_elems_nlmsg_parse(hdr, s) < 0 {
+            sys::nftnl_set_free(s);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let it = super::allocated(sys::nftnl_set_elems_iter_create(s)).as_ptr();
+        loop {
+            let e = sys::nftnl_set_elems_iter_next(it);
+            if e.is_null() {
+                break;
+            }
+            if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_CHAIN as u16) {
+                let chain = sys::nftnl_set_elem_get_str(e, sys::NFTNL_SET_ELEM_CHAIN as u16);
+                if !chain.is_null() {
+                    out.insert(CStr::from_ptr(chain).to_string_lossy().into_owned());
+                }
+            }
+        }
+        sys::nftnl_set_elems_iter_destroy(it);
+        sys::nftnl_set_free(s);
+    }
+    mnl::mnl_sys::MNL_CB_OK
 }
 
 /// Whether `table inet natctl` exists.
@@ -170,6 +258,7 @@ fn parse_rule(hdr: &libc::nlmsghdr, out: &mut Vec<KernelRule>) -> libc::c_int {
             packets,
             bytes,
             shape,
+            reachable: true,
         });
     }
     mnl::mnl_sys::MNL_CB_OK

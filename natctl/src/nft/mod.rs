@@ -50,6 +50,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod dispatch;
 pub mod encode;
 pub mod expr;
 pub mod list;
@@ -63,6 +64,7 @@ use std::ptr::NonNull;
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
 use crate::rule::Rule;
+use dispatch::{DispatchMap, Element, Key, KeyKind};
 
 /// The base chains, as a rule's parts name them.
 pub use crate::rule::Stage;
@@ -122,52 +124,143 @@ pub fn table() -> Table {
     Table::new(TABLE, ProtoFamily::Inet)
 }
 
-/// One transaction: unless `complete` says they are known to exist, make sure the table and
-/// its base chains exist (re-adding an existing object without NLM_F_EXCL changes nothing),
-/// delete the nftables rules `replacing` (chain name, handle) names, then add each of the rule's
-/// nftables rules to its chain (appended, or at the head for a part that says so).
-pub fn add_rule(rule: &Rule, complete: bool, replacing: &[(String, u64)]) -> io::Result<()> {
+/// What of the table's structure (the table, its base chains, their dispatch maps and rules) an
+/// add must make besides the rule.
+pub enum Structure {
+    /// All of it exists: we committed it at the generation the add was planned at.
+    Complete,
+    /// Make sure the table, base chains and maps exist (re-adding an existing object without
+    /// NLM_F_EXCL changes nothing), and make anew the dispatch rules of these base chains, which
+    /// a dump found lacking some (with the handles of those they have).
+    Lacking(Vec<(Stage, Vec<u64>)>),
+}
+
+/// One transaction: the table's structure as `structure` says; delete the nftables rules
+/// `replacing` (chain name, handle) names; then each of the rule's nftables rules, in its
+/// base chain or its key's chain (made with its map element if new; see `dispatch`), appended
+/// or at the head for a part that says so.
+pub fn add_rule(rule: &Rule, structure: &Structure, replacing: &[(String, u64)]) -> io::Result<()> {
     let table = table();
     let chains: Vec<Chain> = Stage::ALL.iter().map(|s| s.chain(&table)).collect();
+    let base = |stage: Stage| {
+        let at = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
+        &chains[at]
+    };
     let mut batch = Batch::new();
-    if !complete {
-        batch.add(&table, MsgType::Add);
-        for chain in &chains {
-            batch.add(chain, MsgType::Add);
-        }
-    }
-    let names = replacing
+    let maps: Vec<((Stage, KeyKind), DispatchMap)> = Stage::ALL
         .iter()
-        .map(|(chain, _)| std::ffi::CString::new(chain.as_str()).map_err(io::Error::other))
-        .collect::<io::Result<Vec<_>>>()?;
-    let old_chains: Vec<Chain> = names.iter().map(|n| Chain::new(n, &table)).collect();
+        .flat_map(|s| s.keys().iter().map(move |k| (*s, *k)))
+        .zip(1..)
+        .map(|((stage, kind), id)| ((stage, kind), DispatchMap::new(stage, kind, id)))
+        .collect();
+    let dispatch_rules: Vec<_> = match structure {
+        Structure::Complete => Vec::new(),
+        Structure::Lacking(lacking) => {
+            batch.add(&table, MsgType::Add);
+            for chain in &chains {
+                batch.add(chain, MsgType::Add);
+            }
+            for (_, map) in &maps {
+                batch.add(map, MsgType::Add);
+            }
+            let old: Vec<nftnl::Rule> = lacking
+                .iter()
+                .flat_map(|(stage, handles)| handles.iter().map(move |h| (*stage, *h)))
+                .map(|(stage, handle)| {
+                    let mut rule = nftnl::Rule::new(base(stage));
+                    rule.set_handle(handle);
+                    rule
+                })
+                .collect();
+            for rule in &old {
+                batch.add(rule, MsgType::Del);
+            }
+            // Each is inserted at the head: the last kind first, so they end up in kind order.
+            lacking
+                .iter()
+                .flat_map(|(stage, _)| stage.keys().iter().rev().map(move |kind| (*stage, *kind)))
+                .map(|(stage, kind)| {
+                    let id = maps.iter().position(|(sk, _)| *sk == (stage, kind));
+                    dispatch::dispatch_rule(
+                        base(stage),
+                        stage,
+                        kind,
+                        id.map_or(0, |i| i as u32 + 1),
+                    )
+                })
+                .collect()
+        }
+    };
+    for msg in &dispatch_rules {
+        batch.add(msg, MsgType::Add);
+    }
+    let old_chains: Vec<Chain> = replacing
+        .iter()
+        .map(|(chain, _)| dispatch::chain(&table, chain))
+        .collect();
     for (chain, (_, handle)) in old_chains.iter().zip(replacing) {
         let mut old = nftnl::Rule::new(chain);
         old.set_handle(*handle);
         batch.add(&old, MsgType::Del);
     }
+    // (the parts of one rule may share a key's chain: each is made once)
+    let mut names: Vec<String> = Vec::new();
+    let mut keyed: Vec<(Chain, Element)> = Vec::new();
     for part in &rule.parts {
-        let at = Stage::ALL
-            .iter()
-            .position(|s| *s == part.stage)
-            .unwrap_or(0);
-        let msg = encode::rule_msg(&chains[at], rule, part)
+        if let Some(key) = dispatch::key_of(part) {
+            let name = key.chain_name(part.stage);
+            if !names.contains(&name) {
+                keyed.push((
+                    dispatch::chain(&table, &name),
+                    Element::new(part.stage, &key),
+                ));
+                names.push(name);
+            }
+        }
+    }
+    for (chain, element) in &keyed {
+        batch.add(chain, MsgType::Add);
+        batch.add(element, MsgType::Add);
+    }
+    for part in &rule.parts {
+        let name = dispatch::chain_of(part);
+        let chain = match names.iter().position(|n| *n == name) {
+            Some(at) => &keyed[at].0,
+            None => base(part.stage),
+        };
+        let msg = encode::rule_msg(chain, rule, part)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         batch.add(&msg, MsgType::Add);
     }
     batch::send(&batch.finalize())
 }
 
-/// One transaction deleting rules by (chain name, handle).
-pub fn delete_rules(rules: &[(String, u64)]) -> io::Result<()> {
+/// One transaction deleting rules by (chain name, handle), then the key chains `emptied` names
+/// (stage, key: the rules deleted were their last) with their map elements.
+pub fn delete_rules(rules: &[(String, u64)], emptied: &[(Stage, Key)]) -> io::Result<()> {
     let table = table();
     let mut batch = Batch::new();
-    for (chain, handle) in rules {
-        let name = std::ffi::CString::new(chain.as_str()).map_err(io::Error::other)?;
-        let chain = Chain::new(&name, &table);
-        let mut rule = nftnl::Rule::new(&chain);
+    let chains: Vec<Chain> = rules
+        .iter()
+        .map(|(chain, _)| dispatch::chain(&table, chain))
+        .collect();
+    for (chain, (_, handle)) in chains.iter().zip(rules) {
+        let mut rule = nftnl::Rule::new(chain);
         rule.set_handle(*handle);
         batch.add(&rule, MsgType::Del);
+    }
+    let keyed: Vec<(Element, Chain)> = emptied
+        .iter()
+        .map(|(stage, key)| {
+            (
+                Element::new(*stage, key),
+                dispatch::chain(&table, &key.chain_name(*stage)),
+            )
+        })
+        .collect();
+    for (element, chain) in &keyed {
+        batch.add(element, MsgType::Del);
+        batch.add(chain, MsgType::Del);
     }
     batch::send(&batch.finalize())
 }

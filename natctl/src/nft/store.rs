@@ -36,8 +36,9 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 /// The first word of a file: its format. Files of another format are not read, only replaced:
 /// `v1` (natctl before ids were audited stored every id it saw as present) and `v2` (its
 /// `complete` meant "the ten base chains exist", from before `zones_out` and `marks_out`: trusted,
-/// it would make the next add skip creating them and then fail to add a rule there).
-const FORMAT: &str = "v3";
+/// it would make the next add skip creating them and then fail to add a rule there), and `v3`
+/// (its `complete` did not cover the dispatch maps and rules of per-key chains: `dispatch`).
+const FORMAT: &str = "v4";
 
 /// What a file holds for the generation asked for: the ids of natctl's table held intact, the
 /// ids held otherwise (tampered with or incomplete, each on a line `!ID`), and whether its base

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use clap::{Args, Subcommand};
 use common::types::{IfName, Port, PortRange};
-use common::{Context, Ctx, Error, Outcome, Result};
+use common::{Context, Ctx, Error, Kind, Outcome, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::route::RouteRealm;
@@ -24,23 +24,33 @@ use crate::table::{self, Table};
 
 #[derive(Subcommand, Debug)]
 pub enum RuleCmd {
-    /// Add a rule that looks up TABLE (like `ip rule add ... lookup TABLE`); an identical rule
-    /// already present is left alone (changed: false)
+    /// Add a rule that looks up TABLE (like `ip rule add ... lookup TABLE`) or goes on at
+    /// the rule of priority P (`ip rule add ... goto P`); an identical rule already present is
+    /// left alone (changed: false)
     Add {
         #[command(flatten)]
         sel: Selectors,
         /// Table to look up: 1-4294967294, main, local, default or a name from rt_tables
         /// (`ip rule ... lookup T`)
-        #[arg(long, value_name = "T", add = common::complete::names(table::names))]
-        table: Table,
+        #[arg(long, value_name = "T", add = common::complete::names(table::names),
+              required_unless_present = "goto", conflicts_with = "goto")]
+        table: Option<Table>,
+        /// Go on at the first rule of priority P, after this rule's own (`ip rule ... goto P`):
+        /// the packets it matches skip the rules between
+        #[arg(long, value_name = "P")]
+        goto: Option<u32>,
     },
     /// Delete every rule with these selectors (like `ip rule del`); none present: changed: false
     Del {
         #[command(flatten)]
         sel: Selectors,
         /// Only rules that look up this table (`ip rule del ... lookup T`)
-        #[arg(long, value_name = "T", add = common::complete::names(table::names))]
+        #[arg(long, value_name = "T", add = common::complete::names(table::names),
+              conflicts_with = "goto")]
         table: Option<Table>,
+        /// Only rules that go on at priority P (`ip rule del ... goto P`)
+        #[arg(long, value_name = "P")]
+        goto: Option<u32>,
     },
     /// List the rules of both families, with every selector the kernel reports
     List {
@@ -218,9 +228,6 @@ struct Foreign {
     tun_id: Option<u64>,
     suppress_ifgroup: Option<u32>,
     realms: Option<RouteRealm>,
-    goto: Option<u32>,
-    /// A goto rule whose target priority has no rule (`FIB_RULE_UNRESOLVED`).
-    unresolved: bool,
 }
 
 /// A rule: the one parsed form of what the user asked for and of what the kernel reports.
@@ -232,6 +239,11 @@ struct Rule {
     sel: Match,
     /// The table looked up; None: not given (a wanted rule), or not a lookup rule.
     table: Option<u32>,
+    /// The priority a goto rule goes on at; None: not given (a wanted rule), or not a goto rule.
+    goto: Option<u32>,
+    /// A goto rule whose target priority has no rule (`FIB_RULE_UNRESOLVED`): the kernel's
+    /// state of the rule, not part of what it is.
+    unresolved: bool,
     action: RuleAction,
     foreign: Foreign,
     /// Who made it (`FRA_PROTOCOL`), as the kernel reports it.
@@ -241,7 +253,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn from_selectors(sel: &Selectors, table: Option<Table>) -> Result<Rule> {
+    fn from_selectors(sel: &Selectors, table: Option<Table>, goto: Option<u32>) -> Result<Rule> {
         let mut addrs = Vec::new();
         if let Some(n) = sel.from {
             addrs.push((format!("--from {n}"), n.addr()));
@@ -250,6 +262,13 @@ impl Rule {
             addrs.push((format!("--to {n}"), n.addr()));
         }
         let family = sel.family.resolve(&addrs)?;
+        if let (Some(to), Some(p)) = (goto, sel.priority) {
+            if to <= p {
+                return Err(Error::invalid(format!(
+                    "--goto {to} must be after the rule's own --priority {p}: a rule goes on only at a later one"
+                )));
+            }
+        }
         if let (Some(n), Family::V4) = (sel.suppress_prefixlength, family) {
             if n > 32 {
                 return Err(Error::invalid(format!(
@@ -281,7 +300,13 @@ impl Rule {
                 dport: sel.dport,
             },
             table: table.map(|t| t.0),
-            action: RuleAction::ToTable,
+            goto,
+            unresolved: false,
+            action: if goto.is_some() {
+                RuleAction::Goto
+            } else {
+                RuleAction::ToTable
+            },
             foreign: Foreign::default(),
             // What the kernel records for a rule added without one (RTPROT_UNSPEC).
             protocol: Some(0),
@@ -300,10 +325,11 @@ impl Rule {
                 ..Match::default()
             },
             table: Some(u32::from(h.table)),
+            goto: None,
+            unresolved: h.flags.contains(RuleFlags::Unresolved),
             action: h.action,
             foreign: Foreign {
                 tos: h.tos,
-                unresolved: h.flags.contains(RuleFlags::Unresolved),
                 ..Foreign::default()
             },
             protocol: None,
@@ -345,7 +371,7 @@ impl Rule {
                     foreign.suppress_ifgroup = Some(*g).filter(|g| *g != u32::MAX);
                 }
                 RuleAttribute::Realm(r) => foreign.realms = Some(*r),
-                RuleAttribute::Goto(g) => foreign.goto = Some(*g),
+                RuleAttribute::Goto(g) => rule.goto = Some(*g),
                 _ => {}
             }
         }
@@ -370,11 +396,18 @@ impl Rule {
             && self.sel == existing.sel
             && (self.table.is_none()
                 || (existing.action == RuleAction::ToTable && self.table == existing.table))
+            && (self.goto.is_none()
+                || (existing.action == RuleAction::Goto && self.goto == existing.goto))
+            // (a wanted lookup rule is not a goto rule of the same selectors, nor the reverse)
+            && (self.action == existing.action || (self.table.is_none() && self.goto.is_none()))
     }
 
     /// Nothing selects: `rule del` would remove every rule.
     fn selects_nothing(&self) -> bool {
-        self.priority.is_none() && self.table.is_none() && self.sel == Match::default()
+        self.priority.is_none()
+            && self.table.is_none()
+            && self.goto.is_none()
+            && self.sel == Match::default()
     }
 
     /// The message `ip rule add` would send: explicit to-table action (the crate's default
@@ -384,14 +417,22 @@ impl Rule {
         let mut msg = RuleMessage::default();
         let sel = &self.sel;
         msg.header.family = self.family.netlink();
-        msg.header.action = RuleAction::ToTable;
         if sel.not {
             msg.header.flags |= RuleFlags::Invert;
         }
-        let table = self.table.unwrap_or(table::MAIN);
-        msg.header.table = u8::try_from(table).unwrap_or(0);
         let attrs = &mut msg.attributes;
-        attrs.push(RuleAttribute::Table(table));
+        match self.goto {
+            Some(to) => {
+                msg.header.action = RuleAction::Goto;
+                attrs.push(RuleAttribute::Goto(to));
+            }
+            None => {
+                msg.header.action = RuleAction::ToTable;
+                let table = self.table.unwrap_or(table::MAIN);
+                msg.header.table = u8::try_from(table).unwrap_or(0);
+                attrs.push(RuleAttribute::Table(table));
+            }
+        }
         if let Some(p) = self.priority {
             attrs.push(RuleAttribute::Priority(p));
         }
@@ -477,8 +518,8 @@ impl Rule {
             table: self.table.map(table::named),
             table_id: self.table,
             action: action_name(self.action),
-            goto: self.foreign.goto,
-            unresolved: self.foreign.unresolved,
+            goto: self.goto,
+            unresolved: self.unresolved,
         }
     }
 }
@@ -579,6 +620,9 @@ impl fmt::Display for Rule {
         if let Some(t) = self.table {
             write!(f, " lookup {}", table::name(t))?;
         }
+        if let Some(p) = self.goto {
+            write!(f, " goto {p}")?;
+        }
         if let Some(n) = sel.suppress_prefixlength {
             write!(f, " suppress_prefixlength {n}")?;
         }
@@ -615,8 +659,12 @@ async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<(RuleMessage, 
 impl RuleCmd {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         match self {
-            RuleCmd::Add { sel, table } => add(ctx, &Rule::from_selectors(&sel, Some(table))?),
-            RuleCmd::Del { sel, table } => del(ctx, &Rule::from_selectors(&sel, table)?),
+            RuleCmd::Add { sel, table, goto } => {
+                add(ctx, &Rule::from_selectors(&sel, table, goto)?)
+            }
+            RuleCmd::Del { sel, table, goto } => {
+                del(ctx, &Rule::from_selectors(&sel, table, goto)?)
+            }
             RuleCmd::List { family } => list(ctx, family),
         }
     }
@@ -650,22 +698,30 @@ fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     common::vlog!(1, "ip rule add {want} (in {})", ctx.ns_label());
     let mut req = handle.rule().add();
     *req.message_mut() = want.to_message();
-    ctx.block_on(req.execute()).with_context(what)?;
+    // (EEXIST: another process added the same rule since the dump, as two peers of one block
+    // adding their gate at once do; it is there, so this add changed nothing)
+    let raced = match ctx.block_on(req.execute()) {
+        Ok(()) => false,
+        Err(e) if Kind::of(&e) == Kind::Exists => true,
+        Err(e) => return Err(e).with_context(what),
+    };
     let after = ctx
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
-    let added = after
-        .iter()
-        .map(|(_, r)| r)
-        .find(|r| want.matches(r))
-        .unwrap_or(want);
-    Outcome::object(true, "rule", added.view(ctx.netns_name()))
+    let added = after.iter().map(|(_, r)| r).find(|r| want.matches(r));
+    if raced && added.is_none() {
+        return Err(Error::failed(format!(
+            "{}: the kernel has an equal rule (EEXIST), which is not this one",
+            what()
+        )));
+    }
+    Outcome::object(!raced, "rule", added.unwrap_or(want).view(ctx.netns_name()))
 }
 
 fn del(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     if want.selects_nothing() {
         return Err(Error::invalid(
-            "rule del needs at least one selector (--table, --priority, --from, --to, --fwmark, \
+            "rule del needs at least one selector (--table, --goto, --priority, --from, --to, --fwmark, \
              --iif, --oif, --not, --suppress-prefixlength, --uidrange, --ipproto, --sport or --dport)",
         ));
     }
@@ -738,6 +794,8 @@ mod tests {
                 dport: Some("1000-2000".parse().unwrap()),
             },
             table: Some(1000),
+            goto: None,
+            unresolved: false,
             action: RuleAction::ToTable,
             foreign: Foreign::default(),
             protocol: None,
@@ -782,5 +840,19 @@ mod tests {
         let v = serde_json::to_value(got.view(None)).unwrap();
         let shown = ["tos", "action", "goto", "table", "realms"].map(|k| v[k].to_string());
         assert_eq!(shown, ["16", r#""goto""#, "7", "null", r#""1/2""#]);
+    }
+
+    #[test]
+    fn a_goto_rule_round_trips_and_is_not_a_lookup_rule() {
+        let mut rule = every_selector();
+        (rule.table, rule.goto, rule.action) = (None, Some(2000), RuleAction::Goto);
+        let msg = rule.to_message();
+        assert_eq!(msg.header.action, RuleAction::Goto);
+        assert!(msg.attributes.contains(&RuleAttribute::Goto(2000)));
+        assert_eq!(Rule::from_message(&msg).unwrap(), rule);
+        assert!(rule
+            .to_string()
+            .ends_with("goto 2000 suppress_prefixlength 0 priority 100"));
+        assert!(!every_selector().matches(&rule) && !rule.matches(&every_selector()));
     }
 }
