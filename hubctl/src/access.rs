@@ -338,6 +338,20 @@ pub struct Dnat {
     pub to: String,
 }
 
+impl Dnat {
+    /// Its natctl selectors and target: `--proto P --dport N --daddr A --to T`.
+    pub fn args(&self) -> String {
+        let f = self.forward;
+        format!(
+            "--proto {} --dport {} --daddr {} --to {}",
+            f.proto.as_str(),
+            f.port,
+            self.daddr,
+            self.to
+        )
+    }
+}
+
 /// PEER's forwards (the hub's and its own), each for IPv4 and, with HUB_CIDR6, IPv6.
 pub fn dnats(conf: &Conf, peer: &Peer) -> Vec<Dnat> {
     let host = conf.client_host("a forward").ok();

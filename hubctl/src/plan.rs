@@ -269,15 +269,7 @@ impl Layout<'_> {
         let inner = ns_opt(&nm.ns);
         let mut l = Vec::new();
         for d in access::dnats(c, peer) {
-            let f = d.forward;
-            l.push(format!(
-                "{inner}dnat --iif {} --proto {} --dport {} --daddr {} --to {}",
-                nm.inside,
-                f.proto.as_str(),
-                f.port,
-                d.daddr,
-                d.to
-            ));
+            l.push(format!("{inner}dnat --iif {} {}", nm.inside, d.args()));
         }
         l.push(format!(
             "{inner}filter --iif {} --reply --verdict accept",
@@ -510,16 +502,11 @@ impl Layout<'_> {
                 l.push(format!("{p}{kind} --local --dst {a} --set {mark}"));
             }
         }
-        for d in dnats {
-            let f = d.forward;
-            l.push(format!(
-                "{p}dnat --daddr {} --proto {} --dport {} --to {} --local",
-                d.daddr,
-                f.proto.as_str(),
-                f.port,
-                d.to
-            ));
-        }
+        l.extend(
+            dnats
+                .iter()
+                .map(|d| format!("{p}dnat {} --local", d.args())),
+        );
         l
     }
 

@@ -194,15 +194,8 @@ pub fn add_rule(rule: &Rule, structure: &Structure, replacing: &[(String, u64)])
     for msg in &dispatch_rules {
         batch.add(msg, MsgType::Add);
     }
-    let old_chains: Vec<Chain> = replacing
-        .iter()
-        .map(|(chain, _)| dispatch::chain(&table, chain))
-        .collect();
-    for (chain, (_, handle)) in old_chains.iter().zip(replacing) {
-        let mut old = nftnl::Rule::new(chain);
-        old.set_handle(*handle);
-        batch.add(&old, MsgType::Del);
-    }
+    let old_chains = chains_of(&table, replacing);
+    delete_by_handle(&mut batch, &old_chains, replacing);
     // (the parts of one rule may share a key's chain: each is made once)
     let mut names: Vec<String> = Vec::new();
     let mut keyed: Vec<(Chain, Element)> = Vec::new();
@@ -235,20 +228,31 @@ pub fn add_rule(rule: &Rule, structure: &Structure, replacing: &[(String, u64)])
     batch::send(&batch.finalize())
 }
 
-/// One transaction deleting rules by (chain name, handle), then the key chains `emptied` names
-/// (stage, key: the rules deleted were their last) with their map elements.
-pub fn delete_rules(rules: &[(String, u64)], emptied: &[(Stage, Key)]) -> io::Result<()> {
-    let table = table();
-    let mut batch = Batch::new();
-    let chains: Vec<Chain> = rules
+/// The chains of RULES (chain name, handle), one for each, to address them in TABLE.
+fn chains_of<'a>(table: &'a Table, rules: &[(String, u64)]) -> Vec<Chain<'a>> {
+    rules
         .iter()
-        .map(|(chain, _)| dispatch::chain(&table, chain))
-        .collect();
+        .map(|(chain, _)| dispatch::chain(table, chain))
+        .collect()
+}
+
+/// Adds to BATCH the deletion of each of RULES (chain name, handle) from its chain of CHAINS
+/// ([`chains_of`] them).
+fn delete_by_handle(batch: &mut Batch, chains: &[Chain], rules: &[(String, u64)]) {
     for (chain, (_, handle)) in chains.iter().zip(rules) {
         let mut rule = nftnl::Rule::new(chain);
         rule.set_handle(*handle);
         batch.add(&rule, MsgType::Del);
     }
+}
+
+/// One transaction deleting rules by (chain name, handle), then the key chains `emptied` names
+/// (stage, key: the rules deleted were their last) with their map elements.
+pub fn delete_rules(rules: &[(String, u64)], emptied: &[(Stage, Key)]) -> io::Result<()> {
+    let table = table();
+    let mut batch = Batch::new();
+    let chains = chains_of(&table, rules);
+    delete_by_handle(&mut batch, &chains, rules);
     let keyed: Vec<(Element, Chain)> = emptied
         .iter()
         .map(|(stage, key)| {
