@@ -189,7 +189,13 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
             })
             .with_context(|| reading(ctx))?;
             seen.generation = lacking.generation;
-            Structure::Lacking(lacking.answer)
+            // (every base chain with all its dispatch rules: the table, the chains and the maps
+            // those rules look up are there too)
+            if lacking.answer.is_empty() {
+                Structure::Complete
+            } else {
+                Structure::Lacking(lacking.answer)
+            }
         };
         nft::add_rule(rule, &structure, &replacing).with_context(what)?;
         nft::cache::committed(&lock, seen.generation, nft::cache::Change::Added(&id));

@@ -29,9 +29,9 @@ struct Known {
     ids: HashSet<String>,
     /// The ids the table holds otherwise: some part missing, changed or repeated.
     stale: HashSet<String>,
-    /// The table and all its base chains exist (we committed them at this generation), so the
-    /// next add can skip re-adding them: updating an existing base chain costs the kernel far
-    /// more than adding a rule.
+    /// The table, all its base chains and their dispatch maps and rules exist (we committed them
+    /// at this generation, or a dump showed them), so the next add can skip re-adding them:
+    /// updating an existing base chain costs the kernel far more than adding a rule.
     complete: bool,
     /// The rules as this process dumped them at `generation`, with their handles (what `del`
     /// needs); None when the ids came from the store, or after an add (its handle is unknown).
@@ -177,11 +177,22 @@ fn look<T>(
             None => {
                 let rules = list::rules()?;
                 let (intact, stale) = classify(&rules);
+                // (a dump shows it too: every base chain with all its dispatch rules means the
+                // table, the chains and the maps those rules look up are there; so an add after
+                // a `del`, whose dump is stored, need not dump again to learn it)
+                let whole = complete.unwrap_or_else(|| {
+                    super::dispatch::lacking(
+                        rules
+                            .iter()
+                            .map(|k| (k.chain.as_str(), k.comment.as_deref(), k.handle)),
+                    )
+                    .is_empty()
+                });
                 let known = Known {
                     generation,
                     ids: intact,
                     stale,
-                    complete: complete.unwrap_or(false),
+                    complete: whole,
                     rules: Some(rules),
                 };
                 if complete.is_none() {
