@@ -28,6 +28,7 @@ usage: hub [-q] [--check] [-c hub.conf] up|down [--keep-state]
        hub [-q] [--check] [-c hub.conf] standby   (the standby of a pair: every tunnel forgets its
                  client's session and endpoint; no reseed until 'reseed')
        hub [-c hub.conf] peer conf NAME [--qr] [--private-key-file FILE]
+       hub [-c hub.conf] peer conf --all   (every peer's config, as JSON: {\"changed\":false,\"peers\":[{\"name\",\"conf\",\"private_key\"},..]})
 hub.conf (sourced as shell: only NAME=VALUE lines of these; the environment overrides it) sets
 HUB_NS, HUB_BRIDGE, HUB_CIDR, HUB_ADDRESS, HUB_PORT_BASE, HUB_STATE_DIR, HUB_PREFIX, HUB_ENDPOINT,
 HUB_PUBLIC_PORT_BASE, HUB_CLIENT_ADDRESS, HUB_JOBS, HUB_BRIDGE_PORTS, HUB_CIDR6, HUB_ADDRESS6, HUB_CLIENT_ADDRESS6,
@@ -105,7 +106,7 @@ impl Verb {
         match self {
             Verb::PeerAdd => &PEER_ADD,
             Verb::PeerSet => &OPTION_LABELS,
-            Verb::PeerConf => &["--qr", "--private-key-file"],
+            Verb::PeerConf => &["--qr", "--private-key-file", "--all"],
             Verb::PeerRekey => &["--client"],
             Verb::Down => &["--keep-state"],
             Verb::Sync => &["--allow-empty"],

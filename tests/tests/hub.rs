@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use niransix_tests::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const SERVER: &str = "100.64.0.10";
 const CLIENT_ADDR: &str = "192.168.1.10";
@@ -4301,4 +4301,46 @@ fn allow_lists_hold_and_refusals_are_counted() {
     for n in ["a1", "a2", "a3"] {
         hub.remove_client(n);
     }
+}
+
+/// `peer conf --all`: every peer's config in one JSON object, each what `peer conf NAME`
+/// prints, `private_key` false for a client that brought its own key; no peer: none, and no
+/// endpoint needed; a NAME, --qr or a missing key file is refused and prints no config.
+#[test]
+fn peer_conf_all_is_every_config_at_once() {
+    let hub = HubLab::new().with_env(&["HUB_ENDPOINT=192.0.2.1"]);
+    hub.hub(&["-q", "up"]).ok();
+    let none = hub.hub(&["-q", "peer", "conf", "--all"]).ok().json();
+    assert_eq!(none, json!({"changed": false, "peers": []}));
+    let own = sh("wg genkey | wg pubkey").ok().stdout.trim().to_string();
+    hub.add("a2", &["--preshared-key", "generate"]);
+    hub.add("a1", &[]);
+    hub.add("b1", &["--public-key", &own]);
+    let all = hub.hub(&["-q", "peer", "conf", "--all"]).ok().json();
+    let peers = all["peers"].as_array().expect("peers");
+    let names: Vec<&str> = peers.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a1", "a2", "b1"], "in name order");
+    for p in peers {
+        let name = p["name"].as_str().unwrap();
+        assert_eq!(
+            p["conf"].as_str().unwrap(),
+            hub.conf(name),
+            "{name}'s config is what `peer conf {name}` prints"
+        );
+        assert_eq!(p["private_key"], json!(name != "b1"), "{name}");
+    }
+    assert!(peers[1]["conf"]
+        .as_str()
+        .unwrap()
+        .contains("PresharedKey = "));
+    hub.hub(&["peer", "conf", "--all", "a1"])
+        .fails(2, "peer conf --all takes no NAME, got 'a1'");
+    hub.hub(&["peer", "conf", "--all", "--qr"])
+        .fails(2, "--qr does not go with 'peer conf --all'");
+    let key = hub.state.join("peers/a2.client.key");
+    std::fs::remove_file(&key).unwrap();
+    let r = hub
+        .hub(&["peer", "conf", "--all"])
+        .fails(1, "a2.client.key is missing or empty");
+    assert_eq!(r.stdout, "", "no partial output");
 }

@@ -1,9 +1,17 @@
 //! `hub peer conf NAME [--qr] [--private-key-file FILE]`: the wg-quick config of the client
 //! side. The keys go from their files to stdout (or to qrencode), never into argv or a log.
+//!
+//! `hub peer conf --all`: every peer's config in one JSON object, for a tool that delivers them
+//! (the Ansible role writes each to the controller): `{"changed":false,"peers":[{"name","conf",
+//! "private_key"},..]}` in name order, `private_key` false where the client brought its own key
+//! (its config holds the placeholder). Its cost is the records' and the key files', not a
+//! process per peer.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use serde_json::json;
 
 use super::Outcome;
 use crate::args::Args;
@@ -16,8 +24,13 @@ use crate::record::{ClientKey, Peer};
 use crate::steps::Step;
 
 pub fn conf(hub: &mut Hub, args: &Args) -> Result<Outcome> {
+    if args.flag("--all") {
+        return all(hub, args);
+    }
     let [n] = args.names.as_slice() else {
-        return Err(invalid("peer conf: give exactly one peer NAME"));
+        return Err(invalid(
+            "peer conf: give exactly one peer NAME (or --all for every peer's, as JSON)",
+        ));
     };
     input::name(&hub.conf, n)?;
     let qr = args.flag("--qr");
@@ -60,22 +73,8 @@ pub fn conf(hub: &mut Hub, args: &Args) -> Result<Outcome> {
             None
         }
     };
-    // Every key the config holds is there, before a line of it is printed (no partial config).
-    let psk = peer.settings.preshared_key.then(|| hub.state.psk_path(n));
-    for f in keyfile.iter().chain(psk.iter()) {
-        if std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| key_line(&t).map(str::to_string))
-            .is_none()
-        {
-            return Err(failed(format!(
-                "peer '{n}': its key file {} is missing or empty ('hub peer rekey {n} --client' makes a new client pair)",
-                f.display()
-            )));
-        }
-    }
     let endpoint = endpoint(hub)?;
-    let text = client_conf(hub, &peer, &endpoint, keyfile.as_deref(), psk.as_deref())?;
+    let text = client_conf(hub, &peer, &endpoint, keyfile.as_deref())?;
     if qr {
         let mut child = Command::new("qrencode")
             .args(["-t", "ansiutf8"])
@@ -93,6 +92,42 @@ pub fn conf(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         });
     }
     Ok(Outcome { out: text, code: 0 })
+}
+
+/// `peer conf --all`: every peer's config, the one endpoint looked up once.
+fn all(hub: &mut Hub, args: &Args) -> Result<Outcome> {
+    if !args.names.is_empty() {
+        return Err(invalid(format!(
+            "peer conf --all takes no NAME, got '{}'",
+            args.names.join(" ")
+        )));
+    }
+    if let Some(o) = ["--qr", "--private-key-file"]
+        .into_iter()
+        .find(|o| args.options.contains_key(*o))
+    {
+        return Err(invalid(format!("{o} does not go with 'peer conf --all'")));
+    }
+    hub.lock_shared()?;
+    hub.load_center()?;
+    hub.load_peers()?;
+    let endpoint = if hub.peers.is_empty() {
+        String::new()
+    } else {
+        endpoint(hub)?
+    };
+    let mut peers = Vec::with_capacity(hub.peers.len());
+    for peer in hub.peers.values() {
+        let keyfile = (peer.client_key == ClientKey::Generated)
+            .then(|| hub.state.client_key_path(&peer.name));
+        let conf = client_conf(hub, peer, &endpoint, keyfile.as_deref())?;
+        peers.push(json!({"name": peer.name, "conf": conf, "private_key": keyfile.is_some()}));
+    }
+    let out = json!({"changed": false, "peers": peers});
+    Ok(Outcome {
+        out: format!("{out}\n"),
+        code: 0,
+    })
 }
 
 fn on_path(program: &str) -> bool {
@@ -145,14 +180,9 @@ fn endpoint(hub: &mut Hub) -> Result<String> {
 }
 
 /// The wg-quick config of PEER's client side, its private key read from KEYFILE (None: a
-/// placeholder that wg-quick refuses).
-fn client_conf(
-    hub: &Hub,
-    peer: &Peer,
-    endpoint: &str,
-    keyfile: Option<&Path>,
-    psk: Option<&Path>,
-) -> Result<String> {
+/// placeholder that wg-quick refuses). Every key it holds is read before a line of it is made
+/// (no partial config): a key file that is missing or empty is exit 1 naming it.
+fn client_conf(hub: &Hub, peer: &Peer, endpoint: &str, keyfile: Option<&Path>) -> Result<String> {
     let c = &hub.conf;
     let n = &peer.name;
     // The port the client dials: the peer's own, or with HUB_PUBLIC_PORT_BASE (a firewall in
@@ -180,10 +210,19 @@ fn client_conf(
         std::fs::read_to_string(f)
             .ok()
             .and_then(|t| key_line(&t).map(str::to_string))
-            .unwrap_or_default()
+            .ok_or_else(|| {
+                failed(format!(
+                    "peer '{n}': its key file {} is missing or empty ('hub peer rekey {n} --client' makes a new client pair)",
+                    f.display()
+                ))
+            })
+    };
+    let psk = match peer.settings.preshared_key {
+        true => Some(read_key(&hub.state.psk_path(n))?),
+        false => None,
     };
     let private = match keyfile {
-        Some(f) => read_key(f),
+        Some(f) => read_key(f)?,
         None => format!(
             "(fill in the private key of {})",
             peer.client_public_key.as_deref().unwrap_or("")
@@ -200,8 +239,8 @@ fn client_conf(
         "\n[Peer]\nPublicKey = {}\n",
         peer.public_key.as_deref().unwrap_or("")
     ));
-    if let Some(f) = psk {
-        t.push_str(&format!("PresharedKey = {}\n", read_key(f)));
+    if let Some(k) = psk {
+        t.push_str(&format!("PresharedKey = {k}\n"));
     }
     t.push_str(&format!(
         "Endpoint = {endpoint}:{port}\nAllowedIPs = {allowed}\n"
