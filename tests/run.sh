@@ -7,6 +7,8 @@
 #   fmt        cargo fmt --all --check
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   lint-sh    shellcheck on every shell script in the repository
+#   lint-ansible  ansible-playbook --syntax-check of examples/ansible's playbooks and ansible-lint
+#              (Debian's, the production profile) of them and the niransix_hub role
 #   test       cargo test --workspace --no-fail-fast (unit + integration, host kernel)
 #   test-zones the hub suites (tests/tests/hub.rs, hub_clients.rs) again with NIRANSIX_HUB_MODE=zones: the same
 #              tests against a hub whose peers are conntrack zones in the center (docs/hub.md)
@@ -43,7 +45,7 @@ vm=1
 for arg in "$@"; do
   case $arg in
     --no-vm) vm=0 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tests/run.sh: unknown argument '$arg' (usage: tests/run.sh [--no-vm])" >&2; exit 2 ;;
   esac
 done
@@ -101,6 +103,17 @@ skip_step() {
   printf '\n==== %s: SKIPPED (%s)\n' "$1" "$2"
 }
 
+# The Ansible examples: syntax of each playbook with its inventory, then ansible-lint (its
+# configuration, examples/ansible/.ansible-lint, sets the profile), run where ansible.cfg is.
+lint_ansible() {
+  (
+    cd examples/ansible &&
+      ANSIBLE_HOME=$repo/target/ansible-lint ansible-playbook --syntax-check -i inventory site.yml &&
+      ANSIBLE_HOME=$repo/target/ansible-lint ansible-playbook --syntax-check -i inventory.ini hub.yml &&
+      ANSIBLE_HOME=$repo/target/ansible-lint ansible-lint --offline hub.yml site.yml roles/niransix_hub
+  )
+}
+
 build() { local bin; bin=$(scripts/bootstrap.sh) && echo "tools in $bin"; }
 
 # Every shell script in the repository: *.sh, and files whose first line is a sh/bash shebang.
@@ -128,6 +141,7 @@ step build build
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step lint-sh run_shellcheck
+step lint-ansible lint_ansible
 step test cargo test --workspace --no-fail-fast
 step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub --test hub_clients
 step test-bt env NIRANSIX_WG_USERSPACE=boringtun cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub_clients

@@ -9,6 +9,7 @@
 //! [`wait_until`] and its kin wait for what a test needs (a socket bound, a process gone, the
 //! kernel settled) instead of sleeping and assuming it happened.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -916,5 +917,137 @@ impl Drop for HubLab {
                 let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
             }
         }
+    }
+}
+
+/// `ansible-playbook` with a directory of its own for its configuration, home and temporary
+/// files (no ansible.cfg of the machine or the working directory applies; pipelining on, as
+/// examples/ansible/ansible.cfg has it), removed on drop.
+pub struct Ansible {
+    pub dir: PathBuf,
+}
+
+/// One host's line of a PLAY RECAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recap {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+}
+
+impl Ansible {
+    /// A runner whose files live in DIR (made anew). None, said loudly with [`skip`], when
+    /// ansible-playbook is not installed.
+    pub fn new(dir: PathBuf, test: &str) -> Option<Ansible> {
+        if run("ansible-playbook", &["--version"]).code != 0 {
+            skip(
+                test,
+                "ansible-playbook is not installed (apt-get install ansible-core)",
+            );
+            return None;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("Ansible's directory");
+        std::fs::write(
+            dir.join("ansible.cfg"),
+            "[defaults]\nforks = 20\n[connection]\npipelining = True\n",
+        )
+        .expect("ansible.cfg");
+        Some(Ansible { dir })
+    }
+
+    /// `ansible-playbook -i INVENTORY examples/ansible/PLAYBOOK -e VARS ARGS...`: the run, which
+    /// must reach its PLAY RECAP without a failed host; returns the output and each host's recap.
+    #[track_caller]
+    pub fn playbook(
+        &self,
+        inventory: &std::path::Path,
+        playbook: &str,
+        vars: &Value,
+        args: &[&str],
+    ) -> (Run, BTreeMap<String, Recap>) {
+        let r = self.playbook_may_fail(inventory, playbook, vars, args);
+        let recap = Self::recap(&r);
+        assert!(
+            !recap.is_empty() && recap.values().all(|h| h.failed == 0),
+            "ansible-playbook {playbook} {args:?} failed: {recap:?}\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        (r, recap)
+    }
+
+    /// The same run, whatever its outcome.
+    pub fn playbook_may_fail(
+        &self,
+        inventory: &std::path::Path,
+        playbook: &str,
+        vars: &Value,
+        args: &[&str],
+    ) -> Run {
+        let dir = |sub: &str| self.dir.join(sub).display().to_string();
+        let mut all = vec![
+            format!("ANSIBLE_CONFIG={}", dir("ansible.cfg")),
+            format!("ANSIBLE_HOME={}", dir("home")),
+            format!("ANSIBLE_LOCAL_TEMP={}", dir("local-tmp")),
+            format!("ANSIBLE_REMOTE_TEMP={}", dir("remote-tmp")),
+            "ANSIBLE_NOCOLOR=1".into(),
+            "ANSIBLE_STDOUT_CALLBACK=default".into(),
+            "ANSIBLE_RETRY_FILES_ENABLED=False".into(),
+            "ANSIBLE_LOCALHOST_WARNING=False".into(),
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING=False".into(),
+            "ansible-playbook".into(),
+            "-i".into(),
+            inventory.display().to_string(),
+            repo_root()
+                .join("examples/ansible")
+                .join(playbook)
+                .display()
+                .to_string(),
+            "-e".into(),
+            vars.to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let r = run("env", &refs);
+        eprintln!(
+            "ansible-playbook {playbook} {}: {:.1} s",
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        );
+        r
+    }
+
+    /// Each host's counts in a run's PLAY RECAP.
+    pub fn recap(r: &Run) -> BTreeMap<String, Recap> {
+        let tail = r.stdout.rsplit("PLAY RECAP").next().unwrap_or("");
+        let count = |line: &str, key: &str| -> u32 {
+            line.split(&format!("{key}="))
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        tail.lines()
+            .filter(|l| l.contains(" : ok="))
+            .filter_map(|l| {
+                let host = l.split_whitespace().next()?.to_string();
+                Some((
+                    host,
+                    Recap {
+                        ok: count(l, "ok"),
+                        changed: count(l, "changed"),
+                        failed: count(l, "failed") + count(l, "unreachable"),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Ansible {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,11 +1,14 @@
-//! examples/ansible/hub.yml against the real kernel: check mode on a fresh machine (nothing
-//! changes, and it counts what the real run then changes), the real run, a second run (nothing to
-//! do), check mode on the built hub (state directory byte-identical, kernel unchanged), a peer
-//! dropped from `hub_peers` (removed; the others untouched), and `hub down` (nothing left).
+//! examples/ansible/hub.yml (the niransix_hub role and a port forward) against the real kernel:
+//! check mode on a fresh machine (nothing changes, and it counts what the real run then
+//! changes), the real run, a second run (nothing to do), check mode on the built hub (state
+//! directory byte-identical, kernel unchanged), a peer dropped from `hub_peers` (removed, its
+//! client config too; the others untouched), and `hub down` (nothing left). The client configs
+//! on the controller are checked after each change: exactly the peers', 0600, each what `hub peer
+//! conf` prints. tests/ansible_site.rs runs many hubs (examples/ansible/site.yml).
 //!
 //! The hub runs with `HUB_NS` and `HUB_PREFIX` from the Lab prefix, so it never touches the host's
-//! own network, and with `HUB_STATE_DIR` in a temporary directory; Ansible runs with its
-//! configuration, home and temporary directories in another one.
+//! own network, and with `HUB_STATE_DIR`, hub.conf and the client configs in temporary
+//! directories; Ansible runs with its configuration, home and temporary directories in another.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -19,12 +22,17 @@ const FORWARD_DADDR: &str = "203.0.113.254";
 const FORWARD_DPORT: &str = "54321";
 const FORWARD_TO: &str = "100.64.0.10";
 
+/// What the playbook gives the hub as HUB_ENDPOINT (the configs it delivers name it).
+const ENDPOINT: &str = "198.51.100.7";
+
 /// One hub built by the playbook: the kit's [`HubLab`] (which it derefs to) with the environment
-/// the playbook gives the hub (no HUB_MODE), and Ansible's own directory beside its state
-/// directory, so that the HubLab's drop removes it too.
+/// the playbook gives the hub (no HUB_MODE), its hub.conf and the controller's directory of
+/// client configs beside its state directory (so that the HubLab's drop removes them too), and
+/// Ansible's own directory.
 struct Play {
     hub: HubLab,
-    ansible_dir: PathBuf,
+    ansible: Ansible,
+    configs: PathBuf,
 }
 
 impl std::ops::Deref for Play {
@@ -35,71 +43,69 @@ impl std::ops::Deref for Play {
 }
 
 impl Play {
-    fn new() -> Play {
+    fn new(test: &str) -> Option<Play> {
         let hub = HubLab::new().without_mode();
-        let ansible_dir = hub.state.with_extension("ansible");
-        let _ = std::fs::remove_dir_all(&ansible_dir);
-        std::fs::create_dir_all(&ansible_dir).unwrap();
-        // An empty configuration: no ansible.cfg of the machine or the working directory applies.
-        std::fs::write(ansible_dir.join("ansible.cfg"), "").unwrap();
-        Play { hub, ansible_dir }
+        let ansible = Ansible::new(hub.state.with_extension("ansible"), test)?;
+        let configs = hub.state.with_extension("configs");
+        Some(Play {
+            hub,
+            ansible,
+            configs,
+        })
     }
 
     /// Runs the playbook (with `--check` if `check`) for `peers` (the `hub_peers` list); asserts
     /// it succeeded and returns the `changed=` count of its PLAY RECAP.
     #[track_caller]
     fn playbook(&self, check: bool, peers: &Value) -> u32 {
-        let examples = repo_root().join("examples/ansible");
-        let dir = |sub: &str| self.ansible_dir.join(sub).display().to_string();
+        let inventory = repo_root().join("examples/ansible/inventory.ini");
         let vars = json!({
             "hub_ns": self.ns,
             "hub_prefix": self.lab.prefix,
             "hub_state_dir": self.state,
+            "hub_conf_path": self.state.with_extension("conf"),
+            "hub_conf_dir": self.configs,
+            "hub_conf": {"HUB_ENDPOINT": ENDPOINT},
             "niransix_bin_dir": bin_dir(),
             "hub_peers": peers,
         });
-        let mut args = vec![
-            format!("ANSIBLE_CONFIG={}", dir("ansible.cfg")),
-            format!("ANSIBLE_HOME={}", dir("home")),
-            format!("ANSIBLE_LOCAL_TEMP={}", dir("local-tmp")),
-            format!("ANSIBLE_REMOTE_TEMP={}", dir("remote-tmp")),
-            "ANSIBLE_NOCOLOR=1".into(),
-            "ANSIBLE_STDOUT_CALLBACK=default".into(),
-            "ANSIBLE_RETRY_FILES_ENABLED=False".into(),
-            "ANSIBLE_LOCALHOST_WARNING=False".into(),
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING=False".into(),
-            "ansible-playbook".into(),
-            "-i".into(),
-            examples.join("inventory.ini").display().to_string(),
-            examples.join("hub.yml").display().to_string(),
-            "-e".into(),
-            vars.to_string(),
-        ];
-        if check {
-            args.push("--check".into());
+        let args: &[&str] = if check { &["--check"] } else { &[] };
+        let (_, recap) = self.ansible.playbook(&inventory, "hub.yml", &vars, args);
+        recap["localhost"].changed
+    }
+
+    /// The client configs on the controller: file name -> (mode, text).
+    fn configs(&self) -> BTreeMap<String, (u32, String)> {
+        let dir = self.configs.join("localhost");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return BTreeMap::new();
+        };
+        entries
+            .map(|e| {
+                let path = e.unwrap().path();
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                (name, (mode, std::fs::read_to_string(&path).unwrap()))
+            })
+            .collect()
+    }
+
+    /// Asserts the controller holds exactly PEERS' configs, 0600, each what `hub peer conf`
+    /// prints.
+    #[track_caller]
+    fn assert_configs(&self, peers: &[&str]) {
+        let configs = self.configs();
+        let names: Vec<&str> = configs.keys().map(String::as_str).collect();
+        let want: Vec<String> = peers.iter().map(|p| format!("{p}.conf")).collect();
+        assert_eq!(names, want, "the client configs on the controller");
+        for p in peers {
+            let (mode, text) = &configs[&format!("{p}.conf")];
+            assert_eq!(*mode, 0o600, "{p}.conf's mode");
+            let conf = self
+                .hub_env(&[&format!("HUB_ENDPOINT={ENDPOINT}")], &["peer", "conf", p])
+                .stdout;
+            assert_eq!(text, &conf, "{p}.conf is what `hub peer conf {p}` prints");
         }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let started = std::time::Instant::now();
-        let r = run("env", &refs).ok();
-        let recap = r
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("localhost") && l.contains("changed="))
-            .unwrap_or_else(|| panic!("no PLAY RECAP: {}", r.stdout));
-        assert!(recap.contains("failed=0"), "{recap}\n{}", r.stdout);
-        let changed = recap
-            .split("changed=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no changed= count in {recap:?}"));
-        eprintln!(
-            "playbook{} with {} peers: changed={changed} ({:.1} s)",
-            if check { " --check" } else { "" },
-            peers.as_array().map_or(0, Vec::len),
-            started.elapsed().as_secs_f64()
-        );
-        changed
     }
 
     /// The peer names `hub status` lists, sorted.
@@ -212,20 +218,23 @@ fn assert_same(before: &str, after: &str, what: &str) {
 
 #[test]
 fn ansible_check_predicts_then_converges_removes_and_tears_down() {
-    if run("ansible-playbook", &["--version"]).code != 0 {
-        skip(
-            "ansible_check_predicts_then_converges_removes_and_tears_down",
-            "ansible-playbook is not installed (apt-get install ansible-core)",
-        );
+    let Some(play) = Play::new("ansible_check_predicts_then_converges_removes_and_tears_down")
+    else {
         return;
-    }
-    let play = Play::new();
+    };
     // c00 and c02 by name (the hub picks port and address, and makes the client's keys),
     // c01 with the client's public key, a port and an address of its own.
     let client_key = sh("wg genkey | wg pubkey").ok().stdout.trim().to_string();
     let c01 =
         json!({"name": "c01", "public_key": client_key, "port": 50007, "address": "100.64.0.7"});
     let peers = json!(["c00", c01.clone(), "c02"]);
+
+    // The directory hub.conf goes into exists already (the machine's temporary directory):
+    // the role makes it when missing and never changes its mode.
+    let conf_dir = play.state.with_extension("conf");
+    let conf_dir = conf_dir.parent().expect("hub.conf's directory");
+    let dir_mode = || std::fs::metadata(conf_dir).unwrap().permissions().mode();
+    let conf_dir_mode = dir_mode();
 
     // 1. Check mode on a fresh machine: changes nothing, counts what the real run will change.
     let kernel_fresh = play.kernel();
@@ -249,12 +258,27 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
         "check run made the state directory {}",
         play.state.display()
     );
+    assert!(
+        !play.state.with_extension("conf").exists() && !play.configs.exists(),
+        "check run wrote hub.conf or the controller's configs"
+    );
 
-    // 2. The real run changes what check mode said: the center, the peers, the port forward.
+    // 2. The real run changes what check mode said: hub.conf, the center and the peers, the
+    // client configs (their directory and the files) and the port forward.
     let real_count = play.playbook(false, &peers);
     assert_eq!(real_count, check_count, "check mode predicted the real run");
-    assert_eq!(real_count, 3, "hub up, hub sync and the DNAT change");
+    assert_eq!(
+        real_count, 5,
+        "hub.conf, hub sync, the configs' directory, the configs and the DNAT change"
+    );
     assert_eq!(play.peer_names(), ["c00", "c01", "c02"]);
+    play.assert_configs(&["c00", "c01", "c02"]);
+    assert_eq!(
+        dir_mode(),
+        conf_dir_mode,
+        "the mode of {} changed",
+        conf_dir.display()
+    );
     for peer in ["c00", "c01", "c02"] {
         assert!(
             netns_with_prefix(&play.lab.prefix).contains(&play.peer_ns(peer)),
@@ -314,14 +338,29 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
     let fewer = json!([c01, "c02"]);
     let kept_before: Vec<String> = ["c01", "c02"].iter().map(|p| play.peer_kernel(p)).collect();
     let files_before = play.state_files();
-    assert_eq!(play.playbook(true, &fewer), 1, "check run: hub sync");
+    let configs_before = play.configs();
+    assert_eq!(
+        play.playbook(true, &fewer),
+        2,
+        "check run: hub sync, c00's config"
+    );
+    assert_eq!(
+        play.configs(),
+        configs_before,
+        "check run changed the configs"
+    );
     assert_same(
         &kernel_built,
         &play.kernel(),
         "check run changed the kernel",
     );
     assert_eq!(play.state_files(), files_before);
-    assert_eq!(play.playbook(false, &fewer), 1, "hub sync removes c00");
+    assert_eq!(
+        play.playbook(false, &fewer),
+        2,
+        "hub sync removes c00, and its config goes from the controller"
+    );
+    play.assert_configs(&["c01", "c02"]);
     assert!(
         !netns_with_prefix(&play.lab.prefix).contains(&play.peer_ns("c00")),
         "c00's namespace is gone"
