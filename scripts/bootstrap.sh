@@ -28,7 +28,7 @@ TOOLS=(nsctl wgctl natctl routectl)
 PACKAGES=(
   gcc libc6-dev pkg-config libnftnl-dev libmnl-dev
   iproute2 nftables conntrack wireguard-go wireguard-tools kmod procps util-linux systemd
-  iputils-ping netcat-openbsd tcpdump jq shellcheck ansible-core ansible-lint python3-prometheus-client
+  iputils-ping netcat-openbsd tcpdump jq shellcheck ansible-core ansible-lint python3-apt python3-prometheus-client
   qrencode zbar-tools bash-completion groff-base man-db dpkg-dev
   prometheus-node-exporter prometheus iperf3 keepalived iputils-arping
 )

@@ -92,6 +92,36 @@ for u in niransix-hub.service niransix-hub-repair.service niransix-hub-repair.ti
 done
 check "no unit enabled by the installation" test -z "$(unit_links)"
 
+# The Ansible role against the installed package: given the .deb (niransix_package: installed
+# already, so apt changes nothing), it finds /usr/bin/niransix-hub and builds a hub of two peers
+# with the installed tools; a second run changes nothing; the hub goes down again.
+if command -v ansible-playbook >/dev/null; then
+  echo "== the niransix_hub role with the installed package"
+  role_dir=$(mktemp -d /tmp/niransix-role.XXXXXX)
+  cache_kept=0 # the role copies the .deb to /var/cache/niransix on the host: removed after, if new
+  [[ ! -e /var/cache/niransix ]] || cache_kept=1
+  role_env=(ANSIBLE_CONFIG="$repo/examples/ansible/ansible.cfg" ANSIBLE_HOME="$role_dir/ansible"
+    ANSIBLE_LOCAL_TEMP="$role_dir/ansible/tmp" ANSIBLE_NOCOLOR=1)
+  role_vars=$(printf '{"hub_ns":"pkhub","hub_prefix":"pk","hub_state_dir":"%s/state","hub_conf_path":"%s/hub.conf","hub_conf_dir":"%s/configs","hub_conf":{"HUB_ENDPOINT":"192.0.2.1"},"hub_peers":["k1","k2"],"niransix_package":"%s"}' \
+    "$role_dir" "$role_dir" "$role_dir" "$deb")
+  play_role() { # play_role: hub.yml with the role's variables; its PLAY RECAP line
+    (cd / && "${sys_env[@]}" "${role_env[@]}" ansible-playbook -i "$repo/examples/ansible/inventory.ini" \
+      "$repo/examples/ansible/hub.yml" -e "$role_vars") | grep '^localhost .*failed=0' || true
+  }
+  first=$(play_role)
+  check "the role, with the package: the hub built (${first:-failed})" test -n "$first"
+  check "... by the installed niransix-hub, with both peers" bash -c \
+    "niransix-hub -q -c '$role_dir/hub.conf' status | jq -e '[.peers[].name] == [\"k1\",\"k2\"] and .healthy' >/dev/null"
+  check "... and both client configs on the controller" test -s "$role_dir/configs/localhost/k1.conf" -a -s "$role_dir/configs/localhost/k2.conf"
+  second=$(play_role)
+  check "the role's second run changes nothing (${second:-failed})" grep -q 'changed=0' <<<"$second"
+  niransix-hub -q -c "$role_dir/hub.conf" down >/dev/null || echo "tests/package.sh: hub down failed" >&2
+  rm -rf "$role_dir"
+  ((cache_kept)) || rm -rf /var/cache/niransix
+else
+  check "ansible-playbook is installed (for the role's test)" false
+fi
+
 echo "== dpkg -r niransix, dpkg --purge niransix"
 dpkg -r niransix
 left=()

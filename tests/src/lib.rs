@@ -721,6 +721,17 @@ impl HubLab {
         self.hub(&["peer", "conf", name]).ok().stdout
     }
 
+    /// `hub export` (`--secrets` if SECRETS), which must succeed: the peer set, JSON Lines.
+    #[track_caller]
+    pub fn export(&self, secrets: bool) -> String {
+        let args: &[&str] = if secrets {
+            &["export", "--secrets"]
+        } else {
+            &["export"]
+        };
+        self.hub(args).ok().stdout
+    }
+
     /// `hub status`, which must succeed.
     #[track_caller]
     pub fn status(&self) -> Value {
@@ -1050,4 +1061,49 @@ impl Drop for Ansible {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A device namespace `<lab prefix>d<TAG>` on the bridge `br0` of namespace UL (an underlay), at
+/// `NET.(10+TAG)/24` on its `eth0` (veth `<prefix>v<TAG>` on the bridge).
+pub fn underlay_device(lab: &Lab, ul: &str, net: &str, tag: u8) -> String {
+    let d = lab.netns(&format!("d{tag}"));
+    let p = &lab.prefix;
+    sh(&format!(
+        "set -e; ip link add {p}v{tag} netns {ul} type veth peer name eth0 netns {d}; \
+         ip -n {ul} link set {p}v{tag} master br0 up; \
+         ip -n {d} addr add {net}.{}/24 dev eth0; ip -n {d} link set eth0 up",
+        10 + tag
+    ))
+    .ok();
+    d
+}
+
+/// The real client in device namespace D: `wg-quick up` (wireguard-go) with CONF, unedited,
+/// written to DIR as `<lab prefix>w<TAG>.conf` (0600): its interface carries the prefix, so that
+/// the Lab's cleanup ends its wireguard-go.
+pub fn wg_quick_up(lab: &Lab, dir: &std::path::Path, d: &str, tag: u8, conf: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("{}w{tag}.conf", lab.prefix));
+    std::fs::write(&path, conf).expect("the client config");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let path = path.to_string_lossy();
+    let env = "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go";
+    run(
+        "ip",
+        &["netns", "exec", d, "env", env, "wg-quick", "up", &path],
+    )
+    .ok();
+}
+
+/// Every key in a peer set as `hub export --secrets` prints it (private, client private and
+/// preshared keys).
+pub fn secrets_of(set: &str) -> Vec<String> {
+    set.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| {
+            ["private_key", "client_private_key", "preshared_key"]
+                .into_iter()
+                .filter_map(move |k| v[k].as_str().map(str::to_string))
+        })
+        .collect()
 }

@@ -264,12 +264,12 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
     );
 
     // 2. The real run changes what check mode said: hub.conf, the center and the peers, the
-    // client configs (their directory and the files) and the port forward.
+    // client configs and the port forward.
     let real_count = play.playbook(false, &peers);
     assert_eq!(real_count, check_count, "check mode predicted the real run");
     assert_eq!(
-        real_count, 5,
-        "hub.conf, hub sync, the configs' directory, the configs and the DNAT change"
+        real_count, 4,
+        "hub.conf, hub sync, the client configs and the DNAT change"
     );
     assert_eq!(play.peer_names(), ["c00", "c01", "c02"]);
     play.assert_configs(&["c00", "c01", "c02"]);
@@ -333,6 +333,18 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
         files_before,
         "check run changed the state directory"
     );
+
+    // 4b. A config on the controller changed by hand (its mode, another's text) and a stray
+    // config: the next run puts them right (one task), the hub untouched.
+    let dir = play.configs.join("localhost");
+    std::fs::set_permissions(dir.join("c00.conf"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    std::fs::write(dir.join("c02.conf"), "edited\n").unwrap();
+    std::fs::write(dir.join("zz.conf"), "stray\n").unwrap();
+    assert_eq!(play.playbook(true, &peers), 1, "check run: the configs");
+    assert_eq!(play.playbook(false, &peers), 1, "the configs put right");
+    play.assert_configs(&["c00", "c01", "c02"]);
+    assert_same(&kernel_built, &play.kernel(), "the hub is untouched");
 
     // 5. c00 dropped from the list: check mode predicts its removal, the run removes it alone.
     let fewer = json!([c01, "c02"]);

@@ -75,38 +75,12 @@ impl Net {
 
     /// A device namespace `<p>d<tag>` on the underlay at 10.99.0.(10+N).
     fn device(&self, tag: u8) -> String {
-        let d = self.lab.netns(&format!("d{tag}"));
-        let (p, ul) = (&self.lab.prefix, &self.ul);
-        sh(&format!(
-            "set -e; ip link add {p}v{tag} netns {ul} type veth peer name eth0 netns {d}; \
-             ip -n {ul} link set {p}v{tag} master br0 up; \
-             ip -n {d} addr add 10.99.0.{}/24 dev eth0; ip -n {d} link set eth0 up",
-            10 + tag
-        ))
-        .ok();
-        d
+        underlay_device(&self.lab, &self.ul, "10.99.0", tag)
     }
 
     /// The real client in device namespace D: `wg-quick up` with CONF, unedited.
     fn wg_quick_up(&self, d: &str, tag: u8, conf: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.dir.join(format!("{}w{tag}.conf", self.lab.prefix));
-        std::fs::write(&path, conf).expect("the client config");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let r = run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                d,
-                "env",
-                "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go",
-                "wg-quick",
-                "up",
-                &path.to_string_lossy(),
-            ],
-        );
-        r.ok();
+        wg_quick_up(&self.lab, &self.dir, d, tag, conf);
     }
 
     /// A TCP service on port 22 of device D (its tunnel address), kept until the end.
@@ -166,29 +140,6 @@ fn wg_field(hub: &HubLab, name: &str, what: &str) -> String {
         .to_string()
 }
 
-/// A hub's export, which must succeed.
-#[track_caller]
-fn export(hub: &HubLab, secrets: bool) -> String {
-    let args: &[&str] = if secrets {
-        &["export", "--secrets"]
-    } else {
-        &["export"]
-    };
-    hub.hub(args).ok().stdout
-}
-
-/// Every key in a set as `export --secrets` prints it.
-fn secrets_of(set: &str) -> Vec<String> {
-    set.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .flat_map(|v| {
-            ["private_key", "client_private_key", "preshared_key"]
-                .into_iter()
-                .filter_map(move |k| v[k].as_str().map(str::to_string))
-        })
-        .collect()
-}
-
 #[test]
 fn export_secrets_builds_the_same_hub_and_a_killed_sync_converges() {
     let a = pair_hub();
@@ -196,8 +147,8 @@ fn export_secrets_builds_the_same_hub_and_a_killed_sync_converges() {
     a.add("g1", &["--preshared-key", "generate", "--keepalive", "0"]);
     a.add("g2", &["--public-key", &key, "--forward", "tcp/8080=80"]);
     a.add("g3", &["--mtu", "1380"]);
-    let plain = export(&a, false);
-    let full = export(&a, true);
+    let plain = a.export(false);
+    let full = a.export(true);
     let keys = secrets_of(&full);
     assert_eq!(
         keys.len(),
@@ -247,7 +198,7 @@ fn export_secrets_builds_the_same_hub_and_a_killed_sync_converges() {
             );
         }
         assert_eq!(
-            parsed(&export(&b, true)),
+            parsed(&b.export(true)),
             lines,
             "killed after {after_ms} ms: not the same set"
         );
@@ -278,7 +229,7 @@ fn export_secrets_builds_the_same_hub_and_a_killed_sync_converges() {
     assert!(!b.hub_stdin(&["-q", "sync", "-"], &set).ok().changed());
 
     // Bad key material: exit 2 naming the field and the peer, never the key; nothing changed.
-    let before = export(&b, true);
+    let before = b.export(true);
     let mut bad = lines.clone();
     let cut = &keys[0][..43];
     bad[1]["private_key"] = cut.into();
@@ -294,7 +245,7 @@ fn export_secrets_builds_the_same_hub_and_a_killed_sync_converges() {
     // A transfer cut short (an export killed on the primary): refused whole.
     let short = &set[..set.len() - 20];
     b.hub_stdin(&["sync", "-"], short).fails(2, "cut short");
-    assert_eq!(export(&b, true), before, "a refused sync changed the set");
+    assert_eq!(b.export(true), before, "a refused sync changed the set");
 }
 
 /// A set's lines as JSON (compared as objects: key order aside).
@@ -323,7 +274,7 @@ fn up_reseeds_a_restarted_tunnel_and_an_idle_device_is_reachable_again() {
     sh(&format!("ip -n {} addr add {VIP}/24 dev ul0", a.ns)).ok();
     a.add("i1", &["--keepalive", "0"]);
     idle_device(&mut net, &a, "i1", 1);
-    let recorded = export(&a, false);
+    let recorded = a.export(false);
     assert!(
         recorded.contains("\"endpoint\":\"10.99.0.11:"),
         "up recorded no endpoint: {recorded}"
@@ -545,9 +496,9 @@ fn a_keepalived_pair_takes_over_and_back_and_the_standby_takes_no_client() {
         "the server reaches d2's tcp/22 through A"
     );
     a.hub(&["-q", "up"]).ok(); // (the repair timer: A records the endpoints)
-    b.hub_stdin(&["-q", "sync", "-"], &export(&a, true)).ok();
+    b.hub_stdin(&["-q", "sync", "-"], &a.export(true)).ok();
     assert!(
-        export(&b, false).contains("\"endpoint\":\"10.99.0.12:"),
+        b.export(false).contains("\"endpoint\":\"10.99.0.12:"),
         "B has the endpoints"
     );
 
