@@ -337,8 +337,7 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
     // 4b. A config on the controller changed by hand (its mode, another's text) and a stray
     // config: the next run puts them right (one task), the hub untouched.
     let dir = play.configs.join("localhost");
-    std::fs::set_permissions(dir.join("c00.conf"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(dir.join("c00.conf"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(dir.join("c02.conf"), "edited\n").unwrap();
     std::fs::write(dir.join("zz.conf"), "stray\n").unwrap();
     assert_eq!(play.playbook(true, &peers), 1, "check run: the configs");
