@@ -73,8 +73,9 @@ pub fn conf(hub: &mut Hub, args: &Args) -> Result<Outcome> {
             None
         }
     };
+    let keys = keys(hub, &peer, keyfile.as_deref())?;
     let endpoint = endpoint(hub)?;
-    let text = client_conf(hub, &peer, &endpoint, keyfile.as_deref())?;
+    let text = client_conf(hub, &peer, &endpoint, &keys)?;
     if qr {
         let mut child = Command::new("qrencode")
             .args(["-t", "ansiutf8"])
@@ -111,17 +112,26 @@ fn all(hub: &mut Hub, args: &Args) -> Result<Outcome> {
     hub.lock_shared()?;
     hub.load_center()?;
     hub.load_peers()?;
-    let endpoint = if hub.peers.is_empty() {
+    // Every key first (a missing one is the error, whatever the endpoint), then the endpoint.
+    let keys = hub
+        .peers
+        .values()
+        .map(|peer| {
+            let keyfile = (peer.client_key == ClientKey::Generated)
+                .then(|| hub.state.client_key_path(&peer.name));
+            keys(hub, peer, keyfile.as_deref())
+        })
+        .collect::<Result<Vec<Keys>>>()?;
+    let endpoint = if keys.is_empty() {
         String::new()
     } else {
         endpoint(hub)?
     };
-    let mut peers = Vec::with_capacity(hub.peers.len());
-    for peer in hub.peers.values() {
-        let keyfile = (peer.client_key == ClientKey::Generated)
-            .then(|| hub.state.client_key_path(&peer.name));
-        let conf = client_conf(hub, peer, &endpoint, keyfile.as_deref())?;
-        peers.push(json!({"name": peer.name, "conf": conf, "private_key": keyfile.is_some()}));
+    let mut peers = Vec::with_capacity(keys.len());
+    for (peer, keys) in hub.peers.values().zip(&keys) {
+        let conf = client_conf(hub, peer, &endpoint, keys)?;
+        let own = peer.client_key == ClientKey::Generated;
+        peers.push(json!({"name": peer.name, "conf": conf, "private_key": own}));
     }
     let out = json!({"changed": false, "peers": peers});
     Ok(Outcome {
@@ -179,10 +189,44 @@ fn endpoint(hub: &mut Hub) -> Result<String> {
     })
 }
 
-/// The wg-quick config of PEER's client side, its private key read from KEYFILE (None: a
-/// placeholder that wg-quick refuses). Every key it holds is read before a line of it is made
-/// (no partial config): a key file that is missing or empty is exit 1 naming it.
-fn client_conf(hub: &Hub, peer: &Peer, endpoint: &str, keyfile: Option<&Path>) -> Result<String> {
+/// The keys a client config holds, read before a line of it is made (no partial config).
+struct Keys {
+    /// The client's private key, or the placeholder that wg-quick refuses.
+    private: String,
+    preshared: Option<String>,
+}
+
+/// PEER's keys: its client private key from KEYFILE (None: the placeholder) and its preshared
+/// key; a key file that is missing or empty is exit 1 naming it.
+fn keys(hub: &Hub, peer: &Peer, keyfile: Option<&Path>) -> Result<Keys> {
+    let n = &peer.name;
+    let read_key = |f: &Path| {
+        std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| key_line(&t).map(str::to_string))
+            .ok_or_else(|| {
+                failed(format!(
+                    "peer '{n}': its key file {} is missing or empty ('hub peer rekey {n} --client' makes a new client pair)",
+                    f.display()
+                ))
+            })
+    };
+    let preshared = match peer.settings.preshared_key {
+        true => Some(read_key(&hub.state.psk_path(n))?),
+        false => None,
+    };
+    let private = match keyfile {
+        Some(f) => read_key(f)?,
+        None => format!(
+            "(fill in the private key of {})",
+            peer.client_public_key.as_deref().unwrap_or("")
+        ),
+    };
+    Ok(Keys { private, preshared })
+}
+
+/// The wg-quick config of PEER's client side, with its KEYS.
+fn client_conf(hub: &Hub, peer: &Peer, endpoint: &str, keys: &Keys) -> Result<String> {
     let c = &hub.conf;
     let n = &peer.name;
     // The port the client dials: the peer's own, or with HUB_PUBLIC_PORT_BASE (a firewall in
@@ -206,29 +250,7 @@ fn client_conf(hub: &Hub, peer: &Peer, endpoint: &str, keyfile: Option<&Path>) -
         address.push_str(&format!(", {}", v6.client_address));
         allowed.push_str(&format!(", {}", v6.cidr_text));
     }
-    let read_key = |f: &Path| {
-        std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| key_line(&t).map(str::to_string))
-            .ok_or_else(|| {
-                failed(format!(
-                    "peer '{n}': its key file {} is missing or empty ('hub peer rekey {n} --client' makes a new client pair)",
-                    f.display()
-                ))
-            })
-    };
-    let psk = match peer.settings.preshared_key {
-        true => Some(read_key(&hub.state.psk_path(n))?),
-        false => None,
-    };
-    let private = match keyfile {
-        Some(f) => read_key(f)?,
-        None => format!(
-            "(fill in the private key of {})",
-            peer.client_public_key.as_deref().unwrap_or("")
-        ),
-    };
-    let mut t = format!("# niransix hub: client side of peer {n} (wg-quick)\n[Interface]\nPrivateKey = {private}\nAddress = {address}\n");
+    let mut t = format!("# niransix hub: client side of peer {n} (wg-quick)\n[Interface]\nPrivateKey = {}\nAddress = {address}\n", keys.private);
     if let Some(m) = peer.settings.mtu {
         t.push_str(&format!("MTU = {m}\n"));
     }
@@ -239,7 +261,7 @@ fn client_conf(hub: &Hub, peer: &Peer, endpoint: &str, keyfile: Option<&Path>) -
         "\n[Peer]\nPublicKey = {}\n",
         peer.public_key.as_deref().unwrap_or("")
     ));
-    if let Some(k) = psk {
+    if let Some(k) = &keys.preshared {
         t.push_str(&format!("PresharedKey = {k}\n"));
     }
     t.push_str(&format!(
