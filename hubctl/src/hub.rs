@@ -295,7 +295,7 @@ impl<'e> Hub<'e> {
             reads.push(Step::new(
                 Nsctl,
                 &format!("links:{key}"),
-                format!("{}link list", ns_opt(ns)),
+                format!("{}link list --no-peers", ns_opt(ns)),
             ));
         }
         for d in self.run.read(reads, &[Nsctl])? {
@@ -321,7 +321,7 @@ impl<'e> Hub<'e> {
                 let co = ns_opt(&c.ns);
                 let found = self.run.read(
                     vec![
-                        Step::new(Nsctl, "center", format!("{co}link list")),
+                        Step::new(Nsctl, "center", format!("{co}link list --no-peers")),
                         Step::new(Nsctl, "center", format!("{co}sysctl net.ipv4.ip_forward")),
                     ],
                     &[Nsctl],

@@ -640,14 +640,14 @@ impl Layout<'_> {
         let mut s = Vec::new();
         let mut read = |tool: Tool, owner: &str, line: String| s.push(Step::new(tool, owner, line));
         if center_ok {
-            read(Nsctl, "center:links", format!("{co}link list"));
+            read(Nsctl, "center:links", format!("{co}link list --no-peers"));
             read(
                 Nsctl,
                 "center:fwd",
                 format!("{co}sysctl net.ipv4.ip_forward"),
             );
             if self.switch.is_some_and(|sw| netns.contains(sw)) {
-                read(Nsctl, "center:switch", format!("{bo}link list"));
+                read(Nsctl, "center:switch", format!("{bo}link list --no-peers"));
             }
             if c.zones() {
                 read(Wgctl, "center:wg", format!("{co}show"));
@@ -667,7 +667,11 @@ impl Layout<'_> {
                     continue;
                 }
                 let (n, o) = (&p.name, ns_opt(&ns));
-                read(Nsctl, &format!("{n}:links"), format!("{o}link list"));
+                read(
+                    Nsctl,
+                    &format!("{n}:links"),
+                    format!("{o}link list --no-peers"),
+                );
                 read(
                     Nsctl,
                     &format!("{n}:fwd"),

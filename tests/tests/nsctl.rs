@@ -1423,6 +1423,26 @@ fn link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip() {
     assert_eq!(v2.peer_netns.as_deref(), Some(a.as_str()));
     assert_links_match_ip(&a);
     assert_links_match_ip(&b);
+    // --no-peers: the peers in other namespaces left out, the one here still named, the rest
+    // the same.
+    let brief = tool("nsctl", &["--ns", &a, "link", "list", "--no-peers"])
+        .ok()
+        .json();
+    let full = tool("nsctl", &["--ns", &a, "link", "list"]).ok().json();
+    for (b, f) in brief["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(full["links"].as_array().unwrap())
+    {
+        let mut f = f.clone();
+        if f["name"] == "v1" || f["name"] == "vr" {
+            f["peer"] = Value::Null;
+            f["peer_netns"] = Value::Null;
+        }
+        assert_eq!(b, &f, "--no-peers lists the same but the peers elsewhere");
+    }
+    assert_eq!(listed(&l, "v3").peer.as_deref(), Some("v4"));
 
     // The peer comes up: the kernel's view changes, and ours with it.
     ip_in(&a, "link set v4 up");

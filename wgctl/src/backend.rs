@@ -570,7 +570,11 @@ impl Iface {
     /// to `wait` for it to be open. Best effort: what keeps it unfiltered is a warning, once per
     /// interface, since every event of the birthplace then wakes the process.
     fn quiet(&self, listener: Listener, wait: Duration) {
-        let Some(pid) = wireguard_go_pid(&self.name) else {
+        let Some(pid) = served(&self.name)
+            .ok()
+            .filter(|s| s.userspace == Some(Userspace::WireguardGo))
+            .map(|s| s.pid)
+        else {
             return;
         };
         let what = listener.label();
@@ -660,9 +664,7 @@ impl From<Device> for DeviceInfo {
 /// namespace; userspace: over the UAPI socket, wherever the link lives.
 pub fn read_device(name: &IfName, backend: Backend) -> Result<DeviceInfo> {
     if backend == Backend::Userspace {
-        require_live_uapi(name)?;
-        let dialect = running_userspace(name.as_str()).unwrap_or(Userspace::WireguardGo);
-        return crate::uapi::get(name, dialect);
+        return served(name)?.read(name);
     }
     let dev = Device::get(&wc_name(name)?, backend.wc()).with_context(|| {
         format!(
@@ -709,13 +711,54 @@ pub fn uapi_state(name: &str) -> Uapi {
     }
 }
 
+/// The process serving a userspace interface and which implementation it is, found through
+/// one connection to the interface's UAPI socket (its peer's credentials): `show` of a
+/// thousand interfaces asks each process once for this, once for its state, and no more.
+pub struct Served {
+    pub pid: i32,
+    /// None: a process wgctl does not know (or whose command line it cannot read).
+    pub userspace: Option<Userspace>,
+}
+
+/// The server of userspace interface `name`; an error when its UAPI socket is not live.
+pub fn served(name: &IfName) -> Result<Served> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let stream = UnixStream::connect(uapi_path(name.as_str())).map_err(|_| no_live_uapi(name))?;
+    let pid = getsockopt(&stream, PeerCredentials).map_or(0, |c| c.pid());
+    let userspace = (pid > 0)
+        .then(|| userspace::serving(pid, name.as_str()))
+        .flatten();
+    Ok(Served { pid, userspace })
+}
+
+impl Served {
+    /// The interface's configuration and peer statistics, over its UAPI socket in the
+    /// implementation's dialect.
+    pub fn read(&self, name: &IfName) -> Result<DeviceInfo> {
+        crate::uapi::get(name, self.userspace.unwrap_or(Userspace::WireguardGo))
+    }
+
+    /// Whether its listeners carry wgctl's filters (`listener::filtered`): None unless it is
+    /// wireguard-go (another implementation's listeners wgctl leaves alone) and its sockets can
+    /// be read.
+    pub fn listener_filtered(&self) -> Option<bool> {
+        (self.userspace == Some(Userspace::WireguardGo))
+            .then(|| listener::filtered(self.pid).ok())
+            .flatten()
+    }
+}
+
+fn no_live_uapi(name: &IfName) -> Error {
+    Error::failed(format!(
+        "userspace WireGuard interface {name} has no live UAPI socket ({})",
+        uapi_path(name.as_str()).display()
+    ))
+}
+
 fn require_live_uapi(name: &IfName) -> Result<()> {
     match uapi_state(name.as_str()) {
         Uapi::Live => Ok(()),
-        _ => Err(Error::failed(format!(
-            "userspace WireGuard interface {name} has no live UAPI socket ({})",
-            uapi_path(name.as_str()).display()
-        ))),
+        _ => Err(no_live_uapi(name)),
     }
 }
 
@@ -734,14 +777,7 @@ pub fn listener_filtered(name: &IfName, backend: Backend) -> Option<bool> {
     if backend == Backend::Kernel {
         return None;
     }
-    let pid = wireguard_go_pid(name)?;
-    listener::filtered(pid).ok()
-}
-
-/// The process serving `name`, if it is wireguard-go itself (whose listeners `listener` knows).
-fn wireguard_go_pid(name: &IfName) -> Option<i32> {
-    let pid = uapi_server_pid(name.as_str())?;
-    (userspace::serving(pid, name.as_str()) == Some(Userspace::WireguardGo)).then_some(pid)
+    served(name).ok()?.listener_filtered()
 }
 
 /// The implementation serving userspace interface `name` now, if its UAPI socket is live and

@@ -74,7 +74,12 @@ pub enum Link {
     },
     /// List links with kind, state, operstate, carrier, master, bridge port isolation, MTU,
     /// MAC, veth peer and addresses (like `ip -d addr show`)
-    List,
+    List {
+        /// Leave out the veth peers in other namespaces (their names and namespaces are null):
+        /// naming each costs a question to its namespace, a thousand for a hub's switch
+        #[arg(long)]
+        no_peers: bool,
+    },
 }
 
 /// What `link set` asks for; None means "leave as it is".
@@ -202,9 +207,9 @@ impl Link {
                 };
                 Outcome::object(changed, "link", link)
             }
-            Link::List => {
+            Link::List { no_peers } => {
                 let handle = ctx.netlink()?;
-                let links = ctx.block_on(list(&handle, ctx.netns_name()))?;
+                let links = ctx.block_on(list(&handle, ctx.netns_name(), !no_peers))?;
                 Outcome::listing("links", links)
             }
         }
@@ -212,8 +217,8 @@ impl Link {
 }
 
 /// Every link in the namespace of `handle` (named `netns`) with its addresses and, for a veth,
-/// its peer.
-async fn list(handle: &Handle, netns: Option<String>) -> Result<Vec<ListedLink>> {
+/// its peer (in another namespace: only with `peers`).
+async fn list(handle: &Handle, netns: Option<String>, peers: bool) -> Result<Vec<ListedLink>> {
     let links = common::nl::links(handle).await?;
     let names: BTreeMap<u32, String> = links
         .iter()
@@ -232,7 +237,7 @@ async fn list(handle: &Handle, netns: Option<String>) -> Result<Vec<ListedLink>>
     }
     let elsewhere: BTreeSet<i32> = links
         .iter()
-        .filter(|l| l.kind() == Some(&InfoKind::Veth))
+        .filter(|l| peers && l.kind() == Some(&InfoKind::Veth))
         .filter_map(LinkExt::link_netnsid)
         .collect();
     let named = named_nsids(handle, &elsewhere).await;

@@ -63,9 +63,19 @@ pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
     let mut interfaces = Vec::new();
     for (name, link) in links {
         let ifname: IfName = name.parse().map_err(common::Error::failed)?;
-        let dev = backend::read_device(&ifname, link.backend)?;
-        let filtered = backend::listener_filtered(&ifname, link.backend);
-        interfaces.push(iface_json(name, &link, &dev, filtered));
+        // (a userspace interface's process is found once, for its state and its listeners)
+        let (dev, userspace, filtered) = match link.backend {
+            Backend::Kernel => (backend::read_device(&ifname, link.backend)?, None, None),
+            Backend::Userspace => {
+                let served = backend::served(&ifname)?;
+                (
+                    served.read(&ifname)?,
+                    served.userspace,
+                    served.listener_filtered(),
+                )
+            }
+        };
+        interfaces.push(iface_json(name, &link, &dev, userspace, filtered));
     }
     Outcome::listing("interfaces", interfaces)
 }
@@ -74,12 +84,9 @@ fn iface_json(
     name: String,
     link: &Link,
     dev: &DeviceInfo,
+    userspace: Option<Userspace>,
     listener_filtered: Option<bool>,
 ) -> IfaceJson {
-    let userspace = match link.backend {
-        Backend::Kernel => None,
-        Backend::Userspace => backend::running_userspace(&name),
-    };
     IfaceJson {
         name,
         backend: link.backend,
