@@ -58,14 +58,24 @@ impl Play {
     /// it succeeded and returns the `changed=` count of its PLAY RECAP.
     #[track_caller]
     fn playbook(&self, check: bool, peers: &Value) -> u32 {
+        self.playbook_with(check, peers, &json!({}))
+    }
+
+    /// The same with more hub.conf keys (`hub_conf`) than HUB_ENDPOINT.
+    #[track_caller]
+    fn playbook_with(&self, check: bool, peers: &Value, conf: &Value) -> u32 {
         let inventory = repo_root().join("examples/ansible/inventory.ini");
+        let mut hub_conf = json!({"HUB_ENDPOINT": ENDPOINT});
+        for (k, v) in conf.as_object().into_iter().flatten() {
+            hub_conf[k] = v.clone();
+        }
         let vars = json!({
             "hub_ns": self.ns,
             "hub_prefix": self.lab.prefix,
             "hub_state_dir": self.state,
             "hub_conf_path": self.state.with_extension("conf"),
             "hub_conf_dir": self.configs,
-            "hub_conf": {"HUB_ENDPOINT": ENDPOINT},
+            "hub_conf": hub_conf,
             "niransix_bin_dir": bin_dir(),
             "hub_peers": peers,
         });
@@ -393,6 +403,40 @@ fn ansible_check_predicts_then_converges_removes_and_tears_down() {
         "the peers still listed are untouched",
     );
     assert_eq!(play.playbook(false, &fewer), 0, "and then nothing to do");
+
+    // 5b. A changed hub_conf (a forward for every device) reaches the peers the hub had: hub.conf
+    // and the handler's `hub up`, predicted by check mode; then nothing to do.
+    let forwards = json!({"HUB_FORWARDS": "tcp/22"});
+    let files_before = play.state_files();
+    assert_eq!(
+        play.playbook_with(true, &fewer, &forwards),
+        2,
+        "check run: hub.conf and hub up"
+    );
+    assert_eq!(
+        play.state_files(),
+        files_before,
+        "check run changed the records"
+    );
+    assert_eq!(
+        play.playbook_with(false, &fewer, &forwards),
+        2,
+        "hub.conf and hub up"
+    );
+    let conf = std::fs::read_to_string(play.state.with_extension("conf")).unwrap();
+    assert!(conf.contains("HUB_FORWARDS=tcp/22"), "{conf}");
+    // (read with the new settings, as the hub's commands now read hub.conf)
+    let r = play.hub_env(&["HUB_FORWARDS=tcp/22"], &["-q", "check"]);
+    let status = r.json();
+    assert_eq!(r.code, 0, "healthy with its new settings: {status}");
+    for p in status["peers"].as_array().unwrap() {
+        assert_eq!(p["forwards"], json!(["tcp/22"]), "{p}");
+    }
+    assert_eq!(
+        play.playbook_with(false, &fewer, &forwards),
+        0,
+        "nothing to do"
+    );
 
     // 6. `hub down` with the playbook's settings leaves nothing.
     play.hub(&["-q", "down"]).ok();
