@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Userspace WireGuard benchmark: wireguard-go against boringtun, as wgctl runs them (the birthplace
-# pattern: born in one namespace, moved into another). For each implementation in IMPLS:
+# Userspace WireGuard benchmark: wireguard-go, boringtun and wgd (one process for every interface),
+# as wgctl runs them (the birthplace pattern: born in one namespace, moved into another). For each
+# implementation in IMPLS:
 #   TCP x1, TCP x8, UDP 64 B   through one bare tunnel between two namespaces (bench/lib.sh's
 #                              pair_up), the median of ROUNDS runs of DURATION s each
 #   at each N (arguments, default 10 200 1000): N interfaces born in ubc and moved into ubp, each
@@ -9,18 +10,19 @@
 #     add, del ms              wall time of the N `wgctl iface add` + `peer add` (`iface del`),
 #                              JOBS at a time, divided by N
 #     show ms                  one `wgctl --ns ubp show` of all N
-#     PSS, RSS kB              of the N processes, divided by N (PSS counts a shared page once)
+#     PSS, RSS kB              of the N processes (wgd: the one), divided by N (PSS counts a
+#                              shared page once)
 #     kernel kB                the growth of the kernel's own memory (unreclaimable slab, thread
 #                              stacks, page tables: the TUN devices, sockets, threads), divided
 #                              by N; PSS + kernel is what a peer costs the machine
-#     threads                  of the N processes, divided by N
+#     threads                  of the N processes (wgd: the one), divided by N
 #     idle CPU %               their CPU time over IDLE s, in % of the whole machine (all CPUs)
 #
-#   bench/userspace.sh [N...]     DURATION=5 ROUNDS=3 IDLE=20 JOBS=4 IMPLS="wireguard-go boringtun"
+#   bench/userspace.sh [N...]     DURATION=5 ROUNDS=3 IDLE=20 JOBS=4 IMPLS="wireguard-go boringtun wgd"
 #
 # Needs root, iperf3, jq and wg (scripts/bootstrap.sh installs them and boringtun-cli). Every object
 # carries the prefix ub (namespaces ubc, ubp, ubfa, ubfb; interfaces ubg0001.. for wireguard-go,
-# ubb0001.. for boringtun); an exit trap removes them all, also on failure or Ctrl-C, and restores
+# ubb0001.. for boringtun, ubw0001.. for wgd); an exit trap removes them all, also on failure or Ctrl-C, and restores
 # fs.inotify.max_user_instances (each wireguard-go holds an instance) if it raised it. Check with
 # `tests/leakcheck.sh ub`. Uses target/release when the tools are built there.
 set -euo pipefail
@@ -30,7 +32,7 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-20}
 JOBS=${JOBS:-4}
-read -r -a impls <<<"${IMPLS:-wireguard-go boringtun}"
+read -r -a impls <<<"${IMPLS:-wireguard-go boringtun wgd}"
 for n in "${sizes[@]}"; do
 	if ! [[ $n =~ ^[1-9][0-9]{0,3}$ ]] || ((n > 2000)); then
 		echo "userspace: sizes must be 1..2000, got '$n'" >&2
@@ -42,7 +44,7 @@ done
 [[ $IDLE =~ ^[1-9][0-9]{0,2}$ ]] || { echo "userspace: IDLE must be 1..999 (seconds)" >&2; exit 2; }
 [[ $JOBS =~ ^[1-9][0-9]?$ ]] || { echo "userspace: JOBS must be 1..99" >&2; exit 2; }
 for i in "${impls[@]}"; do
-	[[ $i == wireguard-go || $i == boringtun ]] || { echo "userspace: IMPLS are wireguard-go and/or boringtun, got '$i'" >&2; exit 2; }
+	[[ $i =~ ^(wireguard-go|boringtun|wgd)$ ]] || { echo "userspace: IMPLS are among wireguard-go, boringtun and wgd, got '$i'" >&2; exit 2; }
 done
 ((EUID == 0)) || { echo "userspace: run as root" >&2; exit 1; }
 for t in iperf3 jq wg; do
@@ -133,11 +135,21 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # cpu_ticks PATTERN: user + system clock ticks of the processes whose command line matches.
 cpu_ticks() {
 	local t=0 pid v
-	for pid in $(pgrep -f "$1" || true); do
+	for pid in $(live_pids "$1"); do
 		v=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)
 		t=$((t + ${v:-0}))
 	done
 	echo "$t"
+}
+
+# live_pids PATTERN: the processes whose command line matches, but for those that exited and are not
+# reaped yet (wgd leaves by itself once it serves nothing; its parent, a wgctl, is long gone).
+live_pids() {
+	local pid
+	for pid in $(pgrep -f "$1" || true); do
+		[[ $(awk '{sub(/^.*\) /, ""); print $1}' "/proc/$pid/stat" 2>/dev/null) =~ ^[RSD]$ ]] && echo "$pid"
+	done
+	true
 }
 
 # fleet IMPL N: ROW="add_ms del_ms show_ms pss rss machine threads cpu%" of a fleet of N.
@@ -146,6 +158,8 @@ fleet() {
 	tag=${impl:0:1}
 	[[ $impl == wireguard-go ]] && tag=g
 	pattern="^(wireguard-go|boringtun-cli .*) ${P}${tag}[0-9]{4}\$"
+	# wgd names no interface: the process itself (it serves nothing else during the run).
+	[[ $impl == wgd ]] && pattern='^(/[^ ]*/)?wgd$'
 	inotify_need "${sizes[@]}" # (again: someone else may have restored theirs meanwhile)
 	ip netns add "$center"
 	ip netns add "$peerns"
@@ -174,7 +188,7 @@ fleet() {
 	t0=$(now_ms)
 	fleet_down
 	del_ms=$((($(now_ms) - t0) * 1000 / n))
-	! pgrep -f "$pattern" >/dev/null || { echo "userspace: $impl processes left after the deletes" >&2; return 1; }
+	[[ -z $(live_pids "$pattern") ]] || { echo "userspace: $impl processes left after the deletes" >&2; return 1; }
 	ROW=$(awk -v a="$add_ms" -v d="$del_ms" -v s="$show_ms" -v p="$pss" -v r="$rss" -v m=$((mem1 - mem0)) \
 		-v t="$threads" -v c="$cpu" -v n="$n" \
 		'BEGIN { printf "%.1f %.1f %d %d %d %d %.1f %s", a / 1000, d / 1000, s, p / n, r / n, m / n, t / n, c }')
@@ -184,7 +198,8 @@ fleet() {
 
 echo "userspace: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n), $(nproc) CPUs, Linux $(uname -r);" \
 	"wireguard-go $(dpkg-query -W -f='${Version}' wireguard-go 2>/dev/null || echo '?')," \
-	"$(boringtun-cli --version 2>/dev/null || echo 'boringtun ?'); DURATION=$DURATION s, ROUNDS=$ROUNDS," \
+	"$(boringtun-cli --version 2>/dev/null || echo 'boringtun ?'), wgd (boringtun $(awk '$3 == "\"boringtun\"" {getline; gsub(/"/, "", $3); print $3}' "$repo/Cargo.lock"));" \
+	"DURATION=$DURATION s, ROUNDS=$ROUNDS," \
 	"IDLE=$IDLE s, JOBS=$JOBS, tools in $NIRANSIX_BIN_DIR" >&2
 printf '%-13s | %14s | %14s | %13s\n' implementation 'TCP x1 Mbit/s' 'TCP x8 Mbit/s' 'UDP 64 B kpps'
 for impl in "${impls[@]}"; do

@@ -473,6 +473,96 @@ pub fn cleanup_prefix(prefix: &str) {
     let _ = sh(&script);
 }
 
+/// The processes serving userspace interface `name`: `wireguard-go NAME`, `boringtun-cli ..
+/// NAME`, and the wgd listening on its UAPI socket (wgd serves every interface and names none
+/// on its command line).
+pub fn userspace_pids(name: &str) -> Vec<String> {
+    let pattern = format!("^(wireguard-go|boringtun-cli .*) {name}$");
+    let mut pids: Vec<String> = run("pgrep", &["-f", &pattern])
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    pids.extend(uapi_server(name).filter(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "wgd")
+    }));
+    pids
+}
+
+/// How many userspace interfaces whose names start with `prefix` are served now (a live UAPI
+/// socket: a process per interface for wireguard-go and boringtun, one wgd for all).
+pub fn userspace_served(prefix: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/var/run/wireguard") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| f.strip_suffix(".sock").map(str::to_string))
+        .filter(|name| name.starts_with(prefix) && uapi_server(name).is_some())
+        .count()
+}
+
+/// What identifies the userspace tunnel `name` is: its process(es) and its UAPI socket's
+/// inode. Made anew (a new process, or wgd's new socket), it differs; empty once it is gone.
+pub fn userspace_identity(name: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(format!("/var/run/wireguard/{name}.sock"))
+        .map(|m| m.ino().to_string())
+        .unwrap_or_default();
+    let pids = userspace_pids(name);
+    if pids.is_empty() {
+        return String::new();
+    }
+    format!("{} {inode}", pids.join(","))
+}
+
+/// Makes userspace interface `name` fail as a crash of what serves it would: its own process
+/// (wireguard-go, boringtun) gets `signal`, and the test waits until it is gone. wgd serves
+/// every interface, and a crash of it is every tunnel's (wgd's own suite kills it): for one
+/// interface alone, wgd is made to close it, which leaves what a crashed wireguard-go leaves
+/// to the hub (no link, no live UAPI socket).
+#[track_caller]
+pub fn crash_userspace(name: &str, signal: &str) {
+    let server = uapi_server(name);
+    let comm = server
+        .as_ref()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok());
+    if comm.as_deref().map(str::trim) == Some("wgd") {
+        let mut s = std::os::unix::net::UnixStream::connect("/run/niransix/wgd.sock").unwrap();
+        use std::io::{Read, Write};
+        s.write_all(format!("del {name}\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply.trim(), "ok 1", "wgd closing {name}");
+        return;
+    }
+    kill_and_wait(signal, &format!("^(wireguard-go|boringtun-cli .*) {name}$"));
+}
+
+/// The process listening on userspace interface `name`'s UAPI socket (its credentials, as
+/// the kernel gives them to whoever connects).
+pub fn uapi_server(name: &str) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let stream =
+        std::os::unix::net::UnixStream::connect(format!("/var/run/wireguard/{name}.sock")).ok()?;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes one ucred of `len` bytes into `cred`, alive across the call.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && cred.pid > 0).then(|| cred.pid.to_string())
+}
+
 // ---- waiting for the kernel and for processes ----
 
 /// How often the waiting helpers look again.
@@ -805,11 +895,13 @@ impl HubLab {
         tool("wgctl", &args).ok().json()["interfaces"][0].clone()
     }
 
-    /// The pid(s) of the userspace WireGuard process (wireguard-go or boringtun) serving the
-    /// peer's interface on the hub side, one a line.
+    /// The pid(s) of the userspace WireGuard process (wireguard-go, boringtun or wgd) serving
+    /// the peer's interface on the hub side, one a line.
     pub fn hub_wg_pids(&self, name: &str) -> String {
-        let pattern = format!("^(wireguard-go|boringtun-cli .*) {}$", self.peer_wg(name));
-        run("pgrep", &["-f", &pattern]).stdout
+        userspace_pids(&self.peer_wg(name))
+            .iter()
+            .map(|p| format!("{p}\n"))
+            .collect()
     }
 
     /// The namespace of the client [`underlay_client`](HubLab::underlay_client) made for `tag`.
@@ -890,10 +982,25 @@ impl HubLab {
              awk -F'\\t' 'NF == 5 {{ print $1, $3, $4, $5 }} NF == 9 {{ print $1, $2, $3, $4, $5, $9 }}'"
         ))
         .stdout;
+        let served_by_wgd: String = sh(&format!(
+            "ls /var/run/wireguard/ | grep '^{p}.*\\.sock$' | sort"
+        ))
+        .stdout
+        .lines()
+        .filter_map(|s| s.strip_suffix(".sock"))
+        .filter(|name| {
+            userspace_pids(name).iter().any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "wgd")
+            })
+        })
+        .map(|name| format!("wgd {name}\n"))
+        .collect();
         wg + &sh(&format!(
             "pgrep -a '^(wireguard-go|boringtun-cli)$' | grep ' {p}' | sort"
         ))
         .stdout
+            + &served_by_wgd
     }
 
     /// `tests/leakcheck.sh PREFIX`: leftovers carrying this hub's prefix (namespaces, links,

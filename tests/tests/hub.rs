@@ -208,15 +208,13 @@ impl HubSuite for HubLab {
     fn destroy_peer_objects(&self, peer: &str) {
         let wg = self.peer_wg(peer);
         if !self.zones {
-            sh(&format!(
-                "pkill -f '^wireguard-go {wg}$'; ip netns del {}",
-                self.peer_ns(peer)
-            ));
+            crash_userspace(&wg, "TERM");
+            sh(&format!("ip netns del {}", self.peer_ns(peer)));
             return;
         }
         let p = self.peer_status(peer);
         let (mark, prio) = (zone_mark(&p), zone_priority(&p));
-        sh(&format!("pkill -f '^wireguard-go {wg}$'"));
+        crash_userspace(&wg, "TERM");
         self.break_nat(peer);
         sh(&format!(
             "ip -n {ns} rule del fwmark {mark} table {mark} priority {prio}; \
@@ -419,11 +417,7 @@ impl HubSuite for HubLab {
     #[track_caller]
     fn assert_peer_gone(&self, peer: &str, port: u64) {
         let wg = self.peer_wg(peer);
-        assert_ne!(
-            sh(&format!("pgrep -f '^wireguard-go {wg}$'")).code,
-            0,
-            "{peer}'s wireguard-go is gone"
-        );
+        assert_eq!(userspace_identity(&wg), "", "{peer}'s tunnel is gone");
         assert!(
             !Path::new(&format!("/run/netns/{}", self.lab.name(peer))).exists(),
             "{peer} has no namespace"
@@ -1537,8 +1531,11 @@ fn status_and_down_at_500_peers() {
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), N, "distinct addresses");
-    let running = sh(&format!("pgrep -c -f '^wireguard-go {}'", hub.lab.prefix)).stdout;
-    assert_eq!(running.trim(), N.to_string(), "one wireguard-go per peer");
+    assert_eq!(
+        userspace_served(&hub.lab.prefix),
+        N,
+        "every peer's tunnel served"
+    );
 
     let down = hub.hub_env(&wide, &["-q", "down"]).ok().json();
     assert_eq!(down["removed"]["peers"].as_array().unwrap().len(), N);
@@ -1781,7 +1778,7 @@ fn check_names_each_breakage_and_up_repairs_it() {
     let st: Vec<Value> = peers.iter().map(|p| hub.peer_status(p)).collect();
 
     let (p, ns) = (&hub.lab.prefix, &hub.ns);
-    kill_and_wait("9", &format!("^wireguard-go {p}r1-wg$"));
+    crash_userspace(&format!("{p}r1-wg"), "9");
     if hub.zones {
         sh(&format!("ip netns exec {ns} nft flush ruleset")).ok();
         let (mark, prio) = (zone_mark(&st[2]), zone_priority(&st[2]));
@@ -2039,7 +2036,7 @@ fn sync_changes_only_what_differs() {
     let identity = |ns: &str, wg: &str| {
         (
             sh(&format!("stat -L -c %i /run/netns/{ns}")).ok().stdout,
-            sh(&format!("pgrep -f '^wireguard-go {wg}$'")).ok().stdout,
+            userspace_identity(wg),
             wg_show(ns, wg, "public-key"),
         )
     };
@@ -2204,11 +2201,7 @@ fn down_keep_state_then_up_is_the_same_hub() {
     assert_eq!(left, want, "every hub namespace but the center's gone");
     let center = sh(&format!("ip -n {} -br link", hub.ns)).ok().stdout;
     assert!(!center.contains(&format!("{p}hub0")), "hub0 gone: {center}");
-    assert_eq!(
-        sh(&format!("pgrep -f '^wireguard-go {p}d'")).code,
-        1,
-        "no wireguard-go left"
-    );
+    assert_eq!(userspace_served(&format!("{p}d")), 0, "no tunnel left");
     let kept = sh(&format!(
         "cd {} && cat center.json peers/*",
         hub.state.display()
@@ -2678,7 +2671,7 @@ fn settings_change_in_place_and_generate_is_stable() {
     let (ns, wg) = (hub.peer_ns("g1"), hub.peer_wg("g1"));
     let tunnel = || {
         (
-            sh(&format!("pgrep -f '^wireguard-go {wg}$'")).ok().stdout,
+            userspace_identity(&wg),
             sh(&format!("ip -n {ns} -o link show {wg} | cut -d: -f1"))
                 .ok()
                 .stdout,
@@ -2855,11 +2848,25 @@ fn up_repairs_past_what_wedged_it() {
     hub.hub(&["-q", "up"]).ok();
     hub.assert_healthy("after the center was deleted");
     let p = &hub.lab.prefix;
-    let running = sh(&format!("pgrep -c -f '^wireguard-go {p}u'")).stdout;
     assert_eq!(
-        running.trim(),
-        "3",
-        "one wireguard-go per peer, the old ones gone"
+        userspace_served(&format!("{p}u")),
+        3,
+        "every peer's tunnel served"
+    );
+    assert_eq!(
+        sh(&format!(
+            "pgrep -c -f '^(wireguard-go|boringtun-cli .*) {p}u'"
+        ))
+        .stdout
+        .trim(),
+        if userspace_pids(&hub.peer_wg("u1")).iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "wgd")
+        }) {
+            "0"
+        } else {
+            "3"
+        },
+        "one process per peer (none under wgd), the old ones gone"
     );
 
     // 2. a tunnel moved into another namespace
@@ -2875,7 +2882,9 @@ fn up_repairs_past_what_wedged_it() {
 
     // 3. u2's port taken while it is down, u1 and u3 broken too: HUB_JOBS=1 puts all three in
     // one batch, and u2's failure does not stop the others' repair
-    kill_and_wait("TERM", &format!("^wireguard-go {p}u[123]-wg$"));
+    for u in ["u1", "u2", "u3"] {
+        crash_userspace(&format!("{p}{u}-wg"), "TERM");
+    }
     let port = hub.peer_status("u2")["listen_port"].as_u64().unwrap() as u16;
     let mut squatter = Command::new("ip")
         .args([
@@ -2958,7 +2967,7 @@ fn up_repairs_on_a_full_state_filesystem() {
     ))
     .ok();
     let p = &hub.lab.prefix;
-    kill_and_wait("TERM", &format!("^wireguard-go {p}f1-wg$"));
+    crash_userspace(&format!("{p}f1-wg"), "TERM");
     let r = hub.hub(&["-q", "up"]).ok().json();
     assert_eq!(r["peers"][0]["changed"], true, "f1 repaired: {r}");
     hub.assert_healthy("healthy");
@@ -3415,7 +3424,7 @@ fn metrics_through_node_exporter_and_a_friendly_name_query() {
     hub.client("m1");
     assert_eq!(ping_all(&[hub.client_ns("m1")]), [true]);
     let p = &hub.lab.prefix;
-    kill_and_wait("TERM", &format!("^wireguard-go {p}m2-wg$"));
+    crash_userspace(&format!("{p}m2-wg"), "TERM");
 
     let dir = hub.state.with_extension("textfile");
     std::fs::create_dir_all(&dir).unwrap();
@@ -3521,11 +3530,7 @@ fn peer_set_changes_one_peer_in_place() {
     hub.hub(&["-q", "peer", "add", "s1", "s2"]).ok();
     hub.client("s1");
     let (ns, wg) = (hub.peer_ns("s1"), hub.peer_wg("s1"));
-    let pid = |peer: &str| {
-        sh(&format!("pgrep -f '^wireguard-go {}$'", hub.peer_wg(peer)))
-            .ok()
-            .stdout
-    };
+    let pid = |peer: &str| userspace_identity(&hub.peer_wg(peer));
     let (s1_pid, s2_pid) = (pid("s1"), pid("s2"));
     let s2_before = hub.peer_status("s2");
 
@@ -3725,13 +3730,8 @@ fn down_after_the_center_was_deleted_leaves_nothing() {
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "g1", "g2"]).ok();
     let p = &hub.lab.prefix;
-    let running = || {
-        sh(&format!("pgrep -c -f '^wireguard-go {p}g'"))
-            .stdout
-            .trim()
-            .to_string()
-    };
-    assert_eq!(running(), "2");
+    let running = || userspace_served(&format!("{p}g"));
+    assert_eq!(running(), 2);
     sh(&format!("ip netns del {}", hub.ns)).ok();
     let down = hub.hub(&["-q", "down"]).ok().json();
     assert_eq!(
@@ -3739,7 +3739,7 @@ fn down_after_the_center_was_deleted_leaves_nothing() {
         serde_json::json!(["g1", "g2"]),
         "{down}"
     );
-    assert_eq!(running(), "0", "no wireguard-go left");
+    assert_eq!(running(), 0, "no tunnel left");
     hub.leaks().ok();
 }
 

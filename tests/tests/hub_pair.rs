@@ -280,7 +280,7 @@ fn up_reseeds_a_restarted_tunnel_and_an_idle_device_is_reachable_again() {
         "up recorded no endpoint: {recorded}"
     );
     let wg = a.peer_wg("i1");
-    kill_and_wait("KILL", &format!("^wireguard-go {wg}$"));
+    crash_userspace(&wg, "KILL");
     let r = a.hub(&["up"]).ok();
     let done = Instant::now();
     assert!(
@@ -505,7 +505,7 @@ fn a_keepalived_pair_takes_over_and_back_and_the_standby_takes_no_client() {
     // Split brain: while A serves, B takes no client: no endpoint, no handshake, nothing sent,
     // even after its repair remade a tunnel.
     let wg = b.peer_wg("d2");
-    kill_and_wait("KILL", &format!("^wireguard-go {wg}$"));
+    crash_userspace(&wg, "KILL");
     let r = b.hub(&["up"]).ok();
     assert!(
         !r.stderr.contains("--endpoint"),

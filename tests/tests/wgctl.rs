@@ -276,12 +276,10 @@ fn show(ns: &str, iface: &str) -> ShowIface {
     ifaces.remove(0)
 }
 
-/// `wireguard-go NAME` and `boringtun-cli ... NAME` processes (none may exist with the kernel
-/// backend or after a delete).
+/// The processes serving userspace interface `name` (none may exist with the kernel backend or
+/// after a delete).
 fn wg_go_pids(name: &str) -> Vec<String> {
-    let pattern = format!("^(wireguard-go|boringtun-cli .*) {name}$");
-    let r = run("pgrep", &["-f", &pattern]);
-    r.stdout.lines().map(str::to_string).collect()
+    niransix_tests::userspace_pids(name)
 }
 
 fn uapi_socket(name: &str) -> PathBuf {

@@ -328,13 +328,15 @@ impl Iface {
 
     /// Creates the link in the birthplace with the backend `choice` allows, `userspace` serving
     /// it if that is the userspace backend; returns the one used. A wireguard-go started here
-    /// gets its link listener filtered (`listener`); a boringtun link gets the MTU wireguard-go
-    /// would give it unless `mtu` is asked for (set later, with the other settings).
+    /// gets its link listener filtered (`listener`); a boringtun or wgd link gets the MTU
+    /// wireguard-go would give it unless `mtu` is asked for (set later, with the other
+    /// settings). wgd binds listen `port` at once (the others when it is set).
     pub fn create(
         &self,
         choice: BackendChoice,
         userspace: Userspace,
         mtu: Option<u32>,
+        port: Option<u16>,
     ) -> Result<Backend> {
         let (name, here) = (&self.name, &self.birth.label);
         if choice != BackendChoice::Userspace {
@@ -352,9 +354,9 @@ impl Iface {
                 }
             }
         }
-        userspace::start(userspace, name, here, mtu)?;
-        if userspace == Userspace::Boringtun && mtu.is_none() {
-            self.set_mtu(Side::Birth, userspace::BORINGTUN_MTU)?;
+        userspace::start(userspace, name, here, mtu, port)?;
+        if userspace != Userspace::WireguardGo && mtu.is_none() {
+            self.set_mtu(Side::Birth, userspace::TUN_MTU)?;
         }
         if let Some(ifindex) = index_here(name) {
             self.quiet(Listener::Link { ifindex }, Duration::ZERO);
@@ -726,7 +728,7 @@ pub fn served(name: &IfName) -> Result<Served> {
     let stream = UnixStream::connect(uapi_path(name.as_str())).map_err(|_| no_live_uapi(name))?;
     let pid = getsockopt(&stream, PeerCredentials).map_or(0, |c| c.pid());
     let userspace = (pid > 0)
-        .then(|| userspace::serving(pid, name.as_str()))
+        .then(|| userspace::serving_socket(pid, name.as_str()))
         .flatten();
     Ok(Served { pid, userspace })
 }
@@ -783,7 +785,7 @@ pub fn listener_filtered(name: &IfName, backend: Backend) -> Option<bool> {
 /// The implementation serving userspace interface `name` now, if its UAPI socket is live and
 /// its process one wgctl knows.
 pub fn running_userspace(name: &str) -> Option<Userspace> {
-    userspace::serving(uapi_server_pid(name)?, name)
+    userspace::serving_socket(uapi_server_pid(name)?, name)
 }
 
 /// Processes serving userspace interface `name` (`wireguard-go NAME`, `boringtun-cli .. NAME`).
@@ -836,11 +838,15 @@ fn wait_gone(pids: &[i32], limit: Duration) -> bool {
     }
 }
 
-/// Stops the userspace implementation serving `name` (SIGTERM, then SIGKILL) and removes its
-/// UAPI socket. Returns whether there was anything to stop or remove.
+/// Stops the userspace implementation serving `name` (SIGTERM, then SIGKILL; wgd, which serves
+/// others too, is asked to close it) and removes its UAPI socket. Returns whether there was
+/// anything to stop or remove.
 pub fn stop_userspace(name: &str) -> Result<bool> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
+    // wgd may serve it even when its socket is gone (removed by hand): it is asked whenever
+    // it runs.
+    let closed = crate::wgd::del(name)?;
     let pids = userspace_pids(name);
     // boringtun's socket named after its TUN descriptor (it removes it itself on SIGTERM).
     let own: Vec<PathBuf> = pids
@@ -872,7 +878,7 @@ pub fn stop_userspace(name: &str) -> Result<bool> {
             Err(e) => return Err(Error::caused(format!("removing {}", sock.display()), e)),
         };
     }
-    Ok(!pids.is_empty() || removed)
+    Ok(closed || !pids.is_empty() || removed)
 }
 
 /// Fails if UDP `port` is already bound in the calling thread's namespace (IPv4 or IPv6), so

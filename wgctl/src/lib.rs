@@ -11,6 +11,7 @@ pub mod keys;
 mod listener;
 mod uapi;
 pub mod userspace;
+pub mod wgd;
 
 pub const ABOUT: &str = "WireGuard keys, interfaces and peers (kernel, boringtun or wireguard-go)";
 

@@ -3,6 +3,7 @@
 //! implementations wgctl starts:
 //!
 //! - wireguard-go answers `private_key` and gives `last_handshake_time_sec` as UNIX time;
+//!   wgd answers in the same dialect;
 //! - boringtun answers `own_public_key` (never the private key) and gives
 //!   `last_handshake_time_sec` as the time *since* the handshake.
 //!
@@ -105,7 +106,9 @@ pub fn get(name: &IfName, dialect: Userspace) -> Result<DeviceInfo> {
 fn handshake(dialect: Userspace, secs: u64, nanos: u32, now: SystemTime) -> Option<SystemTime> {
     let d = Duration::new(secs, nanos);
     match dialect {
-        Userspace::WireguardGo => (!d.is_zero()).then(|| SystemTime::UNIX_EPOCH + d),
+        Userspace::WireguardGo | Userspace::Wgd => {
+            (!d.is_zero()).then(|| SystemTime::UNIX_EPOCH + d)
+        }
         Userspace::Boringtun => now.checked_sub(d),
     }
 }

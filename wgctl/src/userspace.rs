@@ -45,6 +45,10 @@ pub enum Userspace {
     #[value(name = "boringtun")]
     #[serde(rename = "boringtun")]
     Boringtun,
+    /// niransix's one process for every interface, on boringtun's protocol library
+    #[value(name = "wgd")]
+    #[serde(rename = "wgd")]
+    Wgd,
 }
 
 /// The implementation a new userspace interface gets without `--userspace`. bench/userspace.sh
@@ -55,9 +59,9 @@ pub enum Userspace {
 /// that port is out of the way (docs/wgctl.md).
 pub const DEFAULT: Userspace = Userspace::WireguardGo;
 
-/// The MTU of a boringtun interface created without `--mtu` (wireguard-go's and the kernel's;
-/// its TUN device is made with 1500).
-pub const BORINGTUN_MTU: u32 = 1420;
+/// The MTU of a boringtun or wgd interface created without `--mtu` (wireguard-go's and the
+/// kernel's; wgctl makes their TUN devices, which start at 1500).
+pub const TUN_MTU: u32 = 1420;
 
 /// boringtun reads each packet into a buffer of this size when it is given its TUN device.
 const BORINGTUN_MAX_MTU: u32 = 1500;
@@ -74,6 +78,7 @@ impl Userspace {
         match self {
             Userspace::WireguardGo => "wireguard-go",
             Userspace::Boringtun => "boringtun",
+            Userspace::Wgd => "wgd",
         }
     }
 
@@ -84,6 +89,7 @@ impl Userspace {
                 .or_else(|_| std::env::var("WG_QUICK_USERSPACE_IMPLEMENTATION"))
                 .unwrap_or_else(|_| "wireguard-go".into()),
             Userspace::Boringtun => "boringtun-cli".into(),
+            Userspace::Wgd => crate::wgd::program(),
         }
     }
 
@@ -92,6 +98,8 @@ impl Userspace {
         let base = program_base(argv0);
         if base == "boringtun-cli" || base == "boringtun" {
             Some(Userspace::Boringtun)
+        } else if base == "wgd" {
+            Some(Userspace::Wgd)
         } else if base == "wireguard-go" || base == program_base(&Self::WireguardGo.program()) {
             Some(Userspace::WireguardGo)
         } else {
@@ -116,12 +124,22 @@ fn cmdline(pid: i32) -> Option<Vec<String>> {
 }
 
 /// The implementation process `pid` runs, if it serves interface `name` (`PROGRAM .. NAME`).
+/// wgd, which serves every interface and names none, is never found this way: only through
+/// an interface's UAPI socket ([`serving_socket`]).
 pub fn serving(pid: i32, name: &str) -> Option<Userspace> {
     let argv = cmdline(pid)?;
     if argv.len() < 2 || argv.last().map(String::as_str) != Some(name) {
         return None;
     }
-    Userspace::of_program(&argv[0])
+    Userspace::of_program(&argv[0]).filter(|u| *u != Userspace::Wgd)
+}
+
+/// The implementation process `pid`, found listening on interface `name`'s UAPI socket, runs.
+pub fn serving_socket(pid: i32, name: &str) -> Option<Userspace> {
+    serving(pid, name).or_else(|| {
+        let argv = cmdline(pid)?;
+        (program_base(argv.first()?) == "wgd").then_some(Userspace::Wgd)
+    })
 }
 
 /// The UAPI socket a boringtun process named after its TUN descriptor (`--tun-fd N`), beside
@@ -135,17 +153,27 @@ pub fn own_socket(pid: i32) -> Option<PathBuf> {
 
 /// Starts `userspace` for interface `name` in the calling thread's namespace (`here`) and
 /// waits until `NAME.sock` answers. `mtu` is the one asked for (checked against boringtun's
-/// limit before anything is made).
-pub fn start(userspace: Userspace, name: &IfName, here: &str, mtu: Option<u32>) -> Result<()> {
+/// limit before anything is made). wgd binds `port` at once (0: one the kernel picks).
+pub fn start(
+    userspace: Userspace,
+    name: &IfName,
+    here: &str,
+    mtu: Option<u32>,
+    port: Option<u16>,
+) -> Result<()> {
     match userspace {
         Userspace::WireguardGo => launch(userspace, name, here, None),
         Userspace::Boringtun => start_boringtun(name, here, mtu),
+        Userspace::Wgd => {
+            let tun = open_tun(name, here)?;
+            crate::wgd::add(name, here, port.unwrap_or(0), tun)
+        }
     }
 }
 
 /// The TUN descriptor a boringtun child gets, and the number it gets it under.
 #[derive(Clone, Copy)]
-struct TunFd {
+pub struct TunFd {
     ours: RawFd,
     theirs: u32,
 }
@@ -214,7 +242,7 @@ fn free_tun_number() -> u32 {
 
 /// Opens TUN device `name` in the calling thread's namespace (like `ip tuntap add NAME mode
 /// tun`, without packet information; it lives as long as a descriptor of it is open).
-fn open_tun(name: &IfName, here: &str) -> Result<OwnedFd> {
+pub fn open_tun(name: &IfName, here: &str) -> Result<OwnedFd> {
     let what = || format!("creating TUN device {name} in {here}");
     let file = File::options()
         .read(true)
@@ -238,14 +266,7 @@ fn open_tun(name: &IfName, here: &str) -> Result<OwnedFd> {
 /// for a boringtun given its TUN device as descriptor N.
 fn launch(userspace: Userspace, name: &IfName, here: &str, tun: Option<TunFd>) -> Result<()> {
     let program = userspace.program();
-    let mut cmd = Command::new(&program);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
+    let mut cmd = detached(&program, tun);
     let socket = match (userspace, tun) {
         (Userspace::Boringtun, Some(fd)) => {
             cmd.args(["--foreground", "--disable-drop-privileges", "--threads"])
@@ -261,6 +282,26 @@ fn launch(userspace: Userspace, name: &IfName, here: &str, tun: Option<TunFd>) -
         }
     };
     cmd.arg(name.as_str());
+    vlog!(1, "starting {program} {name} in {here}");
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {program} {name} in {here}"))?;
+    wait_for_socket(child, &program, name, here, &socket)
+}
+
+/// A command for a daemon: in a session of its own, in `/`, with /dev/null for stdin, stdout
+/// and stderr, an environment holding only PATH, and no descriptor of ours but `tun` (at the
+/// number it is to have).
+pub fn detached(program: &str, tun: Option<TunFd>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
     // calls are allowed: raw system calls, no allocation, no lock. CLOSE_RANGE_CLOEXEC marks
     // descriptors >= 3 close-on-exec instead of closing them, so no descriptor another owner
@@ -284,11 +325,7 @@ fn launch(userspace: Userspace, name: &IfName, here: &str, tun: Option<TunFd>) -
             Ok(())
         });
     }
-    vlog!(1, "starting {program} {name} in {here}");
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {program} {name} in {here}"))?;
-    wait_for_socket(child, &program, name, here, &socket)
+    cmd
 }
 
 /// In the child: puts the TUN descriptor at the number boringtun is told, raising the

@@ -223,7 +223,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         let out = Served::new(guess, serving);
         return report(true, &iface, out, &want.public, want.listen_port);
     }
-    let used = iface.create(a.backend, serving, want.mtu)?;
+    let used = iface.create(a.backend, serving, want.mtu, want.listen_port)?;
     let port = configure_new(&iface, used, &want)?;
     report(true, &iface, Served::new(used, serving), &want.public, port)
 }
@@ -364,7 +364,7 @@ fn configure_new(iface: &Iface, used: Backend, want: &Wanted) -> Result<Option<u
                     " (each one needs an inotify instance: is fs.inotify.max_user_instances \
                      exhausted?)"
                 }
-                Userspace::Boringtun => "",
+                Userspace::Boringtun | Userspace::Wgd => "",
             };
             return Error::caused(
                 format!(

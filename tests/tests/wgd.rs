@@ -1,0 +1,413 @@
+//! wgd, the one process serving every userspace interface (`wgctl --userspace wgd`), against
+//! the real kernel: real tunnels between namespaces, the kernel's own counters and addresses,
+//! and the process itself (one for all, gone with the last interface, replaced after a kill).
+//!
+//! The tests here share the machine's one wgd, so they take turns ([`SERIAL`]); the other
+//! suites run over wgd too when it is the userspace implementation under test.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use niransix_tests::*;
+
+/// One test at a time: each looks at the machine's wgd (how many run, when it leaves).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const CONTROL: &str = "/run/niransix/wgd.sock";
+
+/// One end of a tunnel: born in `birth` (its UDP socket), living in `inside`.
+struct End {
+    birth: String,
+    inside: String,
+    name: String,
+    public: String,
+    port: u16,
+}
+
+struct Keys(PathBuf);
+
+impl Keys {
+    fn new(lab: &Lab) -> Keys {
+        let dir = std::env::temp_dir().join(format!("{}-wgd-keys", lab.prefix));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Keys(dir)
+    }
+
+    /// A new key: (path, public key).
+    fn gen(&self, name: &str) -> (String, String) {
+        let path = self.0.join(name).display().to_string();
+        let out = tool("wgctl", &["genkey", "--out", &path]).ok().json();
+        (path, out["public_key"].as_str().unwrap().to_string())
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn wgd_pids() -> Vec<String> {
+    run("pgrep", &["-x", "wgd"])
+        .stdout
+        .lines()
+        .filter(|pid| {
+            // A wgd that left but is not reaped yet (its parent, wgctl, is gone) is no process.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn threads(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// An interface served by wgd: born in `birth` on `port`, moved into `inside`.
+fn add(keys: &Keys, birth: &str, inside: &str, name: &str, port: u16) -> End {
+    let (key, public) = keys.gen(name);
+    let port_arg = port.to_string();
+    let out = tool(
+        "wgctl",
+        &[
+            "--ns",
+            birth,
+            "iface",
+            "add",
+            name,
+            "--private-key",
+            &key,
+            "--listen-port",
+            &port_arg,
+            "--into-ns",
+            inside,
+            "--backend",
+            "userspace",
+            "--userspace",
+            "wgd",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(out["interface"]["userspace"], "wgd", "{out}");
+    End {
+        birth: birth.into(),
+        inside: inside.into(),
+        name: name.into(),
+        public,
+        port,
+    }
+}
+
+/// Makes `a` and `b` peers over an IPv6 veth between their birthplaces (`net`::1 and ::2),
+/// with inner addresses `inner`.1 and .2 (/24), each allowing only the other's /32.
+fn join(lab: &Lab, a: &End, b: &End, net: &str, inner: &str) {
+    let (la, lb) = (
+        lab.name(&format!("{}u", a.name)),
+        lab.name(&format!("{}u", b.name)),
+    );
+    sh(&format!(
+        "set -e
+         for ns in {ba} {bb}; do ip netns exec $ns sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0; done
+         ip link add {la} netns {ba} type veth peer name {lb} netns {bb}
+         ip -n {ba} addr add {net}::1/64 dev {la} nodad
+         ip -n {bb} addr add {net}::2/64 dev {lb} nodad
+         ip -n {ba} link set {la} up
+         ip -n {bb} link set {lb} up
+         ip -n {ia} addr add {inner}.1/24 dev {wa}
+         ip -n {ib} addr add {inner}.2/24 dev {wb}",
+        ba = a.birth,
+        bb = b.birth,
+        ia = a.inside,
+        ib = b.inside,
+        wa = a.name,
+        wb = b.name,
+    ))
+    .ok();
+    peer(
+        a,
+        b,
+        &format!("{inner}.2/32"),
+        &format!("[{net}::2]:{}", b.port),
+    );
+    peer(
+        b,
+        a,
+        &format!("{inner}.1/32"),
+        &format!("[{net}::1]:{}", a.port),
+    );
+}
+
+fn peer(on: &End, to: &End, allowed: &str, endpoint: &str) {
+    tool(
+        "wgctl",
+        &[
+            "--ns",
+            &on.inside,
+            "peer",
+            "add",
+            &on.name,
+            "--public-key",
+            &to.public,
+            "--allowed-ips",
+            allowed,
+            "--endpoint",
+            endpoint,
+        ],
+    )
+    .ok();
+}
+
+fn pings(ns: &str, dest: &str) -> bool {
+    poll_until(Duration::from_secs(10), || ping(ns, dest, 1)) && ping(ns, dest, 3)
+}
+
+/// The kernel's receive counter of link `name` in `ns`.
+fn rx_packets(ns: &str, name: &str) -> u64 {
+    let v = ip_json(Some(ns), &["-s", "link", "show", name]);
+    v[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+}
+
+#[test]
+fn one_process_serves_every_interface_and_leaves_with_the_last() {
+    require_root();
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let keys = Keys::new(&lab);
+    let ns: Vec<String> = ["c1", "p1", "c2", "p2", "c3", "p3", "c4", "p4"]
+        .iter()
+        .map(|s| lab.netns(s))
+        .collect();
+    let a = add(&keys, &ns[0], &ns[1], &lab.name("a"), 51201);
+    let pid = wgd_pids();
+    assert_eq!(pid.len(), 1, "one wgd: {pid:?}");
+    let alone = threads(&pid[0]);
+    let b = add(&keys, &ns[2], &ns[3], &lab.name("b"), 51202);
+    let c = add(&keys, &ns[4], &ns[5], &lab.name("c"), 51203);
+    let d = add(&keys, &ns[6], &ns[7], &lab.name("d"), 51204);
+    assert_eq!(wgd_pids(), pid, "still the one wgd");
+    assert_eq!(threads(&pid[0]), alone, "no thread per interface");
+    for e in [&a, &b, &c, &d] {
+        assert_eq!(userspace_pids(&e.name), pid, "{} served by wgd", e.name);
+        // `wg` reads it as any userspace interface.
+        let port = wg_show(&e.inside, &e.name, "listen-port");
+        assert_eq!(port.trim(), e.port.to_string());
+        assert!(
+            udp_bound(&e.birth, e.port),
+            "{} bound in its birthplace",
+            e.name
+        );
+        assert!(!udp_bound(&e.inside, e.port));
+    }
+    join(&lab, &a, &b, "2001:db8:0:21", "10.81.0");
+    join(&lab, &c, &d, "2001:db8:0:22", "10.82.0");
+    assert!(pings(&a.inside, "10.81.0.2"), "a -> b");
+    assert!(pings(&d.inside, "10.82.0.1"), "d -> c");
+    // The namespace a link lives in goes: wgd closes that interface, the others carry on.
+    run("ip", &["netns", "del", &c.inside]).ok();
+    wait_until("c's UAPI socket removed", Duration::from_secs(5), || {
+        !Path::new(&format!("/var/run/wireguard/{}.sock", c.name)).exists()
+    });
+    assert!(!udp_bound(&c.birth, c.port), "c's port released");
+    assert!(pings(&b.inside, "10.81.0.1"), "b -> a after c went");
+    // Deleting the rest: wgd leaves with the last, and takes its control socket with it.
+    for e in [&a, &b, &d] {
+        let out = tool("wgctl", &["--ns", &e.inside, "iface", "del", &e.name]).ok();
+        assert!(out.changed());
+        assert!(userspace_pids(&e.name).is_empty());
+        assert!(!udp_bound(&e.birth, e.port), "{}'s port released", e.name);
+    }
+    wait_until("wgd gone", Duration::from_secs(5), || wgd_pids().is_empty());
+    assert!(!Path::new(CONTROL).exists(), "control socket left");
+    // (c's birthplace is empty and deletable: wgd kept none of the namespaces alive.)
+    for n in ns.iter().filter(|n| **n != c.inside) {
+        run("ip", &["netns", "del", n]).ok();
+    }
+    assert!(netns_with_prefix(&lab.prefix).is_empty());
+}
+
+#[test]
+fn a_device_cannot_send_from_outside_its_allowed_ips() {
+    require_root();
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let keys = Keys::new(&lab);
+    let (hc, hp, dc, dp) = (
+        lab.netns("hc"),
+        lab.netns("hp"),
+        lab.netns("dc"),
+        lab.netns("dp"),
+    );
+    let hub = add(&keys, &hc, &hp, &lab.name("h"), 51211);
+    let dev = add(&keys, &dc, &dp, &lab.name("d"), 51212);
+    join(&lab, &hub, &dev, "2001:db8:0:23", "10.83.0");
+    assert!(pings(&dp, "10.83.0.1"), "the device reaches the hub");
+    // The device claims another address (its side lets anything in the /24 through) and
+    // pings from it: the hub opens those packets and drops them before its TUN device.
+    ip_in(&dp, &format!("addr add 10.83.0.99/24 dev {}", dev.name));
+    let before = rx_packets(&hp, &hub.name);
+    let spoofed = nsh(&dp, "ping -c 20 -i 0.01 -W 1 -I 10.83.0.99 10.83.0.1");
+    assert_ne!(spoofed.code, 0, "a spoofed ping was answered");
+    assert_eq!(
+        rx_packets(&hp, &hub.name),
+        before,
+        "spoofed packets reached the hub's link"
+    );
+    let legit = nsh(&dp, "ping -c 20 -i 0.01 -W 1 -I 10.83.0.2 10.83.0.1");
+    assert_eq!(legit.code, 0, "{legit:?}");
+    assert!(
+        rx_packets(&hp, &hub.name) >= before + 20,
+        "the device's own packets arrive"
+    );
+}
+
+#[test]
+fn replies_leave_from_the_address_the_peer_wrote_to() {
+    require_root();
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let keys = Keys::new(&lab);
+    let (hc, hp, dc, dp) = (
+        lab.netns("hc"),
+        lab.netns("hp"),
+        lab.netns("dc"),
+        lab.netns("dp"),
+    );
+    let hub = add(&keys, &hc, &hp, &lab.name("h"), 51221);
+    let dev = add(&keys, &dc, &dp, &lab.name("d"), 51222);
+    join(&lab, &hub, &dev, "2001:db8:0:24", "10.84.0");
+    // A second hub address the kernel never picks as a source by itself (deprecated), as a
+    // floating address (keepalived's) is not the one routes prefer: the device writes to it.
+    let ul = lab.name(&format!("{}u", hub.name));
+    ip_in(
+        &hc,
+        &format!("addr add 2001:db8:0:24::11/64 dev {ul} nodad preferred_lft 0"),
+    );
+    peer(
+        &dev,
+        &hub,
+        "10.84.0.1/32",
+        &format!("[2001:db8:0:24::11]:{}", hub.port),
+    );
+    assert!(pings(&dp, "10.84.0.1"), "the device reaches the hub");
+    let endpoint = wg_show(&dp, &dev.name, "endpoints");
+    assert!(
+        endpoint.contains("[2001:db8:0:24::11]"),
+        "the device heard the hub from another address and roamed: {endpoint}"
+    );
+}
+
+#[test]
+fn a_killed_wgd_takes_its_links_and_the_next_add_starts_another() {
+    require_root();
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let keys = Keys::new(&lab);
+    let (hc, hp, dc, dp) = (
+        lab.netns("hc"),
+        lab.netns("hp"),
+        lab.netns("dc"),
+        lab.netns("dp"),
+    );
+    let hub = add(&keys, &hc, &hp, &lab.name("h"), 51231);
+    let first = wgd_pids();
+    run("kill", &["-9", &first[0]]).ok();
+    wait_until(
+        "the link gone with its TUN device",
+        Duration::from_secs(5),
+        || {
+            ip_json(Some(&hp), &["link", "show"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["ifname"] != hub.name.as_str())
+        },
+    );
+    // Its UAPI socket is left stale; an add makes the interface anew under a new wgd.
+    let hub = add(&keys, &hc, &hp, &lab.name("h"), 51231);
+    let dev = add(&keys, &dc, &dp, &lab.name("d"), 51232);
+    let second = wgd_pids();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first);
+    join(&lab, &hub, &dev, "2001:db8:0:25", "10.85.0");
+    assert!(pings(&dp, "10.85.0.1"), "a tunnel under the new wgd");
+    for e in [&hub, &dev] {
+        tool("wgctl", &["--ns", &e.inside, "iface", "del", &e.name]).ok();
+    }
+}
+
+/// Sends one UAPI request to interface `name` and returns the answer.
+fn uapi(name: &str, request: &str) -> String {
+    let mut s = UnixStream::connect(format!("/var/run/wireguard/{name}.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_bad_uapi_request_changes_nothing_and_wg_sets_what_it_may() {
+    require_root();
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new();
+    let keys = Keys::new(&lab);
+    let (c, p) = (lab.netns("c"), lab.netns("p"));
+    let e = add(&keys, &c, &p, &lab.name("w"), 51241);
+    let before = uapi(&e.name, "get=1\n\n");
+    assert!(before.ends_with("errno=0\n\n"), "{before}");
+    let bad = uapi(&e.name, "set=1\nlisten_port=51242\nfwmark=abc\n\n");
+    assert_eq!(bad, "errno=22\n\n");
+    assert_eq!(
+        uapi(&e.name, "get=1\n\n"),
+        before,
+        "half a bad request was applied"
+    );
+    assert!(udp_bound(&c, 51241) && !udp_bound(&c, 51242));
+    // `wg set` (iproute2's sibling tool) changes the port, the mark and a peer.
+    let (_, other) = keys.gen("other");
+    nsh(
+        &p,
+        &format!(
+            "wg set {} listen-port 51243 fwmark 0x42 peer {other} allowed-ips 10.86.0.0/24,fd86::/64",
+            e.name
+        ),
+    )
+    .ok();
+    assert!(
+        udp_bound(&c, 51243) && !udp_bound(&c, 51241),
+        "moved to the new port"
+    );
+    assert_eq!(wg_show(&p, &e.name, "fwmark").trim(), "0x42");
+    let ips = wg_show(&p, &e.name, "allowed-ips");
+    assert!(
+        ips.contains("10.86.0.0/24") && ips.contains("fd86::/64"),
+        "{ips}"
+    );
+    // The mark is on the sockets, where the kernel routes by it.
+    let marks = nsh(&c, "ss -Hnuae").stdout;
+    assert!(
+        marks
+            .lines()
+            .filter(|l| l.contains(":51243"))
+            .all(|l| l.contains("fwmark:0x42")),
+        "{marks}"
+    );
+    nsh(&p, &format!("wg set {} peer {other} remove", e.name)).ok();
+    assert_eq!(wg_show(&p, &e.name, "peers").trim(), "");
+    tool("wgctl", &["--ns", &p, "iface", "del", &e.name]).ok();
+}
