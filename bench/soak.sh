@@ -12,7 +12,8 @@
 #   churn     `hub sync` every 30 s, from a set file rewritten in place each time: 10 peers
 #             (z1..z10) in, then out again
 #   break     every minute one breakage, in turn, of a peer that nobody watches (v*): its
-#             wireguard-go killed; a stray WireGuard peer added with `wg`; its NAT deleted
+#             tunnel killed (its wireguard-go; under wgd, its UAPI socket removed, which closes
+#             that interface alone); a stray WireGuard peer added with `wg`; its NAT deleted
 #             behind the hub's back; its client's allowed-ips narrowed; (netns) its namespace
 #             deleted, (zones) its fwmark rule deleted
 #   ping      10 untouched peers (k1..k10), each with a real client configured from `hub peer
@@ -24,8 +25,8 @@
 #     run repairs those);
 #   - no more files under TMPDIR and HUB_STATE_DIR than at the start (the set is back to its
 #     start);
-#   - no growth of the watched wireguard-go processes' open fds (no more at the end than at
-#     the start) and memory (their RSS, sampled every 10 s: the highest of the last third of the
+#   - no growth of the watched processes' open fds (the pinging peers' wireguard-go, or the one
+#     wgd serving every tunnel; no more at the end than at the start) and memory (their RSS, sampled every 10 s: the highest of the last third of the
 #     run at most 5 % + 1 MiB above the highest of the middle third: a leak grows steadily, a
 #     Go heap that settles does not; it takes wireguard-go ~5 min of `status` polls to settle,
 #     so a run shorter than 6 min prints the figures and says it cannot judge them), nor of the
@@ -44,7 +45,7 @@ while (($#)); do
 	--minutes) minutes=${2:-}; shift 2 ;;
 	--peers) peers=${2:-}; shift 2 ;;
 	--mode) mode=${2:-}; shift 2 ;;
-	-h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "soak: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -68,6 +69,14 @@ bench_tools "$repo"
 [[ -n ${NIRANSIX_BIN_DIR:-} ]] || { echo "soak: build the tools first (cargo build)" >&2; exit 1; }
 
 P=sk$(printf '%03x' $((RANDOM % 4096)))
+# The userspace implementation the hub and the clients get (wgctl's default: wgd), and the
+# processes watched for leaks: the pinging peers' wireguard-go, or the wgd serving every tunnel.
+userspace=${NIRANSIX_WG_USERSPACE:-wgd}
+if [[ $userspace == wgd ]]; then watched='^(/[^ ]*/)?wgd$'; else watched="^wireguard-go ${P}k[0-9]+-wg\$"; fi
+# kill_tunnel WG: what serves tunnel WG fails for it alone.
+kill_tunnel() {
+	if [[ $userspace == wgd ]]; then rm "/var/run/wireguard/$1.sock"; else pkill -f "^wireguard-go $1\$"; fi
+}
 work=$(mktemp -d "/tmp/$P.XXXXXX")
 export HUB_NS=${P}hub HUB_PREFIX=$P HUB_MODE=$mode HUB_CIDR=100.64.0.0/20 HUB_STATE_DIR=$work/state
 export TMPDIR=$work/tmp
@@ -86,6 +95,7 @@ cleanup() {
 		ip netns del "$ns" 2>/dev/null || true
 	done
 	pkill -f "^wireguard-go $P" 2>/dev/null || true
+	rm -f /var/run/wireguard/"$P"*.sock # (wgd closes what it still serves)
 	rm -rf "$work"
 	echo "$limit_old" >"$limit_file"
 }
@@ -165,7 +175,7 @@ breakage() {
 	wg=${P}$v-wg
 	if [[ $mode == netns ]]; then ns=$P$v; else ns=$HUB_NS; fi
 	case $((k % 5)) in
-	0) pkill -f "^wireguard-go $wg$" ;;
+	0) kill_tunnel "$wg" ;;
 	1) ip netns exec "$ns" wg set "$wg" peer "$(wg genkey | wg pubkey)" allowed-ips 10.99.0.0/16 ;;
 	2)
 		if [[ $mode == netns ]]; then
@@ -184,7 +194,7 @@ breakage() {
 		;;
 	4)
 		if [[ $mode == netns ]]; then
-			pkill -f "^wireguard-go $wg$" || true
+			kill_tunnel "$wg" || true
 			ip netns del "$ns"
 		else
 			local mark
@@ -203,15 +213,15 @@ breaker() {
 		k=$((k + 1))
 	done
 }
-# resources: open fds and RSS (kB) of the pinging peers' wireguard-go, the files under TMPDIR and
+# resources: open fds and RSS (kB) of the watched processes, the files under TMPDIR and
 # HUB_STATE_DIR, and the peak RSS (kB) of the largest process of one `hub status`.
 resources() {
 	local fds=0 pid
-	for pid in $(pgrep -f "^wireguard-go ${P}k[0-9]+-wg$"); do
+	for pid in $(pgrep -f "$watched"); do
 		fds=$((fds + $(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
 	done
 	local rss
-	rss=$(rss_kb "^wireguard-go ${P}k[0-9]+-wg$")
+	rss=$(rss_kb "$watched")
 	local tmp_files state_files tool_rss
 	tmp_files=$(find "$TMPDIR" -mindepth 1 | wc -l)
 	state_files=$(find "$HUB_STATE_DIR" -mindepth 1 ! -name lock | wc -l)
@@ -238,7 +248,7 @@ breaker &
 loops+=($!)
 sampler() {
 	while ((SECONDS < end)); do
-		rss_kb "^wireguard-go ${P}k[0-9]+-wg$" >>"$work/log/rss"
+		rss_kb "$watched" >>"$work/log/rss"
 		sleep 10
 	done
 }
@@ -288,16 +298,16 @@ verdict $((n == ${raced:-0} && ${other:-0} == 0)) \
 [[ ! -e $work/log/breakage.fail ]] || verdict 0 "breakages made: $(cat "$work/log/breakage.fail")"
 verdict $((tmp2 <= tmp0)) "files under TMPDIR: $tmp0 at the start, $tmp2 at the end"
 verdict $((state2 <= state0)) "files under HUB_STATE_DIR: $state0 at the start, $state2 at the end"
-verdict $((fds2 <= fds0)) "open fds of the watched wireguard-go: $fds0 at the start, $fds2 at the end"
+verdict $((fds2 <= fds0)) "open fds of the watched $userspace: $fds0 at the start, $fds2 at the end"
 mapfile -t rss <"$work/log/rss"
 third=$((${#rss[@]} / 3))
 read -r rss_mid rss_last < <(printf '%s\n' "${rss[@]}" | awk -v t="$third" '
 	NR > t && NR <= 2 * t && $1 > m {m = $1} NR > 2 * t && $1 > l {l = $1} END {print m + 0, l + 0}')
-rss_what="wireguard-go RSS of the 10 watched peers (kB, every 10 s): ${rss[*]}; highest of the middle third $rss_mid, of the last $rss_last"
+rss_what="$userspace RSS of the watched process(es) (kB, every 10 s): ${rss[*]}; highest of the middle third $rss_mid, of the last $rss_last"
 if ((minutes >= 6)); then
 	verdict $((third > 0 && rss_last <= rss_mid * 105 / 100 + 1024)) "$rss_what"
 else
-	printf '  SKIP  %s (not judged: a run of %d min ends before wireguard-go has settled; 6 min or more judges it)\n' \
+	printf '  SKIP  %s (not judged: a run of %d min ends before a Go heap has settled; 6 min or more judges it)\n' \
 		"$rss_what" "$minutes"
 fi
 verdict $((tool2 <= tool1 * 110 / 100 + 1024)) "peak RSS of one hub status: $tool1 kB after 1 min, $tool2 kB at the end"

@@ -5,7 +5,7 @@
 #
 #   1. scripts/bootstrap.sh --no-build (Debian packages, cargo); cargo-deb if missing
 #      (`cargo install cargo-deb --locked`, into ~/.cargo/bin, kept for the next run)
-#   2. cargo build --release of the four tools and hubctl
+#   2. cargo build --release of the four tools, hubctl and wgd
 #   3. into target/package/: the man pages (`cargo run -p xtask -- man DIR`, and
 #      docs/man/niransix-hub.8), the completions (each built tool's `completions bash|zsh|fish`),
 #      the Debian changelog, and the licenses of the Rust crates linked into the tools
@@ -50,7 +50,8 @@ if [[ -z ${SOURCE_DATE_EPOCH:-} ]] && git -C "$repo" rev-parse --verify -q HEAD 
 fi
 
 build=(build --release --locked)
-for t in "${TOOLS[@]}" hubctl; do build+=(-p "$t"); done # (hubctl: the hub's model, /usr/lib/niransix)
+# (hubctl: the hub's model, /usr/lib/niransix; wgd: the userspace WireGuard wgctl starts)
+for t in "${TOOLS[@]}" hubctl wgd; do build+=(-p "$t"); done
 log "cargo ${build[*]}"
 cargo "${build[@]}" >&2 || die "cargo ${build[*]} failed"
 target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
@@ -104,7 +105,7 @@ EOF
 host=$(rustc -vV | sed -n 's/^host: //p')
 cargo metadata --format-version 1 --locked --filter-platform "$host" >"$out/metadata.json" ||
   die "cargo metadata failed"
-jq -r --arg tools "${TOOLS[*]}" '
+jq -r --arg tools "${TOOLS[*]} hubctl wgd" '
   (.packages | map({key: .id, value: .}) | from_entries) as $pkg
   | (.resolve.nodes | map({key: .id, value: [.deps[] | select(any(.dep_kinds[]; .kind == null)) | .pkg]})
      | from_entries) as $deps
@@ -116,7 +117,7 @@ jq -r --arg tools "${TOOLS[*]}" '
   | [.name, .version, (.license // "(none declared)"), (.manifest_path | sub("/Cargo.toml$"; ""))]
   | @tsv' "$out/metadata.json" >"$out/crates.tsv" || die "listing the linked crates failed"
 {
-  echo "The Rust crates linked into nsctl, wgctl, natctl and routectl, with their licenses and"
+  echo "The Rust crates linked into nsctl, wgctl, natctl, routectl, hubctl and wgd, with their licenses and"
   echo "copyright notices as each crate ships them (niransix's own: /usr/share/doc/niransix/copyright)."
   while IFS=$'\t' read -r name ver lic dir; do
     printf '\n%s\n%s %s — %s\n%s\n' "$(printf '=%.0s' {1..78})" "$name" "$ver" "$lic" "$(printf '=%.0s' {1..78})"

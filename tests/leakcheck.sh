@@ -35,6 +35,15 @@ while read -r n; do [[ -n $n ]] && left+=("netns $n"); done < <(netns_list)
 while read -r l; do [[ -n $l ]] && left+=("link $l"); done < <(link_list)
 while read -r p; do left+=("userspace WireGuard process $p"); done < <(pgrep -af "^(wireguard-go|boringtun-cli .*) $prefix" || true)
 for s in /var/run/wireguard/"$prefix"*.sock; do [[ -e $s ]] && left+=("socket $s"); done
+# wgd serves every userspace interface and leaves after its last one (a wgd that never got one,
+# 10 s after its start): one still running with no UAPI socket left at all is a leak.
+if pgrep -x wgd >/dev/null && ! compgen -G '/var/run/wireguard/*.sock' >/dev/null; then
+  for _ in $(seq 1 24); do pgrep -x wgd >/dev/null || break; sleep 0.5; done
+  while read -r p; do
+    [[ $(awk '{sub(/^.*\) /, ""); print $1}' "/proc/${p%% *}/stat" 2>/dev/null) == Z ]] ||
+      left+=("wgd serving nothing: $p")
+  done < <(pgrep -ax wgd || true)
+fi
 if ((${#left[@]})); then
   printf 'leakcheck: left behind: %s\n' "${left[@]}" >&2
   exit 1

@@ -54,7 +54,7 @@ dpkg --path-include='/usr/share/man/*' --path-include='/usr/share/doc/niransix/*
 mapfile -t files < <(dpkg -L niransix)
 
 owns() { printf '%s\n' "${files[@]}" | grep -qxF "$1"; }
-for f in /usr/bin/nsctl /usr/bin/wgctl /usr/bin/natctl /usr/bin/routectl \
+for f in /usr/bin/nsctl /usr/bin/wgctl /usr/bin/wgd /usr/bin/natctl /usr/bin/routectl \
   /usr/bin/niransix-hub /usr/bin/niransix-demo /usr/share/niransix/hub /usr/share/niransix/lib.sh \
   /usr/lib/niransix/hubctl /usr/share/niransix/client /usr/share/niransix/demo \
   /usr/share/doc/niransix/copyright; do
@@ -68,7 +68,7 @@ sys_env=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 echo "== niransix-demo (installed)"
 check "the installed niransix-demo passes" bash -c 'cd / && "$@"' _ "${sys_env[@]}" niransix-demo -q
 
-for page in nsctl wgctl natctl routectl niransix-hub niransix-demo; do
+for page in nsctl wgctl wgd natctl routectl niransix-hub niransix-demo; do
   check "man -w $page: $(man -w "$page" 2>&1)" bash -c "man -w '$page' | grep -q '^/usr/share/man/man8/$page\.8\.gz$'"
 done
 

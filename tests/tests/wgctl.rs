@@ -147,9 +147,9 @@ fn expected_backend() -> &'static str {
 }
 
 /// The userspace implementation under test: `NIRANSIX_WG_USERSPACE` (which wgctl reads too),
-/// default wireguard-go (wgctl's).
+/// default wgd (wgctl's).
 fn userspace() -> String {
-    std::env::var("NIRANSIX_WG_USERSPACE").unwrap_or_else(|_| "wireguard-go".into())
+    std::env::var("NIRANSIX_WG_USERSPACE").unwrap_or_else(|_| "wgd".into())
 }
 
 /// The userspace implementation `show` should report (none for the kernel backend).

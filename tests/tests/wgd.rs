@@ -411,3 +411,94 @@ fn a_bad_uapi_request_changes_nothing_and_wg_sets_what_it_may() {
     assert_eq!(wg_show(&p, &e.name, "peers").trim(), "");
     tool("wgctl", &["--ns", &p, "iface", "del", &e.name]).ok();
 }
+
+/// A client for hub peer `peer` on the hub's IPv6 underlay, from `hub peer conf` through
+/// niransix-sh/client, served by wireguard-go (a device is another machine: a crash of the hub's
+/// wgd must not take it along).
+fn hub_client(hub: &mut HubLab, peer: &str) -> String {
+    let cns = hub.underlay_client(peer);
+    let conf = hub.hub(&["-q", "peer", "conf", peer]).ok().stdout;
+    let env = [
+        format!("NIRANSIX_BIN_DIR={}", bin_dir().display()),
+        "NIRANSIX_WG_USERSPACE=wireguard-go".to_string(),
+        script("client"),
+        "up".into(),
+        cns.clone(),
+        hub.lab.name(&format!("w{peer}")),
+    ];
+    let refs: Vec<&str> = env.iter().map(String::as_str).collect();
+    assert!(run_stdin("env", &refs, Some(&conf)).ok().changed());
+    cns
+}
+
+/// The hub's center (100.64.0.10) answers pings from the client in `cns`, from 192.168.1.10,
+/// within `secs`.
+fn reaches_center(cns: &str, secs: u32) -> bool {
+    let deadline = secs.to_string();
+    let args = [
+        "netns",
+        "exec",
+        cns,
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-w",
+        &deadline,
+        "-I",
+        "192.168.1.10",
+        "100.64.0.10",
+    ];
+    run("ip", &args).code == 0
+}
+
+/// A crash of wgd is every userspace tunnel of the hub at once (where a crashed wireguard-go is
+/// one): `hub check` names each peer's, `hub up` makes them all again in one run, and the
+/// devices reconnect on WireGuard's own timers.
+#[test]
+fn a_crash_of_wgd_is_repaired_by_up_for_every_peer() {
+    require_root();
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut hub = HubLab::new().with_env(&["NIRANSIX_WG_USERSPACE=wgd"]);
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "k1", "k2", "k3"]).ok();
+    let clients = [hub_client(&mut hub, "k1"), hub_client(&mut hub, "k2")];
+    for c in &clients {
+        assert!(reaches_center(c, 15), "{c} reaches the center");
+    }
+    let before = wgd_pids();
+    assert_eq!(before.len(), 1, "the hub's tunnels are wgd's");
+    run("kill", &["-9", &before[0]]).ok();
+    wait_until("wgd dead", Duration::from_secs(5), || wgd_pids().is_empty());
+    let (check, healthy) = hub.check();
+    assert!(!healthy, "a hub without its tunnels is healthy: {check}");
+    for peer in ["k1", "k2", "k3"] {
+        let problems = &check["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == peer)
+            .unwrap_or_else(|| panic!("{peer} in {check}"))["problems"];
+        assert!(
+            problems.as_array().is_some_and(|p| !p.is_empty()),
+            "{peer}'s lost tunnel not named: {check}"
+        );
+    }
+    let up = hub.hub(&["-q", "up"]).ok().json();
+    assert_eq!(up["changed"], true, "{up}");
+    hub.assert_healthy("after up");
+    let after = wgd_pids();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new wgd");
+    // (each device's old session gets no answer: it makes a new handshake 15-20 s later)
+    for c in &clients {
+        assert!(reaches_center(c, 60), "{c} reaches the center again");
+    }
+    hub.hub(&["-q", "down"]).ok();
+    wait_until("wgd gone with the hub", Duration::from_secs(5), || {
+        wgd_pids().is_empty()
+    });
+}

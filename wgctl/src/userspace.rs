@@ -1,9 +1,10 @@
 //! The userspace implementations wgctl starts for the userspace backend, and what differs
 //! between them (`--userspace`, or `$NIRANSIX_WG_USERSPACE`):
 //!
-//! - **boringtun** (faster and lighter per peer, bench/userspace.sh; not the default, see
-//!   [`DEFAULT`]): `boringtun-cli`, Cloudflare's implementation in Rust. wgctl opens its TUN device
-//!   itself, in the birthplace, and hands it over as a descriptor (`--tun-fd N`), because
+//! - **wgd** (the default, [`DEFAULT`]): one process for every interface (the `wgd` crate);
+//!   wgctl makes the TUN device and hands it over with the birthplace ([`crate::wgd`]).
+//! - **boringtun** (lighter per peer than wireguard-go, bench/userspace.sh): `boringtun-cli`,
+//!   Cloudflare's implementation in Rust. wgctl opens its TUN device itself, in the birthplace, and hands it over as a descriptor (`--tun-fd N`), because
 //!   boringtun-cli 0.7 re-reads the MTU of a device it opened by name every second, through a
 //!   socket of its own namespace: once the link has moved into another namespace that read
 //!   fails and leaks the socket, one descriptor a second for ever. Given a descriptor it reads
@@ -12,10 +13,10 @@
 //!   live boringtun uses (under a lock) and links `NAME.sock` to the same socket, so wgctl and
 //!   `wg` find it by the interface's name. It opens its UDP socket only when it is given a listen
 //!   port, and listens to no netlink events at all (nothing for `listener` to filter).
-//! - **wireguard-go** (the default; `$WG_USERSPACE_IMPLEMENTATION`, as wg-quick honours it, or
+//! - **wireguard-go** (`$WG_USERSPACE_IMPLEMENTATION`, as wg-quick honours it, or
 //!   `wireguard-go`): creates its TUN device by name, UAPI socket `/var/run/wireguard/NAME.sock`.
 //!
-//! Both run one process per interface, started in the birthplace (where the UDP socket is
+//! The last two run one process per interface, started in the birthplace (where the UDP socket is
 //! bound), in the foreground, in a session of their own, with /dev/null for stdin/stdout/stderr,
 //! no descriptor of ours (but the TUN device's) and an environment holding only PATH; keys
 //! reach them only over the UAPI socket.
@@ -51,13 +52,12 @@ pub enum Userspace {
     Wgd,
 }
 
-/// The implementation a new userspace interface gets without `--userspace`. bench/userspace.sh
-/// shows boringtun faster and lighter per peer, but boringtun-cli 0.7 keeps a random UDP port
-/// of the birthplace bound for as long as it runs (its IPv6 socket from before it is given its
-/// listen port, which [`crate::listener::release_ports`] cannot free): in a hub's center such a
-/// port takes one the hub planned for another peer (seen at ~300 peers). So wireguard-go until
-/// that port is out of the way (docs/wgctl.md).
-pub const DEFAULT: Userspace = Userspace::WireguardGo;
+/// The implementation a new userspace interface gets without `--userspace`: wgd, which
+/// bench/userspace.sh measures best where it matters for a hub (at 1,000 interfaces: 0.09 MB
+/// and 0.1 % of the machine idle for all of them, against 2.1 MB and 5.7 % for wireguard-go;
+/// throughput 1.4x wireguard-go's, 0.9x boringtun-cli's) and which holds no random port
+/// (boringtun-cli 0.7 does, see docs/wgctl.md).
+pub const DEFAULT: Userspace = Userspace::Wgd;
 
 /// The MTU of a boringtun or wgd interface created without `--mtu` (wireguard-go's and the
 /// kernel's; wgctl makes their TUN devices, which start at 1500).

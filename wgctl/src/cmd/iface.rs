@@ -64,8 +64,9 @@ pub struct AddArgs {
     /// available)
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// Which userspace implementation serves it when the backend is userspace; default:
-    /// wireguard-go. An existing interface served by the other one differs (see --replace)
+    /// Which userspace implementation serves it when the backend is userspace; default: wgd
+    /// (one process for every interface). An existing interface served by another one differs
+    /// (see --replace)
     #[arg(long, value_enum, env = "NIRANSIX_WG_USERSPACE", value_name = "IMPL")]
     pub userspace: Option<Userspace>,
     /// If NAME exists with a different private key, listen port, fwmark or MTU, change them in
