@@ -5,8 +5,9 @@
 #   UDP 64 B         iperf3 -u -l 64 -b 0: packets per second the receiver got
 #   RTT              PINGS pings at -i 0.01: p50 and p99 of the per-packet times
 # over these paths:
-#   floor            a bare WireGuard tunnel of the same implementation (wgctl: wireguard-go
-#                    where the kernel has no WireGuard) between two namespaces joined by a veth;
+#   floor            a bare WireGuard tunnel of the same implementation (wgctl's: wgd where the
+#                    kernel has no WireGuard, or NIRANSIX_WG_USERSPACE) between two namespaces
+#                    joined by a veth;
 #                    measured first, then again beside every hub (the fleet idling on the same
 #                    CPUs), and again at the end
 #   device->center   a device (client namespace, 192.168.1.10, brought up by niransix-sh/client
@@ -125,7 +126,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Each wireguard-go holds an inotify instance: the largest hub, its client and the floor's two.
+# Each wireguard-go (NIRANSIX_WG_USERSPACE=wireguard-go) holds an inotify instance: the largest
+# hub, its client and the floor's two.
 inotify_need "${sizes[@]}"
 
 # ---------------------------------------------------------------- measuring

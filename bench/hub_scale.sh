@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Hub scale benchmark: what one peer costs as the hub grows. For each size N (default 10 50 200
 # 1000) and each HUB_MODE in MODES (default "netns zones") a hub is built by niransix-sh/hub
-# (wireguard-go; kernel WireGuard where the kernel has it, as in the VM lane's `hub_scale[kernel]`),
+# (wgctl's default: wgd, or NIRANSIX_WG_USERSPACE; kernel WireGuard where the kernel has it, as in
+# the VM lane's `hub_scale[kernel]`),
 # and the script prints a row per mode:
 #   bulk add   `hub peer add p1 ... pN` (one command), per peer
 #   one add    one `hub peer add` into the hub of N peers (median of REPEAT, each deleted again):
 #              wall time, CPU time (user+sys of the hub and every process it waited for), and
-#              the hub's own CPU: the script's and hubctl's, not the four tools' or wireguard-go's
+#              the hub's own CPU: the script's and hubctl's, not the four tools' or wgd's
 #              (NX_OWN_CPU: each reports its own; the goal: at most 5 ms)
 #   one del    one `hub peer del` from it (median of REPEAT), wall and CPU
 #   base/peer  ../shared/bench/baseline_hub.sh building BASELINE_AT (5) more peers step by step
@@ -17,10 +18,10 @@
 #              the same N once more (no-op): what the declarative path costs for one change, and
 #              for none (the goal at 1,000 peers: a no-op in at most 0.3 s)
 #   down       `hub down` of the N peers
-#   RSS        wireguard-go RSS per peer
+#   RSS        the userspace WireGuard's RSS per peer (wgd's, or the wireguard-go processes')
 #   mem/peer   the machine's memory in use (MemTotal - MemAvailable) after the bulk add, less before
-#              it and less what the wireguard-go processes hold (their PSS: shared pages counted
-#              once), per peer: the kernel objects and state the mode costs (namespaces, veths,
+#              it and less what the userspace WireGuard processes hold (their PSS: shared pages
+#              counted once), per peer: the kernel objects and state the mode costs (namespaces, veths,
 #              routes, rules, nftables rules)
 # then, per N, the zones mode's one add against the netns mode's (the goal: at most 0.3x).
 # and, in the same run, ../shared/bench/baseline_hub.sh (one ip/nft/wg process per step) per-peer
@@ -114,6 +115,12 @@ used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - 
 # lane), else wireguard-go; the baseline uses the same.
 wg_kind=userspace
 if unshare -n ip link add hsprobe type wireguard 2>/dev/null; then wg_kind=kernel; fi
+# The processes serving the hub's tunnels: the one wgd (wgctl's default), or a wireguard-go each.
+if [[ ${NIRANSIX_WG_USERSPACE:-wgd} == wgd ]]; then
+	userspace_pattern='^(/[^ ]*/)?wgd$'
+else
+	userspace_pattern="^wireguard-go $P"
+fi
 echo "hub_scale: sizes ${sizes[*]}, $wg_kind WireGuard, REPEAT=$REPEAT, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
 bash "$baseline" down "$BASELINE_N" >/dev/null 2>&1 || true
 ms bash "$baseline" up "$BASELINE_N" "$wg_kind"
@@ -134,8 +141,8 @@ measure() {
 	ms "$hub" -q peer add "${names[@]}"
 	bulk=$((MS / n))
 	busy=$(busy_pct)
-	mem=$((($(used_kb) - mem0 - $(pss_kb "^wireguard-go $P")) / n))
-	rss=$(($(rss_kb "^wireguard-go $P") / n))
+	mem=$((($(used_kb) - mem0 - $(pss_kb "$userspace_pattern")) / n))
+	rss=$(($(rss_kb "$userspace_pattern") / n))
 	for ((r = 1; r <= REPEAT; r++)); do
 		: >"$own_file"
 		NX_OWN_CPU=$own_file ms "$hub" -q peer add "x$r"

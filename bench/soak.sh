@@ -307,7 +307,7 @@ rss_what="$userspace RSS of the watched process(es) (kB, every 10 s): ${rss[*]};
 if ((minutes >= 6)); then
 	verdict $((third > 0 && rss_last <= rss_mid * 105 / 100 + 1024)) "$rss_what"
 else
-	printf '  SKIP  %s (not judged: a run of %d min ends before a Go heap has settled; 6 min or more judges it)\n' \
+	printf '  SKIP  %s (not judged: a run of %d min ends before the heap has settled, ~5 min for wireguard-go; 6 min or more judges it)\n' \
 		"$rss_what" "$minutes"
 fi
 verdict $((tool2 <= tool1 * 110 / 100 + 1024)) "peak RSS of one hub status: $tool1 kB after 1 min, $tool2 kB at the end"

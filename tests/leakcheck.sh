@@ -4,10 +4,16 @@
 #   tests/leakcheck.sh [PREFIX]           check only (default prefix: nx)
 #   tests/leakcheck.sh --clean [PREFIX]   first remove everything with the prefix (processes in
 #                                         its namespaces, namespaces, root links, wireguard-go/boringtun,
-#                                         UAPI sockets), then check; used by tests/run.sh's trap
+#                                         UAPI sockets, which wgd's interfaces go with), then check;
+#                                         used by tests/run.sh's trap
+#   tests/leakcheck.sh --idle [PREFIX]    also: no wgd may run while no userspace interface is
+#                                         left at all (it leaves with its last); only where nothing
+#                                         else runs (tests/run.sh's leakcheck step), since a wgd
+#                                         another test just started waits for its first interface
 set -euo pipefail
-clean=0
+clean=0 idle=0
 if [[ ${1:-} == --clean ]]; then clean=1; shift; fi
+if [[ ${1:-} == --idle ]]; then idle=1; shift; fi
 prefix=${1:-nx}
 [[ -n $prefix ]] || { echo "leakcheck: empty prefix" >&2; exit 2; }
 
@@ -37,7 +43,7 @@ while read -r p; do left+=("userspace WireGuard process $p"); done < <(pgrep -af
 for s in /var/run/wireguard/"$prefix"*.sock; do [[ -e $s ]] && left+=("socket $s"); done
 # wgd serves every userspace interface and leaves after its last one (a wgd that never got one,
 # 10 s after its start): one still running with no UAPI socket left at all is a leak.
-if pgrep -x wgd >/dev/null && ! compgen -G '/var/run/wireguard/*.sock' >/dev/null; then
+if ((idle)) && pgrep -x wgd >/dev/null && ! compgen -G '/var/run/wireguard/*.sock' >/dev/null; then
   for _ in $(seq 1 24); do pgrep -x wgd >/dev/null || break; sleep 0.5; done
   while read -r p; do
     [[ $(awk '{sub(/^.*\) /, ""); print $1}' "/proc/${p%% *}/stat" 2>/dev/null) == Z ]] ||

@@ -22,7 +22,8 @@
 #              20 minutes
 #   soak       bench/soak.sh --minutes 2 --peers 50: the hub under its repair timer, scrapes, churn
 #              and breakage; nothing lost, leaked or accumulated (its assertions count as tests)
-#   leakcheck  tests/leakcheck.sh: nothing with the test prefix may be left behind
+#   leakcheck  tests/leakcheck.sh --idle: nothing with the test prefix may be left behind, and no
+#              wgd serving nothing
 #   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
 #              NIRANSIX_NO_VM=1; reported as skipped, never as passed)
 #   package    tests/package.sh: builds the Debian package, installs it, runs the installed demo
@@ -150,7 +151,7 @@ step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fa
 step test-wggo env NIRANSIX_WG_USERSPACE=wireguard-go cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub --test hub_clients
 step test-bt env NIRANSIX_WG_USERSPACE=boringtun cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub_clients
 step soak bench/soak.sh --minutes 2 --peers 50
-step leakcheck tests/leakcheck.sh "$prefix"
+step leakcheck tests/leakcheck.sh --idle "$prefix"
 if ((vm)); then
   step vm tests/vm/run.sh
 else

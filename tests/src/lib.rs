@@ -292,6 +292,17 @@ pub fn ping(ns: &str, dest: &str, count: u32) -> bool {
         == 0
 }
 
+/// Three pings from address `source` in `ns` to `dest`, all answered within `secs` seconds
+/// (`ping -c 3 -i 0.2 -w SECS -I SOURCE`).
+pub fn pings_from(ns: &str, source: &str, dest: &str, secs: u32) -> bool {
+    let deadline = secs.to_string();
+    let args = [
+        "netns", "exec", ns, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-w", &deadline, "-I",
+        source, dest,
+    ];
+    run("ip", &args).code == 0
+}
+
 /// Removes from `ip -j` output what the kernel changes by itself, a moment later, so that two
 /// readings taken around a command compare equal unless the command changed something: bridge
 /// timers (`*_timer`), a bridge port's STP state, the carrier-derived operational state

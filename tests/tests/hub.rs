@@ -499,36 +499,10 @@ fn ping_all(namespaces: &[String]) -> Vec<bool> {
 
 /// ping_all, waiting up to `secs` for 3 replies each.
 fn ping_all_within(namespaces: &[String], secs: u32) -> Vec<bool> {
-    let deadline = &secs.to_string();
     std::thread::scope(|s| {
         let handles: Vec<_> = namespaces
             .iter()
-            .map(|ns| {
-                s.spawn(move || {
-                    run(
-                        "ip",
-                        &[
-                            "netns",
-                            "exec",
-                            ns,
-                            "ping",
-                            "-n",
-                            "-q",
-                            "-c",
-                            "3",
-                            "-i",
-                            "0.2",
-                            "-w",
-                            deadline,
-                            "-I",
-                            CLIENT_ADDR,
-                            SERVER,
-                        ],
-                    )
-                    .code
-                        == 0
-                })
-            })
+            .map(|ns| s.spawn(move || pings_from(ns, CLIENT_ADDR, SERVER, secs)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })

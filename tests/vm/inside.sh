@@ -57,9 +57,9 @@ while IFS='|' read -r item kind path env args; do
       result FAIL "$item" "test binary did not finish ($why)"
     fi
   else
-    # With kernel WireGuard wanted, no wireguard-go may run meanwhile.
+    # With kernel WireGuard wanted, no userspace implementation may run meanwhile.
     : >"$log.wggo"
-    (while :; do pgrep -a -x wireguard-go >>"$log.wggo"; sleep 0.5; done) &
+    (while :; do pgrep -a -x 'wireguard-go|wgd|boringtun-cli' >>"$log.wggo"; sleep 0.5; done) &
     watcher=$!
     env "${envs[@]}" timeout --kill-after=5 "$item_timeout" "$path" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
@@ -67,7 +67,7 @@ while IFS='|' read -r item kind path env args; do
     if ((rc == 0)); then result PASS "$item"; else result FAIL "$item" "exit $rc"; fi
     if [[ $env == *NIRANSIX_WG_BACKEND=kernel* ]]; then
       if [[ -s $log.wggo ]]; then
-        result FAIL "$item::kernel-wireguard" "wireguard-go ran: $(sort -u "$log.wggo" | head -3 | tr '\n' ' ')"
+        result FAIL "$item::kernel-wireguard" "userspace WireGuard ran: $(sort -u "$log.wggo" | head -3 | tr '\n' ' ')"
       else
         result PASS "$item::kernel-wireguard"
       fi

@@ -152,7 +152,7 @@ fi
 mkdir -p "$out/bin/tests"
 snapshot() { strip --strip-debug -o "$2" "$1" 2>/dev/null || cp "$1" "$2"; }
 if [[ -n $bin ]]; then
-  for t in nsctl wgctl natctl routectl hubctl; do snapshot "$bin/$t" "$out/bin/$t" || bootstrap_failed=1; done
+  for t in nsctl wgctl wgd natctl routectl hubctl; do snapshot "$bin/$t" "$out/bin/$t" || bootstrap_failed=1; done
   bin=$out/bin
 fi
 echo "kernel::wireguard" >>"$out/expected.txt"

@@ -713,6 +713,21 @@ pub fn uapi_state(name: &str) -> Uapi {
     }
 }
 
+/// Whether the UAPI socket of `name` stops being live within `limit` (the process serving it
+/// is dying, or dead).
+pub fn uapi_gone_within(name: &IfName, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if uapi_state(name.as_str()) != Uapi::Live {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The process serving a userspace interface and which implementation it is, found through
 /// one connection to the interface's UAPI socket (its peer's credentials): `show` of a
 /// thousand interfaces asks each process once for this, once for its state, and no more.

@@ -36,6 +36,10 @@ pub const FIRST_ADD_WAIT: Duration = Duration::from_secs(10);
 /// How long the control thread waits for a worker to open or close an interface.
 const WORKER_WAIT: Duration = Duration::from_secs(10);
 
+/// How often every interface's UAPI socket file is looked at, besides the directory's removal
+/// events (which stop if the directory itself is removed and made again).
+const SWEEP: Duration = Duration::from_secs(10);
+
 /// Which worker serves an interface, the interface's id there, and its UAPI socket file
 /// (device, inode).
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +130,7 @@ pub fn run(options: Options) -> Result<(), String> {
 
 impl Daemon {
     fn serve(&mut self, signal_fd: &SignalFd, removals: &Inotify) {
+        let mut swept = Instant::now();
         loop {
             let mut fds = [
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
@@ -139,6 +144,10 @@ impl Daemon {
             }
             if removed {
                 self.close_removed(removals);
+            }
+            if swept.elapsed() >= SWEEP {
+                self.close_unlinked();
+                swept = Instant::now();
             }
             if listening {
                 if let Ok((stream, _)) = self.listener.accept() {
@@ -182,6 +191,21 @@ impl Daemon {
             if entry.is_some_and(|e| !uapi_file_is(name, e.uapi_file)) {
                 self.del(name);
             }
+        }
+    }
+
+    /// Closes the interfaces whose UAPI socket file is no longer theirs.
+    fn close_unlinked(&mut self) {
+        let gone: Vec<String> = self
+            .registry
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .filter(|(name, e)| !uapi_file_is(name, e.uapi_file))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            self.del(&name);
         }
     }
 

@@ -16,7 +16,6 @@ use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use nix::errno::Errno;
 
 use crate::allowed::AllowedIps;
 use crate::peer::{Endpoint, Peer};
@@ -59,21 +58,6 @@ pub struct Iface {
     /// Peers get increasing indices from here: `get=1` lists them in the order they came.
     first_index: u32,
     next_index: u32,
-}
-
-/// Sends `datagram` to `endpoint`, from the local address the peer last wrote to. When that
-/// address or its link is gone (EINVAL, EADDRNOTAVAIL, ENODEV: an address moved to the other
-/// box of a pair, a link made anew), it is forgotten and the kernel picks the source; a full
-/// socket buffer only drops this datagram, as any UDP sender would.
-fn send(udp: &Udp, endpoint: &mut Endpoint, datagram: &[u8]) {
-    match udp.send(datagram, endpoint.addr, endpoint.source) {
-        Ok(()) | Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => {}
-        Err(_) if endpoint.source.is_some() => {
-            endpoint.source = None;
-            let _ = udp.send(datagram, endpoint.addr, None);
-        }
-        Err(_) => {}
-    }
 }
 
 pub fn uapi_path(name: &str) -> PathBuf {
@@ -147,14 +131,14 @@ impl Iface {
         let Some(index) = Tunn::dst_address(packet).and_then(|dst| self.allowed.lookup(dst)) else {
             return;
         };
-        let Some(peer) = self.peers.get_mut(&index) else {
+        let Some(peer) = self.peers.get_mut(&index).filter(|p| p.endpoint.is_some()) else {
             return;
         };
-        let (Some(tunn), Some(endpoint)) = (peer.tunn.as_mut(), peer.endpoint.as_mut()) else {
+        let Some(tunn) = peer.tunn.as_mut() else {
             return;
         };
         if let TunnResult::WriteToNetwork(datagram) = tunn.encapsulate(packet, out) {
-            send(&self.udp, endpoint, datagram);
+            peer.send(&self.udp, datagram);
         }
     }
 
@@ -198,19 +182,13 @@ impl Iface {
         };
         let heard = Endpoint { addr: from, source };
         match tunn.decapsulate(Some(from.ip()), datagram, out) {
+            TunnResult::WriteToNetwork(reply) if reply.first() == Some(&COOKIE_REPLY) => {
+                let _ = self.udp.send(reply, from, source);
+            }
             TunnResult::WriteToNetwork(reply) => {
-                let mut endpoint = heard;
-                if reply.first() != Some(&COOKIE_REPLY) {
-                    peer.endpoint = Some(heard);
-                }
-                send(&self.udp, &mut endpoint, reply);
-                // Packets queued behind the handshake this datagram completed.
-                while let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], out) {
-                    send(&self.udp, &mut endpoint, queued);
-                }
-                if let Some(e) = peer.endpoint.as_mut() {
-                    e.source = endpoint.source;
-                }
+                peer.endpoint = Some(heard);
+                peer.send(&self.udp, reply);
+                peer.send_queued(&self.udp, out);
             }
             TunnResult::WriteToTunnelV4(packet, src) => {
                 peer.endpoint = Some(heard);
@@ -236,13 +214,14 @@ impl Iface {
         if second {
             self.limiter.reset_count();
         }
-        for peer in self.peers.values_mut() {
-            let (Some(tunn), Some(endpoint)) = (peer.tunn.as_mut(), peer.endpoint.as_mut()) else {
+        for peer in self.peers.values_mut().filter(|p| p.endpoint.is_some()) {
+            let Some(tunn) = peer.tunn.as_mut() else {
                 continue;
             };
             if let TunnResult::WriteToNetwork(datagram) = tunn.update_timers(out) {
-                send(&self.udp, endpoint, datagram);
+                peer.send(&self.udp, datagram);
             }
+            peer.keepalive_due(&self.udp, out, false);
         }
     }
 
@@ -363,7 +342,6 @@ impl Iface {
         {
             keepalive_now = k != 0;
             peer.persistent_keepalive = k;
-            rebuild = true;
         }
         if let Some(addr) = set.endpoint {
             peer.endpoint = Some(Endpoint { addr, source: None });
@@ -391,13 +369,7 @@ impl Iface {
         }
         // As wireguard-go and the kernel do: a keepalive set on a peer with an endpoint goes
         // out now (starting a handshake), not one interval later.
-        if keepalive_now {
-            if let (Some(tunn), Some(endpoint)) = (peer.tunn.as_mut(), peer.endpoint.as_mut()) {
-                if let TunnResult::WriteToNetwork(datagram) = tunn.encapsulate(&[], out) {
-                    send(&self.udp, endpoint, datagram);
-                }
-            }
-        }
+        peer.keepalive_due(&self.udp, out, keepalive_now);
     }
 }
 

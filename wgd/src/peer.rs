@@ -1,17 +1,23 @@
-//! One peer of an interface: its configuration, where it was last heard from, and its tunnel
-//! (boringtun's `noise::Tunn`: handshakes, sessions, timers; no I/O).
+//! One peer of an interface: its configuration, where it was last heard from, its tunnel
+//! (boringtun's `noise::Tunn`: handshakes, sessions, timers; no I/O), and sending to it.
+//!
+//! The persistent keepalive is kept here, not in the tunnel: boringtun fixes a tunnel's
+//! keepalive when it makes it, and a tunnel made anew loses its sessions and any handshake in
+//! flight (the hub's `reseed` switches a keepalive on and off again right after a handshake
+//! starts). So the tunnel has none, and [`Peer::keepalive_due`] sends one when nothing went to
+//! the peer for its interval, as WireGuard's persistent keepalive does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::Tunn;
+use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use ipnet::IpNet;
 
 use crate::uapi::{Key, PeerView};
-use crate::udp::Source;
+use crate::udp::{Source, Udp};
 
 /// Where a peer is reached, and from which local address (see [`crate::udp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +37,8 @@ pub struct Peer {
     pub index: u32,
     /// None while the interface has no private key.
     pub tunn: Option<Tunn>,
+    /// When a datagram last went to it.
+    last_sent: Option<Instant>,
     /// Transfer counted by tunnels this peer had before its current one (a new preshared key
     /// or keepalive makes a new tunnel), so the counters only grow.
     carried_tx: u64,
@@ -47,13 +55,15 @@ impl Peer {
             allowed_ips: Vec::new(),
             index,
             tunn: None,
+            last_sent: None,
             carried_tx: 0,
             carried_rx: 0,
         }
     }
 
     /// Makes its tunnel anew with the interface's key `own` (none: no tunnel), keeping the
-    /// transfer counted so far. Sessions are lost: the next packet starts a handshake.
+    /// transfer counted so far. Sessions are lost: the next packet starts a handshake. (Only a
+    /// new key or preshared key needs it.)
     pub fn rebuild(&mut self, own: Option<&StaticSecret>, limiter: &Arc<RateLimiter>) {
         if let Some(old) = self.tunn.take() {
             let (_, tx, rx, _, _) = old.stats();
@@ -65,11 +75,45 @@ impl Peer {
                 secret.clone(),
                 PublicKey::from(self.public_key),
                 self.preshared_key,
-                (self.persistent_keepalive != 0).then_some(self.persistent_keepalive),
+                None,
                 self.index,
                 Some(Arc::clone(limiter)),
             )
         });
+    }
+
+    /// Sends `datagram` to its endpoint (if it has one).
+    pub fn send(&mut self, udp: &Udp, datagram: &[u8]) {
+        if let Some(endpoint) = self.endpoint.as_mut() {
+            send(udp, endpoint, datagram);
+            self.last_sent = Some(Instant::now());
+        }
+    }
+
+    /// The packets its tunnel queued behind a handshake that just completed.
+    pub fn send_queued(&mut self, udp: &Udp, out: &mut [u8]) {
+        while let Some(tunn) = self.tunn.as_mut() {
+            let TunnResult::WriteToNetwork(queued) = tunn.decapsulate(None, &[], out) else {
+                break;
+            };
+            self.send(udp, queued);
+        }
+    }
+
+    /// Its persistent keepalive, when nothing went to it for the interval (or `now` asks for it
+    /// whatever the interval: a keepalive just switched on goes out at once, as wireguard-go
+    /// and the kernel send it). Without a session, the keepalive is a handshake initiation.
+    pub fn keepalive_due(&mut self, udp: &Udp, out: &mut [u8], now: bool) {
+        let interval = Duration::from_secs(u64::from(self.persistent_keepalive));
+        let due = self.persistent_keepalive != 0
+            && self.endpoint.is_some()
+            && (now || self.last_sent.is_none_or(|t| t.elapsed() >= interval));
+        let Some(tunn) = self.tunn.as_mut().filter(|_| due) else {
+            return;
+        };
+        if let TunnResult::WriteToNetwork(datagram) = tunn.encapsulate(&[], out) {
+            self.send(udp, datagram);
+        }
     }
 
     /// What `get=1` tells of it.
@@ -91,5 +135,21 @@ impl Peer {
             persistent_keepalive: self.persistent_keepalive,
             allowed_ips: self.allowed_ips.clone(),
         }
+    }
+}
+
+/// Sends `datagram` to `endpoint`, from the local address the peer last wrote to. When that
+/// address or its link is gone (EINVAL, EADDRNOTAVAIL, ENODEV: an address moved to the other
+/// box of a pair, a link made anew), it is forgotten and the kernel picks the source; a full
+/// socket buffer only drops this datagram, as any UDP sender would.
+pub fn send(udp: &Udp, endpoint: &mut Endpoint, datagram: &[u8]) {
+    use nix::errno::Errno;
+    match udp.send(datagram, endpoint.addr, endpoint.source) {
+        Ok(()) | Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => {}
+        Err(_) if endpoint.source.is_some() => {
+            endpoint.source = None;
+            let _ = udp.send(datagram, endpoint.addr, None);
+        }
+        Err(_) => {}
     }
 }

@@ -2,11 +2,11 @@
 //! the kernel (generic netlink) or wireguard-go (UAPI), like `wg show`. Never a private or
 //! preshared key: only whether a peer has one.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Args;
 use common::types::IfName;
-use common::{Ctx, Outcome, Result};
+use common::{vlog, Ctx, Outcome, Result};
 use serde::Serialize;
 use wireguard_control::PeerInfo;
 
@@ -66,18 +66,47 @@ pub fn run(ctx: &Ctx, args: Show) -> Result<Outcome> {
         // (a userspace interface's process is found once, for its state and its listeners)
         let (dev, userspace, filtered) = match link.backend {
             Backend::Kernel => (backend::read_device(&ifname, link.backend)?, None, None),
-            Backend::Userspace => {
-                let served = backend::served(&ifname)?;
-                (
-                    served.read(&ifname)?,
-                    served.userspace,
-                    served.listener_filtered(),
-                )
-            }
+            Backend::Userspace => match read_userspace(&ifname)? {
+                Some(r) => (r.dev, r.userspace, r.filtered),
+                None => continue,
+            },
         };
         interfaces.push(iface_json(name, &link, &dev, userspace, filtered));
     }
     Outcome::listing("interfaces", interfaces)
+}
+
+/// What `show` reads of a userspace interface.
+struct UserspaceRead {
+    dev: DeviceInfo,
+    userspace: Option<Userspace>,
+    filtered: Option<bool>,
+}
+
+/// A userspace interface's state, the implementation serving it and whether its listeners are
+/// filtered; None when what served it went away while it was read (a process dying: its
+/// socket still queued our connection, then reset it). Its link goes with it, and a link
+/// without a live UAPI socket is no userspace interface: it is left out, as it would have
+/// been a moment later.
+fn read_userspace(name: &IfName) -> Result<Option<UserspaceRead>> {
+    let read = backend::served(name).and_then(|served| {
+        Ok(UserspaceRead {
+            dev: served.read(name)?,
+            userspace: served.userspace,
+            filtered: served.listener_filtered(),
+        })
+    });
+    match read {
+        Ok(read) => Ok(Some(read)),
+        Err(e) if backend::uapi_gone_within(name, Duration::from_secs(1)) => {
+            vlog!(
+                1,
+                "{name}: its userspace server went away while it was read ({e})"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn iface_json(
