@@ -25,6 +25,14 @@ const CLIENT_ADDR: &str = "192.168.1.10";
 const CIDR6: &str = "fd64::/64";
 const CLIENT_ADDR6: &str = "fd00::10/128";
 const CENTER6: &str = "fd64::a";
+/// How long a client's first ping may wait for its tunnel's first handshake (s). wireguard-go
+/// sends a new initiation every 5 s while one goes unanswered. With boringtun-cli 0.7 serving
+/// the hub's side, one client in a few runs got its first working handshake 15 s after it began
+/// (the hub's and the client's `latest_handshake` agree; the other client, started with it, was
+/// through at once); a similar first-contact delay of 10-16 s is reported upstream
+/// (cloudflare/boringtun#247). The deadline only matters when something is wrong: a ping that
+/// gets its replies ends at once.
+const FIRST_CONTACT: u32 = 35;
 
 /// A hub under test (the kit's [`HubLab`], with `settings` on top), up, with the IPv6 underlay
 /// bridge `ul` in its center holding 2001:db8::10 (what `peer conf` names as the endpoint).
@@ -220,6 +228,17 @@ impl WgQuickClient {
     #[track_caller]
     fn link(&self) -> Value {
         ip_json(Some(&self.ns), &["link", "show", "dev", &self.iface])[0].clone()
+    }
+
+    /// What a failed ping message shows of the client's tunnel and the hub's side of it: the
+    /// client's `wg show dump`, the hub peer's `wgctl show`, and the center's UDP sockets.
+    fn diagnosis(&self, hub: &HubLab, peer: &str) -> String {
+        format!(
+            "client: {}\nhub side: {}\ncenter's UDP sockets: {}",
+            wg_show(&self.ns, &self.iface, "dump"),
+            hub.hub_wgctl_show(peer),
+            nsh(&hub.ns, "ss -uanp").stdout
+        )
     }
 
     /// `ping OPTIONS` in the client namespace.
@@ -581,7 +600,11 @@ fn generated_key_config_pings_the_center() {
 
     let mut client = WgQuickClient::new(&mut hub, "a");
     client.up(&conf);
-    assert!(client.ping(CENTER, 15), "client a pings {CENTER}");
+    assert!(
+        client.ping(CENTER, FIRST_CONTACT),
+        "client a pings {CENTER}: {}",
+        client.diagnosis(&hub, "a")
+    );
     // The client's interface holds 192.168.1.10, and the hub saw its key.
     let addrs = ip_json(Some(&client.ns), &["addr", "show", "dev", &client.iface]);
     assert!(
@@ -659,7 +682,10 @@ fn own_key_config_needs_the_private_key_file() {
         public
     );
     client.up(&filled.stdout);
-    assert!(client.ping(CENTER, 15), "own-key client pings {CENTER}");
+    assert!(
+        client.ping(CENTER, FIRST_CONTACT),
+        "own-key client pings {CENTER}"
+    );
 
     let (other, _) = key_pair();
     let other_file = scratch.0.join("other.key");
@@ -725,7 +751,10 @@ fn key_files_as_written_make_working_configs() {
     assert!(broken.is_empty(), "{}", broken.join("\n"));
     let mut client = WgQuickClient::new(&mut hub, "n");
     client.up(&good_conf.expect("some key file accepted"));
-    assert!(client.ping(CENTER, 15), "client n pings {CENTER}");
+    assert!(
+        client.ping(CENTER, FIRST_CONTACT),
+        "client n pings {CENTER}"
+    );
 }
 
 /// (3) `--preshared-key generate`: the config carries it, the hub side has it (not `(none)`), the
@@ -768,7 +797,7 @@ fn preshared_key_is_required_by_the_hub() {
     let mut client = WgQuickClient::new(&mut hub, "c1");
     client.up(&conf);
     assert!(
-        client.ping(CENTER, 30),
+        client.ping(CENTER, FIRST_CONTACT),
         "client with the PSK pings {CENTER}"
     );
 }
@@ -798,7 +827,10 @@ fn mtu_reaches_both_interfaces() {
     let mut client = WgQuickClient::new(&mut hub, "d");
     client.up(&conf);
     assert_eq!(client.link()["mtu"], 1380, "client side: {}", client.link());
-    assert!(client.ping(CENTER, 15), "client d pings {CENTER}");
+    assert!(
+        client.ping(CENTER, FIRST_CONTACT),
+        "client d pings {CENTER}"
+    );
     // 1352 bytes of payload + 8 ICMP + 20 IP = 1380, with DF.
     let big = client.ping_with(&format!("-c 2 -W 3 -M do -s 1352 {CENTER}"));
     assert_eq!(big.code, 0, "a 1380-byte packet crosses: {}", big.stdout);
@@ -816,7 +848,10 @@ fn keepalive_reaches_both_sides() {
     assert_eq!(hub.peer_status("e")["keepalive"], 7);
     let mut client = WgQuickClient::new(&mut hub, "e");
     client.up(&conf);
-    assert!(client.ping(CENTER, 15), "client e pings {CENTER}");
+    assert!(
+        client.ping(CENTER, FIRST_CONTACT),
+        "client e pings {CENTER}"
+    );
     let client_pub = public_key_of(&conf_value(&conf, "PrivateKey"));
     assert_eq!(
         client.wg("persistent-keepalive"),
@@ -885,8 +920,8 @@ fn ipv6_clients_with_one_address_reach_the_center() {
             .iter()
             .map(|c| {
                 s.spawn(move || {
-                    let six = c.ping_with(&format!("-6 -c 5 -i 0.2 -w 15 {CENTER6}"));
-                    (six.code == 0, c.ping(CENTER, 15))
+                    let six = c.ping_with(&format!("-6 -c 5 -i 0.2 -w {FIRST_CONTACT} {CENTER6}"));
+                    (six.code == 0, c.ping(CENTER, FIRST_CONTACT))
                 })
             })
             .collect();
@@ -895,7 +930,13 @@ fn ipv6_clients_with_one_address_reach_the_center() {
     assert_eq!(
         results,
         vec![(true, true); 2],
-        "both clients (same v6 address {CLIENT_ADDR6}) reach {CENTER6} and {CENTER} at once"
+        "both clients (same v6 address {CLIENT_ADDR6}) reach {CENTER6} and {CENTER} at once: {}",
+        clients
+            .iter()
+            .zip(["f", "g"])
+            .map(|(c, name)| c.diagnosis(&hub, name))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // NAT66: the center answered each client at its peer's own v6 address, never fd00::10. In
     // netns mode the answers cross the bridge (the center's neighbours); in zones mode the
@@ -950,8 +991,8 @@ fn rekey_while_clients_run(client_too: bool) -> (String, String, BTreeSet<String
     old.up(&old_conf);
     let mut other = WgQuickClient::new(&mut hub, "o");
     other.up(&hub.conf("o"));
-    assert!(old.ping(CENTER, 15), "h before the rekey");
-    assert!(other.ping(CENTER, 15), "o before the rekey");
+    assert!(old.ping(CENTER, FIRST_CONTACT), "h before the rekey");
+    assert!(other.ping(CENTER, FIRST_CONTACT), "o before the rekey");
     let hub_key = |hub: &HubLab, name: &str| hub.hub_wgctl_show(name)["public_key"].clone();
     let hub_key_before = hub_key(&hub, "h");
     let other_key_before = hub_key(&hub, "o");
@@ -984,7 +1025,10 @@ fn rekey_while_clients_run(client_too: bool) -> (String, String, BTreeSet<String
     // (30 s, as for the PSK client: the new client's first initiation may go unanswered while
     // the hub side still deals with the old client's, and WireGuard retries every 5 s; a loaded
     // CI machine once took longer than 15 s here with boringtun on the hub side)
-    assert!(new.ping(CENTER, 30), "a client from the new config pings");
+    assert!(
+        new.ping(CENTER, FIRST_CONTACT),
+        "a client from the new config pings"
+    );
     pinger.stop_without_loss(100, "the rekey of another peer");
     eprintln!("old client: {early} replies in the 15 s after the rekey");
     assert_eq!(
@@ -1088,7 +1132,10 @@ fn qr_code_decodes_to_the_config() {
     assert_eq!(decoded, conf, "the QR code holds exactly peer conf's text");
     let mut client = WgQuickClient::new(&mut hub, "q");
     client.up(&decoded);
-    assert!(client.ping(CENTER, 15), "the decoded config pings {CENTER}");
+    assert!(
+        client.ping(CENTER, FIRST_CONTACT),
+        "the decoded config pings {CENTER}"
+    );
 }
 
 /// (9) Bad per-peer settings and IPv6 settings: exit 2 naming the value, nothing changed.

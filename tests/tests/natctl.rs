@@ -4252,15 +4252,7 @@ fn stored_ids_of_earlier_layouts_are_not_trusted() {
         .map(|i| format!("mark --iif p{i} --set {}\n", i + 1))
         .collect();
     run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
-    let cookie = nsh(
-        &ns,
-        "python3 -c 'import socket, struct; \
-         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
-         print(\"%016x\" % struct.unpack(\"Q\", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])'",
-    )
-    .ok()
-    .stdout;
-    let file = format!("/run/niransix/natctl/{}", cookie.trim());
+    let file = store_file(&ns);
     for format in ["v2", "v3"] {
         // The table as the natctl of then knew it complete. v2: no zones_out, no marks_out
         // (their maps stay, harmless). v3: zones_out without its dispatch rules and maps.
@@ -4289,7 +4281,7 @@ fn stored_ids_of_earlier_layouts_are_not_trusted() {
         let stored = std::fs::read_to_string(&file).expect("the stored ids");
         let (head, ids) = stored.split_once('\n').unwrap();
         let generation = head
-            .strip_prefix("v4 ")
+            .strip_prefix("v5 ")
             .expect(head)
             .split(' ')
             .next()
@@ -4320,6 +4312,85 @@ fn stored_ids_of_earlier_layouts_are_not_trusted() {
             .iter()
             .all(|c| c.starts_with("marks.iif.p")));
     }
+}
+
+/// Where natctl keeps the rule ids of namespace NS between processes (the store): a file named
+/// by the namespace's cookie.
+fn store_file(ns: &str) -> String {
+    let cookie = nsh(
+        ns,
+        "python3 -c 'import socket, struct; \
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
+         print(\"%016x\" % struct.unpack(\"Q\", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])'",
+    )
+    .ok()
+    .stdout;
+    format!("/run/niransix/natctl/{}", cookie.trim())
+}
+
+/// In a big table (the store keeps its ids, and the chains of each), a `del` of its own process
+/// reads only the chains of its id, and each commit is a line appended to the store: a key's
+/// chain and map element still go with its last rule, an id deleted is gone for the next
+/// process, and a store cut short in the middle of a line (a natctl killed while appending) is
+/// not trusted.
+#[test]
+fn deletes_in_a_big_table_from_the_stored_chains() {
+    let lab = Lab::new();
+    let ns = lab.netns("bigdel");
+    let accept = |i: u32| format!("filter --iif p{i} --dst 10.0.0.0/8 --verdict accept");
+    let default = |i: u32| format!("filter --iif p{i} --default drop");
+    let text: String = (0..150)
+        .map(|i| format!("{}\n{}\n", accept(i), default(i)))
+        .collect();
+    let r = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
+    let ids: Vec<String> = r
+        .json_lines()
+        .iter()
+        .map(|l| l["rule"]["id"].as_str().expect("an id").to_string())
+        .collect();
+    let accept_id = |i: usize| ids[2 * i].clone();
+    let default_id = |i: usize| ids[2 * i + 1].clone();
+    assert_eq!(kernel_rule_count(&ns), 300);
+    let file = store_file(&ns);
+    let elements = |ns: &str| nft_table(ns).elements("forward.iif").len();
+    assert_eq!(elements(&ns), 150);
+
+    // p5's accept goes: its chain and element stay, with the default.
+    assert!(natctl(&ns, &["del", &accept_id(5)]).ok().changed());
+    assert_eq!(handles_of(&ns, &default_id(5))[0].0, "forward.iif.p5");
+    assert_eq!(elements(&ns), 150);
+    // Its default goes: so do its chain and element; an id gone is not there for the next one.
+    assert!(natctl(&ns, &["del", &default_id(5)]).ok().changed());
+    natctl_chain_absent(&ns, "forward.iif.p5");
+    assert_eq!(elements(&ns), 149);
+    assert!(!natctl(&ns, &["del", &default_id(5)]).ok().changed());
+    assert_eq!(kernel_rule_count(&ns), 298);
+    let stored = std::fs::read_to_string(&file).expect("the store");
+    // (the journal's last two lines: the batch's adds since its snapshot come before)
+    let journal: Vec<&str> = stored.lines().filter(|l| l.starts_with('@')).collect();
+    assert!(journal.len() >= 2, "{stored}");
+    assert_eq!(
+        journal[journal.len() - 2..]
+            .iter()
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect::<Vec<_>>(),
+        [format!("-{}", accept_id(5)), format!("-{}", default_id(5))],
+        "each delete appended to the store: {stored}"
+    );
+
+    // Cut short, as by a kill in the middle of an append: the next natctl dumps.
+    std::fs::write(&file, &stored[..stored.len() - 1]).unwrap();
+    let words = default(5);
+    let words: Vec<&str> = words.split(' ').collect();
+    let back = add(&ns, &words);
+    assert!(back.changed && back.rule.id == default_id(5));
+    assert_eq!(handles_of(&ns, &default_id(5))[0].0, "forward.iif.p5");
+    assert!(natctl(&ns, &["del", &default_id(6)]).ok().changed());
+    assert!(natctl(&ns, &["del", &accept_id(6)]).ok().changed());
+    natctl_chain_absent(&ns, "forward.iif.p6");
+    assert_eq!(elements(&ns), 149);
+    assert_eq!(kernel_rule_count(&ns), 297);
+    assert_list_matches_nft(&ns);
 }
 
 /// The rules of each of 200 interfaces (a zone, a connection mark, a filter's accept and

@@ -20,8 +20,9 @@ pub struct Del {
 impl Del {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         let lock = lock::namespace(&ctx.ns_label())?;
-        // (a batch deleting many ids dumps the table once: see `cache`)
-        let seen = nft::cache::with_rules(&lock, super::classify, |kernel| {
+        // (only the chains that hold the id's rules, where the store knows them; else the
+        // whole table, once for a batch deleting many ids: see `cache`)
+        let seen = nft::cache::with_rules_of(&lock, super::classify, &self.id, |kernel| {
             let found: Vec<_> = kernel
                 .iter()
                 .filter(|k| k.id() == Some(self.id.as_str()))

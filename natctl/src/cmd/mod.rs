@@ -198,7 +198,9 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
             }
         };
         nft::add_rule(rule, &structure, &replacing).with_context(what)?;
-        nft::cache::committed(&lock, seen.generation, nft::cache::Change::Added(&id));
+        let chains = nft::dispatch::chains_of(rule);
+        let change = nft::cache::Change::Added(&id, &chains);
+        nft::cache::committed(&lock, seen.generation, change);
     }
     Outcome::object(true, "rule", rule.view(ctx.netns_name()))
 }

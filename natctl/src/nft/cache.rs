@@ -21,27 +21,30 @@ use nftnl::nftnl_sys::{self as sys, libc};
 use super::batch;
 use super::list::{self, KernelRule};
 use super::lock::NsLock;
-use super::store;
+use super::store::{self, Stored};
 
 struct Known {
     generation: u32,
-    /// The ids whose nftables rules are exactly what the id stands for (`audit`).
-    ids: HashSet<String>,
-    /// The ids the table holds otherwise: some part missing, changed or repeated.
-    stale: HashSet<String>,
-    /// The table, all its base chains and their dispatch maps and rules exist (we committed them
-    /// at this generation, or a dump showed them), so the next add can skip re-adding them:
-    /// updating an existing base chain costs the kernel far more than adding a rule.
-    complete: bool,
+    /// What is known of the table at `generation`: the ids whose nftables rules are exactly
+    /// what the id stands for (`audit`), those the table holds otherwise (some part missing,
+    /// changed or repeated), the chains holding each id's rules, and whether the table, all its
+    /// base chains and their dispatch maps and rules exist (we committed them at this
+    /// generation, or a dump showed them), so the next add can skip re-adding them: updating an
+    /// existing base chain costs the kernel far more than adding a rule.
+    table: Stored,
     /// The rules as this process dumped them at `generation`, with their handles (what `del`
     /// needs); None when the ids came from the store, or after an add (its handle is unknown).
     rules: Option<Vec<KernelRule>>,
+    /// The generation the store's file holds, as far as this process knows (it read or wrote
+    /// it): a commit of ours from there is one line appended.
+    stored_at: Option<u32>,
 }
 
 /// A commit of ours, to carry what is known forward by.
 pub enum Change<'a> {
-    /// The rule of this id was added (replacing whatever carried the id before).
-    Added(&'a str),
+    /// The rule of this id was added in these chains (replacing whatever carried the id
+    /// before).
+    Added(&'a str, &'a [String]),
     /// The rules of this id were deleted.
     Deleted(&'a str),
 }
@@ -125,8 +128,8 @@ pub fn with_ids<T>(
 ) -> io::Result<Seen<T>> {
     look(lock, false, classify, |known| {
         f(&Ids {
-            intact: &known.ids,
-            stale: &known.stale,
+            intact: &known.table.ids,
+            stale: &known.table.stale,
         })
     })
 }
@@ -143,6 +146,58 @@ pub fn with_rules<T>(
     })
 }
 
+/// Where the rules of one id are to be read.
+enum Whereabouts {
+    /// In this process's dump, or anywhere: the whole table.
+    Anywhere,
+    /// Nowhere: the table holds no rule of the id.
+    Nowhere,
+    /// Only in these chains.
+    In(Vec<String>),
+}
+
+/// As [`with_rules`], for what concerns the rules of ID: every rule of the chains that hold
+/// them (all of the table when this process dumped it at the current generation). Where this
+/// process or the store knows those chains at the current generation, only they are dumped: a
+/// `del` in a big table then costs what it costs in a small one. `f` gets no rule when the id
+/// is not there.
+pub fn with_rules_of<T>(
+    lock: &NsLock,
+    classify: Classify,
+    id: &str,
+    f: impl FnOnce(&[KernelRule]) -> T,
+) -> io::Result<Seen<T>> {
+    let seen = look(lock, false, classify, |known| {
+        let t = &known.table;
+        if known.rules.is_some() {
+            Whereabouts::Anywhere
+        } else if let Some(chains) = t.chains.get(id).filter(|c| !c.is_empty()) {
+            Whereabouts::In(chains.clone())
+        } else if t.ids.contains(id) || t.stale.contains(id) {
+            Whereabouts::Anywhere
+        } else {
+            Whereabouts::Nowhere
+        }
+    })?;
+    let rules = match seen.answer {
+        Whereabouts::Anywhere => return with_rules(lock, classify, f),
+        Whereabouts::Nowhere => Vec::new(),
+        Whereabouts::In(chains) => {
+            let rules = list::rules_in(&chains)?;
+            // (a commit by someone else since: what those chains said may be of another table)
+            if generation()? != seen.generation {
+                return with_rules(lock, classify, f);
+            }
+            rules
+        }
+    };
+    Ok(Seen {
+        generation: seen.generation,
+        complete: seen.complete,
+        answer: f(&rules),
+    })
+}
+
 fn look<T>(
     lock: &NsLock,
     need_rules: bool,
@@ -151,36 +206,42 @@ fn look<T>(
 ) -> io::Result<Seen<T>> {
     let generation = generation()?;
     let ns = lock.ns;
-    let fresh = KNOWN.with(|k| {
-        k.borrow().get(&ns).is_some_and(|known| {
-            known.generation == generation && (known.rules.is_some() || !need_rules)
-        })
+    // What this process knows at this generation (without the rules, after an add of ours).
+    let (fresh, earlier) = KNOWN.with(|k| {
+        let k = k.borrow();
+        let same = k.get(&ns).filter(|known| known.generation == generation);
+        (
+            same.is_some_and(|known| known.rules.is_some() || !need_rules),
+            same.map(|known| (known.table.complete, known.stored_at)),
+        )
     });
     if !fresh {
-        // (known at this generation without the rules, after an add of ours: keep what it knew)
-        let complete = KNOWN.with(|k| {
-            let k = k.borrow();
-            let same = k.get(&ns).filter(|known| known.generation == generation);
-            same.map(|known| known.complete)
-        });
         let stored = (!need_rules)
             .then(|| lock.cookie.and_then(|c| store::load(c, generation)))
             .flatten();
         let known = match stored {
-            Some(stored) => Known {
+            Some(table) => Known {
                 generation,
-                ids: stored.ids,
-                stale: stored.stale,
-                complete: stored.complete,
+                table,
                 rules: None,
+                stored_at: Some(generation),
             },
             None => {
                 let rules = list::rules()?;
-                let (intact, stale) = classify(&rules);
+                let (ids, stale) = classify(&rules);
+                let mut chains: HashMap<String, Vec<String>> = HashMap::new();
+                for rule in &rules {
+                    if let Some(id) = rule.id() {
+                        let list = chains.entry(id.to_string()).or_default();
+                        if !list.contains(&rule.chain) {
+                            list.push(rule.chain.clone());
+                        }
+                    }
+                }
                 // (a dump shows it too: every base chain with all its dispatch rules means the
                 // table, the chains and the maps those rules look up are there; so an add after
                 // a `del`, whose dump is stored, need not dump again to learn it)
-                let whole = complete.unwrap_or_else(|| {
+                let complete = earlier.map(|(complete, _)| complete).unwrap_or_else(|| {
                     super::dispatch::lacking(
                         rules
                             .iter()
@@ -188,15 +249,20 @@ fn look<T>(
                     )
                     .is_empty()
                 });
-                let known = Known {
+                let mut known = Known {
                     generation,
-                    ids: intact,
-                    stale,
-                    complete: whole,
+                    table: Stored {
+                        complete,
+                        ids,
+                        stale,
+                        chains,
+                        journal: 0,
+                    },
                     rules: Some(rules),
+                    stored_at: earlier.and_then(|(_, at)| at),
                 };
-                if complete.is_none() {
-                    persist(lock, &known);
+                if known.stored_at != Some(generation) {
+                    persist(lock, &mut known);
                 }
                 known
             }
@@ -208,7 +274,7 @@ fn look<T>(
         let known = &k[&ns];
         Ok(Seen {
             generation,
-            complete: known.complete,
+            complete: known.table.complete,
             answer: f(known),
         })
     })
@@ -223,23 +289,28 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
         let mut k = k.borrow_mut();
         match (after, k.get_mut(&ns)) {
             (Some(g), Some(known)) if known.generation == before && g == before.wrapping_add(1) => {
-                match change {
-                    Change::Added(id) => {
-                        known.ids.insert(id.to_string());
-                        known.stale.remove(id);
+                let t = &mut known.table;
+                let entry = match change {
+                    Change::Added(id, chains) => {
+                        t.ids.insert(id.to_string());
+                        t.stale.remove(id);
+                        t.chains.insert(id.to_string(), chains.to_vec());
+                        t.complete = true;
                         known.rules = None;
-                        known.complete = true;
+                        store::Entry::Added(id, chains)
                     }
                     Change::Deleted(id) => {
-                        known.ids.remove(id);
-                        known.stale.remove(id);
+                        t.ids.remove(id);
+                        t.stale.remove(id);
+                        t.chains.remove(id);
                         if let Some(rules) = &mut known.rules {
                             rules.retain(|r| r.id() != Some(id));
                         }
+                        store::Entry::Deleted(id)
                     }
-                }
+                };
                 known.generation = g;
-                persist(lock, known);
+                record(lock, known, entry);
             }
             _ => {
                 k.remove(&ns);
@@ -248,14 +319,24 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
     });
 }
 
-fn persist(lock: &NsLock, known: &Known) {
-    if let Some(cookie) = lock.cookie {
-        store::save(
-            cookie,
-            known.generation,
-            known.complete,
-            &known.ids,
-            &known.stale,
-        );
+/// Stores KNOWN after a commit of ours, ENTRY: a line appended when the file holds the
+/// generation before, else a snapshot.
+fn record(lock: &NsLock, known: &mut Known, entry: store::Entry) {
+    let Some(cookie) = lock.cookie else { return };
+    let appendable = known.stored_at == Some(known.generation.wrapping_sub(1))
+        && !store::journal_full(&known.table);
+    if appendable && store::append(cookie, known.generation, entry).is_ok() {
+        known.table.journal += 1;
+        known.stored_at = Some(known.generation);
+    } else {
+        persist(lock, known);
     }
+}
+
+/// Writes KNOWN's snapshot to the store.
+fn persist(lock: &NsLock, known: &mut Known) {
+    let Some(cookie) = lock.cookie else { return };
+    known.table.journal = 0;
+    let written = store::save(cookie, known.generation, &known.table);
+    known.stored_at = written.then_some(known.generation);
 }

@@ -188,6 +188,17 @@ pub fn chain_of(part: &Part) -> String {
     }
 }
 
+/// The chains RULE's parts live in, each once, in the order of its parts.
+pub fn chains_of(rule: &crate::rule::Rule) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in rule.parts.iter().map(chain_of) {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
 fn stage_name(stage: Stage) -> String {
     stage.name().to_string_lossy().into_owned()
 }

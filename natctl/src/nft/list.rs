@@ -67,33 +67,7 @@ pub(super) fn request_msg(
 
 /// Every rule in `table inet natctl`, in chain order. An absent table gives an empty list.
 pub fn rules() -> io::Result<Vec<KernelRule>> {
-    let seq = 1;
-    let family = libc::NFPROTO_INET as u16;
-    let msg = request_msg(
-        libc::NFT_MSG_GETRULE,
-        family,
-        libc::NLM_F_DUMP,
-        seq,
-        |hdr| {
-            // SAFETY: `hdr` is the header request_msg just built, with a maximum-size message's
-            // room after it for the few bytes of one table name. The rule is allocated here
-            // (non-NULL, see `allocated`), TABLE is NUL-terminated and copied by libnftnl, and the
-            // rule is freed once its attributes are written into the message, which keeps no
-            // pointer to it.
-            unsafe {
-                let r = super::allocated(sys::nftnl_rule_alloc()).as_ptr();
-                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, TABLE.as_ptr());
-                sys::nftnl_rule_nlmsg_build_payload(hdr, r);
-                sys::nftnl_rule_free(r);
-            }
-        },
-    );
-    let mut out = Vec::new();
-    match batch::request(&msg, seq, parse_rule, &mut out) {
-        Ok(()) => {}
-        Err(e) if Kind::of(&e) == Kind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
+    let mut out = dump_rules(None)?;
     // (a base chain's name has no dot; a key's chain is named STAGE.KIND.VALUE)
     // (the maps asked are those of the key chains present: a key chain STAGE.KIND.VALUE is
     // reached through the map STAGE.KIND; neither a stage nor a kind has a dot)
@@ -113,6 +87,55 @@ pub fn rules() -> io::Result<Vec<KernelRule>> {
         }
     }
     Ok(out)
+}
+
+/// The rules of natctl's chains CHAINS, each asked for by name (the kernel looks the chain up
+/// and dumps only its rules): what `del` needs of a big table, whose whole dump costs time in
+/// proportion to the table. Their `reachable` is not looked at (true). A chain that is not
+/// there has no rules.
+pub fn rules_in(chains: &[String]) -> io::Result<Vec<KernelRule>> {
+    let mut out = Vec::new();
+    for chain in chains {
+        let Ok(name) = CString::new(chain.as_str()) else {
+            continue;
+        };
+        out.extend(dump_rules(Some(&name))?);
+    }
+    Ok(out)
+}
+
+/// The rules of natctl's table, or of its chain CHAIN only.
+fn dump_rules(chain: Option<&CStr>) -> io::Result<Vec<KernelRule>> {
+    let seq = 1;
+    let family = libc::NFPROTO_INET as u16;
+    let msg = request_msg(
+        libc::NFT_MSG_GETRULE,
+        family,
+        libc::NLM_F_DUMP,
+        seq,
+        |hdr| {
+            // SAFETY: `hdr` is the header request_msg just built, with a maximum-size message's
+            // room after it for the few bytes of a table and a chain name. The rule is
+            // allocated here (non-NULL, see `allocated`), TABLE and CHAIN are NUL-terminated and
+            // copied by libnftnl, and the rule is freed once its attributes are written into the
+            // message, which keeps no pointer to it.
+            unsafe {
+                let r = super::allocated(sys::nftnl_rule_alloc()).as_ptr();
+                sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, TABLE.as_ptr());
+                if let Some(chain) = chain {
+                    sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+                }
+                sys::nftnl_rule_nlmsg_build_payload(hdr, r);
+                sys::nftnl_rule_free(r);
+            }
+        },
+    );
+    let mut out = Vec::new();
+    match batch::request(&msg, seq, parse_rule, &mut out) {
+        Ok(()) => Ok(out),
+        Err(e) if Kind::of(&e) == Kind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The chains that the elements of natctl's dispatch maps MAPS jump to.
