@@ -156,6 +156,9 @@ pub struct Ctx {
     pub ns: Option<NsTarget>,
     /// `--check`: compute and report, but change nothing.
     pub check: bool,
+    /// A batch line whose change may wait for the lines after it ([`Command::deferrable`]): it
+    /// plans its change and leaves it pending, and [`Command::settle`] commits what is pending.
+    pub defer: bool,
     rt: &'static tokio::runtime::Runtime,
 }
 
@@ -191,6 +194,20 @@ pub trait Command: Subcommand + std::fmt::Debug {
     /// line is refused (exit 2) before any line runs.
     fn batch_refusal(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Whether this command, as a batch line, may leave its change pending (planned, its output
+    /// known) for [`Command::settle`] to commit with those of the deferrable lines after it, in
+    /// the same namespace, as one transaction: natctl's rule adds, which nftables validates
+    /// whole at each commit (its cost grows with the table). A line alone is never deferred.
+    fn deferrable(&self) -> bool {
+        false
+    }
+
+    /// Commits what the deferred lines left pending, in the namespace the thread is in. On
+    /// failure: how many of them, in order, took effect, and the error of the first that did not.
+    fn settle(_ctx: &Ctx) -> std::result::Result<(), (usize, Error)> {
+        Ok(())
     }
 
     /// False for the few commands that need no privilege (`wgctl genkey`, like `wg genkey`):
@@ -301,7 +318,7 @@ fn drive<C: Command>(tool: &'static str, about: &'static str, cli: Cli<C>) -> Re
                     "no command given (try '{tool} --help')"
                 )));
             };
-            let out = execute(tool, cmd, &cli.global)?;
+            let out = execute(tool, cmd, &cli.global, false)?;
             print(&out, pretty)
         }
     }
@@ -333,35 +350,47 @@ fn print(out: &Outcome, pretty: bool) -> Result<()> {
     .context("writing to stdout")
 }
 
-/// Enters the command's namespace, runs it, and comes back (the same for every batch line).
-fn execute<C: Command>(tool: &'static str, cmd: Top<C>, global: &GlobalArgs) -> Result<Outcome> {
+/// Enters the command's namespace, runs it (DEFER: as a deferred batch line), and comes back
+/// (the same for every batch line).
+fn execute<C: Command>(
+    tool: &'static str,
+    cmd: Top<C>,
+    global: &GlobalArgs,
+    defer: bool,
+) -> Result<Outcome> {
     match cmd {
         Top::Builtin(Builtin::Version) => version(tool),
         Top::Builtin(Builtin::Completions { shell }) => {
             Ok(Outcome::text(complete::registration(tool, shell)))
         }
         Top::Tool(cmd) => {
-            // `enter` does nothing when the thread is already there: without --ns no setns
-            // happens, which an unprivileged caller could not do.
-            let target = global.ns.as_ref().map(NetnsFd::open).transpose();
-            let entered = target.and_then(|fd| fd.as_ref().map(NetnsFd::enter).transpose());
-            let _entered = entered.map_err(|e| privilege::explain(e, privilege::CAP_SYS_ADMIN))?;
             crate::vlog!(3, "{tool}: {cmd:?}");
-            let ctx = Ctx {
-                ns: global.ns.clone(),
-                check: global.check,
-                rt: netns::runtime()?,
-            };
             let privileged = cmd.needs_privilege();
-            let res = cmd.run(&ctx);
-            // Before the guard takes the thread back: the sockets belong to this command.
-            crate::nl::close_all();
-            match res {
+            inside(global, defer, |ctx| cmd.run(ctx)).and_then(|res| match res {
                 Err(e) if privileged => Err(privilege::explain(e, privilege::CAP_NET_ADMIN)),
                 other => other,
-            }
+            })
         }
     }
+}
+
+/// Runs F with the context of GLOBAL, inside its namespace, and comes back.
+fn inside<T>(global: &GlobalArgs, defer: bool, f: impl FnOnce(&Ctx) -> T) -> Result<T> {
+    // `enter` does nothing when the thread is already there: without --ns no setns happens,
+    // which an unprivileged caller could not do.
+    let target = global.ns.as_ref().map(NetnsFd::open).transpose();
+    let entered = target.and_then(|fd| fd.as_ref().map(NetnsFd::enter).transpose());
+    let _entered = entered.map_err(|e| privilege::explain(e, privilege::CAP_SYS_ADMIN))?;
+    let ctx = Ctx {
+        ns: global.ns.clone(),
+        check: global.check,
+        defer,
+        rt: netns::runtime()?,
+    };
+    let out = f(&ctx);
+    // Before the guard takes the thread back: the sockets belong to this command.
+    crate::nl::close_all();
+    Ok(out)
 }
 
 /// One parsed batch line.
@@ -456,16 +485,78 @@ fn run_batch<C: Command>(
     // The first line that changed something: after it, a failure is never exit 2, which says
     // that nothing changed.
     let mut changed_at: Option<usize> = None;
-    for line in lines {
-        let check = line.global.check;
-        let out = execute(tool, line.command, &line.global)
-            .map_err(|e| after_changes(prefix_line(e, line.number), changed_at))?;
-        if out.changed() && !check {
-            changed_at.get_or_insert(line.number);
+    let mut lines = lines.into_iter().peekable();
+    while let Some(line) = lines.next() {
+        let mut group = vec![line];
+        while group.len() < GROUP_MAX
+            && lines
+                .peek()
+                .is_some_and(|next| deferrable(next) && next.global.ns == group[0].global.ns)
+            && deferrable(&group[0])
+        {
+            group.extend(lines.next());
         }
-        print(&out, outer.pretty)?;
+        let (outs, failure) = if group.len() == 1 {
+            let line = group.remove(0);
+            match execute(tool, line.command, &line.global, false) {
+                Ok(out) => (vec![(line.number, line.global.check, out)], None),
+                Err(e) => (Vec::new(), Some((line.number, e))),
+            }
+        } else {
+            run_group(tool, group)
+        };
+        for (number, check, out) in outs {
+            if out.changed() && !check {
+                changed_at.get_or_insert(number);
+            }
+            print(&out, outer.pretty)?;
+        }
+        if let Some((number, e)) = failure {
+            return Err(after_changes(prefix_line(e, number), changed_at));
+        }
     }
     Ok(())
+}
+
+/// At most this many deferred lines are committed together: a transaction's messages are each
+/// acknowledged, and the acknowledgements of one must fit the socket's receive buffer.
+const GROUP_MAX: usize = 32;
+
+/// Whether LINE may be deferred: a command that says so, not a dry run.
+fn deferrable<C: Command>(line: &Line<C>) -> bool {
+    matches!(&line.command, Top::Tool(cmd) if cmd.deferrable()) && !line.global.check
+}
+
+/// The outputs of a batch's lines (number, dry run, output) and its failure (line number,
+/// error), if any.
+type Ran = (Vec<(usize, bool, Outcome)>, Option<(usize, Error)>);
+
+/// Runs GROUP, deferrable lines of one namespace, deferred, then commits them
+/// ([`Command::settle`]): the outputs of the lines that took effect, and the first failure.
+fn run_group<C: Command>(tool: &'static str, group: Vec<Line<C>>) -> Ran {
+    let global = group[0].global.clone();
+    let mut outs = Vec::new();
+    let mut failure = None;
+    for line in group {
+        match execute(tool, line.command, &line.global, true) {
+            Ok(out) => outs.push((line.number, false, out)),
+            Err(e) => {
+                failure = Some((line.number, e));
+                break;
+            }
+        }
+    }
+    // (what is pending is committed also when a later line failed: the lines before it took
+    // effect, as without deferral)
+    let settled = inside(&global, false, |ctx| C::settle(ctx))
+        .unwrap_or_else(|e| Err((0, e)))
+        .map_err(|(done, e)| (done, privilege::explain(e, privilege::CAP_NET_ADMIN)));
+    if let Err((done, e)) = settled {
+        let number = outs.get(done).map_or(0, |(n, _, _)| *n);
+        outs.truncate(done);
+        failure = Some((number, e));
+    }
+    (outs, failure)
 }
 
 /// A batch line's invalid input after an earlier line changed something: a failure (exit 1)

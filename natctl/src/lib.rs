@@ -3,7 +3,8 @@
 //!
 //! `natctl [--ns NS] VERB [ARGS]`. natctl keeps everything it makes in its own table,
 //! `table inet natctl`, in the namespace it acts on, and never touches any other table. Every
-//! command is one atomic nftables transaction (built with nftnl, sent over mnl); every rule
+//! command is one atomic nftables transaction (built with nftnl, sent over mnl; a batch's
+//! consecutive adds share one, `nft::pending`); every rule
 //! carries its canonical arguments in its comment, so the same arguments always give the same
 //! rule id; the comment is trusted only as far as the rule's expressions match what natctl
 //! encodes for those arguments (`audit`): `list` shows a rule changed behind natctl's back as
@@ -43,5 +44,14 @@ impl common::Command for Command {
             Command::Del(c) => c.run(ctx),
             Command::Flush(c) => c.run(ctx),
         }
+    }
+
+    /// A batch's rule adds in one namespace are committed together (`nft::pending`).
+    fn deferrable(&self) -> bool {
+        matches!(self, Command::Add(_))
+    }
+
+    fn settle(_ctx: &Ctx) -> std::result::Result<(), (usize, common::Error)> {
+        nft::pending::settle()
     }
 }

@@ -729,6 +729,165 @@ fn concurrent_adds_never_duplicate_or_lose_rules() {
     assert_eq!(ids.len(), 21);
 }
 
+/// `nft monitor` in a namespace, for the commits made there: killed when dropped.
+struct Monitor {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    ns: String,
+}
+
+impl Monitor {
+    /// Starts it, and returns once it sees a commit (its own marker table's).
+    fn start(ns: &str) -> Monitor {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "monitor"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nft monitor");
+        let out = child.stdout.take().expect("its stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut monitor = Monitor {
+            child,
+            lines,
+            ns: ns.to_string(),
+        };
+        // (it may start listening after a first marker: marks until it sees one)
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        for n in 0.. {
+            assert!(
+                Instant::now() < deadline,
+                "nft monitor saw no commit in {ns}"
+            );
+            if monitor.commits(&format!("start{n}")).is_some() {
+                break;
+            }
+        }
+        monitor
+    }
+
+    /// Commits a marker table TAG, and returns the commits seen until then (the processes
+    /// that made them, as `nft monitor` names them), the marker's own left out; None if the
+    /// marker did not show within 2 s.
+    fn commits(&mut self, tag: &str) -> Option<Vec<String>> {
+        nsh(&self.ns, &format!("nft add table inet {tag}")).ok();
+        // (a commit's events come first, then its line "# new generation N by process P")
+        let mut seen = Vec::new();
+        let mut marker = false;
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(2)) {
+            if let Some(by) = line.strip_prefix("# new generation ") {
+                if marker {
+                    return Some(seen);
+                }
+                seen.push(
+                    by.split_once(" by process ")
+                        .map_or(by, |(_, p)| p)
+                        .to_string(),
+                );
+            }
+            marker |= line.contains(&format!("table inet {tag}"));
+        }
+        None
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A batch's rule adds in one namespace are committed together, at most 32 lines a
+/// transaction (`nft monitor` counts the commits), with their outputs as alone: an id twice in
+/// the batch is added once. A line of another kind (`del`) commits what came before it first.
+/// When the transaction fails, the lines before the failing one still take effect, and the
+/// batch fails on that line, as if each had been committed alone.
+#[test]
+fn a_batchs_adds_are_committed_together() {
+    let lab = Lab::new();
+    let ns = lab.netns("group");
+    let accept = |i: u32| format!("filter --iif p{i} --dst 10.0.0.0/8 --verdict accept\n");
+    // 40 adds, the 7th again at the end: two commits (32, then 9).
+    let mut text: String = (0..40).map(accept).collect();
+    text.push_str(&accept(6));
+    let mut monitor = Monitor::start(&ns);
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 41);
+    assert!(lines[..40]
+        .iter()
+        .all(|l| l["changed"] == Value::Bool(true)));
+    assert_eq!(lines[40]["changed"], Value::Bool(false), "the 7th again");
+    assert_eq!(lines[40]["rule"]["id"], lines[6]["rule"]["id"]);
+    let commits = monitor.commits("mark1").expect("the marker");
+    assert_eq!(commits.len(), 2, "the batch's commits: {commits:?}");
+    assert!(commits.iter().all(|c| c.contains("natctl")), "{commits:?}");
+    assert_eq!(kernel_rule_count(&ns), 40, "{}", ruleset(&ns));
+    assert_list_matches_nft(&ns);
+
+    // add, add, del of the first, add: the del comes between two commits, in order.
+    let id = |i: u32| {
+        let words = accept(i);
+        let words: Vec<&str> = words.split_whitespace().collect();
+        let r = natctl(&ns, &[&["--check"][..], &words].concat())
+            .ok()
+            .json();
+        r["rule"]["id"].as_str().unwrap().to_string()
+    };
+    let text = format!("{}{}del {}\n{}", accept(50), accept(51), id(50), accept(52));
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text)).ok();
+    assert!(out
+        .json_lines()
+        .iter()
+        .all(|l| l["changed"] == Value::Bool(true)));
+    assert_eq!(monitor.commits("mark2").expect("the marker").len(), 3);
+    assert!(handles_of(&ns, &id(50)).is_empty());
+    assert_eq!(handles_of(&ns, &id(51)).len(), 1);
+    assert_eq!(handles_of(&ns, &id(52)).len(), 1);
+
+    // The map element for p61 already leads elsewhere (made with nft): p61's add fails in the
+    // kernel, so the transaction does; p60's still takes effect, p62's does not.
+    nsh(
+        &ns,
+        "nft add chain inet natctl elsewhere && \
+         nft add element inet natctl forward.iif '{ \"p61\" : jump elsewhere }'",
+    )
+    .ok();
+    let before = kernel_rule_count(&ns);
+    let text = format!("{}{}{}", accept(60), accept(61), accept(62));
+    let r = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("batch line 2: adding rule"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.json_lines().len(),
+        1,
+        "only line 1's output: {}",
+        r.stdout
+    );
+    assert_eq!(
+        r.json_lines()[0]["rule"]["id"].as_str(),
+        Some(id(60).as_str())
+    );
+    // (handles_of would refuse the foreign element: the ruleset as nft lists it)
+    let rs = ruleset(&ns);
+    assert!(rs.contains(&format!("natctl:{}", id(60))), "{rs}");
+    assert!(!rs.contains(&id(61)) && !rs.contains(&id(62)), "{rs}");
+    assert_eq!(kernel_rule_count(&ns), before + 1);
+}
+
 #[test]
 fn two_thousand_rules_in_one_batch_file() {
     let lab = Lab::new();

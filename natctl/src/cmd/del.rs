@@ -70,7 +70,7 @@ impl Del {
                 nft::delete_rules(&targets, &[]).with_context(what)?;
             }
             let change = nft::cache::Change::Deleted(&self.id);
-            nft::cache::committed(&lock, seen.generation, change);
+            nft::cache::committed(&lock, seen.generation, &[change]);
         }
         let removed = match rule {
             Some(r) => Removed::Rule(r.view(ctx.netns_name())),

@@ -21,6 +21,7 @@ use common::{Context, Ctx, Error, Outcome, Result};
 
 use crate::nft::cache::Presence;
 use crate::nft::list::KernelRule;
+use crate::nft::pending::Add;
 use crate::nft::{self, encode::COMMENT_MAX, lock, Structure, TABLE_LABEL};
 use crate::rule::{parse_comment, Rule};
 
@@ -140,10 +141,12 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
         )
     };
     let lock = lock::namespace(&ctx.ns_label())?;
+    // (an earlier line of this batch adds it, in a transaction still to come: see `pending`)
+    let (pending, planned) = nft::pending::pending(&lock, &id);
     let mut seen = nft::cache::with_ids(&lock, classify, |ids| ids.presence(&id))
         .with_context(|| reading(ctx))?;
     let presence = seen.answer;
-    if presence == Presence::Intact {
+    if presence == Presence::Intact || planned {
         return Outcome::object(false, "rule", rule.view(ctx.netns_name()));
     }
     let mut replacing = Vec::new();
@@ -176,7 +179,7 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
                 rule.comment()
             );
         }
-        let structure = if seen.complete {
+        let structure = if seen.complete || pending {
             Structure::Complete
         } else {
             // (the dump this process made to find the ids, unless they came from the store)
@@ -197,10 +200,24 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
                 Structure::Lacking(lacking.answer)
             }
         };
-        nft::add_rule(rule, &structure, &replacing).with_context(what)?;
-        let chains = nft::dispatch::chains_of(rule);
-        let change = nft::cache::Change::Added(&id, &chains);
-        nft::cache::committed(&lock, seen.generation, change);
+        let add = Add {
+            rule: rule.clone(),
+            id: id.clone(),
+            structure,
+            replacing,
+            what: what(),
+        };
+        let alone = if ctx.defer {
+            nft::pending::defer(&lock, seen.generation, add)
+        } else {
+            Some(add)
+        };
+        if let Some(add) = alone {
+            nft::add_rule(rule, &add.structure, &add.replacing).with_context(what)?;
+            let chains = nft::dispatch::chains_of(rule);
+            let change = nft::cache::Change::Added(&id, &chains);
+            nft::cache::committed(&lock, seen.generation, &[change]);
+        }
     }
     Outcome::object(true, "rule", rule.view(ctx.netns_name()))
 }

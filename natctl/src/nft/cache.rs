@@ -281,8 +281,8 @@ fn look<T>(
 }
 
 /// After our own commit (what is known was read at generation `before`): carry it forward by
-/// `change` if ours was the only commit since, else forget it.
-pub fn committed(lock: &NsLock, before: u32, change: Change) {
+/// `changes` (the commit's, in order) if ours was the only commit since, else forget it.
+pub fn committed(lock: &NsLock, before: u32, changes: &[Change]) {
     let after = generation().ok();
     let ns = lock.ns;
     KNOWN.with(|k| {
@@ -290,27 +290,30 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
         match (after, k.get_mut(&ns)) {
             (Some(g), Some(known)) if known.generation == before && g == before.wrapping_add(1) => {
                 let t = &mut known.table;
-                let entry = match change {
-                    Change::Added(id, chains) => {
-                        t.ids.insert(id.to_string());
-                        t.stale.remove(id);
-                        t.chains.insert(id.to_string(), chains.to_vec());
-                        t.complete = true;
-                        known.rules = None;
-                        store::Entry::Added(id, chains)
-                    }
-                    Change::Deleted(id) => {
-                        t.ids.remove(id);
-                        t.stale.remove(id);
-                        t.chains.remove(id);
-                        if let Some(rules) = &mut known.rules {
-                            rules.retain(|r| r.id() != Some(id));
+                let mut entries = Vec::new();
+                for change in changes {
+                    entries.push(match *change {
+                        Change::Added(id, chains) => {
+                            t.ids.insert(id.to_string());
+                            t.stale.remove(id);
+                            t.chains.insert(id.to_string(), chains.to_vec());
+                            t.complete = true;
+                            known.rules = None;
+                            store::Entry::Added(id, chains)
                         }
-                        store::Entry::Deleted(id)
-                    }
-                };
+                        Change::Deleted(id) => {
+                            t.ids.remove(id);
+                            t.stale.remove(id);
+                            t.chains.remove(id);
+                            if let Some(rules) = &mut known.rules {
+                                rules.retain(|r| r.id() != Some(id));
+                            }
+                            store::Entry::Deleted(id)
+                        }
+                    });
+                }
                 known.generation = g;
-                record(lock, known, entry);
+                record(lock, known, &entries);
             }
             _ => {
                 k.remove(&ns);
@@ -319,13 +322,13 @@ pub fn committed(lock: &NsLock, before: u32, change: Change) {
     });
 }
 
-/// Stores KNOWN after a commit of ours, ENTRY: a line appended when the file holds the
+/// Stores KNOWN after a commit of ours, ENTRIES: lines appended when the file holds the
 /// generation before, else a snapshot.
-fn record(lock: &NsLock, known: &mut Known, entry: store::Entry) {
+fn record(lock: &NsLock, known: &mut Known, entries: &[store::Entry]) {
     let Some(cookie) = lock.cookie else { return };
     let appendable = known.stored_at == Some(known.generation.wrapping_sub(1))
         && !store::journal_full(&known.table);
-    if appendable && store::append(cookie, known.generation, entry).is_ok() {
+    if appendable && store::append(cookie, known.generation, entries).is_ok() {
         known.table.journal += 1;
         known.stored_at = Some(known.generation);
     } else {

@@ -62,7 +62,7 @@ pub struct Stored {
     pub journal: usize,
 }
 
-/// One commit of ours, as a journal entry records it.
+/// One change of a commit of ours, as the journal records it.
 pub enum Entry<'a> {
     /// The rule of this id was added, in these chains (and the table is complete).
     Added(&'a str, &'a [String]),
@@ -119,24 +119,26 @@ fn parse(text: &str, generation: u32) -> Option<Stored> {
         let mut words = line.split(' ');
         let first = words.next()?;
         if let Some(entry) = first.strip_prefix('@') {
-            // A journal entry: @GENERATION +ID CHAINS or @GENERATION -ID.
+            // A commit's line: @GENERATION, then +ID CHAINS for each rule it added and -ID for
+            // each it deleted.
             let made: u32 = entry.parse().ok()?;
             if made != at.wrapping_add(1) {
                 return None;
             }
             at = made;
             stored.journal += 1;
-            let change = words.next()?;
-            if let Some(id) = change.strip_prefix('+') {
-                stored.stale.remove(id);
-                stored.ids.insert(id.to_string());
-                stored.chains.insert(id.to_string(), chains(words.next()?));
-                stored.complete = true;
-            } else {
-                let id = change.strip_prefix('-')?;
-                stored.ids.remove(id);
-                stored.stale.remove(id);
-                stored.chains.remove(id);
+            while let Some(change) = words.next() {
+                if let Some(id) = change.strip_prefix('+') {
+                    stored.stale.remove(id);
+                    stored.ids.insert(id.to_string());
+                    stored.chains.insert(id.to_string(), chains(words.next()?));
+                    stored.complete = true;
+                } else {
+                    let id = change.strip_prefix('-')?;
+                    stored.ids.remove(id);
+                    stored.stale.remove(id);
+                    stored.chains.remove(id);
+                }
             }
             continue;
         }
@@ -186,15 +188,20 @@ pub fn save(cookie: u64, generation: u32, table: &Stored) -> bool {
     }
 }
 
-/// Appends ENTRY, the commit that made generation `made`, to the file of namespace `cookie`,
-/// which must hold the generation before it (the caller knows: it wrote or read it so).
-pub fn append(cookie: u64, made: u32, entry: Entry) -> io::Result<()> {
-    let line = match entry {
-        Entry::Added(id, chains) => format!("@{made} +{id} {}\n", chains.join(",")),
-        Entry::Deleted(id) => format!("@{made} -{id}\n"),
-    };
-    // (one write(2) of a short line to a file opened for appending: whole, or cut short by a
-    // kill, which leaves no newline and so an untrusted file)
+/// Appends the line of a commit of ours that made generation `made` with ENTRIES to the file of
+/// namespace `cookie`, which must hold the generation before it (the caller knows: it wrote or
+/// read it so).
+pub fn append(cookie: u64, made: u32, entries: &[Entry]) -> io::Result<()> {
+    let mut line = format!("@{made}");
+    for entry in entries {
+        match entry {
+            Entry::Added(id, chains) => line.push_str(&format!(" +{id} {}", chains.join(","))),
+            Entry::Deleted(id) => line.push_str(&format!(" -{id}")),
+        }
+    }
+    line.push('\n');
+    // (one write(2) of a line to a file opened for appending: whole, or cut short by a kill,
+    // which leaves no newline and so an untrusted file)
     fs::OpenOptions::new()
         .append(true)
         .open(path(cookie))?
@@ -303,9 +310,14 @@ mod tests {
         );
         let mut text = snapshot(u32::MAX, &t);
         // (the generation wraps)
-        text.push_str("@0 +bbbbbbbbbbbb zones.iif.w2,srcnat\n@1 -aaaaaaaaaaaa\n");
+        text.push_str(
+            "@0 +bbbbbbbbbbbb zones.iif.w2,srcnat\n@1 -aaaaaaaaaaaa +cccccccccccc zones\n",
+        );
         let read = parse(&text, 1).expect("the journal holds for generation 1");
-        assert_eq!(read.ids, HashSet::from(["bbbbbbbbbbbb".to_string()]));
+        assert_eq!(
+            read.ids,
+            HashSet::from(["bbbbbbbbbbbb", "cccccccccccc"].map(str::to_string))
+        );
         assert!(read.stale.is_empty());
         assert_eq!(read.chains["bbbbbbbbbbbb"], ["zones.iif.w2", "srcnat"]);
         assert!(!read.chains.contains_key("aaaaaaaaaaaa"));
@@ -314,5 +326,9 @@ mod tests {
         assert_eq!(parse(&text, 0), None);
         assert_eq!(parse(&text.replace("@1 ", "@2 "), 2), None);
         assert_eq!(parse(&text[..text.len() - 3], 1), None);
+        assert_eq!(
+            parse(&text.replace(" +cccccccccccc zones", " +cccccccccccc"), 1),
+            None
+        );
     }
 }
