@@ -36,15 +36,27 @@ impl Default for RecvBuf {
 }
 
 /// A netfilter netlink socket in the current namespace, with a receive timeout so a missing
-/// answer becomes an error instead of a hang.
+/// answer becomes an error instead of a hang, and a receive buffer that holds the
+/// acknowledgements of a whole transaction.
 fn socket() -> io::Result<mnl::Socket> {
     let sock = mnl::Socket::new(mnl::Bus::Netfilter)?;
     // SAFETY: `sock` owns the descriptor and closes it only when dropped; `fd` is used on the
-    // next line only, while `sock` is still alive.
+    // next lines only, while `sock` is still alive.
     let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
     setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(10, 0))?;
+    // The kernel acknowledges every message of a transaction before we read any: a batch's
+    // adds committed together (`pending`), with the table's structure, are several hundred
+    // messages, whose acknowledgements (~1 KiB of buffer each) overflow the default 208 KiB
+    // (ENOBUFS, and the answers are lost). As nft does: a bigger buffer, forced where we may
+    // (CAP_NET_ADMIN), else as big as net.core.rmem_max allows.
+    if setsockopt(&fd, sockopt::RcvBufForce, &RECV_BUFFER).is_err() {
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &RECV_BUFFER);
+    }
     Ok(sock)
 }
+
+/// The receive buffer asked for (the kernel doubles it for its bookkeeping).
+const RECV_BUFFER: usize = 4 << 20;
 
 thread_local! {
     /// This thread's socket per namespace (by nsfs identity; the socket holds its namespace, so

@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 
 use common::Error;
+use nftnl::nftnl_sys::libc;
 
 use super::cache::{self, Change};
 use super::lock::NsLock;
@@ -90,27 +91,56 @@ pub fn settle() -> Result<(), (usize, Error)> {
     let planned: Vec<Planned> = p.adds.iter().map(Add::planned).collect();
     match super::add_rules(&planned) {
         Ok(()) => {
-            let changes: Vec<Change> = (p.adds.iter().zip(&chains))
-                .map(|(a, c)| Change::Added(&a.id, c))
-                .collect();
-            cache::committed(&p.lock, p.generation, &changes);
+            committed(&p, &chains);
             Ok(())
         }
-        Err(e) => {
-            common::vlog!(
-                1,
-                "the {} adds in one transaction failed ({e}); adding them one by one",
-                p.adds.len()
-            );
-            for (i, (add, chains)) in p.adds.iter().zip(&chains).enumerate() {
-                let failed = |e| (i, Error::caused(&add.what, e));
-                let before = cache::generation().map_err(failed)?;
-                super::add_rules(&[add.planned()]).map_err(failed)?;
-                cache::committed(&p.lock, before, &[Change::Added(&add.id, chains)]);
+        // (the answers were lost, not necessarily the commit: nf_tables moves the generation
+        // only when it commits, and the lock keeps other natctls out)
+        Err(e) if unanswered(&e) => match cache::generation() {
+            Ok(g) if g == p.generation.wrapping_add(1) => {
+                committed(&p, &chains);
+                Ok(())
             }
-            Ok(())
-        }
+            Ok(g) if g == p.generation => one_by_one(&p, &chains, e),
+            _ => Err((0, Error::caused(&p.adds[0].what, e))),
+        },
+        Err(e) => one_by_one(&p, &chains, e),
     }
+}
+
+/// Carries what the cache knows forward by P's adds, committed (CHAINS: each one's chains).
+fn committed(p: &Pending, chains: &[Vec<String>]) {
+    let changes: Vec<Change> = (p.adds.iter().zip(chains))
+        .map(|(a, c)| Change::Added(&a.id, c))
+        .collect();
+    cache::committed(&p.lock, p.generation, &changes);
+}
+
+/// Whether E says the kernel's answers were not all read (lost for want of buffer space, or
+/// late), rather than that it refused the transaction.
+fn unanswered(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::TimedOut
+}
+
+/// After the transaction of P's adds failed with E (none took effect): each add alone, in
+/// order (CHAINS: each one's chains), until one fails.
+fn one_by_one(
+    p: &Pending,
+    chains: &[Vec<String>],
+    e: std::io::Error,
+) -> Result<(), (usize, Error)> {
+    common::vlog!(
+        1,
+        "the {} adds in one transaction failed ({e}); adding them one by one",
+        p.adds.len()
+    );
+    for (i, (add, chains)) in p.adds.iter().zip(chains).enumerate() {
+        let failed = |e| (i, Error::caused(&add.what, e));
+        let before = cache::generation().map_err(failed)?;
+        super::add_rules(&[add.planned()]).map_err(failed)?;
+        cache::committed(&p.lock, before, &[Change::Added(&add.id, chains)]);
+    }
+    Ok(())
 }
 
 impl Add {
