@@ -1924,14 +1924,20 @@ fn both_userspace_implementations_in_one_tunnel() {
         tunnel_works(&cp, "10.76.0.1"),
         "no traffic after the peer's change"
     );
-    // Descriptors steady while it lives in another namespace than its birthplace.
+    // Descriptors steady while it lives in another namespace than its birthplace: a window of
+    // 2.5 s without a change, within 10 s. (Reading its link by name from there, it leaked one a
+    // second for ever, and no window is steady; a handshake may swap the socket it keeps
+    // connected to its peer once, which the next window no longer shows.)
     let pid = wg_go_pids(&cw).remove(0);
-    let before = open_fds(&pid);
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(
-        open_fds(&pid),
-        before,
-        "boringtun {cw} (pid {pid}) gains descriptors"
+    let mut samples = vec![open_fds(&pid)];
+    let steady = (0..4).any(|_| {
+        std::thread::sleep(Duration::from_millis(2500));
+        samples.push(open_fds(&pid));
+        samples[samples.len() - 1] == samples[samples.len() - 2]
+    });
+    assert!(
+        steady,
+        "boringtun {cw} (pid {pid}) gains descriptors: {samples:?} every 2.5 s"
     );
     // More than boringtun can read: exit 2, nothing changed.
     unchanged_by(&lab, &[&cc, &cp], "an MTU boringtun cannot serve", || {
