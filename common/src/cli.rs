@@ -487,12 +487,14 @@ fn run_batch<C: Command>(
     let mut changed_at: Option<usize> = None;
     let mut lines = lines.into_iter().peekable();
     while let Some(line) = lines.next() {
+        // (the deferrable lines after a deferrable one, in its namespace, join it)
+        let joins = deferrable(&line);
         let mut group = vec![line];
-        while group.len() < GROUP_MAX
+        while joins
+            && group.len() < GROUP_MAX
             && lines
                 .peek()
                 .is_some_and(|next| deferrable(next) && next.global.ns == group[0].global.ns)
-            && deferrable(&group[0])
         {
             group.extend(lines.next());
         }

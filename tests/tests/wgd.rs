@@ -17,6 +17,12 @@ use niransix_tests::*;
 /// One test at a time: each looks at the machine's wgd (how many run, when it leaves).
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// This suite's turn ([`SERIAL`]), for as long as it is held (root needed).
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    require_root();
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const CONTROL: &str = "/run/niransix/wgd.sock";
 
 /// One end of a tunnel: born in `birth` (its UDP socket), living in `inside`.
@@ -68,8 +74,7 @@ struct Sites {
 impl Sites {
     /// Takes this suite's turn ([`SERIAL`]) for as long as it lives.
     fn new() -> Sites {
-        require_root();
-        let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = turn();
         let lab = Lab::new();
         Sites {
             _turn: turn,
@@ -224,8 +229,7 @@ fn rx_packets(ns: &str, name: &str) -> u64 {
 
 #[test]
 fn one_process_serves_every_interface_and_leaves_with_the_last() {
-    require_root();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let lab = Lab::new();
     let keys = Keys::new(&lab);
     let ns: Vec<String> = ["c1", "p1", "c2", "p2", "c3", "p3", "c4", "p4"]
@@ -378,8 +382,7 @@ fn uapi(name: &str, request: &str) -> String {
 
 #[test]
 fn a_bad_uapi_request_changes_nothing_and_wg_sets_what_it_may() {
-    require_root();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let lab = Lab::new();
     let keys = Keys::new(&lab);
     let (c, p) = (lab.netns("c"), lab.netns("p"));
@@ -458,8 +461,7 @@ fn reaches_center(cns: &str, secs: u32) -> bool {
 /// devices reconnect on WireGuard's own timers.
 #[test]
 fn a_crash_of_wgd_is_repaired_by_up_for_every_peer() {
-    require_root();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let mut hub = HubLab::new().with_env(&["NIRANSIX_WG_USERSPACE=wgd"]);
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "k1", "k2", "k3"]).ok();
