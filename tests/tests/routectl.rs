@@ -226,13 +226,25 @@ fn ip_rules(ns: &str, family: &str) -> Vec<Rule> {
 /// `route list --table all` must print.
 fn ip_routes(ns: &str, family: &str) -> Vec<Route> {
     let fam = if family == "inet" { "-4" } else { "-6" };
-    let named = ip_json(Some(ns), &[fam, "-d", "route", "show", "table", "all"]);
-    let numeric = ip_json(
-        Some(ns),
-        &["-N", fam, "-d", "route", "show", "table", "all"],
-    );
+    // The table read twice (names, numbers): the kernel adds some routes of a link just
+    // brought up a moment later (IPv6 link-local and multicast), so a pair that differs is read
+    // again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (named, numeric) = loop {
+        let named = ip_json(Some(ns), &[fam, "-d", "route", "show", "table", "all"]);
+        let numeric = ip_json(
+            Some(ns),
+            &["-N", fam, "-d", "route", "show", "table", "all"],
+        );
+        if named.as_array().map(Vec::len) == numeric.as_array().map(Vec::len) {
+            break (named, numeric);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ip route show kept changing between two reads: {named} / {numeric}"
+        );
+    };
     let (named, numeric) = (named.as_array().unwrap(), numeric.as_array().unwrap());
-    assert_eq!(named.len(), numeric.len());
     let text = |v: &Value| v.as_str().map(String::from);
     let flags = |v: &Value| -> Vec<String> {
         v.as_array()
