@@ -10,25 +10,48 @@ use rtnetlink::Handle;
 use crate::error::{Context, Error, Kind, Result};
 use crate::netns::NetnsFd;
 
+/// Which connection of a namespace: the plain one, or the one whose dumps the kernel filters.
+type Key = ((u64, u64), bool);
+
 thread_local! {
     /// The connections this thread opened for the command running now, one per namespace
-    /// (keyed by the namespace's device and inode), until [`close_all`].
-    static OPEN: RefCell<Vec<((u64, u64), Handle)>> = const { RefCell::new(Vec::new()) };
+    /// (keyed by the namespace's device and inode) and kind, until [`close_all`].
+    static OPEN: RefCell<Vec<(Key, Handle)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A netlink connection in the calling thread's namespace: opened on first use, then the same
 /// one for the rest of the command (until [`close_all`]). Its driver runs on the process's
 /// runtime ([`crate::netns::runtime`]).
 pub fn connect() -> Result<Handle> {
-    let here = crate::netns::current_id()?;
-    if let Some(h) = OPEN.with_borrow(|open| open.iter().find(|(ns, _)| *ns == here).cloned()) {
+    open(false)
+}
+
+/// Like [`connect`], but on a socket with NETLINK_GET_STRICT_CHK set: the kernel then checks a
+/// dump request's header strictly and filters the dump by it (a route dump by table, device,
+/// protocol and type), so a question about one table of many reads that table only. Every
+/// header field a strict kernel reads as a filter must be meant: requests built for the plain
+/// socket (the crate's defaults) are not valid here.
+pub fn connect_filtered() -> Result<Handle> {
+    open(true)
+}
+
+fn open(filtered: bool) -> Result<Handle> {
+    use rtnetlink::sys::AsyncSocket;
+    let key = (crate::netns::current_id()?, filtered);
+    if let Some(h) = OPEN.with_borrow(|open| open.iter().find(|(k, _)| *k == key).cloned()) {
         return Ok(h.1);
     }
     let rt = crate::netns::runtime()?;
     let _context = rt.enter();
-    let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+    let (mut conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+    if filtered {
+        conn.socket_mut()
+            .socket_mut()
+            .set_netlink_get_strict_chk(true)
+            .context("asking for strict netlink dumps (NETLINK_GET_STRICT_CHK)")?;
+    }
     rt.spawn(conn);
-    OPEN.with_borrow_mut(|open| open.push((here, handle.clone())));
+    OPEN.with_borrow_mut(|open| open.push((key, handle.clone())));
     Ok(handle)
 }
 

@@ -2195,3 +2195,59 @@ fn goto_skips_the_rules_between() {
     )
     .fails(2, "--goto 50 must be after the rule's own --priority 100");
 }
+
+/// One table of many is read alone (the kernel filters the dump: a hub's center has two routes
+/// in each of a thousand tables), and holds exactly what `ip route show table T` shows; a table
+/// that holds nothing is an empty list, in both families.
+#[test]
+fn one_table_is_read_alone() {
+    let lab = Lab::new();
+    let ns = lab.netns("rt");
+    let (a, b) = (lab.name("a"), lab.name("b"));
+    veth((&ns, &a, "10.0.0.1/24"), (&ns, &b, "10.0.1.1/24"));
+    ip_in(&ns, &format!("addr add 2001:db8::1/64 dev {a} nodad"));
+    for t in ["100", "1000000"] {
+        for route in [
+            format!("default --dev {a}"),
+            "10.9.0.0/24 --via 10.0.1.2".to_string(),
+            format!("2001:db8:9::/48 --dev {a}"),
+        ] {
+            let line = format!("route add {route} --table {t}");
+            rt(&ns, &line.split_whitespace().collect::<Vec<_>>()).ok();
+        }
+    }
+    for family in ["inet", "inet6"] {
+        let flag = if family == "inet" { "-4" } else { "-6" };
+        for table in ["100", "1000000", "main", "local"] {
+            let theirs: Vec<Route> = ip_routes(&ns, family)
+                .into_iter()
+                .filter(|r| match &r.table {
+                    Value::String(name) => name == table,
+                    id => id.as_u64().is_some_and(|id| id.to_string() == table),
+                })
+                .collect();
+            let ours = assert_listing(
+                &ns,
+                &["route", "list", flag, "--table", table],
+                "routes",
+                theirs,
+            );
+            if table != "main" {
+                assert!(!ours.is_empty(), "{family} table {table}");
+            }
+        }
+        let none = rt(&ns, &["route", "list", flag, "--table", "300"])
+            .ok()
+            .json();
+        assert_eq!(none, json!({"changed": false, "routes": []}), "{family}");
+    }
+    // An add compares with its own table only: the same route in another table is no match.
+    let add_in = |table: &str| {
+        let line = format!("route add 10.9.0.0/24 --via 10.0.1.2 --table {table}");
+        rt(&ns, &line.split_whitespace().collect::<Vec<_>>()).ok()
+    };
+    assert!(!add_in("100").changed());
+    let new = add_in("200");
+    assert!(new.changed());
+    assert_eq!(new.json()["route"]["table_id"], 200);
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use common::link::LinkExt;
-use common::{Context, Result};
+use common::{Context, Kind, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::route::{
@@ -192,10 +192,11 @@ impl Route {
     }
 }
 
-/// Every route of the given families in the selected tables. Only the devices those routes
-/// name are looked up (one request each), unless they are many: a hub's center holds a
-/// thousand links, and reading them all for the one route an add compares costs more than the
-/// add itself.
+/// Every route of the given families in the selected tables. One table is read alone: the
+/// kernel filters the dump (a hub's center holds two routes in each of a thousand tables, and
+/// an add compares the routes of one). Only the devices those routes name are looked up (one
+/// request each), unless they are many: reading a thousand links for the one route an add
+/// compares costs more than the add itself.
 pub(super) async fn dump(
     handle: &Handle,
     families: &[Family],
@@ -203,17 +204,36 @@ pub(super) async fn dump(
 ) -> Result<Vec<(RouteMessage, Route)>> {
     let mut msgs = Vec::new();
     for fam in families {
-        let query = match fam {
-            Family::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-            Family::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        let listing = || format!("listing {} routes", fam.inet_name());
+        let all: Vec<RouteMessage> = match tables {
+            TableSel::One(table) => {
+                let filtered = common::nl::connect_filtered().with_context(listing)?;
+                match filtered
+                    .route()
+                    .get(table_query(*fam, table.0))
+                    .execute()
+                    .try_collect()
+                    .await
+                {
+                    // (a table that holds nothing does not exist: ENOENT)
+                    Err(e) if Kind::of(&e) == Kind::NotFound => Vec::new(),
+                    found => found.with_context(listing)?,
+                }
+            }
+            TableSel::All => {
+                let query = match fam {
+                    Family::V4 => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+                    Family::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+                };
+                handle
+                    .route()
+                    .get(query)
+                    .execute()
+                    .try_collect()
+                    .await
+                    .with_context(listing)?
+            }
         };
-        let all: Vec<RouteMessage> = handle
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .with_context(|| format!("listing {} routes", fam.inet_name()))?;
         msgs.extend(all.into_iter().filter(|m| tables.contains(table_of(m))));
     }
     let names = names_of(handle, &msgs).await?;
@@ -224,6 +244,15 @@ pub(super) async fn dump(
             Some((m, r))
         })
         .collect())
+}
+
+/// A strict dump request for one table of one family: the table in RTA_TABLE (ids above 255),
+/// every other field of the header zero, so that nothing else filters.
+fn table_query(family: Family, table: u32) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family.netlink();
+    msg.attributes.push(RouteAttribute::Table(table));
+    msg
 }
 
 /// The table a route message belongs to (RTA_TABLE, which holds ids above 255).
