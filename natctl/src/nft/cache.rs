@@ -19,6 +19,8 @@ use std::io;
 use nftnl::nftnl_sys::{self as sys, libc};
 
 use super::batch;
+use super::held::HeldIds;
+pub use super::held::Presence;
 use super::list::{self, KernelRule};
 use super::lock::NsLock;
 use super::store::{self, Stored};
@@ -49,31 +51,14 @@ pub enum Change<'a> {
     Deleted(&'a str),
 }
 
-/// How an id is held in natctl's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    /// Every part, exactly as the id stands for.
-    Intact,
-    /// Some nftables rules carry the id, but not exactly its parts (tampered or incomplete).
-    Stale,
-    Absent,
-}
-
 /// The ids of natctl's table, as [`with_ids`] shows them.
 pub struct Ids<'a> {
-    intact: &'a HashSet<String>,
-    stale: &'a HashSet<String>,
+    held: &'a HeldIds,
 }
 
 impl Ids<'_> {
     pub fn presence(&self, id: &str) -> Presence {
-        if self.intact.contains(id) {
-            Presence::Intact
-        } else if self.stale.contains(id) {
-            Presence::Stale
-        } else {
-            Presence::Absent
-        }
+        self.held.presence(id)
     }
 }
 
@@ -128,8 +113,7 @@ pub fn with_ids<T>(
 ) -> io::Result<Seen<T>> {
     look(lock, false, classify, |known| {
         f(&Ids {
-            intact: &known.table.ids,
-            stale: &known.table.stale,
+            held: &known.table.ids,
         })
     })
 }
@@ -171,12 +155,12 @@ pub fn with_rules_of<T>(
         let t = &known.table;
         if known.rules.is_some() {
             Whereabouts::Anywhere
-        } else if let Some(chains) = t.chains.get(id).filter(|c| !c.is_empty()) {
-            Whereabouts::In(chains.clone())
-        } else if t.ids.contains(id) || t.stale.contains(id) {
-            Whereabouts::Anywhere
         } else {
-            Whereabouts::Nowhere
+            match t.ids.chains(id) {
+                Some(chains) if chains.is_empty() => Whereabouts::Anywhere,
+                Some(chains) => Whereabouts::In(chains),
+                None => Whereabouts::Nowhere,
+            }
         }
     })?;
     let rules = match seen.answer {
@@ -228,15 +212,19 @@ fn look<T>(
             },
             None => {
                 let rules = list::rules()?;
-                let (ids, stale) = classify(&rules);
-                let mut chains: HashMap<String, Vec<String>> = HashMap::new();
+                let (intact, _) = classify(&rules);
+                let mut chains: HashMap<&str, Vec<&str>> = HashMap::new();
                 for rule in &rules {
                     if let Some(id) = rule.id() {
-                        let list = chains.entry(id.to_string()).or_default();
-                        if !list.contains(&rule.chain) {
-                            list.push(rule.chain.clone());
+                        let list = chains.entry(id).or_default();
+                        if !list.contains(&rule.chain.as_str()) {
+                            list.push(&rule.chain);
                         }
                     }
+                }
+                let mut ids = HeldIds::default();
+                for (id, list) in chains {
+                    ids.hold(id, intact.contains(id), list);
                 }
                 // (a dump shows it too: every base chain with all its dispatch rules means the
                 // table, the chains and the maps those rules look up are there; so an add after
@@ -254,8 +242,6 @@ fn look<T>(
                     table: Stored {
                         complete,
                         ids,
-                        stale,
-                        chains,
                         journal: 0,
                     },
                     rules: Some(rules),
@@ -294,17 +280,13 @@ pub fn committed(lock: &NsLock, before: u32, changes: &[Change]) {
                 for change in changes {
                     entries.push(match *change {
                         Change::Added(id, chains) => {
-                            t.ids.insert(id.to_string());
-                            t.stale.remove(id);
-                            t.chains.insert(id.to_string(), chains.to_vec());
+                            t.ids.hold(id, true, chains.iter().map(String::as_str));
                             t.complete = true;
                             known.rules = None;
                             store::Entry::Added(id, chains)
                         }
                         Change::Deleted(id) => {
-                            t.ids.remove(id);
-                            t.stale.remove(id);
-                            t.chains.remove(id);
+                            t.ids.release(id);
                             if let Some(rules) = &mut known.rules {
                                 rules.retain(|r| r.id() != Some(id));
                             }
@@ -329,7 +311,7 @@ fn record(lock: &NsLock, known: &mut Known, entries: &[store::Entry]) {
     let appendable = known.stored_at == Some(known.generation.wrapping_sub(1))
         && !store::journal_full(&known.table);
     if appendable && store::append(cookie, known.generation, entries).is_ok() {
-        known.table.journal += 1;
+        known.table.journal += entries.len();
         known.stored_at = Some(known.generation);
     } else {
         persist(lock, known);

@@ -53,6 +53,7 @@ pub mod cache;
 pub mod dispatch;
 pub mod encode;
 pub mod expr;
+pub mod held;
 pub mod list;
 pub mod lock;
 pub mod pending;
