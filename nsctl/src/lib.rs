@@ -1,9 +1,9 @@
-//! nsctl: network namespaces, veths, bridges, dummy and VLAN devices, links, addresses and
-//! sysctls.
+//! nsctl: network namespaces, veths, bridges, dummy and VLAN devices, links, addresses,
+//! sysctls, and the namespace's UDP sockets.
 //!
 //! `nsctl [--ns NS] OBJECT VERB [ARGS]`, like `ip [-n NS] OBJECT VERB`. Every command talks to
 //! the kernel through rtnetlink (links, addresses), nix (namespaces, mounts) or /proc/sys
-//! (sysctls); nothing runs `ip`.
+//! (sysctls) or sock_diag (sockets); nothing runs `ip` or `ss`.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +42,9 @@ pub enum Command {
     Addr(cmd::addr::Addr),
     /// Read or set a sysctl in the namespace (like `ip netns exec NS sysctl KEY[=VALUE]`)
     Sysctl(cmd::sysctl::Sysctl),
+    /// The namespace's UDP sockets, by port (like `ss -uan 'sport = :P'`)
+    #[command(subcommand)]
+    Sock(cmd::sock::Sock),
 }
 
 impl common::Command for Command {
@@ -56,6 +59,7 @@ impl common::Command for Command {
             Command::Link(c) => c.run(ctx),
             Command::Addr(c) => c.run(ctx),
             Command::Sysctl(c) => c.run(ctx),
+            Command::Sock(c) => c.run(ctx),
         }
     }
 

@@ -2022,3 +2022,145 @@ fn veth_add_isolated_makes_an_isolated_port_and_converges_an_existing_one() {
     assert_links_match_ip(&hub);
     finish(lab);
 }
+
+/// Holds UDP sockets in namespace `ns` until dropped: IPv4 on `v4` (wildcard), IPv6 only on `v6`
+/// (wildcard), and one on 127.0.0.1:`connected` connected to 127.0.0.1:9.
+struct UdpHolder(std::process::Child);
+
+impl UdpHolder {
+    fn new(ns: &str, v4: u16, v6: u16, connected: u16) -> UdpHolder {
+        use std::io::BufRead;
+        let code = format!(
+            "import socket, sys, time\n\
+             a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(('0.0.0.0', {v4}))\n\
+             b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             b.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); b.bind(('::', {v6}))\n\
+             c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.bind(('127.0.0.1', {connected}))\n\
+             c.connect(('127.0.0.1', 9))\n\
+             print('ready', flush=True)\n\
+             time.sleep(60)\n"
+        );
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", &code])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("its stdout");
+        std::io::BufReader::new(out).read_line(&mut line).ok();
+        assert_eq!(line.trim(), "ready", "the sockets are bound");
+        UdpHolder(child)
+    }
+}
+
+impl Drop for UdpHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The (family, local address, port) of every UDP socket `ss` shows in `ns`.
+fn ss_udp(ns: &str) -> BTreeSet<(String, String, u16)> {
+    let r = run("ip", &["netns", "exec", ns, "ss", "-Huan"]).ok();
+    r.stdout
+        .lines()
+        .filter_map(|l| {
+            let local = l.split_whitespace().nth(3)?;
+            let (addr, port) = local.rsplit_once(':')?;
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            let addr = addr.split('%').next()?.to_string();
+            let family = if addr.contains(':') { "inet6" } else { "inet" };
+            let addr = if addr == "*" { "::".to_string() } else { addr };
+            Some((family.to_string(), addr, port.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sock_list(ns: &str, ports: &[u16]) -> Vec<Value> {
+    let mut args = vec![
+        "--ns".to_string(),
+        ns.to_string(),
+        "sock".into(),
+        "list".into(),
+        "--udp".into(),
+    ];
+    for p in ports {
+        args.extend(["--port".to_string(), p.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = nsctl(&args).ok();
+    let v = r.json();
+    assert_eq!(v["changed"], false);
+    v["sockets"].as_array().expect("a list of sockets").clone()
+}
+
+#[test]
+fn udp_sockets_by_port_and_one_link_by_name() {
+    let lab = Lab::new();
+    let ns = quiet_ns(&lab, "s");
+    let holder = UdpHolder::new(&ns, 40001, 40002, 40003);
+    // Every socket, as ss sees them.
+    let all = sock_list(&ns, &[]);
+    let seen: BTreeSet<(String, String, u16)> = all
+        .iter()
+        .map(|s| {
+            (
+                s["family"].as_str().unwrap().to_string(),
+                s["local"].as_str().unwrap().to_string(),
+                s["port"].as_u64().unwrap() as u16,
+            )
+        })
+        .collect();
+    assert_eq!(seen, ss_udp(&ns));
+    assert_eq!(seen.len(), 3, "{all:?}");
+    assert!(all
+        .iter()
+        .all(|s| s["proto"] == "udp" && s["netns"] == ns.as_str()));
+    // Only the ports asked for; a connected socket with its remote end.
+    let some = sock_list(&ns, &[40003, 40002, 40009]);
+    let ports: Vec<u64> = some.iter().map(|s| s["port"].as_u64().unwrap()).collect();
+    assert_eq!(ports, [40002, 40003]);
+    assert_eq!(some[0]["family"], "inet6");
+    assert_eq!(some[0]["remote"], Value::Null);
+    assert_eq!(some[1]["local"], "127.0.0.1");
+    assert_eq!(some[1]["remote"], "127.0.0.1:9");
+    assert!(sock_list(&ns, &[40009]).is_empty(), "a port nobody holds");
+    // Asked in a batch, as the hub does.
+    let batch = format!(
+        "--ns {ns} sock list --udp --port 40001\n--ns {ns} link list --dev lo --no-peers\n"
+    );
+    let lines = run_stdin(tool_path("nsctl"), &["-b", "-"], Some(&batch))
+        .ok()
+        .json_lines();
+    assert_eq!(lines[0]["sockets"][0]["port"], 40001);
+    assert_eq!(lines[1]["links"][0]["name"], "lo");
+    drop(holder);
+    assert!(
+        sock_list(&ns, &[40001, 40002, 40003]).is_empty(),
+        "gone with their process"
+    );
+    // Bad ports are refused, naming the value; --udp is required.
+    nsctl(&["--ns", &ns, "sock", "list", "--udp", "--port", "0"]).fails(2, "0");
+    nsctl(&["--ns", &ns, "sock", "list", "--udp", "--port", "70000"]).fails(2, "70000");
+    nsctl(&["--ns", &ns, "sock", "list"]).fails(2, "--udp");
+    // One link by name, with its addresses; a missing one is an empty list.
+    let lo = nsctl(&["--ns", &ns, "link", "list", "--dev", "lo"])
+        .ok()
+        .json();
+    let links = lo["links"].as_array().unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0]["name"], "lo");
+    let addrs: Vec<&str> = links[0]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(addrs.contains(&"127.0.0.1/8"), "{addrs:?}");
+    let none = nsctl(&["--ns", &ns, "link", "list", "--dev", "nope0"])
+        .ok()
+        .json();
+    assert_eq!(none, serde_json::json!({"changed": false, "links": []}));
+    finish(lab);
+}

@@ -79,6 +79,10 @@ pub enum Link {
         /// naming each costs a question to its namespace, a thousand for a hub's switch
         #[arg(long)]
         no_peers: bool,
+        /// Only the link of this name (like `ip link show dev NAME`), asked for by name; none
+        /// (an empty list, not an error) when there is no such link
+        #[arg(long, value_name = "NAME", add = common::complete::links(&[]))]
+        dev: Option<IfName>,
     },
 }
 
@@ -207,26 +211,43 @@ impl Link {
                 };
                 Outcome::object(changed, "link", link)
             }
-            Link::List { no_peers } => {
+            Link::List { no_peers, dev } => {
                 let handle = ctx.netlink()?;
-                let links = ctx.block_on(list(&handle, ctx.netns_name(), !no_peers))?;
+                let links =
+                    ctx.block_on(list(&handle, ctx.netns_name(), !no_peers, dev.as_ref()))?;
                 Outcome::listing("links", links)
             }
         }
     }
 }
 
-/// Every link in the namespace of `handle` (named `netns`) with its addresses and, for a veth,
-/// its peer (in another namespace: only with `peers`).
-async fn list(handle: &Handle, netns: Option<String>, peers: bool) -> Result<Vec<ListedLink>> {
-    let links = common::nl::links(handle).await?;
+/// Every link in the namespace of `handle` (named `netns`), or only `dev`, with its addresses
+/// and, for a veth, its peer (in another namespace: only with `peers`).
+async fn list(
+    handle: &Handle,
+    netns: Option<String>,
+    peers: bool,
+    dev: Option<&IfName>,
+) -> Result<Vec<ListedLink>> {
+    let links = match dev {
+        Some(name) => common::nl::find_link(handle, name.as_str())
+            .await?
+            .into_iter()
+            .collect(),
+        None => common::nl::links(handle).await?,
+    };
     let names: BTreeMap<u32, String> = links
         .iter()
         .map(|l| (l.header.index, l.name().unwrap_or_default().to_string()))
         .collect();
     // (as `ip addr` words each: a peer or a label makes another address than the plain one)
     let mut addresses: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for a in super::addresses(handle, None).await? {
+    let addressed = match (dev, links.first()) {
+        (Some(_), None) => Vec::new(),
+        (Some(_), Some(l)) => super::addresses(handle, Some(l.header.index)).await?,
+        (None, _) => super::addresses(handle, None).await?,
+    };
+    for a in addressed {
         let dev = names
             .get(&a.header.index)
             .and_then(|n| n.parse::<IfName>().ok());

@@ -18,6 +18,7 @@ pub mod dummy;
 pub mod exec;
 pub mod link;
 pub mod netns;
+pub mod sock;
 pub mod sysctl;
 pub mod veth;
 pub mod vlan;
