@@ -14,13 +14,9 @@
 //!                                  message), `-` neither. Answer: `done`.
 //!   lock ex|sh STATE_DIR           flock the state directory's lock file (`sh`: only if there is
 //!                                  one). Answer: `ok`.
-//!   center FILE                    what the center's namespace holds, in one look: its UDP
-//!                                  sockets (/proc/net/udp and udp6), then a line `links:` and
-//!                                  the names of its links, into FILE. Answer: `done`.
 
-use std::collections::HashSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{failed, Result};
@@ -84,8 +80,6 @@ pub trait Executor {
     fn run(&mut self, how: How, groups: &[Vec<(Tool, Vec<String>)>]) -> Result<Vec<Ran>>;
     /// Waits for the state directory's lock: exclusive, or shared (if there is a lock file).
     fn lock(&mut self, state_dir: &Path, exclusive: bool) -> Result<()>;
-    /// What the center holds: see `CenterView`.
-    fn center(&mut self) -> Result<String>;
     /// Whether the namespace NAME exists.
     fn netns_exists(&self, name: &str) -> bool {
         netns_exists(name)
@@ -282,22 +276,6 @@ impl Executor for Composer {
             )))
         }
     }
-
-    fn center(&mut self) -> Result<String> {
-        let path = self.scratch.dir.join("center");
-        let answer = self.ask(&["center", path_word(&path)?])?;
-        if answer != "done" {
-            return Err(failed(format!(
-                "the hub script answered '{answer}' to center"
-            )));
-        }
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(&path) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let _ = fs::remove_file(&path);
-        Ok(text)
-    }
 }
 
 /// PATH as one word of a request: any bytes but a tab or a newline (the request's separators).
@@ -305,64 +283,4 @@ fn path_word(path: &Path) -> Result<&str> {
     path.to_str()
         .filter(|p| !p.contains(['\t', '\n']))
         .ok_or_else(|| failed(format!("the path {} has a tab, a newline or bytes that are no text: the hub cannot pass it to its script", path.display())))
-}
-
-/// What the center's namespace holds, read in one look: the UDP ports its sockets hold (every
-/// peer's WireGuard socket listens there; the allocator skips someone else's) and its links (a
-/// link with a new peer's name is someone else's; the center's own interface holds the zones'
-/// addresses).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CenterView {
-    pub udp: HashSet<u16>,
-    pub links: HashSet<String>,
-}
-
-impl CenterView {
-    /// From /proc/net/udp{,6} text (the local address's port, hex), a line `links:`, then one
-    /// link name a line.
-    pub fn parse(text: &str) -> CenterView {
-        let (udp, links) = text
-            .split_once("\nlinks:\n")
-            .or_else(|| text.strip_prefix("links:\n").map(|l| ("", l)))
-            .unwrap_or((text, ""));
-        CenterView {
-            udp: udp
-                .lines()
-                .filter_map(|l| l.split_whitespace().nth(1))
-                .filter_map(|local| local.rsplit_once(':'))
-                .filter_map(|(_, port)| u16::from_str_radix(port, 16).ok())
-                .collect(),
-            links: links
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_center_in_one_look() {
-        let text = "  sl  local_address rem_address   st\n   0: 00000000:C350 00000000:0000 07\n  1: 00000000000000000000000000000000:C351 000:0 07\nlinks:\nhub0\nlo\nc01-wg\n";
-        let view = CenterView::parse(text);
-        assert_eq!(view.udp, [50000, 50001].into_iter().collect());
-        assert_eq!(
-            view.links,
-            ["hub0", "lo", "c01-wg"]
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        );
-        assert_eq!(
-            CenterView::parse(""),
-            CenterView::default(),
-            "no center: nothing"
-        );
-        assert_eq!(CenterView::parse("links:\nlo\n").links.len(), 1);
-    }
 }

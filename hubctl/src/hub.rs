@@ -7,7 +7,6 @@ use std::path::Path;
 
 use crate::conf::Conf;
 use crate::error::{failed, invalid, Result};
-use crate::exec::CenterView;
 use crate::exec::Tool::{Natctl, Nsctl, Routectl, Wgctl};
 use crate::fwmark;
 use crate::index::{Index, RunClaims, Slot};
@@ -31,10 +30,10 @@ pub struct Hub<'e> {
     pub peers: BTreeMap<String, Peer>,
     /// Where a peer's new preshared key comes from (a file given, or generated).
     pub psk_from: HashMap<String, Psk>,
-    /// What the center holds (its UDP sockets and links), read at the first question.
-    view: Option<CenterView>,
     /// This run's claims and releases.
     claims: RunClaims,
+    /// What this command has learnt of the center (`center`).
+    pub(crate) seen: crate::center::Seen,
     /// Peers whose forwards or allow list may have lost entries in this run: their natctl
     /// rules that the plan no longer holds go (`up` prunes every peer).
     pub reaccess: HashSet<String>,
@@ -61,8 +60,8 @@ impl<'e> Hub<'e> {
             settings_recorded: false,
             peers: BTreeMap::new(),
             psk_from: HashMap::new(),
-            view: None,
             claims: RunClaims::new(),
+            seen: crate::center::Seen::default(),
             reaccess: HashSet::new(),
         }
     }
@@ -242,37 +241,13 @@ impl<'e> Hub<'e> {
         &self.peers[name]
     }
 
-    /// What the center holds (one look, kept until a stage changes something).
-    pub fn center_view(&mut self) -> Result<&CenterView> {
-        if self.view.is_none() {
-            let there = self.conf.ns.is_empty() || self.ns_exists(&self.conf.ns);
-            let text = if there {
-                self.run.executor().center()?
-            } else {
-                String::new()
-            };
-            self.view = Some(CenterView::parse(&text));
-        }
-        Ok(self.view.get_or_insert_with(CenterView::default))
-    }
-
-    /// The UDP ports sockets hold in the center.
-    pub fn udp_ports(&mut self) -> Result<&HashSet<u16>> {
-        Ok(&self.center_view()?.udp)
-    }
-
-    /// Whether a socket in the center holds UDP PORT.
-    pub fn udp_taken(&mut self, port: u16) -> Result<bool> {
-        Ok(self.udp_ports()?.contains(&port))
-    }
-
-    /// Runs a stage of this command; what the center holds is looked at anew after it.
+    /// Runs a stage of this command.
     pub fn stage(
         &mut self,
         steps: Vec<Step>,
         order: &[crate::exec::Tool],
     ) -> Result<Vec<crate::steps::Done>> {
-        self.view = None;
+        self.center_changes();
         self.run.stage(steps, order)
     }
 
@@ -480,10 +455,11 @@ impl<'e> Hub<'e> {
     /// namespace since deleted, they are made anew, to be born again in this one.
     fn remakes(&mut self, names: &[String]) -> Result<HashSet<String>> {
         let mut remake = HashSet::new();
-        if self.run.repair {
+        if self.run.repair && !names.is_empty() {
+            // (every peer's: the center's whole list, once)
+            let held = self.udp_ports()?;
             for n in names {
-                let port = self.peers[n].listen_port;
-                if !self.udp_taken(port)? {
+                if !held.contains(&self.peers[n].listen_port) {
                     remake.insert(n.clone());
                 }
             }
@@ -619,7 +595,7 @@ impl<'e> Hub<'e> {
         }
         // (the peers' addresses are on the center's interface: gone, a stopped or broken hub,
         // they went with it)
-        let cif = self.center_view()?.links.contains(&c.center_if());
+        let cif = !self.center_links(&[c.center_if()], 0)?.is_empty();
         // the ids of their natctl rules: natctl --check of the same rule prints its id
         let layout = self.layout();
         let reads: Vec<Step> = names
@@ -681,7 +657,7 @@ impl<'e> Hub<'e> {
     /// (HUB_MODE=netns) or a link in the center with the peer's name is someone else's (the hub
     /// never adopts, and so never deletes, what it did not create). Exit 1 for a namespace, 2
     /// for a link, before anything changes.
-    pub fn refuse_foreign(&mut self, names: &[String]) -> Result<()> {
+    pub fn refuse_foreign(&mut self, names: &[String], ahead: usize) -> Result<()> {
         let c = self.conf.clone();
         if !c.zones() {
             for n in names {
@@ -696,14 +672,13 @@ impl<'e> Hub<'e> {
         if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
             return Ok(());
         }
-        for n in names {
-            let wg = Names::of(&c, n).wg;
-            if self.center_view()?.links.contains(&wg) {
-                return Err(invalid(format!(
-                    "a link named {wg} exists in {}, and the hub did not create it (peer '{n}' has no record): delete it or choose another peer name",
-                    c.where_center()
-                )));
-            }
+        let wgs: Vec<String> = names.iter().map(|n| Names::of(&c, n).wg).collect();
+        let there = self.center_links(&wgs, ahead)?;
+        if let Some((n, wg)) = names.iter().zip(&wgs).find(|(_, wg)| there.contains(*wg)) {
+            return Err(invalid(format!(
+                "a link named {wg} exists in {}, and the hub did not create it (peer '{n}' has no record): delete it or choose another peer name",
+                c.where_center()
+            )));
         }
         Ok(())
     }
@@ -736,7 +711,7 @@ impl<'e> Hub<'e> {
             .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| (d.owner, v)))
             .collect();
         let udp_ports = if center_ok {
-            self.udp_ports()?.clone()
+            self.udp_ports()?
         } else {
             HashSet::new()
         };

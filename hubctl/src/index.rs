@@ -4,7 +4,7 @@
 //! written, then its objects built; a claim whose owner's record says otherwise (a killed
 //! `peer add`) is free again. A record's claims are never released while it lives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -156,21 +156,42 @@ impl<'a> Index<'a> {
         slot_of: impl Fn(u32) -> Slot,
         free: impl Fn(Slot) -> bool,
     ) -> Result<Option<Slot>> {
+        let found = self
+            .unclaimed(kind, first, last, &slot_of)
+            .find(|i| free(slot_of(*i)));
+        let Some(i) = found else { return Ok(None) };
+        self.write(self.hint_path(kind), format!("{}\n", u64::from(i) + 1))?;
+        Ok(Some(slot_of(i)))
+    }
+
+    /// The slots FIRST..=LAST that no peer claims, in the order `allocate` tries them: from the
+    /// hint on, then from FIRST.
+    fn unclaimed<'s>(
+        &'s self,
+        kind: &str,
+        first: u32,
+        last: u32,
+        slot_of: impl Fn(u32) -> Slot + 's,
+    ) -> impl Iterator<Item = u32> + 's {
         let mut start = self.hint(kind, first);
         if !(first..=last).contains(&start) {
             start = first;
         }
-        for from in [start, first] {
-            for i in from..=last {
-                let slot = slot_of(i);
-                if self.owner(slot).is_some() || !free(slot) {
-                    continue;
-                }
-                self.write(self.hint_path(kind), format!("{}\n", u64::from(i) + 1))?;
-                return Ok(Some(slot));
-            }
-        }
-        Ok(None)
+        [start, first]
+            .into_iter()
+            .flat_map(move |from| from..=last)
+            .filter(move |i| self.owner(slot_of(*i)).is_none())
+    }
+
+    /// The first COUNT ports `allocate_port` from BASE would try, those in HELD left out: what
+    /// to ask the center about.
+    pub fn port_candidates(&self, base: u16, count: usize, held: &HashSet<u16>) -> Vec<u16> {
+        let mut seen = HashSet::new();
+        self.unclaimed("port", u32::from(base), 65535, |i| Slot::Port(i as u16))
+            .map(|i| i as u16)
+            .filter(|p| !held.contains(p) && seen.insert(*p))
+            .take(count)
+            .collect()
     }
 
     /// A free port from BASE on that no socket in the center holds (IN_USE).
@@ -296,6 +317,39 @@ mod tests {
                 .allocate_address(&cidr, Ipv4Addr::new(100, 64, 0, 10))
                 .unwrap(),
             None
+        );
+        fs::remove_dir_all(&state.dir).unwrap();
+    }
+
+    #[test]
+    fn the_center_is_asked_about_the_ports_allocation_would_try() {
+        let state = scratch("candidates");
+        let cidr = Cidr4::parse("100.64.0.0/24").unwrap();
+        let mut run = RunClaims::new();
+        let peers: Vec<Peer> = (0..6)
+            .map(|i| add(&state, &mut run, &format!("p{i}"), &cidr))
+            .collect();
+        // p1 goes: its port is the first to try, then those after the last claimed
+        let mut run = RunClaims::new();
+        Index::new(&state, &mut run).release(&peers[1]).unwrap();
+        state.forget_files("p1").unwrap();
+        let index = Index::new(&state, &mut run);
+        let none = HashSet::new();
+        assert_eq!(
+            index.port_candidates(50000, 3, &none),
+            [50001, 50006, 50007]
+        );
+        // what the center said it holds is not asked again
+        let held = HashSet::from([50001, 50006]);
+        assert_eq!(
+            index.port_candidates(50000, 3, &held),
+            [50007, 50008, 50009]
+        );
+        // and allocation takes the first candidate not held
+        let mut index = Index::new(&state, &mut run);
+        assert_eq!(
+            index.allocate_port(50000, |p| held.contains(&p)).unwrap(),
+            Some(50007)
         );
         fs::remove_dir_all(&state.dir).unwrap();
     }

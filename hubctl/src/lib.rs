@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod args;
+pub mod center;
 pub mod cmd;
 pub mod conf;
 pub mod error;

@@ -86,10 +86,6 @@ impl Executor for Recorder {
         Ok(())
     }
 
-    fn center(&mut self) -> Result<String> {
-        Ok("links:\nlo\n".to_string())
-    }
-
     fn netns_exists(&self, name: &str) -> bool {
         self.netns.contains(name)
     }

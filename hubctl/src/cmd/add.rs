@@ -55,7 +55,9 @@ pub fn add(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         .cloned()
         .collect();
     if !unrecorded.is_empty() {
-        hub.refuse_foreign(&unrecorded)?;
+        // (asking the center, also about the ports the new peers will be given)
+        let ahead = if port.is_some() { 0 } else { unrecorded.len() };
+        hub.refuse_foreign(&unrecorded, ahead)?;
     }
     let mut fresh: Vec<String> = Vec::new();
     for n in names {
@@ -120,9 +122,7 @@ fn allocate(
         None => {
             // (a port a socket of someone else's holds in the center is skipped)
             let base = hub.conf.port_base;
-            let in_use = hub.udp_ports()?.clone();
-            hub.index()
-                .allocate_port(base, |p| in_use.contains(&p))?
+            hub.allocate_port()?
                 .ok_or_else(|| failed(format!("no free port left above HUB_PORT_BASE {base}")))?
         }
     };

@@ -109,7 +109,9 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
     }
     capacity(hub, &wanted)?;
     if !d.add.is_empty() {
-        hub.refuse_foreign(&d.add)?;
+        // (asking the center, also about the ports the new peers will be given)
+        let ahead = d.add.iter().filter(|n| by_name[*n].port.is_none()).count();
+        hub.refuse_foreign(&d.add, ahead)?;
     }
     let center_new = hub.center.is_none();
     if center_new {
@@ -204,8 +206,7 @@ pub fn sync(hub: &mut Hub, file: &str, allow_empty: bool) -> Result<Outcome> {
         let l = &by_name[n];
         if l.port.is_none() {
             let base = hub.conf.port_base;
-            let in_use = hub.udp_ports()?.clone();
-            let port = hub.index().allocate_port(base, |p| in_use.contains(&p))?;
+            let port = hub.allocate_port()?;
             hub.peers.get_mut(n).expect("set").listen_port = port
                 .ok_or_else(|| failed(format!("no free port left above HUB_PORT_BASE {base}")))?;
         }
