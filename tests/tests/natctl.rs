@@ -4440,7 +4440,7 @@ fn stored_ids_of_earlier_layouts_are_not_trusted() {
         let stored = std::fs::read_to_string(&file).expect("the stored ids");
         let (head, ids) = stored.split_once('\n').unwrap();
         let generation = head
-            .strip_prefix("v5 ")
+            .strip_prefix("v6 ")
             .expect(head)
             .split(' ')
             .next()

@@ -48,8 +48,8 @@ const SO_NETNS_COOKIE: libc::c_int = 71;
 /// `complete` meant "the ten base chains exist", from before `zones_out` and `marks_out`: trusted,
 /// it would make the next add skip creating them and then fail to add a rule there), `v3`
 /// (its `complete` did not cover the dispatch maps and rules of per-key chains: `dispatch`),
-/// and `v4` (no chains per id, no journal).
-const FORMAT: &str = "v5";
+/// `v4` (no chains per id, no journal), and `v5` (its snapshot's lines in no order).
+const FORMAT: &str = "v6";
 
 /// What a file holds for the generation asked for: the ids of natctl's table, each with how and
 /// where it is held, whether its base chains were known to exist, and how many changes the
@@ -99,55 +99,42 @@ pub fn load(cookie: u64, generation: u32) -> Option<Stored> {
 }
 
 /// A file's TEXT, if it is whole, of this format, and holds for GENERATION.
-fn parse(text: String, generation: u32) -> Option<Stored> {
+fn parse(mut text: String, generation: u32) -> Option<Stored> {
     // (a line cut short by a natctl killed while appending has no newline)
     if !text.ends_with('\n') {
         return None;
     }
-    let (ids, (at, complete, journal)) = HeldIds::load(text, |text, held| {
-        let mut lines = text.lines();
-        let mut head = lines.next()?.split_whitespace();
-        if head.next()? != FORMAT {
+    let body = text.split_off(text.find('\n')? + 1);
+    let mut head = text.split_whitespace();
+    if head.next()? != FORMAT {
+        return None;
+    }
+    let mut at: u32 = head.next()?.parse().ok()?;
+    let mut complete = head.next()? == "complete";
+    // The snapshot's lines, ID CHAINS (intact) or !ID CHAINS (held otherwise), sorted by id;
+    // then the journal's: a commit's line, @GENERATION, then +ID CHAINS for each rule it added
+    // and -ID for each it deleted.
+    let (mut ids, journal_lines) = HeldIds::from_snapshot(body)?;
+    let mut journal = 0;
+    for line in journal_lines.lines() {
+        let mut words = line.split(' ');
+        let made: u32 = words.next()?.strip_prefix('@')?.parse().ok()?;
+        if made != at.wrapping_add(1) {
             return None;
         }
-        let mut at: u32 = head.next()?.parse().ok()?;
-        let mut complete = head.next()? == "complete";
-        let mut journal = 0;
-        for line in lines {
-            let mut words = line.split(' ');
-            let first = words.next()?;
-            if let Some(entry) = first.strip_prefix('@') {
-                // A commit's line: @GENERATION, then +ID CHAINS for each rule it added and -ID
-                // for each it deleted.
-                let made: u32 = entry.parse().ok()?;
-                if made != at.wrapping_add(1) {
+        at = made;
+        while let Some(change) = words.next() {
+            journal += 1;
+            if let Some(id) = change.strip_prefix('+') {
+                if !ids.hold(id, true, words.next()?.split(',')) {
                     return None;
                 }
-                at = made;
-                while let Some(change) = words.next() {
-                    journal += 1;
-                    if let Some(id) = change.strip_prefix('+') {
-                        if !held.hold(id, true, words.next()?) {
-                            return None;
-                        }
-                        complete = true;
-                    } else {
-                        held.release(change.strip_prefix('-')?);
-                    }
-                }
-                continue;
-            }
-            // A snapshot line: ID CHAINS (intact) or !ID CHAINS (held otherwise).
-            let (id, intact) = match first.strip_prefix('!') {
-                Some(id) => (id, false),
-                None => (first, true),
-            };
-            if !held.hold(id, intact, words.next()?) {
-                return None;
+                complete = true;
+            } else {
+                ids.release(change.strip_prefix('-')?);
             }
         }
-        Some((at, complete, journal))
-    })?;
+    }
     (at == generation).then_some(Stored {
         complete,
         ids,
@@ -289,7 +276,7 @@ mod tests {
         let text = snapshot(41, &t);
         assert_eq!(parse(text.clone(), 41), Some(t));
         assert_eq!(parse(text.clone(), 42), None);
-        assert_eq!(parse(text.clone().replace("v5", "v4"), 41), None);
+        assert_eq!(parse(text.clone().replace("v6", "v5"), 41), None);
     }
 
     #[test]
