@@ -103,9 +103,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Result<Scratch> {
-        let parent = std::env::var_os("TMPDIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let parent = Scratch::parent();
         if let Ok(entries) = fs::read_dir(&parent) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
@@ -143,6 +141,27 @@ impl Scratch {
             "cannot create a scratch directory in {}",
             parent.display()
         )))
+    }
+}
+
+impl Scratch {
+    /// Where scratch directories go: TMPDIR; else /dev/shm when it is a tmpfs, else /tmp. A
+    /// command writes a dozen small files there, and creating a file on a disk is no small
+    /// thing: 0.3 ms each on /tmp's ext4 here, where inodes are freed and taken all day,
+    /// against 7 us on a tmpfs (a `peer add`: 4 ms of its own time).
+    fn parent() -> PathBuf {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        if let Some(dir) = std::env::var_os("TMPDIR") {
+            return PathBuf::from(dir);
+        }
+        let shm = Path::new("/dev/shm");
+        let tmpfs =
+            nix::sys::statfs::statfs(shm).is_ok_and(|s| s.filesystem_type().0 == TMPFS_MAGIC);
+        if tmpfs && nix::unistd::access(shm, nix::unistd::AccessFlags::W_OK).is_ok() {
+            shm.to_path_buf()
+        } else {
+            PathBuf::from("/tmp")
+        }
     }
 }
 
