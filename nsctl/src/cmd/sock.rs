@@ -1,11 +1,13 @@
 //! `nsctl [--ns NS] sock list --udp [--port P]...`: the namespace's UDP sockets, as the kernel's
-//! socket diagnostics report them (`ss -uan 'sport = :P'`), never by reading /proc/net/udp.
+//! socket diagnostics report them (`ss -uan 'sport = :P'`).
 //!
 //! The question is put to the kernel with its filter: a hub's center holds a socket for every
 //! peer, and the hub asks whether one port of a thousand is held. /proc/net/udp would format
 //! them all (4 ms at 2,000 sockets); the filtered dump returns only the sockets on the ports
 //! asked for. rtnetlink has no sock_diag, so the messages are built and read here, on a
-//! NETLINK_SOCK_DIAG socket of netlink-sys.
+//! NETLINK_SOCK_DIAG socket of netlink-sys. A kernel without UDP socket diagnostics
+//! (CONFIG_INET_UDP_DIAG, a module in most distributions' kernels) is read from /proc/net/udp
+//! and udp6 instead, as `ss` does.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -62,7 +64,17 @@ impl Sock {
         let what = || format!("listing the UDP sockets of {}", ctx.ns_label());
         let mut socks = Vec::new();
         for family in [libc::AF_INET, libc::AF_INET6] {
-            socks.extend(udp_sockets(family, &args.ports).with_context(what)?);
+            let found = match udp_sockets(family, &args.ports) {
+                // (no sock_diag for UDP in this kernel)
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPROTONOSUPPORT)) =>
+                {
+                    common::vlog!(1, "no UDP socket diagnostics ({e}): reading /proc/net");
+                    proc_udp(family, &args.ports)
+                }
+                found => found,
+            };
+            socks.extend(found.with_context(what)?);
         }
         for s in &mut socks {
             s.netns = ctx.netns_name();
@@ -82,21 +94,23 @@ const NLM_F_DUMP: u16 = 0x300;
 const BC_JMP: u8 = 1;
 const BC_S_EQ: u8 = 11;
 
-/// The UDP sockets of `family` in the calling thread's namespace, on `ports` (all: empty).
-fn udp_sockets(family: i32, ports: &[u16]) -> Result<Vec<SockView>> {
-    let mut sock = Socket::new(NETLINK_SOCK_DIAG).context("opening a sock_diag socket")?;
-    sock.bind_auto().context("binding a sock_diag socket")?;
-    sock.send(&request(family, ports), 0)
-        .context("asking for the socket list")?;
+/// The UDP sockets of `family` in the calling thread's namespace, on `ports` (all: empty), as
+/// sock_diag reports them.
+fn udp_sockets(family: i32, ports: &[u16]) -> std::io::Result<Vec<SockView>> {
+    let mut sock = Socket::new(NETLINK_SOCK_DIAG)?;
+    sock.bind_auto()?;
+    sock.send(&request(family, ports), 0)?;
     let mut found = Vec::new();
     loop {
-        let (datagram, _) = sock.recv_from_full().context("reading the socket list")?;
+        let (datagram, _) = sock.recv_from_full()?;
         let mut rest = datagram.as_slice();
         while rest.len() >= 16 {
             let len = u32_at(rest, 0) as usize;
             let kind = u16::from_ne_bytes([rest[4], rest[5]]);
             if len < 16 || len > rest.len() {
-                return Err(Error::failed("the kernel's socket list is cut short"));
+                return Err(std::io::Error::other(
+                    "the kernel's socket list is cut short",
+                ));
             }
             let payload = &rest[16..len];
             match kind {
@@ -105,8 +119,7 @@ fn udp_sockets(family: i32, ports: &[u16]) -> Result<Vec<SockView>> {
                     let errno = payload
                         .get(..4)
                         .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                    return Err(std::io::Error::from_raw_os_error(-errno))
-                        .context("the kernel refused the socket list");
+                    return Err(std::io::Error::from_raw_os_error(-errno));
                 }
                 SOCK_DIAG_BY_FAMILY => found.extend(parse(payload)),
                 _ => {}
@@ -206,6 +219,64 @@ fn parse(m: &[u8]) -> Option<SockView> {
     })
 }
 
+/// The UDP sockets of `family` on `ports` (all: empty) from /proc/net/udp or udp6 of the
+/// calling thread's namespace: `sl local rem st tx:rx tr:when retrnsmt uid timeout inode`, the
+/// addresses in hex as the kernel holds them (each 32-bit word in host order).
+fn proc_udp(family: i32, ports: &[u16]) -> std::io::Result<Vec<SockView>> {
+    let file = if family == libc::AF_INET {
+        "udp"
+    } else {
+        "udp6"
+    };
+    let text = std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|line| proc_line(family, line))
+        .filter(|s| ports.is_empty() || ports.contains(&s.port))
+        .collect())
+}
+
+/// One line of /proc/net/udp or udp6.
+fn proc_line(family: i32, line: &str) -> Option<SockView> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (local, port) = proc_endpoint(words.get(1)?)?;
+    let (remote, remote_port) = proc_endpoint(words.get(2)?)?;
+    Some(SockView {
+        proto: "udp",
+        family: if family == libc::AF_INET {
+            "inet"
+        } else {
+            "inet6"
+        },
+        local,
+        port,
+        remote: (remote_port != 0)
+            .then(|| std::net::SocketAddr::new(remote, remote_port).to_string()),
+        uid: words.get(7)?.parse().ok()?,
+        inode: words.get(9)?.parse().ok()?,
+        netns: None,
+    })
+}
+
+/// `ADDR:PORT` of /proc/net/udp: the address's 32-bit words in hex, each in host order.
+fn proc_endpoint(word: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = word.split_once(':')?;
+    let words: Vec<u32> = (0..addr.len() / 8)
+        .map(|i| u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let mut bytes = Vec::with_capacity(16);
+    for w in &words {
+        bytes.extend_from_slice(&w.to_ne_bytes());
+    }
+    let ip = match (addr.len(), bytes.len()) {
+        (8, 4) => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+        (32, 16) => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => return None,
+    };
+    Some((ip, u16::from_str_radix(port, 16).ok()?))
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -260,6 +331,25 @@ mod tests {
             }
         }
         assert!(port_filter(&[]).is_empty());
+    }
+
+    #[test]
+    fn proc_lines_read_like_the_diagnostics() {
+        let v4 = "  123: 0100007F:9C43 0100007F:0009 01 00000000:00000000 00:00000000 00000000  1000        0 4242 2 0000000000000000 0";
+        let s = proc_line(libc::AF_INET, v4).unwrap();
+        assert_eq!((s.local, s.port), ("127.0.0.1".parse().unwrap(), 40003));
+        assert_eq!(s.remote.as_deref(), Some("127.0.0.1:9"));
+        assert_eq!((s.uid, s.inode, s.family), (1000, 4242, "inet"));
+        let any6 = "  7: 00000000000000000000000000000000:9C42 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 99 2 0000000000000000 0";
+        let s = proc_line(libc::AF_INET6, any6).unwrap();
+        assert_eq!(
+            (s.local, s.port, s.remote),
+            ("::".parse().unwrap(), 40002, None)
+        );
+        let lo6 = "  8: 00000000000000000000000001000000:0035 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 98 2 0000000000000000 0";
+        let s = proc_line(libc::AF_INET6, lo6).unwrap();
+        assert_eq!(s.local, "::1".parse::<IpAddr>().unwrap());
+        assert!(proc_line(libc::AF_INET, "  sl  local_address rem_address   st").is_none());
     }
 
     #[test]
