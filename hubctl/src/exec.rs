@@ -142,9 +142,7 @@ impl Scratch {
             parent.display()
         )))
     }
-}
 
-impl Scratch {
     /// Where scratch directories go: TMPDIR; else /dev/shm when it is a tmpfs, else /tmp. A
     /// command writes a dozen small files there, and creating a file on a disk is no small
     /// thing: 0.3 ms each on /tmp's ext4 here, where inodes are freed and taken all day,

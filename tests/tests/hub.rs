@@ -1026,7 +1026,8 @@ fn private_keys_never_reach_argv_environment_or_output() {
 
 /// A step that fails (the port given is taken by someone else in the center) undoes the new
 /// peer: no namespace, process, record or key of it remains, and the peers before it still
-/// work. (A port the hub picks itself skips such a socket: the allocator reads the center's.)
+/// work. (A port the hub picks itself skips such a socket, also when more are held than the
+/// hub asks the center about at once.)
 #[test]
 fn failed_peer_add_is_undone() {
     let hub = HubLab::new();
@@ -1043,6 +1044,25 @@ fn failed_peer_add_is_undone() {
     );
     let skipped = hub.hub(&["-q", "peer", "add", "f0"]).ok().json();
     assert_eq!(skipped["peers"][0]["listen_port"], 50002, "{skipped}");
+    hub.hub(&["-q", "peer", "del", "f0"]).ok();
+    // Ten more held (the hub asks about nine ports for one new peer, then the next eight).
+    let hold = "import socket, time\n\
+                s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for p in range(10)]\n\
+                [x.bind(('0.0.0.0', 50002 + i)) for i, x in enumerate(s)]\n\
+                time.sleep(60)\n";
+    let mut squatters = Command::new("ip")
+        .args(["netns", "exec", &hub.ns, "python3", "-c", hold])
+        .spawn()
+        .unwrap();
+    wait_until(
+        "python holds UDP ports 50002..50011 in the center",
+        Duration::from_secs(10),
+        || udp_bound(&hub.ns, 50011),
+    );
+    let far = hub.hub(&["-q", "peer", "add", "f0"]).ok().json();
+    let _ = squatters.kill();
+    let _ = squatters.wait();
+    assert_eq!(far["peers"][0]["listen_port"], 50012, "{far}");
     hub.hub(&["-q", "peer", "del", "f0"]).ok();
     let r = hub.hub(&["-q", "peer", "add", "f2", "--port", "50001"]);
     let _ = squatter.kill();
