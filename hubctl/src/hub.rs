@@ -706,10 +706,7 @@ impl<'e> Hub<'e> {
         let peers: Vec<&Peer> = self.peers.values().collect();
         let reads = self.layout().reads(&peers, center_ok, &netns);
         let done = self.run.read(reads, &[Nsctl, Wgctl, Routectl, Natctl])?;
-        let shows = done
-            .into_iter()
-            .filter_map(|d| serde_json::from_str(&d.json).ok().map(|v| (d.owner, v)))
-            .collect();
+        let shows = done.into_iter().map(|d| (d.owner, d.json)).collect();
         let udp_ports = if center_ok {
             self.udp_ports()?
         } else {

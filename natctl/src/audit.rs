@@ -83,7 +83,7 @@ pub fn audit(kernel: &[KernelRule], rebuild: Rebuild) -> Audit {
                 .iter()
                 .map(|p| {
                     let chain = crate::nft::dispatch::chain_of(p);
-                    (chain, encode::part_shape(rule, p).unwrap_or_default())
+                    (chain, encode::part_shape(rule, p))
                 })
                 .collect()
         });
@@ -168,7 +168,7 @@ mod tests {
                 comment: Some(rule.comment()),
                 packets: 0,
                 bytes: 0,
-                shape: part_shape(rule, p).unwrap(),
+                shape: part_shape(rule, p),
                 reachable: true,
             })
             .collect()

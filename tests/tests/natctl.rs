@@ -939,7 +939,7 @@ fn two_thousand_rules_in_one_batch_file() {
     );
 }
 
-/// A table of 256 rules or more has its ids kept between processes (natctl's store), for the
+/// A big table (300 rules: 32 or more) has its ids kept between processes (natctl's store), for the
 /// ruleset generation they were read at. A change made behind natctl's back (`nft delete rule`)
 /// moves the generation: the next natctl must see the kernel as it is, not the stored ids.
 #[test]

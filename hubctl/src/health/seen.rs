@@ -284,7 +284,7 @@ impl Table {
 pub(super) fn read<T: DeserializeOwned + Default>(seen: &Observed, owner: &str) -> T {
     seen.shows
         .get(owner)
-        .and_then(|v| T::deserialize(v).ok())
+        .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default()
 }
 

@@ -45,7 +45,12 @@ impl Case {
             center: serde_json::from_value(input["center"].clone()).unwrap(),
             peers: records.into_iter().map(|p| (p.name.clone(), p)).collect(),
             seen: Observed {
-                shows: serde_json::from_value(input["shows"].clone()).unwrap(),
+                shows: input["shows"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(owner, show)| (owner.clone(), show.to_string()))
+                    .collect(),
                 netns: serde_json::from_value(input["netns"].clone()).unwrap(),
                 udp_ports: serde_json::from_value(input["udp_ports"].clone()).unwrap(),
             },
@@ -100,11 +105,12 @@ fn the_view_structs_read_back_what_they_print() {
 
 /// Sets `listener_filtered` on the interface WG in the show OWNER.
 fn set_listener(case: &mut Case, owner: &str, wg: &str, filtered: Value) {
-    let interfaces = case.seen.shows.get_mut(owner).unwrap()["interfaces"]
-        .as_array_mut()
-        .unwrap();
+    let json = case.seen.shows.get_mut(owner).unwrap();
+    let mut show: Value = serde_json::from_str(json).unwrap();
+    let interfaces = show["interfaces"].as_array_mut().unwrap();
     let i = interfaces.iter_mut().find(|i| i["name"] == wg).unwrap();
     i["listener_filtered"] = filtered;
+    *json = show.to_string();
 }
 
 fn problems(status: &Value, peer: usize) -> Vec<String> {
@@ -161,15 +167,17 @@ fn an_unfiltered_listener_is_a_problem_right_after_the_tunnels() {
 #[test]
 fn tool_outputs_of_another_shape_read_as_absent() {
     let mut case = Case::load("netns-healthy");
-    case.seen
-        .shows
-        .insert("a:routes".into(), serde_json::json!({"routes": null}));
-    case.seen
-        .shows
-        .insert("a:nat".into(), serde_json::json!("not an object"));
+    case.seen.shows.insert(
+        "a:routes".into(),
+        serde_json::json!({"routes": null}).to_string(),
+    );
+    case.seen.shows.insert(
+        "a:nat".into(),
+        serde_json::json!("not an object").to_string(),
+    );
     case.seen.shows.insert(
         "a:links".into(),
-        serde_json::json!({"links": [{"name": "hxa-in", "addresses": null}]}),
+        serde_json::json!({"links": [{"name": "hxa-in", "addresses": null}]}).to_string(),
     );
     let got = problems(&case.status(), 0);
     assert_eq!(

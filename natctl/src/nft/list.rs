@@ -3,6 +3,7 @@
 //! expressions (what `audit` compares with what the comment's id stands for); and the names of
 //! every table in the namespace.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ffi::{c_char, CStr, CString};
 use std::io;
@@ -319,7 +320,8 @@ pub(super) unsafe fn shape_of(r: *mut sys::nftnl_rule) -> Vec<u8> {
             if name == c"counter" {
                 continue;
             }
-            let mut attrs: Vec<(u16, Vec<u8>)> = Vec::new();
+            // (borrowed from the expression until written out: no copy per attribute)
+            let mut attrs: Vec<(u16, Cow<[u8]>)> = Vec::new();
             for attr in 1..=MAX_ATTR {
                 if !sys::nftnl_expr_is_set(e, attr) {
                     continue;
@@ -328,7 +330,7 @@ pub(super) unsafe fn shape_of(r: *mut sys::nftnl_rule) -> Vec<u8> {
                 let data = sys::nftnl_expr_get(e, attr, &mut len);
                 if !data.is_null() {
                     let value = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
-                    attrs.push((attr, value.to_vec()));
+                    attrs.push((attr, Cow::Borrowed(value)));
                 }
             }
             normalise(name.to_bytes(), &mut attrs);
@@ -349,14 +351,14 @@ pub(super) unsafe fn shape_of(r: *mut sys::nftnl_rule) -> Vec<u8> {
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`) and its maximum registers when they are the minimum ones (a
 /// single address or port), a zero bitwise operation (`NFT_BITWISE_BOOL`), zero masquerade
 /// flags.
-fn normalise(name: &[u8], attrs: &mut Vec<(u16, Vec<u8>)>) {
+fn normalise(name: &[u8], attrs: &mut Vec<(u16, Cow<[u8]>)>) {
     const NAT_DERIVED: u32 = 0x1 | 0x2;
     let as_u32 = |v: &[u8]| v.try_into().ok().map(u32::from_ne_bytes);
-    let get = |attrs: &[(u16, Vec<u8>)], a: u32| {
+    let get = |attrs: &[(u16, Cow<[u8]>)], a: u32| {
         attrs
             .iter()
             .find(|(k, _)| u32::from(*k) == a)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.to_vec())
     };
     match name {
         b"nat" => {
@@ -375,7 +377,7 @@ fn normalise(name: &[u8], attrs: &mut Vec<(u16, Vec<u8>)>) {
                 sys::NFTNL_EXPR_NAT_REG_PROTO_MAX => !drop_proto_max,
                 sys::NFTNL_EXPR_NAT_FLAGS => match as_u32(v) {
                     Some(f) => {
-                        *v = (f & !NAT_DERIVED).to_ne_bytes().to_vec();
+                        *v = Cow::Owned((f & !NAT_DERIVED).to_ne_bytes().to_vec());
                         f & !NAT_DERIVED != 0
                     }
                     None => true,
