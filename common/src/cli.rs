@@ -202,11 +202,13 @@ pub trait Command: Subcommand + std::fmt::Debug {
     }
 
     /// Whether this command, as a batch line, may leave its change pending (planned, its output
-    /// known) for [`Command::settle`] to commit with those of the deferrable lines after it, in
-    /// the same namespace, as one transaction: natctl's rule adds, which nftables validates
-    /// whole at each commit (its cost grows with the table). A line alone is never deferred.
-    fn deferrable(&self) -> bool {
-        false
+    /// known) for [`Command::settle`] to commit with those of the deferrable lines of the same
+    /// kind (the name returned) after it, in the same namespace, as one transaction: natctl's
+    /// rule adds, which nftables validates whole at each commit (its cost grows with the table),
+    /// and its rule deletions, each commit of which waits for an RCU grace period. A line alone
+    /// is never deferred. None: never deferred.
+    fn deferrable(&self) -> Option<&'static str> {
+        None
     }
 
     /// Commits what the deferred lines left pending, in the namespace the thread is in. On
@@ -495,14 +497,14 @@ fn run_batch<C: Command>(
     let mut changed_at: Option<usize> = None;
     let mut lines = lines.into_iter().peekable();
     while let Some(line) = lines.next() {
-        // (the deferrable lines after a deferrable one, in its namespace, join it)
-        let joins = deferrable(&line);
+        // (the deferrable lines of its kind after a deferrable one, in its namespace, join it)
+        let kind = deferrable(&line);
         let mut group = vec![line];
-        while joins
+        while kind.is_some()
             && group.len() < GROUP_MAX
-            && lines
-                .peek()
-                .is_some_and(|next| deferrable(next) && next.global.ns == group[0].global.ns)
+            && lines.peek().is_some_and(|next| {
+                deferrable(next) == kind && next.global.ns == group[0].global.ns
+            })
         {
             group.extend(lines.next());
         }
@@ -532,9 +534,12 @@ fn run_batch<C: Command>(
 /// acknowledged, and the acknowledgements of one must fit the socket's receive buffer.
 const GROUP_MAX: usize = 32;
 
-/// Whether LINE may be deferred: a command that says so, not a dry run.
-fn deferrable<C: Command>(line: &Line<C>) -> bool {
-    matches!(&line.command, Top::Tool(cmd) if cmd.deferrable()) && !line.global.check
+/// The kind of LINE's deferral, if it may be deferred: a command that says so, not a dry run.
+fn deferrable<C: Command>(line: &Line<C>) -> Option<&'static str> {
+    match &line.command {
+        Top::Tool(cmd) if !line.global.check => cmd.deferrable(),
+        _ => None,
+    }
 }
 
 /// The outputs of a batch's lines (number, dry run, output) and its failure (line number,

@@ -46,9 +46,14 @@ impl common::Command for Command {
         }
     }
 
-    /// A batch's rule adds in one namespace are committed together (`nft::pending`).
-    fn deferrable(&self) -> bool {
-        matches!(self, Command::Add(_))
+    /// A batch's rule adds in one namespace are committed together, and so are its rule
+    /// deletions (`nft::pending`).
+    fn deferrable(&self) -> Option<&'static str> {
+        match self {
+            Command::Add(_) => Some("add"),
+            Command::Del(_) => Some("del"),
+            Command::List(_) | Command::Flush(_) => None,
+        }
     }
 
     fn settle(_ctx: &Ctx) -> std::result::Result<(), (usize, common::Error)> {

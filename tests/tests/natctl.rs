@@ -4834,6 +4834,78 @@ fn a_keys_chain_comes_with_its_first_rule_and_goes_with_its_last() {
     assert!(list(&ns).is_empty());
 }
 
+/// A batch's deletions are committed together, each planned as if those before it were done:
+/// the rules of a key's chain deleted by several lines of one batch take the chain and its map
+/// element with them, as one line deleting them all would; an id deleted twice is changed only
+/// once; and the rules the batch does not name stay.
+#[test]
+fn a_batchs_deletions_together_take_the_chains_they_empty() {
+    let lab = Lab::new();
+    let ns = lab.netns("bdel");
+    let rules: [&[&str]; 5] = [
+        &[
+            "filter",
+            "--iif",
+            "b1",
+            "--dst",
+            "10.0.0.0/8",
+            "--verdict",
+            "accept",
+        ],
+        &["filter", "--iif", "b1", "--default", "drop"],
+        &["connmark", "--iif", "b1", "--set", "7"],
+        &["connmark", "--dst", "10.1.0.7", "--set", "7"],
+        &["filter", "--iif", "b2", "--default", "drop"],
+    ];
+    let ids: Vec<String> = rules.iter().map(|r| add(&ns, r).rule.id).collect();
+    assert_eq!(
+        key_chains(&ns),
+        [
+            "connmarks.ctmark.0x7",
+            "connmarks.dst4.10.1.0.7",
+            "connmarks.iif.b1",
+            "forward.iif.b1",
+            "forward.iif.b2",
+            "localmarks.ctmark.0x7"
+        ]
+    );
+    // every rule but b2's, the first twice
+    let text: String = [0, 1, 2, 3, 0]
+        .iter()
+        .map(|&i| format!("del {}\n", ids[i]))
+        .collect();
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text))
+        .ok()
+        .json_lines();
+    let changed: Vec<bool> = out
+        .iter()
+        .map(|l| l["changed"] == Value::Bool(true))
+        .collect();
+    assert_eq!(changed, [true, true, true, true, false], "{out:?}");
+    assert_eq!(key_chains(&ns), ["forward.iif.b2"]);
+    for chain in ["forward.iif.b1", "connmarks.iif.b1", "connmarks.ctmark.0x7"] {
+        natctl_chain_absent(&ns, chain);
+    }
+    let table = nft_table(&ns);
+    assert_layout(&table);
+    let elements = elements(&table);
+    assert!(
+        elements.len() == 1 && elements[0].0 == "forward.iif",
+        "{elements:?}"
+    );
+    let left = assert_list_matches_nft(&ns);
+    assert_eq!(left.len(), 1);
+    assert!(ruleset(&ns).contains(&ids[4]));
+    // (and again: nothing left to delete)
+    let again = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&text))
+        .ok()
+        .json_lines();
+    assert!(
+        again.iter().all(|l| l["changed"] == Value::Bool(false)),
+        "{again:?}"
+    );
+}
+
 /// `nft list chain inet natctl CHAIN` fails: there is no such chain.
 #[track_caller]
 fn natctl_chain_absent(ns: &str, chain: &str) {

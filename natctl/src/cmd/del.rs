@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{reading, stored_rule};
 use crate::nft::dispatch::{self, Key};
 use crate::nft::list::KernelRule;
-use crate::nft::{self, lock, Stage, TABLE_LABEL};
+use crate::nft::{self, lock, pending, Deletion, Stage, TABLE_LABEL};
 use crate::rule::{parse_id, Rule, RuleView};
 
 #[derive(Args, Debug)]
@@ -20,27 +20,29 @@ pub struct Del {
 impl Del {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         let lock = lock::namespace(&ctx.ns_label())?;
+        // (the rules the batch's deletions before this one, pending, take away)
+        let (deleting, pending) = pending::deleting(&lock, &self.id);
         // (only the chains that hold the id's rules, where the store knows them; else the
         // whole table, once for a batch deleting many ids: see `cache`)
         let seen = nft::cache::with_rules_of(&lock, super::classify, &self.id, |kernel| {
             let found: Vec<_> = kernel
                 .iter()
-                .filter(|k| k.id() == Some(self.id.as_str()))
+                .filter(|k| k.id() == Some(self.id.as_str()) && !pending)
                 .collect();
             let rule = found
                 .first()
                 .and_then(|k| k.comment.as_deref().and_then(stored_rule));
-            let targets: Vec<(String, u64)> =
+            let rules: Vec<(String, u64)> =
                 found.iter().map(|k| (k.chain.clone(), k.handle)).collect();
             let emptied = rule
                 .as_ref()
-                .map_or_else(Vec::new, |r| emptied(r, kernel, &targets));
-            (targets, rule, emptied)
+                .map_or_else(Vec::new, |r| emptied(r, kernel, &rules, &deleting));
+            (Deletion { rules, emptied }, rule)
         })
         .with_context(|| reading(ctx))?;
-        let (targets, rule, emptied) = seen.answer;
+        let (deletion, rule) = seen.answer;
         // Deleting what is absent succeeds with changed:false (the contract's idempotency).
-        if targets.is_empty() {
+        if deletion.rules.is_empty() {
             common::vlog!(
                 1,
                 "no natctl rule with id {} in {}",
@@ -50,27 +52,25 @@ impl Del {
             return Outcome::object(false, "rule", self.unknown(ctx));
         }
         if !ctx.check {
-            let what = || {
-                format!(
+            let del = pending::Del {
+                id: self.id.clone(),
+                deletion,
+                what: format!(
                     "deleting rule {} from {TABLE_LABEL} in {}",
                     self.id,
                     ctx.ns_label()
-                )
+                ),
             };
-            if let Err(e) = nft::delete_rules(&targets, &emptied) {
-                if emptied.is_empty() {
-                    return Err(e).with_context(what);
-                }
-                // A key's map element deleted by hand makes its chain's removal fail: the rules
-                // go all the same, the chain stays (empty) and is used again by the key's next rule.
-                common::vlog!(
-                    1,
-                    "removing the emptied key chains failed ({e}); deleting the rules only"
-                );
-                nft::delete_rules(&targets, &[]).with_context(what)?;
+            let alone = if ctx.defer {
+                pending::defer_del(&lock, seen.generation, del)
+            } else {
+                Some(del)
+            };
+            if let Some(del) = alone {
+                nft::delete_rules(&del.deletion).with_context(|| del.what.clone())?;
+                let change = nft::cache::Change::Deleted(&self.id);
+                nft::cache::committed(&lock, seen.generation, &[change]);
             }
-            let change = nft::cache::Change::Deleted(&self.id);
-            nft::cache::committed(&lock, seen.generation, &[change]);
         }
         let removed = match rule {
             Some(r) => Removed::Rule(r.view(ctx.netns_name())),
@@ -88,18 +88,24 @@ impl Del {
 }
 
 /// The key chains (stage, key) of RULE's parts that hold no rule but TARGETS (chain, handle)
-/// in KERNEL, the table's dump: deleting TARGETS empties them, so they go too.
-fn emptied(rule: &Rule, kernel: &[KernelRule], targets: &[(String, u64)]) -> Vec<(Stage, Key)> {
+/// in KERNEL, the table's dump, once the rules DELETING (of the deletions before, pending) are
+/// gone: deleting TARGETS empties them, so they go too.
+fn emptied(
+    rule: &Rule,
+    kernel: &[KernelRule],
+    targets: &[(String, u64)],
+    deleting: &[(String, u64)],
+) -> Vec<(Stage, Key)> {
     let mut out: Vec<(Stage, Key)> = Vec::new();
     for part in &rule.parts {
         let Some(key) = dispatch::key_of(part) else {
             continue;
         };
         let name = key.chain_name(part.stage);
-        let others = kernel
-            .iter()
-            .filter(|k| k.chain == name)
-            .any(|k| !targets.contains(&(k.chain.clone(), k.handle)));
+        let others = kernel.iter().filter(|k| k.chain == name).any(|k| {
+            let at = (k.chain.clone(), k.handle);
+            !targets.contains(&at) && !deleting.contains(&at)
+        });
         let present = kernel.iter().any(|k| k.chain == name);
         if present && !others && !out.contains(&(part.stage, key.clone())) {
             out.push((part.stage, key));

@@ -287,25 +287,47 @@ fn delete_by_handle(batch: &mut Batch, chains: &[Chain], rules: &[(String, u64)]
     }
 }
 
-/// One transaction deleting rules by (chain name, handle), then the key chains `emptied` names
-/// (stage, key: the rules deleted were their last) with their map elements.
-pub fn delete_rules(rules: &[(String, u64)], emptied: &[(Stage, Key)]) -> io::Result<()> {
+/// The nftables rules of one id, by (chain name, handle), and the key chains (stage, key) that
+/// deleting them leaves empty: those go too, with their map elements.
+#[derive(Clone, Default)]
+pub struct Deletion {
+    pub rules: Vec<(String, u64)>,
+    pub emptied: Vec<(Stage, Key)>,
+}
+
+/// One transaction of DELETION. Should it fail with emptied key chains (a key's map element
+/// deleted by hand makes its chain's removal fail), the rules go all the same, in a second one:
+/// the chain stays, empty, and is used again by its key's next rule.
+pub fn delete_rules(deletion: &Deletion) -> io::Result<()> {
+    match delete_many(&[deletion]) {
+        Err(e) if !deletion.emptied.is_empty() => {
+            common::vlog!(
+                1,
+                "removing the emptied key chains failed ({e}); deleting the rules only"
+            );
+            let rules_only = Deletion {
+                rules: deletion.rules.clone(),
+                emptied: Vec::new(),
+            };
+            delete_many(&[&rules_only])
+        }
+        done => done,
+    }
+}
+
+/// One transaction making each of DELETIONS in turn: its rules, then its emptied key chains
+/// with their map elements.
+pub fn delete_many(deletions: &[&Deletion]) -> io::Result<()> {
     let table = table();
     let mut batch = Batch::new();
-    let chains = chains_of(&table, rules);
-    delete_by_handle(&mut batch, &chains, rules);
-    let keyed: Vec<(Element, Chain)> = emptied
-        .iter()
-        .map(|(stage, key)| {
-            (
-                Element::new(*stage, key),
-                dispatch::chain(&table, &key.chain_name(*stage)),
-            )
-        })
-        .collect();
-    for (element, chain) in &keyed {
-        batch.add(element, MsgType::Del);
-        batch.add(chain, MsgType::Del);
+    for deletion in deletions {
+        let chains = chains_of(&table, &deletion.rules);
+        delete_by_handle(&mut batch, &chains, &deletion.rules);
+        for (stage, key) in &deletion.emptied {
+            let chain = dispatch::chain(&table, &key.chain_name(*stage));
+            batch.add(&Element::new(*stage, key), MsgType::Del);
+            batch.add(&chain, MsgType::Del);
+        }
     }
     batch::send(&batch.finalize())
 }

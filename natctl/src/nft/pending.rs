@@ -1,17 +1,19 @@
-//! A batch's rule adds, committed together: the lines of `natctl -b` that add rules in one
-//! namespace, one after the other, are planned one by one (each checked against the table and
-//! against the adds before it, each with its output) and committed as one transaction when the
-//! batch runner settles them (`common::Command::settle`, after at most 32 lines, or before a
-//! line of another kind or namespace).
+//! A batch's rule adds, and its rule deletions, committed together: the lines of `natctl -b`
+//! that add rules in one namespace, one after the other, are planned one by one (each checked
+//! against the table and against the adds before it, each with its output) and committed as one
+//! transaction when the batch runner settles them (`common::Command::settle`, after at most 32
+//! lines, or before a line of another kind or namespace); so are the lines that delete rules.
 //!
 //! nftables validates the whole table at every commit that adds a rule, so in a hub center of
 //! 1,000 tunnels each commit costs ~5 ms of the kernel's time; a tunnel's dozen rules in one
-//! commit cost that once. The namespace's lock is held from the first add planned to the
-//! commit, so no other natctl acts in between.
+//! commit cost that once. A commit that deletes rules waits for an RCU grace period before it
+//! frees them (a few ms, however small the table): a tunnel's dozen deletions in one commit wait
+//! once. The namespace's lock is held from the first line planned to the commit, so no other
+//! natctl acts in between.
 //!
-//! If the transaction fails, nothing of it took effect: the adds are then made one by one, as
-//! without deferral, so the lines before the first that fails take effect and that line's error
-//! is the batch's, exactly as if each had been committed alone.
+//! If the transaction fails, nothing of it took effect: the lines are then committed one by
+//! one, as without deferral, so the lines before the first that fails take effect and that
+//! line's error is the batch's, exactly as if each had been committed alone.
 
 use std::cell::RefCell;
 
@@ -20,7 +22,7 @@ use nftnl::nftnl_sys::libc;
 
 use super::cache::{self, Change};
 use super::lock::NsLock;
-use super::{dispatch, Planned, Structure};
+use super::{dispatch, Deletion, Planned, Structure};
 use crate::rule::Rule;
 
 /// One add, planned.
@@ -33,12 +35,26 @@ pub struct Add {
     pub what: String,
 }
 
+/// One deletion, planned: the nftables rules of an id, and the key chains they leave empty.
+pub struct Del {
+    pub id: String,
+    pub deletion: Deletion,
+    /// What it is, for its error: "deleting rule ID from table inet natctl in NS".
+    pub what: String,
+}
+
+/// A line's change, planned.
+enum Op {
+    Add(Add),
+    Del(Del),
+}
+
 struct Pending {
     /// The namespace's lock, held until the commit.
     lock: NsLock,
-    /// The ruleset generation the first add was planned at.
+    /// The ruleset generation the first line was planned at.
     generation: u32,
-    adds: Vec<Add>,
+    ops: Vec<Op>,
 }
 
 thread_local! {
@@ -48,15 +64,59 @@ thread_local! {
 /// Whether adds are pending in the namespace of LOCK (so the table's structure comes with the
 /// first of them: the next add's is complete), and whether one of them is of ID.
 pub fn pending(lock: &NsLock, id: &str) -> (bool, bool) {
+    in_namespace(lock, |ops| {
+        let mut adds = ops.iter().filter_map(|op| match op {
+            Op::Add(a) => Some(a),
+            Op::Del(_) => None,
+        });
+        let any = adds.clone().next().is_some();
+        (any, adds.any(|a| a.id == id))
+    })
+    .unwrap_or((false, false))
+}
+
+/// The deletions pending in the namespace of LOCK: the nftables rules (chain, handle) they
+/// delete, and whether one of them is of ID (which is then as good as gone).
+pub fn deleting(lock: &NsLock, id: &str) -> (Vec<(String, u64)>, bool) {
+    in_namespace(lock, |ops| {
+        let dels = ops.iter().filter_map(|op| match op {
+            Op::Del(d) => Some(d),
+            Op::Add(_) => None,
+        });
+        let rules = dels
+            .clone()
+            .flat_map(|d| d.deletion.rules.clone())
+            .collect();
+        (rules, dels.clone().any(|d| d.id == id))
+    })
+    .unwrap_or_default()
+}
+
+fn in_namespace<T>(lock: &NsLock, f: impl FnOnce(&[Op]) -> T) -> Option<T> {
     PENDING.with(|p| match &*p.borrow() {
-        Some(p) if p.lock.ns == lock.ns => (true, p.adds.iter().any(|a| a.id == id)),
-        _ => (false, false),
+        Some(p) if p.lock.ns == lock.ns => Some(f(&p.ops)),
+        _ => None,
     })
 }
 
 /// Leaves ADD pending, planned at GENERATION, if nothing is pending in another namespace;
 /// gives it back otherwise (the caller commits it alone).
 pub fn defer(lock: &NsLock, generation: u32, add: Add) -> Option<Add> {
+    match defer_op(lock, generation, Op::Add(add)) {
+        Some(Op::Add(add)) => Some(add),
+        _ => None,
+    }
+}
+
+/// Leaves DEL pending, as [`defer`] does an add.
+pub fn defer_del(lock: &NsLock, generation: u32, del: Del) -> Option<Del> {
+    match defer_op(lock, generation, Op::Del(del)) {
+        Some(Op::Del(del)) => Some(del),
+        _ => None,
+    }
+}
+
+fn defer_op(lock: &NsLock, generation: u32, op: Op) -> Option<Op> {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         match &mut *p {
@@ -64,32 +124,59 @@ pub fn defer(lock: &NsLock, generation: u32, add: Add) -> Option<Add> {
                 *p = Some(Pending {
                     lock: lock.clone(),
                     generation,
-                    adds: vec![add],
+                    ops: vec![op],
                 });
                 None
             }
             Some(p) if p.lock.ns == lock.ns => {
-                p.adds.push(add);
+                p.ops.push(op);
                 None
             }
-            Some(_) => Some(add),
+            Some(_) => Some(op),
         }
     })
 }
 
-/// Commits the pending adds (in the namespace they were planned in, which the calling thread
-/// must be in). On failure: how many took effect, and the error of the first that did not.
+/// Commits the pending lines (in the namespace they were planned in, which the calling thread
+/// must be in), in one transaction when they are all adds or all deletions (a batch groups
+/// only lines of one kind). On failure: how many took effect, and the error of the first that
+/// did not.
 pub fn settle() -> Result<(), (usize, Error)> {
     let Some(p) = PENDING.with(|p| p.borrow_mut().take()) else {
         return Ok(());
     };
     let chains: Vec<Vec<String>> = p
-        .adds
+        .ops
         .iter()
-        .map(|a| dispatch::chains_of(&a.rule))
+        .map(|op| match op {
+            Op::Add(a) => dispatch::chains_of(&a.rule),
+            Op::Del(_) => Vec::new(),
+        })
         .collect();
-    let planned: Vec<Planned> = p.adds.iter().map(Add::planned).collect();
-    match super::add_rules(&planned) {
+    let adds: Vec<Planned> = p
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Add(a) => Some(a.planned()),
+            Op::Del(_) => None,
+        })
+        .collect();
+    let dels: Vec<&Deletion> = p
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Del(d) => Some(&d.deletion),
+            Op::Add(_) => None,
+        })
+        .collect();
+    let together = if dels.is_empty() {
+        super::add_rules(&adds)
+    } else if adds.is_empty() {
+        super::delete_many(&dels)
+    } else {
+        return one_by_one(&p, &chains, None);
+    };
+    match together {
         Ok(()) => {
             committed(&p, &chains);
             Ok(())
@@ -101,17 +188,17 @@ pub fn settle() -> Result<(), (usize, Error)> {
                 committed(&p, &chains);
                 Ok(())
             }
-            Ok(g) if g == p.generation => one_by_one(&p, &chains, e),
-            _ => Err((0, Error::caused(&p.adds[0].what, e))),
+            Ok(g) if g == p.generation => one_by_one(&p, &chains, Some(e)),
+            _ => Err((0, Error::caused(p.ops[0].what(), e))),
         },
-        Err(e) => one_by_one(&p, &chains, e),
+        Err(e) => one_by_one(&p, &chains, Some(e)),
     }
 }
 
-/// Carries what the cache knows forward by P's adds, committed (CHAINS: each one's chains).
+/// Carries what the cache knows forward by P's lines, committed (CHAINS: each add's chains).
 fn committed(p: &Pending, chains: &[Vec<String>]) {
-    let changes: Vec<Change> = (p.adds.iter().zip(chains))
-        .map(|(a, c)| Change::Added(&a.id, c))
+    let changes: Vec<Change> = (p.ops.iter().zip(chains))
+        .map(|(op, c)| op.change(c))
         .collect();
     cache::committed(&p.lock, p.generation, &changes);
 }
@@ -122,25 +209,48 @@ fn unanswered(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::TimedOut
 }
 
-/// After the transaction of P's adds failed with E (none took effect): each add alone, in
-/// order (CHAINS: each one's chains), until one fails.
+/// After the transaction of P's lines failed with E (none took effect), or when they are of
+/// both kinds: each alone, in order (CHAINS: each add's chains), until one fails.
 fn one_by_one(
     p: &Pending,
     chains: &[Vec<String>],
-    e: std::io::Error,
+    e: Option<std::io::Error>,
 ) -> Result<(), (usize, Error)> {
-    common::vlog!(
-        1,
-        "the {} adds in one transaction failed ({e}); adding them one by one",
-        p.adds.len()
-    );
-    for (i, (add, chains)) in p.adds.iter().zip(chains).enumerate() {
-        let failed = |e| (i, Error::caused(&add.what, e));
+    if let Some(e) = e {
+        common::vlog!(
+            1,
+            "the {} changes in one transaction failed ({e}); making them one by one",
+            p.ops.len()
+        );
+    }
+    for (i, (op, chains)) in p.ops.iter().zip(chains).enumerate() {
+        let failed = |e| (i, Error::caused(op.what(), e));
         let before = cache::generation().map_err(failed)?;
-        super::add_rules(&[add.planned()]).map_err(failed)?;
-        cache::committed(&p.lock, before, &[Change::Added(&add.id, chains)]);
+        match op {
+            Op::Add(add) => super::add_rules(&[add.planned()]),
+            Op::Del(del) => super::delete_rules(&del.deletion),
+        }
+        .map_err(failed)?;
+        cache::committed(&p.lock, before, &[op.change(chains)]);
     }
     Ok(())
+}
+
+impl Op {
+    fn what(&self) -> &str {
+        match self {
+            Op::Add(a) => &a.what,
+            Op::Del(d) => &d.what,
+        }
+    }
+
+    /// What it changes, for the cache (CHAINS: an add's chains).
+    fn change<'a>(&'a self, chains: &'a [String]) -> Change<'a> {
+        match self {
+            Op::Add(a) => Change::Added(&a.id, chains),
+            Op::Del(d) => Change::Deleted(&d.id),
+        }
+    }
 }
 
 impl Add {
