@@ -831,6 +831,85 @@ fn rerun_finishes_an_interrupted_move() {
     assert_no_leaks();
 }
 
+/// Where an interface for another namespace is born: a wgd one is made in `--into-ns` at once
+/// (its TUN device opened there, its UDP socket the center's), so `ip monitor link` in the
+/// center sees no link of its name come and go; a wireguard-go or boringtun one, or a kernel
+/// one, is born in the center and moved (their socket is made where the link is). Either way
+/// the link ends up in the peer's namespace and the socket in the center.
+#[test]
+fn an_interface_for_another_namespace_is_born_where_its_backend_must() {
+    let (lab, keys) = setup();
+    let (center, peer) = (lab.netns("c"), lab.netns("p"));
+    let w = lab.name("w");
+    let (key, _) = keys.gen("k");
+    // What the center's link monitor prints, from before the add to after it: bracketed by a
+    // probe link made and deleted there, each waited for in the monitor's output.
+    let mut monitor = std::process::Command::new("ip")
+        .args(["-n", &center, "-o", "monitor", "link"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ip monitor");
+    let seen = std::sync::Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (out, seen) = (monitor.stdout.take().unwrap(), seen.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    let probe = lab.name("q");
+    let shown = |deleted: bool| {
+        seen.lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("Deleted ") == deleted && l.contains(&format!(" {probe}@")))
+    };
+    // (the monitor may not listen yet: the probe is made anew until it shows)
+    wait_until(
+        "ip monitor shows a probe link",
+        Duration::from_secs(10),
+        || {
+            sh(&format!(
+                "ip -n {center} link del {probe} 2>/dev/null; \
+             ip -n {center} link add {probe} type veth peer name {probe}x"
+            ))
+            .ok();
+            poll_until(Duration::from_millis(500), || shown(false))
+        },
+    );
+    applies_once(&iface_add(
+        &center,
+        &w,
+        &key,
+        &["--listen-port", "51021", "--into-ns", &peer],
+    ));
+    sh(&format!("ip -n {center} link del {probe}")).ok();
+    wait_until(
+        "ip monitor shows the probe deleted",
+        Duration::from_secs(10),
+        || shown(true),
+    );
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    reader.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let born_in_center = seen.contains(&format!(" {w}:"));
+    let wgd = expected_userspace().as_deref() == Some("wgd");
+    assert_eq!(
+        born_in_center,
+        !wgd,
+        "{w} born in the center: {born_in_center}, with {:?}; the center's link events:\n{seen}",
+        expected_userspace()
+    );
+    assert!(link_exists(&peer, &w) && !link_exists(&center, &w));
+    assert!(udp_ports_eventually(&center, 51021));
+    assert!(!udp_ports(&peer).contains(&51021));
+    iface_del(&center, &w, Some(&peer));
+    assert_no_leaks();
+}
+
 /// If a step after creation fails (here: the move, because the target namespace already has
 /// a link of that name, made by a wrapper around wireguard-go), the interface and its
 /// wireguard-go process are removed again.
