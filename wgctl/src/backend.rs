@@ -326,26 +326,22 @@ impl Iface {
         check_port_free(port, &self.birth.label)
     }
 
-    /// Creates the interface with the backend `choice` allows, `userspace` serving it if that
-    /// is the userspace backend; returns the one used and the side its link is on. Its UDP
-    /// socket is the birthplace's. The link is born there too, and moved later, except for wgd,
-    /// which takes a TUN device from wherever it was made: a wgd link is made in `--into-ns`
-    /// at once (the move's wait for the kernel's RCU grace periods was most of an add into a
-    /// namespace just made, 15–35 ms). A wireguard-go started here gets its link listener
-    /// filtered (`listener`); a boringtun or wgd link gets the MTU wireguard-go would give it
-    /// unless `mtu` is asked for (set later, with the other settings). wgd binds listen `port`
-    /// at once (the others when it is set).
+    /// Creates the link in the birthplace with the backend `choice` allows, `userspace` serving
+    /// it if that is the userspace backend; returns the one used. A wireguard-go started here
+    /// gets its link listener filtered (`listener`); a boringtun or wgd link gets the MTU
+    /// wireguard-go would give it unless `mtu` is asked for (set later, with the other
+    /// settings). wgd binds listen `port` at once (the others when it is set).
     pub fn create(
         &self,
         choice: BackendChoice,
         userspace: Userspace,
         mtu: Option<u32>,
         port: Option<u16>,
-    ) -> Result<(Backend, Side)> {
+    ) -> Result<Backend> {
         let (name, here) = (&self.name, &self.birth.label);
         if choice != BackendChoice::Userspace {
             match create_kernel(name, mtu, here)? {
-                KernelCreate::Created => return Ok((Backend::Kernel, Side::Birth)),
+                KernelCreate::Created => return Ok(Backend::Kernel),
                 KernelCreate::Unsupported if choice == BackendChoice::Kernel => {
                     return Err(Error::failed(format!(
                         "kernel lacks WireGuard (CONFIG_WIREGUARD): creating {name} of type \
@@ -358,25 +354,18 @@ impl Iface {
                 }
             }
         }
-        let side = match (&self.dest, userspace) {
-            (Some(dest), Userspace::Wgd) => {
-                let tun = dest.run(|| userspace::open_tun(name, &dest.label))?;
-                // (asked from here: wgd binds the UDP socket in the asker's namespace)
-                crate::wgd::add(name, here, port.unwrap_or(0), tun)?;
-                Side::Dest
-            }
-            _ => {
-                userspace::start(userspace, name, here, mtu, port)?;
-                Side::Birth
-            }
-        };
+        // (wgd too gets a TUN device opened here and moved later, although it would take one
+        // opened in --into-ns and spare the move's wait for RCU grace periods, 15–35 ms: a TUN
+        // device's descriptor holds the namespace it was opened in, so `ip netns del` of a
+        // peer's namespace would no longer tear it down while wgd serves the tunnel)
+        userspace::start(userspace, name, here, mtu, port)?;
         if userspace != Userspace::WireguardGo && mtu.is_none() {
-            self.set_mtu(side, userspace::TUN_MTU)?;
+            self.set_mtu(Side::Birth, userspace::TUN_MTU)?;
         }
         if let Some(ifindex) = index_here(name) {
             self.quiet(Listener::Link { ifindex }, Duration::ZERO);
         }
-        Ok((Backend::Userspace, side))
+        Ok(Backend::Userspace)
     }
 
     /// Sets `settings` on the interface where it lives (`side`; as [`Iface::read`]); `doing`
