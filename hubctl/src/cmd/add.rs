@@ -82,9 +82,11 @@ pub fn add(hub: &mut Hub, args: &Args) -> Result<Outcome> {
         }
         take_settings(hub, &mut peer, &wanted);
         hub.peers.insert(n.clone(), peer);
-        // Claimed now, recorded once every name passed, before anything is built.
-        let claimed = hub.peers[n].clone();
-        hub.index().claim(&claimed)?;
+        // Reserved now for this run's next allocations; claimed on disk with the record, once
+        // every name passed, before anything is built (a claim without its record is no claim).
+        let mut index = hub.index();
+        index.reserve(Slot::Port(p), n);
+        index.reserve(Slot::Address(a), n);
         fresh.push(n.clone());
     }
     if !fresh.is_empty() {
