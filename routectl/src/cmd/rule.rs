@@ -9,12 +9,16 @@ use std::str::FromStr;
 use clap::{Args, Subcommand};
 use common::types::{IfName, Port, PortRange};
 use common::{Context, Ctx, Error, Kind, Outcome, Result};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use netlink_packet_route::route::RouteRealm;
 use netlink_packet_route::rule::{
     RuleAction, RuleAttribute, RuleFlags, RuleMessage, RulePortRange, RuleUidRange,
 };
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, IpVersion};
 use serde::Serialize;
 
@@ -633,6 +637,29 @@ impl fmt::Display for Rule {
     }
 }
 
+/// Adds the rule MSG as `ip rule add` does (NLM_F_EXCL), asking for the rule as the kernel
+/// holds it (NLM_F_ECHO, which the kernel answers before its acknowledgement): the rule to
+/// report, without the dump of every rule after it (a hub center holds two per peer).
+async fn add_echoed(
+    handle: &Handle,
+    msg: RuleMessage,
+) -> std::result::Result<Option<RuleMessage>, rtnetlink::Error> {
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewRule(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE | NLM_F_ECHO;
+    let mut answers = handle.clone().request(req)?;
+    let mut echoed = None;
+    while let Some(answer) = answers.next().await {
+        match answer.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(rule)) => {
+                echoed = Some(rule);
+            }
+            NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
+            _ => {}
+        }
+    }
+    Ok(echoed)
+}
+
 /// The rules of one family (or both), in kernel order, parsed.
 async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<(RuleMessage, Rule)>> {
     let mut all = Vec::new();
@@ -696,15 +723,16 @@ fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
         return Outcome::object(true, "rule", want.view(ctx.netns_name()));
     }
     common::vlog!(1, "ip rule add {want} (in {})", ctx.ns_label());
-    let mut req = handle.rule().add();
-    *req.message_mut() = want.to_message();
     // (EEXIST: another process added the same rule since the dump, as two peers of one block
     // adding their gate at once do; it is there, so this add changed nothing)
-    let raced = match ctx.block_on(req.execute()) {
-        Ok(()) => false,
-        Err(e) if Kind::of(&e) == Kind::Exists => true,
+    let (raced, echoed) = match ctx.block_on(add_echoed(&handle, want.to_message())) {
+        Ok(echoed) => (false, echoed.as_ref().and_then(Rule::from_message)),
+        Err(e) if Kind::of(&e) == Kind::Exists => (true, None),
         Err(e) => return Err(e).with_context(what),
     };
+    if let Some(added) = echoed.filter(|r| want.matches(r)) {
+        return Outcome::object(true, "rule", added.view(ctx.netns_name()));
+    }
     let after = ctx
         .block_on(dump(&handle, &[want.family]))
         .with_context(what)?;
