@@ -65,10 +65,7 @@ thread_local! {
 /// first of them: the next add's is complete), and whether one of them is of ID.
 pub fn pending(lock: &NsLock, id: &str) -> (bool, bool) {
     in_namespace(lock, |ops| {
-        let mut adds = ops.iter().filter_map(|op| match op {
-            Op::Add(a) => Some(a),
-            Op::Del(_) => None,
-        });
+        let mut adds = ops.iter().filter_map(Op::add);
         let any = adds.clone().next().is_some();
         (any, adds.any(|a| a.id == id))
     })
@@ -79,15 +76,12 @@ pub fn pending(lock: &NsLock, id: &str) -> (bool, bool) {
 /// delete, and whether one of them is of ID (which is then as good as gone).
 pub fn deleting(lock: &NsLock, id: &str) -> (Vec<(String, u64)>, bool) {
     in_namespace(lock, |ops| {
-        let dels = ops.iter().filter_map(|op| match op {
-            Op::Del(d) => Some(d),
-            Op::Add(_) => None,
-        });
+        let mut dels = ops.iter().filter_map(Op::del);
         let rules = dels
             .clone()
-            .flat_map(|d| d.deletion.rules.clone())
+            .flat_map(|d| d.deletion.rules.iter().cloned())
             .collect();
-        (rules, dels.clone().any(|d| d.id == id))
+        (rules, dels.any(|d| d.id == id))
     })
     .unwrap_or_default()
 }
@@ -102,20 +96,21 @@ fn in_namespace<T>(lock: &NsLock, f: impl FnOnce(&[Op]) -> T) -> Option<T> {
 /// Leaves ADD pending, planned at GENERATION, if nothing is pending in another namespace;
 /// gives it back otherwise (the caller commits it alone).
 pub fn defer(lock: &NsLock, generation: u32, add: Add) -> Option<Add> {
-    match defer_op(lock, generation, Op::Add(add)) {
-        Some(Op::Add(add)) => Some(add),
-        _ => None,
-    }
+    defer_op(lock, generation, Op::Add(add)).map(|back| match back {
+        Op::Add(add) => add,
+        Op::Del(_) => unreachable!("defer_op gives back the op it was given"),
+    })
 }
 
 /// Leaves DEL pending, as [`defer`] does an add.
 pub fn defer_del(lock: &NsLock, generation: u32, del: Del) -> Option<Del> {
-    match defer_op(lock, generation, Op::Del(del)) {
-        Some(Op::Del(del)) => Some(del),
-        _ => None,
-    }
+    defer_op(lock, generation, Op::Del(del)).map(|back| match back {
+        Op::Del(del) => del,
+        Op::Add(_) => unreachable!("defer_op gives back the op it was given"),
+    })
 }
 
+/// Leaves OP pending, or gives it back when lines of another namespace are.
 fn defer_op(lock: &NsLock, generation: u32, op: Op) -> Option<Op> {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -148,26 +143,17 @@ pub fn settle() -> Result<(), (usize, Error)> {
     let chains: Vec<Vec<String>> = p
         .ops
         .iter()
-        .map(|op| match op {
-            Op::Add(a) => dispatch::chains_of(&a.rule),
-            Op::Del(_) => Vec::new(),
+        .map(|op| {
+            op.add()
+                .map_or_else(Vec::new, |a| dispatch::chains_of(&a.rule))
         })
         .collect();
-    let adds: Vec<Planned> = p
-        .ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Add(a) => Some(a.planned()),
-            Op::Del(_) => None,
-        })
-        .collect();
+    let adds: Vec<Planned> = p.ops.iter().filter_map(Op::add).map(Add::planned).collect();
     let dels: Vec<&Deletion> = p
         .ops
         .iter()
-        .filter_map(|op| match op {
-            Op::Del(d) => Some(&d.deletion),
-            Op::Add(_) => None,
-        })
+        .filter_map(Op::del)
+        .map(|d| &d.deletion)
         .collect();
     let together = if dels.is_empty() {
         super::add_rules(&adds)
@@ -237,6 +223,20 @@ fn one_by_one(
 }
 
 impl Op {
+    fn add(&self) -> Option<&Add> {
+        match self {
+            Op::Add(a) => Some(a),
+            Op::Del(_) => None,
+        }
+    }
+
+    fn del(&self) -> Option<&Del> {
+        match self {
+            Op::Del(d) => Some(d),
+            Op::Add(_) => None,
+        }
+    }
+
     fn what(&self) -> &str {
         match self {
             Op::Add(a) => &a.what,
