@@ -1033,40 +1033,18 @@ fn failed_peer_add_is_undone() {
     let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "f1"]).ok();
-    let mut squatter = Command::new("ip")
-        .args(["netns", "exec", &hub.ns, "nc", "-u", "-l", "50001"])
-        .spawn()
-        .unwrap();
-    wait_until(
-        "nc holds UDP port 50001 in the center",
-        Duration::from_secs(10),
-        || udp_bound(&hub.ns, 50001),
-    );
+    let squatter = PortsHeld::in_ns(&hub.ns, 50001..=50001);
     let skipped = hub.hub(&["-q", "peer", "add", "f0"]).ok().json();
     assert_eq!(skipped["peers"][0]["listen_port"], 50002, "{skipped}");
     hub.hub(&["-q", "peer", "del", "f0"]).ok();
     // Ten more held (the hub asks about nine ports for one new peer, then the next eight).
-    let hold = "import socket, time\n\
-                s = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for p in range(10)]\n\
-                [x.bind(('0.0.0.0', 50002 + i)) for i, x in enumerate(s)]\n\
-                time.sleep(60)\n";
-    let mut squatters = Command::new("ip")
-        .args(["netns", "exec", &hub.ns, "python3", "-c", hold])
-        .spawn()
-        .unwrap();
-    wait_until(
-        "python holds UDP ports 50002..50011 in the center",
-        Duration::from_secs(10),
-        || udp_bound(&hub.ns, 50011),
-    );
+    let squatters = PortsHeld::in_ns(&hub.ns, 50002..=50011);
     let far = hub.hub(&["-q", "peer", "add", "f0"]).ok().json();
-    let _ = squatters.kill();
-    let _ = squatters.wait();
+    drop(squatters);
     assert_eq!(far["peers"][0]["listen_port"], 50012, "{far}");
     hub.hub(&["-q", "peer", "del", "f0"]).ok();
     let r = hub.hub(&["-q", "peer", "add", "f2", "--port", "50001"]);
-    let _ = squatter.kill();
-    let _ = squatter.wait();
+    drop(squatter);
     r.fails(1, "50001");
     assert_eq!(peer_names(&hub.status()), ["f1"]);
     hub.assert_peer_gone("f2", 50001);
@@ -2595,23 +2573,13 @@ fn sync_checks_capacity_first_and_never_frees_a_live_claim() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut blocker = Command::new("ip")
-        .args(["netns", "exec", &hub.ns, "python3", "-c"])
-        .arg("import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('0.0.0.0',50040)); time.sleep(60)")
-        .spawn()
-        .unwrap();
-    wait_until(
-        "the foreign socket holds UDP port 50040 in the center",
-        Duration::from_secs(10),
-        || udp_bound(&hub.ns, 50040),
-    );
+    let blocker = PortsHeld::in_ns(&hub.ns, 50040..=50040);
     let set = "{\"name\":\"p1\",\"port\":50040}\n{\"name\":\"p2\"}\n{\"name\":\"p3\"}\n";
     let r = hub.hub_stdin(&["-q", "sync", "-"], set);
     assert_eq!(r.code, 1, "the build of p1 fails: {}", r.stderr);
     let p4 = hub.hub(&["-q", "peer", "add", "p4"]).ok().json();
     assert_ne!(p4["peers"][0]["address"], p1_addr.as_str(), "{p4}");
-    let _ = blocker.kill();
-    let _ = blocker.wait();
+    drop(blocker);
     hub.hub(&["-q", "up"]).ok();
     let st = hub.status();
     let mut addrs: Vec<&str> = st["peers"]
@@ -2880,26 +2848,9 @@ fn up_repairs_past_what_wedged_it() {
         crash_userspace(&format!("{p}{u}-wg"), "TERM");
     }
     let port = hub.peer_status("u2")["listen_port"].as_u64().unwrap() as u16;
-    let mut squatter = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hub.ns,
-            "nc",
-            "-u",
-            "-l",
-            &port.to_string(),
-        ])
-        .spawn()
-        .unwrap();
-    wait_until(
-        &format!("nc holds u2's UDP port {port} in the center"),
-        Duration::from_secs(10),
-        || udp_bound(&hub.ns, port),
-    );
+    let squatter = PortsHeld::in_ns(&hub.ns, port..=port);
     let r = hub.hub(&["-q", "up"]);
-    let _ = squatter.kill();
-    let _ = squatter.wait();
+    drop(squatter);
     assert_eq!(r.code, 1, "u2's repair fails: {}", r.stderr);
     assert!(r.stderr.contains("peer(s) u2 failed"), "{}", r.stderr);
     let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
@@ -3822,6 +3773,44 @@ impl Drop for Services {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A process of someone else's holding UDP ports in a namespace (the hub's center), until it is
+/// dropped (also when the test fails).
+struct PortsHeld(std::process::Child);
+
+impl PortsHeld {
+    /// UDP PORTS held in NS, once the last is bound (they are bound in order).
+    fn in_ns(ns: &str, ports: std::ops::RangeInclusive<u16>) -> PortsHeld {
+        let (first, last) = (*ports.start(), *ports.end());
+        let code = format!(
+            "import socket, time\n\
+             held = []\n\
+             for port in range({first}, {last} + 1):\n\
+             \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             \x20   s.bind(('0.0.0.0', port))\n\
+             \x20   held.append(s)\n\
+             time.sleep(600)\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", &code])
+            .spawn()
+            .expect("python3");
+        let held = PortsHeld(child);
+        wait_until(
+            &format!("a foreign process holds UDP ports {first}..={last} in {ns}"),
+            Duration::from_secs(10),
+            || udp_bound(ns, last),
+        );
+        held
+    }
+}
+
+impl Drop for PortsHeld {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -53,15 +53,14 @@ impl HeldIds {
         let mut last: Option<u64> = None;
         let mut at = 0;
         while at < lines.len() && !lines[at..].starts_with('@') {
-            let line = &lines[at..at + lines[at..].find('\n')?];
-            let (id, _) = line.strip_prefix('!').unwrap_or(line).split_once(' ')?;
-            let k = key(id)?;
+            let end = at + lines[at..].find('\n')?;
+            let (_, k) = parse_line(&lines, at, end)?;
             if last.is_some_and(|l| l >= k) {
                 return None;
             }
             last = Some(k);
             count += 1;
-            at += line.len() + 1;
+            at = end + 1;
         }
         let rest = lines.split_off(at);
         let ids = HeldIds {
@@ -164,7 +163,7 @@ impl HeldIds {
                 .rposition(|b| *b == b'\n')
                 .map_or(lo, |i| lo + i + 1);
             let end = start + bytes[start..hi].iter().position(|b| *b == b'\n')?;
-            let (held, id) = self.parse_line(start, end)?;
+            let (held, id) = parse_line(&self.text, start, end)?;
             match id.cmp(&k) {
                 Ordering::Equal => return Some(held),
                 Ordering::Less => lo = end + 1,
@@ -174,30 +173,11 @@ impl HeldIds {
         None
     }
 
-    /// The snapshot's line from START to END (its newline), parsed.
-    fn parse_line(&self, start: usize, end: usize) -> Option<(Held, u64)> {
-        let line = &self.text[start..end];
-        let (intact, rest) = match line.strip_prefix('!') {
-            Some(rest) => (false, rest),
-            None => (true, line),
-        };
-        let (id, chains) = rest.split_once(' ')?;
-        let at = end - chains.len();
-        Some((
-            Held {
-                intact,
-                at,
-                len: chains.len(),
-            },
-            key(id)?,
-        ))
-    }
-
     fn snapshot_lines(&self) -> impl Iterator<Item = (u64, Held)> + '_ {
         let mut start = 0;
         std::iter::from_fn(move || {
             let end = start + self.text[start..self.snapshot_end].find('\n')?;
-            let (held, k) = self.parse_line(start, end)?;
+            let (held, k) = parse_line(&self.text, start, end)?;
             start = end + 1;
             Some((k, held))
         })
@@ -217,6 +197,23 @@ impl PartialEq for HeldIds {
     fn eq(&self, other: &HeldIds) -> bool {
         self.iter().eq(other.iter())
     }
+}
+
+/// The snapshot line of TEXT from START to END (its newline), `ID CHAINS` or `!ID CHAINS`:
+/// how it is held, where its chains are in TEXT, and its id's number.
+fn parse_line(text: &str, start: usize, end: usize) -> Option<(Held, u64)> {
+    let line = &text[start..end];
+    let (intact, rest) = match line.strip_prefix('!') {
+        Some(rest) => (false, rest),
+        None => (true, line),
+    };
+    let (id, chains) = rest.split_once(' ')?;
+    let held = Held {
+        intact,
+        at: end - chains.len(),
+        len: chains.len(),
+    };
+    Some((held, key(id)?))
 }
 
 /// The number an id's 12 hex digits spell.

@@ -10,8 +10,9 @@
 //! A file per namespace, named by the namespace's cookie (SO_NETNS_COOKIE: unique until reboot,
 //! where an nsfs inode may be reused by a later namespace), in /run/niransix/natctl (mode 0700;
 //! /run is emptied at boot). Only tables of [`MIN_IDS`] rules or more are stored (a table of a
-//! few rules dumps and is checked in well under a millisecond), the directory keeps the [`MAX_FILES`] most recently used,
-//! and a namespace whose table shrinks below the threshold loses its file. Reads and writes
+//! few rules dumps and is checked in well under a millisecond), the directory keeps the
+//! [`MAX_FILES`] most recently used, and a namespace whose table shrinks below the threshold
+//! loses its file. Reads and writes
 //! happen under the namespace's natctl lock (`lock`), so two natctls never race on one file.
 //! Each id is stored with the chains that hold its nftables rules: a `del` then dumps only
 //! those chains instead of the whole table.
