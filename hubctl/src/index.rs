@@ -45,8 +45,28 @@ impl Slot {
     }
 }
 
-/// This run's claims (Some) and releases (None), over what the files say.
-pub type RunClaims = HashMap<Slot, Option<String>>;
+/// What this run did to a slot, over what the files say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// NAME holds it for the rest of this run; its claim file is not written (yet).
+    Reserved(String),
+    /// NAME holds it, and its claim file says so.
+    Claimed(String),
+    /// Free again.
+    Released,
+}
+
+impl Held {
+    fn holder(&self) -> Option<&str> {
+        match self {
+            Held::Reserved(n) | Held::Claimed(n) => Some(n),
+            Held::Released => None,
+        }
+    }
+}
+
+/// This run's claims and releases.
+pub type RunClaims = HashMap<Slot, Held>;
 
 pub struct Index<'a> {
     state: &'a State,
@@ -80,22 +100,34 @@ impl<'a> Index<'a> {
         fs::write(&path, text).map_err(|e| failed(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// The index names PEER as the holder of its port and address.
+    /// The index names PEER as the holder of its port and address (a claim this run already
+    /// wrote is not written again).
     pub fn claim(&mut self, peer: &Peer) -> Result<()> {
         for slot in [Slot::Port(peer.listen_port), Slot::Address(peer.address)] {
-            self.run.insert(slot, Some(peer.name.clone()));
+            let claimed = Held::Claimed(peer.name.clone());
+            if self.run.get(&slot) == Some(&claimed) {
+                continue;
+            }
             self.write(self.path(slot), format!("{}\n", peer.name))?;
+            self.run.insert(slot, claimed);
         }
         Ok(())
     }
 
     /// Claimed for the rest of this run only (a plan: nothing written yet).
     pub fn reserve(&mut self, slot: Slot, name: &str) {
-        self.run.insert(slot, Some(name.to_string()));
+        self.run.insert(slot, Held::Reserved(name.to_string()));
     }
 
     /// The index forgets that NAME holds these slots, unless another peer claimed them since.
-    pub fn unclaim(&self, name: &str, slots: &[Slot]) -> Result<()> {
+    pub fn unclaim(&mut self, name: &str, slots: &[Slot]) -> Result<()> {
+        for &slot in slots {
+            if let Some(Held::Claimed(n)) = self.run.get(&slot) {
+                if n == name {
+                    self.run.insert(slot, Held::Reserved(name.to_string()));
+                }
+            }
+        }
         if self.state.check {
             return Ok(());
         }
@@ -113,7 +145,7 @@ impl<'a> Index<'a> {
     pub fn release(&mut self, peer: &Peer) -> Result<()> {
         let slots = [Slot::Port(peer.listen_port), Slot::Address(peer.address)];
         for slot in slots {
-            self.run.insert(slot, None);
+            self.run.insert(slot, Held::Released);
         }
         if self.state.check {
             return Ok(());
@@ -134,7 +166,7 @@ impl<'a> Index<'a> {
     /// record says otherwise: a `peer add` killed between the two).
     pub fn owner(&self, slot: Slot) -> Option<String> {
         match self.run.get(&slot) {
-            Some(run) => run.clone(),
+            Some(held) => held.holder().map(str::to_string),
             None => Index::peek(self.state, slot),
         }
     }
@@ -386,6 +418,32 @@ mod tests {
             Some(50000)
         );
         let _ = cidr;
+        fs::remove_dir_all(&state.dir).unwrap();
+    }
+
+    #[test]
+    fn a_claim_is_written_once_a_run_and_again_after_an_unclaim() {
+        let state = scratch("once");
+        let mut run = RunClaims::new();
+        let p = Peer::new("p", 50000, Ipv4Addr::new(100, 64, 0, 1));
+        let port_file = state.index_dir().join("port/50000");
+        let mut index = Index::new(&state, &mut run);
+        index.reserve(Slot::Port(50000), "p");
+        assert!(!port_file.exists(), "a reservation writes nothing");
+        index.claim(&p).unwrap();
+        let written = fs::metadata(&port_file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        index.claim(&p).unwrap();
+        assert_eq!(
+            fs::metadata(&port_file).unwrap().modified().unwrap(),
+            written,
+            "the second claim of the run wrote the file again"
+        );
+        // (sync: a slot the record no longer holds goes; claimed again, it is written again)
+        index.unclaim("p", &[Slot::Port(50000)]).unwrap();
+        assert!(!port_file.exists());
+        index.claim(&p).unwrap();
+        assert_eq!(first_line(&port_file).as_deref(), Some("p"));
         fs::remove_dir_all(&state.dir).unwrap();
     }
 }

@@ -137,6 +137,7 @@ impl State {
     pub fn prepare(&self) -> Result<()> {
         for d in [
             self.peers_dir(),
+            self.pending_dir(),
             self.index_dir().join("port"),
             self.index_dir().join("address"),
         ] {
@@ -338,14 +339,12 @@ impl State {
         }
         let dir = self.pending_dir();
         for n in names {
-            fs::create_dir_all(&dir)
-                .and_then(|()| fs::write(dir.join(n), ""))
-                .map_err(|e| {
-                    failed(format!(
-                        "cannot mark peer {n} pending in {}: {e}",
-                        dir.display()
-                    ))
-                })?;
+            fs::write(dir.join(n), "").map_err(|e| {
+                failed(format!(
+                    "cannot mark peer {n} pending in {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         Ok(())
     }
@@ -358,10 +357,11 @@ impl State {
         if !dir.is_dir() {
             return Ok(());
         }
+        // (the directory stays, made by `prepare`: made and removed at every change, it cost
+        // ext4 a new inode each time)
         for n in names {
             remove(&dir.join(n))?;
         }
-        let _ = fs::remove_dir(&dir); // (once none is left)
         Ok(())
     }
 
@@ -383,17 +383,18 @@ impl State {
         names
     }
 
-    pub fn drop_pending_dir(&self) -> Result<()> {
+    /// Every peer's pending mark goes (the directory stays).
+    pub fn clear_all_pending(&self) -> Result<()> {
         if self.check {
             return Ok(());
         }
-        match fs::remove_dir_all(self.pending_dir()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(format!(
-                "cannot remove {}: {e}",
-                self.pending_dir().display()
-            ))),
-            _ => Ok(()),
+        let Ok(entries) = fs::read_dir(self.pending_dir()) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            remove(&e.path())?;
         }
+        Ok(())
     }
 
     /// `down`: everything of the state directory goes (the lock file last).

@@ -25,7 +25,7 @@ pub fn up(hub: &mut Hub) -> Result<Outcome> {
     let mut failed_peers: Vec<String> = hub.run.failed.iter().cloned().collect();
     failed_peers.sort();
     if failed_peers.is_empty() {
-        hub.state.drop_pending_dir()?; // (every peer converged)
+        hub.state.clear_all_pending()?; // (every peer converged)
     }
     let out = report(hub, was_up, &names);
     if failed_peers.is_empty() {
