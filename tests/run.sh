@@ -25,7 +25,10 @@
 #   leakcheck  tests/leakcheck.sh --idle: nothing with the test prefix may be left behind, and no
 #              wgd serving nothing
 #   vm         tests/vm/run.sh: kernel WireGuard and VRF in a QEMU VM (skipped with --no-vm or
-#              NIRANSIX_NO_VM=1; reported as skipped, never as passed)
+#              NIRANSIX_NO_VM=1; reported as skipped, never as passed). It starts before `test`
+#              and runs beside the host steps, niced (its own kernel, nothing shared with them but
+#              the CPUs, which the host suites leave two thirds idle); its log is shown, and its
+#              result counted, after `leakcheck`
 #   package    tests/package.sh: builds the Debian package, installs it, runs the installed demo
 #              and `man -w`, removes it; nothing may be left (skipped, loudly, without dpkg)
 # The last line is `N passed, N failed, N skipped` (tests, host and VM lanes together).
@@ -90,16 +93,41 @@ step() {
   start=$SECONDS
   "$@" 2>&1 | tee "$logs/$name.log"
   rc=${PIPESTATUS[0]}
-  step_names+=("$name")
-  step_secs+=($((SECONDS - start)))
-  if ((rc == 0)); then
+  step_done "$name" "$rc" $((SECONDS - start))
+}
+
+# step_done NAME RC SECS: the step's result, counted and printed.
+step_done() {
+  step_names+=("$1")
+  step_secs+=("$3")
+  if (($2 == 0)); then
     step_status+=(PASS)
   else
-    step_status+=("FAIL (exit $rc)")
+    step_status+=("FAIL (exit $2)")
     failed_steps=$((failed_steps + 1))
   fi
-  printf '==== %s: %s in %ss\n' "$name" "${step_status[-1]}" "${step_secs[-1]}"
-  return "$rc"
+  printf '==== %s: %s in %ss\n' "$1" "${step_status[-1]}" "${step_secs[-1]}"
+  return "$2"
+}
+
+# background_step NAME CMD...: CMD starts in the background at nice 10, its output to
+# target/test-logs/NAME.log only; background_join waits for it, then shows the log and its
+# result as `step` would.
+background_step() {
+  bg_name=$1 bg_start=$SECONDS
+  shift
+  printf '\n==== %s (in the background, beside the steps below): %s\n' "$bg_name" "$*"
+  nice -n 10 "$@" >"$logs/$bg_name.log" 2>&1 &
+  bg_pid=$!
+}
+background_join() {
+  local rc=0
+  [[ -n ${bg_pid:-} ]] || return 0
+  printf '\n==== %s: waiting for it (started %ss ago)\n' "$bg_name" $((SECONDS - bg_start))
+  wait "$bg_pid" || rc=$?
+  bg_pid=
+  cat "$logs/$bg_name.log"
+  step_done "$bg_name" "$rc" $((SECONDS - bg_start))
 }
 
 skip_step() {
@@ -146,17 +174,20 @@ step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step lint-sh run_shellcheck
 step lint-ansible lint_ansible
+if ((vm)); then
+  # (the VM's own deadlines, 900 s and 420 s per item, are for a VM alone on the machine)
+  background_step vm env NIRANSIX_VM_TIMEOUT="${NIRANSIX_VM_TIMEOUT:-1500}" \
+    NIRANSIX_VM_ITEM_TIMEOUT="${NIRANSIX_VM_ITEM_TIMEOUT:-700}" tests/vm/run.sh
+else
+  skip_step vm "--no-vm / NIRANSIX_NO_VM=1"
+fi
 step test cargo test --workspace --no-fail-fast
 step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub --test hub_clients
 step test-wggo env NIRANSIX_WG_USERSPACE=wireguard-go cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub --test hub_clients
 step test-bt env NIRANSIX_WG_USERSPACE=boringtun cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub_clients
 step soak bench/soak.sh --minutes 2 --peers 50
 step leakcheck tests/leakcheck.sh --idle "$prefix"
-if ((vm)); then
-  step vm tests/vm/run.sh
-else
-  skip_step vm "--no-vm / NIRANSIX_NO_VM=1"
-fi
+background_join
 if command -v dpkg >/dev/null && command -v dpkg-deb >/dev/null; then
   step package tests/package.sh
 else
