@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Debian package `niransix` (cargo-deb; metadata in packaging/Cargo.toml).
 #
-# Usage: scripts/package.sh
+# Usage: scripts/package.sh [--build-only]
 #
 #   1. scripts/bootstrap.sh --no-build (Debian packages, cargo); cargo-deb if missing
 #      (`cargo install cargo-deb --locked`, into ~/.cargo/bin, kept for the next run)
@@ -10,6 +10,7 @@
 #      docs/man/niransix-hub.8), the completions (each built tool's `completions bash|zsh|fish`),
 #      the Debian changelog, and the licenses of the Rust crates linked into the tools
 #   4. cargo deb --no-build (nothing is built twice), then DEBIAN/md5sums added (dpkg-deb)
+# --build-only stops after 2 and prints nothing on stdout (tests/run.sh builds ahead).
 #
 # Progress goes to stderr; the LAST (and only) line on stdout is the .deb's absolute path:
 #     deb=$(scripts/package.sh) && dpkg -i "$deb"
@@ -23,10 +24,12 @@ CARGO_DEB_VERSION=3.8.0 # installed when cargo-deb is missing; any 3.x builds th
 log() { printf 'package: %s\n' "$*" >&2; }
 die() { printf 'package: error: %s\n' "$*" >&2; exit 1; }
 
+build_only=0
 case ${1:-} in
   '') ;;
+  --build-only) build_only=1 ;;
   -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-  *) die "unknown argument '$1' (usage: scripts/package.sh)" ;;
+  *) printf "package: error: unknown argument '%s' (usage: scripts/package.sh [--build-only])\n" "$1" >&2; exit 2 ;;
 esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,6 +57,7 @@ build=(build --release --locked)
 for t in "${TOOLS[@]}" hubctl wgd; do build+=(-p "$t"); done
 log "cargo ${build[*]}"
 cargo "${build[@]}" >&2 || die "cargo ${build[*]} failed"
+((!build_only)) || exit 0
 target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 bin=$target_dir/release
 [[ $target_dir == "$repo/target" ]] ||

@@ -29,6 +29,8 @@
 #              and runs beside the host steps, niced (its own kernel, nothing shared with them but
 #              the CPUs, which the host suites leave two thirds idle); its log is shown, and its
 #              result counted, after `leakcheck`
+#   package-build  scripts/package.sh --build-only: the package's release build, in the
+#              background beside `soak` (joined before `package`)
 #   package    tests/package.sh: builds the Debian package, installs it, runs the installed demo
 #              and `man -w`, removes it; nothing may be left (skipped, loudly, without dpkg)
 # The last line is `N passed, N failed, N skipped` (tests, host and VM lanes together).
@@ -111,23 +113,25 @@ step_done() {
 }
 
 # background_step NAME CMD...: CMD starts in the background at nice 10, its output to
-# target/test-logs/NAME.log only; background_join waits for it, then shows the log and its
+# target/test-logs/NAME.log only; background_join NAME waits for it, then shows the log and its
 # result as `step` would.
+declare -A bg_pid=() bg_start=()
 background_step() {
-  bg_name=$1 bg_start=$SECONDS
+  local name=$1
   shift
-  printf '\n==== %s (in the background, beside the steps below): %s\n' "$bg_name" "$*"
-  nice -n 10 "$@" >"$logs/$bg_name.log" 2>&1 &
-  bg_pid=$!
+  printf '\n==== %s (in the background, beside the steps below): %s\n' "$name" "$*"
+  bg_start[$name]=$SECONDS
+  nice -n 10 "$@" >"$logs/$name.log" 2>&1 &
+  bg_pid[$name]=$!
 }
 background_join() {
-  local rc=0
-  [[ -n ${bg_pid:-} ]] || return 0
-  printf '\n==== %s: waiting for it (started %ss ago)\n' "$bg_name" $((SECONDS - bg_start))
-  wait "$bg_pid" || rc=$?
-  bg_pid=
-  cat "$logs/$bg_name.log"
-  step_done "$bg_name" "$rc" $((SECONDS - bg_start))
+  local name=$1 rc=0
+  [[ -n ${bg_pid[$name]:-} ]] || return 0
+  printf '\n==== %s: waiting for it (started %ss ago)\n' "$name" $((SECONDS - bg_start[$name]))
+  wait "${bg_pid[$name]}" || rc=$?
+  unset "bg_pid[$name]"
+  cat "$logs/$name.log"
+  step_done "$name" "$rc" $((SECONDS - bg_start[$name]))
 }
 
 skip_step() {
@@ -185,10 +189,15 @@ step test cargo test --workspace --no-fail-fast
 step test-zones env NIRANSIX_HUB_MODE=zones cargo test -p niransix-tests --no-fail-fast --test hub --test hub_clients
 step test-wggo env NIRANSIX_WG_USERSPACE=wireguard-go cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub --test hub_clients
 step test-bt env NIRANSIX_WG_USERSPACE=boringtun cargo test -p niransix-tests --no-fail-fast --test wgctl --test hub_clients
+has_dpkg=0
+command -v dpkg >/dev/null && command -v dpkg-deb >/dev/null && has_dpkg=1
+# (the package's release build, beside the soak, which leaves the CPUs nine tenths idle)
+((!has_dpkg)) || background_step package-build scripts/package.sh --build-only
 step soak bench/soak.sh --minutes 2 --peers 50
 step leakcheck tests/leakcheck.sh --idle "$prefix"
-background_join
-if command -v dpkg >/dev/null && command -v dpkg-deb >/dev/null; then
+background_join vm
+if ((has_dpkg)); then
+  background_join package-build
   step package tests/package.sh
 else
   skip_step package "dpkg not found: not a Debian system, the .deb can be neither built nor installed"

@@ -337,14 +337,17 @@ impl State {
         if self.check {
             return Ok(());
         }
+        // (made by `prepare`, but a `down` this command waited for removed it)
         let dir = self.pending_dir();
         for n in names {
-            fs::write(dir.join(n), "").map_err(|e| {
-                failed(format!(
-                    "cannot mark peer {n} pending in {}: {e}",
-                    dir.display()
-                ))
-            })?;
+            fs::create_dir_all(&dir)
+                .and_then(|()| fs::write(dir.join(n), ""))
+                .map_err(|e| {
+                    failed(format!(
+                        "cannot mark peer {n} pending in {}: {e}",
+                        dir.display()
+                    ))
+                })?;
         }
         Ok(())
     }

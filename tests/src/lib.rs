@@ -606,7 +606,8 @@ pub fn wait_until(what: &str, within: Duration, condition: impl FnMut() -> bool)
 
 /// Reads `read` until two readings `gap` apart agree, and returns that reading: the kernel's
 /// own asynchronous updates (linkwatch, addrconf, bridge ports) are over. Panics naming `what`
-/// if it is still moving after `within`.
+/// if it is still moving after `within` (two readings are always compared: a reading slower
+/// than `within`, as under emulation on a busy machine, is no sign of movement).
 #[track_caller]
 pub fn wait_stable<T: PartialEq + std::fmt::Debug>(
     what: &str,
@@ -616,15 +617,17 @@ pub fn wait_stable<T: PartialEq + std::fmt::Debug>(
 ) -> T {
     let deadline = Instant::now() + within;
     let mut last = read();
-    while Instant::now() < deadline {
+    loop {
         std::thread::sleep(gap);
         let now = read();
         if now == last {
             return now;
         }
+        if Instant::now() >= deadline {
+            panic!("{what} never settled within {within:?}: {now:?}");
+        }
         last = now;
     }
-    panic!("{what} never settled within {within:?}: {last:?}");
 }
 
 /// Whether a socket of `proto` (`-t` TCP listening, `-u` UDP bound) in namespace `ns` has local

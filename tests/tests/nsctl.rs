@@ -332,7 +332,7 @@ fn state(nses: &[&str]) -> String {
 fn settled_state(nses: &[&str]) -> String {
     wait_stable(
         &format!("the state of {nses:?}"),
-        Duration::from_secs(6),
+        Duration::from_secs(20),
         Duration::from_millis(300),
         || state(nses),
     )
