@@ -743,9 +743,7 @@ pub struct Served {
 
 /// The server of userspace interface `name`; an error when its UAPI socket is not live.
 pub fn served(name: &IfName) -> Result<Served> {
-    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    let stream = UnixStream::connect(uapi_path(name.as_str())).map_err(|_| no_live_uapi(name))?;
-    let pid = getsockopt(&stream, PeerCredentials).map_or(0, |c| c.pid());
+    let pid = uapi_peer_pid(name.as_str()).ok_or_else(|| no_live_uapi(name))?;
     let userspace = (pid > 0)
         .then(|| userspace::serving_socket(pid, name.as_str()))
         .flatten();
@@ -826,10 +824,15 @@ pub fn userspace_pids(name: &str) -> Vec<i32> {
 
 /// The process that listens on `name`'s UAPI socket, if it is live.
 fn uapi_server_pid(name: &str) -> Option<i32> {
+    uapi_peer_pid(name).filter(|&pid| pid > 0)
+}
+
+/// The process at the other end of NAME's UAPI socket (0: the kernel did not say), if the socket
+/// answers.
+fn uapi_peer_pid(name: &str) -> Option<i32> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     let stream = UnixStream::connect(uapi_path(name)).ok()?;
-    let pid = getsockopt(&stream, PeerCredentials).ok()?.pid();
-    (pid > 0).then_some(pid)
+    Some(getsockopt(&stream, PeerCredentials).map_or(0, |c| c.pid()))
 }
 
 fn alive(pid: i32) -> bool {

@@ -9,25 +9,20 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use crate::allowed::AllowedIps;
+use crate::gate::Gate;
 use crate::peer::{Endpoint, Peer};
 use crate::uapi::{DeviceView, Key, PeerSet, Set};
 use crate::udp::{Source, Udp};
 
 /// Where userspace WireGuard implementations keep their UAPI sockets (`wg` looks there).
 pub const UAPI_DIR: &str = "/var/run/wireguard";
-
-/// Handshake messages an interface takes per second before it asks for cookies (boringtun's
-/// own device uses the same).
-const HANDSHAKE_RATE_LIMIT: u64 = 100;
 
 /// A cookie reply's message type: the one answer to a datagram that proves nothing of its
 /// sender, so it never moves a peer's endpoint.
@@ -51,7 +46,7 @@ pub struct Iface {
     pub udp: Udp,
     fwmark: u32,
     keys: Option<Keys>,
-    limiter: Arc<RateLimiter>,
+    gate: Gate,
     peers: HashMap<u32, Peer>,
     by_key: HashMap<Key, u32>,
     allowed: AllowedIps<u32>,
@@ -105,10 +100,7 @@ impl Iface {
             udp,
             fwmark: 0,
             keys: None,
-            limiter: Arc::new(RateLimiter::new(
-                &PublicKey::from([0; 32]),
-                HANDSHAKE_RATE_LIMIT,
-            )),
+            gate: Gate::new(&PublicKey::from([0; 32])),
             peers: HashMap::new(),
             by_key: HashMap::new(),
             allowed: AllowedIps::default(),
@@ -153,7 +145,11 @@ impl Iface {
         source: Option<Source>,
         out: &mut [u8],
     ) {
-        let index = match self.limiter.verify_packet(Some(from.ip()), datagram, out) {
+        let index = match self
+            .gate
+            .limiter
+            .verify_packet(Some(from.ip()), datagram, out)
+        {
             Ok(Packet::HandshakeInit(init)) => {
                 let Some(keys) = &self.keys else { return };
                 let Ok(half) = parse_handshake_anon(&keys.secret, &keys.public, &init) else {
@@ -212,7 +208,7 @@ impl Iface {
     /// `second` also resets the handshake rate limit.
     pub fn tick(&mut self, out: &mut [u8], second: bool) {
         if second {
-            self.limiter.reset_count();
+            self.gate.limiter.reset_count();
         }
         for peer in self.peers.values_mut().filter(|p| p.endpoint.is_some()) {
             let Some(tunn) = peer.tunn.as_mut() else {
@@ -287,10 +283,10 @@ impl Iface {
             .keys
             .as_ref()
             .map_or(PublicKey::from([0; 32]), |k| k.public);
-        self.limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        self.gate = Gate::new(&public);
         let secret = self.keys.as_ref().map(|k| &k.secret);
         for peer in self.peers.values_mut() {
-            peer.rebuild(secret, &self.limiter);
+            peer.rebuild(secret, &self.gate.verifier);
         }
     }
 
@@ -365,7 +361,7 @@ impl Iface {
         }
         let peer = self.peers.get_mut(&index).expect("indexed above");
         if rebuild {
-            peer.rebuild(self.keys.as_ref().map(|k| &k.secret), &self.limiter);
+            peer.rebuild(self.keys.as_ref().map(|k| &k.secret), &self.gate.verifier);
         }
         // As wireguard-go and the kernel do: a keepalive set on a peer with an endpoint goes
         // out now (starting a handshake), not one interval later.

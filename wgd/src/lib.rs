@@ -17,6 +17,8 @@ pub mod allowed;
 #[cfg(feature = "daemon")]
 pub mod daemon;
 #[cfg(feature = "daemon")]
+pub mod gate;
+#[cfg(feature = "daemon")]
 pub mod iface;
 #[cfg(feature = "daemon")]
 pub mod peer;
