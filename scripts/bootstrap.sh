@@ -76,8 +76,11 @@ install_missing() {
   ((EUID == 0)) || die "missing packages ${missing[*]}; re-run as root (sudo $0) to install them"
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2 || die "apt-get update failed"
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+  # (waits for another apt or dpkg to finish, e.g. tests/run.sh's VM lane installing its own
+  # packages in the background, instead of failing on the lock)
+  local wait=(-o DPkg::Lock::Timeout=600)
+  apt-get "${wait[@]}" update -q >&2 || die "apt-get update failed"
+  apt-get "${wait[@]}" install -y -q --no-install-recommends "${missing[@]}" >&2 \
     || die "apt-get install ${missing[*]} failed"
 }
 
