@@ -393,7 +393,10 @@ impl Pinger {
     }
 
     /// Stops the pings (SIGINT: ping prints its summary) and asserts that at least `min_sent`
-    /// went out and every one came back, naming the lost sequence numbers if not.
+    /// went out and every one came back, naming the lost sequence numbers if not. The last one
+    /// is not judged: SIGINT may come between its request and its reply, and ping then counts
+    /// it lost (seen in CI on a busy machine: 101/102, lost [102]). A tunnel that stops for a
+    /// rekey loses several in a row (one every 200 ms), which the others show.
     #[track_caller]
     fn stop_without_loss(mut self, min_sent: u64, during: &str) {
         let child = self.child.take().expect("running");
@@ -413,9 +416,10 @@ impl Pinger {
                     .ok()
             })
             .collect();
-        let lost: Vec<u64> = (1..=sent).filter(|s| !replied.contains(s)).collect();
+        let judged = sent.saturating_sub(1);
+        let lost: Vec<u64> = (1..=judged).filter(|s| !replied.contains(s)).collect();
         assert!(
-            sent >= min_sent && got == sent,
+            sent >= min_sent && lost.is_empty(),
             "pings from {} during {during}: {got}/{sent} replies, lost icmp_seq {lost:?}",
             self.ns
         );
