@@ -431,14 +431,16 @@ mod tests {
         index.reserve(Slot::Port(50000), "p");
         assert!(!port_file.exists(), "a reservation writes nothing");
         index.claim(&p).unwrap();
-        let written = fs::metadata(&port_file).unwrap().modified().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(first_line(&port_file).as_deref(), Some("p"));
+        // (a mark only a write would replace)
+        fs::write(&port_file, "unwritten\n").unwrap();
         index.claim(&p).unwrap();
         assert_eq!(
-            fs::metadata(&port_file).unwrap().modified().unwrap(),
-            written,
+            first_line(&port_file).as_deref(),
+            Some("unwritten"),
             "the second claim of the run wrote the file again"
         );
+        fs::write(&port_file, "p\n").unwrap();
         // (sync: a slot the record no longer holds goes; claimed again, it is written again)
         index.unclaim("p", &[Slot::Port(50000)]).unwrap();
         assert!(!port_file.exists());

@@ -339,15 +339,18 @@ impl State {
         }
         // (made by `prepare`, but a `down` this command waited for removed it)
         let dir = self.pending_dir();
+        let cannot = |n: &str, e: std::io::Error| {
+            failed(format!(
+                "cannot mark peer {n} pending in {}: {e}",
+                dir.display()
+            ))
+        };
+        let mut names = names.into_iter().peekable();
+        if let Some(first) = names.peek() {
+            fs::create_dir_all(&dir).map_err(|e| cannot(first, e))?;
+        }
         for n in names {
-            fs::create_dir_all(&dir)
-                .and_then(|()| fs::write(dir.join(n), ""))
-                .map_err(|e| {
-                    failed(format!(
-                        "cannot mark peer {n} pending in {}: {e}",
-                        dir.display()
-                    ))
-                })?;
+            fs::write(dir.join(n), "").map_err(|e| cannot(n, e))?;
         }
         Ok(())
     }

@@ -4842,22 +4842,17 @@ fn a_keys_chain_comes_with_its_first_rule_and_goes_with_its_last() {
 fn a_batchs_deletions_together_take_the_chains_they_empty() {
     let lab = Lab::new();
     let ns = lab.netns("bdel");
-    let rules: [&[&str]; 5] = [
-        &[
-            "filter",
-            "--iif",
-            "b1",
-            "--dst",
-            "10.0.0.0/8",
-            "--verdict",
-            "accept",
-        ],
-        &["filter", "--iif", "b1", "--default", "drop"],
-        &["connmark", "--iif", "b1", "--set", "7"],
-        &["connmark", "--dst", "10.1.0.7", "--set", "7"],
-        &["filter", "--iif", "b2", "--default", "drop"],
+    let rules = [
+        "filter --iif b1 --dst 10.0.0.0/8 --verdict accept",
+        "filter --iif b1 --default drop",
+        "connmark --iif b1 --set 7",
+        "connmark --dst 10.1.0.7 --set 7",
+        "filter --iif b2 --default drop",
     ];
-    let ids: Vec<String> = rules.iter().map(|r| add(&ns, r).rule.id).collect();
+    let ids: Vec<String> = rules
+        .iter()
+        .map(|r| add(&ns, &r.split_whitespace().collect::<Vec<_>>()).rule.id)
+        .collect();
     assert_eq!(
         key_chains(&ns),
         [

@@ -61,12 +61,9 @@ impl Del {
                     ctx.ns_label()
                 ),
             };
-            let alone = if ctx.defer {
-                pending::defer_del(&lock, seen.generation, del)
+            if ctx.defer && pending::may_defer(&lock) {
+                pending::defer(&lock, seen.generation, del);
             } else {
-                Some(del)
-            };
-            if let Some(del) = alone {
                 nft::delete_rules(&del.deletion).with_context(|| del.what.clone())?;
                 let change = nft::cache::Change::Deleted(&self.id);
                 nft::cache::committed(&lock, seen.generation, &[change]);

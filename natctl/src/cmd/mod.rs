@@ -207,12 +207,9 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
             replacing,
             what: what(),
         };
-        let alone = if ctx.defer {
-            nft::pending::defer(&lock, seen.generation, add)
+        if ctx.defer && nft::pending::may_defer(&lock) {
+            nft::pending::defer(&lock, seen.generation, add);
         } else {
-            Some(add)
-        };
-        if let Some(add) = alone {
             nft::add_rule(rule, &add.structure, &add.replacing).with_context(what)?;
             let chains = nft::dispatch::chains_of(rule);
             let change = nft::cache::Change::Added(&id, &chains);

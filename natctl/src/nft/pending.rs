@@ -44,9 +44,21 @@ pub struct Del {
 }
 
 /// A line's change, planned.
-enum Op {
+pub enum Op {
     Add(Add),
     Del(Del),
+}
+
+impl From<Add> for Op {
+    fn from(add: Add) -> Op {
+        Op::Add(add)
+    }
+}
+
+impl From<Del> for Op {
+    fn from(del: Del) -> Op {
+        Op::Del(del)
+    }
 }
 
 struct Pending {
@@ -93,41 +105,28 @@ fn in_namespace<T>(lock: &NsLock, f: impl FnOnce(&[Op]) -> T) -> Option<T> {
     })
 }
 
-/// Leaves ADD pending, planned at GENERATION, if nothing is pending in another namespace;
-/// gives it back otherwise (the caller commits it alone).
-pub fn defer(lock: &NsLock, generation: u32, add: Add) -> Option<Add> {
-    defer_op(lock, generation, Op::Add(add)).map(|back| match back {
-        Op::Add(add) => add,
-        Op::Del(_) => unreachable!("defer_op gives back the op it was given"),
-    })
+/// Whether a line of LOCK's namespace may be left pending: nothing is pending, or only lines
+/// of that namespace (else the caller commits it alone).
+pub fn may_defer(lock: &NsLock) -> bool {
+    PENDING.with(|p| p.borrow().as_ref().is_none_or(|p| p.lock.ns == lock.ns))
 }
 
-/// Leaves DEL pending, as [`defer`] does an add.
-pub fn defer_del(lock: &NsLock, generation: u32, del: Del) -> Option<Del> {
-    defer_op(lock, generation, Op::Del(del)).map(|back| match back {
-        Op::Del(del) => del,
-        Op::Add(_) => unreachable!("defer_op gives back the op it was given"),
-    })
-}
-
-/// Leaves OP pending, or gives it back when lines of another namespace are.
-fn defer_op(lock: &NsLock, generation: u32, op: Op) -> Option<Op> {
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        match &mut *p {
-            None => {
-                *p = Some(Pending {
-                    lock: lock.clone(),
-                    generation,
-                    ops: vec![op],
-                });
-                None
-            }
-            Some(p) if p.lock.ns == lock.ns => {
-                p.ops.push(op);
-                None
-            }
-            Some(_) => Some(op),
+/// Leaves OP pending, planned at GENERATION (in a namespace [`may_defer`] accepted).
+pub fn defer(lock: &NsLock, generation: u32, op: impl Into<Op>) {
+    PENDING.with(|p| match &mut *p.borrow_mut() {
+        Some(p) => {
+            debug_assert!(
+                p.lock.ns == lock.ns,
+                "deferred beside another namespace's lines"
+            );
+            p.ops.push(op.into());
+        }
+        none => {
+            *none = Some(Pending {
+                lock: lock.clone(),
+                generation,
+                ops: vec![op.into()],
+            });
         }
     })
 }
