@@ -313,6 +313,188 @@ fn a_device_cannot_send_from_outside_its_allowed_ips() {
     );
 }
 
+/// Receives one TCP stream (argv: address, port): prints `ready`, then its length and SHA-256.
+const TCP_SINK: &str = r#"
+import hashlib, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+s.settimeout(30)
+print("ready", flush=True)
+c, _ = s.accept()
+c.settimeout(30)
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+print(n, h.hexdigest(), flush=True)
+"#;
+
+/// Sends argv[3] MiB of seeded random bytes to argv[1]:argv[2]; prints their length and SHA-256.
+const TCP_SOURCE: &str = r#"
+import hashlib, random, socket, sys
+data = random.Random(27).randbytes(int(sys.argv[3]) << 20)
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+c.sendall(data)
+c.close()
+print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+"#;
+
+/// Counts the datagrams that reach argv[1]:argv[2] until a second passes without one, each
+/// checked against what UDP_SOURCE sends under its number: prints `ready`, then `GOOD BAD`.
+const UDP_SINK: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(30)
+print("ready", flush=True)
+good = bad = 0
+while True:
+    try:
+        d = s.recv(65536)
+    except socket.timeout:
+        break
+    s.settimeout(1)
+    i = int.from_bytes(d[:4], "big")
+    if d == i.to_bytes(4, "big") + bytes((i + k) % 251 for k in range(296)):
+        good += 1
+    else:
+        bad += 1
+print(good, bad, flush=True)
+"#;
+
+/// Sends argv[3] datagrams of 300 bytes, numbered, to argv[1]:argv[2], in bursts of 32.
+const UDP_SOURCE: &str = r#"
+import socket, sys, time
+grams = [i.to_bytes(4, "big") + bytes((i + k) % 251 for k in range(296)) for i in range(int(sys.argv[3]))]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], int(sys.argv[2])))
+for i, d in enumerate(grams):
+    s.send(d)
+    if i % 32 == 31:
+        time.sleep(0.003)
+"#;
+
+/// A receiver: python3 `code` in `ns`, which prints `ready` once it listens, then its result.
+struct Sink {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Sink {
+    /// Starts `code` with `args` in `ns`, and waits until it listens.
+    fn start(ns: &str, code: &str, args: &[&str]) -> Sink {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", code])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("the receiver's first line");
+        assert_eq!(line, "ready\n", "the receiver did not start");
+        Sink { child, out }
+    }
+
+    /// What it printed after `ready`, once it ended.
+    fn result(mut self) -> String {
+        let mut rest = String::new();
+        self.out
+            .read_to_string(&mut rest)
+            .expect("the receiver's output");
+        let status = self.child.wait().expect("the receiver ran");
+        assert!(status.success(), "the receiver failed: {rest}");
+        rest.trim().to_string()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs python3 `code` with `args` in `ns`: its output.
+fn python(ns: &str, code: &str, args: &[&str]) -> String {
+    let mut argv = vec!["netns", "exec", ns, "python3", "-c", code];
+    argv.extend_from_slice(args);
+    run("ip", &argv).ok().stdout.trim().to_string()
+}
+
+/// The kernel's receive counters of link `name` in `ns`: (packets, bytes).
+fn rx_counters(ns: &str, name: &str) -> (u64, u64) {
+    let v = ip_json(Some(ns), &["-s", "link", "show", name]);
+    let rx = &v[0]["stats64"]["rx"];
+    (
+        rx["packets"].as_u64().unwrap(),
+        rx["bytes"].as_u64().unwrap(),
+    )
+}
+
+/// Whether the running kernel takes merged UDP datagrams from a TUN device (Linux 6.2).
+fn kernel_takes_merged_udp() -> bool {
+    let release = run("uname", &["-r"]).stdout;
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 2)
+}
+
+#[test]
+fn a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes() {
+    let sites = Sites::new();
+    let hub = sites.hub(51231);
+    let dev = sites.dev(51232);
+    join(&sites.lab, &hub, &dev, "2001:db8:0:25", "10.85.0");
+    assert!(pings(&sites.dp, "10.85.0.1"), "the device reaches the hub");
+    // TCP: 16 MiB from the device to the hub, compared by hash. Each write into the hub's
+    // TUN device is one received packet of its link: fewer than the segments that came
+    // (MTU 1420) when wgd merged them.
+    let before = rx_counters(&sites.hp, &hub.name);
+    let sink = Sink::start(&sites.hp, TCP_SINK, &["10.85.0.1", "5301"]);
+    let sent = python(&sites.dp, TCP_SOURCE, &["10.85.0.1", "5301", "16"]);
+    assert_eq!(sink.result(), sent, "the stream arrived whole");
+    let after = rx_counters(&sites.hp, &hub.name);
+    let (packets, bytes) = (after.0 - before.0, after.1 - before.1);
+    eprintln!("TCP: {bytes} bytes in {packets} writes to the TUN device");
+    assert!(
+        packets * 1420 < bytes,
+        "{packets} writes for {bytes} bytes: no TCP segments merged"
+    );
+    // UDP: 4,000 datagrams of 300 bytes, each checked by the receiver.
+    let before = rx_counters(&sites.hp, &hub.name);
+    let sink = Sink::start(&sites.hp, UDP_SINK, &["10.85.0.1", "5302"]);
+    python(&sites.dp, UDP_SOURCE, &["10.85.0.1", "5302", "4000"]);
+    let got = sink.result();
+    let counts: Vec<u64> = got.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(counts.len(), 2, "{got}");
+    let (good, bad) = (counts[0], counts[1]);
+    assert_eq!(bad, 0, "datagrams changed on the way");
+    assert!(good >= 3_600, "{good} of 4000 datagrams arrived");
+    let packets = rx_counters(&sites.hp, &hub.name).0 - before.0;
+    eprintln!("UDP: {good} datagrams in {packets} writes to the TUN device");
+    if kernel_takes_merged_udp() {
+        assert!(
+            packets < good,
+            "{packets} writes for {good} datagrams: none merged"
+        );
+    } else {
+        assert!(
+            packets >= good,
+            "merged UDP written to a kernel older than 6.2"
+        );
+    }
+}
+
 #[test]
 fn replies_leave_from_the_address_the_peer_wrote_to() {
     let sites = Sites::new();

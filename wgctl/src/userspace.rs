@@ -164,10 +164,9 @@ pub fn start(
     match userspace {
         Userspace::WireguardGo => launch(userspace, name, here, None),
         Userspace::Boringtun => start_boringtun(name, here, mtu),
-        Userspace::Wgd => {
-            let tun = open_tun(name, here)?;
-            crate::wgd::add(name, here, port.unwrap_or(0), tun)
-        }
+        Userspace::Wgd => crate::wgd::add(name, here, port.unwrap_or(0), |vnet| {
+            open_tun(name, here, vnet)
+        }),
     }
 }
 
@@ -195,7 +194,7 @@ fn start_boringtun(name: &IfName, here: &str, mtu: Option<u32>) -> Result<()> {
     }
     let _lock = lock_uapi_dir()?;
     let number = free_tun_number();
-    let tun = open_tun(name, here)?;
+    let tun = open_tun(name, here, false)?;
     let fd = TunFd {
         ours: tun.as_raw_fd(),
         theirs: number,
@@ -241,8 +240,9 @@ fn free_tun_number() -> u32 {
 }
 
 /// Opens TUN device `name` in the calling thread's namespace (like `ip tuntap add NAME mode
-/// tun`, without packet information; it lives as long as a descriptor of it is open).
-pub fn open_tun(name: &IfName, here: &str) -> Result<OwnedFd> {
+/// tun`, without packet information; it lives as long as a descriptor of it is open). With
+/// `vnet`, a virtio-net header comes before every packet (`IFF_VNET_HDR`, what wgd reads).
+pub fn open_tun(name: &IfName, here: &str, vnet: bool) -> Result<OwnedFd> {
     let what = || format!("creating TUN device {name} in {here}");
     let file = File::options()
         .read(true)
@@ -254,7 +254,8 @@ pub fn open_tun(name: &IfName, here: &str) -> Result<OwnedFd> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.as_str().bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    let header = if vnet { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | header) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one ifreq, which lives across the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
         return Err(Error::caused(what(), std::io::Error::last_os_error()));

@@ -31,23 +31,42 @@ pub fn program() -> String {
         .map_or_else(|| "wgd".into(), |p| p.display().to_string())
 }
 
-/// Hands interface `name`, on TUN device `tun` made in the calling thread's namespace
+/// Hands interface `name`, on a TUN device `open_tun` makes in the calling thread's namespace
 /// (`here`, its birthplace), to wgd, which binds UDP `port` there (0: one the kernel picks).
-pub fn add(name: &IfName, here: &str, port: u16, tun: OwnedFd) -> Result<()> {
+/// The device gets a virtio-net header (`open_tun(true)`), so that wgd may merge what it
+/// writes into it; a wgd older than that refuses it, and gets a device without.
+pub fn add(
+    name: &IfName,
+    here: &str,
+    port: u16,
+    open_tun: impl Fn(bool) -> Result<OwnedFd>,
+) -> Result<()> {
     let what = || format!("handing {name} (born in {here}) to wgd");
     let netns = File::open("/proc/thread-self/ns/net").with_context(what)?;
     let _lock = lock()?;
-    let request = Request::Add {
-        name: name.to_string(),
-        port,
-    };
-    let fds = [tun.as_fd(), netns.as_fd()];
-    match ask(&request, &fds, connect_or_start).with_context(what)? {
-        Reply::Ok(bound) => {
-            vlog!(1, "wgd serves {name}, UDP port {bound} in {here}");
-            Ok(())
+    let mut vnet = true;
+    loop {
+        let request = Request::Add {
+            name: name.to_string(),
+            port,
+            vnet,
+        };
+        let tun = open_tun(vnet)?;
+        let fds = [tun.as_fd(), netns.as_fd()];
+        match ask(&request, &fds, connect_or_start).with_context(what)? {
+            Reply::Ok(bound) => {
+                vlog!(1, "wgd serves {name}, UDP port {bound} in {here}");
+                return Ok(());
+            }
+            Reply::Error(e) if vnet && e.ends_with(" is not a request") => {
+                vlog!(
+                    1,
+                    "wgd is older than virtio-net headers ({e}): a plain TUN device"
+                );
+                vnet = false;
+            }
+            Reply::Error(e) => return Err(Error::failed(format!("{}: {e}", what()))),
         }
-        Reply::Error(e) => Err(Error::failed(format!("{}: {e}", what()))),
     }
 }
 

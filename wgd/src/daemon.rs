@@ -28,6 +28,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::iface::{uapi_file_is, UAPI_DIR};
 use crate::proto::{self, Reply, Request};
+use crate::tun;
 use crate::worker::{self, Handle, Order};
 
 /// How long a wgd that has served nothing yet waits for its first interface.
@@ -219,10 +220,22 @@ impl Daemon {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let reply = match proto::receive(stream) {
             Ok((line, fds)) => match Request::decode(&line) {
-                Ok(Request::Add { name, port }) => {
+                Ok(Request::Add { name, port, vnet }) => {
                     let mut fds = fds.into_iter();
                     match (fds.next(), fds.next()) {
-                        (Some(tun), Some(netns)) => self.add(name, tun, netns, port),
+                        (Some(tun), Some(netns)) => match tun::has_vnet_header(&tun) {
+                            Ok(has) if has == vnet => self.add(name, tun, netns, port),
+                            Ok(has) => Reply::Error(format!(
+                                "add {name}: the TUN device {} a virtio-net header, \
+                                 and the request says it {}",
+                                if has { "has" } else { "lacks" },
+                                if vnet { "has" } else { "lacks" },
+                            )),
+                            Err(e) => Reply::Error(format!(
+                                "add {name}: reading the TUN device's flags: {}",
+                                e.desc()
+                            )),
+                        },
                         _ => Reply::Error(format!(
                             "add {name}: the TUN device and the namespace must come with it"
                         )),
@@ -303,6 +316,22 @@ impl Daemon {
 }
 
 /// The lock wgctl holds while it starts wgd or adds an interface, if free now.
+/// Tells the system log (the journal under systemd: `journalctl -t wgd`) what an operator
+/// should know while wgd runs: its standard streams go nowhere, wgctl starts it detached.
+pub fn warn(message: &str) {
+    let Ok(text) = std::ffi::CString::new(message) else {
+        return;
+    };
+    // SAFETY: both strings are NUL-terminated and live across the call; "%s" takes one.
+    unsafe {
+        libc::syslog(
+            libc::LOG_DAEMON | libc::LOG_WARNING,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        )
+    };
+}
+
 fn try_lock() -> Option<Flock<File>> {
     let file = File::options()
         .create(true)

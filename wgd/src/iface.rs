@@ -2,8 +2,7 @@
 //! and its peers, and what it does with a packet from either side and on each timer tick.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +16,9 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 
 use crate::allowed::AllowedIps;
 use crate::gate::Gate;
+use crate::gro::Batch;
 use crate::peer::{Endpoint, Peer};
+use crate::tun::Tun;
 use crate::uapi::{DeviceView, Key, PeerSet, Set};
 use crate::udp::{Source, Udp};
 
@@ -36,7 +37,7 @@ struct Keys {
 
 pub struct Iface {
     pub name: String,
-    pub tun: File,
+    pub tun: Tun,
     /// The birthplace: where its UDP sockets are bound.
     netns: OwnedFd,
     pub uapi: UnixListener,
@@ -89,11 +90,11 @@ impl Iface {
         uapi.set_nonblocking(true)
             .map_err(|e| format!("listening on {}: {e}", path.display()))?;
         let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        set_nonblocking(&tun).map_err(|e| format!("TUN device of {name}: {}", e.desc()))?;
+        let tun = Tun::new(tun).map_err(|e| format!("TUN device of {name}: {}", e.desc()))?;
         let first_index = std::process::id() & 0xff_ffff;
         Ok(Iface {
             name: name.to_string(),
-            tun: File::from(tun),
+            tun,
             netns,
             uapi,
             uapi_file: (meta.dev(), meta.ino()),
@@ -136,7 +137,8 @@ impl Iface {
 
     /// A datagram from the network: handed to the peer it is for (by the receiver index it
     /// carries, or for a handshake initiation by the key it proves), whose tunnel opens it. An
-    /// opened packet reaches the TUN device only if its source is in that peer's allowed IPs.
+    /// opened packet goes into `batch`, for the TUN device, only if its source is in that peer's
+    /// allowed IPs.
     /// An authenticated datagram moves the peer's endpoint to its sender (roaming).
     pub fn inbound(
         &mut self,
@@ -144,6 +146,7 @@ impl Iface {
         from: SocketAddr,
         source: Option<Source>,
         out: &mut [u8],
+        batch: &mut Batch,
     ) {
         let index = match self
             .gate
@@ -189,13 +192,13 @@ impl Iface {
             TunnResult::WriteToTunnelV4(packet, src) => {
                 peer.endpoint = Some(heard);
                 if self.allowed.lookup(IpAddr::V4(src)) == Some(index) {
-                    let _ = (&self.tun).write(packet);
+                    batch.push(packet);
                 }
             }
             TunnResult::WriteToTunnelV6(packet, src) => {
                 peer.endpoint = Some(heard);
                 if self.allowed.lookup(IpAddr::V6(src)) == Some(index) {
-                    let _ = (&self.tun).write(packet);
+                    batch.push(packet);
                 }
             }
             // A keepalive.
@@ -218,18 +221,6 @@ impl Iface {
                 peer.send(&self.udp, datagram);
             }
             peer.keepalive_due(&self.udp, out, false);
-        }
-    }
-
-    /// Reads one packet from the TUN device into `buf`: Ok(None) when there is none now, an
-    /// error when the device is gone (its link deleted, or its namespace).
-    pub fn read_tun(&self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-        match (&self.tun).read(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
         }
     }
 
@@ -367,11 +358,4 @@ impl Iface {
         // out now (starting a handshake), not one interval later.
         peer.keepalive_due(&self.udp, out, keepalive_now);
     }
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }

@@ -19,9 +19,13 @@ pub mod daemon;
 #[cfg(feature = "daemon")]
 pub mod gate;
 #[cfg(feature = "daemon")]
+pub mod gro;
+#[cfg(feature = "daemon")]
 pub mod iface;
 #[cfg(feature = "daemon")]
 pub mod peer;
+#[cfg(feature = "daemon")]
+pub mod tun;
 #[cfg(feature = "daemon")]
 pub mod uapi;
 #[cfg(feature = "daemon")]

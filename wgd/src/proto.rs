@@ -1,10 +1,13 @@
 //! The control protocol between wgctl and wgd, on the Unix socket [`socket_path`]: one request
 //! per connection, one line each way.
 //!
-//! - `add NAME PORT` with two descriptors (SCM_RIGHTS): the interface's TUN device and the
-//!   network namespace its UDP sockets belong in (its birthplace). PORT is the listen port to
-//!   bind at once (`0`: one the kernel picks). wgd makes `/var/run/wireguard/NAME.sock`, the
-//!   interface's UAPI socket, and answers `ok PORT` with the port it bound.
+//! - `add NAME PORT [vnet]` with two descriptors (SCM_RIGHTS): the interface's TUN device and
+//!   the network namespace its UDP sockets belong in (its birthplace). PORT is the listen port
+//!   to bind at once (`0`: one the kernel picks). `vnet` says the TUN device was opened with a
+//!   virtio-net header (`IFF_VNET_HDR`), so that wgd may merge what it writes; a wgd older
+//!   than that word refuses the request, and wgctl then opens the device without. wgd makes
+//!   `/var/run/wireguard/NAME.sock`, the interface's UAPI socket, and answers `ok PORT` with
+//!   the port it bound.
 //! - `del NAME`: wgd closes the interface (its TUN device, so the link, goes with it), its
 //!   sockets and its UAPI socket, and answers `ok 1`, or `ok 0` if it served no such interface.
 //!
@@ -37,14 +40,16 @@ pub const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Add { name: String, port: u16 },
+    Add { name: String, port: u16, vnet: bool },
     Del { name: String },
 }
 
 impl Request {
     pub fn encode(&self) -> String {
         match self {
-            Request::Add { name, port } => format!("add {name} {port}\n"),
+            Request::Add { name, port, vnet } => {
+                format!("add {name} {port}{}\n", if *vnet { " vnet" } else { "" })
+            }
             Request::Del { name } => format!("del {name}\n"),
         }
     }
@@ -58,11 +63,12 @@ impl Request {
             Ok(w.to_string())
         };
         match words.as_slice() {
-            ["add", n, port] => Ok(Request::Add {
+            ["add", n, port, vnet @ ..] if matches!(vnet, [] | ["vnet"]) => Ok(Request::Add {
                 name: name(n)?,
                 port: port
                     .parse()
                     .map_err(|_| format!("'{port}' is not a port (0-65535)"))?,
+                vnet: !vnet.is_empty(),
             }),
             ["del", n] => Ok(Request::Del { name: name(n)? }),
             _ => Err(format!("'{}' is not a request", line.trim_end())),
@@ -163,6 +169,12 @@ mod tests {
             Request::Add {
                 name: "wg-c00".into(),
                 port: 51820,
+                vnet: false,
+            },
+            Request::Add {
+                name: "wg-c00".into(),
+                port: 0,
+                vnet: true,
             },
             Request::Del {
                 name: "wg-c00".into(),
@@ -177,6 +189,14 @@ mod tests {
         assert_eq!(
             Request::decode("add wg0 70000"),
             Err("'70000' is not a port (0-65535)".into())
+        );
+        assert_eq!(
+            Request::decode("add wg0 1 vnet").map(|r| r.encode()),
+            Ok("add wg0 1 vnet\n".into())
+        );
+        assert_eq!(
+            Request::decode("add wg0 1 gso"),
+            Err("'add wg0 1 gso' is not a request".into())
         );
         assert_eq!(
             Request::decode("frob wg0"),

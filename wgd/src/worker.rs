@@ -16,6 +16,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::daemon::Registry;
+use crate::gro::Batch;
 use crate::iface::Iface;
 use crate::uapi::{self, Request};
 use crate::udp;
@@ -125,6 +126,8 @@ struct Worker {
     rx: Vec<u8>,
     tx: Vec<u8>,
     cmsg: Vec<u8>,
+    /// What one turn of an interface's UDP sockets opened, for its TUN device.
+    batch: Batch,
 }
 
 /// Starts worker `index`.
@@ -151,6 +154,7 @@ pub fn spawn(index: usize, registry: Registry) -> std::io::Result<Handle> {
         rx: vec![0; BUFFER],
         tx: vec![0; BUFFER + OVERHEAD],
         cmsg: udp::cmsg_buffer(),
+        batch: Batch::default(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("wgd-worker-{index}"))
@@ -304,8 +308,8 @@ impl Worker {
             return self.drop_dead(id);
         }
         for _ in 0..BATCH {
-            match iface.read_tun(&mut self.rx) {
-                Ok(Some(n)) => iface.outbound(&self.rx[..n], &mut self.tx),
+            match iface.tun.read(&mut self.rx) {
+                Ok(Some(packet)) => iface.outbound(packet, &mut self.tx),
                 Ok(None) => return,
                 Err(_) => return self.drop_dead(id),
             }
@@ -316,19 +320,27 @@ impl Worker {
         let Some(iface) = self.ifaces.get_mut(&id) else {
             return;
         };
+        self.batch.start(iface.tun.offload());
         for _ in 0..BATCH {
             let fd = match (v6, &iface.udp.v6) {
                 (false, _) => &iface.udp.v4,
                 (true, Some(fd)) => fd,
-                (true, None) => return,
+                (true, None) => break,
             };
             match udp::receive(fd, &mut self.rx, &mut self.cmsg) {
-                Ok(got) => iface.inbound(&self.rx[..got.len], got.from, got.source, &mut self.tx),
-                Err(Errno::EAGAIN) => return,
+                Ok(got) => iface.inbound(
+                    &self.rx[..got.len],
+                    got.from,
+                    got.source,
+                    &mut self.tx,
+                    &mut self.batch,
+                ),
+                Err(Errno::EAGAIN) => break,
                 // ICMP errors surface here (ECONNREFUSED ...): nothing to do but go on.
                 Err(_) => {}
             }
         }
+        iface.tun.write(&mut self.batch);
     }
 
     fn on_uapi(&mut self, id: u32) {
