@@ -17,6 +17,7 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use crate::allowed::AllowedIps;
 use crate::gate::Gate;
 use crate::gro::Batch;
+use crate::gso::Sends;
 use crate::peer::{Endpoint, Peer};
 use crate::tun::Tun;
 use crate::uapi::{DeviceView, Key, PeerSet, Set};
@@ -119,8 +120,9 @@ impl Iface {
     }
 
     /// A packet the interface's TUN device gave: sealed for the peer whose allowed IPs hold
-    /// its destination, and sent (or queued behind a handshake). One for nobody is dropped.
-    pub fn outbound(&mut self, packet: &[u8], out: &mut [u8]) {
+    /// its destination, and put with the datagrams waiting in `sends` (those sent first if it
+    /// may not go with them), or queued behind a handshake. One for nobody is dropped.
+    pub fn outbound(&mut self, packet: &[u8], out: &mut [u8], sends: &mut Sends) {
         let Some(index) = Tunn::dst_address(packet).and_then(|dst| self.allowed.lookup(dst)) else {
             return;
         };
@@ -131,8 +133,21 @@ impl Iface {
             return;
         };
         if let TunnResult::WriteToNetwork(datagram) = tunn.encapsulate(packet, out) {
-            peer.send(&self.udp, datagram);
+            if !sends.takes(index, datagram.len()) {
+                self.send_waiting(sends);
+            }
+            sends.push(index, datagram);
         }
+    }
+
+    /// Sends what waits in `sends`, in one system call.
+    pub fn send_waiting(&mut self, sends: &mut Sends) {
+        let (udp, peers) = (&self.udp, &mut self.peers);
+        sends.flush(|index, bytes, segment| {
+            if let Some(peer) = peers.get_mut(&index) {
+                peer.send_segments(udp, bytes, segment);
+            }
+        });
     }
 
     /// A datagram from the network: handed to the peer it is for (by the receiver index it
@@ -167,7 +182,7 @@ impl Iface {
             Ok(Packet::PacketCookieReply(p)) => p.receiver_idx >> 8,
             Ok(Packet::PacketData(p)) => p.receiver_idx >> 8,
             Err(TunnResult::WriteToNetwork(cookie)) => {
-                let _ = self.udp.send(cookie, from, source);
+                let _ = self.udp.send(cookie, None, from, source);
                 return;
             }
             Err(_) => return,
@@ -182,7 +197,7 @@ impl Iface {
         let heard = Endpoint { addr: from, source };
         match tunn.decapsulate(Some(from.ip()), datagram, out) {
             TunnResult::WriteToNetwork(reply) if reply.first() == Some(&COOKIE_REPLY) => {
-                let _ = self.udp.send(reply, from, source);
+                let _ = self.udp.send(reply, None, from, source);
             }
             TunnResult::WriteToNetwork(reply) => {
                 peer.endpoint = Some(heard);

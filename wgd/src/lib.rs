@@ -21,6 +21,8 @@ pub mod gate;
 #[cfg(feature = "daemon")]
 pub mod gro;
 #[cfg(feature = "daemon")]
+pub mod gso;
+#[cfg(feature = "daemon")]
 pub mod iface;
 #[cfg(feature = "daemon")]
 pub mod peer;

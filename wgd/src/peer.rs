@@ -84,8 +84,14 @@ impl Peer {
 
     /// Sends `datagram` to its endpoint (if it has one).
     pub fn send(&mut self, udp: &Udp, datagram: &[u8]) {
+        self.send_segments(udp, datagram, None);
+    }
+
+    /// Sends `bytes` to its endpoint (if it has one): one datagram, or with `segment` several
+    /// of that size in one system call.
+    pub fn send_segments(&mut self, udp: &Udp, bytes: &[u8], segment: Option<u16>) {
         if let Some(endpoint) = self.endpoint.as_mut() {
-            send(udp, endpoint, datagram);
+            send(udp, endpoint, bytes, segment);
             self.last_sent = Some(Instant::now());
         }
     }
@@ -138,17 +144,17 @@ impl Peer {
     }
 }
 
-/// Sends `datagram` to `endpoint`, from the local address the peer last wrote to. When that
+/// Sends `bytes` (one datagram, or several of size `segment`) to `endpoint`, from the local address the peer last wrote to. When that
 /// address or its link is gone (EINVAL, EADDRNOTAVAIL, ENODEV: an address moved to the other
 /// box of a pair, a link made anew), it is forgotten and the kernel picks the source; a full
 /// socket buffer only drops this datagram, as any UDP sender would.
-pub fn send(udp: &Udp, endpoint: &mut Endpoint, datagram: &[u8]) {
+pub fn send(udp: &Udp, endpoint: &mut Endpoint, bytes: &[u8], segment: Option<u16>) {
     use nix::errno::Errno;
-    match udp.send(datagram, endpoint.addr, endpoint.source) {
+    match udp.send(bytes, segment, endpoint.addr, endpoint.source) {
         Ok(()) | Err(Errno::EAGAIN | Errno::ENOBUFS | Errno::EINTR) => {}
         Err(_) if endpoint.source.is_some() => {
             endpoint.source = None;
-            let _ = udp.send(datagram, endpoint.addr, None);
+            let _ = udp.send(bytes, segment, endpoint.addr, None);
         }
         Err(_) => {}
     }

@@ -3,8 +3,9 @@
 //! datagram's local address is read (IP_PKTINFO / IPV6_PKTINFO) and replies to that peer leave
 //! from it, so a hub answering on a floating address (keepalived's) answers from that address.
 
+use std::cell::Cell;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -25,11 +26,14 @@ pub enum Source {
     V6(Ipv6Addr, u32),
 }
 
-/// One received datagram: its length, sender and the local address it came to.
+/// What one receive gave: its length, sender and the local address it came to; `segment`
+/// when it is several datagrams of that size (the last may be shorter), which the sender sent
+/// in one (`UDP_SEGMENT`) and the socket takes whole (`UDP_GRO`).
 pub struct Received {
     pub len: usize,
     pub from: SocketAddr,
     pub source: Option<Source>,
+    pub segment: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -38,6 +42,8 @@ pub struct Udp {
     pub v4: OwnedFd,
     /// None where the namespace has no IPv6.
     pub v6: Option<OwnedFd>,
+    /// Whether the kernel takes several datagrams in one send (until it refuses).
+    gso: Cell<bool>,
 }
 
 /// Runs `work` in network namespace `netns` on this thread, then comes back.
@@ -67,6 +73,8 @@ fn open(family: AddressFamily, fwmark: u32) -> nix::Result<OwnedFd> {
     if fwmark != 0 {
         setsockopt(&fd, sockopt::Mark, &fwmark)?;
     }
+    // Datagrams a sender sent in one (UDP_SEGMENT) come whole (Linux 5.0; best effort).
+    let _ = setsockopt(&fd, sockopt::UdpGroSegment, &true);
     match family {
         AddressFamily::Inet => setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)?,
         _ => {
@@ -114,6 +122,7 @@ impl Udp {
                             port: bound,
                             v4,
                             v6,
+                            gso: Cell::new(true),
                         })
                     }
                     Err(e) => last = e,
@@ -132,62 +141,101 @@ impl Udp {
         Ok(())
     }
 
-    /// Sends `datagram` to `to`, from `source` if given. A source no longer on the host (an
-    /// address moved away) fails with EINVAL: the caller forgets it and sends again without.
-    pub fn send(&self, datagram: &[u8], to: SocketAddr, source: Option<Source>) -> nix::Result<()> {
-        let iov = [IoSlice::new(datagram)];
-        let to = match to {
-            SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, a.port())),
-                None => to,
-            },
-            v4 => v4,
+    /// Sends `bytes` to `to`, from `source` if given: one datagram, or with `segment` several
+    /// of that size (the last may be shorter) in one system call (`UDP_SEGMENT`). A source no
+    /// longer on the host (an address moved away) fails with EINVAL: the caller forgets it and
+    /// sends again without. Where the kernel refuses several at once (EIO: a link without
+    /// checksum offload), they go one by one, from then on.
+    pub fn send(
+        &self,
+        bytes: &[u8],
+        segment: Option<u16>,
+        to: SocketAddr,
+        source: Option<Source>,
+    ) -> nix::Result<()> {
+        let Some(size) = segment else {
+            return self.send_one(bytes, None, to, source);
         };
-        match (to, source) {
-            (SocketAddr::V4(a), src) => {
-                let info = src.and_then(|s| match s {
-                    Source::V4(addr) => Some(libc::in_pktinfo {
-                        ipi_ifindex: 0,
-                        ipi_spec_dst: libc::in_addr {
-                            s_addr: u32::from(addr).to_be(),
-                        },
-                        ipi_addr: libc::in_addr { s_addr: 0 },
-                    }),
-                    Source::V6(..) => None,
-                });
-                let cmsg = info.as_ref().map(ControlMessage::Ipv4PacketInfo);
-                sendmsg(
-                    self.v4.as_raw_fd(),
-                    &iov,
-                    cmsg.as_slice(),
-                    MsgFlags::MSG_DONTWAIT,
-                    Some(&SockaddrIn::from(a)),
-                )?;
-            }
-            (SocketAddr::V6(a), src) => {
-                let Some(v6) = &self.v6 else {
-                    return Err(Errno::EAFNOSUPPORT);
-                };
-                let info = src.and_then(|s| match s {
-                    Source::V6(addr, ifindex) => Some(libc::in6_pktinfo {
-                        ipi6_addr: libc::in6_addr {
-                            s6_addr: addr.octets(),
-                        },
-                        ipi6_ifindex: ifindex,
-                    }),
-                    Source::V4(_) => None,
-                });
-                let cmsg = info.as_ref().map(ControlMessage::Ipv6PacketInfo);
-                sendmsg(
-                    v6.as_raw_fd(),
-                    &iov,
-                    cmsg.as_slice(),
-                    MsgFlags::MSG_DONTWAIT,
-                    Some(&SockaddrIn6::from(a)),
-                )?;
+        if self.gso.get() {
+            match self.send_one(bytes, Some(size), to, source) {
+                Err(Errno::EIO) => self.gso.set(false),
+                // (EINVAL: a datagram larger than the path's MTU allows in one, or the source
+                // gone: one by one says which)
+                Err(Errno::EINVAL) => {}
+                done => return done,
             }
         }
+        for datagram in bytes.chunks(usize::from(size)) {
+            self.send_one(datagram, None, to, source)?;
+        }
         Ok(())
+    }
+
+    fn send_one(
+        &self,
+        bytes: &[u8],
+        segment: Option<u16>,
+        to: SocketAddr,
+        source: Option<Source>,
+    ) -> nix::Result<()> {
+        let to = unmapped(to);
+        let fd = match to {
+            SocketAddr::V4(_) => &self.v4,
+            SocketAddr::V6(_) => self.v6.as_ref().ok_or(Errno::EAFNOSUPPORT)?,
+        };
+        let v4_info = match (to, source) {
+            (SocketAddr::V4(_), Some(Source::V4(addr))) => Some(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(addr).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            }),
+            _ => None,
+        };
+        let v6_info = match (to, source) {
+            (SocketAddr::V6(_), Some(Source::V6(addr, ifindex))) => Some(libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: addr.octets(),
+                },
+                ipi6_ifindex: ifindex,
+            }),
+            _ => None,
+        };
+        let size = segment.unwrap_or(0);
+        let mut cmsgs = [ControlMessage::UdpGsoSegments(&size); 2];
+        let mut n = 0;
+        if let Some(info) = &v4_info {
+            cmsgs[n] = ControlMessage::Ipv4PacketInfo(info);
+            n += 1;
+        }
+        if let Some(info) = &v6_info {
+            cmsgs[n] = ControlMessage::Ipv6PacketInfo(info);
+            n += 1;
+        }
+        if segment.is_some() {
+            cmsgs[n] = ControlMessage::UdpGsoSegments(&size);
+            n += 1;
+        }
+        sendmsg(
+            fd.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &cmsgs[..n],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&SockaddrStorage::from(to)),
+        )?;
+        Ok(())
+    }
+}
+
+/// `to` with an IPv4-mapped IPv6 address written as the IPv4 address it is.
+fn unmapped(to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => to,
+        },
+        v4 => v4,
     }
 }
 
@@ -208,9 +256,13 @@ pub fn receive(fd: &OwnedFd, buf: &mut [u8], cmsg: &mut Vec<u8>) -> nix::Result<
             }
         })
         .ok_or(Errno::EAFNOSUPPORT)?;
-    let mut source = None;
+    let (mut source, mut segment) = (None, None);
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
+            if let ControlMessageOwned::UdpGroSegments(size) = c {
+                segment = usize::try_from(size).ok().filter(|s| *s > 0);
+                continue;
+            }
             source = match c {
                 ControlMessageOwned::Ipv4PacketInfo(i) => Some(Source::V4(Ipv4Addr::from(
                     u32::from_be(i.ipi_spec_dst.s_addr),
@@ -223,21 +275,16 @@ pub fn receive(fd: &OwnedFd, buf: &mut [u8], cmsg: &mut Vec<u8>) -> nix::Result<
             };
         }
     }
-    let from = match from {
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
-            None => from,
-        },
-        v4 => v4,
-    };
     Ok(Received {
         len: msg.bytes,
-        from,
+        from: unmapped(from),
         source,
+        segment,
     })
 }
 
-/// A control-message buffer large enough for either family's packet information.
+/// A control-message buffer large enough for either family's packet information and a
+/// segment size.
 pub fn cmsg_buffer() -> Vec<u8> {
-    nix::cmsg_space!(libc::in6_pktinfo)
+    nix::cmsg_space!(libc::in6_pktinfo, libc::c_int)
 }

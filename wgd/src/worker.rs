@@ -17,6 +17,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::daemon::Registry;
 use crate::gro::Batch;
+use crate::gso::Sends;
 use crate::iface::Iface;
 use crate::uapi::{self, Request};
 use crate::udp;
@@ -128,6 +129,8 @@ struct Worker {
     cmsg: Vec<u8>,
     /// What one turn of an interface's UDP sockets opened, for its TUN device.
     batch: Batch,
+    /// What one turn of an interface's TUN device sealed, for the network.
+    sends: Sends,
 }
 
 /// Starts worker `index`.
@@ -155,6 +158,7 @@ pub fn spawn(index: usize, registry: Registry) -> std::io::Result<Handle> {
         tx: vec![0; BUFFER + OVERHEAD],
         cmsg: udp::cmsg_buffer(),
         batch: Batch::default(),
+        sends: Sends::default(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("wgd-worker-{index}"))
@@ -307,12 +311,20 @@ impl Worker {
         if hangup {
             return self.drop_dead(id);
         }
+        let mut dead = false;
         for _ in 0..BATCH {
             match iface.tun.read(&mut self.rx) {
-                Ok(Some(packet)) => iface.outbound(packet, &mut self.tx),
-                Ok(None) => return,
-                Err(_) => return self.drop_dead(id),
+                Ok(Some(packet)) => iface.outbound(packet, &mut self.tx, &mut self.sends),
+                Ok(None) => break,
+                Err(_) => {
+                    dead = true;
+                    break;
+                }
             }
+        }
+        iface.send_waiting(&mut self.sends);
+        if dead {
+            self.drop_dead(id);
         }
     }
 
@@ -328,13 +340,18 @@ impl Worker {
                 (true, None) => break,
             };
             match udp::receive(fd, &mut self.rx, &mut self.cmsg) {
-                Ok(got) => iface.inbound(
-                    &self.rx[..got.len],
-                    got.from,
-                    got.source,
-                    &mut self.tx,
-                    &mut self.batch,
-                ),
+                Ok(got) => {
+                    let size = got.segment.unwrap_or(got.len).max(1);
+                    for datagram in self.rx[..got.len].chunks(size) {
+                        iface.inbound(
+                            datagram,
+                            got.from,
+                            got.source,
+                            &mut self.tx,
+                            &mut self.batch,
+                        );
+                    }
+                }
                 Err(Errno::EAGAIN) => break,
                 // ICMP errors surface here (ECONNREFUSED ...): nothing to do but go on.
                 Err(_) => {}
