@@ -24,7 +24,7 @@ export NIRANSIX_BIN_DIR=$ram_bin
 
 result() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$out/results.tsv"; }
 
-for m in wireguard vrf; do
+for m in wireguard vrf tun; do
   if modprobe "$m"; then result PASS "kernel::$m"; else result FAIL "kernel::$m" "modprobe $m failed"; fi
 done
 

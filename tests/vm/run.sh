@@ -21,7 +21,8 @@
 #   wgd[6.1]       wgd's merged writes on a kernel older than 6.2 (TCP merged, UDP not), which
 #                  the host's kernel is not
 # and, only when named (--only hub_scale[kernel]), bench/hub_scale.sh with kernel WireGuard.
-# plus kernel::wireguard / kernel::vrf (the modules load) and a leak check after every item.
+# plus kernel::wireguard / kernel::vrf / kernel::tun (the modules load) and a leak check after
+# every item.
 #
 # If the packages, the kernel image or the boot fail, the lane says why and reports every planned
 # test as SKIPPED by name (exit 0); NIRANSIX_VM_REQUIRED=1 turns that into a failure.
@@ -159,8 +160,7 @@ if [[ -n $bin ]]; then
   for t in nsctl wgctl wgd natctl routectl hubctl; do snapshot "$bin/$t" "$out/bin/$t" || bootstrap_failed=1; done
   bin=$out/bin
 fi
-echo "kernel::wireguard" >>"$out/expected.txt"
-echo "kernel::vrf" >>"$out/expected.txt"
+printf 'kernel::%s\n' wireguard vrf tun >>"$out/expected.txt"
 entries=("${PLAN[@]}")
 for entry in "${ON_REQUEST[@]}"; do
   [[ -z ${only[${entry%%|*}]:-} ]] || entries+=("$entry")
