@@ -372,7 +372,9 @@ print(good, bad, flush=True)
 /// ms apart.
 const UDP_SOURCE: &str = r#"
 import socket, sys, time
-grams = [i.to_bytes(4, "big") + bytes((i + k) % 251 for k in range(296)) for i in range(int(sys.argv[3]))]
+def gram(i):
+    return i.to_bytes(4, "big") + bytes((i + k) % 251 for k in range(296))
+grams = [gram(i) for i in range(int(sys.argv[3]))]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect((sys.argv[1], int(sys.argv[2])))
 for i, d in enumerate(grams):

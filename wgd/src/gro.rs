@@ -123,12 +123,11 @@ fn parse(p: &[u8], offload: Offload) -> Option<Parsed> {
             if flags & ACK == 0 || flags & (SYN | FIN | RST | URG | CWR) != 0 {
                 return None;
             }
-            (
-                false,
-                usize::from(l4[12] >> 4) * 4,
-                be32(l4, 4),
-                flags & PSH != 0,
-            )
+            let len = usize::from(l4[12] >> 4) * 4;
+            if len < 20 {
+                return None;
+            }
+            (false, len, be32(l4, 4), flags & PSH != 0)
         }
         UDP if offload.udp && l4.len() >= 8 && usize::from(be16(l4, 4)) == l4.len() => {
             (true, 8, 0, false)
@@ -588,6 +587,21 @@ mod tests {
         let len = p.len() - at.ip_len;
         let c = !fold(sum(&p[at.ip_len..], pseudo(p, &at, len)));
         put16(p, off, c);
+    }
+
+    #[test]
+    fn a_tcp_header_shorter_than_20_bytes_merges_nothing() {
+        // What a device may send through its tunnel: data offset 3 (12 bytes), thrice.
+        let bad = |seq: u32, id: u16| {
+            let mut p = tcp(false, seq, id, ACK, &[1; 100]);
+            p[20 + 12] = 0x30;
+            p
+        };
+        // (In sequence, as read with that offset: 120 bytes of payload each.)
+        let sent = vec![bad(100, 1), bad(220, 2), bad(340, 3)];
+        let written = run(BOTH, &sent);
+        assert_eq!(written.len(), 3);
+        assert!(written.iter().zip(&sent).all(|(w, p)| &w[HEADER..] == p));
     }
 
     #[test]

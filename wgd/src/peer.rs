@@ -144,10 +144,11 @@ impl Peer {
     }
 }
 
-/// Sends `bytes` (one datagram, or several of size `segment`) to `endpoint`, from the local address the peer last wrote to. When that
-/// address or its link is gone (EINVAL, EADDRNOTAVAIL, ENODEV: an address moved to the other
-/// box of a pair, a link made anew), it is forgotten and the kernel picks the source; a full
-/// socket buffer only drops this datagram, as any UDP sender would.
+/// Sends `bytes` (one datagram, or several of size `segment`) to `endpoint`, from the local
+/// address the peer last wrote to. When that address or its link is gone (EINVAL,
+/// EADDRNOTAVAIL, ENODEV: an address moved to the other box of a pair, a link made anew), it is
+/// forgotten and the kernel picks the source; a full socket buffer only drops these datagrams,
+/// as any UDP sender would.
 pub fn send(udp: &Udp, endpoint: &mut Endpoint, bytes: &[u8], segment: Option<u16>) {
     use nix::errno::Errno;
     match udp.send(bytes, segment, endpoint.addr, endpoint.source) {
