@@ -221,10 +221,16 @@ fn pings(ns: &str, dest: &str) -> bool {
     poll_until(Duration::from_secs(10), || ping(ns, dest, 1)) && ping(ns, dest, 3)
 }
 
-/// The kernel's receive counter of link `name` in `ns`.
-fn rx_packets(ns: &str, name: &str) -> u64 {
+/// The kernel's counters of link `name` in `ns`, `way` "rx" or "tx": (packets, bytes). A
+/// TUN device counts a packet for each write into it (rx) and each read from it (tx).
+fn counters(ns: &str, name: &str, way: &str) -> (u64, u64) {
     let v = ip_json(Some(ns), &["-s", "link", "show", name]);
-    v[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+    let c = &v[0]["stats64"][way];
+    (c["packets"].as_u64().unwrap(), c["bytes"].as_u64().unwrap())
+}
+
+fn rx_packets(ns: &str, name: &str) -> u64 {
+    counters(ns, name, "rx").0
 }
 
 #[test]
@@ -369,7 +375,7 @@ print(good, bad, flush=True)
 "#;
 
 /// Sends argv[3] datagrams of 300 bytes, numbered, to argv[1]:argv[2], in bursts of 32 argv[4]
-/// ms apart.
+/// ms apart; with argv[5] `merged`, each burst in one send (`UDP_SEGMENT`, as QUIC stacks send).
 const UDP_SOURCE: &str = r#"
 import socket, sys, time
 def gram(i):
@@ -377,10 +383,17 @@ def gram(i):
 grams = [gram(i) for i in range(int(sys.argv[3]))]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect((sys.argv[1], int(sys.argv[2])))
-for i, d in enumerate(grams):
-    s.send(d)
-    if i % 32 == 31:
-        time.sleep(int(sys.argv[4]) / 1000)
+merged = sys.argv[5:] == ["merged"]
+if merged:
+    s.setsockopt(socket.SOL_UDP, 103, 300)  # UDP_SEGMENT
+for at in range(0, len(grams), 32):
+    burst = grams[at:at + 32]
+    if merged:
+        s.send(b"".join(burst))
+    else:
+        for d in burst:
+            s.send(d)
+    time.sleep(int(sys.argv[4]) / 1000)
 "#;
 
 /// A receiver: python3 `code` in `ns`, which prints `ready` once it listens, then its result.
@@ -432,16 +445,6 @@ fn python(ns: &str, code: &str, args: &[&str]) -> String {
     run("ip", &argv).ok().stdout.trim().to_string()
 }
 
-/// The kernel's receive counters of link `name` in `ns`: (packets, bytes).
-fn rx_counters(ns: &str, name: &str) -> (u64, u64) {
-    let v = ip_json(Some(ns), &["-s", "link", "show", name]);
-    let rx = &v[0]["stats64"]["rx"];
-    (
-        rx["packets"].as_u64().unwrap(),
-        rx["bytes"].as_u64().unwrap(),
-    )
-}
-
 /// Whether the running kernel takes merged UDP datagrams from a TUN device (Linux 6.2).
 fn kernel_takes_merged_udp() -> bool {
     let release = run("uname", &["-r"]).stdout;
@@ -452,6 +455,47 @@ fn kernel_takes_merged_udp() -> bool {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 2)
 }
 
+/// Sends 16 MiB (4 in the emulated VM) over TCP from `from` to `addr`:`port` in `to`, and
+/// checks by hash that they arrived whole; returns the counters of link `name` in `ns` that
+/// moved meanwhile (`way`).
+fn bulk_tcp(from: &str, to: &str, addr: &str, port: &str, link: (&str, &str, &str)) -> (u64, u64) {
+    let (ns, name, way) = link;
+    let mib = if in_vm_lane() { "4" } else { "16" };
+    let before = counters(ns, name, way);
+    let sink = Sink::start(to, TCP_SINK, &[addr, port]);
+    let sent = python(from, TCP_SOURCE, &[addr, port, mib]);
+    assert_eq!(sink.result(), sent, "the stream arrived whole");
+    let after = counters(ns, name, way);
+    (after.0 - before.0, after.1 - before.1)
+}
+
+/// Sends 4,000 numbered datagrams of 300 bytes from `from` to `addr`:`port` in `to` (with
+/// `merged`, 32 in each send) and checks each one that arrives; returns how many did (at least
+/// 90 %), and the packets link `link` counted meanwhile.
+fn numbered_udp(
+    from: &str,
+    to: &str,
+    addr: &str,
+    port: &str,
+    merged: bool,
+    link: (&str, &str, &str),
+) -> (u64, u64) {
+    let (ns, name, way) = link;
+    let before = counters(ns, name, way).0;
+    let sink = Sink::start(to, UDP_SINK, &[addr, port]);
+    // (The emulated VM gets them slower: it loses bursts that the host takes.)
+    let gap = if in_vm_lane() { "40" } else { "3" };
+    let mode = if merged { "merged" } else { "alone" };
+    python(from, UDP_SOURCE, &[addr, port, "4000", gap, mode]);
+    let got = sink.result();
+    let counts: Vec<u64> = got.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(counts.len(), 2, "{got}");
+    let (good, bad) = (counts[0], counts[1]);
+    assert_eq!(bad, 0, "datagrams changed on the way");
+    assert!(good >= 3_600, "{good} of 4000 datagrams arrived");
+    (good, counters(ns, name, way).0 - before)
+}
+
 #[test]
 fn a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes() {
     let sites = Sites::new();
@@ -459,34 +503,16 @@ fn a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes() {
     let dev = sites.dev(51232);
     join(&sites.lab, &hub, &dev, "2001:db8:0:25", "10.85.0");
     assert!(pings(&sites.dp, "10.85.0.1"), "the device reaches the hub");
-    // TCP: 16 MiB (4 in the emulated VM) from the device to the hub, compared by hash. Each
-    // write into the hub's TUN device is one received packet of its link: fewer than the
-    // segments that came (MTU 1420) when wgd merged them.
-    let mib = if in_vm_lane() { "4" } else { "16" };
-    let before = rx_counters(&sites.hp, &hub.name);
-    let sink = Sink::start(&sites.hp, TCP_SINK, &["10.85.0.1", "5301"]);
-    let sent = python(&sites.dp, TCP_SOURCE, &["10.85.0.1", "5301", mib]);
-    assert_eq!(sink.result(), sent, "the stream arrived whole");
-    let after = rx_counters(&sites.hp, &hub.name);
-    let (packets, bytes) = (after.0 - before.0, after.1 - before.1);
+    // Each write into the hub's TUN device is one received packet of its link: fewer than the
+    // TCP segments that came (MTU 1420) when wgd merged them.
+    let link = (sites.hp.as_str(), hub.name.as_str(), "rx");
+    let (packets, bytes) = bulk_tcp(&sites.dp, &sites.hp, "10.85.0.1", "5301", link);
     eprintln!("TCP: {bytes} bytes in {packets} writes to the TUN device");
     assert!(
         packets * 1420 < bytes,
         "{packets} writes for {bytes} bytes: no TCP segments merged"
     );
-    // UDP: 4,000 datagrams of 300 bytes, each checked by the receiver (the emulated VM gets
-    // them slower: it loses bursts that the host takes).
-    let before = rx_counters(&sites.hp, &hub.name);
-    let sink = Sink::start(&sites.hp, UDP_SINK, &["10.85.0.1", "5302"]);
-    let gap = if in_vm_lane() { "40" } else { "3" };
-    python(&sites.dp, UDP_SOURCE, &["10.85.0.1", "5302", "4000", gap]);
-    let got = sink.result();
-    let counts: Vec<u64> = got.split_whitespace().map(|n| n.parse().unwrap()).collect();
-    assert_eq!(counts.len(), 2, "{got}");
-    let (good, bad) = (counts[0], counts[1]);
-    assert_eq!(bad, 0, "datagrams changed on the way");
-    assert!(good >= 3_600, "{good} of 4000 datagrams arrived");
-    let packets = rx_counters(&sites.hp, &hub.name).0 - before.0;
+    let (good, packets) = numbered_udp(&sites.dp, &sites.hp, "10.85.0.1", "5302", false, link);
     eprintln!("UDP: {good} datagrams in {packets} writes to the TUN device");
     if kernel_takes_merged_udp() {
         assert!(
@@ -497,6 +523,39 @@ fn a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes() {
         assert!(
             packets >= good,
             "merged UDP written to a kernel older than 6.2"
+        );
+    }
+}
+
+#[test]
+fn what_leaves_whole_is_read_whole_and_split_by_wgd() {
+    let sites = Sites::new();
+    let hub = sites.hub(51233);
+    let dev = sites.dev(51234);
+    join(&sites.lab, &hub, &dev, "2001:db8:0:26", "10.86.0");
+    assert!(pings(&sites.hp, "10.86.0.2"), "the hub reaches the device");
+    // The hub's stack hands its TUN device TCP segments of up to 64 KiB (TSO): each read is
+    // one transmitted packet of the link, fewer than the 1,420-byte segments wgd sealed. The
+    // device's kernel checks every checksum wgd filled in.
+    let link = (sites.hp.as_str(), hub.name.as_str(), "tx");
+    let (packets, bytes) = bulk_tcp(&sites.hp, &sites.dp, "10.86.0.2", "5303", link);
+    eprintln!("TCP: {bytes} bytes in {packets} reads from the TUN device");
+    assert!(
+        packets * 1420 < bytes,
+        "{packets} reads for {bytes} bytes: no TCP segmentation offload"
+    );
+    // A sender's merged datagrams (UDP_SEGMENT) reach wgd whole where the kernel has USO.
+    let (good, packets) = numbered_udp(&sites.hp, &sites.dp, "10.86.0.2", "5304", true, link);
+    eprintln!("UDP: {good} datagrams in {packets} reads from the TUN device");
+    if kernel_takes_merged_udp() {
+        assert!(
+            packets < good,
+            "{packets} reads for {good} datagrams: none read merged"
+        );
+    } else {
+        assert!(
+            packets >= good,
+            "merged UDP read from a kernel older than 6.2"
         );
     }
 }

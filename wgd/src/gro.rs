@@ -18,13 +18,10 @@
 //! Anything else (ICMP, fragments, IP options, SYN/FIN/RST, a packet out of order) is written
 //! as it came, in the order it came.
 
-/// `struct virtio_net_hdr`, before every packet on a TUN device opened with `IFF_VNET_HDR`.
-pub const HEADER: usize = 10;
-
-const NEEDS_CSUM: u8 = 1;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
-const GSO_UDP_L4: u8 = 5;
+use crate::vnet::{
+    be16, be32, fold, put16, sum, Header, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, LEN as HEADER,
+    NEEDS_CSUM,
+};
 
 /// IP's lengths are 16 bits.
 const MAX_LEN: usize = 65_535;
@@ -89,18 +86,6 @@ impl Parsed {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
 /// Reads `p` as a TCP segment or (with `udp`) a UDP datagram that may merge; None otherwise.
 fn parse(p: &[u8], offload: Offload) -> Option<Parsed> {
     let (v6, ip_len, proto, id) = match p.first()? >> 4 {
@@ -149,33 +134,10 @@ fn parse(p: &[u8], offload: Offload) -> Option<Parsed> {
     })
 }
 
-/// The one's-complement sum of `bytes`, as 16-bit words, not yet folded.
-fn sum(bytes: &[u8], mut acc: u64) -> u64 {
-    let mut words = bytes.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let rest = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc + u64::from(u32::from_be_bytes(tail))
-}
-
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
 /// The sum of the pseudo-header of `p`'s TCP or UDP part, `l4_len` bytes long.
 fn pseudo(p: &[u8], at: &Parsed, l4_len: usize) -> u64 {
-    let (addrs, proto) = if at.v6 {
-        (&p[8..40], p[6])
-    } else {
-        (&p[12..20], p[9])
-    };
-    sum(addrs, u64::from(proto) + l4_len as u64)
+    let proto = if at.udp { UDP } else { TCP };
+    crate::vnet::pseudo(p, at.v6, proto, l4_len)
 }
 
 /// Whether `p`'s TCP or UDP checksum is right (an IPv4 UDP datagram may carry none).
@@ -290,9 +252,7 @@ impl Item {
             put16(p, 4, l4_len as u16);
         } else {
             put16(p, 2, total as u16);
-            put16(p, 10, 0);
-            let check = !fold(sum(&p[..20], 0));
-            put16(p, 10, check);
+            crate::vnet::ipv4_checksum(&mut p[..20]);
         }
         let l4 = head.ip_len;
         if head.udp {
@@ -300,16 +260,19 @@ impl Item {
         }
         let check = fold(pseudo(p, &head, l4_len));
         put16(p, l4 + head.checksum_offset(), check);
-        hdr[0] = NEEDS_CSUM;
-        hdr[1] = match (head.udp, head.v6) {
-            (true, _) => GSO_UDP_L4,
-            (false, false) => GSO_TCPV4,
-            (false, true) => GSO_TCPV6,
-        };
-        hdr[2..4].copy_from_slice(&(head.headers() as u16).to_le_bytes());
-        hdr[4..6].copy_from_slice(&(head.payload as u16).to_le_bytes());
-        hdr[6..8].copy_from_slice(&(head.ip_len as u16).to_le_bytes());
-        hdr[8..10].copy_from_slice(&(head.checksum_offset() as u16).to_le_bytes());
+        Header {
+            flags: NEEDS_CSUM,
+            gso_type: match (head.udp, head.v6) {
+                (true, _) => GSO_UDP_L4,
+                (false, false) => GSO_TCPV4,
+                (false, true) => GSO_TCPV6,
+            },
+            hdr_len: head.headers() as u16,
+            gso_size: head.payload as u16,
+            csum_start: head.ip_len as u16,
+            csum_offset: head.checksum_offset() as u16,
+        }
+        .write(hdr);
         &self.buf
     }
 }
@@ -377,59 +340,12 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vnet::build::{l4_checksum, tcp, udp};
 
     const BOTH: Offload = Offload {
         tcp: true,
         udp: true,
     };
-
-    /// An IPv4 or IPv6 packet from 10.0.0.1 / fd00::1 port 1000 to .2 / ::2 port 2000.
-    fn ip(v6: bool, proto: u8, id: u16, l4: &[u8]) -> Vec<u8> {
-        let mut p = if v6 {
-            let mut h = vec![0x60, 0, 0, 0, 0, 0, proto, 64];
-            h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-            h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            put16(&mut h, 4, l4.len() as u16);
-            h
-        } else {
-            let mut h = vec![
-                0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-            ];
-            put16(&mut h, 2, (20 + l4.len()) as u16);
-            put16(&mut h, 4, id);
-            let c = !fold(sum(&h, 0));
-            put16(&mut h, 10, c);
-            h
-        };
-        p.extend_from_slice(l4);
-        // Fill in the checksum of what parses (TCP with ACK, UDP).
-        if let Some(at) = parse(&p, BOTH) {
-            let off = at.ip_len + at.checksum_offset();
-            put16(&mut p, off, 0);
-            let c = !fold(sum(&p[at.ip_len..], pseudo(&p, &at, l4.len())));
-            put16(&mut p, off, c);
-        }
-        p
-    }
-
-    fn tcp(v6: bool, seq: u32, id: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let mut l4 = vec![
-            0x03, 0xe8, 0x07, 0xd0, 0, 0, 0, 0, 0, 0, 0, 7, 0x80, flags, 1, 0,
-        ];
-        l4[4..8].copy_from_slice(&seq.to_be_bytes());
-        l4.extend_from_slice(&[0, 0, 0, 0]);
-        // Timestamps, as Linux sends them: NOP NOP TS.
-        l4.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 8]);
-        l4.extend_from_slice(payload);
-        ip(v6, TCP, id, &l4)
-    }
-
-    fn udp(v6: bool, id: u16, payload: &[u8]) -> Vec<u8> {
-        let mut l4 = vec![0x03, 0xe8, 0x07, 0xd0, 0, 0, 0, 0];
-        put16(&mut l4, 4, (8 + payload.len()) as u16);
-        l4.extend_from_slice(payload);
-        ip(v6, UDP, id, &l4)
-    }
 
     fn run(offload: Offload, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let mut batch = Batch::default();
@@ -442,60 +358,35 @@ mod tests {
         out
     }
 
-    /// What the kernel does with a merged packet: split it at `gso_size` and fill in each
-    /// part's lengths, IPv4 identification and checksums (and PSH only on the last).
+    /// What the kernel does with a merged packet: split it as wgd splits what it reads
+    /// ([`crate::split`]), after checking that the header says what the kernel needs: the
+    /// checksum field holding the pseudo-header's sum over the merged length.
     fn split(written: &[u8]) -> Vec<Vec<u8>> {
         let (hdr, p) = written.split_at(HEADER);
-        if hdr[1] == 0 {
-            assert_eq!(hdr, [0; HEADER], "a packet alone has an empty header");
+        let header = Header::read(hdr.try_into().unwrap());
+        if header.gso_type == 0 {
+            assert_eq!(
+                header,
+                Header::default(),
+                "a packet alone has an empty header"
+            );
             return vec![p.to_vec()];
         }
-        assert_eq!(hdr[0], NEEDS_CSUM);
-        let headers = usize::from(u16::from_le_bytes([hdr[2], hdr[3]]));
-        let size = usize::from(u16::from_le_bytes([hdr[4], hdr[5]]));
+        assert_eq!(header.flags, NEEDS_CSUM);
         let at = parse(p, BOTH).expect("a merged packet parses");
-        assert_eq!(headers, at.headers());
-        assert_eq!(usize::from(u16::from_le_bytes([hdr[6], hdr[7]])), at.ip_len);
-        // The checksum field holds the pseudo-header's sum over the merged length.
+        assert_eq!(usize::from(header.hdr_len), at.headers());
+        assert_eq!(usize::from(header.csum_start), at.ip_len);
         let l4_total = p.len() - at.ip_len;
         assert_eq!(
             be16(p, at.ip_len + at.checksum_offset()),
             fold(pseudo(p, &at, l4_total))
         );
-        let chunks: Vec<&[u8]> = p[headers..].chunks(size).collect();
-        let mut seq = at.seq;
-        chunks
-            .iter()
-            .enumerate()
-            .map(|(i, chunk)| {
-                let mut q = p[..headers].to_vec();
-                q.extend_from_slice(chunk);
-                let len = q.len();
-                if at.v6 {
-                    put16(&mut q, 4, (len - 40) as u16);
-                } else {
-                    put16(&mut q, 2, len as u16);
-                    put16(&mut q, 4, at.id.wrapping_add(i as u16));
-                    put16(&mut q, 10, 0);
-                    let c = !fold(sum(&q[..20], 0));
-                    put16(&mut q, 10, c);
-                }
-                if at.udp {
-                    put16(&mut q, at.ip_len + 4, (len - at.ip_len) as u16);
-                } else {
-                    q[at.ip_len + 4..at.ip_len + 8].copy_from_slice(&seq.to_be_bytes());
-                    seq = seq.wrapping_add(chunk.len() as u32);
-                    if i + 1 < chunks.len() {
-                        q[at.ip_len + 13] &= !PSH;
-                    }
-                }
-                let off = at.ip_len + at.checksum_offset();
-                put16(&mut q, off, 0);
-                let c = !fold(sum(&q[at.ip_len..], pseudo(&q, &at, len - at.ip_len)));
-                put16(&mut q, off, c);
-                q
-            })
-            .collect()
+        let mut out = Vec::new();
+        crate::split::packets(header, &mut p.to_vec(), &mut Vec::new(), |q| {
+            out.push(q.to_vec())
+        })
+        .expect("a merged packet splits");
+        out
     }
 
     fn split_all(written: &[Vec<u8>]) -> Vec<Vec<u8>> {
@@ -552,13 +443,13 @@ mod tests {
             ("another acknowledgement", {
                 let mut p = tcp(false, 1100, 8, ACK, &[2; 1000]);
                 p[20 + 11] = 8;
-                fix_tcp(&mut p);
+                l4_checksum(&mut p);
                 p
             }),
             ("other options", {
                 let mut p = tcp(false, 1100, 8, ACK, &[2; 1000]);
                 p[20 + 27] = 10;
-                fix_tcp(&mut p);
+                l4_checksum(&mut p);
                 p
             }),
             ("a wrong checksum", {
@@ -578,15 +469,6 @@ mod tests {
             assert_eq!(written.len(), 2, "{what}");
             assert_eq!(split_all(&written), sent, "{what}");
         }
-    }
-
-    fn fix_tcp(p: &mut [u8]) {
-        let at = parse(p, BOTH).unwrap();
-        let off = at.ip_len + 16;
-        put16(p, off, 0);
-        let len = p.len() - at.ip_len;
-        let c = !fold(sum(&p[at.ip_len..], pseudo(p, &at, len)));
-        put16(p, off, c);
     }
 
     #[test]

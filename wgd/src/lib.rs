@@ -27,10 +27,14 @@ pub mod iface;
 #[cfg(feature = "daemon")]
 pub mod peer;
 #[cfg(feature = "daemon")]
+pub mod split;
+#[cfg(feature = "daemon")]
 pub mod tun;
 #[cfg(feature = "daemon")]
 pub mod uapi;
 #[cfg(feature = "daemon")]
 pub mod udp;
+#[cfg(feature = "daemon")]
+pub mod vnet;
 #[cfg(feature = "daemon")]
 pub mod worker;

@@ -1,11 +1,13 @@
-//! An interface's TUN device, as wgctl hands it over. A wgctl that knows wgd merges packets
-//! ([`crate::gro`]) opens it with a virtio-net header (`IFF_VNET_HDR`) before every packet;
-//! an older one without, and then wgd writes packets one by one, as before.
+//! An interface's TUN device, as wgctl hands it over. A wgctl that knows wgd's offloads opens it
+//! with a virtio-net header (`IFF_VNET_HDR`, [`crate::vnet`]) before every packet; an older one
+//! without, and then wgd reads and writes packets one by one, as before.
 //!
-//! Reading, the header is always empty: wgd never turns on the device's offloads (TUNSETOFFLOAD),
-//! so the kernel hands over whole packets with their checksums. Writing, the kernel takes
-//! merged TCP segments on every version; merged UDP datagrams (`GSO_UDP_L4`) since Linux 6.2,
-//! which [`Tun::new`] asks the device.
+//! With the header, wgd turns the device's offloads on (`TUNSETOFFLOAD`), as a NIC's driver
+//! does: checksums, TCP segmentation in both families, and UDP segmentation where the kernel
+//! has it (Linux 6.2). Reading, the kernel then hands over large packets and unfinished
+//! checksums, which [`crate::split`] makes whole. Writing, the kernel takes merged TCP
+//! segments on every version and merged UDP datagrams (`GSO_UDP_L4`) since Linux 6.2, which
+//! [`crate::gro`] makes.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -14,7 +16,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-use crate::gro::{Batch, Offload, HEADER};
+use crate::gro::{Batch, Offload};
+use crate::vnet::{Header, LEN as HEADER};
 
 pub struct Tun {
     file: File,
@@ -24,15 +27,16 @@ pub struct Tun {
 }
 
 impl Tun {
-    /// Takes `fd` over, non-blocking, and learns whether it carries virtio-net headers and
-    /// which merged packets its kernel takes.
+    /// Takes `fd` over, non-blocking, and learns whether it carries virtio-net headers; if it
+    /// does, turns on the offloads its kernel has.
     pub fn new(fd: OwnedFd) -> nix::Result<Tun> {
         let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
         fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         let vnet = has_vnet_header(&fd)?;
-        let offload = Offload {
-            tcp: vnet,
-            udp: vnet && takes_merged_udp(&fd),
+        let offload = if vnet {
+            turn_offloads_on(&fd)?
+        } else {
+            Offload::default()
         };
         Ok(Tun {
             file: File::from(fd),
@@ -47,9 +51,9 @@ impl Tun {
     }
 
     /// Reads one packet into `buf`: Ok(None) when there is none now, an error when the device
-    /// is gone (its link deleted, or its namespace). A packet the kernel would have us finish
-    /// (a non-empty header: it never has one, its offloads being off) reads as empty.
-    pub fn read<'b>(&self, buf: &'b mut [u8]) -> std::io::Result<Option<&'b [u8]>> {
+    /// is gone (its link deleted, or its namespace). With its virtio-net header (an empty one
+    /// without): [`crate::split`] makes what it stands for.
+    pub fn read<'b>(&self, buf: &'b mut [u8]) -> std::io::Result<Option<(Header, &'b mut [u8])>> {
         let n = match (&self.file).read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
@@ -58,11 +62,14 @@ impl Tun {
             Err(e) => return Err(e),
         };
         if !self.vnet {
-            return Ok(Some(&buf[..n]));
+            return Ok(Some((Header::default(), &mut buf[..n])));
         }
-        match buf[..n].split_at_checked(HEADER) {
-            Some((header, packet)) if header == [0; HEADER] => Ok(Some(packet)),
-            _ => Ok(Some(&[])),
+        match buf[..n].split_at_mut_checked(HEADER) {
+            Some((header, packet)) => {
+                let header = Header::read((&*header).try_into().expect("HEADER bytes"));
+                Ok(Some((header, packet)))
+            }
+            None => Ok(Some((Header::default(), &mut []))),
         }
     }
 
@@ -95,16 +102,20 @@ pub fn has_vnet_header(fd: &OwnedFd) -> nix::Result<bool> {
     Ok(i32::from(unsafe { req.ifr_ifru.ifru_flags }) & libc::IFF_VNET_HDR != 0)
 }
 
-/// Whether the kernel of TUN device `fd` takes merged UDP datagrams: it lets the device
-/// offer them (`TUN_F_USO4 | TUN_F_USO6`, refused with EINVAL before Linux 6.2), which is
-/// then turned off again.
-fn takes_merged_udp(fd: &OwnedFd) -> bool {
-    let uso = libc::TUN_F_CSUM | libc::TUN_F_USO4 | libc::TUN_F_USO6;
-    // SAFETY: TUNSETOFFLOAD takes its argument by value.
-    let taken = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, uso) } == 0;
-    // SAFETY: as above; 0 turns every offload off, as the device was made.
-    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, 0) };
-    taken
+/// Turns on the offloads of TUN device `fd` that its kernel has: checksums and TCP
+/// segmentation everywhere, UDP segmentation since Linux 6.2 (refused with EINVAL before).
+/// The same kernel takes merged UDP datagrams written to the device.
+fn turn_offloads_on(fd: &OwnedFd) -> nix::Result<Offload> {
+    let tcp = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    let set = |offloads: libc::c_uint| {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, offloads) })
+    };
+    let udp = set(tcp | libc::TUN_F_USO4 | libc::TUN_F_USO6).is_ok();
+    if !udp {
+        set(tcp)?;
+    }
+    Ok(Offload { tcp: true, udp })
 }
 
 impl AsFd for Tun {

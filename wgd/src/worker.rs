@@ -19,6 +19,7 @@ use crate::daemon::Registry;
 use crate::gro::Batch;
 use crate::gso::Sends;
 use crate::iface::Iface;
+use crate::split;
 use crate::uapi::{self, Request};
 use crate::udp;
 
@@ -32,7 +33,8 @@ const BATCH: usize = 64;
 /// A UAPI request larger than this is refused (a `set` of thousands of peers fits).
 const MAX_REQUEST: usize = 16 << 20;
 
-/// The largest packet a TUN device or a socket gives, and a datagram's overhead over it.
+/// The largest packet a TUN device or a socket gives, and the room over it for a datagram's
+/// overhead (and for the virtio-net header before a packet read).
 const BUFFER: usize = 65_536;
 const OVERHEAD: usize = 256;
 
@@ -125,6 +127,8 @@ struct Worker {
     conns: HashMap<u64, Conn>,
     next_conn: u64,
     rx: Vec<u8>,
+    /// One packet of what a TUN device handed over merged ([`split`]).
+    segment: Vec<u8>,
     tx: Vec<u8>,
     cmsg: Vec<u8>,
     /// What one turn of an interface's UDP sockets opened, for its TUN device.
@@ -154,7 +158,8 @@ pub fn spawn(index: usize, registry: Registry) -> std::io::Result<Handle> {
         ifaces: HashMap::new(),
         conns: HashMap::new(),
         next_conn: 1,
-        rx: vec![0; BUFFER],
+        rx: vec![0; BUFFER + OVERHEAD],
+        segment: Vec::with_capacity(BUFFER),
         tx: vec![0; BUFFER + OVERHEAD],
         cmsg: udp::cmsg_buffer(),
         batch: Batch::default(),
@@ -312,9 +317,15 @@ impl Worker {
             return self.drop_dead(id);
         }
         let mut dead = false;
+        let (tx, sends) = (&mut self.tx, &mut self.sends);
         for _ in 0..BATCH {
             match iface.tun.read(&mut self.rx) {
-                Ok(Some(packet)) => iface.outbound(packet, &mut self.tx, &mut self.sends),
+                Ok(Some((header, read))) => {
+                    // (What does not split is dropped, as a NIC drops a descriptor it cannot read.)
+                    let _ = split::packets(header, read, &mut self.segment, |packet| {
+                        iface.outbound(packet, tx, sends)
+                    });
+                }
                 Ok(None) => break,
                 Err(_) => {
                     dead = true;
@@ -322,7 +333,7 @@ impl Worker {
                 }
             }
         }
-        iface.send_waiting(&mut self.sends);
+        iface.send_waiting(sends);
         if dead {
             self.drop_dead(id);
         }
