@@ -105,12 +105,19 @@ reach() {
 
 # ---------------------------------------------------------------- measuring
 
+# Every iperf3 runs in a session of its own (setsid), as it would run on a machine of its own.
+# The kernel schedules each session as one group (sched_autogroup, on by default): a sender and
+# its receiver in one session share one group's CPU, so work the kernel does in the sender's
+# system calls (the hub's NAT, for a sender in the hub's namespace) starved the receiver.
+# Measured 2026-12-06, zones, center -> device, 64-byte UDP: 0.70-0.93x of the floor with the
+# servers in the script's session, 1.0-1.15x with each in its own; the floor itself unchanged.
+
 # start_server NS [BIND]: iperf3 -s on port 5201 in NS, its pid in SERVER_PID (for the
 # cleanup); returns once it listens.
 # shellcheck disable=SC2034 # SERVER_PID is for the caller
 start_server() {
 	local i
-	ip netns exec "$1" iperf3 -s -p 5201 ${2:+-B "$2"} >/dev/null 2>&1 &
+	ip netns exec "$1" setsid iperf3 -s -p 5201 ${2:+-B "$2"} >/dev/null 2>&1 &
 	SERVER_PID=$!
 	for ((i = 0; i < 100; i++)); do
 		[[ -z $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] || return 0
@@ -126,7 +133,7 @@ iperf() {
 	local ns=$1 addr=$2 out
 	shift 2
 	for _ in 1 2 3; do
-		if out=$(ip netns exec "$ns" iperf3 -c "$addr" -p 5201 -t "$DURATION" -J "$@" 2>&1) &&
+		if out=$(ip netns exec "$ns" setsid -w iperf3 -c "$addr" -p 5201 -t "$DURATION" -J "$@" 2>&1) &&
 			jq -e '.end.sum_received' <<<"$out" >/dev/null 2>&1; then
 			printf '%s\n' "$out"
 			return 0
