@@ -318,11 +318,18 @@ impl Worker {
         }
         let mut dead = false;
         let (tx, sends) = (&mut self.tx, &mut self.sends);
+        // (A turn ends after BATCH reads or BATCH packets, whichever comes first: one read of
+        // 64 KiB stands for ~45.)
+        let mut sealed = 0;
         for _ in 0..BATCH {
+            if sealed >= BATCH {
+                break;
+            }
             match iface.tun.read(&mut self.rx) {
                 Ok(Some((header, read))) => {
                     // (What does not split is dropped, as a NIC drops a descriptor it cannot read.)
                     let _ = split::packets(header, read, &mut self.segment, |packet| {
+                        sealed += 1;
                         iface.outbound(packet, tx, sends)
                     });
                 }
