@@ -496,6 +496,30 @@ fn numbered_udp(
     (good, counters(ns, name, way).0 - before)
 }
 
+/// That `packets` writes into (or reads from, `way`) a TUN device carried `bytes` of TCP in
+/// fewer than its 1,420-byte segments.
+fn assert_tcp_merged(way: &str, (packets, bytes): (u64, u64)) {
+    eprintln!("TCP: {bytes} bytes in {packets} {way} the TUN device");
+    assert!(
+        packets * 1420 < bytes,
+        "{packets} {way} the TUN device for {bytes} bytes: no TCP segments merged"
+    );
+}
+
+/// That `good` datagrams went in fewer `packets` (`way` the TUN device) where the kernel takes
+/// merged UDP (Linux 6.2), and one by one before it.
+fn assert_udp_merged_where_the_kernel_can(way: &str, (good, packets): (u64, u64)) {
+    eprintln!("UDP: {good} datagrams in {packets} {way} the TUN device");
+    if kernel_takes_merged_udp() {
+        assert!(
+            packets < good,
+            "{packets} {way} for {good} datagrams: none merged"
+        );
+    } else {
+        assert!(packets >= good, "merged UDP {way} a kernel older than 6.2");
+    }
+}
+
 #[test]
 fn a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes() {
     let sites = Sites::new();
@@ -503,28 +527,12 @@ fn a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes() {
     let dev = sites.dev(51232);
     join(&sites.lab, &hub, &dev, "2001:db8:0:25", "10.85.0");
     assert!(pings(&sites.dp, "10.85.0.1"), "the device reaches the hub");
-    // Each write into the hub's TUN device is one received packet of its link: fewer than the
-    // TCP segments that came (MTU 1420) when wgd merged them.
+    // Each write into the hub's TUN device is one received packet of its link.
     let link = (sites.hp.as_str(), hub.name.as_str(), "rx");
-    let (packets, bytes) = bulk_tcp(&sites.dp, &sites.hp, "10.85.0.1", "5301", link);
-    eprintln!("TCP: {bytes} bytes in {packets} writes to the TUN device");
-    assert!(
-        packets * 1420 < bytes,
-        "{packets} writes for {bytes} bytes: no TCP segments merged"
-    );
-    let (good, packets) = numbered_udp(&sites.dp, &sites.hp, "10.85.0.1", "5302", false, link);
-    eprintln!("UDP: {good} datagrams in {packets} writes to the TUN device");
-    if kernel_takes_merged_udp() {
-        assert!(
-            packets < good,
-            "{packets} writes for {good} datagrams: none merged"
-        );
-    } else {
-        assert!(
-            packets >= good,
-            "merged UDP written to a kernel older than 6.2"
-        );
-    }
+    let tcp = bulk_tcp(&sites.dp, &sites.hp, "10.85.0.1", "5301", link);
+    assert_tcp_merged("writes to", tcp);
+    let udp = numbered_udp(&sites.dp, &sites.hp, "10.85.0.1", "5302", false, link);
+    assert_udp_merged_where_the_kernel_can("writes to", udp);
 }
 
 #[test]
@@ -534,30 +542,14 @@ fn what_leaves_whole_is_read_whole_and_split_by_wgd() {
     let dev = sites.dev(51234);
     join(&sites.lab, &hub, &dev, "2001:db8:0:26", "10.86.0");
     assert!(pings(&sites.hp, "10.86.0.2"), "the hub reaches the device");
-    // The hub's stack hands its TUN device TCP segments of up to 64 KiB (TSO): each read is
-    // one transmitted packet of the link, fewer than the 1,420-byte segments wgd sealed. The
-    // device's kernel checks every checksum wgd filled in.
+    // The hub's stack hands its TUN device TCP segments of up to 64 KiB (TSO), and a sender's
+    // merged datagrams (UDP_SEGMENT) where the kernel has USO: each read is one transmitted
+    // packet of the link. The device's kernel checks every checksum wgd filled in.
     let link = (sites.hp.as_str(), hub.name.as_str(), "tx");
-    let (packets, bytes) = bulk_tcp(&sites.hp, &sites.dp, "10.86.0.2", "5303", link);
-    eprintln!("TCP: {bytes} bytes in {packets} reads from the TUN device");
-    assert!(
-        packets * 1420 < bytes,
-        "{packets} reads for {bytes} bytes: no TCP segmentation offload"
-    );
-    // A sender's merged datagrams (UDP_SEGMENT) reach wgd whole where the kernel has USO.
-    let (good, packets) = numbered_udp(&sites.hp, &sites.dp, "10.86.0.2", "5304", true, link);
-    eprintln!("UDP: {good} datagrams in {packets} reads from the TUN device");
-    if kernel_takes_merged_udp() {
-        assert!(
-            packets < good,
-            "{packets} reads for {good} datagrams: none read merged"
-        );
-    } else {
-        assert!(
-            packets >= good,
-            "merged UDP read from a kernel older than 6.2"
-        );
-    }
+    let tcp = bulk_tcp(&sites.hp, &sites.dp, "10.86.0.2", "5303", link);
+    assert_tcp_merged("reads from", tcp);
+    let udp = numbered_udp(&sites.hp, &sites.dp, "10.86.0.2", "5304", true, link);
+    assert_udp_merged_where_the_kernel_can("reads from", udp);
 }
 
 #[test]
