@@ -15,13 +15,19 @@
 #                    (HUB_ADDRESS 100.64.0.10 in HUB_NS), over an IPv6 underlay veth
 #   forward          (access, netns mode) the other way: iperf3 -s on the device (192.168.1.10:5201),
 #                    its client in the center connecting to the peer's internal address:5201
+#   8 devices        (plain, N >= 8) the last 8 peers added, each a device of its own (dpcK, its own
+#                    underlay veth into the center) sending at once, one TCP stream or UDP 64 B
+#                    each, to iperf3 servers in the center (ports 5201-5208): the sum of what the
+#                    receivers got, against 8 bare tunnels side by side measured the same way
+#                    (floor x8: at the start and at the end)
 # for each size N (arguments, default 10 1000: N peers present, the measured device the last one
 # added), each HUB_MODE in MODES (default "netns zones") and two variants of the same hub:
 #   plain            no HUB_FORWARDS, no HUB_ALLOW
 #   access           HUB_FORWARDS="tcp/5201 udp/5201 tcp/22" and HUB_ALLOW with 8 entries, the
 #                    ones that let the measured traffic through last (`hub up` switches to it)
-# It prints absolute numbers, each against the first floor of the run (x floor; RTT: the
-# milliseconds added), then N=last / N=first per row (flat is ~1.0).
+# It prints absolute numbers, each path through a hub against the floor measured beside that hub
+# just before it (x floor; RTT: the milliseconds added), each floor against the run's first (the
+# machine's drift), then N=last / N=first per row (flat is ~1.0).
 #
 #   bench/dataplane.sh [N...]     DURATION=5 PINGS=300 ROUNDS=3 MODES="netns zones" HUB_JOBS=4
 #                                 (every figure the median of ROUNDS runs)
@@ -74,6 +80,7 @@ export HUB_ENDPOINT=2001:db8::10
 unset HUB_FORWARDS HUB_ALLOW HUB_MODE HUB_CONF
 server=$HUB_ADDRESS
 cns=${P}cl          # the measured device's namespace, its tunnel ${cns}-wg
+devices=8           # devices at once (their namespaces ${P}c2...; floor: ${P}fa1/${P}fb1...)
 fa=${P}fa fb=${P}fb # the floor's two namespaces
 access_forwards="tcp/5201 udp/5201 tcp/22"
 # 8 entries inside HUB_CIDR; what the measured traffic needs (TCP and UDP 5201, ICMP to the
@@ -93,6 +100,7 @@ HUB_STATE_DIR=$(mktemp -d /tmp/dp-state.XXXXXX)
 export HUB_STATE_DIR
 pids=()    # the iperf3 servers we started for a hub
 floor_pid= # and the floor's
+floor8_pids=() # and those of the 8 bare tunnels
 mode_up=   # the HUB_MODE of the hub that is up, if one is
 
 # stop_servers: every iperf3 server we started, by its pid.
@@ -108,6 +116,12 @@ hub_down() {
 		"$client" -q down "$cns" "$cns-wg" >/dev/null 2>&1 || true
 		ip netns del "$cns" 2>/dev/null || true
 	fi
+	local k
+	for ((k = 2; k <= devices; k++)); do
+		[[ -e /run/netns/${P}c$k ]] || continue
+		"$client" -q down "${P}c$k" "${P}c$k-wg" >/dev/null 2>&1 || true
+		ip netns del "${P}c$k" 2>/dev/null || true
+	done
 	[[ -z $mode_up ]] || HUB_MODE=$mode_up "$hub" -q down >/dev/null 2>&1 || true
 	mode_up=
 	ip netns del "$HUB_NS" 2>/dev/null || true
@@ -118,6 +132,7 @@ cleanup() {
 	stop_servers
 	[[ -z $floor_pid ]] || { kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
 	hub_down
+	floor8_down
 	pair_down "$fa" "$fb"
 	rm -rf "$work" "$HUB_STATE_DIR"
 	inotify_restore
@@ -153,21 +168,56 @@ bundle() {
 	row "$key"
 }
 
+# at_once tcp|udp NS:ADDR:PORT...: one iperf3 client per target, all at the same time (TCP one
+# stream each, or UDP 64 B as fast as each can); prints the sum of what the receivers got, in
+# Mbit/s or packets a second (tried 3 times: a server still finishing answers "busy").
+at_once() {
+	local kind=$1 t ns addr port i pid failed
+	shift
+	local -a args=() running=()
+	[[ $kind == tcp ]] || args=(-u -l 64 -b 0)
+	for _ in 1 2 3; do
+		rm -f "$work"/once.*
+		running=() i=0 failed=
+		for t in "$@"; do
+			IFS=: read -r ns addr port <<<"$t"
+			ip netns exec "$ns" setsid -w iperf3 -c "$addr" -p "$port" -t "$DURATION" -J "${args[@]}" \
+				>"$work/once.$i" 2>&1 &
+			running+=($!)
+			i=$((i + 1))
+		done
+		for pid in "${running[@]}"; do wait "$pid" || failed=1; done
+		if [[ -z $failed ]] && jq -se 'all(.end.sum_received)' "$work"/once.* >/dev/null 2>&1; then
+			jq -s --arg kind "$kind" 'map(.end.sum_received | if $kind == "tcp" then .bits_per_second / 1e6
+				else (.packets - .lost_packets) / .seconds end) | add' "$work"/once.*
+			return 0
+		fi
+		sleep 1
+	done
+	echo "dataplane: $# iperf3 clients at once ($kind) failed: $(cat "$work"/once.* | jq -r '.error // empty' 2>/dev/null | sort -u | head -3)" >&2
+	return 1
+}
+
+# bundle8 KEY TARGET...: the median of ROUNDS sums (at_once) into R[KEY] as "tcp - pps - -".
+bundle8() {
+	local key=$1 r
+	shift
+	local -a t=() u=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		t+=("$(at_once tcp "$@")")
+		u+=("$(at_once udp "$@")")
+	done
+	R[$key]="$(median "${t[@]}") - $(median "${u[@]}") - -"
+	row "$key"
+}
+
 # ---------------------------------------------------------------- printing
 
 # row KEY: one line of the table, against the first floor.
 row() {
-	local key=$1 label n mode variant path
+	local key=$1 n mode variant path
 	IFS=. read -r n mode variant path <<<"$key"
-	case $path in
-	floor) label="floor (bare tunnel)" ;;
-	beside) label="floor beside the hub" ;;
-	again) label="floor, again at the end" ;;
-	up) label="device -> center" ;;
-	fwd) label="center -> device (forward)" ;;
-	*) label=$path ;;
-	esac
-	awk -v n="$n" -v m="$mode" -v v="$variant" -v l="$label" -v f="${R[-.-.-.floor]}" -v x="${R[$key]}" '
+	awk -v n="$n" -v m="$mode" -v v="$variant" -v l="$(label "$path")" -v f="${R[$(reference "$key")]}" -v x="${R[$key]}" '
 		function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "   -  " : sprintf("%5.2fx", a / b) }
 		function num(a, fmt) { return a == "-" ? "-" : sprintf(fmt, a) }
 		function add(a, b) { return (a == "-" || b == "-") ? "-" : sprintf("%+.3f", a - b) }
@@ -179,28 +229,63 @@ row() {
 				add(X[4], F[4]), add(X[5], F[5])
 		}'
 }
+# reference KEY: the key of the floor that KEY's figures are held against. A path through a hub:
+# the floor measured beside that hub just before it (the same N and mode: the machine's speed
+# drifts by a fifth within a run); a floor: the run's first.
+reference() {
+	local n mode variant path
+	IFS=. read -r n mode variant path <<<"$1"
+	case $path in
+	up8) echo "$n.$mode.-.beside8" ;;
+	up | fwd) echo "$n.$mode.-.beside" ;;
+	*8*) echo "-.-.-.floor8" ;;
+	*) echo "-.-.-.floor" ;;
+	esac
+}
+# label PATH: how a path of a key reads in the tables.
+label() {
+	case $1 in
+	floor) echo "floor (bare tunnel)" ;;
+	beside) echo "floor beside the hub" ;;
+	again) echo "floor, again at the end" ;;
+	up) echo "device -> center" ;;
+	fwd) echo "center -> device (forward)" ;;
+	floor8) echo "floor x8: 8 tunnels, summed" ;;
+	beside8) echo "floor x8 beside the hub" ;;
+	floor8again) echo "floor x8, again at the end" ;;
+	up8) echo "8 devices -> center, summed" ;;
+	*) echo "$1" ;;
+	esac
+}
 header() {
 	printf '%5s | %5s | %6s | %-27s | %15s | %15s | %15s | %17s | %17s\n' N mode vari. path \
 		'TCP x1 Mbit/s' 'TCP x8 Mbit/s' 'UDP 64 B kpps' 'RTT p50 / p99 ms' 'RTT added, ms'
 }
 # growth: per mode, variant and path, the last size against the first (flat is ~1.0).
 growth() {
-	local first=${sizes[0]} last=${sizes[-1]} mode vp variant path a b
+	local first=${sizes[0]} last=${sizes[-1]} mode vp variant path a b ra rb
 	((${#sizes[@]} > 1)) || return 0
-	printf '\nN=%d / N=%d (flat is ~1.00; RTT: the ratio of the times)\n' "$last" "$first"
+	printf '\nN=%d / N=%d (flat is ~1.00; RTT: the ratio of the times; a path through the hub as its\n' "$last" "$first"
+	printf 'ratio to the floor beside it: the machine'"'"'s drift between the two sizes cancels)\n'
+
 	printf '%5s | %6s | %-27s | %6s | %6s | %6s | %6s | %6s\n' mode vari. path 'TCP x1' 'TCP x8' 'UDP' 'p50' 'p99'
 	for mode in "${modes[@]}"; do
-		for vp in -.beside plain.up access.up access.fwd; do
+		for vp in -.beside -.beside8 plain.up plain.up8 access.up access.fwd; do
 			variant=${vp%.*} path=${vp#*.}
 			a=${R[$first.$mode.$vp]:-} b=${R[$last.$mode.$vp]:-}
 			[[ -n $a && -n $b ]] || continue
-			awk -v m="$mode" -v v="$variant" -v p="$path" -v a="$a" -v b="$b" '
-				function ratio(x, y) { return (x == "-" || y == "-" || x == 0) ? "    -" : sprintf("%5.2fx", y / x) }
+			# (a floor: as measured; a path: over its floor)
+			ra=${R[$(reference "$first.$mode.$vp")]} rb=${R[$(reference "$last.$mode.$vp")]}
+			[[ $variant != - ]] || ra="1 1 1 1 1" rb="1 1 1 1 1"
+			awk -v m="$mode" -v v="$variant" -v l="$(label "$path")" -v a="$a" -v b="$b" -v fa="$ra" -v fb="$rb" '
+				function ratio(i) {
+					return (A[i] == "-" || B[i] == "-" || A[i] == 0 || FA[i] == "-" || FB[i] == "-" || FB[i] == 0) ? "    -" \
+						: sprintf("%5.2fx", (B[i] / FB[i]) / (A[i] / FA[i]))
+				}
 				BEGIN {
-					split(a, A, " "); split(b, B, " ")
-					l = p == "beside" ? "floor beside the hub" : p == "up" ? "device -> center" : "center -> device (forward)"
+					split(a, A, " "); split(b, B, " "); split(fa, FA, " "); split(fb, FB, " ")
 					printf "%5s | %6s | %-27s | %6s | %6s | %6s | %6s | %6s\n", m, v, l,
-						ratio(A[1], B[1]), ratio(A[2], B[2]), ratio(A[3], B[3]), ratio(A[4], B[4]), ratio(A[5], B[5])
+						ratio(1), ratio(2), ratio(3), ratio(4), ratio(5)
 				}'
 		done
 	done
@@ -216,7 +301,56 @@ floor_up() {
 	reach "$fa" 10.201.0.2
 }
 
+# floor8 KEY: DEVICES bare tunnels side by side (dpfa1/dpfb1 ...), measured at once (bundle8),
+# then removed.
+floor8() {
+	local key=$1 k
+	local -a targets=()
+	for ((k = 1; k <= devices; k++)); do
+		pair_up "$fa$k" "$fb$k" "$work"
+		start_server "$fb$k"
+		floor8_pids+=("$SERVER_PID")
+		targets+=("$fa$k:10.201.0.2:5201")
+	done
+	for ((k = 1; k <= devices; k++)); do reach "$fa$k" 10.201.0.2; done
+	bundle8 "$key" "${targets[@]}"
+	floor8_down
+}
+floor8_down() {
+	local pid k
+	for pid in "${floor8_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${floor8_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	floor8_pids=()
+	for ((k = 1; k <= devices; k++)); do pair_down "$fa$k" "$fb$k"; done
+}
+
 # ---------------------------------------------------------------- the hub
+
+# devices_up N: the measured device and the DEVICES-1 peers added just before it as devices at
+# once, each in its namespace dpcK with an underlay veth of its own into the center
+# (2001:db8:K::/64, a route to HUB_ENDPOINT over it), and an iperf3 server in the center for
+# each (port 5200+K). Sets TARGETS (NS:ADDR:PORT, for at_once).
+devices_up() {
+	local n=$1 k name ns
+	TARGETS=("$cns:$server:5201")
+	for ((k = 2; k <= devices; k++)); do
+		name=p$((n - k + 1)) ns=${P}c$k
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+		ip link add "${P}u$k" netns "$HUB_NS" type veth peer name "${P}v$k" netns "$ns"
+		ip -n "$HUB_NS" addr add "2001:db8:$k::1/64" dev "${P}u$k" nodad
+		ip -n "$ns" addr add "2001:db8:$k::2/64" dev "${P}v$k" nodad
+		ip -n "$HUB_NS" link set "${P}u$k" up
+		ip -n "$ns" link set "${P}v$k" up
+		ip -n "$ns" route add "$HUB_ENDPOINT/128" via "2001:db8:$k::1"
+		"$hub" -q peer conf "$name" | "$client" -q up "$ns" "$ns-wg" >/dev/null
+		start_server "$HUB_NS" "$server" $((5200 + k))
+		pids+=("$SERVER_PID")
+		TARGETS+=("$ns:$server:$((5200 + k))")
+	done
+	for ((k = 2; k <= devices; k++)); do reach "${P}c$k" "$server"; done
+}
+
 
 # hub_measure N MODE: a hub of N peers in HUB_MODE=MODE, the device the last of them; the floor
 # beside it, then the plain and access variants.
@@ -251,6 +385,13 @@ hub_measure() {
 
 	bundle "$n.$mode.-.beside" "$fa" 10.201.0.2
 	bundle "$n.$mode.plain.up" "$cns" "$server"
+	if ((n >= devices)); then
+		floor8 "$n.$mode.-.beside8"
+		devices_up "$n"
+		bundle8 "$n.$mode.plain.up8" "${TARGETS[@]}"
+	else
+		echo "dataplane: N=$n $mode: fewer than $devices peers, no $devices devices at once" >&2
+	fi
 
 	t0=$SECONDS
 	HUB_FORWARDS=$access_forwards HUB_ALLOW=$access_allow "$hub" -q up >/dev/null
@@ -285,11 +426,13 @@ echo "dataplane: sizes ${sizes[*]}, modes ${modes[*]}, DURATION=$DURATION s, PIN
 floor_up
 header
 bundle "-.-.-.floor" "$fa" 10.201.0.2
+floor8 "-.-.-.floor8"
 for n in "${sizes[@]}"; do
 	for mode in "${modes[@]}"; do
 		hub_measure "$n" "$mode"
 	done
 done
 bundle "-.-.-.again" "$fa" 10.201.0.2
+floor8 "-.-.-.floor8again"
 growth
 echo "dataplane: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (others' jobs make every figure noisier)" >&2

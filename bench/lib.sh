@@ -112,15 +112,16 @@ reach() {
 # Measured 2026-12-06, zones, center -> device, 64-byte UDP: 0.70-0.93x of the floor with the
 # servers in the script's session, 1.0-1.15x with each in its own; the floor itself unchanged.
 
-# start_server NS [BIND]: iperf3 -s on port 5201 in NS, its pid in SERVER_PID (for the
+# start_server NS [BIND] [PORT]: iperf3 -s on PORT (5201) in NS, its pid in SERVER_PID (for the
 # cleanup); returns once it listens.
 # shellcheck disable=SC2034 # SERVER_PID is for the caller
 start_server() {
 	local i
-	ip netns exec "$1" setsid iperf3 -s -p 5201 ${2:+-B "$2"} >/dev/null 2>&1 &
+	local port=${3:-5201}
+	ip netns exec "$1" setsid iperf3 -s -p "$port" ${2:+-B "$2"} >/dev/null 2>&1 &
 	SERVER_PID=$!
 	for ((i = 0; i < 100; i++)); do
-		[[ -z $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] || return 0
+		[[ -z $(ip netns exec "$1" ss -Hltn "sport = :$port") ]] || return 0
 		sleep 0.05
 	done
 	echo "$BENCH: iperf3 -s in $1 does not listen" >&2
