@@ -148,24 +148,52 @@ inotify_need "${sizes[@]}"
 # ---------------------------------------------------------------- measuring
 
 # bundle KEY NS ADDR [noping]: every figure of one path (the median of ROUNDS), into R[KEY] as
-# "tcp1 tcp8 pps p50 p99" (- for what is not measured).
-declare -A R=()
+# "tcp1 tcp8 pps p50 p99" (- for what is not measured). With floor_ns/floor_addr set (a path
+# through a hub), the floor is measured just before each figure, and Q[KEY] holds the medians
+# of the paired ratios (RTT: of the milliseconds added): the machine's drift cancels.
+declare -A R=() Q=()
+floor_ns='' floor_addr=''
 bundle() {
-	local key=$1 ns=$2 addr=$3 noping=${4:-} r p50 p99
-	local -a t1=() t8=() pps=() r50=() r99=()
+	local key=$1 ns=$2 addr=$3 noping=${4:-} r k p f=
+	local -A got=() q=()
 	for ((r = 1; r <= ROUNDS; r++)); do
-		t1+=("$(tcp "$ns" "$addr" 1)")
-		t8+=("$(tcp "$ns" "$addr" 8)")
-		pps+=("$(udp "$ns" "$addr")")
-		if [[ -z $noping ]]; then
-			p50=$(rtt "$ns" "$addr")
-			r50+=("${p50% *}") r99+=("${p50#* }")
-		fi
+		for k in tcp1 tcp8 udp; do
+			[[ -z $floor_ns ]] || f=$(figure "$k" "$floor_ns" "$floor_addr")
+			p=$(figure "$k" "$ns" "$addr")
+			got[$k]+=" $p"
+			[[ -z $floor_ns ]] || q[$k]+=" $(ratio "$p" "$f")"
+		done
+		[[ -z $noping ]] || continue
+		[[ -z $floor_ns ]] || f=$(rtt "$floor_ns" "$floor_addr")
+		p=$(rtt "$ns" "$addr")
+		got[p50]+=" ${p% *}" got[p99]+=" ${p#* }"
+		[[ -z $floor_ns ]] || q[p50]+=" $(minus "${p% *}" "${f% *}")" q[p99]+=" $(minus "${p#* }" "${f#* }")"
 	done
-	p50=- p99=-
-	[[ -n $noping ]] || { p50=$(median "${r50[@]}"); p99=$(median "${r99[@]}"); }
-	R[$key]="$(median "${t1[@]}") $(median "${t8[@]}") $(median "${pps[@]}") $p50 $p99"
+	R[$key]=$(medians got tcp1 tcp8 udp p50 p99)
+	[[ -z $floor_ns ]] || Q[$key]=$(medians q tcp1 tcp8 udp p50 p99)
 	row "$key"
+}
+# figure tcp1|tcp8|udp NS ADDR: one figure of one client.
+figure() {
+	case $1 in
+	tcp1) tcp "$2" "$3" 1 ;;
+	tcp8) tcp "$2" "$3" 8 ;;
+	udp) udp "$2" "$3" ;;
+	esac
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f\n", (b > 0 ? a / b : 0) }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f\n", a - b }'; }
+# medians ARRAY KEY...: the median of each KEY's values in associative ARRAY ("-" for none).
+medians() {
+	local -n of=$1
+	local k
+	local -a out=()
+	shift
+	for k in "$@"; do
+		# shellcheck disable=SC2086 # (the values, one word each)
+		if [[ -n ${of[$k]:-} ]]; then out+=("$(median ${of[$k]})"); else out+=(-); fi
+	done
+	echo "${out[*]}"
 }
 
 # at_once tcp|udp NS:ADDR:PORT...: one iperf3 client per target, all at the same time (TCP one
@@ -199,45 +227,64 @@ at_once() {
 }
 
 # bundle8 KEY TARGET...: the median of ROUNDS sums (at_once) into R[KEY] as "tcp - pps - -".
+# With floor8_targets set (a hub's devices), the 8 bare tunnels are measured just before each
+# sum: Q[KEY] holds the medians of the paired ratios, R[FLOOR8_KEY] the floors' medians.
+floor8_targets=()
 bundle8() {
-	local key=$1 r
+	local key=$1 r k p f=
 	shift
-	local -a t=() u=()
+	local -A got=() q=() fl=()
 	for ((r = 1; r <= ROUNDS; r++)); do
-		t+=("$(at_once tcp "$@")")
-		u+=("$(at_once udp "$@")")
+		for k in tcp udp; do
+			((${#floor8_targets[@]} == 0)) || {
+				f=$(at_once "$k" "${floor8_targets[@]}")
+				fl[$k]+=" $f"
+			}
+			p=$(at_once "$k" "$@")
+			got[$k]+=" $p"
+			((${#floor8_targets[@]} == 0)) || q[$k]+=" $(ratio "$p" "$f")"
+		done
 	done
-	R[$key]="$(median "${t[@]}") - $(median "${u[@]}") - -"
+	if ((${#floor8_targets[@]})); then
+		R[$FLOOR8_KEY]="$(medians fl tcp) - $(medians fl udp) - -"
+		row "$FLOOR8_KEY"
+		Q[$key]="$(medians q tcp) - $(medians q udp) - -"
+	fi
+	R[$key]="$(medians got tcp) - $(medians got udp) - -"
 	row "$key"
 }
 
 # ---------------------------------------------------------------- printing
 
-# row KEY: one line of the table, against the first floor.
+# row KEY: one line of the table: a path through a hub against the floor measured just before
+# each of its figures (Q), a floor against the run's first.
 row() {
 	local key=$1 n mode variant path
 	IFS=. read -r n mode variant path <<<"$key"
-	awk -v n="$n" -v m="$mode" -v v="$variant" -v l="$(label "$path")" -v f="${R[$(reference "$key")]}" -v x="${R[$key]}" '
-		function ratio(a, b) { return (a == "-" || b == "-" || b == 0) ? "   -  " : sprintf("%5.2fx", a / b) }
+	awk -v n="$n" -v m="$mode" -v v="$variant" -v l="$(label "$path")" -v f="${R[$(reference "$key")]:-}" \
+		-v x="${R[$key]}" -v q="${Q[$key]:-}" '
+		# (paired: the medians of the ratios to the floor measured just before each figure)
+		function ratio(a, b, i) {
+			if (q != "") return Q[i] == "-" ? "   -  " : sprintf("%5.2fx", Q[i])
+			return (a == "-" || b == "-" || b == 0) ? "   -  " : sprintf("%5.2fx", a / b)
+		}
 		function num(a, fmt) { return a == "-" ? "-" : sprintf(fmt, a) }
-		function add(a, b) { return (a == "-" || b == "-") ? "-" : sprintf("%+.3f", a - b) }
+		function add(a, b, i) {
+			if (q != "") return Q[i] == "-" ? "-" : sprintf("%+.3f", Q[i])
+			return (a == "-" || b == "-") ? "-" : sprintf("%+.3f", a - b)
+		}
 		BEGIN {
-			split(f, F, " "); split(x, X, " ")
+			split(f, F, " "); split(x, X, " "); split(q, Q, " ")
 			printf "%5s | %5s | %6s | %-27s | %7s %s | %7s %s | %7s %s | %7s / %7s | %7s / %7s\n",
-				n, m, v, l, num(X[1], "%.0f"), ratio(X[1], F[1]), num(X[2], "%.0f"), ratio(X[2], F[2]),
-				num(X[3] / 1000, "%.1f"), ratio(X[3], F[3]), num(X[4], "%.3f"), num(X[5], "%.3f"),
-				add(X[4], F[4]), add(X[5], F[5])
+				n, m, v, l, num(X[1], "%.0f"), ratio(X[1], F[1], 1), num(X[2], "%.0f"), ratio(X[2], F[2], 2),
+				num(X[3] / 1000, "%.1f"), ratio(X[3], F[3], 3), num(X[4], "%.3f"), num(X[5], "%.3f"),
+				add(X[4], F[4], 4), add(X[5], F[5], 5)
 		}'
 }
-# reference KEY: the key of the floor that KEY's figures are held against. A path through a hub:
-# the floor measured beside that hub just before it (the same N and mode: the machine's speed
-# drifts by a fifth within a run); a floor: the run's first.
+# reference KEY: the key of the floor that floor KEY is held against: the run's first (the
+# machine's drift).
 reference() {
-	local n mode variant path
-	IFS=. read -r n mode variant path <<<"$1"
-	case $path in
-	up8) echo "$n.$mode.-.beside8" ;;
-	up | fwd) echo "$n.$mode.-.beside" ;;
+	case $1 in
 	*8*) echo "-.-.-.floor8" ;;
 	*) echo "-.-.-.floor" ;;
 	esac
@@ -263,29 +310,24 @@ header() {
 }
 # growth: per mode, variant and path, the last size against the first (flat is ~1.0).
 growth() {
-	local first=${sizes[0]} last=${sizes[-1]} mode vp variant path a b ra rb
+	local first=${sizes[0]} last=${sizes[-1]} mode vp variant path a b qa qb
 	((${#sizes[@]} > 1)) || return 0
-	printf '\nN=%d / N=%d (flat is ~1.00; RTT: the ratio of the times; a path through the hub as its\n' "$last" "$first"
-	printf 'ratio to the floor beside it: the machine'"'"'s drift between the two sizes cancels)\n'
-
+	printf '\nN=%d / N=%d (flat is ~1.00; a path through the hub: its ratio to the floor measured\n' "$last" "$first"
+	printf 'beside it, so the drift between the sizes cancels; RTT: the ratio of the times)\n'
 	printf '%5s | %6s | %-27s | %6s | %6s | %6s | %6s | %6s\n' mode vari. path 'TCP x1' 'TCP x8' 'UDP' 'p50' 'p99'
 	for mode in "${modes[@]}"; do
 		for vp in -.beside -.beside8 plain.up plain.up8 access.up access.fwd; do
 			variant=${vp%.*} path=${vp#*.}
 			a=${R[$first.$mode.$vp]:-} b=${R[$last.$mode.$vp]:-}
 			[[ -n $a && -n $b ]] || continue
-			# (a floor: as measured; a path: over its floor)
-			ra=${R[$(reference "$first.$mode.$vp")]} rb=${R[$(reference "$last.$mode.$vp")]}
-			[[ $variant != - ]] || ra="1 1 1 1 1" rb="1 1 1 1 1"
-			awk -v m="$mode" -v v="$variant" -v l="$(label "$path")" -v a="$a" -v b="$b" -v fa="$ra" -v fb="$rb" '
-				function ratio(i) {
-					return (A[i] == "-" || B[i] == "-" || A[i] == 0 || FA[i] == "-" || FB[i] == "-" || FB[i] == 0) ? "    -" \
-						: sprintf("%5.2fx", (B[i] / FB[i]) / (A[i] / FA[i]))
-				}
+			qa=${Q[$first.$mode.$vp]:-1 1 1 1 1} qb=${Q[$last.$mode.$vp]:-1 1 1 1 1}
+			awk -v m="$mode" -v v="$variant" -v l="$(label "$path")" -v a="$a" -v b="$b" -v qa="$qa" -v qb="$qb" '
+				function ratio(x, y) { return (x == "-" || y == "-" || x == 0) ? "    -" : sprintf("%5.2fx", y / x) }
 				BEGIN {
-					split(a, A, " "); split(b, B, " "); split(fa, FA, " "); split(fb, FB, " ")
+					split(a, A, " "); split(b, B, " "); split(qa, QA, " "); split(qb, QB, " ")
+					if (v != "-") for (i = 1; i <= 3; i++) { A[i] = QA[i]; B[i] = QB[i] }
 					printf "%5s | %6s | %-27s | %6s | %6s | %6s | %6s | %6s\n", m, v, l,
-						ratio(1), ratio(2), ratio(3), ratio(4), ratio(5)
+						ratio(A[1], B[1]), ratio(A[2], B[2]), ratio(A[3], B[3]), ratio(A[4], B[4]), ratio(A[5], B[5])
 				}'
 		done
 	done
@@ -301,26 +343,32 @@ floor_up() {
 	reach "$fa" 10.201.0.2
 }
 
-# floor8 KEY: DEVICES bare tunnels side by side (dpfa1/dpfb1 ...), measured at once (bundle8),
-# then removed.
-floor8() {
-	local key=$1 k
-	local -a targets=()
+# floor8_up: DEVICES bare tunnels side by side (dpfa1/dpfb1 ...), an iperf3 server behind each;
+# sets floor8_targets. floor8 KEY: measured at once (bundle8), then removed (floor8_down).
+floor8_up() {
+	local k
+	floor8_targets=()
 	for ((k = 1; k <= devices; k++)); do
 		pair_up "$fa$k" "$fb$k" "$work"
 		start_server "$fb$k"
 		floor8_pids+=("$SERVER_PID")
-		targets+=("$fa$k:10.201.0.2:5201")
+		floor8_targets+=("$fa$k:10.201.0.2:5201")
 	done
 	for ((k = 1; k <= devices; k++)); do reach "$fa$k" 10.201.0.2; done
-	bundle8 "$key" "${targets[@]}"
+}
+floor8() {
+	local -a targets
+	floor8_up
+	targets=("${floor8_targets[@]}")
+	floor8_targets=()
+	bundle8 "$1" "${targets[@]}"
 	floor8_down
 }
 floor8_down() {
 	local pid k
 	for pid in "${floor8_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${floor8_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	floor8_pids=()
+	floor8_pids=() floor8_targets=()
 	for ((k = 1; k <= devices; k++)); do pair_down "$fa$k" "$fb$k"; done
 }
 
@@ -384,11 +432,13 @@ hub_measure() {
 	reach "$cns" "$server"
 
 	bundle "$n.$mode.-.beside" "$fa" 10.201.0.2
+	floor_ns=$fa floor_addr=10.201.0.2
 	bundle "$n.$mode.plain.up" "$cns" "$server"
 	if ((n >= devices)); then
-		floor8 "$n.$mode.-.beside8"
+		floor8_up
 		devices_up "$n"
-		bundle8 "$n.$mode.plain.up8" "${TARGETS[@]}"
+		FLOOR8_KEY=$n.$mode.-.beside8 bundle8 "$n.$mode.plain.up8" "${TARGETS[@]}"
+		floor8_down
 	else
 		echo "dataplane: N=$n $mode: fewer than $devices peers, no $devices devices at once" >&2
 	fi
@@ -412,6 +462,7 @@ hub_measure() {
 	reach "$cns" "$server"
 	bundle "$n.$mode.access.up" "$cns" "$server"
 	bundle "$n.$mode.access.fwd" "$HUB_NS" "$addr" noping
+	floor_ns='' floor_addr=''
 	stop_servers
 	hub_down
 	unset HUB_MODE
