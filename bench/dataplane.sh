@@ -19,7 +19,9 @@
 #                    underlay veth into the center) sending at once, one TCP stream or UDP 64 B
 #                    each, to iperf3 servers in the center (ports 5201-5208): the sum of what the
 #                    receivers got, against 8 bare tunnels side by side measured the same way
-#                    (floor x8: at the start and at the end)
+#                    (floor x8: at the start and at the end). The 8 clients share one session,
+#                    and the 8 servers another, as the one client and the one server do: the
+#                    scheduler's groups (sched_autogroup) are the same three with wgd's.
 # for each size N (arguments, default 10 1000: N peers present, the measured device the last one
 # added), each HUB_MODE in MODES (default "netns zones") and two variants of the same hub:
 #   plain            no HUB_FORWARDS, no HUB_ALLOW
@@ -106,7 +108,8 @@ mode_up=   # the HUB_MODE of the hub that is up, if one is
 # stop_servers: every iperf3 server we started, by its pid.
 stop_servers() {
 	local pid
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	# (each started in a session of its own: its process group goes whole)
+	for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	pids=()
 }
@@ -130,7 +133,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop_servers
-	[[ -z $floor_pid ]] || { kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
+	[[ -z $floor_pid ]] || { kill -- "-$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
 	hub_down
 	floor8_down
 	pair_down "$fa" "$fb"
@@ -198,24 +201,27 @@ medians() {
 
 # at_once tcp|udp NS:ADDR:PORT...: one iperf3 client per target, all at the same time (TCP one
 # stream each, or UDP 64 B as fast as each can); prints the sum of what the receivers got, in
-# Mbit/s or packets a second (tried 3 times: a server still finishing answers "busy").
+# Mbit/s or packets a second (tried 3 times: a server still finishing answers "busy"). The
+# clients share one session, as one load generator's (start_servers says why).
 at_once() {
-	local kind=$1 t ns addr port i pid failed
+	local kind=$1
 	shift
-	local -a args=() running=()
-	[[ $kind == tcp ]] || args=(-u -l 64 -b 0)
 	for _ in 1 2 3; do
 		rm -f "$work"/once.*
-		running=() i=0 failed=
-		for t in "$@"; do
-			IFS=: read -r ns addr port <<<"$t"
-			ip netns exec "$ns" setsid -w iperf3 -c "$addr" -p "$port" -t "$DURATION" -J "${args[@]}" \
-				>"$work/once.$i" 2>&1 &
-			running+=($!)
-			i=$((i + 1))
-		done
-		for pid in "${running[@]}"; do wait "$pid" || failed=1; done
-		if [[ -z $failed ]] && jq -se 'all(.end.sum_received)' "$work"/once.* >/dev/null 2>&1; then
+		# shellcheck disable=SC2016 # (the inner script's own variables)
+		if setsid -w bash -c '
+			work=$1 duration=$2 kind=$3 i=0 rc=0
+			shift 3
+			args=()
+			[[ $kind == tcp ]] || args=(-u -l 64 -b 0)
+			for t in "$@"; do
+				IFS=: read -r ns addr port <<<"$t"
+				ip netns exec "$ns" iperf3 -c "$addr" -p "$port" -t "$duration" -J "${args[@]}" >"$work/once.$i" 2>&1 &
+				i=$((i + 1))
+			done
+			for pid in $(jobs -p); do wait "$pid" || rc=1; done
+			exit "$rc"' at_once "$work" "$DURATION" "$kind" "$@" &&
+			jq -se 'all(.end.sum_received)' "$work"/once.* >/dev/null 2>&1; then
 			jq -s --arg kind "$kind" 'map(.end.sum_received | if $kind == "tcp" then .bits_per_second / 1e6
 				else (.packets - .lost_packets) / .seconds end) | add' "$work"/once.*
 			return 0
@@ -284,7 +290,9 @@ row() {
 # reference KEY: the key of the floor that floor KEY is held against: the run's first (the
 # machine's drift).
 reference() {
-	case $1 in
+	local path
+	IFS=. read -r _ _ _ path <<<"$1"
+	case $path in
 	*8*) echo "-.-.-.floor8" ;;
 	*) echo "-.-.-.floor" ;;
 	esac
@@ -348,12 +356,14 @@ floor_up() {
 floor8_up() {
 	local k
 	floor8_targets=()
+	local -a servers=()
 	for ((k = 1; k <= devices; k++)); do
 		pair_up "$fa$k" "$fb$k" "$work"
-		start_server "$fb$k"
-		floor8_pids+=("$SERVER_PID")
+		servers+=("$fb$k:10.201.0.2:5201")
 		floor8_targets+=("$fa$k:10.201.0.2:5201")
 	done
+	start_servers "${servers[@]}"
+	floor8_pids+=("$SERVER_PID")
 	for ((k = 1; k <= devices; k++)); do reach "$fa$k" 10.201.0.2; done
 }
 floor8() {
@@ -366,7 +376,7 @@ floor8() {
 }
 floor8_down() {
 	local pid k
-	for pid in "${floor8_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${floor8_pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
 	for pid in "${floor8_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	floor8_pids=() floor8_targets=()
 	for ((k = 1; k <= devices; k++)); do pair_down "$fa$k" "$fb$k"; done
@@ -380,6 +390,7 @@ floor8_down() {
 # each (port 5200+K). Sets TARGETS (NS:ADDR:PORT, for at_once).
 devices_up() {
 	local n=$1 k name ns
+	local -a servers=()
 	TARGETS=("$cns:$server:5201")
 	for ((k = 2; k <= devices; k++)); do
 		name=p$((n - k + 1)) ns=${P}c$k
@@ -392,10 +403,11 @@ devices_up() {
 		ip -n "$ns" link set "${P}v$k" up
 		ip -n "$ns" route add "$HUB_ENDPOINT/128" via "2001:db8:$k::1"
 		"$hub" -q peer conf "$name" | "$client" -q up "$ns" "$ns-wg" >/dev/null
-		start_server "$HUB_NS" "$server" $((5200 + k))
-		pids+=("$SERVER_PID")
+		servers+=("$HUB_NS:$server:$((5200 + k))")
 		TARGETS+=("$ns:$server:$((5200 + k))")
 	done
+	start_servers "${servers[@]}"
+	pids+=("$SERVER_PID")
 	for ((k = 2; k <= devices; k++)); do reach "${P}c$k" "$server"; done
 }
 

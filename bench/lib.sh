@@ -128,6 +128,31 @@ start_server() {
 	return 1
 }
 
+# start_servers NS:BIND:PORT...: an iperf3 -s for each (BIND may be empty), all in one session
+# (one scheduling group, as one machine's servers: 8 servers in 8 sessions took 8 shares of the
+# CPU from wgd's one). Its pid in SERVER_PID: `kill -- -PID` ends them all. Returns once all
+# listen.
+# shellcheck disable=SC2034 # SERVER_PID is for the caller
+start_servers() {
+	local t ns port i
+	# shellcheck disable=SC2016 # (the inner script's own variables)
+	setsid bash -c '
+		for t in "$@"; do
+			IFS=: read -r ns bind port <<<"$t"
+			ip netns exec "$ns" iperf3 -s -p "$port" ${bind:+-B "$bind"} >/dev/null 2>&1 &
+		done
+		wait' start_servers "$@" &
+	SERVER_PID=$!
+	for t in "$@"; do
+		IFS=: read -r ns _ port <<<"$t"
+		for ((i = 0; i < 100; i++)); do
+			[[ -z $(ip netns exec "$ns" ss -Hltn "sport = :$port") ]] || break
+			sleep 0.05
+		done
+		((i < 100)) || { echo "$BENCH: iperf3 -s in $ns on $port does not listen" >&2; return 1; }
+	done
+}
+
 # iperf NS ADDR ARGS...: iperf3's JSON of a test from NS to ADDR:5201 (tried 3 times: a server
 # still finishing the previous test answers "busy").
 iperf() {
