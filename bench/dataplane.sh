@@ -102,15 +102,13 @@ HUB_STATE_DIR=$(mktemp -d /tmp/dp-state.XXXXXX)
 export HUB_STATE_DIR
 pids=()    # the iperf3 servers we started for a hub
 floor_pid= # and the floor's
-floor8_pids=() # and those of the 8 bare tunnels
+floor8_pid= # and that of the 8 bare tunnels' servers
 mode_up=   # the HUB_MODE of the hub that is up, if one is
 
 # stop_servers: every iperf3 server we started, by its pid.
 stop_servers() {
 	local pid
-	# (each started in a session of its own: its process group goes whole)
-	for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do stop_server "$pid"; done
 	pids=()
 }
 # hub_down: the measured device, then the hub (its center namespace with the underlay in it).
@@ -133,7 +131,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	stop_servers
-	[[ -z $floor_pid ]] || { kill -- "-$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
+	[[ -z $floor_pid ]] || stop_server "$floor_pid"
 	hub_down
 	floor8_down
 	pair_down "$fa" "$fb"
@@ -363,7 +361,7 @@ floor8_up() {
 		floor8_targets+=("$fa$k:10.201.0.2:5201")
 	done
 	start_servers "${servers[@]}"
-	floor8_pids+=("$SERVER_PID")
+	floor8_pid=$SERVER_PID
 	for ((k = 1; k <= devices; k++)); do reach "$fa$k" 10.201.0.2; done
 }
 floor8() {
@@ -375,10 +373,9 @@ floor8() {
 	floor8_down
 }
 floor8_down() {
-	local pid k
-	for pid in "${floor8_pids[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
-	for pid in "${floor8_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	floor8_pids=() floor8_targets=()
+	local k
+	[[ -z $floor8_pid ]] || stop_server "$floor8_pid"
+	floor8_pid='' floor8_targets=()
 	for ((k = 1; k <= devices; k++)); do pair_down "$fa$k" "$fb$k"; done
 }
 

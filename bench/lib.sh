@@ -112,25 +112,12 @@ reach() {
 # Measured 2026-12-06, zones, center -> device, 64-byte UDP: 0.70-0.93x of the floor with the
 # servers in the script's session, 1.0-1.15x with each in its own; the floor itself unchanged.
 
-# start_server NS [BIND] [PORT]: iperf3 -s on PORT (5201) in NS, its pid in SERVER_PID (for the
-# cleanup); returns once it listens.
-# shellcheck disable=SC2034 # SERVER_PID is for the caller
-start_server() {
-	local i
-	local port=${3:-5201}
-	ip netns exec "$1" setsid iperf3 -s -p "$port" ${2:+-B "$2"} >/dev/null 2>&1 &
-	SERVER_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		[[ -z $(ip netns exec "$1" ss -Hltn "sport = :$port") ]] || return 0
-		sleep 0.05
-	done
-	echo "$BENCH: iperf3 -s in $1 does not listen" >&2
-	return 1
-}
+# start_server NS [BIND]: iperf3 -s on port 5201 in NS (start_servers).
+start_server() { start_servers "$1:${2:-}:5201"; }
 
 # start_servers NS:BIND:PORT...: an iperf3 -s for each (BIND may be empty), all in one session
 # (one scheduling group, as one machine's servers: 8 servers in 8 sessions took 8 shares of the
-# CPU from wgd's one). Its pid in SERVER_PID: `kill -- -PID` ends them all. Returns once all
+# CPU from wgd's one). The session's pid in SERVER_PID, for stop_server. Returns once all
 # listen.
 # shellcheck disable=SC2034 # SERVER_PID is for the caller
 start_servers() {
@@ -151,6 +138,11 @@ start_servers() {
 		done
 		((i < 100)) || { echo "$BENCH: iperf3 -s in $ns on $port does not listen" >&2; return 1; }
 	done
+}
+# stop_server PID: ends what start_servers started as PID (its whole session's process group).
+stop_server() {
+	kill -- "-$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
 }
 
 # iperf NS ADDR ARGS...: iperf3's JSON of a test from NS to ADDR:5201 (tried 3 times: a server

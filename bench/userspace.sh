@@ -80,7 +80,7 @@ fleet_down() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[[ -z $floor_pid ]] || { kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true; }
+	[[ -z $floor_pid ]] || stop_server "$floor_pid"
 	pair_down "$fa" "$fb"
 	fleet_down
 	rm -rf "$work"
@@ -109,8 +109,7 @@ tunnel() {
 		t8+=("$(tcp "$fa" 10.201.0.2 8)")
 		pps+=("$(udp "$fa" 10.201.0.2)")
 	done
-	kill "$floor_pid" 2>/dev/null || true
-	wait "$floor_pid" 2>/dev/null || true
+	stop_server "$floor_pid"
 	floor_pid=
 	pair_down "$fa" "$fb"
 	ROW=$(printf '%.0f %.0f %.1f' "$(median "${t1[@]}")" "$(median "${t8[@]}")" "$(median "${pps[@]}")e-3")
