@@ -611,6 +611,166 @@ fn a_killed_wgd_takes_its_links_and_the_next_add_starts_another() {
     }
 }
 
+/// A wgd interface going into a named namespace has its TUN device opened there: the link
+/// never appears in the birthplace (the center's link monitor sees nothing of it) and never
+/// moves. The device's descriptor, which wgd keeps, holds that namespace alive, so wgd closes
+/// the interface when the name goes: `ip netns del` of the peer's namespace ends it with all
+/// it holds (here a veth to the center, which the kernel deletes with the namespace), as it
+/// would a kernel link. So does a name deleted and made again at once (another namespace
+/// now). A namespace given by path is opened in the birthplace and moved, as before.
+#[test]
+fn a_link_born_where_it_belongs_goes_with_its_namespace_name() {
+    let sites = Sites::new();
+    let (center, lab) = (&sites.hc, &sites.lab);
+    let monitor = LinkMonitor::start(lab, center);
+    let end = sites.hub(51241);
+    let seen = monitor.stop(lab, center);
+    assert!(
+        !seen.contains(&format!(" {}:", end.name)),
+        "{} appeared in the center; its link events:\n{seen}",
+        end.name
+    );
+    assert!(link_in(&sites.hp, &end.name) && !link_in(center, &end.name));
+    let ends_with_namespace = |end: &End, home: &str, recreate: bool| {
+        let (inside, outside) = (lab.name("vi"), lab.name("vo"));
+        sh(&format!(
+            "ip link add {inside} netns {home} type veth peer name {outside} netns {center}"
+        ))
+        .ok();
+        let uapi = format!("/var/run/wireguard/{}.sock", end.name);
+        assert!(Path::new(&uapi).exists());
+        run("ip", &["netns", "del", home]).ok();
+        if recreate {
+            run("ip", &["netns", "add", home]).ok();
+        }
+        wait_until(
+            "wgd closes the interface whose namespace lost its name",
+            Duration::from_secs(5),
+            || !Path::new(&uapi).exists(),
+        );
+        wait_until(
+            "the kernel ends the namespace, its veth with it",
+            Duration::from_secs(10),
+            || !link_in(center, &outside),
+        );
+        assert!(
+            !udp_ports_in(center).contains(&end.port),
+            "the UDP socket closed"
+        );
+    };
+    ends_with_namespace(&end, &sites.hp, false);
+    // The name made again at once: another namespace, the interface closes all the same.
+    let home = lab.netns("hp2");
+    let again = add(&sites.keys, center, &home, &end.name, 51242);
+    ends_with_namespace(&again, &home, true);
+    run("ip", &["netns", "del", &home]).ok();
+    // By path: born in the center, moved (the monitor sees it there).
+    let path = format!("/run/netns/{}", sites.dp);
+    let monitor = LinkMonitor::start(lab, center);
+    let moved = add(&sites.keys, center, &path, &lab.name("m"), 51243);
+    let seen = monitor.stop(lab, center);
+    assert!(
+        seen.contains(&format!(" {}:", moved.name)),
+        "{} by path was not born in the center; its link events:\n{seen}",
+        moved.name
+    );
+    assert!(link_in(&sites.dp, &moved.name));
+    tool("wgctl", &["--ns", &sites.dp, "iface", "del", &moved.name]).ok();
+}
+
+/// Whether link `name` is in namespace `ns`.
+fn link_in(ns: &str, name: &str) -> bool {
+    run("ip", &["-n", ns, "link", "show", name]).code == 0
+}
+
+/// The UDP ports bound in `ns`.
+fn udp_ports_in(ns: &str) -> Vec<u16> {
+    run("ip", &["netns", "exec", ns, "ss", "-Hnul"])
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// What `ip monitor link` prints in a namespace between [`LinkMonitor::start`] and
+/// [`LinkMonitor::stop`], both bracketed by a probe link made (or deleted) and waited for in
+/// its output: the monitor may not listen yet when it starts.
+struct LinkMonitor {
+    child: std::process::Child,
+    seen: std::sync::Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl LinkMonitor {
+    fn start(lab: &Lab, ns: &str) -> LinkMonitor {
+        let mut child = std::process::Command::new("ip")
+            .args(["-n", ns, "-o", "monitor", "link"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip monitor");
+        let seen = std::sync::Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let (out, seen) = (child.stdout.take().unwrap(), seen.clone());
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    seen.lock().unwrap().push_str(&(line + "\n"));
+                }
+            })
+        };
+        let monitor = LinkMonitor {
+            child,
+            seen,
+            reader,
+        };
+        let probe = lab.name("q");
+        wait_until(
+            "ip monitor shows a probe link",
+            Duration::from_secs(10),
+            || {
+                sh(&format!(
+                    "ip -n {ns} link del {probe} 2>/dev/null; \
+                 ip -n {ns} link add {probe} type veth peer name {probe}x"
+                ))
+                .ok();
+                poll_until(Duration::from_millis(500), || monitor.shows(&probe, false))
+            },
+        );
+        monitor
+    }
+
+    fn shows(&self, probe: &str, deleted: bool) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("Deleted ") == deleted && l.contains(&format!(" {probe}@")))
+    }
+
+    /// Everything it printed since it started listening.
+    fn stop(mut self, lab: &Lab, ns: &str) -> String {
+        let probe = lab.name("q");
+        sh(&format!("ip -n {ns} link del {probe}")).ok();
+        wait_until(
+            "ip monitor shows the probe deleted",
+            Duration::from_secs(10),
+            || self.shows(&probe, true),
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reader.join().unwrap();
+        let seen = self.seen.lock().unwrap().clone();
+        seen
+    }
+}
+
 /// Sends one UAPI request to interface `name` and returns the answer.
 fn uapi(name: &str, request: &str) -> String {
     let mut s = UnixStream::connect(format!("/var/run/wireguard/{name}.sock")).unwrap();

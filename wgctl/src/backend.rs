@@ -193,6 +193,8 @@ struct Namespace {
     json: Option<String>,
     /// None: the namespace the command runs in.
     fd: Option<NetnsFd>,
+    /// Its name under /run/netns, if it was given by one.
+    name: Option<String>,
 }
 
 impl Namespace {
@@ -254,6 +256,10 @@ impl Iface {
                     label: format!("namespace {target}"),
                     json: Some(target.to_string()),
                     fd: Some(fd),
+                    name: match target {
+                        NsTarget::Name(name) => Some(name.to_string()),
+                        NsTarget::Path(_) => None,
+                    },
                 })
             }
             None => None,
@@ -262,6 +268,7 @@ impl Iface {
             label: ctx.ns_label(),
             json: ctx.netns_name(),
             fd: None,
+            name: None,
         };
         Ok(Iface {
             name: name.clone(),
@@ -326,9 +333,11 @@ impl Iface {
         check_port_free(port, &self.birth.label)
     }
 
-    /// Creates the link in the birthplace with the backend `choice` allows, `userspace` serving
-    /// it if that is the userspace backend; returns the one used. A wireguard-go started here
-    /// gets its link listener filtered (`listener`); a boringtun or wgd link gets the MTU
+    /// Creates the interface with the backend `choice` allows, `userspace` serving it if that
+    /// is the userspace backend; returns the one used and the side its link is on. Its UDP
+    /// socket is the birthplace's. The link is born there too, and moved later, except for a
+    /// wgd one going into a named namespace ([`Iface::hand_to_wgd`]). A wireguard-go started
+    /// here gets its link listener filtered (`listener`); a boringtun or wgd link gets the MTU
     /// wireguard-go would give it unless `mtu` is asked for (set later, with the other
     /// settings). wgd binds listen `port` at once (the others when it is set).
     pub fn create(
@@ -337,11 +346,11 @@ impl Iface {
         userspace: Userspace,
         mtu: Option<u32>,
         port: Option<u16>,
-    ) -> Result<Backend> {
+    ) -> Result<(Backend, Side)> {
         let (name, here) = (&self.name, &self.birth.label);
         if choice != BackendChoice::Userspace {
             match create_kernel(name, mtu, here)? {
-                KernelCreate::Created => return Ok(Backend::Kernel),
+                KernelCreate::Created => return Ok((Backend::Kernel, Side::Birth)),
                 KernelCreate::Unsupported if choice == BackendChoice::Kernel => {
                     return Err(Error::failed(format!(
                         "kernel lacks WireGuard (CONFIG_WIREGUARD): creating {name} of type \
@@ -354,18 +363,50 @@ impl Iface {
                 }
             }
         }
-        // (wgd too gets a TUN device opened here and moved later, although it would take one
-        // opened in --into-ns and spare the move's wait for RCU grace periods, 15–35 ms: a TUN
-        // device's descriptor holds the namespace it was opened in, so `ip netns del` of a
-        // peer's namespace would no longer tear it down while wgd serves the tunnel)
-        userspace::start(userspace, name, here, mtu, port)?;
+        let side = if userspace == Userspace::Wgd {
+            self.hand_to_wgd(port)?
+        } else {
+            userspace::start(userspace, name, here, mtu, port)?;
+            Side::Birth
+        };
         if userspace != Userspace::WireguardGo && mtu.is_none() {
-            self.set_mtu(Side::Birth, userspace::TUN_MTU)?;
+            self.set_mtu(side, userspace::TUN_MTU)?;
         }
         if let Some(ifindex) = index_here(name) {
             self.quiet(Listener::Link { ifindex }, Duration::ZERO);
         }
-        Ok(Backend::Userspace)
+        Ok((Backend::Userspace, side))
+    }
+
+    /// Hands the interface to wgd, its TUN device opened where the link belongs when that is a
+    /// named namespace (`--into-ns NAME`), so that it never moves: a move makes the kernel wait
+    /// for RCU grace periods, 15–35 ms beside a namespace just made (most of a hub peer's
+    /// add). wgd watches the name and closes the interface when it goes (`ip netns del`),
+    /// since the descriptor it keeps holds the namespace alive. Otherwise (a path, or a wgd
+    /// older than that) the device is opened in the birthplace and moved later. Returns the
+    /// side the link is on.
+    fn hand_to_wgd(&self, port: Option<u16>) -> Result<Side> {
+        let (name, here) = (&self.name, &self.birth.label);
+        let home = self
+            .dest
+            .as_ref()
+            .and_then(|dest| Some((dest, dest.name.as_deref()?, dest.fd.as_ref()?)));
+        let at_home = crate::wgd::add(
+            name,
+            here,
+            port.unwrap_or(0),
+            home.map(|(_, name, fd)| crate::wgd::Home {
+                name,
+                netns: fd.as_fd(),
+            }),
+            |vnet, at_home| match home {
+                Some((dest, ..)) if at_home => {
+                    dest.run(|| userspace::open_tun(name, &dest.label, vnet))
+                }
+                _ => userspace::open_tun(name, here, vnet),
+            },
+        )?;
+        Ok(if at_home { Side::Dest } else { Side::Birth })
     }
 
     /// Sets `settings` on the interface where it lives (`side`; as [`Iface::read`]); `doing`

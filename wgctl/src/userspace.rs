@@ -164,9 +164,10 @@ pub fn start(
     match userspace {
         Userspace::WireguardGo => launch(userspace, name, here, None),
         Userspace::Boringtun => start_boringtun(name, here, mtu),
-        Userspace::Wgd => crate::wgd::add(name, here, port.unwrap_or(0), |vnet| {
+        Userspace::Wgd => crate::wgd::add(name, here, port.unwrap_or(0), None, |vnet, _| {
             open_tun(name, here, vnet)
-        }),
+        })
+        .map(|_| ()),
     }
 }
 

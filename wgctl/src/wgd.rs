@@ -5,7 +5,7 @@
 //! socket, as for the other implementations.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,32 +31,56 @@ pub fn program() -> String {
         .map_or_else(|| "wgd".into(), |p| p.display().to_string())
 }
 
-/// Hands interface `name`, on a TUN device `open_tun` makes in the calling thread's namespace
-/// (`here`, its birthplace), to wgd, which binds UDP `port` there (0: one the kernel picks).
-/// The device gets a virtio-net header (`open_tun(true)`), so that wgd may merge what it
-/// writes into it; a wgd older than that refuses it, and gets a device without.
+/// The named namespace (`/run/netns/NAME`) a TUN device handed to wgd may be opened in, when
+/// that is where its link belongs: the link then never moves (a move makes the kernel wait for
+/// RCU grace periods). wgd watches the name, and closes the interface when it goes, since the
+/// device's descriptor it keeps holds the namespace alive.
+pub struct Home<'a> {
+    pub name: &'a str,
+    pub netns: BorrowedFd<'a>,
+}
+
+/// Hands interface `name` to wgd, which binds UDP `port` (0: one the kernel picks) in the
+/// calling thread's namespace (`here`, its birthplace). Its TUN device is what `open_tun(vnet,
+/// at_home)` opens: in `home` if given and wgd knows homes (`at_home`), else in the birthplace;
+/// with a virtio-net header (`vnet`), so that wgd may merge what it writes into it, unless wgd
+/// is older than that. Returns whether the device was opened at home.
 pub fn add(
     name: &IfName,
     here: &str,
     port: u16,
-    open_tun: impl Fn(bool) -> Result<OwnedFd>,
-) -> Result<()> {
+    home: Option<Home<'_>>,
+    open_tun: impl Fn(bool, bool) -> Result<OwnedFd>,
+) -> Result<bool> {
     let what = || format!("handing {name} (born in {here}) to wgd");
     let netns = File::open("/proc/thread-self/ns/net").with_context(what)?;
     let _lock = lock()?;
-    let mut vnet = true;
+    let (mut vnet, mut at_home) = (true, home.is_some());
     loop {
         let request = Request::Add {
             name: name.to_string(),
             port,
             vnet,
+            home: home
+                .as_ref()
+                .filter(|_| at_home)
+                .map(|h| h.name.to_string()),
         };
-        let tun = open_tun(vnet)?;
-        let fds = [tun.as_fd(), netns.as_fd()];
+        let tun = open_tun(vnet, at_home)?;
+        let mut fds = vec![tun.as_fd(), netns.as_fd()];
+        fds.extend(home.as_ref().filter(|_| at_home).map(|h| h.netns));
         match ask(&request, &fds, connect_or_start).with_context(what)? {
             Reply::Ok(bound) => {
                 vlog!(1, "wgd serves {name}, UDP port {bound} in {here}");
-                return Ok(());
+                return Ok(at_home);
+            }
+            // (an older wgd: without the newest word first)
+            Reply::Error(e) if at_home && e.ends_with(" is not a request") => {
+                vlog!(
+                    1,
+                    "wgd is older than homes ({e}): a TUN device born in {here}"
+                );
+                at_home = false;
             }
             Reply::Error(e) if vnet && e.ends_with(" is not a request") => {
                 vlog!(

@@ -10,11 +10,12 @@
 //! deleted, or when its UAPI socket file is removed (as `rm /var/run/wireguard/NAME.sock` is
 //! the end of a wireguard-go whose process is gone): an interface whose namespace was only
 //! unmounted (`ip netns del` while its own UDP socket, which wgd holds, keeps that namespace
-//! alive) is closed that way, and its namespace freed.
+//! alive) is closed that way, and its namespace freed. One whose TUN device was opened in a
+//! named namespace goes when that name does ([`crate::homes`]).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
@@ -22,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::poll::{poll, PollFd, PollFlags};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::homes::{Home, Homes};
 use crate::iface::{uapi_file_is, UAPI_DIR};
 use crate::proto::{self, Reply, Request};
 use crate::tun;
@@ -37,8 +39,9 @@ pub const FIRST_ADD_WAIT: Duration = Duration::from_secs(10);
 /// How long the control thread waits for a worker to open or close an interface.
 const WORKER_WAIT: Duration = Duration::from_secs(10);
 
-/// How often every interface's UAPI socket file is looked at, besides the directory's removal
-/// events (which stop if the directory itself is removed and made again).
+/// How often every interface's UAPI socket file and home namespace's name are looked at,
+/// besides the directories' removal events (which stop if a directory itself is removed and
+/// made again).
 const SWEEP: Duration = Duration::from_secs(10);
 
 /// Which worker serves an interface, the interface's id there, and its UAPI socket file
@@ -59,6 +62,9 @@ pub struct Options {
 
 struct Daemon {
     listener: UnixListener,
+    /// Removals from the UAPI directory and from /run/netns.
+    removals: Inotify,
+    homes: Homes,
     registry: Registry,
     workers: Vec<Handle>,
     next_id: u32,
@@ -115,13 +121,15 @@ pub fn run(options: Options) -> Result<(), String> {
         .map_err(|e| format!("starting the workers: {e}"))?;
     let mut daemon = Daemon {
         listener,
+        removals,
+        homes: Homes::default(),
         registry,
         workers,
         next_id: 1,
         served_any: false,
         started: Instant::now(),
     };
-    daemon.serve(&signal_fd, &removals);
+    daemon.serve(&signal_fd);
     let _ = std::fs::remove_file(&path);
     for w in daemon.workers {
         w.join();
@@ -130,13 +138,13 @@ pub fn run(options: Options) -> Result<(), String> {
 }
 
 impl Daemon {
-    fn serve(&mut self, signal_fd: &SignalFd, removals: &Inotify) {
+    fn serve(&mut self, signal_fd: &SignalFd) {
         let mut swept = Instant::now();
         loop {
             let mut fds = [
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(removals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.removals.as_fd(), PollFlags::POLLIN),
             ];
             let _ = poll(&mut fds, 1000u16);
             let [listening, signalled, removed] = fds.map(|f| f.any().unwrap_or(false));
@@ -144,10 +152,11 @@ impl Daemon {
                 return;
             }
             if removed {
-                self.close_removed(removals);
+                self.close_removed();
             }
             if swept.elapsed() >= SWEEP {
                 self.close_unlinked();
+                self.close_homeless();
                 swept = Instant::now();
             }
             if listening {
@@ -169,18 +178,19 @@ impl Daemon {
         }
     }
 
-    /// Closes the interfaces whose UAPI socket file was removed (or replaced by another's).
-    fn close_removed(&mut self, removals: &Inotify) {
-        let Ok(events) = removals.read_events() else {
+    /// Closes the interfaces whose UAPI socket file was removed (or replaced by another's), and
+    /// those whose home namespace's name was.
+    fn close_removed(&mut self) {
+        let Ok(events) = self.removals.read_events() else {
             return;
         };
         for event in events {
-            let Some(name) = event
-                .name
-                .as_ref()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sock"))
-            else {
+            let name = event.name.as_ref().and_then(|n| n.to_str());
+            if self.homes.is_watch(event.wd) {
+                self.on_netns_event(&event, name);
+                continue;
+            }
+            let Some(name) = name.and_then(|n| n.strip_suffix(".sock")) else {
                 continue;
             };
             let entry = self
@@ -192,6 +202,37 @@ impl Daemon {
             if entry.is_some_and(|e| !uapi_file_is(name, e.uapi_file)) {
                 self.del(name);
             }
+        }
+    }
+
+    /// A name removed from (or moved within) /run/netns: the interfaces at home there close if
+    /// it no longer names their namespace.
+    fn on_netns_event(&mut self, event: &InotifyEvent, name: Option<&str>) {
+        if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+            self.homes.lost_watch();
+        }
+        if let Some(name) = name {
+            for iface in self.homes.homeless(Some(name)) {
+                self.del(&iface);
+            }
+        }
+    }
+
+    /// Closes the interfaces whose home namespace lost its name without an event seen (the
+    /// directory removed and made again), and forgets those the workers struck.
+    fn close_homeless(&mut self) {
+        {
+            let registry = self.registry.lock().expect("registry lock");
+            self.homes.retain(|iface| registry.contains_key(iface));
+        }
+        if self.homes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.homes.watch(&self.removals) {
+            warn(&e);
+        }
+        for iface in self.homes.homeless(None) {
+            self.del(&iface);
         }
     }
 
@@ -220,24 +261,28 @@ impl Daemon {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let reply = match proto::receive(stream) {
             Ok((line, fds)) => match Request::decode(&line) {
-                Ok(Request::Add { name, port, vnet }) => {
+                Ok(Request::Add {
+                    name,
+                    port,
+                    vnet,
+                    home,
+                }) => {
                     let mut fds = fds.into_iter();
-                    match (fds.next(), fds.next()) {
-                        (Some(tun), Some(netns)) => match tun::has_vnet_header(&tun) {
-                            Ok(has) if has == vnet => self.add(name, tun, netns, port),
-                            Ok(has) => Reply::Error(format!(
-                                "add {name}: the TUN device {} a virtio-net header, \
-                                 and the request says it {}",
-                                if has { "has" } else { "lacks" },
-                                if vnet { "has" } else { "lacks" },
-                            )),
-                            Err(e) => Reply::Error(format!(
-                                "add {name}: reading the TUN device's flags: {}",
-                                e.desc()
-                            )),
-                        },
-                        _ => Reply::Error(format!(
-                            "add {name}: the TUN device and the namespace must come with it"
+                    match (fds.next(), fds.next(), fds.next(), home) {
+                        (Some(tun), Some(netns), None, None) => {
+                            self.add_checked(name, tun, netns, port, vnet, None)
+                        }
+                        (Some(tun), Some(netns), Some(home_fd), Some(home)) => {
+                            match self.home(&home, &home_fd) {
+                                Ok(home) => {
+                                    self.add_checked(name, tun, netns, port, vnet, Some(home))
+                                }
+                                Err(e) => Reply::Error(format!("add {name}: {e}")),
+                            }
+                        }
+                        (.., home) => Reply::Error(format!(
+                            "add {name}: the TUN device and the namespace{} must come with it",
+                            if home.is_some() { "s" } else { "" }
                         )),
                     }
                 }
@@ -250,12 +295,44 @@ impl Daemon {
         let _ = proto::send(stream, &reply.encode(), &[]);
     }
 
+    /// Home namespace `name`, given as `netns`, watched from now on (before its name is
+    /// compared, so that no removal goes unseen).
+    fn home(&mut self, name: &str, netns: &OwnedFd) -> Result<Home, String> {
+        self.homes.watch(&self.removals)?;
+        Home::new(name, netns)
+    }
+
+    /// [`Daemon::add`], once the TUN device is known to have the header `vnet` says.
+    fn add_checked(
+        &mut self,
+        name: String,
+        tun: OwnedFd,
+        netns: OwnedFd,
+        port: u16,
+        vnet: bool,
+        home: Option<Home>,
+    ) -> Reply {
+        match tun::has_vnet_header(&tun) {
+            Ok(has) if has == vnet => self.add(name, tun, netns, port, home),
+            Ok(has) => Reply::Error(format!(
+                "add {name}: the TUN device {} a virtio-net header, and the request says it {}",
+                if has { "has" } else { "lacks" },
+                if vnet { "has" } else { "lacks" },
+            )),
+            Err(e) => Reply::Error(format!(
+                "add {name}: reading the TUN device's flags: {}",
+                e.desc()
+            )),
+        }
+    }
+
     fn add(
         &mut self,
         name: String,
-        tun: std::os::fd::OwnedFd,
-        netns: std::os::fd::OwnedFd,
+        tun: OwnedFd,
+        netns: OwnedFd,
         port: u16,
+        home: Option<Home>,
     ) -> Reply {
         // A name served already (its link gone, not yet noticed) is served anew.
         self.del(&name);
@@ -278,6 +355,9 @@ impl Daemon {
                     id,
                     uapi_file: opened.uapi_file,
                 };
+                if let Some(home) = home {
+                    self.homes.insert(&name, home);
+                }
                 self.registry
                     .lock()
                     .expect("registry lock")
@@ -291,6 +371,7 @@ impl Daemon {
     }
 
     fn del(&mut self, name: &str) -> Reply {
+        self.homes.remove(name);
         let Some(entry) = self.registry.lock().expect("registry lock").remove(name) else {
             return Reply::Ok(0);
         };

@@ -111,11 +111,14 @@ impl Iface {
         })
     }
 
-    /// Removes its UAPI socket, if the file is still the one it made. The TUN device, the
-    /// sockets and the namespace go with the value.
+    /// Closes the TUN device (so its link goes), the sockets and the namespaces, then removes
+    /// its UAPI socket if the file is still the one it made: once the file is gone, all of it
+    /// is.
     pub fn close(self) {
-        if uapi_file_is(&self.name, self.uapi_file) {
-            let _ = std::fs::remove_file(uapi_path(&self.name));
+        let (name, uapi_file) = (self.name.clone(), self.uapi_file);
+        drop(self);
+        if uapi_file_is(&name, uapi_file) {
+            let _ = std::fs::remove_file(uapi_path(&name));
         }
     }
 

@@ -2,8 +2,9 @@
 //! boringtun's `noise` module (handshakes, sessions and timers of one peer, without I/O).
 //!
 //! Each interface keeps the shape the other userspace implementations give it under wgctl: a
-//! TUN device made in the interface's birthplace (and moved wherever wgctl moves it), UDP
-//! sockets bound in the birthplace, and a UAPI socket `/var/run/wireguard/NAME.sock` that `wg`,
+//! link wherever wgctl puts it (its TUN device opened there when that is a named namespace,
+//! [`homes`]; else made in the birthplace and moved), UDP sockets bound in the birthplace, and
+//! a UAPI socket `/var/run/wireguard/NAME.sock` that `wg`,
 //! wgctl and wireguard-control read and write. What it saves is the process, the threads and
 //! the timers per interface: a few worker threads serve every interface, each with one epoll
 //! loop and one timer tick for all of its interfaces.
@@ -22,6 +23,8 @@ pub mod gate;
 pub mod gro;
 #[cfg(feature = "daemon")]
 pub mod gso;
+#[cfg(feature = "daemon")]
+pub mod homes;
 #[cfg(feature = "daemon")]
 pub mod iface;
 #[cfg(feature = "daemon")]

@@ -1,13 +1,16 @@
 //! The control protocol between wgctl and wgd, on the Unix socket [`socket_path`]: one request
 //! per connection, one line each way.
 //!
-//! - `add NAME PORT [vnet]` with two descriptors (SCM_RIGHTS): the interface's TUN device and
-//!   the network namespace its UDP sockets belong in (its birthplace). PORT is the listen port
-//!   to bind at once (`0`: one the kernel picks). `vnet` says the TUN device was opened with a
-//!   virtio-net header (`IFF_VNET_HDR`), so that wgd may merge what it writes; a wgd older
-//!   than that word refuses the request, and wgctl then opens the device without. wgd makes
-//!   `/var/run/wireguard/NAME.sock`, the interface's UAPI socket, and answers `ok PORT` with
-//!   the port it bound.
+//! - `add NAME PORT [vnet] [in HOME]` with two descriptors (SCM_RIGHTS): the interface's TUN
+//!   device and the network namespace its UDP sockets belong in (its birthplace). PORT is the
+//!   listen port to bind at once (`0`: one the kernel picks). `vnet` says the TUN device was
+//!   opened with a virtio-net header (`IFF_VNET_HDR`), so that wgd may merge what it writes.
+//!   `in HOME` says the TUN device was opened in the namespace `/run/netns/HOME` (not in the
+//!   birthplace), which then comes as a third descriptor: the device's descriptor holds that
+//!   namespace alive, so wgd closes the interface when HOME no longer names it (`ip netns
+//!   del`), as the kernel deletes a link with its namespace. A wgd older than a word refuses
+//!   the request, and wgctl asks again without it. wgd makes `/var/run/wireguard/NAME.sock`,
+//!   the interface's UAPI socket, and answers `ok PORT` with the port it bound.
 //! - `del NAME`: wgd closes the interface (its TUN device, so the link, goes with it), its
 //!   sockets and its UAPI socket, and answers `ok 1`, or `ok 0` if it served no such interface.
 //!
@@ -40,15 +43,31 @@ pub const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Add { name: String, port: u16, vnet: bool },
-    Del { name: String },
+    Add {
+        name: String,
+        port: u16,
+        vnet: bool,
+        /// The name (`/run/netns/HOME`) of the namespace the TUN device was opened in, if not
+        /// the birthplace.
+        home: Option<String>,
+    },
+    Del {
+        name: String,
+    },
 }
 
 impl Request {
     pub fn encode(&self) -> String {
         match self {
-            Request::Add { name, port, vnet } => {
-                format!("add {name} {port}{}\n", if *vnet { " vnet" } else { "" })
+            Request::Add {
+                name,
+                port,
+                vnet,
+                home,
+            } => {
+                let vnet = if *vnet { " vnet" } else { "" };
+                let home = home.as_ref().map_or(String::new(), |h| format!(" in {h}"));
+                format!("add {name} {port}{vnet}{home}\n")
             }
             Request::Del { name } => format!("del {name}\n"),
         }
@@ -63,17 +82,35 @@ impl Request {
             Ok(w.to_string())
         };
         match words.as_slice() {
-            ["add", n, port, vnet @ ..] if matches!(vnet, [] | ["vnet"]) => Ok(Request::Add {
-                name: name(n)?,
-                port: port
-                    .parse()
-                    .map_err(|_| format!("'{port}' is not a port (0-65535)"))?,
-                vnet: !vnet.is_empty(),
-            }),
+            ["add", n, port, rest @ ..] => {
+                let (vnet, home) = match rest {
+                    [] => (false, None),
+                    ["vnet"] => (true, None),
+                    ["in", h] => (false, Some(netns_name(h)?)),
+                    ["vnet", "in", h] => (true, Some(netns_name(h)?)),
+                    _ => return Err(format!("'{}' is not a request", line.trim_end())),
+                };
+                Ok(Request::Add {
+                    name: name(n)?,
+                    port: port
+                        .parse()
+                        .map_err(|_| format!("'{port}' is not a port (0-65535)"))?,
+                    vnet,
+                    home,
+                })
+            }
             ["del", n] => Ok(Request::Del { name: name(n)? }),
             _ => Err(format!("'{}' is not a request", line.trim_end())),
         }
     }
+}
+
+/// A name under /run/netns, as `ip netns` takes one.
+fn netns_name(w: &str) -> Result<String, String> {
+    if w.is_empty() || w.len() > 255 || w.contains(['/', '\0']) || w == "." || w == ".." {
+        return Err(format!("'{w}' is not a network namespace name"));
+    }
+    Ok(w.to_string())
 }
 
 /// What wgd answers.
@@ -170,11 +207,25 @@ mod tests {
                 name: "wg-c00".into(),
                 port: 51820,
                 vnet: false,
+                home: None,
             },
             Request::Add {
                 name: "wg-c00".into(),
                 port: 0,
                 vnet: true,
+                home: None,
+            },
+            Request::Add {
+                name: "wg-c00".into(),
+                port: 51820,
+                vnet: true,
+                home: Some("hub-c00".into()),
+            },
+            Request::Add {
+                name: "wg-c00".into(),
+                port: 51820,
+                vnet: false,
+                home: Some("hub-c00".into()),
             },
             Request::Del {
                 name: "wg-c00".into(),
@@ -197,6 +248,14 @@ mod tests {
         assert_eq!(
             Request::decode("add wg0 1 gso"),
             Err("'add wg0 1 gso' is not a request".into())
+        );
+        assert_eq!(
+            Request::decode("add wg0 1 vnet in ../x"),
+            Err("'../x' is not a network namespace name".into())
+        );
+        assert_eq!(
+            Request::decode("add wg0 1 in c1 vnet"),
+            Err("'add wg0 1 in c1 vnet' is not a request".into())
         );
         assert_eq!(
             Request::decode("frob wg0"),

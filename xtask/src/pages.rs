@@ -97,8 +97,10 @@ pub static WGCTL: Page = Page {
          (boringtun-cli) (--backend auto and --userspace choose; the JSON says which).",
         "iface add creates the interface in the namespace --ns names, the birthplace: its UDP \
          socket is opened there and stays there. With --into-ns the interface is then moved \
-         into another namespace and brought up in it, so that the tunnel's traffic lives in \
-         one namespace while its encrypted packets go out through another.",
+         into another namespace and brought up in it (wgd's is made there at once when \
+         --into-ns names a namespace, and closed when that name is deleted), so that the \
+         tunnel's traffic lives in one namespace while its encrypted packets go out through \
+         another.",
         "Private and preshared keys are read from files, which must not be accessible by \
          others, and never printed: only public keys appear in the output. genkey, genpsk and \
          pubkey need no privilege, like wg genkey.",

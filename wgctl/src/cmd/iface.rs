@@ -224,8 +224,8 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         let out = Served::new(guess, serving);
         return report(true, &iface, out, &want.public, want.listen_port);
     }
-    let used = iface.create(a.backend, serving, want.mtu, want.listen_port)?;
-    let port = configure_new(&iface, used, &want)?;
+    let (used, side) = iface.create(a.backend, serving, want.mtu, want.listen_port)?;
+    let port = configure_new(&iface, used, side, &want)?;
     report(true, &iface, Served::new(used, serving), &want.public, port)
 }
 
@@ -296,7 +296,10 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         return Ok(Plan::Create { replacing: true });
     };
     let dev = iface.read(side, link.backend)?;
-    if dev.public_key.is_none() && (side == Side::Birth || !iface.moves()) {
+    let running = Served::of(iface, &link).userspace;
+    // (only wgctl makes wgd interfaces, and one may be born where it belongs)
+    let ours = side == Side::Birth || !iface.moves() || running == Some(Userspace::Wgd);
+    if dev.public_key.is_none() && ours {
         // Created but never configured: a run killed right after creating it. Finish it.
         vlog!(
             1,
@@ -305,7 +308,7 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         let port = if ctx.check {
             want.listen_port
         } else {
-            let port = configure(iface, link.backend, want, &mut false)?;
+            let port = configure(iface, link.backend, side, want, &mut false)?;
             // (its link listener: the killed run may not have filtered it)
             iface.refilter(&link, false);
             port
@@ -313,7 +316,6 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         let out = report(true, iface, Served::of(iface, &link), &want.public, port)?;
         return Ok(Plan::Settled(out));
     }
-    let running = Served::of(iface, &link).userspace;
     let diffs = want.differences(&link, &dev, running);
     // boringtun (0.7) keeps the socket of its old port open when given a new one.
     let remake = want.other_userspace(&link, running).is_some()
@@ -352,9 +354,9 @@ fn likely_backend() -> Backend {
 
 /// [`configure`] for the interface `add` just created: if it fails, the interface is removed
 /// again, and a userspace daemon that died at start is named as the likely cause.
-fn configure_new(iface: &Iface, used: Backend, want: &Wanted) -> Result<Option<u16>> {
+fn configure_new(iface: &Iface, used: Backend, side: Side, want: &Wanted) -> Result<Option<u16>> {
     let mut moved = false;
-    configure(iface, used, want, &mut moved).map_err(|e| {
+    configure(iface, used, side, want, &mut moved).map_err(|e| {
         let name = &iface.name;
         let died = used == Backend::Userspace && backend::userspace_pids(name.as_str()).is_empty();
         iface.undo(if moved { Side::Dest } else { Side::Birth }, used);
@@ -495,14 +497,22 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
     report(true, iface, served, &want.public, port)
 }
 
-/// Configures a freshly created interface in the birthplace, moves it and brings it up;
-/// returns the listen port. `moved` is set once the link has left the birthplace.
-fn configure(iface: &Iface, used: Backend, want: &Wanted, moved: &mut bool) -> Result<Option<u16>> {
+/// Configures a freshly created interface where its link is (`side`), moves it if that is the
+/// birthplace, and brings it up; returns the listen port. `moved` is set once the link is out
+/// of the birthplace.
+fn configure(
+    iface: &Iface,
+    used: Backend,
+    side: Side,
+    want: &Wanted,
+    moved: &mut bool,
+) -> Result<Option<u16>> {
+    *moved = side == Side::Dest && iface.moves();
     vlog!(
         1,
         "configuring {} in {} (private key, listen port, fwmark)",
         iface.name,
-        iface.label(Side::Birth)
+        iface.label(side)
     );
     let mut settings = want.settings();
     if used == Backend::Userspace
@@ -511,11 +521,13 @@ fn configure(iface: &Iface, used: Backend, want: &Wanted, moved: &mut bool) -> R
         // boringtun opens its UDP socket only when told a port: 0 lets the kernel pick one.
         settings.listen_port.get_or_insert(0);
     }
-    iface.apply(Side::Birth, used, &settings, "configuring")?;
+    iface.apply(side, used, &settings, "configuring")?;
     if let (Backend::Userspace, Some(m)) = (used, want.mtu) {
-        iface.set_mtu(Side::Birth, m)?;
+        iface.set_mtu(side, m)?;
     }
-    *moved = iface.move_to_dest()?;
+    if side == Side::Birth {
+        *moved = iface.move_to_dest()?;
+    }
     iface.bring_up(used)?;
     match want.listen_port {
         Some(port) => Ok(Some(port)),
