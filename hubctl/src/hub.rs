@@ -390,15 +390,22 @@ impl<'e> Hub<'e> {
             }
             self.foresee(&spaces)?;
         }
+        let mut trunks = Vec::new();
         if !c.zones() {
-            // the extra bridges the peers' ports go on, which every group's ports may need
+            // the extra bridges the peers' ports go on, which every group's ports may need: a
+            // batch of their own before the groups, or, for one peer, the first lines of its
+            // group (a process fewer)
             let layout = self.layout();
             let mut joined = HashSet::new();
-            let trunks: Vec<Step> = names
+            trunks = names
                 .iter()
                 .flat_map(|n| layout.trunk_steps(&self.peers[n], &mut joined))
                 .collect();
-            self.stage(trunks, &[Nsctl])?;
+            if let [one] = names {
+                trunks = trunks.into_iter().map(|s| s.in_lane(one.clone())).collect();
+            } else {
+                self.stage(std::mem::take(&mut trunks), &[Nsctl])?;
+            }
         }
         // first what needs no client key: namespaces, addresses, NAT rules, and (in its lane,
         // after its key) a zones tunnel; then what does
@@ -414,6 +421,7 @@ impl<'e> Hub<'e> {
             }
         }
         let mut first = self.key_steps(names)?;
+        first.extend(trunks);
         first.extend(
             self.peer_steps(names, &remake)
                 .into_iter()

@@ -17,7 +17,8 @@ use hubctl::steps::Runner;
 /// keeps what they would have made that the hub looks at itself (namespaces, key files).
 #[derive(Default)]
 struct Recorder {
-    lines: Vec<String>,
+    /// The lines of each group that ran, group by group.
+    groups: Vec<Vec<String>>,
     keys: u32,
     netns: std::collections::HashSet<String>,
 }
@@ -40,11 +41,17 @@ impl Executor for Recorder {
                 continue;
             }
             let mut out = Vec::new();
-            for (tool, lines) in g {
+            if !how.quiet {
+                self.groups.push(
+                    g.iter()
+                        .flat_map(|(tool, lines)| {
+                            lines.iter().map(|l| format!("{} {l}", tool.as_str()))
+                        })
+                        .collect(),
+                );
+            }
+            for (_, lines) in g {
                 for line in lines {
-                    if !how.quiet {
-                        self.lines.push(format!("{} {line}", tool.as_str()));
-                    }
                     let words: Vec<&str> = line.split_whitespace().collect();
                     match (how.check, words.as_slice()) {
                         (false, ["netns", "add", ns]) => {
@@ -125,6 +132,17 @@ impl Bench {
     }
 
     fn try_plan(&self, words: &str) -> std::result::Result<Vec<String>, String> {
+        self.try_plan_groups(words)
+            .map(|groups| groups.into_iter().flatten().collect())
+    }
+
+    /// The lines of each group that ran, in the order they ran.
+    fn plan_groups(&self, words: &str) -> Vec<Vec<String>> {
+        self.try_plan_groups(words)
+            .unwrap_or_else(|e| panic!("{words}: {e}"))
+    }
+
+    fn try_plan_groups(&self, words: &str) -> std::result::Result<Vec<Vec<String>>, String> {
         let argv: Vec<String> = words.split_whitespace().map(str::to_string).collect();
         let Ok(Parsed::Run(a)) = args::parse(&argv) else {
             panic!("{words}")
@@ -142,11 +160,15 @@ impl Bench {
         done?;
         let dir = self.state.display().to_string();
         Ok(rec
-            .lines
+            .groups
             .iter()
-            .map(|l| {
-                l.replace(&dir, "/var/lib/niransix")
-                    .replace(CLIENT_KEY, "<client public key>")
+            .map(|g| {
+                g.iter()
+                    .map(|l| {
+                        l.replace(&dir, "/var/lib/niransix")
+                            .replace(CLIENT_KEY, "<client public key>")
+                    })
+                    .collect()
             })
             .collect())
     }
@@ -469,4 +491,45 @@ fn every_command_has_its_golden_plan() {
             file.display()
         );
     }
+}
+
+/// A netns peer whose port goes on an extra bridge (HUB_BRIDGE_PORTS): one peer added alone gets
+/// the bridge's steps as the first lines of its own group, not as a batch of their own (a
+/// process more per add on a big hub); peers added together, whose groups may all need the
+/// bridge, get it in a batch that runs before theirs.
+#[test]
+fn an_extra_bridge_is_made_in_the_group_of_a_peer_added_alone() {
+    let mut b = Bench::new("trunk", "netns");
+    b.vars.insert("HUB_BRIDGE_PORTS".into(), "2".into());
+    b.vars.insert("HUB_JOBS".into(), "4".into());
+    b.plan("up");
+    b.plan("peer add c00");
+    b.plan("peer add c01");
+    // (HUB_CIDR's hosts from .1: c02 is the first on the second bridge)
+    let groups = b.plan_groups("peer add c02");
+    let at = |g: &[String], what: &str| g.iter().position(|l| l.contains(what));
+    let with_bridge: Vec<&Vec<String>> = groups
+        .iter()
+        .filter(|g| at(g, "bridge add br-internal.1").is_some())
+        .collect();
+    assert_eq!(with_bridge.len(), 1, "{groups:#?}");
+    let g = with_bridge[0];
+    let (bridge, netns) = (at(g, "bridge add"), at(g, "netns add c02"));
+    assert!(bridge < netns && netns.is_some(), "{g:#?}");
+    // two peers at once: the bridge first, alone
+    b.plan("peer add c03");
+    let groups = b.plan_groups("peer add c04 c05");
+    let first_with_peers = groups
+        .iter()
+        .position(|g| at(g, "netns add").is_some())
+        .unwrap();
+    let bridge = groups
+        .iter()
+        .position(|g| at(g, "bridge add br-internal.2").is_some())
+        .unwrap();
+    assert!(bridge < first_with_peers, "{groups:#?}");
+    assert!(
+        groups[bridge].iter().all(|l| !l.contains("c0")),
+        "{groups:#?}"
+    );
 }
