@@ -36,7 +36,9 @@
 # The last line is `N passed, N failed`; exit 0 only if every assertion held.
 #
 # Needs root. Builds only objects carrying its own prefix (sk...) and removes them, and restores
-# fs.inotify.max_user_instances, on exit (also on failure or Ctrl-C). Uses target/release when
+# fs.inotify.max_user_instances, on exit (also on failure or Ctrl-C). A run killed outright
+# (SIGKILL, a lost session) cannot: the next run, when no other runs, removes what it left and
+# restores the limit it saved. Uses target/release when
 # all four tools are built there, else target/debug.
 set -euo pipefail
 minutes=${SOAK_MINUTES:-10} peers=${SOAK_PEERS:-300} mode=${HUB_MODE:-netns}
@@ -68,6 +70,35 @@ client=$repo/niransix-sh/client
 bench_tools "$repo"
 [[ -n ${NIRANSIX_BIN_DIR:-} ]] || { echo "soak: build the tools first (cargo build)" >&2; exit 1; }
 
+# remove_prefix P: everything a run with prefix P made (its hub's objects are in its namespaces).
+remove_prefix() {
+	local p=$1 ns
+	for ns in $(ip netns list | awk -v p="$p" 'index($1, p) == 1 {print $1}'); do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	pkill -f "^wireguard-go $p" 2>/dev/null || true
+	rm -f /var/run/wireguard/"$p"*.sock # (wgd closes what it still serves)
+	rm -rf /tmp/"$p".??????
+}
+
+# Every run holds a shared lock for as long as it runs; one that gets it exclusively runs alone,
+# so a soak's work directory (/tmp/PREFIX.XXXXXX, removed on exit) is a killed run's, and that
+# run's objects go (only prefixes found so: a namespace of someone else's never goes).
+limit_file=/proc/sys/fs/inotify/max_user_instances
+limit_saved=/run/lock/niransix-soak.inotify # (the limit before a run raised it, while it runs)
+exec {run_lock}>/run/lock/niransix-soak.lock
+if flock -n "$run_lock"; then
+	for p in $(find /tmp -maxdepth 1 -name 'sk[0-9a-f][0-9a-f][0-9a-f].??????' -printf '%f\n' | cut -c1-5 | sort -u); do
+		echo "soak: removing what a killed run left (prefix $p)" >&2
+		remove_prefix "$p"
+	done
+	if [[ -s $limit_saved ]]; then
+		cat "$limit_saved" >"$limit_file" && rm -f "$limit_saved"
+	fi
+fi
+flock -s "$run_lock"
+
 P=sk$(printf '%03x' $((RANDOM % 4096)))
 # The userspace implementation the hub and the clients get (wgctl's default: wgd), and the
 # processes watched for leaks: the pinging peers' wireguard-go, or the wgd serving every tunnel.
@@ -81,23 +112,19 @@ work=$(mktemp -d "/tmp/$P.XXXXXX")
 export HUB_NS=${P}hub HUB_PREFIX=$P HUB_MODE=$mode HUB_CIDR=100.64.0.0/20 HUB_STATE_DIR=$work/state
 export TMPDIR=$work/tmp
 mkdir -p "$TMPDIR" "$work/log"
-limit_file=/proc/sys/fs/inotify/max_user_instances
 limit_old=$(<"$limit_file")
+[[ -s $limit_saved ]] || echo "$limit_old" >"$limit_saved"
 declare -a loops=() pingers=()
 cleanup() {
 	local pid
 	for pid in "${loops[@]}" "${pingers[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	"$hub" -q down >/dev/null 2>&1 || true
-	local ns
-	for ns in $(ip netns list | awk -v p="$P" 'index($1, p) == 1 {print $1}'); do
-		ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	pkill -f "^wireguard-go $P" 2>/dev/null || true
-	rm -f /var/run/wireguard/"$P"*.sock # (wgd closes what it still serves)
-	rm -rf "$work"
-	echo "$limit_old" >"$limit_file"
+	remove_prefix "$P"
+	# (the last run out puts the limit back as the first found it)
+	if flock -n "$run_lock" && [[ -s $limit_saved ]]; then
+		cat "$limit_saved" >"$limit_file" && rm -f "$limit_saved"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
