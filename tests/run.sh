@@ -60,6 +60,13 @@ for arg in "$@"; do
 done
 [[ ${NIRANSIX_NO_VM:-0} == 1 ]] && vm=0
 
+# The hub's settings and the script's knobs (HUB_*, NX_*) left exported in the caller's shell
+# would reach every hub the suites build and override theirs: the suites set what they need.
+for v in $(compgen -v HUB_) $(compgen -v NX_); do
+  echo "tests/run.sh: ignoring $v from the environment (the suites set the hub's settings)" >&2
+  unset "$v"
+done
+
 prefix=${NIRANSIX_TEST_PREFIX:-nx}
 logs=$repo/target/test-logs
 mkdir -p "$logs"
