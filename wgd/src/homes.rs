@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
@@ -52,7 +51,7 @@ impl Home {
 
     /// Whether its name still stands for it.
     pub fn is_named(&self) -> bool {
-        std::fs::metadata(self.path()).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+        crate::iface::path_is(&self.path(), self.id)
     }
 }
 

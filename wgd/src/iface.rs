@@ -63,7 +63,12 @@ pub fn uapi_path(name: &str) -> PathBuf {
 
 /// Whether interface `name`'s UAPI socket file is still `file` (device, inode).
 pub fn uapi_file_is(name: &str, file: (u64, u64)) -> bool {
-    std::fs::metadata(uapi_path(name)).is_ok_and(|m| (m.dev(), m.ino()) == file)
+    path_is(&uapi_path(name), file)
+}
+
+/// Whether `path` is still the file `id` (device, inode): not removed, nor replaced.
+pub fn path_is(path: &std::path::Path, id: (u64, u64)) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == id)
 }
 
 impl Iface {
