@@ -1577,6 +1577,57 @@ fn addr_peer_and_label_list_like_ip() {
     finish(lab);
 }
 
+/// `addr add` and `addr del` weigh only the addresses of their own link and family (read from
+/// the kernel for that link alone; an IPv6 one asked for by itself): the same address on
+/// another link is no obstacle, and on its own link with another prefix length it is refused
+/// naming what is there, swapped with --replace, and not deleted by the other length.
+#[test]
+fn addr_add_weighs_only_its_own_link_and_family() {
+    let lab = Lab::new();
+    let a = lab.netns("o");
+    ip_in(&a, "link add p0 type veth peer name p1");
+    ip_in(&a, "link set p0 up");
+    ip_in(&a, "addr add 10.8.0.1/24 dev p1");
+    ip_in(&a, "addr add fd00:8::1/64 dev p1 nodad");
+    let add = |args: &[&str]| nsctl(&[&["--ns", &a, "addr", "add"][..], args].concat());
+    let del = |args: &[&str]| nsctl(&[&["--ns", &a, "addr", "del"][..], args].concat());
+    for cidr in ["10.8.0.1/32", "fd00:8::1/128"] {
+        assert!(add(&[cidr, "--dev", "p0", "--nodad"]).ok().changed());
+        assert!(!add(&[cidr, "--dev", "p0", "--nodad"]).ok().changed());
+    }
+    assert_addresses_match_ip(&a);
+    add(&["fd00:8::1/64", "--dev", "p0", "--nodad"]).fails(1, "p0 already has fd00:8::1/128");
+    add(&["10.8.0.1/24", "--dev", "p0"]).fails(1, "p0 already has 10.8.0.1/32");
+    assert!(
+        add(&["fd00:8::1/64", "--dev", "p0", "--nodad", "--replace"])
+            .ok()
+            .changed()
+    );
+    assert!(!del(&["fd00:8::1/128", "--dev", "p0"]).ok().changed());
+    assert_addresses_match_ip(&a);
+    let on_p0 = |family: &str| -> Vec<String> {
+        ip_json(
+            Some(&a),
+            &[family, "addr", "show", "dev", "p0", "scope", "global"],
+        )[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| format!("{}/{}", i["local"].as_str().unwrap(), i["prefixlen"]))
+            .collect()
+    };
+    assert_eq!(on_p0("-6"), ["fd00:8::1/64"]);
+    assert_eq!(on_p0("-4"), ["10.8.0.1/32"]);
+    for cidr in ["fd00:8::1/64", "10.8.0.1/32"] {
+        assert!(del(&[cidr, "--dev", "p0"]).ok().changed());
+        assert!(!del(&[cidr, "--dev", "p0"]).ok().changed());
+    }
+    // p1 kept its own
+    let p1 = ip_json(Some(&a), &["addr", "show", "dev", "p1", "scope", "global"]);
+    assert_eq!(p1[0]["addr_info"].as_array().unwrap().len(), 2, "{p1}");
+    finish(lab);
+}
+
 /// `ip -j`'s label of the address `local` in `ns`.
 fn find_label(ns: &str, local: &str) -> Value {
     let links = ip_json(Some(ns), &["addr", "show"]);

@@ -9,6 +9,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessa
 use rtnetlink::Handle;
 use serde::Serialize;
 
+use common::family::Family;
 use common::link::LinkExt;
 use common::types::{parse_cidr, IfName};
 use common::{Context, Ctx, Error, Outcome, Result};
@@ -236,10 +237,23 @@ impl Addr {
     }
 }
 
-/// The addresses on `dev` and its index.
-async fn on_dev(handle: &Handle, dev: &IfName, here: &str) -> Result<(u32, Vec<AddressMessage>)> {
+/// The addresses on `dev` that CIDR's address could be (its family's; of IPv6, that address
+/// alone), and its index.
+async fn on_dev(
+    handle: &Handle,
+    cidr: IpNet,
+    dev: &IfName,
+    here: &str,
+) -> Result<(u32, Vec<AddressMessage>)> {
     let index = common::nl::link_index(handle, dev.as_str(), here).await?;
-    Ok((index, super::addresses(handle, Some(index)).await?))
+    let present = match cidr.addr() {
+        IpAddr::V6(ip) => super::address6(handle, index, ip)
+            .await?
+            .into_iter()
+            .collect(),
+        IpAddr::V4(_) => super::addresses(handle, Some(index), Some(Family::V4)).await?,
+    };
+    Ok((index, present))
 }
 
 async fn add(
@@ -251,7 +265,7 @@ async fn add(
     here: &str,
     check: bool,
 ) -> Result<bool> {
-    let (index, present) = on_dev(handle, dev, here).await?;
+    let (index, present) = on_dev(handle, cidr, dev, here).await?;
     if present.iter().any(|a| is_plain(a, cidr, dev)) {
         return Ok(false);
     }
@@ -295,7 +309,7 @@ async fn add(
 }
 
 async fn del(handle: &Handle, cidr: IpNet, dev: &IfName, here: &str, check: bool) -> Result<bool> {
-    let (_, present) = on_dev(handle, dev, here).await?;
+    let (_, present) = on_dev(handle, cidr, dev, here).await?;
     let Some(a) = present.into_iter().find(|a| addr_cidr(a) == Some(cidr)) else {
         return Ok(false);
     };
@@ -335,7 +349,7 @@ async fn list(
         }
     };
     let name_of = |i: u32| names.get(&i).cloned().unwrap_or_else(|| i.to_string());
-    Ok(super::addresses(handle, index)
+    Ok(super::addresses(handle, index, None)
         .await?
         .iter()
         .filter_map(|a| {

@@ -244,8 +244,8 @@ async fn list(
     let mut addresses: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let addressed = match (dev, links.first()) {
         (Some(_), None) => Vec::new(),
-        (Some(_), Some(l)) => super::addresses(handle, Some(l.header.index)).await?,
-        (None, _) => super::addresses(handle, None).await?,
+        (Some(_), Some(l)) => super::addresses(handle, Some(l.header.index), None).await?,
+        (None, _) => super::addresses(handle, None, None).await?,
     };
     for a in addressed {
         let dev = names
