@@ -947,6 +947,50 @@ fn idempotency_and_check() {
     assert!(!main.is_empty() && main.iter().all(|r| r.table == json!("main")));
 }
 
+/// A rule with a priority and an action is added without reading the rules first (the
+/// kernel refuses a second equal one): one already there, made by `ip rule`, is reported
+/// unchanged and not added again; one the kernel calls equal that is not this one (the same
+/// selectors inverted, a goto to another priority) is refused, exit 1, and nothing changes;
+/// one that differs in its table is added beside it.
+#[test]
+fn a_rule_of_a_given_priority_is_added_once_and_an_equal_other_refused() {
+    let lab = Lab::new();
+    let ns = lab.netns("e");
+    ip_in(&ns, "rule add fwmark 0x5 lookup 100 pref 500");
+    ip_in(&ns, "rule add fwmark 0x6 goto 900 pref 600");
+    let before = state(&ns);
+    let add = |args: &[&str]| rt(&ns, &[&["rule", "add"][..], args].concat());
+    let again = add(&["--fwmark", "0x5", "--table", "100", "--priority", "500"]).ok();
+    assert!(!again.changed());
+    assert_eq!(again.json()["rule"]["priority"], 500);
+    assert!(
+        !add(&["--fwmark", "0x6", "--goto", "900", "--priority", "600"])
+            .ok()
+            .changed()
+    );
+    assert_eq!(state(&ns), before);
+    add(&[
+        "--not",
+        "--fwmark",
+        "0x5",
+        "--table",
+        "100",
+        "--priority",
+        "500",
+    ])
+    .fails(1, "not this one");
+    add(&["--fwmark", "0x6", "--goto", "901", "--priority", "600"]).fails(1, "not this one");
+    assert_eq!(state(&ns), before);
+    let other = add(&["--fwmark", "0x5", "--table", "101", "--priority", "500"]).ok();
+    assert!(other.changed());
+    assert_eq!(other.json()["rule"]["table_id"], 101);
+    let at_500: Vec<Rule> = ip_rules(&ns, "inet")
+        .into_iter()
+        .filter(|r| r.priority == Some(500))
+        .collect();
+    assert_eq!(at_500.len(), 2, "{at_500:?}");
+}
+
 /// Bad input: exit 2 naming the value (or 1 for a missing device), stdout empty, nothing
 /// changed.
 #[test]
