@@ -408,7 +408,7 @@ impl<'e> Hub<'e> {
             }
         }
         // first what needs no client key: namespaces, addresses, NAT rules, and (in its lane,
-        // after its key) a zones tunnel; then what does
+        // after its key) a zones tunnel with its routes and rules; then what does
         let first_stage = |s: &Step| s.lane.is_some() || matches!(s.tool, Nsctl | Natctl);
         let remake = self.remakes(names)?;
         if self.run.check && c.zones() {
@@ -427,7 +427,7 @@ impl<'e> Hub<'e> {
                 .into_iter()
                 .filter(first_stage),
         );
-        let made = self.stage(first, &[Wgctl, Nsctl, Natctl])?;
+        let made = self.stage(first, &[Wgctl, Nsctl, Natctl, Routectl])?;
         self.take_keys(names, &made)?;
         let then: Vec<Step> = self
             .peer_steps(names, &remake)

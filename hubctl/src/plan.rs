@@ -369,28 +369,32 @@ impl Layout<'_> {
                 .into_iter()
                 .map(|l| Step::new(Natctl, n, l).in_lane(CENTER_NAT_LANE.to_string())),
         );
-        s.push(Step::new(
-            Routectl,
-            n,
-            format!("{co}route add default --dev {wg} --table {mark}"),
-        ));
-        s.push(Step::new(
-            Routectl,
-            n,
-            format!(
-                "{co}route add {} --dev {} --table {mark}",
-                c.cidr_text,
-                c.center_if()
+        // (its table and rules, in its lane after its tunnel, which they name: they steer only
+        // its own connections' replies, so they need no client, and are made beside its NAT)
+        let mut routes = vec![
+            Step::new(
+                Routectl,
+                n,
+                format!("{co}route add default --dev {wg} --table {mark}"),
             ),
-        ));
-        s.extend(self.zone_rule_steps(peer, false));
+            Step::new(
+                Routectl,
+                n,
+                format!(
+                    "{co}route add {} --dev {} --table {mark}",
+                    c.cidr_text,
+                    c.center_if()
+                ),
+            ),
+        ];
+        routes.extend(self.zone_rule_steps(peer, false));
         if let (Some(_), Some(v6)) = (a6, &c.v6) {
-            s.push(Step::new(
+            routes.push(Step::new(
                 Routectl,
                 n,
                 format!("{co}route add ::/0 --dev {wg} --table {mark}"),
             ));
-            s.push(Step::new(
+            routes.push(Step::new(
                 Routectl,
                 n,
                 format!(
@@ -399,8 +403,9 @@ impl Layout<'_> {
                     c.center_if()
                 ),
             ));
-            s.extend(self.zone_rule_steps(peer, true));
+            routes.extend(self.zone_rule_steps(peer, true));
         }
+        s.extend(routes.into_iter().map(|r| r.in_lane(lane(n))));
         s
     }
 
