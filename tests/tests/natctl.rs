@@ -1003,6 +1003,23 @@ fn stored_ids_hold_only_while_the_ruleset_is_unchanged() {
     assert_eq!(kernel_rule_count(&ns), 300);
     assert!(!check(7).changed);
 
+    // The stored snapshot changed behind natctl's back (rule 8's line cut, the header kept): not
+    // what natctl wrote, so not trusted; rule 8 is still found, in the kernel.
+    let line8 = format!("{} ", check(8).rule.id);
+    let file = store_file(&ns);
+    let text = std::fs::read_to_string(&file).expect("the stored ids");
+    let cut: String = text
+        .lines()
+        .filter(|l| !l.starts_with(&line8))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(cut, text, "rule 8's line in the stored snapshot");
+    std::fs::write(&file, cut).unwrap();
+    assert!(
+        !check(8).changed,
+        "natctl trusted a snapshot changed behind its back"
+    );
+
     // Two deletes in one batch (one dump), then each id is gone from the kernel.
     let (a, b) = (check(1).rule.id, check(2).rule.id);
     let dels = format!("del {a}\ndel {b}\n");
@@ -4440,7 +4457,7 @@ fn stored_ids_of_earlier_layouts_are_not_trusted() {
         let stored = std::fs::read_to_string(&file).expect("the stored ids");
         let (head, ids) = stored.split_once('\n').unwrap();
         let generation = head
-            .strip_prefix("v6 ")
+            .strip_prefix("v7 ")
             .expect(head)
             .split(' ')
             .next()
