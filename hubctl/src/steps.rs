@@ -255,6 +255,16 @@ impl<'e> Runner<'e> {
         if steps.is_empty() {
             return Ok(Vec::new());
         }
+        // (a step of a tool not in ORDER would never run)
+        debug_assert!(
+            steps.iter().all(|s| order.contains(&s.tool)),
+            "a stage of {order:?} given steps of another tool: {:?}",
+            steps
+                .iter()
+                .filter(|s| !order.contains(&s.tool))
+                .map(|s| format!("{} {}", s.tool.as_str(), s.line))
+                .collect::<Vec<_>>()
+        );
         // the groups: owners (or lanes) dealt round-robin by first appearance
         let mut group_of: HashMap<String, usize> = HashMap::new();
         for s in &steps {
