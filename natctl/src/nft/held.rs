@@ -5,9 +5,9 @@
 //! ids, and each natctl reads them from the store before its first add, to ask about the few ids
 //! of its own lines. So the store's snapshot is kept as its text, its lines sorted by id, and an
 //! id is looked up there by bisection; loading reads no line and allocates nothing per id (the
-//! store checks the snapshot's digest). What changed since (the journal, this process's commits) is a small
-//! map over it. Loading the ids into maps of strings took 7-9 ms of a 10 ms natctl; into a map
-//! keyed by number, 4-5 ms.
+//! store checks the snapshot's digest). What changed since (the journal, this process's
+//! commits) is a small map over it. Loading the ids into maps of strings took 7-9 ms of a 10 ms
+//! natctl; into a map keyed by number, 4-5 ms; checking each line's shape and order, 2 ms.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;

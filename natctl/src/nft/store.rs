@@ -18,15 +18,15 @@
 //! those chains instead of the whole table.
 //!
 //! A file is a snapshot (written to a new file renamed into place), then a journal: one line
-//! appended for each commit of ours since, each naming the generation that commit made. The
-//! snapshot's header gives its length, its number of ids and a digest of its lines, so a load
-//! checks it without reading its 12,000 lines one by one (which took 2 ms of a natctl beside
-//! 1,000 peers), and lets a file that is not what natctl wrote go. So one
+//! appended for each commit of ours since, each naming the generation that commit made. So one
 //! rule added or deleted costs an append, not a rewrite of every id (at 1,000 tunnels, 12,000
 //! ids: 12 rewrites of 0.5 MB for one tunnel's rules); the snapshot is written anew once the
 //! journal is a quarter as long as it. An entry is trusted only when its generation follows the
 //! one before it, and the file only when the last says the generation asked for, so a natctl
-//! killed while appending leaves a file that is merely not trusted.
+//! killed while appending leaves a file that is merely not trusted. The snapshot's first line
+//! gives its number of ids, its length and a digest of its lines: a load checks it without
+//! reading its 12,000 lines one by one (2 ms of a natctl beside 1,000 peers), and does not trust
+//! a snapshot that is not byte for byte what natctl wrote.
 //! Any failure here only means a dump.
 
 use std::fs;

@@ -129,16 +129,18 @@ pub fn addr_cidr(msg: &AddressMessage) -> Option<IpNet> {
     IpNet::new(ip, msg.header.prefix_len).ok()
 }
 
-/// Every address in the namespace, in kernel order; or those of one link (INDEX), of one family
-/// when given, which the kernel picks out (a strict dump, NETLINK_GET_STRICT_CHK): a hub's
-/// center holds an address for every peer on one link and a link-local one on each of a
-/// thousand tunnels, and reading them all to add one made the add grow with the fleet.
+/// Every address in the namespace, in kernel order; or, given a link (INDEX), its addresses of
+/// FAMILY (of both, when None), which the kernel picks out (a strict dump,
+/// NETLINK_GET_STRICT_CHK): a hub's center holds an address for every peer on one link and a
+/// link-local one on each of a thousand tunnels, and reading them all to add one made the add
+/// grow with the fleet.
 pub async fn addresses(
     handle: &Handle,
     index: Option<u32>,
     family: Option<Family>,
 ) -> Result<Vec<AddressMessage>> {
-    let mut req = match index {
+    let req = match index {
+        None => handle.address().get(),
         Some(i) => {
             let mut req = common::nl::connect_filtered()
                 .context("listing addresses")?
@@ -152,11 +154,7 @@ pub async fn addresses(
             }
             req
         }
-        None => handle.address().get(),
     };
-    if let (None, Some(f)) = (index, family) {
-        req.message_mut().header.family = f.netlink();
-    }
     req.execute()
         .try_collect()
         .await
