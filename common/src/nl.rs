@@ -3,8 +3,10 @@
 
 use std::cell::RefCell;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::Handle;
 
 use crate::error::{Context, Error, Kind, Result};
@@ -80,6 +82,28 @@ pub fn close_all() {
             });
         }
     }
+}
+
+/// Sends MSG as one request that is not a dump (NLM_F_REQUEST and FLAGS, e.g. NLM_F_EXCL or
+/// NLM_F_ECHO) and returns what the kernel answers with; an error answer is the error. For the
+/// requests rtnetlink's builders do not make: a single address, a namespace id, an echoed add.
+pub async fn ask(
+    handle: &Handle,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+) -> std::result::Result<Vec<RouteNetlinkMessage>, rtnetlink::Error> {
+    let mut req = NetlinkMessage::from(msg);
+    req.header.flags = NLM_F_REQUEST | flags;
+    let mut answers = handle.clone().request(req)?;
+    let mut got = Vec::new();
+    while let Some(answer) = answers.next().await {
+        match answer.payload {
+            NetlinkPayload::InnerMessage(m) => got.push(m),
+            NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
+            _ => {}
+        }
+    }
+    Ok(got)
 }
 
 /// True for the "it is not there" family of errors ([`Kind::NotFound`]).

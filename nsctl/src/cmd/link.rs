@@ -5,11 +5,9 @@ use std::os::fd::AsRawFd;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Subcommand};
-use futures::StreamExt;
 use netlink_packet_route::link::{InfoKind, LinkMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use rtnetlink::{Handle, LinkUnspec};
 use serde::Serialize;
 
@@ -377,18 +375,16 @@ async fn named_nsids(handle: &Handle, nsids: &BTreeSet<i32>) -> BTreeMap<i32, Pe
 async fn nsid_of(handle: &Handle, which: NsidAttribute) -> Option<i32> {
     let mut msg = NsidMessage::default();
     msg.attributes = vec![which];
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
-    req.header.flags = NLM_F_REQUEST;
-    let mut answers = handle.clone().request(req).ok()?;
-    while let Some(answer) = answers.next().await {
-        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) = answer.payload {
-            return m.attributes.iter().find_map(|a| match a {
-                NsidAttribute::Id(id) if *id >= 0 => Some(*id),
-                _ => None,
-            });
-        }
-    }
-    None
+    let answers = common::nl::ask(handle, RouteNetlinkMessage::GetNsId(msg), 0)
+        .await
+        .ok()?;
+    answers.into_iter().find_map(|a| match a {
+        RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
+            NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 /// The name of link `index` in namespace `ns`, if it can be looked up there.

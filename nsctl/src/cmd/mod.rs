@@ -2,9 +2,8 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo, LinkMessage,
@@ -170,25 +169,14 @@ pub async fn address6(handle: &Handle, index: u32, ip: Ipv6Addr) -> Result<Optio
     msg.header.index = index;
     msg.attributes
         .push(AddressAttribute::Address(IpAddr::V6(ip)));
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetAddress(msg));
-    req.header.flags = NLM_F_REQUEST;
-    let asking = || format!("looking up address {ip}");
-    let mut answers = handle.clone().request(req).with_context(asking)?;
-    let mut found = None;
-    while let Some(answer) = answers.next().await {
-        match answer.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => found = Some(a),
-            NetlinkPayload::Error(e) => {
-                let e = rtnetlink::Error::NetlinkError(e);
-                if common::nl::is_absent(&e) {
-                    return Ok(None);
-                }
-                return Err(Error::caused(asking(), e));
-            }
-            _ => {}
-        }
+    match common::nl::ask(handle, RouteNetlinkMessage::GetAddress(msg), 0).await {
+        Ok(answers) => Ok(answers.into_iter().find_map(|a| match a {
+            RouteNetlinkMessage::NewAddress(a) => Some(a),
+            _ => None,
+        })),
+        Err(e) if common::nl::is_absent(&e) => Ok(None),
+        Err(e) => Err(Error::caused(format!("looking up address {ip}"), e)),
     }
-    Ok(found)
 }
 
 /// Sends one RTM_SETLINK built from `msg`, naming the attempt in the error.

@@ -9,11 +9,9 @@ use std::str::FromStr;
 use clap::{Args, Subcommand};
 use common::types::{IfName, Port, PortRange};
 use common::{Context, Ctx, Error, Kind, Outcome, Result};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use netlink_packet_route::route::RouteRealm;
 use netlink_packet_route::rule::{
     RuleAction, RuleAttribute, RuleFlags, RuleMessage, RulePortRange, RuleUidRange,
@@ -644,20 +642,12 @@ async fn add_echoed(
     handle: &Handle,
     msg: RuleMessage,
 ) -> std::result::Result<Option<RuleMessage>, rtnetlink::Error> {
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewRule(msg));
-    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE | NLM_F_ECHO;
-    let mut answers = handle.clone().request(req)?;
-    let mut echoed = None;
-    while let Some(answer) = answers.next().await {
-        match answer.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(rule)) => {
-                echoed = Some(rule);
-            }
-            NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
-            _ => {}
-        }
-    }
-    Ok(echoed)
+    let flags = NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE | NLM_F_ECHO;
+    let answers = common::nl::ask(handle, RouteNetlinkMessage::NewRule(msg), flags).await?;
+    Ok(answers.into_iter().find_map(|a| match a {
+        RouteNetlinkMessage::NewRule(rule) => Some(rule),
+        _ => None,
+    }))
 }
 
 /// The rules of one family (or both), in kernel order, parsed.
