@@ -30,7 +30,7 @@ PACKAGES=(
   iproute2 nftables conntrack wireguard-go wireguard-tools kmod procps util-linux systemd
   iputils-ping netcat-openbsd tcpdump jq shellcheck ansible-core ansible-lint python3-apt python3-prometheus-client
   qrencode zbar-tools bash-completion groff-base man-db dpkg-dev
-  prometheus-node-exporter prometheus iperf3 keepalived iputils-arping
+  prometheus-node-exporter prometheus iperf3 keepalived iputils-arping strace
 )
 VM_PACKAGES=(qemu-system-x86 busybox-static linux-image-amd64 python3-venv binutils)
 VNG_VENV=/opt/virtme-ng

@@ -1,0 +1,222 @@
+#!/bin/bash
+# bench/nft_layout.sh [N...] — what one zones peer's NAT rules cost the kernel to commit beside
+# N others, in two layouts of the same rules:
+#
+#   chains  natctl's layout today: each peer's rules in chains of their own (ten per peer),
+#           reached from the base chains through verdict maps (`iifname vmap @forward.iif`)
+#   maps    the same per-peer work as elements of data maps and sets that a few fixed rules
+#           look up (`ct zone set iifname map @zone_iif`, `snat ip to iifname map @snat_iif`);
+#           no chain per peer
+#
+# For each N (default 10 200 1000) and layout, in a scratch namespace holding N peers' rules:
+#   commit  the kernel's time for the one transaction that adds peer N+1 (its sendmsg, as
+#           `strace -T` times it: nftables validates the table inside it)
+#   link    the kernel's time to create a veth pair there (nftables walks the chains of every
+#           inet table at each device event, under the same mutex a commit holds)
+# Medians of REPEAT (default 7). The peer's rules are those of a zones hub peer (docs/hub.md):
+# its zone both ways, its reply zones from the bridge and from the host, the early drop of
+# spoofed internal sources, its connection mark (set, checked, restored twice), its SNAT for
+# forwarded and local traffic, and its forward and local_in filters.
+#
+# Uses nft, ip and strace (the tools' own code is not measured here: this is the kernel's share,
+# and what a natctl built on data maps could save). Creates only namespaces named nl-*, and
+# removes them, also on Ctrl-C.
+set -euo pipefail
+REPEAT=${REPEAT:-7}
+sizes=("$@")
+((${#sizes[@]})) || sizes=(10 200 1000)
+for n in "${sizes[@]}"; do
+	[[ $n =~ ^[1-9][0-9]{0,3}$ ]] || { echo "nft_layout: N must be 1..9999, not '$n'" >&2 && exit 2; }
+done
+for t in nft ip strace; do
+	command -v "$t" >/dev/null || { echo "nft_layout: needs $t" >&2 && exit 2; }
+done
+((EUID == 0)) || { echo "nft_layout: run as root (it creates network namespaces)" >&2 && exit 2; }
+scratch=$(mktemp -d)
+cleanup() {
+	local ns
+	for ns in $(ip netns list | awk '$1 ~ /^nl-/ {print $1}'); do ip netns del "$ns"; done
+	rm -rf "$scratch"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Peer I's names: its tunnel, address, zone and mark.
+peer() {
+	tun=nlp$1-wg addr=100.64.$(($1 / 250)).$(($1 % 250 + 1)) zone=$((1000 + $1))
+	printf -v mark '%#x' $((0x4e580000 + $1))
+}
+
+# --- chains: natctl's layout -------------------------------------------------------------------
+chains_base() {
+	local stage hook maps
+	echo 'table inet nl {'
+	while read -r stage hook maps; do
+		for m in ${maps//,/ }; do
+			case $m in
+			iif) echo "map $stage.iif { type ifname : verdict; }" ;;
+			dst4) echo "map $stage.dst4 { type ipv4_addr : verdict; }" ;;
+			ctmark) echo "map $stage.ctmark { type mark : verdict; }" ;;
+			esac
+		done
+		echo "chain $stage { ${hook//_/ }; policy accept;"
+		for m in ${maps//,/ }; do
+			case $m in
+			iif) echo "iifname vmap @$stage.iif" ;;
+			dst4) echo "ip daddr vmap @$stage.dst4" ;;
+			ctmark) echo "ct mark vmap @$stage.ctmark" ;;
+			esac
+		done
+		echo '}'
+	done <<-'EOF'
+		zones type_filter_hook_prerouting_priority_raw dst4,iif
+		zones_out type_filter_hook_output_priority_raw dst4
+		connmarks type_filter_hook_prerouting_priority_-160 dst4,iif,ctmark
+		localmarks type_route_hook_output_priority_-160 ctmark,dst4
+		srcnat type_nat_hook_postrouting_priority_100 iif
+		input type_nat_hook_input_priority_100 iif
+		forward type_filter_hook_forward_priority_0 iif
+		local_in type_filter_hook_input_priority_0 iif
+	EOF
+	echo '}'
+}
+
+# chains_peer I add|del: peer I's chains, rules and map elements (or their removal).
+chains_peer() {
+	peer "$1"
+	local -a c=("zones.iif.$tun" "zones.dst4.$addr" "zones_out.dst4.$addr" "connmarks.iif.$tun"
+		"connmarks.ctmark.$mark" "localmarks.ctmark.$mark" "srcnat.iif.$tun" "input.iif.$tun"
+		"forward.iif.$tun" "local_in.iif.$tun")
+	local -a keys=("\"$tun\"" "$addr" "$addr" "\"$tun\"" "$mark" "$mark" "\"$tun\"" "\"$tun\"" "\"$tun\"" "\"$tun\"")
+	local i rest r=(add rule inet nl) m=()
+	for i in "${!c[@]}"; do
+		rest=${c[i]#*.}
+		m+=("${c[i]%%.*}.${rest%%.*}") # the chain's map: zones.dst4.100.64.0.2 is in zones.dst4
+	done
+	if [[ $2 == del ]]; then
+		for i in "${!c[@]}"; do echo "delete element inet nl ${m[i]} { ${keys[i]} }"; done
+		for i in "${!c[@]}"; do echo "delete chain inet nl ${c[i]}"; done
+		return
+	fi
+	for i in "${!c[@]}"; do echo "add chain inet nl ${c[i]}"; done
+	echo "${r[*]} ${c[0]} iifname \"$tun\" ip saddr 100.64.0.0/16 counter drop"
+	echo "${r[*]} ${c[0]} iifname \"$tun\" counter ct zone set $zone"
+	echo "${r[*]} ${c[1]} iifname \"nlhub0\" ip daddr $addr counter ct reply zone set $zone"
+	echo "${r[*]} ${c[2]} ip daddr $addr counter ct reply zone set $zone"
+	echo "${r[*]} ${c[3]} iifname \"$tun\" ct state new ct direction original counter ct mark set $mark"
+	echo "${r[*]} ${c[3]} iifname \"$tun\" ct direction reply ct mark != $mark counter drop"
+	echo "${r[*]} ${c[4]} ct direction reply ct mark $mark counter meta mark set ct mark"
+	echo "${r[*]} ${c[5]} ct direction reply ct mark $mark counter meta mark set ct mark"
+	echo "${r[*]} ${c[6]} meta nfproto ipv4 iifname \"$tun\" counter snat ip to $addr"
+	echo "${r[*]} ${c[7]} meta nfproto ipv4 iifname \"$tun\" counter snat ip to $addr"
+	echo "${r[*]} ${c[8]} iifname \"$tun\" ip daddr 100.64.0.0/16 counter accept"
+	echo "${r[*]} ${c[8]} iifname \"$tun\" ct direction reply counter accept"
+	echo "${r[*]} ${c[8]} iifname \"$tun\" counter drop"
+	echo "${r[*]} ${c[9]} iifname \"$tun\" ip daddr 100.64.0.10 counter accept"
+	echo "${r[*]} ${c[9]} iifname \"$tun\" ct direction reply counter accept"
+	echo "${r[*]} ${c[9]} iifname \"$tun\" counter drop"
+	for i in "${!c[@]}"; do echo "add element inet nl ${m[i]} { ${keys[i]} : jump ${c[i]} }"; done
+}
+
+# --- maps: the same work as elements -----------------------------------------------------------
+maps_base() {
+	cat <<-'EOF'
+		table inet nl {
+		map zone_iif { typeof iifname : ct zone; counter; }
+		map zone_dst4 { typeof iifname . ip daddr : ct zone; counter; }
+		map zone_out4 { typeof ip daddr : ct zone; counter; }
+		map mark_iif { typeof iifname : ct mark; counter; }
+		set mark_pair { typeof iifname . ct mark; counter; }
+		set mark_own { typeof ct mark; counter; }
+		map snat_iif { typeof iifname : ip saddr; counter; }
+		set early_drop { typeof iifname . ip saddr; flags interval; counter; }
+		set fwd_accept { typeof iifname . ip daddr; flags interval; counter; }
+		set local_accept { typeof iifname . ip daddr; counter; }
+		set tunnels { typeof iifname; counter; }
+		chain zones { type filter hook prerouting priority raw; policy accept;
+		iifname . ip saddr @early_drop drop
+		ct zone set iifname map @zone_iif
+		ct reply zone set iifname . ip daddr map @zone_dst4
+		}
+		chain zones_out { type filter hook output priority raw; policy accept;
+		ct reply zone set ip daddr map @zone_out4
+		}
+		chain connmarks { type filter hook prerouting priority -160; policy accept;
+		ct state new ct direction original ct mark set iifname map @mark_iif
+		ct direction reply iifname @tunnels iifname . ct mark != @mark_pair drop
+		ct direction reply ct mark @mark_own meta mark set ct mark
+		}
+		chain localmarks { type route hook output priority -160; policy accept;
+		ct direction reply ct mark @mark_own meta mark set ct mark
+		}
+		chain srcnat { type nat hook postrouting priority 100; policy accept;
+		meta nfproto ipv4 snat ip to iifname map @snat_iif
+		}
+		chain input { type nat hook input priority 100; policy accept;
+		meta nfproto ipv4 snat ip to iifname map @snat_iif
+		}
+		chain forward { type filter hook forward priority 0; policy accept;
+		iifname . ip daddr @fwd_accept accept
+		ct direction reply iifname @tunnels accept
+		iifname @tunnels drop
+		}
+		chain local_in { type filter hook input priority 0; policy accept;
+		iifname . ip daddr @local_accept accept
+		ct direction reply iifname @tunnels accept
+		iifname @tunnels drop
+		}
+		}
+	EOF
+}
+
+# maps_peer I add|del: peer I's elements (or their removal).
+maps_peer() {
+	peer "$1"
+	local -a e=("zone_iif { \"$tun\" : $zone }" "zone_dst4 { \"nlhub0\" . $addr : $zone }"
+		"zone_out4 { $addr : $zone }" "mark_iif { \"$tun\" : $mark }" "mark_pair { \"$tun\" . $mark }"
+		"mark_own { $mark }" "snat_iif { \"$tun\" : $addr }" "early_drop { \"$tun\" . 100.64.0.0/16 }"
+		"fwd_accept { \"$tun\" . 100.64.0.0/16 }" "local_accept { \"$tun\" . 100.64.0.10 }"
+		"tunnels { \"$tun\" }")
+	local x
+	for x in "${e[@]}"; do
+		if [[ $2 == del ]]; then
+			x=${x% : *}
+			[[ $x == *' }' ]] || x+=' }'
+			echo "delete element inet nl $x"
+		else
+			echo "add element inet nl $x"
+		fi
+	done
+}
+
+# slowest_sendmsg FILE: the longest sendmsg in an `strace -T` log, in ms.
+slowest_sendmsg() {
+	awk -F'<' '/^sendmsg/ { t = $NF + 0; if (t > m) m = t } END { printf "%.2f\n", m * 1000 }' "$1"
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+printf '%-6s %-7s %12s %10s\n' N layout 'commit ms' 'link ms'
+for n in "${sizes[@]}"; do
+	for layout in chains maps; do
+		ns=nl-$layout-$n
+		ip netns add "$ns"
+		{
+			"${layout}_base"
+			for ((i = 1; i <= n; i++)); do "${layout}_peer" "$i" add; done
+		} >"$scratch/all.nft"
+		ip netns exec "$ns" nft -f "$scratch/all.nft"
+		"${layout}_peer" $((n + 1)) add >"$scratch/one.nft"
+		"${layout}_peer" $((n + 1)) del >"$scratch/undo.nft"
+		commits=() links=()
+		for ((r = 0; r < REPEAT; r++)); do
+			ip netns exec "$ns" strace -T -e trace=sendmsg -o "$scratch/trace" nft -f "$scratch/one.nft"
+			commits+=("$(slowest_sendmsg "$scratch/trace")")
+			ip netns exec "$ns" nft -f "$scratch/undo.nft"
+			strace -T -e trace=sendmsg -o "$scratch/trace" ip -n "$ns" link add nlva type veth peer name nlvb
+			links+=("$(slowest_sendmsg "$scratch/trace")")
+			ip -n "$ns" link del nlva
+		done
+		printf '%-6s %-7s %12s %10s\n' "$n" "$layout" "$(median "${commits[@]}")" "$(median "${links[@]}")"
+		ip netns del "$ns"
+	done
+done
