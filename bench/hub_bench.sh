@@ -37,7 +37,6 @@ timed() {
 	printf -v "${var}_wall" '%s' "$(awk -v x="$w" 'BEGIN {printf "%d", x * 1000}')"
 	printf -v "${var}_cpu" '%s' "$(awk -v u="$u" -v s="$s" 'BEGIN {printf "%d", (u + s) * 1000}')"
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 P=hb$(printf '%03x' $((RANDOM % 4096)))
 export HUB_NS=${P}hub HUB_PREFIX=$P

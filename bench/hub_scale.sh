@@ -97,7 +97,6 @@ busy_pct() {
 	idle=$((b[4] + b[5] - a[4] - a[5]))
 	echo $((100 * (total - idle) / (total ? total : 1)))
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 # own_ms FILE: the CPU the hub itself used (ms, one decimal), from what NX_OWN_CPU=FILE collected:
 # the script's `times` (after a line "bash") and hubctl's "hubctl USER_US SYS_US".
 own_ms() {

@@ -22,6 +22,9 @@
 # and what a natctl built on data maps could save). Creates only namespaces named nl-*, and
 # removes them, also on Ctrl-C.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$here/lib.sh"
 REPEAT=${REPEAT:-7}
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(10 200 1000)
@@ -193,7 +196,6 @@ maps_peer() {
 slowest_sendmsg() {
 	awk -F'<' '/^sendmsg/ { t = $NF + 0; if (t > m) m = t } END { printf "%.2f\n", m * 1000 }' "$1"
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 printf '%-6s %-7s %12s %10s\n' N layout 'commit ms' 'link ms'
 for n in "${sizes[@]}"; do
