@@ -13,14 +13,19 @@
 #           `strace -T` times it: nftables validates the table inside it)
 #   link    the kernel's time to create a veth pair there (nftables walks the chains of every
 #           inet table at each device event, under the same mutex a commit holds)
+#   kpps    with PPS=1: UDP packets of 64 bytes a second (thousands) that iperf3 sends through
+#           the namespace as a router, from a device behind one of the N peers' tunnels (a veth
+#           named like it) to a server on the internal side, so that every rule of that peer
+#           applies; against the same router with no rules at all (layout "none"). ROUNDS
+#           (default 3) runs of DURATION (default 4) s each; needs iperf3 and jq.
 # Medians of REPEAT (default 7). The peer's rules are those of a zones hub peer (docs/hub.md):
 # its zone both ways, its reply zones from the bridge and from the host, the early drop of
 # spoofed internal sources, its connection mark (set, checked, restored twice), its SNAT for
 # forwarded and local traffic, and its forward and local_in filters.
 #
-# Uses nft, ip and strace (the tools' own code is not measured here: this is the kernel's share,
-# and what a natctl built on data maps could save). Creates only namespaces named nl-*, and
-# removes them, also on Ctrl-C.
+# Uses nft, ip and strace, and with PPS=1 iperf3 and jq. The tools' own code is not measured here:
+# this is the kernel's share, and what a natctl built on data maps could save. Creates only
+# namespaces named nl-*, and removes them, also on Ctrl-C.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -31,7 +36,10 @@ sizes=("$@")
 for n in "${sizes[@]}"; do
 	[[ $n =~ ^[1-9][0-9]{0,3}$ ]] || { echo "nft_layout: N must be 1..9999, not '$n'" >&2 && exit 2; }
 done
-for t in nft ip strace; do
+PPS=${PPS:-0} ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-4}
+tools=(nft ip strace)
+((!PPS)) || tools+=(iperf3 jq)
+for t in "${tools[@]}"; do
 	command -v "$t" >/dev/null || { echo "nft_layout: needs $t" >&2 && exit 2; }
 done
 ((EUID == 0)) || { echo "nft_layout: run as root (it creates network namespaces)" >&2 && exit 2; }
@@ -197,7 +205,54 @@ slowest_sendmsg() {
 	awk -F'<' '/^sendmsg/ { t = $NF + 0; if (t > m) m = t } END { printf "%.2f\n", m * 1000 }' "$1"
 }
 
-printf '%-6s %-7s %12s %10s\n' N layout 'commit ms' 'link ms'
+# kpps_through NS K: the median of ROUNDS iperf3 runs (UDP, 64-byte payloads, as fast as it
+# sends), in thousands of packets a second received, from a device (namespace nl-dev) behind peer
+# K's tunnel in NS to a server (namespace nl-srv) beside NS's bridge port, NS routing between
+# them; the device's address is outside the hub's prefix and the server's inside, as a device
+# reaching the center. The two namespaces and their links go after.
+kpps_through() {
+	local ns=$1 r got link at dev
+	local tun=nlp$2-wg addr=100.64.$(($2 / 250)).$(($2 % 250 + 1))
+	local -a runs=()
+	ip netns add nl-dev
+	ip netns add nl-srv
+	ip link add nlde netns nl-dev type veth peer name "$tun" netns "$ns"
+	ip link add nlse netns nl-srv type veth peer name nlhub0 netns "$ns"
+	ip -n nl-dev addr add 10.9.0.2/24 dev nlde
+	ip -n "$ns" addr add 10.9.0.1/24 dev "$tun"
+	ip -n "$ns" addr add 100.64.0.10/16 dev nlhub0
+	ip -n "$ns" addr add "$addr/32" dev nlhub0 # (the peer's address, as the hub holds it)
+	ip -n nl-srv addr add 100.64.0.20/16 dev nlse
+	for link in "nl-dev nlde" "nl-dev lo" "$ns $tun" "$ns nlhub0" "$ns lo" "nl-srv nlse" "nl-srv lo"; do
+		read -r at dev <<<"$link"
+		ip -n "$at" link set "$dev" up
+	done
+	ip -n nl-dev route add default via 10.9.0.1
+	ip -n nl-srv route add default via 100.64.0.10
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+	for ((r = 0; r < ROUNDS; r++)); do
+		ip netns exec nl-srv iperf3 -s -1 -D -p 5201 >/dev/null
+		for _ in {1..100}; do
+			[[ -z $(ip netns exec nl-srv ss -Hltn 'sport = :5201') ]] || break
+			sleep 0.02
+		done
+		got=$(ip netns exec nl-dev iperf3 -c 100.64.0.20 -u -l 64 -b 0 -t "$DURATION" -J |
+			jq -r '.end.sum | (.packets - .lost_packets) / .seconds / 1000 | floor')
+		runs+=("$got")
+	done
+	ip netns del nl-dev
+	ip netns del nl-srv
+	median "${runs[@]}"
+}
+
+printf '%-6s %-7s %12s %10s' N layout 'commit ms' 'link ms'
+((!PPS)) || printf ' %8s' kpps
+echo
+if ((PPS)); then
+	ip netns add nl-none
+	printf '%-6s %-7s %12s %10s %8s\n' - none - - "$(kpps_through nl-none 1)"
+	ip netns del nl-none
+fi
 for n in "${sizes[@]}"; do
 	for layout in chains maps; do
 		ns=nl-$layout-$n
@@ -218,7 +273,9 @@ for n in "${sizes[@]}"; do
 			links+=("$(slowest_sendmsg "$scratch/trace")")
 			ip -n "$ns" link del nlva
 		done
-		printf '%-6s %-7s %12s %10s\n' "$n" "$layout" "$(median "${commits[@]}")" "$(median "${links[@]}")"
+		printf '%-6s %-7s %12s %10s' "$n" "$layout" "$(median "${commits[@]}")" "$(median "${links[@]}")"
+		((!PPS)) || printf ' %8s' "$(kpps_through "$ns" $(((n + 1) / 2)))"
+		echo
 		ip netns del "$ns"
 	done
 done
