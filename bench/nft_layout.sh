@@ -46,6 +46,8 @@ done
 scratch=$(mktemp -d)
 cleanup() {
 	local ns
+	# (a server still waiting for its client, when the run is cut short)
+	[[ ! -s $scratch/iperf3.pid ]] || kill "$(<"$scratch/iperf3.pid")" 2>/dev/null || true
 	for ns in $(ip netns list | awk '$1 ~ /^nl-/ {print $1}'); do ip netns del "$ns"; done
 	rm -rf "$scratch"
 }
@@ -231,7 +233,7 @@ kpps_through() {
 	ip -n nl-srv route add default via 100.64.0.10
 	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
 	for ((r = 0; r < ROUNDS; r++)); do
-		ip netns exec nl-srv iperf3 -s -1 -D -p 5201 >/dev/null
+		ip netns exec nl-srv iperf3 -s -1 -D -p 5201 -I "$scratch/iperf3.pid" >/dev/null
 		for _ in {1..100}; do
 			[[ -z $(ip netns exec nl-srv ss -Hltn 'sport = :5201') ]] || break
 			sleep 0.02
