@@ -62,7 +62,7 @@ peer() {
 
 # --- chains: natctl's layout -------------------------------------------------------------------
 chains_base() {
-	local stage hook maps
+	local stage hook maps m
 	echo 'table inet nl {'
 	while read -r stage hook maps; do
 		for m in ${maps//,/ }; do
