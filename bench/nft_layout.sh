@@ -1,12 +1,14 @@
 #!/bin/bash
 # bench/nft_layout.sh [N...] — what one zones peer's NAT rules cost the kernel to commit beside
-# N others, in two layouts of the same rules:
+# N others, in three layouts of the same rules:
 #
 #   chains  natctl's layout today: each peer's rules in chains of their own (ten per peer),
 #           reached from the base chains through verdict maps (`iifname vmap @forward.iif`)
 #   maps    the same per-peer work as elements of data maps and sets that a few fixed rules
 #           look up (`ct zone set iifname map @zone_iif`, `snat ip to iifname map @snat_iif`);
 #           no chain per peer
+#   exact   maps, but the early drop and the forward accept match the hub's prefix in their
+#           rule, so that every set has exact keys (no interval set)
 #
 # For each N (default 10 200 1000) and layout, in a scratch namespace holding N peers' rules:
 #   commit  the kernel's time for the one transaction that adds peer N+1 (its sendmsg, as
@@ -14,10 +16,10 @@
 #   link    the kernel's time to create a veth pair there (nftables walks the chains of every
 #           inet table at each device event, under the same mutex a commit holds)
 #   kpps    with PPS=1: UDP packets of 64 bytes a second (thousands) that iperf3 sends through
-#           the namespace as a router, from a device behind one of the N peers' tunnels (a veth
+#           the namespace as a router, from a device behind the middle peer's tunnel (a veth
 #           named like it) to a server on the internal side, so that every rule of that peer
-#           applies; against the same router with no rules at all (layout "none"). ROUNDS
-#           (default 3) runs of DURATION (default 4) s each; needs iperf3 and jq.
+#           applies; "x none": against the same router with no rules, measured just before
+#           each run. ROUNDS (default 3) pairs of DURATION (default 4) s; needs iperf3 and jq.
 # Medians of REPEAT (default 7). The peer's rules are those of a zones hub peer (docs/hub.md):
 # its zone both ways, its reply zones from the bridge and from the host, the early drop of
 # spoofed internal sources, its connection mark (set, checked, restored twice), its SNAT for
@@ -132,8 +134,19 @@ chains_peer() {
 }
 
 # --- maps: the same work as elements -----------------------------------------------------------
+# maps_base [exact]: with "exact", the early drop and the forward accept match the hub's prefix
+# in their rule and look the interface up alone, so that every set has exact keys (no interval
+# set, whose lookup table nftables rebuilds at each commit); without, a set holds the prefix
+# beside each interface, as natctl's arguments name it for each peer.
 maps_base() {
-	cat <<-'EOF'
+	local prefix_sets='' early='iifname . ip saddr @early_drop drop' fwd='iifname . ip daddr @fwd_accept accept'
+	if [[ ${1:-} == exact ]]; then
+		early='iifname @tunnels ip saddr 100.64.0.0/16 drop' fwd='iifname @tunnels ip daddr 100.64.0.0/16 accept'
+	else
+		prefix_sets='set early_drop { typeof iifname . ip saddr; flags interval; counter; }
+		set fwd_accept { typeof iifname . ip daddr; flags interval; counter; }'
+	fi
+	cat <<-EOF
 		table inet nl {
 		map zone_iif { typeof iifname : ct zone; counter; }
 		map zone_dst4 { typeof iifname . ip daddr : ct zone; counter; }
@@ -142,12 +155,11 @@ maps_base() {
 		set mark_pair { typeof iifname . ct mark; counter; }
 		set mark_own { typeof ct mark; counter; }
 		map snat_iif { typeof iifname : ip saddr; counter; }
-		set early_drop { typeof iifname . ip saddr; flags interval; counter; }
-		set fwd_accept { typeof iifname . ip daddr; flags interval; counter; }
+		$prefix_sets
 		set local_accept { typeof iifname . ip daddr; counter; }
 		set tunnels { typeof iifname; counter; }
 		chain zones { type filter hook prerouting priority raw; policy accept;
-		iifname . ip saddr @early_drop drop
+		$early
 		ct zone set iifname map @zone_iif
 		ct reply zone set iifname . ip daddr map @zone_dst4
 		}
@@ -169,7 +181,7 @@ maps_base() {
 		meta nfproto ipv4 snat ip to iifname map @snat_iif
 		}
 		chain forward { type filter hook forward priority 0; policy accept;
-		iifname . ip daddr @fwd_accept accept
+		$fwd
 		ct direction reply iifname @tunnels accept
 		iifname @tunnels drop
 		}
@@ -182,14 +194,15 @@ maps_base() {
 	EOF
 }
 
-# maps_peer I add|del: peer I's elements (or their removal).
+# maps_peer I add|del [exact]: peer I's elements (or their removal).
 maps_peer() {
 	peer "$1"
 	local -a e=("zone_iif { \"$tun\" : $zone }" "zone_dst4 { \"nlhub0\" . $addr : $zone }"
 		"zone_out4 { $addr : $zone }" "mark_iif { \"$tun\" : $mark }" "mark_pair { \"$tun\" . $mark }"
-		"mark_own { $mark }" "snat_iif { \"$tun\" : $addr }" "early_drop { \"$tun\" . 100.64.0.0/16 }"
-		"fwd_accept { \"$tun\" . 100.64.0.0/16 }" "local_accept { \"$tun\" . 100.64.0.10 }"
+		"mark_own { $mark }" "snat_iif { \"$tun\" : $addr }" "local_accept { \"$tun\" . 100.64.0.10 }"
 		"tunnels { \"$tun\" }")
+	[[ ${3:-} == exact ]] ||
+		e+=("early_drop { \"$tun\" . 100.64.0.0/16 }" "fwd_accept { \"$tun\" . 100.64.0.0/16 }")
 	local x
 	for x in "${e[@]}"; do
 		if [[ $2 == del ]]; then
@@ -202,20 +215,22 @@ maps_peer() {
 	done
 }
 
+# exact: maps with exact keys only (maps_base).
+exact_base() { maps_base exact; }
+exact_peer() { maps_peer "$1" "$2" exact; }
+
 # slowest_sendmsg FILE: the longest sendmsg in an `strace -T` log, in ms.
 slowest_sendmsg() {
 	awk -F'<' '/^sendmsg/ { t = $NF + 0; if (t > m) m = t } END { printf "%.2f\n", m * 1000 }' "$1"
 }
 
-# kpps_through NS K: the median of ROUNDS iperf3 runs (UDP, 64-byte payloads, as fast as it
-# sends), in thousands of packets a second received, from a device (namespace nl-dev) behind peer
-# K's tunnel in NS to a server (namespace nl-srv) beside NS's bridge port, NS routing between
-# them; the device's address is outside the hub's prefix and the server's inside, as a device
-# reaching the center. The two namespaces and their links go after.
-kpps_through() {
-	local ns=$1 r got link at dev
+# router_up NS K: NS as a router between a device (namespace nl-dev) behind peer K's tunnel (a
+# veth named like it) and a server (namespace nl-srv) beside NS's bridge port; the device's
+# address is outside the hub's prefix and the server's inside, as a device reaching the center.
+# router_down removes the two namespaces, and their links with them.
+router_up() {
+	local ns=$1 link at dev
 	local tun=nlp$2-wg addr=100.64.$(($2 / 250)).$(($2 % 250 + 1))
-	local -a runs=()
 	ip netns add nl-dev
 	ip netns add nl-srv
 	ip link add nlde netns nl-dev type veth peer name "$tun" netns "$ns"
@@ -232,31 +247,48 @@ kpps_through() {
 	ip -n nl-dev route add default via 10.9.0.1
 	ip -n nl-srv route add default via 100.64.0.10
 	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
-	for ((r = 0; r < ROUNDS; r++)); do
-		ip netns exec nl-srv iperf3 -s -1 -D -p 5201 -I "$scratch/iperf3.pid" >/dev/null
-		for _ in {1..100}; do
-			[[ -z $(ip netns exec nl-srv ss -Hltn 'sport = :5201') ]] || break
-			sleep 0.02
-		done
-		got=$(ip netns exec nl-dev iperf3 -c 100.64.0.20 -u -l 64 -b 0 -t "$DURATION" -J |
-			jq -r '.end.sum | (.packets - .lost_packets) / .seconds / 1000 | floor')
-		runs+=("$got")
-	done
+}
+router_down() {
 	ip netns del nl-dev
 	ip netns del nl-srv
-	median "${runs[@]}"
+}
+
+# kpps_through NS K: one iperf3 run (UDP, 64-byte payloads, as fast as it sends) from the device
+# to the server through NS (router_up), in thousands of packets a second received.
+kpps_through() {
+	router_up "$@"
+	ip netns exec nl-srv iperf3 -s -1 -D -p 5201 -I "$scratch/iperf3.pid" >/dev/null
+	for _ in {1..100}; do
+		[[ -z $(ip netns exec nl-srv ss -Hltn 'sport = :5201') ]] || break
+		sleep 0.02
+	done
+	ip netns exec nl-dev iperf3 -c 100.64.0.20 -u -l 64 -b 0 -t "$DURATION" -J |
+		jq -r '.end.sum | (.packets - .lost_packets) / .seconds / 1000 | floor'
+	router_down
+}
+
+# kpps_paired NS K: ROUNDS runs through NS, each just after one through the router without rules
+# (nl-none), as bench/dataplane.sh pairs its paths with their floor: this machine's speed drifts
+# by more within a run than the layouts differ. Prints the median kpps through NS and the median
+# of the paired ratios (x none).
+kpps_paired() {
+	local r bare got
+	local -a runs=() ratios=()
+	for ((r = 0; r < ROUNDS; r++)); do
+		bare=$(kpps_through nl-none 1)
+		got=$(kpps_through "$@")
+		runs+=("$got")
+		ratios+=("$(awk -v a="$got" -v b="$bare" 'BEGIN { printf "%.2f\n", a / (b ? b : 1) }')")
+	done
+	printf ' %8s %7s' "$(median "${runs[@]}")" "$(median "${ratios[@]}")"
 }
 
 printf '%-6s %-7s %12s %10s' N layout 'commit ms' 'link ms'
-((!PPS)) || printf ' %8s' kpps
+((!PPS)) || printf ' %8s %7s' kpps 'x none'
 echo
-if ((PPS)); then
-	ip netns add nl-none
-	printf '%-6s %-7s %12s %10s %8s\n' - none - - "$(kpps_through nl-none 1)"
-	ip netns del nl-none
-fi
+((!PPS)) || ip netns add nl-none
 for n in "${sizes[@]}"; do
-	for layout in chains maps; do
+	for layout in chains maps exact; do
 		ns=nl-$layout-$n
 		ip netns add "$ns"
 		{
@@ -276,7 +308,7 @@ for n in "${sizes[@]}"; do
 			ip -n "$ns" link del nlva
 		done
 		printf '%-6s %-7s %12s %10s' "$n" "$layout" "$(median "${commits[@]}")" "$(median "${links[@]}")"
-		((!PPS)) || printf ' %8s' "$(kpps_through "$ns" $(((n + 1) / 2)))"
+		((!PPS)) || kpps_paired "$ns" $(((n + 1) / 2))
 		echo
 		ip netns del "$ns"
 	done
