@@ -277,6 +277,8 @@ kpps_paired() {
 	for ((r = 0; r < ROUNDS; r++)); do
 		bare=$(kpps_through nl-none 1)
 		got=$(kpps_through "$@")
+		[[ $bare =~ ^[0-9]+$ && $got =~ ^[0-9]+$ ]] ||
+			{ echo "nft_layout: iperf3 through $1 gave no packet rate ('$bare', '$got')" >&2 && exit 1; }
 		runs+=("$got")
 		ratios+=("$(awk -v a="$got" -v b="$bare" 'BEGIN { printf "%.2f\n", a / (b ? b : 1) }')")
 	done

@@ -99,7 +99,10 @@ pub async fn ask(
     while let Some(answer) = answers.next().await {
         match answer.payload {
             NetlinkPayload::InnerMessage(m) => got.push(m),
-            NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
+            // (an acknowledgement is an error message without a code)
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(e))
+            }
             _ => {}
         }
     }
