@@ -602,6 +602,8 @@ fn generated_key_config_pings_the_center() {
         "no IPv6 without HUB_CIDR6: {status}"
     );
 
+    assert_tunnel_ipv6(&hub, "a", false);
+
     let mut client = WgQuickClient::new(&mut hub, "a");
     client.up(&conf);
     assert!(
@@ -915,6 +917,7 @@ fn ipv6_clients_with_one_address_reach_the_center() {
             "{name}'s v6 address in {CIDR6}: {status}"
         );
         assert!(seen6.insert(a6), "distinct v6 addresses: {status}");
+        assert_tunnel_ipv6(&hub, name, true);
         let mut client = WgQuickClient::new(&mut hub, name);
         client.up(&conf);
         clients.push(client);
@@ -970,6 +973,28 @@ fn ipv6_clients_with_one_address_reach_the_center() {
         !seen.contains(&answered(client6)),
         "the clients' own v6 address never reaches the center: {seen}"
     );
+}
+
+/// HUB_MODE=zones: peer `name`'s tunnel, in the center with every other, carries IPv6 only
+/// with HUB_CIDR6 (V6); without, it has no IPv6 route (the kernel walks every IPv6 route of a
+/// namespace at each link change there). HUB_MODE=netns: the tunnel is alone in its namespace,
+/// and keeps the kernel's defaults.
+#[track_caller]
+fn assert_tunnel_ipv6(hub: &HubLab, name: &str, v6: bool) {
+    if hub_mode() != "zones" {
+        return;
+    }
+    let (ns, wg) = (hub.peer_ns(name), hub.peer_wg(name));
+    let key = format!("net.ipv6.conf.{wg}.disable_ipv6");
+    let off = nsh(&ns, &format!("sysctl -n {key}")).ok().stdout;
+    assert_eq!(off.trim(), if v6 { "0" } else { "1" }, "{key}");
+    if !v6 {
+        let routes = ip_json(
+            Some(&ns),
+            &["-6", "route", "show", "table", "all", "dev", &wg],
+        );
+        assert_eq!(routes, serde_json::json!([]), "no IPv6 route via {wg}");
+    }
 }
 
 /// Rekeys peer `name` while its old client stays up and another peer's client pings through

@@ -492,6 +492,40 @@ impl Iface {
         })
     }
 
+    /// Whether the link carries IPv6 in the namespace of `side` (its `disable_ipv6` is 0); None
+    /// where the kernel has no IPv6.
+    pub fn ipv6(&self, side: Side) -> Result<Option<bool>> {
+        let ns = self.ns(side);
+        let path = disable_ipv6_path(&self.name);
+        ns.run(|| match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim() == "0")),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {} in {}", path.display(), ns.label)),
+        })
+    }
+
+    /// Lets the link carry IPv6 or not in the namespace of `side` (like `sysctl -w
+    /// net.ipv6.conf.NAME.disable_ipv6=0|1`): off, it has no link-local address and no IPv6
+    /// route, and takes no IPv6 packet.
+    pub fn set_ipv6(&self, side: Side, on: bool) -> Result<()> {
+        let ns = self.ns(side);
+        let path = disable_ipv6_path(&self.name);
+        let value = if on { "0" } else { "1" };
+        ns.run(|| match std::fs::write(&path, value) {
+            // (a kernel without IPv6 carries none anyway)
+            Err(e) if e.kind() == ErrorKind::NotFound && !on => Ok(()),
+            done => done.with_context(|| {
+                format!(
+                    "setting IPv6 {} on {} in {} ({})",
+                    if on { "on" } else { "off" },
+                    self.name,
+                    ns.label,
+                    path.display()
+                )
+            }),
+        })
+    }
+
     /// Moves the link from the birthplace into `--into-ns` (like `ip link set NAME netns NS2`);
     /// returns whether there was a move to make.
     pub fn move_to_dest(&self) -> Result<bool> {
@@ -735,6 +769,14 @@ pub fn apply(name: &IfName, backend: Backend, update: DeviceUpdate, what: &str) 
 
 // ---------------------------------------------------------------------------------------------
 // wireguard-go processes and UAPI sockets
+
+/// The `disable_ipv6` sysctl of link `name` (/proc/sys/net follows the namespace of the thread
+/// that opens it).
+fn disable_ipv6_path(name: &IfName) -> PathBuf {
+    Path::new("/proc/sys/net/ipv6/conf")
+        .join(name.as_str())
+        .join("disable_ipv6")
+}
 
 /// The UAPI socket of a userspace interface.
 pub fn uapi_path(name: &str) -> PathBuf {

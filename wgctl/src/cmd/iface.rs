@@ -5,8 +5,8 @@
 //! into NS2; and brings it up in NS2. If a step fails, everything it did is undone: the link is
 //! deleted wherever it got to and a wireguard-go it started is stopped.
 //!
-//! `--replace` changes an existing interface's private key, listen port, fwmark and MTU in
-//! place, so it keeps its peers; another backend or userspace implementation, or a new listen
+//! `--replace` changes an existing interface's private key, listen port, fwmark, MTU and IPv6
+//! in place, so it keeps its peers; another backend or userspace implementation, or a new listen
 //! port for boringtun (which would keep the old one open), means deleting it and creating it
 //! anew.
 //!
@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand, ValueHint};
 use common::types::{IfName, NsTarget, Port};
 use common::{vlog, Ctx, Error, Outcome, Result};
@@ -56,6 +57,16 @@ pub struct AddArgs {
     /// Link MTU (like `ip link set NAME mtu N`); default: the backend's (1420)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: Option<u32>,
+    /// Whether the link carries IPv6, set where it ends up before it comes up (like `sysctl -w
+    /// net.ipv6.conf.NAME.disable_ipv6=0|1`): off, it has no link-local address and no IPv6
+    /// route, so the kernel's walks of a namespace's IPv6 routes at each link change do not
+    /// grow with its tunnels; default: as the namespace gives new links
+    #[arg(
+        long,
+        value_name = "on|off",
+        value_parser = PossibleValuesParser::new(["on", "off"]).map(|v| v == "on"),
+    )]
+    pub ipv6: Option<bool>,
     /// Move the interface into namespace NS2 and bring it up there; its UDP socket stays in the
     /// birthplace namespace (like `ip link set NAME netns NS2`)
     #[arg(long, value_name = "NS2", add = common::complete::namespaces())]
@@ -69,8 +80,8 @@ pub struct AddArgs {
     /// (see --replace)
     #[arg(long, value_enum, env = "NIRANSIX_WG_USERSPACE", value_name = "IMPL")]
     pub userspace: Option<Userspace>,
-    /// If NAME exists with a different private key, listen port, fwmark or MTU, change them in
-    /// place (it keeps its peers); with a different backend, delete it and create it anew (its
+    /// If NAME exists with a different private key, listen port, fwmark, MTU or IPv6, change
+    /// them in place (it keeps its peers); with a different backend, delete it and create it anew (its
     /// peers are lost). Without this: exit 1
     #[arg(long)]
     pub replace: bool,
@@ -127,6 +138,8 @@ struct Wanted {
     listen_port: Option<u16>,
     fwmark: Option<u32>,
     mtu: Option<u32>,
+    /// `--ipv6`: whether the link carries IPv6 (None: as it is).
+    ipv6: Option<bool>,
     backend: Option<Backend>,
     /// `--userspace` (or its variable), if given: an interface served by the other one differs.
     userspace: Option<Userspace>,
@@ -148,12 +161,14 @@ impl Wanted {
         })
     }
 
-    /// How an existing interface differs (empty: same settings). Never shows key material.
+    /// How an existing interface differs (empty: same settings); `ipv6`: whether its link
+    /// carries IPv6 (read only when `--ipv6` asks). Never shows key material.
     fn differences(
         &self,
         link: &Link,
         dev: &DeviceInfo,
         running: Option<Userspace>,
+        ipv6: Option<bool>,
     ) -> Vec<String> {
         let mut d = Vec::new();
         if let Some(b) = self.backend.filter(|b| *b != link.backend) {
@@ -180,6 +195,11 @@ impl Wanted {
         if let Some(m) = self.mtu.filter(|m| link.mtu != Some(*m)) {
             d.push(format!("mtu {} (wanted {m})", link.mtu.unwrap_or(0)));
         }
+        if let (Some(on), Some(now)) = (self.ipv6, ipv6) {
+            if on != now {
+                d.push(format!("IPv6 {} (wanted {})", on_off(now), on_off(on)));
+            }
+        }
         d
     }
 
@@ -203,6 +223,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<Outcome> {
         listen_port: a.listen_port.map(|p| p.0),
         fwmark: a.fwmark,
         mtu: a.mtu,
+        ipv6: a.ipv6,
         backend: a.backend.required(),
         userspace: a.userspace,
     };
@@ -316,7 +337,11 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         let out = report(true, iface, Served::of(iface, &link), &want.public, port)?;
         return Ok(Plan::Settled(out));
     }
-    let diffs = want.differences(&link, &dev, running);
+    let ipv6 = match want.ipv6 {
+        Some(_) => iface.ipv6(side)?,
+        None => None,
+    };
+    let diffs = want.differences(&link, &dev, running, ipv6);
     // boringtun (0.7) keeps the socket of its old port open when given a new one.
     let remake = want.other_userspace(&link, running).is_some()
         || (running == Some(Userspace::Boringtun)
@@ -457,6 +482,10 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
     let mark = want.fwmark.filter(|f| *f != old_mark);
     let rekey = dev.public_key.as_ref() != Some(&want.public);
     let mtu = want.mtu.filter(|m| link.mtu != Some(*m));
+    let ipv6 = match want.ipv6 {
+        Some(on) if iface.ipv6(side)? != Some(on) => Some(on),
+        _ => None,
+    };
     if let Some(p) = port {
         iface.check_port_free(p)?;
     }
@@ -466,8 +495,14 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
     }
     if !ctx.check {
         vlog!(1, "updating {name} in {} in place", iface.label(side));
+        if let Some(on) = ipv6 {
+            iface.set_ipv6(side, on)?;
+        }
         if let Some(m) = mtu {
-            iface.set_mtu(side, m)?;
+            if let Err(e) = iface.set_mtu(side, m) {
+                ipv6_back(iface, side, ipv6);
+                return Err(e);
+            }
         }
         let update = Settings {
             private_key: rekey.then(|| want.key.clone()),
@@ -489,12 +524,30 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
             if let Err(u) = undone.and(mtu_back) {
                 vlog!(1, "undo: {u}");
             }
+            ipv6_back(iface, side, ipv6);
             return Err(e);
         }
     }
     finish(ctx, iface, side, link)?;
     let port = port.or(old_port);
     report(true, iface, served, &want.public, port)
+}
+
+/// Puts IPv6 on `side`'s link back as it was before an update set it to `set` (if it did).
+fn ipv6_back(iface: &Iface, side: Side, set: Option<bool>) {
+    if let Some(on) = set {
+        if let Err(u) = iface.set_ipv6(side, !on) {
+            vlog!(1, "undo: {u}");
+        }
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Configures a freshly created interface where its link is (`side`), moves it if that is the
@@ -527,6 +580,10 @@ fn configure(
     }
     if side == Side::Birth {
         *moved = iface.move_to_dest()?;
+    }
+    // (where it ends up: a move gives the link that namespace's defaults)
+    if let Some(on) = want.ipv6 {
+        iface.set_ipv6(Side::Dest, on)?;
     }
     iface.bring_up(used)?;
     match want.listen_port {
