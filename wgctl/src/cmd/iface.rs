@@ -81,8 +81,8 @@ pub struct AddArgs {
     #[arg(long, value_enum, env = "NIRANSIX_WG_USERSPACE", value_name = "IMPL")]
     pub userspace: Option<Userspace>,
     /// If NAME exists with a different private key, listen port, fwmark, MTU or IPv6, change
-    /// them in place (it keeps its peers); with a different backend, delete it and create it anew (its
-    /// peers are lost). Without this: exit 1
+    /// them in place (it keeps its peers); with a different backend, delete it and create it
+    /// anew (its peers are lost). Without this: exit 1
     #[arg(long)]
     pub replace: bool,
 }
@@ -346,7 +346,12 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
     let remake = want.other_userspace(&link, running).is_some()
         || (running == Some(Userspace::Boringtun)
             && want.listen_port.is_some_and(|p| dev.listen_port != Some(p)));
-    let found = Existing { side, link, dev };
+    let found = Existing {
+        side,
+        link,
+        dev,
+        ipv6,
+    };
     if diffs.is_empty() {
         return converge(ctx, iface, &found).map(Plan::Settled);
     }
@@ -442,12 +447,16 @@ struct Existing {
     side: Side,
     link: Link,
     dev: DeviceInfo,
+    /// Whether its link carries IPv6 (read only when `--ipv6` asks).
+    ipv6: Option<bool>,
 }
 
 /// An interface with the wanted settings exists: finish what an interrupted run left undone
 /// (the move, bringing it up), or report that nothing changes.
 fn converge(ctx: &Ctx, iface: &Iface, found: &Existing) -> Result<Outcome> {
-    let Existing { side, link, dev } = found;
+    let Existing {
+        side, link, dev, ..
+    } = found;
     let changed = finish(ctx, iface, *side, link)?;
     let port = dev.listen_port.filter(|p| *p != 0);
     let public = dev.public_key.clone().unwrap_or_else(Key::zero);
@@ -474,7 +483,12 @@ fn finish(ctx: &Ctx, iface: &Iface, side: Side, link: &Link) -> Result<bool> {
 /// like [`converge`]. If the update fails, the MTU and what the update may have set before
 /// failing are put back.
 fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) -> Result<Outcome> {
-    let Existing { side, link, dev } = found;
+    let Existing {
+        side,
+        link,
+        dev,
+        ipv6,
+    } = found;
     let (name, side) = (&iface.name, *side);
     let old_port = dev.listen_port.filter(|p| *p != 0);
     let old_mark = dev.fwmark.unwrap_or(0);
@@ -482,10 +496,7 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
     let mark = want.fwmark.filter(|f| *f != old_mark);
     let rekey = dev.public_key.as_ref() != Some(&want.public);
     let mtu = want.mtu.filter(|m| link.mtu != Some(*m));
-    let ipv6 = match want.ipv6 {
-        Some(on) if iface.ipv6(side)? != Some(on) => Some(on),
-        _ => None,
-    };
+    let ipv6 = want.ipv6.filter(|on| ipv6.is_some_and(|now| now != *on));
     if let Some(p) = port {
         iface.check_port_free(p)?;
     }
