@@ -1400,7 +1400,8 @@ fn iface_replace_changes_key_and_mtu_in_place() {
 /// IPv6 route; what a hub of many tunnels in one namespace asks, since the kernel walks every
 /// IPv6 route there at each link change) and still carries IPv4; asking again changes nothing,
 /// and leaving `--ipv6` out asks nothing. `on` differs (exit 1 naming it, nothing changed)
-/// until `--replace` sets it on the same link, its peer kept. A bad value is exit 2.
+/// until `--replace` sets it on the same link, its peer kept. A bad value is exit 2. A re-run
+/// after a kill before the move, or after the move but before IPv6 and the "up", finishes it.
 #[test]
 fn iface_ipv6_off_then_on_in_place() {
     let (lab, keys) = setup();
@@ -1488,6 +1489,39 @@ fn iface_ipv6_off_then_on_in_place() {
     });
     iface_del(&center, &w, Some(&p));
     iface_del(&k, &c, None);
+
+    // A run killed before the move (configured in the center), then one killed after it
+    // (down, IPv6 not yet set): each re-run finishes it, IPv6 off where it ends up, and up.
+    let v = lab.name("v");
+    let born = ["--listen-port", "51042", "--backend", &be];
+    let add_v = iface_add(
+        &center,
+        &v,
+        &hkey,
+        &plus(&born, &["--into-ns", &p, "--ipv6", "off"]),
+    );
+    wg(&iface_add(&center, &v, &hkey, &born)).ok();
+    let v_state = || {
+        let key = format!("net.ipv6.conf.{v}.disable_ipv6");
+        let off = nsh(&p, &format!("sysctl -n {key}")).ok().stdout;
+        let flags = ip_json(Some(&p), &["link", "show", &v])[0]["flags"].to_string();
+        (off.trim().to_string(), flags.contains("\"UP\""))
+    };
+    applies_once(&add_v);
+    assert!(link_exists(&p, &v) && !link_exists(&center, &v));
+    assert_eq!(
+        v_state(),
+        ("1".to_string(), true),
+        "IPv6 and up, after the move"
+    );
+    sh(&format!(
+        "ip -n {p} link set {v} down && \
+         ip netns exec {p} sysctl -qw net.ipv6.conf.{v}.disable_ipv6=0"
+    ))
+    .ok();
+    applies_once(&add_v);
+    assert_eq!(v_state(), ("1".to_string(), true), "IPv6 and up, finished");
+    iface_del(&center, &v, Some(&p));
     assert_no_leaks();
 }
 

@@ -337,9 +337,11 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         let out = report(true, iface, Served::of(iface, &link), &want.public, port)?;
         return Ok(Plan::Settled(out));
     }
+    // (a link not yet up where it belongs is one an add left unfinished, as is its IPv6, which
+    // is set there just before it comes up: `finish` sets it)
     let ipv6 = match want.ipv6 {
-        Some(_) => iface.ipv6(side)?,
-        None => None,
+        Some(_) if link.up && side == Side::Dest => iface.ipv6(side)?,
+        _ => None,
     };
     let diffs = want.differences(&link, &dev, running, ipv6);
     // boringtun (0.7) keeps the socket of its old port open when given a new one.
@@ -353,7 +355,7 @@ fn plan(ctx: &Ctx, iface: &Iface, want: &Wanted, replace: bool) -> Result<Plan> 
         ipv6,
     };
     if diffs.is_empty() {
-        return converge(ctx, iface, &found).map(Plan::Settled);
+        return converge(ctx, iface, &found, want.ipv6).map(Plan::Settled);
     }
     if !replace {
         return Err(Error::failed(format!(
@@ -452,26 +454,29 @@ struct Existing {
 }
 
 /// An interface with the wanted settings exists: finish what an interrupted run left undone
-/// (the move, bringing it up), or report that nothing changes.
-fn converge(ctx: &Ctx, iface: &Iface, found: &Existing) -> Result<Outcome> {
+/// (the move, the IPv6 asked for, bringing it up), or report that nothing changes.
+fn converge(ctx: &Ctx, iface: &Iface, found: &Existing, ipv6: Option<bool>) -> Result<Outcome> {
     let Existing {
         side, link, dev, ..
     } = found;
-    let changed = finish(ctx, iface, *side, link)?;
+    let changed = finish(ctx, iface, *side, link, ipv6)?;
     let port = dev.listen_port.filter(|p| *p != 0);
     let public = dev.public_key.clone().unwrap_or_else(Key::zero);
     report(changed, iface, Served::of(iface, link), &public, port)
 }
 
-/// Moves an interface an interrupted run left in the birthplace and brings it up, and filters
-/// the listeners of its wireguard-go if they are not (a run killed before it did); returns
-/// whether there was anything to do.
-fn finish(ctx: &Ctx, iface: &Iface, side: Side, link: &Link) -> Result<bool> {
+/// Moves an interface an interrupted run left in the birthplace, gives it the IPv6 asked for
+/// (`ipv6`) and brings it up, and filters the listeners of its wireguard-go if they are not (a
+/// run killed before it did); returns whether there was anything to do.
+fn finish(ctx: &Ctx, iface: &Iface, side: Side, link: &Link, ipv6: Option<bool>) -> Result<bool> {
     let moving = side == Side::Birth && iface.moves();
     let changed = moving || !link.up;
     if changed && !ctx.check {
         if moving {
             iface.move_to_dest()?;
+        }
+        if let Some(on) = ipv6 {
+            iface.set_ipv6(Side::Dest, on)?;
         }
         iface.bring_up(link.backend)?;
     }
@@ -539,7 +544,7 @@ fn update_in_place(ctx: &Ctx, iface: &Iface, found: &Existing, want: &Wanted) ->
             return Err(e);
         }
     }
-    finish(ctx, iface, side, link)?;
+    finish(ctx, iface, side, link, want.ipv6)?;
     let port = port.or(old_port);
     report(true, iface, served, &want.public, port)
 }
