@@ -517,7 +517,7 @@ impl Iface {
             done => done.with_context(|| {
                 format!(
                     "setting IPv6 {} on {} in {} ({})",
-                    if on { "on" } else { "off" },
+                    on_off(on),
                     self.name,
                     ns.label,
                     path.display()
@@ -768,7 +768,16 @@ pub fn apply(name: &IfName, backend: Backend, update: DeviceUpdate, what: &str) 
 }
 
 // ---------------------------------------------------------------------------------------------
-// wireguard-go processes and UAPI sockets
+// A link's IPv6 (a sysctl)
+
+/// A setting's state as the command line and messages say it.
+pub fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
 
 /// The `disable_ipv6` sysctl of link `name` (/proc/sys/net follows the namespace of the thread
 /// that opens it).
@@ -777,6 +786,9 @@ fn disable_ipv6_path(name: &IfName) -> PathBuf {
         .join(name.as_str())
         .join("disable_ipv6")
 }
+
+// ---------------------------------------------------------------------------------------------
+// wireguard-go processes and UAPI sockets
 
 /// The UAPI socket of a userspace interface.
 pub fn uapi_path(name: &str) -> PathBuf {

@@ -23,7 +23,7 @@ use serde::Serialize;
 use wireguard_control::Key;
 
 use crate::backend::{
-    self, Backend, BackendChoice, DeviceInfo, Found, Iface, Link, Settings, Side, Uapi,
+    self, on_off, Backend, BackendChoice, DeviceInfo, Found, Iface, Link, Settings, Side, Uapi,
 };
 use crate::keys;
 use crate::userspace::{self, Userspace};
@@ -555,14 +555,6 @@ fn ipv6_back(iface: &Iface, side: Side, set: Option<bool>) {
         if let Err(u) = iface.set_ipv6(side, !on) {
             vlog!(1, "undo: {u}");
         }
-    }
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
     }
 }
 
