@@ -1,11 +1,11 @@
 //! Links, the same way in every tool: what a link message says about its link
 //! (`link.kind()`, `link.master()`, `link.mtu()`, `link.is_up()`, `link.name()`,
 //! `link.operstate()`, `link.carrier()`, `link.mac()`, `link.link_index()`,
-//! `link.link_netnsid()`), and the two
+//! `link.link_netnsid()`, `link.ipv6()`), and the two
 //! changes every tool makes to a link ([`delete_link_if_exists`], [`set_up`]).
 
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    AfSpecInet6, AfSpecUnspec, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use rtnetlink::{Handle, LinkUnspec};
 
@@ -41,6 +41,11 @@ pub trait LinkExt {
     /// [`LinkExt::link_index`] when that is another one (IFLA_LINK_NETNSID, `ip`'s
     /// `link_netnsid`).
     fn link_netnsid(&self) -> Option<i32>;
+    /// Whether the link takes IPv6: its `net.ipv6.conf.NAME.disable_ipv6` is 0, as the IPv6
+    /// settings the kernel reports with every link say (IFLA_AF_SPEC, AF_INET6,
+    /// IFLA_INET6_CONF). None when it reports none: a kernel without IPv6, or a link without
+    /// (an MTU below IPv6's 1,280).
+    fn ipv6(&self) -> Option<bool>;
 }
 
 impl LinkExt for LinkMessage {
@@ -129,6 +134,20 @@ impl LinkExt for LinkMessage {
             _ => None,
         })
     }
+
+    fn ipv6(&self) -> Option<bool> {
+        let inet6 = self.attributes.iter().find_map(|a| match a {
+            LinkAttribute::AfSpecUnspec(families) => families.iter().find_map(|f| match f {
+                AfSpecUnspec::Inet6(settings) => Some(settings),
+                _ => None,
+            }),
+            _ => None,
+        })?;
+        inet6.iter().find_map(|s| match s {
+            AfSpecInet6::DevConf(conf) => Some(conf.disable_ipv6 == 0),
+            _ => None,
+        })
+    }
 }
 
 /// Deletes link `index` (`ip link del`): `Ok(true)` if it went, `Ok(false)` if it was gone
@@ -202,6 +221,26 @@ mod tests {
         assert_eq!(msg.mac(), None);
         assert_eq!(msg.link_index(), None);
         assert_eq!(msg.link_netnsid(), None);
+        assert_eq!(msg.ipv6(), None);
+    }
+
+    #[test]
+    fn reads_whether_ipv6_is_on() {
+        use netlink_packet_route::link::Inet6DevConf;
+        let with = |disable_ipv6| {
+            let mut conf = Inet6DevConf::default();
+            conf.disable_ipv6 = disable_ipv6;
+            link(vec![LinkAttribute::AfSpecUnspec(vec![
+                AfSpecUnspec::Inet6(vec![AfSpecInet6::DevConf(conf)]),
+            ])])
+        };
+        assert_eq!(with(0).ipv6(), Some(true));
+        assert_eq!(with(1).ipv6(), Some(false));
+        // (IPv4's settings only: the kernel has no IPv6 for the link)
+        let v4 = link(vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(
+            vec![],
+        )])]);
+        assert_eq!(v4.ipv6(), None);
     }
 
     #[test]

@@ -265,6 +265,20 @@ impl Conf {
         self.mode == Mode::Zones
     }
 
+    /// Whether a tunnel takes IPv6 (`wgctl iface add --ipv6 on|off`): on with HUB_CIDR6, which
+    /// it carries; off in a zones hub without it (every tunnel is in the center there, and the
+    /// kernel walks every IPv6 route of a namespace at each link change in it: the three of
+    /// each tunnel, its link-local address, fe80::/64 and ff00::/8, made adding one beside
+    /// 1,000 others cost the kernel ~2 ms more than beside 10). None: as the namespace's
+    /// default (a netns hub without HUB_CIDR6, each tunnel alone in its namespace).
+    pub fn tunnel_ipv6(&self) -> Option<bool> {
+        match (&self.v6, self.zones()) {
+            (Some(_), _) => Some(true),
+            (None, true) => Some(false),
+            (None, false) => None,
+        }
+    }
+
     /// The smallest MTU a tunnel may have (IPv6 inside it needs 1280).
     pub fn mtu_min(&self) -> u32 {
         if self.v6.is_some() {

@@ -293,19 +293,15 @@ impl Layout<'_> {
     /// nothing), then (its last step) its one peer, the client, set in WHERE (a line prefix); --replace: a key,
     /// MTU, keepalive, PSK or allowed-ips that drifted from the record is set back in place (no
     /// new interface: the client's session survives a settings change); --exclusive: a peer
-    /// someone added with `wg set` goes. HUB_MODE=zones without HUB_CIDR6: the interface
-    /// carries no IPv6 (`--ipv6 off`). Every tunnel is in the center there, and the kernel
-    /// walks every IPv6 route of a namespace at each link change in it (a tunnel's MTU set, a
-    /// tunnel removed): the three of each tunnel (link-local address, fe80::/64, ff00::/8) made
-    /// adding one beside 1,000 others cost the kernel ~2 ms more than beside 10.
+    /// someone added with `wg set` goes; its IPv6 is on or off as [`Conf::tunnel_ipv6`] says.
     pub fn tunnel_steps(&self, peer: &Peer, moved: &str, place: &str, remake: bool) -> Vec<Step> {
         let n = peer.name.as_str();
         let wg = Names::of(self.conf, n).wg;
-        let ipv6 = if self.conf.zones() && self.conf.v6.is_none() {
-            " --ipv6 off"
-        } else {
-            ""
-        };
+        let ipv6 = self
+            .conf
+            .tunnel_ipv6()
+            .map(|on| format!(" --ipv6 {}", on_off(on)))
+            .unwrap_or_default();
         let mut s = Vec::new();
         if remake {
             s.push(Step::new(Wgctl, n, format!("{place}iface del {wg}")));
@@ -736,7 +732,8 @@ pub fn ns_opt(ns: &str) -> String {
     }
 }
 
-fn on_off(on: bool) -> &'static str {
+/// `on` or `off`, as the tools' flags take a switch (`--isolated on`, `--ipv6 off`).
+pub fn on_off(on: bool) -> &'static str {
     if on {
         "on"
     } else {

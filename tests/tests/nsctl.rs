@@ -50,6 +50,7 @@ struct LinkEntry {
     state: String,
     operstate: Option<String>,
     carrier: bool,
+    ipv6: Option<bool>,
     master: Option<String>,
     isolated: Option<bool>,
     mtu: u32,
@@ -185,6 +186,16 @@ fn assert_links_match_ip(ns: &str) {
         if flag("UP") {
             assert_eq!(l.carrier, flag("LOWER_UP"), "{ns} {}: carrier", l.name);
         }
+        // IPv6 on or off: the link's disable_ipv6 (no file: the kernel has no IPv6 for it).
+        let key = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", l.name);
+        let disabled = nsh(ns, &format!("cat {key} 2>/dev/null || true"))
+            .ok()
+            .stdout;
+        let ipv6 = match disabled.trim() {
+            "" => None,
+            v => Some(v == "0"),
+        };
+        assert_eq!(l.ipv6, ipv6, "{ns} {}: ipv6 ({key})", l.name);
         // The veth peer: `link` (same namespace), or `link_index` in the namespace that
         // `link_netnsid` names (`ip netns list-id`), or nothing for other kinds.
         let (peer, peer_netns) = match (&t["linkinfo"]["info_kind"], &t["link_netnsid"]) {
@@ -1451,6 +1462,28 @@ fn link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip() {
     let v3 = listed(&l, "v3");
     assert_eq!((v3.operstate.as_deref(), v3.carrier), (Some("up"), true));
     assert_links_match_ip(&a);
+    finish(lab);
+}
+
+#[test]
+fn link_list_shows_whether_each_link_takes_ipv6() {
+    let lab = Lab::new();
+    let a = lab.netns("a");
+    ip_in(&a, "link add v1 type veth peer name v2");
+    ip_in(&a, "link add v3 type veth peer name v4");
+    nsh(&a, "sysctl -qw net.ipv6.conf.v1.disable_ipv6=1").ok();
+    // Below IPv6's minimum MTU a link has no IPv6 at all: the kernel reports nothing.
+    ip_in(&a, "link set v3 mtu 1200");
+    let l = link_list(&a);
+    let ipv6 = |name: &str| listed(&l, name).ipv6;
+    assert_eq!(
+        [ipv6("v1"), ipv6("v2"), ipv6("v3"), ipv6("lo")],
+        [Some(false), Some(true), None, Some(true)]
+    );
+    assert_links_match_ip(&a);
+    // Turned back on: listed so at once.
+    nsh(&a, "sysctl -qw net.ipv6.conf.v1.disable_ipv6=0").ok();
+    assert_eq!(listed(&link_list(&a), "v1").ipv6, Some(true));
     finish(lab);
 }
 

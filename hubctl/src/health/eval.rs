@@ -315,6 +315,7 @@ impl<'a> Health<'a> {
             } else {
                 let cl = &self.shows.links;
                 tunnel_problems(&mut out, i, p, r, pwg, cl, &pwhere);
+                ipv6_problem(&mut out, cl, pwg, conf.tunnel_ipv6());
                 listener_problem(&mut out, i, pwg);
                 let mut own = vec![format!("{address}/32")];
                 if !self.cidr6.is_empty() {
@@ -337,6 +338,7 @@ impl<'a> Health<'a> {
             }
             forwarding_problem(&mut out, &m.fwd, &pwhere);
             tunnel_problems(&mut out, i, p, r, pwg, pl, &pwhere);
+            ipv6_problem(&mut out, pl, pwg, conf.tunnel_ipv6());
             listener_problem(&mut out, i, pwg);
             let routes: Vec<&Route> = m.routes.routes.iter().collect();
             default_route_problem(&mut out, &routes, pwg, Table::Main, "inet", &pwhere);

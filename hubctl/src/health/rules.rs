@@ -1,6 +1,7 @@
 //! One rule each: an object missing, down, or not as recorded, said in words a person can act on.
 
 use super::seen::*;
+use crate::plan::on_off;
 use crate::record::Peer;
 
 /// NAME missing or down.
@@ -162,6 +163,25 @@ pub(super) fn tunnel_problems(
         if have != u64::from(mtu) {
             out.push(format!("{pwg} has MTU {have}, not the recorded {mtu}"));
         }
+    }
+}
+
+/// The tunnel PWG (in PL) takes IPv6 where the hub keeps it off, or not where it carries it
+/// (WANT: [`crate::conf::Conf::tunnel_ipv6`]; None: no opinion).
+pub(super) fn ipv6_problem(out: &mut Vec<String>, pl: &Links, pwg: &str, want: Option<bool>) {
+    let (Some(want), Some(have)) = (want, pl.get(pwg).and_then(|l| l.ipv6)) else {
+        return;
+    };
+    if have != want {
+        let why = if want {
+            "HUB_CIDR6 needs it on"
+        } else {
+            "a zones hub without HUB_CIDR6 keeps it off"
+        };
+        let (have, want) = (on_off(have), on_off(want));
+        out.push(format!(
+            "{pwg} has IPv6 {have}, not {want}: {why} ('hub up' sets it)"
+        ));
     }
 }
 

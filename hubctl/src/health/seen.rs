@@ -35,6 +35,8 @@ pub(super) struct Link {
     pub(super) addresses: Vec<String>,
     /// A bridge port's isolation (nsctl lists it for ports only).
     pub(super) isolated: Option<bool>,
+    /// It takes IPv6 (null: the kernel has no IPv6 for it, or an nsctl that does not say).
+    pub(super) ipv6: Option<bool>,
 }
 
 /// `nsctl sysctl KEY`.

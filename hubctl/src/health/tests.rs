@@ -164,6 +164,52 @@ fn an_unfiltered_listener_is_a_problem_right_after_the_tunnels() {
     assert_eq!(problems(&case.status(), 0), want);
 }
 
+/// Sets `ipv6` on the link NAME in the links of OWNER.
+fn set_ipv6(case: &mut Case, owner: &str, name: &str, ipv6: Value) {
+    let json = case.seen.shows.get_mut(owner).unwrap();
+    let mut show: Value = serde_json::from_str(json).unwrap();
+    let links = show["links"].as_array_mut().unwrap();
+    links.iter_mut().find(|l| l["name"] == name).unwrap()["ipv6"] = ipv6;
+    *json = show.to_string();
+}
+
+#[test]
+fn a_tunnels_ipv6_against_the_hubs_is_a_problem_of_its_peer_only() {
+    for (name, owner, want, problem) in [
+        (
+            "zones-healthy",
+            "center:links",
+            false,
+            "hxa-wg has IPv6 on, not off: a zones hub without HUB_CIDR6 keeps it off ('hub up' sets it)",
+        ),
+        (
+            "zones-v6-healthy",
+            "center:links",
+            true,
+            "hxa-wg has IPv6 off, not on: HUB_CIDR6 needs it on ('hub up' sets it)",
+        ),
+    ] {
+        let mut case = Case::load(name);
+        let healthy = case.status();
+        // (what an nsctl that does not say, or a link without IPv6, reads as: no opinion)
+        set_ipv6(&mut case, owner, "hxa-wg", Value::Null);
+        assert_eq!(case.status(), healthy, "{name}: null is no problem");
+        set_ipv6(&mut case, owner, "hxa-wg", Value::Bool(want));
+        assert_eq!(case.status(), healthy, "{name}: as the hub keeps it");
+        set_ipv6(&mut case, owner, "hxa-wg", Value::Bool(!want));
+        let got = case.status();
+        assert!(problems(&got, 0).iter().any(|p| p == problem), "{name}: {got}");
+        assert_eq!(got["healthy"], false, "{name}");
+        assert_eq!(got["peers"][1], healthy["peers"][1], "{name}: only its peer");
+    }
+    // a netns hub without HUB_CIDR6 has no opinion on its tunnels' IPv6
+    let mut case = Case::load("netns-healthy");
+    let healthy = case.status();
+    set_ipv6(&mut case, "a:links", "hxa-wg", Value::Bool(false));
+    set_ipv6(&mut case, "b:links", "hxb-wg", Value::Bool(true));
+    assert_eq!(case.status(), healthy);
+}
+
 #[test]
 fn tool_outputs_of_another_shape_read_as_absent() {
     let mut case = Case::load("netns-healthy");

@@ -162,6 +162,9 @@ pub struct ListedLink {
     pub operstate: Option<String>,
     /// The link has carrier (IFLA_CARRIER).
     pub carrier: bool,
+    /// It takes IPv6 (`net.ipv6.conf.NAME.disable_ipv6` is 0); null where the kernel has no
+    /// IPv6 for it (an MTU below 1,280, or no IPv6 at all).
+    pub ipv6: Option<bool>,
     /// For a veth: the other end's name, null when its namespace cannot be found (neither
     /// under /run/netns nor the host's). Null for other kinds.
     pub peer: Option<String>,
@@ -287,6 +290,7 @@ async fn list(
             index: l.header.index,
             operstate: l.operstate(),
             carrier: l.carrier().unwrap_or(false),
+            ipv6: l.ipv6(),
             peer,
             peer_netns,
             addresses: addresses.remove(&l.header.index).unwrap_or_default(),
