@@ -380,6 +380,12 @@ fn underlay(lab: &Lab, a: &str, b: &str, tag: &str, net: &str) {
     .ok();
 }
 
+/// How long a wait for a userspace process (its start, its socket, its wake-ups) may take before
+/// it counts as never: it only matters when something is wrong, as a wait ends when its
+/// condition holds. Generous for the VM lane, an emulated machine beside the host's suites,
+/// where a wireguard-go started by hand once took more than 10 s to make its UAPI socket.
+const PROCESS_WAIT: Duration = Duration::from_secs(60);
+
 /// Polls `done` until it holds or `limit` has passed; whether it held.
 fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -396,7 +402,7 @@ fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// True once UDP `port` listens in `ns` (wireguard-go binds within a second of the "up").
 fn udp_ports_eventually(ns: &str, port: u16) -> bool {
-    eventually(Duration::from_secs(10), || udp_ports(ns).contains(&port))
+    eventually(PROCESS_WAIT, || udp_ports(ns).contains(&port))
 }
 
 /// `wg show DEV WHAT` run inside `ns` (WireGuard's own view, for comparison with wgctl's).
@@ -1574,12 +1580,12 @@ fn context_switches(pid: &str) -> u64 {
 }
 
 /// Waits until processes `pids` have been idle for 50 ms (no context switch: what woke them is
-/// handled), for at most 10 s; returns each one's context switches then.
+/// handled), for at most [`PROCESS_WAIT`]; returns each one's context switches then.
 #[track_caller]
 fn settled_switches(pids: &[&str]) -> Vec<u64> {
     let now = || pids.iter().map(|p| context_switches(p)).collect::<Vec<_>>();
     let (mut last, mut since) = (now(), Instant::now());
-    let settled = eventually(Duration::from_secs(10), || {
+    let settled = eventually(PROCESS_WAIT, || {
         let counts = now();
         if counts != last {
             (last, since) = (counts, Instant::now());
@@ -1588,7 +1594,7 @@ fn settled_switches(pids: &[&str]) -> Vec<u64> {
     });
     assert!(
         settled,
-        "wireguard-go {pids:?} never idle for 50 ms in 10 s"
+        "wireguard-go {pids:?} never idle for 50 ms in {PROCESS_WAIT:?}"
     );
     last
 }
@@ -1602,7 +1608,7 @@ fn wireguard_go_by_hand(ns: &str, name: &str) -> String {
     ))
     .ok();
     assert!(
-        eventually(Duration::from_secs(10), || uapi_socket(name).exists()),
+        eventually(PROCESS_WAIT, || uapi_socket(name).exists()),
         "wireguard-go {name} made no UAPI socket"
     );
     let pids = wg_go_pids(name);
@@ -1656,7 +1662,7 @@ fn userspace_listener_hears_only_its_own_link() {
     run_stdin("ip", &["-n", &center, "-batch", "-"], Some(&batch)).ok();
     let control_woken = || context_switches(control_pid) - before[1];
     assert!(
-        eventually(Duration::from_secs(10), || control_woken() >= 60),
+        eventually(PROCESS_WAIT, || control_woken() >= 60),
         "the unfiltered wireguard-go should wake on 60 events: {} switches",
         control_woken()
     );
