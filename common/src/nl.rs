@@ -1,5 +1,6 @@
 //! rtnetlink plumbing shared by the tools: one connection per namespace per command, link
-//! lookup, and the "it is not there" check that makes a lookup or delete idempotent.
+//! lookup, the "it is not there" check that makes a lookup or delete idempotent, and the dump
+//! read for one object ([`dump_sifted`]), where rtnetlink would parse every object of its kind.
 
 use std::cell::RefCell;
 
@@ -109,6 +110,95 @@ pub async fn ask(
     Ok(got)
 }
 
+/// The messages of the dump REQUEST (in the calling thread's namespace) that WANTED keeps,
+/// parsed; the others are looked at as bytes only. WANTED gets a message's payload: its fixed
+/// header (an `ifaddrmsg`, a `fib_rule_hdr`, ...) and its attributes (see [`attributes`]).
+/// STRICT: on a socket with NETLINK_GET_STRICT_CHK, as for [`connect_filtered`].
+///
+/// For a question about one object that the kernel answers only with a dump of every object of
+/// its kind: an IPv4 address (a hub's center holds one for each peer on one link), or a routing
+/// rule (two for each peer). Parsed whole, each message of a thousand costs allocations for
+/// every attribute, more than the kernel spends writing it; sifted, one is parsed.
+pub fn dump_sifted(
+    request: RouteNetlinkMessage,
+    strict: bool,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Vec<RouteNetlinkMessage>> {
+    use netlink_packet_core::{NetlinkDeserializable, NetlinkHeader, NLM_F_DUMP};
+    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket};
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    if strict {
+        sock.set_netlink_get_strict_chk(true)?;
+    }
+    let mut msg = NetlinkMessage::from(request);
+    msg.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    msg.finalize();
+    let mut buf = vec![0; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    sock.send(&buf, 0)?;
+    let mut found = Vec::new();
+    read_dump(&sock, |kind, payload| {
+        if wanted(payload) {
+            let mut header = NetlinkHeader::default();
+            header.message_type = kind;
+            let parsed = RouteNetlinkMessage::deserialize(&header, payload)
+                .map_err(std::io::Error::other)?;
+            found.push(parsed);
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// Reads the answer to a dump sent on SOCK (any netlink protocol) to its end (NLMSG_DONE),
+/// handing each message's type and payload to EACH; an error message is the error it carries.
+pub fn read_dump(
+    sock: &rtnetlink::sys::Socket,
+    mut each: impl FnMut(u16, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    loop {
+        let (datagram, _) = sock.recv_from_full()?;
+        let mut rest = datagram.as_slice();
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes(rest[..4].try_into().expect("four bytes")) as usize;
+            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+            if len < 16 || len > rest.len() {
+                return Err(std::io::Error::other("the kernel's dump is cut short"));
+            }
+            let payload = &rest[16..len];
+            match kind {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => {
+                    let errno = payload
+                        .get(..4)
+                        .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("four bytes")));
+                    return Err(std::io::Error::from_raw_os_error(-errno));
+                }
+                _ => each(kind, payload)?,
+            }
+            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        }
+    }
+}
+
+/// The attributes of a message PAYLOAD after its fixed header of FIXED bytes, as (type,
+/// value) pairs: the type without its NLA_F_NESTED and NLA_F_NET_BYTEORDER bits. A truncated
+/// attribute ends them.
+pub fn attributes(payload: &[u8], fixed: usize) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut rest = payload.get(fixed..).unwrap_or_default();
+    std::iter::from_fn(move || {
+        let head = rest.get(..4)?;
+        let len = u16::from_ne_bytes([head[0], head[1]]) as usize;
+        let kind = u16::from_ne_bytes([head[2], head[3]]) & 0x3fff;
+        let value = rest.get(4..len)?;
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
+        Some((kind, value))
+    })
+}
+
 /// True for the "it is not there" family of errors ([`Kind::NotFound`]).
 pub fn is_absent(e: &rtnetlink::Error) -> bool {
     Kind::of(e) == Kind::NotFound
@@ -145,4 +235,43 @@ pub async fn links(handle: &Handle) -> Result<Vec<LinkMessage>> {
         .try_collect()
         .await
         .context("listing links")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An attribute as the kernel writes it: length, type, value, padded to four bytes.
+    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
+        let len = 4 + value.len() as u16;
+        let mut a = [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+        a.extend_from_slice(value);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    }
+
+    #[test]
+    fn attributes_are_read_after_the_fixed_header_each_padded() {
+        let mut payload = vec![9; 8];
+        payload.extend(attribute(2, &[100, 64, 0, 7]));
+        payload.extend(attribute(3, b"hub0\0"));
+        // (a nested attribute's flag bit is not part of its type)
+        payload.extend(attribute(0x8000 | 6, &[1, 2]));
+        let got: Vec<(u16, &[u8])> = attributes(&payload, 8).collect();
+        assert_eq!(
+            got,
+            [
+                (2, &[100, 64, 0, 7][..]),
+                (3, &b"hub0\0"[..]),
+                (6, &[1, 2][..])
+            ]
+        );
+        // A last attribute cut short ends them; so does a length below the attribute's header.
+        let cut = &payload[..payload.len() - 4];
+        assert_eq!(attributes(cut, 8).count(), 2);
+        let mut bad = vec![0; 8];
+        bad.extend([2, 0, 1, 0]);
+        assert_eq!(attributes(&bad, 8).count(), 0);
+        assert_eq!(attributes(&payload[..4], 8).count(), 0, "no fixed header");
+    }
 }

@@ -1,11 +1,12 @@
 //! `nsctl addr add|del|list`: IPv4 and IPv6 addresses (like `ip addr`).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use clap::Subcommand;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::Handle;
 use serde::Serialize;
 
@@ -251,9 +252,35 @@ async fn on_dev(
             .await?
             .into_iter()
             .collect(),
-        IpAddr::V4(_) => super::addresses(handle, Some(index), Some(Family::V4)).await?,
+        IpAddr::V4(ip) => address4(index, ip)
+            .map_err(|e| Error::caused(format!("looking up address {ip} on {dev} in {here}"), e))?,
     };
     Ok((index, present))
+}
+
+/// The IPv4 addresses on link INDEX whose address is IP (with any prefix length, peer or
+/// label). The kernel has no request for one IPv4 address, only the dump of a link's: the
+/// messages of the others are sifted as bytes, not parsed (a hub's center holds an address for
+/// every peer on one link).
+fn address4(index: u32, ip: Ipv4Addr) -> std::io::Result<Vec<AddressMessage>> {
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const IFADDRMSG: usize = 8;
+    let mut msg = AddressMessage::default();
+    msg.header.family = Family::V4.netlink();
+    msg.header.index = index;
+    let octets = ip.octets();
+    let answers = common::nl::dump_sifted(RouteNetlinkMessage::GetAddress(msg), true, |m| {
+        common::nl::attributes(m, IFADDRMSG)
+            .any(|(kind, value)| matches!(kind, IFA_ADDRESS | IFA_LOCAL) && value == octets)
+    })?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|a| match a {
+            RouteNetlinkMessage::NewAddress(a) if a.header.index == index => Some(a),
+            _ => None,
+        })
+        .collect())
 }
 
 async fn add(

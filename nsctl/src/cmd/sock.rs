@@ -86,8 +86,6 @@ impl Sock {
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 // The filter's operations (linux/inet_diag.h).
@@ -101,32 +99,13 @@ fn udp_sockets(family: i32, ports: &[u16]) -> std::io::Result<Vec<SockView>> {
     sock.bind_auto()?;
     sock.send(&request(family, ports), 0)?;
     let mut found = Vec::new();
-    loop {
-        let (datagram, _) = sock.recv_from_full()?;
-        let mut rest = datagram.as_slice();
-        while rest.len() >= 16 {
-            let len = u32_at(rest, 0) as usize;
-            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-            if len < 16 || len > rest.len() {
-                return Err(std::io::Error::other(
-                    "the kernel's socket list is cut short",
-                ));
-            }
-            let payload = &rest[16..len];
-            match kind {
-                NLMSG_DONE => return Ok(found),
-                NLMSG_ERROR => {
-                    let errno = payload
-                        .get(..4)
-                        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                    return Err(std::io::Error::from_raw_os_error(-errno));
-                }
-                SOCK_DIAG_BY_FAMILY => found.extend(parse(payload)),
-                _ => {}
-            }
-            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    common::nl::read_dump(&sock, |kind, payload| {
+        if kind == SOCK_DIAG_BY_FAMILY {
+            found.extend(parse(payload));
         }
-    }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// SOCK_DIAG_BY_FAMILY, a dump of `family`'s UDP sockets in every state, with a filter that

@@ -673,6 +673,41 @@ async fn dump(handle: &Handle, families: &[Family]) -> Result<Vec<(RuleMessage, 
     Ok(all)
 }
 
+/// The rules of WANT's family that could be WANT (of its priority, when it names one), parsed.
+/// The kernel has no request for one rule, only the dump of all: a hub's center holds two rules
+/// a peer, and the messages of the other priorities are sifted as bytes, not parsed.
+async fn dump_for(handle: &Handle, want: &Rule) -> Result<Vec<(RuleMessage, Rule)>> {
+    const FRA_PRIORITY: u16 = 6;
+    const FIB_RULE_HDR: usize = 12;
+    // (a rule of priority 0, the kernel's `local`, is dumped without FRA_PRIORITY)
+    let Some(priority) = want.priority.filter(|p| *p != 0) else {
+        return dump(handle, &[want.family]).await;
+    };
+    let mut msg = RuleMessage::default();
+    msg.header.family = want.family.netlink();
+    let bytes = priority.to_ne_bytes();
+    let answers = common::nl::dump_sifted(RouteNetlinkMessage::GetRule(msg), false, |m| {
+        common::nl::attributes(m, FIB_RULE_HDR)
+            .any(|(kind, value)| kind == FRA_PRIORITY && value == bytes)
+    })
+    .with_context(|| {
+        format!(
+            "listing {} rules of priority {priority}",
+            want.family.inet_name()
+        )
+    })?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|a| match a {
+            RouteNetlinkMessage::NewRule(m) => {
+                let r = Rule::from_message(&m)?;
+                Some((m, r))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 impl RuleCmd {
     pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
         match self {
@@ -708,9 +743,7 @@ fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     // at 1,000 peers.)
     let exclusive = want.priority.is_some() && (want.table.is_some() || want.goto.is_some());
     if ctx.check || !exclusive {
-        let before = ctx
-            .block_on(dump(&handle, &[want.family]))
-            .with_context(what)?;
+        let before = ctx.block_on(dump_for(&handle, want)).with_context(what)?;
         if let Some((_, found)) = before.iter().find(|(_, r)| want.matches(r)) {
             return Outcome::object(false, "rule", found.view(ctx.netns_name()));
         }
@@ -731,9 +764,7 @@ fn add(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     if let Some(added) = echoed.filter(|r| want.matches(r)) {
         return Outcome::object(true, "rule", added.view(ctx.netns_name()));
     }
-    let after = ctx
-        .block_on(dump(&handle, &[want.family]))
-        .with_context(what)?;
+    let after = ctx.block_on(dump_for(&handle, want)).with_context(what)?;
     let added = after.iter().map(|(_, r)| r).find(|r| want.matches(r));
     if raced && added.is_none() {
         return Err(Error::failed(format!(
@@ -753,9 +784,7 @@ fn del(ctx: &Ctx, want: &Rule) -> Result<Outcome> {
     }
     let handle = ctx.netlink()?;
     let what = || format!("deleting rule {want} in {}", ctx.ns_label());
-    let rules = ctx
-        .block_on(dump(&handle, &[want.family]))
-        .with_context(what)?;
+    let rules = ctx.block_on(dump_for(&handle, want)).with_context(what)?;
     let found: Vec<&(RuleMessage, Rule)> = rules.iter().filter(|(_, r)| want.matches(r)).collect();
     if !ctx.check && !found.is_empty() {
         common::vlog!(1, "ip rule del {want} (in {})", ctx.ns_label());
