@@ -78,14 +78,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 echo $((limit_old > 8192 ? limit_old : 8192)) >"$limit_file"
 
-# ms COMMAND...: run it (output discarded); MS = its wall time, CPU = the CPU time (user+sys of
-# it and every process it waited for) in milliseconds.
-ms() {
-	local out w u s
-	out=$({ TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>&1; } 2>&1)
-	read -r w u s <<<"$out"
-	read -r MS CPU < <(awk -v w="$w" -v u="$u" -v s="$s" 'BEGIN {printf "%d %d\n", w * 1000, (u + s) * 1000}')
-}
 # busy_pct: how busy the CPUs are over 3 s, in percent (the fleet of wireguard-go at rest).
 busy_pct() {
 	local -a a b
@@ -96,16 +88,6 @@ busy_pct() {
 	for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
 	idle=$((b[4] + b[5] - a[4] - a[5]))
 	echo $((100 * (total - idle) / (total ? total : 1)))
-}
-# own_ms FILE: the CPU the hub itself used (ms, one decimal), from what NX_OWN_CPU=FILE collected:
-# the script's `times` (after a line "bash") and hubctl's "hubctl USER_US SYS_US".
-own_ms() {
-	awk '
-		function sec(t) { split(t, p, "m"); return p[1] * 60 + substr(p[2], 1, length(p[2]) - 1) }
-		shell { total += sec($1) + sec($2); shell = 0; next }
-		$1 == "bash" { shell = 1; next }
-		$1 == "hubctl" { total += ($2 + $3) / 1e6 }
-		END { printf "%.1f\n", total * 1000 }' "$1"
 }
 # used_kb: the machine's memory in use (MemTotal - MemAvailable), in kB.
 used_kb() { awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {print t - a}' /proc/meminfo; }

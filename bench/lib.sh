@@ -184,3 +184,24 @@ rtt() {
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
+# ---------------------------------------------------------------- the hub's commands, timed
+
+# ms COMMAND...: run it (output discarded); MS = its wall time, CPU = the CPU time (user+sys of
+# it and every process it waited for) in milliseconds.
+# shellcheck disable=SC2034 # (MS and CPU are the caller's to read)
+ms() {
+	local out w u s
+	out=$({ TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>&1; } 2>&1)
+	read -r w u s <<<"$out"
+	read -r MS CPU < <(awk -v w="$w" -v u="$u" -v s="$s" 'BEGIN {printf "%d %d\n", w * 1000, (u + s) * 1000}')
+}
+# own_ms FILE: the CPU the hub itself used (ms, one decimal), from what NX_OWN_CPU=FILE collected:
+# the script's `times` (after a line "bash") and hubctl's "hubctl USER_US SYS_US".
+own_ms() {
+	awk '
+		function sec(t) { split(t, p, "m"); return p[1] * 60 + substr(p[2], 1, length(p[2]) - 1) }
+		shell { total += sec($1) + sec($2); shell = 0; next }
+		$1 == "bash" { shell = 1; next }
+		$1 == "hubctl" { total += ($2 + $3) / 1e6 }
+		END { printf "%.1f\n", total * 1000 }' "$1"
+}
