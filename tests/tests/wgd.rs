@@ -353,13 +353,16 @@ print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
 /// Counts the datagrams that reach argv[1]:argv[2] until UDP_SOURCE's end marker (or 10 s
 /// without one), each checked against what UDP_SOURCE sends under its number: prints `ready`,
 /// then `GOOD BAD`. (Not "until a second passes without one": the emulated VM, beside the host's
-/// suites, stalled longer than that, and the source's next datagram was refused.)
+/// suites, stalled longer than that, and the source's next datagram was refused.) Tells the
+/// source how far it got, on the unix datagram socket argv[3] (a path: namespaces do not
+/// separate those): the burst of every eighth datagram.
 const UDP_SINK: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.settimeout(30)
+progress = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 print("ready", flush=True)
 good = bad = 0
 while True:
@@ -375,13 +378,21 @@ while True:
         good += 1
     else:
         bad += 1
+    if i % 8 == 7:
+        try:
+            progress.sendto(str(i // 32).encode(), sys.argv[3])
+        except OSError:
+            pass
 print(good, bad, flush=True)
 "#;
 
 /// Sends argv[3] datagrams of 300 bytes, numbered, to argv[1]:argv[2], in bursts of 32 argv[4]
 /// ms apart; with argv[5] `merged`, each burst in one send (`UDP_SEGMENT`, as QUIC stacks send).
-/// Then the end marker, a few times (a datagram may be lost; once the sink has one, it is gone
-/// and the next is refused).
+/// After each burst it waits (up to a second) until the sink says, on the unix datagram socket
+/// argv[6], that it got that far: a receiving side that stalls (the emulated VM, beside the
+/// host's suites) then holds the source back instead of losing what queues up meanwhile (half
+/// the datagrams, once). Then the end marker, a few times (a datagram may be lost; once the sink
+/// has one, it is gone and the next is refused).
 const UDP_SOURCE: &str = r#"
 import socket, sys, time
 def gram(i):
@@ -389,9 +400,11 @@ def gram(i):
 grams = [gram(i) for i in range(int(sys.argv[3]))]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect((sys.argv[1], int(sys.argv[2])))
-merged = sys.argv[5:] == ["merged"]
+merged = sys.argv[5] == "merged"
 if merged:
     s.setsockopt(socket.SOL_UDP, 103, 300)  # UDP_SEGMENT
+progress = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+progress.bind(sys.argv[6])
 for at in range(0, len(grams), 32):
     burst = grams[at:at + 32]
     if merged:
@@ -400,6 +413,14 @@ for at in range(0, len(grams), 32):
         for d in burst:
             s.send(d)
     time.sleep(int(sys.argv[4]) / 1000)
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        progress.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            if int(progress.recv(64)) >= at // 32:
+                break
+        except socket.timeout:
+            break
 for _ in range(5):
     try:
         s.send(b"end")
@@ -407,6 +428,15 @@ for _ in range(5):
         break
     time.sleep(0.2)
 "#;
+
+/// A file removed when this goes, also when the test fails (the unix socket the UDP source binds).
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 /// A receiver: python3 `code` in `ns`, which prints `ready` once it listens, then its result.
 struct Sink {
@@ -494,11 +524,16 @@ fn numbered_udp(
 ) -> (u64, u64) {
     let (ns, name, way) = link;
     let before = counters(ns, name, way).0;
-    let sink = Sink::start(to, UDP_SINK, &[addr, port]);
+    let progress = RemovedOnDrop(
+        std::env::temp_dir().join(format!("nx-wgd-progress-{}-{port}", std::process::id())),
+    );
+    let _ = std::fs::remove_file(&progress.0);
+    let path = progress.0.to_str().expect("a UTF-8 temporary directory");
+    let sink = Sink::start(to, UDP_SINK, &[addr, port, path]);
     // (The emulated VM gets them slower: it loses bursts that the host takes.)
     let gap = if in_vm_lane() { "40" } else { "3" };
     let mode = if merged { "merged" } else { "alone" };
-    python(from, UDP_SOURCE, &[addr, port, "4000", gap, mode]);
+    python(from, UDP_SOURCE, &[addr, port, "4000", gap, mode, path]);
     let got = sink.result();
     let counts: Vec<u64> = got.split_whitespace().map(|n| n.parse().unwrap()).collect();
     assert_eq!(counts.len(), 2, "{got}");
