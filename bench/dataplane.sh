@@ -56,11 +56,6 @@ done
 [[ $DURATION =~ ^[1-9][0-9]?$ ]] || { echo "dataplane: DURATION must be 1..99 (seconds)" >&2; exit 2; }
 [[ $PINGS =~ ^[1-9][0-9]{1,4}$ ]] || { echo "dataplane: PINGS must be 10..99999" >&2; exit 2; }
 [[ $ROUNDS =~ ^[1-9]$ ]] || { echo "dataplane: ROUNDS must be 1..9" >&2; exit 2; }
-read -r -a modes <<<"${MODES:-netns zones}"
-((${#modes[@]})) || { echo "dataplane: MODES is empty" >&2; exit 2; }
-for m in "${modes[@]}"; do
-	[[ $m == netns || $m == zones ]] || { echo "dataplane: MODES must be netns and/or zones, got '$m'" >&2; exit 2; }
-done
 ((EUID == 0)) || { echo "dataplane: run as root" >&2; exit 1; }
 command -v iperf3 >/dev/null || { echo "dataplane: iperf3 is missing: apt-get install iperf3 (or scripts/bootstrap.sh)" >&2; exit 1; }
 for t in jq wg ping ss; do
@@ -73,6 +68,7 @@ client=$repo/niransix-sh/client
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+bench_modes
 bench_tools "$repo"
 [[ -n ${NIRANSIX_BIN_DIR:-} ]] || { echo "dataplane: build the tools first (cargo build --release --workspace)" >&2; exit 1; }
 

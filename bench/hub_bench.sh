@@ -38,10 +38,7 @@ timed() {
 	printf -v "${var}_cpu" '%s' "$(awk -v u="$u" -v s="$s" 'BEGIN {printf "%d", (u + s) * 1000}')"
 }
 
-P=hb$(printf '%03x' $((RANDOM % 4096)))
-export HUB_NS=${P}hub HUB_PREFIX=$P
-HUB_STATE_DIR=$(mktemp -d)
-export HUB_STATE_DIR
+bench_hub hb
 cleanup() {
 	"$hub" -q down >/dev/null 2>&1 || true
 	bash "$baseline" down "$N" >/dev/null 2>&1 || true

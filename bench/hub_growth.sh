@@ -29,22 +29,17 @@ done
 ROUNDS=${ROUNDS:-4} REPEAT=${REPEAT:-5}
 [[ $ROUNDS =~ ^[1-9]$ ]] || { echo "hub_growth: ROUNDS must be 1..9, got '$ROUNDS'" >&2 && exit 2; }
 [[ $REPEAT =~ ^([1-9]|1[0-9]|20)$ ]] || { echo "hub_growth: REPEAT must be 1..20, got '$REPEAT'" >&2 && exit 2; }
-read -r -a modes <<<"${MODES:-netns zones}"
-for m in "${modes[@]}"; do
-	[[ $m == netns || $m == zones ]] || { echo "hub_growth: MODES must be netns and/or zones, got '$m'" >&2 && exit 2; }
-done
 ((EUID == 0)) || { echo "hub_growth: run as root" >&2 && exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 hub=$repo/niransix-sh/hub
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+bench_modes
 bench_tools "$repo"
 
-P=hg$(printf '%03x' $((RANDOM % 4096)))
-export HUB_NS=${P}hub HUB_PREFIX=$P HUB_CIDR=100.64.0.0/16
-HUB_STATE_DIR=$(mktemp -d)
-export HUB_STATE_DIR
+bench_hub hg
+export HUB_CIDR=100.64.0.0/16
 own_file=$HUB_STATE_DIR.own
 cleanup() {
 	[[ -z ${HUB_MODE:-} ]] || "$hub" -q down >/dev/null 2>&1 || true
@@ -61,8 +56,8 @@ mapfile -t extra < <(seq -f 'p%g' $((small + 1)) "$large")
 echo "hub_growth: $small against $large peers, $ROUNDS rounds of $REPEAT adds and dels at each, HUB_JOBS=${HUB_JOBS:-4}, tools from ${NIRANSIX_BIN_DIR:-PATH}"
 printf '\n%6s | %5s | %24s | %17s\n' mode N "one add wall/cpu/own" "one del wall/cpu"
 
-# ratios A B: "MEDIAN_RATIO LOWEST HIGHEST" of the space-separated figures A against B, the
-# first of the ratio of their medians, the others of the pairs of the same round.
+# ratios A B: "LOWEST HIGHEST" of the ratios of the space-separated figures A against B, taken
+# pair by pair (the medians of one round at each size).
 ratios() {
 	awk -v a="$1" -v b="$2" 'BEGIN {
 		n = split(a, x, " "); split(b, y, " ")

@@ -37,7 +37,8 @@
 # noisy: compare ratios within one run.
 set -euo pipefail
 sizes=("$@")
-((${#sizes[@]})) || read -r -a sizes <<<"${HUB_SCALE_SIZES//,/ }"
+listed=${HUB_SCALE_SIZES:-}
+((${#sizes[@]})) || read -r -a sizes <<<"${listed//,/ }"
 ((${#sizes[@]})) || sizes=(10 50 200 1000)
 REPEAT=${REPEAT:-5}
 BASELINE_N=${BASELINE_N:-50}
@@ -48,10 +49,6 @@ for n in "${sizes[@]}" "$BASELINE_N"; do
 	fi
 done
 [[ $REPEAT =~ ^[1-9]$ ]] || { echo "hub_scale: REPEAT must be 1..9" >&2; exit 2; }
-read -r -a modes <<<"${MODES:-netns zones}"
-for m in "${modes[@]}"; do
-	[[ $m == netns || $m == zones ]] || { echo "hub_scale: MODES must be netns and/or zones, got '$m'" >&2; exit 2; }
-done
 ((EUID == 0)) || { echo "hub_scale: run as root" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -60,12 +57,11 @@ baseline=$repo/../shared/bench/baseline_hub.sh
 hub=$repo/niransix-sh/hub
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
+bench_modes
 bench_tools "$repo"
 
-P=hs$(printf '%03x' $((RANDOM % 4096)))
-export HUB_NS=${P}hub HUB_PREFIX=$P HUB_CIDR=100.64.0.0/16
-HUB_STATE_DIR=$(mktemp -d)
-export HUB_STATE_DIR
+bench_hub hs
+export HUB_CIDR=100.64.0.0/16
 limit_file=/proc/sys/fs/inotify/max_user_instances
 limit_old=$(<"$limit_file")
 cleanup() {

@@ -184,6 +184,28 @@ rtt() {
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
+# ---------------------------------------------------------------- a hub of the bench's own
+
+# bench_modes: the HUB_MODEs in MODES (default "netns zones") into the array `modes`; exit 2
+# naming the value when it is empty or names another.
+bench_modes() {
+	read -r -a modes <<<"${MODES:-netns zones}"
+	((${#modes[@]})) || { echo "$BENCH: MODES is empty" >&2 && exit 2; }
+	local m
+	for m in "${modes[@]}"; do
+		[[ $m == netns || $m == zones ]] || { echo "$BENCH: MODES must be netns and/or zones, got '$m'" >&2 && exit 2; }
+	done
+}
+
+# bench_hub TAG: a hub of this run's own, named TAG and three random hex digits (P): exports
+# HUB_NS, HUB_PREFIX and HUB_STATE_DIR (a new directory, for the caller's cleanup to remove).
+bench_hub() {
+	P=$1$(printf '%03x' $((RANDOM % 4096)))
+	export HUB_NS=${P}hub HUB_PREFIX=$P
+	HUB_STATE_DIR=$(mktemp -d)
+	export HUB_STATE_DIR
+}
+
 # ---------------------------------------------------------------- the hub's commands, timed
 
 # ms COMMAND...: run it (output discarded); MS = its wall time, CPU = the CPU time (user+sys of
