@@ -17,6 +17,7 @@ pub mod audit;
 pub mod cmd;
 pub mod nft;
 pub mod rule;
+pub mod set;
 
 pub const ABOUT: &str =
     "NAT, port forwards, 1:1 prefix mapping, conntrack zones, fwmarks and filters on nftables";
@@ -34,6 +35,13 @@ pub enum Command {
     /// Remove every natctl rule and natctl's table; other tables are untouched
     /// (like `nft delete table inet natctl`)
     Flush(cmd::flush::Flush),
+    /// Named sets and maps that rules look packets up in (`--iif @SET`), so that one element,
+    /// not one rule, stands for each interface or address
+    #[command(subcommand)]
+    Set(cmd::set::Set),
+    /// Elements of a set or map
+    #[command(subcommand)]
+    Element(cmd::element::Element),
 }
 
 impl common::Command for Command {
@@ -43,6 +51,8 @@ impl common::Command for Command {
             Command::List(c) => c.run(ctx),
             Command::Del(c) => c.run(ctx),
             Command::Flush(c) => c.run(ctx),
+            Command::Set(c) => c.run(ctx),
+            Command::Element(c) => c.run(ctx),
         }
     }
 
@@ -52,7 +62,8 @@ impl common::Command for Command {
         match self {
             Command::Add(_) => Some("add"),
             Command::Del(_) => Some("del"),
-            Command::List(_) | Command::Flush(_) => None,
+            Command::Element(_) => Some("element"),
+            Command::List(_) | Command::Flush(_) | Command::Set(_) => None,
         }
     }
 

@@ -16,6 +16,8 @@ use common::{Error, Result};
 use ipnet::IpNet;
 use serde::ser::{Serialize, Serializer};
 
+use crate::set::{Dst, Iif, OrSet, SetName};
+
 /// The address family a rule is limited to; `None` in [`Rule::family`] means both.
 pub use common::family::Family;
 
@@ -37,6 +39,102 @@ pub fn common_family(kind: &str, addrs: &[(&str, IpAddr)]) -> Result<Option<Fami
         }
     }
     Ok(first.map(|(_, a)| Family::of(a)))
+}
+
+/// `--family ipv4|ipv6`: the family of a rule whose addresses are all in sets. natctl reads it
+/// from the sets when it is not given, and keeps it in the rule's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+impl FamilyArg {
+    pub fn family(self) -> Family {
+        match self {
+            FamilyArg::Ipv4 => Family::V4,
+            FamilyArg::Ipv6 => Family::V6,
+        }
+    }
+
+    pub fn of(family: Family) -> FamilyArg {
+        match family {
+            Family::V4 => FamilyArg::Ipv4,
+            Family::V6 => FamilyArg::Ipv6,
+        }
+    }
+}
+
+impl fmt::Display for FamilyArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FamilyArg::Ipv4 => "ipv4",
+            FamilyArg::Ipv6 => "ipv6",
+        })
+    }
+}
+
+/// The family of KIND's addresses ([`common_family`]) and its `--family`, which must agree.
+pub fn rule_family(
+    kind: &str,
+    addrs: &[(&str, IpAddr)],
+    given: Option<FamilyArg>,
+) -> Result<Option<Family>> {
+    let of_addrs = common_family(kind, addrs)?;
+    match (of_addrs, given.map(FamilyArg::family)) {
+        (Some(a), Some(g)) if a != g => Err(Error::invalid(format!(
+            "{kind}: --family {} but the addresses are {}",
+            FamilyArg::of(g),
+            a.label()
+        ))),
+        (a, g) => Ok(a.or(g)),
+    }
+}
+
+/// Checks that KIND's VALUE (the flag FLAG), when it is `@MAP`, has its key: a selector naming
+/// the same map (`--iif @MAP`, `--dst @MAP`) among KEYS, which the map is looked up by.
+pub fn map_keyed<T>(
+    kind: &str,
+    flag: &str,
+    value: &OrSet<T>,
+    keys: &[Option<&SetName>],
+) -> Result<()> {
+    match value.set() {
+        Some(map) if !keys.contains(&Some(map)) => Err(Error::invalid(format!(
+            "{kind}: {flag} @{map} takes its value from map {map} by the rule's key: name the map in the key too (--iif @{map} or --dst @{map})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The family of KIND, a rule keyed by IIF and/or DST (either may name a set), whose other
+/// addresses are OTHERS, with `--family` FAMILY; when its VALUE (the flag, and what it holds) is
+/// `@MAP`, the key must name MAP too ([`map_keyed`]).
+pub fn keyed_family<T>(
+    kind: &str,
+    (iif, dst): (Option<&Iif>, Option<&Dst>),
+    (flag, value): (&str, &OrSet<T>),
+    others: &[(&str, IpAddr)],
+    family: Option<FamilyArg>,
+) -> Result<Option<Family>> {
+    let mut addrs = others.to_vec();
+    addrs.extend(dst.and_then(Dst::given).map(|n| ("--dst", n.addr())));
+    let family = rule_family(kind, &addrs, family)?;
+    map_keyed(
+        kind,
+        flag,
+        value,
+        &[iif.and_then(Iif::set), dst.and_then(Dst::set)],
+    )?;
+    Ok(family)
+}
+
+/// A number or `@MAP` as a rule argument.
+pub fn number_arg<T: Copy + Into<u64>>(value: &OrSet<T>) -> Arg {
+    match value {
+        OrSet::Given(n) => Arg::Number((*n).into()),
+        OrSet::Set(map) => Arg::text(format!("@{map}")),
+    }
 }
 
 /// Transport protocol of a port match (`meta l4proto`).
@@ -87,6 +185,15 @@ impl fmt::Display for ZoneDir {
 pub enum Match {
     /// `iifname NAME`
     Iif(String),
+    /// `iifname @SET`: the interface is a key of natctl's set or map SET (of type ifname).
+    IifIn(String),
+    /// `ip daddr @SET` / `ip6 daddr @SET`: the destination is a key of SET (of the rule's
+    /// family's addresses).
+    DstIn(String),
+    /// `ct mark @SET`: the connection's mark is a key of SET.
+    CtMarkIn(String),
+    /// `iifname . ct mark != @SET`: the interface and the connection's mark are no pair of SET.
+    IifMarkNotIn(String),
     /// `oifname NAME`
     Oif(String),
     /// `ip saddr NET` / `ip6 saddr NET`
@@ -147,12 +254,14 @@ pub enum Action {
         ports: Option<(u16, u16)>,
         netmap: bool,
     },
-    /// `ct [original|reply] zone set N`
-    Zone { zone: u16, dir: ZoneDir },
-    /// `meta mark set N`
-    Mark(u32),
-    /// `ct mark set N`
-    CtMark(u32),
+    /// `ct [original|reply] zone set N`, or `... set KEY map @MAP`
+    Zone { zone: OrSet<u16>, dir: ZoneDir },
+    /// `meta mark set N`, or `meta mark set KEY map @MAP`
+    Mark(OrSet<u32>),
+    /// `snat|dnat to KEY map @MAP`: the address the map gives for the rule's key.
+    NatMap { kind: NatKind, map: String },
+    /// `ct mark set N`, or `ct mark set KEY map @MAP`
+    CtMark(OrSet<u32>),
     /// `meta mark set ct mark`
     MarkFromCt,
     /// `accept` or `drop`. `at_head`: the rule is inserted at the head of its chain (nft
@@ -231,6 +340,22 @@ impl Stage {
     }
 }
 
+impl Action {
+    /// The map the action takes its value from, if it does.
+    pub fn map(&self) -> Option<&str> {
+        match self {
+            Action::Zone {
+                zone: OrSet::Set(map),
+                ..
+            }
+            | Action::Mark(OrSet::Set(map))
+            | Action::CtMark(OrSet::Set(map)) => Some(map.as_str()),
+            Action::NatMap { map, .. } => Some(map),
+            _ => None,
+        }
+    }
+}
+
 impl Part {
     /// Whether the part is inserted at the head of its chain rather than appended.
     pub fn at_head(&self) -> bool {
@@ -287,6 +412,14 @@ impl Arg {
 }
 
 /// Prints a network the short way: a single host as its bare address.
+/// `--dst` as a rule argument: a network as [`net_arg`], or `@SET`.
+pub fn dst_arg(dst: &OrSet<IpNet>) -> Arg {
+    match dst {
+        OrSet::Given(net) => net_arg(net),
+        OrSet::Set(set) => Arg::text(format!("@{set}")),
+    }
+}
+
 pub fn net_arg(net: &IpNet) -> Arg {
     if net.prefix_len() == net.max_prefix_len() {
         Arg::text(net.addr())
@@ -328,7 +461,26 @@ impl Rule {
             kind: self.kind,
             netns,
             family: self.family.map_or("any", Family::inet_name),
-            args: Args(self.args.clone()),
+            // (`--family` is the view's `family` already, as `inet`/`inet6`)
+            args: Args(
+                self.args
+                    .iter()
+                    .filter(|(key, _)| *key != "family")
+                    .cloned()
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The family as an argument too, once known from the sets the rule names: it is then in
+    /// the canonical arguments, so the rule's id and its comment carry it (`list` encodes the
+    /// rule from them alone).
+    pub fn set_family(&mut self, family: Family) {
+        self.family = Some(family);
+        for (key, value) in &mut self.args {
+            if *key == "family" {
+                *value = Some(Arg::text(FamilyArg::of(family)));
+            }
         }
     }
 }

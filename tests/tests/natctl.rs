@@ -2554,8 +2554,10 @@ fn dual_stack_router(router: &str, others: &[&String]) {
 /// The zones-mode center in miniature: devices A and B (both 192.168.1.10) behind interfaces
 /// `ta` and `tb` of `center`, each in its own conntrack zone (original direction), marked by
 /// connmark 1 and 2, SNATed to 100.64.0.11 and 100.64.0.12 and routed back by `fwmark N lookup
-/// N`; a server at 100.64.0.1 behind `sv0`. Returns (center, devA, devB, server).
-fn connmark_center(lab: &Lab) -> (String, String, String, String) {
+/// N`; a server at 100.64.0.1 behind `sv0`. OVER_MAPS: the zone, connmark and SNAT are three
+/// rules over maps (`--iif @zone_of --zone @zone_of`...), each device three elements of them;
+/// else each device has rules of its own. Returns (center, devA, devB, server).
+fn connmark_center(lab: &Lab, over_maps: bool) -> (String, String, String, String) {
     let center = lab.netns("ctr");
     let (dev_a, dev_b, server) = (lab.netns("da"), lab.netns("db"), lab.netns("sv"));
     sysctl_in(&center, "net.ipv4.ip_forward=1");
@@ -2564,6 +2566,28 @@ fn connmark_center(lab: &Lab) -> (String, String, String, String) {
     veth(&center, "sv0", &server, "eth0");
     ip_in(&center, "addr add 100.64.0.254/24 dev sv0");
     ip_in(&server, "addr add 100.64.0.1/24 dev eth0");
+    if over_maps {
+        for (map, value) in [
+            ("zone_of", "zone"),
+            ("cm", "ctmark"),
+            ("snat_of", "ipv4_addr"),
+        ] {
+            natctl(
+                &center,
+                &["set", "add", map, "--type", "ifname", "--value", value],
+            )
+            .ok();
+        }
+        for args in [
+            &[
+                "zone", "--iif", "@zone_of", "--zone", "@zone_of", "--dir", "original",
+            ][..],
+            &["connmark", "--iif", "@cm", "--set", "@cm"],
+            &["snat", "--to", "@snat_of", "--iif", "@snat_of"],
+        ] {
+            natctl(&center, args).ok();
+        }
+    }
     for (n, (dev, iface)) in [(&dev_a, "ta"), (&dev_b, "tb")].into_iter().enumerate() {
         let n = n + 1;
         veth(&center, iface, dev, "eth0");
@@ -2577,6 +2601,12 @@ fn connmark_center(lab: &Lab) -> (String, String, String, String) {
         ip_in(&center, &format!("route add default dev {iface} table {n}"));
         ip_in(&center, &format!("rule add fwmark {n} lookup {n}"));
         let (n, addr) = (n.to_string(), format!("100.64.0.1{n}"));
+        if over_maps {
+            for (map, value) in [("zone_of", &n), ("cm", &n), ("snat_of", &addr)] {
+                natctl(&center, &["element", "add", map, iface, value]).ok();
+            }
+            continue;
+        }
         add(
             &center,
             &["zone", "--iif", iface, "--zone", &n, "--dir", "original"],
@@ -2669,8 +2699,20 @@ print("A", n)
 /// packet on IFACE whose connection is not marked N.
 #[test]
 fn connmark_spoofed_replies_cannot_hijack_another_devices_connection() {
+    spoofed_replies_are_dropped(false);
+}
+
+/// The same, with the zones, connection marks and SNAT of the devices as elements of maps that
+/// three rules look up: the guard looks a reply's interface and mark up in the pairs natctl
+/// keeps beside the map of marks.
+#[test]
+fn connmark_over_maps_keeps_spoofed_replies_out_too() {
+    spoofed_replies_are_dropped(true);
+}
+
+fn spoofed_replies_are_dropped(over_maps: bool) {
     let lab = Lab::new();
-    let (center, dev_a, dev_b, server) = connmark_center(&lab);
+    let (center, dev_a, dev_b, server) = connmark_center(&lab, over_maps);
     let (b, a) = spoof_run(&dev_a, &dev_b, &server);
     assert_eq!(
         a, 0,
@@ -2686,14 +2728,28 @@ fn connmark_spoofed_replies_cannot_hijack_another_devices_connection() {
         ),
         "B's connection keeps mark 2: {ct}"
     );
-    // The spoofed datagrams were dropped, and counted on the connmark rule that drops them.
-    let drops: u64 = list(&center)
-        .iter()
-        .filter(|r| r.kind == "connmark" && r.iif.as_deref() == Some("ta"))
-        .filter(|r| r.chain.as_deref() == Some("connmarks.iif.ta"))
-        .map(|r| r.packets.unwrap())
-        .sum();
+    // The spoofed datagrams were dropped, and counted on the connmark rule that drops them: ta's
+    // own guard, or the one guard of every key of the map.
+    let guard = if over_maps {
+        "iifname . ct mark != @cm.pairs counter packets "
+    } else {
+        "iifname \"ta\" ct direction reply ct mark != 0x00000001 counter packets "
+    };
+    let rules = ruleset(&center);
+    let drops: u64 = rules
+        .lines()
+        .find_map(|l| l.split_once(guard))
+        .and_then(|(_, after)| after.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no guard {guard:?} in {rules}"));
     assert!(drops >= 10, "A's spoofed datagrams were seen: {drops}");
+    // Every rule is what its id stands for.
+    let listed = natctl(&center, &["list"]).ok().json();
+    for r in listed["rules"].as_array().unwrap() {
+        assert_eq!(
+            (&r["tampered"], &r["complete"]),
+            (&Value::Bool(false), &Value::Bool(true))
+        );
+    }
 }
 
 /// One UDP datagram from `client` to `dest:port`, received by a socket on `port` in `server`.
@@ -5039,4 +5095,579 @@ fn a_rule_no_map_element_leads_to_is_missing_and_add_restores_it() {
         "the other rule is reached again"
     );
     assert_eq!(assert_list_matches_nft(&ns).len(), 2);
+}
+
+/// `set list`'s sets, each with its elements: (key, value, packets) as JSON values.
+fn set_list(ns: &str) -> Value {
+    let listed = natctl(ns, &["set", "list"]).ok();
+    assert!(!listed.changed());
+    listed.json()["sets"].clone()
+}
+
+/// The elements of set NAME as nft lists them, one line each ("c00-wg" : 50000).
+fn nft_elements(ns: &str, name: &str) -> String {
+    nsh(
+        ns,
+        &format!("nft list set inet natctl {name} || nft list map inet natctl {name}"),
+    )
+    .ok()
+    .stdout
+}
+
+/// Sets and maps: made once (the same definition again is changed:false, another refused),
+/// elements added and deleted one by one with their values, refused when they are not of the
+/// set's type, listed as the kernel holds them; a bad line changes nothing.
+#[test]
+fn sets_and_maps_hold_elements_of_their_type() {
+    let lab = Lab::new();
+    let ns = lab.netns("sets");
+    let made = natctl(
+        &ns,
+        &["set", "add", "tunnels", "--type", "ifname", "--counter"],
+    )
+    .ok();
+    assert!(made.changed());
+    assert_eq!(
+        made.json()["set"],
+        serde_json::json!({"name": "tunnels", "type": "ifname", "value": null,
+                           "counter": true, "netns": ns})
+    );
+    let again = natctl(
+        &ns,
+        &["set", "add", "tunnels", "--type", "ifname", "--counter"],
+    )
+    .ok();
+    assert!(!again.changed());
+    natctl(&ns, &["set", "add", "tunnels", "--type", "ifname"]).fails(
+        1,
+        "exists as a set of ifname with counters, not a set of ifname without",
+    );
+    assert!(natctl(
+        &ns,
+        &["set", "add", "zone_of", "--type", "ifname", "--value", "zone"]
+    )
+    .ok()
+    .changed());
+    assert!(natctl(
+        &ns,
+        &[
+            "set",
+            "add",
+            "snat_of",
+            "--type",
+            "ifname",
+            "--value",
+            "ipv4_addr"
+        ]
+    )
+    .ok()
+    .changed());
+    assert!(
+        natctl(&ns, &["set", "add", "hosts6", "--type", "ipv6_addr"])
+            .ok()
+            .changed()
+    );
+
+    // Elements: new (changed), the same again (not), another value (refused, then --replace).
+    let add_el = |args: &[&str]| natctl(&ns, &[&["element", "add"][..], args].concat());
+    assert!(add_el(&["tunnels", "c00-wg"]).ok().changed());
+    assert!(!add_el(&["tunnels", "c00-wg"]).ok().changed());
+    assert!(add_el(&["zone_of", "c00-wg", "50000"]).ok().changed());
+    assert!(!add_el(&["zone_of", "c00-wg", "50000"]).ok().changed());
+    add_el(&["zone_of", "c00-wg", "50001"]).fails(1, "c00-wg maps to 50000 there, not 50001");
+    let replaced = add_el(&["zone_of", "c00-wg", "50001", "--replace"]).ok();
+    assert!(replaced.changed());
+    assert_eq!(replaced.json()["element"]["value"], 50001);
+    assert!(add_el(&["snat_of", "c00-wg", "100.64.0.1"]).ok().changed());
+    assert!(add_el(&["hosts6", "fd00::7"]).ok().changed());
+    assert!(nft_elements(&ns, "zone_of").contains("\"c00-wg\" : 50001"));
+    assert!(nft_elements(&ns, "snat_of").contains("\"c00-wg\" : 100.64.0.1"));
+    assert!(nft_elements(&ns, "hosts6").contains("fd00::7"));
+    assert!(nft_elements(&ns, "tunnels").contains("\"c00-wg\" counter packets 0"));
+
+    // Bad input: exit 2 naming the value, and nothing changes.
+    let before = ruleset(&ns);
+    for (args, needle) in [
+        (
+            &["element", "add", "tunnels", "a/b"][..],
+            "'a/b' is not a key of set tunnels",
+        ),
+        (
+            &["element", "add", "tunnels", "c01-wg", "7"],
+            "takes no value ('7')",
+        ),
+        (
+            &["element", "add", "zone_of", "c01-wg"],
+            "needs a value (zone)",
+        ),
+        (
+            &["element", "add", "zone_of", "c01-wg", "65536"],
+            "'65536' is not a value of map zone_of",
+        ),
+        (
+            &["element", "add", "snat_of", "c01-wg", "fd00::1"],
+            "of the other address family",
+        ),
+        (
+            &["element", "add", "hosts6", "100.64.0.7"],
+            "'100.64.0.7' is not a key of set hosts6",
+        ),
+        (&["set", "add", "1st", "--type", "ifname"], "set name '1st'"),
+        (
+            &["set", "add", "forward.iif", "--type", "ifname"],
+            "set name 'forward.iif'",
+        ),
+        (
+            &["set", "add", "x", "--type", "port"],
+            "invalid value 'port'",
+        ),
+        (
+            &["filter", "--iif", "@", "--default", "drop"],
+            "set name ''",
+        ),
+    ] {
+        natctl(&ns, args).fails(2, needle);
+    }
+    natctl(&ns, &["element", "add", "nosuch", "c00-wg"]).fails(1, "there is no set nosuch");
+    natctl(&ns, &["filter", "--iif", "@nosuch", "--default", "drop"])
+        .fails(1, "there is no set nosuch");
+    natctl(&ns, &["filter", "--iif", "@hosts6", "--default", "drop"]).fails(
+        2,
+        "hosts6 is a set of ipv6_addr; this takes a set of interface names",
+    );
+    natctl(&ns, &["--check", "element", "add", "tunnels", "c09-wg"]).ok();
+    natctl(&ns, &["--check", "set", "add", "extra", "--type", "mark"]).ok();
+    assert_eq!(
+        ruleset(&ns),
+        before,
+        "a refused or checked line changed the kernel"
+    );
+
+    // A batch: 200 elements, each its own small transaction.
+    let lines: String = (0..200)
+        .map(|i| format!("element add tunnels t{i}\n"))
+        .collect();
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(&lines)).ok();
+    assert_eq!(out.json_lines().len(), 200);
+    let sets = set_list(&ns);
+    let tunnels = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tunnels")
+        .expect("tunnels listed");
+    assert_eq!(tunnels["elements"].as_array().unwrap().len(), 201);
+    let names: Vec<&str> = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["hosts6", "snat_of", "tunnels", "zone_of"],
+        "sorted by name"
+    );
+
+    // Deletion: an element, then again (changed:false), a whole set, then again.
+    let del_el = |args: &[&str]| natctl(&ns, &[&["element", "del"][..], args].concat()).ok();
+    assert!(del_el(&["zone_of", "c00-wg"]).changed());
+    assert!(!del_el(&["zone_of", "c00-wg"]).changed());
+    assert!(!del_el(&["nosuch", "c00-wg"]).changed());
+    assert!(!nft_elements(&ns, "zone_of").contains("c00-wg"));
+    assert!(natctl(&ns, &["set", "del", "zone_of"]).ok().changed());
+    assert!(!natctl(&ns, &["set", "del", "zone_of"]).ok().changed());
+    natctl(&ns, &["set", "list", "zone_of"]).fails(1, "there is no set zone_of");
+    // (flush takes the sets with the table)
+    assert!(natctl(&ns, &["flush"]).ok().changed());
+    assert_eq!(set_list(&ns), serde_json::json!([]));
+}
+
+/// `filter --iif @SET`: one rule for every interface of the set, each admitted or let go by one
+/// element; a set's counter counts each element's packets; a set in use cannot be deleted.
+#[test]
+fn filter_by_a_set_of_interfaces_acts_on_each_element() {
+    let lab = Lab::new();
+    let (hub, dev, server, other) = filter_hub(&lab);
+    natctl(&hub, &["set", "add", "devices", "--type", "ifname"]).ok();
+    natctl(
+        &hub,
+        &["set", "add", "denied", "--type", "ifname", "--counter"],
+    )
+    .ok();
+    let accept = add(
+        &hub,
+        &[
+            "filter",
+            "--iif",
+            "@devices",
+            "--dst",
+            "100.64.0.0/24",
+            "--verdict",
+            "accept",
+        ],
+    );
+    let default = add(&hub, &["filter", "--iif", "@denied", "--default", "drop"]);
+    assert_eq!(accept.rule.iif.as_deref(), Some("@devices"));
+    assert!(!add(&hub, &["filter", "--iif", "@denied", "--default", "drop"]).changed);
+    // Neither set holds d1 yet: everything flows.
+    assert!(ping(&dev, "10.9.0.1", 1));
+
+    for set in ["devices", "denied"] {
+        natctl(&hub, &["element", "add", set, "d1"]).ok();
+    }
+    assert!(ping(&dev, "100.64.0.1", 2), "accepted by its element");
+    let (got, _) = tcp_exchange(&server, 8080, &dev, "100.64.0.1", false);
+    assert_eq!(got.trim(), "hello-from-client");
+    assert!(!ping(&dev, "10.9.0.1", 3), "dropped: d1 is denied the rest");
+    // o0 is in neither set: its traffic is untouched.
+    assert!(ping(&other, "100.64.0.1", 1));
+
+    // The kernel's rules: one each, looking the interface up last; the element's counter
+    // counts what d1 was denied.
+    let forward = nsh(&hub, "nft list chain inet natctl forward").ok().stdout;
+    assert!(
+        forward.contains("ip daddr 100.64.0.0/24 iifname @devices counter"),
+        "{forward}"
+    );
+    assert!(forward.contains("iifname @denied counter"), "{forward}");
+    let denied = set_list(&hub)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "denied")
+        .unwrap()["elements"][0]
+        .clone();
+    assert_eq!(denied["key"], "d1");
+    assert!(denied["packets"].as_u64().unwrap() >= 3, "{denied}");
+    let listed = list_intact(&hub);
+    let packets = |id: &str| listed.iter().find(|r| r.id == id).unwrap().packets.unwrap();
+    assert_eq!(Some(packets(&default.rule.id)), denied["packets"].as_u64());
+    assert!(packets(&accept.rule.id) >= 2);
+
+    // A set in use stays; its element goes, and d1 is let go.
+    natctl(&hub, &["set", "del", "denied"]).fails(1, &default.rule.id);
+    assert!(natctl(&hub, &["element", "del", "denied", "d1"])
+        .ok()
+        .changed());
+    assert!(ping(&dev, "10.9.0.1", 1), "d1 no longer denied");
+    natctl(&hub, &["del", &default.rule.id]).ok();
+    assert!(natctl(&hub, &["set", "del", "denied"]).ok().changed());
+}
+
+/// A rule over a map gives each key the map's value: each interface's connections their own
+/// zone and source address, each destination its mark; one element changes one key's value.
+#[test]
+fn maps_give_each_key_its_zone_source_and_mark() {
+    let lab = Lab::new();
+    let (hub, dev, server, other) = filter_hub(&lab);
+    for (name, key, value) in [
+        ("zone_of", "ifname", "zone"),
+        ("snat_of", "ifname", "ipv4_addr"),
+        ("mark_of", "ipv4_addr", "mark"),
+    ] {
+        natctl(&hub, &["set", "add", name, "--type", key, "--value", value]).ok();
+    }
+    for (set, key, value) in [
+        ("zone_of", "d1", "7"),
+        ("zone_of", "o0", "9"),
+        ("snat_of", "d1", "198.51.100.51"),
+        ("snat_of", "o0", "198.51.100.52"),
+    ] {
+        natctl(&hub, &["element", "add", set, key, value]).ok();
+    }
+    // (the original direction's zone: the replies, from s0, are found in the default one)
+    let zone = add_over_sets(
+        &hub,
+        &[
+            "zone", "--iif", "@zone_of", "--zone", "@zone_of", "--dir", "original",
+        ],
+    );
+    let snat = add_over_sets(&hub, &["snat", "--iif", "@snat_of", "--to", "@snat_of"]);
+    assert_eq!(zone["rule"]["zone"], "@zone_of");
+    // (the family comes from the map's addresses, and goes into the id)
+    assert_eq!(snat["rule"]["family"], "inet");
+    let again = add_over_sets(
+        &hub,
+        &[
+            "snat", "--to", "@snat_of", "--iif", "@snat_of", "--family", "ipv4",
+        ],
+    );
+    assert_eq!(again["rule"]["id"], snat["rule"]["id"]);
+    assert_eq!(again["changed"], false);
+
+    // Each device's connection leaves with its own address (outside s0's network, so that the
+    // server answers through the hub), in its own zone.
+    let (got, seen) = tcp_exchange(&server, 8080, &dev, "100.64.0.1", false);
+    assert_eq!(got, "hello-from-client");
+    assert!(seen.contains("198.51.100.51"), "d1's source: {seen}");
+    let (got, seen) = tcp_exchange(&server, 8080, &other, "100.64.0.1", false);
+    assert_eq!(got, "hello-from-client");
+    assert!(seen.contains("198.51.100.52"), "o0's source: {seen}");
+    let zoned = |src: &str, zone: u16| {
+        let ct = nsh(&hub, "conntrack -L -p tcp 2>/dev/null").ok().stdout;
+        ct.lines().any(|l| {
+            l.contains(&format!("src={src} dst=100.64.0.1 "))
+                && l.contains(&format!("zone-orig={zone} "))
+        })
+    };
+    assert!(zoned("10.1.0.2", 7), "d1's connection in zone 7");
+    assert!(zoned("10.9.0.1", 9), "o0's connection in zone 9");
+
+    // One element changes one key's zone; the other keeps its own.
+    natctl(&hub, &["element", "add", "zone_of", "d1", "8", "--replace"]).ok();
+    tcp_exchange(&server, 8081, &dev, "100.64.0.1", false);
+    let ct = nsh(&hub, "conntrack -L -p tcp --dport 8081 2>/dev/null")
+        .ok()
+        .stdout;
+    assert!(ct.contains("zone-orig=8 "), "{ct}");
+
+    // A mark by destination: what d1 sends to 100.64.0.1 is marked 0x77, which a routing rule
+    // refuses; the rest is not.
+    let mark = add_over_sets(
+        &hub,
+        &[
+            "mark", "--iif", "d1", "--dst", "@mark_of", "--set", "@mark_of",
+        ],
+    );
+    ip_in(&hub, "rule add fwmark 0x77 priority 10 prohibit");
+    assert!(ping(&dev, "100.64.0.1", 1), "no element yet: not marked");
+    natctl(&hub, &["element", "add", "mark_of", "100.64.0.1", "0x77"]).ok();
+    assert!(
+        !ping(&dev, "100.64.0.1", 2),
+        "marked, so refused by the rule"
+    );
+    assert!(
+        ping(&dev, "100.64.0.10", 1),
+        "another destination: not marked"
+    );
+    natctl(&hub, &["element", "del", "mark_of", "100.64.0.1"]).ok();
+    assert!(ping(&dev, "100.64.0.1", 1), "its element gone: not marked");
+
+    // A port forward of every address of a set: one rule, one element per address (the
+    // exchange connects to the port it listens on, 8080).
+    natctl(&hub, &["set", "add", "fwd", "--type", "ipv4_addr"]).ok();
+    let forward = [
+        "dnat",
+        "--daddr",
+        "@fwd",
+        "--proto",
+        "tcp",
+        "--dport",
+        "8080",
+        "--to",
+        "100.64.0.1",
+    ];
+    let dnat = add(&hub, &forward);
+    assert_eq!(dnat.rule.daddr.as_deref(), Some("@fwd"));
+    // (no element yet: the hub has no route to 10.9.9.9, and says so at once)
+    let probe = nsh(&dev, "nc -z -w 2 10.9.9.9 8080 2>&1");
+    assert_ne!(probe.code, 0, "no element yet, yet forwarded: {probe:?}");
+    natctl(&hub, &["element", "add", "fwd", "10.9.9.9"]).ok();
+    let (got, _) = tcp_exchange(&server, 8080, &dev, "10.9.9.9", false);
+    assert_eq!(got, "hello-from-client", "forwarded by its element");
+
+    // Each rule is one nftables rule looking the key up in its map, and what its id says.
+    let rules = ruleset(&hub);
+    for needle in [
+        "ct original zone set iifname map @zone_of",
+        "snat ip to iifname map @snat_of",
+        "meta mark set ip daddr map @mark_of",
+        "tcp dport 8080 ip daddr @fwd",
+    ] {
+        assert!(rules.contains(needle), "{needle} in {rules}");
+    }
+    let listed = natctl(&hub, &["list"]).ok().json()["rules"].clone();
+    let dnat = natctl(&hub, &forward).ok().json();
+    for added in [&zone, &snat, &mark, &dnat] {
+        let id = &added["rule"]["id"];
+        let r = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| &r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {listed}"));
+        assert_eq!(
+            (&r["tampered"], &r["complete"]),
+            (&Value::Bool(false), &Value::Bool(true)),
+            "{r}"
+        );
+    }
+    let zone_packets = |listed: &Value| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == zone["rule"]["id"])
+            .unwrap()["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(zone_packets(&listed) >= 10, "{listed}");
+}
+
+/// An add over sets or maps, whose JSON has `@MAP` where a number would be (`zone`, `set`).
+#[track_caller]
+fn add_over_sets(ns: &str, args: &[&str]) -> Value {
+    natctl(ns, args).ok().json()
+}
+
+/// What a rule over sets refuses (exit 2 naming the value, nothing changed): a value from a
+/// map no key names, a set of another type than its use takes, a family other than its sets'.
+#[test]
+fn rules_over_sets_refuse_what_does_not_fit() {
+    let lab = Lab::new();
+    let ns = lab.netns("setbad");
+    for (name, key, value) in [
+        ("zone_of", "ifname", Some("zone")),
+        ("zdst", "ipv4_addr", Some("zone")),
+        ("snat_of", "ifname", Some("ipv4_addr")),
+        ("hosts6", "ipv6_addr", None),
+    ] {
+        let mut args = vec!["set", "add", name, "--type", key];
+        args.extend(value.iter().flat_map(|v| ["--value", v]));
+        natctl(&ns, &args).ok();
+    }
+    // (a family for a rule whose sets hold no address is taken as it is)
+    let zone_v6 = add_over_sets(
+        &ns,
+        &[
+            "zone", "--iif", "@zone_of", "--zone", "@zone_of", "--family", "ipv6",
+        ],
+    );
+    assert_eq!(zone_v6["rule"]["family"], "inet6");
+    natctl(&ns, &["del", zone_v6["rule"]["id"].as_str().unwrap()]).ok();
+    let before = ruleset(&ns);
+    for (args, needle) in [
+        (
+            &["zone", "--iif", "c0", "--zone", "@zone_of"][..],
+            "name the map in the key too (--iif @zone_of or --dst @zone_of)",
+        ),
+        (
+            &["zone", "--iif", "@zdst", "--zone", "@zdst"],
+            "zdst is a map of ipv4_addr to zone",
+        ),
+        (
+            &[
+                "snat", "--iif", "@snat_of", "--to", "@snat_of", "--family", "ipv6",
+            ],
+            "holds IPv4 addresses, but the rule is IPv6",
+        ),
+        (
+            &["mark", "--iif", "@zone_of", "--set", "@zone_of"],
+            "this takes a map to marks",
+        ),
+        (
+            &[
+                "filter",
+                "--iif",
+                "c0",
+                "--dst",
+                "@hosts6",
+                "--src",
+                "10.0.0.0/8",
+                "--verdict",
+                "accept",
+            ],
+            "holds IPv6 addresses, but the rule is IPv4",
+        ),
+        (
+            &[
+                "filter",
+                "--iif",
+                "c0",
+                "--dst",
+                "@zone_of",
+                "--verdict",
+                "accept",
+            ],
+            "this takes a set of addresses",
+        ),
+        (&["zone", "--iif", "c0", "--zone", "@"], "set name ''"),
+        (
+            &["snat", "--to", "10.0.0.1", "--family", "ipv6"],
+            "--family ipv6 but the addresses are IPv4",
+        ),
+    ] {
+        natctl(&ns, args).fails(2, needle);
+    }
+    natctl(&ns, &["zone", "--iif", "@nosuch", "--zone", "@nosuch"])
+        .fails(1, "there is no set nosuch");
+    assert_eq!(ruleset(&ns), before, "a refused line changed the kernel");
+}
+
+/// A batch's element lines are one transaction, each planned against the kernel and the lines
+/// before it: the same key again is changed:false, a key deleted after its add is gone, a mark
+/// taken by an earlier line is refused; a line the kernel would refuse leaves the lines before
+/// it in force.
+#[test]
+fn a_batchs_elements_are_committed_together() {
+    let lab = Lab::new();
+    let ns = lab.netns("elgroup");
+    natctl(&ns, &["set", "add", "tunnels", "--type", "ifname"]).ok();
+    natctl(
+        &ns,
+        &["set", "add", "cm", "--type", "ifname", "--value", "ctmark"],
+    )
+    .ok();
+    let mut monitor = Monitor::start(&ns);
+    let text = "element add tunnels t0\n\
+                element add tunnels t1\n\
+                element add tunnels t0\n\
+                element del tunnels t1\n\
+                element add cm t0 0x10\n\
+                element add cm t0 0x10\n\
+                element add cm t1 0x11\n";
+    let out = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(text)).ok();
+    let changed: Vec<bool> = out
+        .json_lines()
+        .iter()
+        .map(|l| l["changed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(changed, [true, true, false, true, true, false, true]);
+    let commits = monitor.commits("mark1").expect("the marker");
+    assert_eq!(commits.len(), 1, "the batch's commits: {commits:?}");
+    let sets = set_list(&ns);
+    let keys = |name: &str| -> Vec<String> {
+        let set = sets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        let mut keys: Vec<String> = set["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}={}", e["key"].as_str().unwrap(), e["value"]))
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys("tunnels"), ["t0=null"]);
+    assert_eq!(keys("cm"), ["t0=16", "t1=17"]);
+    assert!(nft_elements(&ns, "cm.pairs").contains("\"t1\" . 0x00000011"));
+
+    // A mark an earlier line of the batch gave to t2 is refused for t3: lines 1 and 2 stand.
+    let text = "element add tunnels t2\n\
+                element add cm t2 0x12\n\
+                element add cm t3 0x12\n\
+                element add tunnels t3\n";
+    let r = run_stdin(tool_path("natctl"), &["--ns", &ns, "-b", "-"], Some(text));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("mark 18 is t2's in cm"), "{}", r.stderr);
+    assert_eq!(r.json_lines().len(), 2, "{}", r.stdout);
+    let sets = set_list(&ns);
+    let tunnels = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "tunnels")
+        .unwrap();
+    assert_eq!(
+        tunnels["elements"].as_array().unwrap().len(),
+        2,
+        "t0 and t2: {tunnels}"
+    );
+    assert!(nft_elements(&ns, "cm").contains("\"t2\" : 0x00000012"));
 }

@@ -24,13 +24,14 @@
 //! lets the device's replies to it (a port forward into the device) pass that device's guard.
 
 use clap::Args;
-use common::types::{parse_network, IfName};
 use common::{Error, Result};
-use ipnet::IpNet;
 
-use super::mark::parse_mark;
+use super::mark::parse_mark_setting;
 use crate::nft::Stage;
-use crate::rule::{net_arg, Action, Arg, Family, Match, Part, Rule, Verdict};
+use crate::rule::{
+    dst_arg, keyed_family, number_arg, Action, Arg, FamilyArg, Match, Part, Rule, Verdict,
+};
+use crate::set::{Dst, Iif, OrSet};
 
 #[derive(Args, Debug, Clone)]
 pub struct Connmark {
@@ -38,25 +39,30 @@ pub struct Connmark {
     /// new ct direction original`); without --dst a packet arriving on it as the reply of a
     /// connection not marked N is dropped (`iifname IFACE ct direction reply ct mark != N drop`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
-    pub iif: Option<IfName>,
+    pub iif: Option<Iif>,
     /// The connection mark, 1-4294967295, decimal or 0x-hex (nft `ct mark set N`); replies get
-    /// it as their packet mark (`meta mark set ct mark`), for `ip rule add fwmark N`
-    #[arg(long = "set", value_name = "N", value_parser = parse_mark)]
-    pub mark: u32,
+    /// it as their packet mark (`meta mark set ct mark`), for `ip rule add fwmark N`. Or @MAP,
+    /// a map of connection marks (`--value ctmark`) that the rule's key names too (`--iif
+    /// @MAP`): each key's connections get its mark (`ct mark set iifname map @MAP`)
+    #[arg(long = "set", value_name = "N|@MAP", value_parser = parse_mark_setting)]
+    pub mark: OrSet<u32>,
     /// Connections opened to this network (nft `ip daddr CIDR ct state new ct direction
-    /// original`), from any interface, only from --iif IFACE, or with --local from this
-    /// namespace; no drop of foreign replies then
-    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
-    pub dst: Option<IpNet>,
+    /// original`), or to an address of set @SET, from any interface, only from --iif IFACE,
+    /// or with --local from this namespace; no drop of foreign replies then
+    #[arg(long, value_name = "CIDR|@SET")]
+    pub dst: Option<Dst>,
     /// The connections to --dst that this namespace itself opens (chain `localmarks`: the output
     /// hook, after conntrack); not with --iif
     #[arg(long, conflicts_with = "iif")]
     pub local: bool,
+    /// The family of the addresses in the sets the rule names (natctl reads it from them)
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
 }
 
 impl Connmark {
     pub fn rule(&self) -> Result<Rule> {
-        if self.mark == 0 {
+        if self.mark == OrSet::Given(0) {
             return Err(Error::invalid(
                 "connmark: --set 0 is the mark of an unmarked connection; use 1 to 4294967295",
             ));
@@ -76,13 +82,20 @@ impl Connmark {
                 "connmark needs --iif IFACE (connections IFACE opens) or --dst CIDR (connections opened to CIDR)",
             ));
         }
-        let iif = self.iif.as_ref().map(|i| Match::Iif(i.to_string()));
+        let family = keyed_family(
+            "connmark",
+            (self.iif.as_ref(), self.dst.as_ref()),
+            ("--set", &self.mark),
+            &[],
+            self.family,
+        )?;
+        let iif = self.iif.as_ref().map(|i| i.to_match());
         // All in the connmarks chain, after conntrack has found or made the connection (the
         // marking needs it to exist, the guard its direction and mark) and before the routing
         // decision (which the restored fwmark steers); `--local` marks in the output hook's
         // `localmarks`, likewise after conntrack.
         let mut marking: Vec<Match> = iif.iter().cloned().collect();
-        marking.extend(self.dst.map(Match::Dst));
+        marking.extend(self.dst.as_ref().map(Dst::to_match));
         marking.extend([Match::CtNew, Match::CtOriginal]);
         let mark_connection = Part {
             stage: if self.local {
@@ -91,13 +104,23 @@ impl Connmark {
                 Stage::Connmarks
             },
             matches: marking,
-            action: Action::CtMark(self.mark),
+            action: Action::CtMark(self.mark.clone()),
+        };
+        // A connection's mark, and the one that is not its own: N, or (from map M) M's mark for
+        // the interface, which natctl keeps beside M as a pair (`M.pairs`), and the marks M
+        // gives (`M.marks`).
+        let (is_marked, not_own_mark) = match &self.mark {
+            OrSet::Given(mark) => (Match::CtMark(*mark), Match::CtMarkNot(*mark)),
+            OrSet::Set(map) => (
+                Match::CtMarkIn(map.marks()),
+                Match::IifMarkNotIn(map.pairs()),
+            ),
         };
         // The guard, for a tunnel's own connections only (without --dst).
-        let drop_foreign_replies = match (&iif, self.dst) {
+        let drop_foreign_replies = match (&iif, &self.dst) {
             (Some(iif), None) => Some(Part {
                 stage: Stage::Connmarks,
-                matches: vec![iif.clone(), Match::CtReply, Match::CtMarkNot(self.mark)],
+                matches: vec![iif.clone(), Match::CtReply, not_own_mark],
                 action: Action::Verdict {
                     verdict: Verdict::Drop,
                     at_head: false,
@@ -107,7 +130,7 @@ impl Connmark {
         };
         let restore_on_replies = Part {
             stage: Stage::Connmarks,
-            matches: vec![Match::CtReply, Match::CtMark(self.mark)],
+            matches: vec![Match::CtReply, is_marked],
             action: Action::MarkFromCt,
         };
         // The same for the replies this namespace sends itself (to a ping of its own address),
@@ -128,14 +151,15 @@ impl Connmark {
         };
         Ok(Rule {
             kind: "connmark",
-            family: self.dst.map(|n| Family::of(n.addr())),
+            family,
             parts,
             // New arguments go last, so rules made before them keep their ids.
             args: vec![
                 ("iif", self.iif.as_ref().map(Arg::text)),
-                ("set", Some(Arg::Number(self.mark.into()))),
-                ("dst", self.dst.as_ref().map(net_arg)),
+                ("set", Some(number_arg(&self.mark))),
+                ("dst", self.dst.as_ref().map(dst_arg)),
                 ("local", Some(Arg::Flag(self.local))),
+                ("family", self.family.map(Arg::text)),
             ],
         })
     }

@@ -5,26 +5,27 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use clap::Args;
-use common::types::{parse_network, IfName, PortRange};
+use common::types::PortRange;
 use common::{Error, Result};
-use ipnet::IpNet;
 
 use crate::nft::Stage;
 use crate::rule::{
-    common_family, net_arg, port_matches, Action, Arg, Match, NatKind, Part, Proto, Rule,
+    common_family, dst_arg, port_matches, Action, Arg, Match, NatKind, Part, Proto, Rule,
 };
+use crate::set::{Dst, Iif};
 
 #[derive(Args, Debug, Clone)]
 pub struct Dnat {
     /// New destination: ADDR, ADDR:PORT[-PORT], [IPV6]:PORT (nft `dnat ip to ADDR:PORT`)
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub to: NatTo,
-    /// Only packets to this address or network (nft `ip daddr ADDR`)
-    #[arg(long, value_name = "ADDR", value_parser = parse_network)]
-    pub daddr: Option<IpNet>,
+    /// Only packets to this address or network (nft `ip daddr ADDR`), or to an address of set
+    /// @SET (one rule forwarding the port of many addresses)
+    #[arg(long, value_name = "ADDR|@SET")]
+    pub daddr: Option<Dst>,
     /// Only packets arriving on this interface (nft `iifname IFACE`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
-    pub iif: Option<IfName>,
+    pub iif: Option<Iif>,
     /// Only this transport protocol (nft `meta l4proto tcp`)
     #[arg(long, value_enum)]
     pub proto: Option<Proto>,
@@ -41,7 +42,12 @@ pub struct Dnat {
 impl Dnat {
     pub fn rule(&self) -> Result<Rule> {
         let mut addrs = vec![("--to", self.to.addr)];
-        addrs.extend(self.daddr.map(|n| ("--daddr", n.addr())));
+        addrs.extend(
+            self.daddr
+                .as_ref()
+                .and_then(Dst::given)
+                .map(|n| ("--daddr", n.addr())),
+        );
         let family = common_family("dnat", &addrs)?;
         let ports = port_matches("dnat", self.proto, self.dport)?;
         if self.to.port.is_some() && self.proto.is_none() {
@@ -50,8 +56,8 @@ impl Dnat {
                 self.to
             )));
         }
-        let mut matches: Vec<Match> = self.iif.iter().map(|i| Match::Iif(i.to_string())).collect();
-        matches.extend(self.daddr.map(Match::Dst));
+        let mut matches: Vec<Match> = self.iif.iter().map(|i| i.to_match()).collect();
+        matches.extend(self.daddr.as_ref().map(Dst::to_match));
         matches.extend(ports);
         let forwarded = Part {
             stage: Stage::Dstnat,
@@ -74,7 +80,7 @@ impl Dnat {
             parts: std::iter::once(forwarded).chain(local).collect(),
             args: vec![
                 ("to", Some(Arg::text(self.to))),
-                ("daddr", self.daddr.as_ref().map(net_arg)),
+                ("daddr", self.daddr.as_ref().map(dst_arg)),
                 ("iif", self.iif.as_ref().map(Arg::text)),
                 ("proto", self.proto.map(Arg::text)),
                 ("dport", self.dport.map(Arg::text)),

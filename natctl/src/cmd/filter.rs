@@ -15,24 +15,27 @@
 use std::fmt;
 
 use clap::{Args, ValueEnum};
-use common::types::{parse_network, IfName, PortRange};
+use common::types::{parse_network, PortRange};
 use common::{Error, Result};
 use ipnet::IpNet;
 
 use crate::nft::Stage;
-use crate::rule::{common_family, net_arg, Action, Arg, Family, Match, Part, Rule, Verdict};
+use crate::rule::{
+    dst_arg, net_arg, rule_family, Action, Arg, Family, FamilyArg, Match, Part, Rule, Verdict,
+};
+use crate::set::{Dst, Iif};
 
 #[derive(Args, Debug, Clone)]
 pub struct Filter {
     /// Traffic arriving on this interface (nft `iifname IFACE`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
-    pub iif: IfName,
+    pub iif: Iif,
     /// Only packets from this network (nft `ip saddr CIDR`)
     #[arg(long, value_name = "CIDR", value_parser = parse_network, conflicts_with = "default")]
     pub src: Option<IpNet>,
-    /// Only packets to this network (nft `ip daddr CIDR`)
-    #[arg(long, value_name = "CIDR", value_parser = parse_network, conflicts_with = "default")]
-    pub dst: Option<IpNet>,
+    /// Only packets to this network (nft `ip daddr CIDR`), or to an address of set @SET
+    #[arg(long, value_name = "CIDR|@SET", conflicts_with = "default")]
+    pub dst: Option<Dst>,
     /// Only this protocol (nft `meta l4proto tcp`); icmp is IPv4's, icmpv6 IPv6's
     #[arg(long, value_enum, conflicts_with = "default")]
     pub proto: Option<FilterProto>,
@@ -61,6 +64,9 @@ pub struct Filter {
     /// changes no connection's state (a forged reply of another's connection, say)
     #[arg(long, conflicts_with_all = ["local", "default"])]
     pub early: bool,
+    /// The family of the addresses in the sets the rule names (natctl reads it from them)
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
 }
 
 /// The protocols a filter selects (`meta l4proto`).
@@ -107,8 +113,13 @@ impl Filter {
     pub fn rule(&self) -> Result<Rule> {
         let mut addrs = Vec::new();
         addrs.extend(self.src.map(|n| ("--src", n.addr())));
-        addrs.extend(self.dst.map(|n| ("--dst", n.addr())));
-        let mut family = common_family("filter", &addrs)?;
+        addrs.extend(
+            self.dst
+                .as_ref()
+                .and_then(Dst::given)
+                .map(|n| ("--dst", n.addr())),
+        );
+        let mut family = rule_family("filter", &addrs, self.family)?;
         if let Some(implied) = self.proto.and_then(FilterProto::family) {
             if family.is_some_and(|f| f != implied) {
                 return Err(Error::invalid(format!(
@@ -147,9 +158,9 @@ impl Filter {
                 "filter: --early takes --verdict drop only (an accept before conntrack would skip the zones)",
             ));
         }
-        let mut matches = vec![Match::Iif(self.iif.to_string())];
+        let mut matches = vec![self.iif.to_match()];
         matches.extend(self.src.map(Match::Src));
-        matches.extend(self.dst.map(Match::Dst));
+        matches.extend(self.dst.as_ref().map(Dst::to_match));
         matches.extend(self.proto.map(|p| Match::Proto(p.number())));
         matches.extend(self.dport.map(|p| Match::Dport(p.first.0, p.last.0)));
         if self.reply {
@@ -172,7 +183,7 @@ impl Filter {
             args: vec![
                 ("iif", Some(Arg::text(&self.iif))),
                 ("src", self.src.as_ref().map(net_arg)),
-                ("dst", self.dst.as_ref().map(net_arg)),
+                ("dst", self.dst.as_ref().map(dst_arg)),
                 ("proto", self.proto.map(Arg::text)),
                 ("dport", self.dport.map(Arg::text)),
                 ("reply", Some(Arg::Flag(self.reply))),
@@ -180,6 +191,7 @@ impl Filter {
                 ("default", self.default.map(Arg::text)),
                 ("local", Some(Arg::Flag(self.local))),
                 ("early", Some(Arg::Flag(self.early))),
+                ("family", self.family.map(Arg::text)),
             ],
         })
     }

@@ -4,35 +4,39 @@
 //! arriving on IFACE; with it, in chain `marks_out` (output, priority mangle, type `route`: the
 //! kernel routes the packet again once the mark is set) on traffic this namespace originates.
 
-use clap::Args;
-use common::types::{parse_network, IfName};
-use common::{Error, Result};
-use ipnet::IpNet;
-
 use crate::nft::Stage;
-use crate::rule::{net_arg, Action, Arg, Family, Match, Part, Rule};
+use crate::rule::{dst_arg, keyed_family, number_arg, Action, Arg, FamilyArg, Match, Part, Rule};
+use crate::set::{Dst, Iif, OrSet};
+use clap::Args;
+use common::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct Mark {
     /// Traffic arriving on this interface (nft `iifname IFACE`); required unless --local
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
-    pub iif: Option<IfName>,
-    /// The mark, decimal or 0x-hex, for `ip rule add fwmark N` (nft `meta mark set N`)
-    #[arg(long = "set", value_name = "N", value_parser = parse_mark)]
-    pub mark: u32,
-    /// Only packets to this network (nft `ip daddr CIDR`); required with --local
-    #[arg(long, value_name = "CIDR", value_parser = parse_network)]
-    pub dst: Option<IpNet>,
+    pub iif: Option<Iif>,
+    /// The mark, decimal or 0x-hex, for `ip rule add fwmark N` (nft `meta mark set N`), or
+    /// @MAP: the mark map MAP gives for the rule's key, which names MAP too (`--dst @MAP`: nft
+    /// `meta mark set ip daddr map @MAP`)
+    #[arg(long = "set", value_name = "N|@MAP", value_parser = parse_mark_setting)]
+    pub mark: OrSet<u32>,
+    /// Only packets to this network (nft `ip daddr CIDR`), or to an address of set @SET;
+    /// required with --local
+    #[arg(long, value_name = "CIDR|@SET")]
+    pub dst: Option<Dst>,
     /// Traffic this namespace itself originates, instead of traffic arriving on an interface:
     /// chain `marks_out` (nft `type route hook output priority mangle`, iptables `-t mangle -A
     /// OUTPUT`; the packet is routed again by its new mark); needs --dst, not with --iif
     #[arg(long, conflicts_with = "iif")]
     pub local: bool,
+    /// The family of the addresses in the sets the rule names (natctl reads it from them)
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
 }
 
 impl Mark {
     pub fn rule(&self) -> Result<Rule> {
-        let stage = match (&self.iif, self.local, self.dst) {
+        let stage = match (&self.iif, self.local, &self.dst) {
             (Some(iif), true, _) => {
                 return Err(Error::invalid(format!(
                     "mark: --local (traffic this namespace originates) cannot be used with --iif {iif} (it arrives on no interface)"
@@ -51,25 +55,38 @@ impl Mark {
             (None, true, Some(_)) => Stage::MarksOut,
             (Some(_), false, _) => Stage::Marks,
         };
-        let mut matches: Vec<Match> = self.iif.iter().map(|i| Match::Iif(i.to_string())).collect();
-        matches.extend(self.dst.map(Match::Dst));
+        let mut matches: Vec<Match> = self.iif.iter().map(|i| i.to_match()).collect();
+        matches.extend(self.dst.as_ref().map(Dst::to_match));
+        let family = keyed_family(
+            "mark",
+            (self.iif.as_ref(), self.dst.as_ref()),
+            ("--set", &self.mark),
+            &[],
+            self.family,
+        )?;
         Ok(Rule {
             kind: "mark",
-            family: self.dst.map(|n| Family::of(n.addr())),
+            family,
             parts: vec![Part {
                 stage,
                 matches,
-                action: Action::Mark(self.mark),
+                action: Action::Mark(self.mark.clone()),
             }],
             // New arguments go last, so rules made before them keep their ids.
             args: vec![
                 ("iif", self.iif.as_ref().map(Arg::text)),
-                ("set", Some(Arg::Number(self.mark.into()))),
-                ("dst", self.dst.as_ref().map(net_arg)),
+                ("set", Some(number_arg(&self.mark))),
+                ("dst", self.dst.as_ref().map(dst_arg)),
                 ("local", Some(Arg::Flag(self.local))),
+                ("family", self.family.map(Arg::text)),
             ],
         })
     }
+}
+
+/// A mark or `@MAP`.
+pub fn parse_mark_setting(s: &str) -> std::result::Result<OrSet<u32>, String> {
+    OrSet::parse(s, parse_mark)
 }
 
 /// A 32-bit mark: decimal or `0x` hex.

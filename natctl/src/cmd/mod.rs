@@ -4,12 +4,14 @@
 pub mod connmark;
 pub mod del;
 pub mod dnat;
+pub mod element;
 pub mod filter;
 pub mod flush;
 pub mod list;
 pub mod mark;
 pub mod masquerade;
 pub mod netmap;
+pub mod set;
 pub mod snat;
 pub mod zone;
 
@@ -23,7 +25,9 @@ use crate::nft::cache::Presence;
 use crate::nft::list::KernelRule;
 use crate::nft::pending::Add;
 use crate::nft::{self, encode::COMMENT_MAX, lock, Structure, TABLE_LABEL};
-use crate::rule::{parse_comment, Rule};
+use crate::rule::Family;
+use crate::rule::{parse_comment, Match, Rule};
+use crate::set::{KeyType, SetName, ValueType};
 
 /// The verbs that add a rule.
 #[derive(Subcommand, Debug, Clone)]
@@ -62,8 +66,10 @@ pub enum RuleCmd {
 
 impl RuleCmd {
     /// Validates the arguments into a rule (exit 2 on bad input).
-    pub fn rule(&self) -> Result<Rule> {
-        let rule = match self {
+    /// Validates the arguments into a rule (exit 2 on bad input), without the kernel: a rule
+    /// naming sets of addresses without `--family` has no family yet ([`sets_of`]).
+    fn parsed(&self) -> Result<Rule> {
+        match self {
             RuleCmd::Masquerade(c) => c.rule(),
             RuleCmd::Snat(c) => c.rule(),
             RuleCmd::Dnat(c) => c.rule(),
@@ -72,7 +78,24 @@ impl RuleCmd {
             RuleCmd::Mark(c) => c.rule(),
             RuleCmd::Connmark(c) => c.rule(),
             RuleCmd::Filter(c) => c.rule(),
-        }?;
+        }
+    }
+
+    /// Validates the arguments into a rule (exit 2 on bad input).
+    pub fn rule(&self) -> Result<Rule> {
+        fits(self.parsed()?)
+    }
+
+    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        let mut rule = self.parsed()?;
+        sets_of(ctx, &mut rule)?;
+        add(ctx, &fits(rule)?)
+    }
+}
+
+/// RULE, unless its canonical arguments are too long to store in its comment (exit 2).
+fn fits(rule: Rule) -> Result<Rule> {
+    {
         if rule.comment().len() > COMMENT_MAX {
             return Err(Error::invalid(format!(
                 "the arguments '{}' are too long to store in the rule ({COMMENT_MAX} bytes at most)",
@@ -80,10 +103,6 @@ impl RuleCmd {
             )));
         }
         Ok(rule)
-    }
-
-    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
-        add(ctx, &self.rule()?)
     }
 }
 
@@ -219,11 +238,127 @@ fn add(ctx: &Ctx, rule: &Rule) -> Result<Outcome> {
     Outcome::object(true, "rule", rule.view(ctx.netns_name()))
 }
 
+/// How a rule uses a set of natctl's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// `--iif @SET`: looks the incoming interface up.
+    Iif,
+    /// `--dst @SET`: looks the destination address up.
+    Dst,
+    /// `--zone @MAP`, `mark --set @MAP`, `snat --to @MAP`: takes its value from the map.
+    Value,
+}
+
+/// Checks every set RULE names against the kernel's: there, of a type its use takes (the kernel
+/// would take a set of another type and compare the key's first bytes with its keys), and of
+/// one family, which the rule then has (`--family`, when not given, is read from the sets).
+fn sets_of(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
+    let mut uses: Vec<(&str, Use)> = Vec::new();
+    for part in &rule.parts {
+        for m in &part.matches {
+            let named = match m {
+                Match::IifIn(set) => (set.as_str(), Use::Iif),
+                Match::DstIn(set) => (set.as_str(), Use::Dst),
+                _ => continue,
+            };
+            if !uses.contains(&named) {
+                uses.push(named);
+            }
+        }
+        if let Some(map) = part.action.map() {
+            if !uses.contains(&(map, Use::Value)) {
+                uses.push((map, Use::Value));
+            }
+        }
+    }
+    let value_flag = match rule.kind {
+        "zone" => "--zone",
+        "mark" | "connmark" => "--set",
+        _ => "--to",
+    };
+    let mut family: Option<(Family, String)> = None;
+    for (name, used) in uses {
+        // (a name that parsed as the rule's argument)
+        let set: SetName = name.parse().map_err(Error::invalid)?;
+        let flag = match used {
+            Use::Iif => "--iif",
+            Use::Dst if rule.kind == "dnat" => "--daddr",
+            Use::Dst => "--dst",
+            Use::Value => value_flag,
+        };
+        let what = format!("{} {flag} @{set}", rule.kind);
+        let Some(def) = nft::set::get(&set).with_context(|| reading(ctx))? else {
+            return Err(Error::failed(format!(
+                "{what}: there is no set {set} in {TABLE_LABEL} in {} (natctl set add {set} ...)",
+                ctx.ns_label()
+            )));
+        };
+        let (fits, implied) = match used {
+            Use::Iif => (def.key == KeyType::Ifname, None),
+            Use::Dst => match def.key {
+                KeyType::Ipv4Addr => (true, Some(Family::V4)),
+                KeyType::Ipv6Addr => (true, Some(Family::V6)),
+                _ => (false, None),
+            },
+            Use::Value => match (rule.kind, def.value) {
+                ("zone", Some(ValueType::Zone))
+                | ("mark", Some(ValueType::Mark))
+                | ("connmark", Some(ValueType::Ctmark)) => (true, None),
+                ("snat", Some(ValueType::Ipv4Addr)) => (true, Some(Family::V4)),
+                ("snat", Some(ValueType::Ipv6Addr)) => (true, Some(Family::V6)),
+                _ => (false, None),
+            },
+        };
+        if !fits {
+            let takes = match (used, rule.kind) {
+                (Use::Iif, _) => "a set of interface names (--type ifname)",
+                (Use::Dst, _) => "a set of addresses (--type ipv4_addr or ipv6_addr)",
+                (Use::Value, "zone") => "a map to zones (--value zone)",
+                (Use::Value, "mark") => "a map to marks (--value mark)",
+                (Use::Value, "connmark") => "a map to connection marks (--value ctmark)",
+                (Use::Value, _) => "a map to addresses (--value ipv4_addr or ipv6_addr)",
+            };
+            let is = match def.value {
+                Some(value) => format!("a map of {} to {value}", def.key),
+                None => format!("a set of {}", def.key),
+            };
+            return Err(Error::invalid(format!(
+                "{what}: {set} is {is}; this takes {takes}"
+            )));
+        }
+        match (implied, &family) {
+            (Some(f), Some((g, other))) if f != *g => {
+                return Err(Error::invalid(format!(
+                    "{what}: {set} holds {} addresses but {other} {}",
+                    f.label(),
+                    g.label()
+                )))
+            }
+            (Some(f), None) => family = Some((f, format!("@{set}"))),
+            _ => {}
+        }
+    }
+    match (family, rule.family) {
+        (Some((f, set)), Some(given)) if f != given => Err(Error::invalid(format!(
+            "{}: {set} holds {} addresses, but the rule is {}",
+            rule.kind,
+            f.label(),
+            given.label()
+        ))),
+        (Some((f, _)), None) => {
+            rule.set_family(f);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::nft::Stage;
     use crate::rule::{Action, Family, Match, Part, Verdict, ZoneDir};
+    use crate::set::OrSet;
 
     fn parsed(args: &str) -> Result<Rule> {
         let stored = Stored::try_parse_from(args.split_whitespace())
@@ -324,7 +459,7 @@ mod tests {
                 Stage::Zones,
                 vec![iif("sv0"), Match::Src(net("100.64.0.0/24"))],
                 Action::Zone {
-                    zone: 1,
+                    zone: OrSet::Given(1),
                     dir: ZoneDir::Reply
                 }
             )]
@@ -336,7 +471,7 @@ mod tests {
             [part(
                 Stage::Marks,
                 vec![iif("sv0"), Match::Dst(net("100.64.0.11/32"))],
-                Action::Mark(1)
+                Action::Mark(OrSet::Given(1))
             )]
         );
         let connmark = rule("connmark --iif ta --set 1");
@@ -348,7 +483,7 @@ mod tests {
                 part(
                     Stage::Connmarks,
                     vec![iif("ta"), Match::CtNew, Match::CtOriginal],
-                    Action::CtMark(1)
+                    Action::CtMark(OrSet::Given(1))
                 ),
                 part(
                     Stage::Connmarks,
@@ -373,7 +508,7 @@ mod tests {
         );
         assert_eq!(forwarded.family, Some(Family::V4));
         let reply = Action::Zone {
-            zone: 1,
+            zone: OrSet::Given(1),
             dir: ZoneDir::Reply,
         };
         assert_eq!(
@@ -437,7 +572,7 @@ mod tests {
             [part(
                 Stage::MarksOut,
                 vec![Match::Dst(net("100.64.0.11/32"))],
-                Action::Mark(1)
+                Action::Mark(OrSet::Given(1))
             )]
         );
         assert_ne!(
@@ -460,7 +595,7 @@ mod tests {
         };
         let marking = |stage, mut matches: Vec<Match>| {
             matches.extend([Match::CtNew, Match::CtOriginal]);
-            part(stage, matches, Action::CtMark(7))
+            part(stage, matches, Action::CtMark(OrSet::Given(7)))
         };
         let dst = Match::Dst(net("100.64.0.11/32"));
         // From any interface, from one, from this namespace: the marking part, then the two

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use crate::nft::Stage;
 use crate::rule::{common_family, Action, Arg, Match, NatKind, Part, Rule};
+use crate::set::Iif;
 
 #[derive(Args, Debug, Clone)]
 pub struct Netmap {
@@ -23,7 +24,7 @@ pub struct Netmap {
     pub to: IpNet,
     /// With --dst: only packets arriving on this interface (nft `iifname IFACE`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]), conflicts_with = "src")]
-    pub iif: Option<IfName>,
+    pub iif: Option<Iif>,
     /// With --src: only packets leaving through this interface (nft `oifname IFACE`)
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]), conflicts_with = "dst")]
     pub oif: Option<IfName>,
@@ -46,7 +47,7 @@ impl Netmap {
             )));
         }
         let mut matches = Vec::new();
-        matches.extend(self.iif.as_ref().map(|i| Match::Iif(i.to_string())));
+        matches.extend(self.iif.as_ref().map(|i| i.to_match()));
         matches.extend(self.oif.as_ref().map(|i| Match::Oif(i.to_string())));
         matches.push(match kind {
             NatKind::Dnat => Match::Dst(from),

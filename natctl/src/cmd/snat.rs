@@ -12,14 +12,18 @@ use ipnet::IpNet;
 
 use crate::nft::Stage;
 use crate::rule::{
-    common_family, net_arg, port_matches, Action, Arg, Match, NatKind, Part, Proto, Rule,
+    map_keyed, net_arg, port_matches, rule_family, Action, Arg, FamilyArg, Match, NatKind, Part,
+    Proto, Rule,
 };
+use crate::set::{Iif, OrSet};
 
 #[derive(Args, Debug, Clone)]
 pub struct Snat {
-    /// New source address, or an inclusive range FIRST-LAST (nft `snat ip to ADDR[-ADDR]`)
-    #[arg(long, value_name = "ADDR[-ADDR]")]
-    pub to: AddrRange,
+    /// New source address, or an inclusive range FIRST-LAST (nft `snat ip to ADDR[-ADDR]`), or
+    /// @MAP: the address map MAP gives for the rule's key, which names MAP too (`--iif @MAP`:
+    /// nft `snat ip to iifname map @MAP`)
+    #[arg(long, value_name = "ADDR[-ADDR]|@MAP", value_parser = parse_to)]
+    pub to: OrSet<AddrRange>,
     /// Only packets from this network (nft `ip saddr CIDR`)
     #[arg(long, value_name = "CIDR", value_parser = parse_network)]
     pub src: Option<IpNet>,
@@ -38,34 +42,59 @@ pub struct Snat {
     /// Only packets that arrived on this interface (nft `iifname IFACE`): SNAT by where the
     /// traffic came from, e.g. one address per tunnel
     #[arg(long, value_name = "IFACE", add = common::complete::links(&[]))]
-    pub iif: Option<IfName>,
+    pub iif: Option<Iif>,
     /// Also connections to this namespace itself: the rule is put into the input hook too
     /// (nft `type nat hook input`, iptables `-t nat -A INPUT`); they leave on no interface, so
     /// not with --oif
     #[arg(long, conflicts_with = "oif")]
     pub local: bool,
+    /// The family of the addresses in the map the rule names (natctl reads it from it)
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+}
+
+/// An address, a range or `@MAP`.
+fn parse_to(s: &str) -> std::result::Result<OrSet<AddrRange>, String> {
+    OrSet::parse(s, AddrRange::from_str)
 }
 
 impl Snat {
     pub fn rule(&self) -> Result<Rule> {
-        let mut addrs = vec![("--to", self.to.first)];
+        let mut addrs: Vec<(&str, IpAddr)> = self
+            .to
+            .given()
+            .map(|t| ("--to", t.first))
+            .into_iter()
+            .collect();
         addrs.extend(self.src.map(|n| ("--src", n.addr())));
         addrs.extend(self.dst.map(|n| ("--dst", n.addr())));
-        let family = common_family("snat", &addrs)?;
+        let family = rule_family("snat", &addrs, self.family)?;
+        map_keyed(
+            "snat",
+            "--to",
+            &self.to,
+            &[self.iif.as_ref().and_then(Iif::set)],
+        )?;
         let mut matches: Vec<Match> = self.oif.iter().map(|i| Match::Oif(i.to_string())).collect();
         matches.extend(self.src.map(Match::Src));
         matches.extend(self.dst.map(Match::Dst));
         matches.extend(port_matches("snat", self.proto, self.dport)?);
-        matches.extend(self.iif.iter().map(|i| Match::Iif(i.to_string())));
+        matches.extend(self.iif.iter().map(|i| i.to_match()));
         let forwarded = Part {
             stage: Stage::Srcnat,
             matches,
-            action: Action::Nat {
-                kind: NatKind::Snat,
-                min: self.to.first,
-                max: self.to.last,
-                ports: None,
-                netmap: false,
+            action: match &self.to {
+                OrSet::Given(to) => Action::Nat {
+                    kind: NatKind::Snat,
+                    min: to.first,
+                    max: to.last,
+                    ports: None,
+                    netmap: false,
+                },
+                OrSet::Set(map) => Action::NatMap {
+                    kind: NatKind::Snat,
+                    map: map.to_string(),
+                },
             },
         };
         let local = self.local.then(|| Part {
@@ -78,7 +107,7 @@ impl Snat {
             parts: std::iter::once(forwarded).chain(local).collect(),
             // New arguments go last, so rules made before them keep their ids.
             args: vec![
-                ("to", Some(Arg::text(self.to))),
+                ("to", Some(Arg::text(&self.to))),
                 ("src", self.src.as_ref().map(net_arg)),
                 ("oif", self.oif.as_ref().map(Arg::text)),
                 ("dst", self.dst.as_ref().map(net_arg)),
@@ -86,6 +115,7 @@ impl Snat {
                 ("dport", self.dport.map(Arg::text)),
                 ("iif", self.iif.as_ref().map(Arg::text)),
                 ("local", Some(Arg::Flag(self.local))),
+                ("family", self.family.map(Arg::text)),
             ],
         })
     }

@@ -21,7 +21,7 @@
 //! A key's chain and map element come with the key's first rule, in the same transaction, and
 //! go with its last (`del`). The dispatch rules and their maps come with the base chains.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_void, CString};
 use std::net::IpAddr;
 use std::ptr::NonNull;
 
@@ -264,16 +264,11 @@ impl Drop for DispatchMap {
 // SAFETY: `write` builds one NEWSET message at `buf`, which the caller sizes for
 // `nft_nlmsg_maxsize()` bytes; a set without elements is a few hundred bytes.
 unsafe impl NlMsg for DispatchMap {
-    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
-        // SAFETY: as above; the flags omit NLM_F_EXCL, so an existing map is left as it is.
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        // SAFETY: as above; without NLM_F_EXCL, an existing map is left as it is.
         unsafe {
-            let hdr = sys::nftnl_nlmsg_build_hdr(
-                buf.cast::<c_char>(),
-                libc::NFT_MSG_NEWSET as u16,
-                libc::NFPROTO_INET as u16,
-                (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16,
-                seq,
-            );
+            let kinds = (libc::NFT_MSG_NEWSET, libc::NFT_MSG_DELSET);
+            let hdr = super::set::header(buf, seq, msg_type, kinds, false);
             sys::nftnl_set_nlmsg_build_payload(hdr, self.set.as_ptr());
         }
     }
@@ -302,29 +297,10 @@ impl Element {
 // `nft_nlmsg_maxsize()` bytes.
 unsafe impl NlMsg for Element {
     unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
-        let (msg, flags) = match msg_type {
-            MsgType::Add => (
-                libc::NFT_MSG_NEWSETELEM,
-                libc::NLM_F_CREATE | libc::NLM_F_ACK,
-            ),
-            MsgType::Del => (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK),
-        };
-        // SAFETY: the set and element are allocated here (non-NULL, see `allocated`), filled
-        // with the setter of each attribute's type from buffers that outlive the calls (libnftnl
-        // copies them), written into `buf` as above, and freed (the set frees its element).
+        // SAFETY: as above; the verdict and the chain's name are set with their setters (the
+        // name is copied by libnftnl). Without NLM_F_EXCL, an existing element stays.
         unsafe {
-            let set = super::allocated(sys::nftnl_set_alloc()).as_ptr();
-            sys::nftnl_set_set_u32(set, sys::NFTNL_SET_FAMILY as u16, libc::NFPROTO_INET as u32);
-            sys::nftnl_set_set_str(set, sys::NFTNL_SET_TABLE as u16, super::TABLE.as_ptr());
-            sys::nftnl_set_set_str(set, sys::NFTNL_SET_NAME as u16, self.map.as_ptr());
-            let elem = super::allocated(sys::nftnl_set_elem_alloc()).as_ptr();
-            sys::nftnl_set_elem_set(
-                elem,
-                sys::NFTNL_SET_ELEM_KEY as u16,
-                self.key.as_ptr().cast::<c_void>(),
-                self.key.len() as u32,
-            );
-            if msg_type == MsgType::Add {
+            super::set::write_element(buf, seq, msg_type, false, (&self.map, &self.key), |elem| {
                 sys::nftnl_set_elem_set_u32(
                     elem,
                     sys::NFTNL_SET_ELEM_VERDICT as u16,
@@ -335,17 +311,7 @@ unsafe impl NlMsg for Element {
                     sys::NFTNL_SET_ELEM_CHAIN as u16,
                     self.chain.as_ptr(),
                 );
-            }
-            sys::nftnl_set_elem_add(set, elem);
-            let hdr = sys::nftnl_nlmsg_build_hdr(
-                buf.cast::<c_char>(),
-                msg as u16,
-                libc::NFPROTO_INET as u16,
-                flags as u16,
-                seq,
-            );
-            sys::nftnl_set_elems_nlmsg_build_payload(hdr, set);
-            sys::nftnl_set_free(set);
+            });
         }
     }
 }

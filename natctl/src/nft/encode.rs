@@ -15,9 +15,10 @@ use nftnl::expr::{
 use nftnl::{Chain, MsgType, NlMsg, ProtoFamily};
 
 use super::expr::{
-    Ct, NatRange, RangeEq, IP_CT_DIR_ORIGINAL, IP_CT_DIR_REPLY, NF_NAT_RANGE_NETMAP,
+    Ct, NatRange, RangeEq, SetLookup, IP_CT_DIR_ORIGINAL, IP_CT_DIR_REPLY, NF_NAT_RANGE_NETMAP,
 };
 use crate::rule::{Action, Family, Match, NatKind, Part, Rule, Verdict, ZoneDir};
+use crate::set::OrSet;
 
 /// `NFTA_RULE_USERDATA` (linux/netfilter/nf_tables.h).
 const NFTA_RULE_USERDATA: u16 = 7;
@@ -154,11 +155,27 @@ fn expressions<'a>(chain: &'a Chain<'a>, rule: &Rule, part: &Part) -> nftnl::Rul
         r.add_expr(&Meta::NfProto);
         r.add_expr(&Cmp::new(CmpOp::Eq, nfproto(f)));
     }
-    for m in &part.matches {
+    // (the lookups in sets after the other matches, so that an element's counter counts only
+    // what the whole rule matched; the lookup in the map the statement takes its value from
+    // last, since it leaves the value in register 1 for the statement)
+    let value_map = part.action.map();
+    let (lookups, plain): (Vec<&Match>, Vec<&Match>) =
+        part.matches.iter().partition(|m| lookup_set(m).is_some());
+    let (valued, members): (Vec<&Match>, Vec<&Match>) = lookups
+        .into_iter()
+        .partition(|m| value_map.is_some() && lookup_set(m) == value_map);
+    for m in plain {
         add_match(&mut r, m);
     }
+    for (m, dreg) in members
+        .into_iter()
+        .map(|m| (m, None))
+        .chain(valued.into_iter().map(|m| (m, Some(Register::Reg1))))
+    {
+        add_lookup(&mut r, m, rule.family, dreg);
+    }
     r.add_expr(&Counter);
-    add_action(&mut r, &part.action);
+    add_action(&mut r, &part.action, rule.family);
     r
 }
 
@@ -224,6 +241,9 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
             r.add_expr(&Meta::IifName);
             r.add_expr(&Cmp::new(CmpOp::Eq, &ifname(name)[..]));
         }
+        Match::IifIn(_) | Match::DstIn(_) | Match::CtMarkIn(_) | Match::IifMarkNotIn(_) => {
+            add_lookup(r, m, None, None)
+        }
         Match::Oif(name) => {
             r.add_expr(&Meta::OifName);
             r.add_expr(&Cmp::new(CmpOp::Eq, &ifname(name)[..]));
@@ -275,6 +295,52 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
     }
 }
 
+/// The set a match looks the packet up in, if it does.
+fn lookup_set(m: &Match) -> Option<&str> {
+    match m {
+        Match::IifIn(set) | Match::DstIn(set) | Match::CtMarkIn(set) | Match::IifMarkNotIn(set) => {
+            Some(set)
+        }
+        _ => None,
+    }
+}
+
+/// A lookup in a set of natctl's: the key loaded into register 1 (the interface's name, or the
+/// destination of FAMILY: IPv4 unless IPv6), then looked up; with DREG, the map's value loaded
+/// there.
+fn add_lookup(r: &mut nftnl::Rule, m: &Match, family: Option<Family>, dreg: Option<Register>) {
+    let set = match m {
+        Match::IifIn(set) => {
+            r.add_expr(&Meta::IifName);
+            set
+        }
+        Match::DstIn(set) => {
+            r.add_expr(&Payload::Network(match family {
+                Some(Family::V6) => NetworkHeaderField::Ipv6(Ipv6HeaderField::Daddr),
+                _ => NetworkHeaderField::Ipv4(Ipv4HeaderField::Daddr),
+            }));
+            set
+        }
+        Match::CtMarkIn(set) => {
+            r.add_expr(&Conntrack::Mark { set: false });
+            set
+        }
+        Match::IifMarkNotIn(set) => {
+            // (the name fills register 1, the mark the first word after it: one key of both)
+            r.add_expr(&Meta::IifName);
+            r.add_expr(&Ct::mark_into(Register::Reg2));
+            set
+        }
+        _ => return add_match(r, m),
+    };
+    r.add_expr(&SetLookup {
+        // (a set name holds no NUL: SetName refuses one)
+        set: std::ffi::CString::new(set.as_str()).unwrap_or_default(),
+        dreg,
+        inverted: matches!(m, Match::IifMarkNotIn(_)),
+    });
+}
+
 /// `ip saddr NET` and friends: load the address, mask it unless the prefix is full, compare.
 fn add_prefix(r: &mut nftnl::Rule, net: &IpNet, source: bool) {
     if net.prefix_len() == 0 {
@@ -296,7 +362,7 @@ fn add_prefix(r: &mut nftnl::Rule, net: &IpNet, source: bool) {
     r.add_expr(&Cmp::new(CmpOp::Eq, network.as_slice()));
 }
 
-fn add_action(r: &mut nftnl::Rule, action: &Action) {
+fn add_action(r: &mut nftnl::Rule, action: &Action, family: Option<Family>) {
     match action {
         Action::Masquerade => r.add_expr(&Masquerade),
         Action::Nat {
@@ -339,9 +405,28 @@ fn add_action(r: &mut nftnl::Rule, action: &Action) {
                 flags: if *netmap { NF_NAT_RANGE_NETMAP } else { 0 },
             });
         }
+        Action::NatMap { kind, map: _ } => r.add_expr(&NatRange {
+            nat_type: match kind {
+                NatKind::Snat => NatType::SNat,
+                NatKind::Dnat => NatType::DNat,
+            },
+            family: match family {
+                Some(Family::V6) => ProtoFamily::Ipv6,
+                _ => ProtoFamily::Ipv4,
+            },
+            // (the map's value, which its lookup left there)
+            addr_min: Register::Reg1,
+            addr_max: None,
+            proto_min: None,
+            proto_max: None,
+            flags: 0,
+        }),
         Action::Zone { zone, dir } => {
-            // conntrack zones are host-order u16s; Immediate copies the raw bytes.
-            r.add_expr(&Immediate::new(*zone, Register::Reg1));
+            // conntrack zones are host-order u16s; Immediate copies the raw bytes. (From a map,
+            // its lookup left the zone in register 1.)
+            if let OrSet::Given(zone) = zone {
+                r.add_expr(&Immediate::new(*zone, Register::Reg1));
+            }
             r.add_expr(&Ct::zone_set(match dir {
                 ZoneDir::Both => None,
                 ZoneDir::Original => Some(0),
@@ -349,11 +434,15 @@ fn add_action(r: &mut nftnl::Rule, action: &Action) {
             }));
         }
         Action::Mark(mark) => {
-            r.add_expr(&Immediate::new(*mark, Register::Reg1));
+            if let OrSet::Given(mark) = mark {
+                r.add_expr(&Immediate::new(*mark, Register::Reg1));
+            }
             r.add_expr(&Meta::Mark { set: true });
         }
         Action::CtMark(mark) => {
-            r.add_expr(&Immediate::new(*mark, Register::Reg1));
+            if let OrSet::Given(mark) = mark {
+                r.add_expr(&Immediate::new(*mark, Register::Reg1));
+            }
             r.add_expr(&Conntrack::Mark { set: true });
         }
         Action::MarkFromCt => {

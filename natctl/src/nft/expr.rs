@@ -68,6 +68,8 @@ pub struct Ct {
     /// `None`: not direction-specific (for a zone: both directions); `Some(0)`: the original
     /// direction's tuple; `Some(1)`: the reply's.
     dir: Option<u8>,
+    /// The register it sets KEY from or loads it into.
+    reg: Register,
 }
 
 /// `IP_CT_DIR_ORIGINAL` and `IP_CT_DIR_REPLY` (linux/netfilter/nf_conntrack_tuple_common.h).
@@ -81,6 +83,18 @@ impl Ct {
             key: libc::NFT_CT_ZONE as u32,
             set: true,
             dir,
+            reg: Register::Reg1,
+        }
+    }
+
+    /// `ct mark` into REG (a host-order u32), e.g. beside an interface name in register 1 for
+    /// a lookup of the two.
+    pub fn mark_into(reg: Register) -> Ct {
+        Ct {
+            key: libc::NFT_CT_MARK as u32,
+            set: false,
+            dir: None,
+            reg,
         }
     }
 
@@ -91,6 +105,7 @@ impl Ct {
             key: libc::NFT_CT_DIRECTION as u32,
             set: false,
             dir: None,
+            reg: Register::Reg1,
         }
     }
 }
@@ -108,7 +123,7 @@ impl Expression for Ct {
         // attributes of "ct" and DIR a u8 one, each set with the setter of its type.
         unsafe {
             sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_KEY as u16, self.key);
-            sys::nftnl_expr_set_u32(e, register as u16, Register::Reg1.to_raw());
+            sys::nftnl_expr_set_u32(e, register as u16, self.reg.to_raw());
             if let Some(dir) = self.dir {
                 sys::nftnl_expr_set_u8(e, sys::NFTNL_EXPR_CT_DIR as u16, dir);
             }
@@ -152,6 +167,43 @@ impl Expression for RangeEq {
                 sys::NFTNL_EXPR_RANGE_TO_DATA as u16,
                 self.to.as_ptr() as *const c_void,
                 self.to.len() as u32,
+            );
+        }
+        expr
+    }
+}
+
+/// `lookup` of register 1 in the named set SET: the rule goes on only when the key is there
+/// (nft `iifname @SET`), and with DREG the map's value for it is loaded there (nft `iifname map
+/// @SET`). As the kernel reports it back: its flags (0) and no set id.
+pub struct SetLookup {
+    pub set: std::ffi::CString,
+    pub dreg: Option<Register>,
+    /// Match when the key is not there (`!= @SET`, `NFT_LOOKUP_F_INV`).
+    pub inverted: bool,
+}
+
+impl Expression for SetLookup {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let expr = alloc(c"lookup");
+        let e = expr.as_ptr();
+        // SAFETY: `e` is the non-NULL "lookup" expression allocated above and not yet handed to
+        // the rule; each attribute is set with the setter of its type, and the set's name is
+        // NUL-terminated and copied by libnftnl.
+        unsafe {
+            sys::nftnl_expr_set_u32(
+                e,
+                sys::NFTNL_EXPR_LOOKUP_SREG as u16,
+                Register::Reg1.to_raw(),
+            );
+            sys::nftnl_expr_set_str(e, sys::NFTNL_EXPR_LOOKUP_SET as u16, self.set.as_ptr());
+            if let Some(dreg) = self.dreg {
+                sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_LOOKUP_DREG as u16, dreg.to_raw());
+            }
+            sys::nftnl_expr_set_u32(
+                e,
+                sys::NFTNL_EXPR_LOOKUP_FLAGS as u16,
+                u32::from(self.inverted),
             );
         }
         expr

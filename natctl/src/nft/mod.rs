@@ -57,6 +57,7 @@ pub mod held;
 pub mod list;
 pub mod lock;
 pub mod pending;
+pub mod set;
 pub mod store;
 
 use std::ffi::CStr;
@@ -66,7 +67,9 @@ use std::ptr::NonNull;
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 
 use crate::rule::Rule;
+use crate::set::SetDef;
 use dispatch::{DispatchMap, Element, Key, KeyKind};
+use set::{ElementMsg, SetMsg};
 
 /// The base chains, as a rule's parts name them.
 pub use crate::rule::Stage;
@@ -327,6 +330,46 @@ pub fn delete_many(deletions: &[&Deletion]) -> io::Result<()> {
             let chain = dispatch::chain(&table, &key.chain_name(*stage));
             batch.add(&Element::new(*stage, key), MsgType::Del);
             batch.add(&chain, MsgType::Del);
+        }
+    }
+    batch::send(&batch.finalize())
+}
+
+/// One transaction making set DEF, and natctl's table if it is not there (re-adding an existing
+/// table without NLM_F_EXCL changes nothing). The set must not exist.
+pub fn add_set(def: &SetDef) -> io::Result<()> {
+    let mut batch = Batch::new();
+    batch.add(&table(), MsgType::Add);
+    batch.add(&SetMsg::new(def), MsgType::Add);
+    for companion in SetMsg::companions(def) {
+        batch.add(&companion, MsgType::Add);
+    }
+    batch::send(&batch.finalize())
+}
+
+/// One transaction deleting set DEF with its elements and the sets natctl keeps beside it (the
+/// kernel refuses while a rule uses one).
+pub fn delete_set(def: &SetDef) -> io::Result<()> {
+    let mut batch = Batch::new();
+    for set in SetMsg::with_companions(def) {
+        batch.add(&set, MsgType::Del);
+    }
+    batch::send(&batch.finalize())
+}
+
+/// One transaction making each of CHANGES in turn: deleting its element as it was (when it
+/// was), then adding it as it is to be (when it is to be), each with what the sets natctl keeps
+/// beside its set hold of it (a key takes one value, so a new value is a new element).
+pub fn change_elements(changes: &[&pending::ElementOp]) -> io::Result<()> {
+    let mut batch = Batch::new();
+    for change in changes {
+        for (side, msg) in [(&change.old, MsgType::Del), (&change.new, MsgType::Add)] {
+            let Some((key, value)) = side else {
+                continue;
+            };
+            for element in ElementMsg::with_companions(&change.def, key, value.as_ref()) {
+                batch.add(&element, msg);
+            }
         }
     }
     batch::send(&batch.finalize())

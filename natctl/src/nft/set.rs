@@ -1,0 +1,752 @@
+//! natctl's named sets and maps in nftables: their messages (a set made or deleted, an element
+//! added or deleted) and how they are read back (one set, every set, one element, every
+//! element with its counter).
+//!
+//! A set lives in natctl's table beside the dispatch maps, which natctl names with a dot
+//! (`forward.iif`); a [`SetName`] has none, so the two never meet, and listings pass the
+//! dispatch maps by.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ptr::NonNull;
+
+use common::Kind;
+use nftnl::nftnl_sys::{self as sys, libc};
+use nftnl::{MsgType, NlMsg};
+
+use super::encode::ifname;
+use super::list::request_msg;
+use super::{allocated, batch, TABLE};
+use crate::set::{Key, KeyType, SetDef, SetName, Value, ValueType};
+
+/// nft's datatype numbers (nftables `enum datatypes`), so that `nft list` shows the keys and
+/// values by name: `integer` for a zone, whose values are 2 bytes.
+const TYPE_INTEGER: u32 = 4;
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
+const TYPE_MARK: u32 = 19;
+const TYPE_IFNAME: u32 = 41;
+
+/// nft's userdata records of a set (`NFTNL_UDATA_SET_KEYBYTEORDER`, `..._DATABYTEORDER`) and
+/// its byte orders (`BYTEORDER_HOST_ENDIAN` 1, `BYTEORDER_BIG_ENDIAN` 2): what `nft list` reads
+/// to print the elements; the kernel does not read them.
+const UDATA_KEY_BYTEORDER: u8 = 0;
+const UDATA_DATA_BYTEORDER: u8 = 1;
+/// `NFTNL_UDATA_SET_COMMENT`: the set's comment, which says a map's marks are connection marks
+/// (their values are marks as any other, 4 bytes of nft's `mark`).
+const UDATA_COMMENT: u8 = 7;
+const CTMARK_COMMENT: &str = "natctl: connection marks, one key's each";
+/// nft's width of a type in a concatenation's type number (`TYPE_BITS`).
+const TYPE_BITS: u32 = 6;
+const HOST_ENDIAN: u32 = 1;
+const BIG_ENDIAN: u32 = 2;
+
+impl KeyType {
+    /// (nft datatype, length in bytes, byte order).
+    fn encoding(self) -> (u32, u32, u32) {
+        match self {
+            KeyType::Ifname => (TYPE_IFNAME, libc::IFNAMSIZ as u32, HOST_ENDIAN),
+            KeyType::Ipv4Addr => (TYPE_IPADDR, 4, BIG_ENDIAN),
+            KeyType::Ipv6Addr => (TYPE_IP6ADDR, 16, BIG_ENDIAN),
+            KeyType::Mark => (TYPE_MARK, 4, HOST_ENDIAN),
+        }
+    }
+
+    fn decode(datatype: u32, len: u32) -> Option<KeyType> {
+        [
+            KeyType::Ifname,
+            KeyType::Ipv4Addr,
+            KeyType::Ipv6Addr,
+            KeyType::Mark,
+        ]
+        .into_iter()
+        .find(|t| (t.encoding().0, t.encoding().1) == (datatype, len))
+    }
+
+    /// The key of this type in BYTES (as the kernel holds it), if they are one.
+    fn key_of(self, bytes: &[u8]) -> Option<Key> {
+        match self {
+            KeyType::Ifname => {
+                let name = bytes.split(|b| *b == 0).next()?;
+                Some(Key::Ifname(String::from_utf8_lossy(name).into_owned()))
+            }
+            KeyType::Ipv4Addr => {
+                let octets: [u8; 4] = bytes.try_into().ok()?;
+                Some(Key::Addr(IpAddr::V4(Ipv4Addr::from(octets))))
+            }
+            KeyType::Ipv6Addr => {
+                let octets: [u8; 16] = bytes.try_into().ok()?;
+                Some(Key::Addr(IpAddr::V6(Ipv6Addr::from(octets))))
+            }
+            KeyType::Mark => Some(Key::Mark(u32::from_ne_bytes(bytes.try_into().ok()?))),
+        }
+    }
+}
+
+impl ValueType {
+    /// (nft datatype, length in bytes, byte order).
+    fn encoding(self) -> (u32, u32, u32) {
+        match self {
+            ValueType::Zone => (TYPE_INTEGER, 2, HOST_ENDIAN),
+            ValueType::Mark | ValueType::Ctmark => (TYPE_MARK, 4, HOST_ENDIAN),
+            ValueType::Ipv4Addr => (TYPE_IPADDR, 4, BIG_ENDIAN),
+            ValueType::Ipv6Addr => (TYPE_IP6ADDR, 16, BIG_ENDIAN),
+        }
+    }
+
+    /// The value type of DATATYPE and LEN; marks are connection marks when the set's comment
+    /// (CTMARK) says so.
+    fn decode(datatype: u32, len: u32, ctmark: bool) -> Option<ValueType> {
+        [
+            ValueType::Zone,
+            if ctmark {
+                ValueType::Ctmark
+            } else {
+                ValueType::Mark
+            },
+            ValueType::Ipv4Addr,
+            ValueType::Ipv6Addr,
+        ]
+        .into_iter()
+        .find(|t| (t.encoding().0, t.encoding().1) == (datatype, len))
+    }
+
+    fn value_of(self, bytes: &[u8]) -> Option<Value> {
+        match self {
+            ValueType::Zone => Some(Value::Zone(u16::from_ne_bytes(bytes.try_into().ok()?))),
+            ValueType::Mark | ValueType::Ctmark => {
+                Some(Value::Mark(u32::from_ne_bytes(bytes.try_into().ok()?)))
+            }
+            ValueType::Ipv4Addr => {
+                let octets: [u8; 4] = bytes.try_into().ok()?;
+                Some(Value::Addr(IpAddr::V4(Ipv4Addr::from(octets))))
+            }
+            ValueType::Ipv6Addr => {
+                let octets: [u8; 16] = bytes.try_into().ok()?;
+                Some(Value::Addr(IpAddr::V6(Ipv6Addr::from(octets))))
+            }
+        }
+    }
+}
+
+impl Key {
+    /// The key as the set holds it (what a rule loads into its register to look it up).
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Key::Ifname(name) => ifname(name).to_vec(),
+            Key::Addr(IpAddr::V4(a)) => a.octets().to_vec(),
+            Key::Addr(IpAddr::V6(a)) => a.octets().to_vec(),
+            // marks are host-order u32s in registers, as `meta mark` and `ct mark` load them
+            Key::Mark(mark) => mark.to_ne_bytes().to_vec(),
+        }
+    }
+}
+
+impl Value {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            // a zone is a host-order u16 in its register, as `ct zone set` reads it
+            Value::Zone(zone) => zone.to_ne_bytes().to_vec(),
+            Value::Mark(mark) => mark.to_ne_bytes().to_vec(),
+            Value::Addr(IpAddr::V4(a)) => a.octets().to_vec(),
+            Value::Addr(IpAddr::V6(a)) => a.octets().to_vec(),
+        }
+    }
+}
+
+fn cname(name: &SetName) -> CString {
+    cstring(name.to_string())
+}
+
+fn cstring(name: String) -> CString {
+    // A SetName is letters, digits, '_' and '-', its companions add a dot and a word: no NUL.
+    CString::new(name).unwrap_or_default()
+}
+
+/// A libnftnl set naming natctl's table and NAME, for a message about it.
+///
+/// # Safety
+/// The caller frees the returned set once (`nftnl_set_free`).
+unsafe fn set_object(name: &CStr) -> *mut sys::nftnl_set {
+    let s = allocated(
+        // SAFETY: allocation only; NULL is handled by `allocated`.
+        unsafe { sys::nftnl_set_alloc() },
+    )
+    .as_ptr();
+    // SAFETY: `s` was allocated above; the strings are NUL-terminated and copied by libnftnl.
+    unsafe {
+        sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, libc::NFPROTO_INET as u32);
+        sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, TABLE.as_ptr());
+        sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+    }
+    s
+}
+
+/// A set made (NEWSET with NLM_F_EXCL: it must not exist) or deleted (DELSET by name).
+pub struct SetMsg {
+    set: NonNull<sys::nftnl_set>,
+}
+
+/// How a set's keys or values are encoded: (nft datatype, length in bytes, byte order).
+type Encoding = (u32, u32, u32);
+
+impl SetMsg {
+    /// Set DEF, without the sets natctl keeps beside it ([`SetMsg::companions`]).
+    pub fn new(def: &SetDef) -> SetMsg {
+        let comment = (def.value == Some(ValueType::Ctmark)).then_some(CTMARK_COMMENT);
+        let value = def.value.map(ValueType::encoding);
+        SetMsg::of(
+            &cname(&def.name),
+            def.key.encoding(),
+            value,
+            def.counter,
+            comment,
+        )
+    }
+
+    /// The sets natctl keeps beside map DEF of connection marks: `DEF.pairs`, of its keys
+    /// each with its mark (`type ifname . mark`), and `DEF.marks`, from each mark to its key.
+    pub fn companions(def: &SetDef) -> Vec<SetMsg> {
+        if def.value != Some(ValueType::Ctmark) {
+            return Vec::new();
+        }
+        let key = def.key.encoding();
+        let mark = ValueType::Ctmark.encoding();
+        let pair = (
+            (key.0 << TYPE_BITS) | mark.0,
+            // (each part of a concatenation takes whole 4-byte registers)
+            key.1.next_multiple_of(4) + mark.1,
+            key.2,
+        );
+        vec![
+            SetMsg::of(&cstring(def.name.pairs()), pair, None, false, None),
+            SetMsg::of(&cstring(def.name.marks()), mark, Some(key), false, None),
+        ]
+    }
+
+    fn of(
+        name: &CStr,
+        key: Encoding,
+        value: Option<Encoding>,
+        counter: bool,
+        comment: Option<&str>,
+    ) -> SetMsg {
+        // SAFETY: `set_object` hands over a set we free in Drop.
+        let s = unsafe { set_object(name) };
+        let (key_type, key_len, key_order) = key;
+        let mut udata = vec![UDATA_KEY_BYTEORDER, 4];
+        udata.extend_from_slice(&key_order.to_ne_bytes());
+        // SAFETY: `s` is the set allocated above; each attribute is set with the setter of its
+        // type; the counter expression is allocated here (non-NULL, see `allocated`) and handed
+        // to the set, which frees it; libnftnl copies `udata`.
+        unsafe {
+            let mut flags = 0u32;
+            if let Some((data_type, data_len, data_order)) = value {
+                flags |= libc::NFT_SET_MAP as u32;
+                sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_TYPE as u16, data_type);
+                sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_LEN as u16, data_len);
+                udata.extend_from_slice(&[UDATA_DATA_BYTEORDER, 4]);
+                udata.extend_from_slice(&data_order.to_ne_bytes());
+            }
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FLAGS as u16, flags);
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_TYPE as u16, key_type);
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_LEN as u16, key_len);
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_ID as u16, 1);
+            if counter {
+                let counter = allocated(sys::nftnl_expr_alloc(c"counter".as_ptr()));
+                sys::nftnl_set_add_expr(s, counter.as_ptr());
+            }
+            if let Some(comment) = comment {
+                // (type, length with the NUL, text, NUL: at most a few dozen bytes)
+                udata.extend_from_slice(&[UDATA_COMMENT, comment.len() as u8 + 1]);
+                udata.extend_from_slice(comment.as_bytes());
+                udata.push(0);
+            }
+            sys::nftnl_set_set_data(
+                s,
+                sys::NFTNL_SET_USERDATA as u16,
+                udata.as_ptr().cast::<c_void>(),
+                udata.len() as u32,
+            );
+        }
+        SetMsg { set: allocated(s) }
+    }
+
+    /// The set NAME, to delete.
+    pub fn named(name: &CStr) -> SetMsg {
+        SetMsg {
+            // SAFETY: `set_object` hands over a set we free in Drop.
+            set: allocated(unsafe { set_object(name) }),
+        }
+    }
+
+    /// Set DEF and the sets natctl keeps beside it, to delete.
+    pub fn with_companions(def: &SetDef) -> Vec<SetMsg> {
+        let mut names = vec![cname(&def.name)];
+        if def.value == Some(ValueType::Ctmark) {
+            names.extend([cstring(def.name.pairs()), cstring(def.name.marks())]);
+        }
+        names.iter().map(|n| SetMsg::named(n)).collect()
+    }
+}
+
+impl Drop for SetMsg {
+    fn drop(&mut self) {
+        // SAFETY: `set` was allocated by `nftnl_set_alloc` and is freed once, here.
+        unsafe { sys::nftnl_set_free(self.set.as_ptr()) }
+    }
+}
+
+/// Builds at BUF the header of an add (NEW, with NLM_F_CREATE, and NLM_F_EXCL when EXCLUSIVE:
+/// the object must not be there) or a delete (DEL) message in natctl's family, for NlMsg's
+/// `write`.
+///
+/// # Safety
+/// BUF has room for `nft_nlmsg_maxsize()` bytes, 4-aligned.
+pub(super) unsafe fn header(
+    buf: *mut c_void,
+    seq: u32,
+    msg_type: MsgType,
+    (new, del): (i32, i32),
+    exclusive: bool,
+) -> *mut libc::nlmsghdr {
+    let (msg, flags) = match msg_type {
+        MsgType::Add if exclusive => (new, libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK),
+        MsgType::Add => (new, libc::NLM_F_CREATE | libc::NLM_F_ACK),
+        MsgType::Del => (del, libc::NLM_F_ACK),
+    };
+    // SAFETY: as the caller promises.
+    unsafe {
+        sys::nftnl_nlmsg_build_hdr(
+            buf.cast::<c_char>(),
+            msg as u16,
+            libc::NFPROTO_INET as u16,
+            flags as u16,
+            seq,
+        )
+    }
+}
+
+/// Writes at BUF one NEWSETELEM (NLM_F_EXCL when EXCLUSIVE) or DELSETELEM message of the
+/// element KEY of set SET, with what FILL sets on it besides (its value, its verdict).
+///
+/// # Safety
+/// BUF has room for `nft_nlmsg_maxsize()` bytes, 4-aligned; FILL sets attributes of the element
+/// it is given with their setters, from buffers libnftnl copies.
+pub(super) unsafe fn write_element(
+    buf: *mut c_void,
+    seq: u32,
+    msg_type: MsgType,
+    exclusive: bool,
+    (set, key): (&CStr, &[u8]),
+    fill: impl FnOnce(*mut sys::nftnl_set_elem),
+) {
+    // SAFETY: the set and element are allocated here (non-NULL, see `allocated`), filled with
+    // the setter of each attribute's type from buffers that outlive the calls (libnftnl copies
+    // them), written into `buf` as the caller allows (one element: a key, a value or a chain's
+    // name of a few hundred bytes at most), and freed (the set frees its element).
+    unsafe {
+        let s = set_object(set);
+        let elem = allocated(sys::nftnl_set_elem_alloc()).as_ptr();
+        sys::nftnl_set_elem_set(
+            elem,
+            sys::NFTNL_SET_ELEM_KEY as u16,
+            key.as_ptr().cast::<c_void>(),
+            key.len() as u32,
+        );
+        if msg_type == MsgType::Add {
+            fill(elem);
+        }
+        sys::nftnl_set_elem_add(s, elem);
+        let kinds = (libc::NFT_MSG_NEWSETELEM, libc::NFT_MSG_DELSETELEM);
+        let hdr = header(buf, seq, msg_type, kinds, exclusive);
+        sys::nftnl_set_elems_nlmsg_build_payload(hdr, s);
+        sys::nftnl_set_free(s);
+    }
+}
+
+// SAFETY: `write` builds one NEWSET or DELSET message, without elements (a few hundred bytes),
+// at `buf`, which the caller sizes for `nft_nlmsg_maxsize()` bytes.
+unsafe impl NlMsg for SetMsg {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        // SAFETY: as above.
+        unsafe {
+            let kinds = (libc::NFT_MSG_NEWSET, libc::NFT_MSG_DELSET);
+            let hdr = header(buf, seq, msg_type, kinds, true);
+            sys::nftnl_set_nlmsg_build_payload(hdr, self.set.as_ptr());
+        }
+    }
+}
+
+/// One element of set NAME: added (NEWSETELEM with NLM_F_EXCL: the key must not be there) or
+/// deleted (DELSETELEM by key).
+pub struct ElementMsg {
+    set: CString,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+impl ElementMsg {
+    /// The element KEY (: VALUE) of set DEF, with what the sets natctl keeps beside it hold
+    /// of it: `KEY . MARK` and `MARK : KEY` for a map of connection marks.
+    pub fn with_companions(def: &SetDef, key: &Key, value: Option<&Value>) -> Vec<ElementMsg> {
+        let key = key.bytes();
+        let value = value.map(Value::bytes);
+        let mut out = Vec::new();
+        if let (Some(ValueType::Ctmark), Some(mark)) = (def.value, &value) {
+            let mut pair = key.clone();
+            pair.resize(key.len().next_multiple_of(4), 0);
+            pair.extend_from_slice(mark);
+            out.push(ElementMsg {
+                set: cstring(def.name.pairs()),
+                key: pair,
+                value: None,
+            });
+            out.push(ElementMsg {
+                set: cstring(def.name.marks()),
+                key: mark.clone(),
+                value: Some(key.clone()),
+            });
+        }
+        out.push(ElementMsg {
+            set: cname(&def.name),
+            key,
+            value,
+        });
+        out
+    }
+}
+
+// SAFETY: `write` builds one NEWSETELEM/DELSETELEM message of one element (a key and a value
+// of at most 20 bytes each) at `buf`, sized by the caller for `nft_nlmsg_maxsize()` bytes.
+unsafe impl NlMsg for ElementMsg {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        // SAFETY: as above; the value is set with its setter from a buffer libnftnl copies.
+        unsafe {
+            write_element(buf, seq, msg_type, true, (&self.set, &self.key), |elem| {
+                if let Some(value) = &self.value {
+                    sys::nftnl_set_elem_set(
+                        elem,
+                        sys::NFTNL_SET_ELEM_DATA as u16,
+                        value.as_ptr().cast::<c_void>(),
+                        value.len() as u32,
+                    );
+                }
+            });
+        }
+    }
+}
+
+/// A set as the kernel reports it: natctl's definition of it, or None for a set of a kind
+/// natctl does not make (put in its table by hand), and its name either way.
+struct Reported {
+    name: String,
+    def: Option<SetDef>,
+}
+
+/// The set NAME in natctl's table (None: it is not there, nor is the table).
+pub fn get(name: &SetName) -> io::Result<Option<SetDef>> {
+    let seq = 1;
+    let cname = cname(name);
+    let msg = request_msg(
+        libc::NFT_MSG_GETSET,
+        libc::NFPROTO_INET as u16,
+        libc::NLM_F_ACK,
+        seq,
+        |hdr| {
+            // SAFETY: `hdr` is the header request_msg just built, with room for a set's names;
+            // the set is freed once written into the message, which keeps no pointer to it.
+            unsafe {
+                let s = set_object(&cname);
+                sys::nftnl_set_nlmsg_build_payload(hdr, s);
+                sys::nftnl_set_free(s);
+            }
+        },
+    );
+    let mut out = Vec::new();
+    match batch::request(&msg, seq, parse_set, &mut out) {
+        Ok(()) => Ok(out.into_iter().next().and_then(|r| r.def)),
+        Err(e) if Kind::of(&e) == Kind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every set of natctl's, by name (natctl's own dispatch maps and sets of other kinds are
+/// passed by).
+pub fn all() -> io::Result<Vec<SetDef>> {
+    let seq = 1;
+    let msg = request_msg(
+        libc::NFT_MSG_GETSET,
+        libc::NFPROTO_INET as u16,
+        libc::NLM_F_DUMP,
+        seq,
+        |hdr| {
+            // SAFETY: as in `get`, with a set naming the table only.
+            unsafe {
+                let s = allocated(sys::nftnl_set_alloc()).as_ptr();
+                sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, TABLE.as_ptr());
+                sys::nftnl_set_nlmsg_build_payload(hdr, s);
+                sys::nftnl_set_free(s);
+            }
+        },
+    );
+    let mut out = Vec::new();
+    match batch::request(&msg, seq, parse_set, &mut out) {
+        Ok(()) => {}
+        Err(e) if Kind::of(&e) == Kind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut sets: Vec<SetDef> = out
+        .into_iter()
+        .filter_map(|r| {
+            if r.def.is_none() && !r.name.contains('.') {
+                common::vlog!(1, "set {} is not of a kind natctl makes; passed by", r.name);
+            }
+            r.def
+        })
+        .collect();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(sets)
+}
+
+fn parse_set(hdr: &libc::nlmsghdr, out: &mut Vec<Reported>) -> libc::c_int {
+    // SAFETY: `hdr` is a whole NEWSET message that libmnl has length-checked inside our receive
+    // buffer; the set is allocated here (non-NULL, see `allocated`) and freed on every path out;
+    // its table and name (NULL refused) are copied before that.
+    unsafe {
+        let s = allocated(sys::nftnl_set_alloc()).as_ptr();
+        if sys::nftnl_set_nlmsg_parse(hdr, s) < 0 {
+            sys::nftnl_set_free(s);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let table = sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16);
+        let name = sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16);
+        if table.is_null() || name.is_null() {
+            sys::nftnl_set_free(s);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        // (a dump of one family lists the sets of every table of it)
+        if CStr::from_ptr(table) != TABLE {
+            sys::nftnl_set_free(s);
+            return mnl::mnl_sys::MNL_CB_OK;
+        }
+        let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+        let u32_of = |attr: u32| sys::nftnl_set_get_u32(s, attr as u16);
+        let flags = u32_of(sys::NFTNL_SET_FLAGS);
+        let key = KeyType::decode(
+            u32_of(sys::NFTNL_SET_KEY_TYPE),
+            u32_of(sys::NFTNL_SET_KEY_LEN),
+        );
+        let mut comment = None;
+        if sys::nftnl_set_is_set(s, sys::NFTNL_SET_USERDATA as u16) {
+            let mut len = 0u32;
+            let p = sys::nftnl_set_get_data(s, sys::NFTNL_SET_USERDATA as u16, &mut len);
+            if !p.is_null() {
+                let udata = std::slice::from_raw_parts(p.cast::<u8>(), len as usize);
+                comment = udata_comment(udata);
+            }
+        }
+        let ctmark = comment.as_deref() == Some(CTMARK_COMMENT);
+        let value = if flags & libc::NFT_SET_MAP as u32 != 0 {
+            ValueType::decode(
+                u32_of(sys::NFTNL_SET_DATA_TYPE),
+                u32_of(sys::NFTNL_SET_DATA_LEN),
+                ctmark,
+            )
+            .map(Some)
+        } else {
+            Some(None)
+        };
+        // (only flags natctl sets: an interval, timeout or concatenated set is not one of ours)
+        let ours = flags & !(libc::NFT_SET_MAP as u32) == 0;
+        let counter = sys::nftnl_set_is_set(s, sys::NFTNL_SET_EXPR as u16);
+        sys::nftnl_set_free(s);
+        let def = match (name.parse::<SetName>(), key, value, ours) {
+            (Ok(name), Some(key), Some(value), true) => Some(SetDef {
+                name,
+                key,
+                value,
+                counter,
+            }),
+            _ => None,
+        };
+        out.push(Reported { name, def });
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
+
+/// The comment record of a set's userdata (TLVs of type u8, length u8, value).
+fn udata_comment(mut udata: &[u8]) -> Option<String> {
+    while udata.len() >= 2 {
+        let (kind, len) = (udata[0], udata[1] as usize);
+        let value = udata.get(2..2 + len)?;
+        if kind == UDATA_COMMENT {
+            let text = value.split(|b| *b == 0).next().unwrap_or(value);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        udata = &udata[2 + len..];
+    }
+    None
+}
+
+/// The key holding MARK in map DEF of connection marks (its `DEF.marks`), if one does.
+pub fn mark_holder(def: &SetDef, mark: u32) -> io::Result<Option<Key>> {
+    let marks = Elements {
+        key: KeyType::Mark,
+        value: None,
+        holders: Some(def.key),
+        out: Vec::new(),
+    };
+    let name = cstring(def.name.marks());
+    let found = read_elements(&name, marks, libc::NLM_F_ACK, Some(&mark.to_ne_bytes()))?;
+    Ok(found.into_iter().next().and_then(|e| e.holder))
+}
+
+/// One element as the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub key: Key,
+    pub value: Option<Value>,
+    /// (packets, bytes) of its counter, if its set counts.
+    pub counter: Option<(u64, u64)>,
+    /// In a map of connection marks' `.marks`: the key its mark is (read by its map's key type).
+    holder: Option<Key>,
+}
+
+/// What a parse of set DEF's elements collects.
+struct Elements {
+    key: KeyType,
+    value: Option<ValueType>,
+    /// Reading a `.marks` map: its values are keys of its map's, of this type.
+    holders: Option<KeyType>,
+    out: Vec<Element>,
+}
+
+impl Elements {
+    fn of(def: &SetDef) -> Elements {
+        Elements {
+            key: def.key,
+            value: def.value,
+            holders: None,
+            out: Vec::new(),
+        }
+    }
+}
+
+/// The element of set DEF with KEY (None: not there).
+pub fn element(def: &SetDef, key: &Key) -> io::Result<Option<Element>> {
+    let key = key.bytes();
+    read_elements(
+        &cname(&def.name),
+        Elements::of(def),
+        libc::NLM_F_ACK,
+        Some(&key),
+    )
+    .map(|mut e| e.pop())
+}
+
+/// Every element of set DEF, in the kernel's order.
+pub fn elements(def: &SetDef) -> io::Result<Vec<Element>> {
+    read_elements(&cname(&def.name), Elements::of(def), libc::NLM_F_DUMP, None)
+}
+
+/// The elements of set NAME (only KEY's, when given), read as FOUND says.
+fn read_elements(
+    name: &CStr,
+    mut found: Elements,
+    flags: i32,
+    key: Option<&[u8]>,
+) -> io::Result<Vec<Element>> {
+    let seq = 1;
+    let msg = request_msg(
+        libc::NFT_MSG_GETSETELEM,
+        libc::NFPROTO_INET as u16,
+        flags,
+        seq,
+        |hdr| {
+            // SAFETY: as in `get`; the element (when one is asked for) is allocated here
+            // (non-NULL, see `allocated`), its key copied by libnftnl, and freed with the set.
+            unsafe {
+                let s = set_object(name);
+                if let Some(key) = key {
+                    let e = allocated(sys::nftnl_set_elem_alloc()).as_ptr();
+                    sys::nftnl_set_elem_set(
+                        e,
+                        sys::NFTNL_SET_ELEM_KEY as u16,
+                        key.as_ptr().cast::<c_void>(),
+                        key.len() as u32,
+                    );
+                    sys::nftnl_set_elem_add(s, e);
+                }
+                sys::nftnl_set_elems_nlmsg_build_payload(hdr, s);
+                sys::nftnl_set_free(s);
+            }
+        },
+    );
+    match batch::request(&msg, seq, parse_elements, &mut found) {
+        Ok(()) => Ok(found.out),
+        // (no such element, set or table)
+        Err(e) if Kind::of(&e) == Kind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_elements(hdr: &libc::nlmsghdr, found: &mut Elements) -> libc::c_int {
+    // SAFETY: `hdr` is a whole NEWSETELEM message that libmnl has length-checked inside our
+    // receive buffer. The set and the element iterator are allocated here (non-NULL, see
+    // `allocated`) and freed on every path out; every key, value and expression libnftnl
+    // returns points into the parsed set and is read before the set is freed.
+    unsafe {
+        let s = allocated(sys::nftnl_set_alloc()).as_ptr();
+        if sys::nftnl_set_elems_nlmsg_parse(hdr, s) < 0 {
+            sys::nftnl_set_free(s);
+            return mnl::mnl_sys::MNL_CB_ERROR;
+        }
+        let it = allocated(sys::nftnl_set_elems_iter_create(s)).as_ptr();
+        loop {
+            let e = sys::nftnl_set_elems_iter_next(it);
+            if e.is_null() {
+                break;
+            }
+            let data = |attr: u32| -> Option<&[u8]> {
+                if !sys::nftnl_set_elem_is_set(e, attr as u16) {
+                    return None;
+                }
+                let mut len = 0u32;
+                let p = sys::nftnl_set_elem_get(e, attr as u16, &mut len);
+                (!p.is_null()).then(|| std::slice::from_raw_parts(p.cast::<u8>(), len as usize))
+            };
+            let Some(key) = data(sys::NFTNL_SET_ELEM_KEY).and_then(|b| found.key.key_of(b)) else {
+                continue;
+            };
+            let value = found
+                .value
+                .and_then(|t| data(sys::NFTNL_SET_ELEM_DATA).and_then(|b| t.value_of(b)));
+            let holder = found
+                .holders
+                .and_then(|t| data(sys::NFTNL_SET_ELEM_DATA).and_then(|b| t.key_of(b)));
+            let mut counter = None;
+            if sys::nftnl_set_elem_is_set(e, sys::NFTNL_SET_ELEM_EXPR as u16) {
+                let mut len = 0u32;
+                let expr = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_EXPR as u16, &mut len)
+                    .cast::<sys::nftnl_expr>();
+                if !expr.is_null() {
+                    counter = Some((
+                        sys::nftnl_expr_get_u64(expr, sys::NFTNL_EXPR_CTR_PACKETS as u16),
+                        sys::nftnl_expr_get_u64(expr, sys::NFTNL_EXPR_CTR_BYTES as u16),
+                    ));
+                }
+            }
+            found.out.push(Element {
+                key,
+                value,
+                counter,
+                holder,
+            });
+        }
+        sys::nftnl_set_elems_iter_destroy(it);
+        sys::nftnl_set_free(s);
+    }
+    mnl::mnl_sys::MNL_CB_OK
+}
