@@ -4,6 +4,25 @@
 # sourcing script's name); DURATION (s per iperf3 test) and PINGS are the sourcing script's.
 BENCH=${BENCH:-$(basename "$0" .sh)}
 
+# bench_sizes N...: the sizes asked for (default 10 200 1000) into the array `sizes`, each a
+# number of 1 to 9999 (exit 2 naming one that is not).
+bench_sizes() {
+	sizes=("$@")
+	((${#sizes[@]})) || sizes=(10 200 1000)
+	local n
+	for n in "${sizes[@]}"; do
+		[[ $n =~ ^[1-9][0-9]{0,3}$ ]] || { echo "$BENCH: N must be 1..9999, not '$n'" >&2 && exit 2; }
+	done
+}
+
+# bench_need TOOL...: exit 2 naming the first TOOL that is not on PATH.
+bench_need() {
+	local t
+	for t in "$@"; do
+		command -v "$t" >/dev/null || { echo "$BENCH: needs $t" >&2 && exit 2; }
+	done
+}
+
 # bench_tools REPO: exports NIRANSIX_BIN_DIR (unless set) as the first complete build of the four
 # tools and hubctl, release before debug.
 bench_tools() {

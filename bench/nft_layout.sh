@@ -33,17 +33,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 REPEAT=${REPEAT:-7}
-sizes=("$@")
-((${#sizes[@]})) || sizes=(10 200 1000)
-for n in "${sizes[@]}"; do
-	[[ $n =~ ^[1-9][0-9]{0,3}$ ]] || { echo "nft_layout: N must be 1..9999, not '$n'" >&2 && exit 2; }
-done
+bench_sizes "$@"
 PPS=${PPS:-0} ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-4}
 tools=(nft ip strace)
 ((!PPS)) || tools+=(iperf3 jq)
-for t in "${tools[@]}"; do
-	command -v "$t" >/dev/null || { echo "nft_layout: needs $t" >&2 && exit 2; }
-done
+bench_need "${tools[@]}"
 ((EUID == 0)) || { echo "nft_layout: run as root (it creates network namespaces)" >&2 && exit 2; }
 scratch=$(mktemp -d)
 cleanup() {
