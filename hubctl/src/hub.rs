@@ -334,7 +334,7 @@ impl<'e> Hub<'e> {
         let bridge_ours = self.center.as_ref().is_some_and(|r| r.bridge_created);
         let self_ns = format!("/proc/{}/ns/net", std::process::id());
         let steps = self.layout().center_steps(bridge_ours, &self_ns);
-        self.stage(steps, &[Nsctl, Routectl])?;
+        self.stage(steps, &[Nsctl, Routectl, Natctl])?;
         Ok(was_up)
     }
 
@@ -604,18 +604,6 @@ impl<'e> Hub<'e> {
         // (the peers' addresses are on the center's interface: gone, a stopped or broken hub,
         // they went with it)
         let cif = !self.center_links(&[c.center_if()], 0)?.is_empty();
-        // the ids of their natctl rules: natctl --check of the same rule prints its id
-        let layout = self.layout();
-        let reads: Vec<Step> = names
-            .iter()
-            .flat_map(|n| {
-                layout
-                    .zone_nat_lines(&self.peers[n], "")
-                    .into_iter()
-                    .map(move |l| Step::new(Natctl, n, l))
-            })
-            .collect();
-        let ids = self.rule_ids(reads)?;
         let layout = self.layout();
         // (a block's gate goes with the last of its peers: the index tells who holds its other
         // ports, whose records need not be loaded)
@@ -632,7 +620,7 @@ impl<'e> Hub<'e> {
             .flat_map(|n| {
                 let peer = &self.peers[n];
                 let last = !staying(peer.listen_port);
-                layout.zone_removal_steps(peer, ids.get(n).map_or(&[][..], |v| v), cif, last)
+                layout.zone_removal_steps(peer, cif, last)
             })
             .collect();
         self.stage(steps, &[Natctl, Routectl, Wgctl, Nsctl])?;

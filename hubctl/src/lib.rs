@@ -24,6 +24,7 @@ pub mod names;
 pub mod net;
 pub mod plan;
 pub mod record;
+pub mod sets;
 pub mod show;
 pub mod stale;
 pub mod state;

@@ -11,6 +11,7 @@ use crate::exec::Tool::{self, Natctl, Nsctl, Routectl, Wgctl};
 use crate::fwmark;
 use crate::names::{self, Names};
 use crate::record::Peer;
+use crate::sets;
 use crate::state::State;
 use crate::steps::Step;
 
@@ -99,6 +100,12 @@ impl Layout<'_> {
         step(format!("{co}link set {cif} --up"));
         step(format!("{co}sysctl net.ipv4.ip_forward=1"));
         if c.zones() {
+            // (after the center's namespace is there: in the center's own group)
+            s.extend(
+                sets::center_lines(c)
+                    .into_iter()
+                    .map(|l| Step::new(Natctl, "center", format!("{co}{l}"))),
+            );
             for v6 in std::iter::once(false).chain(c.v6.is_some().then_some(true)) {
                 for rule in fwmark::center_rules(v6) {
                     s.push(Step::new(
@@ -427,97 +434,25 @@ impl Layout<'_> {
         .collect()
     }
 
-    /// The peer's natctl rules in the center, each line prefixed by CHECK: its zone, for both
-    /// directions of what its tunnel opens, and for the replies that reach its internal
-    /// address(es) AX from the bridge or from the center itself (so its connections' reply
-    /// tuples, identical to other devices' but for AX, are looked up in its zone); its
-    /// connection mark (set only by a connection's first packet, in the original direction; a
-    /// reply-direction packet from the tunnel that is not of its own connections is dropped); a
-    /// packet from the tunnel with a source inside the internal network dropped before conntrack
-    /// sees it (a forged reply); SNAT for forwarded traffic and for traffic to the center; its
-    /// forwards ([`Self::zone_forward_lines`]); and what it may send: a reply of a connection
-    /// opened to it, what its allow list names (none: the internal network), and of the center's
-    /// own addresses only HUB_ADDRESS (and HUB_ADDRESS6), as far as the list names them;
-    /// everything else is dropped and counted. natctl keeps each tunnel's and each address's
-    /// rules in chains of their own, so a packet's cost does not grow with the fleet.
+    /// HUB_MODE=zones: the peer's natctl lines in the center, each prefixed by CHECK: the sets of
+    /// its allow entries and forwards with the rules over them (made with the first peer that
+    /// has them), then its elements (`sets`): its conntrack zone, for both directions of what its
+    /// tunnel opens and for the replies that reach its internal address(es) from the bridge or
+    /// from the center itself (so its connections' reply tuples, identical to other devices' but
+    /// for the address, are looked up in its zone); its tunnel, whose packets from inside the
+    /// internal network are dropped before conntrack sees them (a forged reply) and whose replies
+    /// pass; its connection mark (set only by a connection's first packet, in the original
+    /// direction; a reply-direction packet from the tunnel that is not of its own connections is
+    /// dropped); its SNAT address, for forwarded traffic and traffic to the center; its forwards'
+    /// marks and addresses; its allow entries; and the default drops, which count what it was
+    /// refused. The center's rules over these sets are made once (`center_steps`), so a packet's
+    /// cost and an add's do not grow with the fleet.
     pub fn zone_nat_lines(&self, peer: &Peer, check: &str) -> Vec<String> {
-        let c = self.conf;
         let p = format!("{check}{}", self.center());
-        let wg = Names::of(c, &peer.name).wg;
-        let cif = c.center_if();
-        let (zone, mark) = names::zone(peer);
-        let v6 = c.v6.as_ref().zip(names::address6(c, peer));
-        let addrs: Vec<String> = std::iter::once(peer.address.to_string())
-            .chain(v6.map(|(_, a6)| a6.to_string()))
-            .collect();
-        let mut l = vec![format!("{p}zone --iif {wg} --zone {zone} --dir both")];
-        for a in &addrs {
-            l.push(format!(
-                "{p}zone --iif {cif} --dst {a} --zone {zone} --dir reply"
-            ));
-            l.push(format!(
-                "{p}zone --local --dst {a} --zone {zone} --dir reply"
-            ));
-        }
-        l.push(format!(
-            "{p}filter --iif {wg} --src {} --verdict drop --early",
-            c.cidr_text
-        ));
-        if let Some((v6, _)) = v6 {
-            l.push(format!(
-                "{p}filter --iif {wg} --src {} --verdict drop --early",
-                v6.cidr_text
-            ));
-        }
-        l.push(format!("{p}connmark --iif {wg} --set {mark}"));
-        for a in &addrs {
-            l.push(format!("{p}snat --to {a} --iif {wg} --local"));
-        }
-        l.extend(self.zone_forward_lines(peer, &p, &addrs));
-        l.push(format!("{p}filter --iif {wg} --reply --verdict accept"));
-        l.extend(self.allow_lines(peer, &p, &wg));
-        l.push(format!("{p}filter --iif {wg} --default drop"));
-        l.push(format!(
-            "{p}filter --iif {wg} --local --reply --verdict accept"
-        ));
-        let allow = access::merged_allow(c, &c.allow, &peer.settings.allow);
-        for (addr, a) in access::center_allowed(c, &allow) {
-            let to = a.selectors_to(&addr.to_string());
-            l.push(format!(
-                "{p}filter --iif {wg} --local {to} --verdict accept"
-            ));
-        }
-        l.push(format!("{p}filter --iif {wg} --local --default drop"));
-        l
-    }
-
-    /// HUB_MODE=zones: PEER's forwards (P: the lines' prefix; ADDRS: its internal addresses).
-    /// A connection to AX:PORT, from the bridge or from the center itself, is marked with the
-    /// peer's mark (its first packet routed by the peer's table, its replies let through the
-    /// tunnel's guard and routed back by the mark) and DNATed to the device. The DNAT matches
-    /// whatever interface the packet came in on: a device's own packet to another's forward is
-    /// DNATed too, then dropped by that device's filters (its destination, the device address,
-    /// is not one it may reach).
-    fn zone_forward_lines(&self, peer: &Peer, p: &str, addrs: &[String]) -> Vec<String> {
-        let dnats = access::dnats(self.conf, peer);
-        if dnats.is_empty() {
-            return Vec::new();
-        }
-        let cif = self.conf.center_if();
-        let (_, mark) = names::zone(peer);
-        let mut l = Vec::new();
-        for a in addrs {
-            for kind in ["mark", "connmark"] {
-                l.push(format!("{p}{kind} --iif {cif} --dst {a} --set {mark}"));
-                l.push(format!("{p}{kind} --local --dst {a} --set {mark}"));
-            }
-        }
-        l.extend(
-            dnats
-                .iter()
-                .map(|d| format!("{p}dnat {} --local", d.args())),
-        );
-        l
+        sets::peer_lines(self.conf, peer)
+            .into_iter()
+            .map(|l| format!("{p}{l}"))
+            .collect()
     }
 
     /// HUB_MODE=netns: a peer's objects go. Its tunnel, where it was born (a killed add) or where
@@ -563,26 +498,21 @@ impl Layout<'_> {
         s
     }
 
-    /// HUB_MODE=zones: a peer's objects in the center: its natctl rules (IDS), its fwmark
+    /// HUB_MODE=zones: a peer's objects in the center: its natctl elements, its fwmark
     /// rules (and the gate of its block, when it is the LAST_OF_BLOCK to go), its tunnel (its table's default route goes with it), its table's routes to the
     /// internal network and its addresses (CIF: the center's interface that holds them is
     /// there).
-    pub fn zone_removal_steps(
-        &self,
-        peer: &Peer,
-        ids: &[String],
-        cif: bool,
-        last_of_block: bool,
-    ) -> Vec<Step> {
+    pub fn zone_removal_steps(&self, peer: &Peer, cif: bool, last_of_block: bool) -> Vec<Step> {
         let c = self.conf;
         let n = peer.name.as_str();
         let co = self.center();
         let (_, mark) = names::zone(peer);
         let a6 = names::address6(c, peer);
-        let mut s: Vec<Step> = ids
+        let mut s: Vec<Step> = sets::elements(c, peer)
             .iter()
-            .map(|id| {
-                Step::new(Natctl, n, format!("{co}del {id}")).in_lane(CENTER_NAT_LANE.to_string())
+            .map(|e| {
+                Step::new(Natctl, n, format!("{co}{}", e.del_line()))
+                    .in_lane(CENTER_NAT_LANE.to_string())
             })
             .collect();
         for v6 in [false, true] {
@@ -700,11 +630,13 @@ impl Layout<'_> {
             }
         }
         if center_ok && c.zones() {
-            // (the longest read at 1,000 peers: in a group of its own, beside the others)
-            s.push(
-                Step::new(Natctl, "center:nat", format!("{co}list"))
-                    .in_lane(CENTER_NAT_LANE.to_string()),
-            );
+            // (the longest reads at 1,000 peers: in a group of their own, beside the others)
+            for (owner, line) in [("center:nat", "list"), ("center:sets", "set list")] {
+                s.push(
+                    Step::new(Natctl, owner, format!("{co}{line}"))
+                        .in_lane(CENTER_NAT_LANE.to_string()),
+                );
+            }
         }
         s
     }

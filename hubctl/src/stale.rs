@@ -16,104 +16,128 @@ use crate::steps::Step;
 
 impl Hub<'_> {
     /// Delete the natctl rules of the listed peers that their plan does not hold: in HUB_MODE=
-    /// netns every rule of the peer's namespace, in zones mode the center's rules that name the
-    /// peer's tunnel or one of its internal addresses. Only namespaces that exist are read.
+    /// netns every rule of the peer's namespace; in zones mode every rule of the center that
+    /// names the peer's tunnel or one of its internal addresses (the plan has none: a peer is
+    /// elements of the center's sets, and a hub built before it had rules), and every element
+    /// keyed by them that the plan does not hold. Only namespaces that exist are read.
     pub fn prune_rules(&mut self, names: &[String]) -> Result<()> {
         if names.is_empty() {
             return Ok(());
+        }
+        if self.conf.zones() {
+            return self.prune_zones(names);
         }
         let c = self.conf.clone();
         let layout = self.layout();
         let planned: Vec<Step> = names
             .iter()
             .flat_map(|n| {
-                let peer = &self.peers[n];
-                let lines = if c.zones() {
-                    layout.zone_nat_lines(peer, "")
-                } else {
-                    layout
-                        .peer_steps(peer, false)
-                        .into_iter()
-                        .filter(|s| s.tool == Natctl)
-                        .map(|s| s.line)
-                        .collect()
-                };
-                lines.into_iter().map(move |l| Step::new(Natctl, n, l))
+                layout
+                    .peer_steps(&self.peers[n], false)
+                    .into_iter()
+                    .filter(|s| s.tool == Natctl)
+                    .map(move |s| Step::new(Natctl, n, s.line))
             })
             .collect();
-        let (lists, wgs): (Vec<Step>, HashMap<String, String>) = if c.zones() {
-            if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
-                return Ok(());
+        let mut lists = Vec::new();
+        for n in names {
+            let ns = Names::of(&c, n).ns;
+            if self.ns_exists(&ns) {
+                lists.push(Step::new(Natctl, n, format!("{}list", ns_opt(&ns))));
             }
-            // (a peer's rules name its tunnel, or one of its internal addresses)
-            let wgs = names
-                .iter()
-                .flat_map(|n| {
-                    let peer = &self.peers[n];
-                    let a6 = crate::names::address6(&c, peer).map(|a| a.to_string());
-                    [
-                        Some(Names::of(&c, n).wg),
-                        Some(peer.address.to_string()),
-                        a6,
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .map(move |k| (k, n.clone()))
-                })
-                .collect();
-            let list = Step::new(Natctl, "center", format!("{}list", ns_opt(&c.ns)));
-            (vec![list], wgs)
-        } else {
-            let mut lists = Vec::new();
-            for n in names {
-                let ns = Names::of(&c, n).ns;
-                if self.ns_exists(&ns) {
-                    lists.push(Step::new(Natctl, n, format!("{}list", ns_opt(&ns))));
-                }
-            }
-            (lists, HashMap::new())
-        };
+        }
         if lists.is_empty() {
             return Ok(());
         }
         let ids = self.rule_ids(planned)?;
         let keep: HashSet<&String> = ids.values().flatten().collect();
-        let mut gone = Vec::new();
+        let mut steps = Vec::new();
         for d in self.run.read(lists, &[Natctl])? {
             let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
             for r in v["rules"].as_array().into_iter().flatten() {
                 let Some(id) = r["id"].as_str() else { continue };
-                if keep.contains(&id.to_string()) {
-                    continue;
+                if !keep.contains(&id.to_string()) {
+                    let ns = Names::of(&c, &d.owner).ns;
+                    steps.push(Step::new(
+                        Natctl,
+                        &d.owner,
+                        format!("{}del {id}", ns_opt(&ns)),
+                    ));
                 }
-                // (zones: only the rules of these peers' tunnels; netns: the namespace is the
-                // peer's alone)
-                let (owner, ns) = if c.zones() {
-                    let keys = [&r["iif"], &r["dst"], &r["daddr"]];
-                    match keys
-                        .iter()
-                        .find_map(|k| k.as_str().and_then(|k| wgs.get(k)))
-                    {
-                        Some(n) => (n.clone(), c.ns.clone()),
-                        None => continue,
-                    }
-                } else {
-                    (d.owner.clone(), Names::of(&c, &d.owner).ns)
-                };
-                gone.push((owner, ns, id.to_string()));
             }
         }
-        let steps: Vec<Step> = gone
+        if !steps.is_empty() {
+            self.stage(steps, &[Natctl])?;
+        }
+        Ok(())
+    }
+
+    /// HUB_MODE=zones: [`Self::prune_rules`] in the center.
+    fn prune_zones(&mut self, names: &[String]) -> Result<()> {
+        let c = self.conf.clone();
+        if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
+            return Ok(());
+        }
+        // (a peer's rules and elements are keyed by its tunnel or one of its addresses)
+        let mut owners: HashMap<String, String> = HashMap::new();
+        let mut planned: HashSet<(String, String)> = HashSet::new();
+        for n in names {
+            let peer = &self.peers[n];
+            let a6 = crate::names::address6(&c, peer).map(|a| a.to_string());
+            for key in [
+                Some(Names::of(&c, n).wg),
+                Some(peer.address.to_string()),
+                a6,
+            ]
             .into_iter()
-            .map(|(owner, ns, id)| {
-                let step = Step::new(Natctl, &owner, format!("{}del {id}", ns_opt(&ns)));
-                if c.zones() {
-                    step.in_lane(CENTER_NAT_LANE.to_string())
-                } else {
-                    step
+            .flatten()
+            {
+                owners.insert(key, n.clone());
+            }
+            planned.extend(
+                crate::sets::elements(&c, peer)
+                    .into_iter()
+                    .map(|e| (e.set, e.key)),
+            );
+        }
+        let co = ns_opt(&c.ns);
+        let reads = vec![
+            Step::new(Natctl, "center:nat", format!("{co}list")),
+            Step::new(Natctl, "center:sets", format!("{co}set list")),
+        ];
+        let mut steps = Vec::new();
+        let step = |owner: &String, line: String| {
+            Step::new(Natctl, owner, format!("{co}{line}")).in_lane(CENTER_NAT_LANE.to_string())
+        };
+        for d in self.run.read(reads, &[Natctl])? {
+            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+            for r in v["rules"].as_array().into_iter().flatten() {
+                let keys = [&r["iif"], &r["dst"], &r["daddr"]];
+                let owner = keys
+                    .iter()
+                    .find_map(|k| k.as_str().and_then(|k| owners.get(k)));
+                if let (Some(owner), Some(id)) = (owner, r["id"].as_str()) {
+                    steps.push(step(owner, format!("del {id}")));
                 }
-            })
-            .collect();
+            }
+            for set in v["sets"].as_array().into_iter().flatten() {
+                let Some(name) = set["name"].as_str() else {
+                    continue;
+                };
+                for e in set["elements"].as_array().into_iter().flatten() {
+                    let key = match &e["key"] {
+                        serde_json::Value::String(k) => k.clone(),
+                        other => other.to_string(),
+                    };
+                    let Some(owner) = owners.get(&key) else {
+                        continue;
+                    };
+                    if !planned.contains(&(name.to_string(), key.clone())) {
+                        steps.push(step(owner, format!("element del {name} {key}")));
+                    }
+                }
+            }
+        }
         if !steps.is_empty() {
             self.stage(steps, &[Natctl])?;
         }
@@ -122,6 +146,59 @@ impl Hub<'_> {
 }
 
 impl Hub<'_> {
+    /// HUB_MODE=zones: the sets of allow entries and forwards that no recorded peer has any more
+    /// (an entry taken from HUB_ALLOW or HUB_FORWARDS, or from the last peer that had it), with
+    /// the rules over them: empty, they match nothing, but they are not the hub's to keep.
+    pub fn prune_entry_sets(&mut self) -> Result<()> {
+        let c = self.conf.clone();
+        if !c.zones() || (!c.ns.is_empty() && !self.ns_exists(&c.ns)) {
+            return Ok(());
+        }
+        let wanted: HashSet<String> = self
+            .peers
+            .values()
+            .flat_map(|p| crate::sets::peer_entries(&c, p))
+            .map(|(set, _, _)| set.name)
+            .collect();
+        let co = ns_opt(&c.ns);
+        let reads = vec![
+            Step::new(Natctl, "center:nat", format!("{co}list")),
+            Step::new(Natctl, "center:sets", format!("{co}set list")),
+        ];
+        let (mut rules, mut sets) = (Vec::new(), Vec::new());
+        for d in self.run.read(reads, &[Natctl])? {
+            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+            for r in v["rules"].as_array().into_iter().flatten() {
+                let set = ["iif", "daddr"]
+                    .iter()
+                    .find_map(|k| r[*k].as_str()?.strip_prefix('@'));
+                if let (Some(set), Some(id)) = (set, r["id"].as_str()) {
+                    let line = format!("{co}del {id}");
+                    // (a rule of two parts is listed twice)
+                    let listed = rules.iter().any(|s: &Step| s.line == line);
+                    if crate::sets::is_entry_set(set) && !wanted.contains(set) && !listed {
+                        rules.push(Step::new(Natctl, "center", line));
+                    }
+                }
+            }
+            for set in v["sets"].as_array().into_iter().flatten() {
+                let Some(name) = set["name"].as_str() else {
+                    continue;
+                };
+                if crate::sets::is_entry_set(name) && !wanted.contains(name) {
+                    sets.push(Step::new(Natctl, "center", format!("{co}set del {name}")));
+                }
+            }
+        }
+        // (a set goes once no rule looks it up)
+        for steps in [rules, sets] {
+            if !steps.is_empty() {
+                self.stage(steps, &[Natctl])?;
+            }
+        }
+        Ok(())
+    }
+
     /// HUB_MODE=zones: the gates of blocks of ports that no recorded peer holds any more (a
     /// `peer del` killed between a block's last rule and its gate): they would go on at a
     /// priority that holds no rule, which the kernel passes over, but they are not the hub's to

@@ -112,7 +112,10 @@ impl Foresight {
         let peer_ns = peer_ns.unwrap_or(ns);
         for (i, pair) in w.windows(2).enumerate() {
             let missing = match pair[0] {
-                "--master" | "--dev" | "--oif" | "--iif" => self.link_missing(ns, pair[1]),
+                // (`--iif @SET` names a set of natctl's, not a link)
+                "--master" | "--dev" | "--oif" | "--iif" => {
+                    !pair[1].starts_with('@') && self.link_missing(ns, pair[1])
+                }
                 "--peer-master" => self.link_missing(peer_ns, pair[1]),
                 "link" | "peer"
                     if matches!((pair[0], pair[1]), ("link", "set") | ("peer", "add")) =>

@@ -57,16 +57,37 @@ pub fn down(hub: &mut Hub, keep_state: bool) -> Result<Outcome> {
                     }
                 }
             }
-            // (zones: natctl's table in the kept center goes too, once the peers' rules were
-            // its last: a rule of the user's own keeps it)
+            // (zones: the center's rules over the hub's sets, and the sets, go; natctl's table
+            // in the kept center with them, unless a rule of the user's own keeps it)
             if c.zones() && !hub.run.check {
                 let list = hub
                     .run
                     .probe(Step::new(Natctl, "center", format!("{co}list")))?
                     .unwrap_or_default();
                 let v: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
-                if v["rules"].as_array().is_some_and(Vec::is_empty) {
+                let rules = v["rules"].as_array().map_or(&[][..], Vec::as_slice);
+                let (ours, theirs): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+                    rules.iter().partition(|r| crate::sets::over_hub_sets(r));
+                if theirs.is_empty() {
                     step(Natctl, format!("{co}flush"));
+                } else {
+                    let mut ids: Vec<&str> = ours.iter().filter_map(|r| r["id"].as_str()).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    for id in ids {
+                        step(Natctl, format!("{co}del {id}"));
+                    }
+                    let sets = hub
+                        .run
+                        .probe(Step::new(Natctl, "center", format!("{co}set list")))?
+                        .unwrap_or_default();
+                    let v: serde_json::Value = serde_json::from_str(&sets).unwrap_or_default();
+                    for set in v["sets"].as_array().into_iter().flatten() {
+                        if let Some(name) = set["name"].as_str().filter(|n| crate::sets::is_hubs(n))
+                        {
+                            step(Natctl, format!("{co}set del {name}"));
+                        }
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! has its natctl rule, nothing else lets the device through, and what was refused is counted.
 
 use super::seen::NatRule;
-use crate::access::{self, Allow, Forward, Net};
+use crate::access::{self, Allow, Forward};
 use crate::conf::Conf;
 use crate::names::Names;
 use crate::record::Peer;
@@ -22,8 +22,6 @@ pub(super) struct Want {
     verdict: Option<&'static str>,
     default: Option<&'static str>,
     reply: bool,
-    /// Traffic to the center itself (natctl's `--local`).
-    local: bool,
 }
 
 impl Want {
@@ -37,62 +35,51 @@ impl Want {
             && n.verdict.as_deref() == self.verdict
             && n.default.as_deref() == self.default
             && n.reply.unwrap_or(false) == self.reply
-            && n.local.unwrap_or(false) == self.local
+            && n.local != Some(true)
             && n.early != Some(true)
             && n.tampered != Some(true)
     }
 
-    /// Forward F: a DNAT of DADDR to TO, of what arrives on IIF (None: on any interface, and
-    /// what the center itself sends).
-    fn forward(f: &Forward, iif: Option<&str>, daddr: String, to: String) -> Want {
+    /// Forward F: a DNAT of DADDR to TO, of what arrives on IIF.
+    fn forward(f: &Forward, iif: &str, daddr: String, to: String) -> Want {
         Want {
             what: format!("forward {f} (dnat of {daddr} to {to})"),
             kind: "dnat",
-            iif: iif.map(str::to_string),
+            iif: Some(iif.to_string()),
             dst: Some(daddr),
             proto: Some(f.proto.as_str().to_string()),
             dport: Some(f.port.to_string()),
             to: Some(to),
-            local: iif.is_none(),
             ..Want::default()
         }
     }
 
-    /// The replies WG's device sends, forwarded (or, LOCAL, to the center itself), accepted.
-    fn replies(wg: &str, local: bool) -> Want {
-        let itself = if local { " to the center itself" } else { "" };
+    /// The replies WG's device sends, forwarded, accepted.
+    fn replies(wg: &str) -> Want {
         Want {
-            what: format!("filter letting the replies from {wg}{itself} pass"),
+            what: format!("filter letting the replies from {wg} pass"),
             kind: "filter",
             iif: Some(wg.to_string()),
             verdict: Some("accept"),
             reply: true,
-            local,
             ..Want::default()
         }
     }
 
-    /// A accepts WG's traffic to DST (LOCAL: DST is the center's own address).
-    fn allow(a: &Allow, wg: &str, dst: Net, local: bool) -> Want {
+    /// A accepts WG's traffic to what it names.
+    fn allow(a: &Allow, wg: &str) -> Want {
         // (natctl lists a host as its bare address)
+        let dst = a.net;
         let host = dst.len == if dst.addr.is_ipv4() { 32 } else { 128 };
         let dst = if host {
             dst.addr.to_string()
         } else {
             dst.to_string()
         };
-        let what = if local {
-            // (the center's address, and the entry's protocol and ports)
-            let rest = &a.to_string()[a.net.to_string().len()..];
-            format!("{dst}{rest} (the center itself)")
-        } else {
-            a.to_string()
-        };
         Want {
-            what: format!("filter letting {wg}'s traffic reach {what}"),
+            what: format!("filter letting {wg}'s traffic reach {a}"),
             kind: "filter",
             iif: Some(wg.to_string()),
-            local,
             dst: Some(dst),
             proto: a.proto.map(|p| p.as_str().to_string()),
             dport: a.ports.map(|(x, y)| {
@@ -108,30 +95,16 @@ impl Want {
     }
 }
 
-/// The access rules of PEER that natctl lists (HUB_MODE=netns: in its namespace; zones: in the
-/// center, of its tunnel and its addresses), besides those the zones checks hold (zones, marks,
-/// SNAT, the default drops).
+/// The access rules of PEER that natctl lists in its namespace (HUB_MODE=netns; a zones peer's
+/// are elements of the center's sets: `sets::peer_entries`).
 pub(super) fn wants(conf: &Conf, peer: &Peer) -> Vec<Want> {
     let nm = Names::of(conf, &peer.name);
     let allow = access::merged_allow(conf, &conf.allow, &peer.settings.allow);
-    let mut w: Vec<Want> = allow
-        .iter()
-        .map(|a| Want::allow(a, &nm.wg, a.net, false))
-        .collect();
-    let zones = conf.zones();
+    let mut w: Vec<Want> = allow.iter().map(|a| Want::allow(a, &nm.wg)).collect();
     for d in access::dnats(conf, peer) {
-        let iif = (!zones).then_some(nm.inside.as_str());
-        w.push(Want::forward(&d.forward, iif, d.daddr, d.to));
+        w.push(Want::forward(&d.forward, &nm.inside, d.daddr, d.to));
     }
-    w.push(Want::replies(&nm.wg, false));
-    if zones {
-        w.push(Want::replies(&nm.wg, true));
-        for (addr, a) in access::center_allowed(conf, &allow) {
-            let len = if addr.is_ipv4() { 32 } else { 128 };
-            w.push(Want::allow(&a, &nm.wg, Net { addr, len }, true));
-        }
-        return w;
-    }
+    w.push(Want::replies(&nm.wg));
     w.push(Want {
         what: format!("filter dropping the rest of {}'s traffic", nm.wg),
         kind: "filter",

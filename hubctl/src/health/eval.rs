@@ -6,6 +6,7 @@ use crate::conf::{where_ns, Conf};
 use crate::fwmark;
 use crate::names::{self, Names};
 use crate::record::{Center, Peer};
+use crate::sets;
 
 use super::access::{self, access_problems, denied};
 use super::rules::*;
@@ -15,10 +16,10 @@ use super::{CenterStatus, Observed, PeerStatus, Status};
 /// What the center holds for every peer (HUB_MODE=zones), by the peer's objects.
 #[derive(Default)]
 pub(super) struct CenterSeen<'a> {
-    /// natctl's rules by incoming interface.
-    nat: HashMap<&'a str, Vec<&'a NatRule>>,
-    /// natctl's rules by the destination they name (`--dst`, `--daddr`).
-    nat_to: HashMap<&'a str, Vec<&'a NatRule>>,
+    /// natctl's rules as it lists them.
+    nat_json: &'a [serde_json::Value],
+    /// The elements of natctl's sets, by (set, key): their value as text, and their counter.
+    elements: HashMap<(&'a str, String), (String, Option<u64>)>,
     /// Routing rules by fwmark.
     rules: HashMap<u64, Vec<&'a Rule>>,
     /// Routes by device.
@@ -38,6 +39,9 @@ pub(super) struct CenterShows {
     fwd: SysctlShow,
     wg: WgShow,
     nat: NatList,
+    /// The same, as natctl printed it (what a planned rule line is compared with).
+    nat_json: serde_json::Value,
+    sets: SetList,
     rules: RuleList,
     routes: RouteList,
 }
@@ -82,6 +86,8 @@ impl<'a> Health<'a> {
             fwd: read(seen, "center:fwd"),
             wg: read(seen, "center:wg"),
             nat: read(seen, "center:nat"),
+            nat_json: read(seen, "center:nat"),
+            sets: read(seen, "center:sets"),
             rules: read(seen, "center:rules"),
             routes: read(seen, "center:routes"),
         };
@@ -119,13 +125,18 @@ impl<'a> Health<'a> {
 
     pub(super) fn center_seen(&self) -> CenterSeen<'_> {
         let shows = &self.shows;
-        let mut center = CenterSeen::default();
-        for rule in &shows.nat.rules {
-            if let Some(iif) = rule.iif.as_deref() {
-                center.nat.entry(iif).or_default().push(rule);
-            }
-            if let Some(to) = rule.dst.as_deref().or(rule.daddr.as_deref()) {
-                center.nat_to.entry(to).or_default().push(rule);
+        let mut center = CenterSeen {
+            nat_json: shows.nat_json["rules"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice),
+            ..CenterSeen::default()
+        };
+        for set in &shows.sets.sets {
+            for e in &set.elements {
+                center.elements.insert(
+                    (set.name.as_str(), jq_text(&e.key)),
+                    (jq_text(&e.value), e.packets),
+                );
             }
         }
         for rule in &shows.rules.rules {
@@ -235,6 +246,24 @@ impl<'a> Health<'a> {
                     }
                 }
             }
+            // (the rules every peer's elements need: each once, over the sets)
+            let listed = self.shows.nat_json["rules"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            for line in sets::center_lines(conf) {
+                if !line.starts_with("set ") && !listed.iter().any(|n| lists_line(n, &line)) {
+                    out.push(format!("no natctl rule '{line}' in {}", self.center_where));
+                }
+            }
+            // (once each: every listed part of a rule says the same)
+            let mut integrity = Vec::new();
+            nat_integrity(
+                &mut integrity,
+                self.shows.nat.rules.iter(),
+                &self.center_where,
+            );
+            integrity.dedup();
+            out.extend(integrity);
         }
         out
     }
@@ -420,7 +449,11 @@ impl<'a> Health<'a> {
         }
 
         let denied_packets = match &mine {
-            _ if zones => denied(center.nat.get(pwg.as_str()).map_or(&[], Vec::as_slice), pwg),
+            _ if zones => crate::sets::DENIED
+                .iter()
+                .filter_map(|set| center.elements.get(&(*set, pwg.clone())))
+                .filter_map(|(_, packets)| *packets)
+                .sum(),
             Some(m) => denied(&m.nat.rules.iter().collect::<Vec<_>>(), pwg),
             None => 0,
         };
@@ -466,7 +499,8 @@ impl<'a> Health<'a> {
     }
 
     /// HUB_MODE=zones: the peer's conntrack zones, connection marks, SNAT, forwards, filters and
-    /// return routes, all in the center.
+    /// return routes, all in the center: its elements of the center's sets, and the rules of its
+    /// allow entries and forwards.
     pub(super) fn zone_problems(
         &self,
         out: &mut Vec<String>,
@@ -479,102 +513,98 @@ impl<'a> Health<'a> {
         let conf = self.conf;
         let (zone, mark) = names::zone(r);
         let address = r.address.to_string();
-        let addrs: Vec<&str> = [address.as_str(), a6]
+        let addrs: Vec<(usize, &str)> = [(0, address.as_str()), (1, a6)]
             .into_iter()
-            .filter(|a| !a.is_empty())
+            .filter(|(_, a)| !a.is_empty())
             .collect();
-        // its rules: those of its tunnel, and those for its addresses arriving elsewhere
-        let mut nat: Vec<&NatRule> = center.nat.get(pwg).map_or(Vec::new(), Clone::clone);
-        for a in &addrs {
-            let to = center.nat_to.get(a).map_or(&[][..], Vec::as_slice);
-            nat.extend(to.iter().filter(|n| n.iif.as_deref() != Some(pwg)));
-        }
         let rules: &[&Rule] = center
             .rules
             .get(&u64::from(mark))
             .map_or(&[], Vec::as_slice);
-        let has = |f: &dyn Fn(&NatRule) -> bool| nat.iter().any(|n| f(n));
-        let cif = conf.center_if();
-        if !has(&|n| {
-            n.is("zone", pwg) && n.zone == Some(u64::from(zone)) && n.dir.as_deref() == Some("both")
-        }) {
+        let has = |set: &str, key: &str, value: Option<&str>| {
+            center
+                .elements
+                .get(&(set, key.to_string()))
+                .is_some_and(|(v, _)| value.is_none_or(|want| v == want))
+        };
+        let (zone_text, mark_text) = (zone.to_string(), mark.to_string());
+        if !has(sets::TUNNEL_ZONE, pwg, Some(&zone_text)) {
             out.push(format!(
                 "no conntrack zone {zone} for traffic from {pwg} in {place}"
             ));
         }
-        let sources = [
-            (Some(cif.as_str()), "the bridge"),
-            (None, "the center itself"),
-        ];
-        for a in &addrs {
-            for (iif, from) in sources {
-                if !has(&|n| {
-                    n.is_to("zone", a, iif)
-                        && n.zone == Some(u64::from(zone))
-                        && n.dir.as_deref() == Some("reply")
-                }) {
-                    out.push(format!(
-                        "no conntrack zone {zone} for the replies to {a} from {from} in {place}"
-                    ));
-                }
+        for (f, a) in &addrs {
+            if !has(sets::ADDRESS_ZONE[*f], a, Some(&zone_text)) {
+                out.push(format!(
+                    "no conntrack zone {zone} for the replies to {a} in {place}"
+                ));
             }
         }
-        if !has(&|n| n.is("connmark", pwg) && n.set == Some(u64::from(mark))) {
+        if !has(sets::TUNNEL_MARK, pwg, Some(&mark_text)) {
             out.push(format!(
                 "no connection mark {mark} for traffic from {pwg} in {place}"
             ));
         }
-        for a in &addrs {
-            if !has(&|n| n.is("snat", pwg) && n.to.as_deref() == Some(a)) {
+        for (f, a) in &addrs {
+            if !has(sets::TUNNEL_SNAT[*f], pwg, Some(a)) {
                 out.push(format!("no SNAT of {pwg}'s traffic to {a} in {place}"));
             }
         }
         if !crate::access::dnats(conf, r).is_empty() {
-            for a in &addrs {
-                for kind in ["mark", "connmark"] {
-                    for (iif, from) in sources {
-                        if !has(&|n| n.is_to(kind, a, iif) && n.set == Some(u64::from(mark))) {
-                            out.push(format!(
-                                "no {kind} {mark} for the forwards' connections to {a} from {from} in {place}"
-                            ));
-                        }
+            for (f, a) in &addrs {
+                for (kind, set) in [
+                    ("mark", sets::FORWARD_MARK[*f]),
+                    ("connmark", sets::FORWARD_CTMARK[*f]),
+                ] {
+                    if !has(set, a, Some(&mark_text)) {
+                        out.push(format!(
+                            "no {kind} {mark} for the forwards' connections to {a} in {place}"
+                        ));
                     }
                 }
             }
         }
-        let v6_too = |dst: &str| !dst.is_empty() && (!a6.is_empty() || !dst.contains(':'));
-        let cidr = &conf.cidr_text;
-        access_problems(out, &nat, &access::wants(conf, r), pwg, place);
-        for src in [cidr, &self.cidr6] {
-            if !v6_too(src) {
-                continue;
-            }
-            let filter = |n: &NatRule| {
-                n.kind.as_deref() == Some("filter")
-                    && n.early == Some(true)
-                    && n.verdict.as_deref() == Some("drop")
-                    && n.src.as_deref() == Some(src)
-            };
-            if !has(&filter) {
-                out.push(format!(
-                    "no filter dropping {pwg}'s packets from {src} (forged replies) in {place}"
-                ));
+        if !has(sets::TUNNELS, pwg, None) {
+            out.push(format!(
+                "no filter dropping {pwg}'s packets from the internal network (forged replies), nor letting its replies pass, in {place}"
+            ));
+        }
+        let entries = sets::peer_entries(conf, r);
+        for (set, element, what) in &entries {
+            let ruled = center
+                .nat_json
+                .iter()
+                .any(|n| lists_line(n, &set.rule_line));
+            if !ruled || !has(&element.set, &element.key, None) {
+                out.push(format!("no {what} in {place}"));
             }
         }
-        for local in [false, true] {
-            let filter = |n: &NatRule| {
-                n.kind.as_deref() == Some("filter")
-                    && n.default.as_deref() == Some("drop")
-                    && n.local == Some(local)
-            };
-            if !has(&filter) {
-                let itself = if local { " to the center itself" } else { "" };
+        // (an element of a taken-away entry: in force until `hub up`)
+        let mine: Vec<&str> = std::iter::once(pwg)
+            .chain(addrs.iter().map(|(_, a)| *a))
+            .collect();
+        let mut stale: Vec<String> = center
+            .elements
+            .keys()
+            .filter(|(set, key)| sets::is_entry_set(set) && mine.contains(&key.as_str()))
+            .filter(|(set, key)| !entries.iter().any(|(_, e, _)| e.set == *set && e.key == *key))
+            .map(|(set, key)| {
+                format!(
+                    "natctl element {key} of set {set} in {place} is not in the plan (a forward or allow entry taken away is in force until 'hub up')"
+                )
+            })
+            .collect();
+        stale.sort();
+        out.extend(stale);
+        for (set, itself) in sets::DENIED.iter().zip(["", " to the center itself"]) {
+            if !has(set, pwg, None) {
                 out.push(format!(
                     "no filter dropping the rest of {pwg}'s traffic{itself} in {place}"
                 ));
             }
         }
-        nat_integrity(out, nat.iter().copied(), place);
+        let cif = conf.center_if();
+        let cidr = &conf.cidr_text;
         let routes: &[&Route] = center.routes.get(pwg).map_or(&[], Vec::as_slice);
         let inside: &[&Route] = center.routes.get(cif.as_str()).map_or(&[], Vec::as_slice);
         for (family, wanted, internal) in [

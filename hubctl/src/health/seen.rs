@@ -190,9 +190,11 @@ pub(super) struct NatRule {
     pub(super) kind: Option<String>,
     pub(super) iif: Option<String>,
     pub(super) oif: Option<String>,
-    pub(super) zone: Option<u64>,
+    /// A number, or `"@MAP"` for a rule over a map.
+    pub(super) zone: Option<Value>,
     pub(super) dir: Option<String>,
-    pub(super) set: Option<u64>,
+    /// A mark, or `"@MAP"`.
+    pub(super) set: Option<Value>,
     pub(super) to: Option<String>,
     pub(super) src: Option<String>,
     pub(super) dst: Option<String>,
@@ -209,18 +211,62 @@ pub(super) struct NatRule {
     pub(super) complete: Option<bool>,
 }
 
-impl NatRule {
-    pub(super) fn is(&self, kind: &str, iif: &str) -> bool {
-        self.kind.as_deref() == Some(kind) && self.iif.as_deref() == Some(iif)
-    }
+/// `natctl set list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct SetList {
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) sets: Vec<SetShow>,
+}
 
-    /// A rule of KIND for what goes to ADDR: arriving on IIF, or (None) sent by the center.
-    pub(super) fn is_to(&self, kind: &str, addr: &str, iif: Option<&str>) -> bool {
-        self.kind.as_deref() == Some(kind)
-            && self.dst.as_deref() == Some(addr)
-            && self.iif.as_deref() == iif
-            && self.local.unwrap_or(false) == iif.is_none()
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct SetShow {
+    pub(super) name: String,
+    #[serde(deserialize_with = "null_empty")]
+    pub(super) elements: Vec<ElementShow>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ElementShow {
+    pub(super) key: Value,
+    pub(super) value: Value,
+    pub(super) packets: Option<u64>,
+}
+
+/// Whether RULE (as `natctl list` prints it) is the rule LINE adds (`KIND --flag value ...`, as
+/// the hub writes it): of that kind, every flag's value as the line gives it (a flag alone:
+/// true), and not changed behind natctl's back.
+pub(super) fn lists_line(rule: &Value, line: &str) -> bool {
+    let mut words = line.split_whitespace().peekable();
+    if rule["kind"].as_str() != words.next() || rule["tampered"] == Value::Bool(true) {
+        return false;
     }
+    while let Some(flag) = words.next() {
+        let Some(name) = flag.strip_prefix("--") else {
+            return false;
+        };
+        let value = match words.peek() {
+            Some(v) if !v.starts_with("--") => words.next(),
+            _ => None,
+        };
+        // (natctl lists a host as its bare address)
+        let same = match value {
+            None => rule[name] == Value::Bool(true),
+            Some(v) => {
+                let listed = jq_text(&rule[name]);
+                listed == v
+                    || [listed.clone() + "/32", listed + "/128"]
+                        .iter()
+                        .any(|l| l == v)
+            }
+        };
+        if !same {
+            return false;
+        }
+    }
+    true
 }
 
 /// A value as jq's string interpolation writes it: a string as itself, anything else as JSON.
