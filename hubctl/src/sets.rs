@@ -311,3 +311,135 @@ pub fn over_hub_sets(rule: &serde_json::Value) -> bool {
         .filter_map(|k| rule[*k].as_str()?.strip_prefix('@'))
         .any(is_hubs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn conf(vars: &[(&str, &str)]) -> Conf {
+        let vars: HashMap<String, String> = [("HUB_MODE", "zones"), ("HUB_PREFIX", "t")]
+            .iter()
+            .chain(vars)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Conf::from_map(&vars).unwrap()
+    }
+
+    fn of<'a>(elements: &'a [Element], set: &str) -> Vec<&'a Element> {
+        elements.iter().filter(|e| e.set == set).collect()
+    }
+
+    #[test]
+    fn a_peer_is_its_zone_mark_snat_tunnel_entries_and_denials() {
+        let c = conf(&[]);
+        let peer = Peer::new("a", 50007, Ipv4Addr::new(100, 64, 0, 8));
+        let e = elements(&c, &peer);
+        let value = |set: &str| of(&e, set)[0].value.clone();
+        assert_eq!(value(TUNNEL_ZONE).as_deref(), Some("50007"));
+        assert_eq!(value(ADDRESS_ZONE[0]).as_deref(), Some("50007"));
+        assert_eq!(of(&e, ADDRESS_ZONE[0])[0].key, "100.64.0.8");
+        let mark = (0x4e58_0000u32 + 50007).to_string();
+        assert_eq!(value(TUNNEL_MARK).as_deref(), Some(mark.as_str()));
+        assert_eq!(value(TUNNEL_SNAT[0]).as_deref(), Some("100.64.0.8"));
+        for set in [TUNNELS, DENIED[0], DENIED[1]] {
+            assert_eq!(of(&e, set).len(), 1, "{set}");
+            assert_eq!(of(&e, set)[0].key, "ta-wg");
+        }
+        // (no IPv6 without HUB_CIDR6, no forwards' marks without forwards)
+        for set in [
+            ADDRESS_ZONE[1],
+            TUNNEL_SNAT[1],
+            FORWARD_MARK[0],
+            FORWARD_CTMARK[0],
+        ] {
+            assert!(of(&e, set).is_empty(), "{set}: {e:?}");
+        }
+        // (the internal network, forwarded, and the center's own address: one set each)
+        let entries: Vec<&Element> = e.iter().filter(|x| is_entry_set(&x.set)).collect();
+        assert_eq!(entries.len(), 2, "{e:?}");
+        // Its lines: the entries' sets and rules, then every element, a map's with --replace.
+        let lines = peer_lines(&c, &peer);
+        assert!(lines[0].starts_with("set add allow_"), "{lines:?}");
+        assert!(lines.contains(&"element add tunnel_zone ta-wg 50007 --replace".to_string()));
+        assert!(lines.contains(&"element add tunnels ta-wg".to_string()));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("element add"))
+                .count(),
+            e.len()
+        );
+    }
+
+    #[test]
+    fn forwards_and_ipv6_add_their_sets() {
+        let c = conf(&[("HUB_FORWARDS", "tcp/22"), ("HUB_CIDR6", "fd64::/64")]);
+        let peer = Peer::new("a", 50000, Ipv4Addr::new(100, 64, 0, 1));
+        let e = elements(&c, &peer);
+        for set in [
+            ADDRESS_ZONE[1],
+            TUNNEL_SNAT[1],
+            FORWARD_MARK[1],
+            FORWARD_CTMARK[1],
+        ] {
+            assert_eq!(of(&e, set).len(), 1, "{set}: {e:?}");
+        }
+        // (one forward, IPv4 and IPv6: two sets of addresses, each with its dnat)
+        let forwards: Vec<&Element> = e
+            .iter()
+            .filter(|x| x.set.starts_with("forward_") && is_entry_set(&x.set))
+            .collect();
+        assert_eq!(forwards.len(), 2, "{e:?}");
+        let lines = peer_lines(&c, &peer);
+        let dnats: Vec<&String> = lines.iter().filter(|l| l.starts_with("dnat")).collect();
+        assert_eq!(dnats.len(), 2, "{lines:?}");
+        assert!(dnats
+            .iter()
+            .all(|l| l.contains("--daddr @forward_") && l.ends_with("--local")));
+        assert!(center_lines(&c)
+            .iter()
+            .any(|l| l == "zone --local --dst @address_zone6 --zone @address_zone6 --dir reply"));
+    }
+
+    #[test]
+    fn an_entrys_set_is_named_by_the_entry_alone() {
+        let c = conf(&[]);
+        let a = Peer::new("a", 50000, Ipv4Addr::new(100, 64, 0, 1));
+        let mut b = Peer::new("b", 50001, Ipv4Addr::new(100, 64, 0, 2));
+        let names = |p: &Peer| -> Vec<String> {
+            peer_entries(&c, p)
+                .into_iter()
+                .map(|(s, _, _)| s.name)
+                .collect()
+        };
+        assert_eq!(names(&a), names(&b), "the same entries, the same sets");
+        b.settings.allow = vec!["100.64.0.10/32,tcp/443".parse().unwrap()];
+        let extra: Vec<String> = names(&b)
+            .into_iter()
+            .filter(|n| !names(&a).contains(n))
+            .collect();
+        // (forwarded, and to the center's own address, which the entry names)
+        assert_eq!(extra.len(), 2, "{extra:?}");
+        assert!(extra.iter().all(|n| n.len() <= 32), "{extra:?}");
+    }
+
+    #[test]
+    fn the_hubs_sets_and_the_rules_over_them_are_told_apart() {
+        for (set, hubs, entry) in [
+            ("tunnels", true, false),
+            ("forward_mark", true, false),
+            ("forward_dbd1c719", true, true),
+            ("allow_local_5dec57d4", true, true),
+            ("mine", false, false),
+        ] {
+            assert_eq!((is_hubs(set), is_entry_set(set)), (hubs, entry), "{set}");
+        }
+        let rule = |iif: &str| serde_json::json!({"kind": "filter", "iif": iif});
+        assert!(over_hub_sets(&rule("@tunnels")));
+        assert!(!over_hub_sets(&rule("@mine")));
+        assert!(!over_hub_sets(&rule("tunnels")));
+    }
+}
