@@ -5581,7 +5581,7 @@ fn rules_over_sets_refuse_what_does_not_fit() {
                 "--verdict",
                 "accept",
             ],
-            "this takes a set of addresses",
+            "zone_of is a map, whose keys a rule looks up for the value",
         ),
         (&["zone", "--iif", "c0", "--zone", "@"], "set name ''"),
         (

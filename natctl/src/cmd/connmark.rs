@@ -120,7 +120,17 @@ impl Connmark {
         let drop_foreign_replies = match (&iif, &self.dst) {
             (Some(iif), None) => Some(Part {
                 stage: Stage::Connmarks,
-                matches: vec![iif.clone(), Match::CtReply, not_own_mark],
+                matches: vec![
+                    // (the map's keys: the key of a map, not a set, as the marking looks it up)
+                    match (iif, &self.mark) {
+                        (Match::IifIn(set), OrSet::Set(map)) if set == map.as_str() => {
+                            Match::IifKeyOf(set.clone())
+                        }
+                        _ => iif.clone(),
+                    },
+                    Match::CtReply,
+                    not_own_mark,
+                ],
                 action: Action::Verdict {
                     verdict: Verdict::Drop,
                     at_head: false,

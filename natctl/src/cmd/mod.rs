@@ -277,7 +277,7 @@ fn sets_of(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
         _ => "--to",
     };
     let mut family: Option<(Family, String)> = None;
-    for (name, used) in uses {
+    for &(name, used) in &uses {
         // (a name that parsed as the rule's argument)
         let set: SetName = name.parse().map_err(Error::invalid)?;
         let flag = match used {
@@ -293,6 +293,12 @@ fn sets_of(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
                 ctx.ns_label()
             )));
         };
+        // (a map's keys are looked up for its value; kernels before 6.4 refuse a map as a set)
+        if used != Use::Value && def.value.is_some() && !uses.contains(&(name, Use::Value)) {
+            return Err(Error::invalid(format!(
+                "{what}: {set} is a map, whose keys a rule looks up for the value it takes (zone --zone @{set}, mark or connmark --set @{set}, snat --to @{set}); a match takes a set"
+            )));
+        }
         let (fits, implied) = match used {
             Use::Iif => (def.key == KeyType::Ifname, None),
             Use::Dst => match def.key {
