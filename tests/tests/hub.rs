@@ -33,10 +33,20 @@ const ZONE_RULE_PRIORITY: u64 = 1000;
 /// checks in its place; the rest of the test runs. (Straight to stderr, past libtest's capture of
 /// `eprintln!`, so that it shows in a passing run too.)
 fn netns_only_part(test: &str, what: &str) {
+    mode_only_part(test, "zones", what);
+}
+
+/// Says loudly that part of `test` checks what only HUB_MODE=zones builds (the suite runs in
+/// both modes: that part runs in the zones lane).
+fn zones_only_part(test: &str, what: &str) {
+    mode_only_part(test, "netns", what);
+}
+
+fn mode_only_part(test: &str, mode: &str, what: &str) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "\n*** {test}: HUB_MODE=zones: {what} ***\n"
+        "\n*** {test}: HUB_MODE={mode}: {what} ***\n"
     );
 }
 
@@ -1070,6 +1080,65 @@ fn failed_peer_add_is_undone() {
     assert_eq!(hub.peer_status("f1")["up"], true);
     let down = hub.hub(&["-q", "down"]).ok().json();
     assert_eq!(down["removed"]["peers"], serde_json::json!(["f1"]));
+    hub.leaks().ok();
+}
+
+/// A step that fails in a stage's later group, which runs as one tool's process beside the
+/// first, fails the command as one in the first does. `up`, whose repair runs each tool for
+/// every peer at once (a group per peer), names the second peer whose tunnel it cannot make
+/// again (its port held in the center) and repairs it once the port is free; in zones mode a
+/// `peer add` whose connection mark another key holds (the center's natctl lines are a group of
+/// their own) fails and is undone.
+#[test]
+fn a_step_failing_in_a_later_group_fails_the_command() {
+    let hub = HubLab::new();
+    hub.hub(&["-q", "up"]).ok();
+    hub.hub(&["-q", "peer", "add", "g1", "g3"]).ok();
+    let port = hub.peer_status("g3")["listen_port"].as_u64().unwrap();
+    let p = &hub.lab.prefix;
+    crash_userspace(&format!("{p}g3-wg"), "9");
+    let squatter = PortsHeld::in_ns(&hub.ns, port as u16..=port as u16);
+    let r = hub.hub(&["-q", "up"]);
+    drop(squatter);
+    assert_eq!(r.code, 1, "g3's repair fails: {}", r.stderr);
+    assert!(r.stderr.contains("peer(s) g3 failed"), "{}", r.stderr);
+    let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(report["peers"][1]["failed"], true, "{report}");
+    let (check, _) = hub.check();
+    assert_eq!(problems_of(&check, "g1"), Vec::<String>::new(), "g1");
+    hub.hub(&["-q", "up"]).ok();
+    hub.assert_healthy("g3 repaired once its port is free");
+
+    if !hub.zones {
+        zones_only_part(
+            "a_step_failing_in_a_later_group_fails_the_command",
+            "a peer add failing in the center's group of natctl lines runs in the zones lane",
+        );
+        return;
+    }
+    let mark = (ZONE_MARK_BASE + 50009).to_string();
+    let squat = [
+        "--ns",
+        &hub.ns,
+        "element",
+        "add",
+        "tunnel_mark",
+        "squat-wg",
+        &mark,
+    ];
+    tool("natctl", &squat).ok();
+    hub.hub(&["-q", "peer", "add", "g2", "--port", "50009"])
+        .fails(1, &format!("mark {mark} is squat-wg's in tunnel_mark"));
+    assert_eq!(peer_names(&hub.status()), ["g1", "g3"]);
+    hub.assert_peer_gone("g2", 50009);
+    assert!(!hub.state.join("peers/g2.key").exists());
+    tool(
+        "natctl",
+        &["--ns", &hub.ns, "element", "del", "tunnel_mark", "squat-wg"],
+    )
+    .ok();
+    hub.assert_healthy("the others untouched");
+    hub.hub(&["-q", "down"]).ok();
     hub.leaks().ok();
 }
 
