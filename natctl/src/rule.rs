@@ -190,10 +190,7 @@ pub enum Match {
     /// `ip daddr @SET` / `ip6 daddr @SET`: the destination is a key of SET (of the rule's
     /// family's addresses).
     DstIn(String),
-    /// `iifname @MAP`: the interface is a key of map MAP. (Looked up into a register the rule
-    /// does not read: kernels before 6.4 refuse a lookup in a map that loads no value.)
-    IifKeyOf(String),
-    /// `ct mark @MAP`: the connection's mark is a key of map MAP (looked up as `IifKeyOf`).
+    /// `ct mark @SET`: the connection's mark is in SET (of marks).
     CtMarkIn(String),
     /// `iifname . ct mark != @SET`: the interface and the connection's mark are no pair of SET.
     IifMarkNotIn(String),

@@ -51,10 +51,22 @@ impl SetName {
         format!("{}.pairs", self.0)
     }
 
-    /// The map natctl keeps beside a map of connection marks, from each mark to its key: the
-    /// marks the restores look up, and who holds a mark.
+    /// The map natctl keeps beside a map of connection marks, from each mark to its key: who
+    /// holds a mark.
     pub fn marks(&self) -> String {
         format!("{}.marks", self.0)
+    }
+
+    /// The set natctl keeps beside a map of connection marks, of its keys: what the guard of
+    /// `connmark --iif @MAP` matches a reply's interface in.
+    pub fn keys(&self) -> String {
+        format!("{}.keys", self.0)
+    }
+
+    /// The set natctl keeps beside a map of connection marks, of its marks: what its restores
+    /// match a connection's mark in.
+    pub fn values(&self) -> String {
+        format!("{}.values", self.0)
     }
 }
 

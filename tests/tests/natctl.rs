@@ -2730,12 +2730,19 @@ fn spoofed_replies_are_dropped(over_maps: bool) {
     );
     // The spoofed datagrams were dropped, and counted on the connmark rule that drops them: ta's
     // own guard, or the one guard of every key of the map.
+    // (over maps, nft shows every lookup: the set of the map's keys natctl keeps beside it)
     let guard = if over_maps {
-        "iifname . ct mark != @cm.pairs counter packets "
+        "ct direction reply iifname @cm.keys iifname . ct mark != @cm.pairs counter packets "
     } else {
         "iifname \"ta\" ct direction reply ct mark != 0x00000001 counter packets "
     };
     let rules = ruleset(&center);
+    if over_maps {
+        let restores = rules
+            .matches("ct direction reply ct mark @cm.values counter packets")
+            .count();
+        assert_eq!(restores, 2, "the restores (connmarks, localmarks): {rules}");
+    }
     let drops: u64 = rules
         .lines()
         .find_map(|l| l.split_once(guard))
@@ -5647,6 +5654,8 @@ fn a_batchs_elements_are_committed_together() {
     assert_eq!(keys("tunnels"), ["t0=null"]);
     assert_eq!(keys("cm"), ["t0=16", "t1=17"]);
     assert!(nft_elements(&ns, "cm.pairs").contains("\"t1\" . 0x00000011"));
+    assert!(nft_elements(&ns, "cm.keys").contains("\"t1\""));
+    assert!(nft_elements(&ns, "cm.values").contains("0x00000011"));
 
     // A mark an earlier line of the batch gave to t2 is refused for t3: lines 1 and 2 stand.
     let text = "element add tunnels t2\n\
@@ -5670,4 +5679,90 @@ fn a_batchs_elements_are_committed_together() {
         "t0 and t2: {tunnels}"
     );
     assert!(nft_elements(&ns, "cm").contains("\"t2\" : 0x00000012"));
+}
+
+/// A map of connection marks made by an older natctl, with only `.pairs` and `.marks` beside
+/// it: a new element and a rule over it are refused, naming what it lacks and the command that
+/// makes it, and an element still goes; `set add` of the same map makes what it lacks from its
+/// elements (once); `set del` deletes what there is of it.
+#[test]
+fn a_map_an_older_natctl_made_is_completed_by_set_add() {
+    let lab = Lab::new();
+    let ns = lab.netns("oldmap");
+    let old = |name: &str| {
+        format!(
+            r#"table inet natctl {{
+                map {name} {{ type ifname : mark; comment "natctl: connection marks, one key's each";
+                    elements = {{ "t1" : 0x11, "t2" : 0x12 }} }}
+                set {name}.pairs {{ type ifname . mark; elements = {{ "t1" . 0x11, "t2" . 0x12 }} }}
+                map {name}.marks {{ type mark : ifname; elements = {{ 0x11 : "t1", 0x12 : "t2" }} }}
+            }}"#
+        )
+    };
+    nsh(
+        &ns,
+        &format!("nft -f - <<'EOF'\n{}\n{}\nEOF", old("cm"), old("om")),
+    )
+    .ok();
+    let before = ruleset(&ns);
+    natctl(&ns, &["element", "add", "cm", "t3", "0x13"]).fails(
+        1,
+        "cm lacks cm.keys, which natctl keeps beside a map of connection marks (an older natctl made it): 'natctl --ns ",
+    );
+    natctl(&ns, &["element", "add", "cm", "t3", "0x13"])
+        .fails(1, "set add cm --type ifname --value ctmark' makes it");
+    natctl(&ns, &["connmark", "--iif", "@cm", "--set", "@cm"]).fails(1, "cm lacks cm.keys");
+    assert_eq!(ruleset(&ns), before, "a refused line changed the kernel");
+    // (an element of it still goes, with what there is beside it)
+    assert!(natctl(&ns, &["element", "del", "cm", "t2"]).ok().changed());
+    for set in ["cm", "cm.pairs", "cm.marks"] {
+        let elements = nft_elements(&ns, set);
+        assert!(
+            elements.contains("\"t1\"") && !elements.contains("\"t2\""),
+            "{set}: {elements}"
+        );
+    }
+    natctl(&ns, &["element", "add", "cm", "t2", "0x12"]).fails(1, "cm lacks cm.keys");
+    nsh(&ns, "nft add element inet natctl cm '{ \"t2\" : 0x12 }'; nft add element inet natctl cm.pairs '{ \"t2\" . 0x12 }'; nft add element inet natctl cm.marks '{ 0x12 : \"t2\" }'").ok();
+    let before = ruleset(&ns);
+
+    let checked = natctl(
+        &ns,
+        &[
+            "--check", "set", "add", "cm", "--type", "ifname", "--value", "ctmark",
+        ],
+    )
+    .ok();
+    assert!(checked.changed());
+    assert_eq!(ruleset(&ns), before, "--check changed the kernel");
+    let add = ["set", "add", "cm", "--type", "ifname", "--value", "ctmark"];
+    assert!(natctl(&ns, &add).ok().changed());
+    for (set, held) in [
+        ("cm.keys", ["\"t1\"", "\"t2\""]),
+        ("cm.values", ["0x00000011", "0x00000012"]),
+    ] {
+        let elements = nft_elements(&ns, set);
+        assert!(
+            held.iter().all(|e| elements.contains(e)),
+            "{set}: {elements}"
+        );
+    }
+    assert!(!natctl(&ns, &add).ok().changed());
+
+    // Completed, it takes elements and rules as a map natctl made now.
+    assert!(natctl(&ns, &["element", "add", "cm", "t3", "0x13"])
+        .ok()
+        .changed());
+    assert!(nft_elements(&ns, "cm.keys").contains("\"t3\""));
+    let rule = natctl(&ns, &["connmark", "--iif", "@cm", "--set", "@cm"]).ok();
+    assert!(rule.changed());
+    natctl(&ns, &["del", rule.json()["rule"]["id"].as_str().unwrap()]).ok();
+    assert!(natctl(&ns, &["set", "del", "cm"]).ok().changed());
+
+    // The other, never completed, goes whole.
+    assert!(natctl(&ns, &["set", "del", "om"]).ok().changed());
+    let left = ruleset(&ns);
+    for gone in [" cm ", " cm.", " om ", " om."] {
+        assert!(!left.contains(gone), "{gone:?} left: {left}");
+    }
 }

@@ -108,11 +108,11 @@ impl Connmark {
         };
         // A connection's mark, and the one that is not its own: N, or (from map M) M's mark for
         // the interface, which natctl keeps beside M as a pair (`M.pairs`), and the marks M
-        // gives (`M.marks`).
+        // gives (`M.values`).
         let (is_marked, not_own_mark) = match &self.mark {
             OrSet::Given(mark) => (Match::CtMark(*mark), Match::CtMarkNot(*mark)),
             OrSet::Set(map) => (
-                Match::CtMarkIn(map.marks()),
+                Match::CtMarkIn(map.values()),
                 Match::IifMarkNotIn(map.pairs()),
             ),
         };
@@ -121,10 +121,11 @@ impl Connmark {
             (Some(iif), None) => Some(Part {
                 stage: Stage::Connmarks,
                 matches: vec![
-                    // (the map's keys: the key of a map, not a set, as the marking looks it up)
+                    // (the map's keys, which natctl keeps beside it as a set: kernels before
+                    // 6.4 refuse a map as a set)
                     match (iif, &self.mark) {
                         (Match::IifIn(set), OrSet::Set(map)) if set == map.as_str() => {
-                            Match::IifKeyOf(set.clone())
+                            Match::IifIn(map.keys())
                         }
                         _ => iif.clone(),
                     },

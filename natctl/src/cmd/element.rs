@@ -11,6 +11,7 @@ use super::reading;
 use super::set::commit;
 use crate::nft::lock::{self, NsLock};
 use crate::nft::pending::{self, ElementOp};
+use crate::nft::set::Companion;
 use crate::nft::{self, TABLE_LABEL};
 use crate::set::{Key, SetDef, SetName, Value, ValueType};
 
@@ -66,16 +67,44 @@ struct ElementView {
     netns: Option<String>,
 }
 
-/// Set NAME, which must exist (exit 1 naming it and the namespace).
+/// Set NAME, which must exist (exit 1 naming it and the namespace), with the sets natctl keeps
+/// beside it ([`complete`]).
 fn existing(ctx: &Ctx, name: &SetName, doing: &str) -> Result<SetDef> {
-    nft::set::get(name)
+    let def = nft::set::get(name)
         .with_context(|| reading(ctx))?
         .ok_or_else(|| {
             Error::failed(format!(
                 "{doing}: there is no set {name} in {TABLE_LABEL} in {} (natctl set add {name} ...)",
                 ctx.ns_label()
             ))
-        })
+        })?;
+    complete(ctx, &def, doing)?;
+    Ok(def)
+}
+
+/// The sets natctl keeps beside DEF that are not there: a map of connection marks made by an
+/// older natctl, which `natctl set add` completes.
+fn lacking(ctx: &Ctx, def: &SetDef) -> Result<Vec<Companion>> {
+    if Companion::of(def).is_empty() {
+        return Ok(Vec::new());
+    }
+    nft::set::lacking(def).with_context(|| reading(ctx))
+}
+
+/// Refuses (exit 1) set DEF when a set natctl keeps beside it is not there ([`lacking`]): what
+/// adds an element to it, or a rule over it, would miss them.
+pub(super) fn complete(ctx: &Ctx, def: &SetDef, doing: &str) -> Result<()> {
+    match lacking(ctx, def)?.first() {
+        None => Ok(()),
+        Some(c) => Err(Error::failed(format!(
+            "{doing}: {} lacks {}, which natctl keeps beside a map of connection marks (an older natctl made it): 'natctl{} set add {} --type {} --value ctmark' makes it",
+            def.name,
+            c.name(&def.name),
+            ctx.netns_name().map_or_else(String::new, |ns| format!(" --ns {ns}")),
+            def.name,
+            def.key
+        ))),
+    }
 }
 
 /// Whether KEY is in set DEF, and with which value, as the lines of this batch still pending
@@ -161,6 +190,7 @@ impl Add {
         if changed && !ctx.check {
             let op = ElementOp {
                 def: def.clone(),
+                lacking: Vec::new(),
                 old: found.map(|had| (key.clone(), had)),
                 new: Some((key.clone(), value)),
                 what,
@@ -197,6 +227,8 @@ impl Del {
             common::vlog!(1, "no set {} in {}", self.set, ctx.ns_label());
             return Outcome::object(false, "element", view(None, None));
         };
+        // (an element of a map an older natctl made goes, with what there is beside it)
+        let lacking = lacking(ctx, &def)?;
         let key = def.key.parse(&def.name, &self.key)?;
         let Some(had) = present(ctx, &lock, &def, &key)? else {
             common::vlog!(1, "no element {} in set {}", self.key, self.set);
@@ -205,6 +237,7 @@ impl Del {
         if !ctx.check {
             let op = ElementOp {
                 def,
+                lacking,
                 old: Some((key.clone(), had)),
                 new: None,
                 what,

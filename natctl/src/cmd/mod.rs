@@ -257,6 +257,8 @@ fn sets_of(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
     for part in &rule.parts {
         for m in &part.matches {
             let named = match m {
+                // (a set natctl keeps beside a map, `M.keys`, is checked with its map M)
+                Match::IifIn(set) if set.contains('.') => continue,
                 Match::IifIn(set) => (set.as_str(), Use::Iif),
                 Match::DstIn(set) => (set.as_str(), Use::Dst),
                 _ => continue,
@@ -331,6 +333,9 @@ fn sets_of(ctx: &Ctx, rule: &mut Rule) -> Result<()> {
             return Err(Error::invalid(format!(
                 "{what}: {set} is {is}; this takes {takes}"
             )));
+        }
+        if used == Use::Value {
+            element::complete(ctx, &def, &what)?;
         }
         match (implied, &family) {
             (Some(f), Some((g, other))) if f != *g => {

@@ -97,8 +97,14 @@ impl Add {
         };
         let lock = lock::namespace(&ctx.ns_label())?;
         let existing = nft::set::get(&def.name).with_context(|| reading(ctx))?;
+        // (a map of connection marks an older natctl made lacks sets natctl now keeps beside
+        // it: made here, from its elements)
+        let mut lacking = Vec::new();
         let changed = match existing {
-            Some(found) if found == def => false,
+            Some(found) if found == def => {
+                lacking = nft::set::lacking(&def).with_context(|| reading(ctx))?;
+                !lacking.is_empty()
+            }
             Some(found) => {
                 return Err(Error::failed(format!(
                     "{}: it exists as {}, not {} (natctl set del {} first)",
@@ -111,7 +117,11 @@ impl Add {
             None => true,
         };
         if changed && !ctx.check {
-            commit(&lock, || nft::add_set(&def)).with_context(what)?;
+            if lacking.is_empty() {
+                commit(&lock, || nft::add_set(&def)).with_context(what)?;
+            } else {
+                commit(&lock, || nft::complete_set(&def, &lacking)).with_context(what)?;
+            }
         }
         let netns = ctx.netns_name();
         Outcome::object(changed, "set", SetView { def, netns })
@@ -189,6 +199,7 @@ fn users(name: &SetName) -> std::io::Result<Vec<String>> {
                 .then(|| id.to_string())
         })
         .collect();
+    ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
         // (a rule made with nft, without natctl's comment)

@@ -241,11 +241,9 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
             r.add_expr(&Meta::IifName);
             r.add_expr(&Cmp::new(CmpOp::Eq, &ifname(name)[..]));
         }
-        Match::IifIn(_)
-        | Match::IifKeyOf(_)
-        | Match::DstIn(_)
-        | Match::CtMarkIn(_)
-        | Match::IifMarkNotIn(_) => add_lookup(r, m, None, None),
+        Match::IifIn(_) | Match::DstIn(_) | Match::CtMarkIn(_) | Match::IifMarkNotIn(_) => {
+            add_lookup(r, m, None, None)
+        }
         Match::Oif(name) => {
             r.add_expr(&Meta::OifName);
             r.add_expr(&Cmp::new(CmpOp::Eq, &ifname(name)[..]));
@@ -300,11 +298,9 @@ fn add_match(r: &mut nftnl::Rule, m: &Match) {
 /// The set a match looks the packet up in, if it does.
 fn lookup_set(m: &Match) -> Option<&str> {
     match m {
-        Match::IifIn(set)
-        | Match::IifKeyOf(set)
-        | Match::DstIn(set)
-        | Match::CtMarkIn(set)
-        | Match::IifMarkNotIn(set) => Some(set),
+        Match::IifIn(set) | Match::DstIn(set) | Match::CtMarkIn(set) | Match::IifMarkNotIn(set) => {
+            Some(set)
+        }
         _ => None,
     }
 }
@@ -313,13 +309,8 @@ fn lookup_set(m: &Match) -> Option<&str> {
 /// destination of FAMILY: IPv4 unless IPv6), then looked up; with DREG, the map's value loaded
 /// there.
 fn add_lookup(r: &mut nftnl::Rule, m: &Match, family: Option<Family>, dreg: Option<Register>) {
-    // (a key of a map: its value into register 3, which no rule of natctl's reads after)
-    let dreg = match m {
-        Match::IifKeyOf(_) | Match::CtMarkIn(_) => Some(Register::Reg3),
-        _ => dreg,
-    };
     let set = match m {
-        Match::IifIn(set) | Match::IifKeyOf(set) => {
+        Match::IifIn(set) => {
             r.add_expr(&Meta::IifName);
             set
         }

@@ -69,7 +69,7 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, ProtoFamily, Table};
 use crate::rule::Rule;
 use crate::set::SetDef;
 use dispatch::{DispatchMap, Element, Key, KeyKind};
-use set::{ElementMsg, SetMsg};
+use set::{Companion, ElementMsg, SetMsg};
 
 /// The base chains, as a rule's parts name them.
 pub use crate::rule::Stage;
@@ -347,12 +347,33 @@ pub fn add_set(def: &SetDef) -> io::Result<()> {
     batch::send(&batch.finalize())
 }
 
-/// One transaction deleting set DEF with its elements and the sets natctl keeps beside it (the
-/// kernel refuses while a rule uses one).
+/// One transaction deleting set DEF with its elements and the sets natctl keeps beside it
+/// (those there: a map made by an older natctl has fewer). The kernel refuses while a rule uses
+/// one.
 pub fn delete_set(def: &SetDef) -> io::Result<()> {
+    let lacking = set::lacking(def)?;
+    let there: Vec<Companion> = Companion::of(def)
+        .iter()
+        .filter(|c| !lacking.contains(c))
+        .copied()
+        .collect();
     let mut batch = Batch::new();
-    for set in SetMsg::with_companions(def) {
+    for set in SetMsg::with_companions(def, &there) {
         batch.add(&set, MsgType::Del);
+    }
+    batch::send(&batch.finalize())
+}
+
+/// One transaction making LACKING, sets natctl keeps beside set DEF that are not there (a map
+/// made by an older natctl), each holding what it holds of DEF's elements.
+pub fn complete_set(def: &SetDef, lacking: &[Companion]) -> io::Result<()> {
+    let elements = set::elements(def)?;
+    let mut batch = Batch::new();
+    for companion in lacking {
+        batch.add(&companion.set_msg(def), MsgType::Add);
+    }
+    for element in ElementMsg::of_companions(def, lacking, &elements) {
+        batch.add(&element, MsgType::Add);
     }
     batch::send(&batch.finalize())
 }
@@ -367,7 +388,9 @@ pub fn change_elements(changes: &[&pending::ElementOp]) -> io::Result<()> {
             let Some((key, value)) = side else {
                 continue;
             };
-            for element in ElementMsg::with_companions(&change.def, key, value.as_ref()) {
+            let elements =
+                ElementMsg::with_companions(&change.def, &change.lacking, key, value.as_ref());
+            for element in elements {
                 batch.add(&element, msg);
             }
         }

@@ -27,6 +27,7 @@ use nftnl::nftnl_sys::libc;
 
 use super::cache::{self, Change};
 use super::lock::NsLock;
+use super::set::Companion;
 use super::{dispatch, Deletion, Planned, Structure};
 use crate::rule::Rule;
 use crate::set::{Key, SetDef, SetName, Value};
@@ -53,6 +54,9 @@ pub struct Del {
 /// be (added), each a key and its value.
 pub struct ElementOp {
     pub def: SetDef,
+    /// The sets natctl keeps beside `def` that are not there (a map an older natctl made, whose
+    /// elements may still be deleted): passed by.
+    pub lacking: Vec<Companion>,
     pub old: Option<(Key, Option<Value>)>,
     pub new: Option<(Key, Option<Value>)>,
     /// What it is, for its error: "adding element c07-wg to set tunnels in NS".

@@ -205,24 +205,9 @@ impl SetMsg {
         )
     }
 
-    /// The sets natctl keeps beside map DEF of connection marks: `DEF.pairs`, of its keys
-    /// each with its mark (`type ifname . mark`), and `DEF.marks`, from each mark to its key.
+    /// The sets natctl keeps beside map DEF of connection marks ([`Companion`]), to make.
     pub fn companions(def: &SetDef) -> Vec<SetMsg> {
-        if def.value != Some(ValueType::Ctmark) {
-            return Vec::new();
-        }
-        let key = def.key.encoding();
-        let mark = ValueType::Ctmark.encoding();
-        let pair = (
-            (key.0 << TYPE_BITS) | mark.0,
-            // (each part of a concatenation takes whole 4-byte registers)
-            key.1.next_multiple_of(4) + mark.1,
-            key.2,
-        );
-        vec![
-            SetMsg::of(&cstring(def.name.pairs()), pair, None, false, None),
-            SetMsg::of(&cstring(def.name.marks()), mark, Some(key), false, None),
-        ]
+        Companion::of(def).iter().map(|c| c.set_msg(def)).collect()
     }
 
     fn of(
@@ -281,14 +266,113 @@ impl SetMsg {
         }
     }
 
-    /// Set DEF and the sets natctl keeps beside it, to delete.
-    pub fn with_companions(def: &SetDef) -> Vec<SetMsg> {
+    /// Set DEF and THOSE of the sets natctl keeps beside it, to delete.
+    pub fn with_companions(def: &SetDef, those: &[Companion]) -> Vec<SetMsg> {
         let mut names = vec![cname(&def.name)];
-        if def.value == Some(ValueType::Ctmark) {
-            names.extend([cstring(def.name.pairs()), cstring(def.name.marks())]);
-        }
+        names.extend(those.iter().map(|c| c.cname(&def.name)));
         names.iter().map(|n| SetMsg::named(n)).collect()
     }
+}
+
+/// A set natctl keeps beside a map M of connection marks (nft's lookups in M's keys and marks
+/// would need a map as a set, which kernels before 6.4 refuse), written in the transaction of
+/// each of M's elements and deleted with M. The guard of `connmark --iif @M --set @M` drops a
+/// reply on a key of M (`M.keys`) that is no pair of M (`M.pairs`); its restores take the mark
+/// of connections marked by M (`M.values`); `M.marks` says who holds a mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Companion {
+    /// `M.pairs`: `type ifname . mark`, each key with its mark.
+    Pairs,
+    /// `M.marks`: `type mark : ifname`, each mark's key.
+    Marks,
+    /// `M.keys`: `type ifname`, M's keys.
+    Keys,
+    /// `M.values`: `type mark`, M's marks.
+    Values,
+}
+
+impl Companion {
+    const ALL: [Companion; 4] = [
+        Companion::Pairs,
+        Companion::Marks,
+        Companion::Keys,
+        Companion::Values,
+    ];
+
+    /// The sets natctl keeps beside DEF: all for a map of connection marks, else none.
+    pub fn of(def: &SetDef) -> &'static [Companion] {
+        if def.value == Some(ValueType::Ctmark) {
+            &Companion::ALL
+        } else {
+            &[]
+        }
+    }
+
+    pub fn name(self, map: &SetName) -> String {
+        match self {
+            Companion::Pairs => map.pairs(),
+            Companion::Marks => map.marks(),
+            Companion::Keys => map.keys(),
+            Companion::Values => map.values(),
+        }
+    }
+
+    fn cname(self, map: &SetName) -> CString {
+        cstring(self.name(map))
+    }
+
+    /// Its definition beside DEF.
+    pub(super) fn set_msg(self, def: &SetDef) -> SetMsg {
+        let key = def.key.encoding();
+        let mark = ValueType::Ctmark.encoding();
+        let (of, value) = match self {
+            Companion::Pairs => {
+                let pair = (
+                    (key.0 << TYPE_BITS) | mark.0,
+                    // (each part of a concatenation takes whole 4-byte registers)
+                    key.1.next_multiple_of(4) + mark.1,
+                    key.2,
+                );
+                (pair, None)
+            }
+            Companion::Marks => (mark, Some(key)),
+            Companion::Keys => (key, None),
+            Companion::Values => (mark, None),
+        };
+        SetMsg::of(&self.cname(&def.name), of, value, false, None)
+    }
+
+    /// What it holds of DEF's element KEY : MARK (as bytes).
+    fn element(self, def: &SetDef, key: &[u8], mark: &[u8]) -> ElementMsg {
+        let (of, value) = match self {
+            Companion::Pairs => {
+                let mut pair = key.to_vec();
+                pair.resize(key.len().next_multiple_of(4), 0);
+                pair.extend_from_slice(mark);
+                (pair, None)
+            }
+            Companion::Marks => (mark.to_vec(), Some(key.to_vec())),
+            Companion::Keys => (key.to_vec(), None),
+            Companion::Values => (mark.to_vec(), None),
+        };
+        ElementMsg {
+            set: self.cname(&def.name),
+            key: of,
+            value,
+        }
+    }
+}
+
+/// Those of the sets natctl keeps beside DEF that are not there (a map made by a natctl that
+/// kept fewer).
+pub fn lacking(def: &SetDef) -> io::Result<Vec<Companion>> {
+    let mut out = Vec::new();
+    for &c in Companion::of(def) {
+        if reported(&c.cname(&def.name))?.is_none() {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 impl Drop for SetMsg {
@@ -388,32 +472,46 @@ pub struct ElementMsg {
 }
 
 impl ElementMsg {
-    /// The element KEY (: VALUE) of set DEF, with what the sets natctl keeps beside it hold
-    /// of it: `KEY . MARK` and `MARK : KEY` for a map of connection marks.
-    pub fn with_companions(def: &SetDef, key: &Key, value: Option<&Value>) -> Vec<ElementMsg> {
+    /// The element KEY (: VALUE) of set DEF, with what the sets natctl keeps beside it (but
+    /// LACKING) hold of it ([`Companion`]).
+    pub fn with_companions(
+        def: &SetDef,
+        lacking: &[Companion],
+        key: &Key,
+        value: Option<&Value>,
+    ) -> Vec<ElementMsg> {
         let key = key.bytes();
         let value = value.map(Value::bytes);
-        let mut out = Vec::new();
-        if let (Some(ValueType::Ctmark), Some(mark)) = (def.value, &value) {
-            let mut pair = key.clone();
-            pair.resize(key.len().next_multiple_of(4), 0);
-            pair.extend_from_slice(mark);
-            out.push(ElementMsg {
-                set: cstring(def.name.pairs()),
-                key: pair,
-                value: None,
-            });
-            out.push(ElementMsg {
-                set: cstring(def.name.marks()),
-                key: mark.clone(),
-                value: Some(key.clone()),
-            });
-        }
+        let mut out: Vec<ElementMsg> = match &value {
+            Some(mark) => Companion::of(def)
+                .iter()
+                .filter(|c| !lacking.contains(c))
+                .map(|c| c.element(def, &key, mark))
+                .collect(),
+            None => Vec::new(),
+        };
         out.push(ElementMsg {
             set: cname(&def.name),
             key,
             value,
         });
+        out
+    }
+
+    /// What THOSE of the sets natctl keeps beside DEF hold of its ELEMENTS.
+    pub fn of_companions(
+        def: &SetDef,
+        those: &[Companion],
+        elements: &[Element],
+    ) -> Vec<ElementMsg> {
+        let mut out = Vec::new();
+        for e in elements {
+            let Some(mark) = e.value.as_ref().map(Value::bytes) else {
+                continue;
+            };
+            let key = e.key.bytes();
+            out.extend(those.iter().map(|c| c.element(def, &key, &mark)));
+        }
         out
     }
 }
@@ -447,8 +545,12 @@ struct Reported {
 
 /// The set NAME in natctl's table (None: it is not there, nor is the table).
 pub fn get(name: &SetName) -> io::Result<Option<SetDef>> {
+    Ok(reported(&cname(name))?.and_then(|r| r.def))
+}
+
+/// The set NAME as the kernel reports it (None: it is not there, nor is the table).
+fn reported(name: &CStr) -> io::Result<Option<Reported>> {
     let seq = 1;
-    let cname = cname(name);
     let msg = request_msg(
         libc::NFT_MSG_GETSET,
         libc::NFPROTO_INET as u16,
@@ -458,7 +560,7 @@ pub fn get(name: &SetName) -> io::Result<Option<SetDef>> {
             // SAFETY: `hdr` is the header request_msg just built, with room for a set's names;
             // the set is freed once written into the message, which keeps no pointer to it.
             unsafe {
-                let s = set_object(&cname);
+                let s = set_object(name);
                 sys::nftnl_set_nlmsg_build_payload(hdr, s);
                 sys::nftnl_set_free(s);
             }
@@ -466,7 +568,7 @@ pub fn get(name: &SetName) -> io::Result<Option<SetDef>> {
     );
     let mut out = Vec::new();
     match batch::request(&msg, seq, parse_set, &mut out) {
-        Ok(()) => Ok(out.into_iter().next().and_then(|r| r.def)),
+        Ok(()) => Ok(out.into_iter().next()),
         Err(e) if Kind::of(&e) == Kind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
