@@ -36,6 +36,31 @@ bench_tools() {
 	done
 }
 
+# bench_scratch PREFIX: a scratch directory ($scratch), removed on exit with every namespace
+# named PREFIX* (after bench_cleanup_first, if the script defines it).
+bench_scratch() {
+	scratch=$(mktemp -d)
+	bench_netns_prefix=$1
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+	local ns
+	! declare -F bench_cleanup_first >/dev/null || bench_cleanup_first
+	for ns in $(ip netns list | awk -v p="$bench_netns_prefix" 'index($1, p) == 1 {print $1}'); do
+		ip netns del "$ns"
+	done
+	rm -rf "$scratch"
+}
+
+# bench_peer TAG I: a zones peer I's names: its tunnel (TAG<I>-wg), address, zone and mark.
+# shellcheck disable=SC2034 # (the caller's)
+bench_peer() {
+	tun=$1$2-wg addr=100.64.$(($2 / 250)).$(($2 % 250 + 1)) zone=$((1000 + $2))
+	printf -v mark '%#x' $((0x4e580000 + $2))
+}
+
+
 # proc_kb FILE FIELD PATTERN: the sum of FIELD (kB) in /proc/PID/FILE over the processes whose
 # command line matches PATTERN.
 proc_kb() {

@@ -23,20 +23,7 @@ bench_need jq perf
 ((EUID == 0)) || { echo "natctl_sets: run as root (it creates network namespaces)" >&2 && exit 2; }
 bench_tools "$here/.."
 natctl=$NIRANSIX_BIN_DIR/natctl
-scratch=$(mktemp -d)
-cleanup() {
-	local ns
-	for ns in $(ip netns list | awk '$1 ~ /^ncs-/ {print $1}'); do ip netns del "$ns"; done
-	rm -rf "$scratch"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Peer I's names: its tunnel, address, zone and mark.
-peer() {
-	tun=ncp$1-wg addr=100.64.$(($1 / 250)).$(($1 % 250 + 1)) zone=$((1000 + $1))
-	printf -v mark '%#x' $((0x4e580000 + $1))
-}
+bench_scratch ncs-
 
 # rules_center, sets_center: what the center holds before any peer.
 rules_center() { :; }
@@ -66,7 +53,7 @@ sets_center() {
 
 # rules_peer I, sets_peer I: peer I's lines.
 rules_peer() {
-	peer "$1"
+	bench_peer ncp "$1"
 	cat <<-EOF
 		zone --iif $tun --zone $zone --dir both
 		zone --iif ncs0 --dst $addr --zone $zone --dir reply
@@ -83,7 +70,7 @@ rules_peer() {
 	EOF
 }
 sets_peer() {
-	peer "$1"
+	bench_peer ncp "$1"
 	local set
 	printf 'element add %s\n' "zone_of $tun $zone" "zone_dst $addr $zone" "cm $tun $mark" \
 		"snat_of $tun $addr"

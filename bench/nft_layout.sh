@@ -39,22 +39,9 @@ tools=(nft ip strace)
 ((!PPS)) || tools+=(iperf3 jq)
 bench_need "${tools[@]}"
 ((EUID == 0)) || { echo "nft_layout: run as root (it creates network namespaces)" >&2 && exit 2; }
-scratch=$(mktemp -d)
-cleanup() {
-	local ns
-	# (a server still waiting for its client, when the run is cut short)
-	[[ ! -s $scratch/iperf3.pid ]] || kill "$(<"$scratch/iperf3.pid")" 2>/dev/null || true
-	for ns in $(ip netns list | awk '$1 ~ /^nl-/ {print $1}'); do ip netns del "$ns"; done
-	rm -rf "$scratch"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Peer I's names: its tunnel, address, zone and mark.
-peer() {
-	tun=nlp$1-wg addr=100.64.$(($1 / 250)).$(($1 % 250 + 1)) zone=$((1000 + $1))
-	printf -v mark '%#x' $((0x4e580000 + $1))
-}
+# (a server still waiting for its client, when the run is cut short)
+bench_cleanup_first() { [[ ! -s $scratch/iperf3.pid ]] || kill "$(<"$scratch/iperf3.pid")" 2>/dev/null || true; }
+bench_scratch nl-
 
 # --- chains: natctl's layout -------------------------------------------------------------------
 chains_base() {
@@ -92,7 +79,7 @@ chains_base() {
 
 # chains_peer I add|del: peer I's chains, rules and map elements (or their removal).
 chains_peer() {
-	peer "$1"
+	bench_peer nlp "$1"
 	local -a c=("zones.iif.$tun" "zones.dst4.$addr" "zones_out.dst4.$addr" "connmarks.iif.$tun"
 		"connmarks.ctmark.$mark" "localmarks.ctmark.$mark" "srcnat.iif.$tun" "input.iif.$tun"
 		"forward.iif.$tun" "local_in.iif.$tun")
@@ -190,7 +177,7 @@ maps_base() {
 
 # maps_peer I add|del [exact]: peer I's elements (or their removal).
 maps_peer() {
-	peer "$1"
+	bench_peer nlp "$1"
 	local -a e=("zone_iif { \"$tun\" : $zone }" "zone_dst4 { \"nlhub0\" . $addr : $zone }"
 		"zone_out4 { $addr : $zone }" "mark_iif { \"$tun\" : $mark }" "mark_pair { \"$tun\" . $mark }"
 		"mark_own { $mark }" "snat_iif { \"$tun\" : $addr }" "local_accept { \"$tun\" . 100.64.0.10 }"

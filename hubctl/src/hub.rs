@@ -435,12 +435,16 @@ impl<'e> Hub<'e> {
             .filter(|s| !first_stage(s))
             .collect();
         self.stage(then, &[Wgctl, Routectl])?;
+        // (`up` prunes every peer itself, with the center's stale sets: stale.rs)
+        if self.run.repair {
+            return Ok(());
+        }
         let prune: Vec<String> = names
             .iter()
-            .filter(|n| self.run.repair || self.reaccess.contains(*n))
+            .filter(|n| self.reaccess.contains(*n))
             .cloned()
             .collect();
-        self.prune_rules(&prune)
+        self.prune_rules(&prune, false)
     }
 
     /// Every step of the listed peers, in this mode (REMAKE: their tunnels go first).

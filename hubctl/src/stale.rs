@@ -1,11 +1,11 @@
 //! A peer's natctl rules that its plan no longer has: a forward or an allow entry taken away
 //! (`peer set`, `sync`, or HUB_FORWARDS/HUB_ALLOW changed before `up`). Adding converges only
 //! what is planned; these go here, by id, so that a device never keeps access it lost. And (zones)
-//! the gates of blocks of ports no peer holds any more.
+//! the gates of blocks of ports no peer holds any more, and the sets of entries none has.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::conf::ZONE_MARK_BASE;
+use crate::conf::{Conf, ZONE_MARK_BASE};
 use crate::error::Result;
 use crate::exec::Tool::{Natctl, Routectl};
 use crate::fwmark;
@@ -19,13 +19,16 @@ impl Hub<'_> {
     /// netns every rule of the peer's namespace; in zones mode every rule of the center that
     /// names the peer's tunnel or one of its internal addresses (the plan has none: a peer is
     /// elements of the center's sets, and a hub built before it had rules), and every element
-    /// keyed by them that the plan does not hold. Only namespaces that exist are read.
-    pub fn prune_rules(&mut self, names: &[String]) -> Result<()> {
+    /// keyed by them that the plan does not hold. Only namespaces that exist are read. With
+    /// ENTRY_SETS (`up`, over a center that was up), in zones mode, also the sets of allow
+    /// entries and forwards that no recorded peer has any more, with the rules over them, from
+    /// the same read of the center.
+    pub fn prune_rules(&mut self, names: &[String], entry_sets: bool) -> Result<()> {
+        if self.conf.zones() {
+            return self.prune_zones(names, entry_sets);
+        }
         if names.is_empty() {
             return Ok(());
-        }
-        if self.conf.zones() {
-            return self.prune_zones(names);
         }
         let c = self.conf.clone();
         let layout = self.layout();
@@ -72,94 +75,12 @@ impl Hub<'_> {
         Ok(())
     }
 
-    /// HUB_MODE=zones: [`Self::prune_rules`] in the center.
-    fn prune_zones(&mut self, names: &[String]) -> Result<()> {
+    /// HUB_MODE=zones: [`Self::prune_rules`] in the center, which is read once.
+    fn prune_zones(&mut self, names: &[String], entry_sets: bool) -> Result<()> {
         let c = self.conf.clone();
-        if !c.ns.is_empty() && !self.ns_exists(&c.ns) {
+        if (names.is_empty() && !entry_sets) || (!c.ns.is_empty() && !self.ns_exists(&c.ns)) {
             return Ok(());
         }
-        // (a peer's rules and elements are keyed by its tunnel or one of its addresses)
-        let mut owners: HashMap<String, String> = HashMap::new();
-        let mut planned: HashSet<(String, String)> = HashSet::new();
-        for n in names {
-            let peer = &self.peers[n];
-            let a6 = crate::names::address6(&c, peer).map(|a| a.to_string());
-            for key in [
-                Some(Names::of(&c, n).wg),
-                Some(peer.address.to_string()),
-                a6,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                owners.insert(key, n.clone());
-            }
-            planned.extend(
-                crate::sets::elements(&c, peer)
-                    .into_iter()
-                    .map(|e| (e.set, e.key)),
-            );
-        }
-        let co = ns_opt(&c.ns);
-        let reads = vec![
-            Step::new(Natctl, "center:nat", format!("{co}list")),
-            Step::new(Natctl, "center:sets", format!("{co}set list")),
-        ];
-        let mut steps = Vec::new();
-        let step = |owner: &String, line: String| {
-            Step::new(Natctl, owner, format!("{co}{line}")).in_lane(CENTER_NAT_LANE.to_string())
-        };
-        for d in self.run.read(reads, &[Natctl])? {
-            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
-            for r in v["rules"].as_array().into_iter().flatten() {
-                let keys = [&r["iif"], &r["dst"], &r["daddr"]];
-                let owner = keys
-                    .iter()
-                    .find_map(|k| k.as_str().and_then(|k| owners.get(k)));
-                if let (Some(owner), Some(id)) = (owner, r["id"].as_str()) {
-                    steps.push(step(owner, format!("del {id}")));
-                }
-            }
-            for set in v["sets"].as_array().into_iter().flatten() {
-                let Some(name) = set["name"].as_str() else {
-                    continue;
-                };
-                for e in set["elements"].as_array().into_iter().flatten() {
-                    let key = match &e["key"] {
-                        serde_json::Value::String(k) => k.clone(),
-                        other => other.to_string(),
-                    };
-                    let Some(owner) = owners.get(&key) else {
-                        continue;
-                    };
-                    if !planned.contains(&(name.to_string(), key.clone())) {
-                        steps.push(step(owner, format!("element del {name} {key}")));
-                    }
-                }
-            }
-        }
-        if !steps.is_empty() {
-            self.stage(steps, &[Natctl])?;
-        }
-        Ok(())
-    }
-}
-
-impl Hub<'_> {
-    /// HUB_MODE=zones: the sets of allow entries and forwards that no recorded peer has any more
-    /// (an entry taken from HUB_ALLOW or HUB_FORWARDS, or from the last peer that had it), with
-    /// the rules over them: empty, they match nothing, but they are not the hub's to keep.
-    pub fn prune_entry_sets(&mut self) -> Result<()> {
-        let c = self.conf.clone();
-        if !c.zones() || (!c.ns.is_empty() && !self.ns_exists(&c.ns)) {
-            return Ok(());
-        }
-        let wanted: HashSet<String> = self
-            .peers
-            .values()
-            .flat_map(|p| crate::sets::peer_entries(&c, p))
-            .map(|(set, _, _)| set.name)
-            .collect();
         let co = ns_opt(&c.ns);
         let reads = vec![
             Step::new(Natctl, "center:nat", format!("{co}list")),
@@ -167,36 +88,99 @@ impl Hub<'_> {
         ];
         let (mut rules, mut sets) = (Vec::new(), Vec::new());
         for d in self.run.read(reads, &[Natctl])? {
-            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
-            for r in v["rules"].as_array().into_iter().flatten() {
-                let set = ["iif", "daddr"]
-                    .iter()
-                    .find_map(|k| r[*k].as_str()?.strip_prefix('@'));
-                if let (Some(set), Some(id)) = (set, r["id"].as_str()) {
-                    let line = format!("{co}del {id}");
-                    // (a rule of two parts is listed twice)
-                    let listed = rules.iter().any(|s: &Step| s.line == line);
-                    if crate::sets::is_entry_set(set) && !wanted.contains(set) && !listed {
-                        rules.push(Step::new(Natctl, "center", line));
-                    }
-                }
-            }
-            for set in v["sets"].as_array().into_iter().flatten() {
-                let Some(name) = set["name"].as_str() else {
-                    continue;
-                };
-                if crate::sets::is_entry_set(name) && !wanted.contains(name) {
-                    sets.push(Step::new(Natctl, "center", format!("{co}set del {name}")));
+            let mut v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
+            for (key, into) in [("rules", &mut rules), ("sets", &mut sets)] {
+                if let serde_json::Value::Array(listed) = v[key].take() {
+                    into.extend(listed);
                 }
             }
         }
-        // (a set goes once no rule looks it up)
-        for steps in [rules, sets] {
+        let mut stale = vec![self.stale_of_peers(names, &rules, &sets)];
+        if entry_sets {
+            // (the sets of allow entries and forwards that no recorded peer has any more: an
+            // entry taken from HUB_ALLOW or HUB_FORWARDS, or from the last peer that had it.
+            // Empty, they match nothing, but they are not the hub's to keep; a set goes once no
+            // rule looks it up)
+            let wanted = self.wanted_entry_sets();
+            stale.push(stale_entry_rules(&c, &rules, &wanted));
+            stale.push(stale_entry_sets(&c, &sets, &wanted));
+        }
+        for steps in stale {
             if !steps.is_empty() {
                 self.stage(steps, &[Natctl])?;
             }
         }
         Ok(())
+    }
+
+    /// The deletions of the listed peers' rules and elements, among the center's RULES and SETS
+    /// (as natctl lists them), that their plan does not hold.
+    fn stale_of_peers(
+        &self,
+        names: &[String],
+        rules: &[serde_json::Value],
+        sets: &[serde_json::Value],
+    ) -> Vec<Step> {
+        let c = &self.conf;
+        // (a peer's rules and elements are keyed by its tunnel or one of its addresses)
+        let mut owners: HashMap<String, String> = HashMap::new();
+        let mut planned: HashSet<(String, String)> = HashSet::new();
+        for n in names {
+            let peer = &self.peers[n];
+            let a6 = crate::names::address6(c, peer).map(|a| a.to_string());
+            for key in [Some(Names::of(c, n).wg), Some(peer.address.to_string()), a6]
+                .into_iter()
+                .flatten()
+            {
+                owners.insert(key, n.clone());
+            }
+            planned.extend(
+                crate::sets::elements(c, peer)
+                    .into_iter()
+                    .map(|e| (e.set, e.key)),
+            );
+        }
+        let co = ns_opt(&c.ns);
+        let step = |owner: &String, line: String| {
+            Step::new(Natctl, owner, format!("{co}{line}")).in_lane(CENTER_NAT_LANE.to_string())
+        };
+        let mut steps = Vec::new();
+        for r in rules {
+            let keys = [&r["iif"], &r["dst"], &r["daddr"]];
+            let owner = keys
+                .iter()
+                .find_map(|k| k.as_str().and_then(|k| owners.get(k)));
+            if let (Some(owner), Some(id)) = (owner, r["id"].as_str()) {
+                steps.push(step(owner, format!("del {id}")));
+            }
+        }
+        for set in sets {
+            let Some(name) = set["name"].as_str() else {
+                continue;
+            };
+            for e in set["elements"].as_array().into_iter().flatten() {
+                let key = match &e["key"] {
+                    serde_json::Value::String(k) => k.clone(),
+                    other => other.to_string(),
+                };
+                let Some(owner) = owners.get(&key) else {
+                    continue;
+                };
+                if !planned.contains(&(name.to_string(), key.clone())) {
+                    steps.push(step(owner, format!("element del {name} {key}")));
+                }
+            }
+        }
+        steps
+    }
+
+    /// The sets of allow entries and forwards that some recorded peer has.
+    fn wanted_entry_sets(&self) -> HashSet<String> {
+        self.peers
+            .values()
+            .flat_map(|p| crate::sets::peer_entries(&self.conf, p))
+            .map(|(set, _, _)| set.name)
+            .collect()
     }
 
     /// HUB_MODE=zones: the gates of blocks of ports that no recorded peer holds any more (a
@@ -248,4 +232,34 @@ impl Hub<'_> {
         }
         Ok(())
     }
+}
+
+/// The deletions of the center's RULES (as natctl lists them) over an entry set not WANTED.
+fn stale_entry_rules(c: &Conf, rules: &[serde_json::Value], wanted: &HashSet<String>) -> Vec<Step> {
+    let co = ns_opt(&c.ns);
+    let mut steps: Vec<Step> = Vec::new();
+    for r in rules {
+        let set = ["iif", "daddr"]
+            .iter()
+            .find_map(|k| r[*k].as_str()?.strip_prefix('@'));
+        if let (Some(set), Some(id)) = (set, r["id"].as_str()) {
+            let line = format!("{co}del {id}");
+            // (a rule of two parts is listed twice)
+            let listed = steps.iter().any(|s| s.line == line);
+            if crate::sets::is_entry_set(set) && !wanted.contains(set) && !listed {
+                steps.push(Step::new(Natctl, "center", line));
+            }
+        }
+    }
+    steps
+}
+
+/// The deletions of the center's entry SETS (as natctl lists them) not WANTED.
+fn stale_entry_sets(c: &Conf, sets: &[serde_json::Value], wanted: &HashSet<String>) -> Vec<Step> {
+    let co = ns_opt(&c.ns);
+    sets.iter()
+        .filter_map(|set| set["name"].as_str())
+        .filter(|name| crate::sets::is_entry_set(name) && !wanted.contains(*name))
+        .map(|name| Step::new(Natctl, "center", format!("{co}set del {name}")))
+        .collect()
 }

@@ -15,7 +15,8 @@ pub fn status(hub: &mut Hub) -> Result<Value> {
     hub.load_center()?;
     hub.load_peers()?;
     let seen = hub.observe()?;
-    if let Some(path) = std::env::var_os("NIRANSIX_HUB_OBSERVED") {
+    // (empty is unset, as a shell's `NIRANSIX_HUB_OBSERVED= hub status` means)
+    if let Some(path) = std::env::var_os("NIRANSIX_HUB_OBSERVED").filter(|p| !p.is_empty()) {
         // (what status read of the kernel, for a bug report or a health test's fixture)
         let observed = serde_json::json!({
             "shows": seen

@@ -19,11 +19,9 @@ pub fn up(hub: &mut Hub) -> Result<Outcome> {
     hub.run.repair = true;
     let names: Vec<String> = hub.peers.keys().cloned().collect();
     hub.apply_peers(&names)?;
+    // (a center just made holds no set of the entries of before)
+    hub.prune_rules(&names, was_up)?;
     hub.prune_gates()?;
-    if was_up {
-        // (a center just made holds no set of the entries of before)
-        hub.prune_entry_sets()?;
-    }
     super::reseed::after_repair(hub, &names)?;
     hub.run.repair = false;
     let mut failed_peers: Vec<String> = hub.run.failed.iter().cloned().collect();
