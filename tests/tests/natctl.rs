@@ -2673,9 +2673,17 @@ print("A", n)
 "#;
     let script = format!(
         r#"
+        # bound (NS PORT): waits for a UDP socket on PORT in NS (a slow machine starts python
+        # in seconds; a datagram before the server's bind would be lost)
+        bound() {{
+            for i in $(seq 1 400); do
+                ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q . && return; sleep 0.05
+            done
+        }}
         ip netns exec {server} python3 -c '{server_py}' & s=$!
-        sleep 0.3
+        bound {server} 5000
         ip netns exec {dev_b} python3 -c '{client_py}' & b=$!
+        bound {dev_b} 4000
         sleep 0.3
         ip netns exec {dev_a} python3 -c '{attacker_py}' & a=$!
         wait $a; wait $b; wait $s

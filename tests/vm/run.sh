@@ -20,7 +20,7 @@
 #   nsctl          dummy and vlan links, which the host's kernel lacks
 #   wgd[6.1]       wgd's merged writes and large reads on a kernel older than 6.2 (TCP merged
 #                  both ways, UDP not), which the host's kernel is not
-#   natctl[6.1]    natctl's sets and maps, and the rules over them, on a kernel older than 6.4
+#   natctl[6.1]    natctl's sets and maps, the rules over them, and a map of an older natctl completed, on a kernel older than 6.4
 #                  (it refuses a map looked up for its keys alone), which the host's kernel is not
 # and, only when named (--only hub_scale[kernel]), bench/hub_scale.sh with kernel WireGuard.
 # plus kernel::wireguard / kernel::vrf / kernel::tun (the modules load) and a leak check after
@@ -54,7 +54,7 @@ PLAN=(
   "wgctl[auto]|test|wgctl|NIRANSIX_WG_BACKEND=auto|settings_listing"
   "nsctl|test|nsctl||dummy_and_vlan_add_like_ip_link_add link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip"
   "wgd[6.1]|test|wgd||a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes what_leaves_whole_is_read_whole_and_split_by_wgd"
-  "natctl[6.1]|test|natctl||sets_and_maps filter_by_a_set maps_give rules_over_sets connmark_over_maps a_batchs_elements"
+  "natctl[6.1]|test|natctl||sets_and_maps filter_by_a_set maps_give rules_over_sets connmark_over_maps a_batchs_elements a_map_an_older_natctl_made"
 )
 # Items run only when named with --only (not part of CI): the hub benchmark with kernel
 # WireGuard, whose figures under emulation are ratios only.
