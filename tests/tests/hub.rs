@@ -1083,6 +1083,30 @@ fn failed_peer_add_is_undone() {
     hub.leaks().ok();
 }
 
+/// `hub up` while PEER's port is held in the center (its tunnel gone before): exit 1 naming PEER
+/// alone, whose entry in the report says it failed.
+fn up_with_port_held(hub: &HubLab, peer: &str) {
+    let port = hub.peer_status(peer)["listen_port"].as_u64().unwrap() as u16;
+    let squatter = PortsHeld::in_ns(&hub.ns, port..=port);
+    let r = hub.hub(&["-q", "up"]);
+    drop(squatter);
+    assert_eq!(r.code, 1, "{peer}'s repair fails: {}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("peer(s) {peer} failed")),
+        "{}",
+        r.stderr
+    );
+    let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let failed: Vec<&Value> = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["failed"] == true)
+        .map(|p| &p["name"])
+        .collect();
+    assert_eq!(failed, [peer], "{report}");
+}
+
 /// A step that fails in a stage's later group, which runs as one tool's process beside the
 /// first, fails the command as one in the first does. `up`, whose repair runs each tool for
 /// every peer at once (a group per peer), names the second peer whose tunnel it cannot make
@@ -1094,16 +1118,9 @@ fn a_step_failing_in_a_later_group_fails_the_command() {
     let hub = HubLab::new();
     hub.hub(&["-q", "up"]).ok();
     hub.hub(&["-q", "peer", "add", "g1", "g3"]).ok();
-    let port = hub.peer_status("g3")["listen_port"].as_u64().unwrap();
     let p = &hub.lab.prefix;
     crash_userspace(&format!("{p}g3-wg"), "9");
-    let squatter = PortsHeld::in_ns(&hub.ns, port as u16..=port as u16);
-    let r = hub.hub(&["-q", "up"]);
-    drop(squatter);
-    assert_eq!(r.code, 1, "g3's repair fails: {}", r.stderr);
-    assert!(r.stderr.contains("peer(s) g3 failed"), "{}", r.stderr);
-    let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
-    assert_eq!(report["peers"][1]["failed"], true, "{report}");
+    up_with_port_held(&hub, "g3");
     let (check, _) = hub.check();
     assert_eq!(problems_of(&check, "g1"), Vec::<String>::new(), "g1");
     hub.hub(&["-q", "up"]).ok();
@@ -2938,14 +2955,7 @@ fn up_repairs_past_what_wedged_it() {
     for u in ["u1", "u2", "u3"] {
         crash_userspace(&format!("{p}{u}-wg"), "TERM");
     }
-    let port = hub.peer_status("u2")["listen_port"].as_u64().unwrap() as u16;
-    let squatter = PortsHeld::in_ns(&hub.ns, port..=port);
-    let r = hub.hub(&["-q", "up"]);
-    drop(squatter);
-    assert_eq!(r.code, 1, "u2's repair fails: {}", r.stderr);
-    assert!(r.stderr.contains("peer(s) u2 failed"), "{}", r.stderr);
-    let report: Value = serde_json::from_str(r.stdout.trim()).unwrap();
-    assert_eq!(report["peers"][1]["failed"], true, "{report}");
+    up_with_port_held(&hub, "u2");
     let (check, _) = hub.check();
     assert_eq!(
         problems_of(&check, "u1"),
