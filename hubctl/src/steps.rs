@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Fail, Result};
-use crate::exec::{Executor, How, Tool};
+use crate::exec::{Executor, How, Ran, Tool};
 
 /// One line of a tool batch and whose it is ("center", a peer's name, or NAME:what).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,13 +304,12 @@ impl<'e> Runner<'e> {
                         for (k, out) in r.out.iter().enumerate().take(g.len()) {
                             results[g[k]] = Some(out.clone());
                         }
-                        if r.rc == 0 || r.out.len() >= g.len() {
+                        let Some(at) = stopped_at(&r, g.len()) else {
                             continue;
-                        }
+                        };
                         // the line that failed: its owner stops, the rest of the group goes on
-                        let failed_at = g[r.out.len()];
-                        self.failed.insert(steps[failed_at].peer().to_string());
-                        todo.extend(g[r.out.len() + 1..].iter().copied());
+                        self.failed.insert(steps[g[at]].peer().to_string());
+                        todo.extend(g[at + 1..].iter().copied());
                     }
                 }
             }
@@ -340,17 +339,25 @@ impl<'e> Runner<'e> {
                 for (k, out) in r.out.iter().enumerate().take(order.len()) {
                     results[order[k]] = Some(out.clone());
                 }
-                if r.rc != 0 && failure.is_none() {
-                    let tool = order
-                        .get(r.out.len())
-                        .map_or("a tool", |&i| steps[i].tool.as_str());
-                    let code = u8::try_from(r.rc).unwrap_or(1);
-                    failure = Some(Fail {
-                        code,
-                        msg: format!(
-                            "{tool} batch failed (exit {}); the line above names the step",
-                            r.rc
-                        ),
+                if let (Some(at), None) = (stopped_at(&r, order.len()), &failure) {
+                    let tool = steps[order[at]].tool.as_str();
+                    failure = Some(if r.rc == 0 {
+                        Fail {
+                            code: 1,
+                            msg: format!(
+                                "{tool} batch stopped after {} of its {} lines, and its exit code was lost",
+                                r.out.len(),
+                                order.len()
+                            ),
+                        }
+                    } else {
+                        Fail {
+                            code: u8::try_from(r.rc).unwrap_or(1),
+                            msg: format!(
+                                "{tool} batch failed (exit {}); the line above names the step",
+                                r.rc
+                            ),
+                        }
                     });
                 }
             }
@@ -393,8 +400,109 @@ impl<'e> Runner<'e> {
     }
 }
 
+/// Where group R of LINES lines stopped, if it did: a tool prints one JSON line for each line it
+/// ran, so the first line without its output (a group that printed all but exited non-zero: the
+/// last). None: every line ran. An exit code of 0 with lines missing is a stop too, whatever
+/// lost the code.
+fn stopped_at(r: &Ran, lines: usize) -> Option<usize> {
+    let printed = r.out.len().min(lines);
+    if lines == 0 || (r.rc == 0 && printed == lines) {
+        return None;
+    }
+    Some(printed.min(lines - 1))
+}
+
 /// The JSON value of a string field in a tool's output line.
 pub fn field(json: &str, key: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     v.get(key)?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers each group with one JSON line per line, except group SHORT, which prints none
+    /// and exits RC.
+    struct Short {
+        short: usize,
+        rc: i32,
+    }
+
+    impl Executor for Short {
+        fn run(&mut self, _: How, groups: &[Vec<(Tool, Vec<String>)>]) -> Result<Vec<Ran>> {
+            Ok(groups
+                .iter()
+                .enumerate()
+                .map(|(g, segments)| {
+                    let lines = segments.iter().map(|(_, l)| l.len()).sum();
+                    if g == self.short {
+                        Ran {
+                            rc: self.rc,
+                            out: Vec::new(),
+                        }
+                    } else {
+                        Ran {
+                            rc: 0,
+                            out: vec![r#"{"changed":true}"#.to_string(); lines],
+                        }
+                    }
+                })
+                .collect())
+        }
+
+        fn lock(&mut self, _: &std::path::Path, _: bool) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Two peers' lines: a (group 0) and b (group 1), two lines each.
+    fn steps() -> Vec<Step> {
+        ["a", "b"]
+            .iter()
+            .flat_map(|p| {
+                [
+                    Step::new(Tool::Natctl, p, format!("element add tunnels {p}-wg")),
+                    Step::new(Tool::Natctl, p, format!("element add denied {p}-wg")),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_later_group_that_printed_nothing_fails_the_stage_whatever_its_exit_code() {
+        for rc in [0, 1] {
+            let mut exec = Short { short: 1, rc };
+            let mut run = Runner::new(&mut exec, false, 2);
+            let e = run.stage(steps(), &[Tool::Natctl]).unwrap_err();
+            assert_eq!(e.code, 1);
+            let want = if rc == 0 {
+                "natctl batch stopped after 0 of its 2 lines, and its exit code was lost"
+            } else {
+                "natctl batch failed (exit 1)"
+            };
+            assert!(e.msg.contains(want), "rc {rc}: {}", e.msg);
+        }
+        let mut exec = Short { short: 9, rc: 0 };
+        let mut run = Runner::new(&mut exec, false, 2);
+        let done = run.stage(steps(), &[Tool::Natctl]).unwrap();
+        assert!(done.iter().all(|d| d.changed && !d.failed));
+    }
+
+    #[test]
+    fn a_repair_marks_the_owner_of_a_group_that_stopped_failed() {
+        for rc in [0, 1] {
+            let mut exec = Short { short: 1, rc };
+            let mut run = Runner::new(&mut exec, false, 2);
+            run.repair = true;
+            let done = run.stage(steps(), &[Tool::Natctl]).unwrap();
+            assert_eq!(run.failed, HashSet::from(["b".to_string()]), "rc {rc}");
+            let failed: Vec<&str> = done
+                .iter()
+                .filter(|d| d.failed)
+                .map(|d| d.owner.as_str())
+                .collect();
+            assert_eq!(failed, ["b", "b"], "rc {rc}");
+        }
+    }
 }
