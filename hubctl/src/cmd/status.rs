@@ -18,18 +18,7 @@ pub fn status(hub: &mut Hub) -> Result<Value> {
     // (empty is unset, as a shell's `NIRANSIX_HUB_OBSERVED= hub status` means)
     if let Some(path) = std::env::var_os("NIRANSIX_HUB_OBSERVED").filter(|p| !p.is_empty()) {
         // (what status read of the kernel, for a bug report or a health test's fixture)
-        let observed = serde_json::json!({
-            "shows": seen
-                .shows
-                .iter()
-                .map(|(owner, json)| {
-                    let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-                    (owner.clone(), v)
-                })
-                .collect::<serde_json::Map<String, Value>>(),
-            "netns": seen.netns.iter().collect::<std::collections::BTreeSet<_>>(),
-            "udp_ports": seen.udp_ports.iter().collect::<std::collections::BTreeSet<_>>(),
-        });
+        let observed = seen.to_json();
         std::fs::write(&path, format!("{observed}\n")).map_err(|e| {
             crate::error::failed(format!(
                 "writing what status read to {}: {e}",

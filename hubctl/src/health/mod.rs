@@ -27,7 +27,7 @@ use eval::Health;
 pub(crate) use seen::jq_text;
 
 /// What the hub saw of the kernel.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// What the tools printed (their one JSON object), by owner: "center:links", "center:fwd",
     /// "center:switch", "center:wg", "center:nat", "center:rules", "center:routes" (zones), and per
@@ -39,6 +39,40 @@ pub struct Observed {
     pub netns: HashSet<String>,
     /// The UDP ports open in the center.
     pub udp_ports: HashSet<u16>,
+}
+
+impl Observed {
+    /// As one JSON object (`NIRANSIX_HUB_OBSERVED`, the health tests' fixtures): `shows`, each
+    /// listing as the tool printed it, `netns` and `udp_ports`, sorted.
+    pub fn to_json(&self) -> Value {
+        let shows: serde_json::Map<String, Value> = self
+            .shows
+            .iter()
+            .map(|(owner, json)| {
+                let v = serde_json::from_str(json).unwrap_or(Value::Null);
+                (owner.clone(), v)
+            })
+            .collect();
+        serde_json::json!({
+            "shows": shows,
+            "netns": self.netns.iter().collect::<std::collections::BTreeSet<_>>(),
+            "udp_ports": self.udp_ports.iter().collect::<std::collections::BTreeSet<_>>(),
+        })
+    }
+
+    /// What [`Observed::to_json`] wrote (missing parts: empty).
+    pub fn from_json(v: &Value) -> Observed {
+        Observed {
+            shows: v["shows"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(owner, show)| (owner.clone(), show.to_string()))
+                .collect(),
+            netns: serde_json::from_value(v["netns"].clone()).unwrap_or_default(),
+            udp_ports: serde_json::from_value(v["udp_ports"].clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// `hub status`: the center and every peer, with their health.

@@ -44,16 +44,7 @@ impl Case {
             conf: Conf::from_map(&env).unwrap(),
             center: serde_json::from_value(input["center"].clone()).unwrap(),
             peers: records.into_iter().map(|p| (p.name.clone(), p)).collect(),
-            seen: Observed {
-                shows: input["shows"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(owner, show)| (owner.clone(), show.to_string()))
-                    .collect(),
-                netns: serde_json::from_value(input["netns"].clone()).unwrap(),
-                udp_ports: serde_json::from_value(input["udp_ports"].clone()).unwrap(),
-            },
+            seen: Observed::from_json(&input),
         }
     }
 
@@ -240,4 +231,17 @@ fn tool_outputs_of_another_shape_read_as_absent() {
             "bridge port hxa-br in namespace hxhub.switch is not isolated (HUB_ISOLATE=yes)",
         ]
     );
+}
+
+/// What `NIRANSIX_HUB_OBSERVED` writes reads back as it was, for every captured hub.
+#[test]
+fn what_status_read_is_written_as_the_fixtures_hold_it() {
+    for name in CASES {
+        let case = Case::load(name);
+        assert_eq!(
+            Observed::from_json(&case.seen.to_json()),
+            case.seen,
+            "{name}"
+        );
+    }
 }
