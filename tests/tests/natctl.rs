@@ -2617,31 +2617,55 @@ fn connmark_center(lab: &Lab, over_maps: bool) -> (String, String, String, Strin
     (center, dev_a, dev_b, server)
 }
 
-/// A UDP server on 100.64.0.1:5000 that answers the first datagram with 60 datagrams
-/// `srv-I`, 50 ms apart; a client in device B (192.168.1.10:4000) that sends it one and counts
-/// what comes back; and, meanwhile, device A sending datagrams spoofed as the reply side of B's
-/// connection (from 100.64.0.1:5000 to B's address 100.64.0.12:4000) and counting the server's
-/// datagrams that reach it. Returns (B's count, A's count).
-fn spoof_run(dev_a: &str, dev_b: &str, server: &str) -> (u32, u32) {
+/// A UDP server on 100.64.0.1:5000 that answers the first datagram with datagrams `srv-I`,
+/// 50 ms apart, at least 60 and until told to stop, then `end`; a client in device B
+/// (192.168.1.10:4000) that says hello until the first comes back and counts them up to `end`;
+/// and, once B's connection is there and while the server sends, device A sending 40 datagrams
+/// spoofed as the reply side of B's connection (from 100.64.0.1:5000 to B's address
+/// 100.64.0.12:4000) and counting the server's datagrams that reach it.
+///
+/// Each phase waits for the one before rather than for a fixed time: in the VM lane's emulated
+/// CPU, starting python takes seconds.
+/// Returns (B's count, A's count, the server's count).
+fn spoof_run(dev_a: &str, dev_b: &str, server: &str) -> (u32, u32, u32) {
     let server_py = r#"
-import socket, time
+import os, socket, sys, time
+stop = os.path.join(sys.argv[1], "stop")
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", 5000))
-s.settimeout(10)
-_, peer = s.recvfrom(100)
-for i in range(60):
-    s.sendto(b"srv-%d" % i, peer); time.sleep(0.05)
+s.settimeout(60)
+try:
+    _, peer = s.recvfrom(100)
+except socket.timeout:
+    sys.exit("the server heard no hello")
+n, end = 0, time.time() + 60
+while n < 60 or (not os.path.exists(stop) and time.time() < end):
+    s.sendto(b"srv-%d" % n, peer); n += 1; time.sleep(0.05)
+for _ in range(3):
+    s.sendto(b"end", peer)
+print("S", n)
 "#;
     let client_py = r#"
-import socket, time
+import os, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("192.168.1.10", 4000))
-s.sendto(b"hello", ("100.64.0.1", 5000))
-s.settimeout(1.5)
+s.settimeout(0.25)
 n = 0
-try:
-    while True:
+for _ in range(240):
+    s.sendto(b"hello", ("100.64.0.1", 5000))
+    try:
         d, _ = s.recvfrom(100)
+        n += d.startswith(b"srv-")
+        break
+    except socket.timeout:
+        pass
+open(os.path.join(sys.argv[1], "ready"), "w").close()
+s.settimeout(10)
+try:
+    while n:
+        d, _ = s.recvfrom(100)
+        if d == b"end":
+            break
         n += d.startswith(b"srv-")
 except socket.timeout:
     pass
@@ -2658,35 +2682,38 @@ src, dst = socket.inet_aton("100.64.0.1"), socket.inet_aton("100.64.0.12")
 payload = b"spoof"
 udp = struct.pack("!HHHH", 5000, 4000, 8 + len(payload), 0) + payload
 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src, dst)
-n = 0
-end = time.time() + 3.5
-while time.time() < end:
-    raw.sendto(ip + udp, ("100.64.0.12", 0))
-    time.sleep(0.05)
+def drain():
+    n = 0
     try:
         while True:
-            d = rx.recv(100)
-            n += d.startswith(b"srv-")
+            n += rx.recv(100).startswith(b"srv-")
     except BlockingIOError:
-        pass
-print("A", n)
+        return n
+n = 0
+for _ in range(40):
+    raw.sendto(ip + udp, ("100.64.0.12", 0))
+    time.sleep(0.05)
+    n += drain()
+time.sleep(0.5)
+print("A", n + drain())
 "#;
     let script = format!(
         r#"
-        # bound (NS PORT): waits for a UDP socket on PORT in NS (a slow machine starts python
-        # in seconds; a datagram before the server's bind would be lost)
+        dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+        # waits (up to a minute) for a UDP socket on PORT in NS: a datagram before the
+        # server's bind would be lost
         bound() {{
-            for i in $(seq 1 400); do
+            for _ in $(seq 1 1200); do
                 ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q . && return; sleep 0.05
             done
+            echo "no UDP socket on port $2 in $1" >&2; return 1
         }}
-        ip netns exec {server} python3 -c '{server_py}' & s=$!
-        bound {server} 5000
-        ip netns exec {dev_b} python3 -c '{client_py}' & b=$!
-        bound {dev_b} 4000
-        sleep 0.3
+        ip netns exec {server} python3 -c '{server_py}' "$dir" & s=$!
+        bound {server} 5000 || {{ kill $s; exit 1; }}
+        ip netns exec {dev_b} python3 -c '{client_py}' "$dir" & b=$!
+        for _ in $(seq 1 1200); do [ -e "$dir/ready" ] && break; sleep 0.05; done
         ip netns exec {dev_a} python3 -c '{attacker_py}' & a=$!
-        wait $a; wait $b; wait $s
+        wait $a; touch "$dir/stop"; wait $b; wait $s
         "#
     );
     let out = sh(&script).ok().stdout;
@@ -2698,7 +2725,7 @@ print("A", n)
             .parse()
             .unwrap()
     };
-    (count("B"), count("A"))
+    (count("B"), count("A"), count("S"))
 }
 
 /// A device cannot take over another device's connection by sending packets that conntrack
@@ -2721,12 +2748,16 @@ fn connmark_over_maps_keeps_spoofed_replies_out_too() {
 fn spoofed_replies_are_dropped(over_maps: bool) {
     let lab = Lab::new();
     let (center, dev_a, dev_b, server) = connmark_center(&lab, over_maps);
-    let (b, a) = spoof_run(&dev_a, &dev_b, &server);
+    let (b, a, sent) = spoof_run(&dev_a, &dev_b, &server);
     assert_eq!(
         a, 0,
         "device A received {a} of the server's datagrams for B"
     );
-    assert_eq!(b, 60, "device B received {b} of the server's 60 datagrams");
+    assert!(sent >= 60, "the server sent {sent} datagrams");
+    assert_eq!(
+        b, sent,
+        "device B received {b} of the server's {sent} datagrams"
+    );
     let ct = nsh(&center, "conntrack -L -p udp 2>/dev/null").ok().stdout;
     assert!(
         ct.lines().any(
