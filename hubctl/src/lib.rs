@@ -19,6 +19,7 @@ pub mod health;
 pub mod hub;
 pub mod index;
 pub mod input;
+pub mod listing;
 pub mod metrics;
 pub mod names;
 pub mod net;

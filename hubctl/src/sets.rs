@@ -12,6 +12,7 @@ use std::fmt;
 
 use crate::access::{self, Dnat};
 use crate::conf::Conf;
+use crate::listing::NatRule;
 use crate::names::{self, Names};
 use crate::record::Peer;
 
@@ -305,11 +306,8 @@ pub fn is_hubs(set: &str) -> bool {
 }
 
 /// Whether RULE (as `natctl list` prints it) looks a packet up in one of the hub's sets.
-pub fn over_hub_sets(rule: &serde_json::Value) -> bool {
-    ["iif", "dst", "daddr"]
-        .iter()
-        .filter_map(|k| rule[*k].as_str()?.strip_prefix('@'))
-        .any(is_hubs)
+pub(crate) fn over_hub_sets(rule: &NatRule) -> bool {
+    rule.sets().any(is_hubs)
 }
 
 #[cfg(test)]
@@ -437,7 +435,10 @@ mod tests {
         ] {
             assert_eq!((is_hubs(set), is_entry_set(set)), (hubs, entry), "{set}");
         }
-        let rule = |iif: &str| serde_json::json!({"kind": "filter", "iif": iif});
+        let rule = |iif: &str| NatRule {
+            iif: Some(iif.to_string()),
+            ..NatRule::default()
+        };
         assert!(over_hub_sets(&rule("@tunnels")));
         assert!(!over_hub_sets(&rule("@mine")));
         assert!(!over_hub_sets(&rule("tunnels")));

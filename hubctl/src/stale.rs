@@ -9,7 +9,9 @@ use crate::conf::{Conf, ZONE_MARK_BASE};
 use crate::error::Result;
 use crate::exec::Tool::{Natctl, Routectl};
 use crate::fwmark;
+use crate::health::jq_text;
 use crate::hub::Hub;
+use crate::listing::{self, NatList, NatRule, RuleList, SetList, SetShow};
 use crate::names::Names;
 use crate::plan::{ns_opt, CENTER_NAT_LANE};
 use crate::steps::Step;
@@ -56,11 +58,10 @@ impl Hub<'_> {
         let keep: HashSet<&String> = ids.values().flatten().collect();
         let mut steps = Vec::new();
         for d in self.run.read(lists, &[Natctl])? {
-            let v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
-            for r in v["rules"].as_array().into_iter().flatten() {
-                let Some(id) = r["id"].as_str() else { continue };
+            let ns = Names::of(&c, &d.owner).ns;
+            let list: NatList = listing::parse(&d.json, &format!("'{}'", d.command))?;
+            for id in list.rules.iter().filter_map(NatRule::id) {
                 if !keep.contains(&id.to_string()) {
-                    let ns = Names::of(&c, &d.owner).ns;
                     steps.push(Step::new(
                         Natctl,
                         &d.owner,
@@ -88,11 +89,11 @@ impl Hub<'_> {
         ];
         let (mut rules, mut sets) = (Vec::new(), Vec::new());
         for d in self.run.read(reads, &[Natctl])? {
-            let mut v: serde_json::Value = serde_json::from_str(&d.json).unwrap_or_default();
-            for (key, into) in [("rules", &mut rules), ("sets", &mut sets)] {
-                if let serde_json::Value::Array(listed) = v[key].take() {
-                    into.extend(listed);
-                }
+            let what = format!("'{}'", d.command);
+            if d.owner == "center:sets" {
+                sets = listing::parse::<SetList>(&d.json, &what)?.sets;
+            } else {
+                rules = listing::parse::<NatList>(&d.json, &what)?.rules;
             }
         }
         let mut stale = vec![self.stale_of_peers(names, &rules, &sets)];
@@ -115,12 +116,7 @@ impl Hub<'_> {
 
     /// The deletions of the listed peers' rules and elements, among the center's RULES and SETS
     /// (as natctl lists them), that their plan does not hold.
-    fn stale_of_peers(
-        &self,
-        names: &[String],
-        rules: &[serde_json::Value],
-        sets: &[serde_json::Value],
-    ) -> Vec<Step> {
+    fn stale_of_peers(&self, names: &[String], rules: &[NatRule], sets: &[SetShow]) -> Vec<Step> {
         let c = &self.conf;
         // (a peer's rules and elements are keyed by its tunnel or one of its addresses)
         let mut owners: HashMap<String, String> = HashMap::new();
@@ -146,27 +142,18 @@ impl Hub<'_> {
         };
         let mut steps = Vec::new();
         for r in rules {
-            let keys = [&r["iif"], &r["dst"], &r["daddr"]];
-            let owner = keys
-                .iter()
-                .find_map(|k| k.as_str().and_then(|k| owners.get(k)));
-            if let (Some(owner), Some(id)) = (owner, r["id"].as_str()) {
+            let owner = r.matched().find_map(|m| owners.get(m));
+            if let (Some(owner), Some(id)) = (owner, r.id()) {
                 steps.push(step(owner, format!("del {id}")));
             }
         }
         for set in sets {
-            let Some(name) = set["name"].as_str() else {
-                continue;
-            };
-            for e in set["elements"].as_array().into_iter().flatten() {
-                let key = match &e["key"] {
-                    serde_json::Value::String(k) => k.clone(),
-                    other => other.to_string(),
-                };
+            let name = &set.name;
+            for key in set.elements.iter().map(|e| jq_text(&e.key)) {
                 let Some(owner) = owners.get(&key) else {
                     continue;
                 };
-                if !planned.contains(&(name.to_string(), key.clone())) {
+                if !planned.contains(&(name.clone(), key.clone())) {
                     steps.push(step(owner, format!("element del {name} {key}")));
                 }
             }
@@ -204,20 +191,20 @@ impl Hub<'_> {
             .values()
             .map(|p| fwmark::block(p.listen_port))
             .collect();
-        let v: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
+        let list: RuleList = listing::parse(&list, &format!("'routectl {co}rule list'"))?;
         let mut steps = Vec::new();
-        for r in v["rules"].as_array().into_iter().flatten() {
-            let (Some(mark), Some(_)) = (r["fwmark"].as_u64(), r["goto"].as_u64()) else {
+        for r in &list.rules {
+            let (Some(mark), Some(_)) = (r.fwmark, r.goto) else {
                 continue;
             };
             let port = mark
                 .checked_sub(u64::from(ZONE_MARK_BASE))
                 .and_then(|p| u16::try_from(p).ok());
             let Some(port) = port else { continue };
-            let v6 = r["family"] == "inet6";
+            let v6 = r.family.as_deref() == Some("inet6");
             let gate = fwmark::gate(v6, port);
-            let ours = r["priority"] == fwmark::GATE_PRIORITY
-                && r["fwmask"] == fwmark::GATE_MASK
+            let ours = r.priority == Some(u64::from(fwmark::GATE_PRIORITY))
+                && r.fwmask == Some(u64::from(fwmark::GATE_MASK))
                 && u64::from(fwmark::gate_mark(port)) == mark;
             if ours && !held.contains(&fwmark::block(port)) {
                 steps.push(Step::new(
@@ -235,18 +222,17 @@ impl Hub<'_> {
 }
 
 /// The deletions of the center's RULES (as natctl lists them) over an entry set not WANTED.
-fn stale_entry_rules(c: &Conf, rules: &[serde_json::Value], wanted: &HashSet<String>) -> Vec<Step> {
+fn stale_entry_rules(c: &Conf, rules: &[NatRule], wanted: &HashSet<String>) -> Vec<Step> {
     let co = ns_opt(&c.ns);
     let mut steps: Vec<Step> = Vec::new();
     for r in rules {
-        let set = ["iif", "daddr"]
-            .iter()
-            .find_map(|k| r[*k].as_str()?.strip_prefix('@'));
-        if let (Some(set), Some(id)) = (set, r["id"].as_str()) {
+        let stale = r
+            .sets()
+            .any(|set| crate::sets::is_entry_set(set) && !wanted.contains(set));
+        if let (true, Some(id)) = (stale, r.id()) {
             let line = format!("{co}del {id}");
             // (a rule of two parts is listed twice)
-            let listed = steps.iter().any(|s| s.line == line);
-            if crate::sets::is_entry_set(set) && !wanted.contains(set) && !listed {
+            if !steps.iter().any(|s| s.line == line) {
                 steps.push(Step::new(Natctl, "center", line));
             }
         }
@@ -255,10 +241,10 @@ fn stale_entry_rules(c: &Conf, rules: &[serde_json::Value], wanted: &HashSet<Str
 }
 
 /// The deletions of the center's entry SETS (as natctl lists them) not WANTED.
-fn stale_entry_sets(c: &Conf, sets: &[serde_json::Value], wanted: &HashSet<String>) -> Vec<Step> {
+fn stale_entry_sets(c: &Conf, sets: &[SetShow], wanted: &HashSet<String>) -> Vec<Step> {
     let co = ns_opt(&c.ns);
     sets.iter()
-        .filter_map(|set| set["name"].as_str())
+        .map(|set| set.name.as_str())
         .filter(|name| crate::sets::is_entry_set(name) && !wanted.contains(*name))
         .map(|name| Step::new(Natctl, "center", format!("{co}set del {name}")))
         .collect()

@@ -9,6 +9,7 @@ use super::Outcome;
 use crate::error::Result;
 use crate::exec::Tool::{Natctl, Nsctl, Routectl};
 use crate::hub::Hub;
+use crate::listing::{self, NatList, NatRule, SetList};
 use crate::plan::ns_opt;
 use crate::steps::Step;
 
@@ -64,14 +65,15 @@ pub fn down(hub: &mut Hub, keep_state: bool) -> Result<Outcome> {
                     .run
                     .probe(Step::new(Natctl, "center", format!("{co}list")))?
                     .unwrap_or_default();
-                let v: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
-                let rules = v["rules"].as_array().map_or(&[][..], Vec::as_slice);
-                let (ours, theirs): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
-                    rules.iter().partition(|r| crate::sets::over_hub_sets(r));
+                let list: NatList = listing::parse(&list, &format!("'natctl {co}list'"))?;
+                let (ours, theirs): (Vec<&NatRule>, Vec<&NatRule>) = list
+                    .rules
+                    .iter()
+                    .partition(|r| crate::sets::over_hub_sets(r));
                 if theirs.is_empty() {
                     step(Natctl, format!("{co}flush"));
                 } else {
-                    let mut ids: Vec<&str> = ours.iter().filter_map(|r| r["id"].as_str()).collect();
+                    let mut ids: Vec<&str> = ours.iter().filter_map(|r| r.id()).collect();
                     ids.sort_unstable();
                     ids.dedup();
                     for id in ids {
@@ -81,12 +83,9 @@ pub fn down(hub: &mut Hub, keep_state: bool) -> Result<Outcome> {
                         .run
                         .probe(Step::new(Natctl, "center", format!("{co}set list")))?
                         .unwrap_or_default();
-                    let v: serde_json::Value = serde_json::from_str(&sets).unwrap_or_default();
-                    for set in v["sets"].as_array().into_iter().flatten() {
-                        if let Some(name) = set["name"].as_str().filter(|n| crate::sets::is_hubs(n))
-                        {
-                            step(Natctl, format!("{co}set del {name}"));
-                        }
+                    let sets: SetList = listing::parse(&sets, &format!("'natctl {co}set list'"))?;
+                    for set in sets.sets.iter().filter(|s| crate::sets::is_hubs(&s.name)) {
+                        step(Natctl, format!("{co}set del {}", set.name));
                     }
                 }
             }

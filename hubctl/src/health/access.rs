@@ -1,9 +1,9 @@
 //! Both directions of a peer's traffic held against its plan: each forward and each allow entry
 //! has its natctl rule, nothing else lets the device through, and what was refused is counted.
 
-use super::seen::NatRule;
 use crate::access::{self, Allow, Forward};
 use crate::conf::Conf;
+use crate::listing::NatRule;
 use crate::names::Names;
 use crate::record::Peer;
 

@@ -12,6 +12,7 @@ use super::access::{self, access_problems, denied};
 use super::rules::*;
 use super::seen::*;
 use super::{CenterStatus, Observed, PeerStatus, Status};
+use crate::listing::*;
 
 /// What the center holds for every peer (HUB_MODE=zones), by the peer's objects.
 #[derive(Default)]

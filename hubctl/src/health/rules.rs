@@ -1,6 +1,7 @@
 //! One rule each: an object missing, down, or not as recorded, said in words a person can act on.
 
 use super::seen::*;
+use crate::listing::*;
 use crate::plan::on_off;
 use crate::record::Peer;
 
