@@ -4288,6 +4288,10 @@ fn forwards_over_ipv6_in_place_and_through_sync() {
     assert!(hub.peer_status("v2")["denied_packets"].as_u64().unwrap() >= 1);
     hub.assert_healthy("after sync");
     assert_forwards_map(&hub, &names, "after sync");
+    // The center's ruleset as `nft list ruleset` saves it loads back (`nft -c`: the kernel
+    // checks the whole of it and keeps nothing), the hub's sets and maps included.
+    let reload = nsh(&hub.ns, "nft list ruleset | nft -c -f -");
+    assert_eq!(reload.code, 0, "{}", reload.stderr);
     drop(services);
     for n in names {
         hub.remove_client(n);

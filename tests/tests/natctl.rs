@@ -5646,6 +5646,62 @@ fn rules_over_sets_refuse_what_does_not_fit() {
 /// before it: the same key again is changed:false, a key deleted after its add is gone, a mark
 /// taken by an earlier line is refused; a line the kernel would refuse leaves the lines before
 /// it in force.
+/// A ruleset saved the usual way (`nft list ruleset > FILE`) loads back (`nft -f FILE`) with
+/// natctl's sets and maps and the rules over them in it: a map of zones prints as `typeof
+/// iifname : ct zone` (zones have no nft type, and without that record nft printed `type
+/// ifname : 0`, which it refuses to read). Loaded into another namespace, it lists the same.
+#[test]
+fn a_saved_ruleset_loads_back_with_nft_f() {
+    let lab = Lab::new();
+    let (ns, other) = (lab.netns("save"), lab.netns("load"));
+    for (set, key, value, element) in [
+        ("zone_of", "ifname", "zone", "t0 5"),
+        ("addr_zone", "ipv4_addr", "zone", "10.0.0.1 7"),
+        ("addr_zone6", "ipv6_addr", "zone", "fd00::1 8"),
+        ("mark_zone", "mark", "zone", "0x10 9"),
+        ("cm", "ifname", "ctmark", "t0 1"),
+        ("marks", "ifname", "mark", "t0 2"),
+        ("snat_of", "ifname", "ipv4_addr", "t0 100.64.0.5"),
+        ("hosts", "ipv4_addr", "", "10.9.0.1"),
+    ] {
+        let mut args = vec!["set", "add", set, "--type", key, "--counter"];
+        if !value.is_empty() {
+            args.extend(["--value", value]);
+        }
+        natctl(&ns, &args).ok();
+        let element: Vec<&str> = element.split(' ').collect();
+        natctl(&ns, &[&["element", "add", set][..], &element].concat()).ok();
+    }
+    for rule in [
+        "zone --iif @zone_of --zone @zone_of --dir original",
+        "zone --local --dst @addr_zone --zone @addr_zone --dir reply",
+        "zone --local --dst @addr_zone6 --zone @addr_zone6 --dir reply",
+        "connmark --iif @cm --set @cm",
+        "mark --iif @marks --set @marks",
+        "snat --to @snat_of --iif @snat_of",
+        "filter --iif t0 --dst @hosts --verdict accept",
+    ] {
+        natctl(&ns, &rule.split(' ').collect::<Vec<_>>()).ok();
+    }
+    let saved = nsh(&ns, "nft list ruleset").ok().stdout;
+    for (map, key) in [
+        ("zone_of", "iifname"),
+        ("addr_zone", "ip daddr"),
+        ("addr_zone6", "ip6 daddr"),
+        ("mark_zone", "meta mark"),
+    ] {
+        let typeof_line = format!("map {map} {{\n\t\ttypeof {key} : ct zone\n");
+        assert!(saved.contains(&typeof_line), "{typeof_line:?} in {saved}");
+    }
+    let load = format!("ip netns exec {ns} nft list ruleset | ip netns exec {other} nft -f -");
+    sh(&load).ok();
+    assert_eq!(nsh(&other, "nft list ruleset").ok().stdout, saved);
+    // natctl still reads its own maps as what they are
+    let listed = natctl(&ns, &["set", "list", "zone_of"]).ok().json();
+    assert_eq!(listed["sets"][0]["value"], "zone", "{listed}");
+    assert_eq!(listed["sets"][0]["elements"][0]["value"], 5, "{listed}");
+}
+
 #[test]
 fn a_batchs_elements_are_committed_together() {
     let lab = Lab::new();

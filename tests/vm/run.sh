@@ -54,7 +54,7 @@ PLAN=(
   "wgctl[auto]|test|wgctl|NIRANSIX_WG_BACKEND=auto|settings_listing"
   "nsctl|test|nsctl||dummy_and_vlan_add_like_ip_link_add link_list_shows_operstate_carrier_mac_and_veth_peers_like_ip"
   "wgd[6.1]|test|wgd||a_bulk_transfer_arrives_whole_and_merged_into_fewer_writes what_leaves_whole_is_read_whole_and_split_by_wgd"
-  "natctl[6.1]|test|natctl||sets_and_maps filter_by_a_set maps_give rules_over_sets connmark_over_maps a_batchs_elements a_map_an_older_natctl_made"
+  "natctl[6.1]|test|natctl||sets_and_maps filter_by_a_set maps_give rules_over_sets connmark_over_maps a_batchs_elements a_map_an_older_natctl_made a_saved_ruleset"
 )
 # Items run only when named with --only (not part of CI): the hub benchmark with kernel
 # WireGuard, whose figures under emulation are ratios only.

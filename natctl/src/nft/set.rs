@@ -37,6 +37,30 @@ const UDATA_DATA_BYTEORDER: u8 = 1;
 /// (their values are marks as any other, 4 bytes of nft's `mark`).
 const UDATA_COMMENT: u8 = 7;
 const CTMARK_COMMENT: &str = "natctl: connection marks, one key's each";
+/// `NFTNL_UDATA_SET_KEY_TYPEOF`, `..._DATA_TYPEOF`: the expressions nft prints a map's keys and
+/// values as (`typeof iifname : ct zone`). A zone has no nft type: without them `nft list`
+/// prints a map of zones as `type ifname : 0`, which `nft -f` refuses, so a saved ruleset
+/// (`nft list ruleset > FILE`) would not load back. Each holds the expression's kind
+/// (`UDATA_TYPEOF_EXPR`: nft's `enum expr_types`) and its own records (`UDATA_TYPEOF_DATA`), as
+/// nft writes them for `typeof` and reads them back, whichever version wrote them.
+const UDATA_KEY_TYPEOF: u8 = 3;
+const UDATA_DATA_TYPEOF: u8 = 4;
+const UDATA_TYPEOF_EXPR: u8 = 0;
+const UDATA_TYPEOF_DATA: u8 = 1;
+const EXPR_PAYLOAD: u32 = 7;
+const EXPR_META: u32 = 9;
+const EXPR_CT: u32 = 12;
+/// A payload's records: its protocol (nft's `PROTO_DESC_IP`, `PROTO_DESC_IP6`) and field
+/// (`IPHDR_DADDR`, `IP6HDR_DADDR`); a meta or ct expression's: its key, and a ct's direction
+/// (none: -1).
+const PROTO_DESC_IP: u32 = 12;
+const IPHDR_DADDR: u32 = 12;
+const PROTO_DESC_IP6: u32 = 13;
+const IP6HDR_DADDR: u32 = 9;
+const NFT_META_MARK: u32 = 3;
+const NFT_META_IIFNAME: u32 = 6;
+const NFT_CT_ZONE: u32 = 17;
+const CT_DIR_NONE: u32 = u32::MAX;
 /// nft's width of a type in a concatenation's type number (`TYPE_BITS`).
 const TYPE_BITS: u32 = 6;
 const HOST_ENDIAN: u32 = 1;
@@ -62,6 +86,18 @@ impl KeyType {
         ]
         .into_iter()
         .find(|t| (t.encoding().0, t.encoding().1) == (datatype, len))
+    }
+
+    /// The expression nft prints a key of this type as in a map's `typeof`: (kind, records).
+    /// (`iifname`, `ip daddr`, `ip6 daddr`, `meta mark`: a map keyed by an address is looked
+    /// up by source or destination alike; nft reads only the type from it)
+    fn typeof_expr(self) -> (u32, &'static [u32]) {
+        match self {
+            KeyType::Ifname => (EXPR_META, &[NFT_META_IIFNAME]),
+            KeyType::Ipv4Addr => (EXPR_PAYLOAD, &[PROTO_DESC_IP, IPHDR_DADDR]),
+            KeyType::Ipv6Addr => (EXPR_PAYLOAD, &[PROTO_DESC_IP6, IP6HDR_DADDR]),
+            KeyType::Mark => (EXPR_META, &[NFT_META_MARK]),
+        }
     }
 
     /// The key of this type in BYTES (as the kernel holds it), if they are one.
@@ -194,14 +230,23 @@ type Encoding = (u32, u32, u32);
 impl SetMsg {
     /// Set DEF, without the sets natctl keeps beside it ([`SetMsg::companions`]).
     pub fn new(def: &SetDef) -> SetMsg {
-        let comment = (def.value == Some(ValueType::Ctmark)).then_some(CTMARK_COMMENT);
+        let mut records = Vec::new();
+        match def.value {
+            Some(ValueType::Ctmark) => {
+                // (type, length with the NUL, text, NUL)
+                let text = [CTMARK_COMMENT.as_bytes(), &[0]].concat();
+                udata_record(&mut records, UDATA_COMMENT, &text);
+            }
+            Some(ValueType::Zone) => records = zone_map_typeof(def.key),
+            _ => {}
+        }
         let value = def.value.map(ValueType::encoding);
         SetMsg::of(
             &cname(&def.name),
             def.key.encoding(),
             value,
             def.counter,
-            comment,
+            &records,
         )
     }
 
@@ -210,18 +255,21 @@ impl SetMsg {
         Companion::of(def).iter().map(|c| c.set_msg(def)).collect()
     }
 
+    /// Set NAME of keys KEY (and values VALUE: a map), with a counter per element or not, and
+    /// RECORDS after the byte orders in its userdata (a comment, the `typeof` of a map of
+    /// zones).
     fn of(
         name: &CStr,
         key: Encoding,
         value: Option<Encoding>,
         counter: bool,
-        comment: Option<&str>,
+        records: &[u8],
     ) -> SetMsg {
         // SAFETY: `set_object` hands over a set we free in Drop.
         let s = unsafe { set_object(name) };
         let (key_type, key_len, key_order) = key;
-        let mut udata = vec![UDATA_KEY_BYTEORDER, 4];
-        udata.extend_from_slice(&key_order.to_ne_bytes());
+        let mut udata = Vec::new();
+        udata_record(&mut udata, UDATA_KEY_BYTEORDER, &key_order.to_ne_bytes());
         // SAFETY: `s` is the set allocated above; each attribute is set with the setter of its
         // type; the counter expression is allocated here (non-NULL, see `allocated`) and handed
         // to the set, which frees it; libnftnl copies `udata`.
@@ -231,8 +279,7 @@ impl SetMsg {
                 flags |= libc::NFT_SET_MAP as u32;
                 sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_TYPE as u16, data_type);
                 sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DATA_LEN as u16, data_len);
-                udata.extend_from_slice(&[UDATA_DATA_BYTEORDER, 4]);
-                udata.extend_from_slice(&data_order.to_ne_bytes());
+                udata_record(&mut udata, UDATA_DATA_BYTEORDER, &data_order.to_ne_bytes());
             }
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FLAGS as u16, flags);
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_TYPE as u16, key_type);
@@ -242,12 +289,7 @@ impl SetMsg {
                 let counter = allocated(sys::nftnl_expr_alloc(c"counter".as_ptr()));
                 sys::nftnl_set_add_expr(s, counter.as_ptr());
             }
-            if let Some(comment) = comment {
-                // (type, length with the NUL, text, NUL: at most a few dozen bytes)
-                udata.extend_from_slice(&[UDATA_COMMENT, comment.len() as u8 + 1]);
-                udata.extend_from_slice(comment.as_bytes());
-                udata.push(0);
-            }
+            udata.extend_from_slice(records);
             sys::nftnl_set_set_data(
                 s,
                 sys::NFTNL_SET_USERDATA as u16,
@@ -339,7 +381,7 @@ impl Companion {
             Companion::Keys => (key, None),
             Companion::Values => (mark, None),
         };
-        SetMsg::of(&self.cname(&def.name), of, value, false, None)
+        SetMsg::of(&self.cname(&def.name), of, value, false, &[])
     }
 
     /// What it holds of DEF's element KEY : MARK (as bytes).
@@ -678,6 +720,33 @@ fn parse_set(hdr: &libc::nlmsghdr, out: &mut Vec<Reported>) -> libc::c_int {
     mnl::mnl_sys::MNL_CB_OK
 }
 
+/// A record of a set's userdata: type, length, value.
+fn udata_record(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+    let len = u8::try_from(value.len()).expect("a userdata record is under 256 bytes");
+    out.extend_from_slice(&[kind, len]);
+    out.extend_from_slice(value);
+}
+
+/// The `typeof` records of a map of zones keyed by KEY: `typeof iifname : ct zone` (or `ip
+/// daddr`, `ip6 daddr`, `meta mark`).
+fn zone_map_typeof(key: KeyType) -> Vec<u8> {
+    let expr = |(kind, fields): (u32, &[u32])| {
+        let mut data = Vec::new();
+        for (at, field) in (0u8..).zip(fields) {
+            udata_record(&mut data, at, &field.to_ne_bytes());
+        }
+        let mut out = Vec::new();
+        udata_record(&mut out, UDATA_TYPEOF_EXPR, &kind.to_ne_bytes());
+        udata_record(&mut out, UDATA_TYPEOF_DATA, &data);
+        out
+    };
+    let mut out = Vec::new();
+    udata_record(&mut out, UDATA_KEY_TYPEOF, &expr(key.typeof_expr()));
+    let zone: (u32, &[u32]) = (EXPR_CT, &[NFT_CT_ZONE, CT_DIR_NONE]);
+    udata_record(&mut out, UDATA_DATA_TYPEOF, &expr(zone));
+    out
+}
+
 /// The comment record of a set's userdata (TLVs of type u8, length u8, value).
 fn udata_comment(mut udata: &[u8]) -> Option<String> {
     while udata.len() >= 2 {
@@ -851,4 +920,36 @@ fn parse_elements(hdr: &libc::nlmsghdr, found: &mut Elements) -> libc::c_int {
         sys::nftnl_set_free(s);
     }
     mnl::mnl_sys::MNL_CB_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `typeof` records of a map of zones are byte for byte what nft (1.0.6) writes for
+    /// `typeof iifname : ct zone` and `typeof ip6 daddr : ct zone` (from `nft --debug=mnl add
+    /// map ...`; the records are in host byte order).
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn a_zone_maps_typeof_is_what_nft_writes() {
+        let ct_zone = [
+            0x04, 0x14, 0x00, 0x04, 0x0c, 0, 0, 0, 0x01, 0x0c, 0x00, 0x04, 0x11, 0, 0, 0, 0x01,
+            0x04, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let iifname = [
+            0x03, 0x0e, 0x00, 0x04, 0x09, 0, 0, 0, 0x01, 0x06, 0x00, 0x04, 0x06, 0, 0, 0,
+        ];
+        let ip6_daddr = [
+            0x03, 0x14, 0x00, 0x04, 0x07, 0, 0, 0, 0x01, 0x0c, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01,
+            0x04, 0x09, 0, 0, 0,
+        ];
+        assert_eq!(
+            zone_map_typeof(KeyType::Ifname),
+            [&iifname[..], &ct_zone].concat()
+        );
+        assert_eq!(
+            zone_map_typeof(KeyType::Ipv6Addr),
+            [&ip6_daddr[..], &ct_zone].concat()
+        );
+    }
 }
